@@ -1,0 +1,73 @@
+/* Configuration as a table (name, type, default, bounds, doc), loaded from
+ * YAML with libyaml. Validation and docs/configuration.md come from one place. */
+#ifndef CASCADE_CFG_H
+#define CASCADE_CFG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef enum {
+  CFG_STR,      /* char *, heap; default "" when defval is NULL */
+  CFG_BOOL,     /* int 0/1; YAML true/false (also yes/no, on/off) */
+  CFG_INT,      /* long long within [min, max] */
+  CFG_ENUM,     /* int index into choices; YAML scalar naming one choice */
+  CFG_STRLIST,  /* cfg_strlist_t; YAML sequence of scalars (or [] / null) */
+  CFG_STRMAP    /* cfg_strmap_t; YAML mapping scalar -> scalar, order kept */
+} cfg_type_t;
+
+#define CFG_REQUIRED 0x1   /* must be present in the file (or set from the environment) */
+#define CFG_SECRET   0x2   /* never printed */
+
+typedef struct {
+  char **v;
+  size_t n;
+} cfg_strlist_t;
+
+typedef struct {
+  char **keys;
+  char **vals;
+  size_t n;
+} cfg_strmap_t;
+
+typedef struct cfg_key {
+  const char *name;           /* dotted path, e.g. "http.listenaddr" */
+  cfg_type_t type;
+  size_t offset;              /* of the field in the destination struct */
+  const char *defval;         /* default as YAML scalar text; NULL = empty */
+  long long min, max;         /* CFG_INT bounds; CFG_STR/STRLIST/STRMAP: max
+                                 string length (max 0 = 4096), min = min length */
+  const char *const *choices; /* CFG_ENUM: NULL-terminated */
+  int flags;
+  const char *doc;            /* one line for docs/configuration.md */
+} cfg_key_t;
+/* A table ends with an entry whose name is NULL. Two entries may share an
+ * offset (an alias, e.g. a seed key kept beside ours). */
+
+/* cfg_defaults fills |dst| with the defaults of |table|. Returns 0 or -1
+ * (out of memory, or a default outside its own bounds: a programming error). */
+int cfg_defaults(const cfg_key_t *table, void *dst);
+
+/* cfg_load_file parses the YAML file |path| over the defaults already in |dst|.
+ * On error returns -1, leaves |dst| holding valid (default or partly loaded)
+ * values to be freed with cfg_free, and writes
+ * "FILE:LINE:COL: key 'x.y': message" (or "FILE:LINE:COL: message" for a
+ * YAML syntax error, "FILE: message" when the file cannot be read) to |err|. */
+int cfg_load_file(const cfg_key_t *table, void *dst, const char *path,
+                  char *err, size_t errlen);
+
+/* cfg_load_buf is cfg_load_file on |len| bytes in memory; |name| stands for
+ * the file name in errors. Input larger than 1 MiB is refused. */
+int cfg_load_buf(const cfg_key_t *table, void *dst, const char *name,
+                 const char *buf, size_t len, char *err, size_t errlen);
+
+/* cfg_set_str replaces a CFG_STR value (for environment overrides). */
+int cfg_set_str(char **field, const char *value);
+
+/* cfg_free frees every heap value of |table| in |dst| and zeroes them. */
+void cfg_free(const cfg_key_t *table, void *dst);
+
+/* cfg_print_markdown writes the table as a Markdown table (key, type,
+ * default, bounds, description) for docs/configuration.md. */
+void cfg_print_markdown(const cfg_key_t *table, FILE *out);
+
+#endif
