@@ -5,19 +5,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* b64_encoded_len is the length of the encoding of |n| bytes, without NUL. */
+/* b64_encoded_len is the length of the padded encoding of |n| bytes, without
+ * NUL (the unpadded URL-safe form is never longer). */
 size_t b64_encoded_len(size_t n);
 
 /* b64_encode writes the padded standard encoding of |in| and a NUL to |out|.
  * Returns its length, or -1 when |outlen| is too small. */
 long b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen);
 
-/* b64url_encode writes the unpadded URL-safe encoding and a NUL. */
+/* b64url_encode writes the unpadded URL-safe encoding ('-' and '_' for '+'
+ * and '/') and a NUL. Returns its length, or -1 when |outlen| is too small. */
 long b64url_encode(const uint8_t *in, size_t n, char *out, size_t outlen);
 
 /* b64_decode decodes the padded standard encoding of |in| (|n| chars),
- * strictly: no whitespace, correct padding, zero trailing bits. Returns the
- * number of bytes written to |out|, or -1 on bad input or short |outlen|. */
+ * strictly: no whitespace, correct padding, zero trailing bits, so each byte
+ * string has one accepted encoding. |outlen| must hold the decoded length
+ * (not the rounded-up 3/4 of |n|). Returns the number of bytes written to
+ * |out|, or -1 on bad input or short |outlen|; after -1, |out| may hold
+ * partial output. */
 long b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen);
 
 #endif

@@ -15,7 +15,10 @@ typedef enum {
   CFG_STRMAP    /* cfg_strmap_t; YAML mapping scalar -> scalar, order kept */
 } cfg_type_t;
 
-#define CFG_REQUIRED 0x1   /* must be present in the file (or set from the environment) */
+/* CFG_REQUIRED: must be present in the file or set from the environment.
+ * cfg_load_* do not enforce it (overrides come later): the caller checks
+ * after applying them. */
+#define CFG_REQUIRED 0x1
 #define CFG_SECRET   0x2   /* never printed */
 
 typedef struct {
@@ -41,17 +44,33 @@ typedef struct cfg_key {
   const char *doc;            /* one line for docs/configuration.md */
 } cfg_key_t;
 /* A table ends with an entry whose name is NULL. Two entries may share an
- * offset (an alias, e.g. a seed key kept beside ours). */
+ * offset (an alias, e.g. a seed key kept beside ours): they must have the
+ * same type, the first one's default counts, and a file may set only one.
+ *
+ * In the file, a YAML null (~, null, or no value) is "" for CFG_STR, empty
+ * for CFG_STRLIST/CFG_STRMAP and for a section, and an error for the other
+ * types. Strings must hold no control characters; list items and map keys
+ * and values obey the same length bounds as CFG_STR. Lists and maps hold at
+ * most 1024 entries. Anchors, aliases, several documents and nesting deeper
+ * than 16 are refused. */
 
-/* cfg_defaults fills |dst| with the defaults of |table|. Returns 0 or -1
- * (out of memory, or a default outside its own bounds: a programming error). */
+/* cfg_defaults fills |dst| with the defaults of |table|, overwriting the
+ * fields without freeing them (so |dst| must hold no heap values yet).
+ * Defaults are parsed like the file, except that a CFG_STR default is
+ * literal text and a NULL CFG_BOOL/INT/ENUM default is 0; CFG_STRLIST and
+ * CFG_STRMAP defaults are flow YAML (["/api/"], {a: b}). Returns 0 or -1 (out
+ * of memory, or a default outside its own bounds: a programming error), in
+ * which case |dst| is left zeroed. */
 int cfg_defaults(const cfg_key_t *table, void *dst);
 
 /* cfg_load_file parses the YAML file |path| over the defaults already in |dst|.
  * On error returns -1, leaves |dst| holding valid (default or partly loaded)
  * values to be freed with cfg_free, and writes
  * "FILE:LINE:COL: key 'x.y': message" (or "FILE:LINE:COL: message" for a
- * YAML syntax error, "FILE: message" when the file cannot be read) to |err|. */
+ * YAML syntax error, "FILE: message" when the file cannot be read) to |err|.
+ * LINE and COL are 1-based and point at the value for a bad value, at the
+ * key for an unknown or duplicate key. Keys marked CFG_REQUIRED that the
+ * file lacks are no error here. */
 int cfg_load_file(const cfg_key_t *table, void *dst, const char *path,
                   char *err, size_t errlen);
 

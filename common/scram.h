@@ -1,5 +1,10 @@
 /* SCRAM-SHA-256 (RFC 5802, RFC 7677) with GnuTLS primitives: the verifier a
- * node's secret is stored as, and the proofs of the challenge-response. */
+ * node's secret is stored as, and the proofs of the challenge-response.
+ *
+ * Secrets are raw bytes: no SASLprep, as PostgreSQL does for passwords it
+ * cannot normalise, so use ASCII secrets to interoperate with clients that
+ * do normalise. Because the secret is an HMAC key, secrets that differ only
+ * by trailing NUL bytes give the same verifier. */
 #ifndef CASCADE_SCRAM_H
 #define CASCADE_SCRAM_H
 

@@ -1,0 +1,25 @@
+/* The controller's context: everything one controller instance owns,
+ * created in main() and passed down (no globals). */
+#ifndef CASCADE_CTL_H
+#define CASCADE_CTL_H
+
+#include "auth.h"
+#include "ctl_config.h"
+#include "ctl_metrics.h"
+#include "db.h"
+
+struct MHD_Daemon;
+
+typedef struct ctl {
+  const ctl_config_t *cfg;
+  db_pool_t db;
+  auth_t auth;
+  ctl_metrics_t metrics;
+  struct MHD_Daemon *httpd;   /* owned; see http.c */
+  int listen_fd;              /* owned by httpd once started */
+  char *tls_cert;             /* PEM text, owned */
+  char *tls_key;              /* PEM text, owned */
+  char url[128];              /* where the API listens, for people */
+} ctl_t;
+
+#endif

@@ -1,0 +1,83 @@
+/* cascade-controller configuration: see docs/configuration.md, which is
+ * generated from this table (cascade-controller --print-config-doc). */
+#include "ctl_config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+#define OFF(f) offsetof(ctl_config_t, f)
+
+const cfg_key_t ctl_config_table[] = {
+    {"http.listenaddr", CFG_STR, OFF(http_listenaddr), "127.0.0.1:8080", 1, 256, NULL, 0,
+     "Address of the REST API (host:port, [v6]:port or :port for all addresses)."},
+    {"http.tls.cert", CFG_STR, OFF(http_tls_cert), NULL, 0, 4096, NULL, 0,
+     "PEM certificate file; HTTPS when both cert and key are set."},
+    {"http.tls.key", CFG_STR, OFF(http_tls_key), NULL, 0, 4096, NULL, 0,
+     "PEM private key file of http.tls.cert."},
+    {"http.threads", CFG_INT, OFF(http_threads), "4", 1, 256, NULL, 0,
+     "HTTP worker threads (each serves many connections with epoll)."},
+    {"http.maxconnections", CFG_INT, OFF(http_maxconns), "1024", 1, 65536, NULL, 0,
+     "Concurrent HTTP connections; more are refused."},
+    {"database.dsn", CFG_STR, OFF(db_dsn), NULL, 1, 4096, NULL, CFG_REQUIRED | CFG_SECRET,
+     "libpq connection string. Environment CASCADE_DB_DSN overrides it."},
+    {"database.poolsize", CFG_INT, OFF(db_poolsize), "4", 1, 64, NULL, 0,
+     "PostgreSQL connections kept open."},
+    {"database.timeout", CFG_INT, OFF(db_timeout_ms), "3000", 100, 60000, NULL, 0,
+     "Milliseconds: statement timeout, wait for a pooled connection, connect timeout."},
+    {"auth.admintoken", CFG_STR, OFF(admintoken), NULL, 0, 1024, NULL, CFG_SECRET,
+     "Bootstrap admin bearer token (at least 16 bytes when set). Environment "
+     "CASCADE_ADMIN_TOKEN overrides it."},
+    {"cascadeserver.autoregister", CFG_BOOL, OFF(autoregister), "true", 0, 0, NULL, 0,
+     "Unknown nodes may register themselves (seed key)."},
+    {"cascadeserver.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL, 0,
+     "Path prefixes the API relay lets through (seed key)."},
+    {"cascadeserver.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL, 0,
+     "Path prefixes the API relay refuses; deny wins over allow (seed key)."},
+    {"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, 0,
+     "Lowest level logged: debug, info, warn or error."},
+    {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
+};
+
+void ctl_config_free(ctl_config_t *c) { cfg_free(ctl_config_table, c); }
+
+int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen) {
+  const char *env;
+
+  memset(c, 0, sizeof(*c));
+  if (cfg_defaults(ctl_config_table, c) != 0) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    goto fail;
+  }
+  if (cfg_load_file(ctl_config_table, c, path, err, errlen) != 0) goto fail;
+
+  /* Secrets and the DSN come from the environment in container deployments. */
+  if ((env = getenv("CASCADE_DB_DSN")) != NULL && *env) {
+    if (cfg_set_str(&c->db_dsn, env) != 0) goto fail_oom;
+  }
+  if ((env = getenv("CASCADE_ADMIN_TOKEN")) != NULL && *env) {
+    if (cfg_set_str(&c->admintoken, env) != 0) goto fail_oom;
+  }
+  if (c->db_dsn == NULL || c->db_dsn[0] == '\0') {
+    snprintf(err, errlen, "%s: key 'database.dsn': required (or set CASCADE_DB_DSN)", path);
+    goto fail;
+  }
+  if (c->admintoken && c->admintoken[0] && strlen(c->admintoken) < 16) {
+    snprintf(err, errlen, "%s: key 'auth.admintoken': must be at least 16 bytes", path);
+    goto fail;
+  }
+  if ((c->http_tls_cert[0] == '\0') != (c->http_tls_key[0] == '\0')) {
+    snprintf(err, errlen, "%s: key 'http.tls': cert and key must be set together", path);
+    goto fail;
+  }
+  return 0;
+
+fail_oom:
+  snprintf(err, errlen, "%s: out of memory", path);
+fail:
+  ctl_config_free(c);
+  return -1;
+}

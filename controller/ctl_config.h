@@ -1,0 +1,35 @@
+/* cascade-controller configuration: the key table and its loading. */
+#ifndef CASCADE_CTL_CONFIG_H
+#define CASCADE_CTL_CONFIG_H
+
+#include "cfg.h"
+
+typedef struct ctl_config {
+  char *http_listenaddr;
+  char *http_tls_cert;
+  char *http_tls_key;
+  long long http_threads;
+  long long http_maxconns;
+  char *db_dsn;
+  long long db_poolsize;
+  long long db_timeout_ms;
+  char *admintoken;
+  int autoregister;
+  cfg_strlist_t relay_allow;
+  cfg_strlist_t relay_deny;
+  int log_level;
+} ctl_config_t;
+
+/* ctl_config_table is the table of every controller key. */
+extern const cfg_key_t ctl_config_table[];
+
+/* ctl_config_load fills |c| from defaults, the file |path| and the
+ * environment (CASCADE_DB_DSN, CASCADE_ADMIN_TOKEN), then checks required
+ * keys. On error writes "FILE:LINE:COL: key ...: message" to |err| and
+ * returns -1; |c| is then freed. */
+int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen);
+
+/* ctl_config_free frees |c|'s values. */
+void ctl_config_free(ctl_config_t *c);
+
+#endif

@@ -1,0 +1,363 @@
+/* PostgreSQL pool: see db.h. */
+#include "db.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+/* The statements, by db_stmt_t. Timestamps are formatted by PostgreSQL as
+ * RFC 3339 UTC so every node object looks the same. */
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#define NODE_COLS \
+  "id, name, ip, online, parent_id, labels::text, " TS("created_time") ", " \
+  TS("updated_time") ", " TS("last_seen")
+
+static const char *const stmt_sql[DB_STMT_COUNT] = {
+    [DB_NODE_GET] = "SELECT " NODE_COLS " FROM instances WHERE id = $1",
+    /* $1 online filter or NULL, $2 name substring or NULL, $3 limit, $4 offset.
+     * strpos on lower() matches the substring literally: no LIKE escapes. */
+    [DB_NODE_LIST] = "SELECT " NODE_COLS ", count(*) OVER () FROM instances"
+                     " WHERE ($1::boolean IS NULL OR online = $1::boolean)"
+                     " AND ($2::text IS NULL OR strpos(lower(name), lower($2::text)) > 0)"
+                     " ORDER BY id LIMIT $3::int OFFSET $4::bigint",
+    [DB_NODE_COUNT] = "SELECT count(*) FROM instances"
+                      " WHERE ($1::boolean IS NULL OR online = $1::boolean)"
+                      " AND ($2::text IS NULL OR strpos(lower(name), lower($2::text)) > 0)",
+    /* $1 name $2 verifier $3 parent_id $4 labels $5 actor $6 source */
+    [DB_NODE_CREATE] =
+        "WITH n AS (INSERT INTO instances (name, verifier, parent_id, labels)"
+        " VALUES ($1, $2, $3::bigint, $4::jsonb) RETURNING *),"
+        " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
+        " SELECT $5, 'node.create', id, $6, jsonb_build_object('name', name) FROM n)"
+        " SELECT " NODE_COLS " FROM n",
+    /* $1 id; $2/$3 name, $4/$5 verifier, $6/$7 parent, $8/$9 labels (set?, value);
+     * $10 actor $11 source */
+    [DB_NODE_UPDATE] =
+        "WITH n AS (UPDATE instances SET"
+        " name = CASE WHEN $2::boolean THEN $3::text ELSE name END,"
+        " verifier = CASE WHEN $4::boolean THEN $5::text ELSE verifier END,"
+        " parent_id = CASE WHEN $6::boolean THEN $7::bigint ELSE parent_id END,"
+        " labels = CASE WHEN $8::boolean THEN $9::jsonb ELSE labels END,"
+        " updated_time = now() WHERE id = $1::bigint RETURNING *),"
+        " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
+        " SELECT $10, 'node.update', id, $11, jsonb_build_object('name', name,"
+        " 'secret_changed', $4::boolean) FROM n)"
+        " SELECT " NODE_COLS " FROM n",
+    [DB_NODE_DELETE] =
+        "WITH n AS (DELETE FROM instances WHERE id = $1::bigint RETURNING *),"
+        " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
+        " SELECT $2, 'node.delete', id, $3, jsonb_build_object('name', name) FROM n)"
+        " SELECT " NODE_COLS " FROM n",
+    [DB_NODE_EXISTS] = "SELECT 1 FROM instances WHERE id = $1::bigint",
+    /* Would making $2 the parent of $1 close a loop? Walk $2's ancestors. */
+    [DB_NODE_CYCLE] =
+        "WITH RECURSIVE anc(id, parent_id, depth) AS ("
+        " SELECT id, parent_id, 0 FROM instances WHERE id = $2::bigint"
+        " UNION ALL SELECT i.id, i.parent_id, a.depth + 1 FROM instances i"
+        " JOIN anc a ON i.id = a.parent_id WHERE a.depth < 10000)"
+        " SELECT 1 FROM anc WHERE id = $1::bigint LIMIT 1",
+    [DB_NODE_STATS] = "SELECT count(*), count(*) FILTER (WHERE online) FROM instances",
+    [DB_TOKEN_LOOKUP] = "UPDATE api_tokens SET last_used = now() WHERE token_hash = $1::bytea"
+                        " RETURNING id, role",
+    /* $1 name $2 role $3 hash $4 actor $5 source */
+    [DB_TOKEN_CREATE] =
+        "WITH t AS (INSERT INTO api_tokens (name, role, token_hash)"
+        " VALUES ($1, $2, $3::bytea) RETURNING *),"
+        " e AS (INSERT INTO events (actor, action, source, detail)"
+        " SELECT $4, 'token.create', $5, jsonb_build_object('token_id', id, 'name', name,"
+        " 'role', role) FROM t)"
+        " SELECT id, name, role, " TS("created_time") " FROM t",
+    [DB_TOKEN_LIST] = "SELECT id, name, role, " TS("created_time") ", " TS("last_used")
+                      " FROM api_tokens ORDER BY id",
+    [DB_TOKEN_DELETE] =
+        "WITH t AS (DELETE FROM api_tokens WHERE id = $1::bigint RETURNING *),"
+        " e AS (INSERT INTO events (actor, action, source, detail)"
+        " SELECT $2, 'token.delete', $3, jsonb_build_object('token_id', id, 'name', name) FROM t)"
+        " SELECT id, name, role, " TS("created_time") ", " TS("last_used") ", token_hash FROM t",
+    /* $1 actor $2 action $3 source $4 detail */
+    [DB_EVENT_ADD] = "INSERT INTO events (actor, action, source, detail)"
+                     " VALUES ($1, $2, $3, $4::jsonb)",
+    [DB_PING] = "SELECT 1",
+};
+
+int64_t db_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_notice(void *arg, const char *msg) {
+  char q[512];
+  log_debug("db", "notice: %s", log_quote(msg, q, sizeof(q)));
+}
+
+int db_pool_init(db_pool_t *p, const char *dsn, int size, int timeout_ms) {
+  pthread_condattr_t ca;
+
+  memset(p, 0, sizeof(*p));
+  p->size = size;
+  p->timeout_ms = timeout_ms;
+  p->dsn = strdup(dsn);
+  p->conns = calloc((size_t)size, sizeof(*p->conns));
+  p->free_list = calloc((size_t)size, sizeof(*p->free_list));
+  if (p->dsn == NULL || p->conns == NULL || p->free_list == NULL) goto fail;
+  for (int i = 0; i < size; i++) {
+    p->conns[i].index = i;
+    p->free_list[i] = i;
+  }
+  p->nfree = size;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  return 0;
+
+fail:
+  free(p->dsn);
+  free(p->conns);
+  free(p->free_list);
+  memset(p, 0, sizeof(*p));
+  return -1;
+}
+
+static void conn_close(db_conn_t *c) {
+  if (c->pg) PQfinish(c->pg);
+  c->pg = NULL;
+  c->prepared = 0;
+}
+
+void db_pool_free(db_pool_t *p) {
+  if (p->conns == NULL) return;
+  for (int i = 0; i < p->size; i++) conn_close(&p->conns[i]);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
+  free(p->conns);
+  free(p->free_list);
+  free(p->dsn);
+  memset(p, 0, sizeof(*p));
+}
+
+/* wait_fd waits for |pg|'s socket until |deadline|. 1 ready, 0 timeout, -1 error. */
+static int wait_fd(PGconn *pg, int for_write, int64_t deadline) {
+  struct pollfd pfd = {.fd = PQsocket(pg), .events = for_write ? POLLOUT : POLLIN};
+  if (pfd.fd < 0) return -1;
+  for (;;) {
+    int64_t left = deadline - db_now_ms();
+    if (left <= 0) return 0;
+    int r = poll(&pfd, 1, (int)left);
+    if (r > 0) return 1;
+    if (r == 0) return 0;
+    if (errno != EINTR) return -1;
+  }
+}
+
+/* finish collects the results of a sent query within |deadline|: the first
+ * failed result, else the last one. */
+static PGresult *finish(db_pool_t *p, db_conn_t *c, int64_t deadline, int *err) {
+  PGresult *keep = NULL, *r;
+  int f;
+
+  while ((f = PQflush(c->pg)) == 1) {
+    if (wait_fd(c->pg, 1, deadline) <= 0) goto timeout;
+  }
+  if (f < 0) goto broken;
+  for (;;) {
+    while (PQisBusy(c->pg)) {
+      int w = wait_fd(c->pg, 0, deadline);
+      if (w == 0) goto timeout;
+      if (w < 0 || !PQconsumeInput(c->pg)) goto broken;
+    }
+    r = PQgetResult(c->pg);
+    if (r == NULL) break;
+    if (keep == NULL || db_ok(keep)) {
+      PQclear(keep);
+      keep = r;
+    } else {
+      PQclear(r);
+    }
+  }
+  if (PQstatus(c->pg) != CONNECTION_OK) goto broken;
+  if (keep == NULL) goto broken;
+  return keep;
+
+timeout:
+  PQclear(keep);
+  /* The connection is mid-query: drop it; the server's statement_timeout
+   * ends the query on its side. */
+  log_warn("db", "statement timed out after %d ms", p->timeout_ms);
+  conn_close(c);
+  atomic_fetch_add(&p->errors, 1);
+  *err = DB_ERR_TIMEOUT;
+  return NULL;
+
+broken:
+  PQclear(keep);
+  {
+    char q[256];
+    log_warn("db", "connection lost: %s", log_quote(PQerrorMessage(c->pg), q, sizeof(q)));
+  }
+  conn_close(c);
+  atomic_fetch_add(&p->errors, 1);
+  *err = DB_ERR_UNAVAILABLE;
+  return NULL;
+}
+
+static int conn_open(db_pool_t *p, db_conn_t *c, int64_t deadline) {
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  char q[256];
+  int err = 0;
+
+  c->pg = PQconnectStart(p->dsn);
+  if (c->pg == NULL) return -1;
+  if (PQstatus(c->pg) == CONNECTION_BAD) goto fail;
+  for (;;) {
+    if (st == PGRES_POLLING_OK) break;
+    if (st == PGRES_POLLING_FAILED) goto fail;
+    int w = wait_fd(c->pg, st == PGRES_POLLING_WRITING, deadline);
+    if (w <= 0) goto fail;
+    st = PQconnectPoll(c->pg);
+  }
+  if (PQsetnonblocking(c->pg, 1) != 0) goto fail;
+  PQsetNoticeProcessor(c->pg, on_notice, NULL);
+  {
+    char sql[96];
+    snprintf(sql, sizeof(sql), "SET statement_timeout = %d; SET TIME ZONE 'UTC'", p->timeout_ms);
+    if (!PQsendQuery(c->pg, sql)) goto fail;
+    PGresult *r = finish(p, c, deadline, &err);
+    if (r == NULL) return -1;
+    int ok = db_ok(r);
+    PQclear(r);
+    if (!ok) goto fail;
+  }
+  return 0;
+
+fail:
+  log_warn("db", "cannot connect: %s", log_quote(c->pg ? PQerrorMessage(c->pg) : "out of memory", q, sizeof(q)));
+  conn_close(c);
+  return -1;
+}
+
+db_conn_t *db_acquire(db_pool_t *p, int *err) {
+  int64_t deadline = db_now_ms() + p->timeout_ms;
+  struct timespec ts;
+  db_conn_t *c;
+
+  pthread_mutex_lock(&p->mu);
+  if (p->nfree == 0) {
+    atomic_fetch_add(&p->waits, 1);
+    ts.tv_sec = deadline / 1000;
+    ts.tv_nsec = (deadline % 1000) * 1000000;
+    while (p->nfree == 0) {
+      if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && p->nfree == 0) {
+        pthread_mutex_unlock(&p->mu);
+        atomic_fetch_add(&p->timeouts, 1);
+        *err = DB_ERR_UNAVAILABLE;
+        return NULL;
+      }
+    }
+  }
+  c = &p->conns[p->free_list[--p->nfree]];
+  int64_t down_until = p->down_until_ms;
+  pthread_mutex_unlock(&p->mu);
+
+  if (c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK) conn_close(c);
+  if (c->pg == NULL) {
+    /* After a failed connect, answer at once for a short while rather than
+     * let every request pay for another attempt. */
+    if (db_now_ms() < down_until || conn_open(p, c, deadline) != 0) {
+      pthread_mutex_lock(&p->mu);
+      if (db_now_ms() >= p->down_until_ms) p->down_until_ms = db_now_ms() + 200;
+      pthread_mutex_unlock(&p->mu);
+      db_release(p, c);
+      *err = DB_ERR_UNAVAILABLE;
+      return NULL;
+    }
+  }
+  return c;
+}
+
+void db_release(db_pool_t *p, db_conn_t *c) {
+  if (c == NULL) return;
+  if (c->pg != NULL && (PQstatus(c->pg) != CONNECTION_OK ||
+                        PQtransactionStatus(c->pg) != PQTRANS_IDLE)) {
+    /* Never hand out a connection in a transaction or a broken state. */
+    conn_close(c);
+  }
+  pthread_mutex_lock(&p->mu);
+  p->free_list[p->nfree++] = c->index;
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+int db_in_use(db_pool_t *p) {
+  pthread_mutex_lock(&p->mu);
+  int n = p->size - p->nfree;
+  pthread_mutex_unlock(&p->mu);
+  return n;
+}
+
+int db_ok(const PGresult *r) {
+  if (r == NULL) return 0;
+  ExecStatusType s = PQresultStatus(r);
+  return s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK;
+}
+
+const char *db_sqlstate(const PGresult *r) {
+  const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  return s ? s : "";
+}
+
+PGresult *db_exec(db_pool_t *p, db_conn_t *c, db_stmt_t stmt, int nparams,
+                  const char *const *params, int *err) {
+  int64_t deadline = db_now_ms() + p->timeout_ms;
+  char name[16];
+  PGresult *r;
+
+  if (c->pg == NULL) {
+    *err = DB_ERR_UNAVAILABLE;
+    return NULL;
+  }
+  snprintf(name, sizeof(name), "s%d", (int)stmt);
+  if (!(c->prepared & (1ull << stmt))) {
+    if (!PQsendPrepare(c->pg, name, stmt_sql[stmt], 0, NULL)) goto broken;
+    r = finish(p, c, deadline, err);
+    if (r == NULL) return NULL;
+    if (!db_ok(r)) return r;
+    PQclear(r);
+    c->prepared |= 1ull << stmt;
+  }
+  if (!PQsendQueryPrepared(c->pg, name, nparams, params, NULL, NULL, 0)) goto broken;
+  return finish(p, c, deadline, err);
+
+broken:
+  conn_close(c);
+  atomic_fetch_add(&p->errors, 1);
+  *err = DB_ERR_UNAVAILABLE;
+  return NULL;
+}
+
+PGresult *db_exec_sql(db_pool_t *p, db_conn_t *c, const char *sql, int timeout_ms,
+                      int *err) {
+  if (c->pg == NULL || !PQsendQuery(c->pg, sql)) {
+    conn_close(c);
+    *err = DB_ERR_UNAVAILABLE;
+    return NULL;
+  }
+  return finish(p, c, db_now_ms() + (timeout_ms > 0 ? timeout_ms : p->timeout_ms), err);
+}
+
+PGresult *db_exec_params(db_pool_t *p, db_conn_t *c, const char *sql, int nparams,
+                         const char *const *params, int *err) {
+  if (c->pg == NULL || !PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0)) {
+    conn_close(c);
+    *err = DB_ERR_UNAVAILABLE;
+    return NULL;
+  }
+  return finish(p, c, db_now_ms() + p->timeout_ms, err);
+}

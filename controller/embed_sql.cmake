@@ -1,0 +1,18 @@
+# Writes OUT: the migrations of SQL_DIR as C strings, in file-name order, so
+# the controller binary carries its schema with it.
+file(GLOB files ${SQL_DIR}/[0-9][0-9][0-9]_*.sql)
+list(SORT files)
+set(body "/* Generated from sql/ at build time. Do not edit. */\n#include \"db_migrations.h\"\n\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const char m${i}[] = {${bytes} 0};\n")
+  string(APPEND table "  {\"${name}\", m${i}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "\nconst db_migration_t db_migrations[] = {\n${table}  {0, 0},\n};\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

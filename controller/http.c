@@ -1,0 +1,465 @@
+/* REST API server: see http.h. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "log.h"
+#include "reply.h"
+#include "valid.h"
+
+typedef int (*http_handler_t)(http_req_t *r);
+
+typedef struct {
+  const char *method;
+  http_handler_t fn;
+  role_t need;             /* ROLE_NONE: public */
+} route_method_t;
+
+typedef struct {
+  const char *path;        /* exact path, or the prefix before "/{id}" */
+  int has_id;
+  route_method_t m[4];
+} route_t;
+
+/* The route table; its order gives the metrics labels below. */
+static const route_t routes[] = {
+    {"/healthz", 0, {{"GET", api_healthz, ROLE_NONE}}},
+    {"/readyz", 0, {{"GET", api_readyz, ROLE_NONE}}},
+    {"/metrics", 0, {{"GET", api_metrics, ROLE_NONE}}},
+    {"/api/cascade/clients", 0,
+     {{"GET", api_clients_list, ROLE_VIEWER}, {"POST", api_clients_create, ROLE_ADMIN}}},
+    {"/api/cascade/clients", 1,
+     {{"GET", api_clients_get, ROLE_VIEWER},
+      {"PUT", api_clients_update, ROLE_ADMIN},
+      {"DELETE", api_clients_delete, ROLE_ADMIN}}},
+    {"/api/auth/tokens", 0,
+     {{"GET", api_tokens_list, ROLE_ADMIN}, {"POST", api_tokens_create, ROLE_ADMIN}}},
+    {"/api/auth/tokens", 1, {{"DELETE", api_tokens_delete, ROLE_ADMIN}}},
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+const char *const http_route_labels[METRICS_ROUTES] = {
+    "/healthz",         "/readyz",          "/metrics",
+    "/api/cascade/clients", "/api/cascade/clients/{id}", "/api/auth/tokens",
+    "/api/auth/tokens/{id}", "other"};
+
+#define ROUTE_OTHER (METRICS_ROUTES - 1)
+
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int queue(http_req_t *r, int status, struct MHD_Response *resp) {
+  if (resp == NULL) return MHD_NO;
+  r->status = status;
+  MHD_add_response_header(resp, "Cache-Control", "no-store");
+  int rv = MHD_queue_response(r->conn, (unsigned)status, resp);
+  MHD_destroy_response(resp);
+  return rv;
+}
+
+int http_reply_text(http_req_t *r, int status, const char *ctype, const char *text,
+                    size_t len) {
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
+  if (resp == NULL) return MHD_NO;
+  MHD_add_response_header(resp, "Content-Type", ctype);
+  return queue(r, status, resp);
+}
+
+static struct MHD_Response *json_response(json_t *body) {
+  size_t len = 0;
+  char *s = body ? reply_dump(body, &len) : NULL;
+  json_decref(body);
+  if (s == NULL) return NULL;
+  struct MHD_Response *resp = MHD_create_response_from_buffer(len, s, MHD_RESPMEM_MUST_FREE);
+  if (resp == NULL) {
+    free(s);
+    return NULL;
+  }
+  MHD_add_response_header(resp, "Content-Type", "application/json");
+  return resp;
+}
+
+int http_reply_json(http_req_t *r, int status, json_t *body) {
+  return queue(r, status, json_response(body));
+}
+
+int http_reply_data(http_req_t *r, int status, json_t *data) {
+  return http_reply_json(r, status, reply_envelope(0, NULL, data));
+}
+
+static struct MHD_Response *error_response(int status, const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  return json_response(reply_envelope(status, msg, NULL));
+}
+
+int http_reply_error(http_req_t *r, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  struct MHD_Response *resp = error_response(status, fmt, ap);
+  va_end(ap);
+  return queue(r, status, resp);
+}
+
+static int reply_error_hdr(http_req_t *r, int status, const char *hname, const char *hval,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int reply_error_hdr(http_req_t *r, int status, const char *hname, const char *hval,
+                           const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  struct MHD_Response *resp = error_response(status, fmt, ap);
+  va_end(ap);
+  if (resp) MHD_add_response_header(resp, hname, hval);
+  return queue(r, status, resp);
+}
+
+int http_reply_db_error(http_req_t *r, int err) {
+  if (err == DB_ERR_TIMEOUT)
+    return http_reply_error(r, 503, "database did not answer in time");
+  if (err == DB_ERR_UNAVAILABLE)
+    return http_reply_error(r, 503, "database unavailable");
+  return http_reply_error(r, 500, "internal error");
+}
+
+const char *http_arg(http_req_t *r, const char *key) {
+  return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static void peer_address(struct MHD_Connection *c, char *buf, size_t len) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  snprintf(buf, len, "?");
+  if (ci == NULL || ci->client_addr == NULL) return;
+  const struct sockaddr *sa = ci->client_addr;
+  if (sa->sa_family == AF_INET)
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+  else if (sa->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
+}
+
+/* authenticate sets r->role; on refusal it answers and returns 0. */
+static int authenticate(http_req_t *r, int *answered) {
+  ctl_t *ctl = r->ctl;
+  int64_t token_id = 0;
+
+  *answered = 0;
+  if (auth_limited(&ctl->auth, r->source)) {
+    *answered = 1;
+    return http_reply_error(r, 429, "too many failed authentications; try again later");
+  }
+  const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+  int role = auth_check(&ctl->auth, &ctl->db, h, &token_id);
+  if (role < 0) {
+    *answered = 1;
+    return http_reply_db_error(r, role);
+  }
+  if (role == ROLE_NONE) {
+    atomic_fetch_add(&ctl->metrics.auth_failures, 1);
+    if (auth_failed(&ctl->auth, r->source))
+      log_warn("http", "authentication failed source=%s reason=%s", r->source,
+               h == NULL ? "no-token" : "bad-token");
+    *answered = 1;
+    return reply_error_hdr(r, 401, "WWW-Authenticate", "Bearer realm=\"cascade\"",
+                           h == NULL ? "authentication required" : "authentication failed");
+  }
+  r->role = role;
+  if (token_id)
+    snprintf(r->actor, sizeof(r->actor), "token:%lld", (long long)token_id);
+  else
+    snprintf(r->actor, sizeof(r->actor), "admin");
+  return MHD_YES;
+}
+
+/* match_path finds the route of |url|: its index, or -1; *id_str points at
+ * the {id} segment. */
+static int match_path(const char *url, const char **id_str) {
+  for (size_t i = 0; i < NROUTES; i++) {
+    size_t n = strlen(routes[i].path);
+    if (strncmp(url, routes[i].path, n) != 0) continue;
+    if (!routes[i].has_id && url[n] == '\0') return (int)i;
+    if (routes[i].has_id && url[n] == '/' && url[n + 1] != '\0' && strchr(url + n + 1, '/') == NULL) {
+      *id_str = url + n + 1;
+      return (int)i;
+    }
+  }
+  return -1;
+}
+
+static int dispatch(http_req_t *r) {
+  const char *id_str = NULL;
+  int answered;
+
+  if (r->too_large)
+    return http_reply_error(r, 413, "request body over %d bytes", VALID_BODY_MAX);
+
+  int ri = match_path(r->url, &id_str);
+  r->route = ri >= 0 ? ri : ROUTE_OTHER;
+
+  /* Authenticate every /api/ request before saying whether a route exists. */
+  if (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/api") == 0) {
+    int rv = authenticate(r, &answered);
+    if (answered) return rv;
+  }
+  if (ri < 0) return http_reply_error(r, 404, "no such route");
+
+  const route_t *rt = &routes[ri];
+  const route_method_t *m = NULL;
+  const char *method = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
+  char allow[64] = "";
+  for (size_t k = 0; k < 4 && rt->m[k].method; k++) {
+    if (strcmp(rt->m[k].method, method) == 0) m = &rt->m[k];
+    snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s", k ? ", " : "",
+             rt->m[k].method);
+  }
+  if (m == NULL)
+    return reply_error_hdr(r, 405, "Allow", allow, "method %s not allowed here", method);
+  if ((int)m->need > r->role) {
+    return http_reply_error(r, 403, m->need == ROLE_ADMIN ? "admin role required"
+                                                         : "forbidden");
+  }
+  if (rt->has_id && valid_id(id_str, &r->id) != 0)
+    return http_reply_error(r, 400, "invalid id: must be a positive integer");
+  return m->fn(r);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls) {
+  http_req_t *r = *con_cls;
+
+  if (r == NULL) {
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) return MHD_NO;
+    r->ctl = cls;
+    r->conn = conn;
+    r->method = method;
+    r->url = url;
+    r->route = ROUTE_OTHER;
+    r->start_us = now_us();
+    peer_address(conn, r->source, sizeof(r->source));
+    *con_cls = r;
+    /* Refuse an announced oversized body before reading any of it. */
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > VALID_BODY_MAX) {
+      r->too_large = 1;
+      r->dispatched = 1;
+      return (enum MHD_Result)http_reply_error(r, 413, "request body over %d bytes",
+                                               VALID_BODY_MAX);
+    }
+    return MHD_YES;
+  }
+  if (*upload_size > 0) {
+    if (!r->too_large) {
+      if (r->body_len + *upload_size > VALID_BODY_MAX) {
+        r->too_large = 1;
+        free(r->body);
+        r->body = NULL;
+        r->body_len = r->body_cap = 0;
+      } else {
+        if (r->body_len + *upload_size + 1 > r->body_cap) {
+          size_t cap = r->body_cap ? r->body_cap : 4096;
+          while (cap < r->body_len + *upload_size + 1) cap *= 2;
+          char *b = realloc(r->body, cap);
+          if (b == NULL) return MHD_NO;
+          r->body = b;
+          r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload_data, *upload_size);
+        r->body_len += *upload_size;
+        r->body[r->body_len] = '\0';
+      }
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (r->dispatched) return MHD_YES;
+  r->dispatched = 1;
+  if (r->body == NULL) {
+    r->body = calloc(1, 1);
+    if (r->body == NULL) return MHD_NO;
+  }
+  return (enum MHD_Result)dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  http_req_t *r = *con_cls;
+  ctl_t *ctl = cls;
+  if (r == NULL) return;
+  uint64_t us = (uint64_t)(now_us() - r->start_us);
+  ctl_metrics_request(&ctl->metrics, r->route, r->method, r->status, us);
+  if (log_enabled(LOG_DEBUG)) {
+    char q[256];
+    log_debug("http", "%s %s status=%d ms=%.3f source=%s", r->method,
+              log_quote(r->url, q, sizeof(q)), r->status, (double)us / 1000.0, r->source);
+  }
+  free(r->body);
+  free(r);
+  *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  size_t n = strlen(msg);
+  while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+  log_debug("http", "microhttpd: %s", msg);
+}
+
+/* listen_on binds a TCP socket to "host:port", "[v6]:port" or ":port". */
+static int listen_on(const char *addr, char *shown, size_t shownlen, char *err, size_t errlen) {
+  char host[256], port[16];
+  const char *colon = strrchr(addr, ':');
+  struct addrinfo hints = {0}, *ai = NULL;
+  int fd = -1, one = 1, rc;
+
+  if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) >= sizeof(port) ||
+      (size_t)(colon - addr) >= sizeof(host)) {
+    snprintf(err, errlen, "http.listenaddr '%s': expected host:port", addr);
+    return -1;
+  }
+  memcpy(host, addr, (size_t)(colon - addr));
+  host[colon - addr] = '\0';
+  snprintf(port, sizeof(port), "%s", colon + 1);
+  if (host[0] == '[') {
+    size_t n = strlen(host);
+    if (n < 2 || host[n - 1] != ']') {
+      snprintf(err, errlen, "http.listenaddr '%s': bad IPv6 literal", addr);
+      return -1;
+    }
+    memmove(host, host + 1, n - 2);
+    host[n - 2] = '\0';
+  }
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai)) != 0) {
+    snprintf(err, errlen, "http.listenaddr '%s': %s", addr, gai_strerror(rc));
+    return -1;
+  }
+  /* Prefer IPv6 for an empty host (it takes IPv4 too), else the first. */
+  struct addrinfo *pick = ai;
+  for (struct addrinfo *p = ai; !host[0] && p; p = p->ai_next)
+    if (p->ai_family == AF_INET6) pick = p;
+  fd = socket(pick->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) goto fail;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (pick->ai_family == AF_INET6) {
+    int zero = 0;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  }
+  if (bind(fd, pick->ai_addr, pick->ai_addrlen) != 0 || listen(fd, 1024) != 0) goto fail;
+  {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char h[INET6_ADDRSTRLEN] = "?";
+    int p = 0;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (ss.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
+      p = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      snprintf(shown, shownlen, "%s:%d", h, p);
+    } else {
+      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
+      p = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+      snprintf(shown, shownlen, "[%s]:%d", h, p);
+    }
+  }
+  freeaddrinfo(ai);
+  return fd;
+
+fail:
+  snprintf(err, errlen, "http.listenaddr '%s': %s", addr, strerror(errno));
+  if (fd >= 0) close(fd);
+  freeaddrinfo(ai);
+  return -1;
+}
+
+static char *read_pem(const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  long n;
+  if (f == NULL) goto fail;
+  if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || n > 1024 * 1024 ||
+      fseek(f, 0, SEEK_SET) != 0)
+    goto fail;
+  buf = malloc((size_t)n + 1);
+  if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) goto fail;
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
+fail:
+  snprintf(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot read");
+  free(buf);
+  if (f) fclose(f);
+  return NULL;
+}
+
+int http_start(ctl_t *ctl, char *err, size_t errlen) {
+  const ctl_config_t *c = ctl->cfg;
+  char shown[96];
+  int tls = c->http_tls_cert[0] != '\0';
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                   MHD_USE_TURBO;
+
+  int fd = listen_on(c->http_listenaddr, shown, sizeof(shown), err, errlen);
+  if (fd < 0) return -1;
+  if (tls) {
+    ctl->tls_cert = read_pem(c->http_tls_cert, err, errlen);
+    if (ctl->tls_cert == NULL) goto fail;
+    ctl->tls_key = read_pem(c->http_tls_key, err, errlen);
+    if (ctl->tls_key == NULL) goto fail;
+    flags |= MHD_USE_TLS;
+  }
+  struct MHD_OptionItem opts[] = {
+      {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, NULL},
+      {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+      {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)c->http_threads, NULL},
+      {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)c->http_maxconns, NULL},
+      {MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL},
+      {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, ctl},
+      {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, ctl->tls_cert},
+      {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, ctl->tls_key},
+      {tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
+       (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CHACHA20-POLY1305"},
+      {MHD_OPTION_END, 0, NULL},
+  };
+  ctl->httpd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, ctl, MHD_OPTION_ARRAY, opts,
+                                MHD_OPTION_END);
+  if (ctl->httpd == NULL) {
+    snprintf(err, errlen, "cannot start the HTTP server on %s", shown);
+    goto fail;
+  }
+  ctl->listen_fd = fd;
+  snprintf(ctl->url, sizeof(ctl->url), "%s://%s", tls ? "https" : "http", shown);
+  return 0;
+
+fail:
+  close(fd);
+  return -1;
+}
+
+void http_stop(ctl_t *ctl) {
+  if (ctl->httpd) {
+    /* MHD closes the listening socket it was given. */
+    MHD_stop_daemon(ctl->httpd);
+    ctl->httpd = NULL;
+  }
+  free(ctl->tls_cert);
+  free(ctl->tls_key);
+  ctl->tls_cert = ctl->tls_key = NULL;
+}

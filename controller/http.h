@@ -1,0 +1,62 @@
+/* The REST API server on libmicrohttpd: request bodies with a size cap,
+ * routing, authentication and roles, JSON replies, request metrics. */
+#ifndef CASCADE_HTTP_H
+#define CASCADE_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctl.h"
+
+struct MHD_Connection;
+
+typedef struct http_req {
+  ctl_t *ctl;
+  struct MHD_Connection *conn;
+  const char *method;
+  const char *url;
+  char *body;              /* owned; NUL-terminated */
+  size_t body_len;
+  size_t body_cap;
+  int too_large;
+  int dispatched;
+  int route;               /* index into the route table, for metrics */
+  int status;              /* the status sent */
+  int64_t start_us;
+  int64_t id;              /* the {id} of the path, when the route has one */
+  int role;                /* role_t of the caller */
+  char actor[32];          /* "admin" or "token:N": for the audit trail */
+  char source[64];         /* peer address */
+} http_req_t;
+
+/* http_start binds http.listenaddr and starts serving. 0 or -1 with |err|. */
+int http_start(ctl_t *ctl, char *err, size_t errlen);
+
+/* http_stop stops serving and waits for the workers; accepts a stopped ctl. */
+void http_stop(ctl_t *ctl);
+
+/* http_reply_json sends |body| (stolen) as JSON with |status|. */
+int http_reply_json(http_req_t *r, int status, json_t *body);
+
+/* http_reply_data sends the success envelope around |data| (stolen). */
+int http_reply_data(http_req_t *r, int status, json_t *data);
+
+/* http_reply_error sends an error envelope: code = status, the message. */
+int http_reply_error(http_req_t *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* http_reply_db_error answers a DB_ERR_* or failed-statement condition. */
+int http_reply_db_error(http_req_t *r, int err);
+
+/* http_reply_text sends |len| bytes of |text| (copied). */
+int http_reply_text(http_req_t *r, int status, const char *ctype, const char *text,
+                    size_t len);
+
+/* http_arg returns query parameter |key| or NULL. */
+const char *http_arg(http_req_t *r, const char *key);
+
+/* Route names for metrics, indexed like the route table. */
+extern const char *const http_route_labels[];
+
+#endif

@@ -1,0 +1,128 @@
+/* cascade-controller: the control plane. See docs/architecture.md. */
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl.h"
+#include "http.h"
+#include "log.h"
+
+#define EXIT_CONFIG 2
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: cascade-controller -c FILE [--check]\n"
+          "       cascade-controller --print-config-doc | --version\n"
+          "  -c FILE             configuration file (YAML)\n"
+          "  --check             validate the configuration and exit\n"
+          "  --print-config-doc  print the configuration reference (Markdown)\n");
+}
+
+/* wait_for_database applies the migrations, retrying while the database
+ * cannot be reached, for up to ten times database.timeout. */
+static int wait_for_database(ctl_t *ctl) {
+  char err[1024];
+  int64_t deadline = db_now_ms() + 10 * (int64_t)ctl->cfg->db_timeout_ms;
+  int rc, warned = 0;
+
+  while ((rc = db_migrate(&ctl->db, err, sizeof(err))) == -2) {
+    if (db_now_ms() >= deadline) {
+      log_error("main", "database unreachable, giving up: %s", err);
+      return -1;
+    }
+    if (!warned++) log_warn("main", "waiting for the database: %s", err);
+    struct timespec ts = {0, 250 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  if (rc != 0) {
+    log_error("main", "%s", err);
+    return -1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *path = NULL;
+  int check = 0;
+  char err[1024];
+  ctl_config_t cfg;
+  ctl_t ctl;
+  sigset_t sigs;
+  int sig = 0, rc = 1;
+
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+      path = argv[++i];
+    } else if (strcmp(argv[i], "--check") == 0) {
+      check = 1;
+    } else if (strcmp(argv[i], "--version") == 0) {
+      printf("cascade-controller %s\n", CASCADE_VERSION);
+      return 0;
+    } else if (strcmp(argv[i], "--print-config-doc") == 0) {
+      cfg_print_markdown(ctl_config_table, stdout);
+      return 0;
+    } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      usage(stdout);
+      return 0;
+    } else {
+      usage(stderr);
+      return EXIT_CONFIG;
+    }
+  }
+  if (path == NULL) {
+    usage(stderr);
+    return EXIT_CONFIG;
+  }
+  if (ctl_config_load(&cfg, path, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s\n", err);
+    return EXIT_CONFIG;
+  }
+  if (check) {
+    printf("%s: ok\n", path);
+    ctl_config_free(&cfg);
+    return 0;
+  }
+  log_set_level((log_level_t)cfg.log_level);
+
+  /* Signals are taken by sigwait in this thread only: block them before
+   * any thread starts so every thread inherits the mask. */
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  memset(&ctl, 0, sizeof(ctl));
+  ctl.cfg = &cfg;
+  gnutls_global_init();
+  if (auth_init(&ctl.auth, cfg.admintoken) != 0) goto fail_auth;
+  if (!ctl.auth.has_admin)
+    log_warn("main", "no auth.admintoken: only tokens stored in the database can use the API");
+  if (db_pool_init(&ctl.db, cfg.db_dsn, (int)cfg.db_poolsize, (int)cfg.db_timeout_ms) != 0)
+    goto fail_db;
+  if (wait_for_database(&ctl) != 0) goto fail_start;
+  if (http_start(&ctl, err, sizeof(err)) != 0) {
+    log_error("main", "%s", err);
+    goto fail_start;
+  }
+  log_info("main", "cascade-controller %s serving the API on %s", CASCADE_VERSION, ctl.url);
+
+  while (sigwait(&sigs, &sig) != 0 && errno == EINTR) {
+  }
+  log_info("main", "signal %d: shutting down", sig);
+  http_stop(&ctl);
+  rc = 0;
+
+fail_start:
+  db_pool_free(&ctl.db);
+fail_db:
+  auth_free(&ctl.auth);
+fail_auth:
+  gnutls_global_deinit();
+  ctl_config_free(&cfg);
+  return rc;
+}

@@ -1,0 +1,45 @@
+/* JSON envelope: see reply.h. */
+#include "reply.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+json_t *reply_envelope(int code, const char *message, json_t *data) {
+  json_t *o = json_object();
+  if (o == NULL) {
+    json_decref(data);
+    return NULL;
+  }
+  if (json_object_set_new(o, "code", json_integer(code)) != 0 ||
+      json_object_set_new(o, "message", json_string(code == 0 ? "success" : message)) != 0 ||
+      json_object_set_new(o, "data", data ? data : json_null()) != 0) {
+    json_decref(o);
+    return NULL;
+  }
+  return o;
+}
+
+char *reply_dump(const json_t *obj, size_t *len) {
+  char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (s) *len = strlen(s);
+  return s;
+}
+
+const char *reply_status_text(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 201: return "Created";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 409: return "Conflict";
+  case 413: return "Payload Too Large";
+  case 429: return "Too Many Requests";
+  case 500: return "Internal Server Error";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  default: return "Unknown";
+  }
+}

@@ -1,0 +1,298 @@
+/* API input validation: see valid.h. */
+#include "valid.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int valid_id(const char *s, int64_t *out) {
+  uint64_t v = 0;
+  if (s == NULL || *s < '1' || *s > '9') return -1;
+  for (const char *p = s; *p; p++) {
+    if (*p < '0' || *p > '9' || p - s >= 19) return -1;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  if (v > (uint64_t)INT64_MAX) return -1;
+  *out = (int64_t)v;
+  return 0;
+}
+
+/* utf8_ok checks |s| is well-formed UTF-8 (no overlongs, no surrogates). */
+static int utf8_ok(const unsigned char *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    unsigned char c = s[i];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    if (i + n >= len) return 0;
+    for (size_t k = 1; k <= n; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    i += n + 1;
+  }
+  return 1;
+}
+
+static int bounded_text(const char *what, const char *s, size_t len, size_t min, size_t max,
+                        char *err, size_t errlen) {
+  if (len < min || len > max) {
+    snprintf(err, errlen, "%s: must be %zu to %zu bytes", what, min, max);
+    return -1;
+  }
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7f) {
+      snprintf(err, errlen, "%s: control characters are not allowed", what);
+      return -1;
+    }
+  }
+  if (!utf8_ok((const unsigned char *)s, len)) {
+    snprintf(err, errlen, "%s: not valid UTF-8", what);
+    return -1;
+  }
+  return 0;
+}
+
+int valid_name(const char *s, size_t len, char *err, size_t errlen) {
+  return bounded_text("name", s, len, 1, VALID_NAME_MAX, err, errlen);
+}
+
+static json_t *parse_object(const char *body, size_t len, char *err, size_t errlen) {
+  json_error_t je;
+  json_t *j;
+
+  if (len > VALID_BODY_MAX) {
+    snprintf(err, errlen, "body over %d bytes", VALID_BODY_MAX);
+    return NULL;
+  }
+  j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+  if (j == NULL) {
+    snprintf(err, errlen, "invalid JSON: %s at line %d column %d", je.text, je.line, je.column);
+    return NULL;
+  }
+  if (!json_is_object(j)) {
+    snprintf(err, errlen, "body must be a JSON object");
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}
+
+static int check_labels(json_t *labels, char **out, char *err, size_t errlen) {
+  const char *k;
+  json_t *v;
+
+  if (!json_is_object(labels)) {
+    snprintf(err, errlen, "labels: must be an object of strings");
+    return -1;
+  }
+  if (json_object_size(labels) > VALID_LABELS_MAX) {
+    snprintf(err, errlen, "labels: at most %d entries", VALID_LABELS_MAX);
+    return -1;
+  }
+  json_object_foreach(labels, k, v) {
+    if (bounded_text("labels: key", k, strlen(k), 1, VALID_LABEL_KEY_MAX, err, errlen) != 0)
+      return -1;
+    if (!json_is_string(v)) {
+      snprintf(err, errlen, "labels: value of '%.63s' must be a string", k);
+      return -1;
+    }
+    if (bounded_text("labels: value", json_string_value(v), json_string_length(v), 0,
+                     VALID_LABEL_VALUE_MAX, err, errlen) != 0)
+      return -1;
+  }
+  *out = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
+  if (*out == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+int valid_node_body(const char *body, size_t len, int update, valid_node_t *out,
+                    char *err, size_t errlen) {
+  const char *k;
+  json_t *v;
+  int fields = 0;
+
+  memset(out, 0, sizeof(*out));
+  out->json = parse_object(body, len, err, errlen);
+  if (out->json == NULL) return -1;
+
+  json_object_foreach(out->json, k, v) {
+    fields++;
+    if (strcmp(k, "name") == 0) {
+      if (!json_is_string(v)) {
+        snprintf(err, errlen, "name: must be a string");
+        goto fail;
+      }
+      out->name = json_string_value(v);
+      out->name_len = json_string_length(v);
+      if (valid_name(out->name, out->name_len, err, errlen) != 0) goto fail;
+    } else if (strcmp(k, "secret") == 0) {
+      if (!json_is_string(v)) {
+        snprintf(err, errlen, "secret: must be a string");
+        goto fail;
+      }
+      out->secret = json_string_value(v);
+      out->secret_len = json_string_length(v);
+      if (out->secret_len < VALID_SECRET_MIN || out->secret_len > VALID_SECRET_MAX) {
+        snprintf(err, errlen, "secret: must be %d to %d bytes", VALID_SECRET_MIN,
+                 VALID_SECRET_MAX);
+        goto fail;
+      }
+      if (memchr(out->secret, '\0', out->secret_len) != NULL) {
+        snprintf(err, errlen, "secret: NUL bytes are not allowed");
+        goto fail;
+      }
+    } else if (strcmp(k, "parent_id") == 0) {
+      out->has_parent = 1;
+      if (json_is_null(v)) {
+        out->parent_id = 0;
+      } else if (json_is_integer(v) && json_integer_value(v) > 0) {
+        out->parent_id = json_integer_value(v);
+      } else {
+        snprintf(err, errlen, "parent_id: must be a positive integer or null");
+        goto fail;
+      }
+    } else if (strcmp(k, "labels") == 0) {
+      if (check_labels(v, &out->labels, err, errlen) != 0) goto fail;
+    } else {
+      snprintf(err, errlen, "unknown field '%.64s'", k);
+      goto fail;
+    }
+  }
+  if (!update) {
+    if (out->name == NULL) {
+      snprintf(err, errlen, "name: required");
+      goto fail;
+    }
+    if (out->secret == NULL) {
+      snprintf(err, errlen, "secret: required");
+      goto fail;
+    }
+  } else if (fields == 0) {
+    snprintf(err, errlen, "nothing to update: give name, secret, parent_id or labels");
+    goto fail;
+  }
+  return 0;
+
+fail:
+  valid_node_free(out);
+  return -1;
+}
+
+void valid_node_free(valid_node_t *n) {
+  json_decref(n->json);
+  free(n->labels);
+  memset(n, 0, sizeof(*n));
+}
+
+int valid_token_body(const char *body, size_t len, valid_token_t *out, char *err,
+                     size_t errlen) {
+  const char *k;
+  json_t *v;
+
+  memset(out, 0, sizeof(*out));
+  out->json = parse_object(body, len, err, errlen);
+  if (out->json == NULL) return -1;
+  json_object_foreach(out->json, k, v) {
+    if (strcmp(k, "name") == 0) {
+      if (!json_is_string(v)) {
+        snprintf(err, errlen, "name: must be a string");
+        goto fail;
+      }
+      out->name = json_string_value(v);
+      if (valid_name(out->name, json_string_length(v), err, errlen) != 0) goto fail;
+    } else if (strcmp(k, "role") == 0) {
+      if (!json_is_string(v) || (strcmp(json_string_value(v), "admin") != 0 &&
+                                 strcmp(json_string_value(v), "viewer") != 0)) {
+        snprintf(err, errlen, "role: must be \"admin\" or \"viewer\"");
+        goto fail;
+      }
+      out->role = json_string_value(v);
+    } else {
+      snprintf(err, errlen, "unknown field '%.64s'", k);
+      goto fail;
+    }
+  }
+  if (out->name == NULL) {
+    snprintf(err, errlen, "name: required");
+    goto fail;
+  }
+  if (out->role == NULL) {
+    snprintf(err, errlen, "role: required");
+    goto fail;
+  }
+  return 0;
+
+fail:
+  valid_token_free(out);
+  return -1;
+}
+
+void valid_token_free(valid_token_t *t) {
+  json_decref(t->json);
+  memset(t, 0, sizeof(*t));
+}
+
+static int parse_long(const char *s, long min, long max, long *out) {
+  char *end;
+  if (s == NULL || *s < '0' || *s > '9') return -1;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+int valid_list_query(const char *page, const char *size, const char *online,
+                     const char *name, valid_list_t *out, char *err, size_t errlen) {
+  out->page = 1;
+  out->size = VALID_SIZE_DEFAULT;
+  out->online = -1;
+  out->name = NULL;
+  if (page && parse_long(page, 1, VALID_PAGE_MAX, &out->page) != 0) {
+    snprintf(err, errlen, "page: must be an integer from 1 to %d", VALID_PAGE_MAX);
+    return -1;
+  }
+  if (size && parse_long(size, 1, VALID_SIZE_MAX, &out->size) != 0) {
+    snprintf(err, errlen, "size: must be an integer from 1 to %d", VALID_SIZE_MAX);
+    return -1;
+  }
+  if (online) {
+    if (strcmp(online, "true") == 0) {
+      out->online = 1;
+    } else if (strcmp(online, "false") == 0) {
+      out->online = 0;
+    } else {
+      snprintf(err, errlen, "online: must be true or false");
+      return -1;
+    }
+  }
+  if (name) {
+    if (bounded_text("name", name, strlen(name), 0, VALID_NAME_MAX, err, errlen) != 0) return -1;
+    if (*name) out->name = name;
+  }
+  return 0;
+}
