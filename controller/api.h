@@ -25,6 +25,9 @@ int api_tokens_delete(http_req_t *r);
  * database failure it answers the request (503/500) and returns NULL. */
 PGresult *api_exec(http_req_t *r, db_stmt_t stmt, int n, const char *const *params);
 
+/* api_time turns a timestamptz column into RFC 3339 UTC JSON (or null). */
+json_t *api_time(const PGresult *res, int i, int col);
+
 /* api_node_json turns row |i| of a node query (NODE_COLS order) into JSON. */
 json_t *api_node_json(const PGresult *res, int i);
 

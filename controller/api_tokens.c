@@ -8,11 +8,10 @@
 #include "valid.h"
 
 static json_t *token_json(const PGresult *res, int i) {
-  return json_pack("{s:I, s:s, s:s, s:s, s:o}", "id",
+  return json_pack("{s:I, s:s, s:s, s:o, s:o}", "id",
                    (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "name",
                    PQgetvalue(res, i, 1), "role", PQgetvalue(res, i, 2), "created_time",
-                   PQgetvalue(res, i, 3), "last_used",
-                   PQgetisnull(res, i, 4) ? json_null() : json_string(PQgetvalue(res, i, 4)));
+                   api_time(res, i, 3), "last_used", api_time(res, i, 4));
 }
 
 static void hash_hex(const uint8_t h[AUTH_HASH_LEN], char out[2 + 2 * AUTH_HASH_LEN + 1]) {
@@ -55,10 +54,10 @@ int api_tokens_create(http_req_t *r) {
     return http_reply_error(r, 500, "internal error");
   }
   /* The value is shown here, once; only its hash is kept. */
-  json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id",
+  json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id",
                         (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "name",
                         PQgetvalue(res, 0, 1), "role", PQgetvalue(res, 0, 2), "token", token,
-                        "created_time", PQgetvalue(res, 0, 3));
+                        "created_time", api_time(res, 0, 3));
   log_info("api", "token created id=%s role=%s actor=%s source=%s", PQgetvalue(res, 0, 0),
            PQgetvalue(res, 0, 2), r->actor, r->source);
   PQclear(res);

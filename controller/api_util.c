@@ -21,13 +21,22 @@ PGresult *api_exec(http_req_t *r, db_stmt_t stmt, int n, const char *const *para
   return res;
 }
 
-static json_t *opt_string(const PGresult *res, int i, int col) {
-  return PQgetisnull(res, i, col) ? json_null() : json_string(PQgetvalue(res, i, col));
+json_t *api_time(const PGresult *res, int i, int col) {
+  /* "2026-11-29 15:39:17.123456+00" (TimeZone UTC) -> "2026-11-29T15:39:17Z" */
+  const char *v = PQgetvalue(res, i, col);
+  char buf[21];
+  if (PQgetisnull(res, i, col)) return json_null();
+  if (strlen(v) < 19 || v[10] != ' ') return json_string(v);
+  memcpy(buf, v, 19);
+  buf[10] = 'T';
+  buf[19] = 'Z';
+  buf[20] = '\0';
+  return json_string(buf);
 }
 
 json_t *api_node_json(const PGresult *res, int i) {
   json_t *labels = json_loads(PQgetvalue(res, i, 5), 0, NULL);
-  json_t *o = json_pack("{s:I, s:s, s:s, s:b, s:o, s:o, s:s, s:s, s:o}",
+  json_t *o = json_pack("{s:I, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o}",
                         "id", (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10),
                         "name", PQgetvalue(res, i, 1),
                         "ip", PQgetvalue(res, i, 2),
@@ -36,8 +45,8 @@ json_t *api_node_json(const PGresult *res, int i) {
                             ? json_null()
                             : json_integer(strtoll(PQgetvalue(res, i, 4), NULL, 10)),
                         "labels", labels ? labels : json_object(),
-                        "created_time", PQgetvalue(res, i, 6),
-                        "updated_time", PQgetvalue(res, i, 7),
-                        "last_seen", opt_string(res, i, 8));
+                        "created_time", api_time(res, i, 6),
+                        "updated_time", api_time(res, i, 7),
+                        "last_seen", api_time(res, i, 8));
   return o;
 }

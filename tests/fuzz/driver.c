@@ -10,7 +10,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_INPUT (64 * 1024)
+#define DRIVER_MAX_INPUT (64 * 1024)
 #define MAX_SEEDS 4096
 
 typedef struct {
@@ -36,8 +36,8 @@ static void add_file(const char *path) {
     if (f) fclose(f);
     return;
   }
-  uint8_t *buf = malloc(MAX_INPUT);
-  size_t n = fread(buf, 1, MAX_INPUT, f);
+  uint8_t *buf = malloc(DRIVER_MAX_INPUT);
+  size_t n = fread(buf, 1, DRIVER_MAX_INPUT, f);
   fclose(f);
   seeds[nseeds].data = buf;
   seeds[nseeds].len = n;
@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     else
       add_path(argv[i]);
   }
-  uint8_t *buf = malloc(MAX_INPUT);
+  uint8_t *buf = malloc(DRIVER_MAX_INPUT);
   for (long r = 0; r < runs; r++) {
     size_t len = 0;
     if (nseeds > 0) {
@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
         if (len) len = rng() % len;
         break;
       case 3: /* insert a byte */
-        if (len < MAX_INPUT) {
+        if (len < DRIVER_MAX_INPUT) {
           size_t at = len ? rng() % (len + 1) : 0;
           memmove(buf + at + 1, buf + at, len - at);
           buf[at] = (uint8_t)"{}[]:,\"\\\n -#&'0aZ\x00\xff"[rng() % 20];
@@ -109,7 +109,7 @@ int main(int argc, char **argv) {
         }
         break;
       case 4: /* duplicate a chunk */
-        if (len && len < MAX_INPUT / 2) {
+        if (len && len < DRIVER_MAX_INPUT / 2) {
           size_t at = rng() % len, n = 1 + rng() % (len - at);
           memmove(buf + at + n, buf + at, len - at);
           len += n;
@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
         if (nseeds > 1) {
           const seed_t *o = &seeds[rng() % nseeds];
           size_t at = len ? rng() % len : 0;
-          size_t n = o->len < MAX_INPUT - at ? o->len : MAX_INPUT - at;
+          size_t n = o->len < DRIVER_MAX_INPUT - at ? o->len : DRIVER_MAX_INPUT - at;
           memcpy(buf + at, o->data, n);
           if (at + n > len) len = at + n;
         }

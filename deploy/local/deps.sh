@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Cascade builds, runs and tests with, when
+# any is missing. Run as root. Quiet when everything is there already.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config git ca-certificates
+  # libraries (see CMakeLists.txt)
+  libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev libev-dev libyaml-dev
+  libpq-dev libnng-dev libpcre2-dev libprotobuf-c-dev protobuf-c-compiler
+  libmicrohttpd-dev libjansson-dev libcmocka-dev
+  # running and testing
+  postgresql-15 postgresql-client-15 python3 curl procps util-linux
+)
+if [ "${CASCADE_BENCH_DEPS:-0}" = 1 ]; then
+  packages+=(wrk apache2-utils)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${missing[*]}; run as root (or install them) first" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# The postgresql package would start a system cluster; we run our own.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get install -y -q --no-install-recommends "${missing[@]}"
