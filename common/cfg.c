@@ -1,0 +1,843 @@
+/* Table-driven YAML configuration: see cfg.h.
+ *
+ * The file is parsed twice with libyaml: first as an event stream, to refuse
+ * what the document API would happily build (anchors and aliases, deep
+ * nesting, huge node counts, several documents) before any tree exists; then
+ * with yaml_parser_load, whose nodes carry the marks used in error messages.
+ * Nothing here is global, so loads may run concurrently on separate tables. */
+#include "cfg.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#define CFG_MAX_INPUT (1024 * 1024)
+#define CFG_MAX_DEPTH 16        /* YAML collections nested in one another */
+#define CFG_MAX_NODES 100000    /* far above any real file, far below OOM */
+#define CFG_MAX_ITEMS 1024      /* STRLIST items, STRMAP entries */
+#define CFG_DEFAULT_MAXLEN 4096 /* string length when the table says max 0 */
+#define CFG_PATH_MAX 256        /* longer dotted paths cannot be table keys */
+#define CFG_SHOW_MAX 120        /* file text quoted back in an error */
+
+/* One load: where errors go and which table entries the file has set. */
+typedef struct {
+  const cfg_key_t *table;
+  void *dst;
+  const char *name;
+  char *err;
+  size_t errlen;
+  yaml_document_t *doc;
+  unsigned char *set; /* per table entry: set by this file (alias check) */
+} cfg_load_t;
+
+/* A converted scalar, held until it replaces the old field value. */
+typedef union {
+  char *s;
+  int b;
+  long long i;
+} cfg_val_t;
+
+static void *field_of(const cfg_key_t *k, void *dst) { return (char *)dst + k->offset; }
+
+static size_t table_len(const cfg_key_t *table) {
+  size_t n = 0;
+  while (table[n].name != NULL) n++;
+  return n;
+}
+
+static long long str_max(const cfg_key_t *k) {
+  return k->max > 0 ? k->max : CFG_DEFAULT_MAXLEN;
+}
+
+static void strlist_clear(cfg_strlist_t *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = 0;
+}
+
+static void strmap_clear(cfg_strmap_t *m) {
+  for (size_t i = 0; i < m->n; i++) {
+    free(m->keys[i]);
+    free(m->vals[i]);
+  }
+  free(m->keys);
+  free(m->vals);
+  m->keys = NULL;
+  m->vals = NULL;
+  m->n = 0;
+}
+
+/* Copies file text into an error message: it may hold anything, and the
+ * message ends up in a log line. */
+static void show(char *out, size_t outlen, const char *s, size_t len) {
+  size_t o = 0;
+  for (size_t i = 0; i < len && o + 4 < outlen; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (i == CFG_SHOW_MAX) {
+      memcpy(out + o, "...", 3);
+      o += 3;
+      break;
+    }
+    out[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+  }
+  if (outlen > 0) out[o < outlen ? o : outlen - 1] = '\0';
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+  if (err == NULL || errlen == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* Writes "FILE:LINE:COL: key 'PATH': MSG" (no key part when path is NULL)
+ * for |node| and returns -1. */
+static int fail_at(cfg_load_t *c, const yaml_mark_t *mark, const char *path, size_t plen,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int fail_at(cfg_load_t *c, const yaml_mark_t *mark, const char *path, size_t plen,
+                   const char *fmt, ...) {
+  char msg[512], shown[CFG_SHOW_MAX + 8];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (path != NULL) {
+    show(shown, sizeof(shown), path, plen);
+    set_err(c->err, c->errlen, "%s:%zu:%zu: key '%s': %s", c->name, mark->line + 1,
+            mark->column + 1, shown, msg);
+  } else {
+    set_err(c->err, c->errlen, "%s:%zu:%zu: %s", c->name, mark->line + 1, mark->column + 1,
+            msg);
+  }
+  return -1;
+}
+
+/* libyaml reports reader errors (bad UTF-8, NUL bytes) as a byte offset. */
+static void offset_to_mark(const unsigned char *buf, size_t len, size_t off, yaml_mark_t *m) {
+  m->line = 0;
+  m->column = 0;
+  for (size_t i = 0; i < off && i < len; i++) {
+    if (buf[i] == '\n') {
+      m->line++;
+      m->column = 0;
+    } else if ((buf[i] & 0xc0) != 0x80) { /* count characters, as libyaml does */
+      m->column++;
+    }
+  }
+}
+
+static int yaml_fail(cfg_load_t *c, const yaml_parser_t *p, const unsigned char *buf,
+                     size_t len) {
+  yaml_mark_t m = p->problem_mark;
+  const char *problem = p->problem ? p->problem : "invalid YAML";
+  switch (p->error) {
+  case YAML_MEMORY_ERROR:
+    set_err(c->err, c->errlen, "%s: out of memory", c->name);
+    return -1;
+  case YAML_READER_ERROR:
+    offset_to_mark(buf, len, p->problem_offset, &m);
+    break;
+  default:
+    break;
+  }
+  return fail_at(c, &m, NULL, 0, "%s", problem);
+}
+
+/* The event pass: refuses, with the position, what must not reach the
+ * loader. libyaml 0.2.5 has no nesting limit of its own and resolves
+ * aliases by sharing nodes, which a recursive walk would multiply. */
+static int prescan(cfg_load_t *c, const unsigned char *buf, size_t len) {
+  yaml_parser_t p;
+  yaml_event_t ev;
+  int depth = 0, docs = 0, rc = -1;
+  size_t nodes = 0;
+
+  if (!yaml_parser_initialize(&p)) {
+    set_err(c->err, c->errlen, "%s: out of memory", c->name);
+    return -1;
+  }
+  yaml_parser_set_input_string(&p, buf, len);
+  for (;;) {
+    if (!yaml_parser_parse(&p, &ev)) {
+      yaml_fail(c, &p, buf, len);
+      break;
+    }
+    const yaml_char_t *anchor = NULL;
+    int bad = 0;
+    switch (ev.type) {
+    case YAML_DOCUMENT_START_EVENT:
+      if (++docs > 1) bad = fail_at(c, &ev.start_mark, NULL, 0, "only one document is allowed");
+      break;
+    case YAML_ALIAS_EVENT:
+      bad = fail_at(c, &ev.start_mark, NULL, 0, "aliases are not allowed");
+      break;
+    case YAML_SCALAR_EVENT:
+      anchor = ev.data.scalar.anchor;
+      nodes++;
+      break;
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+      anchor = ev.type == YAML_SEQUENCE_START_EVENT ? ev.data.sequence_start.anchor
+                                                     : ev.data.mapping_start.anchor;
+      nodes++;
+      if (++depth > CFG_MAX_DEPTH)
+        bad = fail_at(c, &ev.start_mark, NULL, 0, "nesting is deeper than %d levels",
+                      CFG_MAX_DEPTH);
+      break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+      depth--;
+      break;
+    default:
+      break;
+    }
+    if (!bad && anchor != NULL)
+      bad = fail_at(c, &ev.start_mark, NULL, 0, "anchors are not allowed");
+    if (!bad && nodes > CFG_MAX_NODES)
+      bad = fail_at(c, &ev.start_mark, NULL, 0, "more than %d nodes", CFG_MAX_NODES);
+    yaml_event_type_t type = ev.type;
+    yaml_event_delete(&ev);
+    if (bad) break;
+    if (type == YAML_STREAM_END_EVENT) {
+      rc = 0;
+      break;
+    }
+  }
+  yaml_parser_delete(&p);
+  return rc;
+}
+
+/* Parses |len| bytes into |doc| (an empty stream gives a document without
+ * a root). On error |doc| is left untouched and needs no delete. */
+static int parse_doc(cfg_load_t *c, const char *text, size_t len, yaml_document_t *doc) {
+  static const unsigned char empty[1] = {0};
+  const unsigned char *buf = len ? (const unsigned char *)text : empty;
+  yaml_parser_t p;
+
+  if (prescan(c, buf, len) < 0) return -1;
+  if (!yaml_parser_initialize(&p)) {
+    set_err(c->err, c->errlen, "%s: out of memory", c->name);
+    return -1;
+  }
+  yaml_parser_set_input_string(&p, buf, len);
+  int ok = yaml_parser_load(&p, doc);
+  if (!ok) yaml_fail(c, &p, buf, len);
+  yaml_parser_delete(&p);
+  return ok ? 0 : -1;
+}
+
+static int is_null(const yaml_node_t *n) {
+  if (n->type != YAML_SCALAR_NODE) return 0;
+  if (n->tag != NULL && strcmp((const char *)n->tag, YAML_NULL_TAG) == 0) return 1;
+  /* Quoted "" and "null" are strings; only plain spellings mean null. */
+  if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
+  const char *v = (const char *)n->data.scalar.value;
+  size_t len = n->data.scalar.length;
+  return len == 0 || (len == 1 && v[0] == '~') ||
+         (len == 4 && (strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+                       strcmp(v, "NULL") == 0));
+}
+
+/* Checks a string against the bounds of |k|; writes why not to |msg|. */
+static int check_str(const cfg_key_t *k, const char *s, size_t len, char *msg, size_t msglen) {
+  long long max = str_max(k);
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch < 0x20 || ch == 0x7f) {
+      snprintf(msg, msglen, "control characters are not allowed");
+      return -1;
+    }
+  }
+  if ((long long)len > max || (long long)len < k->min) {
+    if (k->min > 0)
+      snprintf(msg, msglen, "must be between %lld and %lld bytes long", k->min, max);
+    else
+      snprintf(msg, msglen, "must be at most %lld bytes long", max);
+    return -1;
+  }
+  return 0;
+}
+
+static char *dup_len(const char *s, size_t len) {
+  char *p = malloc(len + 1);
+  if (p == NULL) return NULL;
+  memcpy(p, s, len);
+  p[len] = '\0';
+  return p;
+}
+
+/* Strict decimal: YAML 1.1 readers take 010 as octal and 0x10 as hex, so
+ * neither is accepted rather than read differently from other tools.
+ * Returns 0, -1 (not a number) or -2 (does not fit a long long). */
+static int parse_ll(const char *s, size_t len, long long *out) {
+  size_t i = 0;
+  int neg = 0;
+  unsigned long long v = 0, lim;
+
+  if (len > 0 && s[0] == '-') {
+    neg = 1;
+    i = 1;
+  }
+  if (i == len) return -1;
+  if (s[i] == '0' && len - i > 1) return -1;
+  lim = neg ? (unsigned long long)LLONG_MAX + 1 : (unsigned long long)LLONG_MAX;
+  int over = 0;
+  for (; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    unsigned d = (unsigned)(s[i] - '0');
+    if (v > (lim - d) / 10) over = 1; /* keep scanning: junk still wins */
+    else v = v * 10 + d;
+  }
+  if (over) return -2;
+  *out = neg ? (v == lim ? LLONG_MIN : -(long long)v) : (long long)v;
+  return 0;
+}
+
+static void choices_text(const cfg_key_t *k, char *buf, size_t len) {
+  size_t o = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; k->choices != NULL && k->choices[i] != NULL && o < len; i++) {
+    int n = snprintf(buf + o, len - o, "%s%s", i ? ", " : "", k->choices[i]);
+    if (n < 0) break;
+    o += (size_t)n;
+  }
+}
+
+/* Converts scalar text to the value of a STR/BOOL/INT/ENUM key. |isnull|
+ * is a YAML null: "" for a string, an error for the others. */
+static int conv_scalar(const cfg_key_t *k, const char *s, size_t len, int isnull,
+                       cfg_val_t *out, char *msg, size_t msglen) {
+  static const char *const yes[] = {"true", "yes", "on"};
+  static const char *const no[] = {"false", "no", "off"};
+
+  switch (k->type) {
+  case CFG_STR:
+    if (isnull) len = 0;
+    if (check_str(k, s, len, msg, msglen) < 0) return -1;
+    out->s = dup_len(s, len);
+    if (out->s == NULL) {
+      snprintf(msg, msglen, "out of memory");
+      return -1;
+    }
+    return 0;
+  case CFG_BOOL:
+    for (int i = 0; !isnull && i < 3; i++) {
+      if (strlen(yes[i]) == len && strncasecmp(s, yes[i], len) == 0) {
+        out->b = 1;
+        return 0;
+      }
+      if (strlen(no[i]) == len && strncasecmp(s, no[i], len) == 0) {
+        out->b = 0;
+        return 0;
+      }
+    }
+    snprintf(msg, msglen, "expected a boolean (true or false)");
+    return -1;
+  case CFG_INT: {
+    int r = isnull ? -1 : parse_ll(s, len, &out->i);
+    if (r == -1) {
+      snprintf(msg, msglen, "expected a number");
+      return -1;
+    }
+    if (r == -2 || out->i < k->min || out->i > k->max) {
+      snprintf(msg, msglen, "must be between %lld and %lld", k->min, k->max);
+      return -1;
+    }
+    return 0;
+  }
+  case CFG_ENUM: {
+    for (int i = 0; !isnull && k->choices != NULL && k->choices[i] != NULL; i++) {
+      if (strlen(k->choices[i]) == len && memcmp(s, k->choices[i], len) == 0) {
+        out->b = i;
+        return 0;
+      }
+    }
+    char list[256];
+    choices_text(k, list, sizeof(list));
+    snprintf(msg, msglen, "expected one of: %s", list);
+    return -1;
+  }
+  default:
+    snprintf(msg, msglen, "not a scalar key");
+    return -1;
+  }
+}
+
+/* Replaces the field of a scalar key with |v|, which it takes over. */
+static void store_scalar(const cfg_key_t *k, void *dst, cfg_val_t *v) {
+  void *f = field_of(k, dst);
+  switch (k->type) {
+  case CFG_STR:
+    free(*(char **)f);
+    *(char **)f = v->s;
+    break;
+  case CFG_BOOL:
+  case CFG_ENUM:
+    *(int *)f = v->b;
+    break;
+  case CFG_INT:
+    *(long long *)f = v->i;
+    break;
+  default:
+    break;
+  }
+}
+
+static const char *expected_what(cfg_type_t t) {
+  switch (t) {
+  case CFG_STR: return "expected a string";
+  case CFG_BOOL: return "expected a boolean (true or false)";
+  case CFG_INT: return "expected a number";
+  case CFG_STRLIST: return "expected a list of strings";
+  case CFG_STRMAP: return "expected a mapping of strings to strings";
+  default: return "expected a scalar";
+  }
+}
+
+static const char *node_str(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+/* Item or map value: a scalar (null = "") within the bounds of |k|. */
+static int conv_item(cfg_load_t *c, const cfg_key_t *k, const yaml_node_t *n, char **out) {
+  char msg[256];
+  cfg_val_t v;
+  if (n->type != YAML_SCALAR_NODE)
+    return fail_at(c, &n->start_mark, k->name, strlen(k->name), "expected a string");
+  cfg_key_t as_str = *k;
+  as_str.type = CFG_STR;
+  if (conv_scalar(&as_str, node_str(n), n->data.scalar.length, is_null(n), &v, msg,
+                  sizeof(msg)) < 0)
+    return fail_at(c, &n->start_mark, k->name, strlen(k->name), "%s", msg);
+  *out = v.s;
+  return 0;
+}
+
+static int load_strlist(cfg_load_t *c, const cfg_key_t *k, const yaml_node_t *n) {
+  cfg_strlist_t l = {NULL, 0};
+  size_t cnt;
+
+  if (is_null(n)) goto done;
+  if (n->type != YAML_SEQUENCE_NODE)
+    return fail_at(c, &n->start_mark, k->name, strlen(k->name), "%s",
+                   expected_what(k->type));
+  cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+  if (cnt > CFG_MAX_ITEMS)
+    return fail_at(c, &n->start_mark, k->name, strlen(k->name), "more than %d items",
+                   CFG_MAX_ITEMS);
+  if (cnt > 0 && (l.v = calloc(cnt, sizeof(*l.v))) == NULL)
+    return fail_at(c, &n->start_mark, k->name, strlen(k->name), "out of memory");
+  for (size_t i = 0; i < cnt; i++) {
+    const yaml_node_t *it = yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+    if (it == NULL || conv_item(c, k, it, &l.v[i]) < 0) goto fail_items;
+    l.n++;
+  }
+done:
+  strlist_clear(field_of(k, c->dst));
+  *(cfg_strlist_t *)field_of(k, c->dst) = l;
+  return 0;
+
+fail_items:
+  strlist_clear(&l);
+  return -1;
+}
+
+static int load_strmap(cfg_load_t *c, const cfg_key_t *k, const yaml_node_t *n) {
+  cfg_strmap_t m = {NULL, NULL, 0};
+  size_t cnt;
+  char shown[CFG_SHOW_MAX + 8];
+
+  if (is_null(n)) goto done;
+  if (n->type != YAML_MAPPING_NODE)
+    return fail_at(c, &n->start_mark, k->name, strlen(k->name), "%s",
+                   expected_what(k->type));
+  cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+  if (cnt > CFG_MAX_ITEMS)
+    return fail_at(c, &n->start_mark, k->name, strlen(k->name), "more than %d entries",
+                   CFG_MAX_ITEMS);
+  if (cnt > 0) {
+    m.keys = calloc(cnt, sizeof(*m.keys));
+    m.vals = calloc(cnt, sizeof(*m.vals));
+    if (m.keys == NULL || m.vals == NULL) {
+      fail_at(c, &n->start_mark, k->name, strlen(k->name), "out of memory");
+      goto fail_entries;
+    }
+  }
+  for (size_t i = 0; i < cnt; i++) {
+    const yaml_node_pair_t *pr = &n->data.mapping.pairs.start[i];
+    const yaml_node_t *kn = yaml_document_get_node(c->doc, pr->key);
+    const yaml_node_t *vn = yaml_document_get_node(c->doc, pr->value);
+    if (kn == NULL || vn == NULL) goto fail_entries;
+    if (kn->type != YAML_SCALAR_NODE || is_null(kn)) {
+      fail_at(c, &kn->start_mark, k->name, strlen(k->name), "keys must be strings");
+      goto fail_entries;
+    }
+    if (conv_item(c, k, kn, &m.keys[i]) < 0) goto fail_entries;
+    for (size_t j = 0; j < i; j++) {
+      if (strcmp(m.keys[j], m.keys[i]) == 0) {
+        show(shown, sizeof(shown), m.keys[i], strlen(m.keys[i]));
+        free(m.keys[i]);
+        m.keys[i] = NULL;
+        fail_at(c, &kn->start_mark, k->name, strlen(k->name), "duplicate key '%s'", shown);
+        goto fail_entries;
+      }
+    }
+    if (conv_item(c, k, vn, &m.vals[i]) < 0) {
+      free(m.keys[i]);
+      m.keys[i] = NULL;
+      goto fail_entries;
+    }
+    m.n++;
+  }
+done:
+  strmap_clear(field_of(k, c->dst));
+  *(cfg_strmap_t *)field_of(k, c->dst) = m;
+  return 0;
+
+fail_entries:
+  strmap_clear(&m);
+  return -1;
+}
+
+/* Sets table entry |idx| from value node |vn| (|kn| is its key, for the
+ * alias check; NULL for a default). */
+static int load_leaf(cfg_load_t *c, size_t idx, const yaml_node_t *kn, const yaml_node_t *vn) {
+  const cfg_key_t *k = &c->table[idx];
+  char msg[256];
+  cfg_val_t v;
+
+  if (kn != NULL) {
+    for (size_t j = 0; c->table[j].name != NULL; j++) {
+      if (j != idx && c->set[j] && c->table[j].offset == k->offset)
+        return fail_at(c, &kn->start_mark, NULL, 0, "key '%s' and its alias '%s' both set",
+                       c->table[j].name, k->name);
+    }
+    c->set[idx] = 1;
+  }
+  switch (k->type) {
+  case CFG_STRLIST:
+    return load_strlist(c, k, vn);
+  case CFG_STRMAP:
+    return load_strmap(c, k, vn);
+  default:
+    if (vn->type != YAML_SCALAR_NODE) {
+      if (k->type == CFG_ENUM) {
+        conv_scalar(k, "", 0, 1, &v, msg, sizeof(msg)); /* for the list of choices */
+        return fail_at(c, &vn->start_mark, k->name, strlen(k->name), "%s", msg);
+      }
+      return fail_at(c, &vn->start_mark, k->name, strlen(k->name), "%s",
+                     expected_what(k->type));
+    }
+    if (conv_scalar(k, node_str(vn), vn->data.scalar.length, is_null(vn), &v, msg,
+                    sizeof(msg)) < 0)
+      return fail_at(c, &vn->start_mark, k->name, strlen(k->name), "%s", msg);
+    store_scalar(k, c->dst, &v);
+    return 0;
+  }
+}
+
+static long find_exact(const cfg_key_t *t, const char *p, size_t n) {
+  for (long i = 0; t[i].name != NULL; i++)
+    if (strlen(t[i].name) == n && memcmp(t[i].name, p, n) == 0) return i;
+  return -1;
+}
+
+static int is_section(const cfg_key_t *t, const char *p, size_t n) {
+  for (size_t i = 0; t[i].name != NULL; i++)
+    if (strlen(t[i].name) > n && memcmp(t[i].name, p, n) == 0 && t[i].name[n] == '.')
+      return 1;
+  return 0;
+}
+
+/* Walks mapping |map| whose dotted path is |prefix| ("" at the top). */
+static int walk(cfg_load_t *c, const yaml_node_t *map, const char *prefix, size_t plen,
+                int depth) {
+  const yaml_node_pair_t *start = map->data.mapping.pairs.start;
+  const yaml_node_pair_t *top = map->data.mapping.pairs.top;
+  char path[CFG_PATH_MAX];
+
+  if (depth > CFG_MAX_DEPTH) /* the prescan bounds it already */
+    return fail_at(c, &map->start_mark, NULL, 0, "nesting is too deep");
+  for (const yaml_node_pair_t *pr = start; pr < top; pr++) {
+    const yaml_node_t *kn = yaml_document_get_node(c->doc, pr->key);
+    const yaml_node_t *vn = yaml_document_get_node(c->doc, pr->value);
+    if (kn == NULL || vn == NULL)
+      return fail_at(c, &map->start_mark, NULL, 0, "malformed document");
+    if (kn->type != YAML_SCALAR_NODE)
+      return fail_at(c, &kn->start_mark, plen ? prefix : NULL, plen, "keys must be strings");
+    const char *key = node_str(kn);
+    size_t klen = kn->data.scalar.length, len = 0;
+    if (plen > 0) {
+      memcpy(path, prefix, plen);
+      path[plen] = '.';
+      len = plen + 1;
+    }
+    size_t room = sizeof(path) - len;
+    memcpy(path + len, key, klen < room ? klen : room);
+    len += klen < room ? klen : room;
+    /* Past the buffer it cannot name a table key; shown truncated. */
+    if (klen >= room) return fail_at(c, &kn->start_mark, path, len, "unknown key");
+    if (memchr(key, '.', klen) != NULL)
+      return fail_at(c, &kn->start_mark, path, len,
+                     "unknown key (write nested mappings, not dotted keys)");
+    /* Every earlier key of this mapping was known and distinct, so this
+     * stays within the size of the table. */
+    for (const yaml_node_pair_t *q = start; q < pr; q++) {
+      const yaml_node_t *qk = yaml_document_get_node(c->doc, q->key);
+      if (qk->data.scalar.length == klen && memcmp(node_str(qk), key, klen) == 0)
+        return fail_at(c, &kn->start_mark, path, len, "duplicate key");
+    }
+    long idx = find_exact(c->table, path, len);
+    if (idx >= 0) {
+      if (load_leaf(c, (size_t)idx, kn, vn) < 0) return -1;
+    } else if (is_section(c->table, path, len)) {
+      if (is_null(vn)) continue;
+      if (vn->type != YAML_MAPPING_NODE)
+        return fail_at(c, &vn->start_mark, path, len, "expected a mapping");
+      if (walk(c, vn, path, len, depth + 1) < 0) return -1;
+    } else {
+      return fail_at(c, &kn->start_mark, path, len, "unknown key");
+    }
+  }
+  return 0;
+}
+
+int cfg_load_buf(const cfg_key_t *table, void *dst, const char *name, const char *buf,
+                 size_t len, char *err, size_t errlen) {
+  cfg_load_t c = {table, dst, name, err, errlen, NULL, NULL};
+  yaml_document_t doc;
+  int rc = -1;
+
+  set_err(err, errlen, "%s", "");
+  if (len > CFG_MAX_INPUT) {
+    set_err(err, errlen, "%s: larger than 1 MiB", name);
+    return -1;
+  }
+  c.set = calloc(table_len(table) + 1, 1);
+  if (c.set == NULL) {
+    set_err(err, errlen, "%s: out of memory", name);
+    return -1;
+  }
+  if (parse_doc(&c, buf, len, &doc) < 0) goto fail_set;
+  c.doc = &doc;
+  const yaml_node_t *root = yaml_document_get_root_node(&doc);
+  if (root == NULL || is_null(root))
+    rc = 0; /* an empty file keeps every default */
+  else if (root->type != YAML_MAPPING_NODE)
+    rc = fail_at(&c, &root->start_mark, NULL, 0, "the top level must be a mapping");
+  else
+    rc = walk(&c, root, "", 0, 0);
+  yaml_document_delete(&doc);
+fail_set:
+  free(c.set);
+  return rc;
+}
+
+int cfg_load_file(const cfg_key_t *table, void *dst, const char *path, char *err,
+                  size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  char *buf;
+  size_t n;
+  int rc = -1;
+
+  if (f == NULL) {
+    set_err(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+  }
+  /* One byte more than allowed tells a large file from one just at it. */
+  buf = malloc(CFG_MAX_INPUT + 1);
+  if (buf == NULL) {
+    set_err(err, errlen, "%s: out of memory", path);
+    goto fail_file;
+  }
+  n = fread(buf, 1, CFG_MAX_INPUT + 1, f);
+  if (ferror(f)) {
+    set_err(err, errlen, "%s: %s", path, strerror(errno));
+    goto fail_buf;
+  }
+  rc = cfg_load_buf(table, dst, path, buf, n, err, errlen);
+fail_buf:
+  free(buf);
+fail_file:
+  fclose(f);
+  return rc;
+}
+
+static void zero_field(const cfg_key_t *k, void *dst) {
+  void *f = field_of(k, dst);
+  switch (k->type) {
+  case CFG_STR: *(char **)f = NULL; break;
+  case CFG_BOOL:
+  case CFG_ENUM: *(int *)f = 0; break;
+  case CFG_INT: *(long long *)f = 0; break;
+  case CFG_STRLIST: memset(f, 0, sizeof(cfg_strlist_t)); break;
+  case CFG_STRMAP: memset(f, 0, sizeof(cfg_strmap_t)); break;
+  }
+}
+
+/* STRLIST/STRMAP defaults are flow YAML, e.g. ["/api/"] or {a: b}. */
+static int default_collection(const cfg_key_t *table, size_t idx, void *dst) {
+  char err[256];
+  cfg_load_t c = {table, dst, "default", err, sizeof(err), NULL, NULL};
+  yaml_document_t doc;
+  const char *text = table[idx].defval;
+
+  if (parse_doc(&c, text, strlen(text), &doc) < 0) return -1;
+  c.doc = &doc;
+  const yaml_node_t *root = yaml_document_get_root_node(&doc);
+  int rc = root == NULL ? 0 : load_leaf(&c, idx, NULL, root);
+  yaml_document_delete(&doc);
+  return rc;
+}
+
+int cfg_defaults(const cfg_key_t *table, void *dst) {
+  char msg[256];
+  cfg_val_t v;
+
+  /* Zero first, so a failure half-way leaves |dst| safe for cfg_free. */
+  for (size_t i = 0; table[i].name != NULL; i++) zero_field(&table[i], dst);
+  for (size_t i = 0; table[i].name != NULL; i++) {
+    const cfg_key_t *k = &table[i];
+    int alias = 0;
+    for (size_t j = 0; j < i; j++) {
+      if (table[j].offset != k->offset) continue;
+      if (table[j].type != k->type) goto fail_defaults; /* one field, two types */
+      alias = 1;
+    }
+    if (alias) continue; /* the first entry of a field holds its default */
+    switch (k->type) {
+    case CFG_STR:
+      /* Literal text: "0.0.0.0:443" is a default, not a YAML mapping. An
+       * empty default means unset and is exempt from the minimum length. */
+      if (k->defval == NULL || k->defval[0] == '\0') {
+        v.s = strdup("");
+        if (v.s == NULL) goto fail_defaults;
+      } else if (conv_scalar(k, k->defval, strlen(k->defval), 0, &v, msg, sizeof(msg)) < 0) {
+        goto fail_defaults;
+      }
+      store_scalar(k, dst, &v);
+      break;
+    case CFG_BOOL:
+    case CFG_INT:
+    case CFG_ENUM:
+      if (k->defval == NULL) break; /* stays 0 */
+      if (conv_scalar(k, k->defval, strlen(k->defval), 0, &v, msg, sizeof(msg)) < 0)
+        goto fail_defaults;
+      store_scalar(k, dst, &v);
+      break;
+    case CFG_STRLIST:
+    case CFG_STRMAP:
+      if (k->defval != NULL && default_collection(table, i, dst) < 0) goto fail_defaults;
+      break;
+    }
+  }
+  return 0;
+
+fail_defaults:
+  cfg_free(table, dst);
+  return -1;
+}
+
+int cfg_set_str(char **field, const char *value) {
+  char *s = strdup(value ? value : "");
+  if (s == NULL) return -1;
+  free(*field);
+  *field = s;
+  return 0;
+}
+
+void cfg_free(const cfg_key_t *table, void *dst) {
+  if (table == NULL || dst == NULL) return;
+  for (size_t i = 0; table[i].name != NULL; i++) {
+    void *f = field_of(&table[i], dst);
+    switch (table[i].type) {
+    case CFG_STR:
+      free(*(char **)f);
+      *(char **)f = NULL;
+      break;
+    case CFG_STRLIST:
+      strlist_clear(f);
+      break;
+    case CFG_STRMAP:
+      strmap_clear(f);
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+/* Markdown cell text: a '|' would end the cell, a newline the row. */
+static void md_cell(FILE *out, const char *s) {
+  for (; s != NULL && *s; s++) {
+    if (*s == '|') fputs("\\|", out);
+    else if (*s == '\n' || *s == '\r') fputc(' ', out);
+    else fputc(*s, out);
+  }
+}
+
+static void md_code(FILE *out, const char *s) {
+  if (s == NULL || *s == '\0') return;
+  fputc('`', out);
+  md_cell(out, s);
+  fputc('`', out);
+}
+
+static const char *type_name(cfg_type_t t) {
+  switch (t) {
+  case CFG_STR: return "string";
+  case CFG_BOOL: return "bool";
+  case CFG_INT: return "int";
+  case CFG_ENUM: return "enum";
+  case CFG_STRLIST: return "list of strings";
+  case CFG_STRMAP: return "map of strings";
+  }
+  return "?";
+}
+
+void cfg_print_markdown(const cfg_key_t *table, FILE *out) {
+  fputs("| key | type | default | bounds | description |\n", out);
+  fputs("|---|---|---|---|---|\n", out);
+  for (size_t i = 0; table[i].name != NULL; i++) {
+    const cfg_key_t *k = &table[i];
+    fputs("| ", out);
+    md_code(out, k->name);
+    fprintf(out, " | %s | ", type_name(k->type));
+    if (k->defval != NULL) md_code(out, k->defval);
+    else if (k->type == CFG_BOOL) md_code(out, "false");
+    else if (k->type == CFG_INT) md_code(out, "0");
+    else if (k->type == CFG_ENUM && k->choices && k->choices[0]) md_code(out, k->choices[0]);
+    fputs(" | ", out);
+    switch (k->type) {
+    case CFG_INT:
+      fprintf(out, "%lld..%lld", k->min, k->max);
+      break;
+    case CFG_ENUM:
+      for (size_t j = 0; k->choices != NULL && k->choices[j] != NULL; j++) {
+        if (j) fputs(", ", out);
+        md_code(out, k->choices[j]);
+      }
+      break;
+    case CFG_STR:
+    case CFG_STRLIST:
+    case CFG_STRMAP:
+      fprintf(out, "%lld..%lld bytes", k->min, str_max(k));
+      if (k->type != CFG_STR) fprintf(out, ", at most %d entries", CFG_MAX_ITEMS);
+      break;
+    case CFG_BOOL:
+      break;
+    }
+    fputs(" | ", out);
+    md_cell(out, k->doc);
+    if (k->flags & CFG_REQUIRED) fputs(" Required.", out);
+    if (k->flags & CFG_SECRET) fputs(" Secret.", out);
+    fputs(" |\n", out);
+  }
+}
