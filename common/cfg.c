@@ -257,6 +257,7 @@ static int check_str(const cfg_key_t *k, const char *s, size_t len, char *msg, s
       return -1;
     }
   }
+  if (len == 0 && (k->flags & CFG_EMPTY_OK)) return 0;
   if ((long long)len > max || (long long)len < k->min) {
     if (k->min > 0)
       snprintf(msg, msglen, "must be between %lld and %lld bytes long", k->min, max);
@@ -829,6 +830,7 @@ void cfg_print_markdown(const cfg_key_t *table, FILE *out) {
     case CFG_STRLIST:
     case CFG_STRMAP:
       fprintf(out, "%lld..%lld bytes", k->min, str_max(k));
+      if (k->flags & CFG_EMPTY_OK) fprintf(out, " or empty");
       if (k->type != CFG_STR) fprintf(out, ", at most %d entries", CFG_MAX_ITEMS);
       break;
     case CFG_BOOL:

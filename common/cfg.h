@@ -20,6 +20,7 @@ typedef enum {
  * after applying them. */
 #define CFG_REQUIRED 0x1
 #define CFG_SECRET   0x2   /* never printed */
+#define CFG_EMPTY_OK 0x4   /* CFG_STR: "" means unset; min applies to other values */
 
 typedef struct {
   char **v;

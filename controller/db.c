@@ -210,13 +210,16 @@ broken:
   return NULL;
 }
 
-static int conn_open(db_pool_t *p, db_conn_t *c, int64_t deadline) {
+/* conn_open connects |c| within |deadline|; on failure writes why to |why|. */
+static int conn_open(db_pool_t *p, db_conn_t *c, int64_t deadline, char *why, size_t whylen) {
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-  char q[256];
   int err = 0;
 
   c->pg = PQconnectStart(p->dsn);
-  if (c->pg == NULL) return -1;
+  if (c->pg == NULL) {
+    snprintf(why, whylen, "out of memory");
+    return -1;
+  }
   if (PQstatus(c->pg) == CONNECTION_BAD) goto fail;
   for (;;) {
     if (st == PGRES_POLLING_OK) break;
@@ -232,7 +235,10 @@ static int conn_open(db_pool_t *p, db_conn_t *c, int64_t deadline) {
     snprintf(sql, sizeof(sql), "SET statement_timeout = %d; SET TIME ZONE 'UTC'", p->timeout_ms);
     if (!PQsendQuery(c->pg, sql)) goto fail;
     PGresult *r = finish(p, c, deadline, &err);
-    if (r == NULL) return -1;
+    if (r == NULL) {
+      snprintf(why, whylen, "lost the connection while setting it up");
+      return -1;
+    }
     int ok = db_ok(r);
     PQclear(r);
     if (!ok) goto fail;
@@ -240,7 +246,8 @@ static int conn_open(db_pool_t *p, db_conn_t *c, int64_t deadline) {
   return 0;
 
 fail:
-  log_warn("db", "cannot connect: %s", log_quote(c->pg ? PQerrorMessage(c->pg) : "out of memory", q, sizeof(q)));
+  log_quote(PQerrorMessage(c->pg), why, (unsigned)whylen);
+  if (*why == '\0') snprintf(why, whylen, "connect timed out after %d ms", p->timeout_ms);
   conn_close(c);
   return -1;
 }
@@ -270,16 +277,26 @@ db_conn_t *db_acquire(db_pool_t *p, int *err) {
 
   if (c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK) conn_close(c);
   if (c->pg == NULL) {
+    char why[256] = "";
     /* After a failed connect, answer at once for a short while rather than
      * let every request pay for another attempt. */
-    if (db_now_ms() < down_until || conn_open(p, c, deadline) != 0) {
+    if (db_now_ms() < down_until || conn_open(p, c, deadline, why, sizeof(why)) != 0) {
       pthread_mutex_lock(&p->mu);
       if (db_now_ms() >= p->down_until_ms) p->down_until_ms = db_now_ms() + 200;
+      int first = why[0] && !p->down;
+      if (why[0]) p->down = 1;
       pthread_mutex_unlock(&p->mu);
+      /* Once per outage, not once per attempt. */
+      if (first) log_warn("db", "cannot connect: %s", why);
       db_release(p, c);
       *err = DB_ERR_UNAVAILABLE;
       return NULL;
     }
+    pthread_mutex_lock(&p->mu);
+    int was_down = p->down;
+    p->down = 0;
+    pthread_mutex_unlock(&p->mu);
+    if (was_down) log_info("db", "connected again");
   }
   return c;
 }

@@ -46,6 +46,7 @@ typedef struct db_pool {
   char *dsn;                /* owned */
   int timeout_ms;
   int64_t down_until_ms;    /* after a failed connect, fail fast until then */
+  int down;                 /* the last connect failed (logged once) */
   atomic_long waits;        /* acquisitions that had to wait */
   atomic_long timeouts;     /* acquisitions that gave up */
   atomic_long errors;       /* connection-level failures */

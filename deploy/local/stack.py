@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""The local cascade of deploy/local/run.sh: a throwaway PostgreSQL and the
+controller (agents join in later issues), in the foreground until Ctrl-C.
+Uses the integration harness, so the quick start runs exactly what the
+tests run."""
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "..", "tests", "integration"))
+import harness  # noqa: E402
+
+
+def wait_ready(url, proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def main():
+    port = int(os.environ.get("CASCADE_HTTP_PORT", "8080"))
+    token = os.environ.get("CASCADE_ADMIN_TOKEN") or "adm_" + secrets.token_urlsafe(24)
+    stop = []
+    signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+
+    print("starting PostgreSQL 15 (throwaway) ...", flush=True)
+    pg = harness.new_cluster()
+    db = pg.create_database(drop_at_exit=False)
+    work = tempfile.mkdtemp(prefix="cascade-local-")
+    harness.at_exit(lambda: subprocess.run(["rm", "-rf", work]))
+    cfg_path = os.path.join(work, "controller.yaml")
+    with open(cfg_path, "w") as f:
+        f.write(harness.to_yaml({
+            "http": {"listenaddr": "127.0.0.1:%d" % port},
+            "database": {"dsn": pg.dsn(db)},
+            "log": {"level": "info"},
+        }))
+    env = dict(os.environ, CASCADE_ADMIN_TOKEN=token)
+    ctl = subprocess.Popen([os.path.join(os.environ["CASCADE_BIN_DIR"], "cascade-controller"),
+                            "-c", cfg_path], env=env, stdin=subprocess.DEVNULL)
+    url = "http://127.0.0.1:%d" % port
+    if not wait_ready(url, ctl):
+        print("the controller did not start (see its log above)", file=sys.stderr)
+        ctl.kill()
+        return 1
+    print(f"""
+Cascade is running.
+  REST API      {url}/api/cascade/clients
+  admin token   {token}
+  config        {cfg_path}
+  health        {url}/healthz   metrics {url}/metrics
+
+Try:
+  curl -H 'Authorization: Bearer {token}' {url}/api/cascade/clients
+  curl -H 'Authorization: Bearer {token}' -X POST {url}/api/cascade/clients \\
+       -d '{{"name": "edge-1", "secret": "a-long-node-secret"}}'
+
+Press Ctrl-C to stop and remove everything.
+""", flush=True)
+    while not stop and ctl.poll() is None:
+        time.sleep(0.2)
+    if ctl.poll() is None:
+        ctl.send_signal(signal.SIGTERM)
+        try:
+            ctl.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            ctl.kill()
+    print("stopping PostgreSQL and removing its data ...", flush=True)
+    return 0 if not ctl.returncode else ctl.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
