@@ -32,7 +32,7 @@ const char *log_quote(const char *s, char *buf, unsigned len) {
   if (len == 0) return buf;
   for (; s && *s && o + 5 < len; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+    if (c < 0x20 || c == 0x7f) {
       buf[o++] = '\\';
       buf[o++] = 'x';
       buf[o++] = hex[c >> 4];

@@ -18,8 +18,8 @@ int log_level_parse(const char *s, log_level_t *out);
 void log_msg(log_level_t lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* log_quote copies |s| into |buf| for a log line: control characters and
- * quotes escaped, truncated to |len|. Returns |buf|. */
+/* log_quote copies |s| into |buf| for a log line: control characters
+ * escaped as \xNN, truncated to |len|. Returns |buf|. */
 const char *log_quote(const char *s, char *buf, unsigned len);
 
 #define log_debug(mod, ...) \

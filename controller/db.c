@@ -145,6 +145,15 @@ void db_pool_free(db_pool_t *p) {
   memset(p, 0, sizeof(*p));
 }
 
+/* pq_message is libpq's last error on |pg|, one line, fit for a log. */
+static const char *pq_message(PGconn *pg, char *buf, size_t len) {
+  char msg[512];
+  snprintf(msg, sizeof(msg), "%s", pg ? PQerrorMessage(pg) : "");
+  for (size_t n = strlen(msg); n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '); n--)
+    msg[n - 1] = '\0';
+  return log_quote(msg, buf, (unsigned)len);
+}
+
 /* wait_fd waits for |pg|'s socket until |deadline|. 1 ready, 0 timeout, -1 error. */
 static int wait_fd(PGconn *pg, int for_write, int64_t deadline) {
   struct pollfd pfd = {.fd = PQsocket(pg), .events = for_write ? POLLOUT : POLLIN};
@@ -202,7 +211,7 @@ broken:
   PQclear(keep);
   {
     char q[256];
-    log_warn("db", "connection lost: %s", log_quote(PQerrorMessage(c->pg), q, sizeof(q)));
+    log_warn("db", "connection lost: %s", pq_message(c->pg, q, sizeof(q)));
   }
   conn_close(c);
   atomic_fetch_add(&p->errors, 1);
@@ -225,7 +234,12 @@ static int conn_open(db_pool_t *p, db_conn_t *c, int64_t deadline, char *why, si
     if (st == PGRES_POLLING_OK) break;
     if (st == PGRES_POLLING_FAILED) goto fail;
     int w = wait_fd(c->pg, st == PGRES_POLLING_WRITING, deadline);
-    if (w <= 0) goto fail;
+    if (w == 0) {
+      snprintf(why, whylen, "no answer within %d ms", p->timeout_ms);
+      conn_close(c);
+      return -1;
+    }
+    if (w < 0) goto fail;
     st = PQconnectPoll(c->pg);
   }
   if (PQsetnonblocking(c->pg, 1) != 0) goto fail;
@@ -246,8 +260,8 @@ static int conn_open(db_pool_t *p, db_conn_t *c, int64_t deadline, char *why, si
   return 0;
 
 fail:
-  log_quote(PQerrorMessage(c->pg), why, (unsigned)whylen);
-  if (*why == '\0') snprintf(why, whylen, "connect timed out after %d ms", p->timeout_ms);
+  pq_message(c->pg, why, whylen);
+  if (*why == '\0') snprintf(why, whylen, "connection failed");
   conn_close(c);
   return -1;
 }

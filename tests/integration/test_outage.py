@@ -3,6 +3,9 @@
 /readyz says 503, /healthz stays 200; PostgreSQL comes back and the controller serves the data
 from before the outage without a restart. Uses its own private cluster."""
 
+import os
+import signal
+import subprocess
 import time
 import unittest
 
@@ -130,6 +133,57 @@ class OutageTest(unittest.TestCase):
             st, _, body = ctl.api("GET", CLIENTS)
             self.assertEqual(body["total"], 2)
         finally:
+            ctl.stop(expected_errors=OUTAGE_ERRORS)
+            self.pg.drop_database(db)
+
+    def cluster_pids(self):
+        """The postmaster and all its children (backends, background workers)."""
+        with open(self.pg.datadir + "/postmaster.pid") as f:
+            postmaster = int(f.readline())
+        out = subprocess.run(["pgrep", "-P", str(postmaster)], stdout=subprocess.PIPE,
+                             text=True).stdout
+        return [postmaster] + [int(p) for p in out.split()]
+
+    def test_hung_database(self):
+        """PostgreSQL stops answering (SIGSTOP) with connections open: no socket error tells the
+        controller anything, only its own deadlines do. Calls still answer 503 in time."""
+        db = self.pg.create_database()
+        ctl = harness.Controller(self.pg.dsn(db),
+                                 config={"database": {"timeout": TIMEOUT_MS, "poolsize": 2}})
+        pids = []
+
+        def resume():
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        try:
+            st, _, body = ctl.api("POST", CLIENTS, {"name": "hung-0", "secret": "12345678"})
+            self.assertEqual(st, 201, body)
+            # warm both pooled connections so the freeze catches them mid-life
+            for _ in range(4):
+                self.assertEqual(ctl.api("GET", CLIENTS)[0], 200)
+            pids = self.cluster_pids()
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            limit = TIMEOUT_MS / 1000.0 + 1.0
+            for method, path, body in (("GET", CLIENTS, None),
+                                       ("GET", CLIENTS, None),
+                                       ("POST", CLIENTS, {"name": "during", "secret": "12345678"}),
+                                       ("GET", "/readyz", None)):
+                with self.subTest(method=method, path=path):
+                    resp, took = self.timed(ctl, method, path, body)
+                    self.assert_503_envelope(resp)
+                    self.assertLessEqual(took, limit, "%s %s took %.2fs" % (method, path, took))
+            self.assertEqual(ctl.request("GET", "/healthz")[0], 200)
+            resume()
+            harness.wait_for(lambda: ctl.api("GET", CLIENTS, timeout=5)[0] == 200, 20,
+                             interval=0.1, what="the API to answer 200 again")
+            st, _, body = ctl.api("GET", CLIENTS)
+            self.assertEqual([n["name"] for n in body["data"]], ["hung-0"])
+        finally:
+            resume()
             ctl.stop(expected_errors=OUTAGE_ERRORS)
             self.pg.drop_database(db)
 
