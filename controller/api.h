@@ -25,6 +25,10 @@ int api_tokens_delete(http_req_t *r);
  * database failure it answers the request (503/500) and returns NULL. */
 PGresult *api_exec(http_req_t *r, db_stmt_t stmt, int n, const char *const *params);
 
+/* api_reply_failed answers a failed statement (and frees |res|): 503 for a
+ * statement timeout, else 500 with the error logged. */
+int api_reply_failed(http_req_t *r, PGresult *res);
+
 /* api_time turns a timestamptz column into RFC 3339 UTC JSON (or null). */
 json_t *api_time(const PGresult *res, int i, int col);
 

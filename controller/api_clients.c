@@ -25,21 +25,15 @@ static int reply_node(http_req_t *r, int status, PGresult *res) {
 /* reply_write_error answers a failed INSERT/UPDATE by its SQLSTATE. */
 static int reply_write_error(http_req_t *r, PGresult *res) {
   const char *st = db_sqlstate(res);
-  int rv;
-  if (strcmp(st, SQLSTATE_UNIQUE) == 0)
-    rv = http_reply_error(r, 409, "name already exists");
-  else if (strcmp(st, SQLSTATE_FK) == 0)
-    rv = http_reply_error(r, 400, "parent_id: no such node");
-  else if (strcmp(st, "57014") == 0)
-    rv = http_reply_error(r, 503, "database did not answer in time");
-  else {
-    char q[256];
-    log_error("api", "%s %s: %s", r->method, r->url,
-              log_quote(PQresultErrorMessage(res), q, sizeof(q)));
-    rv = http_reply_error(r, 500, "internal error");
+  if (strcmp(st, SQLSTATE_UNIQUE) == 0) {
+    PQclear(res);
+    return http_reply_error(r, 409, "name already exists");
   }
-  PQclear(res);
-  return rv;
+  if (strcmp(st, SQLSTATE_FK) == 0) {
+    PQclear(res);
+    return http_reply_error(r, 400, "parent_id: no such node");
+  }
+  return api_reply_failed(r, res);
 }
 
 int api_clients_list(http_req_t *r) {

@@ -23,10 +23,7 @@ static void hash_hex(const uint8_t h[AUTH_HASH_LEN], char out[2 + 2 * AUTH_HASH_
 int api_tokens_list(http_req_t *r) {
   PGresult *res = api_exec(r, DB_TOKEN_LIST, 0, NULL);
   if (res == NULL) return API_ANSWERED;
-  if (!db_ok(res)) {
-    PQclear(res);
-    return http_reply_error(r, 500, "internal error");
-  }
+  if (!db_ok(res)) return api_reply_failed(r, res);
   json_t *data = json_array();
   for (int i = 0; i < PQntuples(res); i++) json_array_append_new(data, token_json(res, i));
   PQclear(res);
@@ -49,10 +46,7 @@ int api_tokens_create(http_req_t *r) {
   PGresult *res = api_exec(r, DB_TOKEN_CREATE, 5, params);
   valid_token_free(&t);
   if (res == NULL) return API_ANSWERED;
-  if (!db_ok(res)) {
-    PQclear(res);
-    return http_reply_error(r, 500, "internal error");
-  }
+  if (!db_ok(res)) return api_reply_failed(r, res);
   /* The value is shown here, once; only its hash is kept. */
   json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id",
                         (json_int_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10), "name",
@@ -74,10 +68,7 @@ int api_tokens_delete(http_req_t *r) {
   const char *params[3] = {id, r->actor, r->source};
   PGresult *res = api_exec(r, DB_TOKEN_DELETE, 3, params);
   if (res == NULL) return API_ANSWERED;
-  if (!db_ok(res)) {
-    PQclear(res);
-    return http_reply_error(r, 500, "internal error");
-  }
+  if (!db_ok(res)) return api_reply_failed(r, res);
   if (PQntuples(res) == 0) {
     PQclear(res);
     return http_reply_error(r, 404, "no token with id %lld", (long long)r->id);

@@ -50,3 +50,16 @@ json_t *api_node_json(const PGresult *res, int i) {
                         "last_seen", api_time(res, i, 8));
   return o;
 }
+
+int api_reply_failed(http_req_t *r, PGresult *res) {
+  if (strcmp(db_sqlstate(res), "57014") == 0) {
+    /* statement_timeout: the server gave up on it. */
+    PQclear(res);
+    return http_reply_db_error(r, DB_ERR_TIMEOUT);
+  }
+  char q[256];
+  log_error("api", "%s %s: %s", r->method, r->url,
+            log_quote(PQresultErrorMessage(res), q, sizeof(q)));
+  PQclear(res);
+  return http_reply_error(r, 500, "internal error");
+}

@@ -104,30 +104,39 @@ void auth_forget(auth_t *a, const uint8_t hash[AUTH_HASH_LEN]) {
   pthread_mutex_unlock(&a->mu);
 }
 
-static auth_fail_slot_t *fail_slot(auth_t *a, const char *addr, int64_t now) {
+static auth_fail_slot_t *fail_slot(auth_t *a, const char *addr) {
   unsigned h = 2166136261u;
   for (const char *p = addr; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
-  auth_fail_slot_t *f = &a->fails[h % AUTH_FAIL_SLOTS];
-  if (strcmp(f->addr, addr) != 0 || now - f->window_start_ms >= AUTH_FAIL_WINDOW_MS) {
-    /* A colliding address takes the slot over: the limit is best effort. */
-    snprintf(f->addr, sizeof(f->addr), "%s", addr);
-    f->window_start_ms = now;
-    f->count = 0;
-    f->logged = 0;
-  }
-  return f;
+  return &a->fails[h % AUTH_FAIL_SLOTS];
 }
 
-int auth_limited(auth_t *a, const char *addr) {
+static int in_window(const auth_fail_slot_t *f, const char *addr, int64_t now) {
+  return strcmp(f->addr, addr) == 0 && now - f->window_start_ms < AUTH_FAIL_WINDOW_MS;
+}
+
+int auth_limited(auth_t *a, const char *addr, int *retry_after_s) {
+  int64_t now = db_now_ms();
   pthread_mutex_lock(&a->mu);
-  int limited = fail_slot(a, addr, db_now_ms())->count >= AUTH_FAIL_MAX;
+  auth_fail_slot_t *f = fail_slot(a, addr);
+  int limited = in_window(f, addr, now) && f->count >= AUTH_FAIL_MAX;
+  if (limited && retry_after_s)
+    *retry_after_s = (int)((f->window_start_ms + AUTH_FAIL_WINDOW_MS - now + 999) / 1000);
   pthread_mutex_unlock(&a->mu);
   return limited;
 }
 
 int auth_failed(auth_t *a, const char *addr) {
+  int64_t now = db_now_ms();
   pthread_mutex_lock(&a->mu);
-  auth_fail_slot_t *f = fail_slot(a, addr, db_now_ms());
+  auth_fail_slot_t *f = fail_slot(a, addr);
+  if (!in_window(f, addr, now)) {
+    /* The window opens at the first failure. A colliding address takes
+     * the slot over: the limit is best effort, never a lock-out of others. */
+    snprintf(f->addr, sizeof(f->addr), "%s", addr);
+    f->window_start_ms = now;
+    f->count = 0;
+    f->logged = 0;
+  }
   f->count++;
   int log = f->logged < FAIL_LOG_PER_WINDOW;
   if (log) f->logged++;

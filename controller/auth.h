@@ -56,8 +56,9 @@ int auth_check(auth_t *a, db_pool_t *db, const char *header, int64_t *token_id);
 /* auth_forget drops a token from the cache (after it is deleted). */
 void auth_forget(auth_t *a, const uint8_t hash[AUTH_HASH_LEN]);
 
-/* auth_limited tells whether |addr| has failed too often: 1 = refuse now. */
-int auth_limited(auth_t *a, const char *addr);
+/* auth_limited tells whether |addr| has failed too often: 1 = refuse now,
+ * with the seconds until its window ends in *retry_after_s. */
+int auth_limited(auth_t *a, const char *addr, int *retry_after_s);
 
 /* auth_failed counts a failure of |addr|; returns 1 when this failure should
  * be logged (the first ones of a window), 0 when the log is rate-limited. */

@@ -28,7 +28,7 @@ const cfg_key_t ctl_config_table[] = {
      "PostgreSQL connections kept open."},
     {"database.timeout", CFG_INT, OFF(db_timeout_ms), "3000", 100, 60000, NULL, 0,
      "Milliseconds: statement timeout, wait for a pooled connection, connect timeout."},
-    {"auth.admintoken", CFG_STR, OFF(admintoken), NULL, 16, 1024, NULL,
+    {"auth.admintoken", CFG_STR, OFF(admintoken), NULL, 16, 128, NULL,
      CFG_SECRET | CFG_EMPTY_OK,
      "Bootstrap admin bearer token; empty = none. Environment CASCADE_ADMIN_TOKEN "
      "overrides it."},
@@ -66,9 +66,9 @@ int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen)
     snprintf(err, errlen, "%s: key 'database.dsn': required (or set CASCADE_DB_DSN)", path);
     goto fail;
   }
-  if (c->admintoken[0] && (strlen(c->admintoken) < 16 || strlen(c->admintoken) > 1024)) {
+  if (c->admintoken[0] && (strlen(c->admintoken) < 16 || strlen(c->admintoken) > 128)) {
     /* Only the environment can get here: the file's value was checked. */
-    snprintf(err, errlen, "CASCADE_ADMIN_TOKEN: must be between 16 and 1024 bytes long");
+    snprintf(err, errlen, "CASCADE_ADMIN_TOKEN: must be between 16 and 128 bytes long");
     goto fail;
   }
   if ((c->http_tls_cert[0] == '\0') != (c->http_tls_key[0] == '\0')) {

@@ -50,8 +50,15 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " SELECT $10, 'node.update', id, $11, jsonb_build_object('name', name,"
         " 'secret_changed', $4::boolean) FROM n)"
         " SELECT " NODE_COLS " FROM n",
+    /* The children lose their parent in the same statement, visibly: a new
+     * updated_time and an audit event each. */
     [DB_NODE_DELETE] =
-        "WITH n AS (DELETE FROM instances WHERE id = $1::bigint RETURNING *),"
+        "WITH c AS (UPDATE instances SET parent_id = NULL, updated_time = now()"
+        " WHERE parent_id = $1::bigint RETURNING id, name),"
+        " ce AS (INSERT INTO events (actor, action, instance_id, source, detail)"
+        " SELECT $2, 'node.update', id, $3, jsonb_build_object('name', name,"
+        " 'parent_id', NULL, 'reason', 'parent deleted') FROM c),"
+        " n AS (DELETE FROM instances WHERE id = $1::bigint RETURNING *),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
         " SELECT $2, 'node.delete', id, $3, jsonb_build_object('name', name) FROM n)"
         " SELECT " NODE_COLS " FROM n",

@@ -105,7 +105,15 @@ int http_reply_data(http_req_t *r, int status, json_t *data) {
 static struct MHD_Response *error_response(int status, const char *fmt, va_list ap) {
   char msg[512];
   vsnprintf(msg, sizeof(msg), fmt, ap);
-  return json_response(reply_envelope(status, msg, NULL));
+  valid_utf8_trim(msg);
+  struct MHD_Response *resp = json_response(reply_envelope(status, msg, NULL));
+  if (resp == NULL) {
+    /* Never leave a client without an answer: a fixed, valid body. */
+    static const char body[] = "{\"code\":500,\"message\":\"internal error\",\"data\":null}";
+    resp = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (resp) MHD_add_response_header(resp, "Content-Type", "application/json");
+  }
+  return resp;
 }
 
 int http_reply_error(http_req_t *r, int status, const char *fmt, ...) {
@@ -157,9 +165,13 @@ static int authenticate(http_req_t *r, int *answered) {
   int64_t token_id = 0;
 
   *answered = 0;
-  if (auth_limited(&ctl->auth, r->source)) {
+  int retry = 0;
+  if (auth_limited(&ctl->auth, r->source, &retry)) {
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%d", retry);
     *answered = 1;
-    return http_reply_error(r, 429, "too many failed authentications; try again later");
+    return reply_error_hdr(r, 429, "Retry-After", secs,
+                           "too many failed authentications; try again in %d s", retry);
   }
   const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
   int role = auth_check(&ctl->auth, &ctl->db, h, &token_id);

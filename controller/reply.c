@@ -6,13 +6,17 @@
 
 json_t *reply_envelope(int code, const char *message, json_t *data) {
   json_t *o = json_object();
-  if (o == NULL) {
+  /* The seed's key order: code, message, data. |data| is ours whatever
+   * fails, so it is released on every path. */
+  if (o == NULL ||
+      json_object_set_new(o, "code", json_integer(code)) != 0 ||
+      json_object_set_new(o, "message", json_string(code == 0 ? "success"
+                                                     : message ? message : "error")) != 0) {
     json_decref(data);
+    json_decref(o);
     return NULL;
   }
-  if (json_object_set_new(o, "code", json_integer(code)) != 0 ||
-      json_object_set_new(o, "message", json_string(code == 0 ? "success" : message)) != 0 ||
-      json_object_set_new(o, "data", data ? data : json_null()) != 0) {
+  if (json_object_set_new(o, "data", data ? data : json_null()) != 0) {
     json_decref(o);
     return NULL;
   }

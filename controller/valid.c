@@ -53,6 +53,19 @@ static int utf8_ok(const unsigned char *s, size_t len) {
   return 1;
 }
 
+void valid_utf8_trim(char *s) {
+  size_t n = strlen(s), i = n, k = 0;
+  /* Walk back over continuation bytes to the last lead byte. */
+  while (i > 0 && k < 4 && ((unsigned char)s[i - 1] & 0xc0) == 0x80) {
+    i--;
+    k++;
+  }
+  if (i == 0) return;
+  unsigned char lead = (unsigned char)s[i - 1];
+  size_t need = lead >= 0xf0 ? 3 : lead >= 0xe0 ? 2 : lead >= 0xc0 ? 1 : 0;
+  if (lead >= 0x80 && need != k) s[i - 1] = '\0';
+}
+
 static int bounded_text(const char *what, const char *s, size_t len, size_t min, size_t max,
                         char *err, size_t errlen) {
   if (len < min || len > max) {
@@ -85,7 +98,9 @@ static json_t *parse_object(const char *body, size_t len, char *err, size_t errl
     snprintf(err, errlen, "body over %d bytes", VALID_BODY_MAX);
     return NULL;
   }
-  j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+  /* NUL inside strings is let through the parser so the field checks can
+   * name the field in their refusal. */
+  j = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
   if (j == NULL) {
     snprintf(err, errlen, "invalid JSON: %s at line %d column %d", je.text, je.line, je.column);
     return NULL;
@@ -114,7 +129,9 @@ static int check_labels(json_t *labels, char **out, char *err, size_t errlen) {
     if (bounded_text("labels: key", k, strlen(k), 1, VALID_LABEL_KEY_MAX, err, errlen) != 0)
       return -1;
     if (!json_is_string(v)) {
-      snprintf(err, errlen, "labels: value of '%.63s' must be a string", k);
+      snprintf(err, errlen, "labels: value of '%.63s", k);
+      valid_utf8_trim(err);
+      snprintf(err + strlen(err), errlen - strlen(err), "' must be a string");
       return -1;
     }
     if (bounded_text("labels: value", json_string_value(v), json_string_length(v), 0,
@@ -178,7 +195,9 @@ int valid_node_body(const char *body, size_t len, int update, valid_node_t *out,
     } else if (strcmp(k, "labels") == 0) {
       if (check_labels(v, &out->labels, err, errlen) != 0) goto fail;
     } else {
-      snprintf(err, errlen, "unknown field '%.64s'", k);
+      snprintf(err, errlen, "unknown field '%.64s", k);
+      valid_utf8_trim(err);
+      snprintf(err + strlen(err), errlen - strlen(err), "'");
       goto fail;
     }
   }
@@ -232,7 +251,9 @@ int valid_token_body(const char *body, size_t len, valid_token_t *out, char *err
       }
       out->role = json_string_value(v);
     } else {
-      snprintf(err, errlen, "unknown field '%.64s'", k);
+      snprintf(err, errlen, "unknown field '%.64s", k);
+      valid_utf8_trim(err);
+      snprintf(err + strlen(err), errlen - strlen(err), "'");
       goto fail;
     }
   }

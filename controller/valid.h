@@ -26,6 +26,10 @@ int valid_id(const char *s, int64_t *out);
  * control characters. 0 or -1 with a reason in |err|. */
 int valid_name(const char *s, size_t len, char *err, size_t errlen);
 
+/* valid_utf8_trim cuts an incomplete UTF-8 sequence off the end of |s|
+ * (left by truncating a message), so the text stays valid. */
+void valid_utf8_trim(char *s);
+
 /* A node create/update request, decoded. Strings point into |json|. */
 typedef struct {
   json_t *json;          /* owned: the parsed body */

@@ -176,6 +176,12 @@ class ClientsTest(harness.ControllerTestCase):
         got = self.ok(self.api("GET", "/api/cascade/clients/%d" % grandkid["id"]))
         self.assertEqual(got["parent_id"], kids[0]["id"])
         self.assertEqual(self.ok(self.api("GET", "/api/cascade/clients/%d" % other["id"])), other)
+        # the children's change is audited, in the same statement as the delete
+        rows = self.pg.query("SELECT instance_id, detail->>'reason' FROM events"
+                             " WHERE action = 'node.update' AND instance_id IN (%d, %d)"
+                             " ORDER BY instance_id" % (kids[0]["id"], kids[1]["id"]), db=self.db)
+        self.assertEqual(rows, [[str(kids[0]["id"]), "parent deleted"],
+                                [str(kids[1]["id"]), "parent deleted"]])
 
     def test_name_free_again_after_delete(self):
         name = "reuse-" + harness.random_suffix()
