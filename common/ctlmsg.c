@@ -1,0 +1,195 @@
+/* Control channel codec: see ctlmsg.h. */
+#include "ctlmsg.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ctlmsg_text_ok(const char *s, size_t max) {
+  size_t n = 0;
+  const unsigned char *p = (const unsigned char *)s;
+  if (s == NULL) return 1;
+  for (; *p; p++, n++) {
+    if (n >= max || *p < 0x20 || *p == 0x7f) return 0;
+  }
+  return 1;
+}
+
+#define CHECK(cond, msg)                     \
+  do {                                       \
+    if (!(cond)) {                           \
+      snprintf(why, whylen, "%s", msg);      \
+      return -1;                             \
+    }                                        \
+  } while (0)
+
+static int check_request(const Cascade__Control__Request *r, char *why, size_t whylen) {
+  CHECK(r->session.len == 0 || r->session.len == CTLMSG_SESSION_LEN, "bad session length");
+  switch (r->body_case) {
+  case CASCADE__CONTROL__REQUEST__BODY_REGISTER:
+    CHECK(r->register_->name && r->register_->name[0] && ctlmsg_text_ok(r->register_->name, 64),
+          "register: bad name");
+    CHECK(ctlmsg_text_ok(r->register_->verifier, CTLMSG_FIELD_MAX), "register: bad verifier");
+    break;
+  case CASCADE__CONTROL__REQUEST__BODY_AUTH_START: {
+    const char *n = r->auth_start->client_nonce;
+    CHECK(r->auth_start->name && r->auth_start->name[0] &&
+              ctlmsg_text_ok(r->auth_start->name, 64),
+          "auth_start: bad name");
+    CHECK(n && strlen(n) >= 16 && strlen(n) <= 64 && ctlmsg_text_ok(n, 64) && !strchr(n, ','),
+          "auth_start: bad nonce");
+    break;
+  }
+  case CASCADE__CONTROL__REQUEST__BODY_AUTH_FINISH: {
+    const Cascade__Control__AuthFinish *f = r->auth_finish;
+    CHECK(f->exchange.len == CTLMSG_SESSION_LEN, "auth_finish: bad exchange");
+    CHECK(f->proof.len == 32, "auth_finish: bad proof");
+    if (f->advertise) {
+      const Cascade__Control__Advertise *a = f->advertise;
+      CHECK(ctlmsg_text_ok(a->quic, CTLMSG_FIELD_MAX) && ctlmsg_text_ok(a->http, CTLMSG_FIELD_MAX) &&
+                ctlmsg_text_ok(a->rtmp, CTLMSG_FIELD_MAX) &&
+                ctlmsg_text_ok(a->static_parent, CTLMSG_FIELD_MAX) &&
+                ctlmsg_text_ok(a->version, 64),
+            "auth_finish: bad advertise");
+    }
+    break;
+  }
+  case CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT:
+  case CASCADE__CONTROL__REQUEST__BODY_POLL:
+  case CASCADE__CONTROL__REQUEST__BODY_CA_REQUEST:
+    break;
+  case CASCADE__CONTROL__REQUEST__BODY_CERT_REQUEST:
+    CHECK(r->cert_request->csr && strlen(r->cert_request->csr) <= CTLMSG_CSR_MAX,
+          "cert_request: bad csr");
+    break;
+  default:
+    CHECK(0, "no or unknown body");
+  }
+  return 0;
+}
+
+static int check_response(const Cascade__Control__Response *r, char *why, size_t whylen) {
+  CHECK(r->status != NULL, "no status");
+  CHECK(ctlmsg_text_ok(r->status->message, 1024), "bad status message");
+  switch (r->body_case) {
+  case CASCADE__CONTROL__RESPONSE__BODY__NOT_SET:
+    CHECK(r->status->code != CASCADE__CONTROL__CODE__OK, "OK without a body");
+    break;
+  case CASCADE__CONTROL__RESPONSE__BODY_AUTH_CHALLENGE: {
+    const Cascade__Control__AuthChallenge *c = r->auth_challenge;
+    CHECK(c->exchange.len == CTLMSG_SESSION_LEN, "challenge: bad exchange");
+    CHECK(c->salt.len >= 1 && c->salt.len <= 64, "challenge: bad salt");
+    CHECK(c->iterations >= 4096 && c->iterations <= 1000000, "challenge: bad iterations");
+    CHECK(c->nonce && ctlmsg_text_ok(c->nonce, 160) && !strchr(c->nonce, ','),
+          "challenge: bad nonce");
+    break;
+  }
+  case CASCADE__CONTROL__RESPONSE__BODY_AUTH_OK:
+    CHECK(r->auth_ok->server_signature.len == 32, "auth_ok: bad signature");
+    CHECK(r->auth_ok->session.len == CTLMSG_SESSION_LEN, "auth_ok: bad session");
+    CHECK(r->auth_ok->instance_id > 0, "auth_ok: bad id");
+    CHECK(r->auth_ok->heartbeat_ms >= 100 && r->auth_ok->heartbeat_ms <= 600000,
+          "auth_ok: bad heartbeat");
+    break;
+  case CASCADE__CONTROL__RESPONSE__BODY_HEARTBEAT_REPLY:
+    break;
+  case CASCADE__CONTROL__RESPONSE__BODY_CONFIG: {
+    const Cascade__Control__Config *c = r->config;
+    if (c->topology) {
+      CHECK(ctlmsg_text_ok(c->topology->parent_name, 64) &&
+                ctlmsg_text_ok(c->topology->parent_quic, CTLMSG_FIELD_MAX),
+            "config: bad parent");
+      CHECK(c->topology->n_children <= 100000, "config: too many children");
+      for (size_t i = 0; i < c->topology->n_children; i++)
+        CHECK(ctlmsg_text_ok(c->topology->children[i]->name, 64), "config: bad child");
+    }
+    if (c->rules && c->rules->relayapi) {
+      CHECK(c->rules->relayapi->n_allow <= 1024 && c->rules->relayapi->n_deny <= 1024,
+            "config: too many relay rules");
+      for (size_t i = 0; i < c->rules->relayapi->n_allow; i++)
+        CHECK(ctlmsg_text_ok(c->rules->relayapi->allow[i], 1024), "config: bad allow");
+      for (size_t i = 0; i < c->rules->relayapi->n_deny; i++)
+        CHECK(ctlmsg_text_ok(c->rules->relayapi->deny[i], 1024), "config: bad deny");
+    }
+    if (c->rules && c->rules->onsub_pull) {
+      CHECK(c->rules->onsub_pull->n_rules <= 1024, "config: too many pull rules");
+      for (size_t i = 0; i < c->rules->onsub_pull->n_rules; i++)
+        CHECK(ctlmsg_text_ok(c->rules->onsub_pull->rules[i]->pattern, 1024) &&
+                  ctlmsg_text_ok(c->rules->onsub_pull->rules[i]->target, 1024),
+              "config: bad pull rule");
+    }
+    break;
+  }
+  case CASCADE__CONTROL__RESPONSE__BODY_CERTIFICATE:
+    CHECK(r->certificate->cert && strlen(r->certificate->cert) <= CTLMSG_CERT_MAX &&
+              r->certificate->ca && strlen(r->certificate->ca) <= CTLMSG_CERT_MAX,
+          "certificate: bad size");
+    break;
+  case CASCADE__CONTROL__RESPONSE__BODY_CA:
+    CHECK(r->ca->ca && strlen(r->ca->ca) <= CTLMSG_CERT_MAX, "ca: bad size");
+    break;
+  default:
+    CHECK(0, "unknown body");
+  }
+  return 0;
+}
+
+Cascade__Control__Request *ctlmsg_decode_request(const uint8_t *buf, size_t len, char *why,
+                                                 size_t whylen) {
+  if (len > CTLMSG_MAX) {
+    snprintf(why, whylen, "message over %d bytes", CTLMSG_MAX);
+    return NULL;
+  }
+  Cascade__Control__Request *r = cascade__control__request__unpack(NULL, len, buf);
+  if (r == NULL) {
+    snprintf(why, whylen, "does not decode");
+    return NULL;
+  }
+  if (check_request(r, why, whylen) != 0) {
+    cascade__control__request__free_unpacked(r, NULL);
+    return NULL;
+  }
+  return r;
+}
+
+void ctlmsg_free_request(Cascade__Control__Request *r) {
+  if (r) cascade__control__request__free_unpacked(r, NULL);
+}
+
+Cascade__Control__Response *ctlmsg_decode_response(const uint8_t *buf, size_t len, char *why,
+                                                   size_t whylen) {
+  if (len > CTLMSG_MAX) {
+    snprintf(why, whylen, "message over %d bytes", CTLMSG_MAX);
+    return NULL;
+  }
+  Cascade__Control__Response *r = cascade__control__response__unpack(NULL, len, buf);
+  if (r == NULL) {
+    snprintf(why, whylen, "does not decode");
+    return NULL;
+  }
+  if (check_response(r, why, whylen) != 0) {
+    cascade__control__response__free_unpacked(r, NULL);
+    return NULL;
+  }
+  return r;
+}
+
+void ctlmsg_free_response(Cascade__Control__Response *r) {
+  if (r) cascade__control__response__free_unpacked(r, NULL);
+}
+
+uint8_t *ctlmsg_pack_request(const Cascade__Control__Request *r, size_t *len) {
+  size_t n = cascade__control__request__get_packed_size(r);
+  if (n > CTLMSG_MAX) return NULL;
+  uint8_t *buf = malloc(n ? n : 1);
+  if (buf) *len = cascade__control__request__pack(r, buf);
+  return buf;
+}
+
+uint8_t *ctlmsg_pack_response(const Cascade__Control__Response *r, size_t *len) {
+  size_t n = cascade__control__response__get_packed_size(r);
+  if (n > CTLMSG_MAX) return NULL;
+  uint8_t *buf = malloc(n ? n : 1);
+  if (buf) *len = cascade__control__response__pack(r, buf);
+  return buf;
+}

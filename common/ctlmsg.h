@@ -1,0 +1,39 @@
+/* The control channel's codec: the one place Request and Response messages
+ * are decoded, with the size cap and the field bounds of docs/protocol.md.
+ * Callers get protobuf-c structs and free them with the matching free. */
+#ifndef CASCADE_CTLMSG_H
+#define CASCADE_CTLMSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "control.pb-c.h"
+
+#define CTLMSG_MAX (1024 * 1024)
+#define CTLMSG_SESSION_LEN 16
+#define CTLMSG_FIELD_MAX 256
+#define CTLMSG_CSR_MAX (16 * 1024)
+#define CTLMSG_CERT_MAX (16 * 1024)
+
+/* ctlmsg_decode_request decodes and checks a Request. NULL when the bytes
+ * are over the cap, do not decode, carry no body, or break a bound; |why|
+ * then says which (for a rate-limited log line). */
+Cascade__Control__Request *ctlmsg_decode_request(const uint8_t *buf, size_t len, char *why,
+                                                 size_t whylen);
+void ctlmsg_free_request(Cascade__Control__Request *r);
+
+/* ctlmsg_decode_response is the same for a Response (agent side). */
+Cascade__Control__Response *ctlmsg_decode_response(const uint8_t *buf, size_t len, char *why,
+                                                   size_t whylen);
+void ctlmsg_free_response(Cascade__Control__Response *r);
+
+/* ctlmsg_pack_request / ctlmsg_pack_response serialise into a malloc'd
+ * buffer; NULL on OOM or when the result would exceed the cap. */
+uint8_t *ctlmsg_pack_request(const Cascade__Control__Request *r, size_t *len);
+uint8_t *ctlmsg_pack_response(const Cascade__Control__Response *r, size_t *len);
+
+/* ctlmsg_text_ok tells whether |s| is at most |max| bytes of UTF-8 text
+ * without control characters (1 = ok). */
+int ctlmsg_text_ok(const char *s, size_t max);
+
+#endif
