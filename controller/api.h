@@ -32,6 +32,9 @@ int api_reply_failed(http_req_t *r, PGresult *res);
 /* api_time turns a timestamptz column into RFC 3339 UTC JSON (or null). */
 json_t *api_time(const PGresult *res, int i, int col);
 
+/* Columns of a node row (NODE_COLS in db.c). */
+#define API_NODE_NCOLS 17
+
 /* api_node_json turns row |i| of a node query (NODE_COLS order) into JSON. */
 json_t *api_node_json(const PGresult *res, int i);
 

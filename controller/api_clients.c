@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "ctlsrv.h"
 #include "log.h"
 #include "scram.h"
 #include "valid.h"
@@ -56,7 +57,7 @@ int api_clients_list(http_req_t *r) {
   json_t *data = json_array();
   for (int i = 0; i < n; i++) json_array_append_new(data, api_node_json(res, i));
   if (n > 0) {
-    total = strtoll(PQgetvalue(res, 0, 9), NULL, 10);
+    total = strtoll(PQgetvalue(res, 0, API_NODE_NCOLS), NULL, 10);
   } else {
     /* Past the last page: the window count is not there to read. */
     PQclear(res);
@@ -114,6 +115,7 @@ int api_clients_create(http_req_t *r) {
   valid_node_free(&n);
   if (res == NULL) return API_ANSWERED;
   if (!db_ok(res)) return reply_write_error(r, res);
+  ctlsrv_wake(r->ctl->ctlsrv);
   log_info("api", "node created id=%s actor=%s source=%s", PQgetvalue(res, 0, 0), r->actor,
            r->source);
   return reply_node(r, 201, res);
@@ -160,7 +162,7 @@ static PGresult *update_topology(http_req_t *r, const valid_node_t *n, const cha
     return NULL;
   }
   PQclear(res);
-  res = db_exec(db, c, DB_NODE_UPDATE, 11, params, &err);
+  res = db_exec(db, c, DB_NODE_UPDATE, 19, params, &err);
   if (res == NULL) goto db_fail;
   if (db_ok(res)) {
     PGresult *cm = db_exec_sql(db, c, "COMMIT", 0, &err);
@@ -205,17 +207,22 @@ int api_clients_update(http_req_t *r) {
   }
   snprintf(id, sizeof(id), "%lld", (long long)r->id);
   snprintf(parent, sizeof(parent), "%lld", (long long)n.parent_id);
-  const char *params[11] = {
+  const char *params[19] = {
       id,
       n.name ? "true" : "false", n.name,
       n.secret ? "true" : "false", n.secret ? verifier : NULL,
       n.has_parent ? "true" : "false", n.parent_id ? parent : NULL,
       n.labels ? "true" : "false", n.labels,
+      n.has_relay ? "true" : "false", n.relay_allow,
+      n.has_relay ? "true" : "false", n.relay_deny,
+      n.has_onsub ? "true" : "false", n.onsub_pull,
+      n.has_autopush ? "true" : "false",
+      n.autopush < 0 ? NULL : n.autopush ? "true" : "false",
       r->actor, r->source};
   if (n.has_parent && n.parent_id)
     res = update_topology(r, &n, params);
   else
-    res = api_exec(r, DB_NODE_UPDATE, 11, params);
+    res = api_exec(r, DB_NODE_UPDATE, 19, params);
   valid_node_free(&n);
   if (res == NULL) return API_ANSWERED;
   if (!db_ok(res)) return reply_write_error(r, res);
@@ -223,6 +230,7 @@ int api_clients_update(http_req_t *r) {
     PQclear(res);
     return http_reply_error(r, 404, "no node with id %lld", (long long)r->id);
   }
+  ctlsrv_wake(r->ctl->ctlsrv);
   log_info("api", "node updated id=%s actor=%s source=%s", id, r->actor, r->source);
   return reply_node(r, 200, res);
 }
@@ -238,6 +246,7 @@ int api_clients_delete(http_req_t *r) {
     PQclear(res);
     return http_reply_error(r, 404, "no node with id %lld", (long long)r->id);
   }
+  ctlsrv_wake(r->ctl->ctlsrv);
   log_info("api", "node deleted id=%s actor=%s source=%s", id, r->actor, r->source);
   return reply_node(r, 200, res);
 }

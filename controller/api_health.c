@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "ctlsrv.h"
 
 int api_healthz(http_req_t *r) {
   return http_reply_data(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version",
@@ -59,6 +60,7 @@ int api_metrics(http_req_t *r) {
             PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
   }
   PQclear(res);
+  ctlsrv_metrics(ctl->ctlsrv, out);
   fclose(out);
   int rv = http_reply_text(r, 200, "text/plain; version=0.0.4", buf, len);
   free(buf);

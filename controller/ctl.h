@@ -16,6 +16,7 @@ typedef struct ctl {
   auth_t auth;
   ctl_metrics_t metrics;
   struct MHD_Daemon *httpd;   /* owned; see http.c */
+  struct ctlsrv *ctlsrv;      /* owned; see ctlsrv.c; NULL when disabled */
   int listen_fd;              /* owned by httpd once started */
   char *tls_cert;             /* PEM text, owned */
   char *tls_key;              /* PEM text, owned */

@@ -38,6 +38,29 @@ const cfg_key_t ctl_config_table[] = {
      "Path prefixes the API relay lets through (seed key)."},
     {"cascadeserver.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL, 0,
      "Path prefixes the API relay refuses; deny wins over allow (seed key)."},
+    {"control.listenaddr", CFG_STR, OFF(control_listenaddr), "tls+tcp://0.0.0.0:44945", 1, 256,
+     NULL, 0,
+     "Where agents connect (nng URL). tls+tcp:// in production; tcp:// (no TLS) for tests "
+     "only; empty disables the control channel."},
+    {"control.tls.cert", CFG_STR, OFF(control_tls_cert), NULL, 0, 4096, NULL, 0,
+     "PEM certificate of the control endpoint; empty = the controller's own CA issues one "
+     "in control.datadir."},
+    {"control.tls.key", CFG_STR, OFF(control_tls_key), NULL, 0, 4096, NULL, 0,
+     "PEM private key of control.tls.cert."},
+    {"control.tls.ca", CFG_STR, OFF(control_tls_ca), NULL, 0, 4096, NULL, 0,
+     "PEM CA certificate and key basename: the CA that signs node certificates is "
+     "control.datadir/ca.{crt,key} unless this names another certificate (its key beside it, "
+     ".key for .crt)."},
+    {"control.datadir", CFG_STR, OFF(control_datadir), "/var/lib/cascade-controller", 1, 4096,
+     NULL, 0, "The controller's CA and certificates (created 0700)."},
+    {"control.workers", CFG_INT, OFF(control_workers), "4", 1, 64, NULL, 0,
+     "Threads serving control requests."},
+    {"control.heartbeat", CFG_INT, OFF(control_heartbeat_ms), "5000", 200, 600000, NULL, 0,
+     "Milliseconds between agent heartbeats; a node is offline after 3 missed."},
+    {"control.polltimeout", CFG_INT, OFF(control_polltimeout_ms), "25000", 1000, 300000, NULL, 0,
+     "Milliseconds a configuration long poll is held before an empty answer."},
+    {"control.certlifetime", CFG_INT, OFF(control_certlifetime_s), "86400", 300, 31536000, NULL,
+     0, "Seconds a node certificate is valid; agents renew at two thirds."},
     {"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, 0,
      "Lowest level logged: debug, info, warn or error."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
@@ -69,6 +92,16 @@ int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen)
   if (c->admintoken[0] && (strlen(c->admintoken) < 16 || strlen(c->admintoken) > 128)) {
     /* Only the environment can get here: the file's value was checked. */
     snprintf(err, errlen, "CASCADE_ADMIN_TOKEN: must be between 16 and 128 bytes long");
+    goto fail;
+  }
+  if ((c->control_tls_cert[0] == '\0') != (c->control_tls_key[0] == '\0')) {
+    snprintf(err, errlen, "%s: key 'control.tls': cert and key must be set together", path);
+    goto fail;
+  }
+  if (c->control_listenaddr[0] && strncmp(c->control_listenaddr, "tls+tcp://", 10) != 0 &&
+      strncmp(c->control_listenaddr, "tcp://", 6) != 0) {
+    snprintf(err, errlen, "%s: key 'control.listenaddr': must start with tls+tcp:// or tcp://",
+             path);
     goto fail;
   }
   if ((c->http_tls_cert[0] == '\0') != (c->http_tls_key[0] == '\0')) {

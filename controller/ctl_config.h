@@ -18,6 +18,15 @@ typedef struct ctl_config {
   cfg_strlist_t relay_allow;
   cfg_strlist_t relay_deny;
   int log_level;
+  char *control_listenaddr;
+  char *control_tls_cert;
+  char *control_tls_key;
+  char *control_tls_ca;
+  char *control_datadir;
+  long long control_workers;
+  long long control_heartbeat_ms;
+  long long control_polltimeout_ms;
+  long long control_certlifetime_s;
 } ctl_config_t;
 
 /* ctl_config_table is the table of every controller key. */

@@ -14,7 +14,9 @@
  * come back in PostgreSQL's text form and api_time() makes them RFC 3339
  * (to_char in SQL costs more than the rest of a page query together). */
 #define NODE_COLS \
-  "id, name, ip, online, parent_id, labels::text, created_time, updated_time, last_seen"
+  "id, name, ip, online, parent_id, labels::text, created_time, updated_time, last_seen, " \
+  "config_generation, applied_generation, quic_addr, version, " \
+  "array_to_json(relay_allow)::text, array_to_json(relay_deny)::text, onsub_pull::text, autopush"
 
 static const char *const stmt_sql[DB_STMT_COUNT] = {
     [DB_NODE_GET] = "SELECT " NODE_COLS " FROM instances WHERE id = $1",
@@ -34,31 +36,53 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
     [DB_NODE_CREATE] =
         "WITH n AS (INSERT INTO instances (name, verifier, parent_id, labels)"
         " VALUES ($1, $2, $3::bigint, $4::jsonb) RETURNING *),"
+        " p AS (UPDATE instances SET config_generation = config_generation + 1"
+        " WHERE id = $3::bigint),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
         " SELECT $5, 'node.create', id, $6, jsonb_build_object('name', name) FROM n)"
         " SELECT " NODE_COLS " FROM n",
-    /* $1 id; $2/$3 name, $4/$5 verifier, $6/$7 parent, $8/$9 labels (set?, value);
-     * $10 actor $11 source */
+    /* $1 id; $2/$3 name, $4/$5 verifier, $6/$7 parent, $8/$9 labels,
+     * $10/$11 relay allow, $12/$13 relay deny, $14/$15 onsub pull,
+     * $16/$17 autopush (set?, value); $18 actor $19 source.
+     * The node's generation rises when its topology or rules change; its
+     * old and new parents' when their children change; secret_epoch when
+     * the secret changes (its sessions end). */
     [DB_NODE_UPDATE] =
-        "WITH n AS (UPDATE instances SET"
+        "WITH o AS (SELECT parent_id FROM instances WHERE id = $1::bigint),"
+        " n AS (UPDATE instances SET"
         " name = CASE WHEN $2::boolean THEN $3::text ELSE name END,"
         " verifier = CASE WHEN $4::boolean THEN $5::text ELSE verifier END,"
+        " secret_epoch = secret_epoch + CASE WHEN $4::boolean THEN 1 ELSE 0 END,"
         " parent_id = CASE WHEN $6::boolean THEN $7::bigint ELSE parent_id END,"
         " labels = CASE WHEN $8::boolean THEN $9::jsonb ELSE labels END,"
+        " relay_allow = CASE WHEN NOT $10::boolean THEN relay_allow WHEN $11::jsonb IS NULL THEN NULL"
+        " ELSE ARRAY(SELECT jsonb_array_elements_text($11::jsonb)) END,"
+        " relay_deny = CASE WHEN NOT $12::boolean THEN relay_deny WHEN $13::jsonb IS NULL THEN NULL"
+        " ELSE ARRAY(SELECT jsonb_array_elements_text($13::jsonb)) END,"
+        " onsub_pull = CASE WHEN $14::boolean THEN $15::jsonb ELSE onsub_pull END,"
+        " autopush = CASE WHEN $16::boolean THEN $17::boolean ELSE autopush END,"
+        " config_generation = config_generation + CASE WHEN $6::boolean OR $10::boolean"
+        " OR $12::boolean OR $14::boolean OR $16::boolean OR $2::boolean THEN 1 ELSE 0 END,"
         " updated_time = now() WHERE id = $1::bigint RETURNING *),"
+        " p AS (UPDATE instances SET config_generation = config_generation + 1"
+        " WHERE $6::boolean AND id <> $1::bigint AND (id = $7::bigint OR id = (SELECT parent_id FROM o))"
+        " AND EXISTS (SELECT 1 FROM n)),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
-        " SELECT $10, 'node.update', id, $11, jsonb_build_object('name', name,"
+        " SELECT $18, 'node.update', id, $19, jsonb_build_object('name', name,"
         " 'secret_changed', $4::boolean) FROM n)"
         " SELECT " NODE_COLS " FROM n",
     /* The children lose their parent in the same statement, visibly: a new
      * updated_time and an audit event each. */
     [DB_NODE_DELETE] =
-        "WITH c AS (UPDATE instances SET parent_id = NULL, updated_time = now()"
+        "WITH c AS (UPDATE instances SET parent_id = NULL, updated_time = now(),"
+        " config_generation = config_generation + 1"
         " WHERE parent_id = $1::bigint RETURNING id, name),"
         " ce AS (INSERT INTO events (actor, action, instance_id, source, detail)"
         " SELECT $2, 'node.update', id, $3, jsonb_build_object('name', name,"
         " 'parent_id', NULL, 'reason', 'parent deleted') FROM c),"
         " n AS (DELETE FROM instances WHERE id = $1::bigint RETURNING *),"
+        " p AS (UPDATE instances SET config_generation = config_generation + 1"
+        " WHERE id = (SELECT parent_id FROM n)),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
         " SELECT $2, 'node.delete', id, $3, jsonb_build_object('name', name) FROM n)"
         " SELECT " NODE_COLS " FROM n",
@@ -92,6 +116,83 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
     [DB_EVENT_ADD] = "INSERT INTO events (actor, action, source, detail)"
                      " VALUES ($1, $2, $3, $4::jsonb)",
     [DB_PING] = "SELECT 1",
+    /* The control channel. */
+    [DB_CTL_LOOKUP] = "SELECT id, verifier, secret_epoch FROM instances WHERE name = $1",
+    /* $1 name $2 verifier $3 source */
+    [DB_CTL_REGISTER] =
+        "WITH n AS (INSERT INTO instances (name, verifier) VALUES ($1, $2)"
+        " ON CONFLICT (name) DO NOTHING RETURNING id, name),"
+        " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
+        " SELECT 'node:' || id, 'node.register', id, $3, jsonb_build_object('name', name) FROM n)"
+        " SELECT id FROM n",
+    /* $1 id $2 ip $3 quic $4 http $5 rtmp $6 version. Children learn a new
+     * parent address through their generation. */
+    [DB_CTL_CONNECT] =
+        "WITH o AS (SELECT quic_addr FROM instances WHERE id = $1::bigint),"
+        " n AS (UPDATE instances SET online = true, last_seen = now(), ip = $2, quic_addr = $3,"
+        " http_addr = $4, rtmp_addr = $5, version = $6 WHERE id = $1::bigint RETURNING id, name),"
+        " k AS (UPDATE instances SET config_generation = config_generation + 1"
+        " WHERE parent_id = $1::bigint AND (SELECT quic_addr FROM o) IS DISTINCT FROM $3),"
+        " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
+        " SELECT 'node:' || id, 'node.connect', id, $2, jsonb_build_object('name', name) FROM n)"
+        " SELECT id FROM n",
+    [DB_CTL_PARENT_BY_QUIC] =
+        "SELECT id FROM instances WHERE quic_addr = $1 AND id <> $2::bigint ORDER BY id LIMIT 1",
+    /* $1 node $2 parent: only while the node has no parent. */
+    [DB_CTL_SET_PARENT] =
+        "WITH n AS (UPDATE instances SET parent_id = $2::bigint, updated_time = now(),"
+        " config_generation = config_generation + 1"
+        " WHERE id = $1::bigint AND parent_id IS NULL RETURNING id, name),"
+        " p AS (UPDATE instances SET config_generation = config_generation + 1"
+        " WHERE id = $2::bigint AND EXISTS (SELECT 1 FROM n)),"
+        " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
+        " SELECT 'node:' || id, 'node.update', id, '', jsonb_build_object('name', name,"
+        " 'parent_id', $2::bigint, 'reason', 'static parent') FROM n)"
+        " SELECT id FROM n",
+    [DB_CTL_CONFIG] =
+        "SELECT n.config_generation, n.parent_id, p.name, p.quic_addr,"
+        " array_to_json(n.relay_allow)::text, array_to_json(n.relay_deny)::text,"
+        " n.onsub_pull::text, n.autopush,"
+        " (SELECT json_agg(json_build_array(c.id, c.name) ORDER BY c.id) FROM instances c"
+        "  WHERE c.parent_id = n.id)::text"
+        " FROM instances n LEFT JOIN instances p ON p.id = n.parent_id WHERE n.id = $1::bigint",
+    [DB_CTL_GENERATIONS] = "SELECT id, config_generation, secret_epoch FROM instances"
+                           " WHERE id = ANY($1::bigint[])",
+    /* $1 ids $2 applied generations $3 ips: one statement per second for
+     * every heartbeat of that second; 'config.applied' when it moved. */
+    [DB_CTL_HEARTBEATS] =
+        "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS v(id, g)),"
+        " o AS (SELECT i.id, i.name, i.applied_generation FROM instances i JOIN v ON v.id = i.id),"
+        " u AS (UPDATE instances i SET last_seen = now(), online = true, applied_generation = v.g"
+        " FROM v WHERE i.id = v.id),"
+        " e AS (INSERT INTO events (actor, action, instance_id, detail)"
+        " SELECT 'node:' || o.id, 'config.applied', o.id, jsonb_build_object('generation', v.g)"
+        " FROM o JOIN v ON v.id = o.id WHERE v.g <> o.applied_generation AND v.g > 0)"
+        " SELECT count(*) FROM v",
+    /* $1 ids $2 reason */
+    [DB_CTL_OFFLINE] =
+        "WITH n AS (UPDATE instances SET online = false WHERE id = ANY($1::bigint[])"
+        " RETURNING id, name)"
+        " INSERT INTO events (actor, action, instance_id, detail)"
+        " SELECT 'controller', 'node.disconnect', id, jsonb_build_object('name', name,"
+        " 'reason', $2::text) FROM n",
+    [DB_CTL_ALL_OFFLINE] = "UPDATE instances SET online = false WHERE online",
+    /* $1 id $2 not_after (unix s) */
+    [DB_CTL_CERT] =
+        "WITH n AS (UPDATE instances SET cert_not_after = to_timestamp($2::bigint)"
+        " WHERE id = $1::bigint RETURNING id, name)"
+        " INSERT INTO events (actor, action, instance_id, detail)"
+        " SELECT 'controller', 'cert.issue', id, jsonb_build_object('name', name,"
+        " 'not_after', to_timestamp($2::bigint)) FROM n",
+    /* $1 actor $2 action $3 instance (or NULL) $4 source $5 detail */
+    [DB_CTL_EVENT] = "INSERT INTO events (actor, action, instance_id, source, detail)"
+                     " VALUES ($1, $2, $3::bigint, $4, $5::jsonb)",
+    [DB_NODE_TOPOLOGY] = "SELECT id, name, online, parent_id FROM instances ORDER BY id",
+    /* $1 node or NULL, $2 limit, $3 offset */
+    [DB_EVENTS_LIST] =
+        "SELECT id, time, actor, action, instance_id, source, detail::text,"
+        " count(*) OVER () FROM events WHERE ($1::bigint IS NULL OR instance_id = $1::bigint)"
+        " ORDER BY id DESC LIMIT $2::int OFFSET $3::bigint",
 };
 
 int64_t db_now_ms(void) {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ctl.h"
+#include "ctlsrv.h"
 #include "http.h"
 #include "log.h"
 
@@ -105,9 +106,16 @@ int main(int argc, char **argv) {
   if (db_pool_init(&ctl.db, cfg.db_dsn, (int)cfg.db_poolsize, (int)cfg.db_timeout_ms) != 0)
     goto fail_db;
   if (wait_for_database(&ctl) != 0) goto fail_start;
+  if (cfg.control_listenaddr[0]) {
+    ctl.ctlsrv = ctlsrv_start(&ctl, err, sizeof(err));
+    if (ctl.ctlsrv == NULL) {
+      log_error("main", "%s", err);
+      goto fail_start;
+    }
+  }
   if (http_start(&ctl, err, sizeof(err)) != 0) {
     log_error("main", "%s", err);
-    goto fail_start;
+    goto fail_http;
   }
   log_info("main", "cascade-controller %s serving the API on %s", CASCADE_VERSION, ctl.url);
 
@@ -117,6 +125,8 @@ int main(int argc, char **argv) {
   http_stop(&ctl);
   rc = 0;
 
+fail_http:
+  ctlsrv_stop(ctl.ctlsrv);
 fail_start:
   db_pool_free(&ctl.db);
 fail_db:

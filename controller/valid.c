@@ -1,7 +1,9 @@
 /* API input validation: see valid.h. */
 #include "valid.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
+#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +148,126 @@ static int check_labels(json_t *labels, char **out, char *err, size_t errlen) {
   return 0;
 }
 
+/* check_prefixes validates a relayapi list: absolute path prefixes. */
+static int check_prefixes(const char *what, json_t *v, char **out, char *err, size_t errlen) {
+  size_t i;
+  json_t *e;
+  if (json_is_null(v)) return 0;
+  if (!json_is_array(v) || json_array_size(v) > VALID_RULES_MAX) {
+    snprintf(err, errlen, "%s: must be an array of at most %d path prefixes", what, VALID_RULES_MAX);
+    return -1;
+  }
+  json_array_foreach(v, i, e) {
+    if (!json_is_string(e)) {
+      snprintf(err, errlen, "%s: entries must be strings", what);
+      return -1;
+    }
+    if (bounded_text(what, json_string_value(e), json_string_length(e), 1, VALID_RULE_LEN_MAX,
+                     err, errlen) != 0)
+      return -1;
+    if (json_string_value(e)[0] != '/') {
+      snprintf(err, errlen, "%s: prefixes start with '/'", what);
+      return -1;
+    }
+  }
+  *out = json_dumps(v, JSON_COMPACT);
+  return *out ? 0 : -1;
+}
+
+static int check_relayapi(json_t *v, valid_node_t *out, char *err, size_t errlen) {
+  const char *k;
+  json_t *e;
+  out->has_relay = 1;
+  if (json_is_null(v)) return 0;
+  if (!json_is_object(v)) {
+    snprintf(err, errlen, "relayapi: must be an object {allow, deny} or null");
+    return -1;
+  }
+  json_object_foreach(v, k, e) {
+    if (strcmp(k, "allow") == 0) {
+      if (check_prefixes("relayapi.allow", e, &out->relay_allow, err, errlen) != 0) return -1;
+    } else if (strcmp(k, "deny") == 0) {
+      if (check_prefixes("relayapi.deny", e, &out->relay_deny, err, errlen) != 0) return -1;
+    } else {
+      snprintf(err, errlen, "relayapi: unknown field (allow, deny)");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int valid_pull_target(const char *t) {
+  static const char *const schemes[] = {"m7s://", "rtmp://", "http://", "https://"};
+  for (size_t i = 0; i < 4; i++)
+    if (strncmp(t, schemes[i], strlen(schemes[i])) == 0 && t[strlen(schemes[i])] != '\0') return 0;
+  return -1;
+}
+
+int valid_pattern(const char *pattern, char *err, size_t errlen) {
+  int code;
+  PCRE2_SIZE off;
+  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code,
+                                 &off, NULL);
+  if (re == NULL) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(code, msg, sizeof(msg));
+    snprintf(err, errlen, "onsub.pull: pattern '%.64s': %s at offset %zu", pattern, (char *)msg,
+             (size_t)off);
+    valid_utf8_trim(err);
+    return -1;
+  }
+  pcre2_code_free(re);
+  return 0;
+}
+
+static int check_onsub(json_t *v, valid_node_t *out, char *err, size_t errlen) {
+  const char *k, *pk;
+  json_t *e, *pv;
+  out->has_onsub = 1;
+  if (json_is_null(v)) return 0;
+  if (!json_is_object(v)) {
+    snprintf(err, errlen, "onsub: must be an object {pull} or null");
+    return -1;
+  }
+  json_object_foreach(v, k, e) {
+    if (strcmp(k, "pull") != 0) {
+      snprintf(err, errlen, "onsub: unknown field (pull)");
+      return -1;
+    }
+    if (json_is_null(e)) continue;
+    if (!json_is_object(e) || json_object_size(e) > VALID_RULES_MAX) {
+      snprintf(err, errlen, "onsub.pull: must be an object of at most %d pattern: target pairs",
+               VALID_RULES_MAX);
+      return -1;
+    }
+    json_t *pairs = json_array();
+    json_object_foreach(e, pk, pv) {
+      if (bounded_text("onsub.pull: pattern", pk, strlen(pk), 1, VALID_RULE_LEN_MAX, err,
+                       errlen) != 0 ||
+          valid_pattern(pk, err, errlen) != 0) {
+        json_decref(pairs);
+        return -1;
+      }
+      if (!json_is_string(pv) ||
+          bounded_text("onsub.pull: target", json_string_value(pv), json_string_length(pv), 1,
+                       VALID_RULE_LEN_MAX, err, errlen) != 0 ||
+          valid_pull_target(json_string_value(pv)) != 0) {
+        if (json_is_string(pv) || !*err)
+          snprintf(err, errlen, "onsub.pull: target of '%.64s' must be m7s://, rtmp://, http:// "
+                                "or https:// followed by a path", pk);
+        valid_utf8_trim(err);
+        json_decref(pairs);
+        return -1;
+      }
+      json_array_append_new(pairs, json_pack("[s,O]", pk, pv));
+    }
+    out->onsub_pull = json_dumps(pairs, JSON_COMPACT);
+    json_decref(pairs);
+    if (out->onsub_pull == NULL) return -1;
+  }
+  return 0;
+}
+
 int valid_node_body(const char *body, size_t len, int update, valid_node_t *out,
                     char *err, size_t errlen) {
   const char *k;
@@ -194,6 +316,20 @@ int valid_node_body(const char *body, size_t len, int update, valid_node_t *out,
       }
     } else if (strcmp(k, "labels") == 0) {
       if (check_labels(v, &out->labels, err, errlen) != 0) goto fail;
+    } else if (update && strcmp(k, "relayapi") == 0) {
+      if (check_relayapi(v, out, err, errlen) != 0) goto fail;
+    } else if (update && strcmp(k, "onsub") == 0) {
+      if (check_onsub(v, out, err, errlen) != 0) goto fail;
+    } else if (update && strcmp(k, "autopush") == 0) {
+      out->has_autopush = 1;
+      if (json_is_null(v)) {
+        out->autopush = -1;
+      } else if (json_is_boolean(v)) {
+        out->autopush = json_is_true(v);
+      } else {
+        snprintf(err, errlen, "autopush: must be true, false or null");
+        goto fail;
+      }
     } else {
       snprintf(err, errlen, "unknown field '%.64s", k);
       valid_utf8_trim(err);
@@ -211,7 +347,8 @@ int valid_node_body(const char *body, size_t len, int update, valid_node_t *out,
       goto fail;
     }
   } else if (fields == 0) {
-    snprintf(err, errlen, "nothing to update: give name, secret, parent_id or labels");
+    snprintf(err, errlen, "nothing to update: give name, secret, parent_id, labels, relayapi, "
+                          "onsub or autopush");
     goto fail;
   }
   return 0;
@@ -224,6 +361,9 @@ fail:
 void valid_node_free(valid_node_t *n) {
   json_decref(n->json);
   free(n->labels);
+  free(n->relay_allow);
+  free(n->relay_deny);
+  free(n->onsub_pull);
   memset(n, 0, sizeof(*n));
 }
 

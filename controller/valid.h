@@ -40,13 +40,32 @@ typedef struct {
   int has_parent;        /* parent_id given (possibly null) */
   int64_t parent_id;     /* 0 = null */
   char *labels;          /* owned: compact JSON text of labels, or NULL */
+  int has_relay;         /* relayapi given (object or null) */
+  char *relay_allow;     /* owned: JSON array text, or NULL (agent decides) */
+  char *relay_deny;
+  int has_onsub;         /* onsub given */
+  char *onsub_pull;      /* owned: JSON [[pattern, target], ...] text, or NULL */
+  int has_autopush;
+  int autopush;          /* -1 null (agent decides), 0, 1 */
 } valid_node_t;
 
+#define VALID_RULES_MAX 1024
+#define VALID_RULE_LEN_MAX 1024
+
 /* valid_node_body decodes a POST (|update| 0: name and secret required) or
- * PUT (|update| 1: at least one field) body. 0, or -1 with |err| naming the
+ * PUT (|update| 1: at least one field) body. relayapi, onsub and autopush
+ * (rules for the agent) are PUT-only; onsub.pull patterns are compiled with
+ * pcre2 and a bad one is refused with pcre2's message. 0, or -1 with |err| naming the
  * field and the problem (an HTTP 400). Free with valid_node_free. */
 int valid_node_body(const char *body, size_t len, int update, valid_node_t *out,
                     char *err, size_t errlen);
+
+/* valid_pattern compiles a pull pattern with pcre2: 0, or -1 with pcre2's
+ * message in |err|. */
+int valid_pattern(const char *pattern, char *err, size_t errlen);
+
+/* valid_pull_target checks a pull template's scheme. 0 or -1. */
+int valid_pull_target(const char *t);
 
 /* valid_node_free releases what valid_node_body allocated; accepts zeroed. */
 void valid_node_free(valid_node_t *n);

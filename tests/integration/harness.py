@@ -585,8 +585,12 @@ class Controller:
             self.start(timeout=timeout)
 
     def write_config(self):
+        if getattr(self, "control_port", None) is None:
+            self.control_port = free_port()
         cfg = {
             "http": {"listenaddr": "%s:%d" % (self.host, self.port)},
+            "control": {"listenaddr": "tls+tcp://127.0.0.1:%d" % self.control_port,
+                        "datadir": os.path.join(self.workdir, "control")},
             "database": {"dsn": self.dsn, "poolsize": 4, "timeout": 3000},
             "auth": {"admintoken": self.admin_token},
             "log": {"level": "debug"},

@@ -1,0 +1,1233 @@
+/* The control channel's server: see ctlsrv.h and docs/protocol.md.
+ *
+ * Threads: control.workers workers each receive on their own REP context
+ * and answer synchronously (a request may touch PostgreSQL through the
+ * pool). A long poll with nothing to say is parked: its context moves into
+ * the session and the worker opens a fresh one. One sweeper thread, woken
+ * every second or by ctlsrv_wake(), flushes heartbeats in one statement,
+ * ends silent sessions, answers polls that timed out, and reconciles every
+ * session with the registry (generations, deletions, secret changes). */
+#include "ctlsrv.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "b64.h"
+#include "ctl.h"
+#include "ctlmsg.h"
+#include "db.h"
+#include "log.h"
+#include "scram.h"
+#include "valid.h"
+#include "x509.h"
+
+#define SESS_BUCKETS 16384
+#define EXCH_BUCKETS 4096
+#define EXCH_MAX 65536
+#define EXCH_TTL_MS 10000
+#define REVOKED_TTL_MS 30000
+#define RECONCILE_MS 2000
+#define TOKEN_LEN CTLMSG_SESSION_LEN
+
+typedef Cascade__Control__Request req_t;
+typedef Cascade__Control__Response resp_t;
+
+/* A long poll waiting for something to say. */
+typedef struct park {
+  nng_ctx ctx;
+  nng_aio *aio;
+  uint64_t req_id;
+  uint64_t known;
+  int64_t since_ms;
+} park_t;
+
+typedef struct sess {
+  uint8_t token[TOKEN_LEN];
+  int64_t id;
+  int64_t epoch;             /* secret_epoch when authenticated */
+  char name[VALID_NAME_MAX + 1];
+  int64_t last_hb_ms;
+  uint64_t applied;
+  uint64_t desired;          /* as of the last reconcile; 0 unknown */
+  int hb_dirty;
+  int revoked;
+  int64_t revoked_ms;
+  park_t *park;              /* owned */
+  struct sess *tok_next;
+  struct sess *id_next;
+} sess_t;
+
+/* A SCRAM exchange between AuthStart and AuthFinish. */
+typedef struct exch {
+  uint8_t handle[TOKEN_LEN];
+  int64_t id;                /* 0: the name is unknown; the proof cannot pass */
+  int64_t epoch;
+  scram_verifier_t v;
+  char name[VALID_NAME_MAX + 1];
+  char auth_msg[640];
+  int64_t created_ms;
+  struct exch *next;
+} exch_t;
+
+struct ctlsrv {
+  ctl_t *ctl;
+  nng_socket sock;
+  nng_listener listener;
+  nng_tls_config *tls;
+  int nworkers;
+  pthread_t *workers;
+  pthread_t sweeper;
+  pthread_mutex_t mu;        /* sessions, exchanges, the flags below */
+  pthread_cond_t cv;
+  int stopping;
+  int wake;
+  sess_t *by_token[SESS_BUCKETS];
+  sess_t *by_id[SESS_BUCKETS];
+  size_t nsessions;
+  exch_t *exch[EXCH_BUCKETS];
+  size_t nexch;
+  auth_t fails;              /* auth failures per source address */
+  uint8_t fake_key[32];      /* salts for unknown names, stable per process */
+  char *ca_cert;             /* signs node certificates */
+  char *ca_key;
+  atomic_ulong bad_messages;
+  atomic_ulong auth_failures;
+  atomic_ulong requests;
+  int64_t last_bad_log_ms;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static unsigned hash_bytes(const uint8_t *b, size_t n) {
+  unsigned h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
+  return h;
+}
+
+static unsigned hash_id(int64_t id) { return (unsigned)((uint64_t)id * 0x9e3779b97f4a7c15ull >> 40); }
+
+static nng_msg *pack(const resp_t *resp) {
+  size_t len = 0;
+  uint8_t *buf = ctlmsg_pack_response(resp, &len);
+  nng_msg *m = NULL;
+  if (buf == NULL) return NULL;
+  if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0) {
+    if (m) nng_msg_free(m);
+    m = NULL;
+  }
+  free(buf);
+  return m;
+}
+
+static nng_msg *status_reply(uint64_t id, Cascade__Control__Code code, const char *message) {
+  resp_t r = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  st.code = code;
+  st.message = (char *)message;
+  r.id = id;
+  r.status = &st;
+  return pack(&r);
+}
+
+static void peer_ip(nng_msg *m, char *buf, size_t len) {
+  nng_sockaddr sa;
+  snprintf(buf, len, "?");
+  if (nng_pipe_get_addr(nng_msg_get_pipe(m), NNG_OPT_REMADDR, &sa) != 0) return;
+  if (sa.s_family == NNG_AF_INET)
+    inet_ntop(AF_INET, &sa.s_in.sa_addr, buf, (socklen_t)len);
+  else if (sa.s_family == NNG_AF_INET6)
+    inet_ntop(AF_INET6, sa.s_in6.sa_addr, buf, (socklen_t)len);
+}
+
+static void event(ctlsrv_t *s, const char *actor, const char *action, int64_t id,
+                  const char *source, json_t *detail) {
+  char ids[24];
+  char *d = json_dumps(detail, JSON_COMPACT);
+  json_decref(detail);
+  snprintf(ids, sizeof(ids), "%lld", (long long)id);
+  const char *p[5] = {actor, action, id > 0 ? ids : NULL, source, d ? d : "{}"};
+  int err = 0;
+  db_conn_t *c = db_acquire(&s->ctl->db, &err);
+  if (c) PQclear(db_exec(&s->ctl->db, c, DB_CTL_EVENT, 5, p, &err));
+  db_release(&s->ctl->db, c);
+  free(d);
+}
+
+/* exec1 runs one statement on a pooled connection; NULL when unavailable. */
+static PGresult *exec1(ctlsrv_t *s, db_stmt_t st, int n, const char *const *p) {
+  int err = 0;
+  db_conn_t *c = db_acquire(&s->ctl->db, &err);
+  if (c == NULL) return NULL;
+  PGresult *r = db_exec(&s->ctl->db, c, st, n, p, &err);
+  db_release(&s->ctl->db, c);
+  if (r != NULL && !db_ok(r)) {
+    char q[256];
+    log_warn("control", "statement %d failed: %s", (int)st,
+             log_quote(PQresultErrorMessage(r), q, sizeof(q)));
+    PQclear(r);
+    return NULL;
+  }
+  return r;
+}
+
+/* ---- sessions (callers hold s->mu) --------------------------------------- */
+
+static sess_t *sess_by_token(ctlsrv_t *s, const uint8_t *tok) {
+  for (sess_t *x = s->by_token[hash_bytes(tok, TOKEN_LEN) % SESS_BUCKETS]; x; x = x->tok_next)
+    if (memcmp(x->token, tok, TOKEN_LEN) == 0) return x;
+  return NULL;
+}
+
+static sess_t *sess_by_id(ctlsrv_t *s, int64_t id) {
+  for (sess_t *x = s->by_id[hash_id(id) % SESS_BUCKETS]; x; x = x->id_next)
+    if (x->id == id && !x->revoked) return x;
+  return NULL;
+}
+
+static void sess_unlink(ctlsrv_t *s, sess_t *x) {
+  sess_t **pp = &s->by_token[hash_bytes(x->token, TOKEN_LEN) % SESS_BUCKETS];
+  while (*pp && *pp != x) pp = &(*pp)->tok_next;
+  if (*pp) *pp = x->tok_next;
+  pp = &s->by_id[hash_id(x->id) % SESS_BUCKETS];
+  while (*pp && *pp != x) pp = &(*pp)->id_next;
+  if (*pp) *pp = x->id_next;
+  s->nsessions--;
+}
+
+/* ---- parked polls --------------------------------------------------------- */
+
+static void park_sent(void *arg) {
+  park_t *p = arg;
+  if (nng_aio_result(p->aio) != 0) nng_msg_free(nng_aio_get_msg(p->aio));
+  nng_ctx_close(p->ctx);
+  nng_aio_reap(p->aio);
+  free(p);
+}
+
+/* park_answer sends |m| on the parked context and lets it go. */
+static void park_answer(park_t *p, nng_msg *m) {
+  if (m == NULL) {
+    nng_ctx_close(p->ctx);
+    nng_aio_free(p->aio);
+    free(p);
+    return;
+  }
+  nng_aio_set_msg(p->aio, m);
+  nng_ctx_send(p->ctx, p->aio);
+}
+
+/* ---- configuration -------------------------------------------------------- */
+
+/* config_reply loads node |id|'s desired configuration: the reply to a
+ * poll, or NULL when the database cannot say. *gen gets its generation. */
+static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t *gen) {
+  char ids[24];
+  snprintf(ids, sizeof(ids), "%lld", (long long)id);
+  const char *p[1] = {ids};
+  PGresult *r = exec1(s, DB_CTL_CONFIG, 1, p);
+  if (r == NULL) return NULL;
+  if (PQntuples(r) != 1) {
+    PQclear(r);
+    return status_reply(req_id, CASCADE__CONTROL__CODE__REVOKED, "node deleted");
+  }
+  resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__Config cfg = CASCADE__CONTROL__CONFIG__INIT;
+  Cascade__Control__Topology topo = CASCADE__CONTROL__TOPOLOGY__INIT;
+  Cascade__Control__Rules rules = CASCADE__CONTROL__RULES__INIT;
+  Cascade__Control__RelayApi relay = CASCADE__CONTROL__RELAY_API__INIT;
+  Cascade__Control__PullRules pulls = CASCADE__CONTROL__PULL_RULES__INIT;
+  Cascade__Control__Flag autopush = CASCADE__CONTROL__FLAG__INIT;
+  json_t *allow = NULL, *deny = NULL, *onsub = NULL, *kids = NULL;
+  Cascade__Control__Child *child_v = NULL, **child_p = NULL;
+  Cascade__Control__PullRule *rule_v = NULL, **rule_p = NULL;
+  char **allow_p = NULL, **deny_p = NULL;
+  nng_msg *m = NULL;
+
+  cfg.generation = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  *gen = cfg.generation;
+  if (!PQgetisnull(r, 0, 1)) {
+    topo.parent_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    topo.parent_name = PQgetvalue(r, 0, 2);
+    topo.parent_quic = PQgetvalue(r, 0, 3);
+  }
+  if (!PQgetisnull(r, 0, 8) && (kids = json_loads(PQgetvalue(r, 0, 8), 0, NULL)) != NULL) {
+    size_t n = json_array_size(kids);
+    child_v = calloc(n ? n : 1, sizeof(*child_v));
+    child_p = calloc(n ? n : 1, sizeof(*child_p));
+    if (child_v == NULL || child_p == NULL) goto done;
+    for (size_t i = 0; i < n; i++) {
+      json_t *e = json_array_get(kids, i);
+      cascade__control__child__init(&child_v[i]);
+      child_v[i].id = json_integer_value(json_array_get(e, 0));
+      child_v[i].name = (char *)json_string_value(json_array_get(e, 1));
+      child_p[i] = &child_v[i];
+    }
+    topo.n_children = n;
+    topo.children = child_p;
+  }
+  cfg.topology = &topo;
+  if (!PQgetisnull(r, 0, 4) || !PQgetisnull(r, 0, 5)) {
+    allow = PQgetisnull(r, 0, 4) ? json_array() : json_loads(PQgetvalue(r, 0, 4), 0, NULL);
+    deny = PQgetisnull(r, 0, 5) ? json_array() : json_loads(PQgetvalue(r, 0, 5), 0, NULL);
+    size_t na = json_array_size(allow), nd = json_array_size(deny);
+    allow_p = calloc(na ? na : 1, sizeof(char *));
+    deny_p = calloc(nd ? nd : 1, sizeof(char *));
+    if (allow_p == NULL || deny_p == NULL) goto done;
+    for (size_t i = 0; i < na; i++) allow_p[i] = (char *)json_string_value(json_array_get(allow, i));
+    for (size_t i = 0; i < nd; i++) deny_p[i] = (char *)json_string_value(json_array_get(deny, i));
+    relay.n_allow = na;
+    relay.allow = allow_p;
+    relay.n_deny = nd;
+    relay.deny = deny_p;
+    rules.relayapi = &relay;
+  }
+  if (!PQgetisnull(r, 0, 6) && (onsub = json_loads(PQgetvalue(r, 0, 6), 0, NULL)) != NULL) {
+    size_t n = json_array_size(onsub);
+    rule_v = calloc(n ? n : 1, sizeof(*rule_v));
+    rule_p = calloc(n ? n : 1, sizeof(*rule_p));
+    if (rule_v == NULL || rule_p == NULL) goto done;
+    for (size_t i = 0; i < n; i++) {
+      json_t *e = json_array_get(onsub, i);
+      cascade__control__pull_rule__init(&rule_v[i]);
+      rule_v[i].pattern = (char *)json_string_value(json_array_get(e, 0));
+      rule_v[i].target = (char *)json_string_value(json_array_get(e, 1));
+      rule_p[i] = &rule_v[i];
+    }
+    pulls.n_rules = n;
+    pulls.rules = rule_p;
+    rules.onsub_pull = &pulls;
+  }
+  if (!PQgetisnull(r, 0, 7)) {
+    autopush.value = PQgetvalue(r, 0, 7)[0] == 't';
+    rules.autopush = &autopush;
+  }
+  cfg.rules = &rules;
+  st.code = CASCADE__CONTROL__CODE__OK;
+  st.message = "";
+  resp.id = req_id;
+  resp.status = &st;
+  resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_CONFIG;
+  resp.config = &cfg;
+  m = pack(&resp);
+
+done:
+  free(child_v);
+  free(child_p);
+  free(rule_v);
+  free(rule_p);
+  free(allow_p);
+  free(deny_p);
+  json_decref(allow);
+  json_decref(deny);
+  json_decref(onsub);
+  json_decref(kids);
+  PQclear(r);
+  return m;
+}
+
+static nng_msg *empty_config(uint64_t req_id) {
+  resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__Config cfg = CASCADE__CONTROL__CONFIG__INIT;
+  st.message = "";
+  resp.id = req_id;
+  resp.status = &st;
+  resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_CONFIG;
+  resp.config = &cfg;
+  return pack(&resp);
+}
+
+/* ---- request handlers ------------------------------------------------------ */
+
+static nng_msg *on_register(ctlsrv_t *s, const req_t *q, const char *ip) {
+  const Cascade__Control__Register *g = q->register_;
+  scram_verifier_t v;
+  char err[128];
+
+  if (valid_name(g->name, strlen(g->name), err, sizeof(err)) != 0 ||
+      scram_verifier_parse(g->verifier, &v) != 0)
+    return status_reply(q->id, CASCADE__CONTROL__CODE__BAD_REQUEST, "bad name or verifier");
+  if (s->ctl->cfg->autoregister) {
+    const char *p[3] = {g->name, g->verifier, ip};
+    PGresult *r = exec1(s, DB_CTL_REGISTER, 3, p);
+    if (r == NULL)
+      return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "database unavailable");
+    if (PQntuples(r) == 1) {
+      char qn[80];
+      log_info("control", "node registered id=%s name=%s source=%s", PQgetvalue(r, 0, 0),
+               log_quote(g->name, qn, sizeof(qn)), ip);
+      ctlsrv_wake(s);
+    }
+    PQclear(r);
+  }
+  /* The same answer whatever happened: a name cannot be probed. */
+  return status_reply(q->id, CASCADE__CONTROL__CODE__OK, "");
+}
+
+/* saslname escapes a name for the SCRAM messages (RFC 5802 5.1). */
+static void saslname(const char *name, char *out, size_t len) {
+  size_t o = 0;
+  for (const char *p = name; *p && o + 4 < len; p++) {
+    if (*p == ',') {
+      memcpy(out + o, "=2C", 3);
+      o += 3;
+    } else if (*p == '=') {
+      memcpy(out + o, "=3D", 3);
+      o += 3;
+    } else {
+      out[o++] = *p;
+    }
+  }
+  out[o] = '\0';
+}
+
+static nng_msg *on_auth_start(ctlsrv_t *s, const req_t *q, const char *ip) {
+  const Cascade__Control__AuthStart *a = q->auth_start;
+  exch_t *x = calloc(1, sizeof(*x));
+  uint8_t snonce_raw[18];
+  char snonce[32], salt64[96], esc[200], err[128];
+  nng_msg *m;
+
+  if (x == NULL) return NULL;
+  if (valid_name(a->name, strlen(a->name), err, sizeof(err)) != 0) {
+    free(x);
+    return status_reply(q->id, CASCADE__CONTROL__CODE__AUTH_FAILED, "authentication failed");
+  }
+  snprintf(x->name, sizeof(x->name), "%s", a->name);
+  const char *p[1] = {a->name};
+  PGresult *r = exec1(s, DB_CTL_LOOKUP, 1, p);
+  if (r == NULL) {
+    free(x);
+    return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "database unavailable");
+  }
+  if (PQntuples(r) == 1 && scram_verifier_parse(PQgetvalue(r, 0, 1), &x->v) == 0) {
+    x->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    x->epoch = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+  } else {
+    /* Unknown: a salt that looks real and stays the same for this name,
+     * so two tries cannot tell it from a known one. */
+    uint8_t mac[32];
+    gnutls_hmac_fast(GNUTLS_MAC_SHA256, s->fake_key, sizeof(s->fake_key), a->name,
+                     strlen(a->name), mac);
+    memcpy(x->v.salt, mac, SCRAM_SALT_LEN);
+    x->v.salt_len = SCRAM_SALT_LEN;
+    x->v.iter = SCRAM_ITER_DEFAULT;
+    x->id = 0;
+  }
+  PQclear(r);
+  gnutls_rnd(GNUTLS_RND_NONCE, x->handle, sizeof(x->handle));
+  gnutls_rnd(GNUTLS_RND_NONCE, snonce_raw, sizeof(snonce_raw));
+  b64url_encode(snonce_raw, sizeof(snonce_raw), snonce, sizeof(snonce));
+  b64_encode(x->v.salt, x->v.salt_len, salt64, sizeof(salt64));
+  saslname(a->name, esc, sizeof(esc));
+  char nonce[160];
+  snprintf(nonce, sizeof(nonce), "%s%s", a->client_nonce, snonce);
+  snprintf(x->auth_msg, sizeof(x->auth_msg), "n=%s,r=%s,r=%s,s=%s,i=%u,c=biws,r=%s", esc,
+           a->client_nonce, nonce, salt64, x->v.iter, nonce);
+  x->created_ms = db_now_ms();
+
+  pthread_mutex_lock(&s->mu);
+  if (s->nexch >= EXCH_MAX) {
+    pthread_mutex_unlock(&s->mu);
+    free(x);
+    return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "busy");
+  }
+  unsigned b = hash_bytes(x->handle, TOKEN_LEN) % EXCH_BUCKETS;
+  x->next = s->exch[b];
+  s->exch[b] = x;
+  s->nexch++;
+  pthread_mutex_unlock(&s->mu);
+
+  resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__AuthChallenge ch = CASCADE__CONTROL__AUTH_CHALLENGE__INIT;
+  st.message = "";
+  ch.exchange.data = x->handle;
+  ch.exchange.len = TOKEN_LEN;
+  ch.salt.data = x->v.salt;
+  ch.salt.len = x->v.salt_len;
+  ch.iterations = x->v.iter;
+  ch.nonce = nonce;
+  resp.id = q->id;
+  resp.status = &st;
+  resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_AUTH_CHALLENGE;
+  resp.auth_challenge = &ch;
+  m = pack(&resp);
+  (void)ip;
+  return m;
+}
+
+static exch_t *exch_take(ctlsrv_t *s, const uint8_t *handle) {
+  pthread_mutex_lock(&s->mu);
+  exch_t **pp = &s->exch[hash_bytes(handle, TOKEN_LEN) % EXCH_BUCKETS];
+  while (*pp && memcmp((*pp)->handle, handle, TOKEN_LEN) != 0) pp = &(*pp)->next;
+  exch_t *x = *pp;
+  if (x) {
+    *pp = x->next;
+    s->nexch--;
+  }
+  pthread_mutex_unlock(&s->mu);
+  return x;
+}
+
+/* link_static_parent gives a parentless node the registered node that
+ * advertises the address its own file names as parent (seed's
+ * cascadeclient.server), unless that would make a loop. */
+static void link_static_parent(ctlsrv_t *s, int64_t id, const char *addr) {
+  char ids[24], pid[24];
+  snprintf(ids, sizeof(ids), "%lld", (long long)id);
+  const char *p1[2] = {addr, ids};
+  PGresult *r = exec1(s, DB_CTL_PARENT_BY_QUIC, 2, p1);
+  if (r == NULL || PQntuples(r) != 1) {
+    PQclear(r);
+    return;
+  }
+  snprintf(pid, sizeof(pid), "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  const char *p2[2] = {ids, pid};
+  r = exec1(s, DB_NODE_CYCLE, 2, p2);
+  int loop = r == NULL || PQntuples(r) > 0;
+  PQclear(r);
+  if (loop) return;
+  PQclear(exec1(s, DB_CTL_SET_PARENT, 2, p2));
+}
+
+static nng_msg *auth_failed_reply(ctlsrv_t *s, const req_t *q, const char *ip,
+                                  const char *name, int64_t id) {
+  atomic_fetch_add(&s->auth_failures, 1);
+  if (auth_failed(&s->fails, ip)) {
+    char qn[80];
+    log_warn("control", "authentication failed name=%s source=%s",
+             log_quote(name, qn, sizeof(qn)), ip);
+    event(s, "control", "auth.failure", id, ip, json_pack("{s:s}", "name", name));
+  }
+  return status_reply(q->id, CASCADE__CONTROL__CODE__AUTH_FAILED, "authentication failed");
+}
+
+static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
+  const Cascade__Control__AuthFinish *f = q->auth_finish;
+  exch_t *x = exch_take(s, f->exchange.data);
+  uint8_t sig[SCRAM_KEY_LEN];
+  char ids[24];
+  park_t *old_park = NULL;
+
+  if (x == NULL || db_now_ms() - x->created_ms > EXCH_TTL_MS || x->id == 0 ||
+      scram_verify_proof(&x->v, x->auth_msg, strlen(x->auth_msg), f->proof.data) != 0) {
+    nng_msg *m = auth_failed_reply(s, q, ip, x ? x->name : "?", x ? x->id : 0);
+    free(x);
+    return m;
+  }
+  scram_server_signature(&x->v, x->auth_msg, strlen(x->auth_msg), sig);
+
+  /* The session, replacing any older one of this node without a gap in
+   * its online state. */
+  sess_t *n = calloc(1, sizeof(*n));
+  if (n == NULL) {
+    free(x);
+    return NULL;
+  }
+  gnutls_rnd(GNUTLS_RND_KEY, n->token, TOKEN_LEN);
+  n->id = x->id;
+  n->epoch = x->epoch;
+  snprintf(n->name, sizeof(n->name), "%s", x->name);
+  n->last_hb_ms = db_now_ms();
+  pthread_mutex_lock(&s->mu);
+  sess_t *old = sess_by_id(s, x->id);
+  if (old) {
+    old->revoked = 1;
+    old->revoked_ms = db_now_ms();
+    old_park = old->park;
+    old->park = NULL;
+  }
+  unsigned bt = hash_bytes(n->token, TOKEN_LEN) % SESS_BUCKETS, bi = hash_id(n->id) % SESS_BUCKETS;
+  n->tok_next = s->by_token[bt];
+  s->by_token[bt] = n;
+  n->id_next = s->by_id[bi];
+  s->by_id[bi] = n;
+  s->nsessions++;
+  pthread_mutex_unlock(&s->mu);
+  if (old_park)
+    park_answer(old_park, status_reply(old_park->req_id, CASCADE__CONTROL__CODE__REVOKED,
+                                       "replaced by a newer session"));
+
+  const Cascade__Control__Advertise *a = f->advertise;
+  snprintf(ids, sizeof(ids), "%lld", (long long)x->id);
+  const char *p[6] = {ids, ip, a ? a->quic : "", a ? a->http : "", a ? a->rtmp : "",
+                      a ? a->version : ""};
+  PQclear(exec1(s, DB_CTL_CONNECT, 6, p));
+  if (a && a->static_parent && a->static_parent[0]) link_static_parent(s, x->id, a->static_parent);
+  log_info("control", "node connected id=%lld name=%s source=%s", (long long)x->id, n->name, ip);
+  ctlsrv_wake(s);
+
+  resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__AuthOk ok = CASCADE__CONTROL__AUTH_OK__INIT;
+  st.message = "";
+  ok.server_signature.data = sig;
+  ok.server_signature.len = sizeof(sig);
+  ok.session.data = n->token;
+  ok.session.len = TOKEN_LEN;
+  ok.instance_id = x->id;
+  ok.heartbeat_ms = (uint32_t)s->ctl->cfg->control_heartbeat_ms;
+  resp.id = q->id;
+  resp.status = &st;
+  resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_AUTH_OK;
+  resp.auth_ok = &ok;
+  free(x);
+  return pack(&resp);
+}
+
+/* session_of finds the request's live session (copying what the caller
+ * needs), or answers NO_SESSION / REVOKED. */
+static int session_of(ctlsrv_t *s, const req_t *q, int64_t *id, nng_msg **reply) {
+  int rv = -1;
+  pthread_mutex_lock(&s->mu);
+  sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
+  if (x == NULL)
+    *reply = status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
+  else if (x->revoked)
+    *reply = status_reply(q->id, CASCADE__CONTROL__CODE__REVOKED, "session revoked");
+  else {
+    *id = x->id;
+    rv = 0;
+  }
+  pthread_mutex_unlock(&s->mu);
+  return rv;
+}
+
+static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
+  uint64_t desired = 0;
+  int state; /* 0 live, 1 none, 2 revoked */
+  pthread_mutex_lock(&s->mu);
+  sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
+  state = x == NULL ? 1 : x->revoked ? 2 : 0;
+  if (state == 0) {
+    x->last_hb_ms = db_now_ms();
+    x->applied = q->heartbeat->applied_generation;
+    x->hb_dirty = 1;
+    desired = x->desired;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (state == 1) return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
+  if (state == 2) return status_reply(q->id, CASCADE__CONTROL__CODE__REVOKED, "session revoked");
+  resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__HeartbeatReply hr = CASCADE__CONTROL__HEARTBEAT_REPLY__INIT;
+  st.message = "";
+  hr.desired_generation = desired;
+  resp.id = q->id;
+  resp.status = &st;
+  resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_HEARTBEAT_REPLY;
+  resp.heartbeat_reply = &hr;
+  return pack(&resp);
+}
+
+/* on_poll answers at once when the node's desired configuration differs
+ * from what it knows; else parks |ctx| in the session (returns NULL with
+ * *parked set: the caller must open a new context). */
+static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
+  int64_t id = 0;
+  uint64_t gen = 0;
+  nng_msg *m = NULL;
+  *parked = 0;
+  if (session_of(s, q, &id, &m) != 0) return m;
+  m = config_reply(s, q->id, id, &gen);
+  if (m == NULL)
+    return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "database unavailable");
+  if (gen != q->poll->known_generation) return m;
+  nng_msg_free(m);
+
+  park_t *p = calloc(1, sizeof(*p));
+  if (p == NULL || nng_aio_alloc(&p->aio, park_sent, p) != 0) {
+    free(p);
+    return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
+  }
+  p->ctx = ctx;
+  p->req_id = q->id;
+  p->known = q->poll->known_generation;
+  p->since_ms = db_now_ms();
+  park_t *prev = NULL;
+  pthread_mutex_lock(&s->mu);
+  sess_t *x = sess_by_token(s, q->session.data);
+  if (x && !x->revoked) {
+    prev = x->park;
+    x->park = p;
+    x->desired = gen;
+    p = NULL;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (p != NULL) {
+    /* The session ended meanwhile. */
+    nng_aio_free(p->aio);
+    free(p);
+    return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
+  }
+  if (prev) park_answer(prev, empty_config(prev->req_id));
+  *parked = 1;
+  return NULL;
+}
+
+static nng_msg *on_cert(ctlsrv_t *s, const req_t *q) {
+  int64_t id = 0;
+  nng_msg *m = NULL;
+  char *cert = NULL, err[256], ids[24], na[24];
+  time_t not_after = 0;
+
+  if (session_of(s, q, &id, &m) != 0) return m;
+  if (x509_csr_sign(s->ca_cert, s->ca_key, q->cert_request->csr, id,
+                    (unsigned)s->ctl->cfg->control_certlifetime_s, &cert, &not_after, err,
+                    sizeof(err)) != 0) {
+    log_warn("control", "certificate request of node %lld refused: %s", (long long)id, err);
+    return status_reply(q->id, CASCADE__CONTROL__CODE__BAD_REQUEST, err);
+  }
+  snprintf(ids, sizeof(ids), "%lld", (long long)id);
+  snprintf(na, sizeof(na), "%lld", (long long)not_after);
+  const char *p[2] = {ids, na};
+  PQclear(exec1(s, DB_CTL_CERT, 2, p));
+  resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__Certificate c = CASCADE__CONTROL__CERTIFICATE__INIT;
+  st.message = "";
+  c.cert = cert;
+  c.ca = s->ca_cert;
+  c.not_after = not_after;
+  resp.id = q->id;
+  resp.status = &st;
+  resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_CERTIFICATE;
+  resp.certificate = &c;
+  m = pack(&resp);
+  free(cert);
+  return m;
+}
+
+static nng_msg *on_ca(ctlsrv_t *s, const req_t *q) {
+  resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__CaCertificate c = CASCADE__CONTROL__CA_CERTIFICATE__INIT;
+  st.message = "";
+  c.ca = s->ca_cert;
+  resp.id = q->id;
+  resp.status = &st;
+  resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_CA;
+  resp.ca = &c;
+  return pack(&resp);
+}
+
+/* handle answers one request; NULL with *parked when the context was kept. */
+static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
+  char why[128], ip[64];
+  nng_msg *m = NULL;
+
+  *parked = 0;
+  atomic_fetch_add(&s->requests, 1);
+  peer_ip(in, ip, sizeof(ip));
+  req_t *q = ctlmsg_decode_request(nng_msg_body(in), nng_msg_len(in), why, sizeof(why));
+  if (q == NULL) {
+    atomic_fetch_add(&s->bad_messages, 1);
+    int64_t now = db_now_ms();
+    pthread_mutex_lock(&s->mu);
+    int log = now - s->last_bad_log_ms >= 1000;
+    if (log) s->last_bad_log_ms = now;
+    pthread_mutex_unlock(&s->mu);
+    if (log) log_warn("control", "bad message from %s: %s", ip, why);
+    return status_reply(0, CASCADE__CONTROL__CODE__BAD_REQUEST, why);
+  }
+  int limited = auth_limited(&s->fails, ip, NULL);
+  switch (q->body_case) {
+  case CASCADE__CONTROL__REQUEST__BODY_REGISTER:
+    m = limited ? status_reply(q->id, CASCADE__CONTROL__CODE__RATE_LIMITED, "too many failures")
+                : on_register(s, q, ip);
+    break;
+  case CASCADE__CONTROL__REQUEST__BODY_AUTH_START:
+    m = limited ? status_reply(q->id, CASCADE__CONTROL__CODE__RATE_LIMITED, "too many failures")
+                : on_auth_start(s, q, ip);
+    break;
+  case CASCADE__CONTROL__REQUEST__BODY_AUTH_FINISH:
+    m = limited ? status_reply(q->id, CASCADE__CONTROL__CODE__RATE_LIMITED, "too many failures")
+                : on_auth_finish(s, q, ip);
+    break;
+  case CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT:
+    m = on_heartbeat(s, q);
+    break;
+  case CASCADE__CONTROL__REQUEST__BODY_POLL:
+    m = on_poll(s, q, ctx, parked);
+    break;
+  case CASCADE__CONTROL__REQUEST__BODY_CERT_REQUEST:
+    m = on_cert(s, q);
+    break;
+  case CASCADE__CONTROL__REQUEST__BODY_CA_REQUEST:
+    m = on_ca(s, q);
+    break;
+  default:
+    m = status_reply(q->id, CASCADE__CONTROL__CODE__BAD_REQUEST, "unknown request");
+  }
+  ctlmsg_free_request(q);
+  return m;
+}
+
+static void *worker_main(void *arg) {
+  ctlsrv_t *s = arg;
+  nng_ctx ctx;
+  nng_aio *aio;
+  int parked;
+
+  if (nng_aio_alloc(&aio, NULL, NULL) != 0) return NULL;
+  if (nng_ctx_open(&ctx, s->sock) != 0) {
+    nng_aio_free(aio);
+    return NULL;
+  }
+  for (;;) {
+    nng_ctx_recv(ctx, aio);
+    nng_aio_wait(aio);
+    int rv = nng_aio_result(aio);
+    if (rv == NNG_ECLOSED) break;
+    if (rv != 0) continue;
+    nng_msg *in = nng_aio_get_msg(aio);
+    nng_msg *out = handle(s, in, ctx, &parked);
+    nng_msg_free(in);
+    if (parked) {
+      /* The context now belongs to the parked poll. */
+      if (nng_ctx_open(&ctx, s->sock) != 0) {
+        nng_aio_free(aio);
+        return NULL;
+      }
+      continue;
+    }
+    if (out == NULL) out = status_reply(0, CASCADE__CONTROL__CODE__UNAVAILABLE, "internal error");
+    if (out == NULL) continue;
+    nng_aio_set_msg(aio, out);
+    nng_ctx_send(ctx, aio);
+    nng_aio_wait(aio);
+    if (nng_aio_result(aio) != 0) nng_msg_free(out);
+  }
+  nng_ctx_close(ctx);
+  nng_aio_free(aio);
+  return NULL;
+}
+
+/* ---- the sweeper ------------------------------------------------------------ */
+
+typedef struct {
+  char *buf;
+  size_t len, cap;
+} sbuf_t;
+
+static void sb_put(sbuf_t *b, const char *str) {
+  size_t n = strlen(str);
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *nb = realloc(b->buf, cap);
+    if (nb == NULL) return;
+    b->buf = nb;
+    b->cap = cap;
+  }
+  memcpy(b->buf + b->len, str, n + 1);
+  b->len += n;
+}
+
+/* sb_array writes a PostgreSQL array literal of integers: "{1,2,3}". */
+static void sb_array(sbuf_t *b, const int64_t *v, size_t n) {
+  char t[32];
+  b->len = 0;
+  sb_put(b, "{");
+  for (size_t i = 0; i < n; i++) {
+    snprintf(t, sizeof(t), i ? ",%lld" : "%lld", (long long)v[i]);
+    sb_put(b, t);
+  }
+  sb_put(b, "}");
+}
+
+static void sweep(ctlsrv_t *s, int reconcile) {
+  const ctl_config_t *cfg = s->ctl->cfg;
+  int64_t now = db_now_ms();
+  int64_t *hb_id = NULL, *hb_gen = NULL, *off_id = NULL, *all_id = NULL;
+  park_t **timed_out = NULL;
+  size_t nhb = 0, noff = 0, nall = 0, nto = 0;
+  exch_t *dead_exch = NULL;
+  sess_t *dead = NULL;
+
+  pthread_mutex_lock(&s->mu);
+  size_t cap = s->nsessions + 1;
+  hb_id = malloc(cap * sizeof(int64_t));
+  hb_gen = malloc(cap * sizeof(int64_t));
+  off_id = malloc(cap * sizeof(int64_t));
+  all_id = malloc(cap * sizeof(int64_t));
+  timed_out = malloc(cap * sizeof(park_t *));
+  if (!hb_id || !hb_gen || !off_id || !all_id || !timed_out) {
+    pthread_mutex_unlock(&s->mu);
+    goto out;
+  }
+  for (size_t b = 0; b < EXCH_BUCKETS; b++) {
+    exch_t **pp = &s->exch[b];
+    while (*pp) {
+      if (now - (*pp)->created_ms > EXCH_TTL_MS) {
+        exch_t *x = *pp;
+        *pp = x->next;
+        x->next = dead_exch;
+        dead_exch = x;
+        s->nexch--;
+      } else {
+        pp = &(*pp)->next;
+      }
+    }
+  }
+  for (size_t b = 0; b < SESS_BUCKETS; b++) {
+    sess_t *x = s->by_token[b];
+    while (x) {
+      sess_t *next = x->tok_next;
+      int expired = !x->revoked && now - x->last_hb_ms > 3 * cfg->control_heartbeat_ms;
+      if (expired || (x->revoked && now - x->revoked_ms > REVOKED_TTL_MS)) {
+        if (expired) off_id[noff++] = x->id;
+        sess_unlink(s, x);
+        x->tok_next = dead;
+        dead = x;
+      } else {
+        if (x->hb_dirty && !x->revoked) {
+          hb_id[nhb] = x->id;
+          hb_gen[nhb++] = (int64_t)x->applied;
+          x->hb_dirty = 0;
+        }
+        if (x->park && now - x->park->since_ms > cfg->control_polltimeout_ms) {
+          timed_out[nto++] = x->park;
+          x->park = NULL;
+        }
+        if (!x->revoked) all_id[nall++] = x->id;
+      }
+      x = next;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+
+  while (dead_exch) {
+    exch_t *x = dead_exch;
+    dead_exch = x->next;
+    free(x);
+  }
+  while (dead) {
+    sess_t *x = dead;
+    dead = x->tok_next;
+    if (x->park) park_answer(x->park, status_reply(x->park->req_id,
+                                                   CASCADE__CONTROL__CODE__NO_SESSION,
+                                                   "session expired"));
+    if (!x->revoked) log_info("control", "node offline id=%lld name=%s (no heartbeat)",
+                              (long long)x->id, x->name);
+    free(x);
+  }
+  for (size_t i = 0; i < nto; i++) park_answer(timed_out[i], empty_config(timed_out[i]->req_id));
+
+  sbuf_t a = {0}, g = {0};
+  if (nhb) {
+    sb_array(&a, hb_id, nhb);
+    sb_array(&g, hb_gen, nhb);
+    const char *p[2] = {a.buf, g.buf};
+    PQclear(exec1(s, DB_CTL_HEARTBEATS, 2, p));
+  }
+  if (noff) {
+    sb_array(&a, off_id, noff);
+    const char *p[2] = {a.buf, "heartbeat timeout"};
+    PQclear(exec1(s, DB_CTL_OFFLINE, 2, p));
+  }
+  if (reconcile && nall) {
+    sb_array(&a, all_id, nall);
+    const char *p[1] = {a.buf};
+    PGresult *r = exec1(s, DB_CTL_GENERATIONS, 1, p);
+    if (r != NULL) {
+      /* Rows by id; a session whose node has no row was deleted. */
+      int n = PQntuples(r);
+      int64_t *rid = malloc((size_t)(n + 1) * sizeof(int64_t));
+      int64_t *rgen = malloc((size_t)(n + 1) * sizeof(int64_t));
+      int64_t *repoch = malloc((size_t)(n + 1) * sizeof(int64_t));
+      int64_t *revoked_ids = malloc((nall + 1) * sizeof(int64_t));
+      size_t nrev = 0;
+      if (rid && rgen && repoch && revoked_ids) {
+        for (int i = 0; i < n; i++) {
+          rid[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+          rgen[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+          repoch[i] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        }
+        for (size_t k = 0; k < nall; k++) {
+          int64_t id = all_id[k], gen = -1, epoch = -1;
+          for (int i = 0; i < n; i++)
+            if (rid[i] == id) {
+              gen = rgen[i];
+              epoch = repoch[i];
+              break;
+            }
+          park_t *answer = NULL;
+          int revoke = 0;
+          uint64_t req_id = 0;
+          pthread_mutex_lock(&s->mu);
+          sess_t *x = sess_by_id(s, id);
+          if (x) {
+            if (gen < 0 || epoch != x->epoch) {
+              x->revoked = 1;
+              x->revoked_ms = now;
+              answer = x->park;
+              x->park = NULL;
+              revoke = 1;
+              if (gen >= 0) revoked_ids[nrev++] = id;
+            } else {
+              x->desired = (uint64_t)gen;
+              if (x->park && x->park->known != (uint64_t)gen) {
+                answer = x->park;
+                x->park = NULL;
+              }
+            }
+          }
+          pthread_mutex_unlock(&s->mu);
+          if (answer) req_id = answer->req_id;
+          if (revoke) {
+            log_info("control", "session of node %lld revoked (%s)", (long long)id,
+                     gen < 0 ? "node deleted" : "secret changed");
+            if (answer)
+              park_answer(answer, status_reply(req_id, CASCADE__CONTROL__CODE__REVOKED,
+                                               gen < 0 ? "node deleted" : "secret changed"));
+          } else if (answer) {
+            uint64_t got = 0;
+            nng_msg *m = config_reply(s, req_id, id, &got);
+            park_answer(answer, m ? m : empty_config(req_id));
+          }
+        }
+        if (nrev) {
+          sb_array(&a, revoked_ids, nrev);
+          const char *p2[2] = {a.buf, "secret changed"};
+          PQclear(exec1(s, DB_CTL_OFFLINE, 2, p2));
+        }
+      }
+      free(rid);
+      free(rgen);
+      free(repoch);
+      free(revoked_ids);
+      PQclear(r);
+    }
+  }
+  free(a.buf);
+  free(g.buf);
+out:
+  free(hb_id);
+  free(hb_gen);
+  free(off_id);
+  free(all_id);
+  free(timed_out);
+}
+
+static void *sweeper_main(void *arg) {
+  ctlsrv_t *s = arg;
+  int64_t last_reconcile = 0;
+  pthread_mutex_lock(&s->mu);
+  while (!s->stopping) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += 1;
+    if (!s->wake) pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    if (s->stopping) break;
+    int woken = s->wake;
+    s->wake = 0;
+    pthread_mutex_unlock(&s->mu);
+    int64_t now = db_now_ms();
+    int reconcile = woken || now - last_reconcile >= RECONCILE_MS;
+    if (reconcile) last_reconcile = now;
+    sweep(s, reconcile);
+    pthread_mutex_lock(&s->mu);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/* ---- life cycle ---------------------------------------------------------------- */
+
+void ctlsrv_wake(ctlsrv_t *s) {
+  if (s == NULL) return;
+  pthread_mutex_lock(&s->mu);
+  s->wake = 1;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+size_t ctlsrv_sessions(ctlsrv_t *s) {
+  if (s == NULL) return 0;
+  pthread_mutex_lock(&s->mu);
+  size_t n = s->nsessions;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+void ctlsrv_metrics(ctlsrv_t *s, FILE *out) {
+  if (s == NULL) return;
+  fprintf(out,
+          "# HELP cascade_control_sessions Agents with a live control session.\n"
+          "# TYPE cascade_control_sessions gauge\ncascade_control_sessions %zu\n"
+          "# HELP cascade_control_requests_total Control channel requests.\n"
+          "# TYPE cascade_control_requests_total counter\ncascade_control_requests_total %lu\n"
+          "# HELP cascade_control_bad_messages_total Control messages refused by the codec.\n"
+          "# TYPE cascade_control_bad_messages_total counter\n"
+          "cascade_control_bad_messages_total %lu\n"
+          "# HELP cascade_control_auth_failures_total Refused agent authentications.\n"
+          "# TYPE cascade_control_auth_failures_total counter\n"
+          "cascade_control_auth_failures_total %lu\n",
+          ctlsrv_sessions(s), atomic_load(&s->requests), atomic_load(&s->bad_messages),
+          atomic_load(&s->auth_failures));
+}
+
+static char *read_pem(const char *path, char *err, size_t errlen) {
+  return x509_read_file(path, 64 * 1024, err, errlen);
+}
+
+ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
+  const ctl_config_t *c = ctl->cfg;
+  char path[4200], fpr[X509_FPR_LEN];
+  char *cert = NULL, *key = NULL;
+  int rv, tls = strncmp(c->control_listenaddr, "tls+tcp://", 10) == 0;
+
+  ctlsrv_t *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  s->ctl = ctl;
+  pthread_mutex_init(&s->mu, NULL);
+  {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+  }
+  auth_init(&s->fails, NULL);
+  gnutls_rnd(GNUTLS_RND_KEY, s->fake_key, sizeof(s->fake_key));
+
+  /* The CA that signs node certificates, made on first start. */
+  if (x509_ca_ensure(c->control_datadir, err, errlen) != 0) goto fail;
+  if (c->control_tls_ca[0]) {
+    snprintf(path, sizeof(path), "%s", c->control_tls_ca);
+  } else {
+    snprintf(path, sizeof(path), "%s/ca.crt", c->control_datadir);
+  }
+  if ((s->ca_cert = read_pem(path, err, errlen)) == NULL) goto fail;
+  size_t pl = strlen(path);
+  if (pl > 4 && strcmp(path + pl - 4, ".crt") == 0) memcpy(path + pl - 4, ".key", 4);
+  else snprintf(path + pl, sizeof(path) - pl, ".key");
+  if ((s->ca_key = read_pem(path, err, errlen)) == NULL) goto fail;
+  x509_fingerprint(s->ca_cert, fpr);
+
+  if ((rv = nng_rep0_open(&s->sock)) != 0 ||
+      (rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX)) != 0 ||
+      (rv = nng_listener_create(&s->listener, s->sock, c->control_listenaddr)) != 0) {
+    snprintf(err, errlen, "control.listenaddr '%s': %s", c->control_listenaddr, nng_strerror(rv));
+    goto fail;
+  }
+  if (tls) {
+    if (c->control_tls_cert[0]) {
+      cert = read_pem(c->control_tls_cert, err, errlen);
+      key = cert ? read_pem(c->control_tls_key, err, errlen) : NULL;
+    } else {
+      snprintf(path, sizeof(path), "%s/server.crt", c->control_datadir);
+      cert = read_pem(path, err, errlen);
+      snprintf(path, sizeof(path), "%s/server.key", c->control_datadir);
+      key = cert ? read_pem(path, err, errlen) : NULL;
+    }
+    if (key == NULL) goto fail;
+    if ((rv = nng_tls_config_alloc(&s->tls, NNG_TLS_MODE_SERVER)) != 0 ||
+        (rv = nng_tls_config_own_cert(s->tls, cert, key, NULL)) != 0 ||
+        (rv = nng_tls_config_auth_mode(s->tls, NNG_TLS_AUTH_MODE_NONE)) != 0 ||
+        (rv = nng_listener_set_ptr(s->listener, NNG_OPT_TLS_CONFIG, s->tls)) != 0) {
+      snprintf(err, errlen, "control TLS: %s", nng_strerror(rv));
+      goto fail;
+    }
+  } else {
+    log_warn("control", "control channel WITHOUT TLS on %s: for tests only",
+             c->control_listenaddr);
+  }
+  /* Sessions do not survive a restart: nobody is online until they are back. */
+  PQclear(exec1(s, DB_CTL_ALL_OFFLINE, 0, NULL));
+  if ((rv = nng_listener_start(s->listener, 0)) != 0) {
+    snprintf(err, errlen, "control.listenaddr '%s': %s", c->control_listenaddr, nng_strerror(rv));
+    goto fail;
+  }
+  s->nworkers = (int)c->control_workers;
+  s->workers = calloc((size_t)s->nworkers, sizeof(pthread_t));
+  if (s->workers == NULL) goto fail;
+  for (int i = 0; i < s->nworkers; i++) pthread_create(&s->workers[i], NULL, worker_main, s);
+  pthread_create(&s->sweeper, NULL, sweeper_main, s);
+  log_info("control", "agents connect to %s; CA %s/ca.crt fingerprint SHA256 %s",
+           c->control_listenaddr, c->control_datadir, fpr);
+  free(cert);
+  if (key) {
+    gnutls_memset(key, 0, strlen(key));
+    free(key);
+  }
+  return s;
+
+fail:
+  free(cert);
+  free(key);
+  if (s->workers == NULL) {
+    nng_close(s->sock);
+    if (s->tls) nng_tls_config_free(s->tls);
+    free(s->ca_cert);
+    if (s->ca_key) free(s->ca_key);
+    auth_free(&s->fails);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    return NULL;
+  }
+  ctlsrv_stop(s);
+  return NULL;
+}
+
+void ctlsrv_stop(ctlsrv_t *s) {
+  if (s == NULL) return;
+  pthread_mutex_lock(&s->mu);
+  s->stopping = 1;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->sweeper, NULL);
+  nng_close(s->sock);
+  for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i], NULL);
+  for (size_t b = 0; b < SESS_BUCKETS; b++) {
+    sess_t *x = s->by_token[b];
+    while (x) {
+      sess_t *next = x->tok_next;
+      if (x->park) {
+        nng_ctx_close(x->park->ctx);
+        nng_aio_free(x->park->aio);
+        free(x->park);
+      }
+      free(x);
+      x = next;
+    }
+  }
+  for (size_t b = 0; b < EXCH_BUCKETS; b++) {
+    exch_t *x = s->exch[b];
+    while (x) {
+      exch_t *next = x->next;
+      free(x);
+      x = next;
+    }
+  }
+  if (s->tls) nng_tls_config_free(s->tls);
+  free(s->workers);
+  free(s->ca_cert);
+  if (s->ca_key) {
+    gnutls_memset(s->ca_key, 0, strlen(s->ca_key));
+    free(s->ca_key);
+  }
+  auth_free(&s->fails);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  free(s);
+}
