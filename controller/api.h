@@ -17,6 +17,9 @@ int api_clients_create(http_req_t *r);
 int api_clients_update(http_req_t *r);
 int api_clients_delete(http_req_t *r);
 
+int api_topology(http_req_t *r);
+int api_events(http_req_t *r);
+
 int api_tokens_list(http_req_t *r);
 int api_tokens_create(http_req_t *r);
 int api_tokens_delete(http_req_t *r);
@@ -35,7 +38,19 @@ json_t *api_time(const PGresult *res, int i, int col);
 /* Columns of a node row (NODE_COLS in db.c). */
 #define API_NODE_NCOLS 17
 
-/* api_node_json turns row |i| of a node query (NODE_COLS order) into JSON. */
-json_t *api_node_json(const PGresult *res, int i);
+/* A growing JSON text buffer. */
+typedef struct {
+  char *buf;
+  size_t len, cap;
+  int oom;
+} jbuf_t;
+
+void jb_raw(jbuf_t *b, const char *s, size_t n);
+void jb_str(jbuf_t *b, const char *s);
+void jb_quoted(jbuf_t *b, const char *s);  /* as a JSON string */
+
+/* api_node_write appends row |i| of a node query (NODE_COLS order) as a
+ * JSON object. */
+void api_node_write(jbuf_t *b, const PGresult *res, int i);
 
 #endif

@@ -16,11 +16,23 @@
  * loop that neither sees. */
 #define TOPOLOGY_LOCK "SELECT pg_advisory_xact_lock(7072016531)"
 
+#define ENVELOPE_OK "{\"code\":0,\"message\":\"success\",\"data\":"
+
+static int reply_buf(http_req_t *r, int status, jbuf_t *b) {
+  if (b->oom) {
+    free(b->buf);
+    return http_reply_error(r, 500, "internal error");
+  }
+  return http_reply_json_text(r, status, b->buf, b->len);
+}
+
 static int reply_node(http_req_t *r, int status, PGresult *res) {
-  json_t *n = api_node_json(res, 0);
+  jbuf_t b = {0};
+  jb_str(&b, ENVELOPE_OK);
+  api_node_write(&b, res, 0);
+  jb_str(&b, "}");
   PQclear(res);
-  if (n == NULL) return http_reply_error(r, 500, "internal error");
-  return http_reply_data(r, status, n);
+  return reply_buf(r, status, &b);
 }
 
 /* reply_write_error answers a failed INSERT/UPDATE by its SQLSTATE. */
@@ -54,26 +66,31 @@ int api_clients_list(http_req_t *r) {
 
   long long total = 0;
   int n = PQntuples(res);
-  json_t *data = json_array();
-  for (int i = 0; i < n; i++) json_array_append_new(data, api_node_json(res, i));
+  jbuf_t b = {0};
+  char tail[96];
+  jb_str(&b, ENVELOPE_OK "[");
+  for (int i = 0; i < n; i++) {
+    if (i) jb_str(&b, ",");
+    api_node_write(&b, res, i);
+  }
+  jb_str(&b, "]");
   if (n > 0) {
     total = strtoll(PQgetvalue(res, 0, API_NODE_NCOLS), NULL, 10);
   } else {
-    /* Past the last page: the window count is not there to read. */
+    /* Past the last page: the count is not there to read. */
     PQclear(res);
     res = api_exec(r, DB_NODE_COUNT, 2, params);
     if (res == NULL) {
-      json_decref(data);
+      free(b.buf);
       return API_ANSWERED;
     }
     if (db_ok(res)) total = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
   }
   PQclear(res);
-  json_t *body = json_pack("{s:i, s:s, s:o, s:I, s:I, s:I}", "code", 0, "message", "success",
-                           "data", data, "total", (json_int_t)total, "page", (json_int_t)q.page,
-                           "size", (json_int_t)q.size);
-  if (body == NULL) return http_reply_error(r, 500, "internal error");
-  return http_reply_json(r, 200, body);
+  snprintf(tail, sizeof(tail), ",\"total\":%lld,\"page\":%ld,\"size\":%ld}", total, q.page,
+           q.size);
+  jb_str(&b, tail);
+  return reply_buf(r, 200, &b);
 }
 
 int api_clients_get(http_req_t *r) {

@@ -34,55 +34,121 @@ json_t *api_time(const PGresult *res, int i, int col) {
   return json_string(buf);
 }
 
-static json_t *json_col(const PGresult *res, int i, int col) {
-  if (PQgetisnull(res, i, col)) return json_null();
-  json_t *v = json_loads(PQgetvalue(res, i, col), 0, NULL);
-  return v ? v : json_null();
-}
+/* Node rows are written straight to JSON text: a page of 100 nodes built
+ * as jansson trees spent most of its time in malloc. The JSON columns come
+ * from PostgreSQL (jsonb/json text, valid by construction); strings are
+ * escaped here. */
 
-/* rules_json shows the rules the controller sets for a node; null where
- * the agent's own file decides. */
-static json_t *rules_relay(const PGresult *res, int i) {
-  if (PQgetisnull(res, i, 13) && PQgetisnull(res, i, 14)) return json_null();
-  return json_pack("{s:o, s:o}", "allow", json_col(res, i, 13), "deny", json_col(res, i, 14));
-}
-
-static json_t *rules_onsub(const PGresult *res, int i) {
-  if (PQgetisnull(res, i, 15)) return json_null();
-  json_t *pairs = json_col(res, i, 15), *pull = json_object(), *e;
-  size_t k;
-  json_array_foreach(pairs, k, e) {
-    json_object_set(pull, json_string_value(json_array_get(e, 0)), json_array_get(e, 1));
+static int jb_grow(jbuf_t *b, size_t more) {
+  if (b->len + more + 1 <= b->cap) return 0;
+  size_t cap = b->cap ? b->cap : 1024;
+  while (cap < b->len + more + 1) cap *= 2;
+  char *nb = realloc(b->buf, cap);
+  if (nb == NULL) {
+    b->oom = 1;
+    return -1;
   }
-  json_decref(pairs);
-  return json_pack("{s:o}", "pull", pull);
+  b->buf = nb;
+  b->cap = cap;
+  return 0;
 }
 
-json_t *api_node_json(const PGresult *res, int i) {
-  json_t *labels = json_loads(PQgetvalue(res, i, 5), 0, NULL);
-  json_t *o = json_pack(
-      "{s:I, s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:{s:I, s:I}, s:s, s:s, s:o, s:o, s:o}",
-      "id", (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10),
-      "name", PQgetvalue(res, i, 1),
-      "ip", PQgetvalue(res, i, 2),
-      "online", PQgetvalue(res, i, 3)[0] == 't',
-      "parent_id", PQgetisnull(res, i, 4)
-                       ? json_null()
-                       : json_integer(strtoll(PQgetvalue(res, i, 4), NULL, 10)),
-      "labels", labels ? labels : json_object(),
-      "created_time", api_time(res, i, 6),
-      "updated_time", api_time(res, i, 7),
-      "last_seen", api_time(res, i, 8),
-      "config_generation",
-      "desired", (json_int_t)strtoll(PQgetvalue(res, i, 9), NULL, 10),
-      "applied", (json_int_t)strtoll(PQgetvalue(res, i, 10), NULL, 10),
-      "quic", PQgetvalue(res, i, 11),
-      "version", PQgetvalue(res, i, 12),
-      "relayapi", rules_relay(res, i),
-      "onsub", rules_onsub(res, i),
-      "autopush", PQgetisnull(res, i, 16) ? json_null()
-                                          : json_boolean(PQgetvalue(res, i, 16)[0] == 't'));
-  return o;
+void jb_raw(jbuf_t *b, const char *s, size_t n) {
+  if (b->oom || jb_grow(b, n) != 0) return;
+  memcpy(b->buf + b->len, s, n);
+  b->len += n;
+  b->buf[b->len] = '\0';
+}
+
+void jb_str(jbuf_t *b, const char *s) { jb_raw(b, s, strlen(s)); }
+
+void jb_quoted(jbuf_t *b, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  jb_raw(b, "\"", 1);
+  const char *run = s;
+  for (const char *p = s; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    jb_raw(b, run, (size_t)(p - run));
+    char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+    if (c == '"' || c == '\\') {
+      esc[1] = (char)c;
+      jb_raw(b, esc, 2);
+    } else {
+      jb_raw(b, esc, 6);
+    }
+    run = p + 1;
+  }
+  jb_str(b, run);
+  jb_raw(b, "\"", 1);
+}
+
+static void jb_time(jbuf_t *b, const PGresult *res, int i, int col) {
+  /* "2026-11-29 15:39:17.123456+00" (TimeZone UTC) -> "2026-11-29T15:39:17Z" */
+  const char *v = PQgetvalue(res, i, col);
+  if (PQgetisnull(res, i, col)) {
+    jb_str(b, "null");
+  } else if (strlen(v) >= 19 && v[10] == ' ') {
+    char t[23];
+    t[0] = '"';
+    memcpy(t + 1, v, 19);
+    t[11] = 'T';
+    t[20] = 'Z';
+    t[21] = '"';
+    t[22] = '\0';
+    jb_raw(b, t, 22);
+  } else {
+    jb_quoted(b, v);
+  }
+}
+
+/* jb_col writes a JSON text column as it is, or |dflt| for SQL NULL. */
+static void jb_col(jbuf_t *b, const PGresult *res, int i, int col, const char *dflt) {
+  jb_str(b, PQgetisnull(res, i, col) ? dflt : PQgetvalue(res, i, col));
+}
+
+void api_node_write(jbuf_t *b, const PGresult *res, int i) {
+  jb_str(b, "{\"id\":");
+  jb_str(b, PQgetvalue(res, i, 0));
+  jb_str(b, ",\"name\":");
+  jb_quoted(b, PQgetvalue(res, i, 1));
+  jb_str(b, ",\"ip\":");
+  jb_quoted(b, PQgetvalue(res, i, 2));
+  jb_str(b, PQgetvalue(res, i, 3)[0] == 't' ? ",\"online\":true" : ",\"online\":false");
+  jb_str(b, ",\"parent_id\":");
+  jb_col(b, res, i, 4, "null");
+  jb_str(b, ",\"labels\":");
+  jb_col(b, res, i, 5, "{}");
+  jb_str(b, ",\"created_time\":");
+  jb_time(b, res, i, 6);
+  jb_str(b, ",\"updated_time\":");
+  jb_time(b, res, i, 7);
+  jb_str(b, ",\"last_seen\":");
+  jb_time(b, res, i, 8);
+  jb_str(b, ",\"config_generation\":{\"desired\":");
+  jb_str(b, PQgetvalue(res, i, 9));
+  jb_str(b, ",\"applied\":");
+  jb_str(b, PQgetvalue(res, i, 10));
+  jb_str(b, "},\"quic\":");
+  jb_quoted(b, PQgetvalue(res, i, 11));
+  jb_str(b, ",\"version\":");
+  jb_quoted(b, PQgetvalue(res, i, 12));
+  /* Rules: null where the agent's own file decides. */
+  jb_str(b, ",\"relayapi\":");
+  if (PQgetisnull(res, i, 13) && PQgetisnull(res, i, 14)) {
+    jb_str(b, "null");
+  } else {
+    jb_str(b, "{\"allow\":");
+    jb_col(b, res, i, 13, "null");
+    jb_str(b, ",\"deny\":");
+    jb_col(b, res, i, 14, "null");
+    jb_str(b, "}");
+  }
+  jb_str(b, ",\"onsub\":");
+  jb_col(b, res, i, 15, "null");
+  jb_str(b, ",\"autopush\":");
+  jb_str(b, PQgetisnull(res, i, 16) ? "null" : PQgetvalue(res, i, 16)[0] == 't' ? "true" : "false");
+  jb_str(b, "}");
 }
 
 int api_reply_failed(http_req_t *r, PGresult *res) {

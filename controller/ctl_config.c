@@ -39,7 +39,7 @@ const cfg_key_t ctl_config_table[] = {
     {"cascadeserver.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL, 0,
      "Path prefixes the API relay refuses; deny wins over allow (seed key)."},
     {"control.listenaddr", CFG_STR, OFF(control_listenaddr), "tls+tcp://0.0.0.0:44945", 1, 256,
-     NULL, 0,
+     NULL, CFG_EMPTY_OK,
      "Where agents connect (nng URL). tls+tcp:// in production; tcp:// (no TLS) for tests "
      "only; empty disables the control channel."},
     {"control.tls.cert", CFG_STR, OFF(control_tls_cert), NULL, 0, 4096, NULL, 0,

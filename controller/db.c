@@ -16,7 +16,10 @@
 #define NODE_COLS \
   "id, name, ip, online, parent_id, labels::text, created_time, updated_time, last_seen, " \
   "config_generation, applied_generation, quic_addr, version, " \
-  "array_to_json(relay_allow)::text, array_to_json(relay_deny)::text, onsub_pull::text, autopush"
+  "array_to_json(relay_allow)::text, array_to_json(relay_deny)::text, " \
+  "CASE WHEN onsub_pull IS NULL THEN NULL ELSE json_build_object('pull', (SELECT" \
+  " COALESCE(json_object_agg(e->>0, e->>1), '{}'::json) FROM jsonb_array_elements(onsub_pull) e))" \
+  "::text END, autopush"
 
 static const char *const stmt_sql[DB_STMT_COUNT] = {
     [DB_NODE_GET] = "SELECT " NODE_COLS " FROM instances WHERE id = $1",

@@ -46,13 +46,15 @@ static const route_t routes[] = {
     {"/api/auth/tokens", 0,
      {{"GET", api_tokens_list, ROLE_ADMIN}, {"POST", api_tokens_create, ROLE_ADMIN}}},
     {"/api/auth/tokens", 1, {{"DELETE", api_tokens_delete, ROLE_ADMIN}}},
+    {"/api/cascade/topology", 0, {{"GET", api_topology, ROLE_VIEWER}}},
+    {"/api/cascade/events", 0, {{"GET", api_events, ROLE_VIEWER}}},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
 const char *const http_route_labels[METRICS_ROUTES] = {
     "/healthz",         "/readyz",          "/metrics",
     "/api/cascade/clients", "/api/cascade/clients/{id}", "/api/auth/tokens",
-    "/api/auth/tokens/{id}", "other"};
+    "/api/auth/tokens/{id}", "/api/cascade/topology", "/api/cascade/events", "other"};
 
 #define ROUTE_OTHER (METRICS_ROUTES - 1)
 
@@ -92,6 +94,16 @@ static struct MHD_Response *json_response(json_t *body) {
   }
   MHD_add_response_header(resp, "Content-Type", "application/json");
   return resp;
+}
+
+int http_reply_json_text(http_req_t *r, int status, char *text, size_t len) {
+  struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+  if (resp == NULL) {
+    free(text);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, "Content-Type", "application/json");
+  return queue(r, status, resp);
 }
 
 int http_reply_json(http_req_t *r, int status, json_t *body) {

@@ -49,6 +49,10 @@ int http_reply_error(http_req_t *r, int status, const char *fmt, ...)
 /* http_reply_db_error answers a DB_ERR_* or failed-statement condition. */
 int http_reply_db_error(http_req_t *r, int err);
 
+/* http_reply_json_text sends |len| bytes of JSON |text|, taking it
+ * (malloc'd; freed after sending, or now on failure). */
+int http_reply_json_text(http_req_t *r, int status, char *text, size_t len);
+
 /* http_reply_text sends |len| bytes of |text| (copied). */
 int http_reply_text(http_req_t *r, int status, const char *ctype, const char *text,
                     size_t len);

@@ -1,0 +1,96 @@
+/* /api/cascade/topology and /api/cascade/events: the tree and the audit
+ * trail, read-only. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "valid.h"
+
+int api_topology(http_req_t *r) {
+  PGresult *res = api_exec(r, DB_NODE_TOPOLOGY, 0, NULL);
+  if (res == NULL) return API_ANSWERED;
+  if (!db_ok(res)) return api_reply_failed(r, res);
+  int n = PQntuples(res);
+  json_t **nodes = calloc((size_t)(n ? n : 1), sizeof(json_t *));
+  int64_t *ids = calloc((size_t)(n ? n : 1), sizeof(int64_t));
+  json_t *roots = json_array();
+  if (nodes == NULL || ids == NULL || roots == NULL) {
+    free(nodes);
+    free(ids);
+    json_decref(roots);
+    PQclear(res);
+    return http_reply_error(r, 500, "internal error");
+  }
+  /* Rows come ordered by id; a child may come before its parent. */
+  for (int i = 0; i < n; i++) {
+    ids[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    nodes[i] = json_pack("{s:I, s:s, s:b, s:[]}", "id", (json_int_t)ids[i], "name",
+                         PQgetvalue(res, i, 1), "online", PQgetvalue(res, i, 2)[0] == 't',
+                         "children");
+  }
+  for (int i = 0; i < n; i++) {
+    json_t *parent = NULL;
+    if (!PQgetisnull(res, i, 3)) {
+      int64_t pid = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+      /* ids are sorted: binary search. */
+      int lo = 0, hi = n - 1;
+      while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (ids[mid] == pid) {
+          parent = nodes[mid];
+          break;
+        }
+        if (ids[mid] < pid) lo = mid + 1;
+        else hi = mid - 1;
+      }
+    }
+    json_array_append(parent ? json_object_get(parent, "children") : roots, nodes[i]);
+  }
+  for (int i = 0; i < n; i++) json_decref(nodes[i]);
+  free(nodes);
+  free(ids);
+  PQclear(res);
+  return http_reply_data(r, 200, roots);
+}
+
+int api_events(http_req_t *r) {
+  valid_list_t q;
+  char err[256], limit[24], offset[24];
+  int64_t node = 0;
+  const char *ns = http_arg(r, "node");
+
+  if (valid_list_query(http_arg(r, "page"), http_arg(r, "size"), NULL, NULL, &q, err,
+                       sizeof(err)) != 0)
+    return http_reply_error(r, 400, "%s", err);
+  if (ns && valid_id(ns, &node) != 0)
+    return http_reply_error(r, 400, "node: must be a positive integer");
+  snprintf(limit, sizeof(limit), "%ld", q.size);
+  snprintf(offset, sizeof(offset), "%ld", (q.page - 1) * q.size);
+  const char *params[3] = {ns, limit, offset};
+  PGresult *res = api_exec(r, DB_EVENTS_LIST, 3, params);
+  if (res == NULL) return API_ANSWERED;
+  if (!db_ok(res)) return api_reply_failed(r, res);
+  json_t *data = json_array();
+  long long total = 0;
+  for (int i = 0; i < PQntuples(res); i++) {
+    json_t *detail = json_loads(PQgetvalue(res, i, 6), 0, NULL);
+    json_array_append_new(
+        data, json_pack("{s:I, s:o, s:s, s:s, s:o, s:s, s:o}", "id",
+                        (json_int_t)strtoll(PQgetvalue(res, i, 0), NULL, 10), "time",
+                        api_time(res, i, 1), "actor", PQgetvalue(res, i, 2), "action",
+                        PQgetvalue(res, i, 3), "node",
+                        PQgetisnull(res, i, 4)
+                            ? json_null()
+                            : json_integer(strtoll(PQgetvalue(res, i, 4), NULL, 10)),
+                        "source", PQgetvalue(res, i, 5), "detail",
+                        detail ? detail : json_object()));
+    total = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+  }
+  PQclear(res);
+  json_t *body = json_pack("{s:i, s:s, s:o, s:I, s:I, s:I}", "code", 0, "message", "success",
+                           "data", data, "total", (json_int_t)total, "page", (json_int_t)q.page,
+                           "size", (json_int_t)q.size);
+  if (body == NULL) return http_reply_error(r, 500, "internal error");
+  return http_reply_json(r, 200, body);
+}
