@@ -73,7 +73,7 @@ static int check_response(const Cascade__Control__Response *r, char *why, size_t
   CHECK(ctlmsg_text_ok(r->status->message, 1024), "bad status message");
   switch (r->body_case) {
   case CASCADE__CONTROL__RESPONSE__BODY__NOT_SET:
-    CHECK(r->status->code != CASCADE__CONTROL__CODE__OK, "OK without a body");
+    /* A status alone: errors, and the OK of Register. */
     break;
   case CASCADE__CONTROL__RESPONSE__BODY_AUTH_CHALLENGE: {
     const Cascade__Control__AuthChallenge *c = r->auth_challenge;

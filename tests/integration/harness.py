@@ -600,6 +600,23 @@ class Controller:
             f.write(to_yaml(cfg))
         return cfg
 
+    def binary(self):
+        return controller_path()
+
+    def restart_after_kill(self, timeout=30):
+        """kill -9 the process, then start it again on the same ports with the same config."""
+        self.proc.kill()
+        self.proc.wait()
+        self._logf.close()
+        env = sanitizer_env()
+        env.update(self.extra_env)
+        self._logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.binary(), "-c", self.config_path],
+                                     stdin=subprocess.DEVNULL, stdout=self._logf,
+                                     stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        self.wait_healthy(timeout)
+        return self
+
     def start(self, timeout=30, wait=True):
         """Start the process; retry with another port when the one chosen got taken meanwhile."""
         for attempt in range(3):
@@ -608,7 +625,7 @@ class Controller:
             env = sanitizer_env()
             env.update(self.extra_env)
             self._logf = open(self.log_path, "ab")
-            self.proc = subprocess.Popen([controller_path(), "-c", self.config_path],
+            self.proc = subprocess.Popen([self.binary(), "-c", self.config_path],
                                          stdin=subprocess.DEVNULL, stdout=self._logf,
                                          stderr=subprocess.STDOUT, env=env,
                                          preexec_fn=_die_with_parent)
@@ -728,6 +745,48 @@ class Controller:
             self.proc.wait()
         if self._own_workdir and os.path.isdir(self.workdir) and os.environ.get("CASCADE_KEEP_LOGS") != "1":
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def agent_path():
+    return os.path.join(bin_dir(), "cascade-agent")
+
+
+class Agent(Controller):
+    """A cascade-agent process on a free loopback port, dialling |ctl|'s control channel and
+    trusting its CA. The node secret is checked never to appear in the agent's log."""
+
+    def __init__(self, ctl, name, secret, config=None, env=None, start=True, timeout=30):
+        self.ctl = ctl
+        self.name = name
+        self.secret = secret
+        super().__init__(None, config=config, env=env, admin_token=secret, start=start,
+                         timeout=timeout)
+
+    def binary(self):
+        return agent_path()
+
+    @property
+    def datadir(self):
+        return os.path.join(self.workdir, "data")
+
+    def write_config(self):
+        cfg = {
+            "node": {"name": self.name, "secret": self.secret, "datadir": self.datadir},
+            "controller": {"url": "tls+tcp://127.0.0.1:%d" % self.ctl.control_port,
+                           "ca": os.path.join(self.ctl.workdir, "control", "ca.crt")},
+            "http": {"listenaddr": "%s:%d" % (self.host, self.port)},
+            "log": {"level": "debug"},
+        }
+        cfg = deep_merge(cfg, self.extra_config)
+        with open(self.config_path, "w") as f:
+            f.write(to_yaml(cfg))
+        return cfg
+
+    def status(self):
+        st, _, body = self.request("GET", "/api/cascade/status", timeout=5)
+        if st != 200:
+            raise ControllerError("agent status answered %d: %r" % (st, body))
+        return body["data"]
 
 
 # --------------------------------------------------------------------------------------------------

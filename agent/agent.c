@@ -1,0 +1,149 @@
+/* The agent context: wiring of the control client, the local API and the
+ * simulation mode on one loop. See agent.h. */
+#include "agent.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define MOD "agent"
+
+static json_t *rfc3339(time_t t) {
+  char buf[32];
+  struct tm tm;
+  if (t == 0 || gmtime_r(&t, &tm) == NULL) return json_null();
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return json_string(buf);
+}
+
+static json_t *str_array(char *const *v, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(v[i]));
+  return a;
+}
+
+char *agent_status_json(const ctlc_t *c, const agent_config_t *cfg) {
+  json_t *pull = json_object(), *children = json_array(), *d;
+  char *out = NULL;
+
+  for (size_t i = 0; pull && i < c->rules.npull; i++)
+    json_object_set_new(pull, c->rules.pull[i].pattern, json_string(c->rules.pull[i].target));
+  for (size_t i = 0; children && i < c->nchildren; i++)
+    json_array_append_new(children, json_pack("{s:I,s:s}", "id", (json_int_t)c->children[i].id,
+                                              "name", c->children[i].name));
+  json_t *parent = c->parent_id
+                       ? json_pack("{s:I,s:s,s:s}", "id", (json_int_t)c->parent_id, "name",
+                                   c->parent_name ? c->parent_name : "", "quic",
+                                   c->parent_quic ? c->parent_quic : "")
+                       : json_null();
+  json_t *cert = c->cert_not_after && c->cert_id == c->instance_id
+                     ? json_pack("{s:o}", "not_after", rfc3339(c->cert_not_after))
+                     : json_null();
+  d = json_pack(
+      "{s:o,s:s,s:{s:s,s:s,s:o,s:o},s:{s:I},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o}",
+      "instance_id", c->instance_id ? json_integer(c->instance_id) : json_null(),
+      "name", c->name,
+      "controller", "url", cfg->ctl_url, "state", ctlc_state_name(c->state),
+      "connected_since", rfc3339(c->connected_since),
+      "last_error", c->last_error[0] ? json_string(c->last_error) : json_null(),
+      "config_generation", "applied", (json_int_t)c->applied_gen,
+      "parent", parent,
+      "children", children,
+      "rules", "relayapi", "allow", str_array(c->rules.allow, c->rules.nallow), "deny",
+      str_array(c->rules.deny, c->rules.ndeny), "onsub", "pull", pull, "autopush",
+      c->rules.autopush,
+      "certificate", cert);
+  /* json_pack steals the "o" references even when it fails. */
+  if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(d);
+  return out;
+}
+
+static void on_change(ctlc_t *c, void *arg) {
+  agent_t *a = arg;
+  if (a->api_on) localapi_set_status(&a->api, agent_status_json(c, a->cfg));
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
+  (void)revents;
+  log_info(MOD, "signal %d: shutting down", w->signum);
+  ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_sim_report(struct ev_loop *loop, ev_timer *w, int revents) {
+  agent_t *a = w->data;
+  size_t running = 0, connecting = 0, failed = 0;
+  (void)loop;
+  (void)revents;
+  for (size_t i = 0; i < a->nsim; i++) {
+    const ctlc_t *c = a->sim[i];
+    if (c->state == CTLC_RUNNING || c->state == CTLC_CERT) running++;
+    else if (c->state == CTLC_BACKOFF && c->failed) failed++;
+    else connecting++;
+  }
+  printf("simulate: running=%zu connecting=%zu failed=%zu\n", running, connecting, failed);
+  fflush(stdout);
+}
+
+int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t nsim, char *err,
+                size_t errlen) {
+  memset(a, 0, sizeof(*a));
+  a->loop = loop;
+  a->cfg = cfg;
+  if (ctlc_hub_init(&a->hub, loop, cfg, nsim > 0, err, errlen) != 0) return -1;
+  ev_signal_init(&a->sigint, on_signal, SIGINT);
+  ev_signal_init(&a->sigterm, on_signal, SIGTERM);
+  ev_signal_start(loop, &a->sigint);
+  ev_signal_start(loop, &a->sigterm);
+
+  if (nsim > 0) {
+    if ((a->sim = calloc(nsim, sizeof(*a->sim))) == NULL) {
+      snprintf(err, errlen, "out of memory");
+      goto fail;
+    }
+    for (size_t i = 0; i < nsim; i++) {
+      char name[96];
+      snprintf(name, sizeof(name), "%s-%zu", cfg->node_name, i);
+      if ((a->sim[i] = ctlc_new(&a->hub, name, err, errlen)) == NULL) goto fail;
+      a->nsim++;
+    }
+    ev_timer_init(&a->sim_report, on_sim_report, 1., 1.);
+    a->sim_report.data = a;
+    ev_timer_start(loop, &a->sim_report);
+    log_info(MOD, "simulating %zu agents against %s", nsim, cfg->ctl_url);
+    return 0;
+  }
+  if (localapi_start(&a->api, cfg->http_listenaddr, err, errlen) != 0) goto fail;
+  a->api_on = 1;
+  a->hub.on_change = on_change;
+  a->hub.on_change_arg = a;
+  if ((a->ctl = ctlc_new(&a->hub, cfg->node_name, err, errlen)) == NULL) goto fail;
+  on_change(a->ctl, a);
+  log_info(MOD, "agent %s started: local API %s, controller %s", cfg->node_name, a->api.url,
+           cfg->ctl_url);
+  return 0;
+
+fail:
+  agent_stop(a);
+  return -1;
+}
+
+void agent_stop(agent_t *a) {
+  if (a == NULL || a->loop == NULL) return;
+  ev_timer_stop(a->loop, &a->sim_report);
+  ev_signal_stop(a->loop, &a->sigint);
+  ev_signal_stop(a->loop, &a->sigterm);
+  /* The API first: it must not serve while the state it shows goes away. */
+  if (a->api_on) localapi_stop(&a->api);
+  a->api_on = 0;
+  ctlc_destroy(a->ctl);
+  for (size_t i = 0; i < a->nsim; i++) ctlc_destroy(a->sim[i]);
+  free(a->sim);
+  ctlc_hub_destroy(&a->hub);
+  memset(a, 0, sizeof(*a));
+}

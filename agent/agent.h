@@ -1,0 +1,39 @@
+/* The agent context: everything one agent process runs, owned by main()
+ * and passed down; no globals, so two agents can live in one test. */
+#ifndef CASCADE_AGENT_H
+#define CASCADE_AGENT_H
+
+#include <ev.h>
+
+#include "agent_config.h"
+#include "ctlc.h"
+#include "localapi.h"
+
+typedef struct agent {
+  struct ev_loop *loop;          /* not owned: created by main */
+  agent_config_t *cfg;           /* not owned */
+  ctlc_hub_t hub;
+  ctlc_t *ctl;                   /* the control client (normal mode) */
+  ctlc_t **sim;                  /* --simulate: nsim clients */
+  size_t nsim;
+  localapi_t api;
+  int api_on;
+  ev_signal sigint, sigterm;
+  ev_timer sim_report;
+} agent_t;
+
+/* agent_status_json renders the "data" object of GET /api/cascade/status
+ * for client |c| (never a secret). NULL on out of memory. */
+char *agent_status_json(const ctlc_t *c, const agent_config_t *cfg);
+
+/* agent_start builds the agent on |loop|: local API, then the control
+ * client, or |nsim| simulated clients and no local API when nsim > 0.
+ * Returns 0 or -1 with |err| set (and |a| cleaned up). */
+int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t nsim, char *err,
+                size_t errlen);
+
+/* agent_stop closes every session and the local API and frees |a|'s
+ * values. Accepts a zeroed or failed agent. */
+void agent_stop(agent_t *a);
+
+#endif

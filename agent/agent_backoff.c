@@ -1,0 +1,21 @@
+/* Control link backoff: see agent_backoff.h. */
+#include "agent_backoff.h"
+
+long long agent_backoff_ms(unsigned n, long long cap_ms, double r) {
+  long long d = AGENT_BACKOFF_BASE_MS;
+  if (r < 0) r = 0;
+  if (r > 1) r = 1;
+  /* Doubling stops at the cap, so no shift can overflow whatever |n| is. */
+  for (unsigned i = 0; i < n && d < cap_ms; i++) d *= 2;
+  if (d > cap_ms) d = cap_ms;
+  return (long long)((double)d * (0.5 + r / 2));
+}
+
+double agent_rng_next(uint64_t *state) {
+  uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return (double)((x * 0x2545f4914f6cdd1dull) >> 11) / (double)(1ull << 53);
+}

@@ -1,0 +1,150 @@
+/* cascade-agent configuration: see docs/configuration.md, which is
+ * generated from this table (cascade-agent --print-config-doc). */
+#include "agent_config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent_rules.h"
+#include "log.h"
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+#define OFF(f) offsetof(agent_config_t, f)
+
+const cfg_key_t agent_config_table[] = {
+    {"node.name", CFG_STR, OFF(node_name), NULL, 0, 64, NULL, 0,
+     "Name of this node in the registry; default: the host name."},
+    {"node.secret", CFG_STR, OFF(node_secret), NULL, 8, 1024, NULL,
+     CFG_REQUIRED | CFG_SECRET | CFG_EMPTY_OK,
+     "Secret proving this node's identity (SCRAM; never sent). Environment "
+     "CASCADE_NODE_SECRET overrides it."},
+    {"cascadeclient.secret", CFG_STR, OFF(node_secret), NULL, 8, 1024, NULL,
+     CFG_SECRET | CFG_EMPTY_OK, "Seed name of node.secret; set only one of the two."},
+    {"node.datadir", CFG_STR, OFF(datadir), "/var/lib/cascade", 1, 4096, NULL, 0,
+     "Directory for the node key, its certificate and the controller CA (created 0700)."},
+    {"controller.url", CFG_STR, OFF(ctl_url), "tls+tcp://127.0.0.1:44945", 1, 1024, NULL, 0,
+     "Control endpoint of the controller: tls+tcp://host:port, or tcp:// for tests only."},
+    {"controller.ca", CFG_STR, OFF(ctl_ca), NULL, 0, 4096, NULL, 0,
+     "PEM CA file the controller's certificate must verify against."},
+    {"controller.pin", CFG_STR, OFF(ctl_pin), NULL, 0, 128, NULL, 0,
+     "SHA-256 fingerprint of the controller's CA (AB:CD:..., optional sha256: prefix); the "
+     "CA is fetched once and kept in node.datadir/controller-ca.crt."},
+    {"controller.servername", CFG_STR, OFF(ctl_servername), "cascade-controller", 1, 255, NULL,
+     0, "Name the controller's certificate must carry."},
+    {"controller.backoffmax", CFG_INT, OFF(backoffmax_ms), "10000", 1000, 300000, NULL, 0,
+     "Milliseconds: longest wait between reconnects to the controller."},
+    {"http.listenaddr", CFG_STR, OFF(http_listenaddr), ":8080", 1, 256, NULL, 0,
+     "Address of the local API (host:port, [v6]:port or :port for all addresses)."},
+    {"cascadeserver.quic.listenaddr", CFG_STR, OFF(quic_listenaddr), NULL, 0, 256, NULL, 0,
+     "QUIC address children dial (seed key); empty: this node accepts no children."},
+    {"cascadeclient.enable", CFG_BOOL, OFF(client_enable), "false", 0, 0, NULL, 0,
+     "Link to a parent node (seed key)."},
+    {"cascadeclient.server", CFG_STR, OFF(client_server), NULL, 0, 256, NULL, 0,
+     "Static parent QUIC address (seed key); the controller's assignment wins when set."},
+    {"cascadeclient.autopush", CFG_BOOL, OFF(autopush), "false", 0, 0, NULL, 0,
+     "Push every stream published here to the parent (seed key); the controller may override."},
+    {"cascadeclient.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL, 0,
+     "Path prefixes of the local API the controller may relay to (seed key)."},
+    {"cascadeclient.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL, 0,
+     "Path prefixes never relayed; deny wins over allow (seed key)."},
+    {"cascadeclient.onsub.pull", CFG_STRMAP, OFF(onsub_pull), NULL, 1, 1024, NULL, 0,
+     "On-demand pull: pcre2 pattern on app/name -> target template such as m7s://$0 (seed "
+     "key)."},
+    {"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, 0,
+     "Lowest level logged: debug, info, warn or error."},
+    {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
+};
+
+void agent_config_free(agent_config_t *c) { cfg_free(agent_config_table, c); }
+
+/* check runs after the file and the environment: the checks that span keys
+ * or need more than the table's bounds. */
+static int check(agent_config_t *c, const char *path, char *err, size_t errlen) {
+  const char *env;
+  size_t n;
+
+  if ((env = getenv("CASCADE_NODE_SECRET")) != NULL && *env) {
+    if (cfg_set_str(&c->node_secret, env) != 0) goto fail_oom;
+  }
+  n = strlen(c->node_secret);
+  if (n == 0) {
+    snprintf(err, errlen, "%s: key 'node.secret': required (or cascadeclient.secret, or set "
+             "CASCADE_NODE_SECRET)", path);
+    return -1;
+  }
+  if (n < 8 || n > 1024) {
+    /* Only the environment can get here: the file's value was checked. */
+    snprintf(err, errlen, "CASCADE_NODE_SECRET: must be between 8 and 1024 bytes long");
+    return -1;
+  }
+  if (c->node_name[0] == '\0') {
+    char host[256];
+    if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0') {
+      snprintf(err, errlen, "%s: key 'node.name': not set and the host name is unknown", path);
+      return -1;
+    }
+    host[sizeof(host) - 1] = '\0';
+    if (strlen(host) > 64) host[64] = '\0';
+    if (cfg_set_str(&c->node_name, host) != 0) goto fail_oom;
+  }
+  if (strncmp(c->ctl_url, "tls+tcp://", 10) != 0 && strncmp(c->ctl_url, "tcp://", 6) != 0) {
+    snprintf(err, errlen, "%s: key 'controller.url': must start with tls+tcp:// or tcp://",
+             path);
+    return -1;
+  }
+  if (strncmp(c->ctl_url, "tls+tcp://", 10) == 0 && c->ctl_ca[0] == '\0' &&
+      c->ctl_pin[0] == '\0') {
+    snprintf(err, errlen,
+             "%s: key 'controller.url': a tls+tcp:// controller needs controller.ca or "
+             "controller.pin (the agent never talks to an unverified controller)",
+             path);
+    return -1;
+  }
+  for (size_t i = 0; i < c->onsub_pull.n; i++) {
+    char why[256];
+    pcre2_code *re = agent_pattern_compile(c->onsub_pull.keys[i], why, sizeof(why));
+    if (re == NULL) {
+      char q[128];
+      snprintf(err, errlen, "%s: key 'cascadeclient.onsub.pull': pattern '%s': %s", path,
+               log_quote(c->onsub_pull.keys[i], q, sizeof(q)), why);
+      return -1;
+    }
+    pcre2_code_free(re);
+  }
+  return 0;
+
+fail_oom:
+  snprintf(err, errlen, "%s: out of memory", path);
+  return -1;
+}
+
+static int load(agent_config_t *c, const char *name, const char *buf, size_t len, char *err,
+                size_t errlen) {
+  memset(c, 0, sizeof(*c));
+  if (cfg_defaults(agent_config_table, c) != 0) {
+    snprintf(err, errlen, "%s: out of memory", name);
+    goto fail;
+  }
+  if ((buf ? cfg_load_buf(agent_config_table, c, name, buf, len, err, errlen)
+           : cfg_load_file(agent_config_table, c, name, err, errlen)) != 0)
+    goto fail;
+  if (check(c, name, err, errlen) != 0) goto fail;
+  return 0;
+
+fail:
+  agent_config_free(c);
+  return -1;
+}
+
+int agent_config_load(agent_config_t *c, const char *path, char *err, size_t errlen) {
+  return load(c, path, NULL, 0, err, errlen);
+}
+
+int agent_config_load_buf(agent_config_t *c, const char *name, const char *buf, size_t len,
+                          char *err, size_t errlen) {
+  return load(c, name, buf, len, err, errlen);
+}

@@ -1,0 +1,49 @@
+/* cascade-agent configuration: the key table and its loading. See
+ * docs/configuration.md (cascade-agent --print-config-doc). */
+#ifndef CASCADE_AGENT_CONFIG_H
+#define CASCADE_AGENT_CONFIG_H
+
+#include <stddef.h>
+
+#include "cfg.h"
+
+typedef struct agent_config {
+  char *node_name;
+  char *node_secret;      /* also cascadeclient.secret; CASCADE_NODE_SECRET wins */
+  char *datadir;
+  char *ctl_url;
+  char *ctl_ca;
+  char *ctl_pin;
+  char *ctl_servername;
+  long long backoffmax_ms;
+  char *http_listenaddr;
+  char *quic_listenaddr;
+  int client_enable;
+  char *client_server;
+  int autopush;
+  cfg_strlist_t relay_allow;
+  cfg_strlist_t relay_deny;
+  cfg_strmap_t onsub_pull;
+  int log_level;
+} agent_config_t;
+
+/* agent_config_table is the table of every agent key. */
+extern const cfg_key_t agent_config_table[];
+
+/* agent_config_load fills |c| from defaults, the file |path| and the
+ * environment (CASCADE_NODE_SECRET), then checks what the table cannot:
+ * the secret's presence and length, the controller URL's scheme and trust
+ * anchor, and that every onsub.pull pattern compiles with pcre2. On error
+ * writes "FILE[:LINE:COL]: key 'x.y': message" to |err|, frees |c| and
+ * returns -1. */
+int agent_config_load(agent_config_t *c, const char *path, char *err, size_t errlen);
+
+/* agent_config_load_buf is agent_config_load on YAML text in memory (tests);
+ * |name| stands for the file name in errors. */
+int agent_config_load_buf(agent_config_t *c, const char *name, const char *buf, size_t len,
+                          char *err, size_t errlen);
+
+/* agent_config_free frees |c|'s values; accepts a zeroed struct. */
+void agent_config_free(agent_config_t *c);
+
+#endif

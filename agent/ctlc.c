@@ -1,0 +1,979 @@
+/* The control client: see ctlc.h and docs/protocol.md. */
+#define _GNU_SOURCE
+#include "ctlc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent_backoff.h"
+#include "b64.h"
+#include "ctlmsg.h"
+#include "log.h"
+#include "x509.h"
+
+#ifndef CASCADE_VERSION
+#define CASCADE_VERSION "0"
+#endif
+
+#define MOD "ctlc"
+#define RPC_TIMEOUT_MS 10000
+#define POLL_TIMEOUT_MS 40000
+#define CERT_RETRY_S 30
+#define LOG_REPEAT_S 60.0
+
+enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE };
+enum { PHASE_SEND = 1, PHASE_RECV };
+
+struct ctlc_event {
+  ctlc_event_t *next;
+  ctlc_t *c;
+  int kind;
+  unsigned epoch;     /* ops: the session the operation belonged to */
+  uint32_t sock_id;   /* pipe events: the socket the pipe belonged to */
+  int rv;
+  nng_msg *msg;       /* owned until consumed */
+};
+
+static void start_connect(ctlc_t *c);
+static void ctlc_fail(ctlc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+const char *ctlc_state_name(ctlc_state_t s) {
+  switch (s) {
+  case CTLC_BACKOFF: return "backoff";
+  case CTLC_CA_FETCH: return "connecting";
+  case CTLC_REGISTER: return "registering";
+  case CTLC_AUTH_START:
+  case CTLC_AUTH_FINISH: return "authenticating";
+  case CTLC_CERT:
+  case CTLC_RUNNING: return "running";
+  }
+  return "backoff";
+}
+
+/* ---- nng threads -> loop ------------------------------------------------ */
+
+static void hub_push(ctlc_hub_t *hub, ctlc_event_t *ev) {
+  pthread_mutex_lock(&hub->mu);
+  if (hub->tail) hub->tail->next = ev;
+  else hub->head = ev;
+  hub->tail = ev;
+  pthread_mutex_unlock(&hub->mu);
+  ev_async_send(hub->loop, &hub->wake);
+}
+
+/* Runs on an nng thread. A REQ exchange is a send then a receive on the
+ * same context; only the outcome crosses to the loop. */
+static void op_cb(void *arg) {
+  ctlc_op_t *op = arg;
+  int rv = nng_aio_result(op->aio);
+  nng_msg *msg = NULL;
+
+  if (rv == 0 && op->phase == PHASE_SEND) {
+    nng_time now = nng_clock();
+    op->phase = PHASE_RECV;
+    nng_aio_set_timeout(op->aio, op->deadline > now ? (nng_duration)(op->deadline - now) : 1);
+    nng_ctx_recv(op->ctx, op->aio);
+    return;
+  }
+  if (op->phase == PHASE_SEND) {
+    /* A failed send leaves the message with us. */
+    nng_msg_free(nng_aio_get_msg(op->aio));
+    nng_aio_set_msg(op->aio, NULL);
+  } else if (rv == 0) {
+    msg = nng_aio_get_msg(op->aio);
+    nng_aio_set_msg(op->aio, NULL);
+  }
+  ctlc_event_t *ev = calloc(1, sizeof(*ev));
+  if (ev == NULL) {
+    /* The heartbeat watchdog ends a session whose operation never returns. */
+    nng_msg_free(msg);
+    return;
+  }
+  ev->c = op->c;
+  ev->kind = op->kind;
+  ev->epoch = op->epoch;
+  ev->rv = rv;
+  ev->msg = msg;
+  hub_push(op->c->hub, ev);
+}
+
+static void pipe_cb(nng_pipe p, nng_pipe_ev what, void *arg) {
+  ctlc_t *c = arg;
+  ctlc_event_t *ev = calloc(1, sizeof(*ev));
+  (void)what;
+  if (ev == NULL) return;
+  ev->c = c;
+  ev->kind = EV_PIPE_GONE;
+  ev->sock_id = (uint32_t)nng_socket_id(nng_pipe_socket(p));
+  hub_push(c->hub, ev);
+}
+
+/* ---- logging ------------------------------------------------------------ */
+
+/* A failure that repeats (the controller is down for an hour) is logged
+ * when it changes and then once a minute; in simulation, thousands of
+ * clients share one line a second. */
+static void log_failure(ctlc_t *c, log_level_t lvl, const char *msg) {
+  ctlc_hub_t *hub = c->hub;
+  ev_tstamp now = ev_now(hub->loop);
+
+  if (hub->simulate) {
+    if (now - hub->log_last < 1.0) {
+      hub->log_suppressed++;
+      return;
+    }
+    if (hub->log_suppressed)
+      log_msg(lvl, MOD, "[%s] %s (and %u more failures)", c->name, msg, hub->log_suppressed);
+    else
+      log_msg(lvl, MOD, "[%s] %s", c->name, msg);
+    hub->log_last = now;
+    hub->log_suppressed = 0;
+    return;
+  }
+  if (strcmp(msg, c->last_logged) == 0 && now - c->last_logged_at < LOG_REPEAT_S) {
+    log_debug(MOD, "[%s] %s", c->name, msg);
+    return;
+  }
+  log_msg(lvl, MOD, "[%s] %s", c->name, msg);
+  snprintf(c->last_logged, sizeof(c->last_logged), "%s", msg);
+  c->last_logged_at = now;
+}
+
+static void changed(ctlc_t *c) {
+  if (c->hub->on_change) c->hub->on_change(c, c->hub->on_change_arg);
+}
+
+/* ---- session ------------------------------------------------------------ */
+
+static int is_tls(const ctlc_t *c) { return strncmp(c->hub->cfg->ctl_url, "tls+", 4) == 0; }
+
+static void session_close(ctlc_t *c) {
+  if (!c->open) return;
+  c->open = 0;
+  c->epoch++; /* whatever is still queued for this session is stale now */
+  ev_timer_stop(c->hub->loop, &c->beat);
+  /* Closing the socket aborts both contexts' operations; freeing the aios
+   * then waits for their callbacks, so nothing runs for this session after. */
+  nng_close(c->sock);
+  nng_aio_free(c->poll.aio);
+  nng_aio_free(c->rpc.aio);
+  c->poll.aio = c->rpc.aio = NULL;
+  c->poll.busy = c->rpc.busy = 0;
+  free(c->auth_msg);
+  c->auth_msg = NULL;
+  c->keys = NULL;
+  c->has_session = 0;
+  gnutls_memset(c->session, 0, sizeof(c->session));
+  c->connected_since = 0;
+}
+
+static int session_open(ctlc_t *c, int bootstrap) {
+  const agent_config_t *cfg = c->hub->cfg;
+  nng_dialer d;
+  nng_tls_config *tls = NULL;
+  int rv;
+
+  if ((rv = nng_req0_open(&c->sock)) != 0) goto fail;
+  c->open = 1;
+  c->epoch++;
+  nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX);
+  /* Our own timeouts and backoff decide; REQ must not resend behind us. */
+  nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+  nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 100);
+  nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 1000);
+  if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c)) != 0) goto fail;
+  if ((rv = nng_ctx_open(&c->poll.ctx, c->sock)) != 0 ||
+      (rv = nng_ctx_open(&c->rpc.ctx, c->sock)) != 0 ||
+      (rv = nng_aio_alloc(&c->poll.aio, op_cb, &c->poll)) != 0 ||
+      (rv = nng_aio_alloc(&c->rpc.aio, op_cb, &c->rpc)) != 0)
+    goto fail;
+  if ((rv = nng_dialer_create(&d, c->sock, cfg->ctl_url)) != 0) goto fail;
+  if (is_tls(c)) {
+    if ((rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT)) != 0) goto fail;
+    if (bootstrap) {
+      /* Pin bootstrap: unverified, so only CaRequest is ever sent on it. */
+      rv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_NONE);
+    } else {
+      if ((rv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_REQUIRED)) == 0 &&
+          (rv = nng_tls_config_ca_chain(tls, c->hub->ca_pem, NULL)) == 0)
+        rv = nng_tls_config_server_name(tls, cfg->ctl_servername);
+    }
+    if (rv != 0 || (rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls)) != 0) goto fail_tls;
+    nng_tls_config_free(tls); /* the dialer holds its own reference */
+    tls = NULL;
+  }
+  if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) goto fail;
+  return 0;
+
+fail_tls:
+  nng_tls_config_free(tls);
+fail:
+  if (c->open) {
+    session_close(c);
+  } else {
+    c->poll.aio = c->rpc.aio = NULL;
+  }
+  ctlc_fail(c, "cannot open the control socket: %s", nng_strerror(rv));
+  return -1;
+}
+
+/* send_req packs |r| and starts it on |op| with |timeout_ms| for the whole
+ * exchange. */
+static int send_req(ctlc_t *c, ctlc_op_t *op, Cascade__Control__Request *r, int timeout_ms) {
+  size_t len = 0;
+  nng_msg *m = NULL;
+  uint8_t *buf;
+
+  r->id = ++c->next_id;
+  if (c->has_session) {
+    r->session.data = c->session;
+    r->session.len = sizeof(c->session);
+  }
+  if ((buf = ctlmsg_pack_request(r, &len)) == NULL) {
+    ctlc_fail(c, "cannot pack a request");
+    return -1;
+  }
+  if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0) {
+    free(buf);
+    nng_msg_free(m);
+    ctlc_fail(c, "out of memory");
+    return -1;
+  }
+  free(buf);
+  op->epoch = c->epoch;
+  op->phase = PHASE_SEND;
+  op->deadline = nng_clock() + (nng_time)timeout_ms;
+  op->busy = 1;
+  op->req_id = r->id;
+  nng_aio_set_msg(op->aio, m);
+  nng_aio_set_timeout(op->aio, timeout_ms);
+  nng_ctx_send(op->ctx, op->aio);
+  return 0;
+}
+
+/* ---- failure and backoff ------------------------------------------------ */
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  start_connect(w->data);
+}
+
+static void go_backoff(ctlc_t *c) {
+  ctlc_hub_t *hub = c->hub;
+  long long ms = agent_backoff_ms(c->attempt, hub->cfg->backoffmax_ms, agent_rng_next(&hub->rng));
+  if (c->attempt < 64) c->attempt++;
+  c->state = CTLC_BACKOFF;
+  ev_timer_stop(hub->loop, &c->retry);
+  ev_timer_set(&c->retry, (ev_tstamp)ms / 1000.0, 0.);
+  ev_timer_start(hub->loop, &c->retry);
+  log_debug(MOD, "[%s] reconnecting in %lld ms", c->name, ms);
+  changed(c);
+}
+
+static void ctlc_vfail(ctlc_t *c, log_level_t lvl, const char *fmt, va_list ap) {
+  vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
+  log_failure(c, lvl, c->last_error);
+  c->failed = 1;
+  session_close(c);
+  go_backoff(c);
+}
+
+static void ctlc_fail(ctlc_t *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  ctlc_vfail(c, LOG_WARN, fmt, ap);
+  va_end(ap);
+}
+
+/* An authentication failure is an operator's problem (a wrong secret, a
+ * node deleted): one error line when it starts, not one per retry. */
+static void auth_failed(ctlc_t *c, const char *why) {
+  if (!c->auth_failed_logged && !c->hub->simulate) {
+    log_error(MOD, "[%s] authentication failed: check node.secret (%s)", c->name, why);
+    c->auth_failed_logged = 1;
+    snprintf(c->last_logged, sizeof(c->last_logged), "authentication failed");
+    c->last_logged_at = ev_now(c->hub->loop);
+  }
+  snprintf(c->last_error, sizeof(c->last_error), "authentication failed");
+  if (c->hub->simulate) log_failure(c, LOG_ERROR, "authentication failed");
+  c->failed = 1;
+  session_close(c);
+  go_backoff(c);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void send_ca_request(ctlc_t *c) {
+  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
+  Cascade__Control__CaRequest ca = CASCADE__CONTROL__CA_REQUEST__INIT;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_CA_REQUEST;
+  r.ca_request = &ca;
+  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+}
+
+static void send_register(ctlc_t *c) {
+  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
+  Cascade__Control__Register reg = CASCADE__CONTROL__REGISTER__INIT;
+  reg.name = c->name;
+  reg.verifier = c->hub->verifier;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_REGISTER;
+  r.register_ = &reg;
+  c->state = CTLC_REGISTER;
+  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+}
+
+static void send_auth_start(ctlc_t *c) {
+  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
+  Cascade__Control__AuthStart as = CASCADE__CONTROL__AUTH_START__INIT;
+  uint8_t raw[24];
+
+  /* 24 random bytes in base64url: 32 printable characters, never a ','. */
+  if (gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof(raw)) < 0 ||
+      b64url_encode(raw, sizeof(raw), c->nonce, sizeof(c->nonce)) < 0) {
+    ctlc_fail(c, "cannot make a nonce");
+    return;
+  }
+  as.name = c->name;
+  as.client_nonce = c->nonce;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_AUTH_START;
+  r.auth_start = &as;
+  c->state = CTLC_AUTH_START;
+  changed(c);
+  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+}
+
+/* scram_name writes the saslname form of |name| (',' and '=' escaped). */
+static void scram_name(const char *name, char *out, size_t outlen) {
+  size_t o = 0;
+  for (; *name && o + 4 < outlen; name++) {
+    if (*name == ',') o += (size_t)snprintf(out + o, outlen - o, "=2C");
+    else if (*name == '=') o += (size_t)snprintf(out + o, outlen - o, "=3D");
+    else out[o++] = *name;
+  }
+  out[o] = '\0';
+}
+
+static void on_challenge(ctlc_t *c, const Cascade__Control__AuthChallenge *ch) {
+  const agent_config_t *cfg = c->hub->cfg;
+  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
+  Cascade__Control__AuthFinish fin = CASCADE__CONTROL__AUTH_FINISH__INIT;
+  Cascade__Control__Advertise adv = CASCADE__CONTROL__ADVERTISE__INIT;
+  char sname[200], salt[SCRAM_SALT_MAX / 3 * 4 + 8];
+  uint8_t proof[SCRAM_KEY_LEN];
+  size_t nl = strlen(c->nonce);
+
+  /* The combined nonce must extend ours, or this answer is not for us. */
+  if (strlen(ch->nonce) <= nl || strncmp(ch->nonce, c->nonce, nl) != 0) {
+    ctlc_fail(c, "controller's nonce does not extend ours");
+    return;
+  }
+  c->keys = agent_scram_keys(&c->hub->keys, cfg->node_secret, strlen(cfg->node_secret),
+                             ch->salt.data, ch->salt.len, ch->iterations);
+  if (c->keys == NULL || b64_encode(ch->salt.data, ch->salt.len, salt, sizeof(salt)) < 0) {
+    ctlc_fail(c, "cannot derive the SCRAM keys");
+    return;
+  }
+  scram_name(c->name, sname, sizeof(sname));
+  free(c->auth_msg);
+  if (asprintf(&c->auth_msg, "n=%s,r=%s,r=%s,s=%s,i=%u,c=biws,r=%s", sname, c->nonce, ch->nonce,
+               salt, ch->iterations, ch->nonce) < 0) {
+    c->auth_msg = NULL;
+    ctlc_fail(c, "out of memory");
+    return;
+  }
+  if (agent_scram_proof(c->keys, c->auth_msg, strlen(c->auth_msg), proof) != 0) {
+    ctlc_fail(c, "cannot compute the SCRAM proof");
+    return;
+  }
+  memcpy(c->exchange, ch->exchange.data, sizeof(c->exchange));
+  adv.quic = cfg->quic_listenaddr;
+  adv.http = cfg->http_listenaddr;
+  adv.rtmp = "";
+  adv.static_parent = cfg->client_enable ? cfg->client_server : "";
+  adv.version = CASCADE_VERSION;
+  fin.exchange.data = c->exchange;
+  fin.exchange.len = sizeof(c->exchange);
+  fin.proof.data = proof;
+  fin.proof.len = sizeof(proof);
+  fin.advertise = &adv;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_AUTH_FINISH;
+  r.auth_finish = &fin;
+  c->state = CTLC_AUTH_FINISH;
+  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  gnutls_memset(proof, 0, sizeof(proof));
+}
+
+static void send_poll(ctlc_t *c) {
+  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
+  Cascade__Control__Poll p = CASCADE__CONTROL__POLL__INIT;
+  p.known_generation = c->known_gen;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_POLL;
+  r.poll = &p;
+  send_req(c, &c->poll, &r, POLL_TIMEOUT_MS);
+}
+
+static void send_heartbeat(ctlc_t *c) {
+  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
+  Cascade__Control__Heartbeat hb = CASCADE__CONTROL__HEARTBEAT__INIT;
+  Cascade__Control__Stats st = CASCADE__CONTROL__STATS__INIT;
+  /* Stats stay zero until the data plane exists to count them. */
+  hb.applied_generation = c->applied_gen;
+  hb.stats = &st;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
+  r.heartbeat = &hb;
+  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+}
+
+static char *path_in(const char *dir, const char *name) {
+  char *p = NULL;
+  if (asprintf(&p, "%s/%s", dir, name) < 0) return NULL;
+  return p;
+}
+
+/* write_file_atomic replaces |dir|/|name| by |data| (mode |mode|) through
+ * a temporary file and rename, so a crash never leaves half a PEM. */
+static int write_file_atomic(const char *dir, const char *name, const char *data, mode_t mode) {
+  char *tmp = NULL, *dst = path_in(dir, name);
+  size_t len = strlen(data), off = 0;
+  int fd = -1, rv = -1;
+
+  if (dst == NULL || asprintf(&tmp, "%s.tmp.XXXXXX", dst) < 0) {
+    tmp = NULL;
+    goto out;
+  }
+  if ((fd = mkstemp(tmp)) < 0) goto out;
+  while (off < len) {
+    ssize_t n = write(fd, data + off, len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) goto out_unlink;
+    off += (size_t)n;
+  }
+  if (fchmod(fd, mode) != 0 || fsync(fd) != 0) goto out_unlink;
+  if (close(fd) != 0) {
+    fd = -1;
+    goto out_unlink;
+  }
+  fd = -1;
+  if (rename(tmp, dst) != 0) goto out_unlink;
+  rv = 0;
+  goto out;
+out_unlink:
+  unlink(tmp);
+out:
+  if (fd >= 0) close(fd);
+  free(tmp);
+  free(dst);
+  return rv;
+}
+
+static int need_cert(const ctlc_t *c, time_t now) {
+  if (c->hub->simulate || now < c->cert_retry_at) return 0;
+  if (c->cert_not_after == 0 || c->cert_id != c->instance_id) return 1;
+  return now >= c->cert_not_before + (c->cert_not_after - c->cert_not_before) * 2 / 3;
+}
+
+static void send_cert_request(ctlc_t *c) {
+  const agent_config_t *cfg = c->hub->cfg;
+  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
+  Cascade__Control__CertRequest cr = CASCADE__CONTROL__CERT_REQUEST__INIT;
+  char err[256], *csr = NULL;
+
+  if (c->key_pem == NULL) {
+    char *path = path_in(cfg->datadir, "node.key");
+    if (path == NULL || x509_key_ensure(path, &c->key_pem, err, sizeof(err)) != 0) {
+      if (path == NULL) snprintf(err, sizeof(err), "out of memory");
+      log_error(MOD, "[%s] node key: %s; no certificate until this is fixed", c->name, err);
+      c->key_pem = NULL;
+      c->cert_retry_at = time(NULL) + 10 * CERT_RETRY_S;
+      free(path);
+      return;
+    }
+    free(path);
+  }
+  if (x509_csr_make(c->key_pem, c->name, &csr, err, sizeof(err)) != 0) {
+    log_error(MOD, "[%s] certificate request: %s", c->name, err);
+    c->cert_retry_at = time(NULL) + CERT_RETRY_S;
+    return;
+  }
+  cr.csr = csr;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_CERT_REQUEST;
+  r.cert_request = &cr;
+  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  free(csr);
+}
+
+static void on_certificate(ctlc_t *c, const Cascade__Control__Certificate *ce) {
+  char err[256];
+  int64_t id = -1;
+  time_t nb = 0, na = 0;
+
+  if (x509_cert_info(ce->cert, &id, &nb, &na, err, sizeof(err)) != 0 || id != c->instance_id ||
+      na <= nb) {
+    log_warn(MOD, "[%s] the controller sent an unusable certificate (%s)", c->name,
+             id != c->instance_id ? "wrong node id" : err);
+    c->cert_retry_at = time(NULL) + CERT_RETRY_S;
+    return;
+  }
+  if (write_file_atomic(c->hub->cfg->datadir, "node.crt", ce->cert, 0644) != 0) {
+    log_error(MOD, "[%s] cannot write %s/node.crt: %s", c->name, c->hub->cfg->datadir,
+              strerror(errno));
+    c->cert_retry_at = time(NULL) + CERT_RETRY_S;
+    return;
+  }
+  c->cert_id = id;
+  c->cert_not_before = nb;
+  c->cert_not_after = na;
+  log_info(MOD, "[%s] certificate for node %lld saved, valid until %lld", c->name, (long long)id,
+           (long long)na);
+  changed(c);
+}
+
+/* ---- desired state ------------------------------------------------------ */
+
+static void free_topology(ctlc_t *c) {
+  for (size_t i = 0; i < c->nchildren; i++) free(c->children[i].name);
+  free(c->children);
+  free(c->parent_name);
+  free(c->parent_quic);
+  c->children = NULL;
+  c->nchildren = 0;
+  c->parent_name = c->parent_quic = NULL;
+  c->parent_id = 0;
+}
+
+/* apply_config makes |cf| the running configuration. The same generation
+ * twice is a no-op; a rule set the agent cannot compile keeps the running
+ * one and is not acknowledged. */
+static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf) {
+  const Cascade__Control__Topology *t = cf->topology;
+  agent_rules_t nr;
+  ctlc_child_t *kids = NULL;
+  size_t nkids = 0;
+  char *pname = NULL, *pquic = NULL, err[320];
+
+  c->known_gen = cf->generation;
+  if (cf->generation == c->applied_gen) return;
+  if (agent_rules_build(c->hub->cfg, cf->rules, &nr, err, sizeof(err)) != 0) {
+    log_error(MOD, "[%s] config generation %llu refused, previous rules kept: %s", c->name,
+              (unsigned long long)cf->generation, err);
+    return;
+  }
+  if (t && t->n_children > 0 && (kids = calloc(t->n_children, sizeof(*kids))) == NULL)
+    goto fail_oom;
+  for (size_t i = 0; t && i < t->n_children; i++, nkids++) {
+    kids[i].id = t->children[i]->id;
+    if ((kids[i].name = strdup(t->children[i]->name ? t->children[i]->name : "")) == NULL)
+      goto fail_oom;
+  }
+  if (t && t->parent_id != 0 &&
+      ((pname = strdup(t->parent_name ? t->parent_name : "")) == NULL ||
+       (pquic = strdup(t->parent_quic ? t->parent_quic : "")) == NULL))
+    goto fail_oom;
+
+  free_topology(c);
+  c->parent_id = (t && t->parent_id != 0) ? t->parent_id : 0;
+  c->parent_name = pname;
+  c->parent_quic = pquic;
+  c->children = kids;
+  c->nchildren = nkids;
+  agent_rules_free(&c->rules);
+  c->rules = nr;
+  c->applied_gen = cf->generation;
+  if (c->hub->simulate)
+    log_debug(MOD, "[%s] config generation %llu applied", c->name,
+              (unsigned long long)cf->generation);
+  else
+    log_info(MOD, "[%s] config generation %llu applied: parent %lld, %zu children, %zu pull rules",
+             c->name, (unsigned long long)cf->generation, (long long)c->parent_id, c->nchildren,
+             c->rules.npull);
+  changed(c);
+  return;
+
+fail_oom:
+  for (size_t i = 0; i < nkids; i++) free(kids[i].name);
+  free(kids);
+  free(pname);
+  free(pquic);
+  agent_rules_free(&nr);
+  log_error(MOD, "[%s] config generation %llu: out of memory", c->name,
+            (unsigned long long)cf->generation);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static void on_auth_ok(ctlc_t *c, const Cascade__Control__AuthOk *ok) {
+  if (!agent_scram_server_ok(c->keys, c->auth_msg, strlen(c->auth_msg), ok->server_signature.data,
+                             ok->server_signature.len)) {
+    auth_failed(c, "the controller did not prove it knows this node's verifier");
+    return;
+  }
+  free(c->auth_msg);
+  c->auth_msg = NULL;
+  memcpy(c->session, ok->session.data, sizeof(c->session));
+  c->has_session = 1;
+  if (c->instance_id != 0 && c->instance_id != ok->instance_id && !c->hub->simulate)
+    log_warn(MOD, "[%s] instance id changed from %lld to %lld", c->name,
+             (long long)c->instance_id, (long long)ok->instance_id);
+  c->instance_id = ok->instance_id;
+  c->heartbeat_ms = ok->heartbeat_ms;
+  c->attempt = 0;
+  c->failed = 0;
+  c->auth_failed_logged = 0;
+  c->last_error[0] = '\0';
+  c->last_logged[0] = '\0';
+  c->connected_since = time(NULL);
+  if (!c->hub->simulate)
+    log_info(MOD, "[%s] authenticated as node %lld, heartbeat every %u ms", c->name,
+             (long long)c->instance_id, c->heartbeat_ms);
+  ev_timer_set(&c->beat, c->heartbeat_ms / 1000.0, c->heartbeat_ms / 1000.0);
+  ev_timer_start(c->hub->loop, &c->beat);
+  send_poll(c);
+  if (!c->open) return;
+  if (need_cert(c, time(NULL))) {
+    c->state = CTLC_CERT;
+    send_cert_request(c);
+  } else {
+    c->state = CTLC_RUNNING;
+  }
+  changed(c);
+}
+
+/* session_code handles the status codes that end a session whatever the
+ * request was. Returns 1 when it did. */
+static int session_code(ctlc_t *c, const Cascade__Control__Status *st) {
+  char q[200];
+  switch (st->code) {
+  case CASCADE__CONTROL__CODE__AUTH_FAILED:
+    auth_failed(c, "the controller refused the proof");
+    return 1;
+  case CASCADE__CONTROL__CODE__NO_SESSION:
+    ctlc_fail(c, "session unknown to the controller (restarted?): authenticating again");
+    return 1;
+  case CASCADE__CONTROL__CODE__REVOKED:
+    ctlc_fail(c, "session revoked: node deleted or its secret changed");
+    return 1;
+  case CASCADE__CONTROL__CODE__RATE_LIMITED:
+    ctlc_fail(c, "rate limited by the controller");
+    return 1;
+  default:
+    if (st->code == CASCADE__CONTROL__CODE__OK) return 0;
+    if (c->state == CTLC_CERT || c->state == CTLC_RUNNING) return 0;
+    ctlc_fail(c, "controller answered %d: %s", (int)st->code,
+              log_quote(st->message, q, sizeof(q)));
+    return 1;
+  }
+}
+
+static void on_rpc(ctlc_t *c, const Cascade__Control__Response *r) {
+  char q[200];
+  if (session_code(c, r->status)) return;
+  switch (c->state) {
+  case CTLC_CA_FETCH: {
+    char err[256];
+    if (r->body_case != CASCADE__CONTROL__RESPONSE__BODY_CA) break;
+    int m = x509_fingerprint_matches(r->ca->ca, c->hub->cfg->ctl_pin);
+    if (m != 0) {
+      ctlc_fail(c, "the controller's CA does not match controller.pin%s",
+                m < 0 ? " (unreadable certificate)" : "");
+      return;
+    }
+    if (write_file_atomic(c->hub->cfg->datadir, "controller-ca.crt", r->ca->ca, 0644) != 0) {
+      snprintf(err, sizeof(err), "%s", strerror(errno));
+      log_warn(MOD, "[%s] cannot save %s/controller-ca.crt: %s", c->name, c->hub->cfg->datadir,
+               err);
+    }
+    free(c->hub->ca_pem);
+    if ((c->hub->ca_pem = strdup(r->ca->ca)) == NULL) {
+      ctlc_fail(c, "out of memory");
+      return;
+    }
+    log_info(MOD, "[%s] controller CA matches the pin; reconnecting verified", c->name);
+    session_close(c);
+    start_connect(c);
+    return;
+  }
+  case CTLC_REGISTER:
+    send_auth_start(c);
+    return;
+  case CTLC_AUTH_START:
+    if (r->body_case != CASCADE__CONTROL__RESPONSE__BODY_AUTH_CHALLENGE) break;
+    on_challenge(c, r->auth_challenge);
+    return;
+  case CTLC_AUTH_FINISH:
+    if (r->body_case != CASCADE__CONTROL__RESPONSE__BODY_AUTH_OK) break;
+    on_auth_ok(c, r->auth_ok);
+    return;
+  case CTLC_CERT:
+  case CTLC_RUNNING:
+    if (r->status->code != CASCADE__CONTROL__CODE__OK) {
+      /* A certificate or heartbeat the controller cannot serve right now
+       * (database down) does not end the session. */
+      log_failure(c, LOG_WARN, log_quote(r->status->message, q, sizeof(q)));
+      if (c->state == CTLC_CERT) {
+        c->cert_retry_at = time(NULL) + CERT_RETRY_S;
+        c->state = CTLC_RUNNING;
+        changed(c);
+      }
+      return;
+    }
+    if (r->body_case == CASCADE__CONTROL__RESPONSE__BODY_CERTIFICATE) {
+      on_certificate(c, r->certificate);
+      if (c->state == CTLC_CERT) {
+        c->state = CTLC_RUNNING;
+        changed(c);
+      }
+      return;
+    }
+    if (r->body_case == CASCADE__CONTROL__RESPONSE__BODY_HEARTBEAT_REPLY) {
+      if (r->heartbeat_reply->desired_generation != c->known_gen)
+        log_debug(MOD, "[%s] desired generation %llu, known %llu", c->name,
+                  (unsigned long long)r->heartbeat_reply->desired_generation,
+                  (unsigned long long)c->known_gen);
+      /* Renewal rides behind a heartbeat so it never takes a beat's place. */
+      if (need_cert(c, time(NULL))) send_cert_request(c);
+      return;
+    }
+    break;
+  case CTLC_BACKOFF:
+    return;
+  }
+  ctlc_fail(c, "unexpected response in state %s", ctlc_state_name(c->state));
+}
+
+static void on_poll(ctlc_t *c, const Cascade__Control__Response *r) {
+  if (session_code(c, r->status)) return;
+  if (r->status->code != CASCADE__CONTROL__CODE__OK ||
+      r->body_case != CASCADE__CONTROL__RESPONSE__BODY_CONFIG) {
+    ctlc_fail(c, "unexpected answer to a poll");
+    return;
+  }
+  /* Generation 0 is the controller's "nothing new" at the poll timeout. */
+  if (r->config->generation != 0) apply_config(c, r->config);
+  send_poll(c);
+}
+
+static void on_op(ctlc_t *c, ctlc_event_t *ev) {
+  ctlc_op_t *op = ev->kind == OP_POLL ? &c->poll : &c->rpc;
+  Cascade__Control__Response *r;
+  char why[128];
+
+  op->busy = 0;
+  if (ev->rv != 0) {
+    if (ev->rv == NNG_ETIMEDOUT)
+      ctlc_fail(c, "no answer from the controller within %d s (unreachable, or its certificate "
+                   "did not verify)",
+                (ev->kind == OP_POLL ? POLL_TIMEOUT_MS : RPC_TIMEOUT_MS) / 1000);
+    else
+      ctlc_fail(c, "control request failed: %s", nng_strerror(ev->rv));
+    return;
+  }
+  r = ctlmsg_decode_response(nng_msg_body(ev->msg), nng_msg_len(ev->msg), why, sizeof(why));
+  if (r == NULL) {
+    ctlc_fail(c, "bad message from the controller: %s", why);
+    return;
+  }
+  if (r->id != op->req_id) ctlc_fail(c, "response id does not match the request");
+  else if (ev->kind == OP_POLL) on_poll(c, r);
+  else on_rpc(c, r);
+  ctlmsg_free_response(r);
+}
+
+static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
+  ctlc_hub_t *hub = w->data;
+  ctlc_event_t *ev, *next;
+  (void)loop;
+  (void)revents;
+
+  pthread_mutex_lock(&hub->mu);
+  ev = hub->head;
+  hub->head = hub->tail = NULL;
+  pthread_mutex_unlock(&hub->mu);
+  for (; ev; ev = next) {
+    ctlc_t *c = ev->c;
+    next = ev->next;
+    if (ev->kind == EV_PIPE_GONE) {
+      if (c->open && ev->sock_id == (uint32_t)nng_socket_id(c->sock) &&
+          c->state != CTLC_BACKOFF)
+        ctlc_fail(c, "connection to the controller lost");
+    } else if (c->open && ev->epoch == c->epoch) {
+      on_op(c, ev);
+    }
+    nng_msg_free(ev->msg);
+    free(ev);
+  }
+}
+
+static void beat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  ctlc_t *c = w->data;
+  (void)loop;
+  (void)revents;
+
+  if (!c->open || !c->has_session) return;
+  /* Watchdog: an operation whose completion got lost ends the session. */
+  nng_time t = nng_clock();
+  if ((c->rpc.busy && t > c->rpc.deadline + 5000) || (c->poll.busy && t > c->poll.deadline + 5000)) {
+    ctlc_fail(c, "control operation never completed");
+    return;
+  }
+  if (c->rpc.busy) return; /* a certificate request is in flight: next tick */
+  send_heartbeat(c);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void start_connect(ctlc_t *c) {
+  int bootstrap = is_tls(c) && c->hub->ca_pem == NULL;
+  ev_timer_stop(c->hub->loop, &c->retry);
+  session_close(c);
+  if (session_open(c, bootstrap) != 0) return;
+  if (bootstrap) {
+    c->state = CTLC_CA_FETCH;
+    changed(c);
+    send_ca_request(c);
+  } else {
+    send_register(c);
+    changed(c);
+  }
+}
+
+static void load_cert(ctlc_t *c) {
+  char err[256], *path = path_in(c->hub->cfg->datadir, "node.crt"), *pem = NULL;
+  if (path == NULL) return;
+  if (access(path, F_OK) == 0 && (pem = x509_read_file(path, X509_PEM_MAX, err, sizeof(err)))) {
+    int64_t id = -1;
+    time_t nb = 0, na = 0;
+    if (x509_cert_info(pem, &id, &nb, &na, err, sizeof(err)) == 0 && na > nb) {
+      c->cert_id = id;
+      c->cert_not_before = nb;
+      c->cert_not_after = na;
+    }
+  }
+  free(pem);
+  free(path);
+}
+
+ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
+  ctlc_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) goto fail;
+  c->hub = hub;
+  if ((c->name = strdup(name)) == NULL) goto fail_free;
+  if (agent_rules_build(hub->cfg, NULL, &c->rules, err, errlen) != 0) goto fail_name;
+  c->poll.c = c->rpc.c = c;
+  c->poll.kind = OP_POLL;
+  c->rpc.kind = OP_RPC;
+  ev_timer_init(&c->retry, retry_cb, 0., 0.);
+  c->retry.data = c;
+  ev_timer_init(&c->beat, beat_cb, 1., 1.);
+  c->beat.data = c;
+  if (!hub->simulate) load_cert(c);
+  start_connect(c);
+  return c;
+
+fail_name:
+  free(c->name);
+fail_free:
+  free(c);
+  return NULL;
+fail:
+  snprintf(err, errlen, "out of memory");
+  return NULL;
+}
+
+void ctlc_destroy(ctlc_t *c) {
+  if (c == NULL) return;
+  session_close(c);
+  ev_timer_stop(c->hub->loop, &c->retry);
+  ev_timer_stop(c->hub->loop, &c->beat);
+  free_topology(c);
+  agent_rules_free(&c->rules);
+  if (c->key_pem) {
+    gnutls_memset(c->key_pem, 0, strlen(c->key_pem));
+    free(c->key_pem);
+  }
+  free(c->name);
+  free(c);
+}
+
+int ctlc_hub_init(ctlc_hub_t *hub, struct ev_loop *loop, const agent_config_t *cfg,
+                  int simulate, char *err, size_t errlen) {
+  memset(hub, 0, sizeof(*hub));
+  hub->loop = loop;
+  hub->cfg = cfg;
+  hub->simulate = simulate;
+  if (gnutls_rnd(GNUTLS_RND_NONCE, &hub->rng, sizeof(hub->rng)) < 0 || hub->rng == 0)
+    hub->rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+  if (pthread_mutex_init(&hub->mu, NULL) != 0) {
+    snprintf(err, errlen, "cannot create a mutex");
+    return -1;
+  }
+  if (agent_scram_register_verifier(&hub->keys, cfg->node_secret, strlen(cfg->node_secret),
+                                    SCRAM_ITER_DEFAULT, hub->verifier,
+                                    sizeof(hub->verifier)) != 0) {
+    snprintf(err, errlen, "cannot derive the SCRAM verifier");
+    goto fail;
+  }
+  if (strncmp(cfg->ctl_url, "tls+", 4) == 0) {
+    if (cfg->ctl_ca[0]) {
+      if ((hub->ca_pem = x509_read_file(cfg->ctl_ca, X509_PEM_MAX, err, errlen)) == NULL)
+        goto fail;
+      if (cfg->ctl_pin[0] && x509_fingerprint_matches(hub->ca_pem, cfg->ctl_pin) != 0) {
+        snprintf(err, errlen, "key 'controller.pin': does not match controller.ca %s",
+                 cfg->ctl_ca);
+        goto fail;
+      }
+    } else {
+      /* A CA fetched by pin on an earlier start is trusted again only if it
+       * still matches the pin. */
+      char e2[256], *path = path_in(cfg->datadir, "controller-ca.crt");
+      if (path && access(path, F_OK) == 0) {
+        hub->ca_pem = x509_read_file(path, X509_PEM_MAX, e2, sizeof(e2));
+        if (hub->ca_pem && x509_fingerprint_matches(hub->ca_pem, cfg->ctl_pin) != 0) {
+          log_warn(MOD, "%s does not match controller.pin: fetching the CA again", path);
+          free(hub->ca_pem);
+          hub->ca_pem = NULL;
+        }
+      }
+      free(path);
+    }
+  }
+  ev_async_init(&hub->wake, wake_cb);
+  hub->wake.data = hub;
+  ev_async_start(loop, &hub->wake);
+  return 0;
+
+fail:
+  free(hub->ca_pem);
+  hub->ca_pem = NULL;
+  agent_scram_cache_wipe(&hub->keys);
+  pthread_mutex_destroy(&hub->mu);
+  return -1;
+}
+
+void ctlc_hub_destroy(ctlc_hub_t *hub) {
+  ctlc_event_t *ev, *next;
+  if (hub == NULL || hub->loop == NULL) return;
+  ev_async_stop(hub->loop, &hub->wake);
+  for (ev = hub->head; ev; ev = next) {
+    next = ev->next;
+    nng_msg_free(ev->msg);
+    free(ev);
+  }
+  hub->head = hub->tail = NULL;
+  free(hub->ca_pem);
+  hub->ca_pem = NULL;
+  agent_scram_cache_wipe(&hub->keys);
+  gnutls_memset(hub->verifier, 0, sizeof(hub->verifier));
+  pthread_mutex_destroy(&hub->mu);
+  hub->loop = NULL;
+}

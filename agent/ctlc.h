@@ -1,0 +1,141 @@
+/* The control client: one agent's link to the controller (docs/protocol.md).
+ *
+ * A reconnecting state machine on the agent's libev loop:
+ *   BACKOFF -> [CA_FETCH] -> REGISTER -> AUTH_START -> AUTH_FINISH -> CERT -> RUNNING
+ * with any failure closing the session and returning to BACKOFF. nng runs
+ * its completions on its own threads; they only queue an event in the
+ * shared ctlc_hub_t and wake the loop, which alone touches client state. */
+#ifndef CASCADE_CTLC_H
+#define CASCADE_CTLC_H
+
+#include <ev.h>
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "agent_config.h"
+#include "agent_rules.h"
+#include "agent_scram.h"
+
+typedef enum {
+  CTLC_BACKOFF = 0,
+  CTLC_CA_FETCH,
+  CTLC_REGISTER,
+  CTLC_AUTH_START,
+  CTLC_AUTH_FINISH,
+  CTLC_CERT,
+  CTLC_RUNNING,
+} ctlc_state_t;
+
+typedef struct ctlc ctlc_t;
+typedef struct ctlc_event ctlc_event_t;
+
+/* What every client of one process shares: the loop bridge, the file
+ * config, the Register verifier and SCRAM key cache, the controller CA. */
+typedef struct ctlc_hub {
+  struct ev_loop *loop;
+  ev_async wake;                 /* nng threads -> loop */
+  pthread_mutex_t mu;            /* guards the queue only */
+  ctlc_event_t *head, *tail;     /* owned; drained by the loop */
+  const agent_config_t *cfg;     /* not owned */
+  char verifier[SCRAM_VERIFIER_MAX];
+  agent_scram_cache_t keys;
+  char *ca_pem;                  /* owned; NULL until known (pin bootstrap) */
+  int simulate;                  /* no CERT, log lines shared and rate-limited */
+  uint64_t rng;
+  ev_tstamp log_last;            /* simulate: shared log rate limit */
+  unsigned log_suppressed;
+  /* Called on the loop thread whenever a client's visible state changed. */
+  void (*on_change)(ctlc_t *c, void *arg);
+  void *on_change_arg;
+} ctlc_hub_t;
+
+typedef struct ctlc_op {
+  ctlc_t *c;                     /* fixed */
+  int kind;                      /* fixed: poll or rpc */
+  unsigned epoch;                /* set by the loop before an operation starts */
+  nng_aio *aio;                  /* per session */
+  nng_ctx ctx;
+  int phase;                     /* send, then recv: nng thread while busy */
+  nng_time deadline;
+  int busy;                      /* loop thread only */
+  uint64_t req_id;
+} ctlc_op_t;
+
+typedef struct ctlc_child {
+  int64_t id;
+  char *name;
+} ctlc_child_t;
+
+struct ctlc {
+  ctlc_hub_t *hub;
+  char *name;                    /* owned */
+  ctlc_state_t state;
+  unsigned attempt;              /* failures since the last AuthOk */
+  int failed;                    /* last session ended in an error */
+  ev_timer retry;                /* backoff */
+  ev_timer beat;                 /* heartbeat; also drives certificate renewal */
+
+  /* Session: valid while |open|. */
+  int open;
+  unsigned epoch;                /* bumped per session; stale events are dropped */
+  nng_socket sock;
+  ctlc_op_t poll, rpc;
+  uint64_t next_id;
+  char nonce[48];
+  uint8_t exchange[16];
+  char *auth_msg;                /* owned, between challenge and AuthOk */
+  const agent_scram_keys_t *keys;
+  uint8_t session[16];
+  int has_session;
+  unsigned heartbeat_ms;
+
+  /* Identity and desired state; kept across sessions. */
+  int64_t instance_id;           /* 0 until the first AuthOk */
+  uint64_t known_gen;            /* generation last received */
+  uint64_t applied_gen;          /* generation fully applied and acked */
+  int64_t parent_id;
+  char *parent_name, *parent_quic;
+  ctlc_child_t *children;
+  size_t nchildren;
+  agent_rules_t rules;
+
+  /* Certificate (not in simulation). */
+  char *key_pem;                 /* owned, secret */
+  time_t cert_not_before, cert_not_after;
+  int64_t cert_id;
+  time_t cert_retry_at;
+
+  /* Status. */
+  time_t connected_since;        /* 0 when not running */
+  char last_error[256];
+  char last_logged[256];
+  ev_tstamp last_logged_at;
+  int auth_failed_logged;
+};
+
+/* ctlc_hub_init prepares |hub| on |loop| for clients of |cfg|: derives the
+ * Register verifier (one PBKDF2) and loads the controller CA (controller.ca,
+ * or a pinned CA saved earlier in the data directory). Returns 0 or -1 with
+ * |err| set. */
+int ctlc_hub_init(ctlc_hub_t *hub, struct ev_loop *loop, const agent_config_t *cfg,
+                  int simulate, char *err, size_t errlen);
+
+/* ctlc_hub_destroy drops queued events and frees the hub; every client must
+ * have been destroyed first. Accepts a zeroed hub. */
+void ctlc_hub_destroy(ctlc_hub_t *hub);
+
+/* ctlc_new makes a client named |name| and starts connecting at once. */
+ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen);
+
+/* ctlc_destroy closes the session (waiting for nng's callbacks) and frees
+ * |c|; accepts NULL. */
+void ctlc_destroy(ctlc_t *c);
+
+/* ctlc_state_name is the status word of |s|:
+ * backoff|connecting|registering|authenticating|running. */
+const char *ctlc_state_name(ctlc_state_t s);
+
+#endif

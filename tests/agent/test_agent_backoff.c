@@ -1,0 +1,107 @@
+/* Unit tests for agent/agent_backoff.c and agent/agent_scram.c: the
+ * reconnect delay stays within min(cap, 500 ms * 2^n) * [0.5, 1], and the
+ * cached client-side SCRAM keys agree with common/scram.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "agent_backoff.h"
+#include "agent_scram.h"
+
+static void test_backoff_bounds(void **state) {
+  (void)state;
+  assert_int_equal(agent_backoff_ms(0, 10000, 1.0), 500);
+  assert_int_equal(agent_backoff_ms(0, 10000, 0.0), 250);
+  assert_int_equal(agent_backoff_ms(1, 10000, 1.0), 1000);
+  assert_int_equal(agent_backoff_ms(4, 10000, 1.0), 8000);
+  assert_int_equal(agent_backoff_ms(5, 10000, 1.0), 10000);   /* capped */
+  assert_int_equal(agent_backoff_ms(5, 10000, 0.0), 5000);
+  assert_int_equal(agent_backoff_ms(4000000000u, 10000, 1.0), 10000);
+  assert_int_equal(agent_backoff_ms(3, 1000, 0.5), 750);
+  /* Out-of-range draws are clamped, never outside the bounds. */
+  assert_int_equal(agent_backoff_ms(0, 10000, -3.0), 250);
+  assert_int_equal(agent_backoff_ms(0, 10000, 7.0), 500);
+}
+
+/* After a successful AuthOk the attempt count is 0 again: the first delay
+ * is back to [250, 500] ms. */
+static void test_backoff_reset(void **state) {
+  (void)state;
+  long long hi = agent_backoff_ms(9, 10000, 1.0);
+  long long lo = agent_backoff_ms(0, 10000, 1.0);
+  assert_true(hi > lo);
+  assert_true(lo <= 500);
+}
+
+static void test_jitter(void **state) {
+  uint64_t s = 12345;
+  double min = 1, max = 0;
+  (void)state;
+  for (int i = 0; i < 100000; i++) {
+    double r = agent_rng_next(&s);
+    assert_true(r >= 0 && r <= 1);
+    if (r < min) min = r;
+    if (r > max) max = r;
+    long long d = agent_backoff_ms(3, 10000, r);
+    assert_true(d >= 2000 && d <= 4000);
+  }
+  /* The draws spread over the interval (not a constant). */
+  assert_true(min < 0.01 && max > 0.99);
+  s = 0; /* a zero state is repaired, not stuck */
+  assert_true(agent_rng_next(&s) > 0 || s != 0);
+}
+
+static void test_scram_agrees(void **state) {
+  agent_scram_cache_t cache;
+  scram_verifier_t v;
+  char text[SCRAM_VERIFIER_MAX];
+  uint8_t salt[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  uint8_t p1[32], p2[32], sig[32];
+  const char *sec = "correct horse", *am = "n=a,r=x,r=xy,s=AQ==,i=4096,c=biws,r=xy";
+  (void)state;
+
+  memset(&cache, 0, sizeof(cache));
+  const agent_scram_keys_t *k = agent_scram_keys(&cache, sec, strlen(sec), salt, 16, 4096);
+  assert_non_null(k);
+  assert_int_equal(scram_verifier_make(sec, strlen(sec), salt, 16, 4096, &v), 0);
+  assert_memory_equal(k->verifier.stored_key, v.stored_key, 32);
+  assert_memory_equal(k->verifier.server_key, v.server_key, 32);
+  assert_int_equal(agent_scram_proof(k, am, strlen(am), p1), 0);
+  assert_int_equal(scram_client_proof(sec, strlen(sec), salt, 16, 4096, am, strlen(am), p2), 0);
+  assert_memory_equal(p1, p2, 32);
+  assert_int_equal(scram_verify_proof(&v, am, strlen(am), p1), 0);
+  assert_int_equal(scram_server_signature(&v, am, strlen(am), sig), 0);
+  assert_int_equal(agent_scram_server_ok(k, am, strlen(am), sig, 32), 1);
+  sig[31] ^= 1;
+  assert_int_equal(agent_scram_server_ok(k, am, strlen(am), sig, 32), 0);
+  assert_int_equal(agent_scram_server_ok(k, am, strlen(am), sig, 31), 0);
+
+  /* The same salt again: no second PBKDF2. */
+  assert_ptr_equal(agent_scram_keys(&cache, sec, strlen(sec), salt, 16, 4096), k);
+  assert_int_equal(cache.derivations, 1);
+
+  /* The Register verifier parses and checks against the secret, and its
+   * keys are cached for a challenge carrying its salt. */
+  assert_int_equal(agent_scram_register_verifier(&cache, sec, strlen(sec), 4096, text,
+                                                 sizeof(text)), 0);
+  assert_int_equal(cache.derivations, 2);
+  assert_int_equal(scram_verifier_parse(text, &v), 0);
+  assert_int_equal(scram_verifier_check(&v, sec, strlen(sec)), 0);
+  assert_non_null(agent_scram_keys(&cache, sec, strlen(sec), v.salt, v.salt_len, v.iter));
+  assert_int_equal(cache.derivations, 2);
+  agent_scram_cache_wipe(&cache);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_backoff_bounds),
+      cmocka_unit_test(test_backoff_reset),
+      cmocka_unit_test(test_jitter),
+      cmocka_unit_test(test_scram_agrees),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

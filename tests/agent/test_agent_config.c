@@ -1,0 +1,193 @@
+/* Unit tests for agent/agent_config.c and agent/agent_rules.c: defaults,
+ * the seed alias of node.secret, the environment override, and the exact
+ * errors an operator meets (bad pcre2 pattern, tls+tcp without a trust
+ * anchor, both aliases set). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "agent_config.h"
+#include "agent_rules.h"
+
+static int clear_env(void **state) {
+  (void)state;
+  unsetenv("CASCADE_NODE_SECRET");
+  return 0;
+}
+
+static void load_ok(agent_config_t *c, const char *yaml) {
+  char err[512] = "";
+  int rc = agent_config_load_buf(c, "agent.yaml", yaml, strlen(yaml), err, sizeof(err));
+  if (rc != 0) fprintf(stderr, "load failed: %s\n", err);
+  assert_int_equal(rc, 0);
+}
+
+static void load_err(const char *yaml, const char *want) {
+  agent_config_t c;
+  char err[512] = "";
+  memset(&c, 0x5a, sizeof(c));
+  int rc = agent_config_load_buf(&c, "agent.yaml", yaml, strlen(yaml), err, sizeof(err));
+  assert_int_equal(rc, -1);
+  assert_string_equal(err, want);
+}
+
+static void test_defaults(void **state) {
+  agent_config_t c;
+  char host[256] = "";
+  (void)state;
+  load_ok(&c, "node:\n  secret: s3cret-s3cret\ncontroller:\n  pin: \"sha256:00\"\n");
+  gethostname(host, sizeof(host));
+  host[64] = '\0';
+  assert_string_equal(c.node_name, host);
+  assert_string_equal(c.node_secret, "s3cret-s3cret");
+  assert_string_equal(c.datadir, "/var/lib/cascade");
+  assert_string_equal(c.ctl_url, "tls+tcp://127.0.0.1:44945");
+  assert_string_equal(c.ctl_servername, "cascade-controller");
+  assert_int_equal(c.backoffmax_ms, 10000);
+  assert_string_equal(c.http_listenaddr, ":8080");
+  assert_string_equal(c.quic_listenaddr, "");
+  assert_int_equal(c.client_enable, 0);
+  assert_string_equal(c.client_server, "");
+  assert_int_equal(c.autopush, 0);
+  assert_int_equal(c.relay_allow.n, 0);
+  assert_int_equal(c.onsub_pull.n, 0);
+  assert_int_equal(c.log_level, 1);
+  agent_config_free(&c);
+}
+
+static void test_seed_alias(void **state) {
+  agent_config_t c;
+  (void)state;
+  load_ok(&c, "node: {name: edge-a1}\ncontroller: {url: \"tcp://127.0.0.1:1\"}\n"
+              "cascadeclient:\n  enable: true\n  secret: from-the-seed\n"
+              "  server: 10.0.0.1:44944\n  autopush: true\n"
+              "  relayapi: {allow: [\"/api/\"], deny: [\"/api/admin/\"]}\n"
+              "  onsub: {pull: {\".*\": \"m7s://$0\"}}\n");
+  assert_string_equal(c.node_name, "edge-a1");
+  assert_string_equal(c.node_secret, "from-the-seed");
+  assert_int_equal(c.client_enable, 1);
+  assert_string_equal(c.client_server, "10.0.0.1:44944");
+  assert_int_equal(c.relay_allow.n, 1);
+  assert_string_equal(c.relay_deny.v[0], "/api/admin/");
+  assert_int_equal(c.onsub_pull.n, 1);
+  assert_string_equal(c.onsub_pull.vals[0], "m7s://$0");
+  agent_config_free(&c);
+}
+
+static void test_alias_both_set(void **state) {
+  agent_config_t c;
+  char err[512] = "";
+  const char *y = "node: {secret: aaaaaaaa}\ncascadeclient: {secret: bbbbbbbb}\n"
+                  "controller: {url: \"tcp://h:1\"}\n";
+  (void)state;
+  assert_int_equal(agent_config_load_buf(&c, "agent.yaml", y, strlen(y), err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "both set"));
+}
+
+static void test_env_override(void **state) {
+  agent_config_t c;
+  (void)state;
+  setenv("CASCADE_NODE_SECRET", "from-the-environment", 1);
+  load_ok(&c, "node: {secret: from-the-file}\ncontroller: {url: \"tcp://h:1\"}\n");
+  assert_string_equal(c.node_secret, "from-the-environment");
+  agent_config_free(&c);
+  /* The environment alone satisfies the requirement. */
+  load_ok(&c, "controller: {url: \"tcp://h:1\"}\n");
+  assert_string_equal(c.node_secret, "from-the-environment");
+  agent_config_free(&c);
+  setenv("CASCADE_NODE_SECRET", "short", 1);
+  load_err("controller: {url: \"tcp://h:1\"}\n",
+           "CASCADE_NODE_SECRET: must be between 8 and 1024 bytes long");
+}
+
+static void test_secret_required(void **state) {
+  (void)state;
+  load_err("controller: {url: \"tcp://h:1\"}\n",
+           "agent.yaml: key 'node.secret': required (or cascadeclient.secret, or set "
+           "CASCADE_NODE_SECRET)");
+}
+
+static void test_bad_pattern(void **state) {
+  (void)state;
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+           "cascadeclient: {onsub: {pull: {\"live/(.*\": \"m7s://$0\"}}}\n",
+           "agent.yaml: key 'cascadeclient.onsub.pull': pattern 'live/(.*': missing closing "
+           "parenthesis at offset 8");
+}
+
+static void test_tls_needs_anchor(void **state) {
+  (void)state;
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"tls+tcp://c:44945\"}\n",
+           "agent.yaml: key 'controller.url': a tls+tcp:// controller needs controller.ca or "
+           "controller.pin (the agent never talks to an unverified controller)");
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"http://c:44945\"}\n",
+           "agent.yaml: key 'controller.url': must start with tls+tcp:// or tcp://");
+}
+
+static void test_backoff_bounds(void **state) {
+  (void)state;
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\", backoffmax: 10}\n",
+           "agent.yaml:2:44: key 'controller.backoffmax': must be between 1000 and 300000");
+}
+
+/* The controller's rules replace the file's field by field. */
+static void test_rules_merge(void **state) {
+  agent_config_t c;
+  agent_rules_t r;
+  char err[256];
+  (void)state;
+  load_ok(&c, "node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+              "cascadeclient: {autopush: true, relayapi: {allow: [\"/api/\"]},"
+              " onsub: {pull: {\"^live/.*\": \"m7s://$0\"}}}\n");
+  assert_int_equal(agent_rules_build(&c, NULL, &r, err, sizeof(err)), 0);
+  assert_int_equal(r.autopush, 1);
+  assert_int_equal(r.nallow, 1);
+  assert_int_equal(r.npull, 1);
+  assert_non_null(r.pull[0].re);
+  agent_rules_free(&r);
+
+  Cascade__Control__Rules rules = CASCADE__CONTROL__RULES__INIT;
+  Cascade__Control__Flag f = CASCADE__CONTROL__FLAG__INIT;
+  Cascade__Control__PullRules pr = CASCADE__CONTROL__PULL_RULES__INIT;
+  Cascade__Control__PullRule p1 = CASCADE__CONTROL__PULL_RULE__INIT;
+  Cascade__Control__PullRule *pv[1] = {&p1};
+  f.value = 0;
+  rules.autopush = &f;
+  assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), 0);
+  assert_int_equal(r.autopush, 0);
+  assert_int_equal(r.nallow, 1);   /* absent relayapi: the file's */
+  assert_int_equal(r.npull, 1);
+  agent_rules_free(&r);
+
+  p1.pattern = (char *)"([";
+  p1.target = (char *)"x";
+  pr.rules = pv;
+  pr.n_rules = 1;
+  rules.onsub_pull = &pr;
+  assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "onsub.pull pattern '(['"));
+  assert_int_equal(r.npull, 0);
+  agent_config_free(&c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup(test_defaults, clear_env),
+      cmocka_unit_test_setup(test_seed_alias, clear_env),
+      cmocka_unit_test_setup(test_alias_both_set, clear_env),
+      cmocka_unit_test_setup_teardown(test_env_override, clear_env, clear_env),
+      cmocka_unit_test_setup(test_secret_required, clear_env),
+      cmocka_unit_test_setup(test_bad_pattern, clear_env),
+      cmocka_unit_test_setup(test_tls_needs_anchor, clear_env),
+      cmocka_unit_test_setup(test_backoff_bounds, clear_env),
+      cmocka_unit_test_setup(test_rules_merge, clear_env),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
