@@ -13,7 +13,7 @@ pcre2_code *agent_pattern_compile(const char *pattern, char *err, size_t errlen)
   if (re == NULL) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(code, msg, sizeof(msg));
-    snprintf(err, errlen, "%s at offset %zu", (const char *)msg, (size_t)off);
+    snprintf(err, errlen, "%.200s at offset %zu", (const char *)msg, (size_t)off);
     return NULL;
   }
   /* JIT is an optimisation: a library built without it still matches. */

@@ -15,6 +15,15 @@ int ctlmsg_text_ok(const char *s, size_t max) {
   return 1;
 }
 
+/* ascii_ok: addresses and versions are printable ASCII. */
+static int ascii_ok(const char *s, size_t max) {
+  size_t n = 0;
+  if (s == NULL) return 1;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++)
+    if (n >= max || *p < 0x20 || *p >= 0x7f) return 0;
+  return 1;
+}
+
 #define CHECK(cond, msg)                     \
   do {                                       \
     if (!(cond)) {                           \
@@ -29,7 +38,7 @@ static int check_request(const Cascade__Control__Request *r, char *why, size_t w
   case CASCADE__CONTROL__REQUEST__BODY_REGISTER:
     CHECK(r->register_->name && r->register_->name[0] && ctlmsg_text_ok(r->register_->name, 64),
           "register: bad name");
-    CHECK(ctlmsg_text_ok(r->register_->verifier, CTLMSG_FIELD_MAX), "register: bad verifier");
+    CHECK(ascii_ok(r->register_->verifier, CTLMSG_FIELD_MAX), "register: bad verifier");
     break;
   case CASCADE__CONTROL__REQUEST__BODY_AUTH_START: {
     const char *n = r->auth_start->client_nonce;
@@ -46,10 +55,9 @@ static int check_request(const Cascade__Control__Request *r, char *why, size_t w
     CHECK(f->proof.len == 32, "auth_finish: bad proof");
     if (f->advertise) {
       const Cascade__Control__Advertise *a = f->advertise;
-      CHECK(ctlmsg_text_ok(a->quic, CTLMSG_FIELD_MAX) && ctlmsg_text_ok(a->http, CTLMSG_FIELD_MAX) &&
-                ctlmsg_text_ok(a->rtmp, CTLMSG_FIELD_MAX) &&
-                ctlmsg_text_ok(a->static_parent, CTLMSG_FIELD_MAX) &&
-                ctlmsg_text_ok(a->version, 64),
+      CHECK(ascii_ok(a->quic, CTLMSG_FIELD_MAX) && ascii_ok(a->http, CTLMSG_FIELD_MAX) &&
+                ascii_ok(a->rtmp, CTLMSG_FIELD_MAX) &&
+                ascii_ok(a->static_parent, CTLMSG_FIELD_MAX) && ascii_ok(a->version, 64),
             "auth_finish: bad advertise");
     }
     break;

@@ -1,0 +1,157 @@
+/* The control channel codec: round trips, the size cap, every bound. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctlmsg.h"
+
+static uint8_t *pack_req(Cascade__Control__Request *r, size_t *len) {
+  uint8_t *b = ctlmsg_pack_request(r, len);
+  assert_non_null(b);
+  return b;
+}
+
+static void expect_req_refused(Cascade__Control__Request *r, const char *why_part) {
+  size_t len;
+  char why[128] = "";
+  uint8_t *b = pack_req(r, &len);
+  assert_null(ctlmsg_decode_request(b, len, why, sizeof(why)));
+  assert_non_null(strstr(why, why_part));
+  free(b);
+}
+
+static void test_auth_start_round_trip(void **state) {
+  (void)state;
+  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
+  Cascade__Control__AuthStart a = CASCADE__CONTROL__AUTH_START__INIT;
+  a.name = "edge-a1";
+  a.client_nonce = "0123456789abcdefXYZ";
+  r.id = 7;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_AUTH_START;
+  r.auth_start = &a;
+  size_t len;
+  char why[128];
+  uint8_t *b = pack_req(&r, &len);
+  Cascade__Control__Request *d = ctlmsg_decode_request(b, len, why, sizeof(why));
+  assert_non_null(d);
+  assert_int_equal(d->id, 7);
+  assert_string_equal(d->auth_start->name, "edge-a1");
+  assert_string_equal(d->auth_start->client_nonce, "0123456789abcdefXYZ");
+  ctlmsg_free_request(d);
+  free(b);
+}
+
+static void test_request_bounds(void **state) {
+  (void)state;
+  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
+  Cascade__Control__AuthStart a = CASCADE__CONTROL__AUTH_START__INIT;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_AUTH_START;
+  r.auth_start = &a;
+  a.name = "edge";
+  a.client_nonce = "short";
+  expect_req_refused(&r, "nonce");
+  a.client_nonce = "0123456789abcdef,comma";
+  expect_req_refused(&r, "nonce");
+  a.client_nonce = "0123456789abcdef";
+  a.name = "";
+  expect_req_refused(&r, "name");
+  a.name = "bad\nname";
+  expect_req_refused(&r, "name");
+  char long_name[80];
+  memset(long_name, 'n', sizeof(long_name) - 1);
+  long_name[79] = '\0';
+  a.name = long_name;
+  expect_req_refused(&r, "name");
+
+  Cascade__Control__AuthFinish f = CASCADE__CONTROL__AUTH_FINISH__INIT;
+  uint8_t x[16] = {0}, proof[31] = {0};
+  f.exchange.data = x;
+  f.exchange.len = 16;
+  f.proof.data = proof;
+  f.proof.len = 31;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_AUTH_FINISH;
+  r.auth_finish = &f;
+  expect_req_refused(&r, "proof");
+
+  uint8_t sess[15] = {0};
+  Cascade__Control__Heartbeat h = CASCADE__CONTROL__HEARTBEAT__INIT;
+  r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
+  r.heartbeat = &h;
+  r.session.data = sess;
+  r.session.len = 15;
+  expect_req_refused(&r, "session");
+
+  /* no body at all */
+  Cascade__Control__Request empty = CASCADE__CONTROL__REQUEST__INIT;
+  expect_req_refused(&empty, "body");
+}
+
+static void test_garbage_and_cap(void **state) {
+  (void)state;
+  char why[128];
+  uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
+  assert_null(ctlmsg_decode_request(junk, sizeof(junk), why, sizeof(why)));
+  assert_null(ctlmsg_decode_response(junk, sizeof(junk), why, sizeof(why)));
+  size_t big = CTLMSG_MAX + 1;
+  uint8_t *b = calloc(1, big);
+  assert_null(ctlmsg_decode_request(b, big, why, sizeof(why)));
+  assert_non_null(strstr(why, "over"));
+  free(b);
+}
+
+static void test_response_bounds(void **state) {
+  (void)state;
+  Cascade__Control__Response r = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__AuthChallenge c = CASCADE__CONTROL__AUTH_CHALLENGE__INIT;
+  uint8_t x[16] = {0}, salt[16] = {0};
+  char why[128];
+  size_t len;
+  st.message = "";
+  r.status = &st;
+  r.body_case = CASCADE__CONTROL__RESPONSE__BODY_AUTH_CHALLENGE;
+  r.auth_challenge = &c;
+  c.exchange.data = x;
+  c.exchange.len = 16;
+  c.salt.data = salt;
+  c.salt.len = 16;
+  c.iterations = 4096;
+  c.nonce = "abcdefghijklmnopqrstuvwxyz";
+  uint8_t *b = ctlmsg_pack_response(&r, &len);
+  Cascade__Control__Response *d = ctlmsg_decode_response(b, len, why, sizeof(why));
+  assert_non_null(d);
+  ctlmsg_free_response(d);
+  free(b);
+  c.iterations = 1; /* a controller may not make the agent cheap to attack */
+  b = ctlmsg_pack_response(&r, &len);
+  assert_null(ctlmsg_decode_response(b, len, why, sizeof(why)));
+  assert_non_null(strstr(why, "iterations"));
+  free(b);
+  /* a status alone (Register's OK, every error) is a valid answer */
+  r.body_case = CASCADE__CONTROL__RESPONSE__BODY__NOT_SET;
+  b = ctlmsg_pack_response(&r, &len);
+  d = ctlmsg_decode_response(b, len, why, sizeof(why));
+  assert_non_null(d);
+  ctlmsg_free_response(d);
+  free(b);
+  /* no status */
+  r.status = NULL;
+  b = ctlmsg_pack_response(&r, &len);
+  assert_null(ctlmsg_decode_response(b, len, why, sizeof(why)));
+  free(b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_auth_start_round_trip),
+      cmocka_unit_test(test_request_bounds),
+      cmocka_unit_test(test_garbage_and_cap),
+      cmocka_unit_test(test_response_bounds),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
