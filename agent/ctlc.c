@@ -162,9 +162,8 @@ static void session_close(ctlc_t *c) {
   c->open = 0;
   c->epoch++; /* whatever is still queued for this session is stale now */
   ev_timer_stop(c->hub->loop, &c->beat);
-  /* Closing the socket aborts both contexts' operations; freeing the aios
-   * then waits for their callbacks, so nothing runs for this session after. */
-  nng_close(c->sock);
+  /* Freeing an aio cancels its operation and waits for the callback, which
+   * only queues an event: nothing runs for this session afterwards. */
   nng_aio_free(c->poll.aio);
   nng_aio_free(c->rpc.aio);
   c->poll.aio = c->rpc.aio = NULL;
@@ -177,30 +176,38 @@ static void session_close(ctlc_t *c) {
   c->connected_since = 0;
 }
 
-static int session_open(ctlc_t *c, int bootstrap) {
+static void sock_close(ctlc_t *c) {
+  if (!c->sock_open) return;
+  session_close(c);
+  c->sock_open = 0;
+  nng_close(c->sock);
+}
+
+/* sock_open makes the client's socket: a REQ socket with its two contexts
+ * and a dialer that nng keeps connected (it redials by itself). */
+static int sock_open(ctlc_t *c, int verified) {
   const agent_config_t *cfg = c->hub->cfg;
   nng_dialer d;
   nng_tls_config *tls = NULL;
   int rv;
 
-  if ((rv = nng_req0_open(&c->sock)) != 0) goto fail;
-  c->open = 1;
-  c->epoch++;
+  if ((rv = nng_req0_open(&c->sock)) != 0) return rv;
+  c->sock_open = 1;
+  c->sock_verified = verified;
   nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX);
   /* Our own timeouts and backoff decide; REQ must not resend behind us. */
   nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
   nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 100);
-  nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT, 1000);
-  if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c)) != 0) goto fail;
-  if ((rv = nng_ctx_open(&c->poll.ctx, c->sock)) != 0 ||
+  nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT,
+                    cfg->backoffmax_ms < 5000 ? (nng_duration)cfg->backoffmax_ms : 5000);
+  if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c)) != 0 ||
+      (rv = nng_ctx_open(&c->poll.ctx, c->sock)) != 0 ||
       (rv = nng_ctx_open(&c->rpc.ctx, c->sock)) != 0 ||
-      (rv = nng_aio_alloc(&c->poll.aio, op_cb, &c->poll)) != 0 ||
-      (rv = nng_aio_alloc(&c->rpc.aio, op_cb, &c->rpc)) != 0)
+      (rv = nng_dialer_create(&d, c->sock, cfg->ctl_url)) != 0)
     goto fail;
-  if ((rv = nng_dialer_create(&d, c->sock, cfg->ctl_url)) != 0) goto fail;
   if (is_tls(c)) {
     if ((rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT)) != 0) goto fail;
-    if (bootstrap) {
+    if (!verified) {
       /* Pin bootstrap: unverified, so only CaRequest is ever sent on it. */
       rv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_NONE);
     } else {
@@ -208,21 +215,34 @@ static int session_open(ctlc_t *c, int bootstrap) {
           (rv = nng_tls_config_ca_chain(tls, c->hub->ca_pem, NULL)) == 0)
         rv = nng_tls_config_server_name(tls, cfg->ctl_servername);
     }
-    if (rv != 0 || (rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls)) != 0) goto fail_tls;
+    if (rv == 0) rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls);
     nng_tls_config_free(tls); /* the dialer holds its own reference */
-    tls = NULL;
+    if (rv != 0) goto fail;
   }
   if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) goto fail;
   return 0;
 
-fail_tls:
-  nng_tls_config_free(tls);
 fail:
-  if (c->open) {
-    session_close(c);
-  } else {
-    c->poll.aio = c->rpc.aio = NULL;
-  }
+  sock_close(c);
+  return rv;
+}
+
+static int session_open(ctlc_t *c, int verified) {
+  int rv = 0;
+
+  if (c->sock_open && c->sock_verified != verified) sock_close(c);
+  if (!c->sock_open && (rv = sock_open(c, verified)) != 0) goto fail;
+  if ((rv = nng_aio_alloc(&c->poll.aio, op_cb, &c->poll)) != 0 ||
+      (rv = nng_aio_alloc(&c->rpc.aio, op_cb, &c->rpc)) != 0)
+    goto fail_aio;
+  c->open = 1;
+  c->epoch++;
+  return 0;
+
+fail_aio:
+  nng_aio_free(c->poll.aio);
+  c->poll.aio = NULL;
+fail:
   ctlc_fail(c, "cannot open the control socket: %s", nng_strerror(rv));
   return -1;
 }
@@ -699,8 +719,7 @@ static void on_rpc(ctlc_t *c, const Cascade__Control__Response *r) {
       return;
     }
     log_info(MOD, "[%s] controller CA matches the pin; reconnecting verified", c->name);
-    session_close(c);
-    start_connect(c);
+    start_connect(c); /* replaces the unverified socket */
     return;
   }
   case CTLC_REGISTER:
@@ -803,7 +822,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
     ctlc_t *c = ev->c;
     next = ev->next;
     if (ev->kind == EV_PIPE_GONE) {
-      if (c->open && ev->sock_id == (uint32_t)nng_socket_id(c->sock) &&
+      if (c->open && c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock) &&
           c->state != CTLC_BACKOFF)
         ctlc_fail(c, "connection to the controller lost");
     } else if (c->open && ev->epoch == c->epoch) {
@@ -836,7 +855,7 @@ static void start_connect(ctlc_t *c) {
   int bootstrap = is_tls(c) && c->hub->ca_pem == NULL;
   ev_timer_stop(c->hub->loop, &c->retry);
   session_close(c);
-  if (session_open(c, bootstrap) != 0) return;
+  if (session_open(c, !bootstrap) != 0) return;
   if (bootstrap) {
     c->state = CTLC_CA_FETCH;
     changed(c);
@@ -892,7 +911,7 @@ fail:
 
 void ctlc_destroy(ctlc_t *c) {
   if (c == NULL) return;
-  session_close(c);
+  sock_close(c);
   ev_timer_stop(c->hub->loop, &c->retry);
   ev_timer_stop(c->hub->loop, &c->beat);
   free_topology(c);

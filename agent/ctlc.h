@@ -78,10 +78,16 @@ struct ctlc {
   ev_timer retry;                /* backoff */
   ev_timer beat;                 /* heartbeat; also drives certificate renewal */
 
+  /* The socket lives as long as the client (nng 1.5's nng_close can hang
+   * in its reaper under load, nanomsg/nng#1543, so it is never closed on
+   * the loop's hot path); only the pin bootstrap socket is replaced once. */
+  int sock_open;
+  int sock_verified;             /* dialer verifies the controller (or tcp://) */
+  nng_socket sock;
+
   /* Session: valid while |open|. */
   int open;
   unsigned epoch;                /* bumped per session; stale events are dropped */
-  nng_socket sock;
   ctlc_op_t poll, rpc;
   uint64_t next_id;
   char nonce[48];
