@@ -32,18 +32,18 @@ def online(ctl):
     return body["total"] if st == 200 else -1
 
 
-def simulate(ctl, n, workdir):
-    cfg = os.path.join(workdir, "sim-%d.yaml" % n)
+def simulate(ctl, n, workdir, tag=""):
+    cfg = os.path.join(workdir, "sim-%d%s.yaml" % (n, tag))
     with open(cfg, "w") as f:
         f.write(harness.to_yaml({
-            "node": {"name": "sim%d" % n, "secret": "simulated-secret",
-                     "datadir": os.path.join(workdir, "sim-data-%d" % n)},
+            "node": {"name": "sim%d%s" % (n, tag), "secret": "simulated-secret",
+                     "datadir": os.path.join(workdir, "sim-data-%d%s" % (n, tag))},
             "controller": {"url": "tls+tcp://127.0.0.1:%d" % ctl.control_port,
                            "ca": os.path.join(ctl.workdir, "control", "ca.crt")},
             "http": {"listenaddr": "127.0.0.1:0"},
             "log": {"level": "warn"},
         }))
-    log = open(os.path.join(workdir, "sim-%d.log" % n), "wb")
+    log = open(os.path.join(workdir, "sim-%d%s.log" % (n, tag)), "wb")
     return subprocess.Popen([harness.agent_path(), "-c", cfg, "--simulate", str(n)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -80,9 +80,17 @@ def main():
           % (args.burst, "%.2f s" % took if took is not None else "NOT within 60 s"), flush=True)
     harness.wait_for(lambda: online(ctl) == 0, 30, what="simulated agents offline")
 
-    sim = simulate(ctl, args.steady, work)
-    took = wait_online(ctl, args.steady, 300)
-    print("%d agents online in %s" % (args.steady, "%.1f s" % took if took else "NOT within 300 s"),
+    # The steady population joins in waves of --burst (as a fleet does after a controller
+    # restart, spread by backoff jitter), each wave in its own simulating process.
+    sims = []
+    t_start = time.monotonic()
+    for k in range((args.steady + args.burst - 1) // args.burst):
+        n = min(args.burst, args.steady - k * args.burst)
+        sims.append(simulate(ctl, n, work, tag="w%d" % k))
+        wait_online(ctl, k * args.burst + n, 60)
+    took = wait_online(ctl, args.steady, 120)
+    print("%d agents online (waves of %d) in %s" % (args.steady, args.burst,
+          "%.1f s" % (time.monotonic() - t_start) if took is not None else "NOT within time"),
           flush=True)
     time.sleep(6)  # one full heartbeat period of steady state before measuring
     c0, t0 = cpu_seconds(ctl.proc.pid), time.monotonic()
@@ -101,8 +109,10 @@ def main():
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p99ms = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)] if p99 else -1
     still = online(ctl)
-    sim.terminate()
-    sim.wait()
+    for sim in sims:
+        sim.terminate()
+    for sim in sims:
+        sim.wait()
     print("%d agents heartbeating every 5 s: controller CPU %.3f of one core over %d s"
           " (target < 0.5)" % (args.steady, (c1 - c0) / (t1 - t0), args.window))
     print("REST GET /api/cascade/clients/{id} meanwhile: p99 %.2f ms at %s req/s (target <= 50 ms)"

@@ -596,6 +596,10 @@ class Controller:
             "log": {"level": "debug"},
         }
         cfg = deep_merge(cfg, self.extra_config)
+        # A test may choose the control scheme and keep the port the harness picked.
+        cl = cfg.get("control", {}).get("listenaddr")
+        if isinstance(cl, str):
+            cfg["control"]["listenaddr"] = cl.replace("{control_port}", str(self.control_port))
         with open(self.config_path, "w") as f:
             f.write(to_yaml(cfg))
         return cfg

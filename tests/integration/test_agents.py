@@ -197,6 +197,24 @@ class AgentTest(unittest.TestCase):
                          interval=0.05, what="session closed")
         self.assertLess(time.monotonic() - t0, 1.5)
 
+    def test_secret_change_closes_session(self):
+        self.controller()
+        a = self.agent("edge-g1", "edge-g1-old-secret")
+        n = self.wait_online("edge-g1")
+        harness.wait_for(lambda: a.status()["controller"]["state"] == "running", 10,
+                         what="agent running")
+        harness.envelope_ok(self, self.ctl.api("PUT", "%s/%d" % (CLIENTS, n["id"]),
+                                               {"secret": "edge-g1-new-secret"}))
+        t0 = time.monotonic()
+        harness.wait_for(lambda: a.status()["controller"]["state"] != "running", 3,
+                         interval=0.05, what="session closed")
+        self.assertLess(time.monotonic() - t0, 1.5)
+        # the old secret no longer opens a session; the node shows offline
+        self.wait_online("edge-g1", online=False, timeout=5)
+        harness.wait_for(lambda: self.events("auth.failure"), 20, what="old secret refused")
+        self.assertTrue([e for e in self.events("node.disconnect")
+                         if e["detail"].get("reason") == "secret changed"])
+
     def test_topology(self):
         self.controller()
         hq = self.agent("hq", "hq-secret-123", cascadeserver={"quic": {"listenaddr": "127.0.0.1:44990"}})
