@@ -482,26 +482,47 @@ static exch_t *exch_take(ctlsrv_t *s, const uint8_t *handle) {
   return x;
 }
 
-/* link_static_parent gives a parentless node the registered node that
- * advertises the address its own file names as parent (seed's
- * cascadeclient.server), unless that would make a loop. */
-static void link_static_parent(ctlsrv_t *s, int64_t id, const char *addr) {
-  char ids[24], pid[24];
-  snprintf(ids, sizeof(ids), "%lld", (long long)id);
-  const char *p1[2] = {addr, ids};
-  PGresult *r = exec1(s, DB_CTL_PARENT_BY_QUIC, 2, p1);
-  if (r == NULL || PQntuples(r) != 1) {
+/* link gives parentless node |id| the parent |pid| unless that would make a
+ * loop (the topology lock serialises it with REST moves). */
+static void link(ctlsrv_t *s, const char *ids, const char *pid) {
+  int err = 0;
+  db_pool_t *db = &s->ctl->db;
+  db_conn_t *c = db_acquire(db, &err);
+  if (c == NULL) return;
+  PGresult *r = db_exec_sql(db, c, "BEGIN; SELECT pg_advisory_xact_lock(7072016531)", 0, &err);
+  int ok = db_ok(r);
+  PQclear(r);
+  if (ok) {
+    const char *p[2] = {ids, pid};
+    r = db_exec(db, c, DB_NODE_CYCLE, 2, p, &err);
+    int loop = !db_ok(r) || PQntuples(r) > 0;
     PQclear(r);
-    return;
+    if (!loop) PQclear(db_exec(db, c, DB_CTL_SET_PARENT, 2, p, &err));
+    PQclear(db_exec_sql(db, c, loop ? "ROLLBACK" : "COMMIT", 0, &err));
   }
-  snprintf(pid, sizeof(pid), "%s", PQgetvalue(r, 0, 0));
-  PQclear(r);
-  const char *p2[2] = {ids, pid};
-  r = exec1(s, DB_NODE_CYCLE, 2, p2);
-  int loop = r == NULL || PQntuples(r) > 0;
-  PQclear(r);
-  if (loop) return;
-  PQclear(exec1(s, DB_CTL_SET_PARENT, 2, p2));
+  db_release(db, c);
+}
+
+/* link_static_parents applies the seed's static parents (cascadeclient.server)
+ * for nodes the registry gives no parent: this node under the node that
+ * advertises the address its file names, and the nodes that named this
+ * node's address before it came, under it. */
+static void link_static_parents(ctlsrv_t *s, int64_t id, const char *static_parent,
+                                const char *quic) {
+  char ids[24];
+  snprintf(ids, sizeof(ids), "%lld", (long long)id);
+  if (static_parent && static_parent[0]) {
+    const char *p[2] = {static_parent, ids};
+    PGresult *r = exec1(s, DB_CTL_PARENT_BY_QUIC, 2, p);
+    if (r != NULL && PQntuples(r) == 1) link(s, ids, PQgetvalue(r, 0, 0));
+    PQclear(r);
+  }
+  if (quic && quic[0]) {
+    const char *p[2] = {quic, ids};
+    PGresult *r = exec1(s, DB_CTL_WAITING_CHILDREN, 2, p);
+    for (int i = 0; r != NULL && i < PQntuples(r); i++) link(s, PQgetvalue(r, i, 0), ids);
+    PQclear(r);
+  }
 }
 
 static nng_msg *auth_failed_reply(ctlsrv_t *s, const req_t *q, const char *ip,
@@ -564,10 +585,10 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
 
   const Cascade__Control__Advertise *a = f->advertise;
   snprintf(ids, sizeof(ids), "%lld", (long long)x->id);
-  const char *p[6] = {ids, ip, a ? a->quic : "", a ? a->http : "", a ? a->rtmp : "",
-                      a ? a->version : ""};
-  PQclear(exec1(s, DB_CTL_CONNECT, 6, p));
-  if (a && a->static_parent && a->static_parent[0]) link_static_parent(s, x->id, a->static_parent);
+  const char *p[7] = {ids, ip, a ? a->quic : "", a ? a->http : "", a ? a->rtmp : "",
+                      a ? a->version : "", a ? a->static_parent : ""};
+  PQclear(exec1(s, DB_CTL_CONNECT, 7, p));
+  if (a) link_static_parents(s, x->id, a->static_parent, a->quic);
   log_info("control", "node connected id=%lld name=%s source=%s", (long long)x->id, n->name, ip);
   ctlsrv_wake(s);
 

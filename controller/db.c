@@ -128,12 +128,13 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
         " SELECT 'node:' || id, 'node.register', id, $3, jsonb_build_object('name', name) FROM n)"
         " SELECT id FROM n",
-    /* $1 id $2 ip $3 quic $4 http $5 rtmp $6 version. Children learn a new
-     * parent address through their generation. */
+    /* $1 id $2 ip $3 quic $4 http $5 rtmp $6 version $7 static parent.
+     * Children learn a new parent address through their generation. */
     [DB_CTL_CONNECT] =
         "WITH o AS (SELECT quic_addr FROM instances WHERE id = $1::bigint),"
         " n AS (UPDATE instances SET online = true, last_seen = now(), ip = $2, quic_addr = $3,"
-        " http_addr = $4, rtmp_addr = $5, version = $6 WHERE id = $1::bigint RETURNING id, name),"
+        " http_addr = $4, rtmp_addr = $5, version = $6, static_parent = $7"
+        " WHERE id = $1::bigint RETURNING id, name),"
         " k AS (UPDATE instances SET config_generation = config_generation + 1"
         " WHERE parent_id = $1::bigint AND (SELECT quic_addr FROM o) IS DISTINCT FROM $3),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
@@ -141,6 +142,9 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " SELECT id FROM n",
     [DB_CTL_PARENT_BY_QUIC] =
         "SELECT id FROM instances WHERE quic_addr = $1 AND id <> $2::bigint ORDER BY id LIMIT 1",
+    /* Parentless nodes whose file names $1 (a QUIC address) as their parent. */
+    [DB_CTL_WAITING_CHILDREN] = "SELECT id FROM instances WHERE static_parent = $1"
+                                " AND parent_id IS NULL AND id <> $2::bigint ORDER BY id",
     /* $1 node $2 parent: only while the node has no parent. */
     [DB_CTL_SET_PARENT] =
         "WITH n AS (UPDATE instances SET parent_id = $2::bigint, updated_time = now(),"

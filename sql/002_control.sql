@@ -12,6 +12,8 @@ ALTER TABLE instances
   ADD COLUMN http_addr          text NOT NULL DEFAULT '',
   ADD COLUMN rtmp_addr          text NOT NULL DEFAULT '',
   ADD COLUMN version            text NOT NULL DEFAULT '',
+  -- The parent address the agent's own file names (seed: cascadeclient.server).
+  ADD COLUMN static_parent      text NOT NULL DEFAULT '',
   -- Rules; NULL = the agent's own configuration file decides.
   ADD COLUMN relay_allow        text[],
   ADD COLUMN relay_deny         text[],
@@ -20,4 +22,5 @@ ALTER TABLE instances
   ADD COLUMN cert_not_after     timestamptz;
 
 CREATE INDEX instances_quic_idx ON instances (quic_addr) WHERE quic_addr <> '';
-CREATE INDEX instances_name_lookup_idx ON instances (name);
+CREATE INDEX instances_static_parent_idx ON instances (static_parent)
+  WHERE static_parent <> '' AND parent_id IS NULL;

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The local cascade of deploy/local/run.sh: a throwaway PostgreSQL and the
-controller (agents join in later issues), in the foreground until Ctrl-C.
+"""The local cascade of deploy/local/run.sh: a throwaway PostgreSQL, the
+controller and three agents in a tree (hq <- region-a <- edge-a1), in the
+foreground until Ctrl-C.
 Uses the integration harness, so the quick start runs exactly what the
 tests run."""
 
@@ -46,28 +47,61 @@ def main():
     work = tempfile.mkdtemp(prefix="cascade-local-")
     harness.at_exit(lambda: subprocess.run(["rm", "-rf", work]))
     cfg_path = os.path.join(work, "controller.yaml")
+    control_dir = os.path.join(work, "control")
     with open(cfg_path, "w") as f:
         f.write(harness.to_yaml({
             "http": {"listenaddr": "127.0.0.1:%d" % port},
             "database": {"dsn": pg.dsn(db)},
+            "control": {"listenaddr": "tls+tcp://127.0.0.1:%d" % (port + 36865),
+                        "datadir": control_dir},
             "log": {"level": "info"},
         }))
     env = dict(os.environ, CASCADE_ADMIN_TOKEN=token)
+    procs = []
     ctl = subprocess.Popen([os.path.join(os.environ["CASCADE_BIN_DIR"], "cascade-controller"),
                             "-c", cfg_path], env=env, stdin=subprocess.DEVNULL)
+    procs.append(ctl)
     url = "http://127.0.0.1:%d" % port
     if not wait_ready(url, ctl):
         print("the controller did not start (see its log above)", file=sys.stderr)
         ctl.kill()
         return 1
+
+    # Three agents: each knows its parent's QUIC address (the seed's
+    # cascadeclient.server); the controller links them into a tree.
+    nodes = [("hq", None), ("region-a", "hq"), ("edge-a1", "region-a")]
+    quic = {name: "127.0.0.1:%d" % (44944 + 2 * i) for i, (name, _) in enumerate(nodes)}
+    agent_urls = {}
+    for i, (name, parent) in enumerate(nodes):
+        acfg = {
+            "node": {"name": name, "secret": "local-%s-%s" % (name, secrets.token_hex(8)),
+                     "datadir": os.path.join(work, name)},
+            "controller": {"url": "tls+tcp://127.0.0.1:%d" % (port + 36865),
+                           "ca": os.path.join(control_dir, "ca.crt")},
+            "http": {"listenaddr": "127.0.0.1:%d" % (port + 1 + i)},
+            "cascadeserver": {"quic": {"listenaddr": quic[name]}},
+            "log": {"level": "info"},
+        }
+        if parent:
+            acfg["cascadeclient"] = {"enable": True, "server": quic[parent]}
+        apath = os.path.join(work, name + ".yaml")
+        with open(apath, "w") as f:
+            f.write(harness.to_yaml(acfg))
+        procs.append(subprocess.Popen([os.path.join(os.environ["CASCADE_BIN_DIR"], "cascade-agent"),
+                                       "-c", apath], stdin=subprocess.DEVNULL))
+        agent_urls[name] = "http://127.0.0.1:%d/api/cascade/status" % (port + 1 + i)
+    agents_text = "\n".join("  agent %-8s %s" % (n, u) for n, u in agent_urls.items())
     print(f"""
 Cascade is running.
   REST API      {url}/api/cascade/clients
   admin token   {token}
   config        {cfg_path}
+  topology      {url}/api/cascade/topology   (with the admin token)
   health        {url}/healthz   metrics {url}/metrics
+{agents_text}
 
 Try:
+  curl -H 'Authorization: Bearer {token}' {url}/api/cascade/topology
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/clients
   curl -H 'Authorization: Bearer {token}' -X POST {url}/api/cascade/clients \\
        -d '{{"name": "edge-1", "secret": "a-long-node-secret"}}'
@@ -76,12 +110,14 @@ Press Ctrl-C to stop and remove everything.
 """, flush=True)
     while not stop and ctl.poll() is None:
         time.sleep(0.2)
-    if ctl.poll() is None:
-        ctl.send_signal(signal.SIGTERM)
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in reversed(procs):
         try:
-            ctl.wait(timeout=15)
+            p.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            ctl.kill()
+            p.kill()
     print("stopping PostgreSQL and removing its data ...", flush=True)
     return 0 if not ctl.returncode else ctl.returncode
 

@@ -215,6 +215,19 @@ class AgentTest(unittest.TestCase):
         self.assertTrue([e for e in self.events("node.disconnect")
                          if e["detail"].get("reason") == "secret changed"])
 
+    def test_static_parent_that_comes_later(self):
+        """A child that connects before its parent is linked when the parent appears."""
+        self.controller()
+        self.agent("edge-h1", "edge-h1-secret",
+                   cascadeclient={"enable": True, "server": "127.0.0.1:44992"})
+        e = self.wait_online("edge-h1")
+        self.assertIsNone(self.node(e["id"])["parent_id"])
+        self.agent("region-h", "region-h-secret",
+                   cascadeserver={"quic": {"listenaddr": "127.0.0.1:44992"}})
+        r = self.wait_online("region-h")
+        harness.wait_for(lambda: self.node(e["id"])["parent_id"] == r["id"], 10,
+                         what="edge linked when its parent came")
+
     def test_topology(self):
         self.controller()
         hq = self.agent("hq", "hq-secret-123", cascadeserver={"quic": {"listenaddr": "127.0.0.1:44990"}})
