@@ -1,0 +1,144 @@
+/* The stream hub: streams keyed by path "app/name", one publisher and many
+ * subscribers each, refcounted frames shared by every subscriber, a GOP
+ * cache so a new subscriber starts on a keyframe, and bounded
+ * per-subscriber queues. Single-threaded on the caller's libev loop; it
+ * knows nothing of sockets: protocols attach through this interface. */
+#ifndef CASCADE_HUB_H
+#define CASCADE_HUB_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Frame types: the FLV tag types, which RTMP message types share. */
+#define HUB_AUDIO 8
+#define HUB_VIDEO 9
+#define HUB_SCRIPT 18
+
+/* A media frame: one FLV tag body (= RTMP message payload), immutable once
+ * pushed, shared by reference count. */
+typedef struct hub_frame {
+  unsigned refs;
+  uint8_t type;          /* HUB_AUDIO, HUB_VIDEO, HUB_SCRIPT */
+  uint8_t keyframe;      /* video keyframe */
+  uint8_t seq_header;    /* AVC/HEVC decoder configuration or AAC AudioSpecificConfig */
+  uint32_t ts;           /* milliseconds */
+  size_t len;
+  uint8_t data[];        /* the tag body */
+} hub_frame_t;
+
+/* hub_frame_new copies |len| bytes into a new frame (refs = 1) and reads
+ * keyframe/seq_header from the FLV audio/video tag header. NULL on OOM or
+ * len > HUB_FRAME_MAX. */
+#define HUB_FRAME_MAX (16 * 1024 * 1024)
+hub_frame_t *hub_frame_new(uint8_t type, uint32_t ts, const uint8_t *data, size_t len);
+hub_frame_t *hub_frame_ref(hub_frame_t *f);
+void hub_frame_unref(hub_frame_t *f);
+
+typedef struct hub_config {
+  double delay_close_s;      /* publish.delayclosetimeout: keep a stream after its publisher left */
+  double wait_s;             /* subscribe.waittimeout: how long a subscriber waits for a stream */
+  size_t queue_bytes;        /* per subscriber: beyond it, skip to the next keyframe */
+  double queue_s;            /* per subscriber: the same bound in stream time */
+  double slow_s;             /* behind for longer than this: disconnected */
+  unsigned max_streams;      /* 0 = unlimited */
+  unsigned max_subscribers;  /* per stream, 0 = unlimited */
+} hub_config_t;
+
+typedef struct hub hub_t;
+typedef struct hub_stream hub_stream_t;
+typedef struct hub_sub hub_sub_t;
+
+/* Why a subscription ends. */
+enum {
+  HUB_END_UNPUBLISHED = 1,   /* the publisher left and did not come back in time */
+  HUB_END_NOT_FOUND,         /* no publisher within wait_s */
+  HUB_END_SLOW,              /* stayed behind past slow_s */
+  HUB_END_LIMIT,             /* max_subscribers reached */
+  HUB_END_SHUTDOWN
+};
+
+/* Errors of hub_publish. */
+#define HUB_EBUSY (-16)      /* the path has a live publisher */
+#define HUB_ELIMIT (-24)     /* max_streams reached */
+#define HUB_EINVAL (-22)     /* bad path */
+
+typedef struct hub_sub_ops {
+  /* Frames are queued: drain them with hub_sub_next (from this callback or
+   * later, e.g. when the socket is writable). */
+  void (*on_frames)(hub_sub_t *s, void *arg);
+  /* The subscription ended (HUB_END_*); |s| is freed after this returns. */
+  void (*on_end)(hub_sub_t *s, void *arg, int why);
+} hub_sub_ops_t;
+
+hub_t *hub_new(struct ev_loop *loop, const hub_config_t *cfg);
+
+/* hub_free ends every subscription (HUB_END_SHUTDOWN) and frees all. */
+void hub_free(hub_t *h);
+
+/* hub_path_ok tells whether |path| is a valid stream path: "app/name",
+ * 1..1024 bytes, no control characters, no empty segment, no "." or "..". */
+int hub_path_ok(const char *path);
+
+/* --- publishers --- */
+
+/* hub_publish claims |path| for a publisher; a stream kept by
+ * delay_close_s is taken over with its subscribers. NULL with *err. */
+hub_stream_t *hub_publish(hub_t *h, const char *path, int *err);
+
+/* hub_push hands a frame to every subscriber and the GOP cache; takes one
+ * reference of |f|. */
+void hub_push(hub_stream_t *s, hub_frame_t *f);
+
+/* hub_unpublish releases the path; the stream and its subscribers stay
+ * delay_close_s for a publisher to come back. */
+void hub_unpublish(hub_stream_t *s);
+
+/* --- subscribers --- */
+
+/* hub_subscribe attaches to |path|: at once when it is live (the cached
+ * metadata, sequence headers and GOP first), else after waiting up to
+ * wait_s for a publisher. Never NULL unless out of memory; refusals come
+ * through on_end. */
+hub_sub_t *hub_subscribe(hub_t *h, const char *path, const hub_sub_ops_t *ops, void *arg);
+
+/* hub_sub_next takes the next queued frame (the caller owns that
+ * reference), or NULL when the queue is empty. */
+hub_frame_t *hub_sub_next(hub_sub_t *s);
+
+/* hub_sub_queued is the bytes queued for |s|. */
+size_t hub_sub_queued(const hub_sub_t *s);
+
+/* hub_unsubscribe detaches (no on_end); accepts NULL. */
+void hub_unsubscribe(hub_sub_t *s);
+
+/* --- introspection, for /api/stream/list and /metrics --- */
+
+typedef struct hub_stream_info {
+  const char *path;
+  int live;                  /* has a publisher now */
+  unsigned subscribers;
+  double start_time;         /* ev_now when published (wall clock) */
+  uint64_t bytes_in;
+  uint64_t frames_in;
+  /* from the sequence headers and metadata when known */
+  const char *video_codec;   /* "h264", "h265" or NULL */
+  unsigned width, height;
+  double fps;
+  uint64_t video_bps, audio_bps;
+  const char *audio_codec;   /* "aac" or NULL */
+  unsigned sample_rate, channels;
+} hub_stream_info_t;
+
+/* hub_foreach calls |fn| for each stream, in path order. */
+void hub_foreach(hub_t *h, void (*fn)(const hub_stream_info_t *info, void *arg), void *arg);
+
+typedef struct hub_stats {
+  unsigned streams, publishers, subscribers;
+  uint64_t bytes_in, bytes_out_queued, frames_dropped, slow_disconnects;
+  size_t queued_bytes;       /* all subscribers' queues */
+} hub_stats_t;
+
+void hub_get_stats(hub_t *h, hub_stats_t *out);
+
+#endif
