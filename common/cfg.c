@@ -303,6 +303,36 @@ static int parse_ll(const char *s, size_t len, long long *out) {
   return 0;
 }
 
+/* parse_duration reads "<digits><unit>" with unit ms, s, m or h into
+ * milliseconds. 0, -1 (malformed) or -2 (too large). */
+static int parse_duration(const char *s, size_t len, long long *out) {
+  static const struct {
+    const char *unit;
+    long long ms;
+  } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+  size_t digits = 0;
+  while (digits < len && s[digits] >= '0' && s[digits] <= '9') digits++;
+  if (digits == 0 || digits == len) return -1;
+  for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+    if (len - digits != strlen(units[u].unit) || memcmp(s + digits, units[u].unit, len - digits))
+      continue;
+    long long v;
+    int r = parse_ll(s, digits, &v);
+    if (r != 0) return r;
+    if (v > LLONG_MAX / units[u].ms) return -2;
+    *out = v * units[u].ms;
+    return 0;
+  }
+  return -1;
+}
+
+static void duration_text(long long ms, char *buf, size_t len) {
+  if (ms % 3600000 == 0 && ms) snprintf(buf, len, "%lldh", ms / 3600000);
+  else if (ms % 60000 == 0 && ms) snprintf(buf, len, "%lldm", ms / 60000);
+  else if (ms % 1000 == 0) snprintf(buf, len, "%llds", ms / 1000);
+  else snprintf(buf, len, "%lldms", ms);
+}
+
 static void choices_text(const cfg_key_t *k, char *buf, size_t len) {
   size_t o = 0;
   buf[0] = '\0';
@@ -355,6 +385,21 @@ static int conv_scalar(const cfg_key_t *k, const char *s, size_t len, int isnull
     }
     return 0;
   }
+  case CFG_DURATION: {
+    int r = isnull ? -1 : parse_duration(s, len, &out->i);
+    if (r == -1) {
+      snprintf(msg, msglen, "expected a duration such as 500ms, 10s, 5m or 1h");
+      return -1;
+    }
+    if (r == -2 || out->i < k->min || out->i > k->max) {
+      char lo[32], hi[32];
+      duration_text(k->min, lo, sizeof(lo));
+      duration_text(k->max, hi, sizeof(hi));
+      snprintf(msg, msglen, "must be between %s and %s", lo, hi);
+      return -1;
+    }
+    return 0;
+  }
   case CFG_ENUM: {
     for (int i = 0; !isnull && k->choices != NULL && k->choices[i] != NULL; i++) {
       if (strlen(k->choices[i]) == len && memcmp(s, k->choices[i], len) == 0) {
@@ -386,6 +431,7 @@ static void store_scalar(const cfg_key_t *k, void *dst, cfg_val_t *v) {
     *(int *)f = v->b;
     break;
   case CFG_INT:
+  case CFG_DURATION:
     *(long long *)f = v->i;
     break;
   default:
@@ -398,6 +444,7 @@ static const char *expected_what(cfg_type_t t) {
   case CFG_STR: return "expected a string";
   case CFG_BOOL: return "expected a boolean (true or false)";
   case CFG_INT: return "expected a number";
+  case CFG_DURATION: return "expected a duration such as 500ms, 10s, 5m or 1h";
   case CFG_STRLIST: return "expected a list of strings";
   case CFG_STRMAP: return "expected a mapping of strings to strings";
   default: return "expected a scalar";
@@ -677,7 +724,8 @@ static void zero_field(const cfg_key_t *k, void *dst) {
   case CFG_STR: *(char **)f = NULL; break;
   case CFG_BOOL:
   case CFG_ENUM: *(int *)f = 0; break;
-  case CFG_INT: *(long long *)f = 0; break;
+  case CFG_INT:
+  case CFG_DURATION: *(long long *)f = 0; break;
   case CFG_STRLIST: memset(f, 0, sizeof(cfg_strlist_t)); break;
   case CFG_STRMAP: memset(f, 0, sizeof(cfg_strmap_t)); break;
   }
@@ -727,6 +775,7 @@ int cfg_defaults(const cfg_key_t *table, void *dst) {
       break;
     case CFG_BOOL:
     case CFG_INT:
+    case CFG_DURATION:
     case CFG_ENUM:
       if (k->defval == NULL) break; /* stays 0 */
       if (conv_scalar(k, k->defval, strlen(k->defval), 0, &v, msg, sizeof(msg)) < 0)
@@ -796,6 +845,7 @@ static const char *type_name(cfg_type_t t) {
   case CFG_STR: return "string";
   case CFG_BOOL: return "bool";
   case CFG_INT: return "int";
+  case CFG_DURATION: return "duration";
   case CFG_ENUM: return "enum";
   case CFG_STRLIST: return "list of strings";
   case CFG_STRMAP: return "map of strings";
@@ -820,6 +870,13 @@ void cfg_print_markdown(const cfg_key_t *table, FILE *out) {
     case CFG_INT:
       fprintf(out, "%lld..%lld", k->min, k->max);
       break;
+    case CFG_DURATION: {
+      char lo[32], hi[32];
+      duration_text(k->min, lo, sizeof(lo));
+      duration_text(k->max, hi, sizeof(hi));
+      fprintf(out, "%s..%s", lo, hi);
+      break;
+    }
     case CFG_ENUM:
       for (size_t j = 0; k->choices != NULL && k->choices[j] != NULL; j++) {
         if (j) fputs(", ", out);

@@ -12,7 +12,9 @@ typedef enum {
   CFG_INT,      /* long long within [min, max] */
   CFG_ENUM,     /* int index into choices; YAML scalar naming one choice */
   CFG_STRLIST,  /* cfg_strlist_t; YAML sequence of scalars (or [] / null) */
-  CFG_STRMAP    /* cfg_strmap_t; YAML mapping scalar -> scalar, order kept */
+  CFG_STRMAP,   /* cfg_strmap_t; YAML mapping scalar -> scalar, order kept */
+  CFG_DURATION  /* long long milliseconds; YAML "500ms", "10s", "5m", "1h" (Go-style
+                   units, one of them); bounds min/max in milliseconds */
 } cfg_type_t;
 
 /* CFG_REQUIRED: must be present in the file or set from the environment.

@@ -236,6 +236,57 @@ static void test_int(void **state) {
   expect_err("workers: {a: 1}\n", "t.yaml:1:10: key 'workers': expected a number");
 }
 
+typedef struct {
+  long long wait;
+} dcfg_t;
+
+static const cfg_key_t dtable[] = {
+    {"subscribe.waittimeout", CFG_DURATION, offsetof(dcfg_t, wait), "10s", 100, 3600000, NULL, 0,
+     "wait"},
+    {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
+};
+
+static void dur_expect(const char *yaml, long long want_ms, const char *want_err) {
+  dcfg_t c;
+  char err[256];
+  assert_int_equal(cfg_defaults(dtable, &c), 0);
+  int rc = cfg_load_buf(dtable, &c, "d.yaml", yaml, strlen(yaml), err, sizeof(err));
+  if (want_err) {
+    assert_int_equal(rc, -1);
+    assert_string_equal(err, want_err);
+  } else {
+    if (rc != 0) fprintf(stderr, "%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(c.wait, want_ms);
+  }
+  cfg_free(dtable, &c);
+}
+
+static void test_duration(void **state) {
+  (void)state;
+  dcfg_t c;
+  assert_int_equal(cfg_defaults(dtable, &c), 0);
+  assert_int_equal(c.wait, 10000);
+  dur_expect("subscribe: {waittimeout: 500ms}\n", 500, NULL);
+  dur_expect("subscribe: {waittimeout: 3s}\n", 3000, NULL);
+  dur_expect("subscribe: {waittimeout: 2m}\n", 120000, NULL);
+  dur_expect("subscribe: {waittimeout: 1h}\n", 3600000, NULL);
+  static const char *const junk[] = {"10", "s", "10 s", "1.5s", "-1s", "10sec", "1h30m", "010s"};
+  for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+    char yaml[80];
+    snprintf(yaml, sizeof(yaml), "subscribe: {waittimeout: %s}\n", junk[i]);
+    dur_expect(yaml, 0,
+               "d.yaml:1:26: key 'subscribe.waittimeout': expected a duration such as 500ms, "
+               "10s, 5m or 1h");
+  }
+  dur_expect("subscribe: {waittimeout: 99ms}\n", 0,
+             "d.yaml:1:26: key 'subscribe.waittimeout': must be between 100ms and 1h");
+  dur_expect("subscribe: {waittimeout: 2h}\n", 0,
+             "d.yaml:1:26: key 'subscribe.waittimeout': must be between 100ms and 1h");
+  dur_expect("subscribe: {waittimeout: 99999999999999999999h}\n", 0,
+             "d.yaml:1:26: key 'subscribe.waittimeout': must be between 100ms and 1h");
+}
+
 static void test_enum(void **state) {
   (void)state;
   tcfg_t c;
@@ -700,6 +751,7 @@ int main(void) {
       cmocka_unit_test(test_flow_style),
       cmocka_unit_test(test_bool_spellings),
       cmocka_unit_test(test_int),
+      cmocka_unit_test(test_duration),
       cmocka_unit_test(test_enum),
       cmocka_unit_test(test_str),
       cmocka_unit_test(test_strlist),
