@@ -1,6 +1,7 @@
 /* Local HTTP API: see localapi.h. */
 #define _GNU_SOURCE
 #include "localapi.h"
+#include "net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -77,79 +78,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   log_debug(MOD, "microhttpd: %s", msg);
 }
 
-/* listen_on binds "host:port", "[v6]:port" or ":port" (all addresses, IPv6
- * taking IPv4 too), as the controller's REST API does. */
-static int listen_on(const char *addr, char *shown, size_t shownlen, char *err, size_t errlen) {
-  char host[256], port[16];
-  const char *colon = strrchr(addr, ':');
-  struct addrinfo hints, *ai = NULL;
-  int fd = -1, one = 1, rc;
-
-  if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) >= sizeof(port) ||
-      (size_t)(colon - addr) >= sizeof(host)) {
-    snprintf(err, errlen, "http.listenaddr '%s': expected host:port", addr);
-    return -1;
-  }
-  memcpy(host, addr, (size_t)(colon - addr));
-  host[colon - addr] = '\0';
-  snprintf(port, sizeof(port), "%s", colon + 1);
-  if (host[0] == '[') {
-    size_t n = strlen(host);
-    if (n < 2 || host[n - 1] != ']') {
-      snprintf(err, errlen, "http.listenaddr '%s': bad IPv6 literal", addr);
-      return -1;
-    }
-    memmove(host, host + 1, n - 2);
-    host[n - 2] = '\0';
-  }
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai)) != 0) {
-    snprintf(err, errlen, "http.listenaddr '%s': %s", addr, gai_strerror(rc));
-    return -1;
-  }
-  struct addrinfo *pick = ai;
-  for (struct addrinfo *p = ai; !host[0] && p; p = p->ai_next)
-    if (p->ai_family == AF_INET6) pick = p;
-  fd = socket(pick->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 && !host[0] && pick->ai_family == AF_INET6) {
-    /* A host without IPv6: fall back to the IPv4 wildcard. */
-    for (struct addrinfo *p = ai; p; p = p->ai_next)
-      if (p->ai_family == AF_INET) pick = p;
-    fd = socket(pick->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  }
-  if (fd < 0) goto fail;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (pick->ai_family == AF_INET6) {
-    int zero = 0;
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-  }
-  if (bind(fd, pick->ai_addr, pick->ai_addrlen) != 0 || listen(fd, 128) != 0) goto fail;
-  {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char h[INET6_ADDRSTRLEN] = "?";
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET) {
-      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
-      snprintf(shown, shownlen, "%s:%d", h, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-    } else {
-      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
-      snprintf(shown, shownlen, "[%s]:%d", h, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-    }
-  }
-  freeaddrinfo(ai);
-  return fd;
-
-fail:
-  snprintf(err, errlen, "http.listenaddr '%s': %s", addr, strerror(errno));
-  if (fd >= 0) close(fd);
-  freeaddrinfo(ai);
-  return -1;
-}
-
 int localapi_start(localapi_t *api, const char *listenaddr, char *err, size_t errlen) {
   char shown[80];
   memset(api, 0, sizeof(*api));
@@ -158,7 +86,7 @@ int localapi_start(localapi_t *api, const char *listenaddr, char *err, size_t er
     snprintf(err, errlen, "cannot create a mutex");
     return -1;
   }
-  int fd = listen_on(listenaddr, shown, sizeof(shown), err, errlen);
+  int fd = net_listen_tcp("http.listenaddr", listenaddr, 0, shown, sizeof(shown), err, errlen);
   if (fd < 0) goto fail_mutex;
   api->httpd = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,

@@ -15,6 +15,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "net.h"
 #include "reply.h"
 #include "valid.h"
 
@@ -344,75 +345,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
   log_debug("http", "microhttpd: %s", msg);
 }
 
-/* listen_on binds a TCP socket to "host:port", "[v6]:port" or ":port". */
-static int listen_on(const char *addr, char *shown, size_t shownlen, char *err, size_t errlen) {
-  char host[256], port[16];
-  const char *colon = strrchr(addr, ':');
-  struct addrinfo hints = {0}, *ai = NULL;
-  int fd = -1, one = 1, rc;
-
-  if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) >= sizeof(port) ||
-      (size_t)(colon - addr) >= sizeof(host)) {
-    snprintf(err, errlen, "http.listenaddr '%s': expected host:port", addr);
-    return -1;
-  }
-  memcpy(host, addr, (size_t)(colon - addr));
-  host[colon - addr] = '\0';
-  snprintf(port, sizeof(port), "%s", colon + 1);
-  if (host[0] == '[') {
-    size_t n = strlen(host);
-    if (n < 2 || host[n - 1] != ']') {
-      snprintf(err, errlen, "http.listenaddr '%s': bad IPv6 literal", addr);
-      return -1;
-    }
-    memmove(host, host + 1, n - 2);
-    host[n - 2] = '\0';
-  }
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai)) != 0) {
-    snprintf(err, errlen, "http.listenaddr '%s': %s", addr, gai_strerror(rc));
-    return -1;
-  }
-  /* Prefer IPv6 for an empty host (it takes IPv4 too), else the first. */
-  struct addrinfo *pick = ai;
-  for (struct addrinfo *p = ai; !host[0] && p; p = p->ai_next)
-    if (p->ai_family == AF_INET6) pick = p;
-  fd = socket(pick->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) goto fail;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (pick->ai_family == AF_INET6) {
-    int zero = 0;
-    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-  }
-  if (bind(fd, pick->ai_addr, pick->ai_addrlen) != 0 || listen(fd, 1024) != 0) goto fail;
-  {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char h[INET6_ADDRSTRLEN] = "?";
-    int p = 0;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET) {
-      inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
-      p = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-      snprintf(shown, shownlen, "%s:%d", h, p);
-    } else {
-      inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
-      p = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-      snprintf(shown, shownlen, "[%s]:%d", h, p);
-    }
-  }
-  freeaddrinfo(ai);
-  return fd;
-
-fail:
-  snprintf(err, errlen, "http.listenaddr '%s': %s", addr, strerror(errno));
-  if (fd >= 0) close(fd);
-  freeaddrinfo(ai);
-  return -1;
-}
-
 static char *read_pem(const char *path, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
   char *buf = NULL;
@@ -440,7 +372,8 @@ int http_start(ctl_t *ctl, char *err, size_t errlen) {
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                    MHD_USE_TURBO;
 
-  int fd = listen_on(c->http_listenaddr, shown, sizeof(shown), err, errlen);
+  int fd = net_listen_tcp("http.listenaddr", c->http_listenaddr, 0, shown, sizeof(shown), err,
+                          errlen);
   if (fd < 0) return -1;
   if (tls) {
     ctl->tls_cert = read_pem(c->http_tls_cert, err, errlen);

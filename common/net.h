@@ -1,0 +1,15 @@
+/* Listening sockets from configuration addresses. */
+#ifndef CASCADE_NET_H
+#define CASCADE_NET_H
+
+#include <stddef.h>
+
+/* net_listen_tcp binds and listens on "host:port", "[v6]:port" or ":port"
+ * (all addresses: IPv6 and IPv4 when the host has IPv6). |key| names the
+ * configuration key in errors. The address actually bound (port 0 resolved)
+ * goes to |shown|. Returns the socket (close-on-exec, and non-blocking
+ * when |nonblock|) or -1 with |err|. */
+int net_listen_tcp(const char *key, const char *addr, int nonblock, char *shown, size_t shownlen,
+                   char *err, size_t errlen);
+
+#endif
