@@ -25,6 +25,18 @@ typedef struct agent_config {
   cfg_strlist_t relay_deny;
   cfg_strmap_t onsub_pull;
   int log_level;
+  /* media (docs/media.md) */
+  char *rtmp_listenaddr;
+  long long rtmp_maxconns;
+  long long rtmp_chunksize;
+  long long http_maxconns;
+  long long publish_delayclose_ms;
+  long long publish_maxstreams;
+  long long subscribe_wait_ms;
+  long long subscribe_maxplayers;
+  long long subscribe_queuebytes;
+  long long subscribe_queuetime_ms;
+  long long subscribe_slow_ms;
 } agent_config_t;
 
 /* agent_config_table is the table of every agent key. */

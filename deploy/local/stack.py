@@ -79,6 +79,7 @@ def main():
             "controller": {"url": "tls+tcp://127.0.0.1:%d" % (port + 36865),
                            "ca": os.path.join(control_dir, "ca.crt")},
             "http": {"listenaddr": "127.0.0.1:%d" % (port + 1 + i)},
+            "rtmp": {"listenaddr": "127.0.0.1:%d" % (1935 + i)},
             "cascadeserver": {"quic": {"listenaddr": quic[name]}},
             "log": {"level": "info"},
         }

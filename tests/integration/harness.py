@@ -779,12 +779,25 @@ class Agent(Controller):
             "controller": {"url": "tls+tcp://127.0.0.1:%d" % self.ctl.control_port,
                            "ca": os.path.join(self.ctl.workdir, "control", "ca.crt")},
             "http": {"listenaddr": "%s:%d" % (self.host, self.port)},
+            "rtmp": {"listenaddr": "%s:%d" % (self.host, self.rtmp_port)},
             "log": {"level": "debug"},
         }
         cfg = deep_merge(cfg, self.extra_config)
         with open(self.config_path, "w") as f:
             f.write(to_yaml(cfg))
         return cfg
+
+    @property
+    def rtmp_port(self):
+        if getattr(self, "_rtmp_port", None) is None:
+            self._rtmp_port = free_port()
+        return self._rtmp_port
+
+    def rtmp_url(self, path):
+        return "rtmp://%s:%d/%s" % (self.host, self.rtmp_port, path)
+
+    def flv_url(self, path):
+        return "http://%s:%d/flv/%s.flv" % (self.host, self.port, path)
 
     def status(self):
         st, _, body = self.request("GET", "/api/cascade/status", timeout=5)
