@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* asprintf */
 /* The agent context: wiring of the control client, the local API and the
  * simulation mode on one loop. See agent.h. */
 #include "agent.h"
@@ -64,9 +65,43 @@ char *agent_status_json(const ctlc_t *c, const agent_config_t *cfg) {
   return out;
 }
 
-static void on_change(ctlc_t *c, void *arg) {
+static const char HEALTHZ[] = "{\"code\":0,\"message\":\"success\",\"data\":{\"status\":\"ok\"}}";
+
+static char *wrap_status(const agent_t *a, size_t *len) {
+  char *d = agent_status_json(a->ctl, a->cfg), *out = NULL;
+  if (d && asprintf(&out, "{\"code\":0,\"message\":\"success\",\"data\":%s}", d) < 0)
+    out = NULL;
+  free(d);
+  if (out) *len = strlen(out);
+  return out;
+}
+
+/* on_api answers the local API on the loop thread: the state it shows is
+ * read where it lives. */
+static int on_api(void *arg, const char *method, const char *path, const char *query,
+                  char **body, size_t *len, const char **ctype) {
   agent_t *a = arg;
-  if (a->api_on) localapi_set_status(&a->api, agent_status_json(c, a->cfg));
+  (void)query;
+  int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+  *ctype = "application/json";
+  if (strcmp(path, "/healthz") == 0) {
+    if (!get) return 405;
+    *body = strdup(HEALTHZ);
+    *len = *body ? strlen(*body) : 0;
+  } else if (strcmp(path, "/api/cascade/status") == 0) {
+    if (!get) return 405;
+    *body = wrap_status(a, len);
+  } else if (strcmp(path, "/api/stream/list") == 0) {
+    if (!get) return 405;
+    *body = media_stream_list(&a->media, len);
+  } else if (strcmp(path, "/metrics") == 0) {
+    if (!get) return 405;
+    *ctype = "text/plain; version=0.0.4";
+    *body = media_metrics(&a->media, len);
+  } else {
+    return 0;
+  }
+  return *body ? 200 : 500;
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
@@ -118,13 +153,11 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
     log_info(MOD, "simulating %zu agents against %s", nsim, cfg->ctl_url);
     return 0;
   }
-  if (localapi_start(&a->api, cfg->http_listenaddr, err, errlen) != 0) goto fail;
-  a->api_on = 1;
-  a->hub.on_change = on_change;
-  a->hub.on_change_arg = a;
   if ((a->ctl = ctlc_new(&a->hub, cfg->node_name, err, errlen)) == NULL) goto fail;
-  on_change(a->ctl, a);
-  log_info(MOD, "agent %s started: local API %s, controller %s", cfg->node_name, a->api.url,
+  if (media_start(&a->media, loop, cfg, on_api, a, err, errlen) != 0) goto fail;
+  a->media_on = 1;
+  log_info(MOD, "agent %s started: local API and HTTP-FLV http://%s, RTMP %s, controller %s",
+           cfg->node_name, a->media.http_url, a->media.rtmp_url[0] ? a->media.rtmp_url : "off",
            cfg->ctl_url);
   return 0;
 
@@ -139,8 +172,8 @@ void agent_stop(agent_t *a) {
   ev_signal_stop(a->loop, &a->sigint);
   ev_signal_stop(a->loop, &a->sigterm);
   /* The API first: it must not serve while the state it shows goes away. */
-  if (a->api_on) localapi_stop(&a->api);
-  a->api_on = 0;
+  if (a->media_on) media_stop(&a->media);
+  a->media_on = 0;
   ctlc_destroy(a->ctl);
   for (size_t i = 0; i < a->nsim; i++) ctlc_destroy(a->sim[i]);
   free(a->sim);

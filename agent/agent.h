@@ -7,7 +7,7 @@
 
 #include "agent_config.h"
 #include "ctlc.h"
-#include "localapi.h"
+#include "media.h"
 
 typedef struct agent {
   struct ev_loop *loop;          /* not owned: created by main */
@@ -16,8 +16,8 @@ typedef struct agent {
   ctlc_t *ctl;                   /* the control client (normal mode) */
   ctlc_t **sim;                  /* --simulate: nsim clients */
   size_t nsim;
-  localapi_t api;
-  int api_on;
+  media_t media;                 /* streams, RTMP, HTTP-FLV and the local API */
+  int media_on;
   ev_signal sigint, sigterm;
   ev_timer sim_report;
 } agent_t;

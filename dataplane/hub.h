@@ -32,9 +32,21 @@ typedef struct hub_frame {
  * len > HUB_FRAME_MAX. */
 #define HUB_FRAME_MAX (16 * 1024 * 1024)
 hub_frame_t *hub_frame_new(uint8_t type, uint32_t ts, const uint8_t *data, size_t len);
+
+/* hub_frame_alloc makes a frame of |len| uninitialised bytes (refs = 1) for
+ * a parser to fill in place; call hub_frame_classify once it is filled.
+ * NULL on OOM or len > HUB_FRAME_MAX. */
+hub_frame_t *hub_frame_alloc(uint8_t type, uint32_t ts, size_t len);
+
+/* hub_frame_classify sets keyframe/seq_header from the tag body: legacy FLV
+ * video (codec 7 AVC, 12 HEVC), Enhanced RTMP video (IsExHeader; PacketType
+ * 0 = sequence start, 1/3 = coded frames), AAC audio. */
+void hub_frame_classify(hub_frame_t *f);
 hub_frame_t *hub_frame_ref(hub_frame_t *f);
 void hub_frame_unref(hub_frame_t *f);
 
+/* A zero queue_bytes/queue_s/slow_s takes the default (8 MiB, 10 s, 30 s).
+ * queue_bytes also bounds the GOP cache: a longer GOP is not cached. */
 typedef struct hub_config {
   double delay_close_s;      /* publish.delayclosetimeout: keep a stream after its publisher left */
   double wait_s;             /* subscribe.waittimeout: how long a subscriber waits for a stream */
@@ -65,7 +77,10 @@ enum {
 
 typedef struct hub_sub_ops {
   /* Frames are queued: drain them with hub_sub_next (from this callback or
-   * later, e.g. when the socket is writable). */
+   * later, e.g. when the socket is writable). Called after every frame
+   * queued for |s| (level-triggered), and once from the loop just after
+   * hub_subscribe when the GOP cache was queued. It may call
+   * hub_unsubscribe(s). */
   void (*on_frames)(hub_sub_t *s, void *arg);
   /* The subscription ended (HUB_END_*); |s| is freed after this returns. */
   void (*on_end)(hub_sub_t *s, void *arg, int why);
@@ -87,7 +102,8 @@ int hub_path_ok(const char *path);
 hub_stream_t *hub_publish(hub_t *h, const char *path, int *err);
 
 /* hub_push hands a frame to every subscriber and the GOP cache; takes one
- * reference of |f|. */
+ * reference of |f|. A script frame starting with "@setDataFrame" is passed
+ * on without that string (plain onMetaData). */
 void hub_push(hub_stream_t *s, hub_frame_t *f);
 
 /* hub_unpublish releases the path; the stream and its subscribers stay
@@ -109,7 +125,14 @@ hub_frame_t *hub_sub_next(hub_sub_t *s);
 /* hub_sub_queued is the bytes queued for |s|. */
 size_t hub_sub_queued(const hub_sub_t *s);
 
-/* hub_unsubscribe detaches (no on_end); accepts NULL. */
+/* hub_sub_dropped is the frames dropped for |s| (skips to a keyframe). */
+uint64_t hub_sub_dropped(const hub_sub_t *s);
+
+/* hub_sub_path is the path |s| is attached to, NULL if refused. */
+const char *hub_sub_path(const hub_sub_t *s);
+
+/* hub_unsubscribe detaches (no on_end); accepts NULL. A no-op on a
+ * subscription inside its own on_end. */
 void hub_unsubscribe(hub_sub_t *s);
 
 /* --- introspection, for /api/stream/list and /metrics --- */
@@ -130,7 +153,8 @@ typedef struct hub_stream_info {
   unsigned sample_rate, channels;
 } hub_stream_info_t;
 
-/* hub_foreach calls |fn| for each stream, in path order. */
+/* hub_foreach calls |fn| for each stream that has a publisher or is kept
+ * by delay_close_s (not for paths only waited on), in path order. */
 void hub_foreach(hub_t *h, void (*fn)(const hub_stream_info_t *info, void *arg), void *arg);
 
 typedef struct hub_stats {

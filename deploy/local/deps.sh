@@ -12,9 +12,11 @@ packages=(
   libmicrohttpd-dev libjansson-dev libcmocka-dev
   # running and testing
   postgresql-15 postgresql-client-15 python3 curl procps util-linux
+  # real publishers and players in the media tests
+  ffmpeg
 )
 if [ "${CASCADE_BENCH_DEPS:-0}" = 1 ]; then
-  packages+=(wrk apache2-utils)
+  packages+=(wrk apache2-utils nginx-light libnginx-mod-rtmp)
 fi
 
 missing=()

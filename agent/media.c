@@ -1,0 +1,161 @@
+/* The agent's media node: see media.h and docs/media.md. */
+#include "media.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+
+#define MOD "media"
+
+static int on_http(void *arg, const char *method, const char *path, const char *query,
+                   char **body, size_t *len, const char **ctype) {
+  media_t *m = arg;
+  return m->api ? m->api(m->api_arg, method, path, query, body, len, ctype) : 0;
+}
+
+int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, media_api_t api,
+                void *api_arg, char *err, size_t errlen) {
+  memset(m, 0, sizeof(*m));
+  m->loop = loop;
+  m->cfg = cfg;
+  m->api = api;
+  m->api_arg = api_arg;
+  m->http_fd = -1;
+
+  hub_config_t hc = {
+      .delay_close_s = (double)cfg->publish_delayclose_ms / 1000.0,
+      .wait_s = (double)cfg->subscribe_wait_ms / 1000.0,
+      .queue_bytes = (size_t)cfg->subscribe_queuebytes,
+      .queue_s = (double)cfg->subscribe_queuetime_ms / 1000.0,
+      .slow_s = (double)cfg->subscribe_slow_ms / 1000.0,
+      .max_streams = (unsigned)cfg->publish_maxstreams,
+      .max_subscribers = (unsigned)cfg->subscribe_maxplayers,
+  };
+  if ((m->hub = hub_new(loop, &hc)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  m->http_fd = net_listen_tcp("http.listenaddr", cfg->http_listenaddr, 1, m->http_url,
+                              sizeof(m->http_url), err, errlen);
+  if (m->http_fd < 0) goto fail;
+  httpflv_config_t fc = {.max_connections = (unsigned)cfg->http_maxconns,
+                         .fallback = on_http,
+                         .fallback_arg = m};
+  if ((m->http = httpflv_new(loop, m->hub, m->http_fd, &fc)) == NULL) {
+    snprintf(err, errlen, "cannot start the HTTP server");
+    goto fail;
+  }
+  if (cfg->rtmp_listenaddr[0]) {
+    int fd = net_listen_tcp("rtmp.listenaddr", cfg->rtmp_listenaddr, 1, m->rtmp_url,
+                            sizeof(m->rtmp_url), err, errlen);
+    if (fd < 0) goto fail;
+    rtmp_server_config_t rc = {.max_conns = (unsigned)cfg->rtmp_maxconns,
+                               .chunk_size = (uint32_t)cfg->rtmp_chunksize};
+    if ((m->rtmp = rtmp_server_new(loop, m->hub, fd, &rc)) == NULL) {
+      close(fd);
+      snprintf(err, errlen, "cannot start the RTMP server");
+      goto fail;
+    }
+  }
+  return 0;
+
+fail:
+  media_stop(m);
+  return -1;
+}
+
+void media_stop(media_t *m) {
+  if (m == NULL || m->loop == NULL) return;
+  /* Protocols before the hub: they hold subscriptions and streams. */
+  rtmp_server_free(m->rtmp);
+  httpflv_free(m->http);
+  if (m->http_fd >= 0) close(m->http_fd);
+  hub_free(m->hub);
+  memset(m, 0, sizeof(*m));
+  m->http_fd = -1;
+}
+
+static json_t *time_json(double t) {
+  char buf[32];
+  struct tm tm;
+  time_t s = (time_t)t;
+  if (t <= 0 || gmtime_r(&s, &tm) == NULL) return json_null();
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return json_string(buf);
+}
+
+static void add_stream(const hub_stream_info_t *s, void *arg) {
+  json_t *list = arg;
+  json_t *video = s->video_codec
+                      ? json_pack("{s:s,s:i,s:i,s:f,s:I}", "codec", s->video_codec, "width",
+                                  (int)s->width, "height", (int)s->height, "fps", s->fps, "bps",
+                                  (json_int_t)s->video_bps)
+                      : json_null();
+  json_t *audio = s->audio_codec
+                      ? json_pack("{s:s,s:i,s:i,s:I}", "codec", s->audio_codec, "sampleRate",
+                                  (int)s->sample_rate, "channels", (int)s->channels, "bps",
+                                  (json_int_t)s->audio_bps)
+                      : json_null();
+  json_array_append_new(
+      list, json_pack("{s:s,s:s,s:i,s:o,s:s,s:o,s:o}", "path", s->path, "state",
+                      s->live ? "publishing" : "waiting", "subscribers", (int)s->subscribers,
+                      "startTime", time_json(s->start_time), "type", "rtmp", "videoTrack", video,
+                      "audioTrack", audio));
+}
+
+char *media_stream_list(media_t *m, size_t *len) {
+  json_t *list = json_array();
+  hub_foreach(m->hub, add_stream, list);
+  json_t *o = json_pack("{s:i,s:s,s:I,s:o}", "code", 0, "message", "success", "total",
+                        (json_int_t)json_array_size(list), "data", list);
+  char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(o);
+  if (s) *len = strlen(s);
+  return s;
+}
+
+char *media_metrics(media_t *m, size_t *len) {
+  hub_stats_t h;
+  httpflv_stats_t f;
+  rtmp_server_stats_t r;
+  char *buf = NULL;
+  size_t n = 0;
+  FILE *out = open_memstream(&buf, &n);
+  if (out == NULL) return NULL;
+  hub_get_stats(m->hub, &h);
+  httpflv_get_stats(m->http, &f);
+  memset(&r, 0, sizeof(r));
+  if (m->rtmp) rtmp_server_get_stats(m->rtmp, &r);
+  fprintf(out,
+          "# TYPE cascade_streams gauge\ncascade_streams %u\n"
+          "# TYPE cascade_publishers gauge\ncascade_publishers{protocol=\"rtmp\"} %u\n"
+          "# TYPE cascade_subscribers gauge\ncascade_subscribers{protocol=\"rtmp\"} %u\n"
+          "cascade_subscribers{protocol=\"httpflv\"} %u\n"
+          "# TYPE cascade_bytes_in_total counter\ncascade_bytes_in_total %llu\n"
+          "# TYPE cascade_bytes_out_total counter\n"
+          "cascade_bytes_out_total{protocol=\"rtmp\"} %llu\n"
+          "cascade_bytes_out_total{protocol=\"httpflv\"} %llu\n"
+          "# TYPE cascade_frames_dropped_total counter\ncascade_frames_dropped_total %llu\n"
+          "# TYPE cascade_slow_disconnects_total counter\ncascade_slow_disconnects_total %llu\n"
+          "# TYPE cascade_queue_bytes gauge\ncascade_queue_bytes %zu\n"
+          "# TYPE cascade_rtmp_connections gauge\ncascade_rtmp_connections %u\n"
+          "# TYPE cascade_rtmp_refused_total counter\ncascade_rtmp_refused_total %llu\n"
+          "# TYPE cascade_rtmp_protocol_errors_total counter\n"
+          "cascade_rtmp_protocol_errors_total %llu\n"
+          "# TYPE cascade_http_connections gauge\ncascade_http_connections %u\n"
+          "# TYPE cascade_http_bad_requests_total counter\ncascade_http_bad_requests_total %llu\n",
+          h.streams, r.publishers, r.players, f.players, (unsigned long long)h.bytes_in,
+          (unsigned long long)r.bytes_out, (unsigned long long)f.bytes_out,
+          (unsigned long long)h.frames_dropped, (unsigned long long)h.slow_disconnects,
+          h.queued_bytes, r.active, (unsigned long long)r.refused,
+          (unsigned long long)r.protocol_errors, f.current, (unsigned long long)f.bad_requests);
+  fclose(out);
+  *len = n;
+  return buf;
+}

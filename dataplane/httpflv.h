@@ -1,0 +1,54 @@
+/* HTTP-FLV: a small HTTP/1.1 server on the agent's libev loop. It streams
+ * GET /flv/{app}/{name}.flv from the hub (GOP cache first) and hands every
+ * other path to a fallback for the agent's own routes. One request per
+ * connection (Connection: close). */
+#ifndef CASCADE_HTTPFLV_H
+#define CASCADE_HTTPFLV_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub.h"
+
+#define HTTPFLV_MAX_REQUEST 8192   /* request line + headers; beyond: 431 */
+
+/* httpflv_fallback_t serves a path outside /flv/: returns an HTTP status
+ * and sets *body (malloc'd; the server frees it), *len and *ctype (a static
+ * string); 0 = not handled (404). |query| is "" when there is none; |path|
+ * is percent-decoded. */
+typedef int (*httpflv_fallback_t)(void *arg, const char *method, const char *path,
+                                  const char *query, char **body, size_t *len,
+                                  const char **ctype);
+
+typedef struct httpflv_config {
+  unsigned max_connections;      /* open connections; 0 = unlimited */
+  double request_timeout_s;      /* a whole request within it; 0 = 10 s */
+  httpflv_fallback_t fallback;   /* NULL: 404 for every other path */
+  void *fallback_arg;
+} httpflv_config_t;
+
+typedef struct httpflv_stats {
+  uint64_t connections;          /* accepted in total */
+  uint64_t refused;              /* closed at once by max_connections */
+  uint64_t bad_requests;         /* answered 400 or 431 */
+  uint64_t bytes_out;            /* written to sockets */
+  unsigned current;              /* open connections */
+  unsigned players;              /* connections streaming FLV now */
+} httpflv_stats_t;
+
+typedef struct httpflv httpflv_t;
+
+/* httpflv_new serves |listen_fd| (a listening socket; made non-blocking,
+ * still owned by the caller) on |loop|. NULL on OOM. */
+httpflv_t *httpflv_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
+                       const httpflv_config_t *cfg);
+
+/* httpflv_free closes every connection and stops listening; accepts NULL.
+ * It does not close the listening socket. */
+void httpflv_free(httpflv_t *srv);
+
+/* httpflv_get_stats fills |out| with the server's counters. */
+void httpflv_get_stats(const httpflv_t *srv, httpflv_stats_t *out);
+
+#endif

@@ -1,0 +1,51 @@
+/* The RTMP server: accepts RTMP connections on a listening socket, on the
+ * caller's libev loop, and attaches publishers and players to the stream
+ * hub. Stream path = app + "/" + stream name without its query string
+ * ("rtmp://host:1935/live/cam1" is "live/cam1").
+ *
+ * Chunk streams used toward clients: 2 protocol control, 3 commands and
+ * onStatus, 4 audio, 5 data (metadata, |RtmpSampleAccess), 6 video. */
+#ifndef CASCADE_RTMP_SERVER_H
+#define CASCADE_RTMP_SERVER_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "hub.h"
+
+typedef struct rtmp_server_config {
+  unsigned max_conns;          /* per listener; beyond it a connection is closed at once (0 = 1000) */
+  uint32_t chunk_size;         /* outgoing chunk size, announced after connect (0 = 4096) */
+  uint32_t max_msg;            /* audio/video message limit (0 = 16 MiB) */
+  uint32_t max_data_msg;       /* every other message type, e.g. @setDataFrame (0 = 1 MiB) */
+  uint32_t window_ack;         /* Window Acknowledgement Size / peer bandwidth (0 = 2500000) */
+  double handshake_timeout;    /* seconds to complete the handshake (0 = 10) */
+  double idle_timeout;         /* seconds without input for a non-player (0 = 60) */
+  size_t max_out;              /* queued control output per connection (0 = 1 MiB) */
+} rtmp_server_config_t;
+
+typedef struct rtmp_server rtmp_server_t;
+
+typedef struct rtmp_server_stats {
+  uint64_t accepted, refused;   /* connections */
+  unsigned active, publishers, players;
+  uint64_t handshakes_simple, handshakes_digest;
+  uint64_t protocol_errors, timeouts;
+  uint64_t unknown_msgs, ignored_cmds;
+  uint64_t bytes_in, bytes_out, frames_in, frames_out;
+} rtmp_server_stats_t;
+
+/* rtmp_server_new serves |listen_fd| (bound and listening; made
+ * non-blocking; the server closes it on free). |cfg| NULL: defaults.
+ * NULL on failure, |listen_fd| then left open for the caller. */
+rtmp_server_t *rtmp_server_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
+                               const rtmp_server_config_t *cfg);
+
+/* rtmp_server_free closes every connection and the listener; accepts NULL.
+ * Call it before hub_free. */
+void rtmp_server_free(rtmp_server_t *srv);
+
+/* rtmp_server_get_stats fills |out| with the counters, for /metrics. */
+void rtmp_server_get_stats(const rtmp_server_t *srv, rtmp_server_stats_t *out);
+
+#endif

@@ -1,0 +1,443 @@
+/* Unit tests for dataplane/httpflv.c: real loopback TCP clients against the
+ * server on a libev loop, driven from one thread (the client sockets are
+ * non-blocking and read between loop iterations). A live stream plays as
+ * FLV (headers, GOP, then live tags, CORS header), a missing one gets 404
+ * after the wait, HEAD and OPTIONS answer, bad requests get 400/431/405, the
+ * fallback serves other paths, max_connections closes the surplus, and a
+ * player that does not read is bounded and cut while another sees all. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "flv.h"
+#include "httpflv.h"
+
+static struct ev_loop *loop;
+static hub_t *hub;
+static httpflv_t *srv;
+static int lfd;
+static unsigned short port;
+
+typedef struct client {
+  int fd;
+  uint8_t *buf;
+  size_t n, cap;
+  int eof;
+} client_t;
+
+static void break_cb(struct ev_loop *l, ev_timer *w, int revents) {
+  (void)w;
+  (void)revents;
+  ev_break(l, EVBREAK_ONE);
+}
+
+static void run_for(double s) {
+  ev_timer t;
+  ev_timer_init(&t, break_cb, s, 0.);
+  ev_timer_start(loop, &t);
+  ev_run(loop, 0);
+  ev_timer_stop(loop, &t);
+}
+
+static void client_read(client_t *c) {
+  for (;;) {
+    if (c->n == c->cap) {
+      c->cap = c->cap ? c->cap * 2 : 65536;
+      c->buf = realloc(c->buf, c->cap + 1);
+      assert_non_null(c->buf);
+    }
+    ssize_t k = recv(c->fd, c->buf + c->n, c->cap - c->n, 0);
+    if (k > 0) {
+      c->n += (size_t)k;
+      c->buf[c->n] = 0;
+      continue;
+    }
+    if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) c->eof = 1;
+    return;
+  }
+}
+
+/* pump runs the loop and reads |c| until |done| or |secs| pass. */
+static void pump(client_t *c, double secs, int (*done)(const client_t *)) {
+  double end = ev_time() + secs;
+  while (ev_time() < end) {
+    run_for(0.002);
+    if (c) client_read(c);
+    if (done && c && done(c)) return;
+  }
+}
+
+static int got_eof(const client_t *c) { return c->eof; }
+
+static int client_rcvbuf; /* set before connect, so the window is small from the start */
+
+static void client_open(client_t *c, const char *req, size_t len) {
+  memset(c, 0, sizeof(*c));
+  c->fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(c->fd >= 0);
+  if (client_rcvbuf) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &client_rcvbuf, sizeof(client_rcvbuf));
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  fcntl(c->fd, F_SETFL, O_NONBLOCK);
+  if (req) assert_int_equal(send(c->fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static void client_close(client_t *c) {
+  close(c->fd);
+  free(c->buf);
+  c->buf = NULL;
+}
+
+/* body_of points past the response head; NULL while incomplete. */
+static const uint8_t *body_of(const client_t *c) {
+  if (c->n == 0) return NULL;
+  const char *e = strstr((const char *)c->buf, "\r\n\r\n");
+  return e ? (const uint8_t *)e + 4 : NULL;
+}
+
+static int fallback(void *arg, const char *method, const char *path, const char *query,
+                    char **body, size_t *len, const char **ctype) {
+  (void)arg;
+  (void)method;
+  if (strcmp(path, "/api/echo") != 0) return 0;
+  size_t n = strlen(query) + 4;
+  *body = malloc(n + 1);
+  snprintf(*body, n + 1, "q=%s\r\n", query);
+  *len = strlen(*body);
+  *ctype = "text/plain; charset=utf-8";
+  return 200;
+}
+
+static void start(unsigned max_conns, size_t qbytes) {
+  loop = ev_loop_new(EVFLAG_AUTO);
+  hub_config_t hc = {0.1, 0.2, qbytes, 5, 1, 0, 0};
+  hub = hub_new(loop, &hc);
+  lfd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(lfd, 64), 0);
+  socklen_t sl = sizeof(a);
+  getsockname(lfd, (struct sockaddr *)&a, &sl);
+  port = ntohs(a.sin_port);
+  httpflv_config_t c = {max_conns, 1.0, fallback, NULL};
+  srv = httpflv_new(loop, hub, lfd, &c);
+  assert_non_null(srv);
+}
+
+static void stop(void) {
+  httpflv_free(srv);
+  hub_free(hub);
+  close(lfd);
+  ev_loop_destroy(loop);
+}
+
+static const uint8_t avc_seq[] = {0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x64, 0x00, 0x0a};
+static const uint8_t aac_seq[] = {0xaf, 0x00, 0x12, 0x10};
+
+static void push_video(hub_stream_t *st, uint32_t ts, int key, size_t len) {
+  uint8_t *b = calloc(1, len);
+  b[0] = key ? 0x17 : 0x27;
+  b[1] = 1;
+  b[5] = (uint8_t)ts;
+  hub_push(st, hub_frame_new(HUB_VIDEO, ts, b, len));
+  free(b);
+}
+
+static hub_stream_t *publish(const char *path) {
+  hub_stream_t *st = hub_publish(hub, path, NULL);
+  assert_non_null(st);
+  hub_push(st, hub_frame_new(HUB_SCRIPT, 0, (const uint8_t *)"\x02\x00\x0aonMetaData\x05", 14));
+  hub_push(st, hub_frame_new(HUB_VIDEO, 0, avc_seq, sizeof(avc_seq)));
+  hub_push(st, hub_frame_new(HUB_AUDIO, 0, aac_seq, sizeof(aac_seq)));
+  push_video(st, 0, 1, 200);
+  push_video(st, 40, 0, 100);
+  return st;
+}
+
+typedef struct tags {
+  unsigned n, keys, bad;
+  uint8_t type[64];
+  uint32_t ts[64];
+  uint64_t mismatch;
+} tags_t;
+
+static void parse_body(const client_t *c, tags_t *t) {
+  const uint8_t *b = body_of(c);
+  memset(t, 0, sizeof(*t));
+  assert_non_null(b);
+  flv_parser_t p;
+  flv_parser_init(&p, 1);
+  size_t left = c->n - (size_t)(b - c->buf);
+  while (left) {
+    hub_frame_t *f;
+    long k = flv_parse(&p, b, left, &f);
+    if (k < 0) {
+      t->bad = 1;
+      break;
+    }
+    b += k;
+    left -= (size_t)k;
+    if (f) {
+      if (t->n < 64) {
+        t->type[t->n] = f->type;
+        t->ts[t->n] = f->ts;
+      }
+      t->n++;
+      t->keys += f->keyframe;
+      hub_frame_unref(f);
+    }
+  }
+  t->mismatch = p.prev_size_mismatch;
+  flv_parser_free(&p);
+}
+
+static int n_tags_ge5(const client_t *c) {
+  tags_t t;
+  if (!body_of(c)) return 0;
+  parse_body(c, &t);
+  return t.n >= 5;
+}
+
+static int n_tags_ge6(const client_t *c) {
+  tags_t t;
+  if (!body_of(c)) return 0;
+  parse_body(c, &t);
+  return t.n >= 6;
+}
+
+static void test_live_stream(void **state) {
+  (void)state;
+  start(0, 0);
+  hub_stream_t *st = publish("live/cam1");
+  client_t c;
+  const char req[] = "GET /flv/live/cam1.flv HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n";
+  client_open(&c, req, sizeof(req) - 1);
+  pump(&c, 2, n_tags_ge5);
+  assert_non_null(body_of(&c));
+  assert_memory_equal(c.buf, "HTTP/1.1 200 OK\r\n", 17);
+  assert_non_null(strstr((char *)c.buf, "Content-Type: video/x-flv\r\n"));
+  assert_non_null(strstr((char *)c.buf, "Access-Control-Allow-Origin: *\r\n"));
+  assert_null(strstr((char *)c.buf, "Transfer-Encoding"));
+  const uint8_t *b = body_of(&c);
+  assert_memory_equal(b, "FLV\x01\x05\x00\x00\x00\x09", 9);
+  httpflv_stats_t s;
+  httpflv_get_stats(srv, &s);
+  assert_int_equal(s.players, 1);
+  assert_int_equal(s.current, 1);
+  push_video(st, 80, 0, 100); /* live after the GOP */
+  pump(&c, 2, n_tags_ge6);
+  tags_t t;
+  parse_body(&c, &t);
+  assert_int_equal(t.bad, 0);
+  assert_int_equal(t.mismatch, 0);
+  assert_int_equal(t.n, 6);
+  assert_int_equal(t.type[0], HUB_SCRIPT);
+  assert_int_equal(t.type[1], HUB_VIDEO);
+  assert_int_equal(t.type[2], HUB_AUDIO);
+  assert_int_equal(t.keys, 1);
+  assert_int_equal(t.ts[3], 0);
+  assert_int_equal(t.ts[4], 40);
+  assert_int_equal(t.ts[5], 80);
+  /* the publisher leaves for good: the player is closed after delay-close */
+  hub_unpublish(st);
+  pump(&c, 2, got_eof);
+  assert_true(c.eof);
+  httpflv_get_stats(srv, &s);
+  assert_int_equal(s.players, 0);
+  assert_int_equal(s.current, 0);
+  assert_true(s.bytes_out >= c.n);
+  client_close(&c);
+  stop();
+}
+
+static void test_not_found_after_wait(void **state) {
+  (void)state;
+  start(0, 0);
+  client_t c;
+  const char req[] = "GET /flv/live/none.flv HTTP/1.1\r\n\r\n";
+  client_open(&c, req, sizeof(req) - 1);
+  pump(&c, 0.1, NULL);
+  assert_int_equal(c.n, 0); /* still waiting for a publisher */
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 404 Not Found\r\n", 24);
+  assert_non_null(strstr((char *)c.buf, "\r\n\r\nstream not found\n"));
+  client_close(&c);
+  stop();
+}
+
+/* request → expected status line prefix */
+static void expect(const char *req, size_t len, const char *status) {
+  client_t c;
+  client_open(&c, req, len);
+  pump(&c, 2, got_eof);
+  assert_true(c.eof);
+  assert_true(c.n > 0);
+  if (strncmp((char *)c.buf, status, strlen(status)) != 0) fail_msg("%s: got %.40s", status, c.buf);
+  client_close(&c);
+}
+
+#define EXPECT(req, status) expect(req, sizeof(req) - 1, status)
+
+static void test_bad_requests(void **state) {
+  (void)state;
+  start(0, 0);
+  EXPECT("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "HTTP/1.1 400 ");  /* TLS */
+  EXPECT("\x03\x00\x00\x00\x00", "HTTP/1.1 400 ");                         /* RTMP C0 */
+  EXPECT("GET /x\r\n\r\n", "HTTP/1.1 400 ");
+  EXPECT("GET /x HTTP/2.0\r\n\r\n", "HTTP/1.1 400 ");
+  EXPECT("GET /a b HTTP/1.1\r\n\r\n", "HTTP/1.1 400 ");
+  EXPECT("GET /x HTTP/1.1\r\nno colon\r\n\r\n", "HTTP/1.1 400 ");
+  EXPECT("GET /x HTTP/1.1\r\n folded: x\r\n\r\n", "HTTP/1.1 400 ");
+  EXPECT("GET /%zz HTTP/1.1\r\n\r\n", "HTTP/1.1 400 ");
+  EXPECT("GET http://h/x HTTP/1.1\r\n\r\n", "HTTP/1.1 400 ");
+  EXPECT("POST /flv/live/a.flv HTTP/1.1\r\n\r\n", "HTTP/1.1 405 ");
+  EXPECT("DELETE /api/echo HTTP/1.1\r\n\r\n", "HTTP/1.1 405 ");
+  EXPECT("GET /nowhere HTTP/1.1\r\n\r\n", "HTTP/1.1 404 ");
+  EXPECT("GET /flv/live/a.mp4 HTTP/1.1\r\n\r\n", "HTTP/1.1 404 ");
+  EXPECT("GET /flv/../etc.flv HTTP/1.1\r\n\r\n", "HTTP/1.1 404 ");
+  EXPECT("OPTIONS /flv/live/a.flv HTTP/1.1\r\n\r\n", "HTTP/1.1 204 ");
+  /* over 8 KiB of request head */
+  char big[9000];
+  int n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX-Big: ");
+  memset(big + n, 'a', sizeof(big) - (size_t)n);
+  expect(big, sizeof(big), "HTTP/1.1 431 ");
+  /* the fallback serves its path, with the query */
+  client_t c;
+  const char req[] = "GET /api/echo?a=1 HTTP/1.1\r\n\r\n";
+  client_open(&c, req, sizeof(req) - 1);
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 200 OK\r\n", 17);
+  assert_non_null(strstr((char *)c.buf, "Content-Type: text/plain; charset=utf-8\r\n"));
+  assert_non_null(strstr((char *)c.buf, "Content-Length: 7\r\n"));
+  assert_non_null(strstr((char *)c.buf, "Access-Control-Allow-Origin: *\r\n"));
+  assert_string_equal((char *)body_of(&c), "q=a=1\r\n");
+  client_close(&c);
+  /* a client that half-closes after its request still gets the reply */
+  client_open(&c, req, sizeof(req) - 1);
+  shutdown(c.fd, SHUT_WR);
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 200 OK\r\n", 17);
+  client_close(&c);
+  httpflv_stats_t s;
+  httpflv_get_stats(srv, &s);
+  assert_int_equal(s.bad_requests, 10);
+  assert_int_equal(s.current, 0);
+  stop();
+}
+
+static void test_head(void **state) {
+  (void)state;
+  start(0, 0);
+  hub_stream_t *st = publish("live/cam1");
+  client_t c;
+  const char req[] = "HEAD /flv/live/cam1.flv HTTP/1.1\r\n\r\n";
+  client_open(&c, req, sizeof(req) - 1);
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 200 OK\r\n", 17);
+  assert_non_null(strstr((char *)c.buf, "Content-Type: video/x-flv\r\n"));
+  const uint8_t *b = body_of(&c);
+  assert_non_null(b);
+  assert_int_equal(c.n, (size_t)(b - c.buf)); /* no body */
+  client_close(&c);
+  hub_stats_t hs;
+  hub_get_stats(hub, &hs);
+  assert_int_equal(hs.subscribers, 0);
+  hub_unpublish(st);
+  EXPECT("HEAD /flv/live/gone.flv HTTP/1.1\r\n\r\n", "HTTP/1.1 404 ");
+  stop();
+}
+
+static void test_max_connections(void **state) {
+  (void)state;
+  start(2, 0);
+  client_t a, b, c;
+  client_open(&a, NULL, 0);
+  client_open(&b, NULL, 0);
+  pump(&a, 0.05, NULL);
+  client_open(&c, NULL, 0);
+  pump(&c, 1, got_eof);
+  assert_true(c.eof);
+  client_read(&a);
+  assert_false(a.eof);
+  httpflv_stats_t s;
+  httpflv_get_stats(srv, &s);
+  assert_int_equal(s.refused, 1);
+  assert_int_equal(s.current, 2);
+  client_close(&a);
+  client_close(&b);
+  client_close(&c);
+  stop();
+}
+
+/* A player that never reads costs at most its queue bound and is cut after
+ * slow_s; a reading player meanwhile gets every frame. */
+static void test_slow_player(void **state) {
+  (void)state;
+  const size_t qbytes = 256 * 1024;
+  start(0, qbytes);
+  hub_stream_t *st = publish("live/cam1");
+  client_t fast, slow;
+  const char req[] = "GET /flv/live/cam1.flv HTTP/1.1\r\n\r\n";
+  client_rcvbuf = 4096;
+  client_open(&slow, req, sizeof(req) - 1);
+  client_rcvbuf = 0;
+  client_open(&fast, req, sizeof(req) - 1);
+  pump(&fast, 0.05, NULL);
+  const int frames = 1500;
+  for (int i = 0; i < frames; i++) {
+    push_video(st, 80 + (uint32_t)i * 10, i % 50 == 0, 10000);
+    run_for(0.0005);
+    client_read(&fast);
+    hub_stats_t hs;
+    hub_get_stats(hub, &hs);
+    assert_true(hs.queued_bytes <= 2 * qbytes + 4096);
+  }
+  pump(&fast, 1, NULL);
+  tags_t t;
+  parse_body(&fast, &t);
+  assert_int_equal(t.bad, 0);
+  assert_int_equal(t.n, 5 + frames);
+  assert_int_equal(t.mismatch, 0);
+  hub_stats_t hs;
+  hub_get_stats(hub, &hs);
+  assert_int_equal(hs.slow_disconnects, 1);
+  assert_true(hs.frames_dropped > 0);
+  pump(&slow, 3, got_eof); /* what the kernel still holds, then the close */
+  assert_true(slow.eof);
+  tags_t ts;
+  parse_body(&slow, &ts);
+  assert_int_equal(ts.bad, 0);
+  assert_true(ts.n < 5 + frames); /* it lost frames, the fast one did not */
+  client_close(&fast);
+  client_close(&slow);
+  stop();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_live_stream),     cmocka_unit_test(test_not_found_after_wait),
+      cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_head),
+      cmocka_unit_test(test_max_connections), cmocka_unit_test(test_slow_player),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,594 @@
+/* Unit tests for dataplane/hub.c on a real libev loop with short timeouts:
+ * publish/subscribe, the GOP cache (metadata and sequence headers first,
+ * then a keyframe), refusals, delay-close and wait timeouts, slow
+ * subscribers skipped to a keyframe and ended while a fast one sees every
+ * frame, and frame references back to their owner at the end (ASan checks
+ * the leaks). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hub.h"
+
+/* A real AVC sequence header (ffmpeg, libx264 High 4:4:4, 160x120: the
+ * SPS codes 160x128 and crops 8 lines). */
+static const uint8_t avc_seq[] = {
+    0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0xf4, 0x00, 0x0a, 0xff, 0xe1, 0x00, 0x1a,
+    0x67, 0xf4, 0x00, 0x0a, 0x91, 0x9b, 0x28, 0x50, 0x8f, 0xc4, 0xe0, 0x22, 0x00,
+    0x00, 0x03, 0x00, 0x02, 0x00, 0x00, 0x03, 0x00, 0x28, 0x1e, 0x24, 0x4b, 0x2c,
+    0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xc4, 0x48, 0x44, 0xff, 0xf8, 0xf8, 0x00};
+/* AAC LC, 44100 Hz, stereo */
+static const uint8_t aac_seq[] = {0xaf, 0x00, 0x12, 0x10};
+
+static struct ev_loop *loop;
+
+static void break_cb(struct ev_loop *l, ev_timer *w, int revents) {
+  (void)w;
+  (void)revents;
+  ev_break(l, EVBREAK_ONE);
+}
+
+/* run_for runs the loop for |s| seconds of real time. */
+static void run_for(double s) {
+  ev_timer t;
+  ev_timer_init(&t, break_cb, s, 0.);
+  ev_timer_start(loop, &t);
+  ev_run(loop, 0);
+  ev_timer_stop(loop, &t);
+}
+
+static hub_frame_t *video(uint32_t ts, int key, size_t len) {
+  uint8_t buf[4096];
+  assert_true(len >= 5 && len <= sizeof(buf));
+  memset(buf, 0xab, len);
+  buf[0] = key ? 0x17 : 0x27;
+  buf[1] = 0x01;
+  buf[2] = buf[3] = buf[4] = 0;
+  hub_frame_t *f = hub_frame_new(HUB_VIDEO, ts, buf, len);
+  assert_non_null(f);
+  assert_int_equal(f->keyframe, key ? 1 : 0);
+  assert_int_equal(f->seq_header, 0);
+  return f;
+}
+
+static hub_frame_t *audio(uint32_t ts) {
+  uint8_t buf[32] = {0xaf, 0x01};
+  return hub_frame_new(HUB_AUDIO, ts, buf, sizeof(buf));
+}
+
+/* meta builds "@setDataFrame" "onMetaData" {width, height, framerate}. */
+static hub_frame_t *meta(int with_sdf) {
+  uint8_t b[256];
+  size_t n = 0;
+  if (with_sdf) {
+    b[n++] = 2;
+    b[n++] = 0;
+    b[n++] = 13;
+    memcpy(b + n, "@setDataFrame", 13);
+    n += 13;
+  }
+  b[n++] = 2;
+  b[n++] = 0;
+  b[n++] = 10;
+  memcpy(b + n, "onMetaData", 10);
+  n += 10;
+  b[n++] = 8;
+  b[n++] = 0;
+  b[n++] = 0;
+  b[n++] = 0;
+  b[n++] = 3;
+  const char *keys[3] = {"width", "height", "framerate"};
+  double vals[3] = {640, 360, 25};
+  for (int i = 0; i < 3; i++) {
+    size_t kl = strlen(keys[i]);
+    b[n++] = 0;
+    b[n++] = (uint8_t)kl;
+    memcpy(b + n, keys[i], kl);
+    n += kl;
+    b[n++] = 0;
+    uint64_t u;
+    memcpy(&u, &vals[i], 8);
+    for (int k = 7; k >= 0; k--) b[n++] = (uint8_t)(u >> (k * 8));
+  }
+  b[n++] = 0;
+  b[n++] = 0;
+  b[n++] = 9;
+  return hub_frame_new(HUB_SCRIPT, 0, b, n);
+}
+
+#define REC_MAX 4096
+
+typedef struct rec {
+  hub_sub_t *s;
+  int drain;            /* take frames in on_frames */
+  int unsub_in_cb;      /* hub_unsubscribe itself in on_frames */
+  int ended, why;
+  int n;
+  uint8_t type[REC_MAX], key[REC_MAX], seq[REC_MAX];
+  uint32_t ts[REC_MAX];
+  size_t first_len[1];
+  uint8_t first_meta[16];
+  size_t max_queued;
+} rec_t;
+
+static void rec_take(rec_t *r) {
+  hub_frame_t *f;
+  while ((f = hub_sub_next(r->s)) != NULL) {
+    if (r->n < REC_MAX) {
+      r->type[r->n] = f->type;
+      r->key[r->n] = f->keyframe;
+      r->seq[r->n] = f->seq_header;
+      r->ts[r->n] = f->ts;
+      if (f->type == HUB_SCRIPT && f->len >= 16) memcpy(r->first_meta, f->data, 16);
+      r->n++;
+    }
+    hub_frame_unref(f);
+  }
+}
+
+static void rec_frames(hub_sub_t *s, void *arg) {
+  rec_t *r = arg;
+  assert_ptr_equal(s, r->s);
+  size_t q = hub_sub_queued(s);
+  if (q > r->max_queued) r->max_queued = q;
+  if (r->unsub_in_cb) {
+    hub_unsubscribe(s);
+    r->s = NULL;
+    r->ended = -1;
+    return;
+  }
+  if (r->drain) rec_take(r);
+}
+
+static void rec_end(hub_sub_t *s, void *arg, int why) {
+  rec_t *r = arg;
+  assert_ptr_equal(s, r->s);
+  hub_unsubscribe(s); /* a no-op inside on_end */
+  r->ended = 1;
+  r->why = why;
+  r->s = NULL;
+}
+
+static const hub_sub_ops_t rec_ops = {rec_frames, rec_end};
+
+static void sub(hub_t *h, const char *path, rec_t *r, int drain) {
+  memset(r, 0, sizeof(*r));
+  r->drain = drain;
+  r->s = hub_subscribe(h, path, &rec_ops, r);
+  assert_non_null(r->s);
+}
+
+static hub_t *mk(double delay, double wait, size_t qbytes, double qs, double slow) {
+  hub_config_t c = {delay, wait, qbytes, qs, slow, 0, 0};
+  hub_t *h = hub_new(loop, &c);
+  assert_non_null(h);
+  return h;
+}
+
+static int setup(void **state) {
+  (void)state;
+  loop = ev_loop_new(EVFLAG_AUTO);
+  return loop ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  ev_loop_destroy(loop);
+  return 0;
+}
+
+static void push_headers(hub_stream_t *st) {
+  hub_push(st, meta(1));
+  hub_push(st, hub_frame_new(HUB_VIDEO, 0, avc_seq, sizeof(avc_seq)));
+  hub_push(st, hub_frame_new(HUB_AUDIO, 0, aac_seq, sizeof(aac_seq)));
+}
+
+static void test_path_ok(void **state) {
+  (void)state;
+  assert_true(hub_path_ok("live/cam1"));
+  assert_true(hub_path_ok("a/b/c"));
+  assert_true(hub_path_ok("live/.hidden"));
+  assert_false(hub_path_ok("cam1"));
+  assert_false(hub_path_ok(""));
+  assert_false(hub_path_ok("/live/cam1"));
+  assert_false(hub_path_ok("live/cam1/"));
+  assert_false(hub_path_ok("live//cam1"));
+  assert_false(hub_path_ok("live/.."));
+  assert_false(hub_path_ok("./cam"));
+  assert_false(hub_path_ok("live/c\nam"));
+  char big[1100];
+  memset(big, 'a', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  big[3] = '/';
+  assert_false(hub_path_ok(big));
+  big[1024] = '\0';
+  assert_true(hub_path_ok(big));
+}
+
+static void test_frame_classify(void **state) {
+  (void)state;
+  const uint8_t ex_key[] = {0x91, 'h', 'v', 'c', '1', 0, 0, 0};     /* key, CodedFrames */
+  const uint8_t ex_keyx[] = {0x93, 'h', 'v', 'c', '1', 0};          /* key, CodedFramesX */
+  const uint8_t ex_seq[] = {0x90, 'h', 'v', 'c', '1', 1};
+  const uint8_t ex_inter[] = {0xa1, 'h', 'v', 'c', '1', 0, 0, 0};
+  const uint8_t hevc_key[] = {0x1c, 0x01, 0, 0, 0, 9};
+  const uint8_t hevc_seq[] = {0x1c, 0x00, 0, 0, 0, 1};
+  const uint8_t aac_raw[] = {0xaf, 0x01, 0x21};
+  struct {
+    const uint8_t *d;
+    size_t n;
+    uint8_t type, key, seq;
+  } cases[] = {
+      {ex_key, sizeof(ex_key), HUB_VIDEO, 1, 0},    {ex_keyx, sizeof(ex_keyx), HUB_VIDEO, 1, 0},
+      {ex_seq, sizeof(ex_seq), HUB_VIDEO, 0, 1},    {ex_inter, sizeof(ex_inter), HUB_VIDEO, 0, 0},
+      {hevc_key, sizeof(hevc_key), HUB_VIDEO, 1, 0}, {hevc_seq, sizeof(hevc_seq), HUB_VIDEO, 0, 1},
+      {avc_seq, sizeof(avc_seq), HUB_VIDEO, 0, 1},  {aac_seq, sizeof(aac_seq), HUB_AUDIO, 0, 1},
+      {aac_raw, sizeof(aac_raw), HUB_AUDIO, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    hub_frame_t *f = hub_frame_new(cases[i].type, 7, cases[i].d, cases[i].n);
+    assert_non_null(f);
+    assert_int_equal(f->keyframe, cases[i].key);
+    assert_int_equal(f->seq_header, cases[i].seq);
+    assert_int_equal(f->refs, 1);
+    assert_ptr_equal(hub_frame_ref(f), f);
+    assert_int_equal(f->refs, 2);
+    hub_frame_unref(f);
+    hub_frame_unref(f);
+  }
+  assert_null(hub_frame_alloc(HUB_VIDEO, 0, (size_t)HUB_FRAME_MAX + 1));
+}
+
+/* A late subscriber gets metadata, both sequence headers, then the GOP from
+ * its keyframe, then live frames, in that order. */
+static void test_late_subscriber_gop(void **state) {
+  (void)state;
+  hub_t *h = mk(1, 1, 0, 0, 0);
+  int err = -1;
+  hub_stream_t *st = hub_publish(h, "live/cam1", &err);
+  assert_non_null(st);
+  assert_int_equal(err, 0);
+  push_headers(st);
+  hub_push(st, video(0, 0, 100));  /* before any keyframe: not cached */
+  hub_push(st, video(40, 1, 100));
+  hub_push(st, audio(50));
+  hub_push(st, video(80, 0, 100));
+  hub_push(st, video(120, 1, 100)); /* a new GOP replaces the old one */
+  hub_push(st, audio(130));
+  hub_push(st, video(160, 0, 100));
+  rec_t r;
+  sub(h, "live/cam1", &r, 1);
+  assert_int_equal(r.n, 0); /* nothing from inside hub_subscribe */
+  run_for(0.01);
+  assert_int_equal(r.n, 6);
+  assert_int_equal(r.type[0], HUB_SCRIPT);
+  assert_memory_equal(r.first_meta, "\x02\x00\x0aonMetaData", 13); /* @setDataFrame stripped */
+  assert_int_equal(r.type[1], HUB_VIDEO);
+  assert_int_equal(r.seq[1], 1);
+  assert_int_equal(r.type[2], HUB_AUDIO);
+  assert_int_equal(r.seq[2], 1);
+  assert_int_equal(r.type[3], HUB_VIDEO);
+  assert_int_equal(r.key[3], 1);
+  assert_int_equal(r.ts[3], 120);
+  assert_int_equal(r.ts[4], 130);
+  assert_int_equal(r.ts[5], 160);
+  hub_push(st, video(200, 0, 100));
+  assert_int_equal(r.n, 7);
+  assert_int_equal(r.ts[6], 200);
+  hub_stats_t s;
+  hub_get_stats(h, &s);
+  assert_int_equal(s.streams, 1);
+  assert_int_equal(s.publishers, 1);
+  assert_int_equal(s.subscribers, 1);
+  assert_int_equal(s.queued_bytes, 0);
+  hub_unsubscribe(r.s);
+  hub_unpublish(st);
+  hub_get_stats(h, &s);
+  assert_int_equal(s.streams, 0);
+  assert_int_equal(s.subscribers, 0);
+  hub_free(h);
+}
+
+static void info_cb(const hub_stream_info_t *in, void *arg) {
+  hub_stream_info_t *out = arg;
+  int i = 0;
+  while (out[i].path) i++;
+  out[i] = *in;
+  out[i].path = strdup(in->path);
+}
+
+static void test_info(void **state) {
+  (void)state;
+  hub_t *h = mk(1, 1, 0, 0, 0);
+  hub_stream_t *b = hub_publish(h, "live/b", NULL);
+  hub_stream_t *a = hub_publish(h, "live/a", NULL);
+  assert_non_null(a);
+  assert_non_null(b);
+  push_headers(a);
+  hub_push(b, meta(0));
+  rec_t waiting;
+  sub(h, "live/nobody", &waiting, 1); /* a path only waited on is not listed */
+  hub_stream_info_t info[4];
+  memset(info, 0, sizeof(info));
+  hub_foreach(h, info_cb, info);
+  assert_string_equal(info[0].path, "live/a");
+  assert_string_equal(info[1].path, "live/b");
+  assert_null(info[2].path);
+  assert_true(info[0].live);
+  assert_string_equal(info[0].video_codec, "h264");
+  assert_int_equal(info[0].width, 160);   /* from the SPS, over the metadata's 640 */
+  assert_int_equal(info[0].height, 120);
+  assert_string_equal(info[0].audio_codec, "aac");
+  assert_int_equal(info[0].sample_rate, 44100);
+  assert_int_equal(info[0].channels, 2);
+  assert_true(info[0].fps == 25);
+  assert_int_equal(info[1].width, 640);   /* metadata only */
+  assert_int_equal(info[1].height, 360);
+  assert_null(info[1].video_codec);
+  for (int i = 0; i < 2; i++) free((char *)info[i].path);
+  hub_unsubscribe(waiting.s);
+  hub_free(h);
+}
+
+static void test_refusals(void **state) {
+  (void)state;
+  hub_config_t c = {1, 1, 0, 0, 0, 2, 1};
+  hub_t *h = hub_new(loop, &c);
+  int err = 0;
+  assert_non_null(hub_publish(h, "live/a", &err));
+  assert_null(hub_publish(h, "live/a", &err));
+  assert_int_equal(err, HUB_EBUSY);
+  assert_null(hub_publish(h, "bad", &err));
+  assert_int_equal(err, HUB_EINVAL);
+  assert_non_null(hub_publish(h, "live/b", &err));
+  assert_null(hub_publish(h, "live/c", &err));
+  assert_int_equal(err, HUB_ELIMIT);
+  rec_t r1, r2, r3;
+  sub(h, "live/a", &r1, 1);
+  sub(h, "live/a", &r2, 1);
+  sub(h, "no-slash", &r3, 1);
+  assert_int_equal(r2.ended, 0); /* refusals come from the loop, not from inside */
+  run_for(0.01);
+  assert_int_equal(r1.ended, 0);
+  assert_int_equal(r2.ended, 1);
+  assert_int_equal(r2.why, HUB_END_LIMIT);
+  assert_int_equal(r3.ended, 1);
+  assert_int_equal(r3.why, HUB_END_NOT_FOUND);
+  hub_free(h);
+  assert_int_equal(r1.ended, 1);
+  assert_int_equal(r1.why, HUB_END_SHUTDOWN);
+}
+
+/* The publisher comes back within delay_close_s: its subscribers stay and
+ * get the new frames. */
+static void test_delay_close_keeps(void **state) {
+  (void)state;
+  hub_t *h = mk(0.3, 1, 0, 0, 0);
+  hub_stream_t *st = hub_publish(h, "live/cam1", NULL);
+  push_headers(st);
+  hub_push(st, video(5000, 1, 100));
+  rec_t r;
+  sub(h, "live/cam1", &r, 1);
+  run_for(0.01);
+  assert_int_equal(r.n, 4);
+  hub_unpublish(st);
+  run_for(0.1);
+  assert_int_equal(r.ended, 0);
+  int err;
+  hub_stream_t *st2 = hub_publish(h, "live/cam1", &err);
+  assert_ptr_equal(st2, st);
+  push_headers(st2);
+  hub_push(st2, video(0, 1, 100));
+  run_for(0.4);
+  assert_int_equal(r.ended, 0);
+  assert_int_equal(r.n, 8);
+  assert_int_equal(r.key[7], 1);
+  assert_int_equal(r.ts[7], 0);
+  hub_unsubscribe(r.s);
+  hub_free(h);
+}
+
+static void test_delay_close_ends(void **state) {
+  (void)state;
+  hub_t *h = mk(0.1, 1, 0, 0, 0);
+  hub_stream_t *st = hub_publish(h, "live/cam1", NULL);
+  hub_push(st, video(0, 1, 100));
+  rec_t r;
+  sub(h, "live/cam1", &r, 1);
+  run_for(0.01);
+  hub_unpublish(st);
+  hub_stats_t s;
+  hub_get_stats(h, &s);
+  assert_int_equal(s.streams, 1); /* kept */
+  assert_int_equal(s.publishers, 0);
+  run_for(0.3);
+  assert_int_equal(r.ended, 1);
+  assert_int_equal(r.why, HUB_END_UNPUBLISHED);
+  hub_get_stats(h, &s);
+  assert_int_equal(s.streams, 0);
+  assert_int_equal(s.subscribers, 0);
+  /* the path is free again */
+  st = hub_publish(h, "live/cam1", NULL);
+  assert_non_null(st);
+  hub_free(h);
+}
+
+static void test_wait(void **state) {
+  (void)state;
+  hub_t *h = mk(1, 0.1, 0, 0, 0);
+  rec_t missing, early;
+  sub(h, "live/missing", &missing, 1);
+  sub(h, "live/later", &early, 1);
+  run_for(0.05);
+  assert_int_equal(missing.ended, 0);
+  hub_stream_t *st = hub_publish(h, "live/later", NULL);
+  push_headers(st);
+  hub_push(st, video(0, 1, 100));
+  run_for(0.2);
+  assert_int_equal(missing.ended, 1);
+  assert_int_equal(missing.why, HUB_END_NOT_FOUND);
+  assert_int_equal(early.ended, 0);
+  assert_int_equal(early.n, 4);
+  assert_int_equal(early.type[0], HUB_SCRIPT);
+  assert_int_equal(early.key[3], 1);
+  hub_stats_t s;
+  hub_get_stats(h, &s);
+  assert_int_equal(s.streams, 1);
+  assert_int_equal(s.subscribers, 1);
+  hub_free(h);
+  assert_int_equal(early.why, HUB_END_SHUTDOWN);
+}
+
+/* A subscriber that never drains is skipped to keyframes within its bound
+ * and ended after slow_s of stream time; a fast one sees every frame. */
+static void test_slow_subscriber(void **state) {
+  (void)state;
+  const size_t qbytes = 20000;
+  hub_t *h = mk(1, 1, qbytes, 100, 3);
+  hub_stream_t *st = hub_publish(h, "live/cam1", NULL);
+  push_headers(st);
+  rec_t fast, slow, lazy;
+  sub(h, "live/cam1", &fast, 1);
+  sub(h, "live/cam1", &slow, 0);
+  sub(h, "live/cam1", &lazy, 0);
+  int pushed = 0;
+  for (uint32_t i = 0; i < 50; i++, pushed++) hub_push(st, video(i * 40, i % 10 == 0, 1000));
+  /* lazy drains now: after its drop it restarts on a keyframe */
+  rec_take(&lazy);
+  assert_true(hub_sub_dropped(lazy.s) > 0);
+  int first_media = -1;
+  for (int i = 0; i < lazy.n; i++)
+    if (!lazy.seq[i] && lazy.type[i] != HUB_SCRIPT) {
+      first_media = i;
+      break;
+    }
+  assert_true(first_media >= 0);
+  assert_int_equal(lazy.key[first_media], 1);
+  assert_int_equal(lazy.type[0], HUB_SCRIPT); /* headers survive the drop */
+  assert_int_equal(lazy.seq[1], 1);
+  lazy.drain = 1;
+  for (uint32_t i = 50; i < 150; i++, pushed++) {
+    hub_push(st, video(i * 40, i % 10 == 0, 1000));
+    assert_true(slow.ended || hub_sub_queued(slow.s) <= qbytes);
+  }
+  assert_int_equal(slow.ended, 1);
+  assert_int_equal(slow.why, HUB_END_SLOW);
+  assert_int_equal(fast.ended, 0);
+  assert_int_equal(fast.n, 3 + pushed);
+  for (int i = 4; i < fast.n; i++) assert_int_equal(fast.ts[i], fast.ts[i - 1] + 40);
+  assert_int_equal(lazy.ended, 0); /* caught up, no longer behind */
+  assert_true(fast.max_queued <= qbytes);
+  hub_stats_t s;
+  hub_get_stats(h, &s);
+  assert_int_equal(s.slow_disconnects, 1);
+  assert_true(s.frames_dropped > 0);
+  assert_int_equal(s.subscribers, 2);
+  hub_free(h);
+}
+
+/* queue_s bounds a queue in stream time even when bytes are small. */
+static void test_queue_time_bound(void **state) {
+  (void)state;
+  hub_t *h = mk(1, 1, 1 << 20, 1.0, 100);
+  hub_stream_t *st = hub_publish(h, "live/cam1", NULL);
+  rec_t r;
+  sub(h, "live/cam1", &r, 0);
+  for (uint32_t i = 0; i < 60; i++) hub_push(st, video(i * 40, i % 25 == 0, 100));
+  rec_take(&r);
+  /* 60 frames over 2.4 s, queue ≤ 1 s: it restarted at the keyframe of 2.0 s */
+  assert_true(r.n > 0 && r.n <= 26);
+  assert_int_equal(r.key[0], 1);
+  assert_int_equal(r.ts[0], 2000);
+  assert_int_equal(hub_sub_dropped(r.s), 60 - (uint64_t)r.n);
+  hub_free(h);
+}
+
+static void test_audio_only_window(void **state) {
+  (void)state;
+  hub_t *h = mk(1, 1, 0, 0, 0);
+  hub_stream_t *st = hub_publish(h, "live/radio", NULL);
+  hub_push(st, hub_frame_new(HUB_AUDIO, 0, aac_seq, sizeof(aac_seq)));
+  for (uint32_t i = 0; i < 100; i++) hub_push(st, audio(i * 23));
+  rec_t r;
+  sub(h, "live/radio", &r, 1);
+  run_for(0.01);
+  /* the sequence header then about 1 s of audio */
+  assert_int_equal(r.seq[0], 1);
+  assert_true(r.n >= 40 && r.n <= 46);
+  assert_true(r.ts[r.n - 1] - r.ts[1] <= 1000);
+  hub_free(h);
+}
+
+/* A subscriber that leaves from inside on_frames does not disturb the
+ * others or the walk over subscribers. */
+static void test_unsubscribe_in_callback(void **state) {
+  (void)state;
+  hub_t *h = mk(1, 1, 0, 0, 0);
+  hub_stream_t *st = hub_publish(h, "live/cam1", NULL);
+  rec_t a, b, c;
+  sub(h, "live/cam1", &a, 1);
+  sub(h, "live/cam1", &b, 1);
+  sub(h, "live/cam1", &c, 1);
+  b.unsub_in_cb = 1;
+  hub_push(st, video(0, 1, 100));
+  hub_push(st, video(40, 0, 100));
+  assert_int_equal(a.n, 2);
+  assert_int_equal(c.n, 2);
+  assert_int_equal(b.ended, -1);
+  hub_stats_t s;
+  hub_get_stats(h, &s);
+  assert_int_equal(s.subscribers, 2);
+  hub_free(h);
+}
+
+/* Every reference the hub took is given back. */
+static void test_refcounts(void **state) {
+  (void)state;
+  hub_t *h = mk(0.05, 1, 4000, 0, 0);
+  hub_stream_t *st = hub_publish(h, "live/cam1", NULL);
+  hub_frame_t *key = video(0, 1, 500), *seq = hub_frame_new(HUB_VIDEO, 0, avc_seq, sizeof(avc_seq));
+  hub_frame_ref(key);
+  hub_frame_ref(seq);
+  hub_push(st, seq);
+  hub_push(st, key);
+  rec_t r1, r2;
+  sub(h, "live/cam1", &r1, 0);
+  sub(h, "live/cam1", &r2, 0);
+  assert_int_equal(key->refs, 1 + 1 + 2); /* mine, the GOP cache, two queues */
+  /* the queues overflow and drop it; the GOP outgrows queue_bytes and is dropped too */
+  for (uint32_t i = 1; i < 20; i++) hub_push(st, video(i * 40, 0, 500));
+  assert_int_equal(key->refs, 1);
+  assert_int_equal(seq->refs, 1 + 1 + 2); /* headers are never dropped */
+  hub_unpublish(st);
+  run_for(0.2);
+  assert_int_equal(r1.why, HUB_END_UNPUBLISHED);
+  assert_int_equal(key->refs, 1);
+  assert_int_equal(seq->refs, 1);
+  hub_frame_unref(key);
+  hub_frame_unref(seq);
+  hub_free(h);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_path_ok),
+      cmocka_unit_test(test_frame_classify),
+      cmocka_unit_test(test_late_subscriber_gop),
+      cmocka_unit_test(test_info),
+      cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_delay_close_keeps),
+      cmocka_unit_test(test_delay_close_ends),
+      cmocka_unit_test(test_wait),
+      cmocka_unit_test(test_slow_subscriber),
+      cmocka_unit_test(test_queue_time_bound),
+      cmocka_unit_test(test_audio_only_window),
+      cmocka_unit_test(test_unsubscribe_in_callback),
+      cmocka_unit_test(test_refcounts),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
