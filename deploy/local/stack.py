@@ -92,6 +92,8 @@ def main():
                                        "-c", apath], stdin=subprocess.DEVNULL))
         agent_urls[name] = "http://127.0.0.1:%d/api/cascade/status" % (port + 1 + i)
     agents_text = "\n".join("  agent %-8s %s" % (n, u) for n, u in agent_urls.items())
+    edge_rtmp = "rtmp://127.0.0.1:%d/live/cam1" % (1935 + 2)
+    edge_flv = "http://127.0.0.1:%d/flv/live/cam1.flv" % (port + 3)
     print(f"""
 Cascade is running.
   REST API      {url}/api/cascade/clients
@@ -100,6 +102,14 @@ Cascade is running.
   topology      {url}/api/cascade/topology   (with the admin token)
   health        {url}/healthz   metrics {url}/metrics
 {agents_text}
+
+Publish a test stream to edge-a1 over RTMP (or point OBS at {edge_rtmp}):
+  ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 \\
+         -c:v libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac \\
+         -f flv {edge_rtmp}
+Play it over HTTP-FLV or RTMP:
+  ffplay {edge_flv}        (or: ffplay {edge_rtmp})
+  streams on the node:  http://127.0.0.1:{port + 3}/api/stream/list
 
 Try:
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/topology
