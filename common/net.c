@@ -82,3 +82,22 @@ fail:
   return -1;
 }
 
+
+void net_peer_name(int fd, char *buf, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) {
+    snprintf(buf, len, "?");
+  } else if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+    snprintf(buf, len, "%s:%u", host, (unsigned)ntohs(a->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+    snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
+  } else {
+    snprintf(buf, len, "local");
+  }
+}

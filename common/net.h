@@ -12,4 +12,8 @@
 int net_listen_tcp(const char *key, const char *addr, int nonblock, char *shown, size_t shownlen,
                    char *err, size_t errlen);
 
+/* net_peer_name writes the peer of socket |fd| as "1.2.3.4:5678",
+ * "[::1]:5678" or "local". */
+void net_peer_name(int fd, char *buf, size_t len);
+
 #endif

@@ -35,6 +35,7 @@
 
 #include "flv.h"
 #include "log.h"
+#include "net.h"
 
 #define INFLIGHT 32            /* frames taken from the hub and not yet written */
 #define MAX_HEADERS 100
@@ -582,27 +583,6 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---------- accepting ---------- */
 
-static void peer_name(int fd, char *out, size_t len) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
-  char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
-  if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET) {
-      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-      inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-      port = ntohs(a->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-      port = ntohs(a->sin6_port);
-    } else {
-      snprintf(host, sizeof(host), "local");
-    }
-  }
-  if (ss.ss_family == AF_INET6) snprintf(out, len, "[%s]:%u", host, port);
-  else snprintf(out, len, "%s:%u", host, port);
-}
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
   httpflv_t *srv = w->data;
@@ -616,7 +596,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
       return;
     }
     char peer[64];
-    peer_name(fd, peer, sizeof(peer));
+    net_peer_name(fd, peer, sizeof(peer));
     if (srv->cfg.max_connections && srv->st.current >= srv->cfg.max_connections) {
       srv->st.refused++;
       WARN_RL(srv, "[%s] refused: max_connections %u reached", peer, srv->cfg.max_connections);

@@ -32,6 +32,7 @@
 
 #include "amf.h"
 #include "log.h"
+#include "net.h"
 #include "rtmp_proto.h"
 
 #define CSID_CONTROL 2
@@ -792,28 +793,6 @@ static void conn_close(rtmp_conn_t *c) {
   free(c);
 }
 
-static void peer_name(int fd, char *buf, size_t len) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
-  char host[INET6_ADDRSTRLEN] = "?";
-  unsigned port = 0;
-  if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-    if (ss.ss_family == AF_INET) {
-      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-      inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-      port = ntohs(a->sin_port);
-      snprintf(buf, len, "%s:%u", host, port);
-      return;
-    }
-    if (ss.ss_family == AF_INET6) {
-      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-      snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
-      return;
-    }
-  }
-  snprintf(buf, len, "unknown");
-}
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
   rtmp_server_t *s = w->data;
@@ -831,7 +810,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
     }
     rtmp_conn_t *c = calloc(1, sizeof(*c));
     char peer[64];
-    peer_name(fd, peer, sizeof(peer));
+    net_peer_name(fd, peer, sizeof(peer));
     if (c == NULL || s->st.active >= s->cfg.max_conns) {
       rtmp_conn_t tmp;
       memset(&tmp, 0, sizeof(tmp));
