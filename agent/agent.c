@@ -97,7 +97,20 @@ static int on_api(void *arg, const char *method, const char *path, const char *q
   } else if (strcmp(path, "/metrics") == 0) {
     if (!get) return 405;
     *ctype = "text/plain; version=0.0.4";
-    *body = media_metrics(&a->media, len);
+    char *m = media_metrics(&a->media, len), *out = NULL;
+    if (m && asprintf(&out,
+                      "%s# TYPE cascade_control_state gauge\n"
+                      "cascade_control_state{state=\"%s\"} 1\n"
+                      "# TYPE cascade_control_applied_generation gauge\n"
+                      "cascade_control_applied_generation %llu\n"
+                      "# TYPE cascade_control_bad_messages_total counter\n"
+                      "cascade_control_bad_messages_total %llu\n",
+                      m, ctlc_state_name(a->ctl->state), (unsigned long long)a->ctl->applied_gen,
+                      (unsigned long long)a->hub.bad_messages) < 0)
+      out = NULL;
+    free(m);
+    *body = out;
+    *len = out ? strlen(out) : 0;
   } else {
     return 0;
   }

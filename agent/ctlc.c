@@ -799,6 +799,7 @@ static void on_op(ctlc_t *c, ctlc_event_t *ev) {
   }
   r = ctlmsg_decode_response(nng_msg_body(ev->msg), nng_msg_len(ev->msg), why, sizeof(why));
   if (r == NULL) {
+    c->hub->bad_messages++;
     ctlc_fail(c, "bad message from the controller: %s", why);
     return;
   }

@@ -45,6 +45,7 @@ typedef struct ctlc_hub {
   char *ca_pem;                  /* owned; NULL until known (pin bootstrap) */
   int simulate;                  /* no CERT, log lines shared and rate-limited */
   uint64_t rng;
+  uint64_t bad_messages;         /* answers the codec refused (for /metrics) */
   ev_tstamp log_last;            /* simulate: shared log rate limit */
   unsigned log_suppressed;
   /* Called on the loop thread whenever a client's visible state changed. */

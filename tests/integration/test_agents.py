@@ -89,6 +89,11 @@ class AgentTest(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(a.datadir, "node.crt")))
         self.assertEqual(len(self.events("node.connect")), 1)
         self.assertEqual(len(self.events("cert.issue")), 1)
+        st, _, text = a.request("GET", "/metrics")
+        self.assertEqual(st, 200)
+        self.assertIn('cascade_control_state{state="running"} 1', text)
+        self.assertIn("cascade_control_bad_messages_total 0", text)
+        self.assertIn("cascade_streams 0", text)
         # no duplicate row after an agent restart: the same identity comes back
         a.stop(expected_errors=AGENT_ERRORS)
         a.start()
