@@ -336,7 +336,11 @@ static void sub_on_frames(hub_sub_t *s, void *arg) {
     c->srv->st.players++;
     conn_log(c, LOG_INFO, "playing %s", c->play_path);
   }
-  want_write(c);
+  /* Write now: one sendmsg per frame and player, no epoll round trip. A
+   * player whose socket is full waits for EV_WRITE; its hub queue bounds
+   * what piles up meanwhile. conn_flush only schedules closes, so it is
+   * safe inside the publisher's hub_push. */
+  if (!ev_is_active(&c->wio)) conn_flush(c);
 }
 
 static void sub_on_end(hub_sub_t *s, void *arg, int why) {
