@@ -427,7 +427,7 @@ static void test_slow_player(void **state) {
   tags_t ts;
   parse_body(&slow, &ts);
   assert_int_equal(ts.bad, 0);
-  assert_true(ts.n < 5 + frames); /* it lost frames, the fast one did not */
+  assert_true(ts.n < 5 + (size_t)frames); /* it lost frames, the fast one did not */
   client_close(&fast);
   client_close(&slow);
   stop();

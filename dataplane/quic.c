@@ -1,0 +1,1090 @@
+/* QUIC endpoint on ngtcp2 0.12 + ngtcp2_crypto_gnutls + libev (see quic.h).
+ *
+ * Flow: the socket watcher reads datagrams, routes each by destination
+ * connection ID (a per-endpoint hash table) to its connection, or creates a
+ * server connection for a valid Initial. Connections touched by a read are
+ * then "serviced" at the top level of the loop: deferred events reach the
+ * caller, a requested close is written, pending stream data is written, and
+ * the timer is re-armed from ngtcp2_conn_get_expiry. The per-connection
+ * timer runs the same service after ngtcp2_conn_handle_expiry. Nothing is
+ * freed from inside an ngtcp2 callback: closed streams and dead connections
+ * are swept by the service. */
+#include "quic.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+#include "log.h"
+
+#define MOD "quic"
+#define QUIC_CIDLEN 16
+#define QUIC_CID_BUCKETS 1024
+#define QUIC_MAX_PKT 1500          /* send buffer; max_tx_udp_payload 1452 */
+#define QUIC_RX_BUF 65536
+#define QUIC_RX_BATCH 64           /* datagrams read per socket event */
+#define QUIC_SOCKBUF (4 * 1024 * 1024)
+
+/* Prefers AES-128-GCM (ChaCha20 is slow on this hardware); TLS 1.3 only;
+ * the middlebox compatibility mode is not allowed in QUIC. */
+#define QUIC_PRIORITY                                                        \
+  "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"     \
+  "+CHACHA20-POLY1305:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:"            \
+  "+GROUP-SECP384R1:%DISABLE_TLS13_COMPAT_MODE"
+
+typedef struct quic_stream {
+  struct quic_stream *next;
+  int64_t id;
+  uint8_t *buf;          /* ring of |cap| bytes, owned; NULL until a write */
+  size_t cap;
+  uint64_t ack_off;      /* stream offsets: acked <= sent <= end */
+  uint64_t sent_off;
+  uint64_t end_off;
+  int fin_req, fin_sent;
+  int want_writable;     /* a write was cut short */
+  int writable_pending;  /* space freed since: tell the caller */
+  int closed;            /* ngtcp2 closed it; sweep tells the caller */
+  uint64_t close_code;
+  unsigned blocked_round;
+} quic_stream;
+
+enum conn_state { CS_OPEN, CS_CLOSING, CS_DRAINING, CS_DEAD };
+
+struct quic_conn {
+  struct quic_conn *next;
+  quic_endpoint *ep;
+  ngtcp2_conn *conn;                 /* owned */
+  gnutls_session_t tls;              /* owned */
+  ngtcp2_crypto_conn_ref ref;
+  ev_timer timer;
+  int is_server;
+  enum conn_state state;
+  int established;                   /* handshake done (and confirmed) */
+  int notify_established;            /* deferred on_accept/on_connected */
+  int visible;                       /* the caller knows this conn */
+  int close_pending;
+  uint64_t close_code;
+  int dirty;
+  int ccerr_set;                     /* |ccerr| chosen by a callback */
+  ngtcp2_connection_close_error ccerr;
+  quic_close_info info;
+  uint8_t *close_pkt;                /* owned, CLOSING: resent on input */
+  size_t close_pktlen;
+  unsigned close_rx;
+  quic_stream *streams;              /* owned list */
+  unsigned round;
+  struct sockaddr_storage remote;
+  socklen_t remotelen;
+  char peer[64];
+  void *user;
+};
+
+typedef struct cid_entry {
+  struct cid_entry *next;
+  ngtcp2_cid cid;
+  quic_conn *c;
+} cid_entry;
+
+struct quic_endpoint {
+  struct ev_loop *loop;
+  int fd;
+  ev_io rio;
+  struct sockaddr_storage local;
+  socklen_t locallen;
+  quic_config cfg;
+  char *cert_pem, *key_pem, *ca_pem, *priority; /* owned copies */
+  gnutls_certificate_credentials_t cred;
+  gnutls_priority_t prio;
+  uint8_t reset_secret[32];
+  quic_callbacks cb;
+  void *ud;
+  quic_conn *conns;                  /* owned list */
+  cid_entry *cids[QUIC_CID_BUCKETS]; /* owned entries */
+};
+
+static void conn_service(quic_conn *c);
+
+static ngtcp2_tstamp now_ts(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * NGTCP2_SECONDS + (uint64_t)ts.tv_nsec;
+}
+
+static void addr_str(const struct sockaddr *sa, char *out, size_t len) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    port = ntohs(in->sin_port);
+    snprintf(out, len, "%s:%u", host, port);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    port = ntohs(in6->sin6_port);
+    snprintf(out, len, "[%s]:%u", host, port);
+  } else {
+    snprintf(out, len, "?");
+  }
+}
+
+/* ---- connection-ID table ---- */
+
+static unsigned cid_hash(const uint8_t *d, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ d[i]) * 16777619u;
+  return h % QUIC_CID_BUCKETS;
+}
+
+static quic_conn *cid_find(quic_endpoint *ep, const uint8_t *d, size_t n) {
+  for (cid_entry *e = ep->cids[cid_hash(d, n)]; e; e = e->next)
+    if (e->cid.datalen == n && memcmp(e->cid.data, d, n) == 0) return e->c;
+  return NULL;
+}
+
+static int cid_add(quic_endpoint *ep, const ngtcp2_cid *cid, quic_conn *c) {
+  cid_entry *e = calloc(1, sizeof(*e));
+  if (!e) return -ENOMEM;
+  unsigned h = cid_hash(cid->data, cid->datalen);
+  e->cid = *cid;
+  e->c = c;
+  e->next = ep->cids[h];
+  ep->cids[h] = e;
+  return 0;
+}
+
+static void cid_remove(quic_endpoint *ep, const ngtcp2_cid *cid) {
+  cid_entry **p = &ep->cids[cid_hash(cid->data, cid->datalen)];
+  for (; *p; p = &(*p)->next) {
+    if (ngtcp2_cid_eq(&(*p)->cid, cid)) {
+      cid_entry *e = *p;
+      *p = e->next;
+      free(e);
+      return;
+    }
+  }
+}
+
+static void cid_remove_conn(quic_endpoint *ep, quic_conn *c) {
+  for (unsigned i = 0; i < QUIC_CID_BUCKETS; i++) {
+    cid_entry **p = &ep->cids[i];
+    while (*p) {
+      if ((*p)->c == c) {
+        cid_entry *e = *p;
+        *p = e->next;
+        free(e);
+      } else {
+        p = &(*p)->next;
+      }
+    }
+  }
+}
+
+/* ---- streams ---- */
+
+static quic_stream *stream_find(quic_conn *c, int64_t id) {
+  for (quic_stream *s = c->streams; s; s = s->next)
+    if (s->id == id) return s;
+  return NULL;
+}
+
+static quic_stream *stream_new(quic_conn *c, int64_t id) {
+  quic_stream *s = calloc(1, sizeof(*s));
+  if (!s) return NULL;
+  s->id = id;
+  s->cap = c->ep->cfg.stream_sndbuf;
+  s->next = c->streams;
+  c->streams = s;
+  return s;
+}
+
+static void stream_free(quic_stream *s) {
+  if (!s) return;
+  free(s->buf);
+  free(s);
+}
+
+static int stream_pending(const quic_stream *s) {
+  return !s->closed &&
+         (s->sent_off < s->end_off || (s->fin_req && !s->fin_sent));
+}
+
+/* ---- ngtcp2 callbacks ---- */
+
+static void rand_cb(uint8_t *dest, size_t len, const ngtcp2_rand_ctx *ctx) {
+  (void)ctx;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dest, len);
+}
+
+static int get_new_cid_cb(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token,
+                          size_t cidlen, void *ud) {
+  quic_conn *c = ud;
+  if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) != 0)
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  cid->datalen = cidlen;
+  if (ngtcp2_crypto_generate_stateless_reset_token(
+          token, c->ep->reset_secret, sizeof(c->ep->reset_secret), cid) != 0)
+    return NGTCP2_ERR_CALLBACK_FAILURE;
+  if (cid_add(c->ep, cid, c) != 0) return NGTCP2_ERR_CALLBACK_FAILURE;
+  return 0;
+}
+
+static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
+  quic_conn *c = ud;
+  cid_remove(c->ep, cid);
+  return 0;
+}
+
+/* The negotiated ALPN must be ours: GnuTLS lets a peer without ALPN in. */
+static int alpn_ok(quic_conn *c) {
+  gnutls_datum_t p;
+  if (gnutls_alpn_get_selected_protocol(c->tls, &p) != 0) return 0;
+  return p.size == strlen(QUIC_ALPN) && memcmp(p.data, QUIC_ALPN, p.size) == 0;
+}
+
+static int fail_alpn(quic_conn *c) {
+  log_warn(MOD, "[%s] handshake refused: ALPN is not " QUIC_ALPN, c->peer);
+  ngtcp2_connection_close_error_set_transport_error_tls_alert(
+      &c->ccerr, 120 /* no_application_protocol */, NULL, 0);
+  c->ccerr_set = 1;
+  return NGTCP2_ERR_CALLBACK_FAILURE;
+}
+
+static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
+  quic_conn *c = ud;
+  if (!alpn_ok(c)) return fail_alpn(c);
+  if (c->is_server) { /* the client's Finished (and certificate) checked */
+    c->established = 1;
+    c->notify_established = 1;
+  }
+  return 0;
+}
+
+static int handshake_confirmed_cb(ngtcp2_conn *conn, void *ud) {
+  quic_conn *c = ud;
+  /* A client's handshake completes before the server has verified the
+   * client certificate; HANDSHAKE_DONE is the server's acceptance. */
+  if (!c->is_server) {
+    c->established = 1;
+    c->notify_established = 1;
+  }
+  return 0;
+}
+
+static int stream_open_cb(ngtcp2_conn *conn, int64_t sid, void *ud) {
+  quic_conn *c = ud;
+  if (!ngtcp2_is_bidi_stream(sid)) return 0; /* uni streams: limit is 0 */
+  quic_stream *s = stream_new(c, sid);
+  if (!s) return NGTCP2_ERR_CALLBACK_FAILURE;
+  ngtcp2_conn_set_stream_user_data(conn, sid, s);
+  if (c->ep->cb.on_stream_open) c->ep->cb.on_stream_open(c, sid, c->ep->ud);
+  return 0;
+}
+
+static int recv_stream_data_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
+                               uint64_t offset, const uint8_t *data,
+                               size_t len, void *ud, void *sud) {
+  quic_conn *c = ud;
+  int fin = (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0;
+  if (c->ep->cb.on_data && c->state == CS_OPEN)
+    c->ep->cb.on_data(c, sid, data, len, fin, c->ep->ud);
+  /* Data is handed over at once, so the windows open at once. */
+  ngtcp2_conn_extend_max_stream_offset(conn, sid, len);
+  ngtcp2_conn_extend_max_offset(conn, len);
+  return 0;
+}
+
+static int acked_cb(ngtcp2_conn *conn, int64_t sid, uint64_t offset,
+                    uint64_t len, void *ud, void *sud) {
+  quic_stream *s = sud;
+  if (!s) return 0;
+  s->ack_off = offset + len; /* ngtcp2 reports the contiguous acked prefix */
+  if (s->want_writable && len > 0) {
+    s->want_writable = 0;
+    s->writable_pending = 1;
+  }
+  return 0;
+}
+
+static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
+                           uint64_t app_code, void *ud, void *sud) {
+  quic_conn *c = ud;
+  quic_stream *s = sud;
+  if (s) {
+    s->closed = 1;
+    s->close_code =
+        (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) ? app_code : 0;
+  }
+  if (!ngtcp2_conn_is_local_stream(conn, sid) && ngtcp2_is_bidi_stream(sid))
+    ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+  (void)c;
+  return 0;
+}
+
+static ngtcp2_conn *get_conn_cb(ngtcp2_crypto_conn_ref *ref) {
+  quic_conn *c = ref->user_data;
+  return c->conn;
+}
+
+static const ngtcp2_callbacks client_callbacks = {
+    .client_initial = ngtcp2_crypto_client_initial_cb,
+    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+    .handshake_completed = handshake_completed_cb,
+    .handshake_confirmed = handshake_confirmed_cb,
+    .encrypt = ngtcp2_crypto_encrypt_cb,
+    .decrypt = ngtcp2_crypto_decrypt_cb,
+    .hp_mask = ngtcp2_crypto_hp_mask_cb,
+    .recv_stream_data = recv_stream_data_cb,
+    .acked_stream_data_offset = acked_cb,
+    .stream_open = stream_open_cb,
+    .stream_close = stream_close_cb,
+    .recv_retry = ngtcp2_crypto_recv_retry_cb,
+    .rand = rand_cb,
+    .get_new_connection_id = get_new_cid_cb,
+    .remove_connection_id = remove_cid_cb,
+    .update_key = ngtcp2_crypto_update_key_cb,
+    .delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
+    .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
+    .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
+    .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+};
+
+static const ngtcp2_callbacks server_callbacks = {
+    .recv_client_initial = ngtcp2_crypto_recv_client_initial_cb,
+    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+    .handshake_completed = handshake_completed_cb,
+    .encrypt = ngtcp2_crypto_encrypt_cb,
+    .decrypt = ngtcp2_crypto_decrypt_cb,
+    .hp_mask = ngtcp2_crypto_hp_mask_cb,
+    .recv_stream_data = recv_stream_data_cb,
+    .acked_stream_data_offset = acked_cb,
+    .stream_open = stream_open_cb,
+    .stream_close = stream_close_cb,
+    .rand = rand_cb,
+    .get_new_connection_id = get_new_cid_cb,
+    .remove_connection_id = remove_cid_cb,
+    .update_key = ngtcp2_crypto_update_key_cb,
+    .delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
+    .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
+    .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
+    .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+};
+
+/* ---- TLS ---- */
+
+/* Both roles: the peer's chain must verify against the configured CA. */
+static int verify_cb(gnutls_session_t session) {
+  ngtcp2_crypto_conn_ref *ref = gnutls_session_get_ptr(session);
+  quic_conn *c = ref->user_data;
+  unsigned status = 0;
+  unsigned n = 0;
+  if (!gnutls_certificate_get_peers(session, &n) || n == 0) {
+    log_warn(MOD, "[%s] handshake refused: no peer certificate", c->peer);
+    return -1;
+  }
+  int rv = gnutls_certificate_verify_peers2(session, &status);
+  if (rv < 0 || status != 0) {
+    gnutls_datum_t out = {NULL, 0};
+    if (rv >= 0)
+      gnutls_certificate_verification_status_print(
+          status, GNUTLS_CRT_X509, &out, 0);
+    log_warn(MOD, "[%s] handshake refused: peer certificate: %s", c->peer,
+             rv < 0 ? gnutls_strerror(rv)
+                    : (out.data ? (const char *)out.data : "invalid"));
+    gnutls_free(out.data);
+    return -1;
+  }
+  return 0;
+}
+
+static int tls_session_new(quic_conn *c) {
+  quic_endpoint *ep = c->ep;
+  unsigned flags = (c->is_server ? GNUTLS_SERVER : GNUTLS_CLIENT) |
+                   GNUTLS_NO_END_OF_EARLY_DATA;
+  if (gnutls_init(&c->tls, flags) != 0) return -1;
+  int rv = c->is_server ? ngtcp2_crypto_gnutls_configure_server_session(c->tls)
+                        : ngtcp2_crypto_gnutls_configure_client_session(c->tls);
+  if (rv != 0) return -1;
+  if (gnutls_priority_set(c->tls, ep->prio) != 0) return -1;
+  if (gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, ep->cred) != 0)
+    return -1;
+  if (c->is_server)
+    gnutls_certificate_server_set_request(c->tls, GNUTLS_CERT_REQUIRE);
+  gnutls_datum_t alpn = {(unsigned char *)QUIC_ALPN, strlen(QUIC_ALPN)};
+  if (gnutls_alpn_set_protocols(c->tls, &alpn, 1, GNUTLS_ALPN_MANDATORY) != 0)
+    return -1;
+  c->ref.get_conn = get_conn_cb;
+  c->ref.user_data = c;
+  gnutls_session_set_ptr(c->tls, &c->ref);
+  return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static void conn_kick(quic_conn *c) {
+  ev_timer_stop(c->ep->loop, &c->timer);
+  ev_timer_set(&c->timer, 0., 0.);
+  ev_timer_start(c->ep->loop, &c->timer);
+}
+
+static void conn_free(quic_conn *c) {
+  if (!c) return;
+  ev_timer_stop(c->ep->loop, &c->timer);
+  cid_remove_conn(c->ep, c);
+  if (c->conn) ngtcp2_conn_del(c->conn);
+  if (c->tls) gnutls_deinit(c->tls);
+  while (c->streams) {
+    quic_stream *s = c->streams;
+    c->streams = s->next;
+    stream_free(s);
+  }
+  free(c->close_pkt);
+  free(c);
+}
+
+static quic_conn *conn_alloc(quic_endpoint *ep, const struct sockaddr *remote,
+                             socklen_t remotelen, int is_server) {
+  quic_conn *c = calloc(1, sizeof(*c));
+  if (!c) return NULL;
+  c->ep = ep;
+  c->is_server = is_server;
+  c->state = CS_OPEN;
+  memcpy(&c->remote, remote, remotelen);
+  c->remotelen = remotelen;
+  addr_str(remote, c->peer, sizeof(c->peer));
+  ev_timer_init(&c->timer, conn_timer_cb, 0., 0.);
+  c->timer.data = c;
+  c->user = ep->ud;
+  return c;
+}
+
+static void conn_settings(quic_endpoint *ep, ngtcp2_settings *s,
+                          ngtcp2_transport_params *p) {
+  ngtcp2_settings_default(s);
+  s->initial_ts = now_ts();
+  s->handshake_timeout =
+      (ngtcp2_duration)(ep->cfg.handshake_timeout * NGTCP2_SECONDS);
+  ngtcp2_transport_params_default(p);
+  p->initial_max_stream_data_bidi_local = ep->cfg.max_stream_data;
+  p->initial_max_stream_data_bidi_remote = ep->cfg.max_stream_data;
+  p->initial_max_stream_data_uni = 0;
+  p->initial_max_data = ep->cfg.max_data;
+  p->initial_max_streams_bidi = ep->cfg.max_streams_bidi;
+  p->initial_max_streams_uni = 0;
+  p->max_idle_timeout = (ngtcp2_duration)(ep->cfg.idle_timeout * NGTCP2_SECONDS);
+}
+
+static ngtcp2_path conn_path(quic_conn *c) {
+  ngtcp2_path path = {
+      .local = {(struct sockaddr *)&c->ep->local, c->ep->locallen},
+      .remote = {(struct sockaddr *)&c->remote, c->remotelen},
+  };
+  return path;
+}
+
+static void conn_link(quic_conn *c) {
+  c->next = c->ep->conns;
+  c->ep->conns = c;
+  if (c->ep->cfg.keepalive > 0)
+    ngtcp2_conn_set_keep_alive_timeout(
+        c->conn, (ngtcp2_duration)(c->ep->cfg.keepalive * NGTCP2_SECONDS));
+}
+
+static void conn_unlink(quic_conn *c) {
+  for (quic_conn **p = &c->ep->conns; *p; p = &(*p)->next) {
+    if (*p == c) {
+      *p = c->next;
+      return;
+    }
+  }
+}
+
+quic_conn *quic_connect(quic_endpoint *ep, const struct sockaddr *peer,
+                        socklen_t peerlen) {
+  if (!ep || !peer || peerlen > sizeof(struct sockaddr_storage) ||
+      peer->sa_family != ep->local.ss_family)
+    return NULL;
+  quic_conn *c = conn_alloc(ep, peer, peerlen, 0);
+  if (!c) return NULL;
+  ngtcp2_cid dcid, scid;
+  dcid.datalen = scid.datalen = QUIC_CIDLEN;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, QUIC_CIDLEN);
+  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, QUIC_CIDLEN);
+  ngtcp2_settings s;
+  ngtcp2_transport_params p;
+  conn_settings(ep, &s, &p);
+  ngtcp2_path path = conn_path(c);
+  if (tls_session_new(c) != 0) goto fail;
+  if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path,
+                             NGTCP2_PROTO_VER_V1, &client_callbacks, &s, &p,
+                             NULL, c) != 0)
+    goto fail;
+  ngtcp2_conn_set_tls_native_handle(c->conn, c->tls);
+  if (cid_add(ep, &scid, c) != 0) goto fail;
+  c->visible = 1;
+  conn_link(c);
+  conn_kick(c); /* the first flight goes out from the loop */
+  log_debug(MOD, "[%s] connecting", c->peer);
+  return c;
+fail:
+  log_error(MOD, "[%s] cannot start a connection", c->peer);
+  conn_free(c);
+  return NULL;
+}
+
+static quic_conn *server_conn_new(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
+                                  const struct sockaddr *remote,
+                                  socklen_t remotelen) {
+  quic_conn *c = conn_alloc(ep, remote, remotelen, 1);
+  if (!c) return NULL;
+  ngtcp2_cid scid;
+  scid.datalen = QUIC_CIDLEN;
+  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, QUIC_CIDLEN);
+  ngtcp2_settings s;
+  ngtcp2_transport_params p;
+  conn_settings(ep, &s, &p);
+  p.original_dcid = hd->dcid;
+  p.stateless_reset_token_present = 1;
+  if (ngtcp2_crypto_generate_stateless_reset_token(
+          p.stateless_reset_token, ep->reset_secret, sizeof(ep->reset_secret),
+          &scid) != 0)
+    goto fail;
+  ngtcp2_path path = conn_path(c);
+  if (tls_session_new(c) != 0) goto fail;
+  if (ngtcp2_conn_server_new(&c->conn, &hd->scid, &scid, &path, hd->version,
+                             &server_callbacks, &s, &p, NULL, c) != 0)
+    goto fail;
+  ngtcp2_conn_set_tls_native_handle(c->conn, c->tls);
+  /* The client keeps using its chosen DCID until it sees ours. */
+  if (cid_add(ep, &scid, c) != 0 || cid_add(ep, &hd->dcid, c) != 0) goto fail;
+  conn_link(c);
+  return c;
+fail:
+  log_error(MOD, "[%s] cannot accept a connection", c->peer);
+  conn_free(c);
+  return NULL;
+}
+
+static int send_pkt(quic_conn *c, const uint8_t *data, size_t len) {
+  ssize_t n;
+  do {
+    n = sendto(c->ep->fd, data, len, 0, (struct sockaddr *)&c->remote,
+               c->remotelen);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    log_debug(MOD, "[%s] sendto: %s", c->peer, strerror(errno));
+  /* A full socket buffer is a loss: QUIC recovers it. */
+  return 0;
+}
+
+/* conn_enter_closing writes CONNECTION_CLOSE with |ccerr| and keeps the
+ * packet to answer the peer during the closing period (3 PTO). */
+static void conn_enter_closing(quic_conn *c,
+                               const ngtcp2_connection_close_error *ccerr) {
+  uint8_t buf[QUIC_MAX_PKT];
+  ngtcp2_path_storage ps;
+  ngtcp2_path_storage_zero(&ps);
+  ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
+      c->conn, &ps.path, NULL, buf, sizeof(buf), ccerr, now_ts());
+  if (n <= 0) {
+    c->state = CS_DEAD;
+    return;
+  }
+  c->close_pkt = malloc((size_t)n);
+  if (c->close_pkt) {
+    memcpy(c->close_pkt, buf, (size_t)n);
+    c->close_pktlen = (size_t)n;
+  }
+  send_pkt(c, buf, (size_t)n);
+  c->state = CS_CLOSING;
+  ev_timer_stop(c->ep->loop, &c->timer);
+  ev_timer_set(&c->timer,
+               3. * (double)ngtcp2_conn_get_pto(c->conn) / NGTCP2_SECONDS, 0.);
+  ev_timer_start(c->ep->loop, &c->timer);
+}
+
+static void conn_enter_draining(quic_conn *c) {
+  c->state = CS_DRAINING;
+  ev_timer_stop(c->ep->loop, &c->timer);
+  ev_timer_set(&c->timer,
+               3. * (double)ngtcp2_conn_get_pto(c->conn) / NGTCP2_SECONDS, 0.);
+  ev_timer_start(c->ep->loop, &c->timer);
+}
+
+/* conn_error handles a fatal |rv| from ngtcp2 (read, write or expiry). */
+static void conn_error(quic_conn *c, int rv) {
+  ngtcp2_connection_close_error ccerr;
+  switch (rv) {
+  case NGTCP2_ERR_DRAINING: {
+    ngtcp2_connection_close_error peer;
+    ngtcp2_conn_get_connection_close_error(c->conn, &peer);
+    c->info.by_peer = 1;
+    c->info.is_app =
+        peer.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+    c->info.code = peer.error_code;
+    log_debug(MOD, "[%s] closed by peer: %s code 0x%llx", c->peer,
+              c->info.is_app ? "application" : "transport",
+              (unsigned long long)peer.error_code);
+    conn_enter_draining(c);
+    return;
+  }
+  case NGTCP2_ERR_IDLE_CLOSE:
+  case NGTCP2_ERR_HANDSHAKE_TIMEOUT:
+    c->info.idle = 1;
+    log_info(MOD, "[%s] %s", c->peer,
+             rv == NGTCP2_ERR_IDLE_CLOSE ? "idle timeout" : "handshake timeout");
+    c->state = CS_DEAD;
+    return;
+  case NGTCP2_ERR_DROP_CONN:
+    c->state = CS_DEAD;
+    return;
+  default:
+    break;
+  }
+  if (c->ccerr_set) {
+    ccerr = c->ccerr;
+  } else if (rv == NGTCP2_ERR_CRYPTO) {
+    ngtcp2_connection_close_error_set_transport_error_tls_alert(
+        &ccerr, ngtcp2_conn_get_tls_alert(c->conn), NULL, 0);
+  } else {
+    ngtcp2_connection_close_error_default(&ccerr);
+    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, rv, NULL,
+                                                             0);
+  }
+  c->info.is_app =
+      ccerr.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+  c->info.code = ccerr.error_code;
+  log_warn(MOD, "[%s] connection failed: %s (code 0x%llx)", c->peer,
+           ngtcp2_strerror(rv), (unsigned long long)ccerr.error_code);
+  conn_enter_closing(c, &ccerr);
+}
+
+/* conn_write sends what ngtcp2 lets through now: stream data round-robin
+ * over the streams with pending bytes, then ACKs and control frames. */
+static void conn_write(quic_conn *c) {
+  uint8_t buf[QUIC_MAX_PKT];
+  ngtcp2_path_storage ps;
+  ngtcp2_pkt_info pi;
+  ngtcp2_tstamp ts = now_ts();
+  size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
+  if (maxpkt > sizeof(buf)) maxpkt = sizeof(buf);
+  size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
+  size_t maxcnt = quantum / maxpkt;
+  if (maxcnt < 1) maxcnt = 1;
+  size_t pkts = 0;
+  unsigned round = ++c->round;
+  ngtcp2_path_storage_zero(&ps);
+
+  while (pkts < maxcnt) {
+    quic_stream *s = NULL;
+    for (quic_stream *t = c->streams; t; t = t->next)
+      if (stream_pending(t) && t->blocked_round != round) {
+        s = t;
+        break;
+      }
+    ngtcp2_vec vec[2];
+    size_t vcnt = 0;
+    uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+    int64_t sid = -1;
+    if (s) {
+      sid = s->id;
+      uint64_t left = s->end_off - s->sent_off;
+      if (left > 0) {
+        size_t start = (size_t)(s->sent_off % s->cap);
+        size_t l1 = s->cap - start;
+        if (l1 > left) l1 = (size_t)left;
+        vec[0].base = s->buf + start;
+        vec[0].len = l1;
+        vcnt = 1;
+        if (left > l1) {
+          vec[1].base = s->buf;
+          vec[1].len = (size_t)(left - l1);
+          vcnt = 2;
+        }
+      }
+      if (s->fin_req) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+    }
+    ngtcp2_ssize ndatalen = -1;
+    ngtcp2_ssize n = ngtcp2_conn_writev_stream(
+        c->conn, &ps.path, &pi, buf, maxpkt, &ndatalen, flags, sid, vec, vcnt,
+        ts);
+    if (n < 0) {
+      if (n == NGTCP2_ERR_WRITE_MORE) {
+        s->sent_off += (uint64_t)ndatalen;
+        if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
+        continue;
+      }
+      if (s && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
+                n == NGTCP2_ERR_STREAM_SHUT_WR ||
+                n == NGTCP2_ERR_STREAM_NOT_FOUND)) {
+        s->blocked_round = round;
+        continue;
+      }
+      conn_error(c, (int)n);
+      return;
+    }
+    if (s && ndatalen >= 0) {
+      s->sent_off += (uint64_t)ndatalen;
+      if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
+    }
+    if (n == 0) break;
+    send_pkt(c, buf, (size_t)n);
+    pkts++;
+  }
+  ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
+}
+
+static void conn_rearm(quic_conn *c) {
+  ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(c->conn);
+  ev_timer_stop(c->ep->loop, &c->timer);
+  if (exp == UINT64_MAX) return;
+  ngtcp2_tstamp now = now_ts();
+  double d = exp > now ? (double)(exp - now) / NGTCP2_SECONDS : 0.;
+  ev_timer_set(&c->timer, d, 0.);
+  ev_timer_start(c->ep->loop, &c->timer);
+}
+
+/* conn_events tells the caller what the last I/O produced. */
+static void conn_events(quic_conn *c) {
+  quic_endpoint *ep = c->ep;
+  if (c->notify_established) {
+    c->notify_established = 0;
+    c->visible = 1;
+    log_debug(MOD, "[%s] %s", c->peer, c->is_server ? "accepted" : "connected");
+    if (c->is_server && ep->cb.on_accept) ep->cb.on_accept(c, ep->ud);
+    if (!c->is_server && ep->cb.on_connected) ep->cb.on_connected(c, ep->ud);
+  }
+  for (quic_stream **p = &c->streams; *p;) {
+    quic_stream *s = *p;
+    if (s->closed) {
+      *p = s->next;
+      int64_t sid = s->id;
+      uint64_t code = s->close_code;
+      stream_free(s);
+      if (ep->cb.on_stream_close && c->visible)
+        ep->cb.on_stream_close(c, sid, code, ep->ud);
+      continue;
+    }
+    if (s->writable_pending) {
+      s->writable_pending = 0;
+      if (ep->cb.on_writable && c->state == CS_OPEN)
+        ep->cb.on_writable(c, s->id, ep->ud);
+    }
+    p = &(*p)->next;
+  }
+}
+
+static void conn_finish(quic_conn *c) {
+  quic_endpoint *ep = c->ep;
+  conn_unlink(c);
+  c->info.established = c->established;
+  if (c->visible && ep->cb.on_close) ep->cb.on_close(c, &c->info, ep->ud);
+  conn_free(c);
+}
+
+/* conn_service runs at the top level of the loop only (never inside an
+ * ngtcp2 callback): events, a requested close, writes, the timer. */
+static void conn_service(quic_conn *c) {
+  c->dirty = 0;
+  if (c->state == CS_OPEN) conn_events(c);
+  if (c->state == CS_OPEN && c->close_pending) {
+    ngtcp2_connection_close_error ccerr;
+    ngtcp2_connection_close_error_default(&ccerr);
+    ngtcp2_connection_close_error_set_application_error(&ccerr, c->close_code,
+                                                        NULL, 0);
+    c->info.is_app = 1;
+    c->info.code = c->close_code;
+    conn_enter_closing(c, &ccerr);
+  }
+  if (c->state == CS_OPEN) {
+    conn_write(c);
+    if (c->state == CS_OPEN) conn_rearm(c);
+  }
+  if (c->state == CS_DEAD) conn_finish(c);
+}
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  quic_conn *c = w->data;
+  if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
+    c->state = CS_DEAD;
+  } else if (c->state == CS_OPEN && !c->close_pending) {
+    int rv = ngtcp2_conn_handle_expiry(c->conn, now_ts());
+    if (rv != 0) conn_error(c, rv);
+  }
+  conn_service(c);
+}
+
+static void conn_read(quic_conn *c, const struct sockaddr *from,
+                      socklen_t fromlen, const uint8_t *data, size_t len) {
+  if (c->state == CS_CLOSING) {
+    /* Answer with the close again, less often as input goes on. */
+    unsigned k = ++c->close_rx;
+    if (c->close_pkt && (k & (k - 1)) == 0)
+      send_pkt(c, c->close_pkt, c->close_pktlen);
+    return;
+  }
+  if (c->state != CS_OPEN) return;
+  ngtcp2_path path = {
+      .local = {(struct sockaddr *)&c->ep->local, c->ep->locallen},
+      .remote = {(struct sockaddr *)from, fromlen},
+  };
+  ngtcp2_pkt_info pi = {0};
+  int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now_ts());
+  c->dirty = 1;
+  if (rv != 0) conn_error(c, rv);
+}
+
+/* ---- endpoint ---- */
+
+static void ep_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
+  quic_endpoint *ep = w->data;
+  uint8_t buf[QUIC_RX_BUF];
+  for (int i = 0; i < QUIC_RX_BATCH; i++) {
+    struct sockaddr_storage from;
+    socklen_t fromlen = sizeof(from);
+    ssize_t n = recvfrom(ep->fd, buf, sizeof(buf), 0,
+                         (struct sockaddr *)&from, &fromlen);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    ngtcp2_version_cid vc;
+    if (ngtcp2_pkt_decode_version_cid(&vc, buf, (size_t)n, QUIC_CIDLEN) != 0)
+      continue; /* garbage, or a version we would have to negotiate */
+    quic_conn *c = cid_find(ep, vc.dcid, vc.dcidlen);
+    if (!c) {
+      ngtcp2_pkt_hd hd;
+      if (!ep->cfg.accept || ngtcp2_accept(&hd, buf, (size_t)n) != 0) continue;
+      c = server_conn_new(ep, &hd, (struct sockaddr *)&from, fromlen);
+      if (!c) continue;
+    }
+    conn_read(c, (struct sockaddr *)&from, fromlen, buf, (size_t)n);
+  }
+  for (quic_conn *c = ep->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->dirty || c->state == CS_DEAD) conn_service(c);
+  }
+}
+
+void quic_config_default(quic_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->idle_timeout = 30.;
+  cfg->keepalive = 0.;
+  cfg->handshake_timeout = 10.;
+  cfg->max_stream_data = 1024 * 1024;
+  cfg->max_data = 16 * 1024 * 1024;
+  cfg->max_streams_bidi = 100;
+  cfg->stream_sndbuf = 256 * 1024;
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+quic_endpoint *quic_endpoint_new(struct ev_loop *loop, const quic_config *cfg,
+                                 const struct sockaddr *addr,
+                                 socklen_t addrlen, const quic_callbacks *cb,
+                                 void *ud) {
+  if (!loop || !cfg || !addr || !cb || !cfg->cert_pem || !cfg->key_pem ||
+      !cfg->ca_pem || addrlen > sizeof(struct sockaddr_storage) ||
+      cfg->stream_sndbuf == 0)
+    return NULL;
+  quic_endpoint *ep = calloc(1, sizeof(*ep));
+  if (!ep) return NULL;
+  ep->fd = -1;
+  ep->loop = loop;
+  ep->cfg = *cfg;
+  ep->cb = *cb;
+  ep->ud = ud;
+  ep->cert_pem = dup_or_null(cfg->cert_pem);
+  ep->key_pem = dup_or_null(cfg->key_pem);
+  ep->ca_pem = dup_or_null(cfg->ca_pem);
+  ep->priority = dup_or_null(cfg->priority ? cfg->priority : QUIC_PRIORITY);
+  if (!ep->cert_pem || !ep->key_pem || !ep->ca_pem || !ep->priority)
+    goto fail;
+  ep->cfg.cert_pem = ep->cert_pem;
+  ep->cfg.key_pem = ep->key_pem;
+  ep->cfg.ca_pem = ep->ca_pem;
+  ep->cfg.priority = ep->priority;
+  gnutls_rnd(GNUTLS_RND_KEY, ep->reset_secret, sizeof(ep->reset_secret));
+
+  int rv;
+  if ((rv = gnutls_certificate_allocate_credentials(&ep->cred)) != 0)
+    goto fail_tls;
+  gnutls_datum_t cert = {(unsigned char *)ep->cert_pem, strlen(ep->cert_pem)};
+  gnutls_datum_t key = {(unsigned char *)ep->key_pem, strlen(ep->key_pem)};
+  gnutls_datum_t ca = {(unsigned char *)ep->ca_pem, strlen(ep->ca_pem)};
+  if ((rv = gnutls_certificate_set_x509_key_mem(ep->cred, &cert, &key,
+                                                GNUTLS_X509_FMT_PEM)) != 0)
+    goto fail_tls;
+  if ((rv = gnutls_certificate_set_x509_trust_mem(ep->cred, &ca,
+                                                  GNUTLS_X509_FMT_PEM)) <= 0) {
+    if (rv == 0) rv = GNUTLS_E_NO_CERTIFICATE_FOUND;
+    goto fail_tls;
+  }
+  gnutls_certificate_set_verify_function(ep->cred, verify_cb);
+  if ((rv = gnutls_priority_init(&ep->prio, ep->priority, NULL)) != 0)
+    goto fail_tls;
+
+  ep->fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                  0);
+  if (ep->fd < 0) goto fail_sock;
+  int sz = QUIC_SOCKBUF;
+  setsockopt(ep->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+  setsockopt(ep->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+  if (addr->sa_family == AF_INET6) {
+    int on = 1;
+    setsockopt(ep->fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  }
+  if (bind(ep->fd, addr, addrlen) != 0) goto fail_sock;
+  ep->locallen = sizeof(ep->local);
+  if (getsockname(ep->fd, (struct sockaddr *)&ep->local, &ep->locallen) != 0)
+    goto fail_sock;
+  ev_io_init(&ep->rio, ep_read_cb, ep->fd, EV_READ);
+  ep->rio.data = ep;
+  ev_io_start(loop, &ep->rio);
+  return ep;
+
+fail_tls:
+  log_error(MOD, "endpoint TLS setup: %s", gnutls_strerror(rv));
+  goto fail;
+fail_sock: {
+  char a[64];
+  addr_str(addr, a, sizeof(a));
+  log_error(MOD, "[%s] endpoint socket: %s", a, strerror(errno));
+}
+fail:
+  quic_endpoint_free(ep);
+  return NULL;
+}
+
+void quic_endpoint_free(quic_endpoint *ep) {
+  if (!ep) return;
+  while (ep->conns) {
+    quic_conn *c = ep->conns;
+    ep->conns = c->next;
+    conn_free(c);
+  }
+  if (ep->fd >= 0) {
+    ev_io_stop(ep->loop, &ep->rio);
+    close(ep->fd);
+  }
+  for (unsigned i = 0; i < QUIC_CID_BUCKETS; i++) {
+    while (ep->cids[i]) {
+      cid_entry *e = ep->cids[i];
+      ep->cids[i] = e->next;
+      free(e);
+    }
+  }
+  if (ep->prio) gnutls_priority_deinit(ep->prio);
+  if (ep->cred) gnutls_certificate_free_credentials(ep->cred);
+  free(ep->cert_pem);
+  free(ep->key_pem);
+  free(ep->ca_pem);
+  free(ep->priority);
+  free(ep);
+}
+
+int quic_endpoint_local_addr(const quic_endpoint *ep,
+                             struct sockaddr_storage *ss, socklen_t *len) {
+  if (!ep || !ss || !len) return -EINVAL;
+  memcpy(ss, &ep->local, ep->locallen);
+  *len = ep->locallen;
+  return 0;
+}
+
+void quic_conn_close(quic_conn *c, uint64_t app_code) {
+  if (!c || c->state != CS_OPEN || c->close_pending) return;
+  c->close_pending = 1;
+  c->close_code = app_code;
+  conn_kick(c);
+}
+
+int quic_conn_is_server(const quic_conn *c) { return c->is_server; }
+
+const char *quic_conn_peer_name(const quic_conn *c) { return c->peer; }
+
+int quic_conn_peer_cert(const quic_conn *c, size_t idx, const uint8_t **der,
+                        size_t *len) {
+  unsigned n = 0;
+  const gnutls_datum_t *certs = gnutls_certificate_get_peers(c->tls, &n);
+  if (!certs || idx >= n) return -1;
+  *der = certs[idx].data;
+  *len = certs[idx].size;
+  return 0;
+}
+
+const char *quic_conn_cipher(const quic_conn *c) {
+  if (!c || !c->established) return NULL;
+  return gnutls_cipher_get_name(gnutls_cipher_get(c->tls));
+}
+
+void quic_conn_set_user_data(quic_conn *c, void *p) { c->user = p; }
+
+void *quic_conn_get_user_data(const quic_conn *c) { return c->user; }
+
+int quic_stream_open(quic_conn *c, int64_t *sid) {
+  if (!c || !sid) return -EINVAL;
+  if (c->state != CS_OPEN || c->close_pending || !c->established)
+    return -ENOTCONN;
+  quic_stream *s = stream_new(c, -1);
+  if (!s) return -ENOMEM;
+  int rv = ngtcp2_conn_open_bidi_stream(c->conn, &s->id, s);
+  if (rv != 0) {
+    c->streams = s->next;
+    stream_free(s);
+    return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? -EAGAIN : -EIO;
+  }
+  *sid = s->id;
+  return 0;
+}
+
+ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
+                          size_t len, int fin) {
+  if (!c || (!data && len)) return -EINVAL;
+  if (c->state != CS_OPEN || c->close_pending) return -ENOTCONN;
+  quic_stream *s = stream_find(c, sid);
+  if (!s || s->closed) return -ENOENT;
+  if (s->fin_req) return -EPIPE;
+  if (!s->buf && len > 0) {
+    s->buf = malloc(s->cap);
+    if (!s->buf) return -ENOMEM;
+  }
+  size_t space = s->cap - (size_t)(s->end_off - s->ack_off);
+  size_t n = len < space ? len : space;
+  if (n > 0) {
+    size_t start = (size_t)(s->end_off % s->cap);
+    size_t l1 = s->cap - start;
+    if (l1 > n) l1 = n;
+    memcpy(s->buf + start, data, l1);
+    memcpy(s->buf, (const uint8_t *)data + l1, n - l1);
+    s->end_off += n;
+  }
+  if (n < len) s->want_writable = 1;
+  else if (fin) s->fin_req = 1;
+  if (n > 0 || s->fin_req) conn_kick(c);
+  return (ssize_t)n;
+}
+
+int quic_stream_reset(quic_conn *c, int64_t sid, uint64_t app_code) {
+  if (!c || c->state != CS_OPEN) return -ENOTCONN;
+  quic_stream *s = stream_find(c, sid);
+  if (!s || s->closed) return -ENOENT;
+  if (ngtcp2_conn_shutdown_stream(c->conn, sid, app_code) != 0) return -EIO;
+  s->sent_off = s->end_off; /* nothing more to send */
+  s->fin_sent = 1;
+  conn_kick(c);
+  return 0;
+}

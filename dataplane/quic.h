@@ -1,0 +1,133 @@
+/* QUIC endpoint of the data plane (ngtcp2 + GnuTLS on the caller's libev
+ * loop): one UDP socket carrying both roles, connections routed by
+ * connection ID, mutual TLS 1.3 with ALPN "cascade/1", bidirectional streams
+ * with a bounded send buffer (write returns what it accepted, on_writable
+ * says when to try again), graceful close with an application error code.
+ *
+ * This is the only seam between the transport and the layers above: nothing
+ * outside quic.c includes ngtcp2.h. Every callback runs on the loop thread.
+ * A connection stays valid until its on_close callback returns; the caller
+ * must not use it afterwards. The caller runs gnutls_global_init(). */
+#ifndef CASCADE_QUIC_H
+#define CASCADE_QUIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <ev.h>
+
+#define QUIC_ALPN "cascade/1"
+
+typedef struct quic_endpoint quic_endpoint;
+typedef struct quic_conn quic_conn;
+
+/* How a connection ended, as seen by on_close. */
+typedef struct quic_close_info {
+  int by_peer;         /* 1: the peer sent CONNECTION_CLOSE */
+  int is_app;          /* 1: |code| is an application error code */
+  int idle;            /* 1: idle timeout (or handshake timeout) */
+  int established;     /* 1: the handshake had completed (and was verified) */
+  uint64_t code;       /* application or QUIC transport error code */
+} quic_close_info;
+
+typedef struct quic_callbacks {
+  /* Server role: a peer completed the handshake (its certificate verified
+   * against the CA). Call quic_conn_close here to refuse it. */
+  void (*on_accept)(quic_conn *c, void *ud);
+  /* Client role: the handshake is confirmed by the server. */
+  void (*on_connected)(quic_conn *c, void *ud);
+  /* The peer opened stream |sid|. */
+  void (*on_stream_open)(quic_conn *c, int64_t sid, void *ud);
+  /* Bytes of stream |sid| in order; |fin| marks the end of the peer's
+   * direction (may come with |len| 0). */
+  void (*on_data)(quic_conn *c, int64_t sid, const uint8_t *data,
+                  size_t len, int fin, void *ud);
+  /* A write on |sid| that was cut short may now be retried. */
+  void (*on_writable)(quic_conn *c, int64_t sid, void *ud);
+  /* Stream |sid| is gone (both directions done, or reset: |app_code|). */
+  void (*on_stream_close)(quic_conn *c, int64_t sid, uint64_t app_code,
+                          void *ud);
+  /* The connection ends; |c| is freed when this returns. Called for every
+   * client connection and for server connections after on_accept. */
+  void (*on_close)(quic_conn *c, const quic_close_info *info, void *ud);
+} quic_callbacks;
+
+typedef struct quic_config {
+  const char *cert_pem;       /* this node's certificate chain (PEM) */
+  const char *key_pem;        /* its private key (PEM) */
+  const char *ca_pem;         /* CA(s) the peer's certificate must chain to */
+  const char *priority;       /* GnuTLS priority string, NULL: default */
+  int accept;                 /* 1: take connections (server role) */
+  double idle_timeout;        /* seconds */
+  double keepalive;           /* seconds between PINGs when idle, 0: off */
+  double handshake_timeout;   /* seconds */
+  uint64_t max_stream_data;   /* initial per-stream receive window, bytes */
+  uint64_t max_data;          /* initial connection receive window, bytes */
+  uint64_t max_streams_bidi;  /* streams the peer may open at once */
+  size_t stream_sndbuf;       /* per-stream send buffer bound, bytes */
+} quic_config;
+
+/* quic_config_default fills |cfg| with defaults (no credentials). */
+void quic_config_default(quic_config *cfg);
+
+/* quic_endpoint_new binds a UDP socket to |addr| (port 0: ephemeral) on
+ * |loop| and loads the credentials of |cfg|; the PEM strings are copied.
+ * |ud| is passed to every callback. Returns NULL on failure (logged). */
+quic_endpoint *quic_endpoint_new(struct ev_loop *loop, const quic_config *cfg,
+                                 const struct sockaddr *addr,
+                                 socklen_t addrlen, const quic_callbacks *cb,
+                                 void *ud);
+
+/* quic_endpoint_free drops every connection at once (no callbacks, no close
+ * sent) and releases the endpoint. Accepts NULL. Not from a callback. */
+void quic_endpoint_free(quic_endpoint *ep);
+
+/* quic_endpoint_local_addr writes the bound address (with the real port). */
+int quic_endpoint_local_addr(const quic_endpoint *ep,
+                             struct sockaddr_storage *ss, socklen_t *len);
+
+/* quic_connect starts a client connection to |peer| (same family as the
+ * endpoint). The handshake runs on the loop; on_connected or on_close
+ * follows. Returns NULL on failure. */
+quic_conn *quic_connect(quic_endpoint *ep, const struct sockaddr *peer,
+                        socklen_t peerlen);
+
+/* quic_conn_close closes |c| gracefully with application error |app_code|
+ * (sent in CONNECTION_CLOSE); on_close follows after the closing period.
+ * Safe from inside callbacks; later calls are ignored. */
+void quic_conn_close(quic_conn *c, uint64_t app_code);
+
+/* quic_conn_is_server tells the role of |c|. */
+int quic_conn_is_server(const quic_conn *c);
+
+/* quic_conn_peer_name is "addr:port" of the peer, for log lines. */
+const char *quic_conn_peer_name(const quic_conn *c);
+
+/* quic_conn_peer_cert returns certificate |idx| (0: the peer's own) of the
+ * chain the peer presented, DER, valid while |c| lives; -1 if none. */
+int quic_conn_peer_cert(const quic_conn *c, size_t idx, const uint8_t **der,
+                        size_t *len);
+
+/* quic_conn_cipher names the negotiated AEAD ("AES-128-GCM"), or NULL. */
+const char *quic_conn_cipher(const quic_conn *c);
+
+/* quic_conn_set_user_data / quic_conn_get_user_data: a caller's pointer. */
+void quic_conn_set_user_data(quic_conn *c, void *p);
+void *quic_conn_get_user_data(const quic_conn *c);
+
+/* quic_stream_open opens a bidirectional stream; 0 with |*sid| set,
+ * -EAGAIN when the peer's stream limit is reached, other negative errors. */
+int quic_stream_open(quic_conn *c, int64_t *sid);
+
+/* quic_stream_write copies up to |len| bytes into the send buffer of |sid|
+ * and returns how many it took (0 when full: wait for on_writable); |fin|
+ * ends our direction once all |len| bytes are taken. Negative on error. */
+ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
+                          size_t len, int fin);
+
+/* quic_stream_reset abandons both directions of |sid| with |app_code|. */
+int quic_stream_reset(quic_conn *c, int64_t sid, uint64_t app_code);
+
+#endif
