@@ -84,16 +84,35 @@ static long frame(size_t packed, uint8_t *out, size_t outlen) {
   return (long)(2 + packed);
 }
 
-long streamhdr_encode(stream_kind_t kind, const char *path, uint8_t *out, size_t outlen) {
+long streamhdr_encode_opts(stream_kind_t kind, const char *path, size_t nopts,
+                           const char *const *keys, const char *const *values, uint8_t *out,
+                           size_t outlen) {
   Cascade__Stream__Header h = CASCADE__STREAM__HEADER__INIT;
-  if (!text_ok(path, STREAMHDR_PATH_MAX)) return -1;
+  Cascade__Stream__Header__OptionsEntry ent[STREAMHDR_OPTIONS_MAX];
+  Cascade__Stream__Header__OptionsEntry *ptr[STREAMHDR_OPTIONS_MAX];
+  if (path == NULL || !text_ok(path, STREAMHDR_PATH_MAX) || nopts > STREAMHDR_OPTIONS_MAX)
+    return -1;
+  for (size_t i = 0; i < nopts; i++) {
+    Cascade__Stream__Header__OptionsEntry init = CASCADE__STREAM__HEADER__OPTIONS_ENTRY__INIT;
+    if (!keys[i] || !values[i] || !text_ok(keys[i], 64) || !text_ok(values[i], 256)) return -1;
+    ent[i] = init;
+    ent[i].key = (char *)keys[i];
+    ent[i].value = (char *)values[i];
+    ptr[i] = &ent[i];
+  }
   h.version = STREAMHDR_VERSION;
   h.kind = (Cascade__Stream__Kind)kind;
   h.path = (char *)path;
+  h.n_options = nopts;
+  h.options = nopts ? ptr : NULL;
   size_t n = cascade__stream__header__get_packed_size(&h);
   if (frame(n, out, outlen) < 0) return -1;
   cascade__stream__header__pack(&h, out + 2);
   return (long)(2 + n);
+}
+
+long streamhdr_encode(stream_kind_t kind, const char *path, uint8_t *out, size_t outlen) {
+  return streamhdr_encode_opts(kind, path, 0, NULL, NULL, out, outlen);
 }
 
 long streamhdr_answer_encode(int accepted, uint32_t code, const char *reason, uint8_t *out,

@@ -42,6 +42,12 @@ void streamhdr_free(streamhdr_t *h);
  * when it does not fit |outlen| or the bounds. */
 long streamhdr_encode(stream_kind_t kind, const char *path, uint8_t *out, size_t outlen);
 
+/* streamhdr_encode_opts is streamhdr_encode with |nopts| options (keys up
+ * to 64 bytes, values up to 256, no control characters). */
+long streamhdr_encode_opts(stream_kind_t kind, const char *path, size_t nopts,
+                           const char *const *keys, const char *const *values, uint8_t *out,
+                           size_t outlen);
+
 /* streamhdr_answer_encode / streamhdr_answer_parse: the answer, framed the
  * same way; a refusal must carry a non-zero code. parse returns like
  * streamhdr_parse; |reason| gets at most |reasonlen| - 1 bytes. */
