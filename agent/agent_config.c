@@ -128,7 +128,7 @@ static int check(agent_config_t *c, const char *path, char *err, size_t errlen) 
   }
   for (size_t i = 0; i < c->onsub_pull.n; i++) {
     char why[256];
-    pcre2_code *re = agent_pattern_compile(c->onsub_pull.keys[i], why, sizeof(why));
+    pcre2_code *re = pattern_compile(c->onsub_pull.keys[i], why, sizeof(why));
     if (re == NULL) {
       char q[128];
       snprintf(err, errlen, "%s: key 'cascadeclient.onsub.pull': pattern '%s': %s", path,

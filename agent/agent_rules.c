@@ -5,22 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-pcre2_code *agent_pattern_compile(const char *pattern, char *err, size_t errlen) {
-  int code;
-  PCRE2_SIZE off;
-  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code,
-                                 &off, NULL);
-  if (re == NULL) {
-    PCRE2_UCHAR msg[256];
-    pcre2_get_error_message(code, msg, sizeof(msg));
-    snprintf(err, errlen, "%.200s at offset %zu", (const char *)msg, (size_t)off);
-    return NULL;
-  }
-  /* JIT is an optimisation: a library built without it still matches. */
-  (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
-  return re;
-}
-
 static int copy_list(char *const *src, size_t n, char ***dst, size_t *dn) {
   *dst = NULL;
   *dn = 0;
@@ -39,7 +23,7 @@ static int add_pull(agent_rules_t *r, const char *pattern, const char *target, c
   agent_pull_rule_t *p = &r->pull[r->npull];
   char why[256];
   memset(p, 0, sizeof(*p));
-  if ((p->re = agent_pattern_compile(pattern, why, sizeof(why))) == NULL) {
+  if ((p->re = pattern_compile(pattern, why, sizeof(why))) == NULL) {
     snprintf(err, errlen, "onsub.pull pattern '%.100s': %s", pattern, why);
     return -1;
   }

@@ -6,10 +6,8 @@
 
 #include <stddef.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include "agent_config.h"
+#include "pattern.h"
 #include "control.pb-c.h"
 
 typedef struct agent_pull_rule {
@@ -28,9 +26,6 @@ typedef struct agent_rules {
   int autopush;
 } agent_rules_t;
 
-/* agent_pattern_compile compiles one onsub.pull pattern (JIT when the
- * library has it). NULL with pcre2's message and offset in |err|. */
-pcre2_code *agent_pattern_compile(const char *pattern, char *err, size_t errlen);
 
 /* agent_rules_build makes the effective rules from the file config |fc|
  * and the controller's |ctl| (NULL or absent fields: the file's value).

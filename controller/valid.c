@@ -1,12 +1,12 @@
 /* API input validation: see valid.h. */
 #include "valid.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "pattern.h"
 
 int valid_id(const char *s, int64_t *out) {
   uint64_t v = 0;
@@ -204,15 +204,10 @@ int valid_pull_target(const char *t) {
 }
 
 int valid_pattern(const char *pattern, char *err, size_t errlen) {
-  int code;
-  PCRE2_SIZE off;
-  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &code,
-                                 &off, NULL);
+  char why[256];
+  pcre2_code *re = pattern_compile(pattern, why, sizeof(why));
   if (re == NULL) {
-    PCRE2_UCHAR msg[256];
-    pcre2_get_error_message(code, msg, sizeof(msg));
-    snprintf(err, errlen, "onsub.pull: pattern '%.64s': %s at offset %zu", pattern, (char *)msg,
-             (size_t)off);
+    snprintf(err, errlen, "onsub.pull: pattern '%.64s': %s", pattern, why);
     valid_utf8_trim(err);
     return -1;
   }
