@@ -74,6 +74,9 @@ const cfg_key_t agent_config_table[] = {
      0, "Bytes queued per player at most; beyond, it skips to the next keyframe."},
     {"subscribe.queuetime", CFG_DURATION, OFF(subscribe_queuetime_ms), "5s", 100, 600000, NULL, 0,
      "Stream time queued per player at most; beyond, it skips to the next keyframe."},
+    {"subscribe.mergewrite", CFG_DURATION, OFF(subscribe_merge_ms), "40ms", 0, 1000, NULL, 0,
+     "Merged write: players are written at most once per this period, several frames per "
+     "write (fewer syscalls, more latency); 0: every frame at once."},
     {"subscribe.slowtimeout", CFG_DURATION, OFF(subscribe_slow_ms), "15s", 1000, 600000, NULL, 0,
      "A player behind for longer than this is disconnected."},
     {"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, 0,

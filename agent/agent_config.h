@@ -37,6 +37,7 @@ typedef struct agent_config {
   long long subscribe_queuebytes;
   long long subscribe_queuetime_ms;
   long long subscribe_slow_ms;
+  long long subscribe_merge_ms;
 } agent_config_t;
 
 /* agent_config_table is the table of every agent key. */

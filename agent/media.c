@@ -34,6 +34,7 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
       .queue_bytes = (size_t)cfg->subscribe_queuebytes,
       .queue_s = (double)cfg->subscribe_queuetime_ms / 1000.0,
       .slow_s = (double)cfg->subscribe_slow_ms / 1000.0,
+      .merge_s = (double)cfg->subscribe_merge_ms / 1000.0,
       .max_streams = (unsigned)cfg->publish_maxstreams,
       .max_subscribers = (unsigned)cfg->subscribe_maxplayers,
   };

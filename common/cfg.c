@@ -747,13 +747,14 @@ static int default_collection(const cfg_key_t *table, size_t idx, void *dst) {
 }
 
 int cfg_defaults(const cfg_key_t *table, void *dst) {
-  char msg[256];
+  char msg[256] = "";
   cfg_val_t v;
+  const cfg_key_t *k = NULL;
 
   /* Zero first, so a failure half-way leaves |dst| safe for cfg_free. */
   for (size_t i = 0; table[i].name != NULL; i++) zero_field(&table[i], dst);
   for (size_t i = 0; table[i].name != NULL; i++) {
-    const cfg_key_t *k = &table[i];
+    k = &table[i];
     int alias = 0;
     for (size_t j = 0; j < i; j++) {
       if (table[j].offset != k->offset) continue;
@@ -791,6 +792,9 @@ int cfg_defaults(const cfg_key_t *table, void *dst) {
   return 0;
 
 fail_defaults:
+  /* a default that does not parse is a bug in the table, not bad input */
+  fprintf(stderr, "internal error: the default of key '%s' is invalid%s%s\n", k->name,
+          msg[0] ? ": " : "", msg);
   cfg_free(table, dst);
   return -1;
 }

@@ -50,6 +50,7 @@ struct hub_sub {
   int behind;                         /* overflowed and not yet drained to empty */
   uint64_t behind_since;              /* stream clock of the overflow */
   uint64_t dropped;
+  int immediate;                      /* no merged write: notified per frame */
 };
 
 typedef struct rate {
@@ -65,6 +66,7 @@ struct hub_stream {
   int live;
   int published;                      /* live or kept by delay_close_s */
   ev_timer close_timer;
+  ev_timer merge_timer;               /* merged write: notifies subscribers once per merge_s */
   hub_sub_t *subs;
   unsigned nsubs;                     /* not counting dead ones */
   unsigned dispatching;
@@ -654,6 +656,7 @@ static void stream_reset_media(hub_stream_t *st) {
 static void stream_free(hub_stream_t *st) {
   hub_t *h = st->hub;
   ev_timer_stop(h->loop, &st->close_timer);
+  ev_timer_stop(h->loop, &st->merge_timer);
   stream_reset_media(st);
   free(st->gop);
   free(st->path);
@@ -689,6 +692,23 @@ static void close_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   stream_maybe_free(st); /* waiting subscribers keep it */
 }
 
+/* merge_timer_cb ends a merged-write period: every subscriber with frames
+ * queued is told once, and drains them in as few writes as it can. */
+static void merge_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  hub_stream_t *st = w->data;
+  (void)loop;
+  (void)revents;
+  st->dispatching++;
+  for (hub_sub_t *s = st->subs, *next; s; s = next) {
+    next = s->next;
+    if (s->state == SUB_ACTIVE && !s->immediate && s->count && s->ops.on_frames)
+      s->ops.on_frames(s, s->arg);
+  }
+  st->dispatching--;
+  stream_sweep(st);
+  stream_maybe_free(st);
+}
+
 static hub_stream_t *stream_new(hub_t *h, const char *path) {
   hub_stream_t *st = calloc(1, sizeof(*st));
   if (st == NULL) return NULL;
@@ -700,6 +720,8 @@ static hub_stream_t *stream_new(hub_t *h, const char *path) {
   st->hub = h;
   ev_timer_init(&st->close_timer, close_timer_cb, 0., 0.);
   st->close_timer.data = st;
+  ev_timer_init(&st->merge_timer, merge_timer_cb, 0., 0.);
+  st->merge_timer.data = st;
   if (h->nstreams >= h->nbuckets) hash_grow(h);
   unsigned i = path_hash(path) & (h->nbuckets - 1);
   st->hnext = h->buckets[i];
@@ -720,6 +742,7 @@ hub_t *hub_new(struct ev_loop *loop, const hub_config_t *cfg) {
   if (h->cfg.slow_s <= 0) h->cfg.slow_s = DEF_SLOW_S;
   if (h->cfg.delay_close_s < 0) h->cfg.delay_close_s = 0;
   if (h->cfg.wait_s < 0) h->cfg.wait_s = 0;
+  if (h->cfg.merge_s < 0) h->cfg.merge_s = 0;
   h->nbuckets = 64;
   h->buckets = calloc(h->nbuckets, sizeof(*h->buckets));
   if (h->buckets == NULL) {
@@ -946,6 +969,14 @@ static void sub_offer(hub_sub_t *s, hub_frame_t *f, int hdr) {
     sub_end(s, HUB_END_SLOW);
     return;
   }
+  if (h->cfg.merge_s > 0 && !s->immediate) {
+    /* merged write: told when the stream's merge period ends */
+    if (!ev_is_active(&st->merge_timer)) {
+      ev_timer_set(&st->merge_timer, h->cfg.merge_s, 0.);
+      ev_timer_start(h->loop, &st->merge_timer);
+    }
+    return;
+  }
   if (s->ops.on_frames) s->ops.on_frames(s, s->arg);
 }
 
@@ -1085,6 +1116,10 @@ hub_frame_t *hub_sub_next(hub_sub_t *s) {
 size_t hub_sub_queued(const hub_sub_t *s) { return s ? s->bytes : 0; }
 
 uint64_t hub_sub_dropped(const hub_sub_t *s) { return s ? s->dropped : 0; }
+
+void hub_sub_set_immediate(hub_sub_t *s, int on) {
+  if (s) s->immediate = on != 0;
+}
 
 const char *hub_sub_path(const hub_sub_t *s) { return s && s->st ? s->st->path : NULL; }
 

@@ -53,6 +53,8 @@ typedef struct hub_config {
   size_t queue_bytes;        /* per subscriber: beyond it, skip to the next keyframe */
   double queue_s;            /* per subscriber: the same bound in stream time */
   double slow_s;             /* behind for longer than this: disconnected */
+  double merge_s;            /* merged write: subscribers are told of new frames at most once per
+                                merge_s (0: after every frame) */
   unsigned max_streams;      /* 0 = unlimited */
   unsigned max_subscribers;  /* per stream, 0 = unlimited */
 } hub_config_t;
@@ -78,7 +80,8 @@ enum {
 typedef struct hub_sub_ops {
   /* Frames are queued: drain them with hub_sub_next (from this callback or
    * later, e.g. when the socket is writable). Called after every frame
-   * queued for |s| (level-triggered), and once from the loop just after
+   * queued for |s| (level-triggered) — with merged write (merge_s), once per
+   * merge period in which frames were queued instead — and once from the loop just after
    * hub_subscribe when the GOP cache was queued. It may call
    * hub_unsubscribe(s). */
   void (*on_frames)(hub_sub_t *s, void *arg);
@@ -127,6 +130,10 @@ size_t hub_sub_queued(const hub_sub_t *s);
 
 /* hub_sub_dropped is the frames dropped for |s| (skips to a keyframe). */
 uint64_t hub_sub_dropped(const hub_sub_t *s);
+
+/* hub_sub_set_immediate exempts |s| from merged write (hub_config.merge_s):
+ * it is told after every frame, for relays whose next hop merges anyway. */
+void hub_sub_set_immediate(hub_sub_t *s, int on);
 
 /* hub_sub_path is the path |s| is attached to, NULL if refused. */
 const char *hub_sub_path(const hub_sub_t *s);

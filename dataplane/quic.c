@@ -89,6 +89,7 @@ struct quic_conn {
   socklen_t remotelen;
   char peer[64];
   void *user;
+  uint64_t pkts_sent, pkts_recv, bytes_sent, bytes_recv;
 };
 
 typedef struct cid_entry {
@@ -585,6 +586,10 @@ static int send_pkt(quic_conn *c, const uint8_t *data, size_t len) {
     n = sendto(c->ep->fd, data, len, 0, (struct sockaddr *)&c->remote,
                c->remotelen);
   } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    c->pkts_sent++;
+    c->bytes_sent += (uint64_t)n;
+  }
   if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
     log_debug(MOD, "[%s] sendto: %s", c->peer, strerror(errno));
   /* A full socket buffer is a loss: QUIC recovers it. */
@@ -843,6 +848,8 @@ static void conn_read(quic_conn *c, const struct sockaddr *from,
       .remote = {(struct sockaddr *)from, fromlen},
   };
   ngtcp2_pkt_info pi = {0};
+  c->pkts_recv++;
+  c->bytes_recv += len;
   int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now_ts());
   c->dirty = 1;
   if (rv != 0) conn_error(c, rv);
@@ -1029,6 +1036,24 @@ int quic_conn_peer_cert(const quic_conn *c, size_t idx, const uint8_t **der,
 const char *quic_conn_cipher(const quic_conn *c) {
   if (!c || !c->established) return NULL;
   return gnutls_cipher_get_name(gnutls_cipher_get(c->tls));
+}
+
+void quic_conn_get_stats(const quic_conn *c, quic_conn_stats *st) {
+  memset(st, 0, sizeof(*st));
+  if (c->conn != NULL) {
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    if (cs.first_rtt_sample_ts != UINT64_MAX) {
+      st->srtt_ms = (double)cs.smoothed_rtt / NGTCP2_MILLISECONDS;
+      st->min_rtt_ms = (double)cs.min_rtt / NGTCP2_MILLISECONDS;
+    }
+    st->cwnd = cs.cwnd;
+    st->bytes_in_flight = cs.bytes_in_flight;
+  }
+  st->pkts_sent = c->pkts_sent;
+  st->pkts_recv = c->pkts_recv;
+  st->bytes_sent = c->bytes_sent;
+  st->bytes_recv = c->bytes_recv;
 }
 
 void quic_conn_set_user_data(quic_conn *c, void *p) { c->user = p; }

@@ -113,6 +113,20 @@ int quic_conn_peer_cert(const quic_conn *c, size_t idx, const uint8_t **der,
 /* quic_conn_cipher names the negotiated AEAD ("AES-128-GCM"), or NULL. */
 const char *quic_conn_cipher(const quic_conn *c);
 
+/* Link figures for status and the controller. */
+typedef struct quic_conn_stats {
+  double srtt_ms;            /* smoothed RTT, 0 before the first sample */
+  double min_rtt_ms;
+  uint64_t cwnd;             /* congestion window, bytes */
+  uint64_t bytes_in_flight;
+  uint64_t pkts_sent, pkts_recv;   /* UDP datagrams */
+  uint64_t bytes_sent, bytes_recv; /* UDP payload bytes */
+  uint64_t pkts_lost;        /* packets declared lost (0 if not known) */
+} quic_conn_stats;
+
+/* quic_conn_get_stats fills |st| for |c|. */
+void quic_conn_get_stats(const quic_conn *c, quic_conn_stats *st);
+
 /* quic_conn_set_user_data / quic_conn_get_user_data: a caller's pointer. */
 void quic_conn_set_user_data(quic_conn *c, void *p);
 void *quic_conn_get_user_data(const quic_conn *c);

@@ -169,9 +169,10 @@ class NginxRtmp:
 
 
 class Cascade:
-    name = "cascade"
+    """The agent with its defaults, or with |merge| as subscribe.mergewrite."""
 
-    def __init__(self, pg):
+    def __init__(self, pg, merge=None, name="cascade"):
+        self.name = name
         db = pg.create_database()
         self.ctl = harness.Controller(pg.dsn(db))
         secret = "bench-media-" + harness.random_suffix(12)
@@ -183,6 +184,7 @@ class Cascade:
             "log": {"level": "warn"},
             "rtmp": {"maxconnections": 100000},
             "http": {"maxconnections": 100000},
+            **({"subscribe": {"mergewrite": merge}} if merge is not None else {}),
         })
         self.pid = self.agent.proc.pid
         pin_all_tasks(self.pid, SERVER_CORE)
@@ -468,6 +470,15 @@ def table(res):
                                             "saturated first"))
     if notes:
         out.append(">= marks a lower bound, (ratio) a ratio involving one: " + "; ".join(notes))
+    mw0 = res.get("cascade-mw0")
+    if mw0:
+        fw = (mw0.get("fanout") or {}).get("steps") or [{}]
+        lat = mw0.get("latency") or {}
+        out.append("cascade with subscribe.mergewrite 0 (a write per frame): at %s players %s Gbit/s "
+                   "per CPU-second (%s cores); latency at %s players p50 %s ms, p99 %s ms"
+                   % (fmt(fw[0].get("step"), "%d"), fmt(fw[0].get("gbit_per_cpu_s")),
+                      fmt(fw[0].get("cpu_util")), fmt(lat.get("step"), "%d"),
+                      fmt(lat.get("sei_p50_ms")), fmt(lat.get("sei_p99_ms"))))
     out.append("ratio = cascade / nginx-rtmp; CPU in cores of the server's pinned core; latency "
                "from the SEI wall-clock stamp unless noted")
     return "\n".join(out)
@@ -498,7 +509,7 @@ def main():
                "ramp": 500, "settle": 1, "window": 3, "idle_players": 500, "lat_window": 4,
                "seconds": 10}
     else:
-        cfg = {"fan_steps": [50, 100, 200, 400, 800, 1200, 1600, 2000, 2500, 3000, 4000],
+        cfg = {"fan_steps": [50, 200, 800, 1600, 2400, 3200, 4000, 5000, 6000],
                "ingest_steps": [10, 50, 100, 200, 400, 600, 800, 1200, 1600],
                "ramp": 500, "settle": 2, "window": 5, "idle_players": 500, "lat_window": 8,
                "seconds": 20}
@@ -548,6 +559,14 @@ def main():
                                                    if w["step"] == common[-1])
     for srv in made:
         res[srv.name]["latency"] = latency(srv, m4, cfg, half)
+        srv.stop()
+    if args.only != "nginx":
+        # the cost of merged write: the same load with subscribe.mergewrite 0
+        srv = Cascade(pg, merge="0s", name="cascade-mw0")
+        r = res.setdefault(srv.name, {})
+        step = res.get("common_step") or half
+        r["fanout"] = fanout(srv, m4, dict(cfg, fan_steps=[step]))
+        r["latency"] = latency(srv, m4, cfg, half)
         srv.stop()
     res["elapsed_s"] = time.monotonic() - t0
 

@@ -126,7 +126,7 @@ static int fallback(void *arg, const char *method, const char *path, const char 
 
 static void start(unsigned max_conns, size_t qbytes) {
   loop = ev_loop_new(EVFLAG_AUTO);
-  hub_config_t hc = {0.1, 0.2, qbytes, 5, 1, 0, 0};
+  hub_config_t hc = {0.1, 0.2, qbytes, 5, 1, 0, 0, 0};
   hub = hub_new(loop, &hc);
   lfd = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;

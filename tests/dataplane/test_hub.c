@@ -105,6 +105,7 @@ static hub_frame_t *meta(int with_sdf) {
 
 typedef struct rec {
   hub_sub_t *s;
+  int calls;            /* on_frames calls */
   int drain;            /* take frames in on_frames */
   int unsub_in_cb;      /* hub_unsubscribe itself in on_frames */
   int ended, why;
@@ -134,6 +135,7 @@ static void rec_take(rec_t *r) {
 static void rec_frames(hub_sub_t *s, void *arg) {
   rec_t *r = arg;
   assert_ptr_equal(s, r->s);
+  r->calls++;
   size_t q = hub_sub_queued(s);
   if (q > r->max_queued) r->max_queued = q;
   if (r->unsub_in_cb) {
@@ -164,7 +166,7 @@ static void sub(hub_t *h, const char *path, rec_t *r, int drain) {
 }
 
 static hub_t *mk(double delay, double wait, size_t qbytes, double qs, double slow) {
-  hub_config_t c = {delay, wait, qbytes, qs, slow, 0, 0};
+  hub_config_t c = {delay, wait, qbytes, qs, slow, 0, 0, 0};
   hub_t *h = hub_new(loop, &c);
   assert_non_null(h);
   return h;
@@ -337,7 +339,7 @@ static void test_info(void **state) {
 
 static void test_refusals(void **state) {
   (void)state;
-  hub_config_t c = {1, 1, 0, 0, 0, 2, 1};
+  hub_config_t c = {.delay_close_s = 1, .wait_s = 1, .max_streams = 2, .max_subscribers = 1};
   hub_t *h = hub_new(loop, &c);
   int err = 0;
   assert_non_null(hub_publish(h, "live/a", &err));
@@ -574,6 +576,49 @@ static void test_refcounts(void **state) {
   hub_free(h);
 }
 
+/* Merged write: frames pushed within one merge period reach a subscriber in
+ * one on_frames call when the period ends; an immediate subscriber is told
+ * per frame; nothing is lost or reordered. */
+static void test_merged_write(void **state) {
+  (void)state;
+  hub_config_t c = {.delay_close_s = 0.05, .wait_s = 1, .merge_s = 0.05};
+  hub_t *h = hub_new(loop, &c);
+  assert_non_null(h);
+  hub_stream_t *st = hub_publish(h, "live/cam1", NULL);
+  assert_non_null(st);
+  push_headers(st);
+  hub_push(st, video(0, 1, 100));
+  rec_t r, ri;
+  sub(h, "live/cam1", &r, 1);
+  sub(h, "live/cam1", &ri, 1);
+  hub_sub_set_immediate(ri.s, 1);
+  run_for(0.01); /* the GOP cache is delivered at once, merged or not */
+  assert_int_equal(r.n, 4);
+  assert_int_equal(ri.n, 4);
+  int calls0 = r.calls, icalls0 = ri.calls;
+  for (uint32_t i = 1; i <= 6; i++) {
+    hub_push(st, audio(i * 40));
+    hub_push(st, video(i * 40, 0, 100));
+  }
+  /* not yet: the merge period has not ended */
+  assert_int_equal(r.calls, calls0);
+  assert_int_equal(r.n, 4);
+  assert_int_equal(ri.calls, icalls0 + 12);
+  assert_int_equal(ri.n, 16);
+  run_for(0.1);
+  assert_int_equal(r.calls, calls0 + 1);
+  assert_int_equal(r.n, 16);
+  for (int i = 0; i < 16; i++) assert_int_equal(r.ts[i], ri.ts[i]);
+  /* an idle stream arms no timer: nothing more arrives */
+  run_for(0.1);
+  assert_int_equal(r.calls, calls0 + 1);
+  hub_unsubscribe(r.s);
+  hub_unsubscribe(ri.s);
+  hub_unpublish(st);
+  run_for(0.1);
+  hub_free(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_path_ok),
@@ -589,6 +634,7 @@ int main(void) {
       cmocka_unit_test(test_audio_only_window),
       cmocka_unit_test(test_unsubscribe_in_callback),
       cmocka_unit_test(test_refcounts),
+      cmocka_unit_test(test_merged_write),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
