@@ -79,7 +79,7 @@ static char *wrap_status(const agent_t *a, size_t *len) {
 }
 
 static char *envelope(int code, const char *message, json_t *data, size_t *len) {
-  json_t *b = json_pack("{s:i,s:s,s:o}", "code", code, "message", message,
+  json_t *b = json_pack("{s:i,s:s,s:o}", "code", code, "message", message, "data",
                         data ? data : json_null());
   char *out = b ? json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(b);
@@ -87,16 +87,19 @@ static char *envelope(int code, const char *message, json_t *data, size_t *len) 
   return out;
 }
 
-/* linktest: POST /api/cascade/linktest?bytes=N starts a SOURCE stream of N
- * bytes from the parent (202), GET shows the running or last test. The
- * local API answers at once, so the result is read with GET. */
+/* linktest: /api/cascade/linktest?bytes=N starts a SOURCE stream of N bytes
+ * from the parent (202); without bytes it shows the running or last test.
+ * The local API answers at once, so the result is read afterwards. POST is
+ * the intended method; the HTTP server takes only GET and HEAD today, so a
+ * GET with bytes starts a test too. */
 static int linktest(agent_t *a, const char *method, const char *query, char **body,
                     size_t *len) {
-  if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+  int has_bytes = query && (strncmp(query, "bytes=", 6) == 0 || strstr(query, "&bytes="));
+  if (strcmp(method, "HEAD") == 0 || (strcmp(method, "GET") == 0 && !has_bytes)) {
     *body = envelope(0, "success", links_linktest_json(a->links), len);
     return *body ? 200 : 500;
   }
-  if (strcmp(method, "POST") != 0) return 405;
+  if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) return 405;
   unsigned long long n = 0;
   const char *q = query ? strstr(query, "bytes=") : NULL;
   char *end = NULL;
