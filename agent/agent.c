@@ -3,6 +3,7 @@
  * simulation mode on one loop. See agent.h. */
 #include "agent.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ static json_t *str_array(char *const *v, size_t n) {
   return a;
 }
 
-char *agent_status_json(const ctlc_t *c, const agent_config_t *cfg) {
+char *agent_status_json(const ctlc_t *c, const links_t *l, const agent_config_t *cfg) {
   json_t *pull = json_object(), *children = json_array(), *d;
   char *out = NULL;
 
@@ -46,7 +47,7 @@ char *agent_status_json(const ctlc_t *c, const agent_config_t *cfg) {
                      ? json_pack("{s:o}", "not_after", rfc3339(c->cert_not_after))
                      : json_null();
   d = json_pack(
-      "{s:o,s:s,s:{s:s,s:s,s:o,s:o},s:{s:I},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o}",
+      "{s:o,s:s,s:{s:s,s:s,s:o,s:o},s:{s:I},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o}",
       "instance_id", c->instance_id ? json_integer(c->instance_id) : json_null(),
       "name", c->name,
       "controller", "url", cfg->ctl_url, "state", ctlc_state_name(c->state),
@@ -58,7 +59,8 @@ char *agent_status_json(const ctlc_t *c, const agent_config_t *cfg) {
       "rules", "relayapi", "allow", str_array(c->rules.allow, c->rules.nallow), "deny",
       str_array(c->rules.deny, c->rules.ndeny), "onsub", "pull", pull, "autopush",
       c->rules.autopush,
-      "certificate", cert);
+      "certificate", cert,
+      "links", l ? links_status(l) : json_array());
   /* json_pack steals the "o" references even when it fails. */
   if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(d);
@@ -68,12 +70,55 @@ char *agent_status_json(const ctlc_t *c, const agent_config_t *cfg) {
 static const char HEALTHZ[] = "{\"code\":0,\"message\":\"success\",\"data\":{\"status\":\"ok\"}}";
 
 static char *wrap_status(const agent_t *a, size_t *len) {
-  char *d = agent_status_json(a->ctl, a->cfg), *out = NULL;
+  char *d = agent_status_json(a->ctl, a->links, a->cfg), *out = NULL;
   if (d && asprintf(&out, "{\"code\":0,\"message\":\"success\",\"data\":%s}", d) < 0)
     out = NULL;
   free(d);
   if (out) *len = strlen(out);
   return out;
+}
+
+static char *envelope(int code, const char *message, json_t *data, size_t *len) {
+  json_t *b = json_pack("{s:i,s:s,s:o}", "code", code, "message", message, "data",
+                        data ? data : json_null());
+  char *out = b ? json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(b);
+  *len = out ? strlen(out) : 0;
+  return out;
+}
+
+/* linktest: /api/cascade/linktest?bytes=N starts a SOURCE stream of N bytes
+ * from the parent (202); without bytes it shows the running or last test.
+ * The local API answers at once, so the result is read afterwards. POST is
+ * the intended method; the HTTP server takes only GET and HEAD today, so a
+ * GET with bytes starts a test too. */
+static int linktest(agent_t *a, const char *method, const char *query, char **body,
+                    size_t *len) {
+  int has_bytes = query && (strncmp(query, "bytes=", 6) == 0 || strstr(query, "&bytes="));
+  if (strcmp(method, "HEAD") == 0 || (strcmp(method, "GET") == 0 && !has_bytes)) {
+    *body = envelope(0, "success", links_linktest_json(a->links), len);
+    return *body ? 200 : 500;
+  }
+  if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) return 405;
+  unsigned long long n = 0;
+  const char *q = query ? strstr(query, "bytes=") : NULL;
+  char *end = NULL;
+  int status = 202;
+  const char *msg = "started";
+  if (q == NULL || (q != query && q[-1] != '&') || q[6] < '0' || q[6] > '9' ||
+      (errno = 0, n = strtoull(q + 6, &end, 10), errno != 0) || (*end && *end != '&')) {
+    status = 400;
+    msg = "bytes: a decimal number of bytes is required";
+  } else {
+    int rv = links_linktest_start(a->links, n);
+    if (rv == -EINVAL) status = 400, msg = "bytes: must be 1..1073741824";
+    else if (rv == -EBUSY) status = 409, msg = "a link test is running";
+    else if (rv == -ENOTCONN) status = 409, msg = "no parent link is up";
+    else if (rv != 0) status = 503, msg = "cannot open a stream on the parent link";
+  }
+  *body = envelope(status == 202 ? 0 : status, msg,
+                   status == 202 ? links_linktest_json(a->links) : NULL, len);
+  return *body ? status : 500;
 }
 
 /* on_api answers the local API on the loop thread: the state it shows is
@@ -94,21 +139,25 @@ static int on_api(void *arg, const char *method, const char *path, const char *q
   } else if (strcmp(path, "/api/stream/list") == 0) {
     if (!get) return 405;
     *body = media_stream_list(&a->media, len);
+  } else if (strcmp(path, "/api/cascade/linktest") == 0) {
+    return linktest(a, method, query, body, len);
   } else if (strcmp(path, "/metrics") == 0) {
     if (!get) return 405;
     *ctype = "text/plain; version=0.0.4";
-    char *m = media_metrics(&a->media, len), *out = NULL;
-    if (m && asprintf(&out,
-                      "%s# TYPE cascade_control_state gauge\n"
+    char *m = media_metrics(&a->media, len), *lm = links_metrics(a->links), *out = NULL;
+    if (m && lm && asprintf(&out,
+                      "%s%s# TYPE cascade_control_state gauge\n"
                       "cascade_control_state{state=\"%s\"} 1\n"
                       "# TYPE cascade_control_applied_generation gauge\n"
                       "cascade_control_applied_generation %llu\n"
                       "# TYPE cascade_control_bad_messages_total counter\n"
                       "cascade_control_bad_messages_total %llu\n",
-                      m, ctlc_state_name(a->ctl->state), (unsigned long long)a->ctl->applied_gen,
+                      m, lm, ctlc_state_name(a->ctl->state),
+                      (unsigned long long)a->ctl->applied_gen,
                       (unsigned long long)a->hub.bad_messages) < 0)
       out = NULL;
     free(m);
+    free(lm);
     *body = out;
     *len = out ? strlen(out) : 0;
   } else {
@@ -121,6 +170,16 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   (void)revents;
   log_info(MOD, "signal %d: shutting down", w->signum);
   ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_ctl_change(ctlc_t *c, void *arg) {
+  agent_t *a = arg;
+  if (c == a->ctl) links_reconcile(a->links);
+}
+
+static size_t on_link_reports(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg) {
+  agent_t *a = arg;
+  return c == a->ctl ? links_reports(a->links, out, max) : 0;
 }
 
 static void on_sim_report(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -167,6 +226,14 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
     return 0;
   }
   if ((a->ctl = ctlc_new(&a->hub, cfg->node_name, err, errlen)) == NULL) goto fail;
+  if ((a->links = links_new(loop, cfg, a->ctl)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  a->hub.on_change = on_ctl_change;
+  a->hub.on_change_arg = a;
+  a->hub.link_reports = on_link_reports;
+  a->hub.link_reports_arg = a;
   if (media_start(&a->media, loop, cfg, on_api, a, err, errlen) != 0) goto fail;
   a->media_on = 1;
   log_info(MOD, "agent %s started: local API and HTTP-FLV http://%s, RTMP %s, controller %s",
@@ -187,6 +254,9 @@ void agent_stop(agent_t *a) {
   /* The API first: it must not serve while the state it shows goes away. */
   if (a->media_on) media_stop(&a->media);
   a->media_on = 0;
+  a->hub.on_change = NULL;
+  a->hub.link_reports = NULL;
+  links_free(a->links);
   ctlc_destroy(a->ctl);
   for (size_t i = 0; i < a->nsim; i++) ctlc_destroy(a->sim[i]);
   free(a->sim);

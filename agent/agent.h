@@ -7,6 +7,7 @@
 
 #include "agent_config.h"
 #include "ctlc.h"
+#include "links.h"
 #include "media.h"
 
 typedef struct agent {
@@ -17,14 +18,16 @@ typedef struct agent {
   ctlc_t **sim;                  /* --simulate: nsim clients */
   size_t nsim;
   media_t media;                 /* streams, RTMP, HTTP-FLV and the local API */
+  links_t *links;                /* QUIC links to the parent and children */
   int media_on;
   ev_signal sigint, sigterm;
   ev_timer sim_report;
 } agent_t;
 
 /* agent_status_json renders the "data" object of GET /api/cascade/status
- * for client |c| (never a secret). NULL on out of memory. */
-char *agent_status_json(const ctlc_t *c, const agent_config_t *cfg);
+ * for client |c| and its links |l| (may be NULL) (never a secret). NULL on
+ * out of memory. */
+char *agent_status_json(const ctlc_t *c, const links_t *l, const agent_config_t *cfg);
 
 /* agent_start builds the agent on |loop|: local API, then the control
  * client, or |nsim| simulated clients and no local API when nsim > 0.

@@ -45,6 +45,29 @@ const cfg_key_t agent_config_table[] = {
      "Link to a parent node (seed key)."},
     {"cascadeclient.server", CFG_STR, OFF(client_server), NULL, 0, 256, NULL, 0,
      "Static parent QUIC address (seed key); the controller's assignment wins when set."},
+    {"cascadeclient.reconnectmax", CFG_DURATION, OFF(reconnectmax_ms), "5s", 100, 300000, NULL, 0,
+     "Longest wait between attempts to link to the parent (exponential backoff from 100ms with "
+     "full jitter)."},
+    {"cascadeserver.maxchildren", CFG_INT, OFF(maxchildren), "100", 1, 10000, NULL, 0,
+     "Child links at once; more children are refused (application error 0x202) with a log "
+     "line."},
+    {"quic.idletimeout", CFG_DURATION, OFF(quic_idle_ms), "10s", 500, 600000, NULL, 0,
+     "A link with no packet from its peer for this long is down (it is also how a peer that "
+     "vanished is noticed)."},
+    {"quic.keepalive", CFG_DURATION, OFF(quic_keepalive_ms), "2s", 0, 300000, NULL, 0,
+     "PING an idle link this often, below quic.idletimeout; 0: never."},
+    {"quic.handshaketimeout", CFG_DURATION, OFF(quic_handshake_ms), "5s", 200, 60000, NULL, 0,
+     "Give up a link attempt whose handshake has not completed after this long."},
+    {"quic.maxdata", CFG_INT, OFF(quic_maxdata), "16777216", 65536, 1073741824, NULL, 0,
+     "Bytes: connection flow-control window a peer may send ahead."},
+    {"quic.maxstreamdata", CFG_INT, OFF(quic_maxstreamdata), "1048576", 16384, 268435456, NULL, 0,
+     "Bytes: per-stream flow-control window a peer may send ahead."},
+    {"quic.maxstreams", CFG_INT, OFF(quic_maxstreams), "100", 1, 100000, NULL, 0,
+     "Streams a peer may have open at once on one link."},
+    {"quic.sndbuf", CFG_INT, OFF(quic_sndbuf), "262144", 16384, 67108864, NULL, 0,
+     "Bytes: send buffer bound of each stream (data written but not yet acknowledged)."},
+    /* quic.cc (the congestion controller) belongs here once quic_config has
+     * its field; it is added with the transport's congestion-control work. */
     {"cascadeclient.autopush", CFG_BOOL, OFF(autopush), "false", 0, 0, NULL, 0,
      "Push every stream published here to the parent (seed key); the controller may override."},
     {"cascadeclient.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL, 0,
@@ -127,6 +150,11 @@ static int check(agent_config_t *c, const char *path, char *err, size_t errlen) 
              "%s: key 'controller.url': a tls+tcp:// controller needs controller.ca or "
              "controller.pin (the agent never talks to an unverified controller)",
              path);
+    return -1;
+  }
+  if (c->quic_keepalive_ms >= c->quic_idle_ms) {
+    snprintf(err, errlen, "%s: key 'quic.keepalive': must be below quic.idletimeout (%lld ms)",
+             path, c->quic_idle_ms);
     return -1;
   }
   for (size_t i = 0; i < c->onsub_pull.n; i++) {

@@ -38,6 +38,16 @@ typedef struct agent_config {
   long long subscribe_queuetime_ms;
   long long subscribe_slow_ms;
   long long subscribe_merge_ms;
+  /* QUIC links (docs/protocol.md, "Links") */
+  long long reconnectmax_ms;
+  long long maxchildren;
+  long long quic_idle_ms;
+  long long quic_keepalive_ms;
+  long long quic_handshake_ms;
+  long long quic_maxdata;
+  long long quic_maxstreamdata;
+  long long quic_maxstreams;
+  long long quic_sndbuf;
 } agent_config_t;
 
 /* agent_config_table is the table of every agent key. */

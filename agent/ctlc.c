@@ -447,12 +447,40 @@ static void send_heartbeat(ctlc_t *c) {
   Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
   Cascade__Control__Heartbeat hb = CASCADE__CONTROL__HEARTBEAT__INIT;
   Cascade__Control__Stats st = CASCADE__CONTROL__STATS__INIT;
-  /* Stats stay zero until the data plane exists to count them. */
+  ctlc_link_report_t *rep = NULL;
+  Cascade__Control__LinkReport *lr = NULL, **lp = NULL;
+  size_t n = 0;
+
   hb.applied_generation = c->applied_gen;
   hb.stats = &st;
+  if (c->hub->link_reports && (rep = calloc(CTLC_LINK_REPORTS_MAX, sizeof(*rep))) != NULL)
+    n = c->hub->link_reports(c, rep, CTLC_LINK_REPORTS_MAX, c->hub->link_reports_arg);
+  if (n > 0 && ((lr = calloc(n, sizeof(*lr))) == NULL || (lp = calloc(n, sizeof(*lp))) == NULL))
+    n = 0; /* out of memory: this beat goes without its link reports */
+  for (size_t i = 0; i < n; i++) {
+    cascade__control__link_report__init(&lr[i]);
+    lr[i].peer_id = rep[i].peer_id;
+    lr[i].role = rep[i].role == 1 ? CASCADE__CONTROL__LINK_ROLE__LINK_PARENT
+                                  : CASCADE__CONTROL__LINK_ROLE__LINK_CHILD;
+    lr[i].up = rep[i].up != 0;
+    lr[i].rtt_us = rep[i].rtt_us;
+    lr[i].bytes_sent = rep[i].bytes_sent;
+    lr[i].bytes_recv = rep[i].bytes_recv;
+    lr[i].lost = rep[i].lost;
+    lr[i].up_since = rep[i].up_since;
+    lp[i] = &lr[i];
+    if (rep[i].up) st.links++;
+    st.bytes_out += rep[i].bytes_sent;
+    st.bytes_in += rep[i].bytes_recv;
+  }
+  hb.n_links = n;
+  hb.links = lp;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
   r.heartbeat = &hb;
   send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  free(rep);
+  free(lr);
+  free(lp);
 }
 
 static char *path_in(const char *dir, const char *name) {
@@ -550,6 +578,22 @@ static void on_certificate(ctlc_t *c, const Cascade__Control__Certificate *ce) {
               strerror(errno));
     c->cert_retry_at = time(NULL) + CERT_RETRY_S;
     return;
+  }
+  char *pem = strdup(ce->cert), *ca = ce->ca && ce->ca[0] ? strdup(ce->ca) : NULL;
+  if (pem == NULL || (ce->ca && ce->ca[0] && ca == NULL)) {
+    free(pem);
+    free(ca);
+    c->cert_retry_at = time(NULL) + CERT_RETRY_S;
+    return;
+  }
+  if (ca && write_file_atomic(c->hub->cfg->datadir, "node-ca.crt", ca, 0644) != 0)
+    log_warn(MOD, "[%s] cannot write %s/node-ca.crt: %s", c->name, c->hub->cfg->datadir,
+             strerror(errno));
+  free(c->cert_pem);
+  c->cert_pem = pem;
+  if (ca) {
+    free(c->node_ca_pem);
+    c->node_ca_pem = ca;
   }
   c->cert_id = id;
   c->cert_not_before = nb;
@@ -877,9 +921,23 @@ static void load_cert(ctlc_t *c) {
       c->cert_id = id;
       c->cert_not_before = nb;
       c->cert_not_after = na;
+      c->cert_pem = pem;
+      pem = NULL;
     }
   }
   free(pem);
+  free(path);
+  if (c->cert_pem == NULL) return;
+  /* The links need the key and the CA with the certificate kept from an
+   * earlier run (they still wait for the controller's topology). */
+  if ((path = path_in(c->hub->cfg->datadir, "node.key")) != NULL &&
+      x509_key_ensure(path, &c->key_pem, err, sizeof(err)) != 0) {
+    log_warn(MOD, "[%s] node key: %s", c->name, err);
+    c->key_pem = NULL;
+  }
+  free(path);
+  if ((path = path_in(c->hub->cfg->datadir, "node-ca.crt")) != NULL && access(path, F_OK) == 0)
+    c->node_ca_pem = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
   free(path);
 }
 
@@ -921,6 +979,8 @@ void ctlc_destroy(ctlc_t *c) {
     gnutls_memset(c->key_pem, 0, strlen(c->key_pem));
     free(c->key_pem);
   }
+  free(c->cert_pem);
+  free(c->node_ca_pem);
   free(c->name);
   free(c);
 }

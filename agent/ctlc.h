@@ -32,6 +32,17 @@ typedef enum {
 typedef struct ctlc ctlc_t;
 typedef struct ctlc_event ctlc_event_t;
 
+/* One QUIC link as the heartbeat reports it (proto LinkReport). */
+typedef struct ctlc_link_report {
+  int64_t peer_id;
+  int role;                      /* 1: our parent, 2: one of our children */
+  int up;
+  uint64_t rtt_us, bytes_sent, bytes_recv, lost;
+  int64_t up_since;              /* unix seconds, 0 when down */
+} ctlc_link_report_t;
+
+#define CTLC_LINK_REPORTS_MAX 1024
+
 /* What every client of one process shares: the loop bridge, the file
  * config, the Register verifier and SCRAM key cache, the controller CA. */
 typedef struct ctlc_hub {
@@ -51,6 +62,10 @@ typedef struct ctlc_hub {
   /* Called on the loop thread whenever a client's visible state changed. */
   void (*on_change)(ctlc_t *c, void *arg);
   void *on_change_arg;
+  /* Called on the loop thread before each heartbeat: writes at most |max|
+   * link reports to |out| and returns how many, and the totals of Stats. */
+  size_t (*link_reports)(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg);
+  void *link_reports_arg;
 } ctlc_hub_t;
 
 typedef struct ctlc_op {
@@ -111,6 +126,8 @@ struct ctlc {
 
   /* Certificate (not in simulation). */
   char *key_pem;                 /* owned, secret */
+  char *cert_pem;                /* owned: the node certificate in use */
+  char *node_ca_pem;             /* owned: the CA that signed it (Certificate.ca) */
   time_t cert_not_before, cert_not_after;
   int64_t cert_id;
   time_t cert_retry_at;

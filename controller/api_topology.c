@@ -3,9 +3,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.h"
+#include "ctlsrv.h"
 #include "valid.h"
+
+/* api_unix_time formats unix seconds like the API's other times. */
+static json_t *api_unix_time(int64_t t) {
+  char buf[32];
+  struct tm tm;
+  time_t tt = (time_t)t;
+  if (gmtime_r(&tt, &tm) == NULL) return json_null();
+  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return json_string(buf);
+}
 
 int api_topology(http_req_t *r) {
   PGresult *res = api_exec(r, DB_NODE_TOPOLOGY, 0, NULL);
@@ -44,6 +56,17 @@ int api_topology(http_req_t *r) {
         if (ids[mid] < pid) lo = mid + 1;
         else hi = mid - 1;
       }
+    }
+    if (!PQgetisnull(res, i, 3)) {
+      /* The QUIC link to its parent, from the agents' heartbeats. */
+      ctlsrv_link_t l;
+      int64_t pid = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+      json_t *link = json_null();
+      if (PQgetvalue(res, i, 2)[0] == 't' && ctlsrv_link_of(r->ctl->ctlsrv, ids[i], pid, &l))
+        link = json_pack("{s:b,s:o,s:o}", "up", l.up, "rtt_ms",
+                         l.up ? json_real((double)l.rtt_us / 1000.0) : json_null(), "since",
+                         l.up && l.up_since ? api_unix_time(l.up_since) : json_null());
+      json_object_set_new(nodes[i], "link", link ? link : json_null());
     }
     json_array_append(parent ? json_object_get(parent, "children") : roots, nodes[i]);
   }

@@ -39,6 +39,7 @@
 #define REVOKED_TTL_MS 30000
 #define RECONCILE_MS 2000
 #define TOKEN_LEN CTLMSG_SESSION_LEN
+#define LINKS_MAX 1024             /* link reports read per heartbeat */
 
 typedef Cascade__Control__Request req_t;
 typedef Cascade__Control__Response resp_t;
@@ -64,6 +65,8 @@ typedef struct sess {
   int revoked;
   int64_t revoked_ms;
   park_t *park;              /* owned */
+  ctlsrv_link_t *links;      /* owned: the last heartbeat's link reports */
+  size_t nlinks;
   struct sess *tok_next;
   struct sess *id_next;
 } sess_t;
@@ -253,6 +256,7 @@ static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t 
   Cascade__Control__Child *child_v = NULL, **child_p = NULL;
   Cascade__Control__PullRule *rule_v = NULL, **rule_p = NULL;
   char **allow_p = NULL, **deny_p = NULL;
+  char parent_addr[320];
   nng_msg *m = NULL;
 
   cfg.generation = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -261,6 +265,14 @@ static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t 
     topo.parent_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     topo.parent_name = PQgetvalue(r, 0, 2);
     topo.parent_quic = PQgetvalue(r, 0, 3);
+    /* ":port" (every address of the parent) is completed with the address
+     * the parent's control connection comes from. */
+    const char *ip = PQgetvalue(r, 0, 9);
+    if (topo.parent_quic[0] == ':' && ip[0]) {
+      snprintf(parent_addr, sizeof(parent_addr), strchr(ip, ':') ? "[%s]%s" : "%s%s", ip,
+               topo.parent_quic);
+      topo.parent_quic = parent_addr;
+    }
   }
   if (!PQgetisnull(r, 0, 8) && (kids = json_loads(PQgetvalue(r, 0, 8), 0, NULL)) != NULL) {
     size_t n = json_array_size(kids);
@@ -631,16 +643,37 @@ static int session_of(ctlsrv_t *s, const req_t *q, int64_t *id, nng_msg **reply)
 static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
   uint64_t desired = 0;
   int state; /* 0 live, 1 none, 2 revoked */
+  const Cascade__Control__Heartbeat *hb = q->heartbeat;
+  size_t n = hb->n_links < LINKS_MAX ? hb->n_links : LINKS_MAX;
+  ctlsrv_link_t *links = n ? calloc(n, sizeof(*links)) : NULL;
+  int64_t now = db_now_ms();
+  if (links == NULL) n = 0;
+  for (size_t i = 0; i < n; i++) {
+    const Cascade__Control__LinkReport *l = hb->links[i];
+    links[i].peer_id = l->peer_id;
+    links[i].role = l->role == CASCADE__CONTROL__LINK_ROLE__LINK_PARENT  ? CTLSRV_LINK_PARENT
+                    : l->role == CASCADE__CONTROL__LINK_ROLE__LINK_CHILD ? CTLSRV_LINK_CHILD
+                                                                         : 0;
+    links[i].up = l->up;
+    links[i].rtt_us = l->rtt_us;
+    links[i].up_since = l->up_since;
+    links[i].reported_ms = now;
+  }
   pthread_mutex_lock(&s->mu);
   sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
   state = x == NULL ? 1 : x->revoked ? 2 : 0;
   if (state == 0) {
-    x->last_hb_ms = db_now_ms();
-    x->applied = q->heartbeat->applied_generation;
+    x->last_hb_ms = now;
+    x->applied = hb->applied_generation;
     x->hb_dirty = 1;
     desired = x->desired;
+    ctlsrv_link_t *old = x->links;
+    x->links = links;
+    x->nlinks = n;
+    links = old;
   }
   pthread_mutex_unlock(&s->mu);
+  free(links);
   if (state == 1) return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
   if (state == 2) return status_reply(q->id, CASCADE__CONTROL__CODE__REVOKED, "session revoked");
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
@@ -945,6 +978,7 @@ static void sweep(ctlsrv_t *s, int reconcile) {
                                                    "session expired"));
     if (!x->revoked) log_info("control", "node offline id=%lld name=%s (no heartbeat)",
                               (long long)x->id, x->name);
+    free(x->links);
     free(x);
   }
   for (size_t i = 0; i < nto; i++) park_answer(timed_out[i], empty_config(timed_out[i]->req_id));
@@ -1076,6 +1110,31 @@ void ctlsrv_wake(ctlsrv_t *s) {
   s->wake = 1;
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
+}
+
+/* find_link looks in node |id|'s live session for its report of |peer|
+ * in |role|; 1 with |out| set when there is one. Under s->mu. */
+static int find_link(ctlsrv_t *s, int64_t id, int role, int64_t peer, ctlsrv_link_t *out) {
+  sess_t *x = sess_by_id(s, id);
+  if (x == NULL) return 0;
+  for (size_t i = 0; i < x->nlinks; i++) {
+    if (x->links[i].role == role && x->links[i].peer_id == peer) {
+      *out = x->links[i];
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int ctlsrv_link_of(ctlsrv_t *s, int64_t child, int64_t parent, ctlsrv_link_t *out) {
+  int found;
+  if (s == NULL) return 0;
+  pthread_mutex_lock(&s->mu);
+  /* The child's own view first: it dials, it knows best whether it is up. */
+  found = find_link(s, child, CTLSRV_LINK_PARENT, parent, out) ||
+          find_link(s, parent, CTLSRV_LINK_CHILD, child, out);
+  pthread_mutex_unlock(&s->mu);
+  return found;
 }
 
 size_t ctlsrv_sessions(ctlsrv_t *s) {
@@ -1228,6 +1287,7 @@ void ctlsrv_stop(ctlsrv_t *s) {
         nng_aio_free(x->park->aio);
         free(x->park);
       }
+      free(x->links);
       free(x);
       x = next;
     }

@@ -23,6 +23,24 @@ void ctlsrv_stop(ctlsrv_t *s);
  * changed (a node's rules, topology, secret, or the node is gone). */
 void ctlsrv_wake(ctlsrv_t *s);
 
+#define CTLSRV_LINK_PARENT 1
+#define CTLSRV_LINK_CHILD 2
+
+/* One QUIC link as a node's last heartbeat reported it. */
+typedef struct ctlsrv_link {
+  int64_t peer_id;
+  int role;                  /* CTLSRV_LINK_PARENT: the reporter's parent */
+  int up;
+  uint64_t rtt_us;
+  int64_t up_since;          /* unix seconds, 0 when down */
+  int64_t reported_ms;
+} ctlsrv_link_t;
+
+/* ctlsrv_link_of finds the link between |child| and its parent |parent|:
+ * the child's report if it has a live session and reports it, else the
+ * parent's. Returns 1 with |out| set, 0 when neither knows. */
+int ctlsrv_link_of(ctlsrv_t *s, int64_t child, int64_t parent, ctlsrv_link_t *out);
+
 /* ctlsrv_sessions counts live sessions (for metrics). */
 size_t ctlsrv_sessions(ctlsrv_t *s);
 

@@ -161,7 +161,7 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " array_to_json(n.relay_allow)::text, array_to_json(n.relay_deny)::text,"
         " n.onsub_pull::text, n.autopush,"
         " (SELECT json_agg(json_build_array(c.id, c.name) ORDER BY c.id) FROM instances c"
-        "  WHERE c.parent_id = n.id)::text"
+        "  WHERE c.parent_id = n.id)::text, p.ip"
         " FROM instances n LEFT JOIN instances p ON p.id = n.parent_id WHERE n.id = $1::bigint",
     [DB_CTL_GENERATIONS] = "SELECT id, config_generation, secret_epoch FROM instances"
                            " WHERE id = ANY($1::bigint[])",

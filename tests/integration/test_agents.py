@@ -250,6 +250,9 @@ class AgentTest(unittest.TestCase):
         harness.wait_for(lambda: [c["name"] for c in hq.status()["children"]] == ["edge-f1"], 10,
                          what="child on the parent")
         topo = harness.envelope_ok(self, self.ctl.api("GET", "/api/cascade/topology"))
+        # a node with a parent carries its QUIC link (test_links.py checks it in depth)
+        link = topo[0]["children"][0].pop("link")
+        self.assertTrue(link is None or isinstance(link["up"], bool), link)
         self.assertEqual(topo, [{"id": hq_node["id"], "name": "hq", "online": True, "children": [
             {"id": e["id"], "name": "edge-f1", "online": True, "children": []}]}])
         # a cycle is refused
