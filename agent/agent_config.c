@@ -167,6 +167,12 @@ static int check(agent_config_t *c, const char *path, char *err, size_t errlen) 
       return -1;
     }
     pcre2_code_free(re);
+    if (pattern_target_check(c->onsub_pull.vals[i], why, sizeof(why)) != 0) {
+      char q[128];
+      snprintf(err, errlen, "%s: key 'cascadeclient.onsub.pull': target of '%s': %s", path,
+               log_quote(c->onsub_pull.keys[i], q, sizeof(q)), why);
+      return -1;
+    }
   }
   return 0;
 

@@ -197,10 +197,8 @@ static int check_relayapi(json_t *v, valid_node_t *out, char *err, size_t errlen
 }
 
 int valid_pull_target(const char *t) {
-  static const char *const schemes[] = {"m7s://", "rtmp://", "http://", "https://"};
-  for (size_t i = 0; i < 4; i++)
-    if (strncmp(t, schemes[i], strlen(schemes[i])) == 0 && t[strlen(schemes[i])] != '\0') return 0;
-  return -1;
+  char why[128];
+  return pattern_target_check(t, why, sizeof(why));
 }
 
 int valid_pattern(const char *pattern, char *err, size_t errlen) {
@@ -248,8 +246,8 @@ static int check_onsub(json_t *v, valid_node_t *out, char *err, size_t errlen) {
                        VALID_RULE_LEN_MAX, err, errlen) != 0 ||
           valid_pull_target(json_string_value(pv)) != 0) {
         if (json_is_string(pv) || !*err)
-          snprintf(err, errlen, "onsub.pull: target of '%.64s' must be m7s://, rtmp://, http:// "
-                                "or https:// followed by a path", pk);
+          snprintf(err, errlen, "onsub.pull: target of '%.64s' must be m7s://, rtmp:// or "
+                                "http:// followed by a path, with $0..$9 or $$ only", pk);
         valid_utf8_trim(err);
         json_decref(pairs);
         return -1;
