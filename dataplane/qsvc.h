@@ -21,7 +21,11 @@
  * - DISCARD counts and drops bytes; FIN after the opener's FIN.
  * - SOURCE sends bytes as fast as the stream takes them: the byte at stream
  *   offset o is (o % 251). It stops with a FIN after option "bytes"
- *   (decimal) bytes, or when the opener ends its direction. */
+ *   (decimal) bytes, or when the opener ends its direction.
+ * PUSH, PULL and HTTP go to the handler registered for the kind
+ * (qsvc_set_handler; the media relay registers PUSH and PULL), which
+ * accepts or refuses on the header and then owns the stream; without one
+ * they are refused with QSVC_ERR_NOT_IMPLEMENTED. */
 #ifndef CASCADE_QSVC_H
 #define CASCADE_QSVC_H
 

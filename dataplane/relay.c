@@ -811,11 +811,13 @@ int relay_on_stream_close(relay_t *r, quic_conn *c, int64_t sid, uint64_t app_co
 
 void relay_on_conn_close(relay_t *r, quic_conn *c) {
   if (!r) return;
-  for (rstream *s = r->all, *next; s; s = next) {
-    next = s->next;
-    /* Freeing |s| may unpublish, which never frees another relay stream,
-     * so |next| stays valid. */
-    if (served(s) && s->c == c) served_gone(s, 0);
+  /* Freeing a stream unpublishes, and the hub's observer may stop other
+   * relay streams from there: the walk starts over after each one. */
+  for (;;) {
+    rstream *s = r->all;
+    while (s && !(served(s) && s->c == c)) s = s->next;
+    if (!s) return;
+    served_gone(s, 0);
   }
 }
 
