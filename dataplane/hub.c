@@ -1220,6 +1220,18 @@ void hub_unsubscribe(hub_sub_t *s) {
   sub_release(s);
 }
 
+void hub_path_counts(hub_t *h, const char *path, unsigned *subs, unsigned *waiting) {
+  hub_stream_t *st = hub_path_ok(path) ? stream_find(h, path) : NULL;
+  unsigned n = 0, w = 0;
+  if (st) {
+    n = st->nsubs;
+    for (hub_sub_t *s = st->subs; s; s = s->next)
+      if (s->state == SUB_WAITING) w++;
+  }
+  if (subs) *subs = n;
+  if (waiting) *waiting = w;
+}
+
 /* ---------- introspection ---------- */
 
 static int cmp_path(const void *a, const void *b) {

@@ -208,6 +208,12 @@ const char *hub_sub_path(const hub_sub_t *s);
  * subscription inside its own on_end. */
 void hub_unsubscribe(hub_sub_t *s);
 
+/* hub_path_counts gives the subscribers of |path| (|subs|, waiting ones
+ * included) and those waiting for a publisher (|waiting|); either may be
+ * NULL. For the cascade: retry an on-demand pull while someone waits, end a
+ * linger when a player came back. Both 0 for an unknown path. */
+void hub_path_counts(hub_t *h, const char *path, unsigned *subs, unsigned *waiting);
+
 /* --- introspection, for /api/stream/list and /metrics --- */
 
 typedef struct hub_stream_info {

@@ -744,6 +744,12 @@ static void test_observer_missing(void **state) {
   sub(h, "live/m", &b, 1);
   assert_int_equal(o.missing, 1);
   assert_string_equal(o.last, "live/m");
+  unsigned ns = 9, nw = 9;
+  hub_path_counts(h, "live/m", &ns, &nw);
+  assert_int_equal(ns, 2);
+  assert_int_equal(nw, 2);
+  hub_path_counts(h, "live/other", &ns, &nw);
+  assert_int_equal(ns + nw, 0);
   run_for(0.5);
   assert_int_equal(a.why, HUB_END_NOT_FOUND);
   assert_int_equal(b.why, HUB_END_NOT_FOUND);
@@ -754,6 +760,9 @@ static void test_observer_missing(void **state) {
   assert_non_null(st);
   hub_push(st, video(0, 1, 100));
   assert_true(a.n >= 1);
+  hub_path_counts(h, "live/m", &ns, &nw);
+  assert_int_equal(ns, 1);
+  assert_int_equal(nw, 0);
   /* delay close: a newcomer waits quietly until the stream is given up */
   hub_unpublish(st);
   sub(h, "live/m", &b, 1);
