@@ -106,7 +106,8 @@ static void rs_log(rstream *s, log_level_t lvl, const char *fmt, ...) {
   va_end(ap);
   static const char *const roles[] = {"push in", "pull in", "push out", "pull out"};
   log_msg(lvl, MOD, "[relay %s stream %" PRId64 " %s %s] %s%s", s->peer, s->sid, roles[s->role],
-          log_quote(s->path, qp, sizeof(qp)), msg, r->log_dropped ? " (lines were suppressed)" : "");
+          log_quote(s->path, qp, sizeof(qp)), msg,
+          r->log_dropped ? " (lines were suppressed)" : "");
   r->log_dropped = 0;
 }
 
@@ -592,7 +593,8 @@ static void out_answer(quic_conn *c, int64_t sid, int accepted, uint32_t code, c
   if (s->state != ST_OPENING) return; /* stopped meanwhile */
   if (!accepted) {
     char qr[160];
-    rs_log(s, LOG_WARN, "refused (code 0x%" PRIx32 "): %s", code, log_quote(reason, qr, sizeof(qr)));
+    rs_log(s, LOG_WARN, "refused (code 0x%" PRIx32 "): %s", code,
+           log_quote(reason, qr, sizeof(qr)));
     rs_end(s, RELAY_END_REFUSED, code, "%s", reason);
     s->state = ST_DONE; /* qsvc resets it */
     rs_drop_media(s);
