@@ -51,6 +51,7 @@ struct hub_sub {
   uint64_t behind_since;              /* stream clock of the overflow */
   uint64_t dropped;
   int immediate;                      /* no merged write: notified per frame */
+  size_t queue_bytes;                 /* own bound, 0: the hub's */
 };
 
 typedef struct rate {
@@ -67,6 +68,9 @@ struct hub_stream {
   int published;                      /* live or kept by delay_close_s */
   ev_timer close_timer;
   ev_timer merge_timer;               /* merged write: notifies subscribers once per merge_s */
+  ev_timer idle_timer;                /* defers the observer's on_idle out of subscriber walks */
+  hub_origin_t origin;                /* of the current (or last) publisher */
+  int missing;                        /* on_missing told for the current wait */
   hub_sub_t *subs;
   unsigned nsubs;                     /* not counting dead ones */
   unsigned dispatching;
@@ -103,6 +107,8 @@ struct hub {
   uint64_t bytes_in, bytes_out_queued, frames_dropped, slow_disconnects;
   size_t queued_bytes;
   int closing;
+  hub_observer_t obs;
+  void *obs_arg;
 };
 
 /* ---------- frames ---------- */
@@ -538,7 +544,8 @@ static unsigned sub_drop_media(hub_sub_t *s) {
 static int sub_over(const hub_sub_t *s, const hub_frame_t *f, uint64_t now) {
   const hub_config_t *c = &s->hub->cfg;
   if (s->count >= SUB_MAX_FRAMES) return 1;
-  if (s->bytes + f->len > c->queue_bytes) return 1;
+  size_t bound = s->queue_bytes ? s->queue_bytes : c->queue_bytes;
+  if (s->bytes + f->len > bound) return 1;
   for (unsigned i = 0; i < s->count; i++) {
     const qent_t *e = &s->ring[(s->head + i) % s->cap];
     if (!e->hdr) return (double)(now - e->clk) > c->queue_s * 1000;
@@ -576,6 +583,8 @@ static void sub_release(hub_sub_t *s) {
   }
   st->nsubs--;
   s->hub->subscribers--;
+  if (st->nsubs == 0 && st->live && s->hub->obs.on_idle && !s->hub->closing)
+    ev_timer_start(s->hub->loop, &st->idle_timer); /* 0 s: from the loop */
   if (st->dispatching) {
     s->state = SUB_DEAD;
     st->ndead++;
@@ -657,6 +666,7 @@ static void stream_free(hub_stream_t *st) {
   hub_t *h = st->hub;
   ev_timer_stop(h->loop, &st->close_timer);
   ev_timer_stop(h->loop, &st->merge_timer);
+  ev_timer_stop(h->loop, &st->idle_timer);
   stream_reset_media(st);
   free(st->gop);
   free(st->path);
@@ -675,6 +685,20 @@ static void stream_maybe_free(hub_stream_t *st) {
   stream_free(st);
 }
 
+/* stream_tell_missing reports |st| to on_missing when a subscriber waits on
+ * it with no publisher in sight (neither live nor kept), once per wait. */
+static void stream_tell_missing(hub_stream_t *st) {
+  hub_t *h = st->hub;
+  if (st->published || st->missing || h->closing || h->obs.on_missing == NULL) return;
+  for (hub_sub_t *s = st->subs; s; s = s->next) {
+    if (s->state == SUB_WAITING) {
+      st->missing = 1;
+      h->obs.on_missing(h, st->path, h->obs_arg);
+      return;
+    }
+  }
+}
+
 static void close_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   hub_stream_t *st = w->data;
   (void)loop;
@@ -689,7 +713,23 @@ static void close_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   }
   st->dispatching--;
   stream_sweep(st);
+  hub_t *h = st->hub;
+  st->dispatching++; /* the observer's calls must not free |st| under us */
+  if (h->obs.on_unpublish) h->obs.on_unpublish(h, st->path, h->obs_arg);
+  stream_tell_missing(st);
+  st->dispatching--;
+  stream_sweep(st);
   stream_maybe_free(st); /* waiting subscribers keep it */
+}
+
+static void idle_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  hub_stream_t *st = w->data;
+  hub_t *h = st->hub;
+  (void)loop;
+  (void)revents;
+  /* A subscriber may have come back meanwhile: only a still idle, live
+   * stream is reported. */
+  if (st->nsubs == 0 && st->live && h->obs.on_idle) h->obs.on_idle(h, st->path, h->obs_arg);
 }
 
 /* merge_timer_cb ends a merged-write period: every subscriber with frames
@@ -722,6 +762,8 @@ static hub_stream_t *stream_new(hub_t *h, const char *path) {
   st->close_timer.data = st;
   ev_timer_init(&st->merge_timer, merge_timer_cb, 0., 0.);
   st->merge_timer.data = st;
+  ev_timer_init(&st->idle_timer, idle_timer_cb, 0., 0.);
+  st->idle_timer.data = st;
   if (h->nstreams >= h->nbuckets) hash_grow(h);
   unsigned i = path_hash(path) & (h->nbuckets - 1);
   st->hnext = h->buckets[i];
@@ -801,7 +843,35 @@ int hub_path_ok(const char *path) {
 
 /* ---------- publishers ---------- */
 
+void hub_set_observer(hub_t *h, const hub_observer_t *o, void *arg) {
+  if (o) h->obs = *o;
+  else memset(&h->obs, 0, sizeof(h->obs));
+  h->obs_arg = arg;
+}
+
+int hub_publish_check(hub_t *h, const char *path) {
+  if (!hub_path_ok(path)) return HUB_EINVAL;
+  hub_stream_t *st = stream_find(h, path);
+  if (st && st->live) return HUB_EBUSY;
+  if (h->cfg.max_streams && h->publishers >= h->cfg.max_streams) return HUB_ELIMIT;
+  return 0;
+}
+
+const hub_origin_t *hub_stream_origin(const hub_stream_t *s) { return &s->origin; }
+
+int hub_origin_of(hub_t *h, const char *path, hub_origin_t *out) {
+  hub_stream_t *st = hub_path_ok(path) ? stream_find(h, path) : NULL;
+  if (st == NULL || !st->live) return -1;
+  *out = st->origin;
+  return 0;
+}
+
 hub_stream_t *hub_publish(hub_t *h, const char *path, int *err) {
+  return hub_publish_ex(h, path, NULL, err);
+}
+
+hub_stream_t *hub_publish_ex(hub_t *h, const char *path, const hub_origin_t *o, int *err) {
+  static const hub_origin_t local = {HUB_ORIGIN_LOCAL, 0, 0};
   int e = 0;
   hub_stream_t *st = NULL;
   if (!hub_path_ok(path)) {
@@ -828,6 +898,8 @@ hub_stream_t *hub_publish(hub_t *h, const char *path, int *err) {
   stream_reset_media(st);
   st->live = 1;
   st->published = 1;
+  st->missing = 0;
+  st->origin = o ? *o : local;
   st->start_time = ev_now(h->loop);
   st->ts_init = 0;
   h->publishers++;
@@ -836,6 +908,12 @@ hub_stream_t *hub_publish(hub_t *h, const char *path, int *err) {
       ev_timer_stop(h->loop, &s->timer);
       s->state = SUB_ACTIVE;
     }
+  }
+  if (h->obs.on_publish) {
+    st->dispatching++;
+    h->obs.on_publish(h, st->path, &st->origin, h->obs_arg);
+    st->dispatching--;
+    stream_sweep(st);
   }
 out:
   if (err) *err = e;
@@ -1042,6 +1120,12 @@ void hub_unpublish(hub_stream_t *st) {
   st->gop_open = 0;
   if (st->subs == NULL) {
     st->published = 0;
+    if (h->obs.on_unpublish) {
+      st->dispatching++;
+      h->obs.on_unpublish(h, st->path, h->obs_arg);
+      st->dispatching--;
+      stream_sweep(st);
+    }
     stream_maybe_free(st);
     return;
   }
@@ -1084,6 +1168,10 @@ hub_sub_t *hub_subscribe(hub_t *h, const char *path, const hub_sub_ops_t *ops, v
   if (!st->live) {
     s->state = SUB_WAITING;
     sub_arm(s, h->cfg.wait_s);
+    st->dispatching++;
+    stream_tell_missing(st);
+    st->dispatching--;
+    stream_sweep(st);
     return s;
   }
   s->state = SUB_ACTIVE;
@@ -1117,6 +1205,10 @@ size_t hub_sub_queued(const hub_sub_t *s) { return s ? s->bytes : 0; }
 
 uint64_t hub_sub_dropped(const hub_sub_t *s) { return s ? s->dropped : 0; }
 
+void hub_sub_set_queue_bytes(hub_sub_t *s, size_t bytes) {
+  if (s) s->queue_bytes = bytes;
+}
+
 void hub_sub_set_immediate(hub_sub_t *s, int on) {
   if (s) s->immediate = on != 0;
 }
@@ -1126,6 +1218,18 @@ const char *hub_sub_path(const hub_sub_t *s) { return s && s->st ? s->st->path :
 void hub_unsubscribe(hub_sub_t *s) {
   if (s == NULL || s->state == SUB_ENDING || s->state == SUB_DEAD) return;
   sub_release(s);
+}
+
+void hub_path_counts(hub_t *h, const char *path, unsigned *subs, unsigned *waiting) {
+  hub_stream_t *st = hub_path_ok(path) ? stream_find(h, path) : NULL;
+  unsigned n = 0, w = 0;
+  if (st) {
+    n = st->nsubs;
+    for (hub_sub_t *s = st->subs; s; s = s->next)
+      if (s->state == SUB_WAITING) w++;
+  }
+  if (subs) *subs = n;
+  if (waiting) *waiting = w;
 }
 
 /* ---------- introspection ---------- */
@@ -1152,6 +1256,7 @@ void hub_foreach(hub_t *h, void (*fn)(const hub_stream_info_t *info, void *arg),
     memset(&in, 0, sizeof(in));
     in.path = st->path;
     in.live = st->live;
+    in.origin = st->origin;
     in.subscribers = st->nsubs;
     in.start_time = st->start_time;
     in.bytes_in = st->bytes_in;

@@ -77,6 +77,48 @@ enum {
 #define HUB_ELIMIT (-24)     /* max_streams reached */
 #define HUB_EINVAL (-22)     /* bad path */
 
+/* Where a stream's publisher gets its media, so the cascade can tell which
+ * streams to push up: never a PULLED one (it came from above), a PUSHED one
+ * further up with hops + 1, a LOCAL one with hops 1. */
+typedef enum hub_origin_kind {
+  HUB_ORIGIN_LOCAL = 0,      /* RTMP or another ingest on this node */
+  HUB_ORIGIN_PUSHED,         /* pushed up by a child */
+  HUB_ORIGIN_PULLED          /* pulled from the parent or an external source */
+} hub_origin_kind_t;
+
+typedef struct hub_origin {
+  hub_origin_kind_t kind;
+  int64_t node;              /* the node where the stream entered the cascade (0: unknown) */
+  uint32_t hops;             /* links crossed from that node (0 for LOCAL) */
+} hub_origin_t;
+
+/* Stream life events for the cascade (autopush, on-demand pull, pull
+ * linger). Each may be NULL. They never fire from hub_free. */
+typedef struct hub_observer {
+  /* |path| got a publisher (hub_publish / hub_publish_ex), also when a
+   * publisher takes over a stream kept by delay_close_s: treat it as "live
+   * now, from |o|", not as a transition. Called before hub_publish returns;
+   * it may subscribe to |path|. */
+  void (*on_publish)(hub_t *h, const char *path, const hub_origin_t *o, void *arg);
+  /* |path| stopped being published: delay_close_s after hub_unpublish when
+   * no publisher came back (its subscribers were just ended), or at once
+   * from hub_unpublish when the stream had no subscriber to keep. A
+   * publisher that comes back within delay_close_s causes no
+   * on_unpublish (only a new on_publish). */
+  void (*on_unpublish)(hub_t *h, const char *path, void *arg);
+  /* A subscriber starts waiting for |path|, which has no publisher (neither
+   * live nor kept by delay_close_s): once per path until it is published or
+   * every waiter has gone, not once per subscriber. Also when delay_close_s
+   * expires with subscribers waiting. Called from inside hub_subscribe (or
+   * the delay-close timer); it may call hub_publish. The on-demand pull
+   * trigger: the pull must publish within wait_s. */
+  void (*on_missing)(hub_t *h, const char *path, void *arg);
+  /* The last subscriber of a live stream left (deferred to the loop, and
+   * only if the stream is still live with no subscriber then). For pull
+   * linger. */
+  void (*on_idle)(hub_t *h, const char *path, void *arg);
+} hub_observer_t;
+
 typedef struct hub_sub_ops {
   /* Frames are queued: drain them with hub_sub_next (from this callback or
    * later, e.g. when the socket is writable). Called after every frame
@@ -98,11 +140,29 @@ void hub_free(hub_t *h);
  * 1..1024 bytes, no control characters, no empty segment, no "." or "..". */
 int hub_path_ok(const char *path);
 
+/* hub_set_observer installs |o| (copied; NULL removes it) with |arg|. */
+void hub_set_observer(hub_t *h, const hub_observer_t *o, void *arg);
+
 /* --- publishers --- */
 
 /* hub_publish claims |path| for a publisher; a stream kept by
  * delay_close_s is taken over with its subscribers. NULL with *err. */
 hub_stream_t *hub_publish(hub_t *h, const char *path, int *err);
+
+/* hub_publish_ex is hub_publish with the publisher's origin (NULL: LOCAL,
+ * node 0, hops 0). */
+hub_stream_t *hub_publish_ex(hub_t *h, const char *path, const hub_origin_t *o, int *err);
+
+/* hub_publish_check tells whether hub_publish(|path|) would succeed now:
+ * 0, HUB_EINVAL, HUB_EBUSY or HUB_ELIMIT (out of memory aside). */
+int hub_publish_check(hub_t *h, const char *path);
+
+/* hub_stream_origin is the origin |s| was published with. */
+const hub_origin_t *hub_stream_origin(const hub_stream_t *s);
+
+/* hub_origin_of copies the origin of live stream |path| into |out|: 0, or
+ * -1 when |path| has no publisher now. */
+int hub_origin_of(hub_t *h, const char *path, hub_origin_t *out);
 
 /* hub_push hands a frame to every subscriber and the GOP cache; takes one
  * reference of |f|. A script frame starting with "@setDataFrame" is passed
@@ -135,6 +195,12 @@ uint64_t hub_sub_dropped(const hub_sub_t *s);
  * it is told after every frame, for relays whose next hop merges anyway. */
 void hub_sub_set_immediate(hub_sub_t *s, int on);
 
+/* hub_sub_set_queue_bytes gives |s| its own queue bound instead of
+ * hub_config.queue_bytes (0: back to the hub's): a relay link may be
+ * allowed more, or less, than a player. The GOP burst already queued at
+ * hub_subscribe is not re-checked. */
+void hub_sub_set_queue_bytes(hub_sub_t *s, size_t bytes);
+
 /* hub_sub_path is the path |s| is attached to, NULL if refused. */
 const char *hub_sub_path(const hub_sub_t *s);
 
@@ -142,11 +208,18 @@ const char *hub_sub_path(const hub_sub_t *s);
  * subscription inside its own on_end. */
 void hub_unsubscribe(hub_sub_t *s);
 
+/* hub_path_counts gives the subscribers of |path| (|subs|, waiting ones
+ * included) and those waiting for a publisher (|waiting|); either may be
+ * NULL. For the cascade: retry an on-demand pull while someone waits, end a
+ * linger when a player came back. Both 0 for an unknown path. */
+void hub_path_counts(hub_t *h, const char *path, unsigned *subs, unsigned *waiting);
+
 /* --- introspection, for /api/stream/list and /metrics --- */
 
 typedef struct hub_stream_info {
   const char *path;
   int live;                  /* has a publisher now */
+  hub_origin_t origin;       /* of the current (or last) publisher */
   unsigned subscribers;
   double start_time;         /* ev_now when published (wall clock) */
   uint64_t bytes_in;

@@ -42,6 +42,8 @@ typedef struct qent {
 
 struct qsvc {
   struct ev_loop *loop;
+  qsvc_handler_t handler[STREAM_HTTP + 1];  /* by kind: PUSH, PULL, HTTP */
+  void *handler_ud[STREAM_HTTP + 1];
   qent *tab[QSVC_BUCKETS];
   qsvc_stats stats;
   ev_tstamp last_log;       /* refusal lines: at most one a second */
@@ -290,6 +292,57 @@ static int parse_bytes(const char *s, uint64_t *out) {
   return 0;
 }
 
+static int has_handler(const qsvc *q, stream_kind_t k) {
+  return (k == STREAM_PUSH || k == STREAM_PULL || k == STREAM_HTTP) && q->handler[k].check &&
+         q->handler[k].start;
+}
+
+/* hand_over asks the kind's handler about |h|; on acceptance it answers,
+ * drops the entry and gives the stream with the payload that came along
+ * (|p1| then |p2|) to the handler. |e| is freed on every path. */
+static void hand_over(qent *e, streamhdr_t *h, const uint8_t *p1, size_t l1, const uint8_t *p2,
+                      size_t l2, int fin) {
+  qsvc *q = e->q;
+  const qsvc_handler_t *hd = &q->handler[h->kind];
+  void *ud = q->handler_ud[h->kind];
+  char reason[256] = "";
+  uint32_t code = 0;
+  quic_conn *c = e->c;
+  int64_t sid = e->sid;
+  if (hd->check(c, sid, h, &code, reason, sizeof(reason), ud) != 0) {
+    refuse(e, code ? code : QSVC_ERR_BAD_OPTION, reason[0] ? reason : "refused");
+    return; /* the entry lives on until the reset or the close */
+  }
+  /* The handler gets one contiguous buffer: the header's tail and the rest
+   * of this delivery are joined (bounded by one delivery). */
+  uint8_t *joined = NULL;
+  const uint8_t *pay = l1 ? p1 : p2;
+  size_t plen = l1 + l2;
+  if (l1 && l2) {
+    joined = malloc(plen);
+    if (!joined) {
+      ent_reset(e, QSVC_ERR_NO_MEMORY);
+      return;
+    }
+    memcpy(joined, p1, l1);
+    memcpy(joined + l1, p2, l2);
+    pay = joined;
+  }
+  uint8_t ans[64];
+  long n = streamhdr_answer_encode(1, 0, kind_name(h->kind), ans, sizeof(ans));
+  ssize_t w = n > 0 ? quic_stream_write(c, sid, ans, (size_t)n, 0) : -1;
+  if (w != n) {
+    free(joined);
+    ent_reset(e, QSVC_ERR_NO_MEMORY);
+    return;
+  }
+  q->stats.accepted++;
+  ent_unlink(q, e);
+  ent_free(e);
+  hd->start(c, sid, h, pay, plen, fin, ud);
+  free(joined);
+}
+
 /* start answers a parsed header; 0 when the service runs. */
 static int start(qent *e, streamhdr_t *h) {
   char why[96];
@@ -341,6 +394,16 @@ static void serve_data(qent *e, const uint8_t *d, size_t len, int fin) {
   if (used == 0) {
     /* A complete frame always fits the buffer, so 0 means "more please". */
     if (fin) refuse(e, QSVC_ERR_BAD_HEADER, "stream ended inside the header");
+    return;
+  }
+  if (has_handler(e->q, h.kind)) {
+    /* hbuf is the entry's: the header's tail is handed from there before
+     * the entry goes, so hand_over keeps it until start returns. */
+    uint8_t *hb = e->hbuf;
+    e->hbuf = NULL;
+    hand_over(e, &h, hb + used, e->hlen - (size_t)used, d + take, len - take, fin);
+    free(hb);
+    streamhdr_free(&h);
     return;
   }
   int rv = start(e, &h);
@@ -400,6 +463,15 @@ static void call_data(qent *e, const uint8_t *d, size_t len, int fin) {
 }
 
 /* ---- public ---- */
+
+int qsvc_set_handler(qsvc *q, stream_kind_t kind, const qsvc_handler_t *h, void *ud) {
+  if (!q || (kind != STREAM_PUSH && kind != STREAM_PULL && kind != STREAM_HTTP)) return -EINVAL;
+  if (h && (!h->check || !h->start)) return -EINVAL;
+  if (h) q->handler[kind] = *h;
+  else memset(&q->handler[kind], 0, sizeof(q->handler[kind]));
+  q->handler_ud[kind] = h ? ud : NULL;
+  return 0;
+}
 
 qsvc *qsvc_new(struct ev_loop *loop) {
   if (!loop) return NULL;

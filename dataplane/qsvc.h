@@ -21,7 +21,11 @@
  * - DISCARD counts and drops bytes; FIN after the opener's FIN.
  * - SOURCE sends bytes as fast as the stream takes them: the byte at stream
  *   offset o is (o % 251). It stops with a FIN after option "bytes"
- *   (decimal) bytes, or when the opener ends its direction. */
+ *   (decimal) bytes, or when the opener ends its direction.
+ * PUSH, PULL and HTTP go to the handler registered for the kind
+ * (qsvc_set_handler; the media relay registers PUSH and PULL), which
+ * accepts or refuses on the header and then owns the stream; without one
+ * they are refused with QSVC_ERR_NOT_IMPLEMENTED. */
 #ifndef CASCADE_QSVC_H
 #define CASCADE_QSVC_H
 
@@ -38,7 +42,7 @@
 #define QSVC_ERR_BAD_HEADER 0x11     /* header too long, does not decode, wrong
                                         version, unknown kind, path or options
                                         out of bounds, stream ended inside it */
-#define QSVC_ERR_NOT_IMPLEMENTED 0x12 /* PUSH, PULL, HTTP: not served yet */
+#define QSVC_ERR_NOT_IMPLEMENTED 0x12 /* PUSH, PULL, HTTP without a handler */
 #define QSVC_ERR_BAD_OPTION 0x13     /* an option's value is invalid */
 #define QSVC_ERR_OVERFLOW 0x14       /* ECHO: the opener sent more than
                                         QSVC_ECHO_MAX ahead of what it read */
@@ -81,6 +85,31 @@ typedef struct qsvc_call_cb {
    * QSVC_ERR_CONN_CLOSED when the connection closed first. */
   void (*on_close)(quic_conn *c, int64_t sid, uint64_t app_code, void *ud);
 } qsvc_call_cb;
+
+/* A handler serves the peer-opened streams of one kind (PUSH, PULL, HTTP)
+ * in place of the QSVC_ERR_NOT_IMPLEMENTED refusal. */
+typedef struct qsvc_handler {
+  /* Decide on the header |h| of stream |sid|: 0 accepts; non-zero refuses
+   * with *|code| (non-zero; QSVC_ERR_BAD_OPTION if left 0) and the reason
+   * written to |reason| (|reasonlen| bytes), which qsvc answers and resets
+   * as for its own refusals. It must not write to or reset the stream. */
+  int (*check)(quic_conn *c, int64_t sid, const streamhdr_t *h, uint32_t *code,
+               char *reason, size_t reasonlen, void *ud);
+  /* The accepted answer is sent and qsvc has forgotten |sid|: the handler
+   * owns it from here (qsvc_on_data, qsvc_on_writable and
+   * qsvc_on_stream_close return 0 for it, so the endpoint owner forwards
+   * them to the handler). |data|/|len| are the payload bytes that came
+   * with the header, |fin| tells whether the opener's direction already
+   * ended. Not called when the answer could not be written (the stream is
+   * then reset with QSVC_ERR_NO_MEMORY). */
+  void (*start)(quic_conn *c, int64_t sid, const streamhdr_t *h, const uint8_t *data,
+                size_t len, int fin, void *ud);
+} qsvc_handler_t;
+
+/* qsvc_set_handler routes streams of |kind| (STREAM_PUSH, STREAM_PULL or
+ * STREAM_HTTP) to |h| (copied; NULL restores the refusal) with |ud|.
+ * -EINVAL for the test service kinds. */
+int qsvc_set_handler(qsvc *q, stream_kind_t kind, const qsvc_handler_t *h, void *ud);
 
 /* qsvc_new makes a service table on |loop| (used for the refusal timers).
  * Returns NULL when out of memory. */

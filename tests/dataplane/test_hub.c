@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -619,6 +620,225 @@ static void test_merged_write(void **state) {
   hub_free(h);
 }
 
+/* ---- observer hooks ---- */
+
+typedef struct obs_rec {
+  int publish, unpublish, missing, idle;
+  char last[64];
+  hub_origin_t origin;
+  hub_t *publish_on_missing;   /* publish the missing path from on_missing */
+  hub_stream_t *published;
+  char order[32];              /* event letters in order: P U M I */
+  size_t norder;
+} obs_rec_t;
+
+static void obs_note(obs_rec_t *o, const char *path, char ev) {
+  snprintf(o->last, sizeof(o->last), "%s", path);
+  if (o->norder + 1 < sizeof(o->order)) o->order[o->norder++] = ev;
+}
+
+static void obs_publish(hub_t *h, const char *path, const hub_origin_t *org, void *arg) {
+  obs_rec_t *o = arg;
+  (void)h;
+  o->publish++;
+  o->origin = *org;
+  obs_note(o, path, 'P');
+}
+
+static void obs_unpublish(hub_t *h, const char *path, void *arg) {
+  obs_rec_t *o = arg;
+  (void)h;
+  o->unpublish++;
+  obs_note(o, path, 'U');
+}
+
+static void obs_missing(hub_t *h, const char *path, void *arg) {
+  obs_rec_t *o = arg;
+  o->missing++;
+  obs_note(o, path, 'M');
+  if (o->publish_on_missing) {
+    hub_origin_t pulled = {HUB_ORIGIN_PULLED, 7, 1};
+    int err = -1;
+    o->published = hub_publish_ex(h, path, &pulled, &err);
+    assert_int_equal(err, 0);
+  }
+}
+
+static void obs_idle(hub_t *h, const char *path, void *arg) {
+  obs_rec_t *o = arg;
+  (void)h;
+  o->idle++;
+  obs_note(o, path, 'I');
+}
+
+static const hub_observer_t obs_ops = {obs_publish, obs_unpublish, obs_missing, obs_idle};
+
+static void info_origin(const hub_stream_info_t *in, void *arg) {
+  *(hub_origin_t *)arg = in->origin;
+}
+
+/* on_publish carries the origin; on_unpublish comes at once without
+ * subscribers, after delay_close_s with them, and not at all when the
+ * publisher comes back in time. */
+static void test_observer_publish(void **state) {
+  (void)state;
+  hub_t *h = mk(0.2, 1, 0, 0, 0);
+  obs_rec_t o = {0};
+  hub_set_observer(h, &obs_ops, &o);
+  hub_origin_t pushed = {HUB_ORIGIN_PUSHED, 42, 3}, got = {0};
+  int err = -1;
+  assert_int_equal(hub_publish_check(h, "live/a"), 0);
+  assert_int_equal(hub_publish_check(h, "live"), HUB_EINVAL);
+  hub_stream_t *st = hub_publish_ex(h, "live/a", &pushed, &err);
+  assert_non_null(st);
+  assert_int_equal(hub_publish_check(h, "live/a"), HUB_EBUSY);
+  assert_int_equal(o.publish, 1);
+  assert_string_equal(o.last, "live/a");
+  assert_int_equal(o.origin.kind, HUB_ORIGIN_PUSHED);
+  assert_int_equal(o.origin.node, 42);
+  assert_int_equal(o.origin.hops, 3);
+  assert_int_equal(hub_stream_origin(st)->node, 42);
+  assert_int_equal(hub_origin_of(h, "live/a", &got), 0);
+  assert_int_equal(got.hops, 3);
+  memset(&got, 0, sizeof(got));
+  hub_foreach(h, info_origin, &got);
+  assert_int_equal(got.kind, HUB_ORIGIN_PUSHED);
+  assert_int_equal(got.node, 42);
+  hub_unpublish(st); /* nobody watches: ends at once */
+  assert_int_equal(o.unpublish, 1);
+  assert_int_equal(hub_origin_of(h, "live/a", &got), -1);
+
+  /* hub_publish is the LOCAL shorthand */
+  st = hub_publish(h, "live/a", &err);
+  assert_int_equal(o.origin.kind, HUB_ORIGIN_LOCAL);
+  assert_int_equal(o.origin.hops, 0);
+  rec_t r;
+  sub(h, "live/a", &r, 1);
+  hub_unpublish(st);
+  assert_int_equal(o.unpublish, 1); /* kept for delay_close_s */
+  st = hub_publish(h, "live/a", &err); /* back in time */
+  assert_non_null(st);
+  assert_int_equal(o.publish, 3);
+  run_for(0.3);
+  assert_int_equal(o.unpublish, 1);
+  assert_int_equal(r.ended, 0);
+  hub_unpublish(st);
+  run_for(0.3);
+  assert_int_equal(r.ended, 1);
+  assert_int_equal(r.why, HUB_END_UNPUBLISHED);
+  assert_int_equal(o.unpublish, 2);
+  assert_string_equal(o.order, "PUPPU");
+  hub_free(h);
+}
+
+/* on_missing: once per path for several waiters, again for a new wait after
+ * the first ended, after delay_close_s expires with a waiter, and a publish
+ * from inside it serves the waiter that triggered it. */
+static void test_observer_missing(void **state) {
+  (void)state;
+  hub_t *h = mk(0.1, 0.4, 0, 0, 0);
+  obs_rec_t o = {0};
+  hub_set_observer(h, &obs_ops, &o);
+  rec_t a, b;
+  sub(h, "live/m", &a, 1);
+  sub(h, "live/m", &b, 1);
+  assert_int_equal(o.missing, 1);
+  assert_string_equal(o.last, "live/m");
+  unsigned ns = 9, nw = 9;
+  hub_path_counts(h, "live/m", &ns, &nw);
+  assert_int_equal(ns, 2);
+  assert_int_equal(nw, 2);
+  hub_path_counts(h, "live/other", &ns, &nw);
+  assert_int_equal(ns + nw, 0);
+  run_for(0.5);
+  assert_int_equal(a.why, HUB_END_NOT_FOUND);
+  assert_int_equal(b.why, HUB_END_NOT_FOUND);
+  sub(h, "live/m", &a, 1); /* a new wait */
+  assert_int_equal(o.missing, 2);
+  int err;
+  hub_stream_t *st = hub_publish(h, "live/m", &err);
+  assert_non_null(st);
+  hub_push(st, video(0, 1, 100));
+  assert_true(a.n >= 1);
+  hub_path_counts(h, "live/m", &ns, &nw);
+  assert_int_equal(ns, 1);
+  assert_int_equal(nw, 0);
+  /* delay close: a newcomer waits quietly until the stream is given up */
+  hub_unpublish(st);
+  sub(h, "live/m", &b, 1);
+  assert_int_equal(o.missing, 2);
+  run_for(0.2);
+  assert_int_equal(a.why, HUB_END_UNPUBLISHED);
+  assert_int_equal(b.ended, 0);
+  assert_int_equal(o.missing, 3);
+  hub_unsubscribe(b.s);
+
+  /* the on-demand pull shape: the observer publishes at once */
+  o.publish_on_missing = h;
+  sub(h, "live/n", &a, 1);
+  assert_int_equal(o.missing, 4);
+  assert_non_null(o.published);
+  assert_int_equal(o.origin.kind, HUB_ORIGIN_PULLED);
+  hub_push(o.published, video(0, 1, 100));
+  assert_int_equal(a.n, 1);
+  assert_int_equal(a.ended, 0);
+  hub_unsubscribe(a.s);
+  hub_unpublish(o.published);
+  hub_free(h);
+}
+
+/* on_idle: when the last subscriber of a live stream leaves, from the
+ * loop, not when one comes back before the loop runs. */
+static void test_observer_idle(void **state) {
+  (void)state;
+  hub_t *h = mk(0.2, 1, 0, 0, 0);
+  obs_rec_t o = {0};
+  hub_set_observer(h, &obs_ops, &o);
+  int err;
+  hub_stream_t *st = hub_publish(h, "live/i", &err);
+  rec_t a, b;
+  sub(h, "live/i", &a, 1);
+  sub(h, "live/i", &b, 1);
+  hub_unsubscribe(a.s);
+  run_for(0.05);
+  assert_int_equal(o.idle, 0);
+  hub_unsubscribe(b.s);
+  assert_int_equal(o.idle, 0); /* deferred */
+  run_for(0.05);
+  assert_int_equal(o.idle, 1);
+  assert_string_equal(o.last, "live/i");
+  sub(h, "live/i", &a, 1);
+  hub_unsubscribe(a.s);
+  sub(h, "live/i", &b, 1); /* back before the loop ran */
+  run_for(0.05);
+  assert_int_equal(o.idle, 1);
+  hub_unsubscribe(b.s);
+  hub_unpublish(st); /* not live any more when the loop runs */
+  run_for(0.05);
+  assert_int_equal(o.idle, 1);
+  hub_set_observer(h, NULL, NULL);
+  hub_free(h);
+}
+
+/* A subscriber's own queue bound overrides the hub's. */
+static void test_sub_queue_bytes(void **state) {
+  (void)state;
+  hub_t *h = mk(0.2, 1, 0, 0, 0);
+  int err;
+  hub_stream_t *st = hub_publish(h, "live/q", &err);
+  rec_t r;
+  sub(h, "live/q", &r, 0);
+  hub_sub_set_queue_bytes(r.s, 2000);
+  for (uint32_t i = 0; i < 100; i++) {
+    hub_push(st, video(i * 40, i % 10 == 0, 500));
+    assert_true(hub_sub_queued(r.s) <= 2000);
+  }
+  assert_true(hub_sub_dropped(r.s) > 0);
+  hub_unsubscribe(r.s);
+  hub_unpublish(st);
+  hub_free(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_path_ok),
@@ -635,6 +855,10 @@ int main(void) {
       cmocka_unit_test(test_unsubscribe_in_callback),
       cmocka_unit_test(test_refcounts),
       cmocka_unit_test(test_merged_write),
+      cmocka_unit_test(test_observer_publish),
+      cmocka_unit_test(test_observer_missing),
+      cmocka_unit_test(test_observer_idle),
+      cmocka_unit_test(test_sub_queue_bytes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

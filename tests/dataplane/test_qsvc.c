@@ -3,7 +3,9 @@
  * callbacks to its own qsvc. ECHO 1 MiB byte for byte, DISCARD 4 MiB counted
  * on the server, SOURCE bytes=2 MiB with FIN, garbage headers refused and
  * reset while the connection keeps serving, PUSH refused as not implemented,
- * 100 concurrent ECHO streams. Waits use deadlines; ASan checks leaks. */
+ * 100 concurrent ECHO streams, a PUSH handler that refuses by its check or
+ * takes the stream over with the payload that came with the header. Waits
+ * use deadlines; ASan checks leaks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <errno.h>
 #include <gnutls/gnutls.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -54,8 +57,20 @@ typedef struct call {
   size_t rawlen;
 } call;
 
+/* A stream handed to the test's PUSH handler. */
+typedef struct owned {
+  int started, checks;
+  quic_conn *c;
+  int64_t sid;
+  size_t first, bytes;      /* bytes given to start, bytes in all */
+  int mismatch, fin, closed;
+  uint64_t close_code;
+  char path[STREAMHDR_PATH_MAX + 1], opt[400];
+} owned;
+
 struct ctx {
   struct ev_loop *loop;
+  owned own;
   quic_endpoint *srv, *cli;
   qsvc *qs, *qc;
   quic_conn *cc;
@@ -202,10 +217,26 @@ static void on_stream_open(quic_conn *c, int64_t sid, void *ud) {
   assert_int_equal(qsvc_accept_stream(q_of(ud, c), c, sid), 0);
 }
 
+/* owned_in checks the handler's bytes against pattern(.., 9) and answers
+ * "ok" with a FIN at the opener's FIN. */
+static void owned_in(owned *o, const uint8_t *d, size_t len, int fin) {
+  for (size_t i = 0; i < len; i++)
+    if (d[i] != (uint8_t)((o->bytes + i) * 131 + (o->bytes + i) / 977 + 9 * 7)) o->mismatch = 1;
+  o->bytes += len;
+  if (fin) {
+    o->fin = 1;
+    assert_int_equal(quic_stream_write(o->c, o->sid, "ok", 2, 1), 2);
+  }
+}
+
 static void on_data(quic_conn *c, int64_t sid, const uint8_t *data, size_t len,
                     int fin, void *ud) {
   ctx *x = ud;
   if (qsvc_on_data(q_of(x, c), c, sid, data, len, fin)) return;
+  if (x->own.started && x->own.c == c && x->own.sid == sid) {
+    owned_in(&x->own, data, len, fin);
+    return;
+  }
   call *k = raw_find(x, sid);
   assert_non_null(k);
   assert_true(k->rawlen + len <= sizeof(k->raw));
@@ -215,13 +246,20 @@ static void on_data(quic_conn *c, int64_t sid, const uint8_t *data, size_t len,
 }
 
 static void on_writable(quic_conn *c, int64_t sid, void *ud) {
-  qsvc_on_writable(q_of(ud, c), c, sid);
+  if (qsvc_on_writable(q_of(ud, c), c, sid)) return;
+  ctx *x = ud;
+  assert_true(x->own.started && x->own.sid == sid);
 }
 
 static void on_stream_close(quic_conn *c, int64_t sid, uint64_t code,
                             void *ud) {
   ctx *x = ud;
   if (qsvc_on_stream_close(q_of(x, c), c, sid, code)) return;
+  if (x->own.started && x->own.c == c && x->own.sid == sid) {
+    x->own.closed = 1;
+    x->own.close_code = code;
+    return;
+  }
   call *k = raw_find(x, sid);
   if (k) {
     k->closed++;
@@ -499,6 +537,102 @@ static void test_concurrent_echo(void **state) {
   down(&x);
 }
 
+/* ---- handler hook ---- */
+
+static int h_check(quic_conn *c, int64_t sid, const streamhdr_t *h, uint32_t *code,
+                   char *reason, size_t reasonlen, void *ud) {
+  ctx *x = ud;
+  (void)c;
+  (void)sid;
+  x->own.checks++;
+  assert_int_equal(h->kind, STREAM_PUSH);
+  if (strcmp(h->path, "live/no") == 0) {
+    *code = 0x2e;
+    snprintf(reason, reasonlen, "no such thing as %s", h->path);
+    return -1;
+  }
+  return 0;
+}
+
+static void h_start(quic_conn *c, int64_t sid, const streamhdr_t *h, const uint8_t *data,
+                    size_t len, int fin, void *ud) {
+  ctx *x = ud;
+  owned *o = &x->own;
+  o->started = 1;
+  o->c = c;
+  o->sid = sid;
+  o->first = len;
+  snprintf(o->path, sizeof(o->path), "%s", h->path);
+  if (h->noptions == 1) snprintf(o->opt, sizeof(o->opt), "%s=%s", h->option_keys[0],
+                                 h->option_values[0]);
+  /* qsvc has let go: the same stream is no longer its */
+  assert_int_equal(qsvc_on_writable(x->qs, c, sid), 0);
+  owned_in(o, data, len, fin);
+}
+
+static int owned_closed(const ctx *x, const void *a) {
+  (void)a;
+  return x->own.closed;
+}
+
+static const qsvc_handler_t push_handler = {h_check, h_start};
+
+/* A PUSH handler refuses by its check (qsvc answers and resets with the
+ * handler's code and reason), and takes an accepted stream over with the
+ * payload that came with the header; PULL without a handler is still not
+ * implemented. */
+static void test_handler(void **state) {
+  (void)state;
+  ctx x;
+  up(&x);
+  assert_int_equal(qsvc_set_handler(x.qs, STREAM_ECHO, &push_handler, &x), -EINVAL);
+  assert_int_equal(qsvc_set_handler(x.qs, STREAM_PUSH, &push_handler, &x), 0);
+
+  call r = {0};
+  assert_int_equal(qsvc_open(x.qc, x.cc, STREAM_PUSH, "live/no", 0, NULL, NULL, &call_cb, &r,
+                             &r.sid), 0);
+  assert_true(run_until(&x, call_closed, &r, 4.));
+  assert_false(r.accepted);
+  assert_int_equal(r.code, 0x2e);
+  assert_string_equal(r.reason, "no such thing as live/no");
+  assert_int_equal(r.close_code, 0x2e);
+  assert_int_equal(x.own.started, 0);
+
+  call n = {0};
+  open_call(&x, &n, STREAM_PULL, 0, NULL, NULL);
+  assert_true(run_until(&x, call_closed, &n, 4.));
+  assert_int_equal(n.code, QSVC_ERR_NOT_IMPLEMENTED);
+
+  size_t len = 100 * 1024;
+  uint8_t *p = pattern(len, 9);
+  const char *keys[] = {"origin"}, *vals[] = {"12"};
+  call k = {.payload = p, .plen = len, .send_fin = 1, .expect = (const uint8_t *)"ok"};
+  k.x = &x;
+  assert_int_equal(qsvc_open(x.qc, x.cc, STREAM_PUSH, "live/yes", 1, keys, vals, &call_cb, &k,
+                             &k.sid), 0);
+  push(x.cc, &k);
+  k.plen = 2; /* what comes back: "ok" */
+  assert_true(run_until(&x, call_closed, &k, 4.));
+  assert_true(run_until(&x, owned_closed, NULL, 4.));
+  assert_true(k.accepted);
+  assert_int_equal(x.own.checks, 2);
+  assert_int_equal(x.own.started, 1);
+  assert_string_equal(x.own.path, "live/yes");
+  assert_string_equal(x.own.opt, "origin=12");
+  assert_true(x.own.first > 0);     /* payload in the header's packet */
+  assert_int_equal(x.own.bytes, len);
+  assert_false(x.own.mismatch);
+  assert_true(x.own.fin);
+  assert_int_equal(k.rcvd, 2);
+  assert_false(k.mismatch);
+  assert_true(k.rx_fin);
+  assert_true(x.own.closed);
+  assert_int_equal(x.own.close_code, 0);
+  assert_int_equal(qsvc_get_stats(x.qs)->accepted, 1);
+  down(&x);
+  free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_echo),
@@ -506,6 +640,7 @@ int main(void) {
       cmocka_unit_test(test_source),
       cmocka_unit_test(test_garbage_then_echo),
       cmocka_unit_test(test_concurrent_echo),
+      cmocka_unit_test(test_handler),
   };
   return cmocka_run_group_tests(tests, setup_pki, teardown_pki);
 }
