@@ -29,7 +29,8 @@ static json_t *str_array(char *const *v, size_t n) {
   return a;
 }
 
-char *agent_status_json(const ctlc_t *c, const links_t *l, const agent_config_t *cfg) {
+char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
+                        const agent_config_t *cfg) {
   json_t *pull = json_object(), *children = json_array(), *d;
   char *out = NULL;
 
@@ -47,7 +48,7 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const agent_config_t 
                      ? json_pack("{s:o}", "not_after", rfc3339(c->cert_not_after))
                      : json_null();
   d = json_pack(
-      "{s:o,s:s,s:{s:s,s:s,s:o,s:o},s:{s:I},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o}",
+      "{s:o,s:s,s:{s:s,s:s,s:o,s:o},s:{s:I},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o,s:o}",
       "instance_id", c->instance_id ? json_integer(c->instance_id) : json_null(),
       "name", c->name,
       "controller", "url", cfg->ctl_url, "state", ctlc_state_name(c->state),
@@ -60,7 +61,8 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const agent_config_t 
       str_array(c->rules.deny, c->rules.ndeny), "onsub", "pull", pull, "autopush",
       c->rules.autopush,
       "certificate", cert,
-      "links", l ? links_status(l) : json_array());
+      "links", l ? links_status(l) : json_array(),
+      "cascade", casc ? casc_status(casc) : json_null());
   /* json_pack steals the "o" references even when it fails. */
   if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(d);
@@ -70,7 +72,7 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const agent_config_t 
 static const char HEALTHZ[] = "{\"code\":0,\"message\":\"success\",\"data\":{\"status\":\"ok\"}}";
 
 static char *wrap_status(const agent_t *a, size_t *len) {
-  char *d = agent_status_json(a->ctl, a->links, a->cfg), *out = NULL;
+  char *d = agent_status_json(a->ctl, a->links, a->casc, a->cfg), *out = NULL;
   if (d && asprintf(&out, "{\"code\":0,\"message\":\"success\",\"data\":%s}", d) < 0)
     out = NULL;
   free(d);
@@ -145,19 +147,21 @@ static int on_api(void *arg, const char *method, const char *path, const char *q
     if (!get) return 405;
     *ctype = "text/plain; version=0.0.4";
     char *m = media_metrics(&a->media, len), *lm = links_metrics(a->links), *out = NULL;
+    char *cm = casc_metrics(a->casc);
     if (m && lm && asprintf(&out,
-                      "%s%s# TYPE cascade_control_state gauge\n"
+                      "%s%s%s# TYPE cascade_control_state gauge\n"
                       "cascade_control_state{state=\"%s\"} 1\n"
                       "# TYPE cascade_control_applied_generation gauge\n"
                       "cascade_control_applied_generation %llu\n"
                       "# TYPE cascade_control_bad_messages_total counter\n"
                       "cascade_control_bad_messages_total %llu\n",
-                      m, lm, ctlc_state_name(a->ctl->state),
+                      m, lm, cm ? cm : "", ctlc_state_name(a->ctl->state),
                       (unsigned long long)a->ctl->applied_gen,
                       (unsigned long long)a->hub.bad_messages) < 0)
       out = NULL;
     free(m);
     free(lm);
+    free(cm);
     *body = out;
     *len = out ? strlen(out) : 0;
   } else {
@@ -174,7 +178,15 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
 
 static void on_ctl_change(ctlc_t *c, void *arg) {
   agent_t *a = arg;
-  if (c == a->ctl) links_reconcile(a->links);
+  if (c == a->ctl) {
+    links_reconcile(a->links);
+    casc_kick(a->casc); /* rules (autopush, pull) may have changed */
+  }
+}
+
+static void on_parent(void *arg, quic_conn *c, relay_t *r, int64_t id) {
+  agent_t *a = arg;
+  casc_parent(a->casc, c, r, id);
 }
 
 static size_t on_link_reports(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg) {
@@ -236,6 +248,11 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
   a->hub.link_reports_arg = a;
   if (media_start(&a->media, loop, cfg, on_api, a, err, errlen) != 0) goto fail;
   a->media_on = 1;
+  if ((a->casc = casc_new(loop, cfg, a->ctl, a->media.hub)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  links_set_media(a->links, a->media.hub, on_parent, a);
   log_info(MOD, "agent %s started: local API and HTTP-FLV http://%s, RTMP %s, controller %s",
            cfg->node_name, a->media.http_url, a->media.rtmp_url[0] ? a->media.rtmp_url : "off",
            cfg->ctl_url);
@@ -251,12 +268,17 @@ void agent_stop(agent_t *a) {
   ev_timer_stop(a->loop, &a->sim_report);
   ev_signal_stop(a->loop, &a->sigint);
   ev_signal_stop(a->loop, &a->sigterm);
-  /* The API first: it must not serve while the state it shows goes away. */
-  if (a->media_on) media_stop(&a->media);
-  a->media_on = 0;
   a->hub.on_change = NULL;
   a->hub.link_reports = NULL;
+  /* The cascade, then the links (their relay feeds the hub), then the media
+   * node: each goes before what it uses. Nothing is served meanwhile: this
+   * runs outside the loop. */
+  casc_free(a->casc);
+  a->casc = NULL;
   links_free(a->links);
+  a->links = NULL;
+  if (a->media_on) media_stop(&a->media);
+  a->media_on = 0;
   ctlc_destroy(a->ctl);
   for (size_t i = 0; i < a->nsim; i++) ctlc_destroy(a->sim[i]);
   free(a->sim);

@@ -6,6 +6,7 @@
 #include <ev.h>
 
 #include "agent_config.h"
+#include "cascade.h"
 #include "ctlc.h"
 #include "links.h"
 #include "media.h"
@@ -19,6 +20,7 @@ typedef struct agent {
   size_t nsim;
   media_t media;                 /* streams, RTMP, HTTP-FLV and the local API */
   links_t *links;                /* QUIC links to the parent and children */
+  casc_t *casc;                  /* autopush and on-demand pull over the links */
   int media_on;
   ev_signal sigint, sigterm;
   ev_timer sim_report;
@@ -27,7 +29,8 @@ typedef struct agent {
 /* agent_status_json renders the "data" object of GET /api/cascade/status
  * for client |c| and its links |l| (may be NULL) (never a secret). NULL on
  * out of memory. */
-char *agent_status_json(const ctlc_t *c, const links_t *l, const agent_config_t *cfg);
+char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
+                        const agent_config_t *cfg);
 
 /* agent_start builds the agent on |loop|: local API, then the control
  * client, or |nsim| simulated clients and no local API when nsim > 0.

@@ -102,6 +102,8 @@ const cfg_key_t agent_config_table[] = {
      "write (fewer syscalls, more latency); 0: every frame at once."},
     {"subscribe.slowtimeout", CFG_DURATION, OFF(subscribe_slow_ms), "15s", 1000, 600000, NULL, 0,
      "A player behind for longer than this is disconnected."},
+    {"pull.linger", CFG_DURATION, OFF(pull_linger_ms), "10s", 0, 3600000, NULL, 0,
+     "An on-demand pull with no player left stops after this; a player within it reuses it."},
     {"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, 0,
      "Lowest level logged: debug, info, warn or error."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},

@@ -40,6 +40,7 @@ typedef struct agent_config {
   long long subscribe_merge_ms;
   /* QUIC links (docs/protocol.md, "Links") */
   long long reconnectmax_ms;
+  long long pull_linger_ms;
   long long maxchildren;
   long long quic_idle_ms;
   long long quic_keepalive_ms;

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "qsvc.h"
 #include "quic.h"
+#include "relay.h"
 #include "x509.h"
 
 #define MOD "link"
@@ -82,6 +83,10 @@ struct links {
   ctlc_t *ctl;
   quic_endpoint *ep;          /* owned */
   qsvc *svc;                  /* owned */
+  relay_t *relay;             /* owned: PUSH/PULL on this endpoint's links, NULL without hub */
+  hub_t *hub;                 /* not owned: the media hub the relay feeds */
+  links_parent_fn on_parent;  /* the cascade hears of the parent link through it */
+  void *on_parent_arg;
   char *ep_cert;              /* owned: the certificate |ep| presents */
   time_t ep_not_before, ep_not_after;
   int ep_server, ep_family;
@@ -492,6 +497,7 @@ static void on_connected(quic_conn *c, void *ud) {
   p->since = ev_now(L->loop);
   p->since_wall = time(NULL);
   link_fsm_up(&L->fsm, p->since);
+  if (L->on_parent) L->on_parent(L->on_parent_arg, c, L->relay, id);
   L->p_since_wall = p->since_wall;
   L->plast_error[0] = '\0';
   L->rl_last[RL_PARENT_FAIL] = 0; /* the next failure is news */
@@ -514,17 +520,19 @@ static void on_stream_open(quic_conn *c, int64_t sid, void *ud) {
 static void on_data(quic_conn *c, int64_t sid, const uint8_t *data, size_t len, int fin,
                     void *ud) {
   links_t *L = ud;
-  qsvc_on_data(L->svc, c, sid, data, len, fin);
+  if (!qsvc_on_data(L->svc, c, sid, data, len, fin) && L->relay)
+    relay_on_data(L->relay, c, sid, data, len, fin);
 }
 
 static void on_writable(quic_conn *c, int64_t sid, void *ud) {
   links_t *L = ud;
-  qsvc_on_writable(L->svc, c, sid);
+  if (!qsvc_on_writable(L->svc, c, sid) && L->relay) relay_on_writable(L->relay, c, sid);
 }
 
 static void on_stream_close(quic_conn *c, int64_t sid, uint64_t app_code, void *ud) {
   links_t *L = ud;
-  qsvc_on_stream_close(L->svc, c, sid, app_code);
+  if (!qsvc_on_stream_close(L->svc, c, sid, app_code) && L->relay)
+    relay_on_stream_close(L->relay, c, sid, app_code);
 }
 
 static void on_close(quic_conn *c, const quic_close_info *info, void *ud) {
@@ -533,6 +541,7 @@ static void on_close(quic_conn *c, const quic_close_info *info, void *ud) {
   char why[ERRLEN];
 
   qsvc_on_conn_close(L->svc, c);
+  if (L->relay) relay_on_conn_close(L->relay, c);
   if (p == NULL) return;
   quic_conn_set_user_data(c, NULL);
   describe_close(p, info, why, sizeof(why));
@@ -548,6 +557,7 @@ static void on_close(quic_conn *c, const quic_close_info *info, void *ud) {
              quic_conn_peer_name(c), (long long)p->id, why);
   } else if (!p->orphan && p == L->parent) {
     L->parent = NULL;
+    if (p->up && L->on_parent) L->on_parent(L->on_parent_arg, NULL, NULL, 0);
     quic_conn_get_stats(c, &L->plast);
     if (p->up) log_info(MOD, "[link %s %s] parent down: %s", L->pname, L->paddr, why);
     parent_failed(L, why);
@@ -584,11 +594,14 @@ static void ep_drop(links_t *L) {
     }
   }
   if (L->parent) {
+    if (L->parent->up && L->on_parent) L->on_parent(L->on_parent_arg, NULL, NULL, 0);
     L->parent = NULL;
     if (L->fsm.state != LINK_FSM_IDLE) link_fsm_failed(&L->fsm, ev_now(L->loop), 0, 0);
   }
   while (L->peers) peer_free(L, L->peers);
   quic_endpoint_free(L->ep);
+  relay_free(L->relay);
+  L->relay = NULL;
   qsvc_free(L->svc);
   L->ep = NULL;
   L->svc = NULL;
@@ -633,11 +646,15 @@ static int ep_make(links_t *L, int family) {
   qc.stream_sndbuf = (size_t)cfg->quic_sndbuf;
   /* qc.cc: the congestion controller (key quic.cc) is set here once
    * quic_config has the field (transport branch). */
+  relay_config_t rc = {.node_id = c->instance_id};
   if ((L->svc = qsvc_new(L->loop)) == NULL ||
+      (L->hub && (L->relay = relay_new(L->loop, L->hub, L->svc, &rc)) == NULL) ||
       (L->ep = quic_endpoint_new(L->loop, &qc, (struct sockaddr *)&ss, sl, &link_cbs, L)) ==
           NULL ||
       (L->ep_cert = strdup(c->cert_pem)) == NULL) {
     quic_endpoint_free(L->ep);
+    relay_free(L->relay);
+    L->relay = NULL;
     qsvc_free(L->svc);
     L->ep = NULL;
     L->svc = NULL;
@@ -1033,6 +1050,12 @@ links_t *links_new(struct ev_loop *loop, const agent_config_t *cfg, ctlc_t *ctl)
   L->tick.data = L;
   ev_timer_start(loop, &L->tick);
   return L;
+}
+
+void links_set_media(links_t *L, hub_t *hub, links_parent_fn fn, void *arg) {
+  L->hub = hub;
+  L->on_parent = fn;
+  L->on_parent_arg = arg;
 }
 
 void links_free(links_t *L) {

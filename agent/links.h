@@ -19,6 +19,9 @@
 
 #include "agent_config.h"
 #include "ctlc.h"
+#include "hub.h"
+#include "quic.h"
+#include "relay.h"
 
 /* Application error codes of CONNECTION_CLOSE on a link. */
 #define LINK_ERR_CLOSED 0x200         /* ordinary close (no longer needed) */
@@ -38,6 +41,15 @@ typedef struct links links_t;
  * until links_reconcile finds a certificate and a topology. NULL when out
  * of memory. */
 links_t *links_new(struct ev_loop *loop, const agent_config_t *cfg, ctlc_t *ctl);
+
+/* Told when the parent link is up and verified (|c|, the endpoint's relay
+ * |r|, the parent's node |id|) and when it is gone (all NULL/0). */
+typedef void (*links_parent_fn)(void *arg, quic_conn *c, relay_t *r, int64_t id);
+
+/* links_set_media gives the links the media hub (PUSH and PULL streams are
+ * served on every verified link through a relay) and the parent hook.
+ * Call it before the first links_reconcile. */
+void links_set_media(links_t *L, hub_t *hub, links_parent_fn fn, void *arg);
 
 /* links_free drops every link at once (peers notice by their idle timeout)
  * and frees |L|; accepts NULL. Not from a quic callback. */

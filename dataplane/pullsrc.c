@@ -316,7 +316,8 @@ static int ps_queue_check(pullsrc_t *p) {
 static int ps_go_live(pullsrc_t *p) {
   if (p->pub) return 0;
   int err = 0;
-  p->pub = hub_publish(p->hub, p->path, &err);
+  hub_origin_t o = {HUB_ORIGIN_PULLED, 0, 1};
+  p->pub = hub_publish_ex(p->hub, p->path, &o, &err);
   if (p->pub == NULL) {
     ps_end(p, "cannot publish %s locally (%d)", p->path, err);
     return -1;

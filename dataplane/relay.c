@@ -38,7 +38,8 @@ struct relay_stream {
   enum state state;
   quic_conn *c;                       /* not used once |closed| */
   int64_t sid;
-  char *path;                         /* owned */
+  char *path;                         /* owned: the path on the wire */
+  char *local;                        /* owned: OUT_PULL's path here, NULL: |path| */
   char peer[64];                      /* for log lines after the connection went */
   /* writing (SRV_PULL, OUT_PUSH) */
   hub_sub_t *sub;                     /* borrowed from the hub until on_end / unsubscribe */
@@ -185,6 +186,7 @@ static void rs_free(rstream *s) {
   else r->all = s->next;
   if (s->next) s->next->prev = s->prev;
   free(s->path);
+  free(s->local);
   free(s);
 }
 
@@ -603,7 +605,7 @@ static void out_answer(quic_conn *c, int64_t sid, int accepted, uint32_t code, c
   s->state = ST_RUN;
   if (s->role == OUT_PULL) {
     int err = 0;
-    s->pub = hub_publish_ex(s->r->hub, s->path, &s->origin, &err);
+    s->pub = hub_publish_ex(s->r->hub, s->local ? s->local : s->path, &s->origin, &err);
     if (!s->pub) {
       rs_fail(s, err == HUB_EBUSY ? RELAY_ERR_BUSY : RELAY_ERR_LIMIT,
               err == HUB_EBUSY ? "the path got another publisher meanwhile" : "stream limit");
@@ -715,13 +717,18 @@ fail:
 
 relay_pull_t *relay_pull(relay_t *r, quic_conn *c, const char *path, int64_t peer_node,
                          const relay_cb_t *cb, void *ud, int *err) {
+  return relay_pull_as(r, c, path, path, peer_node, cb, ud, err);
+}
+
+relay_pull_t *relay_pull_as(relay_t *r, quic_conn *c, const char *path, const char *local,
+                            int64_t peer_node, const relay_cb_t *cb, void *ud, int *err) {
   int e = 0;
   rstream *s = NULL;
-  if (!r || !c || !path) {
+  if (!r || !c || !path || !local || !hub_path_ok(local)) {
     e = -EINVAL;
     goto fail;
   }
-  switch (hub_publish_check(r->hub, path)) {
+  switch (hub_publish_check(r->hub, local)) {
   case 0: break;
   case HUB_EBUSY: e = -EBUSY; goto fail;
   case HUB_ELIMIT: e = -ENOSPC; goto fail;
@@ -731,6 +738,10 @@ relay_pull_t *relay_pull(relay_t *r, quic_conn *c, const char *path, int64_t pee
   if (!s) {
     e = -ENOMEM;
     goto fail;
+  }
+  if (strcmp(local, path) != 0 && (s->local = strdup(local)) == NULL) {
+    e = -ENOMEM;
+    goto fail_stream;
   }
   s->origin.kind = HUB_ORIGIN_PULLED;
   s->origin.node = peer_node;

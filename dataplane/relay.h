@@ -138,6 +138,11 @@ void relay_push_stop(relay_push_t *p);
 relay_pull_t *relay_pull(relay_t *r, quic_conn *c, const char *path, int64_t peer_node,
                          const relay_cb_t *cb, void *ud, int *err);
 
+/* relay_pull_as is relay_pull of the peer's |path| published here as
+ * |local| (a pull rule may map live/x to m7s://other/y). */
+relay_pull_t *relay_pull_as(relay_t *r, quic_conn *c, const char *path, const char *local,
+                            int64_t peer_node, const relay_cb_t *cb, void *ud, int *err);
+
 /* relay_pull_stop ends |p| (reset RELAY_ERR_STOPPED, the path is
  * unpublished: the hub's delayclose keeps its players); no on_end follows.
  * Not after on_end. Accepts NULL. */

@@ -12,11 +12,12 @@ packages=(
   libmicrohttpd-dev libjansson-dev libcmocka-dev
   # running and testing
   postgresql-15 postgresql-client-15 python3 curl procps util-linux
-  # real publishers and players in the media tests
-  ffmpeg
+  # real publishers and players in the media tests; nginx-rtmp as an external
+  # origin in the cascade tests (and the peer of the media benchmark)
+  ffmpeg nginx-light libnginx-mod-rtmp
 )
 if [ "${CASCADE_BENCH_DEPS:-0}" = 1 ]; then
-  packages+=(wrk apache2-utils nginx-light libnginx-mod-rtmp)
+  packages+=(wrk apache2-utils)
 fi
 
 missing=()
