@@ -103,6 +103,7 @@ struct quic_conn {
   enum conn_state state;
   int established;                   /* handshake done (and confirmed) */
   int notify_established;            /* deferred on_accept/on_connected */
+  int notify_streams;                /* deferred on_streams_available */
   int visible;                       /* the caller knows this conn */
   int close_pending;
   uint64_t close_code;
@@ -524,6 +525,13 @@ static int recv_stateless_reset_cb(ngtcp2_conn *conn,
   return 0;
 }
 
+static int extend_max_local_streams_bidi_cb(ngtcp2_conn *conn,
+                                            uint64_t max_streams, void *ud) {
+  quic_conn *c = ud;
+  c->notify_streams = 1;
+  return 0;
+}
+
 static ngtcp2_conn *get_conn_cb(ngtcp2_crypto_conn_ref *ref) {
   quic_conn *c = ref->user_data;
   return c->conn;
@@ -553,6 +561,7 @@ static const ngtcp2_callbacks client_callbacks = {
     .stream_stop_sending = stream_stop_sending_cb,
     .dcid_status = dcid_status_cb,
     .recv_stateless_reset = recv_stateless_reset_cb,
+    .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
 };
 
 static const ngtcp2_callbacks server_callbacks = {
@@ -577,6 +586,7 @@ static const ngtcp2_callbacks server_callbacks = {
     .stream_stop_sending = stream_stop_sending_cb,
     .dcid_status = dcid_status_cb,
     .recv_stateless_reset = recv_stateless_reset_cb,
+    .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
 };
 
 /* ---- TLS ---- */
@@ -1141,6 +1151,10 @@ static void conn_events(quic_conn *c) {
     log_debug(MOD, "[%s] %s", c->peer, c->is_server ? "accepted" : "connected");
     if (c->is_server && ep->cb.on_accept) ep->cb.on_accept(c, ep->ud);
     if (!c->is_server && ep->cb.on_connected) ep->cb.on_connected(c, ep->ud);
+  }
+  if (c->notify_streams && c->visible && c->established) {
+    c->notify_streams = 0;
+    if (ep->cb.on_streams_available) ep->cb.on_streams_available(c, ep->ud);
   }
   for (quic_stream **p = &c->streams; *p;) {
     quic_stream *s = *p;

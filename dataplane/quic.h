@@ -58,6 +58,9 @@ typedef struct quic_callbacks {
   /* The connection ends; |c| is freed when this returns. Called for every
    * client connection and for server connections after on_accept. */
   void (*on_close)(quic_conn *c, const quic_close_info *info, void *ud);
+  /* The peer raised its stream limit: a quic_stream_open that returned
+   * -EAGAIN may succeed now. Optional (NULL: not told). */
+  void (*on_streams_available)(quic_conn *c, void *ud);
 } quic_callbacks;
 
 typedef struct quic_config {
