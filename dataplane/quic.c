@@ -59,10 +59,6 @@
 #define QUIC_SR_BURST 50.          /* ...and their burst */
 #define QUIC_RETRY_TTL (10 * NGTCP2_SECONDS) /* a Retry token's lifetime */
 #define QUIC_TOKEN_BUCKETS 256
-/* An early probe adds one to ngtcp2's PTO backoff exponent; past this the
- * shifted PTO could overflow, so early probing stops (the idle timeout
- * closes such a link long before). */
-#define QUIC_PTO_COUNT_MAX 30
 
 /* Prefers AES-128-GCM (ChaCha20 is slow on this hardware); TLS 1.3 only;
  * the middlebox compatibility mode is not allowed in QUIC. */
@@ -108,8 +104,6 @@ struct quic_conn {
   int close_pending;
   uint64_t close_code;
   int handshaking;                   /* counted in ep->handshakes */
-  ngtcp2_tstamp early_probe;         /* timer set for an early PTO probe:
-                                        the loss-detection deadline then */
   int ccerr_set;                     /* |ccerr| chosen by a callback */
   ngtcp2_connection_close_error ccerr;
   quic_close_info info;
@@ -1106,38 +1100,67 @@ static void conn_write(quic_conn *c) {
   ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
 }
 
-/* probe_deadline tells whether the next expiry of |c| is a backed-off
- * probe timeout that max_probe_interval brings forward: then it returns
- * that deadline, else 0. Only when the PTO alone sets the expiry (no
- * time-threshold loss pending, every other timer later), after at least
- * one PTO without an answer, on an established connection. */
-static ngtcp2_tstamp probe_deadline(quic_conn *c, ngtcp2_tstamp exp,
-                                    ngtcp2_tstamp now) {
+/* Outage recovery (max_probe_interval). After a path outage the sender's
+ * probe timeout (PTO) has doubled with every unanswered probe: left alone,
+ * the first probe after the path returns can come about as long after as
+ * the outage lasted. Two measures bring that down to about
+ * max_probe_interval:
+ * - while a PTO is unanswered or streams are open, keep-alive PINGs go out
+ *   after max_probe_interval without traffic (ngtcp2 sends them only while
+ *   the congestion window has room, so in practice the side that receives
+ *   the bulk data pings);
+ * - a packet from the peer while our PTO is unanswered means the path is
+ *   back: our PTO fires at once instead of at its backed-off deadline.
+ * ngtcp2 0.12 has no call to fire the PTO now, so conn_probe_now runs its
+ * expiry handling with the clock read as the PTO deadline. That is safe
+ * (checked against lib/ngtcp2_conn.c of 0.12.1) when the deadline comes
+ * before the idle expiry (just pushed back by the packet that came in): the
+ * other timers it may fire early are the ACK delay, keep-alive, pacing,
+ * lost-packet cleanup, CID retirement and a PMTUD probe's loss, all
+ * harmless to fire early; the handshake is done; the PTO handler only
+ * queues probes and re-arms from the last send time; the clock given is
+ * not kept for later sends, which use the real time. */
+static void conn_probe_now(quic_conn *c) {
   double mpi = c->ep->cfg.max_probe_interval;
-  if (mpi <= 0 || !c->established || exp == UINT64_MAX) return 0;
+  if (mpi <= 0 || !c->established || c->state != CS_OPEN) return;
   ngtcp2_conn_stat cs;
   ngtcp2_conn_get_conn_stat(c->conn, &cs);
-  if (cs.pto_count == 0 || cs.pto_count >= QUIC_PTO_COUNT_MAX ||
-      cs.loss_detection_timer != exp)
-    return 0;
+  if (cs.pto_count == 0 || cs.loss_detection_timer == UINT64_MAX) return;
   for (int i = 0; i < NGTCP2_PKTNS_ID_MAX; i++)
-    if (cs.loss_time[i] != UINT64_MAX) return 0;
-  if (exp <= now + (ngtcp2_duration)(mpi * NGTCP2_SECONDS)) return 0;
-  return exp;
+    if (cs.loss_time[i] != UINT64_MAX) return; /* a loss timer, not a PTO */
+  ngtcp2_tstamp now = now_ts();
+  ngtcp2_tstamp ldt = cs.loss_detection_timer;
+  if (ldt <= now + (ngtcp2_duration)(mpi * NGTCP2_SECONDS))
+    return; /* due soon anyway */
+  double idle = c->ep->cfg.idle_timeout;
+  const ngtcp2_transport_params *rp =
+      ngtcp2_conn_get_remote_transport_params(c->conn);
+  if (rp && rp->max_idle_timeout &&
+      (double)rp->max_idle_timeout / NGTCP2_SECONDS < idle)
+    idle = (double)rp->max_idle_timeout / NGTCP2_SECONDS;
+  if (idle > 0 && ldt >= now + (ngtcp2_duration)(idle * NGTCP2_SECONDS))
+    return; /* would be past the idle expiry: not safe */
+  int rv = ngtcp2_conn_handle_expiry(c->conn, ldt);
+  if (rv != 0) conn_error(c, rv);
 }
 
 static void conn_rearm(quic_conn *c) {
+  double mpi = c->ep->cfg.max_probe_interval;
+  if (mpi > 0) {
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    double ka = c->ep->cfg.keepalive;
+    /* A receiver may have nothing in flight, hence no PTO: streams in use
+     * are reason enough to ping (one small packet per interval). */
+    if ((cs.pto_count > 0 || c->streams) && (ka <= 0 || ka > mpi)) ka = mpi;
+    ngtcp2_conn_set_keep_alive_timeout(
+        c->conn, ka > 0 ? (ngtcp2_duration)(ka * NGTCP2_SECONDS) : 0);
+  }
   ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(c->conn);
   ev_timer_stop(c->ep->loop, &c->timer);
-  c->early_probe = 0;
   if (exp == UINT64_MAX) return;
   ngtcp2_tstamp now = now_ts();
   double d = exp > now ? (double)(exp - now) / NGTCP2_SECONDS : 0.;
-  ngtcp2_tstamp pd = probe_deadline(c, exp, now);
-  if (pd) {
-    c->early_probe = pd;
-    d = c->ep->cfg.max_probe_interval;
-  }
   ev_timer_set(&c->timer, d, 0.);
   ev_timer_start(c->ep->loop, &c->timer);
 }
@@ -1210,19 +1233,6 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     c->state = CS_DEAD;
   } else if (c->state == CS_OPEN && !c->close_pending) {
     ngtcp2_tstamp ts = now_ts();
-    if (c->early_probe &&
-        probe_deadline(c, ngtcp2_conn_get_expiry(c->conn), ts) ==
-            c->early_probe) {
-      /* ngtcp2 0.12 has no call to probe now, so its expiry handling runs
-       * with the clock read as the PTO deadline. That is safe here (checked
-       * against lib/ngtcp2_conn.c of 0.12.1): the PTO is the earliest
-       * timer, so no other one (idle, handshake, ACK delay, path
-       * validation) fires early; the PTO handler only sets probes to send
-       * and re-arms from the last send time; the clock given is not kept
-       * for later sends, which use the real time. */
-      ts = c->early_probe;
-    }
-    c->early_probe = 0;
     int rv = ngtcp2_conn_handle_expiry(c->conn, ts);
     if (rv != 0) conn_error(c, rv);
   }
@@ -1256,6 +1266,7 @@ static void conn_read(quic_conn *c, const struct sockaddr *from,
   int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now_ts());
   conn_mark_dirty(c);
   if (rv != 0) conn_error(c, rv);
+  else conn_probe_now(c); /* the peer is reachable: probe if backed off */
 }
 
 /* ---- endpoint ---- */

@@ -21,7 +21,8 @@
  * certificate (--id, default 1 for the server and 2 for the client), so a
  * server and its clients pointed at the same DIR trust each other. Or give
  * --cert, --key and --ca files. Output: JSON lines on stdout, the last one
- * the summary; exit status 0 only when every stream verified. */
+ * the summary; exit status 0 only when every stream verified (3: a client
+ * stopped by SIGTERM/SIGINT before the end, with nothing wrong so far). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -87,7 +88,7 @@ struct qp {
   double t0, t_first, t_all, t_done;
   uint64_t verified_bytes;
   int streams_ok, streams_failed, conn_failures, mismatch;
-  int stopping;
+  int stopping, interrupted;
   uint8_t pat[QP_PATLEN];
   ev_timer deadline, tick;
   ev_signal sigint, sigterm;
@@ -438,7 +439,9 @@ static void srv_close(quic_conn *c, const quic_close_info *info, void *ud) {
 /* ---- main ---- */
 
 static void sig_cb(struct ev_loop *loop, ev_signal *w, int revents) {
-  stop(w->data);
+  qp *p = w->data;
+  p->interrupted = 1;
+  stop(p);
 }
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -684,9 +687,13 @@ int main(int argc, char **argv) {
     ev_run(p->loop, 0);
     summary(p);
   }
-  int ok = p->server || (p->hold ? 1
-                                 : (p->t_done && !p->streams_failed &&
-                                    !p->mismatch));
+  /* 0: all verified (or a server / --hold run that ended on a signal);
+   * 3: a client interrupted by a signal before the end; 1: failure. */
+  int rc = 0;
+  if (!p->server && !p->hold) {
+    if (p->mismatch || p->streams_failed) rc = 1;
+    else if (!p->t_done) rc = p->interrupted ? 3 : 1;
+  }
   quic_endpoint_free(p->ep); /* no callbacks: conns are dropped */
   qsvc_free(p->q);
   if (p->conns) {
@@ -700,5 +707,5 @@ int main(int argc, char **argv) {
   free(key);
   free(ca);
   gnutls_global_deinit();
-  return ok ? 0 : 1;
+  return rc;
 }
