@@ -481,19 +481,6 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
   return 0;
 }
 
-/* The peer will not read our direction any more: ngtcp2 has queued the
- * RESET_STREAM; what we still buffer for it is dropped. */
-static int stream_stop_sending_cb(ngtcp2_conn *conn, int64_t sid,
-                                  uint64_t app_code, void *ud, void *sud) {
-  quic_stream *s = sud;
-  if (!s) return 0;
-  s->send_shut = 1;
-  s->want_writable = 0;
-  s->writable_pending = 0;
-  s->close_code = app_code;
-  return 0;
-}
-
 /* Tokens of the peer's CIDs, so that its stateless resets find us. */
 static int dcid_status_cb(ngtcp2_conn *conn, int type, uint64_t seq,
                           const ngtcp2_cid *cid, const uint8_t *token,
@@ -552,7 +539,6 @@ static const ngtcp2_callbacks client_callbacks = {
     .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
     .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
     .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
-    .stream_stop_sending = stream_stop_sending_cb,
     .dcid_status = dcid_status_cb,
     .recv_stateless_reset = recv_stateless_reset_cb,
     .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
@@ -577,7 +563,6 @@ static const ngtcp2_callbacks server_callbacks = {
     .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
     .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
     .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
-    .stream_stop_sending = stream_stop_sending_cb,
     .dcid_status = dcid_status_cb,
     .recv_stateless_reset = recv_stateless_reset_cb,
     .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
@@ -1062,8 +1047,16 @@ static void conn_write(quic_conn *c) {
         if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
         continue;
       }
+      if (s && n == NGTCP2_ERR_STREAM_SHUT_WR) {
+        /* We did not end it (a reset of ours leaves nothing pending): the
+         * peer's STOP_SENDING did, and ngtcp2 0.12 has no callback for
+         * that. What we still buffer will never be read. */
+        s->send_shut = 1;
+        s->want_writable = s->writable_pending = 0;
+        s->sent_off = s->end_off;
+        continue;
+      }
       if (s && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
-                n == NGTCP2_ERR_STREAM_SHUT_WR ||
                 n == NGTCP2_ERR_STREAM_NOT_FOUND)) {
         s->blocked_round = round;
         continue;

@@ -50,7 +50,9 @@ typedef struct quic_callbacks {
   /* A write on |sid| that was cut short may now be retried. */
   void (*on_writable)(quic_conn *c, int64_t sid, void *ud);
   /* Stream |sid| is gone (both directions done, or reset: |app_code|).
-   * A peer's STOP_SENDING ends our direction at once: buffered bytes are
+   * A peer's STOP_SENDING ends our direction (ngtcp2 answers it with a
+   * reset); it is noticed at the next send on the stream, i.e. after the
+   * next quic_stream_write if nothing was pending: then buffered bytes are
    * dropped, quic_stream_write returns -EPIPE, a pending on_writable is
    * not sent, and |app_code| is the peer's code when the stream closes. */
   void (*on_stream_close)(quic_conn *c, int64_t sid, uint64_t app_code,
