@@ -55,8 +55,9 @@
 #define QUIC_GSO_MAX 64            /* segments per GSO send (kernel limit) */
 #define QUIC_TX_BUF 65000          /* one GSO send: below the UDP maximum */
 #define QUIC_SOCKBUF (4 * 1024 * 1024)
-#define QUIC_SR_RATE 200.          /* stateless resets + VN per second... */
-#define QUIC_SR_BURST 50.          /* ...and their burst */
+#define QUIC_SR_RATE 5000.         /* stateless resets + VN per second... */
+#define QUIC_SR_BURST 1000.        /* ...and their burst (a restarted node
+                                      resets all its old links at once) */
 #define QUIC_RETRY_TTL (10 * NGTCP2_SECONDS) /* a Retry token's lifetime */
 #define QUIC_TOKEN_BUCKETS 256
 
