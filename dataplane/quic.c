@@ -8,13 +8,29 @@
  * the timer is re-armed from ngtcp2_conn_get_expiry. The per-connection
  * timer runs the same service after ngtcp2_conn_handle_expiry. Nothing is
  * freed from inside an ngtcp2 callback: closed streams and dead connections
- * are swept by the service. */
+ * are swept by the service.
+ *
+ * Fast paths: datagrams come in by recvmmsg, with UDP GRO when the kernel
+ * has it (one buffer then holds several same-size datagrams, split by the
+ * segment size in the cmsg); a connection's packets go out as one UDP GSO
+ * send per run of same-size packets (UDP_SEGMENT), or by sendmmsg when the
+ * kernel refuses GSO. The receive and transmit buffers belong to the
+ * endpoint: nothing is allocated per packet.
+ *
+ * Packets for no connection: an Initial may start one (behind a Retry when
+ * too many handshakes are in progress), an unknown version gets a Version
+ * Negotiation, a short-header packet gets a stateless reset (rate-limited;
+ * tokens come from a secret derived from the node key, so a restarted node
+ * resets its old connections) unless it is itself a reset for one of our
+ * connections; the rest is dropped. */
+#define _GNU_SOURCE
 #include "quic.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +48,18 @@
 #define MOD "quic"
 #define QUIC_CIDLEN 16
 #define QUIC_CID_BUCKETS 1024
-#define QUIC_MAX_PKT 1500          /* send buffer; max_tx_udp_payload 1452 */
-#define QUIC_RX_BUF 65536
-#define QUIC_RX_BATCH 64           /* datagrams read per socket event */
+#define QUIC_MAX_PKT 1500          /* one packet; max_tx_udp_payload 1452 */
+#define QUIC_RX_SLOT 65536         /* one datagram, or a GRO batch of them */
+#define QUIC_RX_BATCH 16           /* slots per recvmmsg */
+#define QUIC_RX_ROUNDS 8           /* recvmmsg calls per socket event */
+#define QUIC_GSO_MAX 64            /* segments per GSO send (kernel limit) */
+#define QUIC_TX_BUF 65000          /* one GSO send: below the UDP maximum */
 #define QUIC_SOCKBUF (4 * 1024 * 1024)
+#define QUIC_SR_RATE 5000.         /* stateless resets + VN per second... */
+#define QUIC_SR_BURST 1000.        /* ...and their burst (a restarted node
+                                      resets all its old links at once) */
+#define QUIC_RETRY_TTL (10 * NGTCP2_SECONDS) /* a Retry token's lifetime */
+#define QUIC_TOKEN_BUCKETS 256
 
 /* Prefers AES-128-GCM (ChaCha20 is slow on this hardware); TLS 1.3 only;
  * the middlebox compatibility mode is not allowed in QUIC. */
@@ -56,6 +80,7 @@ typedef struct quic_stream {
   int want_writable;     /* a write was cut short */
   int writable_pending;  /* space freed since: tell the caller */
   int closed;            /* ngtcp2 closed it; sweep tells the caller */
+  int send_shut;         /* our direction is over: peer's STOP_SENDING */
   uint64_t close_code;
   unsigned blocked_round;
 } quic_stream;
@@ -64,6 +89,8 @@ enum conn_state { CS_OPEN, CS_CLOSING, CS_DRAINING, CS_DEAD };
 
 struct quic_conn {
   struct quic_conn *next;
+  struct quic_conn *dirty_next;      /* endpoint's to-service list */
+  int in_dirty;
   quic_endpoint *ep;
   ngtcp2_conn *conn;                 /* owned */
   gnutls_session_t tls;              /* owned */
@@ -73,10 +100,11 @@ struct quic_conn {
   enum conn_state state;
   int established;                   /* handshake done (and confirmed) */
   int notify_established;            /* deferred on_accept/on_connected */
+  int notify_streams;                /* deferred on_streams_available */
   int visible;                       /* the caller knows this conn */
   int close_pending;
   uint64_t close_code;
-  int dirty;
+  int handshaking;                   /* counted in ep->handshakes */
   int ccerr_set;                     /* |ccerr| chosen by a callback */
   ngtcp2_connection_close_error ccerr;
   quic_close_info info;
@@ -98,6 +126,32 @@ typedef struct cid_entry {
   quic_conn *c;
 } cid_entry;
 
+/* A stateless reset token the peer gave us for one of its CIDs: a reset
+ * carries no CID we know, only this token at its end. */
+typedef struct token_entry {
+  struct token_entry *next;
+  uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
+  uint64_t seq;
+  quic_conn *c;
+} token_entry;
+
+/* One message of a recvmmsg / sendmmsg batch with its address and cmsg. */
+typedef struct quic_mmsg {
+  struct iovec iov;
+  struct sockaddr_storage addr;
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl;
+} quic_mmsg;
+
+/* Rate limit: a token bucket (per endpoint, never global). */
+typedef struct quic_rl {
+  double tokens;
+  double last;
+  uint64_t suppressed;
+} quic_rl;
+
 struct quic_endpoint {
   struct ev_loop *loop;
   int fd;
@@ -105,14 +159,28 @@ struct quic_endpoint {
   struct sockaddr_storage local;
   socklen_t locallen;
   quic_config cfg;
-  char *cert_pem, *key_pem, *ca_pem, *priority; /* owned copies */
+  char *cert_pem, *key_pem, *ca_pem, *priority, *alpn; /* owned copies */
   gnutls_certificate_credentials_t cred;
   gnutls_priority_t prio;
-  uint8_t reset_secret[32];
+  uint8_t reset_secret[32];          /* derived from the node key */
+  uint8_t retry_secret[32];          /* random per endpoint */
+  ngtcp2_cc_algo cc;
   quic_callbacks cb;
   void *ud;
   quic_conn *conns;                  /* owned list */
+  quic_conn *dirty;                  /* to service (not owned) */
   cid_entry *cids[QUIC_CID_BUCKETS]; /* owned entries */
+  token_entry *tokens[QUIC_TOKEN_BUCKETS]; /* owned entries */
+  int gso, gro;                      /* kernel features in use */
+  uint8_t *rxbuf;                    /* owned, QUIC_RX_BATCH slots */
+  uint8_t *txbuf;                    /* owned, QUIC_TX_BUF */
+  quic_mmsg rxm[QUIC_RX_BATCH];
+  struct mmsghdr rxh[QUIC_RX_BATCH];
+  struct mmsghdr txh[QUIC_GSO_MAX];
+  struct iovec txiov[QUIC_GSO_MAX];
+  quic_rl rl_reply;                  /* stateless resets and VN */
+  quic_rl rl_log;                    /* per-packet warnings */
+  quic_endpoint_stats st;
 };
 
 static void conn_service(quic_conn *c);
@@ -133,8 +201,13 @@ static void addr_str(const struct sockaddr *sa, char *out, size_t len) {
     snprintf(out, len, "%s:%u", host, port);
   } else if (sa->sa_family == AF_INET6) {
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
     port = ntohs(in6->sin6_port);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) { /* an IPv4 peer, dual stack */
+      inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof(host));
+      snprintf(out, len, "%s:%u", host, port);
+      return;
+    }
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
     snprintf(out, len, "[%s]:%u", host, port);
   } else {
     snprintf(out, len, "?");
@@ -193,6 +266,71 @@ static void cid_remove_conn(quic_endpoint *ep, quic_conn *c) {
   }
 }
 
+/* ---- stateless reset tokens the peers gave us ---- */
+
+static unsigned token_hash(const uint8_t *t) {
+  uint32_t h;
+  memcpy(&h, t, sizeof(h)); /* tokens are pseudo-random */
+  return h % QUIC_TOKEN_BUCKETS;
+}
+
+static quic_conn *token_find(quic_endpoint *ep, const uint8_t *t) {
+  for (token_entry *e = ep->tokens[token_hash(t)]; e; e = e->next)
+    if (memcmp(e->token, t, NGTCP2_STATELESS_RESET_TOKENLEN) == 0) return e->c;
+  return NULL;
+}
+
+static void token_remove(quic_endpoint *ep, quic_conn *c, uint64_t seq,
+                         int all) {
+  for (unsigned i = 0; i < QUIC_TOKEN_BUCKETS; i++) {
+    token_entry **p = &ep->tokens[i];
+    while (*p) {
+      if ((*p)->c == c && (all || (*p)->seq == seq)) {
+        token_entry *e = *p;
+        *p = e->next;
+        free(e);
+      } else {
+        p = &(*p)->next;
+      }
+    }
+  }
+}
+
+static int token_add(quic_endpoint *ep, quic_conn *c, uint64_t seq,
+                     const uint8_t *t) {
+  token_entry *e = calloc(1, sizeof(*e));
+  if (!e) return -ENOMEM;
+  unsigned h = token_hash(t);
+  memcpy(e->token, t, NGTCP2_STATELESS_RESET_TOKENLEN);
+  e->seq = seq;
+  e->c = c;
+  e->next = ep->tokens[h];
+  ep->tokens[h] = e;
+  return 0;
+}
+
+/* ---- rate limits ---- */
+
+/* rl_take takes one token of |rl| (|rate| per second, |burst| deep). */
+static int rl_take(quic_rl *rl, double rate, double burst) {
+  double now = (double)now_ts() / NGTCP2_SECONDS;
+  rl->tokens += (now - rl->last) * rate;
+  if (rl->tokens > burst) rl->tokens = burst;
+  rl->last = now;
+  if (rl->tokens < 1.) {
+    rl->suppressed++;
+    return 0;
+  }
+  rl->tokens -= 1.;
+  return 1;
+}
+
+/* A warning that a peer can trigger per packet: at most one per second. */
+#define ep_warn_rl(ep, ...)                                                  \
+  do {                                                                       \
+    if (rl_take(&(ep)->rl_log, 1., 1.)) log_warn(MOD, __VA_ARGS__);          \
+  } while (0)
+
 /* ---- streams ---- */
 
 static quic_stream *stream_find(quic_conn *c, int64_t id) {
@@ -218,7 +356,7 @@ static void stream_free(quic_stream *s) {
 }
 
 static int stream_pending(const quic_stream *s) {
-  return !s->closed &&
+  return !s->closed && !s->send_shut &&
          (s->sent_off < s->end_off || (s->fin_req && !s->fin_sent));
 }
 
@@ -252,19 +390,29 @@ static int remove_cid_cb(ngtcp2_conn *conn, const ngtcp2_cid *cid, void *ud) {
 static int alpn_ok(quic_conn *c) {
   gnutls_datum_t p;
   if (gnutls_alpn_get_selected_protocol(c->tls, &p) != 0) return 0;
-  return p.size == strlen(QUIC_ALPN) && memcmp(p.data, QUIC_ALPN, p.size) == 0;
+  const char *want = c->ep->cfg.alpn;
+  return p.size == strlen(want) && memcmp(p.data, want, p.size) == 0;
 }
 
 static int fail_alpn(quic_conn *c) {
-  log_warn(MOD, "[%s] handshake refused: ALPN is not " QUIC_ALPN, c->peer);
+  log_warn(MOD, "[%s] handshake refused: ALPN is not %s", c->peer,
+           c->ep->cfg.alpn);
   ngtcp2_connection_close_error_set_transport_error_tls_alert(
       &c->ccerr, 120 /* no_application_protocol */, NULL, 0);
   c->ccerr_set = 1;
   return NGTCP2_ERR_CALLBACK_FAILURE;
 }
 
+static void conn_handshake_done(quic_conn *c) {
+  if (c->handshaking) {
+    c->handshaking = 0;
+    c->ep->st.handshakes--;
+  }
+}
+
 static int handshake_completed_cb(ngtcp2_conn *conn, void *ud) {
   quic_conn *c = ud;
+  conn_handshake_done(c);
   if (!alpn_ok(c)) return fail_alpn(c);
   if (c->is_server) { /* the client's Finished (and certificate) checked */
     c->established = 1;
@@ -334,6 +482,38 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
   return 0;
 }
 
+/* Tokens of the peer's CIDs, so that its stateless resets find us. */
+static int dcid_status_cb(ngtcp2_conn *conn, int type, uint64_t seq,
+                          const ngtcp2_cid *cid, const uint8_t *token,
+                          void *ud) {
+  quic_conn *c = ud;
+  if (!token) return 0;
+  if (type == NGTCP2_CONNECTION_ID_STATUS_TYPE_ACTIVATE) {
+    if (!token_find(c->ep, token) && token_add(c->ep, c, seq, token) != 0)
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+  } else {
+    token_remove(c->ep, c, seq, 0);
+  }
+  return 0;
+}
+
+static int recv_stateless_reset_cb(ngtcp2_conn *conn,
+                                   const ngtcp2_pkt_stateless_reset *sr,
+                                   void *ud) {
+  quic_conn *c = ud;
+  c->info.stateless_reset = 1;
+  log_info(MOD, "[%s] stateless reset from the peer (it lost this "
+           "connection, e.g. restarted)", c->peer);
+  return 0;
+}
+
+static int extend_max_local_streams_bidi_cb(ngtcp2_conn *conn,
+                                            uint64_t max_streams, void *ud) {
+  quic_conn *c = ud;
+  c->notify_streams = 1;
+  return 0;
+}
+
 static ngtcp2_conn *get_conn_cb(ngtcp2_crypto_conn_ref *ref) {
   quic_conn *c = ref->user_data;
   return c->conn;
@@ -360,6 +540,9 @@ static const ngtcp2_callbacks client_callbacks = {
     .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
     .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
     .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+    .dcid_status = dcid_status_cb,
+    .recv_stateless_reset = recv_stateless_reset_cb,
+    .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
 };
 
 static const ngtcp2_callbacks server_callbacks = {
@@ -381,6 +564,9 @@ static const ngtcp2_callbacks server_callbacks = {
     .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
     .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
     .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+    .dcid_status = dcid_status_cb,
+    .recv_stateless_reset = recv_stateless_reset_cb,
+    .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
 };
 
 /* ---- TLS ---- */
@@ -423,7 +609,7 @@ static int tls_session_new(quic_conn *c) {
     return -1;
   if (c->is_server)
     gnutls_certificate_server_set_request(c->tls, GNUTLS_CERT_REQUIRE);
-  gnutls_datum_t alpn = {(unsigned char *)QUIC_ALPN, strlen(QUIC_ALPN)};
+  gnutls_datum_t alpn = {(unsigned char *)ep->cfg.alpn, strlen(ep->cfg.alpn)};
   if (gnutls_alpn_set_protocols(c->tls, &alpn, 1, GNUTLS_ALPN_MANDATORY) != 0)
     return -1;
   c->ref.get_conn = get_conn_cb;
@@ -445,7 +631,16 @@ static void conn_kick(quic_conn *c) {
 static void conn_free(quic_conn *c) {
   if (!c) return;
   ev_timer_stop(c->ep->loop, &c->timer);
+  if (c->in_dirty) {
+    for (quic_conn **p = &c->ep->dirty; *p; p = &(*p)->dirty_next)
+      if (*p == c) {
+        *p = c->dirty_next;
+        break;
+      }
+  }
+  conn_handshake_done(c);
   cid_remove_conn(c->ep, c);
+  token_remove(c->ep, c, 0, 1);
   if (c->conn) ngtcp2_conn_del(c->conn);
   if (c->tls) gnutls_deinit(c->tls);
   while (c->streams) {
@@ -479,6 +674,7 @@ static void conn_settings(quic_endpoint *ep, ngtcp2_settings *s,
   s->initial_ts = now_ts();
   s->handshake_timeout =
       (ngtcp2_duration)(ep->cfg.handshake_timeout * NGTCP2_SECONDS);
+  s->cc_algo = ep->cc;
   ngtcp2_transport_params_default(p);
   p->initial_max_stream_data_bidi_local = ep->cfg.max_stream_data;
   p->initial_max_stream_data_bidi_remote = ep->cfg.max_stream_data;
@@ -500,6 +696,7 @@ static ngtcp2_path conn_path(quic_conn *c) {
 static void conn_link(quic_conn *c) {
   c->next = c->ep->conns;
   c->ep->conns = c;
+  c->ep->st.conns++;
   if (c->ep->cfg.keepalive > 0)
     ngtcp2_conn_set_keep_alive_timeout(
         c->conn, (ngtcp2_duration)(c->ep->cfg.keepalive * NGTCP2_SECONDS));
@@ -509,6 +706,7 @@ static void conn_unlink(quic_conn *c) {
   for (quic_conn **p = &c->ep->conns; *p; p = &(*p)->next) {
     if (*p == c) {
       *p = c->next;
+      c->ep->st.conns--;
       return;
     }
   }
@@ -516,9 +714,23 @@ static void conn_unlink(quic_conn *c) {
 
 quic_conn *quic_connect(quic_endpoint *ep, const struct sockaddr *peer,
                         socklen_t peerlen) {
-  if (!ep || !peer || peerlen > sizeof(struct sockaddr_storage) ||
-      peer->sa_family != ep->local.ss_family)
+  if (!ep || !peer || peerlen > sizeof(struct sockaddr_storage))
     return NULL;
+  struct sockaddr_in6 mapped;
+  if (peer->sa_family == AF_INET && ep->local.ss_family == AF_INET6 &&
+      !ep->cfg.v6only && peerlen >= sizeof(struct sockaddr_in)) {
+    /* Dual stack: the kernel sends to ::ffff:a.b.c.d as IPv4. */
+    const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
+    memset(&mapped, 0, sizeof(mapped));
+    mapped.sin6_family = AF_INET6;
+    mapped.sin6_port = in->sin_port;
+    mapped.sin6_addr.s6_addr[10] = 0xff;
+    mapped.sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&mapped.sin6_addr.s6_addr[12], &in->sin_addr, 4);
+    peer = (const struct sockaddr *)&mapped;
+    peerlen = sizeof(mapped);
+  }
+  if (peer->sa_family != ep->local.ss_family) return NULL;
   quic_conn *c = conn_alloc(ep, peer, peerlen, 0);
   if (!c) return NULL;
   ngtcp2_cid dcid, scid;
@@ -547,7 +759,10 @@ fail:
   return NULL;
 }
 
+/* server_conn_new: |odcid| is the client's first DCID when it came back
+ * with a valid Retry token (NULL otherwise). */
 static quic_conn *server_conn_new(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
+                                  const ngtcp2_cid *odcid,
                                   const struct sockaddr *remote,
                                   socklen_t remotelen) {
   quic_conn *c = conn_alloc(ep, remote, remotelen, 1);
@@ -558,7 +773,14 @@ static quic_conn *server_conn_new(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
   ngtcp2_settings s;
   ngtcp2_transport_params p;
   conn_settings(ep, &s, &p);
-  p.original_dcid = hd->dcid;
+  if (odcid) {
+    p.original_dcid = *odcid;
+    p.retry_scid = hd->dcid;
+    p.retry_scid_present = 1;
+    s.token = hd->token; /* marks the address as validated */
+  } else {
+    p.original_dcid = hd->dcid;
+  }
   p.stateless_reset_token_present = 1;
   if (ngtcp2_crypto_generate_stateless_reset_token(
           p.stateless_reset_token, ep->reset_secret, sizeof(ep->reset_secret),
@@ -573,6 +795,9 @@ static quic_conn *server_conn_new(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
   /* The client keeps using its chosen DCID until it sees ours. */
   if (cid_add(ep, &scid, c) != 0 || cid_add(ep, &hd->dcid, c) != 0) goto fail;
   conn_link(c);
+  c->handshaking = 1;
+  ep->st.handshakes++;
+  ep->st.accepted++;
   return c;
 fail:
   log_error(MOD, "[%s] cannot accept a connection", c->peer);
@@ -580,20 +805,102 @@ fail:
   return NULL;
 }
 
-static int send_pkt(quic_conn *c, const uint8_t *data, size_t len) {
-  ssize_t n;
-  do {
-    n = sendto(c->ep->fd, data, len, 0, (struct sockaddr *)&c->remote,
-               c->remotelen);
-  } while (n < 0 && errno == EINTR);
-  if (n > 0) {
-    c->pkts_sent++;
-    c->bytes_sent += (uint64_t)n;
+/* ep_sendto sends |len| bytes to |to|: one datagram, or with |gso| < |len|
+ * datagrams of |gso| bytes (the last may be shorter) by UDP GSO, or by
+ * sendmmsg once the kernel has refused GSO. Returns the datagrams sent. A
+ * full socket buffer drops the rest: QUIC recovers it like any loss. */
+static size_t ep_sendto(quic_endpoint *ep, const struct sockaddr *to,
+                        socklen_t tolen, const uint8_t *data, size_t len,
+                        size_t gso) {
+  if (gso == 0 || gso > len) gso = len;
+  size_t nseg = (len + gso - 1) / gso;
+  if (nseg > 1 && ep->gso) {
+    union {
+      char buf[CMSG_SPACE(sizeof(uint16_t))];
+      struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {(void *)data, len};
+    struct msghdr mh = {.msg_name = (void *)to, .msg_namelen = tolen,
+                        .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t seg = (uint16_t)gso;
+    memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+    ssize_t n;
+    do {
+      n = sendmsg(ep->fd, &mh, 0);
+    } while (n < 0 && errno == EINTR);
+    ep->st.tx_syscalls++;
+    if (n >= 0) {
+      ep->st.tx_dgrams += nseg;
+      return nseg;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      ep->st.tx_eagain += nseg;
+      return 0;
+    }
+    if (errno != EIO && errno != EINVAL && errno != EOPNOTSUPP) {
+      ep_warn_rl(ep, "sendmsg (GSO): %s", strerror(errno));
+      return 0;
+    }
+    /* The device or the path cannot segment (EIO: no checksum offload):
+     * per-datagram sends from now on. */
+    log_info(MOD, "UDP GSO refused (%s): sending datagrams one by one",
+             strerror(errno));
+    ep->gso = 0;
   }
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-    log_debug(MOD, "[%s] sendto: %s", c->peer, strerror(errno));
-  /* A full socket buffer is a loss: QUIC recovers it. */
+  size_t sent = 0;
+  while (sent < nseg) {
+    unsigned k = 0;
+    for (; k < QUIC_GSO_MAX && sent + k < nseg; k++) {
+      size_t off = (sent + k) * gso;
+      ep->txiov[k].iov_base = (void *)(data + off);
+      ep->txiov[k].iov_len = len - off < gso ? len - off : gso;
+      memset(&ep->txh[k], 0, sizeof(ep->txh[k]));
+      ep->txh[k].msg_hdr.msg_name = (void *)to;
+      ep->txh[k].msg_hdr.msg_namelen = tolen;
+      ep->txh[k].msg_hdr.msg_iov = &ep->txiov[k];
+      ep->txh[k].msg_hdr.msg_iovlen = 1;
+    }
+    int n;
+    do {
+      n = sendmmsg(ep->fd, ep->txh, k, 0);
+    } while (n < 0 && errno == EINTR);
+    ep->st.tx_syscalls++;
+    if (n <= 0) {
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        ep_warn_rl(ep, "sendmmsg: %s", strerror(errno));
+      else
+        ep->st.tx_eagain += nseg - sent;
+      break;
+    }
+    sent += (size_t)n;
+  }
+  ep->st.tx_dgrams += sent;
+  return sent;
+}
+
+/* send_pkt sends one packet of |c| (closing, handshake answers). */
+static int send_pkt(quic_conn *c, const uint8_t *data, size_t len) {
+  size_t n = ep_sendto(c->ep, (struct sockaddr *)&c->remote, c->remotelen,
+                       data, len, 0);
+  c->pkts_sent += n;
+  c->bytes_sent += n ? len : 0;
   return 0;
+}
+
+/* conn_flush sends the run of packets gathered in the endpoint's transmit
+ * buffer: |len| bytes, all |gso| long but the last. */
+static void conn_flush(quic_conn *c, size_t len, size_t gso) {
+  if (len == 0) return;
+  size_t n = ep_sendto(c->ep, (struct sockaddr *)&c->remote, c->remotelen,
+                       c->ep->txbuf, len, gso);
+  c->pkts_sent += n;
+  c->bytes_sent += n * gso < len ? n * gso : len;
 }
 
 /* conn_enter_closing writes CONNECTION_CLOSE with |ccerr| and keeps the
@@ -681,16 +988,19 @@ static void conn_error(quic_conn *c, int rv) {
 /* conn_write sends what ngtcp2 lets through now: stream data round-robin
  * over the streams with pending bytes, then ACKs and control frames. */
 static void conn_write(quic_conn *c) {
-  uint8_t buf[QUIC_MAX_PKT];
+  uint8_t *txbuf = c->ep->txbuf;
   ngtcp2_path_storage ps;
   ngtcp2_pkt_info pi;
   ngtcp2_tstamp ts = now_ts();
   size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
-  if (maxpkt > sizeof(buf)) maxpkt = sizeof(buf);
+  if (maxpkt > QUIC_MAX_PKT) maxpkt = QUIC_MAX_PKT;
   size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
   size_t maxcnt = quantum / maxpkt;
   if (maxcnt < 1) maxcnt = 1;
   size_t pkts = 0;
+  /* The run being gathered for one GSO send: |off| bytes of packets that
+   * are all |gso| long, except possibly the last one. */
+  size_t off = 0, gso = 0, nrun = 0;
   unsigned round = ++c->round;
   ngtcp2_path_storage_zero(&ps);
 
@@ -723,6 +1033,11 @@ static void conn_write(quic_conn *c) {
       }
       if (s->fin_req) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
     }
+    if (off + maxpkt > QUIC_TX_BUF) {
+      conn_flush(c, off, gso);
+      off = nrun = 0;
+    }
+    uint8_t *buf = txbuf + off;
     ngtcp2_ssize ndatalen = -1;
     ngtcp2_ssize n = ngtcp2_conn_writev_stream(
         c->conn, &ps.path, &pi, buf, maxpkt, &ndatalen, flags, sid, vec, vcnt,
@@ -733,12 +1048,21 @@ static void conn_write(quic_conn *c) {
         if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
         continue;
       }
+      if (s && n == NGTCP2_ERR_STREAM_SHUT_WR) {
+        /* We did not end it (a reset of ours leaves nothing pending): the
+         * peer's STOP_SENDING did, and ngtcp2 0.12 has no callback for
+         * that. What we still buffer will never be read. */
+        s->send_shut = 1;
+        s->want_writable = s->writable_pending = 0;
+        s->sent_off = s->end_off;
+        continue;
+      }
       if (s && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
-                n == NGTCP2_ERR_STREAM_SHUT_WR ||
                 n == NGTCP2_ERR_STREAM_NOT_FOUND)) {
         s->blocked_round = round;
         continue;
       }
+      conn_flush(c, off, gso);
       conn_error(c, (int)n);
       return;
     }
@@ -747,13 +1071,85 @@ static void conn_write(quic_conn *c) {
       if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
     }
     if (n == 0) break;
-    send_pkt(c, buf, (size_t)n);
     pkts++;
+    size_t len = (size_t)n;
+    if (nrun > 0 && len > gso) {
+      /* Longer than the run's segments: send the run, start a new one
+       * with this packet (rare: a short packet began the run). */
+      conn_flush(c, off, gso);
+      memmove(txbuf, buf, len);
+      off = nrun = 0;
+    }
+    if (nrun == 0) gso = len;
+    off += len;
+    nrun++;
+    /* A shorter packet ends a run: GSO segments are all alike but the
+     * last. */
+    if (len < gso || nrun == QUIC_GSO_MAX) {
+      conn_flush(c, off, gso);
+      off = nrun = 0;
+    }
   }
+  conn_flush(c, off, gso);
   ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
 }
 
+/* Outage recovery (max_probe_interval). After a path outage the sender's
+ * probe timeout (PTO) has doubled with every unanswered probe: left alone,
+ * the first probe after the path returns can come about as long after as
+ * the outage lasted. Two measures bring that down to about
+ * max_probe_interval:
+ * - while a PTO is unanswered or streams are open, keep-alive PINGs go out
+ *   after max_probe_interval without traffic (ngtcp2 sends them only while
+ *   the congestion window has room, so in practice the side that receives
+ *   the bulk data pings);
+ * - a packet from the peer while our PTO is unanswered means the path is
+ *   back: our PTO fires at once instead of at its backed-off deadline.
+ * ngtcp2 0.12 has no call to fire the PTO now, so conn_probe_now runs its
+ * expiry handling with the clock read as the PTO deadline. That is safe
+ * (checked against lib/ngtcp2_conn.c of 0.12.1) when the deadline comes
+ * before the idle expiry (just pushed back by the packet that came in): the
+ * other timers it may fire early are the ACK delay, keep-alive, pacing,
+ * lost-packet cleanup, CID retirement and a PMTUD probe's loss, all
+ * harmless to fire early; the handshake is done; the PTO handler only
+ * queues probes and re-arms from the last send time; the clock given is
+ * not kept for later sends, which use the real time. */
+static void conn_probe_now(quic_conn *c) {
+  double mpi = c->ep->cfg.max_probe_interval;
+  if (mpi <= 0 || !c->established || c->state != CS_OPEN) return;
+  ngtcp2_conn_stat cs;
+  ngtcp2_conn_get_conn_stat(c->conn, &cs);
+  if (cs.pto_count == 0 || cs.loss_detection_timer == UINT64_MAX) return;
+  for (int i = 0; i < NGTCP2_PKTNS_ID_MAX; i++)
+    if (cs.loss_time[i] != UINT64_MAX) return; /* a loss timer, not a PTO */
+  ngtcp2_tstamp now = now_ts();
+  ngtcp2_tstamp ldt = cs.loss_detection_timer;
+  if (ldt <= now + (ngtcp2_duration)(mpi * NGTCP2_SECONDS))
+    return; /* due soon anyway */
+  double idle = c->ep->cfg.idle_timeout;
+  const ngtcp2_transport_params *rp =
+      ngtcp2_conn_get_remote_transport_params(c->conn);
+  if (rp && rp->max_idle_timeout &&
+      (double)rp->max_idle_timeout / NGTCP2_SECONDS < idle)
+    idle = (double)rp->max_idle_timeout / NGTCP2_SECONDS;
+  if (idle > 0 && ldt >= now + (ngtcp2_duration)(idle * NGTCP2_SECONDS))
+    return; /* would be past the idle expiry: not safe */
+  int rv = ngtcp2_conn_handle_expiry(c->conn, ldt);
+  if (rv != 0) conn_error(c, rv);
+}
+
 static void conn_rearm(quic_conn *c) {
+  double mpi = c->ep->cfg.max_probe_interval;
+  if (mpi > 0) {
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    double ka = c->ep->cfg.keepalive;
+    /* A receiver may have nothing in flight, hence no PTO: streams in use
+     * are reason enough to ping (one small packet per interval). */
+    if ((cs.pto_count > 0 || c->streams) && (ka <= 0 || ka > mpi)) ka = mpi;
+    ngtcp2_conn_set_keep_alive_timeout(
+        c->conn, ka > 0 ? (ngtcp2_duration)(ka * NGTCP2_SECONDS) : 0);
+  }
   ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(c->conn);
   ev_timer_stop(c->ep->loop, &c->timer);
   if (exp == UINT64_MAX) return;
@@ -772,6 +1168,10 @@ static void conn_events(quic_conn *c) {
     log_debug(MOD, "[%s] %s", c->peer, c->is_server ? "accepted" : "connected");
     if (c->is_server && ep->cb.on_accept) ep->cb.on_accept(c, ep->ud);
     if (!c->is_server && ep->cb.on_connected) ep->cb.on_connected(c, ep->ud);
+  }
+  if (c->notify_streams && c->visible && c->established) {
+    c->notify_streams = 0;
+    if (ep->cb.on_streams_available) ep->cb.on_streams_available(c, ep->ud);
   }
   for (quic_stream **p = &c->streams; *p;) {
     quic_stream *s = *p;
@@ -804,7 +1204,6 @@ static void conn_finish(quic_conn *c) {
 /* conn_service runs at the top level of the loop only (never inside an
  * ngtcp2 callback): events, a requested close, writes, the timer. */
 static void conn_service(quic_conn *c) {
-  c->dirty = 0;
   if (c->state == CS_OPEN) conn_events(c);
   if (c->state == CS_OPEN && c->close_pending) {
     ngtcp2_connection_close_error ccerr;
@@ -827,10 +1226,18 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
     c->state = CS_DEAD;
   } else if (c->state == CS_OPEN && !c->close_pending) {
-    int rv = ngtcp2_conn_handle_expiry(c->conn, now_ts());
+    ngtcp2_tstamp ts = now_ts();
+    int rv = ngtcp2_conn_handle_expiry(c->conn, ts);
     if (rv != 0) conn_error(c, rv);
   }
   conn_service(c);
+}
+
+static void conn_mark_dirty(quic_conn *c) {
+  if (c->in_dirty) return;
+  c->in_dirty = 1;
+  c->dirty_next = c->ep->dirty;
+  c->ep->dirty = c;
 }
 
 static void conn_read(quic_conn *c, const struct sockaddr *from,
@@ -851,40 +1258,229 @@ static void conn_read(quic_conn *c, const struct sockaddr *from,
   c->pkts_recv++;
   c->bytes_recv += len;
   int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now_ts());
-  c->dirty = 1;
+  conn_mark_dirty(c);
   if (rv != 0) conn_error(c, rv);
+  else conn_probe_now(c); /* the peer is reachable: probe if backed off */
 }
 
 /* ---- endpoint ---- */
 
+/* ep_send_reply sends a packet that belongs to no connection (Retry,
+ * Version Negotiation, stateless reset). */
+static void ep_send_reply(quic_endpoint *ep, const struct sockaddr *to,
+                          socklen_t tolen, const uint8_t *data, size_t len) {
+  ep_sendto(ep, to, tolen, data, len, 0);
+}
+
+/* ep_version_negotiation answers a long-header packet of a version we do
+ * not speak. Only for datagrams of a full Initial's size (RFC 9000 6.1: a
+ * small spoofed packet must not buy a larger answer). */
+static void ep_version_negotiation(quic_endpoint *ep,
+                                   const ngtcp2_version_cid *vc,
+                                   const struct sockaddr *from,
+                                   socklen_t fromlen, size_t dgramlen) {
+  uint8_t buf[256];
+  uint32_t sv[] = {NGTCP2_PROTO_VER_V1};
+  uint8_t r;
+  if (dgramlen < NGTCP2_MAX_UDP_PAYLOAD_SIZE ||
+      !rl_take(&ep->rl_reply, QUIC_SR_RATE, QUIC_SR_BURST)) {
+    ep->st.dropped++;
+    return;
+  }
+  gnutls_rnd(GNUTLS_RND_NONCE, &r, 1);
+  ngtcp2_ssize n = ngtcp2_pkt_write_version_negotiation(
+      buf, sizeof(buf), r, vc->scid, vc->scidlen, vc->dcid, vc->dcidlen, sv,
+      sizeof(sv) / sizeof(sv[0]));
+  if (n <= 0) return;
+  ep->st.vn_sent++;
+  ep_send_reply(ep, from, fromlen, buf, (size_t)n);
+}
+
+/* ep_stateless_reset answers a short-header packet for a CID we do not
+ * know: its sender lost state we had (or we lost state it had, after a
+ * restart) and learns it at once instead of after an idle timeout. The
+ * reset is shorter than what it answers, so two endpoints cannot loop. */
+static void ep_stateless_reset(quic_endpoint *ep, const uint8_t *dcid,
+                               size_t dcidlen, const struct sockaddr *from,
+                               socklen_t fromlen, size_t dgramlen) {
+  uint8_t buf[64], rnd[64], token[NGTCP2_STATELESS_RESET_TOKENLEN];
+  /* 1 header byte + at least 5 random bytes + token, shorter than input */
+  size_t minlen = 1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN +
+                  NGTCP2_STATELESS_RESET_TOKENLEN;
+  if (dgramlen <= minlen || dcidlen != QUIC_CIDLEN ||
+      !rl_take(&ep->rl_reply, QUIC_SR_RATE, QUIC_SR_BURST)) {
+    ep->st.dropped++;
+    return;
+  }
+  ngtcp2_cid cid;
+  ngtcp2_cid_init(&cid, dcid, dcidlen);
+  if (ngtcp2_crypto_generate_stateless_reset_token(
+          token, ep->reset_secret, sizeof(ep->reset_secret), &cid) != 0)
+    return;
+  size_t len = dgramlen - 1;
+  if (len > 41) len = 41; /* as long as a small real packet */
+  size_t randlen = len - 1 - NGTCP2_STATELESS_RESET_TOKENLEN;
+  gnutls_rnd(GNUTLS_RND_NONCE, rnd, randlen);
+  ngtcp2_ssize n = ngtcp2_pkt_write_stateless_reset(buf, sizeof(buf), token,
+                                                    rnd, randlen);
+  if (n <= 0) return;
+  ep->st.resets_sent++;
+  ep_send_reply(ep, from, fromlen, buf, (size_t)n);
+}
+
+/* ep_send_retry asks the client of Initial |hd| to come back with a token
+ * proving it owns its address. */
+static void ep_send_retry(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
+                          const struct sockaddr *from, socklen_t fromlen,
+                          size_t dgramlen) {
+  uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN];
+  uint8_t buf[256];
+  ngtcp2_cid scid;
+  scid.datalen = QUIC_CIDLEN;
+  gnutls_rnd(GNUTLS_RND_NONCE, scid.data, scid.datalen);
+  struct timespec rt;
+  clock_gettime(CLOCK_REALTIME, &rt);
+  ngtcp2_tstamp wall = (uint64_t)rt.tv_sec * NGTCP2_SECONDS + (uint64_t)rt.tv_nsec;
+  ngtcp2_ssize tl = ngtcp2_crypto_generate_retry_token(
+      token, ep->retry_secret, sizeof(ep->retry_secret), hd->version, from,
+      fromlen, &scid, &hd->dcid, wall);
+  if (tl < 0) return;
+  size_t max = dgramlen * 3 < sizeof(buf) ? dgramlen * 3 : sizeof(buf);
+  ngtcp2_ssize n = ngtcp2_crypto_write_retry(buf, max, hd->version, &hd->scid,
+                                             &scid, &hd->dcid, token,
+                                             (size_t)tl);
+  if (n <= 0) return;
+  ep->st.retries_sent++;
+  ep_send_reply(ep, from, fromlen, buf, (size_t)n);
+}
+
+/* ep_unknown handles a datagram whose DCID is no connection's. */
+static void ep_unknown(quic_endpoint *ep, const ngtcp2_version_cid *vc,
+                       const uint8_t *pkt, size_t len,
+                       const struct sockaddr *from, socklen_t fromlen) {
+  if (vc->version == 0) { /* short header */
+    /* A stateless reset from a peer of ours ends in a token it gave us. */
+    quic_conn *c = len >= NGTCP2_STATELESS_RESET_TOKENLEN + 5
+                       ? token_find(ep, pkt + len - NGTCP2_STATELESS_RESET_TOKENLEN)
+                       : NULL;
+    if (c) {
+      conn_read(c, from, fromlen, pkt, len);
+      return;
+    }
+    ep_stateless_reset(ep, vc->dcid, vc->dcidlen, from, fromlen, len);
+    return;
+  }
+  ngtcp2_pkt_hd hd;
+  if (!ep->cfg.accept || ngtcp2_accept(&hd, pkt, len) != 0) {
+    ep->st.dropped++;
+    return;
+  }
+  ngtcp2_cid odcid;
+  const ngtcp2_cid *podcid = NULL;
+  if (hd.token.len > 0 && hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY) {
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    ngtcp2_tstamp wall =
+        (uint64_t)rt.tv_sec * NGTCP2_SECONDS + (uint64_t)rt.tv_nsec;
+    if (ngtcp2_crypto_verify_retry_token(
+            &odcid, hd.token.base, hd.token.len, ep->retry_secret,
+            sizeof(ep->retry_secret), hd.version, from, fromlen, &hd.dcid,
+            QUIC_RETRY_TTL, wall) != 0) {
+      /* Forged, stale, or from another address: no state, no answer. */
+      ep->st.retry_token_bad++;
+      ep->st.dropped++;
+      ep_warn_rl(ep, "Initial with an invalid Retry token dropped");
+      return;
+    }
+    podcid = &odcid;
+  } else if (ep->st.handshakes >= ep->cfg.retry_threshold) {
+    ep_send_retry(ep, &hd, from, fromlen, len);
+    return;
+  }
+  quic_conn *c = server_conn_new(ep, &hd, podcid, from, fromlen);
+  if (!c) {
+    ep->st.dropped++;
+    return;
+  }
+  conn_read(c, from, fromlen, pkt, len);
+}
+
+/* ep_input routes one datagram. */
+static void ep_input(quic_endpoint *ep, const uint8_t *pkt, size_t len,
+                     const struct sockaddr *from, socklen_t fromlen) {
+  ngtcp2_version_cid vc;
+  ep->st.rx_dgrams++;
+  int rv = ngtcp2_pkt_decode_version_cid(&vc, pkt, len, QUIC_CIDLEN);
+  if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {
+    if (ep->cfg.accept) ep_version_negotiation(ep, &vc, from, fromlen, len);
+    else ep->st.dropped++;
+    return;
+  }
+  if (rv != 0) {
+    ep->st.dropped++; /* garbage */
+    return;
+  }
+  quic_conn *c = cid_find(ep, vc.dcid, vc.dcidlen);
+  if (c) conn_read(c, from, fromlen, pkt, len);
+  else ep_unknown(ep, &vc, pkt, len, from, fromlen);
+}
+
+/* ep_service_dirty services every connection a read touched. */
+static void ep_service_dirty(quic_endpoint *ep) {
+  while (ep->dirty) {
+    quic_conn *c = ep->dirty;
+    ep->dirty = c->dirty_next;
+    c->in_dirty = 0;
+    conn_service(c);
+  }
+}
+
+static int gro_segment(struct msghdr *mh) {
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm))
+    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+      int seg;
+      memcpy(&seg, CMSG_DATA(cm), sizeof(seg));
+      return seg;
+    }
+  return 0;
+}
+
 static void ep_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
   quic_endpoint *ep = w->data;
-  uint8_t buf[QUIC_RX_BUF];
-  for (int i = 0; i < QUIC_RX_BATCH; i++) {
-    struct sockaddr_storage from;
-    socklen_t fromlen = sizeof(from);
-    ssize_t n = recvfrom(ep->fd, buf, sizeof(buf), 0,
-                         (struct sockaddr *)&from, &fromlen);
+  for (int round = 0; round < QUIC_RX_ROUNDS; round++) {
+    for (int i = 0; i < QUIC_RX_BATCH; i++) {
+      struct msghdr *mh = &ep->rxh[i].msg_hdr;
+      mh->msg_name = &ep->rxm[i].addr;
+      mh->msg_namelen = sizeof(ep->rxm[i].addr);
+      mh->msg_iov = &ep->rxm[i].iov;
+      mh->msg_iovlen = 1;
+      mh->msg_control = ep->gro ? ep->rxm[i].ctl.buf : NULL;
+      mh->msg_controllen = ep->gro ? sizeof(ep->rxm[i].ctl.buf) : 0;
+      mh->msg_flags = 0;
+    }
+    int n = recvmmsg(ep->fd, ep->rxh, QUIC_RX_BATCH, 0, NULL);
+    ep->st.rx_syscalls++;
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
-    ngtcp2_version_cid vc;
-    if (ngtcp2_pkt_decode_version_cid(&vc, buf, (size_t)n, QUIC_CIDLEN) != 0)
-      continue; /* garbage, or a version we would have to negotiate */
-    quic_conn *c = cid_find(ep, vc.dcid, vc.dcidlen);
-    if (!c) {
-      ngtcp2_pkt_hd hd;
-      if (!ep->cfg.accept || ngtcp2_accept(&hd, buf, (size_t)n) != 0) continue;
-      c = server_conn_new(ep, &hd, (struct sockaddr *)&from, fromlen);
-      if (!c) continue;
+    for (int i = 0; i < n; i++) {
+      struct msghdr *mh = &ep->rxh[i].msg_hdr;
+      const uint8_t *p = ep->rxm[i].iov.iov_base;
+      size_t len = ep->rxh[i].msg_len;
+      size_t seg = ep->gro ? (size_t)gro_segment(mh) : 0;
+      if (seg == 0 || seg > len) seg = len;
+      for (size_t off = 0; off < len; off += seg) {
+        size_t l = len - off < seg ? len - off : seg;
+        ep_input(ep, p + off, l, (struct sockaddr *)&ep->rxm[i].addr,
+                 mh->msg_namelen);
+      }
     }
-    conn_read(c, (struct sockaddr *)&from, fromlen, buf, (size_t)n);
+    ep_service_dirty(ep);
+    if (n < QUIC_RX_BATCH) break;
   }
-  for (quic_conn *c = ep->conns, *next; c; c = next) {
-    next = c->next;
-    if (c->dirty || c->state == CS_DEAD) conn_service(c);
-  }
+  ep_service_dirty(ep);
+  /* Connections a reply made dead (none yet) are swept by their timer. */
 }
 
 void quic_config_default(quic_config *cfg) {
@@ -896,6 +1492,40 @@ void quic_config_default(quic_config *cfg) {
   cfg->max_data = 16 * 1024 * 1024;
   cfg->max_streams_bidi = 100;
   cfg->stream_sndbuf = 256 * 1024;
+  cfg->cc = "cubic";
+  cfg->max_probe_interval = 1.;
+  cfg->retry_threshold = 64;
+  cfg->alpn = QUIC_ALPN;
+  cfg->v6only = 0;
+}
+
+static int cc_parse(const char *name, ngtcp2_cc_algo *out) {
+  static const struct {
+    const char *name;
+    ngtcp2_cc_algo algo;
+  } t[] = {{"cubic", NGTCP2_CC_ALGO_CUBIC},
+           {"reno", NGTCP2_CC_ALGO_RENO},
+           {"bbr", NGTCP2_CC_ALGO_BBR},
+           {"bbr2", NGTCP2_CC_ALGO_BBR2}};
+  if (!name) name = "cubic";
+  for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+    if (strcmp(name, t[i].name) == 0) {
+      *out = t[i].algo;
+      return 0;
+    }
+  return -EINVAL;
+}
+
+/* ep_socket_fast enables UDP GRO on the socket and probes GSO; both are
+ * optional (older kernels: plain datagrams). */
+static void ep_socket_fast(quic_endpoint *ep) {
+  int on = 1;
+  ep->gro = setsockopt(ep->fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) == 0;
+  int seg = 0;
+  socklen_t sl = sizeof(seg);
+  /* Reading UDP_SEGMENT tells whether the kernel knows it; a send that
+   * the device cannot segment fails later with EIO and turns it off. */
+  ep->gso = getsockopt(ep->fd, SOL_UDP, UDP_SEGMENT, &seg, &sl) == 0;
 }
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
@@ -925,7 +1555,30 @@ quic_endpoint *quic_endpoint_new(struct ev_loop *loop, const quic_config *cfg,
   ep->cfg.key_pem = ep->key_pem;
   ep->cfg.ca_pem = ep->ca_pem;
   ep->cfg.priority = ep->priority;
-  gnutls_rnd(GNUTLS_RND_KEY, ep->reset_secret, sizeof(ep->reset_secret));
+  ep->alpn = dup_or_null(cfg->alpn ? cfg->alpn : QUIC_ALPN);
+  if (!ep->alpn || !*ep->alpn || strlen(ep->alpn) > 255) goto fail;
+  ep->cfg.alpn = ep->alpn;
+  if (cc_parse(cfg->cc, &ep->cc) != 0) {
+    log_error(MOD, "unknown congestion controller: %s", cfg->cc);
+    goto fail;
+  }
+  ep->cfg.cc = NULL; /* not kept: |ep->cc| holds it */
+  /* Reset tokens must survive a restart to reach the old connections'
+   * peers, so they come from the node key, not from a random draw. */
+  if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, ep->key_pem, strlen(ep->key_pem),
+                       "cascade quic stateless reset", 28,
+                       ep->reset_secret) != 0)
+    goto fail;
+  gnutls_rnd(GNUTLS_RND_KEY, ep->retry_secret, sizeof(ep->retry_secret));
+  ep->rxbuf = malloc((size_t)QUIC_RX_BATCH * QUIC_RX_SLOT);
+  ep->txbuf = malloc(QUIC_TX_BUF);
+  if (!ep->rxbuf || !ep->txbuf) goto fail;
+  for (int i = 0; i < QUIC_RX_BATCH; i++) {
+    ep->rxm[i].iov.iov_base = ep->rxbuf + (size_t)i * QUIC_RX_SLOT;
+    ep->rxm[i].iov.iov_len = QUIC_RX_SLOT;
+  }
+  ep->rl_reply.tokens = QUIC_SR_BURST;
+  ep->rl_log.tokens = 1.;
 
   int rv;
   if ((rv = gnutls_certificate_allocate_credentials(&ep->cred)) != 0)
@@ -952,10 +1605,13 @@ quic_endpoint *quic_endpoint_new(struct ev_loop *loop, const quic_config *cfg,
   setsockopt(ep->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
   setsockopt(ep->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
   if (addr->sa_family == AF_INET6) {
-    int on = 1;
-    setsockopt(ep->fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    int v6only = cfg->v6only ? 1 : 0;
+    if (setsockopt(ep->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
+                   sizeof(v6only)) != 0)
+      goto fail_sock;
   }
   if (bind(ep->fd, addr, addrlen) != 0) goto fail_sock;
+  ep_socket_fast(ep);
   ep->locallen = sizeof(ep->local);
   if (getsockname(ep->fd, (struct sockaddr *)&ep->local, &ep->locallen) != 0)
     goto fail_sock;
@@ -995,6 +1651,16 @@ void quic_endpoint_free(quic_endpoint *ep) {
       free(e);
     }
   }
+  for (unsigned i = 0; i < QUIC_TOKEN_BUCKETS; i++) {
+    while (ep->tokens[i]) {
+      token_entry *e = ep->tokens[i];
+      ep->tokens[i] = e->next;
+      free(e);
+    }
+  }
+  free(ep->rxbuf);
+  free(ep->txbuf);
+  free(ep->alpn);
   if (ep->prio) gnutls_priority_deinit(ep->prio);
   if (ep->cred) gnutls_certificate_free_credentials(ep->cred);
   free(ep->cert_pem);
@@ -1017,6 +1683,12 @@ void quic_conn_close(quic_conn *c, uint64_t app_code) {
   c->close_pending = 1;
   c->close_code = app_code;
   conn_kick(c);
+}
+
+void quic_endpoint_get_stats(const quic_endpoint *ep, quic_endpoint_stats *st) {
+  *st = ep->st;
+  st->gso = ep->gso;
+  st->gro = ep->gro;
 }
 
 int quic_conn_is_server(const quic_conn *c) { return c->is_server; }
@@ -1049,6 +1721,7 @@ void quic_conn_get_stats(const quic_conn *c, quic_conn_stats *st) {
     }
     st->cwnd = cs.cwnd;
     st->bytes_in_flight = cs.bytes_in_flight;
+    st->pto_count = cs.pto_count;
   }
   st->pkts_sent = c->pkts_sent;
   st->pkts_recv = c->pkts_recv;
@@ -1082,7 +1755,7 @@ ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
   if (c->state != CS_OPEN || c->close_pending) return -ENOTCONN;
   quic_stream *s = stream_find(c, sid);
   if (!s || s->closed) return -ENOENT;
-  if (s->fin_req) return -EPIPE;
+  if (s->fin_req || s->send_shut) return -EPIPE;
   if (!s->buf && len > 0) {
     s->buf = malloc(s->cap);
     if (!s->buf) return -ENOMEM;
@@ -1110,6 +1783,16 @@ int quic_stream_reset(quic_conn *c, int64_t sid, uint64_t app_code) {
   if (ngtcp2_conn_shutdown_stream(c->conn, sid, app_code) != 0) return -EIO;
   s->sent_off = s->end_off; /* nothing more to send */
   s->fin_sent = 1;
+  conn_kick(c);
+  return 0;
+}
+
+int quic_stream_stop_sending(quic_conn *c, int64_t sid, uint64_t app_code) {
+  if (!c || c->state != CS_OPEN) return -ENOTCONN;
+  quic_stream *s = stream_find(c, sid);
+  if (!s || s->closed) return -ENOENT;
+  if (ngtcp2_conn_shutdown_stream_read(c->conn, sid, app_code) != 0)
+    return -EIO;
   conn_kick(c);
   return 0;
 }

@@ -30,6 +30,9 @@ typedef struct quic_close_info {
   int idle;            /* 1: idle timeout (or handshake timeout) */
   int established;     /* 1: the handshake had completed (and was verified) */
   uint64_t code;       /* application or QUIC transport error code */
+  int stateless_reset; /* 1: the peer answered with a stateless reset (it
+                          lost the connection's state, e.g. it restarted);
+                          by_peer is 1 and code 0 */
 } quic_close_info;
 
 typedef struct quic_callbacks {
@@ -46,12 +49,20 @@ typedef struct quic_callbacks {
                   size_t len, int fin, void *ud);
   /* A write on |sid| that was cut short may now be retried. */
   void (*on_writable)(quic_conn *c, int64_t sid, void *ud);
-  /* Stream |sid| is gone (both directions done, or reset: |app_code|). */
+  /* Stream |sid| is gone (both directions done, or reset: |app_code|).
+   * A peer's STOP_SENDING ends our direction (ngtcp2 answers it with a
+   * reset); it is noticed at the next send on the stream, i.e. after the
+   * next quic_stream_write if nothing was pending: then buffered bytes are
+   * dropped, quic_stream_write returns -EPIPE, a pending on_writable is
+   * not sent, and |app_code| is the peer's code when the stream closes. */
   void (*on_stream_close)(quic_conn *c, int64_t sid, uint64_t app_code,
                           void *ud);
   /* The connection ends; |c| is freed when this returns. Called for every
    * client connection and for server connections after on_accept. */
   void (*on_close)(quic_conn *c, const quic_close_info *info, void *ud);
+  /* The peer raised its stream limit: a quic_stream_open that returned
+   * -EAGAIN may succeed now. Optional (NULL: not told). */
+  void (*on_streams_available)(quic_conn *c, void *ud);
 } quic_callbacks;
 
 typedef struct quic_config {
@@ -67,6 +78,22 @@ typedef struct quic_config {
   uint64_t max_data;          /* initial connection receive window, bytes */
   uint64_t max_streams_bidi;  /* streams the peer may open at once */
   size_t stream_sndbuf;       /* per-stream send buffer bound, bytes */
+  /* Added with the fast paths (issue 5); quic_config_default sets them. */
+  const char *cc;             /* congestion control: "cubic" (default),
+                                 "reno", "bbr", "bbr2"; NULL: cubic */
+  double max_probe_interval;  /* seconds, 0: off (default 1). Once the
+                                 loss-detection timer has backed off (PTO
+                                 fired, peer silent), probe at least this
+                                 often, so a link recovers within about this
+                                 long after a path outage ends */
+  size_t retry_threshold;     /* server: with this many handshakes in
+                                 progress, new clients must first prove
+                                 their address with a Retry (default 64;
+                                 0: always; SIZE_MAX: never) */
+  const char *alpn;           /* NULL: QUIC_ALPN. Both ends must agree */
+  int v6only;                 /* IPv6 endpoint: 1 refuses IPv4 (default 0:
+                                 [::] also takes and dials IPv4, as
+                                 v4-mapped addresses) */
 } quic_config;
 
 /* quic_config_default fills |cfg| with defaults (no credentials). */
@@ -89,10 +116,30 @@ int quic_endpoint_local_addr(const quic_endpoint *ep,
                              struct sockaddr_storage *ss, socklen_t *len);
 
 /* quic_connect starts a client connection to |peer| (same family as the
- * endpoint). The handshake runs on the loop; on_connected or on_close
+ * endpoint, or IPv4 on a dual-stack IPv6 endpoint). The handshake runs on the loop; on_connected or on_close
  * follows. Returns NULL on failure. */
 quic_conn *quic_connect(quic_endpoint *ep, const struct sockaddr *peer,
                         socklen_t peerlen);
+
+/* Endpoint counters, for tests, benchmarks and status. */
+typedef struct quic_endpoint_stats {
+  uint64_t conns;              /* connections alive now */
+  uint64_t handshakes;         /* server handshakes in progress now */
+  uint64_t accepted;           /* server connections created */
+  uint64_t retries_sent;       /* Retry packets (address validation) */
+  uint64_t retry_token_bad;    /* Initials with an invalid Retry token */
+  uint64_t resets_sent;        /* stateless resets for unknown CIDs */
+  uint64_t vn_sent;            /* Version Negotiation packets */
+  uint64_t dropped;            /* datagrams dropped before any connection:
+                                  undecodable, unknown CID, rate-limited */
+  uint64_t rx_dgrams, tx_dgrams;   /* UDP datagrams (GRO/GSO segments) */
+  uint64_t rx_syscalls, tx_syscalls;
+  uint64_t tx_eagain;          /* datagrams dropped: socket buffer full */
+  int gso, gro;                /* 1: UDP GSO / GRO in use */
+} quic_endpoint_stats;
+
+/* quic_endpoint_get_stats fills |st| for |ep|. */
+void quic_endpoint_get_stats(const quic_endpoint *ep, quic_endpoint_stats *st);
 
 /* quic_conn_close closes |c| gracefully with application error |app_code|
  * (sent in CONNECTION_CLOSE); on_close follows after the closing period.
@@ -121,7 +168,9 @@ typedef struct quic_conn_stats {
   uint64_t bytes_in_flight;
   uint64_t pkts_sent, pkts_recv;   /* UDP datagrams */
   uint64_t bytes_sent, bytes_recv; /* UDP payload bytes */
-  uint64_t pkts_lost;        /* packets declared lost (0 if not known) */
+  uint64_t pkts_lost;        /* packets declared lost (0 if not known:
+                                ngtcp2 0.12 does not report it) */
+  size_t pto_count;          /* probe timeouts in a row (0: healthy) */
 } quic_conn_stats;
 
 /* quic_conn_get_stats fills |st| for |c|. */
@@ -143,5 +192,11 @@ ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
 
 /* quic_stream_reset abandons both directions of |sid| with |app_code|. */
 int quic_stream_reset(quic_conn *c, int64_t sid, uint64_t app_code);
+
+/* quic_stream_stop_sending asks the peer to stop sending on |sid|
+ * (STOP_SENDING with |app_code|); no more on_data comes for |sid|. Our own
+ * direction is untouched. The peer answers with a reset, and on_stream_close
+ * follows once our direction is done too. */
+int quic_stream_stop_sending(quic_conn *c, int64_t sid, uint64_t app_code);
 
 #endif
