@@ -12,6 +12,7 @@
 #include "log.h"
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const quic_ccs[] = {"bbr", "bbr2", "cubic", "reno", NULL};
 
 #define OFF(f) offsetof(agent_config_t, f)
 
@@ -66,8 +67,12 @@ const cfg_key_t agent_config_table[] = {
      "Streams a peer may have open at once on one link."},
     {"quic.sndbuf", CFG_INT, OFF(quic_sndbuf), "262144", 16384, 67108864, NULL, 0,
      "Bytes: send buffer bound of each stream (data written but not yet acknowledged)."},
-    /* quic.cc (the congestion controller) belongs here once quic_config has
-     * its field; it is added with the transport's congestion-control work. */
+    {"quic.cc", CFG_ENUM, OFF(quic_cc), "bbr", 0, 0, quic_ccs, 0,
+     "Congestion controller of the links: bbr, bbr2, cubic or reno (bbr: measured best for "
+     "live media under random loss, docs/performance.md)."},
+    {"quic.probeinterval", CFG_DURATION, OFF(quic_probe_ms), "1s", 0, 60000, NULL, 0,
+     "Longest wait between loss probes of a link that is not heard from: after an outage it "
+     "recovers within about this long of the path's return; 0: ngtcp2's backoff alone."},
     {"cascadeclient.autopush", CFG_BOOL, OFF(autopush), "false", 0, 0, NULL, 0,
      "Push every stream published here to the parent (seed key); the controller may override."},
     {"cascadeclient.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL, 0,

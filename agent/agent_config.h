@@ -41,6 +41,8 @@ typedef struct agent_config {
   /* QUIC links (docs/protocol.md, "Links") */
   long long reconnectmax_ms;
   long long pull_linger_ms;
+  int quic_cc;                 /* index into bbr, bbr2, cubic, reno */
+  long long quic_probe_ms;
   long long maxchildren;
   long long quic_idle_ms;
   long long quic_keepalive_ms;

@@ -644,8 +644,9 @@ static int ep_make(links_t *L, int family) {
   qc.max_stream_data = (uint64_t)cfg->quic_maxstreamdata;
   qc.max_streams_bidi = (uint64_t)cfg->quic_maxstreams;
   qc.stream_sndbuf = (size_t)cfg->quic_sndbuf;
-  /* qc.cc: the congestion controller (key quic.cc) is set here once
-   * quic_config has the field (transport branch). */
+  static const char *const ccs[] = {"bbr", "bbr2", "cubic", "reno"};
+  qc.cc = ccs[cfg->quic_cc];
+  qc.max_probe_interval = (double)cfg->quic_probe_ms / 1000.0;
   relay_config_t rc = {.node_id = c->instance_id};
   if ((L->svc = qsvc_new(L->loop)) == NULL ||
       (L->hub && (L->relay = relay_new(L->loop, L->hub, L->svc, &rc)) == NULL) ||
