@@ -9,6 +9,7 @@
 #include "ctlc.h"
 #include "links.h"
 #include "media.h"
+#include "relayc.h"
 
 typedef struct agent {
   struct ev_loop *loop;          /* not owned: created by main */
@@ -19,6 +20,7 @@ typedef struct agent {
   size_t nsim;
   media_t media;                 /* streams, RTMP, HTTP-FLV and the local API */
   links_t *links;                /* QUIC links to the parent and children */
+  relayc_t *relays;              /* the API relay's requests to our own HTTP server */
   int media_on;
   ev_signal sigint, sigterm;
   ev_timer sim_report;
