@@ -89,19 +89,21 @@ static char *envelope(int code, const char *message, json_t *data, size_t *len) 
   return out;
 }
 
-/* linktest: /api/cascade/linktest?bytes=N starts a SOURCE stream of N bytes
- * from the parent (202); without bytes it shows the running or last test.
- * The local API answers at once, so the result is read afterwards. POST is
- * the intended method; the HTTP server takes only GET and HEAD today, so a
- * GET with bytes starts a test too. */
-static int linktest(agent_t *a, const char *method, const char *query, char **body,
-                    size_t *len) {
+/* linktest: GET /api/cascade/linktest shows the running or last test;
+ * POST /api/cascade/linktest?bytes=N starts a SOURCE stream of N bytes
+ * from the parent (202). The local API answers at once, so the result is
+ * read afterwards. A GET with bytes= still starts one (older scripts). */
+static int linktest(agent_t *a, const httpflv_request_t *rq, httpflv_reply_t *out) {
+  const char *method = rq->method, *query = rq->query;
   int has_bytes = query && (strncmp(query, "bytes=", 6) == 0 || strstr(query, "&bytes="));
   if (strcmp(method, "HEAD") == 0 || (strcmp(method, "GET") == 0 && !has_bytes)) {
-    *body = envelope(0, "success", links_linktest_json(a->links), len);
-    return *body ? 200 : 500;
+    out->body = envelope(0, "success", links_linktest_json(a->links), &out->len);
+    return out->body ? 200 : 500;
   }
-  if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) return 405;
+  if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) {
+    out->allow = "GET, HEAD, POST";
+    return 405;
+  }
   unsigned long long n = 0;
   const char *q = query ? strstr(query, "bytes=") : NULL;
   char *end = NULL;
@@ -118,56 +120,76 @@ static int linktest(agent_t *a, const char *method, const char *query, char **bo
     else if (rv == -ENOTCONN) status = 409, msg = "no parent link is up";
     else if (rv != 0) status = 503, msg = "cannot open a stream on the parent link";
   }
-  *body = envelope(status == 202 ? 0 : status, msg,
-                   status == 202 ? links_linktest_json(a->links) : NULL, len);
-  return *body ? status : 500;
+  out->body = envelope(status == 202 ? 0 : status, msg,
+                       status == 202 ? links_linktest_json(a->links) : NULL, &out->len);
+  return out->body ? status : 500;
+}
+
+/* echo: /api/cascade/echo answers what it was sent (method, query, body):
+ * a harmless route for checking what reaches the node, e.g. through the
+ * controller's API relay. The body comes back as text (invalid UTF-8 is
+ * replaced) with its exact length. */
+static int echo(const httpflv_request_t *rq, httpflv_reply_t *out) {
+  char *txt = malloc(rq->body_len + 1);
+  if (txt == NULL) return 500;
+  for (size_t i = 0; i < rq->body_len; i++) {
+    unsigned char ch = (unsigned char)rq->body[i];
+    txt[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : ch == '\n' || ch == '\t' ? (char)ch : '?';
+  }
+  txt[rq->body_len] = '\0';
+  json_t *d = json_pack("{s:s,s:s,s:I,s:s}", "method", rq->method, "query", rq->query, "length",
+                        (json_int_t)rq->body_len, "body", txt);
+  free(txt);
+  out->body = envelope(0, "success", d, &out->len);
+  return out->body ? 200 : 500;
 }
 
 /* on_api answers the local API on the loop thread: the state it shows is
  * read where it lives. */
-static int on_api(void *arg, const char *method, const char *path, const char *query,
-                  char **body, size_t *len, const char **ctype) {
+static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) {
   agent_t *a = arg;
-  (void)query;
+  const char *method = rq->method, *path = rq->path;
   int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-  *ctype = "application/json";
+  out->ctype = "application/json";
+  if (strcmp(path, "/api/cascade/linktest") == 0) return linktest(a, rq, out);
+  if (strcmp(path, "/api/cascade/echo") == 0) return echo(rq, out);
+  if (strcmp(path, "/healthz") != 0 && strcmp(path, "/api/cascade/status") != 0 &&
+      strcmp(path, "/api/stream/list") != 0 && strcmp(path, "/metrics") != 0)
+    return 0;
+  if (!get) {
+    out->allow = "GET, HEAD";
+    return 405;
+  }
   if (strcmp(path, "/healthz") == 0) {
-    if (!get) return 405;
-    *body = strdup(HEALTHZ);
-    *len = *body ? strlen(*body) : 0;
+    out->body = strdup(HEALTHZ);
+    out->len = out->body ? strlen(out->body) : 0;
   } else if (strcmp(path, "/api/cascade/status") == 0) {
-    if (!get) return 405;
-    *body = wrap_status(a, len);
+    out->body = wrap_status(a, &out->len);
   } else if (strcmp(path, "/api/stream/list") == 0) {
-    if (!get) return 405;
-    *body = media_stream_list(&a->media, len);
-  } else if (strcmp(path, "/api/cascade/linktest") == 0) {
-    return linktest(a, method, query, body, len);
-  } else if (strcmp(path, "/metrics") == 0) {
-    if (!get) return 405;
-    *ctype = "text/plain; version=0.0.4";
-    char *m = media_metrics(&a->media, len), *lm = links_metrics(a->links), *out = NULL;
+    out->body = media_stream_list(&a->media, &out->len);
+  } else {
+    out->ctype = "text/plain; version=0.0.4";
+    char *m = media_metrics(&a->media, &out->len), *lm = links_metrics(a->links), *o = NULL;
     char *cm = casc_metrics(a->casc);
-    if (m && lm && asprintf(&out,
+    if (m && lm && asprintf(&o,
                       "%s%s%s# TYPE cascade_control_state gauge\n"
                       "cascade_control_state{state=\"%s\"} 1\n"
                       "# TYPE cascade_control_applied_generation gauge\n"
                       "cascade_control_applied_generation %llu\n"
                       "# TYPE cascade_control_bad_messages_total counter\n"
-                      "cascade_control_bad_messages_total %llu\n",
+                      "cascade_control_bad_messages_total %llu\n%s",
                       m, lm, cm ? cm : "", ctlc_state_name(a->ctl->state),
                       (unsigned long long)a->ctl->applied_gen,
-                      (unsigned long long)a->hub.bad_messages) < 0)
-      out = NULL;
+                      (unsigned long long)a->hub.bad_messages,
+                      a->relays ? relayc_metrics(a->relays) : "") < 0)
+      o = NULL;
     free(m);
     free(lm);
     free(cm);
-    *body = out;
-    *len = out ? strlen(out) : 0;
-  } else {
-    return 0;
+    out->body = o;
+    out->len = o ? strlen(o) : 0;
   }
-  return *body ? 200 : 500;
+  return out->body ? 200 : 500;
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
@@ -178,15 +200,92 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
 
 static void on_ctl_change(ctlc_t *c, void *arg) {
   agent_t *a = arg;
-  if (c == a->ctl) {
-    links_reconcile(a->links);
-    casc_kick(a->casc); /* rules (autopush, pull) may have changed */
-  }
+  if (c != a->ctl) return;
+  links_reconcile(a->links);
+  relayc_check(a->relays);
+  casc_kick(a->casc); /* rules (autopush, pull) may have changed */
 }
 
 static void on_parent(void *arg, quic_conn *c, relay_t *r, int64_t id) {
   agent_t *a = arg;
   casc_parent(a->casc, c, r, id);
+}
+
+static void on_relay(ctlc_t *c, const Cascade__Control__RelayRequest *q, void *arg) {
+  agent_t *a = arg;
+  if (c == a->ctl && a->relays) relayc_submit(a->relays, q);
+}
+
+/* Stream reports for the heartbeat (docs/protocol.md, "Stream reports"). */
+typedef struct sreports {
+  agent_t *a;
+  Cascade__Control__StreamReport *v, **p;
+  Cascade__Control__PlayerCount *pc, **pp;
+  size_t n, cap;
+} sreports_t;
+
+static void add_report(const hub_stream_info_t *s, void *arg) {
+  sreports_t *r = arg;
+  if (r->n >= r->cap) return;
+  Cascade__Control__StreamReport *o = &r->v[r->n];
+  cascade__control__stream_report__init(o);
+  o->path = (char *)s->path; /* valid until the heartbeat is packed: same loop turn */
+  if (!s->live) o->origin = CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_UNKNOWN;
+  else if (s->origin.kind == HUB_ORIGIN_PUSHED)
+    o->origin = CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PUSHED;
+  else if (s->origin.kind == HUB_ORIGIN_PULLED)
+    o->origin = CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PULLED;
+  else
+    o->origin = CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_LOCAL;
+  /* a pushed stream names the node where it entered the cascade; a pulled
+   * one only the peer it came from (an outside origin: 0) */
+  o->origin_node = s->live && s->origin.kind == HUB_ORIGIN_PUSHED ? s->origin.node : 0;
+  o->publisher_since = s->live && s->start_time > 0 ? (int64_t)s->start_time : 0;
+  unsigned flv = httpflv_players_on(r->a->media.http, s->path);
+  unsigned rtmp = s->subscribers > flv ? s->subscribers - flv : 0;
+  Cascade__Control__PlayerCount *pc = &r->pc[2 * r->n];
+  cascade__control__player_count__init(&pc[0]);
+  cascade__control__player_count__init(&pc[1]);
+  pc[0].protocol = "rtmp";
+  pc[0].count = rtmp;
+  pc[1].protocol = "httpflv";
+  pc[1].count = flv;
+  r->pp[2 * r->n] = &pc[0];
+  r->pp[2 * r->n + 1] = &pc[1];
+  o->n_players = 2;
+  o->players = &r->pp[2 * r->n];
+  r->p[r->n] = o;
+  r->n++;
+}
+
+static void on_stream_reports(ctlc_t *c, Cascade__Control__Heartbeat *hb, int done, void *arg) {
+  agent_t *a = arg;
+  if (c != a->ctl || !a->media_on) return;
+  if (done) {
+    free(hb->streams ? hb->streams[0] : NULL);
+    free(hb->streams);
+    hb->streams = NULL;
+    hb->n_streams = 0;
+    return;
+  }
+  /* One block: the reports, the player counts, then the pointer arrays. */
+  size_t cap = 1024;
+  sreports_t r = {a, NULL, NULL, NULL, NULL, 0, cap};
+  r.v = calloc(cap, sizeof(*r.v) + 2 * sizeof(*r.pc) + 2 * sizeof(*r.pp));
+  r.p = calloc(cap + 1, sizeof(*r.p));
+  if (r.v == NULL || r.p == NULL) {
+    free(r.v);
+    free(r.p);
+    return; /* this beat goes without a report; the previous one stays */
+  }
+  r.pc = (Cascade__Control__PlayerCount *)(r.v + cap);
+  r.pp = (Cascade__Control__PlayerCount **)(r.pc + 2 * cap);
+  hub_foreach(a->media.hub, add_report, &r);
+  r.p[r.n] = r.v; /* so that done can free the block when n is 0 */
+  if (r.n == 0) r.p[0] = r.v;
+  hb->streams = r.p;
+  hb->n_streams = r.n;
+  hb->streams_reported = 1;
 }
 
 static size_t on_link_reports(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg) {
@@ -253,6 +352,14 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
     goto fail;
   }
   links_set_media(a->links, a->media.hub, on_parent, a);
+  if ((a->relays = relayc_new(loop, a->ctl, a->media.http_fd)) == NULL) {
+    snprintf(err, errlen, "cannot start the API relay");
+    goto fail;
+  }
+  a->hub.on_relay = on_relay;
+  a->hub.on_relay_arg = a;
+  a->hub.stream_reports = on_stream_reports;
+  a->hub.stream_reports_arg = a;
   log_info(MOD, "agent %s started: local API and HTTP-FLV http://%s, RTMP %s, controller %s",
            cfg->node_name, a->media.http_url, a->media.rtmp_url[0] ? a->media.rtmp_url : "off",
            cfg->ctl_url);
@@ -268,6 +375,11 @@ void agent_stop(agent_t *a) {
   ev_timer_stop(a->loop, &a->sim_report);
   ev_signal_stop(a->loop, &a->sigint);
   ev_signal_stop(a->loop, &a->sigterm);
+  /* Relays first: they use the control socket and the local server. */
+  a->hub.on_relay = NULL;
+  a->hub.stream_reports = NULL;
+  relayc_free(a->relays);
+  a->relays = NULL;
   a->hub.on_change = NULL;
   a->hub.link_reports = NULL;
   /* The cascade, then the links (their relay feeds the hub), then the media

@@ -10,6 +10,7 @@
 #include "ctlc.h"
 #include "links.h"
 #include "media.h"
+#include "relayc.h"
 
 typedef struct agent {
   struct ev_loop *loop;          /* not owned: created by main */
@@ -21,6 +22,7 @@ typedef struct agent {
   media_t media;                 /* streams, RTMP, HTTP-FLV and the local API */
   links_t *links;                /* QUIC links to the parent and children */
   casc_t *casc;                  /* autopush and on-demand pull over the links */
+  relayc_t *relays;              /* the API relay's requests to our own HTTP server */
   int media_on;
   ev_signal sigint, sigterm;
   ev_timer sim_report;

@@ -475,9 +475,11 @@ static void send_heartbeat(ctlc_t *c) {
   }
   hb.n_links = n;
   hb.links = lp;
+  if (c->hub->stream_reports) c->hub->stream_reports(c, &hb, 0, c->hub->stream_reports_arg);
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
   r.heartbeat = &hb;
   send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  if (c->hub->stream_reports) c->hub->stream_reports(c, &hb, 1, c->hub->stream_reports_arg);
   free(rep);
   free(lr);
   free(lp);
@@ -823,7 +825,11 @@ static void on_poll(ctlc_t *c, const Cascade__Control__Response *r) {
   }
   /* Generation 0 is the controller's "nothing new" at the poll timeout. */
   if (r->config->generation != 0) apply_config(c, r->config);
+  /* Poll again first: the next relay request should not wait for these. */
   send_poll(c);
+  if (!c->open) return;
+  for (size_t i = 0; i < r->n_relay && c->hub->on_relay; i++)
+    c->hub->on_relay(c, r->relay[i], c->hub->on_relay_arg);
 }
 
 static void on_op(ctlc_t *c, ctlc_event_t *ev) {

@@ -66,6 +66,14 @@ typedef struct ctlc_hub {
    * link reports to |out| and returns how many, and the totals of Stats. */
   size_t (*link_reports)(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg);
   void *link_reports_arg;
+  /* Called on the loop thread with each API relay request of a poll answer
+   * (docs/protocol.md, "API relay"); NULL: relays are ignored. */
+  void (*on_relay)(ctlc_t *c, const Cascade__Control__RelayRequest *q, void *arg);
+  void *on_relay_arg;
+  /* Called on the loop thread around each heartbeat: with |done| 0 it may
+   * set hb->streams (and streams_reported); with |done| 1 it frees them. */
+  void (*stream_reports)(ctlc_t *c, Cascade__Control__Heartbeat *hb, int done, void *arg);
+  void *stream_reports_arg;
 } ctlc_hub_t;
 
 typedef struct ctlc_op {

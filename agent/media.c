@@ -13,10 +13,9 @@
 
 #define MOD "media"
 
-static int on_http(void *arg, const char *method, const char *path, const char *query,
-                   char **body, size_t *len, const char **ctype) {
+static int on_http(void *arg, const httpflv_request_t *req, httpflv_reply_t *out) {
   media_t *m = arg;
-  return m->api ? m->api(m->api_arg, method, path, query, body, len, ctype) : 0;
+  return m->api ? m->api(m->api_arg, req, out) : 0;
 }
 
 int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, media_api_t api,
@@ -46,12 +45,13 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
                               sizeof(m->http_url), err, errlen);
   if (m->http_fd < 0) goto fail;
   httpflv_config_t fc = {.max_connections = (unsigned)cfg->http_maxconns,
-                         .fallback = on_http,
-                         .fallback_arg = m};
+                         .fallback = NULL,
+                         .fallback_arg = NULL};
   if ((m->http = httpflv_new(loop, m->hub, m->http_fd, &fc)) == NULL) {
     snprintf(err, errlen, "cannot start the HTTP server");
     goto fail;
   }
+  httpflv_set_api(m->http, on_http, m);
   if (cfg->rtmp_listenaddr[0]) {
     int fd = net_listen_tcp("rtmp.listenaddr", cfg->rtmp_listenaddr, 1, m->rtmp_url,
                             sizeof(m->rtmp_url), err, errlen);

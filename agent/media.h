@@ -11,11 +11,9 @@
 #include "hub.h"
 #include "rtmp_server.h"
 
-/* The local API's routes other than /flv/, answered on the loop thread.
- * Returns an HTTP status and sets *body (malloc'd) and *ctype; 0 = not
- * handled. */
-typedef int (*media_api_t)(void *arg, const char *method, const char *path, const char *query,
-                           char **body, size_t *len, const char **ctype);
+/* The local API's routes other than /flv/, answered on the loop thread
+ * (any method, with the request body): see httpflv_api_t. */
+typedef httpflv_api_t media_api_t;
 
 typedef struct media {
   struct ev_loop *loop;

@@ -32,6 +32,27 @@ static int ascii_ok(const char *s, size_t max) {
     }                                        \
   } while (0)
 
+/* headers_ok: relay header lists (names are HTTP tokens). */
+static int headers_ok(Cascade__Control__Header *const *h, size_t n) {
+  if (n > CTLMSG_RELAY_HEADERS_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *name = h[i]->name;
+    if (name == NULL || name[0] == '\0' || strlen(name) > CTLMSG_RELAY_HNAME_MAX) return 0;
+    for (const char *p = name; *p; p++)
+      if (*p <= 0x20 || *p >= 0x7f || *p == ':') return 0;
+    if (!ascii_ok(h[i]->value, CTLMSG_RELAY_HVALUE_MAX)) return 0;
+  }
+  return 1;
+}
+
+static int method_ok(const char *m) {
+  size_t n = 0;
+  if (m == NULL || m[0] == '\0') return 0;
+  for (; *m; m++, n++)
+    if (n >= 16 || *m < 'A' || *m > 'Z') return 0;
+  return 1;
+}
+
 static int check_request(const Cascade__Control__Request *r, char *why, size_t whylen) {
   CHECK(r->session.len == 0 || r->session.len == CTLMSG_SESSION_LEN, "bad session length");
   switch (r->body_case) {
@@ -62,7 +83,28 @@ static int check_request(const Cascade__Control__Request *r, char *why, size_t w
     }
     break;
   }
-  case CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT:
+  case CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT: {
+    const Cascade__Control__Heartbeat *h = r->heartbeat;
+    size_t n = h->n_streams < CTLMSG_STREAMS_MAX ? h->n_streams : CTLMSG_STREAMS_MAX;
+    for (size_t i = 0; i < n; i++) {
+      const Cascade__Control__StreamReport *s = h->streams[i];
+      CHECK(s->path && s->path[0] && ctlmsg_text_ok(s->path, 1024), "heartbeat: bad stream path");
+      CHECK(s->n_players <= 16, "heartbeat: too many player counts");
+      for (size_t k = 0; k < s->n_players; k++)
+        CHECK(s->players[k]->protocol && s->players[k]->protocol[0] &&
+                  ascii_ok(s->players[k]->protocol, 32),
+              "heartbeat: bad player protocol");
+    }
+    break;
+  }
+  case CASCADE__CONTROL__REQUEST__BODY_RELAY_RESPONSE: {
+    const Cascade__Control__RelayResponse *x = r->relay_response;
+    CHECK(x->id != 0, "relay_response: no id");
+    CHECK(x->status == 0 || (x->status >= 100 && x->status <= 599), "relay_response: bad status");
+    CHECK(headers_ok(x->headers, x->n_headers), "relay_response: bad headers");
+    CHECK(x->data.len <= CTLMSG_RELAY_CHUNK_MAX, "relay_response: data over 256 KiB");
+    break;
+  }
   case CASCADE__CONTROL__REQUEST__BODY_POLL:
   case CASCADE__CONTROL__REQUEST__BODY_CA_REQUEST:
     break;
@@ -79,6 +121,17 @@ static int check_request(const Cascade__Control__Request *r, char *why, size_t w
 static int check_response(const Cascade__Control__Response *r, char *why, size_t whylen) {
   CHECK(r->status != NULL, "no status");
   CHECK(ctlmsg_text_ok(r->status->message, 1024), "bad status message");
+  CHECK(r->n_relay <= CTLMSG_RELAY_PER_POLL, "too many relay requests");
+  for (size_t i = 0; i < r->n_relay; i++) {
+    const Cascade__Control__RelayRequest *x = r->relay[i];
+    CHECK(x->id != 0 && method_ok(x->method), "relay: bad id or method");
+    CHECK(x->path && x->path[0] == '/' && ascii_ok(x->path, CTLMSG_RELAY_PATH_MAX) &&
+              !strchr(x->path, '?'),
+          "relay: bad path");
+    CHECK(ascii_ok(x->query, CTLMSG_RELAY_PATH_MAX), "relay: bad query");
+    CHECK(headers_ok(x->headers, x->n_headers), "relay: bad headers");
+    CHECK(x->body.len <= CTLMSG_RELAY_BODY_MAX, "relay: body too large");
+  }
   switch (r->body_case) {
   case CASCADE__CONTROL__RESPONSE__BODY__NOT_SET:
     /* A status alone: errors, and the OK of Register. */
@@ -100,6 +153,7 @@ static int check_response(const Cascade__Control__Response *r, char *why, size_t
           "auth_ok: bad heartbeat");
     break;
   case CASCADE__CONTROL__RESPONSE__BODY_HEARTBEAT_REPLY:
+  case CASCADE__CONTROL__RESPONSE__BODY_RELAY_ACK:
     break;
   case CASCADE__CONTROL__RESPONSE__BODY_CONFIG: {
     const Cascade__Control__Config *c = r->config;

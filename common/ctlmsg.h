@@ -14,6 +14,15 @@
 #define CTLMSG_FIELD_MAX 256
 #define CTLMSG_CSR_MAX (16 * 1024)
 #define CTLMSG_CERT_MAX (16 * 1024)
+/* API relay bounds (docs/protocol.md, "API relay"). */
+#define CTLMSG_RELAY_BODY_MAX (768 * 1024)  /* request body carried to the node */
+#define CTLMSG_RELAY_CHUNK_MAX (256 * 1024) /* response data per RelayResponse */
+#define CTLMSG_RELAY_HEADERS_MAX 64
+#define CTLMSG_RELAY_HNAME_MAX 256
+#define CTLMSG_RELAY_HVALUE_MAX 4096
+#define CTLMSG_RELAY_PATH_MAX 4096
+#define CTLMSG_RELAY_PER_POLL 64            /* RelayRequests in one poll answer */
+#define CTLMSG_STREAMS_MAX 1024             /* stream reports read per heartbeat */
 
 /* ctlmsg_decode_request decodes and checks a Request. NULL when the bytes
  * are over the cap, do not decode, carry no body, or break a bound; |why|

@@ -19,6 +19,7 @@ int api_clients_delete(http_req_t *r);
 
 int api_topology(http_req_t *r);
 int api_events(http_req_t *r);
+int api_streams(http_req_t *r);
 
 int api_tokens_list(http_req_t *r);
 int api_tokens_create(http_req_t *r);

@@ -9,6 +9,7 @@
 #include "db.h"
 
 struct MHD_Daemon;
+struct relay_reg;
 
 typedef struct ctl {
   const ctl_config_t *cfg;
@@ -17,6 +18,7 @@ typedef struct ctl {
   ctl_metrics_t metrics;
   struct MHD_Daemon *httpd;   /* owned; see http.c */
   struct ctlsrv *ctlsrv;      /* owned; see ctlsrv.c; NULL when disabled */
+  struct relay_reg *relays;    /* owned; see relay.h */
   int listen_fd;              /* owned by httpd once started */
   char *tls_cert;             /* PEM text, owned */
   char *tls_key;              /* PEM text, owned */

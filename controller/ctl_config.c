@@ -38,6 +38,12 @@ const cfg_key_t ctl_config_table[] = {
      "Path prefixes the API relay lets through (seed key)."},
     {"cascadeserver.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL, 0,
      "Path prefixes the API relay refuses; deny wins over allow (seed key)."},
+    {"relay.timeout", CFG_DURATION, OFF(relay_timeout_ms), "10s", 100, 300000, NULL, 0,
+     "How long the API relay waits for a node's first answer (status and headers) before "
+     "answering 504."},
+    {"relay.maxconcurrent", CFG_INT, OFF(relay_max), "256", 1, 65536, NULL, 0,
+     "API relay requests in progress on this controller; more answer 503 (and at most 16 "
+     "per node)."},
     {"control.listenaddr", CFG_STR, OFF(control_listenaddr), "tls+tcp://0.0.0.0:44945", 1, 256,
      NULL, CFG_EMPTY_OK,
      "Where agents connect (nng URL). tls+tcp:// in production; tcp:// (no TLS) for tests "

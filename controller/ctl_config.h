@@ -17,6 +17,8 @@ typedef struct ctl_config {
   int autoregister;
   cfg_strlist_t relay_allow;
   cfg_strlist_t relay_deny;
+  long long relay_timeout_ms;
+  long long relay_max;
   int log_level;
   char *control_listenaddr;
   char *control_tls_cert;

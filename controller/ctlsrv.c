@@ -28,6 +28,7 @@
 #include "ctlmsg.h"
 #include "db.h"
 #include "log.h"
+#include "relay.h"
 #include "scram.h"
 #include "valid.h"
 #include "x509.h"
@@ -40,11 +41,13 @@
 #define RECONCILE_MS 2000
 #define TOKEN_LEN CTLMSG_SESSION_LEN
 #define LINKS_MAX 1024             /* link reports read per heartbeat */
+#define POLL_RELAY_BYTES (CTLMSG_MAX - 96 * 1024) /* relay requests per poll answer */
 
 typedef Cascade__Control__Request req_t;
 typedef Cascade__Control__Response resp_t;
 
-/* A long poll waiting for something to say. */
+/* A long poll waiting for something to say, or a relay ack held back
+ * (ctlsrv_reply_t). */
 typedef struct park {
   nng_ctx ctx;
   nng_aio *aio;
@@ -52,6 +55,12 @@ typedef struct park {
   uint64_t known;
   int64_t since_ms;
 } park_t;
+
+/* A relay request waiting for the node's next poll. */
+typedef struct pend {
+  ctl_relay_t *rl;           /* a reference */
+  struct pend *next;
+} pend_t;
 
 typedef struct sess {
   uint8_t token[TOKEN_LEN];
@@ -67,6 +76,9 @@ typedef struct sess {
   park_t *park;              /* owned */
   ctlsrv_link_t *links;      /* owned: the last heartbeat's link reports */
   size_t nlinks;
+  pend_t *relays, *relays_tail; /* owned: relay requests not yet sent */
+  ctlsrv_stream_t *streams;  /* owned: the last heartbeat's stream reports */
+  size_t nstreams;
   struct sess *tok_next;
   struct sess *id_next;
 } sess_t;
@@ -230,11 +242,83 @@ static void park_answer(park_t *p, nng_msg *m) {
   nng_ctx_send(p->ctx, p->aio);
 }
 
+static void streams_free(ctlsrv_stream_t *v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i].path);
+  free(v);
+}
+
+static void pend_free(pend_t *p) {
+  while (p) {
+    pend_t *next = p->next;
+    relay_unref(p->rl);
+    free(p);
+    p = next;
+  }
+}
+
+/* take_relays takes from session |x| the relay requests that fit in one
+ * poll answer (at least one). Under s->mu. */
+static pend_t *take_relays(sess_t *x) {
+  pend_t *head = x->relays, **pp = &x->relays, *p;
+  size_t bytes = 0, n = 0;
+  Cascade__Control__RelayRequest tmp;
+  while ((p = *pp) != NULL && n < CTLMSG_RELAY_PER_POLL) {
+    size_t sz = relay_fill(p->rl, &tmp);
+    if (n > 0 && bytes + sz > POLL_RELAY_BYTES) break;
+    bytes += sz;
+    n++;
+    pp = &p->next;
+  }
+  x->relays = *pp;
+  if (x->relays == NULL) x->relays_tail = NULL;
+  *pp = NULL;
+  return n ? head : NULL;
+}
+
+void ctlsrv_reply_ack(ctlsrv_reply_t *p, int cancelled) {
+  resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__RelayAck ack = CASCADE__CONTROL__RELAY_ACK__INIT;
+  st.message = "";
+  ack.cancelled = cancelled != 0;
+  resp.id = p->req_id;
+  resp.status = &st;
+  resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_RELAY_ACK;
+  resp.relay_ack = &ack;
+  park_answer(p, pack(&resp));
+}
+
+/* pack_with_relays packs |resp| carrying the relay requests of |rel|. */
+static nng_msg *pack_with_relays(resp_t *resp, pend_t *rel) {
+  size_t n = 0;
+  for (pend_t *p = rel; p; p = p->next) n++;
+  Cascade__Control__RelayRequest *v = n ? calloc(n, sizeof(*v)) : NULL;
+  Cascade__Control__RelayRequest **pv = n ? calloc(n, sizeof(*pv)) : NULL;
+  size_t k = 0;
+  if (n && (v == NULL || pv == NULL)) n = 0;
+  for (pend_t *p = rel; p && n; p = p->next)
+    if (relay_fill(p->rl, &v[k])) {
+      pv[k] = &v[k];
+      k++;
+    }
+  resp->n_relay = k;
+  resp->relay = pv;
+  nng_msg *m = pack(resp);
+  if (m)
+    for (pend_t *p = rel; p; p = p->next) relay_sent(p->rl);
+  free(v);
+  free(pv);
+  resp->n_relay = 0;
+  resp->relay = NULL;
+  return m;
+}
+
 /* ---- configuration -------------------------------------------------------- */
 
 /* config_reply loads node |id|'s desired configuration: the reply to a
  * poll, or NULL when the database cannot say. *gen gets its generation. */
-static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t *gen) {
+static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t *gen,
+                             pend_t *rel) {
   char ids[24];
   snprintf(ids, sizeof(ids), "%lld", (long long)id);
   const char *p[1] = {ids};
@@ -332,7 +416,7 @@ static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t 
   resp.status = &st;
   resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_CONFIG;
   resp.config = &cfg;
-  m = pack(&resp);
+  m = pack_with_relays(&resp, rel);
 
 done:
   free(child_v);
@@ -349,7 +433,7 @@ done:
   return m;
 }
 
-static nng_msg *empty_config(uint64_t req_id) {
+static nng_msg *empty_config(uint64_t req_id, pend_t *rel) {
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
   Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
   Cascade__Control__Config cfg = CASCADE__CONTROL__CONFIG__INIT;
@@ -358,7 +442,7 @@ static nng_msg *empty_config(uint64_t req_id) {
   resp.status = &st;
   resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_CONFIG;
   resp.config = &cfg;
-  return pack(&resp);
+  return pack_with_relays(&resp, rel);
 }
 
 /* ---- request handlers ------------------------------------------------------ */
@@ -578,11 +662,14 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   n->last_hb_ms = db_now_ms();
   pthread_mutex_lock(&s->mu);
   sess_t *old = sess_by_id(s, x->id);
+  pend_t *old_relays = NULL;
   if (old) {
     old->revoked = 1;
     old->revoked_ms = db_now_ms();
     old_park = old->park;
     old->park = NULL;
+    old_relays = old->relays;
+    old->relays = old->relays_tail = NULL;
   }
   unsigned bt = hash_bytes(n->token, TOKEN_LEN) % SESS_BUCKETS, bi = hash_id(n->id) % SESS_BUCKETS;
   n->tok_next = s->by_token[bt];
@@ -594,6 +681,11 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   if (old_park)
     park_answer(old_park, status_reply(old_park->req_id, CASCADE__CONTROL__CODE__REVOKED,
                                        "replaced by a newer session"));
+  if (old) {
+    /* The agent restarted: what its old process was answering is lost. */
+    pend_free(old_relays);
+    relay_node_gone(s->ctl->relays, x->id, "its agent restarted");
+  }
 
   const Cascade__Control__Advertise *a = f->advertise;
   snprintf(ids, sizeof(ids), "%lld", (long long)x->id);
@@ -659,9 +751,37 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
     links[i].up_since = l->up_since;
     links[i].reported_ms = now;
   }
+  ctlsrv_stream_t *streams = NULL;
+  size_t ns = 0;
+  if (hb->streams_reported) {
+    size_t want = hb->n_streams < CTLMSG_STREAMS_MAX ? hb->n_streams : CTLMSG_STREAMS_MAX;
+    streams = want ? calloc(want, sizeof(*streams)) : NULL;
+    for (size_t i = 0; streams && i < want; i++) {
+      const Cascade__Control__StreamReport *r = hb->streams[i];
+      ctlsrv_stream_t *o = &streams[ns];
+      if ((o->path = strdup(r->path)) == NULL) break;
+      o->origin = (int)r->origin;
+      o->origin_node = r->origin_node;
+      o->since = r->publisher_since;
+      for (size_t k = 0; k < r->n_players && o->nplayers < CTLSRV_STREAM_PROTOS; k++) {
+        snprintf(o->players[o->nplayers].protocol, sizeof(o->players[0].protocol), "%s",
+                 r->players[k]->protocol);
+        o->players[o->nplayers++].count = r->players[k]->count;
+      }
+      ns++;
+    }
+  }
   pthread_mutex_lock(&s->mu);
   sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
   state = x == NULL ? 1 : x->revoked ? 2 : 0;
+  if (state == 0 && hb->streams_reported) {
+    ctlsrv_stream_t *old = x->streams;
+    size_t oldn = x->nstreams;
+    x->streams = streams;
+    x->nstreams = ns;
+    streams = old;
+    ns = oldn;
+  }
   if (state == 0) {
     x->last_hb_ms = now;
     x->applied = hb->applied_generation;
@@ -674,6 +794,7 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
   }
   pthread_mutex_unlock(&s->mu);
   free(links);
+  streams_free(streams, ns);
   if (state == 1) return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
   if (state == 2) return status_reply(q->id, CASCADE__CONTROL__CODE__REVOKED, "session revoked");
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
@@ -695,12 +816,25 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
   int64_t id = 0;
   uint64_t gen = 0;
   nng_msg *m = NULL;
+  pend_t *rel = NULL;
   *parked = 0;
   if (session_of(s, q, &id, &m) != 0) return m;
-  m = config_reply(s, q->id, id, &gen);
+  m = config_reply(s, q->id, id, &gen, NULL);
   if (m == NULL)
     return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "database unavailable");
-  if (gen != q->poll->known_generation) return m;
+  if (gen != q->poll->known_generation) {
+    pthread_mutex_lock(&s->mu);
+    sess_t *x = sess_by_token(s, q->session.data);
+    if (x && !x->revoked) rel = take_relays(x);
+    pthread_mutex_unlock(&s->mu);
+    if (rel) {
+      nng_msg_free(m);
+      m = config_reply(s, q->id, id, &gen, rel);
+      if (m == NULL) m = empty_config(q->id, rel);
+      pend_free(rel);
+    }
+    return m;
+  }
   nng_msg_free(m);
 
   park_t *p = calloc(1, sizeof(*p));
@@ -713,24 +847,106 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
   p->known = q->poll->known_generation;
   p->since_ms = db_now_ms();
   park_t *prev = NULL;
+  int gone = 1;
   pthread_mutex_lock(&s->mu);
   sess_t *x = sess_by_token(s, q->session.data);
   if (x && !x->revoked) {
-    prev = x->park;
-    x->park = p;
+    gone = 0;
     x->desired = gen;
-    p = NULL;
+    /* Relay requests waiting: answer now instead of parking. */
+    if ((rel = take_relays(x)) == NULL) {
+      prev = x->park;
+      x->park = p;
+      p = NULL;
+    }
   }
   pthread_mutex_unlock(&s->mu);
   if (p != NULL) {
-    /* The session ended meanwhile. */
     nng_aio_free(p->aio);
     free(p);
-    return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
+    if (gone) return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
+    m = empty_config(q->id, rel);
+    pend_free(rel);
+    return m;
   }
-  if (prev) park_answer(prev, empty_config(prev->req_id));
+  if (prev) park_answer(prev, empty_config(prev->req_id, NULL));
   *parked = 1;
   return NULL;
+}
+
+int ctlsrv_relay_submit(ctlsrv_t *s, int64_t node, ctl_relay_t *rl) {
+  pend_t *p = calloc(1, sizeof(*p)), *rel = NULL;
+  park_t *answer = NULL;
+  if (s == NULL || p == NULL) {
+    free(p);
+    return -1;
+  }
+  relay_ref(rl);
+  p->rl = rl;
+  pthread_mutex_lock(&s->mu);
+  sess_t *x = sess_by_id(s, node);
+  if (x == NULL) {
+    pthread_mutex_unlock(&s->mu);
+    relay_unref(rl);
+    free(p);
+    return -1;
+  }
+  if (x->relays_tail) x->relays_tail->next = p;
+  else x->relays = p;
+  x->relays_tail = p;
+  if (x->park) {
+    answer = x->park;
+    x->park = NULL;
+    rel = take_relays(x);
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (answer) {
+    park_answer(answer, empty_config(answer->req_id, rel));
+    pend_free(rel);
+  }
+  return 0;
+}
+
+int ctlsrv_node_online(ctlsrv_t *s, int64_t node) {
+  if (s == NULL) return 0;
+  pthread_mutex_lock(&s->mu);
+  int on = sess_by_id(s, node) != NULL;
+  pthread_mutex_unlock(&s->mu);
+  return on;
+}
+
+/* on_relay_response hands one message of a relay answer to its relay; the
+ * ack goes at once, or later from the HTTP side (backpressure: the context
+ * is parked like a poll's). */
+static nng_msg *on_relay_response(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
+  int64_t id = 0;
+  nng_msg *m = NULL;
+  if (session_of(s, q, &id, &m) != 0) return m;
+  park_t *p = calloc(1, sizeof(*p));
+  if (p == NULL || nng_aio_alloc(&p->aio, park_sent, p) != 0) {
+    free(p);
+    return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
+  }
+  p->ctx = ctx;
+  p->req_id = q->id;
+  p->since_ms = db_now_ms();
+  int rv = relay_deliver(s->ctl->relays, id, q->relay_response, p);
+  if (rv == 1) {
+    *parked = 1;
+    return NULL;
+  }
+  nng_aio_free(p->aio);
+  resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__RelayAck ack = CASCADE__CONTROL__RELAY_ACK__INIT;
+  st.message = "";
+  ack.cancelled = rv < 0;
+  resp.id = q->id;
+  resp.status = &st;
+  resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_RELAY_ACK;
+  resp.relay_ack = &ack;
+  free(p);
+  return pack(&resp);
 }
 
 static nng_msg *on_cert(ctlsrv_t *s, const req_t *q) {
@@ -823,6 +1039,9 @@ static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
     break;
   case CASCADE__CONTROL__REQUEST__BODY_CA_REQUEST:
     m = on_ca(s, q);
+    break;
+  case CASCADE__CONTROL__REQUEST__BODY_RELAY_RESPONSE:
+    m = on_relay_response(s, q, ctx, parked);
     break;
   default:
     m = status_reply(q->id, CASCADE__CONTROL__CODE__BAD_REQUEST, "unknown request");
@@ -976,12 +1195,17 @@ static void sweep(ctlsrv_t *s, int reconcile) {
     if (x->park) park_answer(x->park, status_reply(x->park->req_id,
                                                    CASCADE__CONTROL__CODE__NO_SESSION,
                                                    "session expired"));
-    if (!x->revoked) log_info("control", "node offline id=%lld name=%s (no heartbeat)",
-                              (long long)x->id, x->name);
+    if (!x->revoked) {
+      log_info("control", "node offline id=%lld name=%s (no heartbeat)", (long long)x->id,
+               x->name);
+      relay_node_gone(s->ctl->relays, x->id, "offline (no heartbeat)");
+    }
+    pend_free(x->relays);
+    streams_free(x->streams, x->nstreams);
     free(x->links);
     free(x);
   }
-  for (size_t i = 0; i < nto; i++) park_answer(timed_out[i], empty_config(timed_out[i]->req_id));
+  for (size_t i = 0; i < nto; i++) park_answer(timed_out[i], empty_config(timed_out[i]->req_id, NULL));
 
   sbuf_t a = {0}, g = {0};
   if (nhb) {
@@ -1022,12 +1246,15 @@ static void sweep(ctlsrv_t *s, int reconcile) {
               break;
             }
           park_t *answer = NULL;
+          pend_t *dropped = NULL;
           int revoke = 0;
           uint64_t req_id = 0;
           pthread_mutex_lock(&s->mu);
           sess_t *x = sess_by_id(s, id);
           if (x) {
             if (gen < 0 || epoch != x->epoch) {
+              dropped = x->relays;
+              x->relays = x->relays_tail = NULL;
               x->revoked = 1;
               x->revoked_ms = now;
               answer = x->park;
@@ -1043,6 +1270,7 @@ static void sweep(ctlsrv_t *s, int reconcile) {
             }
           }
           pthread_mutex_unlock(&s->mu);
+          pend_free(dropped);
           if (answer) req_id = answer->req_id;
           if (revoke) {
             log_info("control", "session of node %lld revoked (%s)", (long long)id,
@@ -1050,10 +1278,11 @@ static void sweep(ctlsrv_t *s, int reconcile) {
             if (answer)
               park_answer(answer, status_reply(req_id, CASCADE__CONTROL__CODE__REVOKED,
                                                gen < 0 ? "node deleted" : "secret changed"));
+            relay_node_gone(s->ctl->relays, id, gen < 0 ? "node deleted" : "secret changed");
           } else if (answer) {
             uint64_t got = 0;
-            nng_msg *m = config_reply(s, req_id, id, &got);
-            park_answer(answer, m ? m : empty_config(req_id));
+            nng_msg *m = config_reply(s, req_id, id, &got, NULL);
+            park_answer(answer, m ? m : empty_config(req_id, NULL));
           }
         }
         if (nrev) {
@@ -1135,6 +1364,19 @@ int ctlsrv_link_of(ctlsrv_t *s, int64_t child, int64_t parent, ctlsrv_link_t *ou
           find_link(s, parent, CTLSRV_LINK_CHILD, child, out);
   pthread_mutex_unlock(&s->mu);
   return found;
+}
+
+void ctlsrv_foreach_stream(ctlsrv_t *s,
+                           void (*fn)(int64_t node, const char *name, const ctlsrv_stream_t *st,
+                                      void *arg),
+                           void *arg) {
+  if (s == NULL) return;
+  pthread_mutex_lock(&s->mu);
+  for (size_t b = 0; b < SESS_BUCKETS; b++)
+    for (sess_t *x = s->by_id[b]; x; x = x->id_next)
+      if (!x->revoked)
+        for (size_t i = 0; i < x->nstreams; i++) fn(x->id, x->name, &x->streams[i], arg);
+  pthread_mutex_unlock(&s->mu);
 }
 
 size_t ctlsrv_sessions(ctlsrv_t *s) {
@@ -1287,6 +1529,8 @@ void ctlsrv_stop(ctlsrv_t *s) {
         nng_aio_free(x->park->aio);
         free(x->park);
       }
+      pend_free(x->relays);
+      streams_free(x->streams, x->nstreams);
       free(x->links);
       free(x);
       x = next;

@@ -41,6 +41,49 @@ typedef struct ctlsrv_link {
  * parent's. Returns 1 with |out| set, 0 when neither knows. */
 int ctlsrv_link_of(ctlsrv_t *s, int64_t child, int64_t parent, ctlsrv_link_t *out);
 
+/* ---- API relay (relay.h) ---- */
+
+struct ctl_relay;
+/* A relay ack held back for backpressure (a parked reply context). */
+typedef struct park ctlsrv_reply_t;
+
+/* ctlsrv_reply_ack answers the held-back RelayResponse |p| with a RelayAck
+ * and frees it. Any thread. */
+void ctlsrv_reply_ack(ctlsrv_reply_t *p, int cancelled);
+
+/* ctlsrv_relay_submit queues relay |rl| for node |node|'s next poll (its
+ * parked poll is answered at once) and takes a reference. -1 when the node
+ * has no session. */
+int ctlsrv_relay_submit(ctlsrv_t *s, int64_t node, struct ctl_relay *rl);
+
+/* ctlsrv_node_online: node |node| has a live session. */
+int ctlsrv_node_online(ctlsrv_t *s, int64_t node);
+
+/* ---- stream reports ---- */
+
+#define CTLSRV_STREAM_PROTOS 16
+
+/* One stream as a node's last heartbeat reported it. */
+typedef struct ctlsrv_stream {
+  char *path;
+  int origin;                /* Cascade__Control__StreamOrigin */
+  int64_t origin_node;       /* 0: the reporter itself or unknown */
+  int64_t since;             /* unix seconds of the publisher, 0 none */
+  size_t nplayers;
+  struct {
+    char protocol[33];
+    unsigned count;
+  } players[CTLSRV_STREAM_PROTOS];
+} ctlsrv_stream_t;
+
+/* ctlsrv_foreach_stream calls |fn| for every stream report of every live
+ * session (node id and name), under the server's lock: |fn| must not call
+ * back into the control server. */
+void ctlsrv_foreach_stream(ctlsrv_t *s,
+                           void (*fn)(int64_t node, const char *name, const ctlsrv_stream_t *st,
+                                      void *arg),
+                           void *arg);
+
 /* ctlsrv_sessions counts live sessions (for metrics). */
 size_t ctlsrv_sessions(ctlsrv_t *s);
 

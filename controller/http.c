@@ -16,6 +16,7 @@
 #include "api.h"
 #include "log.h"
 #include "net.h"
+#include "relay.h"
 #include "reply.h"
 #include "valid.h"
 
@@ -49,13 +50,17 @@ static const route_t routes[] = {
     {"/api/auth/tokens", 1, {{"DELETE", api_tokens_delete, ROLE_ADMIN}}},
     {"/api/cascade/topology", 0, {{"GET", api_topology, ROLE_VIEWER}}},
     {"/api/cascade/events", 0, {{"GET", api_events, ROLE_VIEWER}}},
+    {"/api/cascade/streams", 0, {{"GET", api_streams, ROLE_VIEWER}}},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
 const char *const http_route_labels[METRICS_ROUTES] = {
     "/healthz",         "/readyz",          "/metrics",
     "/api/cascade/clients", "/api/cascade/clients/{id}", "/api/auth/tokens",
-    "/api/auth/tokens/{id}", "/api/cascade/topology", "/api/cascade/events", "other"};
+    "/api/auth/tokens/{id}", "/api/cascade/topology", "/api/cascade/events", "/api/cascade/streams",
+    "/api/relay/{id}/*", "other"};
+
+#define ROUTE_RELAY (METRICS_ROUTES - 2)
 
 #define ROUTE_OTHER (METRICS_ROUTES - 1)
 
@@ -231,14 +236,19 @@ static int dispatch(http_req_t *r) {
   if (r->too_large)
     return http_reply_error(r, 413, "request body over %d bytes", VALID_BODY_MAX);
 
-  int ri = match_path(r->url, &id_str);
-  r->route = ri >= 0 ? ri : ROUTE_OTHER;
+  /* The relay routes on the raw target: MHD has decoded r->url, and an
+   * encoded "/" must not move the boundary between the id and the path. */
+  const char *raw = r->raw_uri ? r->raw_uri : r->url;
+  int relay = strncmp(raw, "/api/relay/", 11) == 0;
+  int ri = relay ? -1 : match_path(r->url, &id_str);
+  r->route = relay ? ROUTE_RELAY : ri >= 0 ? ri : ROUTE_OTHER;
 
   /* Authenticate every /api/ request before saying whether a route exists. */
   if (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/api") == 0) {
     int rv = authenticate(r, &answered);
     if (answered) return rv;
   }
+  if (relay) return api_relay(r);
   if (ri < 0) return http_reply_error(r, 404, "no such route");
 
   const route_t *rt = &routes[ri];
@@ -266,9 +276,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *upload_data, size_t *upload_size, void **con_cls) {
   http_req_t *r = *con_cls;
 
-  if (r == NULL) {
-    r = calloc(1, sizeof(*r));
-    if (r == NULL) return MHD_NO;
+  if (r == NULL || r->conn == NULL) {
+    if (r == NULL && (r = calloc(1, sizeof(*r))) == NULL) return MHD_NO;
     r->ctl = cls;
     r->conn = conn;
     r->method = method;
@@ -311,7 +320,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     *upload_size = 0;
     return MHD_YES;
   }
-  if (r->dispatched) return MHD_YES;
+  if (r->dispatched) {
+    /* A relay resumed: its answer (or its failure) is there. */
+    if (r->relay) return (enum MHD_Result)api_relay_resume(r);
+    return MHD_YES;
+  }
   r->dispatched = 1;
   if (r->body == NULL) {
     r->body = calloc(1, 1);
@@ -332,9 +345,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     log_debug("http", "%s %s status=%d ms=%.3f source=%s", r->method,
               log_quote(r->url, q, sizeof(q)), r->status, (double)us / 1000.0, r->source);
   }
+  api_relay_done(r);
+  free(r->raw_uri);
   free(r->body);
   free(r);
   *con_cls = NULL;
+}
+
+/* on_uri makes the request object with the target as the client sent it
+ * (MHD hands the access handler a decoded path). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+  (void)cls;
+  (void)conn;
+  http_req_t *r = calloc(1, sizeof(*r));
+  if (r == NULL) return NULL;
+  r->raw_uri = strdup(uri ? uri : "");
+  return r;
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -370,7 +396,7 @@ int http_start(ctl_t *ctl, char *err, size_t errlen) {
   char shown[96];
   int tls = c->http_tls_cert[0] != '\0';
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-                   MHD_USE_TURBO;
+                   MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
 
   int fd = net_listen_tcp("http.listenaddr", c->http_listenaddr, 0, shown, sizeof(shown), err,
                           errlen);
@@ -389,6 +415,7 @@ int http_start(ctl_t *ctl, char *err, size_t errlen) {
       {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)c->http_maxconns, NULL},
       {MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL},
       {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, ctl},
+      {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, NULL},
       {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, ctl->tls_cert},
       {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, ctl->tls_key},
       {tls ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
@@ -412,6 +439,8 @@ fail:
 
 void http_stop(ctl_t *ctl) {
   if (ctl->httpd) {
+    /* MHD must not stop with a suspended (relay) connection. */
+    relay_reg_shutdown(ctl->relays);
     /* MHD closes the listening socket it was given. */
     MHD_stop_daemon(ctl->httpd);
     ctl->httpd = NULL;

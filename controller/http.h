@@ -28,6 +28,8 @@ typedef struct http_req {
   int role;                /* role_t of the caller */
   char actor[32];          /* "admin" or "token:N": for the audit trail */
   char source[64];         /* peer address */
+  char *raw_uri;           /* owned: the request target as sent (not decoded) */
+  struct ctl_relay *relay; /* API relay in progress (a reference), or NULL */
 } http_req_t;
 
 /* http_start binds http.listenaddr and starts serving. 0 or -1 with |err|. */

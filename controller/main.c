@@ -11,6 +11,7 @@
 #include "ctlsrv.h"
 #include "http.h"
 #include "log.h"
+#include "relay.h"
 
 #define EXIT_CONFIG 2
 
@@ -106,6 +107,10 @@ int main(int argc, char **argv) {
   if (db_pool_init(&ctl.db, cfg.db_dsn, (int)cfg.db_poolsize, (int)cfg.db_timeout_ms) != 0)
     goto fail_db;
   if (wait_for_database(&ctl) != 0) goto fail_start;
+  if ((ctl.relays = relay_reg_new(&ctl)) == NULL) {
+    log_error("main", "out of memory");
+    goto fail_start;
+  }
   if (cfg.control_listenaddr[0]) {
     ctl.ctlsrv = ctlsrv_start(&ctl, err, sizeof(err));
     if (ctl.ctlsrv == NULL) {
@@ -128,6 +133,7 @@ int main(int argc, char **argv) {
 fail_http:
   ctlsrv_stop(ctl.ctlsrv);
 fail_start:
+  relay_reg_free(ctl.relays);
   db_pool_free(&ctl.db);
 fail_db:
   auth_free(&ctl.auth);

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -44,7 +45,7 @@
 #define ACCEPT_BATCH 64
 #define LOG_PER_SEC 10
 
-enum { C_REQ = 1, C_WAIT, C_STREAM, C_RESPOND, C_LINGER };
+enum { C_REQ = 1, C_BODY, C_WAIT, C_STREAM, C_RESPOND, C_LINGER };
 
 typedef struct inflight {
   hub_frame_t *f;                  /* one reference */
@@ -61,6 +62,10 @@ typedef struct conn {
   ev_timer timer;
   char *req;                       /* owned while reading the request */
   size_t reqlen;
+  char *method, *target;           /* into req, once the head is parsed */
+  char *rbody;                     /* owned: the request body being read */
+  size_t rbody_len, rbody_need;
+  char saved;                      /* the byte after the head, overwritten by a NUL */
   int head;                        /* HEAD: headers only */
   hub_sub_t *sub;                  /* borrowed from the hub until on_end/unsubscribe */
   char *out;                       /* owned: response head (and FLV header) */
@@ -92,6 +97,8 @@ struct httpflv {
   conn_t *conns;
   httpflv_stats_t st;
   ratelimit_t rl;
+  httpflv_api_t api;               /* NULL: the GET/HEAD fallback */
+  void *api_arg;
 };
 
 static int conn_flush(conn_t *c);
@@ -136,6 +143,7 @@ static void conn_close(conn_t *c) {
   if (c->next) c->next->prev = c->prev;
   srv->st.current--;
   free(c->req);
+  free(c->rbody);
   free(c->out);
   free(c->body);
   free(c);
@@ -149,6 +157,8 @@ static const char *status_text(int code) {
   case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
   case 503: return "Service Unavailable";
@@ -167,6 +177,8 @@ static int conn_respond(conn_t *c, int code, const char *ctype, char *body, size
   }
   free(c->req);
   c->req = NULL;
+  free(c->rbody);
+  c->rbody = NULL;
   int n = snprintf(head, sizeof(head),
                    "HTTP/1.1 %d %s\r\nServer: cascade\r\nContent-Type: %s\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\nCache-Control: no-cache\r\n"
@@ -199,7 +211,7 @@ static int conn_respond(conn_t *c, int code, const char *ctype, char *body, size
 }
 
 static int conn_error(conn_t *c, int code, const char *why) {
-  if (code == 400 || code == 431) {
+  if (code == 400 || code == 431 || code == 411 || code == 413) {
     c->srv->st.bad_requests++;
     WARN_RL(c->srv, "[%s] %d %s: %s", c->peer, code, status_text(code), why);
   }
@@ -447,9 +459,10 @@ static int route(conn_t *c, const char *method, char *target) {
     return conn_respond(c, 204, "text/plain", NULL, 0,
                         "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
                         "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 86400\r\n");
-  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-    return conn_error(c, 405, "method not allowed");
+  int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   c->head = strcmp(method, "HEAD") == 0;
+  if (!get && (srv->api == NULL || strncmp(target, "/flv/", 5) == 0))
+    return conn_error(c, 405, "method not allowed");
   if (strncmp(target, "/flv/", 5) == 0) {
     char *path = target + 5;
     size_t n = strlen(path);
@@ -463,6 +476,25 @@ static int route(conn_t *c, const char *method, char *target) {
     c->req = NULL;
     if (c->sub == NULL) return conn_error(c, 503, "out of memory");
     return 0;
+  }
+  if (srv->api) {
+    httpflv_request_t rq = {method, target, query, c->rbody ? c->rbody : "", c->rbody_len};
+    httpflv_reply_t out = {NULL, 0, NULL, NULL};
+    char allow[128] = "";
+    int code = srv->api(srv->api_arg, &rq, &out);
+    if (code == 405 && out.allow)
+      snprintf(allow, sizeof(allow), "Allow: %s\r\n", out.allow);
+    if (code == 405 && out.body == NULL) {
+      char *b = strdup("method not allowed\n");
+      out.body = b;
+      out.len = b ? strlen(b) : 0;
+      out.ctype = "text/plain";
+    }
+    if (code >= 100 && code <= 599)
+      return conn_respond(c, code, out.ctype, out.body, out.body ? out.len : 0,
+                          allow[0] ? allow : NULL);
+    free(out.body);
+    return conn_error(c, 404, "not found");
   }
   if (srv->cfg.fallback) {
     char *body = NULL;
@@ -496,6 +528,8 @@ static int parse_request(conn_t *c, size_t n) {
     if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
       return conn_error(c, 400, "bad request target");
   unsigned headers = 0;
+  long long clen = -1;
+  int chunked = 0, expect = 0;
   for (char *p = eol + 1; p < end;) {
     char *e = memchr(p, '\n', (size_t)(end - p));
     if (e == NULL) break;
@@ -505,18 +539,82 @@ static int parse_request(conn_t *c, size_t n) {
     char *q = p;
     while (q < le && is_tchar((unsigned char)*q)) q++;
     if (q == p || q == le || *q != ':') return conn_error(c, 400, "bad header field");
+    size_t nlen = (size_t)(q - p);
+    char *v = q + 1;
     for (q++; q < le; q++)
       if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
         return conn_error(c, 400, "bad header value");
+    while (v < le && (*v == ' ' || *v == '\t')) v++;
+    size_t vlen = (size_t)(le - v);
+    while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t')) vlen--;
+    if (nlen == 14 && strncasecmp(p, "content-length", 14) == 0) {
+      long long cl = 0;
+      if (vlen == 0 || vlen > 12) return conn_error(c, 400, "bad Content-Length");
+      for (size_t k = 0; k < vlen; k++) {
+        if (v[k] < '0' || v[k] > '9') return conn_error(c, 400, "bad Content-Length");
+        cl = cl * 10 + (v[k] - '0');
+      }
+      if (clen >= 0 && clen != cl) return conn_error(c, 400, "conflicting Content-Length");
+      clen = cl;
+    } else if (nlen == 17 && strncasecmp(p, "transfer-encoding", 17) == 0) {
+      chunked = 1;
+    } else if (nlen == 6 && strncasecmp(p, "expect", 6) == 0 && vlen == 12 &&
+               strncasecmp(v, "100-continue", 12) == 0) {
+      expect = 1;
+    }
     p = e + 1;
   }
-  return route(c, method, target);
+  c->method = method;
+  c->target = target;
+  if (chunked)
+    return conn_error(c, 411, "chunked request bodies are not supported: send Content-Length");
+  if (clen > HTTPFLV_MAX_BODY) return conn_error(c, 413, "request body over 1048576 bytes");
+  if (clen > 0 && c->srv->api == NULL)
+    return conn_error(c, 413, "request bodies are not accepted here");
+  if (clen <= 0) return route(c, method, target);
+  c->rbody = malloc((size_t)clen + 1);
+  if (c->rbody == NULL) return conn_error(c, 503, "out of memory");
+  c->rbody_need = (size_t)clen;
+  size_t extra = c->reqlen - n;
+  if (extra > c->rbody_need) extra = c->rbody_need;
+  c->req[n] = c->saved;
+  memcpy(c->rbody, c->req + n, extra);
+  c->rbody_len = extra;
+  c->rbody[extra] = '\0';
+  if (c->rbody_len == c->rbody_need) return route(c, method, target);
+  c->state = C_BODY;
+  if (expect) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t w = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+    (void)w; /* best effort: a client that waits for it sends anyway after a pause */
+  }
+  return 0;
 }
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
   conn_t *c = w->data;
   (void)loop;
   (void)revents;
+  if (c->state == C_BODY) {
+    ssize_t n = recv(c->fd, c->rbody + c->rbody_len, c->rbody_need - c->rbody_len, 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      conn_close(c);
+      return;
+    }
+    if (n == 0) {
+      WARN_RL(c->srv, "[%s] closed within the request body", c->peer);
+      conn_close(c);
+      return;
+    }
+    c->rbody_len += (size_t)n;
+    c->rbody[c->rbody_len] = '\0';
+    if (c->rbody_len == c->rbody_need) {
+      c->state = C_REQ; /* route() decides what comes next */
+      route(c, c->method, c->target);
+    }
+    return;
+  }
   if (c->state != C_REQ) {
     /* after the request: only EOF or an error matters (the player left) */
     char junk[512];
@@ -553,6 +651,8 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
   for (size_t i = from; i < c->reqlen; i++) {
     if (c->req[i] != '\n') continue;
     if ((i >= 1 && c->req[i - 1] == '\n') || (i >= 2 && c->req[i - 1] == '\r' && c->req[i - 2] == '\n')) {
+      /* The head is terminated for parsing; the byte kept is the body's first. */
+      c->saved = c->req[i + 1];
       c->req[i + 1] = '\0';
       parse_request(c, i + 1);
       return;
@@ -573,7 +673,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   conn_t *c = w->data;
   (void)loop;
   (void)revents;
-  if (c->state == C_REQ) {
+  if (c->state == C_REQ || c->state == C_BODY) {
     if (c->reqlen) WARN_RL(c->srv, "[%s] request timeout", c->peer);
     conn_close(c);
   } else if (c->state == C_LINGER || c->ended) {
@@ -649,11 +749,26 @@ httpflv_t *httpflv_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
   return srv;
 }
 
+void httpflv_set_api(httpflv_t *srv, httpflv_api_t api, void *arg) {
+  srv->api = api;
+  srv->api_arg = arg;
+}
+
 void httpflv_free(httpflv_t *srv) {
   if (srv == NULL) return;
   ev_io_stop(srv->loop, &srv->lio);
   while (srv->conns) conn_close(srv->conns);
   free(srv);
+}
+
+unsigned httpflv_players_on(const httpflv_t *srv, const char *path) {
+  unsigned n = 0;
+  if (srv == NULL) return 0;
+  for (const conn_t *c = srv->conns; c; c = c->next) {
+    const char *p = c->state == C_STREAM && c->sub ? hub_sub_path(c->sub) : NULL;
+    if (p && strcmp(p, path) == 0) n++;
+  }
+  return n;
 }
 
 void httpflv_get_stats(const httpflv_t *srv, httpflv_stats_t *out) { *out = srv->st; }

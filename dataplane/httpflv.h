@@ -1,7 +1,8 @@
 /* HTTP-FLV: a small HTTP/1.1 server on the agent's libev loop. It streams
  * GET /flv/{app}/{name}.flv from the hub (GOP cache first) and hands every
- * other path to a fallback for the agent's own routes. One request per
- * connection (Connection: close). */
+ * other path to a fallback for the agent's own routes (any method, with a
+ * request body of at most 1 MiB announced by Content-Length). One request
+ * per connection (Connection: close). */
 #ifndef CASCADE_HTTPFLV_H
 #define CASCADE_HTTPFLV_H
 
@@ -12,6 +13,7 @@
 #include "hub.h"
 
 #define HTTPFLV_MAX_REQUEST 8192   /* request line + headers; beyond: 431 */
+#define HTTPFLV_MAX_BODY (1024 * 1024) /* request body (Content-Length); beyond: 413 */
 
 /* httpflv_fallback_t serves a path outside /flv/: returns an HTTP status
  * and sets *body (malloc'd; the server frees it), *len and *ctype (a static
@@ -21,10 +23,31 @@ typedef int (*httpflv_fallback_t)(void *arg, const char *method, const char *pat
                                   const char *query, char **body, size_t *len,
                                   const char **ctype);
 
+/* A request for the API handler: any method, with its body. */
+typedef struct httpflv_request {
+  const char *method;
+  const char *path;              /* percent-decoded */
+  const char *query;             /* "" when there is none; not decoded */
+  const char *body;              /* NUL-terminated; "" when none */
+  size_t body_len;
+} httpflv_request_t;
+
+/* What the API handler answers besides its status. */
+typedef struct httpflv_reply {
+  char *body;                    /* malloc'd; the server frees it */
+  size_t len;
+  const char *ctype;             /* static; NULL = text/plain */
+  const char *allow;             /* static; with 405: the Allow header */
+} httpflv_reply_t;
+
+/* httpflv_api_t serves a path outside /flv/ for any method: returns an
+ * HTTP status, 0 = no such path (404). */
+typedef int (*httpflv_api_t)(void *arg, const httpflv_request_t *req, httpflv_reply_t *out);
+
 typedef struct httpflv_config {
   unsigned max_connections;      /* open connections; 0 = unlimited */
   double request_timeout_s;      /* a whole request within it; 0 = 10 s */
-  httpflv_fallback_t fallback;   /* NULL: 404 for every other path */
+  httpflv_fallback_t fallback;   /* GET/HEAD only; NULL: 404 for every other path */
   void *fallback_arg;
 } httpflv_config_t;
 
@@ -44,9 +67,17 @@ typedef struct httpflv httpflv_t;
 httpflv_t *httpflv_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
                        const httpflv_config_t *cfg);
 
+/* httpflv_set_api makes |api| serve every path outside /flv/ in place of
+ * the fallback: any method, with a request body (Content-Length only, at
+ * most HTTPFLV_MAX_BODY; chunked: 411, larger: 413). */
+void httpflv_set_api(httpflv_t *srv, httpflv_api_t api, void *arg);
+
 /* httpflv_free closes every connection and stops listening; accepts NULL.
  * It does not close the listening socket. */
 void httpflv_free(httpflv_t *srv);
+
+/* httpflv_players_on counts the connections playing stream |path| now. */
+unsigned httpflv_players_on(const httpflv_t *srv, const char *path);
 
 /* httpflv_get_stats fills |out| with the server's counters. */
 void httpflv_get_stats(const httpflv_t *srv, httpflv_stats_t *out);

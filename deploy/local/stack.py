@@ -54,6 +54,8 @@ def main():
             "database": {"dsn": pg.dsn(db)},
             "control": {"listenaddr": "tls+tcp://127.0.0.1:%d" % (port + 36865),
                         "datadir": control_dir},
+            # The seed's example rules: the API relay is opt-in (empty allow = nothing).
+            "cascadeserver": {"relayapi": {"allow": ["/api/", "/flv/"], "deny": ["/api/admin/"]}},
             "log": {"level": "info"},
         }))
     env = dict(os.environ, CASCADE_ADMIN_TOKEN=token)
@@ -83,8 +85,10 @@ def main():
             "cascadeserver": {"quic": {"listenaddr": quic[name]}},
             "log": {"level": "info"},
         }
+        acfg["cascadeclient"] = {"relayapi": {"allow": ["/api/", "/flv/"],
+                                              "deny": ["/api/admin/"]}}
         if parent:
-            acfg["cascadeclient"] = {"enable": True, "server": quic[parent]}
+            acfg["cascadeclient"].update({"enable": True, "server": quic[parent]})
         apath = os.path.join(work, name + ".yaml")
         with open(apath, "w") as f:
             f.write(harness.to_yaml(acfg))
@@ -114,6 +118,9 @@ Play it over HTTP-FLV or RTMP:
 Try:
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/topology
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/clients
+  curl -H 'Authorization: Bearer {token}' {url}/api/cascade/streams
+  curl -H 'Authorization: Bearer {token}' {url}/api/relay/3/api/stream/list   (the API relay: node 3's
+       own /api/stream/list, reached through the control channel; ids from /api/cascade/clients)
   curl -H 'Authorization: Bearer {token}' -X POST {url}/api/cascade/clients \\
        -d '{{"name": "edge-1", "secret": "a-long-node-secret"}}'
 

@@ -345,6 +345,60 @@ static void test_bad_requests(void **state) {
   stop();
 }
 
+/* The API handler: any method, with the request body. */
+static int api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) {
+  (void)arg;
+  if (strcmp(rq->path, "/api/echo") != 0) return 0;
+  if (strcmp(rq->method, "PATCH") == 0) {
+    out->allow = "GET, POST";
+    return 405;
+  }
+  size_t n = strlen(rq->method) + rq->body_len + strlen(rq->query) + 4;
+  out->body = malloc(n + 1);
+  snprintf(out->body, n + 1, "%s %s %s", rq->method, rq->query, rq->body);
+  out->len = strlen(out->body);
+  return 201;
+}
+
+static void test_api_bodies(void **state) {
+  (void)state;
+  start(0, 0);
+  httpflv_set_api(srv, api, NULL);
+  client_t c;
+  /* a body in the same read as the head, and one that arrives in pieces */
+  const char r1[] = "POST /api/echo?q=1 HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+  client_open(&c, r1, sizeof(r1) - 1);
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 201 ", 13);
+  assert_string_equal((char *)body_of(&c), "POST q=1 hello");
+  client_close(&c);
+  const char r2[] = "PUT /api/echo HTTP/1.1\r\ncontent-length:  3 \r\nExpect: 100-continue\r\n\r\n";
+  client_open(&c, r2, sizeof(r2) - 1);
+  send(c.fd, "a", 1, MSG_NOSIGNAL);
+  send(c.fd, "bc", 2, MSG_NOSIGNAL);
+  pump(&c, 2, got_eof);
+  /* "100 Continue" first when the head came alone (not when the body came with it) */
+  assert_non_null(strstr((char *)c.buf, "HTTP/1.1 201 "));
+  assert_non_null(strstr((char *)c.buf, "PUT  abc"));
+  client_close(&c);
+  EXPECT("DELETE /api/echo HTTP/1.1\r\n\r\n", "HTTP/1.1 201 ");
+  EXPECT("POST /api/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+         "HTTP/1.1 411 ");
+  EXPECT("POST /api/echo HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", "HTTP/1.1 413 ");
+  EXPECT("POST /api/echo HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", "HTTP/1.1 400 ");
+  EXPECT("POST /api/echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+         "HTTP/1.1 400 ");
+  EXPECT("POST /nowhere HTTP/1.1\r\n\r\n", "HTTP/1.1 404 ");
+  EXPECT("POST /flv/live/a.flv HTTP/1.1\r\n\r\n", "HTTP/1.1 405 ");
+  const char r3[] = "PATCH /api/echo HTTP/1.1\r\n\r\n";
+  client_open(&c, r3, sizeof(r3) - 1);
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 405 ", 13);
+  assert_non_null(strstr((char *)c.buf, "Allow: GET, POST\r\n"));
+  client_close(&c);
+  stop();
+}
+
 static void test_head(void **state) {
   (void)state;
   start(0, 0);
@@ -437,6 +491,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_live_stream),     cmocka_unit_test(test_not_found_after_wait),
       cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_head),
+      cmocka_unit_test(test_api_bodies),
       cmocka_unit_test(test_max_connections), cmocka_unit_test(test_slow_player),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,44 @@
+/* The agent's side of the API relay (docs/protocol.md, "API relay"): the
+ * controller hands relay requests to the agent's long poll; each is checked
+ * against the node's own effective cascadeclient.relayapi rules (on the path
+ * normalised again here), then performed against the agent's own HTTP
+ * server over loopback TCP, non-blocking on the loop, and its answer
+ * streamed back as RelayResponse messages on a REQ context of its own: the
+ * next message goes only after the controller's ack, and an ack saying
+ * "cancelled" (the caller is gone) closes the local request. */
+#ifndef CASCADE_RELAYC_H
+#define CASCADE_RELAYC_H
+
+#include <ev.h>
+#include <sys/socket.h>
+
+#include "control.pb-c.h"
+#include "ctlc.h"
+
+#define RELAYC_MAX 16              /* relays in progress on one node */
+#define RELAYC_HEAD_TIMEOUT_S 60.0 /* the local server must answer within it */
+#define RELAYC_ACK_TIMEOUT_MS 120000
+
+typedef struct relayc relayc_t;
+
+/* relayc_new serves relay requests of control client |c| on |loop|,
+ * performing them against the local HTTP server listening on |fd| (its
+ * bound address; a wildcard address is reached through loopback). NULL on
+ * out of memory. */
+relayc_t *relayc_new(struct ev_loop *loop, ctlc_t *c, int listen_fd);
+
+/* relayc_free aborts every relay and frees |r|; accepts NULL. */
+void relayc_free(relayc_t *r);
+
+/* relayc_submit starts relay request |q| (from a poll answer). */
+void relayc_submit(relayc_t *r, const Cascade__Control__RelayRequest *q);
+
+/* relayc_check aborts the relays of a session that ended; call it when the
+ * control client's state changed. */
+void relayc_check(relayc_t *r);
+
+/* relayc_metrics is the relay's Prometheus lines (valid until the next
+ * call). */
+const char *relayc_metrics(relayc_t *r);
+
+#endif

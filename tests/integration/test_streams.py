@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""The stream directory (docs/api.md, "Streams"): ffmpeg publishes at the child of a two-node
+tree; GET /api/cascade/streams lists the stream with the child as its origin, no relaying node yet
+(push and pull fill that part), and its players per node and protocol; an HTTP-FLV player shows
+up; the stream leaves the list when its node goes offline."""
+
+import shutil
+import subprocess
+import unittest
+import urllib.request
+
+import harness
+
+FFMPEG = shutil.which("ffmpeg")
+CTL_CONFIG = {"control": {"heartbeat": 500, "polltimeout": 3000}}
+
+
+@unittest.skipUnless(FFMPEG, "ffmpeg not installed")
+class StreamsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        harness.require_controller()
+        cls.pg = harness.shared_cluster()
+
+    def setUp(self):
+        self.db = self.pg.create_database()
+        self.ctl = harness.Controller(self.pg.dsn(self.db), config=CTL_CONFIG)
+        self.agents = []
+
+    def tearDown(self):
+        for a in self.agents:
+            if a.proc is not None:
+                a.stop(expected_errors=[r"(?i)authentication failed"])
+        self.ctl.stop()
+
+    def streams(self, token=None):
+        return harness.envelope_ok(self, self.ctl.api("GET", "/api/cascade/streams", token=token))
+
+    def test_published_stream_listed_with_origin_and_players(self):
+        hq = harness.envelope_ok(self, self.ctl.api("POST", "/api/cascade/clients",
+                                                    {"name": "hq", "secret": "hq-secret-1"}), 201)
+        edge = harness.envelope_ok(self, self.ctl.api("POST", "/api/cascade/clients",
+                                                      {"name": "edge", "secret": "edge-secret-1",
+                                                       "parent_id": hq["id"]}), 201)
+        a_hq = harness.Agent(self.ctl, "hq", "hq-secret-1")
+        a_edge = harness.Agent(self.ctl, "edge", "edge-secret-1")
+        self.agents += [a_hq, a_edge]
+        self.assertEqual(self.streams(), [])
+        pub = subprocess.Popen([FFMPEG, "-v", "error", "-re", "-f", "lavfi", "-i",
+                                "testsrc=size=160x120:rate=25", "-t", "60", "-c:v", "libx264",
+                                "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p",
+                                "-f", "flv", a_edge.rtmp_url("live/dir")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def listed():
+                for s in self.streams():
+                    if s["path"] == "live/dir" and s["origin"]:
+                        return s
+                return None
+            s = harness.wait_for(listed, 20, what="the stream in the directory")
+            self.assertEqual(s["origin"]["id"], edge["id"])
+            self.assertEqual(s["origin"]["name"], "edge")
+            self.assertEqual(s["origin"]["kind"], "local")
+            self.assertRegex(s["origin"]["since"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+            self.assertEqual(s["relays"], [])
+            self.assertEqual(s["players"], [{"id": edge["id"], "name": "edge",
+                                             "players": {"rtmp": 0, "httpflv": 0, "total": 0}}])
+            self.assertEqual(s["total_players"], 0)
+
+            player = urllib.request.urlopen(a_edge.flv_url("live/dir"), timeout=10)
+            try:
+                self.assertEqual(player.read(3), b"FLV")
+                s = harness.wait_for(lambda: [x for x in self.streams()
+                                              if x["path"] == "live/dir" and x["total_players"] == 1],
+                                     10, what="the player in the directory")[0]
+                self.assertEqual(s["players"][0]["players"], {"rtmp": 0, "httpflv": 1, "total": 1})
+            finally:
+                player.close()
+            # viewers may read the directory
+            tok = harness.envelope_ok(self, self.ctl.api("POST", "/api/auth/tokens",
+                                                         {"name": "v", "role": "viewer"}), 201)["token"]
+            self.assertTrue(self.streams(token=tok))
+        finally:
+            pub.kill()
+            pub.wait()
+        # the node goes offline: its streams go with it
+        a_edge.stop(expected_errors=[r"(?i)authentication failed"])
+        harness.wait_for(lambda: self.streams() == [], 15, what="the directory to empty")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
