@@ -338,7 +338,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   http_req_t *r = *con_cls;
   ctl_t *ctl = cls;
   if (r == NULL) return;
-  uint64_t us = (uint64_t)(now_us() - r->start_us);
+  /* A request MHD refused while reading its head (a malformed header line)
+   * never reached the access handler: no method, no start time. */
+  if (r->method == NULL) r->method = "other";
+  uint64_t us = r->start_us ? (uint64_t)(now_us() - r->start_us) : 0;
   ctl_metrics_request(&ctl->metrics, r->route, r->method, r->status, us);
   if (log_enabled(LOG_DEBUG)) {
     char q[256];

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start: installs missing Debian packages, builds, and runs a local
-# cascade in the foreground: a throwaway PostgreSQL, the controller and three
-# agents in a tree (hq <- region-a <- edge-a1).
+# cascade in the foreground: a throwaway PostgreSQL, the controller and four
+# agents in a tree (hq <- region-a <- edge-a1, edge-a2) with autopush and
+# on-demand pull.
 # Ctrl-C stops and removes everything. Environment:
 #   CASCADE_HTTP_PORT (8080)  CASCADE_ADMIN_TOKEN (random)
 set -euo pipefail

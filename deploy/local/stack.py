@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The local cascade of deploy/local/run.sh: a throwaway PostgreSQL, the
-controller and three agents in a tree (hq <- region-a <- edge-a1), in the
-foreground until Ctrl-C.
+controller and four agents in a tree (hq <- region-a <- edge-a1, edge-a2),
+with autopush and on-demand pull, in the foreground until Ctrl-C.
 Uses the integration harness, so the quick start runs exactly what the
 tests run."""
 
@@ -69,9 +69,11 @@ def main():
         ctl.kill()
         return 1
 
-    # Three agents: each knows its parent's QUIC address (the seed's
-    # cascadeclient.server); the controller links them into a tree.
-    nodes = [("hq", None), ("region-a", "hq"), ("edge-a1", "region-a")]
+    # Four agents: each knows its parent's QUIC address (the seed's
+    # cascadeclient.server); the controller links them into a tree. Every
+    # node pushes what is published to it up (autopush) and pulls what a
+    # player asks for from its parent (the seed's onsub.pull example).
+    nodes = [("hq", None), ("region-a", "hq"), ("edge-a1", "region-a"), ("edge-a2", "region-a")]
     quic = {name: "127.0.0.1:%d" % (44944 + 2 * i) for i, (name, _) in enumerate(nodes)}
     agent_urls = {}
     for i, (name, parent) in enumerate(nodes):
@@ -86,7 +88,8 @@ def main():
             "log": {"level": "info"},
         }
         acfg["cascadeclient"] = {"relayapi": {"allow": ["/api/", "/flv/"],
-                                              "deny": ["/api/admin/"]}}
+                                              "deny": ["/api/admin/"]},
+                                 "autopush": True, "onsub": {"pull": {".*": "m7s://$0"}}}
         if parent:
             acfg["cascadeclient"].update({"enable": True, "server": quic[parent]})
         apath = os.path.join(work, name + ".yaml")
@@ -98,6 +101,10 @@ def main():
     agents_text = "\n".join("  agent %-8s %s" % (n, u) for n, u in agent_urls.items())
     edge_rtmp = "rtmp://127.0.0.1:%d/live/cam1" % (1935 + 2)
     edge_flv = "http://127.0.0.1:%d/flv/live/cam1.flv" % (port + 3)
+    hq_flv = "http://127.0.0.1:%d/flv/live/cam1.flv" % (port + 1)
+    hq_rtmp = "rtmp://127.0.0.1:%d/live/cam1" % 1935
+    edge2_flv = "http://127.0.0.1:%d/flv/live/cam1.flv" % (port + 4)
+    edge2_rtmp = "rtmp://127.0.0.1:%d/live/cam1" % (1935 + 3)
     print(f"""
 Cascade is running.
   REST API      {url}/api/cascade/clients
@@ -111,14 +118,17 @@ Publish a test stream to edge-a1 over RTMP (or point OBS at {edge_rtmp}):
   ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 \\
          -c:v libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac \\
          -f flv {edge_rtmp}
-Play it over HTTP-FLV or RTMP:
-  ffplay {edge_flv}        (or: ffplay {edge_rtmp})
-  streams on the node:  http://127.0.0.1:{port + 3}/api/stream/list
+Play it anywhere in the tree, over HTTP-FLV or RTMP:
+  at edge-a1, where it is published:    ffplay {edge_flv}
+  at hq, pushed up two levels:          ffplay {hq_flv}   (or {hq_rtmp})
+  at edge-a2, pulled on demand:         ffplay {edge2_flv}   (or {edge2_rtmp})
+  streams on a node:  http://127.0.0.1:{port + 4}/api/stream/list  (edge-a2; the others: {port + 1}..{port + 3})
 
 Try:
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/topology
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/clients
-  curl -H 'Authorization: Bearer {token}' {url}/api/cascade/streams
+  curl -H 'Authorization: Bearer {token}' {url}/api/cascade/streams    (which node publishes
+       each stream, which relay it, players per node)
   curl -H 'Authorization: Bearer {token}' {url}/api/relay/3/api/stream/list   (the API relay: node 3's
        own /api/stream/list, reached through the control channel; ids from /api/cascade/clients)
   curl -H 'Authorization: Bearer {token}' -X POST {url}/api/cascade/clients \\
