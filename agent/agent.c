@@ -242,7 +242,8 @@ static void add_report(const hub_stream_info_t *s, void *arg) {
   o->origin_node = s->live && s->origin.kind == HUB_ORIGIN_PUSHED ? s->origin.node : 0;
   o->publisher_since = s->live && s->start_time > 0 ? (int64_t)s->start_time : 0;
   unsigned flv = httpflv_players_on(r->a->media.http, s->path);
-  unsigned rtmp = s->subscribers > flv ? s->subscribers - flv : 0;
+  /* players only: the hub's subscribers also count pushes and pulls served */
+  unsigned rtmp = rtmp_server_players_on(r->a->media.rtmp, s->path);
   Cascade__Control__PlayerCount *pc = &r->pc[2 * r->n];
   cascade__control__player_count__init(&pc[0]);
   cascade__control__player_count__init(&pc[1]);

@@ -911,4 +911,14 @@ void rtmp_server_free(rtmp_server_t *s) {
   free(s);
 }
 
+unsigned rtmp_server_players_on(const rtmp_server_t *srv, const char *path) {
+  unsigned n = 0;
+  if (srv == NULL) return 0;
+  for (const rtmp_conn_t *c = srv->conns; c; c = c->next) {
+    const char *p = c->sub && !c->dead ? hub_sub_path(c->sub) : NULL;
+    if (p && strcmp(p, path) == 0) n++;
+  }
+  return n;
+}
+
 void rtmp_server_get_stats(const rtmp_server_t *s, rtmp_server_stats_t *out) { *out = s->st; }
