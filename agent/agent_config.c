@@ -55,7 +55,7 @@ const cfg_key_t agent_config_table[] = {
     {"quic.idletimeout", CFG_DURATION, OFF(quic_idle_ms), "10s", 500, 600000, NULL, 0,
      "A link with no packet from its peer for this long is down (it is also how a peer that "
      "vanished is noticed)."},
-    {"quic.keepalive", CFG_DURATION, OFF(quic_keepalive_ms), "2s", 0, 300000, NULL, 0,
+    {"quic.keepalive", CFG_DURATION, OFF(quic_keepalive_ms), "1s", 0, 300000, NULL, 0,
      "PING an idle link this often, below quic.idletimeout; 0: never."},
     {"quic.handshaketimeout", CFG_DURATION, OFF(quic_handshake_ms), "5s", 200, 60000, NULL, 0,
      "Give up a link attempt whose handshake has not completed after this long."},

@@ -554,6 +554,19 @@ def run_controller(args, env_extra=None, timeout=60):
     return r.returncode, r.stdout, r.stderr
 
 
+def _thread_stacks(pid):
+    """Every thread's stack of a hung process (gdb), for the failure message."""
+    if shutil.which("gdb") is None:
+        return "(gdb not installed)"
+    try:
+        r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=60)
+        return r.stdout[-12000:]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "(gdb failed: %s)" % e
+
+
 class ControllerError(AssertionError):
     pass
 
@@ -718,13 +731,16 @@ class Controller:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                stacks = _thread_stacks(self.proc.pid)
                 self.proc.kill()
                 self.proc.wait()
                 self.returncode = self.proc.returncode
                 self.proc = None
                 self._logf.close()
-                raise ControllerError("controller did not exit within %ss of signal %d\n%s"
-                                      % (timeout, sig, self.log_tail()))
+                raise ControllerError("%s did not exit within %ss of signal %d\n%s\n"
+                                      "--- its threads when it hung ---\n%s"
+                                      % (os.path.basename(self.binary()), timeout, sig,
+                                         self.log_tail(), stacks))
         self.returncode = self.proc.returncode
         self.proc = None
         self._logf.close()

@@ -94,17 +94,18 @@ class LinkTest(unittest.TestCase):
         m = re.search(line_re + r" (\d+)", text)
         return int(m.group(1)) if m else None
 
-    def chain(self):
+    def chain(self, **config):
         """HQ (listening on every address) <- region <- edge, all assigned over REST."""
         self.hq_port, self.region_port = free_udp_port(), free_udp_port()
         self.hq_n = self.create("hq")
         self.region_n = self.create("region", parent=self.hq_n["id"])
         self.edge_n = self.create("edge", parent=self.region_n["id"])
         self.t_agents = time.monotonic()
-        self.hq = self.agent("hq", cascadeserver={"quic": {"listenaddr": ":%d" % self.hq_port}})
+        self.hq = self.agent("hq", cascadeserver={"quic": {"listenaddr": ":%d" % self.hq_port}},
+                             **config)
         self.region = self.agent("region", cascadeserver={
-            "quic": {"listenaddr": "127.0.0.1:%d" % self.region_port}})
-        self.edge = self.agent("edge")
+            "quic": {"listenaddr": "127.0.0.1:%d" % self.region_port}}, **config)
+        self.edge = self.agent("edge", **config)
         return self.wait_chain_up(20)
 
     def wait_chain_up(self, timeout):
@@ -216,7 +217,18 @@ class LinkTest(unittest.TestCase):
         self.assertTrue(self.link_up(self.region, "parent", self.hq_n["id"]))
 
     def test_middle_kill9_and_restart(self):
-        self.chain()
+        self.middle_kill9_and_restart()
+
+    def test_middle_kill9_and_restart_default_timeouts(self):
+        # Without a short idle timeout: the restarted region answers the edge's next keep-alive
+        # with a stateless reset (its reset secret comes from its key, which it keeps), so the
+        # edge does not wait for quic.idletimeout (10 s) to notice.
+        self.middle_kill9_and_restart(quic={"idletimeout": "10s", "keepalive": "1s",
+                                            "handshaketimeout": "10s"},
+                                      cascadeclient={"reconnectmax": "5s"})
+
+    def middle_kill9_and_restart(self, **config):
+        self.chain(**config)
         accepted = self.metric(self.hq, r"cascade_link_accepted_total")
         self.region.proc.kill()
         self.region.proc.wait()
