@@ -331,21 +331,25 @@ static casc_pull_t *pull_new(casc_t *C, const char *path) {
   for (size_t i = 0; i < R->npull; i++) {
     int m = pattern_expand(R->pull[i].re, path, R->pull[i].target, target, sizeof(target));
     if (m == 0) continue;
+    char qp[96], qr[96], qt[160];
     if (m < 0) {
-      log_warn(MOD, "[pull %s] rule '%s': the target does not fit %d bytes", path,
-               R->pull[i].pattern, TARGET_MAX);
+      log_warn(MOD, "[pull %s] rule %s: the target does not fit %d bytes",
+               log_quote(path, qp, sizeof(qp)), log_quote(R->pull[i].pattern, qr, sizeof(qr)),
+               TARGET_MAX);
       return NULL;
     }
     int kind = strncmp(target, "m7s://", 6) == 0 ? PULL_M7S : PULL_EXT;
     char err[256];
     if (kind == PULL_M7S && !hub_path_ok(target + 6)) {
-      log_warn(MOD, "[pull %s] rule '%s' gives '%s': not a stream path", path,
-               R->pull[i].pattern, target);
+      /* the reason first: the target may be long */
+      log_warn(MOD, "[pull %s] rule %s: not a stream path: %s", log_quote(path, qp, sizeof(qp)),
+               log_quote(R->pull[i].pattern, qr, sizeof(qr)), log_quote(target, qt, sizeof(qt)));
       return NULL;
     }
     if (kind == PULL_EXT && pullsrc_url_check(target, err, sizeof(err)) != 0) {
-      log_warn(MOD, "[pull %s] rule '%s' gives '%s': %s", path, R->pull[i].pattern, target,
-               err);
+      log_warn(MOD, "[pull %s] rule %s: %s: %s", log_quote(path, qp, sizeof(qp)),
+               log_quote(R->pull[i].pattern, qr, sizeof(qr)), err,
+               log_quote(target, qt, sizeof(qt)));
       return NULL;
     }
     casc_pull_t *p = calloc(1, sizeof(*p));

@@ -51,6 +51,7 @@ struct hub_sub {
   uint64_t behind_since;              /* stream clock of the overflow */
   uint64_t dropped;
   int immediate;                      /* no merged write: notified per frame */
+  int started;                        /* a media frame was queued: merged write applies */
   size_t queue_bytes;                 /* own bound, 0: the hub's */
 };
 
@@ -515,6 +516,7 @@ static int sub_enqueue(hub_sub_t *s, hub_frame_t *f, int hdr, uint64_t clk) {
   e->f = hub_frame_ref(f);
   e->hdr = hdr;
   e->clk = clk;
+  if (!hdr) s->started = 1;
   s->count++;
   s->bytes += f->len;
   s->hub->queued_bytes += f->len;
@@ -1043,11 +1045,15 @@ static void sub_offer(hub_sub_t *s, hub_frame_t *f, int hdr) {
       return;
     }
   }
+  int started = s->started;
   if (sub_enqueue(s, f, hdr, now) < 0) {
     sub_end(s, HUB_END_SLOW);
     return;
   }
-  if (h->cfg.merge_s > 0 && !s->immediate) {
+  /* Until its first media frame a subscriber is told at once: a player that
+   * waited for the stream (or an on-demand pull) starts on the keyframe
+   * without waiting for a merge period. */
+  if (h->cfg.merge_s > 0 && !s->immediate && started) {
     /* merged write: told when the stream's merge period ends */
     if (!ev_is_active(&st->merge_timer)) {
       ev_timer_set(&st->merge_timer, h->cfg.merge_s, 0.);

@@ -839,6 +839,34 @@ static void test_sub_queue_bytes(void **state) {
   hub_free(h);
 }
 
+/* Merged write does not delay a subscriber's start: one that waited for the
+ * stream gets the headers and the first keyframe at once, then is merged. */
+static void test_merged_write_start_at_once(void **state) {
+  (void)state;
+  hub_config_t c = {.delay_close_s = 0.05, .wait_s = 1, .merge_s = 0.05};
+  hub_t *h = hub_new(loop, &c);
+  assert_non_null(h);
+  rec_t r;
+  sub(h, "live/late", &r, 1); /* waits: nothing published yet */
+  hub_stream_t *st = hub_publish(h, "live/late", NULL);
+  assert_non_null(st);
+  push_headers(st);
+  hub_push(st, video(0, 1, 100));
+  /* no loop turn: delivered synchronously, not after the merge period */
+  assert_int_equal(r.n, 4);
+  int calls = r.calls;
+  hub_push(st, video(40, 0, 100));
+  hub_push(st, video(80, 0, 100));
+  assert_int_equal(r.n, 4); /* from now on merged */
+  assert_int_equal(r.calls, calls);
+  run_for(0.1);
+  assert_int_equal(r.n, 6);
+  hub_unsubscribe(r.s);
+  hub_unpublish(st);
+  run_for(0.1);
+  hub_free(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_path_ok),
@@ -855,6 +883,7 @@ int main(void) {
       cmocka_unit_test(test_unsubscribe_in_callback),
       cmocka_unit_test(test_refcounts),
       cmocka_unit_test(test_merged_write),
+      cmocka_unit_test(test_merged_write_start_at_once),
       cmocka_unit_test(test_observer_publish),
       cmocka_unit_test(test_observer_missing),
       cmocka_unit_test(test_observer_idle),

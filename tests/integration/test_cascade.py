@@ -12,6 +12,7 @@ frame, decodable. The last player at edgeB leaves: the pull stops after pull.lin
 both regions and restart: the push and the pull resume by themselves and edgeB's player stays
 connected. An nginx-rtmp server is the origin of an rtmp:// pull rule."""
 
+import copy
 import os
 import shutil
 import signal
@@ -117,7 +118,7 @@ class CascadeTest(unittest.TestCase):
         return harness.envelope_ok(self, self.ctl.api("POST", CLIENTS, body), 201)
 
     def config_for(self, name):
-        cfg = harness.deep_merge(NODE_CONFIG, {})
+        cfg = copy.deepcopy(NODE_CONFIG)
         pull = cfg["cascadeclient"]["onsub"]["pull"]
         cfg["cascadeclient"]["onsub"]["pull"] = {
             k: v.replace("{nginx}", str(self.nginx_port)) for k, v in pull.items()}
@@ -271,6 +272,25 @@ class CascadeTest(unittest.TestCase):
         r.stop = True
         print("  edgeB's player resumed %.2f s after the regions restarted (killed %.2f s "
               "before), same connection" % (resumed, t_start - t_kill))
+
+    def test_bad_pull_target_fails_the_pull_with_a_reason(self):
+        self.ports = {}
+        self.ids = {"edge": self.create("edge")["id"]}
+        cfg = self.config_for("edge")
+        cfg["cascadeclient"]["onsub"]["pull"] = {"bad/(.*)": "rtmp://127.0.0.1:99999/live/$1",
+                                                 "huge/(.*)": "m7s://live/" + "$1" * 10}
+        cfg["subscribe"] = {"waittimeout": "2s"}
+        a = harness.Agent(self.ctl, "edge", "edge-secret", config=cfg)
+        self.agents["edge"] = a
+        for path, why in (("bad/cam", "port out of range"),
+                          ("huge/" + "c" * 200, "not a stream path")):
+            t = time.monotonic()
+            st, _, _ = a.request("GET", "/flv/%s.flv" % path)
+            self.assertEqual(st, 404)
+            self.assertGreaterEqual(time.monotonic() - t, 1.5)
+            harness.wait_for(lambda: why in a.log_text(), 5, what="the reason in the log")
+        self.assertEqual(self.cascade("edge")["pulls"], [])
+        self.assertEqual(self.streams("edge"), {})
 
     @unittest.skipUnless(os.path.exists(NGINX_MODULE) and shutil.which("nginx"),
                          "nginx-rtmp not installed")
