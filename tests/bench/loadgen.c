@@ -12,8 +12,12 @@
  * 16 hex digits) that leads the first AVC frame of every 100 ms; players
  * report both measures. Players count frames, bytes and gaps (a
  * video timestamp that goes back, or jumps by more than twice the median
- * frame interval). JSON lines go to stdout: one per --report interval and
- * a summary at the end; diagnostics go to stderr.
+ * frame interval). Each player's time to first frame is measured from the
+ * start of its TCP connect to the first video keyframe (the first picture
+ * a player can show; "ttff") and to the first audio or video frame of any
+ * kind ("ttfm"); the summary has their quantiles. JSON lines go to stdout:
+ * one per --report interval and a summary at the end; diagnostics go to
+ * stderr.
  *
  * The RTMP handshake, chunk reader/writer, AMF0 and FLV parsing are the
  * data plane's own (rtmp_proto.h, amf.h, flv.h). */
@@ -172,6 +176,8 @@ typedef struct lg_conn {
   uint32_t vint;          /* median video frame interval (ms), 0 until known */
   uint32_t vsamples[LG_VINT_SAMPLES];
   unsigned nvs;
+  double t_conn;          /* monotonic seconds at the start of the connect */
+  int got_media, got_key; /* time to first frame / keyframe recorded */
 } lg_conn_t;
 
 typedef struct lg_counters {
@@ -183,7 +189,7 @@ struct lg {
   /* options */
   unsigned npub, nplay, nstreams;
   int same;
-  double duration, ramp, report, delay, warmup;
+  double duration, ramp, report, delay, warmup, hold;
   lg_url_t pub_url, play_url;
   const char *file;
   int verbose;
@@ -197,6 +203,8 @@ struct lg {
   lg_counters_t tot, last, warm;  /* totals; at the last report; at the end of --warmup */
   lg_hist_t lat_iv, lat_all;     /* from onCascadeStamp data messages */
   lg_hist_t sei_iv, sei_all;     /* from SEI stamps in the video */
+  lg_hist_t ttff_all, ttfm_all;  /* time to first keyframe / first frame */
+  uint64_t held;                 /* players closed by --hold */
   amf_buf_t scratch;             /* a video frame with its SEI stamp */
   double pub_lag_max;     /* seconds, this interval */
   double start;
@@ -210,6 +218,12 @@ static void conn_close(lg_conn_t *c);
 static void conn_release(lg_conn_t *c);
 static void conn_flush(lg_conn_t *c);
 static void pub_pump(lg_conn_t *c);
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static uint64_t wall_us(void) {
   struct timespec ts;
@@ -656,7 +670,33 @@ static void player_data(lg_conn_t *c, const uint8_t *d, size_t len) {
   c->lg->tot.stamps++;
 }
 
+/* player_first records the time to the first frame and to the first
+ * video keyframe (not a sequence header, not a command frame). */
+static void player_first(lg_conn_t *c, uint8_t type, const uint8_t *d, size_t len) {
+  if (c->got_key || len < 2) return;
+  int key = 0;
+  if (type == RTMP_MSG_VIDEO) {
+    int ex = d[0] & 0x80, ftype = d[0] >> 4 & 7;
+    int header = ex ? (d[0] & 0x0f) == 0 || (d[0] & 0x0f) == 2
+                    : ((d[0] & 0x0f) == 7 || (d[0] & 0x0f) == 12) && d[1] != 1;
+    if (ftype == 5 || header) return;
+    key = ftype == 1;
+  } else if ((d[0] >> 4) == 10 && d[1] == 0) {
+    return;   /* AAC AudioSpecificConfig */
+  }
+  uint64_t us = (uint64_t)((mono_s() - c->t_conn) * 1e6);
+  if (!c->got_media) {
+    c->got_media = 1;
+    hist_add(&c->lg->ttfm_all, us);
+  }
+  if (key) {
+    c->got_key = 1;
+    hist_add(&c->lg->ttff_all, us);
+  }
+}
+
 static void player_msg(lg_conn_t *c, uint8_t type, uint32_t ts, const uint8_t *d, size_t len) {
+  if (type == RTMP_MSG_VIDEO || type == RTMP_MSG_AUDIO) player_first(c, type, d, len);
   switch (type) {
   case RTMP_MSG_VIDEO:
     c->lg->tot.frames++;
@@ -1042,6 +1082,17 @@ static void conn_release(lg_conn_t *c) {
   c->flv_init = 0;
 }
 
+/* hold_cb ends a player --hold seconds after its connect began. */
+static void hold_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  lg_conn_t *c = w->data;
+  if (c->state == ST_DEAD) return;
+  c->lg->held++;
+  conn_close(c);
+  conn_release(c);
+}
+
 static lg_conn_t *conn_new(lg_t *lg, int kind, unsigned idx) {
   lg_conn_t *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
@@ -1057,7 +1108,9 @@ static lg_conn_t *conn_new(lg_t *lg, int kind, unsigned idx) {
   ev_io_init(&c->rio, conn_read_cb, -1, EV_READ);
   ev_io_init(&c->wio, conn_write_cb, -1, EV_WRITE);
   c->rio.data = c->wio.data = c;
-  ev_timer_init(&c->tm, pub_timer_cb, 0., 0.);
+  /* publishers pace with tm; players use it for --hold */
+  if (kind == LG_PUB) ev_timer_init(&c->tm, pub_timer_cb, 0., 0.);
+  else ev_timer_init(&c->tm, hold_cb, lg->hold, 0.);
   c->tm.data = c;
   return c;
 }
@@ -1072,6 +1125,8 @@ static void conn_start(lg_conn_t *c) {
   amf_buf_init(&c->hdr);
   c->out.max = LG_OUT_MAX + LG_OUT_HIGH;
   c->state = ST_CONNECTING;
+  c->t_conn = mono_s();
+  c->got_media = c->got_key = 0;
   c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
   if (c->fd < 0) {
     conn_error(c, "socket: %s", strerror(errno));
@@ -1088,6 +1143,7 @@ static void conn_start(lg_conn_t *c) {
     return;
   }
   ev_io_start(lg->loop, &c->wio);
+  if (c->kind != LG_PUB && lg->hold > 0) ev_timer_start(lg->loop, &c->tm);
 }
 
 /* ------------------------------------------------------------ reports */
@@ -1108,7 +1164,10 @@ static void print_report(lg_t *lg, int final) {
            "\"players_started\":%u,\"frames\":%llu,\"bytes\":%llu,\"gaps\":%llu,"
            "\"stamps\":%llu,\"pub_frames\":%llu,\"pub_bytes\":%llu,\"gbps\":%.4f,"
            "\"lat_p50_ms\":%.3f,\"lat_p99_ms\":%.3f,\"lat_max_ms\":%.3f,"
-           "\"sei_p50_ms\":%.3f,\"sei_p99_ms\":%.3f,\"sei_max_ms\":%.3f,\"errors\":%llu}\n",
+           "\"sei_p50_ms\":%.3f,\"sei_p99_ms\":%.3f,\"sei_max_ms\":%.3f,\"errors\":%llu,"
+           "\"ttff_n\":%llu,\"ttff_p50_ms\":%.3f,\"ttff_p99_ms\":%.3f,\"ttff_max_ms\":%.3f,"
+           "\"ttfm_n\":%llu,\"ttfm_p50_ms\":%.3f,\"ttfm_p99_ms\":%.3f,\"ttfm_max_ms\":%.3f,"
+           "\"held\":%llu}\n",
            t, secs, lg->publishers_live, lg->players_connected, lg->started_players,
            (unsigned long long)s->frames, (unsigned long long)s->bytes,
            (unsigned long long)s->gaps, (unsigned long long)s->stamps,
@@ -1116,7 +1175,12 @@ static void print_report(lg_t *lg, int final) {
            (double)s->bytes * 8 / secs / 1e9, hist_ms(&lg->lat_all, 0.5),
            hist_ms(&lg->lat_all, 0.99), lg->lat_all.n ? (double)lg->lat_all.max / 1000.0 : -1,
            hist_ms(&lg->sei_all, 0.5), hist_ms(&lg->sei_all, 0.99),
-           lg->sei_all.n ? (double)lg->sei_all.max / 1000.0 : -1, (unsigned long long)lg->errors);
+           lg->sei_all.n ? (double)lg->sei_all.max / 1000.0 : -1, (unsigned long long)lg->errors,
+           (unsigned long long)lg->ttff_all.n, hist_ms(&lg->ttff_all, 0.5),
+           hist_ms(&lg->ttff_all, 0.99), lg->ttff_all.n ? (double)lg->ttff_all.max / 1000.0 : -1,
+           (unsigned long long)lg->ttfm_all.n, hist_ms(&lg->ttfm_all, 0.5),
+           hist_ms(&lg->ttfm_all, 0.99), lg->ttfm_all.n ? (double)lg->ttfm_all.max / 1000.0 : -1,
+           (unsigned long long)lg->held);
   } else {
     lg_counters_t d = lg->tot;
     d.frames -= lg->last.frames;
@@ -1158,6 +1222,8 @@ static void warm_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   lg->warm = lg->tot;
   memset(&lg->lat_all, 0, sizeof(lg->lat_all));
   memset(&lg->sei_all, 0, sizeof(lg->sei_all));
+  memset(&lg->ttff_all, 0, sizeof(lg->ttff_all));
+  memset(&lg->ttfm_all, 0, sizeof(lg->ttfm_all));
 }
 
 static void stop_all(lg_t *lg) {
@@ -1211,7 +1277,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: cascade-loadgen [--publish N --file media.flv] [--play M] --url URL\n"
           "                       [--play-url URL] [--streams K] [--same] [--duration S]\n"
-          "                       [--ramp R] [--delay S] [--report 1] [--verbose]\n"
+          "                       [--ramp R] [--delay S] [--hold S] [--report 1] [--verbose]\n"
           "  --publish N    RTMP publishers of streams NAME-0..N-1 (NAME alone when N = 1)\n"
           "  --file F       FLV file published in real time, looped\n"
           "  --play M       players; RTMP or HTTP-FLV by the play URL's scheme\n"
@@ -1225,7 +1291,12 @@ static void usage(FILE *f) {
           "(default 1 with publishers, else 0)\n"
           "  --report S     a JSON line every S seconds (default 0: summary only)\n"
           "  --warmup S     the summary counts from S seconds on (default 0)\n"
-          "  --verbose      log every connection error, not only the first %d\n",
+          "  --hold S       each player leaves S seconds after its connect began (default 0: "
+          "stays)\n"
+          "  --verbose      log every connection error, not only the first %d\n"
+          "The summary reports each player's time to first frame from the start of its\n"
+          "connect: ttff_* to the first video keyframe, ttfm_* to the first audio or video\n"
+          "frame (quantiles over players; ttff_n players got a keyframe).\n",
           LG_MAX_ERRLOG);
 }
 
@@ -1237,7 +1308,7 @@ static int parse_args(lg_t *lg, int argc, char **argv) {
       {"same", no_argument, NULL, 's'},           {"duration", required_argument, NULL, 'd'},
       {"ramp", required_argument, NULL, 'r'},     {"delay", required_argument, NULL, 'D'},
       {"report", required_argument, NULL, 'R'},   {"verbose", no_argument, NULL, 'v'},
-      {"warmup", required_argument, NULL, 'w'},
+      {"warmup", required_argument, NULL, 'w'},   {"hold", required_argument, NULL, 'H'},
       {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
   const char *url = NULL, *play_url = NULL;
   int opt;
@@ -1255,6 +1326,7 @@ static int parse_args(lg_t *lg, int argc, char **argv) {
     case 'D': lg->delay = strtod(optarg, &end); break;
     case 'R': lg->report = strtod(optarg, &end); break;
     case 'w': lg->warmup = strtod(optarg, &end); break;
+    case 'H': lg->hold = strtod(optarg, &end); break;
     case 'f': lg->file = optarg; break;
     case 'u': url = optarg; break;
     case 'U': play_url = optarg; break;
@@ -1270,7 +1342,7 @@ static int parse_args(lg_t *lg, int argc, char **argv) {
   }
   if (optind != argc || url == NULL || (lg->npub == 0 && lg->nplay == 0) ||
       lg->npub + lg->nplay > 1000000 || !(lg->duration > 0) || lg->ramp < 0 ||
-      lg->report < 0 || lg->warmup < 0 || lg->warmup >= lg->duration) {
+      lg->report < 0 || lg->warmup < 0 || lg->warmup >= lg->duration || lg->hold < 0) {
     usage(stderr);
     return -1;
   }
