@@ -54,7 +54,8 @@
 #define QUIC_RX_ROUNDS 8           /* recvmmsg calls per socket event */
 #define QUIC_GSO_MAX 64            /* segments per GSO send (kernel limit) */
 #define QUIC_TX_BUF 65000          /* one GSO send: below the UDP maximum */
-#define QUIC_SOCKBUF (4 * 1024 * 1024)
+#define QUIC_TX_QUANTA 8           /* send quanta per conn_write call */
+#define QUIC_SOCKBUF (8 * 1024 * 1024)
 #define QUIC_SR_RATE 5000.         /* stateless resets + VN per second... */
 #define QUIC_SR_BURST 1000.        /* ...and their burst (a restarted node
                                       resets all its old links at once) */
@@ -113,6 +114,9 @@ struct quic_conn {
   unsigned close_rx;
   quic_stream *streams;              /* owned list */
   unsigned round;
+  ngtcp2_tstamp probe_at;            /* timer set early to probe (PTO
+                                        backed off past max_probe_interval);
+                                        0: not */
   struct sockaddr_storage remote;
   socklen_t remotelen;
   char peer[64];
@@ -951,6 +955,13 @@ static void conn_error(quic_conn *c, int rv) {
     log_debug(MOD, "[%s] closed by peer: %s code 0x%llx", c->peer,
               c->info.is_app ? "application" : "transport",
               (unsigned long long)peer.error_code);
+    if (c->info.stateless_reset) {
+      /* The peer has no state left to send from: nothing will come to
+       * drain, and the caller can link again now rather than after 3 PTO
+       * (seconds when the RTT estimate still holds a handshake burst). */
+      c->state = CS_DEAD;
+      return;
+    }
     conn_enter_draining(c);
     return;
   }
@@ -986,8 +997,11 @@ static void conn_error(quic_conn *c, int rv) {
 }
 
 /* conn_write sends what ngtcp2 lets through now: stream data round-robin
- * over the streams with pending bytes, then ACKs and control frames. */
-static void conn_write(quic_conn *c) {
+ * over the streams with pending bytes, then ACKs and control frames.
+ * Returns 1 when it stopped with packets still allowed (its own budget of
+ * QUIC_TX_QUANTA send quanta), 0 when ngtcp2 had nothing more to send now
+ * (congestion window, pacing, flow control or no data). */
+static int conn_write(quic_conn *c) {
   uint8_t *txbuf = c->ep->txbuf;
   ngtcp2_path_storage ps;
   ngtcp2_pkt_info pi;
@@ -997,14 +1011,30 @@ static void conn_write(quic_conn *c) {
   size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
   size_t maxcnt = quantum / maxpkt;
   if (maxcnt < 1) maxcnt = 1;
-  size_t pkts = 0;
+  /* Pacing lets ngtcp2 send up to 1 ms ahead of its schedule, but a timer
+   * below 1 ms costs a 1 ms sleep in libev (epoll's resolution) and, on a
+   * shared core, the rest of another task's time slice: at a near-zero RTT
+   * the sender then idles while its window is open. So several quanta go
+   * out back to back, ngtcp2 checking the pacing schedule between them. */
+  size_t budget = maxcnt * QUIC_TX_QUANTA;
+  size_t pkts = 0, qpkts = 0;
+  int more = 0;
   /* The run being gathered for one GSO send: |off| bytes of packets that
    * are all |gso| long, except possibly the last one. */
   size_t off = 0, gso = 0, nrun = 0;
   unsigned round = ++c->round;
   ngtcp2_path_storage_zero(&ps);
 
-  while (pkts < maxcnt) {
+  for (;;) {
+    if (qpkts == maxcnt) { /* one quantum out: pacing decides the next */
+      ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
+      ts = now_ts();
+      qpkts = 0;
+    }
+    if (pkts == budget) {
+      more = 1;
+      break;
+    }
     quic_stream *s = NULL;
     for (quic_stream *t = c->streams; t; t = t->next)
       if (stream_pending(t) && t->blocked_round != round) {
@@ -1064,7 +1094,7 @@ static void conn_write(quic_conn *c) {
       }
       conn_flush(c, off, gso);
       conn_error(c, (int)n);
-      return;
+      return 0;
     }
     if (s && ndatalen >= 0) {
       s->sent_off += (uint64_t)ndatalen;
@@ -1072,6 +1102,7 @@ static void conn_write(quic_conn *c) {
     }
     if (n == 0) break;
     pkts++;
+    qpkts++;
     size_t len = (size_t)n;
     if (nrun > 0 && len > gso) {
       /* Longer than the run's segments: send the run, start a new one
@@ -1092,6 +1123,7 @@ static void conn_write(quic_conn *c) {
   }
   conn_flush(c, off, gso);
   ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
+  return more;
 }
 
 /* Outage recovery (max_probe_interval). After a path outage the sender's
@@ -1104,7 +1136,14 @@ static void conn_write(quic_conn *c) {
  *   the congestion window has room, so in practice the side that receives
  *   the bulk data pings);
  * - a packet from the peer while our PTO is unanswered means the path is
- *   back: our PTO fires at once instead of at its backed-off deadline.
+ *   back: our PTO fires at once instead of at its backed-off deadline;
+ * - while anything is unacknowledged, the PTO fires no later than
+ *   max_probe_interval after the timer was last armed, however far it has
+ *   backed off (or however large an RTT estimate it started from, e.g. one
+ *   taken while the peer was busy with a burst of handshakes): a peer that
+ *   restarted and lost the connection answers the probe with a stateless
+ *   reset within about that long after it is back, instead of after the
+ *   doubled PTO (seconds after a one-second outage).
  * ngtcp2 0.12 has no call to fire the PTO now, so conn_probe_now runs its
  * expiry handling with the clock read as the PTO deadline. That is safe
  * (checked against lib/ngtcp2_conn.c of 0.12.1) when the deadline comes
@@ -1114,17 +1153,21 @@ static void conn_write(quic_conn *c) {
  * harmless to fire early; the handshake is done; the PTO handler only
  * queues probes and re-arms from the last send time; the clock given is
  * not kept for later sends, which use the real time. */
-static void conn_probe_now(quic_conn *c) {
+/* |slack| > 0 (a packet came in): only a PTO that has already fired and
+ * is due later than |slack|; 0 (the timer's cap): any PTO not yet due. */
+static void conn_probe_now(quic_conn *c, double slack) {
   double mpi = c->ep->cfg.max_probe_interval;
   if (mpi <= 0 || !c->established || c->state != CS_OPEN) return;
   ngtcp2_conn_stat cs;
   ngtcp2_conn_get_conn_stat(c->conn, &cs);
-  if (cs.pto_count == 0 || cs.loss_detection_timer == UINT64_MAX) return;
+  if ((slack > 0 && cs.pto_count == 0) ||
+      cs.loss_detection_timer == UINT64_MAX)
+    return;
   for (int i = 0; i < NGTCP2_PKTNS_ID_MAX; i++)
     if (cs.loss_time[i] != UINT64_MAX) return; /* a loss timer, not a PTO */
   ngtcp2_tstamp now = now_ts();
   ngtcp2_tstamp ldt = cs.loss_detection_timer;
-  if (ldt <= now + (ngtcp2_duration)(mpi * NGTCP2_SECONDS))
+  if (ldt <= now + (ngtcp2_duration)(slack * NGTCP2_SECONDS))
     return; /* due soon anyway */
   double idle = c->ep->cfg.idle_timeout;
   const ngtcp2_transport_params *rp =
@@ -1140,9 +1183,13 @@ static void conn_probe_now(quic_conn *c) {
 
 static void conn_rearm(quic_conn *c) {
   double mpi = c->ep->cfg.max_probe_interval;
+  ngtcp2_tstamp now = now_ts();
+  ngtcp2_tstamp cap = UINT64_MAX;
   if (mpi > 0) {
     ngtcp2_conn_stat cs;
     ngtcp2_conn_get_conn_stat(c->conn, &cs);
+    if (c->established && cs.loss_detection_timer != UINT64_MAX)
+      cap = now + (ngtcp2_duration)(mpi * NGTCP2_SECONDS);
     double ka = c->ep->cfg.keepalive;
     /* A receiver may have nothing in flight, hence no PTO: streams in use
      * are reason enough to ping (one small packet per interval). */
@@ -1151,9 +1198,13 @@ static void conn_rearm(quic_conn *c) {
         c->conn, ka > 0 ? (ngtcp2_duration)(ka * NGTCP2_SECONDS) : 0);
   }
   ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(c->conn);
+  c->probe_at = 0;
+  if (cap < exp) { /* the PTO backed off too far: see conn_probe_now */
+    exp = cap;
+    c->probe_at = cap;
+  }
   ev_timer_stop(c->ep->loop, &c->timer);
   if (exp == UINT64_MAX) return;
-  ngtcp2_tstamp now = now_ts();
   double d = exp > now ? (double)(exp - now) / NGTCP2_SECONDS : 0.;
   ev_timer_set(&c->timer, d, 0.);
   ev_timer_start(c->ep->loop, &c->timer);
@@ -1215,8 +1266,11 @@ static void conn_service(quic_conn *c) {
     conn_enter_closing(c, &ccerr);
   }
   if (c->state == CS_OPEN) {
-    conn_write(c);
+    int more = conn_write(c);
     if (c->state == CS_OPEN) conn_rearm(c);
+    /* Budget spent with the window still open: go on after the loop has
+     * polled the socket (ACKs), without a timer's minimum sleep. */
+    if (c->state == CS_OPEN && more) conn_kick(c);
   }
   if (c->state == CS_DEAD) conn_finish(c);
 }
@@ -1229,6 +1283,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     ngtcp2_tstamp ts = now_ts();
     int rv = ngtcp2_conn_handle_expiry(c->conn, ts);
     if (rv != 0) conn_error(c, rv);
+    else if (c->probe_at && ts >= c->probe_at) conn_probe_now(c, 0.);
   }
   conn_service(c);
 }
@@ -1260,7 +1315,8 @@ static void conn_read(quic_conn *c, const struct sockaddr *from,
   int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now_ts());
   conn_mark_dirty(c);
   if (rv != 0) conn_error(c, rv);
-  else conn_probe_now(c); /* the peer is reachable: probe if backed off */
+  else conn_probe_now(c, c->ep->cfg.max_probe_interval); /* the peer is
+                                 reachable: probe if backed off */
 }
 
 /* ---- endpoint ---- */
@@ -1601,9 +1657,14 @@ quic_endpoint *quic_endpoint_new(struct ev_loop *loop, const quic_config *cfg,
   ep->fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                   0);
   if (ep->fd < 0) goto fail_sock;
+  /* Room for a burst: a thousand links' handshakes at once, or a bulk
+   * sender's window while this process waits for its core. The FORCE
+   * options pass net.core.[rw]mem_max when we may (CAP_NET_ADMIN). */
   int sz = QUIC_SOCKBUF;
-  setsockopt(ep->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-  setsockopt(ep->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+  if (setsockopt(ep->fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) != 0)
+    setsockopt(ep->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+  if (setsockopt(ep->fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) != 0)
+    setsockopt(ep->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
   if (addr->sa_family == AF_INET6) {
     int v6only = cfg->v6only ? 1 : 0;
     if (setsockopt(ep->fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,

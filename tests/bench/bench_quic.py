@@ -209,9 +209,16 @@ def reconnect_after_restart(pki, n):
         restarted = time.time()
         while True:
             ev = json.loads(cli.stdout.readline())
-            if ev["event"] == "all_connected" and ev["wall"] > restarted:
+            # All of them on the new server: the longest-standing link was
+            # made after the restart (a client that has not noticed the
+            # restart yet still looks connected).
+            if ev["event"] == "all_connected" and ev.get("oldest_up", ev["wall"]) > restarted:
                 break
-        return {"ok": True, "seconds": ev["wall"] - restarted, "down": restarted - killed}
+        rel = lambda ts: [round(x - restarted, 3) for x in ts] if ts else None
+        return {"ok": True, "seconds": ev["wall"] - restarted, "down": restarted - killed,
+                "relinked": ev.get("relinked"), "by_reset": ev.get("by_reset"),
+                "by_idle": ev.get("by_idle"), "failed_attempts": ev.get("failed_attempts"),
+                "lost": rel(ev.get("lost")), "back": rel(ev.get("back"))}
     finally:
         cli.terminate()
         cli.wait(30)

@@ -12,10 +12,18 @@
  * bytes must be o % 251 at stream offset o; ECHO must return what was sent
  * (the same pattern); DISCARD must end with the server's FIN after all
  * bytes went out. --streams 0 only measures handshakes. --reconnect retries
- * connections that fail (backoff 50 ms doubling to 1 s, with jitter) until
- * --timeout; --hold keeps the connections open after the work, reconnects
- * them when they drop, and prints {"event":"all_connected",...} each time
- * all of them are up again (with the wall clock, to time a server restart).
+ * connections that fail until --timeout, on the schedule of the agent's
+ * links (agent/link_fsm.c): full jitter, a uniform draw below 100 ms
+ * doubling per failure up to --reconnect-max (default 5 s, the agent's
+ * cascadeclient.reconnectmax), starting over after a link that was up for
+ * 1 s; --hold keeps the connections open after the work, reconnects them
+ * when they drop, and prints {"event":"all_connected",...} each time all of
+ * them are up again, with the wall clock and "oldest_up", when the
+ * longest-standing of them was established (a server restart is over once
+ * oldest_up is past it: a client that has not noticed it yet still counts
+ * as connected), and, over the connections that dropped since the start,
+ * the wall clock of their last loss and return (first, median, 90th
+ * percentile, last) and the causes of the drops.
  *
  * PKI: --pki DIR makes (once) a CA in DIR and issues this process a node
  * certificate (--id, default 1 for the server and 2 for the client), so a
@@ -65,7 +73,11 @@ typedef struct qp_conn {
   int opened;          /* streams opened on this connection */
   int finished;        /* streams done (ok or failed) */
   int gave_up;         /* failed, no reconnect */
-  unsigned attempts;
+  unsigned attempts;   /* failures since the link was last stable */
+  double up_since;     /* mono() of the last on_connected */
+  double up_wall;      /* the same, wall() */
+  double lost_at;      /* wall() when the link dropped (0: not this round) */
+  double back_at;      /* wall() when it came back */
   ev_timer retry;
   qp_stream *streams;  /* owned, p->nstreams */
 } qp_conn;
@@ -81,7 +93,7 @@ struct qp {
   stream_kind_t kind;
   uint64_t bytes;
   int nstreams, nconns, reconnect, hold;
-  double timeout, progress;
+  double timeout, progress, reconnect_max;
   /* state */
   qp_conn *conns;      /* owned, nconns */
   int connected, ever_all;
@@ -89,6 +101,8 @@ struct qp {
   uint64_t verified_bytes;
   int streams_ok, streams_failed, conn_failures, mismatch;
   int stopping, interrupted;
+  int lost_reset, lost_idle, lost_other; /* drops by cause, since start */
+  unsigned retries;                      /* failed attempts, since start */
   uint8_t pat[QP_PATLEN];
   ev_timer deadline, tick;
   ev_signal sigint, sigterm;
@@ -173,6 +187,17 @@ static int all_finished(const qp *p) {
   return 1;
 }
 
+/* ep_stats_json writes the endpoint's datagram counters as JSON members. */
+static void ep_stats_json(const quic_endpoint *ep) {
+  quic_endpoint_stats es;
+  quic_endpoint_get_stats(ep, &es);
+  printf("\"rx_dgrams\":%llu,\"rx_syscalls\":%llu,\"tx_dgrams\":%llu,"
+         "\"tx_syscalls\":%llu,\"tx_eagain\":%llu",
+         (unsigned long long)es.rx_dgrams, (unsigned long long)es.rx_syscalls,
+         (unsigned long long)es.tx_dgrams, (unsigned long long)es.tx_syscalls,
+         (unsigned long long)es.tx_eagain);
+}
+
 static void summary(qp *p) {
   double end = p->t_done ? p->t_done : mono();
   double span = p->t_first ? end - p->t_first : 0;
@@ -180,7 +205,7 @@ static void summary(qp *p) {
          "\"streams_ok\":%d,\"streams_failed\":%d,\"conn_failures\":%d,"
          "\"mismatch\":%d,\"bytes\":%llu,\"seconds\":%.3f,"
          "\"goodput_mbps\":%.1f,\"first_connected_s\":%.4f,"
-         "\"all_connected_s\":%.4f,\"handshakes_per_s\":%.1f}\n",
+         "\"all_connected_s\":%.4f,\"handshakes_per_s\":%.1f,",
          p->nconns, p->connected, p->streams_ok, p->streams_failed,
          p->conn_failures, p->mismatch,
          (unsigned long long)p->verified_bytes, span,
@@ -188,6 +213,8 @@ static void summary(qp *p) {
          p->t_first ? p->t_first - p->t0 : -1.,
          p->t_all ? p->t_all - p->t0 : -1.,
          p->t_all > p->t0 ? p->nconns / (p->t_all - p->t0) : 0.);
+  ep_stats_json(p->ep);
+  printf("}\n");
   fflush(stdout);
 }
 
@@ -307,34 +334,87 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void conn_start(qp_conn *pc) {
   qp *p = pc->p;
-  pc->attempts++;
   pc->c = quic_connect(p->ep, (struct sockaddr *)&p->peer, p->peerlen);
   if (pc->c) quic_conn_set_user_data(pc->c, pc);
 }
 
+/* schedule_retry waits as the agent's link_fsm_failed does: the delay bound
+ * starts at 100 ms, doubles per failure up to reconnect_max, and is reset
+ * by a link that stayed up 1 s; the delay is a uniform draw below it. */
 static void schedule_retry(qp_conn *pc) {
-  double d = 0.05 * pow(2, pc->attempts > 5 ? 5 : pc->attempts - 1);
-  if (d > 1.) d = 1.;
-  d *= 0.5 + (double)rand() / RAND_MAX;
+  qp *p = pc->p;
+  if (pc->up_since && mono() - pc->up_since >= 1.0) pc->attempts = 0;
+  pc->up_since = 0;
+  double bound = 0.1;
+  for (unsigned i = 0; i < pc->attempts && bound < p->reconnect_max; i++)
+    bound *= 2;
+  if (bound > p->reconnect_max) bound = p->reconnect_max;
+  if (pc->attempts < 64) pc->attempts++;
+  double d = bound * ((double)rand() / RAND_MAX);
   ev_timer_set(&pc->retry, d, 0.);
   ev_timer_start(pc->p->loop, &pc->retry);
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* times_json prints |n| sorted wall times as first, p50, p90, last. */
+static void times_json(const char *name, double *v, int n) {
+  qsort(v, (size_t)n, sizeof(*v), cmp_double);
+  if (n == 0) {
+    printf(",\"%s\":null", name);
+    return;
+  }
+  printf(",\"%s\":[%.4f,%.4f,%.4f,%.4f]", name, v[0], v[n / 2],
+         v[(n * 9) / 10 < n ? (n * 9) / 10 : n - 1], v[n - 1]);
+}
+
+/* all_connected_event reports that every connection is up, with when the
+ * ones that had dropped since the last report were lost and came back. */
+static void all_connected_event(qp *p, double t) {
+  printf("{\"event\":\"all_connected\",\"t\":%.4f,\"wall\":%.4f", t - p->t0,
+         wall());
+  double *lost = malloc(sizeof(double) * (size_t)p->nconns);
+  double *back = malloc(sizeof(double) * (size_t)p->nconns);
+  double oldest = 0;
+  int n = 0;
+  for (int i = 0; i < p->nconns; i++) {
+    qp_conn *pc = &p->conns[i];
+    if (!oldest || pc->up_wall < oldest) oldest = pc->up_wall;
+    if (!pc->lost_at || !lost || !back) continue;
+    lost[n] = pc->lost_at;
+    back[n] = pc->back_at;
+    n++;
+  }
+  printf(",\"oldest_up\":%.4f", oldest);
+  if (lost && back) {
+    printf(",\"relinked\":%d,\"by_reset\":%d,\"by_idle\":%d,\"by_other\":%d,"
+           "\"failed_attempts\":%u",
+           n, p->lost_reset, p->lost_idle, p->lost_other, p->retries);
+    times_json("lost", lost, n);
+    times_json("back", back, n);
+  }
+  printf("}\n");
+  fflush(stdout);
+  free(lost);
+  free(back);
 }
 
 static void cli_connected(quic_conn *c, void *ud) {
   qp_conn *pc = quic_conn_get_user_data(c);
   qp *p = pc->p;
   pc->connected = 1;
-  pc->attempts = 0;
   p->connected++;
   double t = mono();
+  pc->up_since = t;
+  pc->up_wall = wall();
+  if (pc->lost_at) pc->back_at = wall();
   if (!p->t_first) p->t_first = t;
   if (p->connected == p->nconns) {
     if (!p->t_all) p->t_all = t;
-    if (p->hold) {
-      printf("{\"event\":\"all_connected\",\"t\":%.4f,\"wall\":%.4f}\n",
-             t - p->t0, wall());
-      fflush(stdout);
-    }
+    if (p->hold) all_connected_event(p, t);
   }
   open_streams(pc);
   check_done(p);
@@ -351,6 +431,12 @@ static void cli_close(quic_conn *c, const quic_close_info *info, void *ud) {
       fflush(stdout);
     }
     p->connected--;
+    pc->lost_at = wall();
+    if (info->stateless_reset) p->lost_reset++;
+    else if (info->idle) p->lost_idle++;
+    else p->lost_other++;
+  } else {
+    p->retries++;
   }
   pc->c = NULL;
   int was = pc->connected;
@@ -470,6 +556,7 @@ static void usage(void) {
           "[--service source|discard|echo]\n"
           "         [--bytes N] [--streams K] [--conns N] [--reconnect] "
           "[--hold] [--timeout S] [--progress S]\n"
+          "         [--reconnect-max S]\n"
           "common: [--id N] [--cc cubic|reno|bbr|bbr2] [--bind H:P] "
           "[--max-streams N] [--window BYTES] [--keepalive S]\n"
           "        [--retry-threshold N] [--log-level L]\n");
@@ -494,6 +581,7 @@ int main(int argc, char **argv) {
   p->nstreams = 1;
   p->nconns = 1;
   p->timeout = 60;
+  p->reconnect_max = 5.;
   static const struct option opts[] = {
       {"listen", 1, 0, 'l'},   {"connect", 1, 0, 'c'},
       {"pki", 1, 0, 'P'},      {"cert", 1, 0, 'C'},
@@ -506,6 +594,7 @@ int main(int argc, char **argv) {
       {"bind", 1, 0, 'B'},     {"window", 1, 0, 'w'},
       {"keepalive", 1, 0, 'k'}, {"max-streams", 1, 0, 'm'},
       {"retry-threshold", 1, 0, 'R'}, {"log-level", 1, 0, 'L'},
+      {"reconnect-max", 1, 0, 'X'},
       {0, 0, 0, 0}};
   int o;
   optind = 2;
@@ -537,6 +626,7 @@ int main(int argc, char **argv) {
     case 'k': keepalive = atof(optarg); break;
     case 'm': max_streams = strtoull(optarg, NULL, 10); break;
     case 'R': retry_threshold = atol(optarg); break;
+    case 'X': p->reconnect_max = atof(optarg); break;
     case 'L': {
       log_level_t lvl;
       if (log_level_parse(optarg, &lvl) == 0) log_set_level(lvl);
@@ -655,11 +745,13 @@ int main(int argc, char **argv) {
     quic_endpoint_get_stats(p->ep, &es);
     const qsvc_stats *qs = qsvc_get_stats(p->q);
     printf("{\"event\":\"server\",\"accepted\":%llu,\"retries_sent\":%llu,"
-           "\"resets_sent\":%llu,\"streams\":%llu,\"gso\":%d,\"gro\":%d}\n",
+           "\"resets_sent\":%llu,\"streams\":%llu,\"gso\":%d,\"gro\":%d,",
            (unsigned long long)es.accepted,
            (unsigned long long)es.retries_sent,
            (unsigned long long)es.resets_sent,
            (unsigned long long)qs->accepted, es.gso, es.gro);
+    ep_stats_json(p->ep);
+    printf("}\n");
     fflush(stdout);
   } else {
     p->conns = calloc((size_t)p->nconns, sizeof(*p->conns));
