@@ -70,7 +70,11 @@
   "+GROUP-SECP384R1:%DISABLE_TLS13_COMPAT_MODE"
 
 typedef struct quic_stream {
-  struct quic_stream *next;
+  struct quic_stream *next, *prev;       /* every stream of the connection */
+  struct quic_stream *hnext;             /* id hash chain */
+  struct quic_stream *sq_next, *sq_prev; /* send queue: new data to send */
+  struct quic_stream *ev_next;           /* event queue: closed or writable */
+  int in_sendq, in_evq;
   int64_t id;
   uint8_t *buf;          /* ring of |cap| bytes, owned; NULL until a write */
   size_t cap;
@@ -83,7 +87,6 @@ typedef struct quic_stream {
   int closed;            /* ngtcp2 closed it; sweep tells the caller */
   int send_shut;         /* our direction is over: peer's STOP_SENDING */
   uint64_t close_code;
-  unsigned blocked_round;
 } quic_stream;
 
 enum conn_state { CS_OPEN, CS_CLOSING, CS_DRAINING, CS_DEAD };
@@ -113,7 +116,13 @@ struct quic_conn {
   size_t close_pktlen;
   unsigned close_rx;
   quic_stream *streams;              /* owned list */
-  unsigned round;
+  /* Lookups and scheduling never walk every stream: a hash by id, a
+   * round-robin queue of streams with new data, a queue of streams with
+   * an event for the caller. */
+  quic_stream **sbuckets;            /* owned, nsbuckets (a power of 2) */
+  unsigned nsbuckets, nstreams;
+  quic_stream *sq_head, *sq_tail;
+  quic_stream *evq_head, *evq_tail;
   ngtcp2_tstamp probe_at;            /* timer set early to probe (PTO
                                         backed off past max_probe_interval);
                                         0: not */
@@ -337,18 +346,127 @@ static int rl_take(quic_rl *rl, double rate, double burst) {
 
 /* ---- streams ---- */
 
+static int stream_pending(const quic_stream *s) {
+  return !s->closed && !s->send_shut &&
+         (s->sent_off < s->end_off || (s->fin_req && !s->fin_sent));
+}
+
+static unsigned stream_bucket(const quic_conn *c, int64_t id) {
+  return (unsigned)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 40) & (c->nsbuckets - 1);
+}
+
 static quic_stream *stream_find(quic_conn *c, int64_t id) {
-  for (quic_stream *s = c->streams; s; s = s->next)
+  if (c->nsbuckets == 0) return NULL;
+  for (quic_stream *s = c->sbuckets[stream_bucket(c, id)]; s; s = s->hnext)
     if (s->id == id) return s;
   return NULL;
 }
 
+/* stream_reserve grows the hash, if needed, for one more stream, so that
+ * stream_index cannot fail. -1 when out of memory. */
+static int stream_reserve(quic_conn *c) {
+  if (c->nstreams + 1 > c->nsbuckets) {
+    unsigned n = c->nsbuckets ? c->nsbuckets * 2 : 16;
+    quic_stream **b = calloc(n, sizeof(*b));
+    if (!b) return -1;
+    unsigned old = c->nsbuckets;
+    quic_stream **ob = c->sbuckets;
+    c->sbuckets = b;
+    c->nsbuckets = n;
+    for (unsigned i = 0; i < old; i++) {
+      for (quic_stream *t = ob[i], *next; t; t = next) {
+        next = t->hnext;
+        unsigned k = stream_bucket(c, t->id);
+        t->hnext = b[k];
+        b[k] = t;
+      }
+    }
+    free(ob);
+  }
+  return 0;
+}
+
+/* stream_index puts |s| (its id known) in the hash (room reserved). */
+static void stream_index(quic_conn *c, quic_stream *s) {
+  unsigned k = stream_bucket(c, s->id);
+  s->hnext = c->sbuckets[k];
+  c->sbuckets[k] = s;
+  c->nstreams++;
+}
+
+static void sendq_remove(quic_conn *c, quic_stream *s) {
+  if (!s->in_sendq) return;
+  if (s->sq_prev) s->sq_prev->sq_next = s->sq_next;
+  else c->sq_head = s->sq_next;
+  if (s->sq_next) s->sq_next->sq_prev = s->sq_prev;
+  else c->sq_tail = s->sq_prev;
+  s->sq_next = s->sq_prev = NULL;
+  s->in_sendq = 0;
+}
+
+static void sendq_push(quic_conn *c, quic_stream *s) {
+  if (s->in_sendq) return;
+  s->sq_prev = c->sq_tail;
+  s->sq_next = NULL;
+  if (c->sq_tail) c->sq_tail->sq_next = s;
+  else c->sq_head = s;
+  c->sq_tail = s;
+  s->in_sendq = 1;
+}
+
+/* sendq_restore puts the streams of |list| (chained by sq_next, out of the
+ * queue) back at its tail. */
+static void sendq_restore(quic_conn *c, quic_stream *list) {
+  while (list) {
+    quic_stream *next = list->sq_next;
+    list->sq_next = NULL;
+    if (stream_pending(list)) sendq_push(c, list);
+    list = next;
+  }
+}
+
+static void evq_push(quic_conn *c, quic_stream *s) {
+  if (s->in_evq) return;
+  s->ev_next = NULL;
+  if (c->evq_tail) c->evq_tail->ev_next = s;
+  else c->evq_head = s;
+  c->evq_tail = s;
+  s->in_evq = 1;
+}
+
+/* stream_unlink takes |s| out of every list and the hash (not the event
+ * queue: only conn_events frees streams, after popping them). */
+static void stream_unlink(quic_conn *c, quic_stream *s) {
+  if (s->prev) s->prev->next = s->next;
+  else if (c->streams == s) c->streams = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  sendq_remove(c, s);
+  if (s->id >= 0 && c->nsbuckets) {
+    for (quic_stream **pp = &c->sbuckets[stream_bucket(c, s->id)]; *pp; pp = &(*pp)->hnext) {
+      if (*pp == s) {
+        *pp = s->hnext;
+        c->nstreams--;
+        break;
+      }
+    }
+  }
+}
+
+/* stream_new makes a stream; with |id| >= 0 it is indexed at once (peer
+ * streams), else once ngtcp2 gave it its id (quic_stream_open). */
 static quic_stream *stream_new(quic_conn *c, int64_t id) {
   quic_stream *s = calloc(1, sizeof(*s));
   if (!s) return NULL;
   s->id = id;
   s->cap = c->ep->cfg.stream_sndbuf;
+  if (stream_reserve(c) != 0) {
+    free(s);
+    return NULL;
+  }
+  if (id >= 0) stream_index(c, s);
   s->next = c->streams;
+  if (c->streams) c->streams->prev = s;
   c->streams = s;
   return s;
 }
@@ -359,10 +477,6 @@ static void stream_free(quic_stream *s) {
   free(s);
 }
 
-static int stream_pending(const quic_stream *s) {
-  return !s->closed && !s->send_shut &&
-         (s->sent_off < s->end_off || (s->fin_req && !s->fin_sent));
-}
 
 /* ---- ngtcp2 callbacks ---- */
 
@@ -467,6 +581,7 @@ static int acked_cb(ngtcp2_conn *conn, int64_t sid, uint64_t offset,
   if (s->want_writable && len > 0) {
     s->want_writable = 0;
     s->writable_pending = 1;
+    evq_push(ud, s);
   }
   return 0;
 }
@@ -479,6 +594,8 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
     s->closed = 1;
     s->close_code =
         (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) ? app_code : 0;
+    sendq_remove(c, s);
+    evq_push(c, s);
   }
   if (!ngtcp2_conn_is_local_stream(conn, sid) && ngtcp2_is_bidi_stream(sid))
     ngtcp2_conn_extend_max_streams_bidi(conn, 1);
@@ -652,6 +769,7 @@ static void conn_free(quic_conn *c) {
     c->streams = s->next;
     stream_free(s);
   }
+  free(c->sbuckets);
   free(c->close_pkt);
   free(c);
 }
@@ -1022,7 +1140,7 @@ static int conn_write(quic_conn *c) {
   /* The run being gathered for one GSO send: |off| bytes of packets that
    * are all |gso| long, except possibly the last one. */
   size_t off = 0, gso = 0, nrun = 0;
-  unsigned round = ++c->round;
+  quic_stream *blocked = NULL;      /* flow-controlled in this write */
   ngtcp2_path_storage_zero(&ps);
 
   for (;;) {
@@ -1035,12 +1153,10 @@ static int conn_write(quic_conn *c) {
       more = 1;
       break;
     }
-    quic_stream *s = NULL;
-    for (quic_stream *t = c->streams; t; t = t->next)
-      if (stream_pending(t) && t->blocked_round != round) {
-        s = t;
-        break;
-      }
+    /* Round robin over the streams with new data: the head writes into
+     * this packet, then goes to the tail if it has more. */
+    quic_stream *s;
+    while ((s = c->sq_head) != NULL && !stream_pending(s)) sendq_remove(c, s);
     ngtcp2_vec vec[2];
     size_t vcnt = 0;
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
@@ -1076,6 +1192,9 @@ static int conn_write(quic_conn *c) {
       if (n == NGTCP2_ERR_WRITE_MORE) {
         s->sent_off += (uint64_t)ndatalen;
         if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
+        /* the packet has room left: the next stream fills it */
+        sendq_remove(c, s);
+        if (stream_pending(s)) sendq_push(c, s);
         continue;
       }
       if (s && n == NGTCP2_ERR_STREAM_SHUT_WR) {
@@ -1085,20 +1204,29 @@ static int conn_write(quic_conn *c) {
         s->send_shut = 1;
         s->want_writable = s->writable_pending = 0;
         s->sent_off = s->end_off;
+        sendq_remove(c, s);
         continue;
       }
       if (s && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
                 n == NGTCP2_ERR_STREAM_NOT_FOUND)) {
-        s->blocked_round = round;
+        /* flow control: aside until this write ends, then back in line */
+        sendq_remove(c, s);
+        s->sq_next = blocked;
+        blocked = s;
         continue;
       }
       conn_flush(c, off, gso);
+      sendq_restore(c, blocked);
       conn_error(c, (int)n);
       return 0;
     }
     if (s && ndatalen >= 0) {
       s->sent_off += (uint64_t)ndatalen;
       if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
+    }
+    if (s && ndatalen > 0) {
+      sendq_remove(c, s);
+      if (stream_pending(s)) sendq_push(c, s);
     }
     if (n == 0) break;
     pkts++;
@@ -1122,6 +1250,7 @@ static int conn_write(quic_conn *c) {
     }
   }
   conn_flush(c, off, gso);
+  sendq_restore(c, blocked);
   ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
   return more;
 }
@@ -1224,12 +1353,17 @@ static void conn_events(quic_conn *c) {
     c->notify_streams = 0;
     if (ep->cb.on_streams_available) ep->cb.on_streams_available(c, ep->ud);
   }
-  for (quic_stream **p = &c->streams; *p;) {
-    quic_stream *s = *p;
+  /* Only streams with something to say: callbacks may queue more. */
+  quic_stream *s;
+  while ((s = c->evq_head) != NULL) {
+    c->evq_head = s->ev_next;
+    if (!c->evq_head) c->evq_tail = NULL;
+    s->ev_next = NULL;
+    s->in_evq = 0;
     if (s->closed) {
-      *p = s->next;
       int64_t sid = s->id;
       uint64_t code = s->close_code;
+      stream_unlink(c, s);
       stream_free(s);
       if (ep->cb.on_stream_close && c->visible)
         ep->cb.on_stream_close(c, sid, code, ep->ud);
@@ -1240,7 +1374,6 @@ static void conn_events(quic_conn *c) {
       if (ep->cb.on_writable && c->state == CS_OPEN)
         ep->cb.on_writable(c, s->id, ep->ud);
     }
-    p = &(*p)->next;
   }
 }
 
@@ -1802,10 +1935,11 @@ int quic_stream_open(quic_conn *c, int64_t *sid) {
   if (!s) return -ENOMEM;
   int rv = ngtcp2_conn_open_bidi_stream(c->conn, &s->id, s);
   if (rv != 0) {
-    c->streams = s->next;
+    stream_unlink(c, s);
     stream_free(s);
     return rv == NGTCP2_ERR_STREAM_ID_BLOCKED ? -EAGAIN : -EIO;
   }
+  stream_index(c, s); /* room reserved by stream_new */
   *sid = s->id;
   return 0;
 }
@@ -1833,7 +1967,10 @@ ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
   }
   if (n < len) s->want_writable = 1;
   else if (fin) s->fin_req = 1;
-  if (n > 0 || s->fin_req) conn_kick(c);
+  if (n > 0 || s->fin_req) {
+    sendq_push(c, s);
+    conn_kick(c);
+  }
   return (ssize_t)n;
 }
 
