@@ -25,6 +25,7 @@
 #include "quic.h"
 #include "streamhdr.h"
 #include "x509.h"
+#include "testpki.h"
 
 #define MIB (1024 * 1024)
 #define NCONC 100
@@ -79,22 +80,6 @@ struct ctx {
   size_t nraw;
 };
 
-static char *make_node(int64_t id, char **key_pem) {
-  char path[128], err[256], *ca_key, *csr = NULL, *cert = NULL;
-  snprintf(path, sizeof(path), "%s/ca.key", P.dir);
-  ca_key = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
-  assert_non_null(ca_key);
-  snprintf(path, sizeof(path), "%s/node%lld.key", P.dir, (long long)id);
-  assert_int_equal(x509_key_ensure(path, key_pem, err, sizeof(err)), 0);
-  assert_int_equal(x509_csr_make(*key_pem, "node", &csr, err, sizeof(err)), 0);
-  assert_int_equal(x509_csr_sign(P.ca, ca_key, csr, id, 3600, &cert, NULL,
-                                 err, sizeof(err)),
-                   0);
-  free(ca_key);
-  free(csr);
-  return cert;
-}
-
 static int setup_pki(void **state) {
   char err[256], path[128];
   (void)state;
@@ -108,8 +93,8 @@ static int setup_pki(void **state) {
   snprintf(path, sizeof(path), "%s/ca.crt", P.dir);
   P.ca = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
   if (!P.ca) return -1;
-  P.srv_cert = make_node(1, &P.srv_key);
-  P.cli_cert = make_node(2, &P.cli_key);
+  P.srv_cert = testpki_node(P.dir, 1, 3600, &P.srv_key);
+  P.cli_cert = testpki_node(P.dir, 2, 3600, &P.cli_key);
   return 0;
 }
 
@@ -120,16 +105,7 @@ static int teardown_pki(void **state) {
   free(P.srv_key);
   free(P.cli_cert);
   free(P.cli_key);
-  DIR *d = opendir(P.dir);
-  struct dirent *e;
-  char path[512];
-  while (d && (e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(path, sizeof(path), "%s/%s", P.dir, e->d_name);
-    unlink(path);
-  }
-  if (d) closedir(d);
-  rmdir(P.dir);
+  testpki_rm_dir(P.dir);
   gnutls_global_deinit();
   return 0;
 }

@@ -21,6 +21,7 @@
 
 #include "quic.h"
 #include "x509.h"
+#include "testpki.h"
 
 #define PAYLOAD (1024 * 1024)
 #define APP_BYE 0x42
@@ -59,40 +60,6 @@ typedef struct ctx {
 
 static pki P;
 
-static char *make_node(const char *dir, int64_t id, char **key_pem) {
-  char path[128], err[256], *ca_crt, *ca_key, *csr = NULL, *cert = NULL;
-  snprintf(path, sizeof(path), "%s/ca.crt", dir);
-  ca_crt = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
-  snprintf(path, sizeof(path), "%s/ca.key", dir);
-  ca_key = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
-  assert_non_null(ca_crt);
-  assert_non_null(ca_key);
-  snprintf(path, sizeof(path), "%s/node%lld.key", dir, (long long)id);
-  assert_int_equal(x509_key_ensure(path, key_pem, err, sizeof(err)), 0);
-  assert_int_equal(x509_csr_make(*key_pem, "node", &csr, err, sizeof(err)), 0);
-  assert_int_equal(x509_csr_sign(ca_crt, ca_key, csr, id, 3600, &cert, NULL,
-                                 err, sizeof(err)),
-                   0);
-  free(ca_crt);
-  free(ca_key);
-  free(csr);
-  return cert;
-}
-
-static void rm_dir(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *e;
-  char path[512];
-  while ((e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-    unlink(path);
-  }
-  closedir(d);
-  rmdir(dir);
-}
-
 static int setup_pki(void **state) {
   char err[256], path[128];
   gnutls_global_init();
@@ -106,9 +73,9 @@ static int setup_pki(void **state) {
   }
   snprintf(path, sizeof(path), "%s/ca.crt", P.dir_a);
   P.ca_a = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
-  P.srv_cert = make_node(P.dir_a, 1, &P.srv_key);
-  P.cli_cert = make_node(P.dir_a, 2, &P.cli_key);
-  P.rogue_cert = make_node(P.dir_b, 3, &P.rogue_key);
+  P.srv_cert = testpki_node(P.dir_a, 1, 3600, &P.srv_key);
+  P.cli_cert = testpki_node(P.dir_a, 2, 3600, &P.cli_key);
+  P.rogue_cert = testpki_node(P.dir_b, 3, 3600, &P.rogue_key);
   return P.ca_a ? 0 : -1;
 }
 
@@ -120,8 +87,8 @@ static int teardown_pki(void **state) {
   free(P.cli_key);
   free(P.rogue_cert);
   free(P.rogue_key);
-  rm_dir(P.dir_a);
-  rm_dir(P.dir_b);
+  testpki_rm_dir(P.dir_a);
+  testpki_rm_dir(P.dir_b);
   gnutls_global_deinit();
   return 0;
 }

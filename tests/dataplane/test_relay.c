@@ -30,6 +30,7 @@
 #include "relay.h"
 #include "streamhdr.h"
 #include "x509.h"
+#include "testpki.h"
 
 #define ID_B 1
 #define ID_A 2
@@ -83,20 +84,6 @@ struct ctx {
 
 /* ---- PKI ---- */
 
-static char *make_node(int64_t id, char **key_pem) {
-  char path[128], err[256], *ca_key, *csr = NULL, *cert = NULL;
-  snprintf(path, sizeof(path), "%s/ca.key", P.dir);
-  ca_key = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
-  assert_non_null(ca_key);
-  snprintf(path, sizeof(path), "%s/node%lld.key", P.dir, (long long)id);
-  assert_int_equal(x509_key_ensure(path, key_pem, err, sizeof(err)), 0);
-  assert_int_equal(x509_csr_make(*key_pem, "node", &csr, err, sizeof(err)), 0);
-  assert_int_equal(x509_csr_sign(P.ca, ca_key, csr, id, 3600, &cert, NULL, err, sizeof(err)), 0);
-  free(ca_key);
-  free(csr);
-  return cert;
-}
-
 static int setup_pki(void **state) {
   char err[256], path[128];
   (void)state;
@@ -110,8 +97,8 @@ static int setup_pki(void **state) {
   snprintf(path, sizeof(path), "%s/ca.crt", P.dir);
   P.ca = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
   if (!P.ca) return -1;
-  P.b_cert = make_node(ID_B, &P.b_key);
-  P.a_cert = make_node(ID_A, &P.a_key);
+  P.b_cert = testpki_node(P.dir, ID_B, 3600, &P.b_key);
+  P.a_cert = testpki_node(P.dir, ID_A, 3600, &P.a_key);
   return 0;
 }
 
@@ -122,16 +109,7 @@ static int teardown_pki(void **state) {
   free(P.b_key);
   free(P.a_cert);
   free(P.a_key);
-  DIR *d = opendir(P.dir);
-  struct dirent *e;
-  char path[512];
-  while (d && (e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(path, sizeof(path), "%s/%s", P.dir, e->d_name);
-    unlink(path);
-  }
-  if (d) closedir(d);
-  rmdir(P.dir);
+  testpki_rm_dir(P.dir);
   gnutls_global_deinit();
   return 0;
 }
