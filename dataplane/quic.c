@@ -69,20 +69,6 @@
   "+CHACHA20-POLY1305:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:"            \
   "+GROUP-SECP384R1:%DISABLE_TLS13_COMPAT_MODE"
 
-typedef struct quic_seg {
-  struct quic_seg *next;
-  uint64_t off;                  /* stream offset of its first byte */
-  size_t len;
-  const uint8_t *p;
-  size_t room;                   /* owned block: bytes still free after |len| */
-  void (*release)(void *arg);    /* by reference: given back when acknowledged */
-  void *arg;
-  uint8_t own[];                 /* owned block: the bytes */
-} quic_seg;
-
-#define QUIC_SEG_BLOCK 16384
-#define QUIC_SEND_VECS 16        /* segments offered to ngtcp2 per packet */     /* an owned block's size (larger for a larger write) */
-
 typedef struct quic_stream {
   struct quic_stream *next, *prev;       /* every stream of the connection */
   struct quic_stream *hnext;             /* id hash chain */
@@ -90,12 +76,7 @@ typedef struct quic_stream {
   struct quic_stream *ev_next;           /* event queue: closed or writable */
   int in_sendq, in_evq;
   int64_t id;
-  /* Send buffer: segments in stream order from ack_off to end_off, each
-   * either bytes we copied (a block we own, filled at its end) or the
-   * caller's bytes by reference (quic_stream_write_ref), released once
-   * acknowledged. ngtcp2 keeps pointers into them until then, so a
-   * segment's bytes never move. |cap| bounds end_off - ack_off. */
-  struct quic_seg *seg_head, *seg_tail;
+  uint8_t *buf;          /* ring of |cap| bytes, owned; NULL until a write */
   size_t cap;
   uint64_t ack_off;      /* stream offsets: acked <= sent <= end */
   uint64_t sent_off;
@@ -490,25 +471,10 @@ static quic_stream *stream_new(quic_conn *c, int64_t id) {
   return s;
 }
 
-static void seg_free(quic_seg *g) {
-  if (g->release) g->release(g->arg);
-  free(g);
-}
-
 static void stream_free(quic_stream *s) {
   if (!s) return;
-  for (quic_seg *g = s->seg_head, *next; g; g = next) {
-    next = g->next;
-    seg_free(g);
-  }
+  free(s->buf);
   free(s);
-}
-
-static void seg_append(quic_stream *s, quic_seg *g) {
-  g->next = NULL;
-  if (s->seg_tail) s->seg_tail->next = g;
-  else s->seg_head = g;
-  s->seg_tail = g;
 }
 
 
@@ -612,15 +578,6 @@ static int acked_cb(ngtcp2_conn *conn, int64_t sid, uint64_t offset,
   quic_stream *s = sud;
   if (!s) return 0;
   s->ack_off = offset + len; /* ngtcp2 reports the contiguous acked prefix */
-  /* segments wholly acknowledged go (a tail block may still be filled:
-   * keep the last one while it has room) */
-  while (s->seg_head && s->seg_head->off + s->seg_head->len <= s->ack_off &&
-         (s->seg_head->next || s->seg_head->room == 0)) {
-    quic_seg *g = s->seg_head;
-    s->seg_head = g->next;
-    if (!s->seg_head) s->seg_tail = NULL;
-    seg_free(g);
-  }
   if (s->want_writable && len > 0) {
     s->want_writable = 0;
     s->writable_pending = 1;
@@ -1200,21 +1157,25 @@ static int conn_write(quic_conn *c) {
      * this packet, then goes to the tail if it has more. */
     quic_stream *s;
     while ((s = c->sq_head) != NULL && !stream_pending(s)) sendq_remove(c, s);
-    ngtcp2_vec vec[QUIC_SEND_VECS];
+    ngtcp2_vec vec[2];
     size_t vcnt = 0;
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
     int64_t sid = -1;
     if (s) {
       sid = s->id;
-      /* the unsent bytes, segment by segment from sent_off */
-      quic_seg *g = s->seg_head;
-      while (g && g->off + g->len <= s->sent_off) g = g->next;
-      for (; g && vcnt < QUIC_SEND_VECS; g = g->next) {
-        size_t skip = s->sent_off > g->off ? (size_t)(s->sent_off - g->off) : 0;
-        if (g->len <= skip) continue;
-        vec[vcnt].base = (uint8_t *)g->p + skip;
-        vec[vcnt].len = g->len - skip;
-        vcnt++;
+      uint64_t left = s->end_off - s->sent_off;
+      if (left > 0) {
+        size_t start = (size_t)(s->sent_off % s->cap);
+        size_t l1 = s->cap - start;
+        if (l1 > left) l1 = (size_t)left;
+        vec[0].base = s->buf + start;
+        vec[0].len = l1;
+        vcnt = 1;
+        if (left > l1) {
+          vec[1].base = s->buf;
+          vec[1].len = (size_t)(left - l1);
+          vcnt = 2;
+        }
       }
       if (s->fin_req) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
     }
@@ -1990,35 +1951,20 @@ ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
   quic_stream *s = stream_find(c, sid);
   if (!s || s->closed) return -ENOENT;
   if (s->fin_req || s->send_shut) return -EPIPE;
-  size_t used = (size_t)(s->end_off - s->ack_off);
-  size_t space = used >= s->cap ? 0 : s->cap - used; /* a large reference may pass the bound */
-  size_t n = len < space ? len : space;
-  const uint8_t *src = data;
-  size_t left = n;
-  while (left > 0) {
-    quic_seg *g = s->seg_tail;
-    if (!g || g->release || g->room == 0) {
-      size_t bs = left > QUIC_SEG_BLOCK ? left : QUIC_SEG_BLOCK;
-      g = malloc(sizeof(*g) + bs);
-      if (!g) break;
-      g->off = s->end_off;
-      g->len = 0;
-      g->p = g->own;
-      g->room = bs;
-      g->release = NULL;
-      g->arg = NULL;
-      seg_append(s, g);
-    }
-    size_t k = left < g->room ? left : g->room;
-    memcpy(g->own + g->len, src, k);
-    g->len += k;
-    g->room -= k;
-    s->end_off += k;
-    src += k;
-    left -= k;
+  if (!s->buf && len > 0) {
+    s->buf = malloc(s->cap);
+    if (!s->buf) return -ENOMEM;
   }
-  n -= left; /* short only when out of memory */
-  if (n == 0 && len > 0 && space > 0) return -ENOMEM;
+  size_t space = s->cap - (size_t)(s->end_off - s->ack_off);
+  size_t n = len < space ? len : space;
+  if (n > 0) {
+    size_t start = (size_t)(s->end_off % s->cap);
+    size_t l1 = s->cap - start;
+    if (l1 > n) l1 = n;
+    memcpy(s->buf + start, data, l1);
+    memcpy(s->buf, (const uint8_t *)data + l1, n - l1);
+    s->end_off += n;
+  }
   if (n < len) s->want_writable = 1;
   else if (fin) s->fin_req = 1;
   if (n > 0 || s->fin_req) {
@@ -2026,35 +1972,6 @@ ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
     conn_kick(c);
   }
   return (ssize_t)n;
-}
-
-ssize_t quic_stream_write_ref(quic_conn *c, int64_t sid, const void *data, size_t len,
-                              void (*release)(void *arg), void *arg) {
-  if (!c || !data || len == 0 || !release) return -EINVAL;
-  if (c->state != CS_OPEN || c->close_pending) return -ENOTCONN;
-  quic_stream *s = stream_find(c, sid);
-  if (!s || s->closed) return -ENOENT;
-  if (s->fin_req || s->send_shut) return -EPIPE;
-  size_t used = (size_t)(s->end_off - s->ack_off);
-  /* A buffer larger than the whole bound is taken when nothing else is in
-   * flight: it is the caller's memory already, and it must get through. */
-  if (used > 0 && (used >= s->cap || len > s->cap - used)) {
-    s->want_writable = 1;
-    return 0;
-  }
-  quic_seg *g = malloc(sizeof(*g));
-  if (!g) return -ENOMEM;
-  g->off = s->end_off;
-  g->len = len;
-  g->p = data;
-  g->room = 0;
-  g->release = release;
-  g->arg = arg;
-  seg_append(s, g);
-  s->end_off += len;
-  sendq_push(c, s);
-  conn_kick(c);
-  return (ssize_t)len;
 }
 
 int quic_stream_reset(quic_conn *c, int64_t sid, uint64_t app_code) {

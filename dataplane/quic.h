@@ -190,16 +190,6 @@ int quic_stream_open(quic_conn *c, int64_t *sid);
 ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
                           size_t len, int fin);
 
-/* quic_stream_write_ref queues |len| bytes of the caller's by reference,
- * all or nothing: |release(arg)| is called once they are acknowledged or
- * the stream is gone, and they must not change until then. Returns |len|,
- * 0 when the send buffer has no room for all of it (on_writable follows;
- * a buffer larger than the whole bound is taken once nothing else waits),
- * or a negative error (|release| is then not called). For large shared
- * buffers (media frames): no copy into the stream. */
-ssize_t quic_stream_write_ref(quic_conn *c, int64_t sid, const void *data, size_t len,
-                              void (*release)(void *arg), void *arg);
-
 /* quic_stream_reset abandons both directions of |sid| with |app_code|. */
 int quic_stream_reset(quic_conn *c, int64_t sid, uint64_t app_code);
 

@@ -270,10 +270,6 @@ static ssize_t put(rstream *s, const void *p, size_t n) {
   return w;
 }
 
-#define REF_MIN 2048 /* smaller bodies are copied: a segment costs more than the copy */
-
-static void frame_release(void *arg) { hub_frame_unref(arg); }
-
 /* rs_drain writes queued frames until the send buffer is full (on_writable
  * resumes) or the queue is empty; one frame at most is held here. */
 static void rs_drain(rstream *s) {
@@ -298,19 +294,6 @@ static void rs_drain(rstream *s) {
       if (s->off < FLV_TAG_HEADER_LEN) {
         p = s->th + s->off;
         n = FLV_TAG_HEADER_LEN - s->off;
-      } else if (s->off == FLV_TAG_HEADER_LEN && f->len >= REF_MIN) {
-        /* a large body goes by reference: the stream holds the frame
-         * until the peer acknowledged it, no copy */
-        ssize_t w = quic_stream_write_ref(s->c, s->sid, f->data, f->len, frame_release,
-                                          hub_frame_ref(f));
-        if (w <= 0) {
-          hub_frame_unref(f); /* the reference we gave is not taken */
-          if (w < 0) write_failed(s, w);
-          return; /* 0: full, on_writable resumes */
-        }
-        s->r->stats.bytes_out += (uint64_t)w;
-        s->off += (size_t)w;
-        continue;
       } else if (s->off < FLV_TAG_HEADER_LEN + f->len) {
         p = f->data + (s->off - FLV_TAG_HEADER_LEN);
         n = f->len - (s->off - FLV_TAG_HEADER_LEN);

@@ -236,8 +236,6 @@ static int both_closed(const ctx *x, const void *a) {
   return x->a.closed && x->b.closed;
 }
 
-static size_t g_sndbuf; /* the streams' send buffer bound, 0: the default */
-
 static void node_up(ctx *x, node *n, int64_t id, const char *cert, const char *key, int accept,
                     uint32_t max_hops, size_t send_bound) {
   n->x = x;
@@ -250,7 +248,6 @@ static void node_up(ctx *x, node *n, int64_t id, const char *cert, const char *k
   cfg.accept = accept;
   cfg.idle_timeout = 5.;
   cfg.handshake_timeout = 3.;
-  if (g_sndbuf) cfg.stream_sndbuf = g_sndbuf;
   struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   n->ep = quic_endpoint_new(x->loop, &cfg, (struct sockaddr *)&sin, sizeof(sin), &cbs, n);
   assert_non_null(n->ep);
@@ -481,39 +478,6 @@ static void test_push(void **state) {
   assert_true(run_until(&x, rec_ended, &r, 3.)); /* B's delayclose, then the player */
   assert_int_equal(r.why, HUB_END_UNPUBLISHED);
   assert_int_equal(hub_origin_of(x.b.hub, "live/p", &org), -1);
-  down(&x);
-}
-
-/* Frame bodies go by reference into the QUIC stream: frames larger than
- * the stream's whole send buffer still get through (one at a time), small
- * and large ones interleaved arrive intact and in order. */
-static void test_push_frames_larger_than_sndbuf(void **state) {
-  (void)state;
-  ctx x;
-  g_sndbuf = 16384;
-  up(&x);
-  g_sndbuf = 0;
-  rec r;
-  rec_sub(x.b.hub, "live/big", &r);
-  int err;
-  hub_stream_t *st = hub_publish(x.a.hub, "live/big", &err);
-  assert_non_null(st);
-  push_headers(st);
-  outcome o = {0};
-  relay_push_t *p = relay_push(x.a.r, x.a.conn, "live/big", &oc_cb, &o, &err);
-  assert_non_null(p);
-  assert_true(run_until(&x, oc_started, &o, 4.));
-  for (uint32_t i = 0; i < 60; i++) {
-    hub_push(st, media(i, i % 2 ? 40000 : 1500)); /* 2.4x the buffer, and small ones */
-    ev_run(x.loop, EVRUN_NOWAIT);
-  }
-  r.n_want = 60 + 2;
-  assert_true(run_until(&x, rec_has, &r, 10.));
-  assert_int_equal(r.n, 60 + 2);
-  assert_false(r.corrupt);
-  for (int k = 2; k < r.n; k++) assert_int_equal(r.idx[k], (uint32_t)(k - 2));
-  relay_push_stop(p);
-  hub_unpublish(st);
   down(&x);
 }
 
@@ -886,7 +850,6 @@ static void test_conn_close(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_push),
-      cmocka_unit_test(test_push_frames_larger_than_sndbuf),
       cmocka_unit_test(test_pull),
       cmocka_unit_test(test_push_refused),
       cmocka_unit_test(test_pull_missing),
