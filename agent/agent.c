@@ -12,15 +12,14 @@
 #include <time.h>
 
 #include "log.h"
+#include "timefmt.h"
 
 #define MOD "agent"
 
 static json_t *rfc3339(time_t t) {
-  char buf[32];
-  struct tm tm;
-  if (t == 0 || gmtime_r(&t, &tm) == NULL) return json_null();
-  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return json_string(buf);
+  char buf[TIMEFMT_LEN];
+  const char *s = timefmt_rfc3339((int64_t)t, buf);
+  return s ? json_string(s) : json_null();
 }
 
 static json_t *str_array(char *const *v, size_t n) {

@@ -16,13 +16,13 @@
 #include <string.h>
 
 #include "agent_backoff.h"
+#include "link_fsm.h"
 #include "log.h"
 #include "pattern.h"
 #include "pullsrc.h"
 
 #define MOD "cascade"
 #define TICK_S 0.25
-#define RETRY_BASE_S 0.1
 #define REFUSED_MIN_S 2.0     /* a refusal (busy, loop) does not change at once */
 #define TARGET_MAX 2048
 
@@ -70,12 +70,12 @@ struct casc {
   uint64_t pushes_started, pulls_started, pulls_lingered, pull_failures, push_failures;
 };
 
+/* backoff_s is the links' retry delay (full jitter, 100 ms doubling up to
+ * cascadeclient.reconnectmax) before retry |fails| (1: the first), at least
+ * |min_s|. */
 static double backoff_s(casc_t *C, unsigned fails, double min_s) {
-  double cap = (double)C->cfg->reconnectmax_ms / 1000.0;
-  double d = RETRY_BASE_S;
-  for (unsigned i = 1; i < fails && d < cap; i++) d *= 2;
-  if (d > cap) d = cap;
-  d *= 0.5 + agent_rng_next(&C->rng) / 2; /* jitter */
+  double d = (double)link_fsm_delay_ms(fails ? fails - 1 : 0, C->cfg->reconnectmax_ms,
+                                       agent_rng_next(&C->rng)) / 1000.0;
   return d < min_s ? min_s : d;
 }
 
@@ -179,14 +179,8 @@ static int push_want(const casc_t *C, const hub_stream_info_t *info) {
   return info->live && C->ctl->rules.autopush && info->origin.kind != HUB_ORIGIN_PULLED;
 }
 
-typedef struct {
-  casc_t *C;
-  double now;
-} walk_t;
-
 static void push_walk(const hub_stream_info_t *info, void *arg) {
-  walk_t *w = arg;
-  casc_t *C = w->C;
+  casc_t *C = arg;
   if (!push_want(C, info)) return;
   casc_push_t *p = push_find(C, info->path);
   if (p == NULL) {
@@ -201,8 +195,7 @@ static void push_walk(const hub_stream_info_t *info, void *arg) {
 }
 
 static void push_reconcile(casc_t *C, double now) {
-  walk_t w = {C, now};
-  hub_foreach(C->hub, push_walk, &w);
+  hub_foreach(C->hub, push_walk, C);
   for (casc_push_t *p = C->pushes, *next; p; p = next) {
     next = p->next;
     hub_origin_t o;

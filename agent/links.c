@@ -23,6 +23,7 @@
 #include "agent_backoff.h"
 #include "link_fsm.h"
 #include "log.h"
+#include "timefmt.h"
 #include "qsvc.h"
 #include "quic.h"
 #include "relay.h"
@@ -819,11 +820,9 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 /* ---- status ----------------------------------------------------------------- */
 
 static json_t *wall_json(time_t t) {
-  char buf[32];
-  struct tm tm;
-  if (t == 0 || gmtime_r(&t, &tm) == NULL) return json_null();
-  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return json_string(buf);
+  char buf[TIMEFMT_LEN];
+  const char *s = timefmt_rfc3339((int64_t)t, buf);
+  return s ? json_string(s) : json_null();
 }
 
 static json_t *link_json(int64_t id, const char *name, const char *role, const char *addr,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "timefmt.h"
 #include "net.h"
 
 #define MOD "media"
@@ -83,12 +84,9 @@ void media_stop(media_t *m) {
 }
 
 static json_t *time_json(double t) {
-  char buf[32];
-  struct tm tm;
-  time_t s = (time_t)t;
-  if (t <= 0 || gmtime_r(&s, &tm) == NULL) return json_null();
-  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return json_string(buf);
+  char buf[TIMEFMT_LEN];
+  const char *s = timefmt_rfc3339((int64_t)t, buf);
+  return s ? json_string(s) : json_null();
 }
 
 static void add_stream(const hub_stream_info_t *s, void *arg) {

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "timefmt.h"
 #include "ctl.h"
 #include "ctlsrv.h"
 #include "control.pb-c.h"
@@ -63,12 +64,9 @@ static const char *kind_name(int origin) {
 }
 
 static json_t *time_or_null(int64_t t) {
-  char buf[32];
-  struct tm tm;
-  time_t s = (time_t)t;
-  if (t <= 0 || gmtime_r(&s, &tm) == NULL) return json_null();
-  strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return json_string(buf);
+  char buf[TIMEFMT_LEN];
+  const char *s = timefmt_rfc3339(t, buf);
+  return s ? json_string(s) : json_null();
 }
 
 static json_t *node_players(const entry_t *e, json_int_t *total) {
