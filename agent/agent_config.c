@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "agent_rules.h"
+#include "quic.h"
 #include "log.h"
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -70,6 +71,11 @@ const cfg_key_t agent_config_table[] = {
     {"quic.cc", CFG_ENUM, OFF(quic_cc), "bbr", 0, 0, quic_ccs, 0,
      "Congestion controller of the links: bbr, bbr2, cubic or reno (bbr: measured best for "
      "live media under random loss, docs/performance.md)."},
+    {"quic.maxudppayload", CFG_INT, OFF(quic_maxudppayload), "0", 0, QUIC_MAX_UDP_PAYLOAD, NULL,
+     0,
+     "Bytes: largest UDP payload a link sends; it must fit the path's MTU (e.g. 8952 with "
+     "9000-byte jumbo frames end to end). 0: automatic, 1452 with path MTU discovery, and "
+     "16000 to a peer on this host (loopback); otherwise at least 1200."},
     {"quic.probeinterval", CFG_DURATION, OFF(quic_probe_ms), "1s", 0, 60000, NULL, 0,
      "Longest wait between loss probes of a link that is not heard from: after an outage it "
      "recovers within about this long of the path's return; 0: ngtcp2's backoff alone."},
@@ -157,6 +163,11 @@ static int check(agent_config_t *c, const char *path, char *err, size_t errlen) 
              "%s: key 'controller.url': a tls+tcp:// controller needs controller.ca or "
              "controller.pin (the agent never talks to an unverified controller)",
              path);
+    return -1;
+  }
+  if (c->quic_maxudppayload != 0 && c->quic_maxudppayload < QUIC_MIN_UDP_PAYLOAD) {
+    snprintf(err, errlen, "%s: key 'quic.maxudppayload': must be 0 (automatic) or %d..%d", path,
+             QUIC_MIN_UDP_PAYLOAD, QUIC_MAX_UDP_PAYLOAD);
     return -1;
   }
   if (c->quic_keepalive_ms >= c->quic_idle_ms) {

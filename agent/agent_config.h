@@ -42,6 +42,7 @@ typedef struct agent_config {
   long long reconnectmax_ms;
   long long pull_linger_ms;
   int quic_cc;                 /* index into bbr, bbr2, cubic, reno */
+  long long quic_maxudppayload; /* 0: automatic */
   long long quic_probe_ms;
   long long maxchildren;
   long long quic_idle_ms;

@@ -648,6 +648,7 @@ static int ep_make(links_t *L, int family) {
   static const char *const ccs[] = {"bbr", "bbr2", "cubic", "reno"};
   qc.cc = ccs[cfg->quic_cc];
   qc.max_probe_interval = (double)cfg->quic_probe_ms / 1000.0;
+  qc.max_udp_payload = (size_t)cfg->quic_maxudppayload;
   relay_config_t rc = {.node_id = c->instance_id};
   if ((L->svc = qsvc_new(L->loop)) == NULL ||
       (L->hub && (L->relay = relay_new(L->loop, L->hub, L->svc, &rc)) == NULL) ||
@@ -831,10 +832,14 @@ static json_t *link_json(int64_t id, const char *name, const char *role, const c
   quic_conn_stats st;
   if (conn) quic_conn_get_stats(conn, &st);
   else st = *last;
-  return json_pack("{s:o,s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:I,s:I,s:o}", "peer_id",
+  return json_pack("{s:o,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "peer_id",
                    id > 0 ? json_integer(id) : json_null(), "peer_name", name, "role", role,
                    "address", addr, "state", state, "since", wall_json(since), "rtt_ms",
-                   conn && st.srtt_ms > 0 ? json_real(st.srtt_ms) : json_null(), "bytes_in",
+                   conn && st.srtt_ms > 0 ? json_real(st.srtt_ms) : json_null(), "min_rtt_ms",
+                   conn && st.min_rtt_ms > 0 ? json_real(st.min_rtt_ms) : json_null(), "cwnd",
+                   (json_int_t)(conn ? st.cwnd : 0), "in_flight",
+                   (json_int_t)(conn ? st.bytes_in_flight : 0), "unsent",
+                   (json_int_t)(conn ? st.bytes_unsent : 0), "bytes_in",
                    (json_int_t)st.bytes_recv, "bytes_out", (json_int_t)st.bytes_sent, "lost",
                    (json_int_t)st.pkts_lost, "last_error",
                    err && err[0] ? json_string(err) : json_null());

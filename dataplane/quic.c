@@ -48,7 +48,7 @@
 #define MOD "quic"
 #define QUIC_CIDLEN 16
 #define QUIC_CID_BUCKETS 1024
-#define QUIC_MAX_PKT 1500          /* one packet; max_tx_udp_payload 1452 */
+#define QUIC_MAX_PKT 1500          /* a CONNECTION_CLOSE packet */
 #define QUIC_RX_SLOT 65536         /* one datagram, or a GRO batch of them */
 #define QUIC_RX_BATCH 16           /* slots per recvmmsg */
 #define QUIC_RX_ROUNDS 8           /* recvmmsg calls per socket event */
@@ -75,6 +75,8 @@ typedef struct quic_stream {
   struct quic_stream *sq_next, *sq_prev; /* send queue: new data to send */
   struct quic_stream *ev_next;           /* event queue: closed or writable */
   int in_sendq, in_evq;
+  int turn;              /* at the head of the send queue, up to turn_end */
+  uint64_t turn_end;
   int64_t id;
   uint8_t *buf;          /* ring of |cap| bytes, owned; NULL until a write */
   size_t cap;
@@ -401,6 +403,7 @@ static void sendq_remove(quic_conn *c, quic_stream *s) {
   if (s->sq_next) s->sq_next->sq_prev = s->sq_prev;
   else c->sq_tail = s->sq_prev;
   s->sq_next = s->sq_prev = NULL;
+  s->turn = 0;
   s->in_sendq = 0;
 }
 
@@ -790,9 +793,34 @@ static quic_conn *conn_alloc(quic_endpoint *ep, const struct sockaddr *remote,
   return c;
 }
 
-static void conn_settings(quic_endpoint *ep, ngtcp2_settings *s,
-                          ngtcp2_transport_params *p) {
+/* addr_is_loopback: 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104. */
+static int addr_is_loopback(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->sa_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+  }
+  return 0;
+}
+
+/* conn_settings: |remote| is the peer's address. Packet size: ngtcp2 0.12
+ * discovers the path MTU only up to 1,492 bytes, so larger packets are
+ * configured (or, to a loopback peer, known to fit); they cut the
+ * per-packet work (AEAD calls, ngtcp2's packet bookkeeping, GSO segments)
+ * and raise the congestion window's floor, which ngtcp2 counts in
+ * packets. */
+static void conn_settings(quic_endpoint *ep, const struct sockaddr *remote,
+                          ngtcp2_settings *s, ngtcp2_transport_params *p) {
   ngtcp2_settings_default(s);
+  size_t mtu = ep->cfg.max_udp_payload;
+  if (mtu == 0 && addr_is_loopback(remote)) mtu = QUIC_MAX_UDP_PAYLOAD;
+  if (mtu > QUIC_MAX_UDP_PAYLOAD) mtu = QUIC_MAX_UDP_PAYLOAD;
+  if (mtu >= QUIC_MIN_UDP_PAYLOAD) {
+    s->max_tx_udp_payload_size = mtu;
+    /* above ngtcp2's default: no shaping down to what PMTUD confirmed */
+    if (mtu > 1452) s->no_tx_udp_payload_size_shaping = 1;
+  }
   s->initial_ts = now_ts();
   s->handshake_timeout =
       (ngtcp2_duration)(ep->cfg.handshake_timeout * NGTCP2_SECONDS);
@@ -861,7 +889,7 @@ quic_conn *quic_connect(quic_endpoint *ep, const struct sockaddr *peer,
   gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, QUIC_CIDLEN);
   ngtcp2_settings s;
   ngtcp2_transport_params p;
-  conn_settings(ep, &s, &p);
+  conn_settings(ep, (const struct sockaddr *)&c->remote, &s, &p);
   ngtcp2_path path = conn_path(c);
   if (tls_session_new(c) != 0) goto fail;
   if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path,
@@ -894,7 +922,7 @@ static quic_conn *server_conn_new(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
   gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, QUIC_CIDLEN);
   ngtcp2_settings s;
   ngtcp2_transport_params p;
-  conn_settings(ep, &s, &p);
+  conn_settings(ep, remote, &s, &p);
   if (odcid) {
     p.original_dcid = *odcid;
     p.retry_scid = hd->dcid;
@@ -1125,7 +1153,7 @@ static int conn_write(quic_conn *c) {
   ngtcp2_pkt_info pi;
   ngtcp2_tstamp ts = now_ts();
   size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
-  if (maxpkt > QUIC_MAX_PKT) maxpkt = QUIC_MAX_PKT;
+  if (maxpkt > QUIC_MAX_UDP_PAYLOAD) maxpkt = QUIC_MAX_UDP_PAYLOAD;
   size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
   size_t maxcnt = quantum / maxpkt;
   if (maxcnt < 1) maxcnt = 1;
@@ -1153,17 +1181,34 @@ static int conn_write(quic_conn *c) {
       more = 1;
       break;
     }
-    /* Round robin over the streams with new data: the head writes into
-     * this packet, then goes to the tail if it has more. */
+    /* Streams are served in the order their data came: the head of the
+     * queue sends what it had when its turn began (turn_end), then goes to
+     * the tail if it has more. So a frame waits for the bytes written
+     * before it, not for a packet of every other stream in turn (round
+     * robin finishes all of a burst's frames together, at its end), and a
+     * stream that keeps writing cannot hold the head. */
     quic_stream *s;
-    while ((s = c->sq_head) != NULL && !stream_pending(s)) sendq_remove(c, s);
+    while ((s = c->sq_head) != NULL) {
+      if (!stream_pending(s)) {
+        sendq_remove(c, s);
+      } else if (s->turn && s->sent_off >= s->turn_end) {
+        sendq_remove(c, s); /* its turn is over: to the tail, a new one */
+        sendq_push(c, s);
+      } else {
+        break;
+      }
+    }
     ngtcp2_vec vec[2];
     size_t vcnt = 0;
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
     int64_t sid = -1;
     if (s) {
+      if (!s->turn) {
+        s->turn = 1;
+        s->turn_end = s->end_off;
+      }
       sid = s->id;
-      uint64_t left = s->end_off - s->sent_off;
+      uint64_t left = s->turn_end > s->sent_off ? s->turn_end - s->sent_off : 0;
       if (left > 0) {
         size_t start = (size_t)(s->sent_off % s->cap);
         size_t l1 = s->cap - start;
@@ -1177,7 +1222,8 @@ static int conn_write(quic_conn *c) {
           vcnt = 2;
         }
       }
-      if (s->fin_req) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+      if (s->fin_req && s->turn_end == s->end_off)
+        flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
     }
     if (off + maxpkt > QUIC_TX_BUF) {
       conn_flush(c, off, gso);
@@ -1224,7 +1270,7 @@ static int conn_write(quic_conn *c) {
       s->sent_off += (uint64_t)ndatalen;
       if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
     }
-    if (s && ndatalen > 0) {
+    if (s && ndatalen > 0 && s->sent_off >= s->turn_end) {
       sendq_remove(c, s);
       if (stream_pending(s)) sendq_push(c, s);
     }
@@ -1916,6 +1962,10 @@ void quic_conn_get_stats(const quic_conn *c, quic_conn_stats *st) {
     st->cwnd = cs.cwnd;
     st->bytes_in_flight = cs.bytes_in_flight;
     st->pto_count = cs.pto_count;
+  }
+  for (const quic_stream *s = c->streams; s; s = s->next) {
+    st->bytes_unsent += s->end_off - s->sent_off;
+    st->bytes_unacked += s->sent_off - s->ack_off;
   }
   st->pkts_sent = c->pkts_sent;
   st->pkts_recv = c->pkts_recv;

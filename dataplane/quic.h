@@ -90,11 +90,20 @@ typedef struct quic_config {
                                  progress, new clients must first prove
                                  their address with a Retry (default 64;
                                  0: always; SIZE_MAX: never) */
+  size_t max_udp_payload;     /* largest UDP payload sent, bytes: 0 (auto)
+                                 is ngtcp2's 1,452 with its path MTU
+                                 discovery, and QUIC_MAX_UDP_PAYLOAD to a
+                                 loopback peer (the loopback MTU is 64 KiB);
+                                 1,200..QUIC_MAX_UDP_PAYLOAD: this size on
+                                 every path (it must fit the path's MTU) */
   const char *alpn;           /* NULL: QUIC_ALPN. Both ends must agree */
   int v6only;                 /* IPv6 endpoint: 1 refuses IPv4 (default 0:
                                  [::] also takes and dials IPv4, as
                                  v4-mapped addresses) */
 } quic_config;
+
+#define QUIC_MIN_UDP_PAYLOAD 1200
+#define QUIC_MAX_UDP_PAYLOAD 16000
 
 /* quic_config_default fills |cfg| with defaults (no credentials). */
 void quic_config_default(quic_config *cfg);
@@ -171,6 +180,8 @@ typedef struct quic_conn_stats {
   uint64_t pkts_lost;        /* packets declared lost (0 if not known:
                                 ngtcp2 0.12 does not report it) */
   size_t pto_count;          /* probe timeouts in a row (0: healthy) */
+  uint64_t bytes_unsent;     /* buffered in streams, not yet sent */
+  uint64_t bytes_unacked;    /* buffered in streams, sent, not yet acknowledged */
 } quic_conn_stats;
 
 /* quic_conn_get_stats fills |st| for |c|. */

@@ -137,6 +137,21 @@ static void test_backoff_bounds(void **state) {
            "agent.yaml:2:44: key 'controller.backoffmax': must be between 1000 and 300000");
 }
 
+static void test_udp_payload_bounds(void **state) {
+  (void)state;
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+           "quic: {maxudppayload: 500}\n",
+           "agent.yaml: key 'quic.maxudppayload': must be 0 (automatic) or 1200..16000");
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+           "quic: {maxudppayload: 65000}\n",
+           "agent.yaml:3:23: key 'quic.maxudppayload': must be between 0 and 16000");
+  agent_config_t c;
+  load_ok(&c, "node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+              "quic: {maxudppayload: 8952}\n");
+  assert_int_equal(c.quic_maxudppayload, 8952);
+  agent_config_free(&c);
+}
+
 /* The controller's rules replace the file's field by field. */
 static void test_rules_merge(void **state) {
   agent_config_t c;
@@ -187,6 +202,7 @@ int main(void) {
       cmocka_unit_test_setup(test_bad_pattern, clear_env),
       cmocka_unit_test_setup(test_tls_needs_anchor, clear_env),
       cmocka_unit_test_setup(test_backoff_bounds, clear_env),
+      cmocka_unit_test_setup(test_udp_payload_bounds, clear_env),
       cmocka_unit_test_setup(test_rules_merge, clear_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
