@@ -54,6 +54,7 @@
 #define QUIC_RX_ROUNDS 8           /* recvmmsg calls per socket event */
 #define QUIC_GSO_MAX 64            /* segments per GSO send (kernel limit) */
 #define QUIC_TX_BUF 65000          /* one GSO send: below the UDP maximum */
+#define QUIC_WRITE_THROUGH 65536   /* see quic_stream_write */
 #define QUIC_TX_QUANTA 8           /* send quanta per conn_write call */
 #define QUIC_SOCKBUF (8 * 1024 * 1024)
 #define QUIC_SR_RATE 5000.         /* stateless resets + VN per second... */
@@ -97,6 +98,8 @@ struct quic_conn {
   struct quic_conn *next;
   struct quic_conn *dirty_next;      /* endpoint's to-service list */
   int in_dirty;
+  int depth;                         /* inside ngtcp2 or the service */
+  size_t tx_pending;                 /* bytes written since conn_write */
   quic_endpoint *ep;
   ngtcp2_conn *conn;                 /* owned */
   gnutls_session_t tls;              /* owned */
@@ -184,6 +187,7 @@ struct quic_endpoint {
   void *ud;
   quic_conn *conns;                  /* owned list */
   quic_conn *dirty;                  /* to service (not owned) */
+  int writing;                       /* a conn_write is on the stack */
   cid_entry *cids[QUIC_CID_BUCKETS]; /* owned entries */
   token_entry *tokens[QUIC_TOKEN_BUCKETS]; /* owned entries */
   int gso, gro;                      /* kernel features in use */
@@ -199,6 +203,7 @@ struct quic_endpoint {
 };
 
 static void conn_service(quic_conn *c);
+static void conn_service_run(quic_conn *c);
 
 static ngtcp2_tstamp now_ts(void) {
   struct timespec ts;
@@ -1147,7 +1152,17 @@ static void conn_error(quic_conn *c, int rv) {
  * Returns 1 when it stopped with packets still allowed (its own budget of
  * QUIC_TX_QUANTA send quanta), 0 when ngtcp2 had nothing more to send now
  * (congestion window, pacing, flow control or no data). */
+static int conn_write_run(quic_conn *c);
+
 static int conn_write(quic_conn *c) {
+  c->ep->writing++;
+  c->tx_pending = 0;
+  int more = conn_write_run(c);
+  c->ep->writing--;
+  return more;
+}
+
+static int conn_write_run(quic_conn *c) {
   uint8_t *txbuf = c->ep->txbuf;
   ngtcp2_path_storage ps;
   ngtcp2_pkt_info pi;
@@ -1434,6 +1449,13 @@ static void conn_finish(quic_conn *c) {
 /* conn_service runs at the top level of the loop only (never inside an
  * ngtcp2 callback): events, a requested close, writes, the timer. */
 static void conn_service(quic_conn *c) {
+  c->depth++;
+  conn_service_run(c);
+  c->depth--;
+  if (c->state == CS_DEAD) conn_finish(c);
+}
+
+static void conn_service_run(quic_conn *c) {
   if (c->state == CS_OPEN) conn_events(c);
   if (c->state == CS_OPEN && c->close_pending) {
     ngtcp2_connection_close_error ccerr;
@@ -1451,7 +1473,6 @@ static void conn_service(quic_conn *c) {
      * polled the socket (ACKs), without a timer's minimum sleep. */
     if (c->state == CS_OPEN && more) conn_kick(c);
   }
-  if (c->state == CS_DEAD) conn_finish(c);
 }
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
@@ -1460,7 +1481,9 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
     c->state = CS_DEAD;
   } else if (c->state == CS_OPEN && !c->close_pending) {
     ngtcp2_tstamp ts = now_ts();
+    c->depth++;
     int rv = ngtcp2_conn_handle_expiry(c->conn, ts);
+    c->depth--;
     if (rv != 0) conn_error(c, rv);
     else if (c->probe_at && ts >= c->probe_at) conn_probe_now(c, 0.);
   }
@@ -1491,7 +1514,9 @@ static void conn_read(quic_conn *c, const struct sockaddr *from,
   ngtcp2_pkt_info pi = {0};
   c->pkts_recv++;
   c->bytes_recv += len;
+  c->depth++;
   int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now_ts());
+  c->depth--;
   conn_mark_dirty(c);
   if (rv != 0) conn_error(c, rv);
   else conn_probe_now(c, c->ep->cfg.max_probe_interval); /* the peer is
@@ -2020,6 +2045,22 @@ ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
   if (n > 0 || s->fin_req) {
     sendq_push(c, s);
     conn_kick(c);
+    /* Write-through: a writer that keeps writing (an ingest loop feeding
+     * many streams in one loop iteration) gets its data out every few
+     * packets' worth instead of at the end of the iteration, which under
+     * load can be milliseconds away. Not from inside ngtcp2 or the
+     * service, nor over another write; the timer still runs the service. */
+    c->tx_pending += n;
+    if (c->tx_pending >= QUIC_WRITE_THROUGH && c->depth == 0 && !c->ep->writing &&
+        c->established) {
+      c->depth++;
+      int more = conn_write(c);
+      if (c->state == CS_OPEN) conn_rearm(c);
+      /* events, a close or more to send: the service, from the loop */
+      if (c->state != CS_OPEN || more || c->evq_head || c->close_pending)
+        conn_kick(c);
+      c->depth--;
+    }
   }
   return (ssize_t)n;
 }

@@ -332,7 +332,7 @@ typedef struct order_ctx {
   size_t total;                        /* server: bytes of all streams */
   size_t total_at_first_fin;           /* when the first-written finished */
   int fins;
-  int first_done;
+  quic_conn *cc;                       /* the client's connection */
   int bad;
 } order_ctx;
 
@@ -345,6 +345,7 @@ static void ord_connected(quic_conn *c, void *ud) {
   order_ctx *x = ud;
   static uint8_t buf[ORDER_BYTES];
   memset(buf, 0x5a, sizeof(buf));
+  x->cc = c;
   /* Every stream's data is written at once, stream 0 first: none of it
    * has been sent yet (the loop sends after this callback). */
   for (int i = 0; i < ORDER_STREAMS; i++) {
@@ -393,7 +394,7 @@ static void test_streams_sent_in_write_order(void **state) {
   quic_config_default(&cfg);
   cfg.ca_pem = P.ca_a;
   cfg.idle_timeout = 5.;
-  cfg.max_streams_bidi = ORDER_STREAMS;
+  cfg.max_streams_bidi = ORDER_STREAMS + 1;
   struct sockaddr_in sin = {.sin_family = AF_INET,
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   cfg.cert_pem = P.srv_cert;
@@ -419,6 +420,22 @@ static void test_streams_sent_in_write_order(void **state) {
   /* The stream written first is complete after about its own bytes, not
    * after a share of every stream's (round robin: nearly all of them). */
   assert_true(x.total_at_first_fin <= 3 * ORDER_BYTES);
+
+  /* Write-through: outside the loop's service, a writer that queues more
+   * than a few packets' worth has them sent before it returns. */
+  static uint8_t more[ORDER_BYTES];
+  int64_t sid;
+  quic_conn_stats before, after;
+  assert_int_equal(quic_stream_open(x.cc, &sid), 0);
+  end = ev_time() + 5.;
+  do { /* everything acknowledged: the window is open */
+    ev_run(x.loop, EVRUN_ONCE);
+    quic_conn_get_stats(x.cc, &before);
+  } while (before.bytes_in_flight > 0 && ev_time() < end);
+  assert_int_equal(before.bytes_in_flight, 0);
+  assert_int_equal(quic_stream_write(x.cc, sid, more, sizeof(more), 0), (ssize_t)sizeof(more));
+  quic_conn_get_stats(x.cc, &after);
+  assert_true(after.bytes_sent >= before.bytes_sent + 16 * 1024);
   quic_endpoint_free(cli);
   quic_endpoint_free(srv);
   ev_loop_destroy(x.loop);
