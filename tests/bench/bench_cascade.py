@@ -18,7 +18,9 @@ servers relaying over RTMP, side by side in one run, driven by cascade-loadgen:
             SEI wall-clock latency at each level, and the difference per hop. Cascade runs this on
             a second tree with subscribe.mergewrite 0s (a write per frame, as nginx-rtmp does), so
             the players' merged write does not blur the hop. Again with 10 streams, where no
-            core is busy, to see the hop itself.
+            core is busy, to see the hop itself, and with 100 streams, where the servers' one
+            core is about half busy (the push steps measure two nodes, this scenario three and
+            three sets of players: half the push capacity loads this core 80-95 %).
 
 Every server is pinned to core 1 with taskset, the load generators to core 0 (with the controller
 and PostgreSQL). Media is generated with ffmpeg into a temporary directory, never committed.
@@ -424,7 +426,7 @@ def table(res):
     row("ttff at the middle, keyframe p99 ms", pair, ("ttff_middle", "ttff_p99_ms"), "%.1f")
     row("ttff at the top (local), keyframe p50 ms", pair, ("ttff_top", "ttff_p50_ms"), "%.1f")
     row("ttff at the top, keyframe p99 ms", pair, ("ttff_top", "ttff_p99_ms"), "%.1f")
-    for key in ("latency", "latency_light"):
+    for key in ("latency", "latency_core_half", "latency_light"):
         n = get(lat[0], key, "streams")
         tag = "%s streams" % bm.fmt(n, "%d")
         row("[%s] servers' core busy (3 nodes)" % tag, lat, (key, "server_cores"), "%.2f")
@@ -492,11 +494,11 @@ def main():
     if args.quick:
         cfg = {"ttff_trials": 30, "ttff_rate": 4, "ttff_hold": 3, "push_steps": [50, 100, 250],
                "ramp": 500, "settle": 2, "window": 4, "lat_window": 5, "seconds": 10,
-               "lat_light": 10}
+               "lat_light": 10, "lat_core_half": 50}
     else:
         cfg = {"ttff_trials": 80, "ttff_rate": 4, "ttff_hold": 3,
                "push_steps": [100, 250, 375, 500], "ramp": 500, "settle": 3, "window": 8,
-               "lat_window": 10, "seconds": 20, "lat_light": 10}
+               "lat_window": 10, "seconds": 20, "lat_light": 10, "lat_core_half": 100}
 
     tmp = tempfile.mkdtemp(prefix="cascade-bench-cascade-")
     if not args.keep:
@@ -545,6 +547,7 @@ def main():
     if ng is not None:
         res["nginx-rtmp"]["latency"] = latency(ng, m4, cfg, half)
         res["nginx-rtmp"]["latency_light"] = latency(ng, m4, cfg, light)
+        res["nginx-rtmp"]["latency_core_half"] = latency(ng, m4, cfg, cfg["lat_core_half"])
         ng.stop()
     if args.only != "nginx":
         c = CascadeChain(pg, merge="0s", name="cascade-mw0")
@@ -552,6 +555,7 @@ def main():
             r = res.setdefault("cascade-mw0", {})
             r["latency"] = latency(c, m4, cfg, half)
             r["latency_light"] = latency(c, m4, cfg, light)
+            r["latency_core_half"] = latency(c, m4, cfg, cfg["lat_core_half"])
         finally:
             c.stop()
     res["elapsed_s"] = time.monotonic() - t0
