@@ -187,6 +187,8 @@ struct rtmp_cstream {
   uint32_t got;
   uint8_t *buf;
   size_t cap;
+  uint8_t *xbuf;        /* the caller's buffer of the message in progress */
+  void *xowner;         /* its owner handle, NULL when the message uses |buf| */
 };
 
 static uint32_t be24(const uint8_t *p) { return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]; }
@@ -202,9 +204,30 @@ void rtmp_reader_init(rtmp_reader_t *r, uint32_t max_msg, uint32_t max_other) {
   r->max_buffered = (size_t)r->max_msg + r->max_other + 1024 * 1024;
 }
 
+/* cs_drop_x gives a half-assembled caller buffer back. */
+static void cs_drop_x(rtmp_reader_t *r, rtmp_cstream_t *c) {
+  if (c->xowner == NULL) return;
+  r->av_release(r->av_arg, c->xowner);
+  r->buffered -= c->len;
+  c->xowner = NULL;
+  c->xbuf = NULL;
+}
+
+void rtmp_reader_set_alloc(rtmp_reader_t *r,
+                           uint8_t *(*alloc)(void *arg, uint8_t type, uint32_t ts, uint32_t len,
+                                             void **owner),
+                           void (*release)(void *arg, void *owner), void *arg) {
+  r->av_alloc = alloc && release ? alloc : NULL;
+  r->av_release = alloc && release ? release : NULL;
+  r->av_arg = arg;
+}
+
 void rtmp_reader_free(rtmp_reader_t *r) {
   if (r == NULL) return;
-  for (unsigned i = 0; i < r->ncs; i++) free(r->cs[i].buf);
+  for (unsigned i = 0; i < r->ncs; i++) {
+    cs_drop_x(r, &r->cs[i]);
+    free(r->cs[i].buf);
+  }
   free(r->cs);
   r->cs = NULL;
   r->ncs = r->cs_cap = 0;
@@ -259,13 +282,20 @@ static size_t hdr_need(rtmp_reader_t *r, int *final) {
 static int is_av(uint8_t type) { return type == RTMP_MSG_AUDIO || type == RTMP_MSG_VIDEO; }
 
 static void cs_discard(rtmp_reader_t *r, rtmp_cstream_t *c) {
+  cs_drop_x(r, c);
   c->in_msg = 0;
   c->got = 0;
-  (void)r;
 }
 
 static int deliver(rtmp_reader_t *r, rtmp_cstream_t *c, rtmp_msg_cb cb, void *arg) {
-  rtmp_msg_t m = {c->csid, c->type, c->sid, c->ts, c->len, c->buf};
+  rtmp_msg_t m = {c->csid, c->type, c->sid, c->ts, c->len, c->xowner ? c->xbuf : c->buf,
+                  c->xowner};
+  if (c->xowner) {
+    /* handed over: the callback owns it now */
+    r->buffered -= c->len;
+    c->xowner = NULL;
+    c->xbuf = NULL;
+  }
   c->in_msg = 0;
   c->got = 0;
   uint32_t v = m.len >= 4 ? be32(m.data) : 0;
@@ -331,6 +361,7 @@ static int start_chunk(rtmp_reader_t *r, rtmp_msg_cb cb, void *arg) {
     return 0;
   }
   /* A new message (a fmt 0-2 header mid-message abandons the old one). */
+  cs_drop_x(r, c);
   if (len > (is_av((uint8_t)type) ? r->max_msg : r->max_other)) return RTMP_ETOOBIG;
   c->ts = fmt == 0 ? field : c->ts + field;
   c->ts_field = field;
@@ -340,6 +371,16 @@ static int start_chunk(rtmp_reader_t *r, rtmp_msg_cb cb, void *arg) {
   c->sid = sid;
   c->in_msg = 1;
   c->got = 0;
+  if (len > 0 && r->av_alloc && is_av((uint8_t)type)) {
+    if (r->buffered + len > r->max_buffered) return RTMP_ETOOBIG;
+    c->xbuf = r->av_alloc(r->av_arg, (uint8_t)type, c->ts, len, &c->xowner);
+    if (c->xbuf == NULL || c->xowner == NULL) {
+      c->xbuf = NULL;
+      c->xowner = NULL;
+      return RTMP_ENOMEM;
+    }
+    r->buffered += len;
+  }
   if (len == 0) {
     r->cur = NULL;
     return deliver(r, c, cb, arg);
@@ -389,9 +430,13 @@ int rtmp_reader_feed(rtmp_reader_t *r, const uint8_t *data, size_t len, rtmp_msg
     rtmp_cstream_t *c = r->cur;
     size_t n = r->chunk_left;
     if (n > len - pos) n = len - pos;
-    int rc = cs_reserve(r, c, (size_t)c->got + n);
-    if (rc) return rc;
-    memcpy(c->buf + c->got, data + pos, n);
+    int rc = 0;
+    if (c->xowner) {
+      memcpy(c->xbuf + c->got, data + pos, n);
+    } else {
+      if ((rc = cs_reserve(r, c, (size_t)c->got + n)) != 0) return rc;
+      memcpy(c->buf + c->got, data + pos, n);
+    }
     c->got += (uint32_t)n;
     r->chunk_left -= (uint32_t)n;
     pos += n;

@@ -121,6 +121,9 @@ typedef struct rtmp_msg {
   uint32_t ts;               /* milliseconds, wraps at 2^32 */
   uint32_t len;
   const uint8_t *data;       /* valid during the callback only */
+  void *owned;               /* audio/video with rtmp_reader_set_alloc: the buffer's owner
+                                (what alloc returned); the callback takes it over and must
+                                release it. NULL otherwise. */
 } rtmp_msg_t;
 
 /* Called for each complete message except Set Chunk Size, Abort,
@@ -135,6 +138,11 @@ typedef struct rtmp_reader {
   uint32_t max_msg;          /* limit for audio/video messages */
   uint32_t max_other;        /* limit for every other message type */
   size_t max_buffered;       /* partial messages of all chunk streams together */
+  /* optional: audio/video bodies assembled straight into the caller's
+   * buffers (rtmp_reader_set_alloc) */
+  uint8_t *(*av_alloc)(void *arg, uint8_t type, uint32_t ts, uint32_t len, void **owner);
+  void (*av_release)(void *arg, void *owner);
+  void *av_arg;
   size_t buffered;
   uint64_t bytes_in;         /* every byte fed */
   uint32_t window;           /* peer's Window Acknowledgement Size; 0 = none */
@@ -154,6 +162,17 @@ void rtmp_reader_init(rtmp_reader_t *r, uint32_t max_msg, uint32_t max_other);
 
 /* rtmp_reader_free frees partial messages; accepts NULL. */
 void rtmp_reader_free(rtmp_reader_t *r);
+
+/* rtmp_reader_set_alloc makes the reader assemble each audio/video message
+ * (of at least one byte) straight into a buffer |alloc| returns for it,
+ * with an owner handle, instead of its own buffer: the message callback
+ * then gets the owner in rtmp_msg_t.owned and keeps it (no copy). A message
+ * abandoned half-way, or left at rtmp_reader_free, goes to |release|.
+ * |alloc| returning NULL fails the feed with RTMP_ENOMEM. */
+void rtmp_reader_set_alloc(rtmp_reader_t *r,
+                           uint8_t *(*alloc)(void *arg, uint8_t type, uint32_t ts, uint32_t len,
+                                             void **owner),
+                           void (*release)(void *arg, void *owner), void *arg);
 
 /* rtmp_reader_feed parses |len| bytes, calling |cb| per message. Returns
  * 0, RTMP_E* on a protocol error, or the callback's nonzero value. */

@@ -619,11 +619,32 @@ static int on_data(rtmp_conn_t *c, const rtmp_msg_t *m) {
   return 0;
 }
 
+/* Audio and video bodies are assembled by the reader straight into hub
+ * frames (no copy between the chunk stream and the hub). */
+static uint8_t *av_alloc(void *arg, uint8_t type, uint32_t ts, uint32_t len, void **owner) {
+  (void)arg;
+  hub_frame_t *f = hub_frame_alloc(type, ts, len);
+  *owner = f;
+  return f ? f->data : NULL;
+}
+
+static void av_release(void *arg, void *owner) {
+  (void)arg;
+  hub_frame_unref(owner);
+}
+
 static int on_media(rtmp_conn_t *c, const rtmp_msg_t *m) {
-  if (c->pub == NULL) return conn_fail(c, "media without publish");
-  if (m->stream_id != c->pub_sid) return 0;
-  if (m->len == 0) return 0;   /* empty tags carry nothing */
-  hub_frame_t *f = hub_frame_new(m->type, m->ts, m->data, m->len);
+  hub_frame_t *f = m->owned; /* ours now, when the reader built it */
+  if (c->pub == NULL) {
+    hub_frame_unref(f);
+    return conn_fail(c, "media without publish");
+  }
+  if (m->stream_id != c->pub_sid || m->len == 0) { /* empty tags carry nothing */
+    hub_frame_unref(f);
+    return 0;
+  }
+  if (f) hub_frame_classify(f);
+  else f = hub_frame_new(m->type, m->ts, m->data, m->len);
   if (f == NULL) return conn_fail(c, "out of memory for a frame");
   c->srv->st.frames_in++;
   hub_push(c->pub, f);
@@ -632,7 +653,10 @@ static int on_media(rtmp_conn_t *c, const rtmp_msg_t *m) {
 
 static int on_message(void *arg, const rtmp_msg_t *m) {
   rtmp_conn_t *c = arg;
-  if (c->dead) return ERR_LOGGED;
+  if (c->dead) {
+    hub_frame_unref(m->owned);
+    return ERR_LOGGED;
+  }
   switch (m->type) {
   case RTMP_MSG_AUDIO:
   case RTMP_MSG_VIDEO:
@@ -844,6 +868,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
     }
     rtmp_hs_init(c->hs, RTMP_HS_SERVER, 0);
     rtmp_reader_init(&c->rd, s->cfg.max_msg, s->cfg.max_data_msg);
+    rtmp_reader_set_alloc(&c->rd, av_alloc, av_release, NULL);
     rtmp_writer_init(&c->wr);
     amf_buf_init(&c->out);
     c->out.max = s->cfg.max_out;
