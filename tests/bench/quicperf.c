@@ -559,7 +559,7 @@ static void usage(void) {
           "         [--reconnect-max S]\n"
           "common: [--id N] [--cc cubic|reno|bbr|bbr2] [--bind H:P] "
           "[--max-streams N] [--window BYTES] [--keepalive S]\n"
-          "        [--retry-threshold N] [--log-level L]\n");
+          "        [--retry-threshold N] [--log-level L] [--max-udp-payload N]\n");
 }
 
 int main(int argc, char **argv) {
@@ -576,6 +576,7 @@ int main(int argc, char **argv) {
   double keepalive = 0;
   uint64_t window = 0, max_streams = 0;
   long retry_threshold = -1;
+  size_t max_udp_payload = 0;
   p->kind = STREAM_SOURCE;
   p->bytes = 1 << 20;
   p->nstreams = 1;
@@ -594,7 +595,7 @@ int main(int argc, char **argv) {
       {"bind", 1, 0, 'B'},     {"window", 1, 0, 'w'},
       {"keepalive", 1, 0, 'k'}, {"max-streams", 1, 0, 'm'},
       {"retry-threshold", 1, 0, 'R'}, {"log-level", 1, 0, 'L'},
-      {"reconnect-max", 1, 0, 'X'},
+      {"reconnect-max", 1, 0, 'X'}, {"max-udp-payload", 1, 0, 'U'},
       {0, 0, 0, 0}};
   int o;
   optind = 2;
@@ -627,6 +628,7 @@ int main(int argc, char **argv) {
     case 'm': max_streams = strtoull(optarg, NULL, 10); break;
     case 'R': retry_threshold = atol(optarg); break;
     case 'X': p->reconnect_max = atof(optarg); break;
+    case 'U': max_udp_payload = strtoull(optarg, NULL, 10); break;
     case 'L': {
       log_level_t lvl;
       if (log_level_parse(optarg, &lvl) == 0) log_set_level(lvl);
@@ -670,6 +672,7 @@ int main(int argc, char **argv) {
   cfg.accept = p->server;
   cfg.keepalive = keepalive;
   if (cc) cfg.cc = cc;
+  cfg.max_udp_payload = max_udp_payload;
   if (window) {
     cfg.max_stream_data = window;
     cfg.max_data = window * 4;
