@@ -197,7 +197,9 @@ int quic_stream_open(quic_conn *c, int64_t *sid);
 
 /* quic_stream_write copies up to |len| bytes into the send buffer of |sid|
  * and returns how many it took (0 when full: wait for on_writable); |fin|
- * ends our direction once all |len| bytes are taken. Negative on error. */
+ * ends our direction once all |len| bytes are taken. Negative on error.
+ * Data goes out from the loop, or at once when 64 KiB or more have been
+ * written to the connection outside its own callbacks (write-through). */
 ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
                           size_t len, int fin);
 
