@@ -74,8 +74,9 @@ const cfg_key_t agent_config_table[] = {
     {"quic.maxudppayload", CFG_INT, OFF(quic_maxudppayload), "0", 0, QUIC_MAX_UDP_PAYLOAD, NULL,
      0,
      "Bytes: largest UDP payload a link sends; it must fit the path's MTU (e.g. 8952 with "
-     "9000-byte jumbo frames end to end). 0: automatic, 1452 with path MTU discovery, and "
-     "16000 to a peer on this host (loopback); otherwise at least 1200."},
+     "9000-byte jumbo frames end to end; never above the local route's MTU). 0: automatic, "
+     "1452 with path MTU discovery, and 16000 to a peer on this host (loopback); otherwise at "
+     "least 1200."},
     {"quic.probeinterval", CFG_DURATION, OFF(quic_probe_ms), "1s", 0, 60000, NULL, 0,
      "Longest wait between loss probes of a link that is not heard from: after an outage it "
      "recovers within about this long of the path's return; 0: ngtcp2's backoff alone."},

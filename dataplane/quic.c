@@ -809,6 +809,26 @@ static int addr_is_loopback(const struct sockaddr *sa) {
   return 0;
 }
 
+/* route_payload_max is the largest UDP payload the route to |peer| carries
+ * as the kernel knows it (the interface MTU, or a path MTU it learned),
+ * from a connected probe socket; 0 when it cannot tell. */
+static size_t route_payload_max(const struct sockaddr *peer) {
+  int v6 = peer->sa_family == AF_INET6;
+  socklen_t len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  int fd = socket(peer->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  int mtu = 0;
+  socklen_t ml = sizeof(mtu);
+  size_t out = 0;
+  if (connect(fd, peer, len) == 0 &&
+      getsockopt(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_MTU : IP_MTU, &mtu,
+                 &ml) == 0 &&
+      mtu > (v6 ? 48 : 28))
+    out = (size_t)mtu - (v6 ? 48 : 28); /* IP and UDP headers */
+  close(fd);
+  return out;
+}
+
 /* conn_settings: |remote| is the peer's address. Packet size: ngtcp2 0.12
  * discovers the path MTU only up to 1,492 bytes, so larger packets are
  * configured (or, to a loopback peer, known to fit); they cut the
@@ -821,6 +841,21 @@ static void conn_settings(quic_endpoint *ep, const struct sockaddr *remote,
   size_t mtu = ep->cfg.max_udp_payload;
   if (mtu == 0 && addr_is_loopback(remote)) mtu = QUIC_MAX_UDP_PAYLOAD;
   if (mtu > QUIC_MAX_UDP_PAYLOAD) mtu = QUIC_MAX_UDP_PAYLOAD;
+  if (mtu > 1452) {
+    /* Above what PMTUD confirms: never above what the local route carries
+     * (a hop further on with a smaller MTU is the operator's to know). */
+    size_t route = route_payload_max(remote);
+    if (route > 0 && route < mtu) {
+      char a[INET6_ADDRSTRLEN + 8] = "?";
+      if (remote->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)remote)->sin6_addr, a, sizeof(a));
+      else
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)remote)->sin_addr, a, sizeof(a));
+      ep_warn_rl(ep, "[%s] UDP payload %zu is above the route's MTU: sending at most %zu", a,
+                 mtu, route);
+      mtu = route;
+    }
+  }
   if (mtu >= QUIC_MIN_UDP_PAYLOAD) {
     s->max_tx_udp_payload_size = mtu;
     /* above ngtcp2's default: no shaping down to what PMTUD confirmed */
