@@ -113,7 +113,8 @@ class QuicImpairTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="quic_impair.")
         self.procs = []
         self.server = self.spawn([PERF, "server", "--listen", "127.0.0.1:0", "--pki", self.dir,
-                                  "--cc", "bbr", "--window", "16000000"])
+                                  "--cc", "bbr", "--window", "16000000",
+                                  "--max-udp-payload", "1452"])
         port = int(self.server.wait_line("listen ", 30).rsplit(":", 1)[1])
         self.server.wait_line("ready", 10)
         self.proxy = self.spawn([PROXY, "--listen", "127.0.0.1:0", "--forward",
@@ -148,8 +149,11 @@ class QuicImpairTest(unittest.TestCase):
         return reply
 
     def client(self, *args):
+        # 1,452-byte packets, as on the WAN paths this proxy stands for (to a loopback peer the
+        # links' automatic size is 16,000)
         return self.spawn([PERF, "client", "--connect", "127.0.0.1:%d" % self.proxy_port,
-                           "--pki", self.dir, "--cc", "bbr", "--window", "16000000", *args])
+                           "--pki", self.dir, "--cc", "bbr", "--window", "16000000",
+                           "--max-udp-payload", "1452", *args])
 
     def test_loss_5pct_rtt_50ms_100mb_intact(self):
         for d in ("up", "down"):
