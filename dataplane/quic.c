@@ -99,6 +99,7 @@ struct quic_conn {
   struct quic_conn *dirty_next;      /* endpoint's to-service list */
   int in_dirty;
   int depth;                         /* inside ngtcp2 or the service */
+  ngtcp2_tstamp last_rx;             /* a packet of this connection came in */
   size_t tx_pending;                 /* bytes written since conn_write */
   quic_endpoint *ep;
   ngtcp2_conn *conn;                 /* owned */
@@ -1372,7 +1373,7 @@ static int conn_write_run(quic_conn *c) {
  * ngtcp2 0.12 has no call to fire the PTO now, so conn_probe_now runs its
  * expiry handling with the clock read as the PTO deadline. That is safe
  * (checked against lib/ngtcp2_conn.c of 0.12.1) when the deadline comes
- * before the idle expiry (just pushed back by the packet that came in): the
+ * before the idle expiry (the last packet in plus the idle timeout): the
  * other timers it may fire early are the ACK delay, keep-alive, pacing,
  * lost-packet cleanup, CID retirement and a PMTUD probe's loss, all
  * harmless to fire early; the handshake is done; the PTO handler only
@@ -1400,7 +1401,11 @@ static void conn_probe_now(quic_conn *c, double slack) {
   if (rp && rp->max_idle_timeout &&
       (double)rp->max_idle_timeout / NGTCP2_SECONDS < idle)
     idle = (double)rp->max_idle_timeout / NGTCP2_SECONDS;
-  if (idle > 0 && ldt >= now + (ngtcp2_duration)(idle * NGTCP2_SECONDS))
+  /* ngtcp2's idle expiry is at least the last packet in plus the idle
+   * timeout (not now plus it: during an outage that would let the clock
+   * given run past the expiry, and ngtcp2 would drop the connection as
+   * idle). Not exported by 0.12, hence the bound from our own record. */
+  if (idle > 0 && ldt >= c->last_rx + (ngtcp2_duration)(idle * NGTCP2_SECONDS))
     return; /* would be past the idle expiry: not safe */
   int rv = ngtcp2_conn_handle_expiry(c->conn, ldt);
   if (rv != 0) conn_error(c, rv);
@@ -1549,8 +1554,9 @@ static void conn_read(quic_conn *c, const struct sockaddr *from,
   ngtcp2_pkt_info pi = {0};
   c->pkts_recv++;
   c->bytes_recv += len;
+  c->last_rx = now_ts();
   c->depth++;
-  int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, now_ts());
+  int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, c->last_rx);
   c->depth--;
   conn_mark_dirty(c);
   if (rv != 0) conn_error(c, rv);
