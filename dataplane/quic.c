@@ -2029,10 +2029,8 @@ void quic_conn_get_stats(const quic_conn *c, quic_conn_stats *st) {
     st->bytes_in_flight = cs.bytes_in_flight;
     st->pto_count = cs.pto_count;
   }
-  for (const quic_stream *s = c->streams; s; s = s->next) {
+  for (const quic_stream *s = c->streams; s; s = s->next)
     st->bytes_unsent += s->end_off - s->sent_off;
-    st->bytes_unacked += s->sent_off - s->ack_off;
-  }
   st->pkts_sent = c->pkts_sent;
   st->pkts_recv = c->pkts_recv;
   st->bytes_sent = c->bytes_sent;

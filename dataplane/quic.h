@@ -181,7 +181,6 @@ typedef struct quic_conn_stats {
                                 ngtcp2 0.12 does not report it) */
   size_t pto_count;          /* probe timeouts in a row (0: healthy) */
   uint64_t bytes_unsent;     /* buffered in streams, not yet sent */
-  uint64_t bytes_unacked;    /* buffered in streams, sent, not yet acknowledged */
 } quic_conn_stats;
 
 /* quic_conn_get_stats fills |st| for |c|. */

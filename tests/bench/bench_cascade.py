@@ -29,7 +29,6 @@ Usage: tests/bench/bench_cascade.py [--quick] [--json FILE] [--only cascade|ngin
 Binaries as for bench_media.py (CASCADE_BIN_DIR, default build-bench/bin; CASCADE_LOADGEN).
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -472,19 +471,7 @@ def table(res):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run (about 3 minutes)")
-    ap.add_argument("--json", help="write every figure to this file")
-    ap.add_argument("--only", choices=("cascade", "nginx"))
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
-    args = ap.parse_args()
-
-    for tool in ("ffmpeg", "ffprobe", "nginx", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit("%s not found (apt-get install ffmpeg nginx-light libnginx-mod-rtmp util-linux)"
-                     % tool)
-    if args.only != "cascade" and not os.path.exists(bm.NGINX_MODULE):
-        sys.exit("%s missing: apt-get install libnginx-mod-rtmp" % bm.NGINX_MODULE)
+    args = bm.bench_args(__doc__, "short run (about 3 minutes)")
     if args.only != "nginx":
         harness.require_controller()
     bm.loadgen_path()

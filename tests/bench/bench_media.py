@@ -484,20 +484,25 @@ def table(res):
     return "\n".join(out)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run (about 2 minutes)")
+def bench_args(doc, quick_help):
+    """The command line of the Cascade vs nginx-rtmp benchmarks, and the tools they need."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--json", help="write every figure to this file")
     ap.add_argument("--only", choices=("cascade", "nginx"))
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
-
     for tool in ("ffmpeg", "ffprobe", "nginx", "taskset"):
         if shutil.which(tool) is None:
             sys.exit("%s not found (apt-get install ffmpeg nginx-light libnginx-mod-rtmp util-linux)"
                      % tool)
     if args.only != "cascade" and not os.path.exists(NGINX_MODULE):
         sys.exit("%s missing: apt-get install libnginx-mod-rtmp" % NGINX_MODULE)
+    return args
+
+
+def main():
+    args = bench_args(__doc__, "short run (about 2 minutes)")
     if args.only != "nginx":
         harness.require_controller()
     loadgen_path()

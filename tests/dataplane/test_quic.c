@@ -235,8 +235,12 @@ static int run_until(ctx *x, int (*done)(const ctx *), double secs) {
 static int both_closed(const ctx *x) { return x->srv_closed && x->cli_closed; }
 static int cli_closed(const ctx *x) { return x->cli_closed; }
 
-static quic_endpoint *endpoint(ctx *x, const char *cert, const char *key,
-                               int accept) {
+/* endpoint_on makes an endpoint on 127.0.0.1 (ephemeral port) with the
+ * callbacks |cb| and |ud|; |max_streams| 0 keeps the default. */
+static quic_endpoint *endpoint_on(struct ev_loop *loop, const char *cert,
+                                  const char *key, int accept,
+                                  const quic_callbacks *cb, void *ud,
+                                  uint64_t max_streams) {
   quic_config cfg;
   quic_config_default(&cfg);
   cfg.cert_pem = cert;
@@ -246,10 +250,16 @@ static quic_endpoint *endpoint(ctx *x, const char *cert, const char *key,
   cfg.idle_timeout = 5.;
   cfg.handshake_timeout = 3.;
   cfg.max_udp_payload = g_payload_size;
+  if (max_streams) cfg.max_streams_bidi = max_streams;
   struct sockaddr_in sin = {.sin_family = AF_INET,
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  return quic_endpoint_new(x->loop, &cfg, (struct sockaddr *)&sin,
-                           sizeof(sin), &cbs, x);
+  return quic_endpoint_new(loop, &cfg, (struct sockaddr *)&sin, sizeof(sin),
+                           cb, ud);
+}
+
+static quic_endpoint *endpoint(ctx *x, const char *cert, const char *key,
+                               int accept) {
+  return endpoint_on(x->loop, cert, key, accept, &cbs, x, 0);
 }
 
 /* echo runs the 1 MiB echo with |payload_size| (0: automatic) and returns
@@ -404,23 +414,10 @@ static const quic_callbacks ord_cbs = {
 
 static void test_streams_sent_in_write_order(void **state) {
   order_ctx x = {.loop = ev_loop_new(EVFLAG_AUTO)};
-  quic_config cfg;
-  quic_config_default(&cfg);
-  cfg.ca_pem = P.ca_a;
-  cfg.idle_timeout = 5.;
-  cfg.max_streams_bidi = ORDER_STREAMS + 1;
-  struct sockaddr_in sin = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  cfg.cert_pem = P.srv_cert;
-  cfg.key_pem = P.srv_key;
-  cfg.accept = 1;
-  quic_endpoint *srv = quic_endpoint_new(x.loop, &cfg, (struct sockaddr *)&sin,
-                                         sizeof(sin), &ord_cbs, &x);
-  cfg.cert_pem = P.cli_cert;
-  cfg.key_pem = P.cli_key;
-  cfg.accept = 0;
-  quic_endpoint *cli = quic_endpoint_new(x.loop, &cfg, (struct sockaddr *)&sin,
-                                         sizeof(sin), &ord_cbs, &x);
+  quic_endpoint *srv = endpoint_on(x.loop, P.srv_cert, P.srv_key, 1, &ord_cbs,
+                                   &x, ORDER_STREAMS + 1);
+  quic_endpoint *cli = endpoint_on(x.loop, P.cli_cert, P.cli_key, 0, &ord_cbs,
+                                   &x, ORDER_STREAMS + 1);
   assert_non_null(srv);
   assert_non_null(cli);
   struct sockaddr_storage ss;
