@@ -20,12 +20,16 @@ servers relaying over RTMP, side by side in one run, driven by cascade-loadgen:
             the players' merged write does not blur the hop. Again with 10 streams, where no
             core is busy, to see the hop itself, and with 100 streams, where the servers' one
             core is about half busy (the push steps measure two nodes, this scenario three and
-            three sets of players: half the push capacity loads this core 80-95 %).
+            three sets of players: half the push capacity loads this core 80-95 %). And the
+            100 streams once more with the top server moved to the load generators' core
+            ("split"): the top -> middle hop then crosses cores, as it crosses machines in a
+            deployment, so its receiver no longer waits for the sender's time slice.
 
 Every server is pinned to core 1 with taskset, the load generators to core 0 (with the controller
 and PostgreSQL). Media is generated with ffmpeg into a temporary directory, never committed.
 
 Usage: tests/bench/bench_cascade.py [--quick] [--json FILE] [--only cascade|nginx]
+                                    [--latency-only] [--cc bbr|bbr2|cubic|reno]
 Binaries as for bench_media.py (CASCADE_BIN_DIR, default build-bench/bin; CASCADE_LOADGEN).
 """
 
@@ -66,7 +70,7 @@ def free_udp_port():
 class CascadeChain:
     """hq <- region <- edge under one controller; |merge| as subscribe.mergewrite when given."""
 
-    def __init__(self, pg, merge=None, name="cascade"):
+    def __init__(self, pg, merge=None, name="cascade", cc=None):
         self.name = name
         self.ctl = harness.Controller(pg.dsn(pg.create_database()),
                                       config={"control": {"heartbeat": 1000}})
@@ -92,7 +96,7 @@ class CascadeChain:
                 "rtmp": {"maxconnections": 100000},
                 "http": {"maxconnections": 100000},
                 # one QUIC stream per relayed path: room for the largest step
-                "quic": {"maxstreams": 4096},
+                "quic": {"maxstreams": 4096, **({"cc": cc} if cc else {})},
                 # only the bottom pushes: the push test measures exactly one hop
                 "cascadeclient": {"autopush": lvl == "bottom",
                                   "onsub": {"pull": {".*": "m7s://$0"}}},
@@ -123,6 +127,9 @@ class CascadeChain:
 
     def cpu(self, lvl):
         return bm.proc_cpu(self.agents[lvl].proc.pid)
+
+    def pin(self, lvl, core):
+        bm.pin_all_tasks(self.agents[lvl].proc.pid, core)
 
     def metric(self, lvl, name):
         """A counter from the agent's /metrics (0 when absent)."""
@@ -197,6 +204,10 @@ class NginxChain:
 
     def cpu(self, lvl):
         return bm.proc_cpu(self.workers[lvl]) + bm.proc_cpu(self.procs[lvl].pid)
+
+    def pin(self, lvl, core):
+        for pid in (self.procs[lvl].pid, self.workers[lvl]):
+            bm.pin_all_tasks(pid, core)
 
     @staticmethod
     def _stop(p):
@@ -353,8 +364,17 @@ def push(chain, media, cfg):
     return {"steps": steps, "best": best, "bound": bound}
 
 
-def latency(chain, media, cfg, n):
-    """|n| streams published at the top; one player per stream at every level, all at once."""
+def latency(chain, media, cfg, n, split=False):
+    """|n| streams published at the top; one player per stream at every level, all at once.
+    |split|: the top server runs on the load generators' core for this run, so the hop from it
+    crosses cores (as it crosses machines in a deployment) and its receiver never waits for the
+    sender's time slice."""
+    if split:
+        chain.pin("top", LOADGEN_CORE)
+        try:
+            return latency(chain, media, cfg, n)
+        finally:
+            chain.pin("top", SERVER_CORE)
     delay, ramp = 3, cfg["ramp"]
     warm = int(delay + 3 * n / ramp + cfg["settle"]) + 2
     dur = warm + cfg["lat_window"]
@@ -409,6 +429,8 @@ def table(res):
 
     def row(label, srvs, path, spec="%.2f", target=""):
         vals = [get(s, *path) for s in srvs]
+        if all(v is None for v in vals):
+            return   # not measured in this run (--latency-only, --only)
         r = bm.ratio(vals[0], vals[1]) if len(vals) == 2 else "-"
         rows.append((label, [bm.fmt(v, spec) for v in vals], r, target))
 
@@ -425,9 +447,13 @@ def table(res):
     row("ttff at the middle, keyframe p99 ms", pair, ("ttff_middle", "ttff_p99_ms"), "%.1f")
     row("ttff at the top (local), keyframe p50 ms", pair, ("ttff_top", "ttff_p50_ms"), "%.1f")
     row("ttff at the top, keyframe p99 ms", pair, ("ttff_top", "ttff_p99_ms"), "%.1f")
-    for key in ("latency", "latency_core_half", "latency_light"):
+    for key in ("latency", "latency_core_half", "latency_split", "latency_light"):
         n = get(lat[0], key, "streams")
+        if n is None:
+            continue
         tag = "%s streams" % bm.fmt(n, "%d")
+        if key == "latency_split":
+            tag += ", top server on core %d" % LOADGEN_CORE
         row("[%s] servers' core busy (3 nodes)" % tag, lat, (key, "server_cores"), "%.2f")
         for a, b, t50, t99 in (("top", "middle", "<= 2", "<= 20"),
                                ("middle", "bottom", "<= 2", "<= 20")):
@@ -471,7 +497,12 @@ def table(res):
 
 
 def main():
-    args = bm.bench_args(__doc__, "short run (about 3 minutes)")
+    def extra(ap):
+        ap.add_argument("--latency-only", action="store_true",
+                        help="only the latency rows (100 streams, 100 split, 10)")
+        ap.add_argument("--cc", choices=("bbr", "bbr2", "cubic", "reno"),
+                        help="quic.cc of the Cascade agents (default: the agent's default)")
+    args = bm.bench_args(__doc__, "short run (about 3 minutes)", extra)
     if args.only != "nginx":
         harness.require_controller()
     bm.loadgen_path()
@@ -508,8 +539,11 @@ def main():
         r["ttff_bottom"] = ttff(chain, m4, cfg, "bottom", "tb")
         r["push"] = push(chain, m4, cfg)
 
-    if args.only != "nginx":
-        c = CascadeChain(pg)
+    if args.latency_only:
+        if args.only != "nginx":
+            res["cascade"] = {}   # the table's column
+    elif args.only != "nginx":
+        c = CascadeChain(pg, cc=args.cc)
         try:
             run_chain(c)
         finally:
@@ -518,8 +552,10 @@ def main():
     ng = None
     if args.only != "cascade":
         ng = NginxChain(tmp)
-        run_chain(ng)
-        made.append("nginx-rtmp")
+        res.setdefault(ng.name, {})
+        if not args.latency_only:
+            run_chain(ng)
+            made.append("nginx-rtmp")
     # the same load on both for the latency: half the largest push step both passed
     passed = [set(w["step"] for w in res[s]["push"]["steps"] if w["lossless"]) for s in made]
     common = sorted(set.intersection(*passed)) if passed else []
@@ -530,19 +566,22 @@ def main():
                                             if w["step"] == common[-1])
     half = max(10, (common[-1] if common else cfg["push_steps"][0]) // 2)
     res["latency_streams"] = half
-    light = cfg["lat_light"]
+
+    def run_latency(chain, r):
+        if not args.latency_only:
+            r["latency"] = latency(chain, m4, cfg, half)
+        r["latency_light"] = latency(chain, m4, cfg, cfg["lat_light"])
+        r["latency_core_half"] = latency(chain, m4, cfg, cfg["lat_core_half"])
+        if bm.pinning():
+            r["latency_split"] = latency(chain, m4, cfg, cfg["lat_core_half"], split=True)
+
     if ng is not None:
-        res["nginx-rtmp"]["latency"] = latency(ng, m4, cfg, half)
-        res["nginx-rtmp"]["latency_light"] = latency(ng, m4, cfg, light)
-        res["nginx-rtmp"]["latency_core_half"] = latency(ng, m4, cfg, cfg["lat_core_half"])
+        run_latency(ng, res["nginx-rtmp"])
         ng.stop()
     if args.only != "nginx":
-        c = CascadeChain(pg, merge="0s", name="cascade-mw0")
+        c = CascadeChain(pg, merge="0s", name="cascade-mw0", cc=args.cc)
         try:
-            r = res.setdefault("cascade-mw0", {})
-            r["latency"] = latency(c, m4, cfg, half)
-            r["latency_light"] = latency(c, m4, cfg, light)
-            r["latency_core_half"] = latency(c, m4, cfg, cfg["lat_core_half"])
+            run_latency(c, res.setdefault("cascade-mw0", {}))
         finally:
             c.stop()
     res["elapsed_s"] = time.monotonic() - t0

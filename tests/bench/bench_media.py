@@ -484,13 +484,16 @@ def table(res):
     return "\n".join(out)
 
 
-def bench_args(doc, quick_help):
-    """The command line of the Cascade vs nginx-rtmp benchmarks, and the tools they need."""
+def bench_args(doc, quick_help, extra=None):
+    """The command line of the Cascade vs nginx-rtmp benchmarks, and the tools they need;
+    |extra| adds a benchmark's own options to the parser."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--json", help="write every figure to this file")
     ap.add_argument("--only", choices=("cascade", "nginx"))
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    if extra:
+        extra(ap)
     args = ap.parse_args()
     for tool in ("ffmpeg", "ffprobe", "nginx", "taskset"):
         if shutil.which(tool) is None:
