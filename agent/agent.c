@@ -240,9 +240,9 @@ static void add_report(const hub_stream_info_t *s, void *arg) {
    * one only the peer it came from (an outside origin: 0) */
   o->origin_node = s->live && s->origin.kind == HUB_ORIGIN_PUSHED ? s->origin.node : 0;
   o->publisher_since = s->live && s->start_time > 0 ? (int64_t)s->start_time : 0;
-  unsigned flv = httpflv_players_on(r->a->media.http, s->path);
   /* players only: the hub's subscribers also count pushes and pulls served */
-  unsigned rtmp = rtmp_server_players_on(r->a->media.rtmp, s->path);
+  unsigned flv = s->by_kind[HUB_SUB_PLAYER_HTTPFLV];
+  unsigned rtmp = s->by_kind[HUB_SUB_PLAYER_RTMP];
   Cascade__Control__PlayerCount *pc = &r->pc[2 * r->n];
   cascade__control__player_count__init(&pc[0]);
   cascade__control__player_count__init(&pc[1]);

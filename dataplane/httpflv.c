@@ -372,6 +372,7 @@ static int conn_start_stream(conn_t *c) {
   c->outlen += FLV_HEADER_LEN;
   c->state = C_STREAM;
   c->srv->st.players++;
+  hub_sub_set_kind(c->sub, HUB_SUB_PLAYER_HTTPFLV);
   return 0;
 }
 
@@ -759,16 +760,6 @@ void httpflv_free(httpflv_t *srv) {
   ev_io_stop(srv->loop, &srv->lio);
   while (srv->conns) conn_close(srv->conns);
   free(srv);
-}
-
-unsigned httpflv_players_on(const httpflv_t *srv, const char *path) {
-  unsigned n = 0;
-  if (srv == NULL) return 0;
-  for (const conn_t *c = srv->conns; c; c = c->next) {
-    const char *p = c->state == C_STREAM && c->sub ? hub_sub_path(c->sub) : NULL;
-    if (p && strcmp(p, path) == 0) n++;
-  }
-  return n;
 }
 
 void httpflv_get_stats(const httpflv_t *srv, httpflv_stats_t *out) { *out = srv->st; }

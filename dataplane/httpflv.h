@@ -76,9 +76,6 @@ void httpflv_set_api(httpflv_t *srv, httpflv_api_t api, void *arg);
  * It does not close the listening socket. */
 void httpflv_free(httpflv_t *srv);
 
-/* httpflv_players_on counts the connections playing stream |path| now. */
-unsigned httpflv_players_on(const httpflv_t *srv, const char *path);
-
 /* httpflv_get_stats fills |out| with the server's counters. */
 void httpflv_get_stats(const httpflv_t *srv, httpflv_stats_t *out);
 

@@ -51,6 +51,7 @@ struct hub_sub {
   uint64_t behind_since;              /* stream clock of the overflow */
   uint64_t dropped;
   int immediate;                      /* no merged write: notified per frame */
+  unsigned kind;                      /* HUB_SUB_*, counted in st->by_kind */
   int started;                        /* a media frame was queued: merged write applies */
   size_t queue_bytes;                 /* own bound, 0: the hub's */
 };
@@ -74,6 +75,7 @@ struct hub_stream {
   int missing;                        /* on_missing told for the current wait */
   hub_sub_t *subs;
   unsigned nsubs;                     /* not counting dead ones */
+  unsigned by_kind[HUB_SUB_KINDS];    /* nsubs per hub_sub.kind */
   unsigned dispatching;
   unsigned ndead;
   /* caches: one reference each */
@@ -584,6 +586,7 @@ static void sub_release(hub_sub_t *s) {
     return;
   }
   st->nsubs--;
+  st->by_kind[s->kind]--;
   s->hub->subscribers--;
   if (st->nsubs == 0 && st->live && s->hub->obs.on_idle && !s->hub->closing)
     ev_timer_start(s->hub->loop, &st->idle_timer); /* 0 s: from the loop */
@@ -1170,6 +1173,7 @@ hub_sub_t *hub_subscribe(hub_t *h, const char *path, const hub_sub_ops_t *ops, v
   if (st->subs) st->subs->prev = s;
   st->subs = s;
   st->nsubs++;
+  st->by_kind[s->kind]++;
   h->subscribers++;
   if (!st->live) {
     s->state = SUB_WAITING;
@@ -1213,6 +1217,17 @@ uint64_t hub_sub_dropped(const hub_sub_t *s) { return s ? s->dropped : 0; }
 
 void hub_sub_set_queue_bytes(hub_sub_t *s, size_t bytes) {
   if (s) s->queue_bytes = bytes;
+}
+
+void hub_sub_set_kind(hub_sub_t *s, unsigned kind) {
+  if (s == NULL || kind >= HUB_SUB_KINDS || kind == s->kind) return;
+  /* counted from attachment (hub_subscribe) to release (sub_release); a
+   * refused one (no stream) never is, a dead one no longer */
+  if (s->st && s->state != SUB_DEAD) {
+    s->st->by_kind[s->kind]--;
+    s->st->by_kind[kind]++;
+  }
+  s->kind = kind;
 }
 
 void hub_sub_set_immediate(hub_sub_t *s, int on) {
@@ -1264,6 +1279,7 @@ void hub_foreach(hub_t *h, void (*fn)(const hub_stream_info_t *info, void *arg),
     in.live = st->live;
     in.origin = st->origin;
     in.subscribers = st->nsubs;
+    memcpy(in.by_kind, st->by_kind, sizeof(in.by_kind));
     in.start_time = st->start_time;
     in.bytes_in = st->bytes_in;
     in.frames_in = st->frames_in;

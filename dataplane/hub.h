@@ -191,6 +191,20 @@ size_t hub_sub_queued(const hub_sub_t *s);
 /* hub_sub_dropped is the frames dropped for |s| (skips to a keyframe). */
 uint64_t hub_sub_dropped(const hub_sub_t *s);
 
+/* What a subscriber is, for the per-stream counts of hub_stream_info_t
+ * (kept as subscribers come and go, so reading them costs no walk). */
+enum {
+  HUB_SUB_OTHER = 0,           /* relays, pushes, internal readers */
+  HUB_SUB_PLAYER_RTMP = 1,     /* an RTMP player receiving the stream */
+  HUB_SUB_PLAYER_HTTPFLV = 2,  /* an HTTP-FLV player receiving the stream */
+  HUB_SUB_KINDS = 3
+};
+
+/* hub_sub_set_kind labels |s| (HUB_SUB_*; HUB_SUB_OTHER until set) in
+ * its stream's counts; other values are ignored. Only while |s| is attached
+ * to a stream (waiting or active) does it count. */
+void hub_sub_set_kind(hub_sub_t *s, unsigned kind);
+
 /* hub_sub_set_immediate exempts |s| from merged write (hub_config.merge_s):
  * it is told after every frame, for relays whose next hop merges anyway. */
 void hub_sub_set_immediate(hub_sub_t *s, int on);
@@ -221,6 +235,7 @@ typedef struct hub_stream_info {
   int live;                  /* has a publisher now */
   hub_origin_t origin;       /* of the current (or last) publisher */
   unsigned subscribers;
+  unsigned by_kind[HUB_SUB_KINDS]; /* subscribers per HUB_SUB_* label */
   double start_time;         /* ev_now when published (wall clock) */
   uint64_t bytes_in;
   uint64_t frames_in;

@@ -140,6 +140,7 @@ static int conn_fail(rtmp_conn_t *c, const char *fmt, ...) __attribute__((format
 static void conn_schedule_close(rtmp_conn_t *c) {
   if (c->dead) return;
   c->dead = 1;
+  hub_sub_set_kind(c->sub, HUB_SUB_OTHER); /* no longer a player */
   ev_io_stop(c->srv->loop, &c->rio);
   ev_io_stop(c->srv->loop, &c->wio);
   ev_timer_stop(c->srv->loop, &c->timer);
@@ -532,6 +533,7 @@ static int cmd_play(rtmp_conn_t *c, const amf_value_t *args, uint32_t sid) {
    * that never appears gets StreamNotFound, not Start then silence. */
   c->sub = hub_subscribe(c->srv->hub, path, &sub_ops, c);
   if (c->sub == NULL) return conn_fail(c, "out of memory");
+  hub_sub_set_kind(c->sub, HUB_SUB_PLAYER_RTMP);
   return 0;
 }
 
@@ -934,16 +936,6 @@ void rtmp_server_free(rtmp_server_t *s) {
   while (s->conns) conn_close(s->conns);
   close(s->lfd);
   free(s);
-}
-
-unsigned rtmp_server_players_on(const rtmp_server_t *srv, const char *path) {
-  unsigned n = 0;
-  if (srv == NULL) return 0;
-  for (const rtmp_conn_t *c = srv->conns; c; c = c->next) {
-    const char *p = c->sub && !c->dead ? hub_sub_path(c->sub) : NULL;
-    if (p && strcmp(p, path) == 0) n++;
-  }
-  return n;
 }
 
 void rtmp_server_get_stats(const rtmp_server_t *s, rtmp_server_stats_t *out) { *out = s->st; }

@@ -45,10 +45,6 @@ rtmp_server_t *rtmp_server_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
  * Call it before hub_free. */
 void rtmp_server_free(rtmp_server_t *srv);
 
-/* rtmp_server_players_on counts the RTMP players of |path| (a scan of the
- * connections: for periodic reports, not per frame). */
-unsigned rtmp_server_players_on(const rtmp_server_t *srv, const char *path);
-
 /* rtmp_server_get_stats fills |out| with the counters, for /metrics. */
 void rtmp_server_get_stats(const rtmp_server_t *srv, rtmp_server_stats_t *out);
 

@@ -338,6 +338,80 @@ static void test_info(void **state) {
   hub_free(h);
 }
 
+/* by_kind of |path| in hub_foreach (all zero when it is not listed). */
+typedef struct kinds {
+  const char *path;
+  unsigned n[HUB_SUB_KINDS], subs;
+} kinds_t;
+
+static void kinds_cb(const hub_stream_info_t *in, void *arg) {
+  kinds_t *k = arg;
+  if (strcmp(in->path, k->path) != 0) return;
+  memcpy(k->n, in->by_kind, sizeof(k->n));
+  k->subs = in->subscribers;
+}
+
+static kinds_t kinds(hub_t *h, const char *path) {
+  kinds_t k;
+  memset(&k, 0, sizeof(k));
+  k.path = path;
+  hub_foreach(h, kinds_cb, &k);
+  return k;
+}
+
+/* Subscribers counted per kind as they come, change kind and go, without
+ * a walk: waiting ones from the publish on, refused ones never, ended ones
+ * no longer. */
+static void test_kind_counts(void **state) {
+  (void)state;
+  hub_config_t c = {.delay_close_s = 0.05, .wait_s = 1, .max_subscribers = 4};
+  hub_t *h = hub_new(loop, &c);
+  rec_t w, a, b, o, refused;
+  sub(h, "live/k", &w, 1); /* waits: the path is not published yet */
+  hub_sub_set_kind(w.s, HUB_SUB_PLAYER_HTTPFLV);
+  hub_stream_t *st = hub_publish(h, "live/k", NULL);
+  push_headers(st);
+  sub(h, "live/k", &a, 1);
+  sub(h, "live/k", &b, 1);
+  sub(h, "live/k", &o, 1);
+  hub_sub_set_kind(a.s, HUB_SUB_PLAYER_RTMP);
+  hub_sub_set_kind(b.s, HUB_SUB_PLAYER_RTMP);
+  hub_sub_set_kind(o.s, 99); /* not a kind: ignored */
+  sub(h, "live/k", &refused, 1); /* over max_subscribers */
+  hub_sub_set_kind(refused.s, HUB_SUB_PLAYER_RTMP);
+  kinds_t k = kinds(h, "live/k");
+  assert_int_equal(k.subs, 4);
+  assert_int_equal(k.n[HUB_SUB_OTHER], 1);
+  assert_int_equal(k.n[HUB_SUB_PLAYER_RTMP], 2);
+  assert_int_equal(k.n[HUB_SUB_PLAYER_HTTPFLV], 1);
+  run_for(0.01);
+  assert_int_equal(refused.ended, 1);
+  hub_sub_set_kind(b.s, HUB_SUB_PLAYER_HTTPFLV);
+  hub_sub_set_kind(b.s, HUB_SUB_PLAYER_HTTPFLV); /* again: no change */
+  hub_unsubscribe(a.s);
+  k = kinds(h, "live/k");
+  assert_int_equal(k.subs, 3);
+  assert_int_equal(k.n[HUB_SUB_OTHER], 1);
+  assert_int_equal(k.n[HUB_SUB_PLAYER_RTMP], 0);
+  assert_int_equal(k.n[HUB_SUB_PLAYER_HTTPFLV], 2);
+  hub_sub_set_kind(NULL, HUB_SUB_PLAYER_RTMP); /* accepted, nothing to count */
+  /* the publisher goes and does not come back: every subscriber ends */
+  hub_unpublish(st);
+  run_for(0.2);
+  assert_int_equal(w.ended, 1);
+  assert_int_equal(b.ended, 1);
+  assert_int_equal(o.ended, 1);
+  /* a new stream on the path starts from zero */
+  st = hub_publish(h, "live/k", NULL);
+  sub(h, "live/k", &a, 1);
+  k = kinds(h, "live/k");
+  assert_int_equal(k.subs, 1);
+  assert_int_equal(k.n[HUB_SUB_OTHER], 1);
+  assert_int_equal(k.n[HUB_SUB_PLAYER_RTMP] + k.n[HUB_SUB_PLAYER_HTTPFLV], 0);
+  hub_unsubscribe(a.s);
+  hub_free(h);
+}
+
 static void test_refusals(void **state) {
   (void)state;
   hub_config_t c = {.delay_close_s = 1, .wait_s = 1, .max_streams = 2, .max_subscribers = 1};
@@ -873,6 +947,7 @@ int main(void) {
       cmocka_unit_test(test_frame_classify),
       cmocka_unit_test(test_late_subscriber_gop),
       cmocka_unit_test(test_info),
+      cmocka_unit_test(test_kind_counts),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_delay_close_keeps),
       cmocka_unit_test(test_delay_close_ends),

@@ -74,8 +74,25 @@ class StreamsTest(unittest.TestCase):
                                               if x["path"] == "live/dir" and x["total_players"] == 1],
                                      10, what="the player in the directory")[0]
                 self.assertEqual(s["players"][0]["players"], {"rtmp": 0, "httpflv": 1, "total": 1})
+                # an RTMP player counts under its own protocol; both leave, both go
+                rtmp_player = subprocess.Popen([FFMPEG, "-v", "error", "-i",
+                                                a_edge.rtmp_url("live/dir"), "-f", "null", "-"],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    s = harness.wait_for(lambda: [x for x in self.streams()
+                                                  if x["path"] == "live/dir"
+                                                  and x["total_players"] == 2],
+                                         10, what="the RTMP player in the directory")[0]
+                    self.assertEqual(s["players"][0]["players"],
+                                     {"rtmp": 1, "httpflv": 1, "total": 2})
+                finally:
+                    rtmp_player.kill()
+                    rtmp_player.wait()
             finally:
                 player.close()
+            harness.wait_for(lambda: [x for x in self.streams()
+                                      if x["path"] == "live/dir" and x["total_players"] == 0],
+                             10, what="the players to leave the directory")
             # viewers may read the directory
             tok = harness.envelope_ok(self, self.ctl.api("POST", "/api/auth/tokens",
                                                          {"name": "v", "role": "viewer"}), 201)["token"]
