@@ -13,12 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent_backoff.h"
 #include "b64.h"
 #include "ctlmsg.h"
 #include "log.h"
+#include "nngclose.h"
 #include "x509.h"
 
 #ifndef CASCADE_VERSION
@@ -107,16 +109,35 @@ static void op_cb(void *arg) {
   hub_push(op->c->hub, ev);
 }
 
+/* A socket's pipe callbacks reach their client through a token that
+ * sock_close clears under pipe_mu: the client may be gone while a socket
+ * that would not close (ctlc_nng_wedged) still runs callbacks. */
+struct ctlc_pipe_token {
+  ctlc_t *c;
+};
+
+static pthread_mutex_t pipe_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void pipe_cb(nng_pipe p, nng_pipe_ev what, void *arg) {
-  ctlc_t *c = arg;
-  ctlc_event_t *ev = calloc(1, sizeof(*ev));
+  struct ctlc_pipe_token *t = arg;
   (void)what;
-  if (ev == NULL) return;
-  ev->c = c;
-  ev->kind = EV_PIPE_GONE;
-  ev->sock_id = (uint32_t)nng_socket_id(nng_pipe_socket(p));
-  hub_push(c->hub, ev);
+  pthread_mutex_lock(&pipe_mu);
+  ctlc_t *c = t->c;
+  ctlc_event_t *ev = c ? calloc(1, sizeof(*ev)) : NULL;
+  if (ev) {
+    ev->c = c;
+    ev->kind = EV_PIPE_GONE;
+    ev->sock_id = (uint32_t)nng_socket_id(nng_pipe_socket(p));
+    hub_push(c->hub, ev);
+  }
+  pthread_mutex_unlock(&pipe_mu);
 }
+
+/* ---- closing a socket within a bound ------------------------------------ */
+
+static int nng_wedged;
+
+int ctlc_nng_wedged(void) { return __atomic_load_n(&nng_wedged, __ATOMIC_RELAXED); }
 
 /* ---- logging ------------------------------------------------------------ */
 
@@ -180,7 +201,22 @@ static void sock_close(ctlc_t *c) {
   if (!c->sock_open) return;
   session_close(c);
   c->sock_open = 0;
-  nng_close(c->sock);
+  struct ctlc_pipe_token *t = c->pipe_token;
+  c->pipe_token = NULL;
+  if (t) {
+    pthread_mutex_lock(&pipe_mu);
+    t->c = NULL; /* no callback of this socket reaches |c| any more */
+    pthread_mutex_unlock(&pipe_mu);
+  }
+  if (nng_close_within(c->sock, CTLC_CLOSE_WAIT_S) == 0) {
+    free(t); /* closed: no callback runs any more */
+    return;
+  }
+  /* |t| stays: the wedged socket may still run a callback */
+  __atomic_store_n(&nng_wedged, 1, __ATOMIC_RELAXED);
+  log_warn(MOD, "[%s] the control socket did not close within %.0f s (an nng 1.5.2 "
+           "bug, nanomsg/nng#1543); it is left to the process exit", c->name,
+           CTLC_CLOSE_WAIT_S);
 }
 
 /* sock_open makes the client's socket: a REQ socket with its two contexts
@@ -200,7 +236,12 @@ static int sock_open(ctlc_t *c, int verified) {
   nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 100);
   nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT,
                     cfg->backoffmax_ms < 5000 ? (nng_duration)cfg->backoffmax_ms : 5000);
-  if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c)) != 0 ||
+  if ((c->pipe_token = calloc(1, sizeof(*c->pipe_token))) == NULL) {
+    rv = NNG_ENOMEM;
+    goto fail;
+  }
+  c->pipe_token->c = c;
+  if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c->pipe_token)) != 0 ||
       (rv = nng_ctx_open(&c->poll.ctx, c->sock)) != 0 ||
       (rv = nng_ctx_open(&c->rpc.ctx, c->sock)) != 0 ||
       (rv = nng_dialer_create(&d, c->sock, cfg->ctl_url)) != 0)

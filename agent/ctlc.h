@@ -108,6 +108,7 @@ struct ctlc {
   int sock_open;
   int sock_verified;             /* dialer verifies the controller (or tcp://) */
   nng_socket sock;
+  struct ctlc_pipe_token *pipe_token; /* the socket's pipe callbacks find |c| through it */
 
   /* Session: valid while |open|. */
   int open;
@@ -163,8 +164,18 @@ void ctlc_hub_destroy(ctlc_hub_t *hub);
 ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen);
 
 /* ctlc_destroy closes the session (waiting for nng's callbacks) and frees
- * |c|; accepts NULL. */
+ * |c|; accepts NULL. Its socket's close is waited for CTLC_CLOSE_WAIT_S at
+ * most (see ctlc_nng_wedged). */
 void ctlc_destroy(ctlc_t *c);
+
+#define CTLC_CLOSE_WAIT_S 2.0
+
+/* ctlc_nng_wedged tells whether an nng_close did not return within
+ * CTLC_CLOSE_WAIT_S: nng 1.5.2 can wait forever for a pipe or dialer a close
+ * raced with (nanomsg/nng#1543, #1813). The socket is then left to the
+ * process exit, and the caller must not call nng_fini, which would wait for
+ * it too. */
+int ctlc_nng_wedged(void);
 
 /* ctlc_state_name is the status word of |s|:
  * backoff|connecting|registering|authenticating|running. */

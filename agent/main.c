@@ -12,6 +12,7 @@
 
 #include "agent.h"
 #include "agent_config.h"
+#include "ctlc.h"
 #include "log.h"
 
 #ifndef CASCADE_VERSION
@@ -138,7 +139,7 @@ int main(int argc, char **argv) {
 out_loop:
   ev_loop_destroy(loop);
 out_tls:
-  nng_fini();
+  if (!ctlc_nng_wedged()) nng_fini(); /* it would wait for that socket too */
   gnutls_global_deinit();
   agent_config_free(&cfg);
   return rc;

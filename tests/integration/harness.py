@@ -562,7 +562,7 @@ def _thread_stacks(pid):
         r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 30"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=60)
-        return r.stdout[-12000:]
+        return r.stdout[-40000:]
     except (OSError, subprocess.TimeoutExpired) as e:
         return "(gdb failed: %s)" % e
 
