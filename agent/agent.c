@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "ctlmsg.h"
 #include "log.h"
 #include "timefmt.h"
 
@@ -221,11 +223,13 @@ typedef struct sreports {
   Cascade__Control__StreamReport *v, **p;
   Cascade__Control__PlayerCount *pc, **pp;
   size_t n, cap;
+  size_t total; /* every stream, reported or not */
 } sreports_t;
 
 static void add_report(const hub_stream_info_t *s, void *arg) {
   sreports_t *r = arg;
-  if (r->n >= r->cap) return;
+  r->total++;
+  if (r->n >= r->cap) return; /* the controller reads no more: counted in total */
   Cascade__Control__StreamReport *o = &r->v[r->n];
   cascade__control__stream_report__init(o);
   o->path = (char *)s->path; /* valid until the heartbeat is packed: same loop turn */
@@ -269,8 +273,8 @@ static void on_stream_reports(ctlc_t *c, Cascade__Control__Heartbeat *hb, int do
     return;
   }
   /* One block: the reports, the player counts, then the pointer arrays. */
-  size_t cap = 1024;
-  sreports_t r = {a, NULL, NULL, NULL, NULL, 0, cap};
+  size_t cap = CTLMSG_STREAMS_MAX;
+  sreports_t r = {a, NULL, NULL, NULL, NULL, 0, cap, 0};
   r.v = calloc(cap, sizeof(*r.v) + 2 * sizeof(*r.pc) + 2 * sizeof(*r.pp));
   r.p = calloc(cap + 1, sizeof(*r.p));
   if (r.v == NULL || r.p == NULL) {
@@ -286,6 +290,7 @@ static void on_stream_reports(ctlc_t *c, Cascade__Control__Heartbeat *hb, int do
   hb->streams = r.p;
   hb->n_streams = r.n;
   hb->streams_reported = 1;
+  hb->streams_total = r.total > UINT32_MAX ? UINT32_MAX : (uint32_t)r.total;
 }
 
 static size_t on_link_reports(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg) {

@@ -51,7 +51,7 @@ static int mkdir_p(const char *dir) {
   return 0;
 }
 
-/* Each simulated client holds a socket; the soft limit is rarely enough. */
+/* raise_nofile lifts the soft limit on descriptors to the hard one. */
 static void raise_nofile(void) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -118,7 +118,11 @@ int main(int argc, char **argv) {
   }
   /* A peer closing a socket must be an error return, not a dead process. */
   signal(SIGPIPE, SIG_IGN);
-  if (nsim > 0) raise_nofile();
+  /* Every player and publisher is a socket: rtmp.maxconnections and
+   * http.maxconnections (1,000 each by default) pass the usual soft limit
+   * of 1,024 descriptors, so take the hard limit (as nginx's
+   * worker_rlimit_nofile would be set). */
+  raise_nofile();
   if (gnutls_global_init() < 0) {
     log_error("main", "cannot initialise GnuTLS");
     agent_config_free(&cfg);

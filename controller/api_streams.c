@@ -10,6 +10,7 @@
 #include "ctl.h"
 #include "ctlsrv.h"
 #include "control.pb-c.h"
+#include "reply.h"
 
 typedef struct entry {
   int64_t node;
@@ -81,6 +82,19 @@ static json_t *node_players(const entry_t *e, json_int_t *total) {
   return json_pack("{s:I,s:s,s:o}", "id", (json_int_t)e->node, "name", e->name, "players", p);
 }
 
+static void add_incomplete(int64_t node, const char *name, size_t reported, uint32_t total,
+                           void *arg) {
+  json_array_append_new(arg, json_pack("{s:I,s:s,s:I,s:I}", "id", (json_int_t)node, "name", name,
+                                       "reported", (json_int_t)reported, "total",
+                                       (json_int_t)total));
+}
+
+static int by_id(const void *a, const void *b) {
+  json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "id"));
+  json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "id"));
+  return x < y ? -1 : x > y;
+}
+
 int api_streams(http_req_t *r) {
   collect_t c = {0};
   ctlsrv_foreach_stream(r->ctl->ctlsrv, add, &c);
@@ -130,5 +144,23 @@ int api_streams(http_req_t *r) {
   }
   for (size_t i = 0; i < c.n; i++) free(c.v[i].st.path);
   free(c.v);
-  return http_reply_data(r, 200, list);
+  /* Nodes with more streams than a heartbeat carries: listed, so that a
+   * partial directory says so. */
+  json_t *inc = json_array();
+  ctlsrv_foreach_incomplete(r->ctl->ctlsrv, add_incomplete, inc);
+  size_t ni = json_array_size(inc);
+  if (ni > 1) {
+    json_t **v = malloc(ni * sizeof(*v));
+    if (v) {
+      for (size_t i = 0; i < ni; i++) v[i] = json_incref(json_array_get(inc, i));
+      qsort(v, ni, sizeof(*v), by_id);
+      json_array_clear(inc);
+      for (size_t i = 0; i < ni; i++) json_array_append_new(inc, v[i]);
+      free(v);
+    }
+  }
+  json_t *body = reply_envelope(0, NULL, list);
+  if (body) json_object_set_new(body, "incomplete", inc);
+  else json_decref(inc);
+  return http_reply_json(r, 200, body);
 }

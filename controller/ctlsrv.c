@@ -79,6 +79,7 @@ typedef struct sess {
   pend_t *relays, *relays_tail; /* owned: relay requests not yet sent */
   ctlsrv_stream_t *streams;  /* owned: the last heartbeat's stream reports */
   size_t nstreams;
+  uint32_t streams_total;    /* the node's own count (above nstreams: not all reported) */
   struct sess *tok_next;
   struct sess *id_next;
 } sess_t;
@@ -779,6 +780,7 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
     size_t oldn = x->nstreams;
     x->streams = streams;
     x->nstreams = ns;
+    x->streams_total = hb->streams_total;
     streams = old;
     ns = oldn;
   }
@@ -1376,6 +1378,19 @@ void ctlsrv_foreach_stream(ctlsrv_t *s,
     for (sess_t *x = s->by_id[b]; x; x = x->id_next)
       if (!x->revoked)
         for (size_t i = 0; i < x->nstreams; i++) fn(x->id, x->name, &x->streams[i], arg);
+  pthread_mutex_unlock(&s->mu);
+}
+
+void ctlsrv_foreach_incomplete(ctlsrv_t *s,
+                               void (*fn)(int64_t node, const char *name, size_t reported,
+                                          uint32_t total, void *arg),
+                               void *arg) {
+  if (s == NULL) return;
+  pthread_mutex_lock(&s->mu);
+  for (size_t b = 0; b < SESS_BUCKETS; b++)
+    for (sess_t *x = s->by_id[b]; x; x = x->id_next)
+      if (!x->revoked && x->streams_total > x->nstreams)
+        fn(x->id, x->name, x->nstreams, x->streams_total, arg);
   pthread_mutex_unlock(&s->mu);
 }
 

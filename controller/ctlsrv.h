@@ -84,6 +84,14 @@ void ctlsrv_foreach_stream(ctlsrv_t *s,
                                       void *arg),
                            void *arg);
 
+/* ctlsrv_foreach_incomplete calls |fn| for every live session whose node
+ * has more streams (|total|, its own count) than its heartbeat reported
+ * (|reported|: at most CTLMSG_STREAMS_MAX), under the server's lock. */
+void ctlsrv_foreach_incomplete(ctlsrv_t *s,
+                               void (*fn)(int64_t node, const char *name, size_t reported,
+                                          uint32_t total, void *arg),
+                               void *arg);
+
 /* ctlsrv_sessions counts live sessions (for metrics). */
 size_t ctlsrv_sessions(ctlsrv_t *s);
 

@@ -2,10 +2,14 @@
 """The stream directory (docs/api.md, "Streams"): ffmpeg publishes at the child of a two-node
 tree; GET /api/cascade/streams lists the stream with the child as its origin, no relaying node yet
 (push and pull fill that part), and its players per node and protocol; an HTTP-FLV player shows
-up; the stream leaves the list when its node goes offline."""
+up; the stream leaves the list when its node goes offline. A node with more streams than a
+heartbeat carries (1,024; cascade-loadgen publishes 1,030) is named under `incomplete` with
+how many it reported and how many it has, until it has no more than that again."""
 
+import os
 import shutil
 import subprocess
+import tempfile
 import unittest
 import urllib.request
 
@@ -103,6 +107,45 @@ class StreamsTest(unittest.TestCase):
         # the node goes offline: its streams go with it
         a_edge.stop(expected_errors=[r"(?i)authentication failed"])
         harness.wait_for(lambda: self.streams() == [], 15, what="the directory to empty")
+
+    def test_more_streams_than_a_heartbeat_carries(self):
+        n, carried = 1030, 1024
+        edge = harness.envelope_ok(self, self.ctl.api("POST", "/api/cascade/clients",
+                                                      {"name": "big", "secret": "big-secret-1"}), 201)
+        a = harness.Agent(self.ctl, "big", "big-secret-1",
+                          config={"rtmp": {"maxconnections": 2000},
+                                  "publish": {"delayclosetimeout": "0s"}})
+        self.agents.append(a)
+        tmp = tempfile.mkdtemp(prefix="streams.")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        media = os.path.join(tmp, "tiny.flv")
+        subprocess.run([FFMPEG, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=5",
+                        "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "5",
+                        "-pix_fmt", "yuv420p", "-f", "flv", media], check=True)
+        lg = subprocess.Popen([os.path.join(harness.bin_dir(), "cascade-loadgen"),
+                               "--publish", str(n), "--file", media,
+                               "--url", a.rtmp_url("live/many"), "--ramp", "1000",
+                               "--duration", "120"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def incomplete():
+                st, _, body = self.ctl.api("GET", "/api/cascade/streams")
+                self.assertEqual(st, 200, body)
+                inc = body.get("incomplete")
+                self.assertIsInstance(inc, list, body.keys())
+                return (inc, len(body["data"])) if inc else None
+            inc, listed = harness.wait_for(incomplete, 60, what="the node named incomplete")
+            self.assertEqual(inc, [{"id": edge["id"], "name": "big", "reported": carried,
+                                    "total": n}])
+            self.assertEqual(listed, carried)
+        finally:
+            lg.kill()
+            lg.wait()
+        # no publisher left: the node reports everything it has again
+        def complete():
+            st, _, body = self.ctl.api("GET", "/api/cascade/streams")
+            return st == 200 and body.get("incomplete") == [] and body["data"] == []
+        harness.wait_for(complete, 30, what="the directory complete and empty")
 
 
 if __name__ == "__main__":
