@@ -35,6 +35,7 @@ typedef struct quic_close_info {
                           by_peer is 1 and code 0 */
 } quic_close_info;
 
+/* The endpoint's callbacks; any of them may be NULL (not called). */
 typedef struct quic_callbacks {
   /* Server role: a peer completed the handshake (its certificate verified
    * against the CA). Call quic_conn_close here to refuse it. */
