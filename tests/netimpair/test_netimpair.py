@@ -345,7 +345,11 @@ class NetImpairTest(unittest.TestCase):
         self._blackhole(p, c, lambda: p.ok("blackhole on"), lambda: p.ok("blackhole off"))
         self._blackhole(p, c, lambda: (p.proc.send_signal(signal.SIGUSR1),
                                        wait_for(lambda: p.stats()["up"]["blackhole"], 5, "SIGUSR1")),
-                        lambda: p.proc.send_signal(signal.SIGUSR2))
+                        # a signal is handled when the proxy next polls: a datagram sent
+                        # before that may still meet the blackhole, so wait for the switch
+                        lambda: (p.proc.send_signal(signal.SIGUSR2),
+                                 wait_for(lambda: not p.stats()["up"]["blackhole"], 5,
+                                          "SIGUSR2")))
         # Packets already on the delay line die when the link is cut.
         base = p.stats()
         c.send(20)
