@@ -388,6 +388,9 @@ static void send_register(ctlc_t *c) {
   Cascade__Control__Register reg = CASCADE__CONTROL__REGISTER__INIT;
   reg.name = c->name;
   reg.verifier = c->hub->verifier;
+  /* Only ever to a verified controller: the pin bootstrap sends nothing
+   * but CaRequest. */
+  reg.join_token = c->hub->cfg->jointoken;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_REGISTER;
   r.register_ = &reg;
   c->state = CTLC_REGISTER;
@@ -493,6 +496,7 @@ static void send_heartbeat(ctlc_t *c) {
   size_t n = 0;
 
   hb.applied_generation = c->applied_gen;
+  hb.static_parent_id = c->static_parent_found;
   hb.stats = &st;
   if (c->hub->link_reports && (rep = calloc(CTLC_LINK_REPORTS_MAX, sizeof(*rep))) != NULL)
     n = c->hub->link_reports(c, rep, CTLC_LINK_REPORTS_MAX, c->hub->link_reports_arg);
@@ -571,6 +575,9 @@ out:
 static int need_cert(const ctlc_t *c, time_t now) {
   if (c->hub->simulate || now < c->cert_retry_at) return 0;
   if (c->cert_not_after == 0 || c->cert_id != c->instance_id) return 1;
+  /* A secret change (or approval after suspension) raised the epoch: the
+   * old certificate is refused by the node's peers. */
+  if (c->node_epoch > 0 && c->cert_epoch != c->node_epoch) return 1;
   return now >= c->cert_not_before + (c->cert_not_after - c->cert_not_before) * 2 / 3;
 }
 
@@ -609,8 +616,9 @@ static void on_certificate(ctlc_t *c, const Cascade__Control__Certificate *ce) {
   int64_t id = -1;
   time_t nb = 0, na = 0;
 
-  if (x509_cert_info(ce->cert, &id, &nb, &na, err, sizeof(err)) != 0 || id != c->instance_id ||
-      na <= nb) {
+  int64_t ep = -1;
+  if (x509_cert_node(ce->cert, &id, &ep, &nb, &na, err, sizeof(err)) != 0 ||
+      id != c->instance_id || na <= nb) {
     log_warn(MOD, "[%s] the controller sent an unusable certificate (%s)", c->name,
              id != c->instance_id ? "wrong node id" : err);
     c->cert_retry_at = time(NULL) + CERT_RETRY_S;
@@ -639,6 +647,7 @@ static void on_certificate(ctlc_t *c, const Cascade__Control__Certificate *ce) {
     c->node_ca_pem = ca;
   }
   c->cert_id = id;
+  c->cert_epoch = ep;
   c->cert_not_before = nb;
   c->cert_not_after = na;
   log_info(MOD, "[%s] certificate for node %lld saved, valid until %lld", c->name, (long long)id,
@@ -657,6 +666,7 @@ static void free_topology(ctlc_t *c) {
   c->nchildren = 0;
   c->parent_name = c->parent_quic = NULL;
   c->parent_id = 0;
+  c->parent_epoch = 0;
 }
 
 /* apply_config makes |cf| the running configuration. The same generation
@@ -680,6 +690,7 @@ static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf) {
     goto fail_oom;
   for (size_t i = 0; t && i < t->n_children; i++, nkids++) {
     kids[i].id = t->children[i]->id;
+    kids[i].epoch = t->children[i]->epoch;
     if ((kids[i].name = strdup(t->children[i]->name ? t->children[i]->name : "")) == NULL)
       goto fail_oom;
   }
@@ -690,6 +701,7 @@ static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf) {
 
   free_topology(c);
   c->parent_id = (t && t->parent_id != 0) ? t->parent_id : 0;
+  c->parent_epoch = c->parent_id ? t->parent_epoch : 0;
   c->parent_name = pname;
   c->parent_quic = pquic;
   c->children = kids;
@@ -734,6 +746,7 @@ static void on_auth_ok(ctlc_t *c, const Cascade__Control__AuthOk *ok) {
              (long long)c->instance_id, (long long)ok->instance_id);
   c->instance_id = ok->instance_id;
   c->heartbeat_ms = ok->heartbeat_ms;
+  c->node_epoch = ok->epoch;
   c->attempt = 0;
   c->failed = 0;
   c->auth_failed_logged = 0;
@@ -772,6 +785,10 @@ static int session_code(ctlc_t *c, const Cascade__Control__Status *st) {
     return 1;
   case CASCADE__CONTROL__CODE__RATE_LIMITED:
     ctlc_fail(c, "rate limited by the controller");
+    return 1;
+  case CASCADE__CONTROL__CODE__PENDING:
+    ctlc_fail(c, "awaiting approval: an operator must approve this node (PUT "
+                 "/api/cascade/clients/{id} {\"pending\": false}), or give it node.jointoken");
     return 1;
   default:
     if (st->code == CASCADE__CONTROL__CODE__OK) return 0;
@@ -962,10 +979,11 @@ static void load_cert(ctlc_t *c) {
   char err[256], *path = path_in(c->hub->cfg->datadir, "node.crt"), *pem = NULL;
   if (path == NULL) return;
   if (access(path, F_OK) == 0 && (pem = x509_read_file(path, X509_PEM_MAX, err, sizeof(err)))) {
-    int64_t id = -1;
+    int64_t id = -1, ep = -1;
     time_t nb = 0, na = 0;
-    if (x509_cert_info(pem, &id, &nb, &na, err, sizeof(err)) == 0 && na > nb) {
+    if (x509_cert_node(pem, &id, &ep, &nb, &na, err, sizeof(err)) == 0 && na > nb) {
       c->cert_id = id;
+      c->cert_epoch = ep;
       c->cert_not_before = nb;
       c->cert_not_after = na;
       c->cert_pem = pem;
