@@ -102,6 +102,9 @@ struct ctlc {
   int failed;                    /* last session ended in an error */
   ev_timer retry;                /* backoff */
   ev_timer beat;                 /* heartbeat; also drives certificate renewal */
+  ev_timer probe_timer;          /* an unanswered first request starts a TLS probe */
+  pthread_t probe_thread;        /* agent/ctlprobe.c, while probe_running */
+  int probe_running;
 
   /* The socket lives as long as the client (nng 1.5's nng_close can hang
    * in its reaper under load, nanomsg/nng#1543, so it is never closed on
