@@ -34,10 +34,14 @@ const cfg_key_t ctl_config_table[] = {
      "overrides it."},
     {"cascadeserver.autoregister", CFG_BOOL, OFF(autoregister), "true", 0, 0, NULL, 0,
      "Unknown nodes may register themselves (seed key)."},
-    {"cascadeserver.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL, 0,
-     "Path prefixes the API relay lets through (seed key)."},
-    {"cascadeserver.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL, 0,
-     "Path prefixes the API relay refuses; deny wins over allow (seed key)."},
+    {"cascadeserver.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL,
+     CFG_RELPATH_RULE,
+     "Path prefixes the API relay lets through (seed key); plain normalised prefixes, no "
+     "wildcards."},
+    {"cascadeserver.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL,
+     CFG_RELPATH_RULE,
+     "Path prefixes the API relay refuses; deny wins over allow (seed key); plain normalised "
+     "prefixes, no wildcards."},
     {"relay.timeout", CFG_DURATION, OFF(relay_timeout_ms), "10s", 100, 300000, NULL, 0,
      "How long the API relay waits for a node's first answer (status and headers) before "
      "answering 504."},
