@@ -75,7 +75,7 @@ class ConfigFileTest(unittest.TestCase):
                 'cascadeserver:\n'
                 '  autoregister: false\n'
                 '  relayapi:\n'
-                '    allow: ["/api/stream/*", "/api/summary"]\n'
+                '    allow: ["/api/stream/", "/api/summary"]\n'
                 '    deny: []\n'
                 'log:\n'
                 '  level: warn\n' % self.pg.dsn("postgres"))
