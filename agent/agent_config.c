@@ -26,6 +26,10 @@ const cfg_key_t agent_config_table[] = {
      "CASCADE_NODE_SECRET overrides it."},
     {"cascadeclient.secret", CFG_STR, OFF(node_secret), NULL, 8, 1024, NULL,
      CFG_SECRET | CFG_EMPTY_OK, "Seed name of node.secret; set only one of the two."},
+    {"node.jointoken", CFG_STR, OFF(jointoken), NULL, 16, 128, NULL, CFG_SECRET | CFG_EMPTY_OK,
+     "The deployment's join token (the controller's cascadeserver.jointoken): a new node "
+     "that presents it joins approved, else it waits for an operator's approval. Sent only "
+     "to a verified controller. Environment CASCADE_JOIN_TOKEN overrides it."},
     {"node.datadir", CFG_STR, OFF(datadir), "/var/lib/cascade", 1, 4096, NULL, 0,
      "Directory for the node key, its certificate and the controller CA (created 0700)."},
     {"controller.url", CFG_STR, OFF(ctl_url), "tls+tcp://127.0.0.1:44945", 1, 1024, NULL, 0,
@@ -145,6 +149,14 @@ static int check(agent_config_t *c, const char *path, char *err, size_t errlen) 
   if (n < 8 || n > 1024) {
     /* Only the environment can get here: the file's value was checked. */
     snprintf(err, errlen, "CASCADE_NODE_SECRET: must be between 8 and 1024 bytes long");
+    return -1;
+  }
+  if ((env = getenv("CASCADE_JOIN_TOKEN")) != NULL && *env) {
+    if (cfg_set_str(&c->jointoken, env) != 0) goto fail_oom;
+  }
+  n = strlen(c->jointoken);
+  if (n != 0 && (n < 16 || n > 128)) {
+    snprintf(err, errlen, "CASCADE_JOIN_TOKEN: must be between 16 and 128 bytes long");
     return -1;
   }
   if (c->node_name[0] == '\0') {

@@ -10,6 +10,7 @@
 typedef struct agent_config {
   char *node_name;
   char *node_secret;      /* also cascadeclient.secret; CASCADE_NODE_SECRET wins */
+  char *jointoken;        /* CASCADE_JOIN_TOKEN wins */
   char *datadir;
   char *ctl_url;
   char *ctl_ca;

@@ -19,6 +19,7 @@
 #include "agent_backoff.h"
 #include "b64.h"
 #include "ctlmsg.h"
+#include "ctlprobe.h"
 #include "log.h"
 #include "nngclose.h"
 #include "x509.h"
@@ -33,7 +34,9 @@
 #define CERT_RETRY_S 30
 #define LOG_REPEAT_S 60.0
 
-enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE };
+enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE, EV_PROBE };
+#define PROBE_AFTER_S 2.0    /* no answer this long: find out why with a handshake of our own */
+#define PROBE_TIMEOUT_MS 3000
 enum { PHASE_SEND = 1, PHASE_RECV };
 
 struct ctlc_event {
@@ -44,9 +47,12 @@ struct ctlc_event {
   uint32_t sock_id;   /* pipe events: the socket the pipe belonged to */
   int rv;
   nng_msg *msg;       /* owned until consumed */
+  char *text;         /* owned: EV_PROBE's finding */
 };
 
 static void start_connect(ctlc_t *c);
+static void log_failure(ctlc_t *c, log_level_t lvl, const char *msg);
+static void changed(ctlc_t *c);
 static void ctlc_fail(ctlc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 const char *ctlc_state_name(ctlc_state_t s) {
@@ -131,6 +137,75 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev what, void *arg) {
     hub_push(c->hub, ev);
   }
   pthread_mutex_unlock(&pipe_mu);
+}
+
+/* ---- why the controller does not answer ---------------------------------- */
+
+typedef struct probe {
+  ctlc_t *c;                     /* only to name the event: the thread never touches it */
+  ctlc_hub_t *hub;
+  char *url, *ca, *servername;
+} probe_t;
+
+static void *probe_main(void *arg) {
+  probe_t *p = arg;
+  char why[320];
+  int rv = ctlprobe_tls(p->url, p->ca, p->servername, PROBE_TIMEOUT_MS, why, sizeof(why));
+  ctlc_event_t *ev = calloc(1, sizeof(*ev));
+  if (ev) {
+    ev->c = p->c;
+    ev->kind = EV_PROBE;
+    ev->rv = rv;
+    ev->text = strdup(why);
+    hub_push(p->hub, ev);
+  }
+  free(p->url);
+  free(p->ca);
+  free(p->servername);
+  free(p);
+  return NULL;
+}
+
+/* probe_start runs one diagnostic handshake (agent/ctlprobe.c) on a thread
+ * of its own, unless one runs: nng's dialer says nothing of a certificate it
+ * refused. Only against a controller the agent verifies. */
+static void probe_start(ctlc_t *c) {
+  const agent_config_t *cfg = c->hub->cfg;
+  if (c->probe_running || c->hub->simulate || !c->sock_verified ||
+      strncmp(cfg->ctl_url, "tls+", 4) != 0)
+    return;
+  probe_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) return;
+  p->c = c;
+  p->hub = c->hub;
+  p->url = strdup(cfg->ctl_url);
+  p->ca = c->hub->ca_pem ? strdup(c->hub->ca_pem) : NULL;
+  p->servername = strdup(cfg->ctl_servername);
+  if (p->url == NULL || p->servername == NULL || (c->hub->ca_pem && p->ca == NULL) ||
+      pthread_create(&c->probe_thread, NULL, probe_main, p) != 0) {
+    free(p->url);
+    free(p->ca);
+    free(p->servername);
+    free(p);
+    return;
+  }
+  c->probe_running = 1;
+}
+
+static void probe_done(ctlc_t *c, int rv, const char *why) {
+  pthread_join(c->probe_thread, NULL);
+  c->probe_running = 0;
+  if (rv == 0 || why == NULL || c->state == CTLC_RUNNING || c->state == CTLC_CERT) return;
+  snprintf(c->last_error, sizeof(c->last_error), "no answer from the controller: %s", why);
+  log_failure(c, LOG_WARN, c->last_error);
+  changed(c);
+}
+
+static void probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  ctlc_t *c = w->data;
+  (void)loop;
+  (void)revents;
+  if (c->open && (c->state == CTLC_REGISTER || c->state == CTLC_CA_FETCH)) probe_start(c);
 }
 
 /* ---- closing a socket within a bound ------------------------------------ */
@@ -388,10 +463,16 @@ static void send_register(ctlc_t *c) {
   Cascade__Control__Register reg = CASCADE__CONTROL__REGISTER__INIT;
   reg.name = c->name;
   reg.verifier = c->hub->verifier;
+  /* Only ever to a verified controller: the pin bootstrap sends nothing
+   * but CaRequest. */
+  reg.join_token = c->hub->cfg->jointoken;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_REGISTER;
   r.register_ = &reg;
   c->state = CTLC_REGISTER;
   send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  ev_timer_stop(c->hub->loop, &c->probe_timer);
+  ev_timer_set(&c->probe_timer, PROBE_AFTER_S, 0.);
+  ev_timer_start(c->hub->loop, &c->probe_timer);
 }
 
 static void send_auth_start(ctlc_t *c) {
@@ -493,6 +574,7 @@ static void send_heartbeat(ctlc_t *c) {
   size_t n = 0;
 
   hb.applied_generation = c->applied_gen;
+  hb.static_parent_id = c->static_parent_found;
   hb.stats = &st;
   if (c->hub->link_reports && (rep = calloc(CTLC_LINK_REPORTS_MAX, sizeof(*rep))) != NULL)
     n = c->hub->link_reports(c, rep, CTLC_LINK_REPORTS_MAX, c->hub->link_reports_arg);
@@ -571,6 +653,9 @@ out:
 static int need_cert(const ctlc_t *c, time_t now) {
   if (c->hub->simulate || now < c->cert_retry_at) return 0;
   if (c->cert_not_after == 0 || c->cert_id != c->instance_id) return 1;
+  /* A secret change (or approval after suspension) raised the epoch: the
+   * old certificate is refused by the node's peers. */
+  if (c->node_epoch > 0 && c->cert_epoch != c->node_epoch) return 1;
   return now >= c->cert_not_before + (c->cert_not_after - c->cert_not_before) * 2 / 3;
 }
 
@@ -609,8 +694,9 @@ static void on_certificate(ctlc_t *c, const Cascade__Control__Certificate *ce) {
   int64_t id = -1;
   time_t nb = 0, na = 0;
 
-  if (x509_cert_info(ce->cert, &id, &nb, &na, err, sizeof(err)) != 0 || id != c->instance_id ||
-      na <= nb) {
+  int64_t ep = -1;
+  if (x509_cert_node(ce->cert, &id, &ep, &nb, &na, err, sizeof(err)) != 0 ||
+      id != c->instance_id || na <= nb) {
     log_warn(MOD, "[%s] the controller sent an unusable certificate (%s)", c->name,
              id != c->instance_id ? "wrong node id" : err);
     c->cert_retry_at = time(NULL) + CERT_RETRY_S;
@@ -639,6 +725,7 @@ static void on_certificate(ctlc_t *c, const Cascade__Control__Certificate *ce) {
     c->node_ca_pem = ca;
   }
   c->cert_id = id;
+  c->cert_epoch = ep;
   c->cert_not_before = nb;
   c->cert_not_after = na;
   log_info(MOD, "[%s] certificate for node %lld saved, valid until %lld", c->name, (long long)id,
@@ -657,6 +744,7 @@ static void free_topology(ctlc_t *c) {
   c->nchildren = 0;
   c->parent_name = c->parent_quic = NULL;
   c->parent_id = 0;
+  c->parent_epoch = 0;
 }
 
 /* apply_config makes |cf| the running configuration. The same generation
@@ -680,6 +768,7 @@ static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf) {
     goto fail_oom;
   for (size_t i = 0; t && i < t->n_children; i++, nkids++) {
     kids[i].id = t->children[i]->id;
+    kids[i].epoch = t->children[i]->epoch;
     if ((kids[i].name = strdup(t->children[i]->name ? t->children[i]->name : "")) == NULL)
       goto fail_oom;
   }
@@ -690,6 +779,7 @@ static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf) {
 
   free_topology(c);
   c->parent_id = (t && t->parent_id != 0) ? t->parent_id : 0;
+  c->parent_epoch = c->parent_id ? t->parent_epoch : 0;
   c->parent_name = pname;
   c->parent_quic = pquic;
   c->children = kids;
@@ -734,6 +824,7 @@ static void on_auth_ok(ctlc_t *c, const Cascade__Control__AuthOk *ok) {
              (long long)c->instance_id, (long long)ok->instance_id);
   c->instance_id = ok->instance_id;
   c->heartbeat_ms = ok->heartbeat_ms;
+  c->node_epoch = ok->epoch;
   c->attempt = 0;
   c->failed = 0;
   c->auth_failed_logged = 0;
@@ -772,6 +863,10 @@ static int session_code(ctlc_t *c, const Cascade__Control__Status *st) {
     return 1;
   case CASCADE__CONTROL__CODE__RATE_LIMITED:
     ctlc_fail(c, "rate limited by the controller");
+    return 1;
+  case CASCADE__CONTROL__CODE__PENDING:
+    ctlc_fail(c, "awaiting approval: an operator must approve this node (PUT "
+                 "/api/cascade/clients/{id} {\"pending\": false}), or give it node.jointoken");
     return 1;
   default:
     if (st->code == CASCADE__CONTROL__CODE__OK) return 0;
@@ -880,10 +975,12 @@ static void on_op(ctlc_t *c, ctlc_event_t *ev) {
 
   op->busy = 0;
   if (ev->rv != 0) {
-    if (ev->rv == NNG_ETIMEDOUT)
+    if (ev->rv == NNG_ETIMEDOUT) {
       ctlc_fail(c, "no answer from the controller within %d s (unreachable, or its certificate "
                    "did not verify)",
                 (ev->kind == OP_POLL ? POLL_TIMEOUT_MS : RPC_TIMEOUT_MS) / 1000);
+      probe_start(c); /* says which of the two, and why */
+    }
     else
       ctlc_fail(c, "control request failed: %s", nng_strerror(ev->rv));
     return;
@@ -913,7 +1010,9 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
   for (; ev; ev = next) {
     ctlc_t *c = ev->c;
     next = ev->next;
-    if (ev->kind == EV_PIPE_GONE) {
+    if (ev->kind == EV_PROBE) {
+      probe_done(c, ev->rv, ev->text);
+    } else if (ev->kind == EV_PIPE_GONE) {
       if (c->open && c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock) &&
           c->state != CTLC_BACKOFF)
         ctlc_fail(c, "connection to the controller lost");
@@ -921,6 +1020,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
       on_op(c, ev);
     }
     nng_msg_free(ev->msg);
+    free(ev->text);
     free(ev);
   }
 }
@@ -962,10 +1062,11 @@ static void load_cert(ctlc_t *c) {
   char err[256], *path = path_in(c->hub->cfg->datadir, "node.crt"), *pem = NULL;
   if (path == NULL) return;
   if (access(path, F_OK) == 0 && (pem = x509_read_file(path, X509_PEM_MAX, err, sizeof(err)))) {
-    int64_t id = -1;
+    int64_t id = -1, ep = -1;
     time_t nb = 0, na = 0;
-    if (x509_cert_info(pem, &id, &nb, &na, err, sizeof(err)) == 0 && na > nb) {
+    if (x509_cert_node(pem, &id, &ep, &nb, &na, err, sizeof(err)) == 0 && na > nb) {
       c->cert_id = id;
+      c->cert_epoch = ep;
       c->cert_not_before = nb;
       c->cert_not_after = na;
       c->cert_pem = pem;
@@ -1001,6 +1102,8 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
   c->retry.data = c;
   ev_timer_init(&c->beat, beat_cb, 1., 1.);
   c->beat.data = c;
+  ev_timer_init(&c->probe_timer, probe_timer_cb, PROBE_AFTER_S, 0.);
+  c->probe_timer.data = c;
   if (!hub->simulate) load_cert(c);
   start_connect(c);
   return c;
@@ -1020,6 +1123,24 @@ void ctlc_destroy(ctlc_t *c) {
   sock_close(c);
   ev_timer_stop(c->hub->loop, &c->retry);
   ev_timer_stop(c->hub->loop, &c->beat);
+  ev_timer_stop(c->hub->loop, &c->probe_timer);
+  if (c->probe_running) pthread_join(c->probe_thread, NULL); /* bounded by its timeouts */
+  /* Nothing queued for |c| may outlive it. */
+  pthread_mutex_lock(&c->hub->mu);
+  for (ctlc_event_t **pp = &c->hub->head, *prev = NULL; *pp;) {
+    ctlc_event_t *ev = *pp;
+    if (ev->c == c) {
+      *pp = ev->next;
+      if (c->hub->tail == ev) c->hub->tail = prev;
+      nng_msg_free(ev->msg);
+      free(ev->text);
+      free(ev);
+    } else {
+      prev = ev;
+      pp = &ev->next;
+    }
+  }
+  pthread_mutex_unlock(&c->hub->mu);
   free_topology(c);
   agent_rules_free(&c->rules);
   if (c->key_pem) {
@@ -1094,6 +1215,7 @@ void ctlc_hub_destroy(ctlc_hub_t *hub) {
   for (ev = hub->head; ev; ev = next) {
     next = ev->next;
     nng_msg_free(ev->msg);
+    free(ev->text);
     free(ev);
   }
   hub->head = hub->tail = NULL;

@@ -91,6 +91,7 @@ typedef struct ctlc_op {
 typedef struct ctlc_child {
   int64_t id;
   char *name;
+  int64_t epoch;                 /* credential epoch its certificate must name */
 } ctlc_child_t;
 
 struct ctlc {
@@ -101,6 +102,9 @@ struct ctlc {
   int failed;                    /* last session ended in an error */
   ev_timer retry;                /* backoff */
   ev_timer beat;                 /* heartbeat; also drives certificate renewal */
+  ev_timer probe_timer;          /* an unanswered first request starts a TLS probe */
+  pthread_t probe_thread;        /* agent/ctlprobe.c, while probe_running */
+  int probe_running;
 
   /* The socket lives as long as the client (nng 1.5's nng_close can hang
    * in its reaper under load, nanomsg/nng#1543, so it is never closed on
@@ -128,7 +132,10 @@ struct ctlc {
   uint64_t known_gen;            /* generation last received */
   uint64_t applied_gen;          /* generation fully applied and acked */
   int64_t parent_id;
+  int64_t parent_epoch;          /* credential epoch the parent's certificate must name */
   char *parent_name, *parent_quic;
+  int64_t node_epoch;            /* this node's credential epoch (AuthOk), 0 unknown */
+  int64_t static_parent_found;   /* set by the links: the node found at cascadeclient.server */
   ctlc_child_t *children;
   size_t nchildren;
   agent_rules_t rules;
@@ -139,6 +146,7 @@ struct ctlc {
   char *node_ca_pem;             /* owned: the CA that signed it (Certificate.ca) */
   time_t cert_not_before, cert_not_after;
   int64_t cert_id;
+  int64_t cert_epoch;            /* the epoch it names, -1 none */
   time_t cert_retry_at;
 
   /* Status. */

@@ -37,10 +37,20 @@
 #define ROLE_PARENT 1
 #define ROLE_CHILD 2
 
-enum { RL_NOT_ASSIGNED, RL_TOO_MANY, RL_BAD_CERT, RL_WRONG_PARENT, RL_PARENT_FAIL, RL_EP, RL_N };
-enum { REF_NOT_ASSIGNED, REF_TOO_MANY, REF_BAD_CERT, REF_WRONG_PARENT, REF_N };
+enum {
+  RL_NOT_ASSIGNED,
+  RL_TOO_MANY,
+  RL_BAD_CERT,
+  RL_WRONG_PARENT,
+  RL_PARENT_FAIL,
+  RL_EP,
+  RL_STALE,
+  RL_PROBE,
+  RL_N
+};
+enum { REF_NOT_ASSIGNED, REF_TOO_MANY, REF_BAD_CERT, REF_WRONG_PARENT, REF_STALE_CERT, REF_N };
 static const char *const ref_names[REF_N] = {"not_assigned", "too_many", "bad_cert",
-                                             "wrong_parent"};
+                                             "wrong_parent", "stale_cert"};
 
 typedef struct link_rec link_rec_t;
 
@@ -50,6 +60,7 @@ typedef struct link_peer {
   quic_conn *conn;            /* valid until on_close */
   int role;
   int64_t id;                 /* the peer's node id, 0 until verified */
+  int64_t epoch;              /* the credential epoch its certificate names (-1 none) */
   int up;
   int orphan;                 /* a parent link replaced: on_close only frees */
   double since;               /* ev_now when up */
@@ -103,7 +114,8 @@ struct links {
   time_t p_since_wall;
   link_peer_t *parent;        /* connecting or up */
   char paddr[260];
-  int64_t pexpect;            /* 0: any node of the CA (static parent) */
+  int64_t pepoch;             /* credential epoch the parent must present, 0: any */
+  int64_t pexpect;            /* 0: a static parent address to probe (no media) */
   char pname[80];
   char plast_error[ERRLEN];
   quic_conn_stats plast;
@@ -157,17 +169,21 @@ static const char *err_name(uint64_t code) {
   case LINK_ERR_SUPERSEDED: return "superseded by a newer link";
   case LINK_ERR_PARENT_CHANGED: return "parent changed";
   case LINK_ERR_RENEW: return "certificate renewed";
+  case LINK_ERR_STALE_CERT: return "certificate of old credentials";
+  case LINK_ERR_PROBE: return "static parent probed";
   default: return "application error";
   }
 }
 
-/* peer_node reads the node id the peer's certificate names (-1: none). */
-static int64_t peer_node(const quic_conn *c) {
+/* peer_node reads the node id the peer's certificate names (-1: none) and
+ * its credential epoch (-1: none). */
+static int64_t peer_node(const quic_conn *c, int64_t *epoch) {
   const uint8_t *der;
   size_t len;
   gnutls_datum_t in, out = {NULL, 0};
   int64_t id = -1;
   char err[128];
+  *epoch = -1;
   if (quic_conn_peer_cert(c, 0, &der, &len) != 0) return -1;
   in.data = (unsigned char *)der;
   in.size = (unsigned)len;
@@ -176,7 +192,7 @@ static int64_t peer_node(const quic_conn *c) {
   if (pem) {
     memcpy(pem, out.data, out.size);
     pem[out.size] = '\0';
-    if (x509_cert_info(pem, &id, NULL, NULL, err, sizeof(err)) != 0) id = -1;
+    if (x509_cert_node(pem, &id, epoch, NULL, NULL, err, sizeof(err)) != 0) id = -1;
   }
   free(pem);
   gnutls_free(out.data);
@@ -419,7 +435,8 @@ static void refuse(links_t *L, quic_conn *c, int ref, int rl, uint64_t code, con
 
 static void on_accept(quic_conn *c, void *ud) {
   links_t *L = ud;
-  int64_t id = peer_node(c);
+  int64_t epoch;
+  int64_t id = peer_node(c, &epoch);
   const ctlc_child_t *k;
 
   if (id < 0) {
@@ -430,6 +447,14 @@ static void on_accept(quic_conn *c, void *ud) {
   if ((k = topo_child(L, id)) == NULL) {
     refuse(L, c, REF_NOT_ASSIGNED, RL_NOT_ASSIGNED, LINK_ERR_NOT_ASSIGNED,
            "node %lld is not a child of this node in the topology", (long long)id);
+    return;
+  }
+  if (k->epoch > 0 && epoch != k->epoch) {
+    /* Its secret changed (or it was suspended) after this certificate was
+     * issued: whoever holds it is not the node any more. */
+    refuse(L, c, REF_STALE_CERT, RL_STALE, LINK_ERR_STALE_CERT,
+           "node %lld (%s): its certificate names credential epoch %lld, the controller %lld",
+           (long long)id, k->name, (long long)epoch, (long long)k->epoch);
     return;
   }
   link_rec_t *r = rec_get(L, id, k->name);
@@ -458,6 +483,7 @@ static void on_accept(quic_conn *c, void *ud) {
   }
   p->conn = c;
   p->id = id;
+  p->epoch = epoch;
   p->up = 1;
   p->since = ev_now(L->loop);
   p->since_wall = time(NULL);
@@ -471,11 +497,22 @@ static void on_accept(quic_conn *c, void *ud) {
            (long long)id, quic_conn_cipher(c) ? quic_conn_cipher(c) : "?");
 }
 
+/* static_found notes |id| as the node answering at cascadeclient.server;
+ * the next heartbeat tells the controller. */
+static void static_found(links_t *L, int64_t id) {
+  if (L->ctl->static_parent_found != id)
+    log_info(MOD, "[link %s %s] node %lld answers at the static parent address; waiting for "
+                  "the controller to assign it",
+             L->pname, L->paddr, (long long)id);
+  L->ctl->static_parent_found = id;
+}
+
 static void on_connected(quic_conn *c, void *ud) {
   links_t *L = ud;
   link_peer_t *p = peer_of(L, c);
   if (p == NULL || p->orphan || p != L->parent) return;
-  int64_t id = peer_node(c);
+  int64_t epoch;
+  int64_t id = peer_node(c, &epoch);
   if (id < 0) {
     L->refused[REF_BAD_CERT]++;
     log_rl(L, RL_BAD_CERT, LOG_WARN, "[link %s %s] parent refused: its certificate names no node",
@@ -493,7 +530,32 @@ static void on_connected(quic_conn *c, void *ud) {
     close_peer(p, LINK_ERR_WRONG_PARENT, why);
     return;
   }
+  if (L->pexpect == 0) {
+    /* A static parent address: the handshake showed which node is there
+     * (its certificate chains to the CA). Tell the controller, which may
+     * place this node under it; until then nothing is sent on this link. */
+    char why[ERRLEN];
+    static_found(L, id);
+    snprintf(why, sizeof(why),
+             "node %lld answers at %s; waiting for the controller to assign it as the parent "
+             "(an approved node, no loop)",
+             (long long)id, L->paddr);
+    close_peer(p, LINK_ERR_PROBE, why);
+    return;
+  }
+  if (L->pepoch > 0 && epoch != L->pepoch) {
+    L->refused[REF_STALE_CERT]++;
+    char why[ERRLEN];
+    snprintf(why, sizeof(why),
+             "the parent's certificate names credential epoch %lld, the controller %lld",
+             (long long)epoch, (long long)L->pepoch);
+    log_rl(L, RL_STALE, LOG_WARN, "[link %s %s] parent refused (0x%x): %s", L->pname, L->paddr,
+           LINK_ERR_STALE_CERT, why);
+    close_peer(p, LINK_ERR_STALE_CERT, why);
+    return;
+  }
   p->id = id;
+  p->epoch = epoch;
   p->up = 1;
   p->since = ev_now(L->loop);
   p->since_wall = time(NULL);
@@ -557,6 +619,20 @@ static void on_close(quic_conn *c, const quic_close_info *info, void *ud) {
     log_info(MOD, "[link %s %s] child down: node %lld: %s", r ? r->name : "-",
              quic_conn_peer_name(c), (long long)p->id, why);
   } else if (!p->orphan && p == L->parent) {
+    if (!p->up && L->pexpect == 0 && info->by_peer && info->is_app) {
+      /* Probing a static parent address: the node there refused us (it is
+       * not our parent yet) after a handshake that verified its certificate
+       * against the CA. Which node it is is what the controller needs. */
+      int64_t ep;
+      int64_t id = peer_node(c, &ep);
+      if (id > 0) {
+        static_found(L, id);
+        snprintf(why, sizeof(why),
+                 "node %lld answers at %s; waiting for the controller to assign it as the "
+                 "parent (an approved node, no loop)",
+                 (long long)id, L->paddr);
+      }
+    }
     L->parent = NULL;
     if (p->up && L->on_parent) L->on_parent(L->on_parent_arg, NULL, NULL, 0);
     quic_conn_get_stats(c, &L->plast);
@@ -701,18 +777,24 @@ static int ready(const links_t *L) {
 }
 
 /* parent_target is where the parent link should go: the controller's
- * assignment, else the static cascadeclient.server. */
+ * assignment (at the static cascadeclient.server address when that is where
+ * the node was found, else at the address it advertises), else the static
+ * address to probe: a handshake that only learns which node answers there. */
 static void parent_target(const links_t *L, char *addr, size_t alen, int64_t *id, char *name,
                           size_t nlen) {
   const ctlc_t *c = L->ctl;
+  int statik = L->cfg->client_enable && L->cfg->client_server[0];
   addr[0] = name[0] = '\0';
   *id = 0;
   if (c->parent_id != 0) {
-    snprintf(addr, alen, "%s", c->parent_quic ? c->parent_quic : "");
+    if (statik && c->parent_id == c->static_parent_found)
+      snprintf(addr, alen, "%s", L->cfg->client_server);
+    else
+      snprintf(addr, alen, "%s", c->parent_quic ? c->parent_quic : "");
     snprintf(name, nlen, "%s", c->parent_name ? c->parent_name : "");
     *id = c->parent_id;
     if (addr[0] == '\0') snprintf(addr, alen, "-"); /* assigned, but no address */
-  } else if (L->cfg->client_enable && L->cfg->client_server[0]) {
+  } else if (statik) {
     snprintf(addr, alen, "%s", L->cfg->client_server);
     snprintf(name, nlen, "static parent");
   }
@@ -773,6 +855,13 @@ void links_reconcile(links_t *L) {
       continue;
     }
     snprintf(r->name, sizeof(r->name), "%s", k->name);
+    if (r->peer && r->peer->up && k->epoch > 0 && r->peer->epoch != k->epoch) {
+      /* The node's credentials changed: the certificate this link was made
+       * with no longer speaks for it. */
+      log_info(MOD, "[link %s %s] node %lld has new credentials (epoch %lld): closing", r->name,
+               quic_conn_peer_name(r->peer->conn), (long long)r->id, (long long)k->epoch);
+      close_peer(r->peer, LINK_ERR_STALE_CERT, "its credentials changed (secret or approval)");
+    }
     pp = &r->next;
   }
   for (size_t i = 0; i < c->nchildren; i++) rec_get(L, c->children[i].id, c->children[i].name);
@@ -797,6 +886,12 @@ void links_reconcile(links_t *L) {
     link_fsm_stop(&L->fsm, now);
     L->p_since_wall = time(NULL);
     ev_timer_stop(L->loop, &L->retry);
+  }
+  L->pepoch = id ? c->parent_epoch : 0;
+  if (L->parent && L->parent->up && L->pepoch > 0 && L->parent->epoch != L->pepoch) {
+    log_info(MOD, "[link %s %s] the parent has new credentials (epoch %lld): closing", L->pname,
+             L->paddr, (long long)L->pepoch);
+    close_peer(L->parent, LINK_ERR_STALE_CERT, "the parent's credentials changed");
   }
   if (L->paddr[0] == '\0') return;
   if (strcmp(L->paddr, "-") == 0) {
@@ -881,6 +976,7 @@ char *links_metrics(const links_t *L) {
                "cascade_link_refused_total{reason=\"%s\"} %llu\n"
                "cascade_link_refused_total{reason=\"%s\"} %llu\n"
                "cascade_link_refused_total{reason=\"%s\"} %llu\n"
+               "cascade_link_refused_total{reason=\"%s\"} %llu\n"
                "# HELP cascade_link_accepted_total Child links accepted.\n"
                "# TYPE cascade_link_accepted_total counter\n"
                "cascade_link_accepted_total %llu\n"
@@ -893,7 +989,8 @@ char *links_metrics(const links_t *L) {
                pup, cup, ref_names[0], (unsigned long long)(L ? L->refused[0] : 0), ref_names[1],
                (unsigned long long)(L ? L->refused[1] : 0), ref_names[2],
                (unsigned long long)(L ? L->refused[2] : 0), ref_names[3],
-               (unsigned long long)(L ? L->refused[3] : 0),
+               (unsigned long long)(L ? L->refused[3] : 0), ref_names[4],
+               (unsigned long long)(L ? L->refused[4] : 0),
                (unsigned long long)(L ? L->accepted : 0),
                (unsigned long long)(L ? L->fsm.connects : 0),
                (unsigned long long)(L ? L->fsm.failures : 0)) < 0)

@@ -32,6 +32,8 @@
 #define LINK_ERR_SUPERSEDED 0x205     /* parent: a newer link from the same child replaced it */
 #define LINK_ERR_PARENT_CHANGED 0x206 /* child: the controller assigned another parent */
 #define LINK_ERR_RENEW 0x207          /* the endpoint restarts with a renewed certificate */
+#define LINK_ERR_STALE_CERT 0x208     /* the peer's certificate names an old credential epoch */
+#define LINK_ERR_PROBE 0x209          /* child: static parent found, waiting for the assignment */
 
 #define LINKTEST_MAX_BYTES (1024ull * 1024 * 1024)
 

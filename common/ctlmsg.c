@@ -78,6 +78,7 @@ static int check_request(const Cascade__Control__Request *r, char *why, size_t w
     CHECK(r->register_->name && r->register_->name[0] && ctlmsg_text_ok(r->register_->name, 64),
           "register: bad name");
     CHECK(ascii_ok(r->register_->verifier, CTLMSG_FIELD_MAX), "register: bad verifier");
+    CHECK(ascii_ok(r->register_->join_token, CTLMSG_JOIN_TOKEN_MAX), "register: bad join token");
     break;
   case CASCADE__CONTROL__REQUEST__BODY_AUTH_START: {
     const char *n = r->auth_start->client_nonce;
@@ -103,6 +104,7 @@ static int check_request(const Cascade__Control__Request *r, char *why, size_t w
   }
   case CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT: {
     const Cascade__Control__Heartbeat *h = r->heartbeat;
+    CHECK(h->static_parent_id >= 0, "heartbeat: bad static parent id");
     size_t n = h->n_streams < CTLMSG_STREAMS_MAX ? h->n_streams : CTLMSG_STREAMS_MAX;
     for (size_t i = 0; i < n; i++) {
       const Cascade__Control__StreamReport *s = h->streams[i];
@@ -158,6 +160,7 @@ static int check_response(const Cascade__Control__Response *r, char *why, size_t
     CHECK(r->auth_ok->server_signature.len == 32, "auth_ok: bad signature");
     CHECK(r->auth_ok->session.len == CTLMSG_SESSION_LEN, "auth_ok: bad session");
     CHECK(r->auth_ok->instance_id > 0, "auth_ok: bad id");
+    CHECK(r->auth_ok->epoch >= 0, "auth_ok: bad epoch");
     CHECK(r->auth_ok->heartbeat_ms >= 100 && r->auth_ok->heartbeat_ms <= 600000,
           "auth_ok: bad heartbeat");
     break;
@@ -170,9 +173,12 @@ static int check_response(const Cascade__Control__Response *r, char *why, size_t
       CHECK(ctlmsg_text_ok(c->topology->parent_name, 64) &&
                 ctlmsg_text_ok(c->topology->parent_quic, CTLMSG_FIELD_MAX),
             "config: bad parent");
+      CHECK(c->topology->parent_epoch >= 0, "config: bad parent epoch");
       CHECK(c->topology->n_children <= 100000, "config: too many children");
       for (size_t i = 0; i < c->topology->n_children; i++)
-        CHECK(ctlmsg_text_ok(c->topology->children[i]->name, 64), "config: bad child");
+        CHECK(ctlmsg_text_ok(c->topology->children[i]->name, 64) &&
+                  c->topology->children[i]->epoch >= 0,
+              "config: bad child");
     }
     if (c->rules && c->rules->relayapi) {
       CHECK(c->rules->relayapi->n_allow <= 1024 && c->rules->relayapi->n_deny <= 1024,

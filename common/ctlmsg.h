@@ -14,6 +14,7 @@
 #define CTLMSG_SESSION_LEN 16
 #define CTLMSG_FIELD_MAX 256
 #define CTLMSG_CSR_MAX (16 * 1024)
+#define CTLMSG_JOIN_TOKEN_MAX 128           /* Register.join_token */
 #define CTLMSG_CERT_MAX (16 * 1024)
 /* API relay bounds (docs/protocol.md, "API relay"); those of a request are
  * relaybounds.h's, shared with the controller's checks. */

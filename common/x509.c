@@ -27,6 +27,7 @@
 #define PEM_INPUT_MAX (1024 * 1024) /* any PEM argument; CSRs are smaller */
 #define CN_MAX 64                   /* ub-common-name, RFC 5280 */
 #define NODE_URI_PREFIX "cascade:node:"
+#define EPOCH_URI_PREFIX "cascade:epoch:"
 
 static const char *const server_kp[] = {GNUTLS_KP_TLS_WWW_SERVER, NULL};
 static const char *const node_kp[] = {GNUTLS_KP_TLS_WWW_CLIENT,
@@ -42,6 +43,7 @@ typedef struct {
   const char *const *kp_oids;  /* NULL-terminated, or NULL for none */
   const char *const *dns;      /* NULL-terminated, or NULL */
   const char *uri;             /* or NULL */
+  const char *uri2;            /* a second URI, or NULL */
   int with_loopback_ips;       /* IP SANs 127.0.0.1 and ::1 */
 } cert_spec_t;
 
@@ -537,6 +539,11 @@ static int cert_issue(const cert_spec_t *spec, gnutls_pubkey_t subject,
            crt, GNUTLS_SAN_URI, spec->uri, (unsigned)strlen(spec->uri),
            GNUTLS_FSAN_APPEND)) < 0)
     goto fail_tls;
+  if (spec->uri2 != NULL &&
+      (ret = gnutls_x509_crt_set_subject_alt_name(
+           crt, GNUTLS_SAN_URI, spec->uri2, (unsigned)strlen(spec->uri2),
+           GNUTLS_FSAN_APPEND)) < 0)
+    goto fail_tls;
   if (spec->with_loopback_ips) {
     static const unsigned char v4[4] = {127, 0, 0, 1};
     static const unsigned char v6[16] = {[15] = 1};
@@ -880,7 +887,7 @@ static int check_node_key(gnutls_pubkey_t pub, char *err, size_t errlen) {
 }
 
 int x509_csr_sign(const char *ca_cert_pem, const char *ca_key_pem,
-                  const char *csr_pem, int64_t instance_id,
+                  const char *csr_pem, int64_t instance_id, int64_t epoch,
                   unsigned lifetime_s, char **cert_pem, time_t *not_after,
                   char *err, size_t errlen) {
   gnutls_x509_crq_t crq = NULL;
@@ -890,8 +897,9 @@ int x509_csr_sign(const char *ca_cert_pem, const char *ca_key_pem,
   int ret, rc = -1;
 
   *cert_pem = NULL;
-  if (instance_id < 0) {
-    set_err(err, errlen, "negative instance id %" PRId64, instance_id);
+  if (instance_id < 0 || epoch < 0) {
+    set_err(err, errlen, "negative instance id %" PRId64 " or epoch %" PRId64, instance_id,
+            epoch);
     return -1;
   }
   if (lifetime_s == 0) {
@@ -925,10 +933,11 @@ int x509_csr_sign(const char *ca_cert_pem, const char *ca_key_pem,
       key_import(ca_key_pem, &ca_key, "CA key", err, errlen) != 0)
     goto out;
 
-  char cn[48], dns[48], uri[48];
+  char cn[48], dns[48], uri[48], uri2[48];
   snprintf(cn, sizeof(cn), "cascade-node-%" PRId64, instance_id);
   snprintf(dns, sizeof(dns), "node-%" PRId64 ".cascade", instance_id);
   snprintf(uri, sizeof(uri), NODE_URI_PREFIX "%" PRId64, instance_id);
+  snprintf(uri2, sizeof(uri2), EPOCH_URI_PREFIX "%" PRId64, epoch);
   const char *dns_list[] = {dns, NULL};
   time_t now = time(NULL);
   cert_spec_t spec = {
@@ -939,6 +948,7 @@ int x509_csr_sign(const char *ca_cert_pem, const char *ca_key_pem,
       .kp_oids = node_kp,
       .dns = dns_list,
       .uri = uri,
+      .uri2 = uri2,
   };
   rc = cert_issue(&spec, pub, ca_crt, ca_key, cert_pem, not_after, err,
                   errlen);
@@ -965,11 +975,18 @@ static int parse_id(const char *s, size_t len, int64_t *out) {
   return 0;
 }
 
-int x509_cert_info(const char *cert_pem, int64_t *instance_id,
-                   time_t *not_before, time_t *not_after, char *err,
-                   size_t errlen) {
+/* uri_number reads |san| as PREFIX<decimal>: 1 with *v set, 0 when the
+ * prefix differs, -1 when the number is malformed. */
+static int uri_number(const char *san, size_t len, const char *prefix, int64_t *v) {
+  size_t plen = strlen(prefix);
+  if (len < plen || strncasecmp(san, prefix, plen) != 0) return 0;
+  return parse_id(san + plen, len - plen, v) == 0 ? 1 : -1;
+}
+
+int x509_cert_node(const char *cert_pem, int64_t *instance_id, int64_t *epoch,
+                   time_t *not_before, time_t *not_after, char *err, size_t errlen) {
   gnutls_x509_crt_t crt;
-  int64_t id = -1;
+  int64_t id = -1, ep = -1;
   int rc = -1;
 
   if (crt_import(cert_pem, &crt, "certificate", err, errlen) != 0) return -1;
@@ -991,29 +1008,50 @@ int x509_cert_info(const char *cert_pem, int64_t *instance_id,
       tls_fail(err, errlen, "certificate alt names", ret);
       goto out;
     }
-    size_t plen = sizeof(NODE_URI_PREFIX) - 1;
-    if (type != GNUTLS_SAN_URI || len < plen ||
-        strncasecmp(san, NODE_URI_PREFIX, plen) != 0)
-      continue;
+    if (type != GNUTLS_SAN_URI) continue;
     int64_t v;
-    if (parse_id(san + plen, len - plen, &v) != 0) {
+    int k = uri_number(san, len, NODE_URI_PREFIX, &v);
+    if (k < 0) {
       set_err(err, errlen, "certificate: malformed node URI %.*s", (int)len,
               san);
       goto out;
     }
-    if (id >= 0 && v != id) {
-      set_err(err, errlen, "certificate names two nodes");
+    if (k > 0) {
+      if (id >= 0 && v != id) {
+        set_err(err, errlen, "certificate names two nodes");
+        goto out;
+      }
+      id = v;
+      continue;
+    }
+    k = uri_number(san, len, EPOCH_URI_PREFIX, &v);
+    if (k < 0) {
+      set_err(err, errlen, "certificate: malformed epoch URI %.*s", (int)len,
+              san);
       goto out;
     }
-    id = v;
+    if (k > 0) {
+      if (ep >= 0 && v != ep) {
+        set_err(err, errlen, "certificate names two epochs");
+        goto out;
+      }
+      ep = v;
+    }
   }
   if (instance_id != NULL) *instance_id = id;
+  if (epoch != NULL) *epoch = ep;
   if (not_before != NULL) *not_before = nb;
   if (not_after != NULL) *not_after = na;
   rc = 0;
 out:
   gnutls_x509_crt_deinit(crt);
   return rc;
+}
+
+int x509_cert_info(const char *cert_pem, int64_t *instance_id,
+                   time_t *not_before, time_t *not_after, char *err,
+                   size_t errlen) {
+  return x509_cert_node(cert_pem, instance_id, NULL, not_before, not_after, err, errlen);
 }
 
 static const char *fmt_time(time_t t, char buf[32]) {

@@ -52,15 +52,16 @@ int x509_key_ensure(const char *path, char **key_pem, char *err,
 int x509_csr_make(const char *key_pem, const char *name, char **csr_pem,
                   char *err, size_t errlen);
 
-/* x509_csr_sign issues the certificate of node |instance_id| (>= 0) for the
- * public key of |csr_pem| once its self-signature checks out. Only the key
- * is taken from the request: the CA writes CN cascade-node-<id>, DNS SAN
- * node-<id>.cascade, URI SAN cascade:node:<id>, client+server auth, valid
+/* x509_csr_sign issues the certificate of node |instance_id| (>= 0) in its
+ * credential |epoch| (>= 0) for the public key of |csr_pem| once its
+ * self-signature checks out. Only the key is taken from the request: the CA
+ * writes CN cascade-node-<id>, DNS SAN node-<id>.cascade, URI SANs
+ * cascade:node:<id> and cascade:epoch:<epoch>, client+server auth, valid
  * from now - X509_CLOCK_SKEW to now + |lifetime_s| (clamped to the CA's own
  * end, written to |*not_after| if not NULL). Takes ECDSA (P-256/384/521) or
  * RSA >= 2048 keys and CSRs up to X509_CSR_MAX bytes. */
 int x509_csr_sign(const char *ca_cert_pem, const char *ca_key_pem,
-                  const char *csr_pem, int64_t instance_id,
+                  const char *csr_pem, int64_t instance_id, int64_t epoch,
                   unsigned lifetime_s, char **cert_pem, time_t *not_after,
                   char *err, size_t errlen);
 
@@ -70,6 +71,11 @@ int x509_csr_sign(const char *ca_cert_pem, const char *ca_key_pem,
 int x509_cert_info(const char *cert_pem, int64_t *instance_id,
                    time_t *not_before, time_t *not_after, char *err,
                    size_t errlen);
+
+/* x509_cert_node is x509_cert_info that also reads the credential epoch of
+ * its URI SAN cascade:epoch:<n> (-1 when it has none). */
+int x509_cert_node(const char *cert_pem, int64_t *instance_id, int64_t *epoch,
+                   time_t *not_before, time_t *not_after, char *err, size_t errlen);
 
 /* x509_verify_chain checks that the first certificate of |cert_pem| is
  * signed by a CA of |ca_pem| and that both are valid at time |now|. */

@@ -37,7 +37,7 @@ int api_reply_failed(http_req_t *r, PGresult *res);
 json_t *api_time(const PGresult *res, int i, int col);
 
 /* Columns of a node row (NODE_COLS in db.c). */
-#define API_NODE_NCOLS 17
+#define API_NODE_NCOLS 18
 
 /* A growing JSON text buffer. */
 typedef struct {

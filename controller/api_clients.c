@@ -179,7 +179,7 @@ static PGresult *update_topology(http_req_t *r, const valid_node_t *n, const cha
     return NULL;
   }
   PQclear(res);
-  res = db_exec(db, c, DB_NODE_UPDATE, 19, params, &err);
+  res = db_exec(db, c, DB_NODE_UPDATE, 21, params, &err);
   if (res == NULL) goto db_fail;
   if (db_ok(res)) {
     PGresult *cm = db_exec_sql(db, c, "COMMIT", 0, &err);
@@ -224,7 +224,7 @@ int api_clients_update(http_req_t *r) {
   }
   snprintf(id, sizeof(id), "%lld", (long long)r->id);
   snprintf(parent, sizeof(parent), "%lld", (long long)n.parent_id);
-  const char *params[19] = {
+  const char *params[21] = {
       id,
       n.name ? "true" : "false", n.name,
       n.secret ? "true" : "false", n.secret ? verifier : NULL,
@@ -235,11 +235,12 @@ int api_clients_update(http_req_t *r) {
       n.has_onsub ? "true" : "false", n.onsub_pull,
       n.has_autopush ? "true" : "false",
       n.autopush < 0 ? NULL : n.autopush ? "true" : "false",
-      r->actor, r->source};
+      r->actor, r->source,
+      n.has_pending ? "true" : "false", n.pending ? "true" : "false"};
   if (n.has_parent && n.parent_id)
     res = update_topology(r, &n, params);
   else
-    res = api_exec(r, DB_NODE_UPDATE, 19, params);
+    res = api_exec(r, DB_NODE_UPDATE, 21, params);
   valid_node_free(&n);
   if (res == NULL) return API_ANSWERED;
   if (!db_ok(res)) return reply_write_error(r, res);

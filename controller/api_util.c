@@ -148,7 +148,7 @@ void api_node_write(jbuf_t *b, const PGresult *res, int i) {
   jb_col(b, res, i, 15, "null");
   jb_str(b, ",\"autopush\":");
   jb_str(b, PQgetisnull(res, i, 16) ? "null" : PQgetvalue(res, i, 16)[0] == 't' ? "true" : "false");
-  jb_str(b, "}");
+  jb_str(b, PQgetvalue(res, i, 17)[0] == 't' ? ",\"pending\":true}" : ",\"pending\":false}");
 }
 
 int api_reply_failed(http_req_t *r, PGresult *res) {

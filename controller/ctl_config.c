@@ -33,7 +33,20 @@ const cfg_key_t ctl_config_table[] = {
      "Bootstrap admin bearer token; empty = none. Environment CASCADE_ADMIN_TOKEN "
      "overrides it."},
     {"cascadeserver.autoregister", CFG_BOOL, OFF(autoregister), "true", 0, 0, NULL, 0,
-     "Unknown nodes may register themselves (seed key)."},
+     "Unknown nodes may register themselves (seed key): with cascadeserver.jointoken they "
+     "join approved, without it they wait as pending until an operator approves them."},
+    {"cascadeserver.jointoken", CFG_STR, OFF(jointoken), NULL, 16, 128, NULL,
+     CFG_SECRET | CFG_EMPTY_OK,
+     "Deployment join token: a registering node that presents it (node.jointoken) joins "
+     "approved; empty = every registered node waits for approval. Environment "
+     "CASCADE_JOIN_TOKEN overrides it."},
+    {"cascadeserver.maxpending", CFG_INT, OFF(maxpending), "100", 0, 100000, NULL, 0,
+     "Nodes waiting for approval at most; further registrations without the join token "
+     "create nothing (0: only the join token registers)."},
+    {"cascadeserver.registerrate", CFG_INT, OFF(register_rate), "60", 1, 100000, NULL, 0,
+     "Nodes that may register themselves per minute, from all addresses together."},
+    {"cascadeserver.registerrateperaddr", CFG_INT, OFF(register_rate_addr), "10", 1, 100000,
+     NULL, 0, "Nodes that may register themselves per minute from one source address."},
     {"cascadeserver.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL,
      CFG_RELPATH_RULE,
      "Path prefixes the API relay lets through (seed key); plain normalised prefixes, no "
@@ -95,6 +108,9 @@ int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen)
   if ((env = getenv("CASCADE_ADMIN_TOKEN")) != NULL && *env) {
     if (cfg_set_str(&c->admintoken, env) != 0) goto fail_oom;
   }
+  if ((env = getenv("CASCADE_JOIN_TOKEN")) != NULL && *env) {
+    if (cfg_set_str(&c->jointoken, env) != 0) goto fail_oom;
+  }
   if (c->db_dsn == NULL || c->db_dsn[0] == '\0') {
     snprintf(err, errlen, "%s: key 'database.dsn': required (or set CASCADE_DB_DSN)", path);
     goto fail;
@@ -102,6 +118,10 @@ int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen)
   if (c->admintoken[0] && (strlen(c->admintoken) < 16 || strlen(c->admintoken) > 128)) {
     /* Only the environment can get here: the file's value was checked. */
     snprintf(err, errlen, "CASCADE_ADMIN_TOKEN: must be between 16 and 128 bytes long");
+    goto fail;
+  }
+  if (c->jointoken[0] && (strlen(c->jointoken) < 16 || strlen(c->jointoken) > 128)) {
+    snprintf(err, errlen, "CASCADE_JOIN_TOKEN: must be between 16 and 128 bytes long");
     goto fail;
   }
   if ((c->control_tls_cert[0] == '\0') != (c->control_tls_key[0] == '\0')) {

@@ -15,6 +15,10 @@ typedef struct ctl_config {
   long long db_timeout_ms;
   char *admintoken;
   int autoregister;
+  char *jointoken;
+  long long maxpending;
+  long long register_rate;
+  long long register_rate_addr;
   cfg_strlist_t relay_allow;
   cfg_strlist_t relay_deny;
   long long relay_timeout_ms;
@@ -35,7 +39,7 @@ typedef struct ctl_config {
 extern const cfg_key_t ctl_config_table[];
 
 /* ctl_config_load fills |c| from defaults, the file |path| and the
- * environment (CASCADE_DB_DSN, CASCADE_ADMIN_TOKEN), then checks required
+ * environment (CASCADE_DB_DSN, CASCADE_ADMIN_TOKEN, CASCADE_JOIN_TOKEN), then checks required
  * keys. On error writes "FILE:LINE:COL: key ...: message" to |err| and
  * returns -1; |c| is then freed. */
 int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen);

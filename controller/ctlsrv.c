@@ -28,6 +28,7 @@
 #include "ctlmsg.h"
 #include "db.h"
 #include "log.h"
+#include "reglimit.h"
 #include "relay.h"
 #include "scram.h"
 #include "valid.h"
@@ -42,6 +43,8 @@
 #define TOKEN_LEN CTLMSG_SESSION_LEN
 #define LINKS_MAX 1024             /* link reports read per heartbeat */
 #define POLL_RELAY_BYTES (CTLMSG_MAX - 96 * 1024) /* relay requests per poll answer */
+#define MINUTE_MS 60000
+#define EVENTS_RL_PER_MIN 120      /* unauthenticated audit events (auth failures) per minute */
 
 typedef Cascade__Control__Request req_t;
 typedef Cascade__Control__Response resp_t;
@@ -80,6 +83,7 @@ typedef struct sess {
   ctlsrv_stream_t *streams;  /* owned: the last heartbeat's stream reports */
   size_t nstreams;
   uint32_t streams_total;    /* the node's own count (above nstreams: not all reported) */
+  int64_t static_tried;      /* the static parent id last tried (Heartbeat.static_parent_id) */
   struct sess *tok_next;
   struct sess *id_next;
 } sess_t;
@@ -89,6 +93,7 @@ typedef struct exch {
   uint8_t handle[TOKEN_LEN];
   int64_t id;                /* 0: the name is unknown; the proof cannot pass */
   int64_t epoch;
+  int pending;               /* the node awaits approval: no session */
   scram_verifier_t v;
   char name[VALID_NAME_MAX + 1];
   char auth_msg[640];
@@ -114,13 +119,23 @@ struct ctlsrv {
   exch_t *exch[EXCH_BUCKETS];
   size_t nexch;
   auth_t fails;              /* auth failures per source address */
+  reglimit_t reg;            /* self-registrations per address and overall */
+  reglimit_t events_rl;      /* audit events unauthenticated peers cause */
+  int has_join;
+  uint8_t join_hash[AUTH_HASH_LEN]; /* SHA-256 of cascadeserver.jointoken */
   uint8_t fake_key[32];      /* salts for unknown names, stable per process */
   char *ca_cert;             /* signs node certificates */
   char *ca_key;
   atomic_ulong bad_messages;
   atomic_ulong auth_failures;
   atomic_ulong requests;
+  atomic_ulong registrations;
+  atomic_ulong registrations_refused;
+  atomic_ulong pending_refused;
+  atomic_ulong events_dropped;
   int64_t last_bad_log_ms;
+  int64_t last_reg_log_ms;
+  int64_t last_pending_log_ms;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -350,6 +365,7 @@ static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t 
     topo.parent_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     topo.parent_name = PQgetvalue(r, 0, 2);
     topo.parent_quic = PQgetvalue(r, 0, 3);
+    topo.parent_epoch = strtoll(PQgetvalue(r, 0, 10), NULL, 10);
     /* ":port" (every address of the parent) is completed with the address
      * the parent's control connection comes from. */
     const char *ip = PQgetvalue(r, 0, 9);
@@ -369,6 +385,7 @@ static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t 
       cascade__control__child__init(&child_v[i]);
       child_v[i].id = json_integer_value(json_array_get(e, 0));
       child_v[i].name = (char *)json_string_value(json_array_get(e, 1));
+      child_v[i].epoch = json_integer_value(json_array_get(e, 2));
       child_p[i] = &child_v[i];
     }
     topo.n_children = n;
@@ -448,25 +465,77 @@ static nng_msg *empty_config(uint64_t req_id, pend_t *rel) {
 
 /* ---- request handlers ------------------------------------------------------ */
 
+/* log_once_per reports whether a line rate-limited to one per |every_ms|
+ * through |last| may be written now. */
+static int log_once_per(ctlsrv_t *s, int64_t *last, int64_t every_ms) {
+  int64_t now = db_now_ms();
+  pthread_mutex_lock(&s->mu);
+  int ok = now - *last >= every_ms;
+  if (ok) *last = now;
+  pthread_mutex_unlock(&s->mu);
+  return ok;
+}
+
+/* join_ok checks a presented join token in constant time. */
+static int join_ok(ctlsrv_t *s, const char *token) {
+  uint8_t h[AUTH_HASH_LEN];
+  if (!s->has_join || token == NULL || token[0] == '\0') return 0;
+  if (auth_hash(token, strlen(token), h) != 0) return 0;
+  return gnutls_memcmp(h, s->join_hash, AUTH_HASH_LEN) == 0;
+}
+
 static nng_msg *on_register(ctlsrv_t *s, const req_t *q, const char *ip) {
   const Cascade__Control__Register *g = q->register_;
+  const ctl_config_t *cfg = s->ctl->cfg;
   scram_verifier_t v;
-  char err[128];
+  char err[128], qn[80], maxp[24];
 
   if (valid_name(g->name, strlen(g->name), err, sizeof(err)) != 0 ||
       scram_verifier_parse(g->verifier, &v) != 0)
     return status_reply(q->id, CASCADE__CONTROL__CODE__BAD_REQUEST, "bad name or verifier");
-  if (s->ctl->cfg->autoregister) {
-    const char *p[3] = {g->name, g->verifier, ip};
-    PGresult *r = exec1(s, DB_CTL_REGISTER, 3, p);
+  int token = g->join_token && g->join_token[0];
+  int approved = join_ok(s, g->join_token);
+  if (token && !approved) {
+    /* A wrong join token is a failed authentication: counted, limited. */
+    atomic_fetch_add(&s->auth_failures, 1);
+    if (auth_failed(&s->fails, ip)) {
+      log_warn("control", "join token refused name=%s source=%s",
+               log_quote(g->name, qn, sizeof(qn)), ip);
+      if (reglimit_take(&s->events_rl, "", db_now_ms()))
+        event(s, "control", "auth.failure", 0, ip,
+              json_pack("{s:s,s:s}", "name", g->name, "reason", "join token"));
+      else
+        atomic_fetch_add(&s->events_dropped, 1);
+    }
+  }
+  if (cfg->autoregister) {
+    /* Without the join token, limits before the database: an address (and
+     * everyone together) can only create so many rows a minute. Known names
+     * create nothing and are not counted. A valid join token is a credential
+     * the operator issued: its holders are not limited (a fleet joins at once). */
+    if (!approved && !reglimit_check(&s->reg, ip, db_now_ms())) {
+      atomic_fetch_add(&s->registrations_refused, 1);
+      if (log_once_per(s, &s->last_reg_log_ms, 1000))
+        log_warn("control", "registration refused: rate limit (cascadeserver.registerrate%s) "
+                            "name=%s source=%s",
+                 reglimit_check(&s->reg, "", db_now_ms()) ? "peraddr" : "",
+                 log_quote(g->name, qn, sizeof(qn)), ip);
+      return status_reply(q->id, CASCADE__CONTROL__CODE__OK, "");
+    }
+    snprintf(maxp, sizeof(maxp), "%lld", cfg->maxpending);
+    const char *p[5] = {g->name, g->verifier, ip, approved ? "true" : "false", maxp};
+    PGresult *r = exec1(s, DB_CTL_REGISTER, 5, p);
     if (r == NULL)
       return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "database unavailable");
     if (PQntuples(r) == 1) {
-      char qn[80];
-      log_info("control", "node registered id=%s name=%s source=%s", PQgetvalue(r, 0, 0),
-               log_quote(g->name, qn, sizeof(qn)), ip);
+      if (!approved) reglimit_count(&s->reg, ip, db_now_ms());
+      atomic_fetch_add(&s->registrations, 1);
+      log_info("control", "node registered id=%s name=%s source=%s%s", PQgetvalue(r, 0, 0),
+               log_quote(g->name, qn, sizeof(qn)), ip,
+               PQgetvalue(r, 0, 1)[0] == 't' ? " (pending approval)" : " (join token)");
       ctlsrv_wake(s);
     }
+    /* Nothing made: a known name, a deleted one, or the pending list full. */
     PQclear(r);
   }
   /* The same answer whatever happened: a name cannot be probed. */
@@ -512,6 +581,7 @@ static nng_msg *on_auth_start(ctlsrv_t *s, const req_t *q, const char *ip) {
   if (PQntuples(r) == 1 && scram_verifier_parse(PQgetvalue(r, 0, 1), &x->v) == 0) {
     x->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     x->epoch = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    x->pending = PQgetvalue(r, 0, 3)[0] == 't';
   } else {
     /* Unknown: a salt that looks real and stays the same for this name,
      * so two tries cannot tell it from a known one. */
@@ -600,26 +670,14 @@ static void link(ctlsrv_t *s, const char *ids, const char *pid) {
   db_release(db, c);
 }
 
-/* link_static_parents applies the seed's static parents (cascadeclient.server)
- * for nodes the registry gives no parent: this node under the node that
- * advertises the address its file names, and the nodes that named this
- * node's address before it came, under it. */
-static void link_static_parents(ctlsrv_t *s, int64_t id, const char *static_parent,
-                                const char *quic) {
-  char ids[24];
+/* link_static puts parentless node |id| under |pid|, the node its agent
+ * found answering at its cascadeclient.server address (the certificate
+ * named it; an advertised address proves nothing). */
+static void link_static(ctlsrv_t *s, int64_t id, int64_t pid) {
+  char ids[24], pids[24];
   snprintf(ids, sizeof(ids), "%lld", (long long)id);
-  if (static_parent && static_parent[0]) {
-    const char *p[2] = {static_parent, ids};
-    PGresult *r = exec1(s, DB_CTL_PARENT_BY_QUIC, 2, p);
-    if (r != NULL && PQntuples(r) == 1) link(s, ids, PQgetvalue(r, 0, 0));
-    PQclear(r);
-  }
-  if (quic && quic[0]) {
-    const char *p[2] = {quic, ids};
-    PGresult *r = exec1(s, DB_CTL_WAITING_CHILDREN, 2, p);
-    for (int i = 0; r != NULL && i < PQntuples(r); i++) link(s, PQgetvalue(r, i, 0), ids);
-    PQclear(r);
-  }
+  snprintf(pids, sizeof(pids), "%lld", (long long)pid);
+  link(s, ids, pids);
 }
 
 static nng_msg *auth_failed_reply(ctlsrv_t *s, const req_t *q, const char *ip,
@@ -629,7 +687,12 @@ static nng_msg *auth_failed_reply(ctlsrv_t *s, const req_t *q, const char *ip,
     char qn[80];
     log_warn("control", "authentication failed name=%s source=%s",
              log_quote(name, qn, sizeof(qn)), ip);
-    event(s, "control", "auth.failure", id, ip, json_pack("{s:s}", "name", name));
+    /* Per address the log is limited; the events table is also limited
+     * overall, so many addresses cannot fill it. */
+    if (reglimit_take(&s->events_rl, "", db_now_ms()))
+      event(s, "control", "auth.failure", id, ip, json_pack("{s:s}", "name", name));
+    else
+      atomic_fetch_add(&s->events_dropped, 1);
   }
   return status_reply(q->id, CASCADE__CONTROL__CODE__AUTH_FAILED, "authentication failed");
 }
@@ -646,6 +709,18 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
     nng_msg *m = auth_failed_reply(s, q, ip, x ? x->name : "?", x ? x->id : 0);
     free(x);
     return m;
+  }
+  if (x->pending) {
+    /* The right secret, but nobody approved the node: no session, so no
+     * certificate, configuration, relay or place in the tree. */
+    char qn[80];
+    atomic_fetch_add(&s->pending_refused, 1);
+    if (log_once_per(s, &s->last_pending_log_ms, 5000))
+      log_info("control", "node %lld name=%s source=%s awaits approval "
+                          "(PUT /api/cascade/clients/%lld {\"pending\": false})",
+               (long long)x->id, log_quote(x->name, qn, sizeof(qn)), ip, (long long)x->id);
+    free(x);
+    return status_reply(q->id, CASCADE__CONTROL__CODE__PENDING, "awaiting approval by an operator");
   }
   scram_server_signature(&x->v, x->auth_msg, strlen(x->auth_msg), sig);
 
@@ -693,7 +768,6 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   const char *p[7] = {ids, ip, a ? a->quic : "", a ? a->http : "", a ? a->rtmp : "",
                       a ? a->version : "", a ? a->static_parent : ""};
   PQclear(exec1(s, DB_CTL_CONNECT, 7, p));
-  if (a) link_static_parents(s, x->id, a->static_parent, a->quic);
   log_info("control", "node connected id=%lld name=%s source=%s", (long long)x->id, n->name, ip);
   ctlsrv_wake(s);
 
@@ -707,6 +781,7 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   ok.session.len = TOKEN_LEN;
   ok.instance_id = x->id;
   ok.heartbeat_ms = (uint32_t)s->ctl->cfg->control_heartbeat_ms;
+  ok.epoch = x->epoch;
   resp.id = q->id;
   resp.status = &st;
   resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_AUTH_OK;
@@ -715,9 +790,10 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   return pack(&resp);
 }
 
-/* session_of finds the request's live session (copying what the caller
- * needs), or answers NO_SESSION / REVOKED. */
-static int session_of(ctlsrv_t *s, const req_t *q, int64_t *id, nng_msg **reply) {
+/* session_epoch finds the request's live session (copying what the caller
+ * needs: its node id and credential epoch), or answers NO_SESSION / REVOKED. */
+static int session_epoch(ctlsrv_t *s, const req_t *q, int64_t *id, int64_t *epoch,
+                         nng_msg **reply) {
   int rv = -1;
   pthread_mutex_lock(&s->mu);
   sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
@@ -727,10 +803,15 @@ static int session_of(ctlsrv_t *s, const req_t *q, int64_t *id, nng_msg **reply)
     *reply = status_reply(q->id, CASCADE__CONTROL__CODE__REVOKED, "session revoked");
   else {
     *id = x->id;
+    if (epoch) *epoch = x->epoch;
     rv = 0;
   }
   pthread_mutex_unlock(&s->mu);
   return rv;
+}
+
+static int session_of(ctlsrv_t *s, const req_t *q, int64_t *id, nng_msg **reply) {
+  return session_epoch(s, q, id, NULL, reply);
 }
 
 static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
@@ -784,6 +865,12 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
     streams = old;
     ns = oldn;
   }
+  int64_t static_pid = 0, self = 0;
+  if (state == 0 && hb->static_parent_id > 0 && hb->static_parent_id != x->static_tried &&
+      hb->static_parent_id != x->id) {
+    x->static_tried = static_pid = hb->static_parent_id;
+    self = x->id;
+  }
   if (state == 0) {
     x->last_hb_ms = now;
     x->applied = hb->applied_generation;
@@ -799,6 +886,12 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
   streams_free(streams, ns);
   if (state == 1) return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
   if (state == 2) return status_reply(q->id, CASCADE__CONTROL__CODE__REVOKED, "session revoked");
+  if (static_pid) {
+    /* Only while the node has no parent, only under an approved node, never
+     * into a loop (link, DB_CTL_SET_PARENT); once per id the node reports. */
+    link_static(s, self, static_pid);
+    ctlsrv_wake(s);
+  }
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
   Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
   Cascade__Control__HeartbeatReply hr = CASCADE__CONTROL__HEARTBEAT_REPLY__INIT;
@@ -952,13 +1045,13 @@ static nng_msg *on_relay_response(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int 
 }
 
 static nng_msg *on_cert(ctlsrv_t *s, const req_t *q) {
-  int64_t id = 0;
+  int64_t id = 0, epoch = 0;
   nng_msg *m = NULL;
   char *cert = NULL, err[256], ids[24], na[24];
   time_t not_after = 0;
 
-  if (session_of(s, q, &id, &m) != 0) return m;
-  if (x509_csr_sign(s->ca_cert, s->ca_key, q->cert_request->csr, id,
+  if (session_epoch(s, q, &id, &epoch, &m) != 0) return m;
+  if (x509_csr_sign(s->ca_cert, s->ca_key, q->cert_request->csr, id, epoch,
                     (unsigned)s->ctl->cfg->control_certlifetime_s, &cert, &not_after, err,
                     sizeof(err)) != 0) {
     log_warn("control", "certificate request of node %lld refused: %s", (long long)id, err);
@@ -1414,9 +1507,23 @@ void ctlsrv_metrics(ctlsrv_t *s, FILE *out) {
           "cascade_control_bad_messages_total %lu\n"
           "# HELP cascade_control_auth_failures_total Refused agent authentications.\n"
           "# TYPE cascade_control_auth_failures_total counter\n"
-          "cascade_control_auth_failures_total %lu\n",
+          "cascade_control_auth_failures_total %lu\n"
+          "# HELP cascade_control_registrations_total Nodes that registered themselves.\n"
+          "# TYPE cascade_control_registrations_total counter\n"
+          "cascade_control_registrations_total %lu\n"
+          "# HELP cascade_control_registrations_refused_total Registrations over the rate limits.\n"
+          "# TYPE cascade_control_registrations_refused_total counter\n"
+          "cascade_control_registrations_refused_total %lu\n"
+          "# HELP cascade_control_pending_refused_total Authentications of nodes awaiting approval.\n"
+          "# TYPE cascade_control_pending_refused_total counter\n"
+          "cascade_control_pending_refused_total %lu\n"
+          "# HELP cascade_control_events_dropped_total Audit events over the unauthenticated limit.\n"
+          "# TYPE cascade_control_events_dropped_total counter\n"
+          "cascade_control_events_dropped_total %lu\n",
           ctlsrv_sessions(s), atomic_load(&s->requests), atomic_load(&s->bad_messages),
-          atomic_load(&s->auth_failures));
+          atomic_load(&s->auth_failures), atomic_load(&s->registrations),
+          atomic_load(&s->registrations_refused), atomic_load(&s->pending_refused),
+          atomic_load(&s->events_dropped));
 }
 
 static char *read_pem(const char *path, char *err, size_t errlen) {
@@ -1444,6 +1551,18 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
     pthread_condattr_destroy(&ca);
   }
   auth_init(&s->fails, NULL);
+  reglimit_init(&s->reg, c->register_rate_addr, c->register_rate, MINUTE_MS);
+  reglimit_init(&s->events_rl, EVENTS_RL_PER_MIN, EVENTS_RL_PER_MIN, MINUTE_MS);
+  if (c->jointoken && c->jointoken[0]) {
+    if (auth_hash(c->jointoken, strlen(c->jointoken), s->join_hash) != 0) {
+      snprintf(err, errlen, "join token: hash failed");
+      goto fail;
+    }
+    s->has_join = 1;
+  } else if (c->autoregister) {
+    log_info("control", "no cascadeserver.jointoken: nodes that register themselves wait for "
+                        "an operator's approval");
+  }
   gnutls_rnd(GNUTLS_RND_KEY, s->fake_key, sizeof(s->fake_key));
 
   /* The CA that signs node certificates, made on first start. */
@@ -1517,6 +1636,8 @@ fail:
     free(s->ca_cert);
     if (s->ca_key) free(s->ca_key);
     auth_free(&s->fails);
+    reglimit_free(&s->reg);
+    reglimit_free(&s->events_rl);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -1567,6 +1688,8 @@ void ctlsrv_stop(ctlsrv_t *s) {
     free(s->ca_key);
   }
   auth_free(&s->fails);
+  reglimit_free(&s->reg);
+  reglimit_free(&s->events_rl);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
   free(s);

@@ -19,7 +19,7 @@
   "array_to_json(relay_allow)::text, array_to_json(relay_deny)::text, " \
   "CASE WHEN onsub_pull IS NULL THEN NULL ELSE json_build_object('pull', (SELECT" \
   " COALESCE(json_object_agg(e->>0, e->>1), '{}'::json) FROM jsonb_array_elements(onsub_pull) e))" \
-  "::text END, autopush"
+  "::text END, autopush, pending"
 
 static const char *const stmt_sql[DB_STMT_COUNT] = {
     [DB_NODE_GET] = "SELECT " NODE_COLS " FROM instances WHERE id = $1",
@@ -42,20 +42,25 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " p AS (UPDATE instances SET config_generation = config_generation + 1"
         " WHERE id = $3::bigint),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
-        " SELECT $5, 'node.create', id, $6, jsonb_build_object('name', name) FROM n)"
+        " SELECT $5, 'node.create', id, $6, jsonb_build_object('name', name) FROM n),"
+        " t AS (DELETE FROM deleted_names WHERE name = (SELECT name FROM n))"
         " SELECT " NODE_COLS " FROM n",
     /* $1 id; $2/$3 name, $4/$5 verifier, $6/$7 parent, $8/$9 labels,
      * $10/$11 relay allow, $12/$13 relay deny, $14/$15 onsub pull,
-     * $16/$17 autopush (set?, value); $18 actor $19 source.
+     * $16/$17 autopush (set?, value); $18 actor $19 source; $20/$21
+     * pending (set?, value).
      * The node's generation rises when its topology or rules change; its
      * old and new parents' when their children change; secret_epoch when
-     * the secret changes (its sessions end). */
+     * the secret changes or the node is suspended (pending again): its
+     * sessions end and its certificates stop working at its neighbours. */
     [DB_NODE_UPDATE] =
-        "WITH o AS (SELECT parent_id FROM instances WHERE id = $1::bigint),"
+        "WITH o AS (SELECT parent_id, pending FROM instances WHERE id = $1::bigint),"
         " n AS (UPDATE instances SET"
         " name = CASE WHEN $2::boolean THEN $3::text ELSE name END,"
         " verifier = CASE WHEN $4::boolean THEN $5::text ELSE verifier END,"
-        " secret_epoch = secret_epoch + CASE WHEN $4::boolean THEN 1 ELSE 0 END,"
+        " secret_epoch = secret_epoch + CASE WHEN $4::boolean"
+        " OR ($20::boolean AND $21::boolean AND NOT pending) THEN 1 ELSE 0 END,"
+        " pending = CASE WHEN $20::boolean THEN $21::boolean ELSE pending END,"
         " parent_id = CASE WHEN $6::boolean THEN $7::bigint ELSE parent_id END,"
         " labels = CASE WHEN $8::boolean THEN $9::jsonb ELSE labels END,"
         " relay_allow = CASE WHEN NOT $10::boolean THEN relay_allow WHEN $11::jsonb IS NULL THEN NULL"
@@ -67,12 +72,19 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " config_generation = config_generation + CASE WHEN $6::boolean OR $10::boolean"
         " OR $12::boolean OR $14::boolean OR $16::boolean OR $2::boolean THEN 1 ELSE 0 END,"
         " updated_time = now() WHERE id = $1::bigint RETURNING *),"
+        /* The neighbours learn of a moved node, and of a node whose
+         * credentials changed (secret, pending): they check its certificate
+         * against the new epoch and the new topology at once. */
         " p AS (UPDATE instances SET config_generation = config_generation + 1"
-        " WHERE $6::boolean AND id <> $1::bigint AND (id = $7::bigint OR id = (SELECT parent_id FROM o))"
-        " AND EXISTS (SELECT 1 FROM n)),"
+        " WHERE id <> $1::bigint AND EXISTS (SELECT 1 FROM n) AND ("
+        " ($6::boolean AND (id = $7::bigint OR id = (SELECT parent_id FROM o)))"
+        " OR (($4::boolean OR $20::boolean) AND (id = (SELECT parent_id FROM n)"
+        " OR parent_id = $1::bigint)))),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
-        " SELECT $18, 'node.update', id, $19, jsonb_build_object('name', name,"
-        " 'secret_changed', $4::boolean) FROM n)"
+        " SELECT $18, CASE WHEN $20::boolean AND (SELECT pending FROM o) AND NOT $21::boolean"
+        " THEN 'node.approve' ELSE 'node.update' END, id, $19, jsonb_build_object('name', name,"
+        " 'secret_changed', $4::boolean) || CASE WHEN $20::boolean"
+        " THEN jsonb_build_object('pending', $21::boolean) ELSE '{}'::jsonb END FROM n)"
         " SELECT " NODE_COLS " FROM n",
     /* The children lose their parent in the same statement, visibly: a new
      * updated_time and an audit event each. */
@@ -87,7 +99,10 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " p AS (UPDATE instances SET config_generation = config_generation + 1"
         " WHERE id = (SELECT parent_id FROM n)),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
-        " SELECT $2, 'node.delete', id, $3, jsonb_build_object('name', name) FROM n)"
+        " SELECT $2, 'node.delete', id, $3, jsonb_build_object('name', name) FROM n),"
+        /* Registration does not bring the name back (docs/security.md). */
+        " t AS (INSERT INTO deleted_names (name) SELECT name FROM n"
+        " ON CONFLICT (name) DO UPDATE SET deleted_time = now())"
         " SELECT " NODE_COLS " FROM n",
     [DB_NODE_EXISTS] = "SELECT 1 FROM instances WHERE id = $1::bigint",
     /* Would making $2 the parent of $1 close a loop? Walk $2's ancestors. */
@@ -120,14 +135,24 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
                      " VALUES ($1, $2, $3, $4::jsonb)",
     [DB_PING] = "SELECT 1",
     /* The control channel. */
-    [DB_CTL_LOOKUP] = "SELECT id, verifier, secret_epoch FROM instances WHERE name = $1",
-    /* $1 name $2 verifier $3 source */
+    [DB_CTL_LOOKUP] = "SELECT id, verifier, secret_epoch, pending FROM instances WHERE name = $1",
+    /* $1 name $2 verifier $3 source $4 join token presented (approved)
+     * $5 pending nodes at most. A deleted name is not created again; a
+     * pending row is taken over by a registration with the join token (a
+     * pending row proves nothing); an approved row is never touched. */
     [DB_CTL_REGISTER] =
-        "WITH n AS (INSERT INTO instances (name, verifier) VALUES ($1, $2)"
-        " ON CONFLICT (name) DO NOTHING RETURNING id, name),"
+        "WITH n AS (INSERT INTO instances (name, verifier, pending)"
+        " SELECT $1, $2, NOT $4::boolean"
+        " WHERE NOT EXISTS (SELECT 1 FROM deleted_names WHERE name = $1)"
+        " AND ($4::boolean OR (SELECT count(*) FROM instances WHERE pending) < $5::bigint)"
+        " ON CONFLICT (name) DO UPDATE SET verifier = EXCLUDED.verifier, pending = false,"
+        " secret_epoch = instances.secret_epoch + 1, updated_time = now()"
+        " WHERE $4::boolean AND instances.pending"
+        " RETURNING id, name, pending),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
-        " SELECT 'node:' || id, 'node.register', id, $3, jsonb_build_object('name', name) FROM n)"
-        " SELECT id FROM n",
+        " SELECT 'node:' || id, 'node.register', id, $3,"
+        " jsonb_build_object('name', name, 'pending', pending) FROM n)"
+        " SELECT id, pending FROM n",
     /* $1 id $2 ip $3 quic $4 http $5 rtmp $6 version $7 static parent.
      * Children learn a new parent address through their generation. */
     [DB_CTL_CONNECT] =
@@ -140,29 +165,31 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
         " SELECT 'node:' || id, 'node.connect', id, $2, jsonb_build_object('name', name) FROM n)"
         " SELECT id FROM n",
-    [DB_CTL_PARENT_BY_QUIC] =
-        "SELECT id FROM instances WHERE quic_addr = $1 AND id <> $2::bigint ORDER BY id LIMIT 1",
-    /* Parentless nodes whose file names $1 (a QUIC address) as their parent. */
-    [DB_CTL_WAITING_CHILDREN] = "SELECT id FROM instances WHERE static_parent = $1"
-                                " AND parent_id IS NULL AND id <> $2::bigint ORDER BY id",
-    /* $1 node $2 parent: only while the node has no parent. */
+    /* $1 node $2 parent: only while the node has no parent, and only under
+     * an approved node. */
     [DB_CTL_SET_PARENT] =
         "WITH n AS (UPDATE instances SET parent_id = $2::bigint, updated_time = now(),"
         " config_generation = config_generation + 1"
-        " WHERE id = $1::bigint AND parent_id IS NULL RETURNING id, name),"
+        " WHERE id = $1::bigint AND parent_id IS NULL AND NOT pending"
+        " AND EXISTS (SELECT 1 FROM instances WHERE id = $2::bigint AND NOT pending)"
+        " RETURNING id, name),"
         " p AS (UPDATE instances SET config_generation = config_generation + 1"
         " WHERE id = $2::bigint AND EXISTS (SELECT 1 FROM n)),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
         " SELECT 'node:' || id, 'node.update', id, '', jsonb_build_object('name', name,"
         " 'parent_id', $2::bigint, 'reason', 'static parent') FROM n)"
         " SELECT id FROM n",
+    /* A pending node is nobody's parent or child; each neighbour comes
+     * with the credential epoch its certificate must name. */
     [DB_CTL_CONFIG] =
-        "SELECT n.config_generation, n.parent_id, p.name, p.quic_addr,"
+        "SELECT n.config_generation, p.id, p.name, p.quic_addr,"
         " array_to_json(n.relay_allow)::text, array_to_json(n.relay_deny)::text,"
         " n.onsub_pull::text, n.autopush,"
-        " (SELECT json_agg(json_build_array(c.id, c.name) ORDER BY c.id) FROM instances c"
-        "  WHERE c.parent_id = n.id)::text, p.ip"
-        " FROM instances n LEFT JOIN instances p ON p.id = n.parent_id WHERE n.id = $1::bigint",
+        " (SELECT json_agg(json_build_array(c.id, c.name, c.secret_epoch) ORDER BY c.id)"
+        "  FROM instances c WHERE c.parent_id = n.id AND NOT c.pending)::text, p.ip,"
+        " p.secret_epoch"
+        " FROM instances n LEFT JOIN instances p ON p.id = n.parent_id AND NOT p.pending"
+        " WHERE n.id = $1::bigint",
     [DB_CTL_GENERATIONS] = "SELECT id, config_generation, secret_epoch FROM instances"
                            " WHERE id = ANY($1::bigint[])",
     /* $1 ids $2 applied generations $3 ips: one statement per second for

@@ -319,6 +319,13 @@ int valid_node_body(const char *body, size_t len, int update, valid_node_t *out,
       if (check_relayapi(v, out, err, errlen) != 0) goto fail;
     } else if (update && strcmp(k, "onsub") == 0) {
       if (check_onsub(v, out, err, errlen) != 0) goto fail;
+    } else if (update && strcmp(k, "pending") == 0) {
+      if (!json_is_boolean(v)) {
+        snprintf(err, errlen, "pending: must be true or false");
+        goto fail;
+      }
+      out->has_pending = 1;
+      out->pending = json_is_true(v);
     } else if (update && strcmp(k, "autopush") == 0) {
       out->has_autopush = 1;
       if (json_is_null(v)) {
@@ -347,7 +354,7 @@ int valid_node_body(const char *body, size_t len, int update, valid_node_t *out,
     }
   } else if (fields == 0) {
     snprintf(err, errlen, "nothing to update: give name, secret, parent_id, labels, relayapi, "
-                          "onsub or autopush");
+                          "onsub, autopush or pending");
     goto fail;
   }
   return 0;

@@ -47,6 +47,8 @@ typedef struct {
   char *onsub_pull;      /* owned: JSON [[pattern, target], ...] text, or NULL */
   int has_autopush;
   int autopush;          /* -1 null (agent decides), 0, 1 */
+  int has_pending;       /* pending given (PUT only) */
+  int pending;           /* 0 approve, 1 suspend */
 } valid_node_t;
 
 #define VALID_RULES_MAX 1024

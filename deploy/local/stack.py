@@ -37,6 +37,8 @@ def wait_ready(url, proc, timeout=60):
 def main():
     port = int(os.environ.get("CASCADE_HTTP_PORT", "8080"))
     token = os.environ.get("CASCADE_ADMIN_TOKEN") or "adm_" + secrets.token_urlsafe(24)
+    # The deployment join token: nodes that present it join approved.
+    join = os.environ.get("CASCADE_JOIN_TOKEN") or "join_" + secrets.token_urlsafe(24)
     stop = []
     signal.signal(signal.SIGINT, lambda *a: stop.append(1))
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
@@ -55,7 +57,8 @@ def main():
             "control": {"listenaddr": "tls+tcp://127.0.0.1:%d" % (port + 36865),
                         "datadir": control_dir},
             # The seed's example rules: the API relay is opt-in (empty allow = nothing).
-            "cascadeserver": {"relayapi": {"allow": ["/api/", "/flv/"], "deny": ["/api/admin/"]}},
+            "cascadeserver": {"relayapi": {"allow": ["/api/", "/flv/"], "deny": ["/api/admin/"]},
+                              "jointoken": join},
             "log": {"level": "info"},
         }))
     env = dict(os.environ, CASCADE_ADMIN_TOKEN=token)
@@ -79,7 +82,7 @@ def main():
     for i, (name, parent) in enumerate(nodes):
         acfg = {
             "node": {"name": name, "secret": "local-%s-%s" % (name, secrets.token_hex(8)),
-                     "datadir": os.path.join(work, name)},
+                     "jointoken": join, "datadir": os.path.join(work, name)},
             "controller": {"url": "tls+tcp://127.0.0.1:%d" % (port + 36865),
                            "ca": os.path.join(control_dir, "ca.crt")},
             "http": {"listenaddr": "127.0.0.1:%d" % (port + 1 + i)},

@@ -37,6 +37,7 @@ def simulate(ctl, n, workdir, tag=""):
     with open(cfg, "w") as f:
         f.write(harness.to_yaml({
             "node": {"name": "sim%d%s" % (n, tag), "secret": "simulated-secret",
+                     "jointoken": ctl.join_token,
                      "datadir": os.path.join(workdir, "sim-data-%d%s" % (n, tag))},
             "controller": {"url": "tls+tcp://127.0.0.1:%d" % ctl.control_port,
                            "ca": os.path.join(ctl.workdir, "control", "ca.crt")},

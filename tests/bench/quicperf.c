@@ -158,7 +158,7 @@ static int load_pki(const char *dir, int64_t id, char **cert, char **key,
   snprintf(path, sizeof(path), "%s/node%lld.key", dir, (long long)id);
   if (x509_key_ensure(path, key, err, sizeof(err)) != 0) goto fail;
   if (x509_csr_make(*key, "quicperf", &csr, err, sizeof(err)) != 0) goto fail;
-  if (x509_csr_sign(*ca, ca_key, csr, id, 86400, cert, NULL, err,
+  if (x509_csr_sign(*ca, ca_key, csr, id, 1, 86400, cert, NULL, err,
                     sizeof(err)) != 0)
     goto fail;
   free(ca_key);

@@ -27,7 +27,7 @@ static char *testpki_node(const char *dir, int64_t id, unsigned life, char **key
   snprintf(path, sizeof(path), "%s/node%lld.key", dir, (long long)id);
   assert_int_equal(x509_key_ensure(path, key_pem, err, sizeof(err)), 0);
   assert_int_equal(x509_csr_make(*key_pem, "node", &csr, err, sizeof(err)), 0);
-  assert_int_equal(x509_csr_sign(ca_crt, ca_key, csr, id, life, &cert, NULL, err, sizeof(err)),
+  assert_int_equal(x509_csr_sign(ca_crt, ca_key, csr, id, 1, life, &cert, NULL, err, sizeof(err)),
                    0);
   free(ca_crt);
   free(ca_key);

@@ -64,10 +64,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(s, data, size);
   s[size] = '\0';
 
-  if (x509_csr_sign(ca_crt, ca_key, s, NODE_ID, 3600, &cert, &not_after, err,
+  int64_t epoch = -1;
+  if (x509_csr_sign(ca_crt, ca_key, s, NODE_ID, 3, 3600, &cert, &not_after, err,
                     sizeof(err)) == 0) {
-    if (x509_cert_info(cert, &id, &nb, &na, err, sizeof(err)) != 0 ||
-        id != NODE_ID || na != not_after ||
+    if (x509_cert_node(cert, &id, &epoch, &nb, &na, err, sizeof(err)) != 0 ||
+        id != NODE_ID || epoch != 3 || na != not_after ||
         x509_verify_chain(cert, ca_crt, time(NULL), err, sizeof(err)) != 0)
       abort();
   } else if (cert != NULL) {
@@ -75,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   free(cert);
 
-  (void)x509_cert_info(s, &id, &nb, &na, err, sizeof(err));
+  (void)x509_cert_node(s, &id, &epoch, &nb, &na, err, sizeof(err));
   if (x509_fingerprint(s, fpr) == 0) {
     if (strlen(fpr) != 95 || x509_fingerprint_matches(s, fpr) != 0) abort();
     (void)x509_verify_chain(s, ca_crt, time(NULL), err, sizeof(err));

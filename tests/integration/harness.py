@@ -582,6 +582,9 @@ class Controller:
                  workdir=None):
         self.dsn = dsn
         self.admin_token = admin_token or ("adm_" + secrets.token_hex(16))
+        # The deployment join token: agents of the harness present it (so they join
+        # approved), tests of admission leave it out.
+        self.join_token = "join_" + secrets.token_hex(16)
         self.workdir = workdir or tempfile.mkdtemp(prefix="cascade-ctl-")
         self._own_workdir = workdir is None
         self.config_path = os.path.join(self.workdir, "controller.yaml")
@@ -606,6 +609,7 @@ class Controller:
                         "datadir": os.path.join(self.workdir, "control")},
             "database": {"dsn": self.dsn, "poolsize": 4, "timeout": 3000},
             "auth": {"admintoken": self.admin_token},
+            "cascadeserver": {"jointoken": self.join_token},
             "log": {"level": "debug"},
         }
         cfg = deep_merge(cfg, self.extra_config)
@@ -711,6 +715,9 @@ class Controller:
         bad = []
         if self.admin_token and self.admin_token in text:
             bad.append("(the admin token value appears in the log)")
+        join = getattr(self, "join_token", None)
+        if join and join in text:
+            bad.append("(the join token value appears in the log)")
         pats = [re.compile(p) for p in expected_errors]
         for line in text.splitlines():
             if SANITIZER_RE.search(line):
@@ -775,12 +782,21 @@ class Agent(Controller):
     """A cascade-agent process on a free loopback port, dialling |ctl|'s control channel and
     trusting its CA. The node secret is checked never to appear in the agent's log."""
 
-    def __init__(self, ctl, name, secret, config=None, env=None, start=True, timeout=30):
+    def __init__(self, ctl, name, secret, config=None, env=None, start=True, timeout=30,
+                 join=True):
+        """join: present the controller's join token (True), none (False), or this value."""
         self.ctl = ctl
         self.name = name
         self.secret = secret
+        self.join = join
         super().__init__(None, config=config, env=env, admin_token=secret, start=start,
                          timeout=timeout)
+        self.join_token = self.join_value()
+
+    def join_value(self):
+        if self.join is True:
+            return getattr(self.ctl, "join_token", None)
+        return self.join or None
 
     def binary(self):
         return agent_path()
@@ -798,6 +814,8 @@ class Agent(Controller):
             "rtmp": {"listenaddr": "%s:%d" % (self.host, self.rtmp_port)},
             "log": {"level": "debug"},
         }
+        if self.join_value():
+            cfg["node"]["jointoken"] = self.join_value()
         cfg = deep_merge(cfg, self.extra_config)
         with open(self.config_path, "w") as f:
             f.write(to_yaml(cfg))

@@ -244,6 +244,28 @@ class AgentTest(unittest.TestCase):
         self.assertTrue([e for e in self.events("node.disconnect")
                          if e["detail"].get("reason") == "secret changed"])
 
+    def test_refused_controller_certificate_is_explained(self):
+        """nng's dialer retries a refused handshake silently: the agent finds out why with a
+        handshake of its own and says so in its status and at warn, within seconds."""
+        self.controller()
+        other = harness.Controller(self.pg.dsn(self.pg.create_database()))
+        try:
+            ca2 = os.path.join(other.workdir, "control", "ca.crt")
+            a = self.agent("edge-w1", "edge-w1-secret", controller={"ca": ca2})
+            st = harness.wait_for(lambda: "certificate was refused" in (
+                a.status()["controller"]["last_error"] or "") and a.status(), 8,
+                what="the reason in the agent's status")
+            self.assertIn("issuer is unknown", st["controller"]["last_error"])
+            self.assertRegex(a.log_text(), r"warn ctlc \[edge-w1\] no answer from the "
+                                           r"controller: the controller's certificate was refused")
+            b = self.agent("edge-w2", "edge-w2-secret", controller={"servername": "not-it"})
+            harness.wait_for(lambda: "does not match" in (
+                b.status()["controller"]["last_error"] or ""), 8, what="a name mismatch named")
+            a.stop(expected_errors=[r"certificate was refused"])
+            b.stop(expected_errors=[r"certificate was refused"])
+        finally:
+            other.stop()
+
     def test_static_parent_that_comes_later(self):
         """A child that connects before its parent is linked when the parent appears."""
         self.controller()

@@ -66,6 +66,9 @@ class LinkTest(unittest.TestCase):
     def links(self, a):
         return a.status()["links"]
 
+    def node(self, node_id):
+        return harness.envelope_ok(self, self.ctl.api("GET", "%s/%d" % (CLIENTS, node_id)))
+
     def link(self, a, role, peer_id=None):
         for l in self.links(a):
             if l["role"] == role and (peer_id is None or l["peer_id"] == peer_id):
@@ -170,21 +173,24 @@ class LinkTest(unittest.TestCase):
 
     def test_unassigned_child_is_refused(self):
         self.chain()
-        # Its file names HQ's address, but HQ advertises ":port", so the controller links it
-        # nowhere: HQ must refuse it, whatever certificate of the CA it shows.
+        # Its file names HQ's address. Until the controller places it there, HQ refuses it
+        # (0x201), whatever certificate of the CA it shows: the child's dial is only a probe
+        # that learns which node answers at the address (docs/protocol.md, "Links").
         rogue_n = self.create("rogue")
         rogue = self.agent("rogue", cascadeclient={
             "enable": True, "server": "127.0.0.1:%d" % self.hq_port})
         harness.wait_for(lambda: (self.metric(self.hq, r'cascade_link_refused_total\{reason='
                                               r'"not_assigned"\}') or 0) >= 1, 15,
                          what="refusal counted on hq")
-        l = harness.wait_for(lambda: (lambda x: x and x["last_error"] and x)(
-            self.link(rogue, "parent")), 5, what="rogue's last error")
-        self.assertNotEqual(l["state"], "up")
-        self.assertIn("not assigned", l["last_error"])
         self.assertRegex(self.hq.log_text(),
                          r"child refused \(0x201\): node %d is not a child" % rogue_n["id"])
-        self.assertIsNone(self.link(self.hq, "child", rogue_n["id"]))
+        # The probe found HQ there: an operator-created node is then placed under it.
+        harness.wait_for(lambda: self.node(rogue_n["id"])["parent_id"] == self.hq_n["id"], 15,
+                         what="placed under the node that answers at its static address")
+        harness.wait_for(lambda: self.link_up(rogue, "parent", self.hq_n["id"]), 15,
+                         what="link up once assigned")
+        self.assertRegex(rogue.log_text(), r"node %d answers at the static parent address"
+                         % self.hq_n["id"])
         # the legitimate child is untouched
         self.assertTrue(self.link_up(self.hq, "child", self.region_n["id"]))
 

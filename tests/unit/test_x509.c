@@ -156,7 +156,7 @@ static char *node_cert(fixture_t *f, int64_t id, time_t *not_after) {
   char err[256] = "", *csr, *cert;
   assert_int_equal(x509_csr_make(f->node_key, "whatever", &csr, err,
                                  sizeof(err)), 0);
-  if (x509_csr_sign(f->ca_crt, f->ca_key, csr, id, LIFETIME, &cert, not_after,
+  if (x509_csr_sign(f->ca_crt, f->ca_key, csr, id, 1, LIFETIME, &cert, not_after,
                     err, sizeof(err)) != 0)
     fail_msg("x509_csr_sign: %s", err);
   free(csr);
@@ -544,13 +544,21 @@ static void test_csr_round_trip(void **state) {
   assert_int_equal(x509_csr_make(f->node_key, "cascade-node-1", &csr, err,
                                  sizeof(err)), 0);
   assert_non_null(strstr(csr, "-----BEGIN NEW CERTIFICATE REQUEST-----"));
-  if (x509_csr_sign(f->ca_crt, f->ca_key, csr, 42, LIFETIME, &cert,
+  if (x509_csr_sign(f->ca_crt, f->ca_key, csr, 42, 9, LIFETIME, &cert,
                     &not_after, err, sizeof(err)) != 0)
     fail_msg("%s", err);
   time_t after = time(NULL);
 
   assert_int_equal(x509_cert_info(cert, &id, &nb, &na, err, sizeof(err)), 0);
   assert_int_equal(id, 42);
+  int64_t epoch = -2;
+  assert_int_equal(x509_cert_node(cert, &id, &epoch, NULL, NULL, err, sizeof(err)), 0);
+  assert_int_equal(id, 42);
+  assert_int_equal(epoch, 9);
+  /* A certificate that names no epoch (issued before epochs) reads -1. */
+  assert_int_equal(x509_cert_node(f->ca_crt, &id, &epoch, NULL, NULL, err, sizeof(err)), 0);
+  assert_int_equal(id, -1);
+  assert_int_equal(epoch, -1);
   assert_int_equal(na, not_after);
   assert_in_range(na, before + LIFETIME, after + LIFETIME);
   assert_in_range(nb, before - X509_CLOCK_SKEW, after - X509_CLOCK_SKEW);
@@ -574,11 +582,13 @@ static void test_csr_round_trip(void **state) {
       dns++;
     else if (type == GNUTLS_SAN_URI && strcmp(buf, "cascade:node:42") == 0)
       uri++;
+    else if (type == GNUTLS_SAN_URI && strcmp(buf, "cascade:epoch:9") == 0)
+      uri += 10;
     else
       other++;
   }
   assert_int_equal(dns, 1);
-  assert_int_equal(uri, 1);
+  assert_int_equal(uri, 11);
   assert_int_equal(other, 0);
   unsigned critical, ca, usage;
   int pathlen;
@@ -640,7 +650,7 @@ static void test_csr_from_openssl(void **state) {
   assert_int_equal(system(cmd), 0);
   free(cmd);
   csr = slurp(f->root, "o.csr");
-  if (x509_csr_sign(f->ca_crt, f->ca_key, csr, 7, LIFETIME, &cert, NULL, err,
+  if (x509_csr_sign(f->ca_crt, f->ca_key, csr, 7, 1, LIFETIME, &cert, NULL, err,
                     sizeof(err)) != 0)
     fail_msg("%s", err);
   assert_int_equal(x509_cert_info(cert, &id, NULL, NULL, err, sizeof(err)),
@@ -690,7 +700,7 @@ static void test_csr_refused(void **state) {
   char *tampered = strndup((const char *)pem.data, pem.size);
   gnutls_free(der.data);
   gnutls_free(pem.data);
-  assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, tampered, 1, LIFETIME,
+  assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, tampered, 1, 1, LIFETIME,
                                  &cert, &na, err, sizeof(err)),
                    -1);
   assert_null(cert);
@@ -704,7 +714,7 @@ static void test_csr_refused(void **state) {
   for (size_t i = 0; i < 2; i++) {
     tampered = strdup(csr);
     flip_b64(tampered, offs[i]);
-    assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, tampered, 1,
+    assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, tampered, 1, 1,
                                    LIFETIME, &cert, &na, err, sizeof(err)),
                      -1);
     free(tampered);
@@ -715,27 +725,30 @@ static void test_csr_refused(void **state) {
                         "-----BEGIN NEW CERTIFICATE REQUEST-----\nAAAA\n"
                         "-----END NEW CERTIFICATE REQUEST-----\n"};
   for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
-    assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, junk[i], 1, LIFETIME,
+    assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, junk[i], 1, 1, LIFETIME,
                                    &cert, &na, err, sizeof(err)),
                      -1);
   char *big = malloc(X509_CSR_MAX + 2);
   memset(big, ' ', X509_CSR_MAX + 1);
   memcpy(big + X509_CSR_MAX + 1 - strlen(csr), csr, strlen(csr));
   big[X509_CSR_MAX + 1] = '\0';
-  assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, big, 1, LIFETIME,
+  assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, big, 1, 1, LIFETIME,
                                  &cert, &na, err, sizeof(err)),
                    -1);
   assert_non_null(strstr(err, "larger"));
   free(big);
 
   /* Bad arguments: negative id, no lifetime, a key not the CA's. */
-  assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, csr, -1, LIFETIME,
+  assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, csr, -1, 1, LIFETIME,
                                  &cert, &na, err, sizeof(err)),
                    -1);
-  assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, csr, 1, 0, &cert, &na,
+  assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, csr, 1, -1, LIFETIME,
+                                 &cert, &na, err, sizeof(err)),
+                   -1);
+  assert_int_equal(x509_csr_sign(f->ca_crt, f->ca_key, csr, 1, 1, 0, &cert, &na,
                                  err, sizeof(err)),
                    -1);
-  assert_int_equal(x509_csr_sign(f->ca_crt, f->srv_key, csr, 1, LIFETIME,
+  assert_int_equal(x509_csr_sign(f->ca_crt, f->srv_key, csr, 1, 1, LIFETIME,
                                  &cert, &na, err, sizeof(err)),
                    -1);
   assert_non_null(strstr(err, "CA key"));
@@ -760,7 +773,7 @@ static void test_csr_key_types(void **state) {
     char *key = other_key(cases[i].alg, cases[i].bits);
     if (x509_csr_make(key, "n", &csr, err, sizeof(err)) != 0)
       fail_msg("csr_make %zu: %s", i, err);
-    int rc = x509_csr_sign(f->ca_crt, f->ca_key, csr, 5, LIFETIME, &cert, NULL,
+    int rc = x509_csr_sign(f->ca_crt, f->ca_key, csr, 5, 1, LIFETIME, &cert, NULL,
                            err, sizeof(err));
     if (rc != cases[i].ok) fail_msg("case %zu: rc %d (%s)", i, rc, err);
     if (rc == 0) {
