@@ -86,10 +86,14 @@ const cfg_key_t agent_config_table[] = {
      "recovers within about this long of the path's return; 0: ngtcp2's backoff alone."},
     {"cascadeclient.autopush", CFG_BOOL, OFF(autopush), "false", 0, 0, NULL, 0,
      "Push every stream published here to the parent (seed key); the controller may override."},
-    {"cascadeclient.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL, 0,
-     "Path prefixes of the local API the controller may relay to (seed key)."},
-    {"cascadeclient.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL, 0,
-     "Path prefixes never relayed; deny wins over allow (seed key)."},
+    {"cascadeclient.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL,
+     CFG_RELPATH_RULE,
+     "Path prefixes of the local API the controller may relay to (seed key); plain normalised "
+     "prefixes, no wildcards."},
+    {"cascadeclient.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL,
+     CFG_RELPATH_RULE,
+     "Path prefixes never relayed; deny wins over allow (seed key); plain normalised prefixes, "
+     "no wildcards."},
     {"cascadeclient.onsub.pull", CFG_STRMAP, OFF(onsub_pull), NULL, 1, 1024, NULL, 0,
      "On-demand pull: pcre2 pattern on app/name -> target template such as m7s://$0 (seed "
      "key)."},

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "relpath.h"
+
 static int copy_list(char *const *src, size_t n, char ***dst, size_t *dn) {
   *dst = NULL;
   *dn = 0;
@@ -43,6 +45,17 @@ int agent_rules_build(const agent_config_t *fc, const Cascade__Control__Rules *c
   const Cascade__Control__RelayApi *ra = ctl ? ctl->relayapi : NULL;
   const Cascade__Control__PullRules *pr = ctl ? ctl->onsub_pull : NULL;
 
+  /* The controller's rules are judged as the file's are: a rule the agent
+   * would refuse in its own file keeps the running set. */
+  for (size_t i = 0; ra && i < ra->n_allow + ra->n_deny; i++) {
+    int allow = i < ra->n_allow;
+    const char *rule = allow ? ra->allow[i] : ra->deny[i - ra->n_allow];
+    const char *why = relpath_rule_check(rule);
+    if (why != NULL) {
+      snprintf(err, errlen, "relayapi.%s rule '%.100s': %s", allow ? "allow" : "deny", rule, why);
+      return -1;
+    }
+  }
   if (ra ? copy_list(ra->allow, ra->n_allow, &out->allow, &out->nallow) ||
                copy_list(ra->deny, ra->n_deny, &out->deny, &out->ndeny)
          : copy_list(fc->relay_allow.v, fc->relay_allow.n, &out->allow, &out->nallow) ||

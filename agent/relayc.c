@@ -524,6 +524,12 @@ void relayc_submit(relayc_t *rc, const Cascade__Control__RelayRequest *q) {
   size_t pl = strlen(q->path);
   int status = 0;
 
+  if (q->id == 0) {
+    /* Nothing to answer it with: the controller's deadline does. */
+    log_warn(MOD, "relay request without an id from the controller ignored");
+    free(o);
+    return;
+  }
   if (o == NULL) return; /* the controller's deadline answers */
   rc->total++;
   o->rc = rc;
@@ -546,10 +552,16 @@ void relayc_submit(relayc_t *rc, const Cascade__Control__RelayRequest *q) {
   }
   o->ctx_open = 1;
 
-  /* Never trust the controller: normalise again and judge by our own rules. */
+  /* Never trust the controller: check the bounds, normalise again and judge
+   * by our own rules. A bad request fails alone (400), never the session. */
+  char bad[128];
   norm = malloc(pl + 1);
   enc = malloc(3 * pl + 1);
-  if (norm == NULL || enc == NULL) {
+  if (ctlmsg_relay_request_check(q, bad, sizeof(bad)) != 0) {
+    status = 400;
+    snprintf(msg, sizeof(msg), "invalid relay request: %s", bad);
+    log_warn(MOD, "relay %llu refused: %s", (unsigned long long)q->id, msg);
+  } else if (norm == NULL || enc == NULL) {
     status = 500;
     snprintf(msg, sizeof(msg), "out of memory");
   } else if (relpath_normalize(q->path, pl, norm, pl + 1, &why) != 0) {

@@ -1,7 +1,8 @@
 /* The agent's side of the API relay (docs/protocol.md, "API relay"): the
  * controller hands relay requests to the agent's long poll; each is checked
- * against the node's own effective cascadeclient.relayapi rules (on the path
- * normalised again here), then performed against the agent's own HTTP
+ * against the relay bounds (relaybounds.h: one over them is answered 400 by
+ * itself) and the node's own effective cascadeclient.relayapi rules (on the
+ * path normalised again here), then performed against the agent's own HTTP
  * server over loopback TCP, non-blocking on the loop, and its answer
  * streamed back as RelayResponse messages on a REQ context of its own: the
  * next message goes only after the controller's ack, and an ack saying

@@ -16,6 +16,8 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "relpath.h"
+
 #define CFG_MAX_INPUT (1024 * 1024)
 #define CFG_MAX_DEPTH 16        /* YAML collections nested in one another */
 #define CFG_MAX_NODES 100000    /* far above any real file, far below OOM */
@@ -464,6 +466,12 @@ static int conv_item(cfg_load_t *c, const cfg_key_t *k, const yaml_node_t *n, ch
   if (conv_scalar(&as_str, node_str(n), n->data.scalar.length, is_null(n), &v, msg,
                   sizeof(msg)) < 0)
     return fail_at(c, &n->start_mark, k->name, strlen(k->name), "%s", msg);
+  const char *why;
+  if ((k->flags & CFG_RELPATH_RULE) && (why = relpath_rule_check(v.s)) != NULL) {
+    int rv = fail_at(c, &n->start_mark, k->name, strlen(k->name), "rule '%.200s': %s", v.s, why);
+    free(v.s);
+    return rv;
+  }
   *out = v.s;
   return 0;
 }

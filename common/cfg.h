@@ -23,6 +23,8 @@ typedef enum {
 #define CFG_REQUIRED 0x1
 #define CFG_SECRET   0x2   /* never printed */
 #define CFG_EMPTY_OK 0x4   /* CFG_STR: "" means unset; min applies to other values */
+#define CFG_RELPATH_RULE 0x8 /* CFG_STRLIST: each entry an API relay prefix rule
+                                (relpath_rule_check) */
 
 typedef struct {
   char **v;

@@ -45,12 +45,30 @@ static int headers_ok(Cascade__Control__Header *const *h, size_t n) {
   return 1;
 }
 
-static int method_ok(const char *m) {
-  size_t n = 0;
-  if (m == NULL || m[0] == '\0') return 0;
-  for (; *m; m++, n++)
-    if (n >= 16 || *m < 'A' || *m > 'Z') return 0;
-  return 1;
+int ctlmsg_relay_request_check(const Cascade__Control__RelayRequest *q, char *why,
+                               size_t whylen) {
+  relaybounds_headers_t hb = {0, 0};
+  const char *e;
+  CHECK(q->id != 0, "no id");
+  if ((e = relaybounds_method(q->method)) != NULL) {
+    snprintf(why, whylen, "method: %s", e);
+    return -1;
+  }
+  if ((e = relaybounds_path(q->path)) != NULL) {
+    snprintf(why, whylen, "path: %s", e);
+    return -1;
+  }
+  if ((e = relaybounds_query(q->query)) != NULL) {
+    snprintf(why, whylen, "query: %s", e);
+    return -1;
+  }
+  for (size_t i = 0; i < q->n_headers; i++)
+    if ((e = relaybounds_header_add(&hb, q->headers[i]->name, q->headers[i]->value)) != NULL) {
+      snprintf(why, whylen, "headers: %s", e);
+      return -1;
+    }
+  CHECK(q->body.len <= RELAYBOUNDS_BODY_MAX, "body over 786432 bytes");
+  return 0;
 }
 
 static int check_request(const Cascade__Control__Request *r, char *why, size_t whylen) {
@@ -124,16 +142,7 @@ static int check_response(const Cascade__Control__Response *r, char *why, size_t
   CHECK(r->status != NULL, "no status");
   CHECK(ctlmsg_text_ok(r->status->message, 1024), "bad status message");
   CHECK(r->n_relay <= CTLMSG_RELAY_PER_POLL, "too many relay requests");
-  for (size_t i = 0; i < r->n_relay; i++) {
-    const Cascade__Control__RelayRequest *x = r->relay[i];
-    CHECK(x->id != 0 && method_ok(x->method), "relay: bad id or method");
-    CHECK(x->path && x->path[0] == '/' && ascii_ok(x->path, CTLMSG_RELAY_PATH_MAX) &&
-              !strchr(x->path, '?'),
-          "relay: bad path");
-    CHECK(ascii_ok(x->query, CTLMSG_RELAY_PATH_MAX), "relay: bad query");
-    CHECK(headers_ok(x->headers, x->n_headers), "relay: bad headers");
-    CHECK(x->body.len <= CTLMSG_RELAY_BODY_MAX, "relay: body too large");
-  }
+  /* Each RelayRequest is judged alone by its user (ctlmsg_relay_request_check). */
   switch (r->body_case) {
   case CASCADE__CONTROL__RESPONSE__BODY__NOT_SET:
     /* A status alone: errors, and the OK of Register. */

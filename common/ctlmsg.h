@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "control.pb-c.h"
+#include "relaybounds.h"
 
 #define CTLMSG_MAX (1024 * 1024)
 #define CTLMSG_SESSION_LEN 16
@@ -15,13 +16,13 @@
 #define CTLMSG_CSR_MAX (16 * 1024)
 #define CTLMSG_JOIN_TOKEN_MAX 128           /* Register.join_token */
 #define CTLMSG_CERT_MAX (16 * 1024)
-/* API relay bounds (docs/protocol.md, "API relay"). */
-#define CTLMSG_RELAY_BODY_MAX (768 * 1024)  /* request body carried to the node */
+/* API relay bounds (docs/protocol.md, "API relay"); those of a request are
+ * relaybounds.h's, shared with the controller's checks. */
+#define CTLMSG_RELAY_BODY_MAX RELAYBOUNDS_BODY_MAX /* request body carried to the node */
 #define CTLMSG_RELAY_CHUNK_MAX (256 * 1024) /* response data per RelayResponse */
-#define CTLMSG_RELAY_HEADERS_MAX 64
+#define CTLMSG_RELAY_HEADERS_MAX 64         /* of a RelayResponse */
 #define CTLMSG_RELAY_HNAME_MAX 256
 #define CTLMSG_RELAY_HVALUE_MAX 4096
-#define CTLMSG_RELAY_PATH_MAX 4096
 #define CTLMSG_RELAY_PER_POLL 64            /* RelayRequests in one poll answer */
 #define CTLMSG_STREAMS_MAX 1024             /* stream reports read per heartbeat */
 
@@ -32,10 +33,19 @@ Cascade__Control__Request *ctlmsg_decode_request(const uint8_t *buf, size_t len,
                                                  size_t whylen);
 void ctlmsg_free_request(Cascade__Control__Request *r);
 
-/* ctlmsg_decode_response is the same for a Response (agent side). */
+/* ctlmsg_decode_response is the same for a Response (agent side). Its
+ * relay requests are not judged here, only counted: each is judged alone
+ * with ctlmsg_relay_request_check before use, so that one bad request fails
+ * by itself and the rest of the message (configuration, other relays)
+ * still applies. */
 Cascade__Control__Response *ctlmsg_decode_response(const uint8_t *buf, size_t len, char *why,
                                                    size_t whylen);
 void ctlmsg_free_response(Cascade__Control__Response *r);
+
+/* ctlmsg_relay_request_check judges one RelayRequest against the relay
+ * bounds (relaybounds.h): 0, or -1 with |why| saying which. */
+int ctlmsg_relay_request_check(const Cascade__Control__RelayRequest *q, char *why,
+                               size_t whylen);
 
 /* ctlmsg_pack_request / ctlmsg_pack_response serialise into a malloc'd
  * buffer; NULL on OOM or when the result would exceed the cap. */

@@ -133,6 +133,23 @@ long relpath_encode(const char *path, char *out, size_t outlen) {
   return (long)o;
 }
 
+const char *relpath_rule_check(const char *rule) {
+  char norm[RELPATH_MAX + 1];
+  const char *why = NULL;
+  size_t n = rule ? strlen(rule) : 0;
+  if (n == 0 || rule[0] != '/') return "a rule is a path prefix starting with /";
+  if (strpbrk(rule, "*?[]") != NULL)
+    return "'*', '?', '[' and ']' are not wildcards: rules are path prefixes (/api/cascade/ "
+           "covers everything under it)";
+  if (strchr(rule, '%') != NULL)
+    return "a percent escape: rules match the decoded path, write the character itself";
+  if (n > RELPATH_MAX || relpath_normalize(rule, n, norm, sizeof(norm), &why) != 0 ||
+      strcmp(norm, rule) != 0)
+    return "not a normalised path (no //, . or .. segment, backslash or control character): "
+           "rules match the normalised path";
+  return NULL;
+}
+
 int relpath_prefix_match(const char *rule, const char *path) {
   size_t rl = strlen(rule), pl = strlen(path);
   if (rl == 0) return 0;

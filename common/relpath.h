@@ -41,6 +41,16 @@ enum {
  * without it ("/api/admin/" covers "/api/admin" too). */
 int relpath_prefix_match(const char *rule, const char *path);
 
+/* relpath_rule_check tells whether |rule| can be an allow or deny rule:
+ * rules are plain path prefixes matched on the normalised, decoded path, so
+ * a rule must start with '/', hold no glob character ('*', '?', '[', ']':
+ * they would match only themselves, not what they seem to promise), no
+ * percent escape (write the character itself) and be normalised itself (no
+ * "//", "." or ".." segment, backslash or control character): a rule that
+ * no normalised path can meet is refused, not kept. Returns NULL, or a
+ * static reason. */
+const char *relpath_rule_check(const char *rule);
+
 /* relpath_check applies allow/deny prefixes to a normalised path: a deny
  * match wins; otherwise an allow match is needed — an empty allow list lets
  * nothing through (the relay is opt-in). |*rule| is the prefix that decided

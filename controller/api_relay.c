@@ -19,6 +19,7 @@
 #include "ctlsrv.h"
 #include "http.h"
 #include "log.h"
+#include "relaybounds.h"
 #include "relpath.h"
 #include "valid.h"
 
@@ -434,13 +435,31 @@ void relay_node_gone(relay_reg_t *g, int64_t node, const char *why) {
 typedef struct hcollect {
   ctl_relay_t *rl;
   const char *connection;
-  size_t skipped;
+  relaybounds_headers_t hb;
+  char err[300];              /* the first header refused */
 } hcollect_t;
+
+/* header_error says why header |key| is refused, naming it when it is
+ * short printable text. */
+static void header_error(hcollect_t *hc, const char *key, const char *why) {
+  int plain = strlen(key) <= 64;
+  for (const char *p = key; plain && *p; p++)
+    if (*p <= 0x20 || *p >= 0x7f || *p == '\'' || *p == '"' || *p == '\\') plain = 0;
+  if (hc->hb.n >= RELAYBOUNDS_HEADERS_MAX - 1)
+    snprintf(hc->err, sizeof(hc->err),
+             "too many relay request headers: at most %d (the relay adds X-Forwarded-For)",
+             RELAYBOUNDS_HEADERS_MAX - 1);
+  else if (plain)
+    snprintf(hc->err, sizeof(hc->err), "invalid relay request header '%s': %s", key, why);
+  else
+    snprintf(hc->err, sizeof(hc->err), "invalid relay request header: %s", why);
+}
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       const char *value) {
   hcollect_t *hc = cls;
   ctl_relay_t *rl = hc->rl;
+  const char *why;
   (void)kind;
   if (key == NULL || value == NULL) return MHD_YES;
   /* The caller's credentials are for the controller, never for the node;
@@ -448,26 +467,24 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
   if (strcasecmp(key, "authorization") == 0 || strcasecmp(key, "host") == 0 ||
       strcasecmp(key, "expect") == 0 || hop_header(key, hc->connection))
     return MHD_YES;
-  size_t kl = strlen(key), vl = strlen(value);
-  int ok = kl > 0 && kl < CTLMSG_RELAY_HNAME_MAX && vl < CTLMSG_RELAY_HVALUE_MAX &&
-           rl->nh < CTLMSG_RELAY_HEADERS_MAX - 1;
-  for (const char *p = key; ok && *p; p++)
-    if (*p <= 0x20 || *p >= 0x7f || *p == ':') ok = 0;
-  for (const char *p = value; ok && *p; p++)
-    if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) ok = 0;
-  if (!ok) {
-    hc->skipped++;
-    return MHD_YES;
+  /* The node judges the headers with the same bounds: refuse here what it
+   * would refuse, keeping one slot for X-Forwarded-For. */
+  if (hc->hb.n >= RELAYBOUNDS_HEADERS_MAX - 1) why = "too many";
+  else why = relaybounds_header_add(&hc->hb, key, value);
+  if (why != NULL) {
+    header_error(hc, key, why);
+    return MHD_NO; /* stop: the request is refused */
   }
   Cascade__Control__Header *h = &rl->hv[rl->nh];
   cascade__control__header__init(h);
   if ((h->name = strdup(key)) == NULL || (h->value = strdup(value)) == NULL) {
     free(h->name);
     h->name = NULL;
-    return MHD_YES;
+    snprintf(hc->err, sizeof(hc->err), "out of memory");
+    return MHD_NO;
   }
   rl->hp[rl->nh++] = h;
-  rl->wire_size += kl + vl + 8;
+  rl->wire_size += strlen(key) + strlen(value) + 8;
   return MHD_YES;
 }
 
@@ -484,17 +501,21 @@ static int add_forwarded(ctl_relay_t *rl, const char *source) {
   return 0;
 }
 
+/* relay_new makes the relay of request |r|; NULL with |err| set when a
+ * header is refused (|*status| 400) or memory runs out (500). */
 static ctl_relay_t *relay_new(http_req_t *r, int64_t node, const char *method, const char *path,
-                              const char *query) {
+                              const char *query, int *status, char *err, size_t errlen) {
   ctl_relay_t *rl = calloc(1, sizeof(*rl));
+  *status = 500;
+  snprintf(err, errlen, "internal error");
   if (rl == NULL) return NULL;
   pthread_mutex_init(&rl->mu, NULL);
   rl->refs = 1;
   rl->node = node;
   rl->state = R_QUEUED;
   rl->content_length = -1;
-  rl->hv = calloc(CTLMSG_RELAY_HEADERS_MAX, sizeof(*rl->hv));
-  rl->hp = calloc(CTLMSG_RELAY_HEADERS_MAX, sizeof(*rl->hp));
+  rl->hv = calloc(RELAYBOUNDS_HEADERS_MAX, sizeof(*rl->hv));
+  rl->hp = calloc(RELAYBOUNDS_HEADERS_MAX, sizeof(*rl->hp));
   rl->method = strdup(method);
   rl->path = strdup(path);
   rl->query = strdup(query);
@@ -506,9 +527,19 @@ static ctl_relay_t *relay_new(http_req_t *r, int64_t node, const char *method, c
   memcpy(rl->body, r->body ? r->body : "", r->body_len);
   rl->body_len = r->body_len;
   rl->wire_size = 64 + strlen(method) + strlen(path) + strlen(query) + r->body_len;
-  hcollect_t hc = {rl, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Connection"), 0};
+  hcollect_t hc = {rl, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Connection"),
+                   {0, 0}, ""};
   MHD_get_connection_values(r->conn, MHD_HEADER_KIND, collect_header, &hc);
-  add_forwarded(rl, r->source);
+  const char *why = hc.err[0] ? NULL : relaybounds_header_add(&hc.hb, "X-Forwarded-For", r->source);
+  if (hc.err[0] || why != NULL || add_forwarded(rl, r->source) != 0) {
+    if (hc.err[0] || why != NULL) {
+      *status = strcmp(hc.err, "out of memory") == 0 ? 500 : 400;
+      if (hc.err[0]) snprintf(err, errlen, "%s", hc.err);
+      else snprintf(err, errlen, "invalid relay request headers: %s", why);
+    }
+    relay_unref(rl);
+    return NULL;
+  }
   return rl;
 }
 
@@ -531,7 +562,7 @@ int api_relay(http_req_t *r) {
   const ctl_config_t *cfg = ctl->cfg;
   char *buf = NULL, *ids, *raw, *query, *norm = NULL, *enc = NULL;
   int64_t node = 0;
-  const char *why = NULL, *rule = NULL;
+  const char *rule = NULL;
   int rv;
 
   /* Viewers read: GET and HEAD; anything else through the relay needs admin. */
@@ -547,30 +578,21 @@ int api_relay(http_req_t *r) {
     free(buf);
     return http_reply_error(r, 400, "invalid id: must be a positive integer");
   }
-  /* raw[-1] is where the '/' was: normalise "/" + raw. */
+  /* raw[-1] is where the '/' was: normalise "/" + raw. The bounds are the
+   * node's own (relaybounds.h): what passes here, the node accepts. */
   raw[-1] = '/';
   size_t rawlen = strlen(raw - 1);
-  if (rawlen >= RELPATH_MAX) {
-    free(buf);
-    return http_reply_error(r, 414, "relay path over %d bytes", RELPATH_MAX - 1);
-  }
-  if (strlen(query) >= CTLMSG_RELAY_PATH_MAX) {
-    free(buf);
-    return http_reply_error(r, 414, "relay query over %d bytes", CTLMSG_RELAY_PATH_MAX - 1);
-  }
-  for (const char *p = query; *p; p++)
-    if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
-      free(buf);
-      return http_reply_error(r, 400, "invalid relay query: raw control or non-ASCII byte");
-    }
+  char msg[300];
   norm = malloc(rawlen + 1);
   enc = malloc(3 * rawlen + 1);
   if (norm == NULL || enc == NULL) {
     rv = http_reply_error(r, 500, "internal error");
     goto out;
   }
-  if (relpath_normalize(raw - 1, rawlen, norm, rawlen + 1, &why) != 0) {
-    rv = http_reply_error(r, 400, "invalid relay path: %s", why);
+  int st = relaybounds_target(r->method, raw - 1, rawlen, query, norm, rawlen + 1, enc,
+                              3 * rawlen + 1, msg, sizeof(msg));
+  if (st != 0) {
+    rv = http_reply_error(r, st, "%s", msg);
     goto out;
   }
   int c = relpath_check(norm, cfg->relay_allow.v, cfg->relay_allow.n, cfg->relay_deny.v,
@@ -588,15 +610,17 @@ int api_relay(http_req_t *r) {
                           norm);
     goto out;
   }
-  if (r->body_len > CTLMSG_RELAY_BODY_MAX) {
-    rv = http_reply_error(r, 413, "relay request body over %d bytes", CTLMSG_RELAY_BODY_MAX);
+  if (r->body_len > RELAYBOUNDS_BODY_MAX) {
+    rv = http_reply_error(r, 413, "relay request body over %d bytes", RELAYBOUNDS_BODY_MAX);
     goto out;
   }
-  if (relpath_encode(norm, enc, 3 * rawlen + 1) < 0) {
-    rv = http_reply_error(r, 500, "internal error");
+  ctl_relay_t *rl = relay_new(r, node, r->method, enc, query, &st, msg, sizeof(msg));
+  if (rl == NULL) {
+    rv = http_reply_error(r, st, "%s", msg);
     goto out;
   }
   if (!ctlsrv_node_online(ctl->ctlsrv, node)) {
+    relay_unref(rl);
     char idbuf[24];
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long)node);
     const char *p[1] = {idbuf};
@@ -612,11 +636,6 @@ int api_relay(http_req_t *r) {
     goto out;
   }
 
-  ctl_relay_t *rl = relay_new(r, node, r->method, enc, query);
-  if (rl == NULL) {
-    rv = http_reply_error(r, 500, "internal error");
-    goto out;
-  }
   relay_reg_t *g = ctl->relays;
   size_t per_node = 0;
   pthread_mutex_lock(&g->mu);
@@ -642,6 +661,15 @@ int api_relay(http_req_t *r) {
   pthread_mutex_unlock(&g->mu);
   r->relay = rl; /* the request's reference */
 
+  /* The node's own judgement of what goes out, so that a gap between the
+   * checks above and it is a 400 here, not a refusal there. */
+  Cascade__Control__RelayRequest wire;
+  char bad[128] = "it was cancelled";
+  if (relay_fill(rl, &wire) == 0 || ctlmsg_relay_request_check(&wire, bad, sizeof(bad)) != 0) {
+    reg_unlist(g, rl);
+    rv = http_reply_error(r, 400, "invalid relay request: %s", bad);
+    goto out;
+  }
   if (ctlsrv_relay_submit(ctl->ctlsrv, node, rl) != 0) {
     reg_unlist(g, rl);
     rv = http_reply_error(r, 502, "node %lld is offline", (long long)node);

@@ -47,10 +47,14 @@ const cfg_key_t ctl_config_table[] = {
      "Nodes that may register themselves per minute, from all addresses together."},
     {"cascadeserver.registerrateperaddr", CFG_INT, OFF(register_rate_addr), "10", 1, 100000,
      NULL, 0, "Nodes that may register themselves per minute from one source address."},
-    {"cascadeserver.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL, 0,
-     "Path prefixes the API relay lets through (seed key)."},
-    {"cascadeserver.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL, 0,
-     "Path prefixes the API relay refuses; deny wins over allow (seed key)."},
+    {"cascadeserver.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL,
+     CFG_RELPATH_RULE,
+     "Path prefixes the API relay lets through (seed key); plain normalised prefixes, no "
+     "wildcards."},
+    {"cascadeserver.relayapi.deny", CFG_STRLIST, OFF(relay_deny), NULL, 1, 1024, NULL,
+     CFG_RELPATH_RULE,
+     "Path prefixes the API relay refuses; deny wins over allow (seed key); plain normalised "
+     "prefixes, no wildcards."},
     {"relay.timeout", CFG_DURATION, OFF(relay_timeout_ms), "10s", 100, 300000, NULL, 0,
      "How long the API relay waits for a node's first answer (status and headers) before "
      "answering 504."},

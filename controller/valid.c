@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "pattern.h"
+#include "relpath.h"
 
 int valid_id(const char *s, int64_t *out) {
   uint64_t v = 0;
@@ -167,6 +168,11 @@ static int check_prefixes(const char *what, json_t *v, char **out, char *err, si
       return -1;
     if (json_string_value(e)[0] != '/') {
       snprintf(err, errlen, "%s: prefixes start with '/'", what);
+      return -1;
+    }
+    const char *why = relpath_rule_check(json_string_value(e));
+    if (why != NULL) {
+      snprintf(err, errlen, "%s: rule '%.200s': %s", what, json_string_value(e), why);
       return -1;
     }
   }

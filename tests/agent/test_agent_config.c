@@ -192,6 +192,43 @@ static void test_rules_merge(void **state) {
   agent_config_free(&c);
 }
 
+/* relayapi rules in the file and from the controller are plain prefixes:
+ * a glob is refused with file, line and key, or keeps the running rules. */
+static void test_relay_rule_globs(void **state) {
+  agent_config_t c;
+  agent_rules_t r;
+  char err[512] = "";
+  (void)state;
+  const char *y = "node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+                  "cascadeclient:\n  relayapi:\n    deny: [/api/admin/, \"/api/cascade/*\"]\n";
+  memset(&c, 0x5a, sizeof(c));
+  assert_int_equal(agent_config_load_buf(&c, "agent.yaml", y, strlen(y), err, sizeof(err)), -1);
+  if (strstr(err, "agent.yaml:5:") == NULL ||
+      strstr(err, "key 'cascadeclient.relayapi.deny': rule '/api/cascade/*'") == NULL)
+    fail_msg("%s", err);
+  load_ok(&c, "node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+              "cascadeclient: {relayapi: {allow: [/api/]}}\n");
+  Cascade__Control__Rules rules = CASCADE__CONTROL__RULES__INIT;
+  Cascade__Control__RelayApi ra = CASCADE__CONTROL__RELAY_API__INIT;
+  char *allow[2] = {"/api/", "/api/x?"}, *deny[1] = {"/api/%61dmin/"};
+  rules.relayapi = &ra;
+  ra.allow = allow;
+  ra.n_allow = 2;
+  assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "relayapi.allow rule '/api/x?'"));
+  assert_int_equal(r.nallow, 0);
+  ra.n_allow = 1;
+  ra.deny = deny;
+  ra.n_deny = 1;
+  assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "relayapi.deny rule '/api/%61dmin/'"));
+  ra.n_deny = 0;
+  assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), 0);
+  assert_int_equal(r.nallow, 1);
+  agent_rules_free(&r);
+  agent_config_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_defaults, clear_env),
@@ -204,6 +241,7 @@ int main(void) {
       cmocka_unit_test_setup(test_backoff_bounds, clear_env),
       cmocka_unit_test_setup(test_udp_payload_bounds, clear_env),
       cmocka_unit_test_setup(test_rules_merge, clear_env),
+      cmocka_unit_test_setup(test_relay_rule_globs, clear_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

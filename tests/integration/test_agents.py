@@ -190,6 +190,30 @@ class AgentTest(unittest.TestCase):
         body = harness.envelope_err(self, bad, 400)
         self.assertIn("missing closing parenthesis", body["message"])
 
+    def test_stored_glob_rule_keeps_running_rules(self):
+        # A rule the REST API now refuses may still be stored from before: the agent refuses
+        # that generation, keeps its running rules and says so; its session stays.
+        self.controller()
+        a = self.agent("edge-g1", "edge-g1-secret")
+        n = self.wait_online("edge-g1")
+        upd = harness.envelope_ok(self, self.ctl.api("PUT", "%s/%d" % (CLIENTS, n["id"]), {
+            "relayapi": {"allow": ["/api/"], "deny": ["/api/admin/"]}}))
+        gen = upd["config_generation"]["desired"]
+        harness.wait_for(lambda: a.status()["config_generation"]["applied"] == gen, 10,
+                         what="generation %d on the agent" % gen)
+        since = a.status()["controller"]["connected_since"]
+        self.pg.psql("UPDATE instances SET relay_allow = ARRAY['/api/', '/api/cascade/*'], "
+                     "config_generation = config_generation + 1 WHERE id = %d" % n["id"],
+                     db=self.db)
+        harness.wait_for(lambda: "refused, previous rules kept: relayapi.allow rule "
+                         "'/api/cascade/*'" in a.log_text(), 15, what="the agent's refusal")
+        st = a.status()
+        self.assertEqual(st["rules"]["relayapi"], {"allow": ["/api/"], "deny": ["/api/admin/"]})
+        self.assertEqual(st["config_generation"]["applied"], gen)
+        self.assertEqual((st["controller"]["state"], st["controller"]["connected_since"]),
+                         ("running", since))
+        a.stop(expected_errors=AGENT_ERRORS + [r"previous rules kept"])
+
     def test_delete_closes_session(self):
         self.controller()
         a = self.agent("edge-e1", "edge-e1-secret")

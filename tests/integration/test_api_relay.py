@@ -16,6 +16,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import threading
 import time
 import unittest
 
@@ -256,6 +257,119 @@ class ApiRelayTest(unittest.TestCase):
             harness.wait_for(lambda: metric(self.agent, "cascade_relay_active") == 0, 15,
                              what="the agent's relay to end")
         finally:
+            pub.kill()
+            pub.wait()
+
+    # requests the node would refuse ---------------------------------------------------------------
+
+    def bad_relays(self):
+        """(status, raw request) pairs: each is over a bound the agent checks; the controller must
+        refuse it itself instead of passing it on (the agent once refused the whole control
+        message and reconnected, failing every relay in flight)."""
+        auth = "Authorization: Bearer %s\r\n" % self.ctl.admin_token
+        def req(method="GET", target="/api/cascade/echo", extra=""):
+            return ("%s /api/relay/%d%s HTTP/1.1\r\nHost: x\r\n%s%sConnection: close\r\n\r\n"
+                    % (method, self.node, target, auth, extra)).encode("latin-1")
+        many = "".join("X-H%d: v\r\n" % i for i in range(64))
+        return [
+            (400, "once encoded", req(target="/api/cascade/echo/" + "|" * 1400)),
+            (400, "once encoded", req(target="/api/" + "{^}" * 460)),
+            (400, "once encoded", req(target="/api/" + "\xc3\xa9" * 700)),
+            (400, "invalid relay method", req(method="get")),
+            (400, "invalid relay method", req(method="M-SEARCH")),
+            (400, "invalid relay method", req(method="ABCDEFGHIJKLMNOPQ")),
+            (400, "invalid relay method", req(method="Post")),
+            (414, "relay query over 4095 bytes", req(target="/api/cascade/echo?" + "q" * 4096)),
+            (400, "invalid relay query", req(target="/api/cascade/echo?a#b")),
+            (400, "header 'X-Big'", req(extra="X-Big: %s\r\n" % ("v" * 4096))),
+            (400, "header name over 255", req(extra="%s: v\r\n" % ("N" * 256))),
+            (400, "too many relay request headers", req(extra=many)),
+            (400, "header 'X-Bin'", req(extra="X-Bin: caf\xe9\r\n")),
+        ]
+
+    def test_bad_requests_never_end_the_session(self):
+        before = self.agent.status()["controller"]["connected_since"]
+        bad_before = metric(self.agent, "cascade_control_bad_messages_total")
+        connects = lambda: sum(1 for e in self.ctl.api(
+            "GET", "/api/cascade/events?node=%d&size=100" % self.node)[2]["data"]
+            if e["action"] == "node.connect")
+        connects_before = connects()
+        # relays in flight meanwhile: echoes one after another on a thread
+        stop = threading.Event()
+        answers = []
+        def echo_loop():
+            while not stop.is_set():
+                st, _, body = self.relay("POST", "/api/cascade/echo", body="x" * 200000,
+                                         headers={"Content-Type": "text/plain"})
+                answers.append((st, body if st != 200 else None))
+        t = threading.Thread(target=echo_loop)
+        t.start()
+        try:
+            cases = self.bad_relays()
+            for i in range(20):
+                want, text, raw = cases[i % len(cases)]
+                st, _, body = harness.raw_request(self.ctl.host, self.ctl.port, raw)
+                self.assertEqual(st, want, (raw[:80], body))
+                self.assertIn(text, body["message"], raw[:80])
+            # the rest of the cases too, and the valid edges still go through
+            for want, text, raw in cases[20 % len(cases):]:
+                st, _, body = harness.raw_request(self.ctl.host, self.ctl.port, raw)
+                self.assertEqual(st, want, (raw[:80], body))
+            st, _, body = self.relay("GET", "/api/cascade/echo/" + "|" * 1350)
+            self.assertEqual(st, 404, body)  # reached the node: no such route
+            st, _, body = self.relay("ABCDEFGHIJKLMNOP", "/api/cascade/echo")
+            self.assertEqual((st, body["data"]["method"]), (200, "ABCDEFGHIJKLMNOP"))
+            harness.wait_for(lambda: len(answers) >= 3, 20, what="echo relays meanwhile")
+        finally:
+            stop.set()
+            t.join(30)
+        self.assertTrue(answers)
+        self.assertEqual([a for a in answers if a[0] != 200], [])
+        st = self.agent.status()["controller"]
+        self.assertEqual((st["state"], st["connected_since"]), ("running", before), st)
+        self.assertEqual(metric(self.agent, "cascade_control_bad_messages_total"), bad_before)
+        self.assertEqual(connects(), connects_before)
+        self.assertNotRegex(self.agent.log_text(), r"bad message from the controller")
+
+    @unittest.skipUnless(FFMPEG, "ffmpeg not installed")
+    def test_zy_bad_requests_leave_a_streamed_relay_running(self):
+        pub = subprocess.Popen([FFMPEG, "-v", "error", "-re", "-f", "lavfi", "-i",
+                                "testsrc=size=160x120:rate=25", "-t", "60",
+                                "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
+                                "-pix_fmt", "yuv420p", "-f", "flv", self.agent.rtmp_url("live/bad")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        s = None
+        try:
+            harness.wait_for(lambda: any(x["path"] == "live/bad" and x["state"] == "publishing"
+                                         for x in self.agent.request("GET", "/api/stream/list")[2]["data"]),
+                             20, what="stream published")
+            s = socket.create_connection((self.ctl.host, self.ctl.port), timeout=10)
+            s.sendall(("GET /api/relay/%d/flv/live/bad.flv HTTP/1.1\r\nHost: x\r\n"
+                       "Authorization: Bearer %s\r\n\r\n" % (self.node, self.ctl.admin_token)).encode())
+            def read_until(total, data):
+                deadline = time.monotonic() + 20
+                while len(data) < total:
+                    self.assertLess(time.monotonic(), deadline, "relayed stream stalled")
+                    chunk = s.recv(65536)
+                    self.assertTrue(chunk, "relayed stream cut: %r" % data[:200])
+                    data += chunk
+                return data
+            data = read_until(20000, b"")
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
+            cases = self.bad_relays()
+            for i in range(20):
+                want, _, raw = cases[i % len(cases)]
+                st, _, body = harness.raw_request(self.ctl.host, self.ctl.port, raw)
+                self.assertEqual(st, want, body)
+            # the stream keeps coming after the bad requests
+            read_until(len(data) + 20000, data)
+            s.close()
+            s = None
+            harness.wait_for(lambda: metric(self.agent, 'cascade_subscribers{protocol="httpflv"}') == 0,
+                             15, what="the agent's subscriber to go away")
+        finally:
+            if s:
+                s.close()
             pub.kill()
             pub.wait()
 

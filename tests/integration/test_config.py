@@ -75,7 +75,7 @@ class ConfigFileTest(unittest.TestCase):
                 'cascadeserver:\n'
                 '  autoregister: false\n'
                 '  relayapi:\n'
-                '    allow: ["/api/stream/*", "/api/summary"]\n'
+                '    allow: ["/api/stream/", "/api/summary"]\n'
                 '    deny: []\n'
                 'log:\n'
                 '  level: warn\n' % self.pg.dsn("postgres"))
@@ -138,6 +138,40 @@ class ConfigFileTest(unittest.TestCase):
     def test_wrong_type_list(self):
         text = self.dsn_line() + 'cascadeserver:\n  relayapi:\n    allow: "/api/*"\n'
         self.assert_config_error(text, "cascadeserver.relayapi.allow", 5, cols=(5, 12))
+
+    def test_relay_rules_are_prefixes_not_globs(self):
+        # Rules are plain prefixes: a glob (or a rule no normalised path can meet) would look
+        # like it covers paths it never does; it is refused naming file, line, key and rule.
+        for key, rule in (("allow", "/api/cascade/*"), ("deny", "/api/admin?"),
+                          ("deny", "/api/[a]dmin/"), ("deny", "/api/%61dmin/"),
+                          ("deny", "/api//admin/")):
+            with self.subTest(key=key, rule=rule):
+                text = (self.dsn_line() + 'cascadeserver:\n  relayapi:\n    %s:\n      - /api/x/\n'
+                        '      - "%s"\n' % (key, rule))
+                err = self.assert_config_error(text, "cascadeserver.relayapi." + key, 7, cols=(9,))
+                self.assertIn("rule '%s'" % rule, err)
+                # the same without --check: the controller does not start
+                path = self.write(text)
+                rc, _, err2 = harness.run_controller(["-c", path])
+                self.assertEqual(rc, 2, err2)
+                self.assertIn("rule '%s'" % rule, err2)
+        _, rc, _, err = self.check(self.dsn_line() + 'cascadeserver:\n  relayapi:\n'
+                                   '    allow: [/api/, /flv/]\n    deny: [/api/admin/]\n')
+        self.assertEqual(rc, 0, err)
+
+    def test_agent_relay_rules_are_prefixes_not_globs(self):
+        for key, rule in (("allow", "/api/cascade/*"), ("deny", "/api/x?")):
+            with self.subTest(key=key, rule=rule):
+                path = self.write('node: {name: a, secret: aaaaaaaa}\n'
+                                  'controller: {url: "tcp://127.0.0.1:1"}\n'
+                                  'cascadeclient:\n  relayapi:\n    %s: [/api/, "%s"]\n'
+                                  % (key, rule))
+                r = subprocess.run([harness.agent_path(), "-c", path, "--check"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=harness.sanitizer_env(), timeout=60)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertRegex(r.stderr, r"^%s:5:\d+: key 'cascadeclient\.relayapi\.%s': rule '%s'"
+                                 % (re.escape(path), key, re.escape(rule)))
 
     def test_section_not_a_mapping(self):
         text = self.dsn_line() + 'http: "127.0.0.1:8080"\n'

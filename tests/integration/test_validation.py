@@ -86,6 +86,19 @@ class ValidationTest(harness.ControllerTestCase):
         self.put_bad({"colour": "red"})
         self.put_bad({"name": "unk-put", "verifier": "x"})
 
+    def test_relay_rules_are_prefixes_not_globs(self):
+        for field, rule, why in (("allow", "/api/cascade/*", "not wildcards"),
+                                 ("deny", "/api/admin?", "not wildcards"),
+                                 ("deny", "/api/[a]dmin/", "not wildcards"),
+                                 ("deny", "/api/%61dmin/", "percent"),
+                                 ("deny", "/api//admin/", "normalised"),
+                                 ("allow", "/flv/../api/", "normalised")):
+            with self.subTest(rule=rule):
+                _, _, body = self.put_bad({"relayapi": {"allow": ["/api/"], field: [rule]}}
+                                          if field == "deny" else {"relayapi": {field: [rule]}})
+                self.assertIn("relayapi.%s: rule '%s'" % (field, rule), body["message"])
+                self.assertIn(why, body["message"])
+
     def test_empty_put(self):
         self.put_bad({})
 

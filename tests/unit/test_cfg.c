@@ -720,6 +720,46 @@ static void test_bad_defaults(void **state) {
   cfg_free(good, &d);
 }
 
+/* CFG_RELPATH_RULE: each entry must be a plain, normalised path prefix; the
+ * error names the file, line, column, key and the rule. */
+static void test_relpath_rules(void **state) {
+  (void)state;
+  struct {
+    cfg_strlist_t l;
+  } d;
+  const cfg_key_t t[] = {
+      {"relay.allow", CFG_STRLIST, offsetof(__typeof__(d), l), NULL, 1, 64, NULL,
+       CFG_RELPATH_RULE, ""},
+      {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
+  };
+  char err[512];
+  const char *good = "relay:\n  allow: [/api/, /flv/live/x, /]\n";
+  assert_int_equal(cfg_defaults(t, &d), 0);
+  assert_int_equal(cfg_load_buf(t, &d, "r.yaml", good, strlen(good), err, sizeof(err)), 0);
+  assert_int_equal(d.l.n, 3);
+  cfg_free(t, &d);
+  const char *bad[] = {"/api/cascade/*", "/api/?", "/api/[ab]", "/api/x]", "*", "api/",
+                       "/api/%61dmin/", "/api//admin/", "/api/./x", "/api/../x", "/api/.",
+                       "/api\\\\x"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+    char yaml[128], want[160];
+    snprintf(yaml, sizeof(yaml), "relay:\n  allow:\n    - /ok/\n    - \"%s\"\n", bad[i]);
+    assert_int_equal(cfg_defaults(t, &d), 0);
+    assert_int_equal(cfg_load_buf(t, &d, "r.yaml", yaml, strlen(yaml), err, sizeof(err)), -1);
+    snprintf(want, sizeof(want), "r.yaml:4:7: key 'relay.allow': rule '");
+    if (strncmp(err, want, strlen(want)) != 0) fail_msg("%s: %s", bad[i], err);
+    cfg_free(t, &d);
+  }
+  /* The glob case names the rule and says why. */
+  const char *glob = "relay:\n  allow: [/api/, /api/cascade/*]\n";
+  assert_int_equal(cfg_defaults(t, &d), 0);
+  assert_int_equal(cfg_load_buf(t, &d, "r.yaml", glob, strlen(glob), err, sizeof(err)), -1);
+  if (strstr(err, "r.yaml:2:18: key 'relay.allow': rule '/api/cascade/*': '*'") == NULL ||
+      strstr(err, "not wildcards") == NULL)
+    fail_msg("%s", err);
+  cfg_free(t, &d);
+}
+
 static void test_markdown(void **state) {
   (void)state;
   char *text = NULL;
@@ -768,6 +808,7 @@ int main(void) {
       cmocka_unit_test(test_err_buffer),
       cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_bad_defaults),
+      cmocka_unit_test(test_relpath_rules),
       cmocka_unit_test(test_markdown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -146,12 +146,70 @@ static void test_response_bounds(void **state) {
   free(b);
 }
 
+/* A poll answer with bad relay requests among good ones decodes: the bad
+ * ones fail their own check, the good ones and the configuration stay. */
+static void test_bad_relay_among_good(void **state) {
+  (void)state;
+  Cascade__Control__Response r = CASCADE__CONTROL__RESPONSE__INIT;
+  Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
+  Cascade__Control__Config cf = CASCADE__CONTROL__CONFIG__INIT;
+  enum { N = 8 };
+  Cascade__Control__RelayRequest q[N], *qp[N];
+  Cascade__Control__Header h = CASCADE__CONTROL__HEADER__INIT, *hp[1] = {&h};
+  static char pipes[4300], longq[4200];
+  char why[128];
+  size_t len;
+
+  memset(pipes, '|', sizeof(pipes) - 1);
+  pipes[0] = '/';
+  memset(longq, 'q', sizeof(longq) - 1);
+  h.name = "Bad Name";
+  h.value = "v";
+  for (int i = 0; i < N; i++) {
+    cascade__control__relay_request__init(&q[i]);
+    q[i].id = (uint64_t)i + 1;
+    q[i].method = "GET";
+    q[i].path = "/api/stream/list";
+    q[i].query = "";
+    qp[i] = &q[i];
+  }
+  q[1].method = "get";
+  q[2].method = "M-SEARCH";
+  q[3].method = "ABCDEFGHIJKLMNOPQ";
+  q[4].path = pipes;             /* over 4,095 bytes */
+  q[5].query = longq;            /* over 4,095 bytes */
+  q[6].headers = hp;             /* a space in a name */
+  q[6].n_headers = 1;
+  st.message = "";
+  r.id = 3;
+  r.status = &st;
+  r.body_case = CASCADE__CONTROL__RESPONSE__BODY_CONFIG;
+  r.config = &cf;
+  cf.generation = 42;
+  r.relay = qp;
+  r.n_relay = N;
+  uint8_t *b = ctlmsg_pack_response(&r, &len);
+  assert_non_null(b);
+  Cascade__Control__Response *d = ctlmsg_decode_response(b, len, why, sizeof(why));
+  assert_non_null(d);
+  assert_int_equal(d->config->generation, 42);
+  assert_int_equal(d->n_relay, N);
+  for (int i = 0; i < N; i++) {
+    int good = i == 0 || i == N - 1;
+    assert_int_equal(d->relay[i]->id, i + 1);
+    assert_int_equal(ctlmsg_relay_request_check(d->relay[i], why, sizeof(why)), good ? 0 : -1);
+  }
+  ctlmsg_free_response(d);
+  free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_auth_start_round_trip),
       cmocka_unit_test(test_request_bounds),
       cmocka_unit_test(test_garbage_and_cap),
       cmocka_unit_test(test_response_bounds),
+      cmocka_unit_test(test_bad_relay_among_good),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -120,12 +120,32 @@ static void test_check(void **state) {
   }
 }
 
+static void test_rule_check(void **state) {
+  (void)state;
+  const char *good[] = {"/", "/api/", "/api", "/api/admin/", "/flv/live/a.flv", "/a b/",
+                        "/\xc3\xa9/", "/x|y", "/api/.well-known/", "/a..b", "/..a/"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
+    if (relpath_rule_check(good[i]) != NULL)
+      fail_msg("'%s' refused: %s", good[i], relpath_rule_check(good[i]));
+  const char *bad[] = {"", "api/", "*", "/api/cascade/*", "/api/*/x", "/api/?", "/api/x?y",
+                       "/api/[a]", "/api/]", "/api/%61dmin/", "/api/%25", "/api//admin/",
+                       "//", "/./", "/api/./x", "/api/../x", "/..", "/api/.", "/api/..",
+                       "/a\\b", "/a\tb", "/a\x7f"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+    if (relpath_rule_check(bad[i]) == NULL) fail_msg("'%s' accepted", bad[i]);
+  assert_non_null(strstr(relpath_rule_check("/api/cascade/*"), "not wildcards"));
+  assert_non_null(strstr(relpath_rule_check("/api/%61"), "percent"));
+  assert_non_null(strstr(relpath_rule_check("/api//x"), "normalised"));
+  assert_non_null(strstr(relpath_rule_check("x"), "starting with /"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_normalize),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_encode),
       cmocka_unit_test(test_check),
+      cmocka_unit_test(test_rule_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

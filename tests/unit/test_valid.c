@@ -345,6 +345,24 @@ static void test_node_put_each_field(void **state) {
   valid_node_free(&n);
 }
 
+/* relayapi rules are plain path prefixes: a glob or a rule no normalised
+ * path can meet is refused, naming the rule. */
+static void test_node_relayapi_rules(void **state) {
+  (void)state;
+  valid_node_t n;
+  node_ok("{\"relayapi\":{\"allow\":[\"/api/\",\"/flv/\"],\"deny\":[\"/api/admin/\"]}}", 1, &n);
+  assert_string_equal(n.relay_allow, "[\"/api/\",\"/flv/\"]");
+  valid_node_free(&n);
+  node_bad("{\"relayapi\":{\"allow\":[\"/api/\",\"/api/cascade/*\"]}}", 1,
+           "relayapi.allow: rule '/api/cascade/*'", "not wildcards");
+  node_bad("{\"relayapi\":{\"deny\":[\"/api/admin?\"]}}", 1, "relayapi.deny: rule '/api/admin?'",
+           "not wildcards");
+  node_bad("{\"relayapi\":{\"deny\":[\"/api/[a]dmin/\"]}}", 1, "rule '/api/[a]dmin/'", NULL);
+  node_bad("{\"relayapi\":{\"deny\":[\"/api/%61dmin/\"]}}", 1, "rule '/api/%61dmin/'", "percent");
+  node_bad("{\"relayapi\":{\"deny\":[\"/api//admin/\"]}}", 1, "rule '/api//admin/'", "normalised");
+  node_bad("{\"relayapi\":{\"allow\":[\"/flv/../api/\"]}}", 1, "rule '/flv/../api/'", NULL);
+}
+
 static void test_node_malformed(void **state) {
   (void)state;
   node_bad_both("", "invalid JSON", NULL);
@@ -701,6 +719,7 @@ int main(void) {
       cmocka_unit_test(test_node_parent_null),
       cmocka_unit_test(test_node_put_each_field),
       cmocka_unit_test(test_node_malformed),
+      cmocka_unit_test(test_node_relayapi_rules),
       cmocka_unit_test(test_node_wrong_types),
       cmocka_unit_test(test_node_required),
       cmocka_unit_test(test_node_unknown_field),
