@@ -112,6 +112,8 @@ def main():
 Cascade is running.
   REST API      {url}/api/cascade/clients
   admin token   {token}
+  join token    {join}   (an agent with node.jointoken set to it joins at once;
+                without it a new node waits, pending, for an operator's approval)
   config        {cfg_path}
   topology      {url}/api/cascade/topology   (with the admin token)
   health        {url}/healthz   metrics {url}/metrics
@@ -136,6 +138,8 @@ Try:
        own /api/stream/list, reached through the control channel; ids from /api/cascade/clients)
   curl -H 'Authorization: Bearer {token}' -X POST {url}/api/cascade/clients \\
        -d '{{"name": "edge-1", "secret": "a-long-node-secret"}}'
+  curl -H 'Authorization: Bearer {token}' -X PUT {url}/api/cascade/clients/ID \\
+       -d '{{"pending": false}}'   (approve a node that registered itself without the join token)
 
 Press Ctrl-C to stop and remove everything.
 """, flush=True)
