@@ -103,6 +103,15 @@ const cfg_key_t agent_config_table[] = {
      "RTMP connections at once; more are refused with a log line."},
     {"rtmp.chunksize", CFG_INT, OFF(rtmp_chunksize), "4096", 128, 65536, NULL, 0,
      "Outgoing RTMP chunk size (announced with Set Chunk Size)."},
+    {"rtmp.maxpending", CFG_INT, OFF(rtmp_maxpending), "65536", 4096, 16777216, NULL, 0,
+     "Bytes a connection may hold in partly received messages (all its chunk streams) until "
+     "it publishes; players and clients that have not published stay under it. Beyond: "
+     "closed and logged."},
+    {"rtmp.ingestbudget", CFG_INT, OFF(rtmp_ingestbudget), "268435456", 1048576, 17179869184LL,
+     NULL, 0,
+     "Bytes all RTMP connections together may hold in partly received messages (a publisher's "
+     "message up to 16 MiB counts whole from its first chunk). The connection that would go "
+     "beyond is closed and logged."},
     {"http.maxconnections", CFG_INT, OFF(http_maxconns), "1000", 1, 100000, NULL, 0,
      "HTTP connections at once (HTTP-FLV players and the local API)."},
     {"publish.delayclosetimeout", CFG_DURATION, OFF(publish_delayclose_ms), "10s", 0, 3600000,

@@ -30,6 +30,8 @@ typedef struct agent_config {
   char *rtmp_listenaddr;
   long long rtmp_maxconns;
   long long rtmp_chunksize;
+  long long rtmp_maxpending;
+  long long rtmp_ingestbudget;
   long long http_maxconns;
   long long publish_delayclose_ms;
   long long publish_maxstreams;

@@ -58,7 +58,9 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
                             sizeof(m->rtmp_url), err, errlen);
     if (fd < 0) goto fail;
     rtmp_server_config_t rc = {.max_conns = (unsigned)cfg->rtmp_maxconns,
-                               .chunk_size = (uint32_t)cfg->rtmp_chunksize};
+                               .chunk_size = (uint32_t)cfg->rtmp_chunksize,
+                               .max_pending = (size_t)cfg->rtmp_maxpending,
+                               .ingest_budget = (size_t)cfg->rtmp_ingestbudget};
     if ((m->rtmp = rtmp_server_new(loop, m->hub, fd, &rc)) == NULL) {
       close(fd);
       snprintf(err, errlen, "cannot start the RTMP server");
@@ -147,13 +149,18 @@ char *media_metrics(media_t *m, size_t *len) {
           "# TYPE cascade_rtmp_refused_total counter\ncascade_rtmp_refused_total %llu\n"
           "# TYPE cascade_rtmp_protocol_errors_total counter\n"
           "cascade_rtmp_protocol_errors_total %llu\n"
+          "# TYPE cascade_rtmp_ingest_held_bytes gauge\ncascade_rtmp_ingest_held_bytes %zu\n"
+          "# TYPE cascade_rtmp_limit_closes_total counter\n"
+          "cascade_rtmp_limit_closes_total{limit=\"pending\"} %llu\n"
+          "cascade_rtmp_limit_closes_total{limit=\"budget\"} %llu\n"
           "# TYPE cascade_http_connections gauge\ncascade_http_connections %u\n"
           "# TYPE cascade_http_bad_requests_total counter\ncascade_http_bad_requests_total %llu\n",
           h.streams, r.publishers, r.players, f.players, (unsigned long long)h.bytes_in,
           (unsigned long long)r.bytes_out, (unsigned long long)f.bytes_out,
           (unsigned long long)h.frames_dropped, (unsigned long long)h.slow_disconnects,
           h.queued_bytes, r.active, (unsigned long long)r.refused,
-          (unsigned long long)r.protocol_errors, f.current, (unsigned long long)f.bad_requests);
+          (unsigned long long)r.protocol_errors, r.ingest_held,
+          (unsigned long long)r.pending_closes, (unsigned long long)r.budget_closes, f.current, (unsigned long long)f.bad_requests);
   fclose(out);
   *len = n;
   return buf;

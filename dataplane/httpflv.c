@@ -126,6 +126,14 @@ static int rl_ok(httpflv_t *srv, unsigned *supp) {
       log_warn("httpflv", fmt "%s", __VA_ARGS__, supp_ ? " (earlier lines suppressed)" : ""); \
   } while (0)
 
+/* rbody_drop frees the request body and takes it off the budget. */
+static void rbody_drop(conn_t *c) {
+  if (c->rbody == NULL) return;
+  free(c->rbody);
+  c->rbody = NULL;
+  c->srv->st.body_bytes -= c->rbody_need + 1;
+}
+
 static void conn_close(conn_t *c) {
   httpflv_t *srv = c->srv;
   if (c->sub) {
@@ -143,7 +151,7 @@ static void conn_close(conn_t *c) {
   if (c->next) c->next->prev = c->prev;
   srv->st.current--;
   free(c->req);
-  free(c->rbody);
+  rbody_drop(c);
   free(c->out);
   free(c->body);
   free(c);
@@ -177,8 +185,7 @@ static int conn_respond(conn_t *c, int code, const char *ctype, char *body, size
   }
   free(c->req);
   c->req = NULL;
-  free(c->rbody);
-  c->rbody = NULL;
+  rbody_drop(c);
   int n = snprintf(head, sizeof(head),
                    "HTTP/1.1 %d %s\r\nServer: cascade\r\nContent-Type: %s\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\nCache-Control: no-cache\r\n"
@@ -573,9 +580,18 @@ static int parse_request(conn_t *c, size_t n) {
   if (clen > 0 && c->srv->api == NULL)
     return conn_error(c, 413, "request bodies are not accepted here");
   if (clen <= 0) return route(c, method, target);
+  /* Bodies are taken before anyone is known: together they stay within a
+   * budget, or http.maxconnections strangers could make us hold 1 MiB each. */
+  if (c->srv->st.body_bytes + (size_t)clen + 1 > c->srv->cfg.body_budget) {
+    c->srv->st.busy++;
+    WARN_RL(c->srv, "[%s] 503: request bodies in progress would pass %zu bytes", c->peer,
+            c->srv->cfg.body_budget);
+    return conn_error(c, 503, "busy: too many request bodies in progress, try again");
+  }
   c->rbody = malloc((size_t)clen + 1);
   if (c->rbody == NULL) return conn_error(c, 503, "out of memory");
   c->rbody_need = (size_t)clen;
+  c->srv->st.body_bytes += (size_t)clen + 1;
   size_t extra = c->reqlen - n;
   if (extra > c->rbody_need) extra = c->rbody_need;
   c->req[n] = c->saved;
@@ -741,6 +757,7 @@ httpflv_t *httpflv_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
   srv->hub = hub;
   if (cfg) srv->cfg = *cfg;
   if (srv->cfg.request_timeout_s <= 0) srv->cfg.request_timeout_s = 10.0;
+  if (srv->cfg.body_budget == 0) srv->cfg.body_budget = HTTPFLV_BODY_BUDGET;
   srv->lfd = listen_fd;
   int fl = fcntl(listen_fd, F_GETFL);
   if (fl >= 0) fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);

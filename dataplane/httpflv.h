@@ -14,6 +14,7 @@
 
 #define HTTPFLV_MAX_REQUEST 8192   /* request line + headers; beyond: 431 */
 #define HTTPFLV_MAX_BODY (1024 * 1024) /* request body (Content-Length); beyond: 413 */
+#define HTTPFLV_BODY_BUDGET (32 * 1024 * 1024) /* default httpflv_config_t.body_budget */
 
 /* httpflv_fallback_t serves a path outside /flv/: returns an HTTP status
  * and sets *body (malloc'd; the server frees it), *len and *ctype (a static
@@ -49,12 +50,16 @@ typedef struct httpflv_config {
   double request_timeout_s;      /* a whole request within it; 0 = 10 s */
   httpflv_fallback_t fallback;   /* GET/HEAD only; NULL: 404 for every other path */
   void *fallback_arg;
+  size_t body_budget;            /* request bodies being received, all connections together
+                                    (0 = HTTPFLV_BODY_BUDGET); a body that would pass it: 503 */
 } httpflv_config_t;
 
 typedef struct httpflv_stats {
   uint64_t connections;          /* accepted in total */
   uint64_t refused;              /* closed at once by max_connections */
   uint64_t bad_requests;         /* answered 400 or 431 */
+  uint64_t busy;                 /* answered 503: request bodies over body_budget */
+  size_t body_bytes;             /* held for request bodies being received now */
   uint64_t bytes_out;            /* written to sockets */
   unsigned current;              /* open connections */
   unsigned players;              /* connections streaming FLV now */

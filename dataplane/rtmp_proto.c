@@ -201,14 +201,44 @@ void rtmp_reader_init(rtmp_reader_t *r, uint32_t max_msg, uint32_t max_other) {
   r->chunk_size = RTMP_DEFAULT_CHUNK_SIZE;
   r->max_msg = max_msg ? max_msg : RTMP_DEFAULT_MAX_MSG;
   r->max_other = max_other ? max_other : 1024 * 1024;
-  r->max_buffered = (size_t)r->max_msg + r->max_other + 1024 * 1024;
+  r->max_buffered = rtmp_reader_default_bound(r);
+}
+
+size_t rtmp_reader_default_bound(const rtmp_reader_t *r) {
+  return (size_t)r->max_msg + r->max_other + 1024 * 1024;
+}
+
+void rtmp_reader_set_bound(rtmp_reader_t *r, size_t max_buffered) { r->max_buffered = max_buffered; }
+
+void rtmp_reader_set_budget(rtmp_reader_t *r, rtmp_budget_t *b) {
+  if (r->budget) r->budget->used -= r->buffered;
+  r->budget = b;
+  if (b) b->used += r->buffered;
+}
+
+/* hold counts |n| more bytes held, within the bound and the budget; every
+ * change of |buffered| goes through hold and let_go, so the budget always
+ * has the sum of its readers' holdings. */
+static int hold(rtmp_reader_t *r, size_t n) {
+  if (r->buffered + n > r->max_buffered) return RTMP_EPENDING;
+  if (r->budget) {
+    if (r->budget->used + n > r->budget->max) return RTMP_EBUDGET;
+    r->budget->used += n;
+  }
+  r->buffered += n;
+  return 0;
+}
+
+static void let_go(rtmp_reader_t *r, size_t n) {
+  r->buffered -= n;
+  if (r->budget) r->budget->used -= n;
 }
 
 /* cs_drop_x gives a half-assembled caller buffer back. */
 static void cs_drop_x(rtmp_reader_t *r, rtmp_cstream_t *c) {
   if (c->xowner == NULL) return;
   r->av_release(r->av_arg, c->xowner);
-  r->buffered -= c->len;
+  let_go(r, c->len);
   c->xowner = NULL;
   c->xbuf = NULL;
 }
@@ -222,6 +252,17 @@ void rtmp_reader_set_alloc(rtmp_reader_t *r,
   r->av_arg = arg;
 }
 
+void rtmp_reader_trim(rtmp_reader_t *r) {
+  for (unsigned i = 0; i < r->ncs; i++) {
+    rtmp_cstream_t *c = &r->cs[i];
+    if (c->in_msg || c->buf == NULL) continue;
+    free(c->buf);
+    let_go(r, c->cap);
+    c->buf = NULL;
+    c->cap = 0;
+  }
+}
+
 void rtmp_reader_free(rtmp_reader_t *r) {
   if (r == NULL) return;
   for (unsigned i = 0; i < r->ncs; i++) {
@@ -232,7 +273,7 @@ void rtmp_reader_free(rtmp_reader_t *r) {
   r->cs = NULL;
   r->ncs = r->cs_cap = 0;
   r->cur = NULL;
-  r->buffered = 0;
+  let_go(r, r->buffered);   /* the own buffers' capacity */
 }
 
 static rtmp_cstream_t *cs_find(rtmp_reader_t *r, uint32_t csid) {
@@ -292,7 +333,7 @@ static int deliver(rtmp_reader_t *r, rtmp_cstream_t *c, rtmp_msg_cb cb, void *ar
                   c->xowner};
   if (c->xowner) {
     /* handed over: the callback owns it now */
-    r->buffered -= c->len;
+    let_go(r, c->len);
     c->xowner = NULL;
     c->xbuf = NULL;
   }
@@ -372,14 +413,17 @@ static int start_chunk(rtmp_reader_t *r, rtmp_msg_cb cb, void *arg) {
   c->in_msg = 1;
   c->got = 0;
   if (len > 0 && r->av_alloc && is_av((uint8_t)type)) {
-    if (r->buffered + len > r->max_buffered) return RTMP_ETOOBIG;
+    /* Counted whole before it is allocated: the declared length is what
+     * the peer can make us hold. */
+    int rc = hold(r, len);
+    if (rc) return rc;
     c->xbuf = r->av_alloc(r->av_arg, (uint8_t)type, c->ts, len, &c->xowner);
     if (c->xbuf == NULL || c->xowner == NULL) {
       c->xbuf = NULL;
       c->xowner = NULL;
+      let_go(r, len);
       return RTMP_ENOMEM;
     }
-    r->buffered += len;
   }
   if (len == 0) {
     r->cur = NULL;
@@ -395,10 +439,13 @@ static int cs_reserve(rtmp_reader_t *r, rtmp_cstream_t *c, size_t need) {
   size_t ncap = c->cap ? c->cap * 2 : 4096;
   if (ncap < need) ncap = need;
   if (ncap > c->len) ncap = c->len;
-  if (r->buffered + (ncap - c->cap) > r->max_buffered) return RTMP_ETOOBIG;
+  int rc = hold(r, ncap - c->cap);
+  if (rc) return rc;
   uint8_t *nb = realloc(c->buf, ncap);
-  if (nb == NULL) return RTMP_ENOMEM;
-  r->buffered += ncap - c->cap;
+  if (nb == NULL) {
+    let_go(r, ncap - c->cap);
+    return RTMP_ENOMEM;
+  }
   c->buf = nb;
   c->cap = ncap;
   return 0;

@@ -19,6 +19,8 @@
 #define RTMP_ECSID (-5)       /* too many chunk streams, or fmt 1-3 on a new one */
 #define RTMP_EPROTO (-6)      /* malformed protocol control message */
 #define RTMP_ENOMEM (-7)
+#define RTMP_EPENDING (-8)    /* partial messages over the reader's max_buffered */
+#define RTMP_EBUDGET (-9)     /* partial messages over the shared ingest budget */
 
 /* Message types. */
 enum {
@@ -133,17 +135,26 @@ typedef int (*rtmp_msg_cb)(void *arg, const rtmp_msg_t *m);
 
 typedef struct rtmp_cstream rtmp_cstream_t;
 
+/* What readers may hold together (several connections, one process). Each
+ * reader adds what it holds to |used| and takes it back when it lets it go;
+ * a reader that would take |used| over |max| fails with RTMP_EBUDGET. */
+typedef struct rtmp_budget {
+  size_t used, max;
+} rtmp_budget_t;
+
 typedef struct rtmp_reader {
   uint32_t chunk_size;       /* incoming, set by the peer */
   uint32_t max_msg;          /* limit for audio/video messages */
   uint32_t max_other;        /* limit for every other message type */
-  size_t max_buffered;       /* partial messages of all chunk streams together */
+  size_t max_buffered;       /* held for all chunk streams together (|buffered|) */
+  rtmp_budget_t *budget;     /* optional, shared; not owned */
   /* optional: audio/video bodies assembled straight into the caller's
    * buffers (rtmp_reader_set_alloc) */
   uint8_t *(*av_alloc)(void *arg, uint8_t type, uint32_t ts, uint32_t len, void **owner);
   void (*av_release)(void *arg, void *owner);
   void *av_arg;
-  size_t buffered;
+  size_t buffered;           /* held: the whole length of each caller-buffer message in
+                                progress, and the capacity of the reader's own buffers */
   uint64_t bytes_in;         /* every byte fed */
   uint32_t window;           /* peer's Window Acknowledgement Size; 0 = none */
   uint64_t last_ack;         /* bytes_in when we last acknowledged */
@@ -157,10 +168,30 @@ typedef struct rtmp_reader {
 } rtmp_reader_t;
 
 /* rtmp_reader_init: chunk size 128, |max_msg| (0 = 16 MiB) for audio and
- * video, |max_other| (0 = 1 MiB) for other messages. */
+ * video, |max_other| (0 = 1 MiB) for other messages, max_buffered
+ * rtmp_reader_default_bound() of them, no budget. */
 void rtmp_reader_init(rtmp_reader_t *r, uint32_t max_msg, uint32_t max_other);
 
-/* rtmp_reader_free frees partial messages; accepts NULL. */
+/* rtmp_reader_default_bound is the max_buffered rtmp_reader_init gives: one
+ * largest message of each kind and 1 MiB more. */
+size_t rtmp_reader_default_bound(const rtmp_reader_t *r);
+
+/* rtmp_reader_set_bound sets max_buffered. What the reader already holds
+ * stays; a lower bound refuses growth beyond it (RTMP_EPENDING). */
+void rtmp_reader_set_bound(rtmp_reader_t *r, size_t max_buffered);
+
+/* rtmp_reader_set_budget makes the reader count what it holds in |b|
+ * (NULL: none), moving what it already holds from the old budget. Growth
+ * beyond b->max fails the feed with RTMP_EBUDGET. The budget must outlive
+ * the reader's holdings (rtmp_reader_free gives them back). */
+void rtmp_reader_set_budget(rtmp_reader_t *r, rtmp_budget_t *b);
+
+/* rtmp_reader_trim frees the reader's own buffers of chunk streams with no
+ * message in progress, giving their capacity back (bound and budget). */
+void rtmp_reader_trim(rtmp_reader_t *r);
+
+/* rtmp_reader_free frees partial messages and gives back to the budget
+ * all the reader held; accepts NULL. */
 void rtmp_reader_free(rtmp_reader_t *r);
 
 /* rtmp_reader_set_alloc makes the reader assemble each audio/video message

@@ -66,6 +66,9 @@ struct rtmp_server {
   rtmp_server_stats_t st;
   double log_tokens, log_t;    /* rate limit of per-connection log lines */
   unsigned log_dropped;
+  rtmp_budget_t budget;        /* partial messages of every connection (cfg.ingest_budget) */
+  double limit_log_t[2];       /* last warning of a limit close: [0] bound, [1] budget */
+  unsigned limit_held[2];      /* limit closes logged at debug since */
   uint8_t rbuf[65536];         /* shared: the reader copies what it keeps */
 };
 
@@ -86,6 +89,7 @@ struct rtmp_conn {
   unsigned dead : 1;           /* close scheduled */
   unsigned closing : 1;        /* close once the output is flushed */
   unsigned play_started : 1;
+  unsigned trim_due : 1;       /* give idle reader buffers back once the feed returns */
   char *app;
   double obj_enc;
   uint32_t next_sid;
@@ -160,6 +164,41 @@ static int conn_fail(rtmp_conn_t *c, const char *fmt, ...) {
   return ERR_LOGGED;
 }
 
+/* conn_limit closes a connection the reader refused to let hold more
+ * (RTMP_EPENDING: its own bound; RTMP_EBUDGET: the server's budget). An
+ * attacker opens many such connections, so at most one warning a second
+ * per kind names a client; the others go to debug and are counted in the
+ * next warning. */
+static void conn_limit(rtmp_conn_t *c, int rc) {
+  rtmp_server_t *s = c->srv;
+  int k = rc == RTMP_EBUDGET;
+  char msg[300];
+  if (k) {
+    s->st.budget_closes++;
+    snprintf(msg, sizeof(msg),
+             "closed: ingest budget used up (%zu of %zu bytes held by all connections, %zu by "
+             "this one)", s->budget.used, s->budget.max, c->rd.buffered);
+  } else {
+    s->st.pending_closes++;
+    snprintf(msg, sizeof(msg), "closed: partial messages over %zu bytes %s (holds %zu)",
+             c->rd.max_buffered, c->pub ? "while publishing" : "before publish",
+             c->rd.buffered);
+  }
+  double now = ev_now(s->loop);
+  if (s->limit_log_t[k] != 0 && now - s->limit_log_t[k] < 1.0) {
+    s->limit_held[k]++;
+    log_debug("rtmp", "[rtmp %s] %s", c->peer, msg);
+  } else {
+    if (s->limit_held[k])
+      log_warn("rtmp", "[rtmp %s] %s (%u similar lines held back)", c->peer, msg, s->limit_held[k]);
+    else
+      log_warn("rtmp", "[rtmp %s] %s", c->peer, msg);
+    s->limit_log_t[k] = now;
+    s->limit_held[k] = 0;
+  }
+  conn_schedule_close(c);
+}
+
 static const char *rtmp_errstr(int rc) {
   switch (rc) {
   case RTMP_EVERSION: return "handshake: unsupported version (not 3)";
@@ -169,6 +208,8 @@ static const char *rtmp_errstr(int rc) {
   case RTMP_ECSID: return "bad chunk stream (unknown or too many)";
   case RTMP_EPROTO: return "malformed protocol control message";
   case RTMP_ENOMEM: return "out of memory";
+  case RTMP_EPENDING: return "partial messages over the connection's bound";
+  case RTMP_EBUDGET: return "ingest budget used up";
   default: return "protocol error";
   }
 }
@@ -388,6 +429,11 @@ static void stop_publish(rtmp_conn_t *c) {
   hub_unpublish(c->pub);
   c->pub = NULL;
   c->srv->st.publishers--;
+  /* Back to the bound of a connection that publishes nothing. The buffers
+   * of finished messages go once the feed returns: a callback may be
+   * reading one of them now. */
+  rtmp_reader_set_bound(&c->rd, c->srv->cfg.max_pending);
+  c->trim_due = 1;
   conn_log(c, LOG_INFO, "publish of %s ended", c->pub_path);
 }
 
@@ -505,6 +551,9 @@ static int cmd_publish(rtmp_conn_t *c, const amf_value_t *args, uint32_t sid) {
   c->pub = st;
   c->pub_sid = sid;
   c->srv->st.publishers++;
+  /* Now it may send what media needs: a keyframe up to max_msg, within
+   * the server's budget. */
+  rtmp_reader_set_bound(&c->rd, rtmp_reader_default_bound(&c->rd));
   char desc[1200];
   snprintf(desc, sizeof(desc), "%s is now published.", path);
   rtmp_put_user_control(&c->wr, &c->out, RTMP_UC_STREAM_BEGIN, sid);
@@ -711,7 +760,15 @@ static void conn_input(rtmp_conn_t *c, const uint8_t *p, size_t n) {
     if (n == 0) return;
   }
   int rc = rtmp_reader_feed(&c->rd, p, n, on_message, c);
+  if (c->trim_due) {
+    rtmp_reader_trim(&c->rd);
+    c->trim_due = 0;
+  }
   if (rc == ERR_LOGGED || c->dead) return;
+  if (rc == RTMP_EPENDING || rc == RTMP_EBUDGET) {
+    conn_limit(c, rc);
+    return;
+  }
   if (rc) {
     conn_fail(c, "%s", rtmp_errstr(rc));
     return;
@@ -870,6 +927,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
     }
     rtmp_hs_init(c->hs, RTMP_HS_SERVER, 0);
     rtmp_reader_init(&c->rd, s->cfg.max_msg, s->cfg.max_data_msg);
+    rtmp_reader_set_bound(&c->rd, s->cfg.max_pending);
+    rtmp_reader_set_budget(&c->rd, &s->budget);
     rtmp_reader_set_alloc(&c->rd, av_alloc, av_release, NULL);
     rtmp_writer_init(&c->wr);
     amf_buf_init(&c->out);
@@ -910,7 +969,10 @@ rtmp_server_t *rtmp_server_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
   if (s->cfg.window_ack == 0) s->cfg.window_ack = 2500000;
   if (s->cfg.handshake_timeout <= 0) s->cfg.handshake_timeout = 10;
   if (s->cfg.idle_timeout <= 0) s->cfg.idle_timeout = 60;
-  if (s->cfg.max_out == 0) s->cfg.max_out = 1024 * 1024;
+  if (s->cfg.max_out == 0) s->cfg.max_out = 64 * 1024;
+  if (s->cfg.max_pending == 0) s->cfg.max_pending = 64 * 1024;
+  if (s->cfg.ingest_budget == 0) s->cfg.ingest_budget = (size_t)256 << 20;
+  s->budget.max = s->cfg.ingest_budget;
   s->loop = loop;
   s->hub = hub;
   s->lfd = listen_fd;
@@ -938,4 +1000,7 @@ void rtmp_server_free(rtmp_server_t *s) {
   free(s);
 }
 
-void rtmp_server_get_stats(const rtmp_server_t *s, rtmp_server_stats_t *out) { *out = s->st; }
+void rtmp_server_get_stats(const rtmp_server_t *s, rtmp_server_stats_t *out) {
+  *out = s->st;
+  out->ingest_held = s->budget.used;
+}

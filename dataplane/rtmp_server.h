@@ -21,7 +21,12 @@ typedef struct rtmp_server_config {
   uint32_t window_ack;         /* Window Acknowledgement Size / peer bandwidth (0 = 2500000) */
   double handshake_timeout;    /* seconds to complete the handshake (0 = 10) */
   double idle_timeout;         /* seconds without input for a non-player (0 = 60) */
-  size_t max_out;              /* queued control output per connection (0 = 1 MiB) */
+  size_t max_out;              /* queued control output per connection (0 = 64 KiB) */
+  size_t max_pending;          /* bytes a connection may hold in partial messages (all its
+                                  chunk streams) until a publish is accepted: also players and
+                                  connections not yet identified (0 = 64 KiB) */
+  size_t ingest_budget;        /* bytes all connections together may hold in partial
+                                  messages (0 = 256 MiB) */
 } rtmp_server_config_t;
 
 typedef struct rtmp_server rtmp_server_t;
@@ -33,6 +38,9 @@ typedef struct rtmp_server_stats {
   uint64_t protocol_errors, timeouts;
   uint64_t unknown_msgs, ignored_cmds;
   uint64_t bytes_in, bytes_out, frames_in, frames_out;
+  uint64_t pending_closes;      /* closed over max_pending (or a publisher's bound) */
+  uint64_t budget_closes;       /* closed because the ingest budget was used up */
+  size_t ingest_held;           /* bytes held in partial messages now (all connections) */
 } rtmp_server_stats_t;
 
 /* rtmp_server_new serves |listen_fd| (bound and listening; made

@@ -15,7 +15,7 @@ which every server forwards untouched; Cascade also forwards the onCascadeStamp 
 
 The media is generated with ffmpeg's lavfi sources into a temporary directory, never committed.
 
-Usage: tests/bench/bench_media.py [--quick] [--json FILE] [--only cascade|nginx]
+Usage: tests/bench/bench_media.py [--quick] [--json FILE] [--only cascade|nginx] [--ingest-only]
 Binaries: CASCADE_BIN_DIR (default build-bench/bin) for cascade-agent and cascade-controller;
 cascade-loadgen from CASCADE_LOADGEN, else CASCADE_BIN_DIR, else build/bin.
 """
@@ -505,7 +505,8 @@ def bench_args(doc, quick_help, extra=None):
 
 
 def main():
-    args = bench_args(__doc__, "short run (about 2 minutes)")
+    args = bench_args(__doc__, "short run (about 2 minutes)", extra=lambda ap: ap.add_argument(
+        "--ingest-only", action="store_true", help="only the ingest row (publishers until loss)"))
     if args.only != "nginx":
         harness.require_controller()
     loadgen_path()
@@ -550,12 +551,25 @@ def main():
         srv = make()
         made.append(srv)
         r = res.setdefault(srv.name, {})
+        if args.ingest_only:
+            r["ingest"] = ingest(srv, m2, cfg)
+            continue
         # first, on a fresh process: a heap grown by earlier steps would hide the growth
         r["idle"] = idle_memory(srv, tiny, cfg)
         r["fanout"] = fanout(srv, m4, cfg)
         best = r["fanout"]["best"]
         fan_reached[srv.name] = best["step"] if best else cfg["fan_steps"][0]
         r["ingest"] = ingest(srv, m2, cfg)
+    if args.ingest_only:
+        for srv in made:
+            srv.stop()
+        res["elapsed_s"] = time.monotonic() - t0
+        print(table(res))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=2, sort_keys=True)
+                f.write("\n")
+        return 0
     half = max(1, min(fan_reached.values()) // 2)
     # the largest step every server passed: efficiency at the same load
     passed = [set(w["step"] for w in res[s.name]["fanout"]["steps"] if w["lossless"]) for s in made]

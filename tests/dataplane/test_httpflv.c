@@ -139,7 +139,7 @@ static void start(unsigned max_conns, size_t qbytes) {
   socklen_t sl = sizeof(a);
   getsockname(lfd, (struct sockaddr *)&a, &sl);
   port = ntohs(a.sin_port);
-  httpflv_config_t c = {max_conns, 1.0, fallback, NULL};
+  httpflv_config_t c = {max_conns, 1.0, fallback, NULL, 0};
   srv = httpflv_new(loop, hub, lfd, &c);
   assert_non_null(srv);
 }
@@ -399,6 +399,57 @@ static void test_api_bodies(void **state) {
   stop();
 }
 
+static int body_budget(void) {
+  httpflv_stats_t st;
+  httpflv_get_stats(srv, &st);
+  return (int)st.body_bytes;
+}
+
+/* Request bodies are read before the API knows who asks: together they
+ * stay within body_budget (503 beyond), and what completes or leaves
+ * comes back. */
+static void test_body_budget(void **state) {
+  (void)state;
+  start(0, 0);
+  httpflv_free(srv);
+  httpflv_config_t cfg = {0, 1.0, fallback, NULL, 3000};
+  srv = httpflv_new(loop, hub, lfd, &cfg);
+  httpflv_set_api(srv, api, NULL);
+  const char head[] = "POST /api/echo HTTP/1.1\r\nContent-Length: 1200\r\n\r\nabc";
+  client_t a, b, c, d;
+  client_open(&a, head, sizeof(head) - 1);
+  pump(&a, 0.2, NULL);
+  client_open(&b, head, sizeof(head) - 1);
+  pump(&b, 0.2, NULL);
+  assert_int_equal(body_budget(), 2 * 1201);
+  /* a third would hold 3603 bytes: refused, before any of its body is kept */
+  client_open(&c, head, sizeof(head) - 1);
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 503 ", 13);
+  client_close(&c);
+  assert_int_equal(body_budget(), 2 * 1201);
+  /* a completes (its reply frees its body), b leaves half-way */
+  char rest[1197];
+  memset(rest, 'x', sizeof(rest));
+  send(a.fd, rest, sizeof(rest), MSG_NOSIGNAL);
+  pump(&a, 2, got_eof);
+  assert_memory_equal(a.buf, "HTTP/1.1 201 ", 13);
+  client_close(&a);
+  client_close(&b);
+  pump(NULL, 0.1, NULL);
+  assert_int_equal(body_budget(), 0);
+  /* and the budget is there again */
+  client_open(&d, head, sizeof(head) - 1);
+  send(d.fd, rest, sizeof(rest), MSG_NOSIGNAL);
+  pump(&d, 2, got_eof);
+  assert_memory_equal(d.buf, "HTTP/1.1 201 ", 13);
+  client_close(&d);
+  httpflv_stats_t st;
+  httpflv_get_stats(srv, &st);
+  assert_int_equal(st.busy, 1);
+  stop();
+}
+
 static void test_head(void **state) {
   (void)state;
   start(0, 0);
@@ -491,7 +542,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_live_stream),     cmocka_unit_test(test_not_found_after_wait),
       cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_head),
-      cmocka_unit_test(test_api_bodies),
+      cmocka_unit_test(test_api_bodies),      cmocka_unit_test(test_body_budget),
       cmocka_unit_test(test_max_connections), cmocka_unit_test(test_slow_player),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -403,11 +403,260 @@ static void test_buffered_bound(void **state) {
     rc = rtmp_reader_feed(&r, hdr, sizeof(hdr), NULL, NULL);
     if (rc == 0) rc = rtmp_reader_feed(&r, body, 65536, NULL, NULL);
   }
-  assert_int_equal(rc, RTMP_ETOOBIG);
+  assert_int_equal(rc, RTMP_EPENDING);
   assert_true(cs <= 8);
   rtmp_reader_free(&r);
   amf_buf_free(&out);
   free(body);
+}
+
+/* ------------------------------------------------------------ bound and budget */
+
+/* Caller buffers for audio/video, as the server's hub frames: counted. */
+static long xbufs_out;
+
+static uint8_t *x_alloc(void *arg, uint8_t type, uint32_t ts, uint32_t len, void **owner) {
+  (void)arg;
+  (void)type;
+  (void)ts;
+  uint8_t *b = malloc(len);
+  *owner = b;
+  xbufs_out++;
+  return b;
+}
+
+static void x_release(void *arg, void *owner) {
+  (void)arg;
+  xbufs_out--;
+  free(owner);
+}
+
+static int x_collect(void *arg, const rtmp_msg_t *m) {
+  (void)arg;
+  if (m->owned) x_release(NULL, m->owned);
+  return 0;
+}
+
+/* put_chunk appends one chunk: a fmt 0 header (message of |len|) when
+ * |first|, else fmt 3; then |n| body bytes. */
+static void put_chunk(amf_buf_t *b, uint32_t csid, uint8_t type, uint32_t len, int first, size_t n) {
+  uint8_t h[18];
+  size_t k;
+  unsigned fmt = first ? 0 : 3;
+  if (csid < 64) {
+    h[0] = (uint8_t)(fmt << 6 | csid);
+    k = 1;
+  } else if (csid < 320) {
+    h[0] = (uint8_t)(fmt << 6);
+    h[1] = (uint8_t)(csid - 64);
+    k = 2;
+  } else {
+    h[0] = (uint8_t)(fmt << 6 | 1);
+    h[1] = (uint8_t)(csid - 64);
+    h[2] = (uint8_t)((csid - 64) >> 8);
+    k = 3;
+  }
+  if (first) {
+    uint8_t m[11] = {0, 0, 0, (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len, type, 1, 0, 0, 0};
+    memcpy(h + k, m, sizeof(m));
+    k += sizeof(m);
+  }
+  amf_put_raw(b, h, k);
+  static uint8_t fill[65536];
+  assert_true(n <= sizeof(fill));
+  amf_put_raw(b, fill, n);
+}
+
+static void set_chunk(rtmp_reader_t *r, uint32_t size) {
+  rtmp_writer_t w;
+  rtmp_writer_init(&w);
+  amf_buf_t b;
+  amf_buf_init(&b);
+  assert_int_equal(rtmp_put_set_chunk_size(&w, &b, size), 0);
+  assert_int_equal(rtmp_reader_feed(r, b.data, b.len, x_collect, NULL), 0);
+  amf_buf_free(&b);
+}
+
+/* Before publish the server gives a connection a small bound: many chunk
+ * streams each under it, interleaved, must fail together as soon as their
+ * sum passes it, whatever the message type, the chunk stream id's width,
+ * the bound, or where the bytes are assembled (caller buffers are counted
+ * whole at the first chunk, the reader's own as they grow). */
+static void test_pending_bound_interleaved(void **state) {
+  (void)state;
+  static const uint8_t types[] = {RTMP_MSG_VIDEO, RTMP_MSG_AUDIO, RTMP_MSG_COMMAND_AMF0,
+                                  RTMP_MSG_DATA_AMF0, RTMP_MSG_COMMAND_AMF3, RTMP_MSG_DATA_AMF3};
+  static const uint32_t csid0[] = {3, 64, 320, 60000};
+  static const size_t bounds[] = {4096, 10000, 65536};
+  const uint32_t chunk = 1024, len = 3000;   /* three chunks; two are ever sent */
+  for (int mode = 0; mode < 2; mode++)
+    for (size_t ti = 0; ti < sizeof(types); ti++)
+      for (size_t ci = 0; ci < sizeof(csid0) / sizeof(csid0[0]); ci++)
+        for (size_t bi = 0; bi < sizeof(bounds) / sizeof(bounds[0]); bi++) {
+          rtmp_reader_t r;
+          rtmp_reader_init(&r, 0, 0);
+          if (mode) rtmp_reader_set_alloc(&r, x_alloc, x_release, NULL);
+          set_chunk(&r, chunk);
+          rtmp_reader_set_bound(&r, bounds[bi]);
+          int rc = 0;
+          size_t fed = 0;
+          unsigned k = 0;
+          for (int round = 0; round < 2 && rc == 0; round++)
+            for (k = 0; k < 40 && rc == 0; k++) {
+              amf_buf_t b;
+              amf_buf_init(&b);
+              put_chunk(&b, csid0[ci] + k, types[ti], len, round == 0, chunk);
+              rc = rtmp_reader_feed(&r, b.data, b.len, x_collect, NULL);
+              fed += chunk;
+              amf_buf_free(&b);
+              assert_true(r.buffered <= bounds[bi]);
+            }
+          assert_int_equal(rc, RTMP_EPENDING);
+          /* Refused at the stream that passed the bound, not later. */
+          assert_true(fed <= bounds[bi] + chunk);
+          assert_true(k * len > bounds[bi] - len);
+          rtmp_reader_free(&r);
+          assert_int_equal(r.buffered, 0);
+          assert_int_equal(xbufs_out, 0);
+        }
+  /* One message of the largest size of each kind: refused within the bound. */
+  for (int mode = 0; mode < 2; mode++)
+    for (size_t ti = 0; ti < sizeof(types); ti++) {
+      rtmp_reader_t r;
+      rtmp_reader_init(&r, 0, 0);
+      if (mode) rtmp_reader_set_alloc(&r, x_alloc, x_release, NULL);
+      set_chunk(&r, 4096);
+      rtmp_reader_set_bound(&r, 16384);
+      uint32_t big = types[ti] == RTMP_MSG_VIDEO || types[ti] == RTMP_MSG_AUDIO ? 0xffffff : 1 << 20;
+      int rc = 0;
+      size_t fed = 0;
+      for (int i = 0; i < 100 && rc == 0; i++) {
+        amf_buf_t b;
+        amf_buf_init(&b);
+        put_chunk(&b, 5, types[ti], big, i == 0, 4096);
+        rc = rtmp_reader_feed(&r, b.data, b.len, x_collect, NULL);
+        fed += 4096;
+        amf_buf_free(&b);
+      }
+      assert_int_equal(rc, RTMP_EPENDING);
+      assert_true(fed <= 16384 + 4096);
+      rtmp_reader_free(&r);
+      assert_int_equal(xbufs_out, 0);
+    }
+}
+
+/* Several readers share one budget: the one that would pass it fails,
+ * the others go on; what completes, is trimmed or freed comes back; the
+ * budget always holds the sum of its readers' holdings. */
+static size_t held_sum(rtmp_reader_t *r, int n, int skip) {
+  size_t sum = 0;
+  for (int i = 0; i < n; i++)
+    if (i != skip) sum += r[i].buffered;
+  return sum;
+}
+
+static void test_budget_shared(void **state) {
+  (void)state;
+  for (int mode = 0; mode < 2; mode++) {
+    rtmp_budget_t bud = {0, 100000};
+    rtmp_reader_t r[4];
+    for (int i = 0; i < 4; i++) {
+      rtmp_reader_init(&r[i], 0, 0);
+      if (mode) rtmp_reader_set_alloc(&r[i], x_alloc, x_release, NULL);
+      set_chunk(&r[i], 65536);   /* 4 bytes held before the budget: moved into it */
+      rtmp_reader_set_budget(&r[i], &bud);
+    }
+    assert_int_equal(bud.used, 16);
+    uint8_t type = mode ? RTMP_MSG_VIDEO : RTMP_MSG_DATA_AMF0;
+    /* caller buffers count the whole message at once, the reader's own
+     * what it has grown to */
+    size_t per = mode ? 30000 : 29000;
+    /* Readers 0..2 each start a 30,000-byte message and get 29,000 in. */
+    for (int i = 0; i < 3; i++) {
+      amf_buf_t b;
+      amf_buf_init(&b);
+      put_chunk(&b, 6, type, 30000, 1, 29000);
+      assert_int_equal(rtmp_reader_feed(&r[i], b.data, b.len, x_collect, NULL), 0);
+      amf_buf_free(&b);
+      assert_int_equal(r[i].buffered, 4 + per);
+    }
+    assert_int_equal(bud.used, held_sum(r, 4, -1));
+    /* Reader 3's message would pass 100,000: refused, nothing of it held. */
+    {
+      amf_buf_t b;
+      amf_buf_init(&b);
+      put_chunk(&b, 320, type, 30000, 1, 29000);
+      assert_int_equal(rtmp_reader_feed(&r[3], b.data, b.len, x_collect, NULL), RTMP_EBUDGET);
+      amf_buf_free(&b);
+    }
+    assert_int_equal(r[3].buffered, 4);
+    assert_int_equal(bud.used, held_sum(r, 4, -1));
+    /* The others go on: reader 0 completes its message. Caller buffers go
+     * at once, the reader's own at a trim. */
+    {
+      static const uint8_t rest[1000];
+      assert_int_equal(rtmp_reader_feed(&r[0], rest, sizeof(rest), x_collect, NULL), 0);
+    }
+    if (!mode) {
+      assert_int_equal(r[0].buffered, 4 + 30000);
+      rtmp_reader_trim(&r[0]);
+      assert_int_equal(r[0].buffered, 0);
+    } else {
+      assert_int_equal(r[0].buffered, 4);
+    }
+    assert_int_equal(bud.used, held_sum(r, 4, -1));
+    /* ... so a new message fits where reader 3's did not */
+    {
+      amf_buf_t b;
+      amf_buf_init(&b);
+      put_chunk(&b, 7, type, 20000, 1, 10000);
+      assert_int_equal(rtmp_reader_feed(&r[0], b.data, b.len, x_collect, NULL), 0);
+      amf_buf_free(&b);
+    }
+    assert_int_equal(bud.used, held_sum(r, 4, -1));
+    /* A reader leaving mid-message gives it back. */
+    rtmp_reader_free(&r[1]);
+    assert_int_equal(r[1].buffered, 0);
+    assert_int_equal(bud.used, held_sum(r, 4, 1));
+    /* Moving a reader to another budget moves its holdings. */
+    rtmp_budget_t other = {0, 1 << 20};
+    size_t held2 = r[2].buffered;
+    rtmp_reader_set_budget(&r[2], &other);
+    assert_int_equal(other.used, held2);
+    assert_int_equal(bud.used, held_sum(r, 4, 1) - held2);
+    for (int i = 0; i < 4; i++)
+      if (i != 1) rtmp_reader_free(&r[i]);
+    assert_int_equal(bud.used, 0);
+    assert_int_equal(other.used, 0);
+    assert_int_equal(xbufs_out, 0);
+  }
+}
+
+/* A bound lowered below what is held refuses growth but keeps the rest. */
+static void test_bound_lowered(void **state) {
+  (void)state;
+  rtmp_reader_t r;
+  rtmp_reader_init(&r, 0, 0);
+  rtmp_reader_set_alloc(&r, x_alloc, x_release, NULL);
+  set_chunk(&r, 65536);
+  amf_buf_t b;
+  amf_buf_init(&b);
+  put_chunk(&b, 6, RTMP_MSG_VIDEO, 50000, 1, 20000);
+  assert_int_equal(rtmp_reader_feed(&r, b.data, b.len, x_collect, NULL), 0);
+  rtmp_reader_set_bound(&r, 4096);
+  amf_buf_free(&b);
+  amf_buf_init(&b);
+  for (int i = 0; i < 3000; i++) amf_put_raw(&b, (const uint8_t *)"0123456789", 10);
+  /* the rest of the message it holds: no growth */
+  assert_int_equal(rtmp_reader_feed(&r, b.data, 30000, x_collect, NULL), 0);
+  assert_int_equal(xbufs_out, 0);
+  amf_buf_free(&b);
+  amf_buf_init(&b);
+  put_chunk(&b, 6, RTMP_MSG_VIDEO, 5000, 1, 10);
+  assert_int_equal(rtmp_reader_feed(&r, b.data, b.len, x_collect, NULL), RTMP_EPENDING);
+  amf_buf_free(&b);
+  rtmp_reader_free(&r);
+  assert_int_equal(xbufs_out, 0);
 }
 
 static void test_chunk_stream_errors(void **state) {
@@ -547,6 +796,9 @@ int main(void) {
       cmocka_unit_test(test_set_chunk_size_errors),
       cmocka_unit_test(test_message_limits),
       cmocka_unit_test(test_buffered_bound),
+      cmocka_unit_test(test_pending_bound_interleaved),
+      cmocka_unit_test(test_budget_shared),
+      cmocka_unit_test(test_bound_lowered),
       cmocka_unit_test(test_chunk_stream_errors),
       cmocka_unit_test(test_abort),
       cmocka_unit_test(test_ack_window),

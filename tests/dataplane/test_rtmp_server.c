@@ -83,7 +83,17 @@ static fx_t *fx_start(const rtmp_server_config_t *cfg, double wait_s) {
 static void fx_stop(fx_t *f) {
   ev_async_send(f->loop, &f->stop);
   pthread_join(f->th, NULL);
-  rtmp_server_get_stats(f->srv, &f->final);
+  /* The loop is ours now: let the server see the clients' closes (2 s at
+   * most), so the final figures have every connection gone. */
+  struct timeval t0, t;
+  gettimeofday(&t0, NULL);
+  for (;;) {
+    ev_run(f->loop, EVRUN_NOWAIT);
+    rtmp_server_get_stats(f->srv, &f->final);
+    gettimeofday(&t, NULL);
+    if (f->final.active == 0 || (t.tv_sec - t0.tv_sec) * 1000000 + (t.tv_usec - t0.tv_usec) > 2000000) break;
+    usleep(5000);
+  }
   rtmp_server_free(f->srv);
   hub_free(f->hub);
   ev_loop_destroy(f->loop);
@@ -580,12 +590,232 @@ static void test_limits_and_timeouts(void **state) {
   free(f);
 }
 
+/* ------------------------------------------------------------ memory limits */
+
+/* wire_msg is a whole message in chunks as |c|'s writer lays it out (the
+ * caller sends it, or a part of it). */
+static amf_buf_t wire_msg(cli_t *c, uint32_t csid, uint8_t type, uint32_t sid, uint32_t ts, size_t len) {
+  uint8_t *body = make_frame(0, len, 3);
+  amf_buf_t b;
+  amf_buf_init(&b);
+  b.max = 64 << 20;
+  assert_int_equal(rtmp_writer_put(&c->wr, &b, csid, type, sid, ts, body, len), 0);
+  free(body);
+  return b;
+}
+
+/* partial sends all of a |len|-byte message on a 1-byte chunk stream id
+ * but its last chunk (128 bytes at most: the server's incoming chunk
+ * size); finish sends that chunk. Streams interleave at chunk boundaries,
+ * so other messages may go between. */
+typedef struct {
+  amf_buf_t b;
+  size_t tail;
+} part_t;
+
+static part_t partial(cli_t *c, uint32_t csid, uint8_t type, uint32_t sid, size_t len) {
+  part_t p = {wire_msg(c, csid, type, sid, 0, len), 1 + (len % 128 ? len % 128 : 128)};
+  send_all(c->fd, p.b.data, p.b.len - p.tail);
+  return p;
+}
+
+static void finish(cli_t *c, part_t *p) {
+  send_all(c->fd, p->b.data + p->b.len - p->tail, p->tail);
+  amf_buf_free(&p->b);
+}
+
+static void part_free(part_t *p) { amf_buf_free(&p->b); }
+
+/* alive: the server still answers (a createStream round trip). */
+static void alive(cli_t *c) { (void)do_create_stream(c); }
+
+static cli_t *publisher(fx_t *f, const char *name, uint32_t *sid) {
+  cli_t *c = cli_open(f->port);
+  do_connect(c, "live");
+  *sid = do_create_stream(c);
+  assert_string_equal(do_stream_cmd(c, "publish", *sid, name), "NetStream.Publish.Start");
+  return c;
+}
+
+/* Until a publish is accepted a connection may hold max_pending bytes of
+ * partial messages over all its chunk streams: before connect, after
+ * connect, as a player and after unpublishing; every message type, chunk
+ * stream ids of each width. A publisher may send large frames. */
+static void test_pending_bound(void **state) {
+  (void)state;
+  rtmp_server_config_t cfg = {0};
+  cfg.max_pending = 16384;
+  fx_t *f = fx_start(&cfg, 5.0);
+  unsigned closes = 0;
+  /* Before connect: one large message of each kind, counted from its start. */
+  static const uint8_t types[] = {RTMP_MSG_VIDEO, RTMP_MSG_AUDIO, RTMP_MSG_COMMAND_AMF0,
+                                  RTMP_MSG_DATA_AMF0, RTMP_MSG_COMMAND_AMF3, RTMP_MSG_DATA_AMF3};
+  for (size_t i = 0; i < sizeof(types); i++) {
+    cli_t *c = cli_open(f->port);
+    size_t len = types[i] == RTMP_MSG_VIDEO || types[i] == RTMP_MSG_AUDIO ? 0xffffff : 1000000;
+    part_t b = partial(c, 6, types[i], 0, len);
+    part_free(&b);
+    assert_true(cli_eof(c));
+    cli_close(c);
+    closes++;
+  }
+  /* Before connect: messages each under the bound on interleaved chunk
+   * streams (1-, 2- and 3-byte ids), over it together. */
+  {
+    cli_t *c = cli_open(f->port);
+    static const uint32_t ids[] = {3, 63, 64, 200, 319, 320, 5000, 65599};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+      amf_buf_t b = wire_msg(c, ids[i], RTMP_MSG_COMMAND_AMF0, 0, 0, 6000);
+      /* 21 whole chunks of 128 bytes: streams interleave at chunk boundaries */
+      size_t bw = ids[i] < 64 ? 1 : ids[i] < 320 ? 2 : 3;
+      send_all(c->fd, b.data, (bw + 11 + 128) + 20 * (bw + 128));
+      amf_buf_free(&b);
+    }
+    assert_true(cli_eof(c));
+    cli_close(c);
+    closes++;
+  }
+  /* A connect command under the bound is fine; after connect, a large
+   * message is not. */
+  {
+    cli_t *c = cli_open(f->port);
+    amf_buf_t a;
+    amf_buf_init(&a);
+    amf_put_string(&a, "connect");
+    amf_put_number(&a, 1);
+    amf_put_object_start(&a);
+    amf_put_prop_string(&a, "app", "live");
+    char pad[10000];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = 0;
+    amf_put_prop_string(&a, "pageUrl", pad);
+    amf_put_object_end(&a);
+    cli_cmd(c, 0, &a);
+    amf_buf_free(&a);
+    amf_value_t *r = cli_wait_cmd(c, "_result");
+    assert_non_null(r);
+    amf_free(r);
+    part_t b = partial(c, 6, RTMP_MSG_AUDIO, 1, 100000);
+    part_free(&b);
+    assert_true(cli_eof(c));
+    cli_close(c);
+    closes++;
+  }
+  /* A player has no reason to send large messages either. */
+  {
+    cli_t *c = cli_open(f->port);
+    do_connect(c, "live");
+    uint32_t sid = do_create_stream(c);
+    amf_buf_t a;
+    amf_buf_init(&a);
+    amf_put_string(&a, "play");
+    amf_put_number(&a, 0);
+    amf_put_null(&a);
+    amf_put_string(&a, "nobody-yet");
+    cli_cmd(c, sid, &a);
+    amf_buf_free(&a);
+    part_t b = partial(c, 5, RTMP_MSG_DATA_AMF0, sid, 20000);
+    part_free(&b);
+    assert_true(cli_eof(c));
+    cli_close(c);
+    closes++;
+  }
+  /* A publisher: 200 KiB keyframes pass; after FCUnpublish the bound is back. */
+  {
+    uint32_t sid;
+    cli_t *c = publisher(f, "big", &sid);
+    for (int i = 0; i < 3; i++) {
+      amf_buf_t b = wire_msg(c, 6, RTMP_MSG_VIDEO, sid, (uint32_t)i * 40, 200 << 10);
+      send_all(c->fd, b.data, b.len);
+      amf_buf_free(&b);
+    }
+    alive(c);
+    amf_buf_t a;
+    amf_buf_init(&a);
+    amf_put_string(&a, "FCUnpublish");
+    amf_put_number(&a, 5);
+    amf_put_null(&a);
+    amf_put_string(&a, "big");
+    cli_cmd(c, 0, &a);
+    amf_buf_free(&a);
+    alive(c);
+    part_t b = partial(c, 6, RTMP_MSG_VIDEO, sid, 100000);
+    part_free(&b);
+    assert_true(cli_eof(c));
+    cli_close(c);
+    closes++;
+  }
+  fx_stop(f);
+  assert_int_equal(f->final.pending_closes, closes);
+  assert_int_equal(f->final.budget_closes, 0);
+  assert_int_equal(f->final.active, 0);
+  assert_int_equal(f->final.ingest_held, 0);
+  assert_true(f->final.frames_in >= 3);
+  free(f);
+}
+
+/* Publishers share the ingest budget: the one whose message would pass it
+ * is closed, the others go on; what completes or leaves comes back. */
+static void test_ingest_budget(void **state) {
+  (void)state;
+  rtmp_server_config_t cfg = {0};
+  cfg.ingest_budget = 1 << 20;
+  fx_t *f = fx_start(&cfg, 5.0);
+  uint32_t sa, sb, sc, sd, se, sf;
+  cli_t *a = publisher(f, "a", &sa), *b = publisher(f, "b", &sb), *c = publisher(f, "c", &sc);
+  part_t ma = partial(a, 6, RTMP_MSG_VIDEO, sa, 400000);
+  part_t mb = partial(b, 6, RTMP_MSG_VIDEO, sb, 400000);
+  alive(a);
+  alive(b);
+  /* 1.2 MB would be held: c is closed, a and b are not. */
+  part_t mc = partial(c, 6, RTMP_MSG_VIDEO, sc, 400000);
+  part_free(&mc);
+  assert_true(cli_eof(c));
+  cli_close(c);
+  finish(a, &ma);
+  finish(b, &mb);
+  alive(a);
+  alive(b);
+  /* Complete messages went to the hub: the budget is free again. */
+  cli_t *d = publisher(f, "d", &sd);
+  part_t md = partial(d, 6, RTMP_MSG_VIDEO, sd, 400000);
+  part_t ma2 = partial(a, 6, RTMP_MSG_VIDEO, sa, 400000);
+  alive(d);
+  alive(a);
+  /* A publisher that leaves mid-message gives its share back. */
+  cli_close(d);
+  part_free(&md);
+  cli_t *e = publisher(f, "e", &se);
+  part_t me = partial(e, 6, RTMP_MSG_VIDEO, se, 400000);
+  alive(e);
+  cli_t *g = publisher(f, "f", &sf);   /* a, e and this one: over the budget */
+  part_t mg = partial(g, 6, RTMP_MSG_VIDEO, sf, 400000);
+  part_free(&mg);
+  assert_true(cli_eof(g));
+  cli_close(g);
+  finish(a, &ma2);
+  finish(e, &me);
+  alive(a);
+  alive(e);
+  cli_close(a);
+  cli_close(b);
+  cli_close(e);
+  fx_stop(f);
+  assert_int_equal(f->final.budget_closes, 2);
+  assert_int_equal(f->final.pending_closes, 0);
+  assert_int_equal(f->final.active, 0);
+  assert_int_equal(f->final.ingest_held, 0);
+  free(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_publish_then_play),
       cmocka_unit_test(test_play_missing_stream),
       cmocka_unit_test(test_bad_input_closes_only_that_connection),
       cmocka_unit_test(test_limits_and_timeouts),
+      cmocka_unit_test(test_pending_bound),
+      cmocka_unit_test(test_ingest_budget),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
