@@ -34,6 +34,8 @@ int ctlprobe_parse_url(const char *url, char *host, size_t hlen, char *port, siz
   }
   size_t n = (size_t)(he - hs), m = strlen(colon + 1);
   if (n == 0 || n >= hlen || m == 0 || m >= plen || m > 5) return -1;
+  for (const char *q = hs; q < he; q++)
+    if ((unsigned char)*q <= ' ' || (unsigned char)*q >= 0x7f || strchr("[]/@?#", *q)) return -1;
   for (const char *d = colon + 1; *d; d++)
     if (*d < '0' || *d > '9') return -1;
   memcpy(host, hs, n);

@@ -27,7 +27,8 @@ static void test_parse_url(void **state) {
   static const char *const bad[] = {
       "",  "tls+tcp://",        "http://h:1",       "tls+tcp://h",      "tls+tcp://:1",
       "tls+tcp://h:",      "tls+tcp://h:x1",   "tls+tcp://h:123456", "tls+tcp://::1:5",
-      "tls+tcp://[::1]5",  "tls+tcp://[::1",   NULL};
+      "tls+tcp://[::1]5",  "tls+tcp://[::1",   "tcp://a]b:1",      "tcp://a b:1",
+      "tcp://u@h:1",       NULL};
   for (size_t i = 0; bad[i]; i++)
     assert_int_equal(ctlprobe_parse_url(bad[i], h, sizeof(h), p, sizeof(p)), -1);
   /* Too long for the caller's buffers. */
