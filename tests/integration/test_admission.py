@@ -267,25 +267,38 @@ class AdmissionTest(unittest.TestCase):
     # 3. a deleted node stays out ---------------------------------------------------------------------
     def test_deleted_node_stays_out(self):
         addr = "127.0.0.1:%d" % free_udp_port()
+        addr2 = "127.0.0.1:%d" % free_udp_port()
         p_n = self.create("parent")
         parent = self.agent("parent", listen=addr)
         # It joined with the join token and its static parent: no operator created it.
-        self.agent("gone", server=addr)
+        self.agent("gone", server=addr, listen=addr2)
         harness.wait_for(lambda: (self.node("gone") or {}).get("parent_id") == p_n["id"], 20,
                          what="node linked")
         gid = self.node("gone")["id"]
+        # ... and has a child of its own, placed the same way.
+        kid = self.agent("kid", server=addr2)
+        harness.wait_for(lambda: (self.node("kid") or {}).get("parent_id") == gid, 20,
+                         what="kid linked")
         harness.wait_for(lambda: self.link_up(parent, "child", gid), 20, what="child link up")
+        harness.wait_for(lambda: self.link_up(kid, "parent", gid), 20, what="kid's link up")
         harness.envelope_ok(self, self.ctl.api("DELETE", "%s/%d" % (CLIENTS, gid)))
         t0 = time.monotonic()
         harness.wait_for(lambda: not self.link_up(parent, "child", gid), 5, interval=0.05,
                          what="link cut at the parent")
+        harness.wait_for(lambda: not self.link_up(kid, "parent", gid), 5, interval=0.05,
+                         what="link cut at the child")
         self.assertLess(time.monotonic() - t0, 2.0)
+        # The kid still finds the deleted node at its static address, but is not placed
+        # under a node that no longer exists.
+        self.assertIsNone(self.node("kid")["parent_id"])
         # It keeps trying (with the join token): each attempt fails, no row comes back.
         before = metric(self.ctl_metrics(), "cascade_control_auth_failures_total")
         harness.wait_for(lambda: metric(self.ctl_metrics(),
                                         "cascade_control_auth_failures_total") >= before + 4,
                          30, what="the deleted node's further attempts")
         self.assertIsNone(self.node("gone"))
+        self.assertIsNone(self.node("kid")["parent_id"])
+        self.assertFalse(self.link_up(kid, "parent", gid))
         self.assertNotIn(gid, [c["id"] for c in parent.status()["children"]])
         # An operator creating it again lifts the ban.
         self.create("gone", parent=p_n["id"], secret="gone-secret-1")
