@@ -655,7 +655,7 @@ static int need_cert(const ctlc_t *c, time_t now) {
   if (c->cert_not_after == 0 || c->cert_id != c->instance_id) return 1;
   /* A secret change (or approval after suspension) raised the epoch: the
    * old certificate is refused by the node's peers. */
-  if (c->node_epoch > 0 && c->cert_epoch != c->node_epoch) return 1;
+  if (c->node_epoch > 0 && (c->cert_epoch < 0 ? 1 : c->cert_epoch) != c->node_epoch) return 1;
   return now >= c->cert_not_before + (c->cert_not_after - c->cert_not_before) * 2 / 3;
 }
 
