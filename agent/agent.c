@@ -90,28 +90,50 @@ static char *envelope(int code, const char *message, json_t *data, size_t *len) 
   return out;
 }
 
+int agent_linktest_parse(const char *method, const char *query, unsigned long long *bytes) {
+  const char *v = NULL;
+  for (const char *p = query; p && *p;) {
+    if (strncmp(p, "bytes=", 6) == 0) {
+      v = p + 6;
+      break;
+    }
+    p = strchr(p, '&');
+    if (p) p++;
+  }
+  int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+  /* GET with bytes= was how a test was started before it needed POST: it
+   * is refused, never taken as a start nor silently as a read. */
+  if (get) return v ? 405 : AGENT_LINKTEST_SHOW;
+  if (strcmp(method, "POST") != 0) return 405;
+  char *end = NULL;
+  if (v == NULL || *v < '0' || *v > '9') return 400;
+  errno = 0;
+  *bytes = strtoull(v, &end, 10);
+  if (errno != 0 || (*end && *end != '&')) return 400;
+  return AGENT_LINKTEST_START;
+}
+
 /* linktest: GET /api/cascade/linktest shows the running or last test;
  * POST /api/cascade/linktest?bytes=N starts a SOURCE stream of N bytes
  * from the parent (202). The local API answers at once, so the result is
- * read afterwards. A GET with bytes= still starts one (older scripts). */
+ * read afterwards. Starting is an action: POST only, so that through the
+ * controller's relay it needs the admin role (viewers may GET and HEAD). */
 static int linktest(agent_t *a, const httpflv_request_t *rq, httpflv_reply_t *out) {
-  const char *method = rq->method, *query = rq->query;
-  int has_bytes = query && (strncmp(query, "bytes=", 6) == 0 || strstr(query, "&bytes="));
-  if (strcmp(method, "HEAD") == 0 || (strcmp(method, "GET") == 0 && !has_bytes)) {
+  unsigned long long n = 0;
+  int what = agent_linktest_parse(rq->method, rq->query, &n);
+  if (what == AGENT_LINKTEST_SHOW) {
     out->body = envelope(0, "success", links_linktest_json(a->links), &out->len);
     return out->body ? 200 : 500;
   }
-  if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0) {
-    out->allow = "GET, HEAD, POST";
-    return 405;
-  }
-  unsigned long long n = 0;
-  const char *q = query ? strstr(query, "bytes=") : NULL;
-  char *end = NULL;
   int status = 202;
   const char *msg = "started";
-  if (q == NULL || (q != query && q[-1] != '&') || q[6] < '0' || q[6] > '9' ||
-      (errno = 0, n = strtoull(q + 6, &end, 10), errno != 0) || (*end && *end != '&')) {
+  if (what == 405) {
+    int get = strcmp(rq->method, "GET") == 0 || strcmp(rq->method, "HEAD") == 0;
+    out->allow = get ? "POST" : "GET, HEAD, POST";
+    status = 405;
+    msg = get ? "a link test is started with POST; GET only shows it"
+              : "method not allowed: GET or HEAD shows the link test, POST starts one";
+  } else if (what == 400) {
     status = 400;
     msg = "bytes: a decimal number of bytes is required";
   } else {
@@ -357,7 +379,9 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
     goto fail;
   }
   links_set_media(a->links, a->media.hub, on_parent, a);
-  if ((a->relays = relayc_new(loop, a->ctl, a->media.http_fd)) == NULL) {
+  /* The relay reaches the node's own API on the admin listener (none: it
+   * answers that the node has no local API). */
+  if ((a->relays = relayc_new(loop, a->ctl, a->media.admin_fd)) == NULL) {
     snprintf(err, errlen, "cannot start the API relay");
     goto fail;
   }
@@ -365,9 +389,10 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
   a->hub.on_relay_arg = a;
   a->hub.stream_reports = on_stream_reports;
   a->hub.stream_reports_arg = a;
-  log_info(MOD, "agent %s started: local API and HTTP-FLV http://%s, RTMP %s, controller %s",
-           cfg->node_name, a->media.http_url, a->media.rtmp_url[0] ? a->media.rtmp_url : "off",
-           cfg->ctl_url);
+  log_info(MOD, "agent %s started: HTTP-FLV http://%s, local API %s%s, RTMP %s, controller %s",
+           cfg->node_name, a->media.http_url, a->media.admin_url[0] ? "http://" : "",
+           a->media.admin_url[0] ? a->media.admin_url : "off (http.adminaddr is empty)",
+           a->media.rtmp_url[0] ? a->media.rtmp_url : "off", cfg->ctl_url);
   return 0;
 
 fail:

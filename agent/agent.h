@@ -19,10 +19,10 @@ typedef struct agent {
   ctlc_t *ctl;                   /* the control client (normal mode) */
   ctlc_t **sim;                  /* --simulate: nsim clients */
   size_t nsim;
-  media_t media;                 /* streams, RTMP, HTTP-FLV and the local API */
+  media_t media;                 /* streams, RTMP, HTTP-FLV and the local API listener */
   links_t *links;                /* QUIC links to the parent and children */
   casc_t *casc;                  /* autopush and on-demand pull over the links */
-  relayc_t *relays;              /* the API relay's requests to our own HTTP server */
+  relayc_t *relays;              /* the API relay's requests to our admin listener */
   int media_on;
   ev_signal sigint, sigterm;
   ev_timer sim_report;
@@ -33,6 +33,17 @@ typedef struct agent {
  * out of memory. */
 char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
                         const agent_config_t *cfg);
+
+#define AGENT_LINKTEST_SHOW 0
+#define AGENT_LINKTEST_START 1
+
+/* agent_linktest_parse says what a request to /api/cascade/linktest with
+ * |method| and |query| asks: AGENT_LINKTEST_SHOW (GET, HEAD),
+ * AGENT_LINKTEST_START (POST with bytes=N; N goes to |bytes|, its range is
+ * the link test's to check), or the HTTP error status: 405 for GET/HEAD
+ * with bytes= (starting needs POST) and for other methods, 400 for a POST
+ * without a decimal bytes=. */
+int agent_linktest_parse(const char *method, const char *query, unsigned long long *bytes);
 
 /* agent_start builds the agent on |loop|: local API, then the control
  * client, or |nsim| simulated clients and no local API when nsim > 0.

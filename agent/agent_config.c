@@ -44,7 +44,13 @@ const cfg_key_t agent_config_table[] = {
     {"controller.backoffmax", CFG_INT, OFF(backoffmax_ms), "10000", 1000, 300000, NULL, 0,
      "Milliseconds: longest wait between reconnects to the controller."},
     {"http.listenaddr", CFG_STR, OFF(http_listenaddr), ":8080", 1, 256, NULL, 0,
-     "Address of the local API (host:port, [v6]:port or :port for all addresses)."},
+     "Public HTTP address: HTTP-FLV play and the /healthz probe only (host:port, [v6]:port "
+     "or :port for all addresses)."},
+    {"http.adminaddr", CFG_STR, OFF(http_adminaddr), "127.0.0.1:8081", 1, 256, NULL,
+     CFG_EMPTY_OK,
+     "Address of the node's own API (status, stream list, metrics, link test, echo; HTTP-FLV "
+     "too), which the controller's relay reaches; keep it on loopback: it has no "
+     "authentication. Empty: no local API (the relay answers 503)."},
     {"cascadeserver.quic.listenaddr", CFG_STR, OFF(quic_listenaddr), NULL, 0, 256, NULL, 0,
      "QUIC address children dial (seed key); empty: this node accepts no children."},
     {"cascadeclient.enable", CFG_BOOL, OFF(client_enable), "false", 0, 0, NULL, 0,
@@ -113,7 +119,7 @@ const cfg_key_t agent_config_table[] = {
      "message up to 16 MiB counts whole from its first chunk). The connection that would go "
      "beyond is closed and logged."},
     {"http.maxconnections", CFG_INT, OFF(http_maxconns), "1000", 1, 100000, NULL, 0,
-     "HTTP connections at once (HTTP-FLV players and the local API)."},
+     "HTTP connections at once, on each of http.listenaddr and http.adminaddr."},
     {"publish.delayclosetimeout", CFG_DURATION, OFF(publish_delayclose_ms), "10s", 0, 3600000,
      NULL, 0, "How long a stream and its players wait for a publisher that left (seed key)."},
     {"publish.maxstreams", CFG_INT, OFF(publish_maxstreams), "0", 0, 100000, NULL, 0,
@@ -188,6 +194,13 @@ static int check(agent_config_t *c, const char *path, char *err, size_t errlen) 
     snprintf(err, errlen,
              "%s: key 'controller.url': a tls+tcp:// controller needs controller.ca or "
              "controller.pin (the agent never talks to an unverified controller)",
+             path);
+    return -1;
+  }
+  if (c->http_adminaddr[0] && strcmp(c->http_adminaddr, c->http_listenaddr) == 0) {
+    snprintf(err, errlen,
+             "%s: key 'http.adminaddr': must differ from http.listenaddr (the node's own API "
+             "is never served on the public port)",
              path);
     return -1;
   }

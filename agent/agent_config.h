@@ -17,7 +17,8 @@ typedef struct agent_config {
   char *ctl_pin;
   char *ctl_servername;
   long long backoffmax_ms;
-  char *http_listenaddr;
+  char *http_listenaddr;   /* public: HTTP-FLV and /healthz */
+  char *http_adminaddr;    /* the local API; "" = none */
   char *quic_listenaddr;
   int client_enable;
   char *client_server;

@@ -1,11 +1,14 @@
 /* The agent's media node: see media.h and docs/media.md. */
 #include "media.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -19,6 +22,27 @@ static int on_http(void *arg, const httpflv_request_t *req, httpflv_reply_t *out
   return m->api ? m->api(m->api_arg, req, out) : 0;
 }
 
+/* An allow list of one: the path arrives percent-decoded, so every spelling
+ * of a local-API route (a trailing or doubled slash, %-escapes, other case)
+ * is simply not "/healthz" and gets 404. */
+int media_public_api(void *arg, const httpflv_request_t *req, httpflv_reply_t *out) {
+  if (strcmp(req->path, "/healthz") != 0) return 0;
+  return on_http(arg, req, out);
+}
+
+static int is_loopback(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) return 0;
+  if (ss.ss_family == AF_INET)
+    return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+  if (ss.ss_family == AF_INET6) {
+    const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+  }
+  return 0;
+}
+
 int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, media_api_t api,
                 void *api_arg, char *err, size_t errlen) {
   memset(m, 0, sizeof(*m));
@@ -27,6 +51,7 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
   m->api = api;
   m->api_arg = api_arg;
   m->http_fd = -1;
+  m->admin_fd = -1;
 
   hub_config_t hc = {
       .delay_close_s = (double)cfg->publish_delayclose_ms / 1000.0,
@@ -45,14 +70,28 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
   m->http_fd = net_listen_tcp("http.listenaddr", cfg->http_listenaddr, 1, m->http_url,
                               sizeof(m->http_url), err, errlen);
   if (m->http_fd < 0) goto fail;
-  httpflv_config_t fc = {.max_connections = (unsigned)cfg->http_maxconns,
-                         .fallback = NULL,
-                         .fallback_arg = NULL};
+  /* The public face takes no request bodies: it serves nothing that reads one. */
+  httpflv_config_t fc = {.max_connections = (unsigned)cfg->http_maxconns, .max_body = 0};
   if ((m->http = httpflv_new(loop, m->hub, m->http_fd, &fc)) == NULL) {
     snprintf(err, errlen, "cannot start the HTTP server");
     goto fail;
   }
-  httpflv_set_api(m->http, on_http, m);
+  httpflv_set_api(m->http, media_public_api, m);
+  if (cfg->http_adminaddr[0]) {
+    m->admin_fd = net_listen_tcp("http.adminaddr", cfg->http_adminaddr, 1, m->admin_url,
+                                 sizeof(m->admin_url), err, errlen);
+    if (m->admin_fd < 0) goto fail;
+    if (!is_loopback(m->admin_fd))
+      log_warn(MOD, "http.adminaddr %s is not a loopback address: the node's own API, which "
+               "has no authentication, is open to that network", m->admin_url);
+    httpflv_config_t ac = {.max_connections = (unsigned)cfg->http_maxconns,
+                           .max_body = HTTPFLV_MAX_BODY};
+    if ((m->admin = httpflv_new(loop, m->hub, m->admin_fd, &ac)) == NULL) {
+      snprintf(err, errlen, "cannot start the admin HTTP server");
+      goto fail;
+    }
+    httpflv_set_api(m->admin, on_http, m);
+  }
   if (cfg->rtmp_listenaddr[0]) {
     int fd = net_listen_tcp("rtmp.listenaddr", cfg->rtmp_listenaddr, 1, m->rtmp_url,
                             sizeof(m->rtmp_url), err, errlen);
@@ -80,9 +119,13 @@ void media_stop(media_t *m) {
   rtmp_server_free(m->rtmp);
   httpflv_free(m->http);
   if (m->http_fd >= 0) close(m->http_fd);
+  httpflv_free(m->admin);
+  if (m->admin_fd >= 0) close(m->admin_fd);
   hub_free(m->hub);
   memset(m, 0, sizeof(*m));
   m->http_fd = -1;
+  m->admin_fd = -1;
+  m->admin_fd = -1;
 }
 
 static json_t *time_json(double t) {
@@ -131,6 +174,14 @@ char *media_metrics(media_t *m, size_t *len) {
   if (out == NULL) return NULL;
   hub_get_stats(m->hub, &h);
   httpflv_get_stats(m->http, &f);
+  if (m->admin) { /* both listeners together: players reach either */
+    httpflv_stats_t a;
+    httpflv_get_stats(m->admin, &a);
+    f.players += a.players;
+    f.bytes_out += a.bytes_out;
+    f.current += a.current;
+    f.bad_requests += a.bad_requests;
+  }
   memset(&r, 0, sizeof(r));
   if (m->rtmp) rtmp_server_get_stats(m->rtmp, &r);
   fprintf(out,

@@ -1,5 +1,8 @@
-/* The agent's media node: the stream hub, the RTMP server and the HTTP
- * server (HTTP-FLV play and the local API) on the agent's loop. */
+/* The agent's media node: the stream hub, the RTMP server and two HTTP
+ * servers on the agent's loop: the public one (http.listenaddr: HTTP-FLV
+ * play and the /healthz probe, nothing else) and the admin one
+ * (http.adminaddr, loopback by default: the local API and HTTP-FLV, what
+ * the controller's relay reaches). */
 #ifndef CASCADE_AGENT_MEDIA_H
 #define CASCADE_AGENT_MEDIA_H
 
@@ -19,17 +22,26 @@ typedef struct media {
   struct ev_loop *loop;
   const agent_config_t *cfg;
   hub_t *hub;
-  httpflv_t *http;
+  httpflv_t *http;          /* public: HTTP-FLV and the probe */
   int http_fd;
+  httpflv_t *admin;         /* the local API; NULL when http.adminaddr is empty */
+  int admin_fd;             /* -1 when there is none */
   rtmp_server_t *rtmp;
   char http_url[96];
+  char admin_url[96];       /* "" when there is none */
   char rtmp_url[96];
   media_api_t api;          /* the agent's routes */
   void *api_arg;
 } media_t;
 
-/* media_start listens on http.listenaddr and rtmp.listenaddr and serves.
- * Returns 0 or -1 with |err| (and |m| cleaned up). */
+/* media_public_api is the public listener's handler: the probe goes to the
+ * agent's routes (m->api), every other path answers 404 whatever the
+ * method, so the local API is never served there. |arg| is the media_t. */
+int media_public_api(void *arg, const httpflv_request_t *req, httpflv_reply_t *out);
+
+/* media_start listens on http.listenaddr, http.adminaddr (unless empty)
+ * and rtmp.listenaddr and serves. Returns 0 or -1 with |err| (and |m|
+ * cleaned up). */
 int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, media_api_t api,
                 void *api_arg, char *err, size_t errlen);
 

@@ -611,6 +611,11 @@ void relayc_submit(relayc_t *rc, const Cascade__Control__RelayRequest *q) {
     rop_pump(o);
     return;
   }
+  if (rc->local_len == 0) {
+    rop_local_failed(o, 503, "this node has no local API (http.adminaddr is empty)");
+    rop_pump(o);
+    return;
+  }
   o->fd = socket(rc->local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (o->fd < 0 || (connect(o->fd, (struct sockaddr *)&rc->local, rc->local_len) != 0 &&
                     errno != EINPROGRESS)) {
@@ -659,7 +664,9 @@ relayc_t *relayc_new(struct ev_loop *loop, ctlc_t *c, int listen_fd) {
   rc->loop = loop;
   rc->c = c;
   rc->local_len = sizeof(rc->local);
-  if (getsockname(listen_fd, (struct sockaddr *)&rc->local, &rc->local_len) != 0) {
+  if (listen_fd < 0) {
+    rc->local_len = 0; /* no local API: every relay is answered so */
+  } else if (getsockname(listen_fd, (struct sockaddr *)&rc->local, &rc->local_len) != 0) {
     free(rc);
     return NULL;
   }

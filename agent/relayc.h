@@ -2,8 +2,9 @@
  * controller hands relay requests to the agent's long poll; each is checked
  * against the relay bounds (relaybounds.h: one over them is answered 400 by
  * itself) and the node's own effective cascadeclient.relayapi rules (on the
- * path normalised again here), then performed against the agent's own HTTP
- * server over loopback TCP, non-blocking on the loop, and its answer
+ * path normalised again here), then performed against the agent's admin
+ * HTTP listener (http.adminaddr) over loopback TCP, non-blocking on the
+ * loop, and its answer
  * streamed back as RelayResponse messages on a REQ context of its own: the
  * next message goes only after the controller's ack, and an ack saying
  * "cancelled" (the caller is gone) closes the local request. */
@@ -23,9 +24,10 @@
 typedef struct relayc relayc_t;
 
 /* relayc_new serves relay requests of control client |c| on |loop|,
- * performing them against the local HTTP server listening on |fd| (its
- * bound address; a wildcard address is reached through loopback). NULL on
- * out of memory. */
+ * performing them against the node's admin HTTP listener |listen_fd| (its
+ * bound address; a wildcard address is reached through loopback); -1: the
+ * node has no local API and every relay that passes the rules is answered
+ * 503 saying so. NULL on out of memory. */
 relayc_t *relayc_new(struct ev_loop *loop, ctlc_t *c, int listen_fd);
 
 /* relayc_free aborts every relay and frees |r|; accepts NULL. */

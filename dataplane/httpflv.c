@@ -7,7 +7,8 @@
  * through a content-reader callback that copies each frame into its own
  * buffer per connection, and drives writes from its own event loop or an
  * fd set we would have to bridge into libev. What this server must speak is
- * small: GET/HEAD/OPTIONS, no request bodies, no keep-alive, no chunked
+ * small: GET/HEAD/OPTIONS for players, bodies only by Content-Length and
+ * only where the API takes them (max_body), no keep-alive, no chunked
  * encoding. A bounded parser of that subset (8 KiB head, 100 headers,
  * garbage refused on the first bytes) is short enough to audit and to fuzz.
  * The choice is to be confirmed by the fan-out benchmark (docs/performance).
@@ -463,15 +464,17 @@ static int route(conn_t *c, const char *method, char *target) {
   if (query) *query++ = '\0';
   else query = "";
   if (pct_decode(target) < 0) return conn_error(c, 400, "bad percent-encoding");
-  if (strcmp(method, "OPTIONS") == 0)
+  int flv = strncmp(target, "/flv/", 5) == 0;
+  /* CORS preflight for players; an API path is the handler's to answer
+   * (on the public listener: 404 like any path it does not serve). */
+  if (strcmp(method, "OPTIONS") == 0 && (flv || srv->api == NULL))
     return conn_respond(c, 204, "text/plain", NULL, 0,
                         "Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n"
                         "Access-Control-Allow-Headers: *\r\nAccess-Control-Max-Age: 86400\r\n");
   int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   c->head = strcmp(method, "HEAD") == 0;
-  if (!get && (srv->api == NULL || strncmp(target, "/flv/", 5) == 0))
-    return conn_error(c, 405, "method not allowed");
-  if (strncmp(target, "/flv/", 5) == 0) {
+  if (!get && (srv->api == NULL || flv)) return conn_error(c, 405, "method not allowed");
+  if (flv) {
     char *path = target + 5;
     size_t n = strlen(path);
     if (n <= 4 || strcmp(path + n - 4, ".flv") != 0) return conn_error(c, 404, "not found");
@@ -577,8 +580,13 @@ static int parse_request(conn_t *c, size_t n) {
   if (chunked)
     return conn_error(c, 411, "chunked request bodies are not supported: send Content-Length");
   if (clen > HTTPFLV_MAX_BODY) return conn_error(c, 413, "request body over 1048576 bytes");
-  if (clen > 0 && c->srv->api == NULL)
+  if (clen > 0 && (c->srv->api == NULL || c->srv->cfg.max_body == 0))
     return conn_error(c, 413, "request bodies are not accepted here");
+  if (clen > 0 && (size_t)clen > c->srv->cfg.max_body) {
+    char why[64];
+    snprintf(why, sizeof(why), "request body over %zu bytes", c->srv->cfg.max_body);
+    return conn_error(c, 413, why);
+  }
   if (clen <= 0) return route(c, method, target);
   /* Bodies are taken before anyone is known: together they stay within a
    * budget, or http.maxconnections strangers could make us hold 1 MiB each. */
@@ -758,6 +766,7 @@ httpflv_t *httpflv_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
   if (cfg) srv->cfg = *cfg;
   if (srv->cfg.request_timeout_s <= 0) srv->cfg.request_timeout_s = 10.0;
   if (srv->cfg.body_budget == 0) srv->cfg.body_budget = HTTPFLV_BODY_BUDGET;
+  if (srv->cfg.max_body > HTTPFLV_MAX_BODY) srv->cfg.max_body = HTTPFLV_MAX_BODY;
   srv->lfd = listen_fd;
   int fl = fcntl(listen_fd, F_GETFL);
   if (fl >= 0) fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);

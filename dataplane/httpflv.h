@@ -1,8 +1,9 @@
 /* HTTP-FLV: a small HTTP/1.1 server on the agent's libev loop. It streams
  * GET /flv/{app}/{name}.flv from the hub (GOP cache first) and hands every
- * other path to a fallback for the agent's own routes (any method, with a
- * request body of at most 1 MiB announced by Content-Length). One request
- * per connection (Connection: close). */
+ * other path to a handler for the agent's own routes (any method, with a
+ * request body of at most max_body bytes announced by Content-Length). One
+ * request per connection (Connection: close). The agent runs two: the
+ * public one, whose handler serves only the probe, and the admin one. */
 #ifndef CASCADE_HTTPFLV_H
 #define CASCADE_HTTPFLV_H
 
@@ -52,6 +53,8 @@ typedef struct httpflv_config {
   void *fallback_arg;
   size_t body_budget;            /* request bodies being received, all connections together
                                     (0 = HTTPFLV_BODY_BUDGET); a body that would pass it: 503 */
+  size_t max_body;               /* request bodies the API handler takes, in bytes (at
+                                    most HTTPFLV_MAX_BODY); 0: none, any body gets 413 */
 } httpflv_config_t;
 
 typedef struct httpflv_stats {
@@ -73,8 +76,9 @@ httpflv_t *httpflv_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
                        const httpflv_config_t *cfg);
 
 /* httpflv_set_api makes |api| serve every path outside /flv/ in place of
- * the fallback: any method, with a request body (Content-Length only, at
- * most HTTPFLV_MAX_BODY; chunked: 411, larger: 413). */
+ * the fallback: any method (OPTIONS too), with a request body
+ * (Content-Length only, at most the config's max_body; chunked: 411,
+ * larger: 413). */
 void httpflv_set_api(httpflv_t *srv, httpflv_api_t api, void *arg);
 
 /* httpflv_free closes every connection and stops listening; accepts NULL.

@@ -52,6 +52,7 @@ static void test_defaults(void **state) {
   assert_string_equal(c.ctl_servername, "cascade-controller");
   assert_int_equal(c.backoffmax_ms, 10000);
   assert_string_equal(c.http_listenaddr, ":8080");
+  assert_string_equal(c.http_adminaddr, "127.0.0.1:8081"); /* the local API: loopback */
   assert_string_equal(c.quic_listenaddr, "");
   assert_int_equal(c.client_enable, 0);
   assert_string_equal(c.client_server, "");
@@ -152,6 +153,28 @@ static void test_udp_payload_bounds(void **state) {
   agent_config_free(&c);
 }
 
+/* The local API's listener: loopback unless set, off when empty, never the
+ * public address. */
+static void test_adminaddr(void **state) {
+  agent_config_t c;
+  (void)state;
+  load_ok(&c, "node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+              "http: {adminaddr: \"\"}\n");
+  assert_string_equal(c.http_adminaddr, "");
+  agent_config_free(&c);
+  load_ok(&c, "node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+              "http: {listenaddr: \":80\", adminaddr: \"[::1]:9000\"}\n");
+  assert_string_equal(c.http_adminaddr, "[::1]:9000");
+  agent_config_free(&c);
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+           "http: {listenaddr: \"127.0.0.1:8080\", adminaddr: \"127.0.0.1:8080\"}\n",
+           "agent.yaml: key 'http.adminaddr': must differ from http.listenaddr (the node's own "
+           "API is never served on the public port)");
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
+           "http: {adminaddr: [1]}\n",
+           "agent.yaml:3:19: key 'http.adminaddr': expected a string");
+}
+
 /* The controller's rules replace the file's field by field. */
 static void test_rules_merge(void **state) {
   agent_config_t c;
@@ -242,6 +265,7 @@ int main(void) {
       cmocka_unit_test_setup(test_udp_payload_bounds, clear_env),
       cmocka_unit_test_setup(test_rules_merge, clear_env),
       cmocka_unit_test_setup(test_relay_rule_globs, clear_env),
+      cmocka_unit_test_setup(test_adminaddr, clear_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * non-blocking and read between loop iterations). A live stream plays as
  * FLV (headers, GOP, then live tags, CORS header), a missing one gets 404
  * after the wait, HEAD and OPTIONS answer, bad requests get 400/431/405, the
- * fallback serves other paths, max_connections closes the surplus, and a
+ * fallback serves other paths, an API handler owns every method outside
+ * /flv/ and takes bodies only up to max_body, max_connections closes the surplus, and a
  * player that does not read is bounded and cut while another sees all. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -124,6 +125,8 @@ static int fallback(void *arg, const char *method, const char *path, const char 
   return 200;
 }
 
+static size_t max_body = HTTPFLV_MAX_BODY; /* for the next start() */
+
 static void start(unsigned max_conns, size_t qbytes) {
   loop = ev_loop_new(EVFLAG_AUTO);
   hub_config_t hc = {0.1, 0.2, qbytes, 5, 1, 0, 0, 0};
@@ -139,7 +142,7 @@ static void start(unsigned max_conns, size_t qbytes) {
   socklen_t sl = sizeof(a);
   getsockname(lfd, (struct sockaddr *)&a, &sl);
   port = ntohs(a.sin_port);
-  httpflv_config_t c = {max_conns, 1.0, fallback, NULL, 0};
+  httpflv_config_t c = {max_conns, 1.0, fallback, NULL, 0, max_body};
   srv = httpflv_new(loop, hub, lfd, &c);
   assert_non_null(srv);
 }
@@ -412,7 +415,7 @@ static void test_body_budget(void **state) {
   (void)state;
   start(0, 0);
   httpflv_free(srv);
-  httpflv_config_t cfg = {0, 1.0, fallback, NULL, 3000};
+  httpflv_config_t cfg = {0, 1.0, fallback, NULL, 3000, HTTPFLV_MAX_BODY};
   srv = httpflv_new(loop, hub, lfd, &cfg);
   httpflv_set_api(srv, api, NULL);
   const char head[] = "POST /api/echo HTTP/1.1\r\nContent-Length: 1200\r\n\r\nabc";
@@ -448,6 +451,47 @@ static void test_body_budget(void **state) {
   httpflv_get_stats(srv, &st);
   assert_int_equal(st.busy, 1);
   stop();
+}
+
+/* What the agent's public listener relies on: with an API handler, every
+ * method on a path outside /flv/ (OPTIONS included) is the handler's to
+ * answer, so a path it does not know is 404 whatever the method; and with
+ * max_body 0 no request body is read at all. */
+static void test_api_owns_every_method(void **state) {
+  (void)state;
+  max_body = 0;
+  start(0, 0);
+  httpflv_set_api(srv, api, NULL);
+  static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
+                                        "PATCH", "TRACE", "CONNECT", "FOO"};
+  for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+    char req[128];
+    int n = snprintf(req, sizeof(req), "%s /api/cascade/status HTTP/1.1\r\n\r\n", methods[i]);
+    expect(req, (size_t)n, "HTTP/1.1 404 ");
+  }
+  /* the handler still sees OPTIONS on its own path */
+  EXPECT("OPTIONS /api/echo HTTP/1.1\r\n\r\n", "HTTP/1.1 201 ");
+  /* players keep their CORS preflight */
+  EXPECT("OPTIONS /flv/live/a.flv HTTP/1.1\r\n\r\n", "HTTP/1.1 204 ");
+  /* no body is taken, on any path */
+  client_t c;
+  const char r1[] = "POST /api/echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+  client_open(&c, r1, sizeof(r1) - 1);
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 413 ", 13);
+  assert_non_null(strstr((char *)c.buf, "request bodies are not accepted here"));
+  client_close(&c);
+  EXPECT("POST /api/cascade/linktest?bytes=1 HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",
+         "HTTP/1.1 413 ");
+  stop();
+  /* a smaller bound is kept */
+  max_body = 4;
+  start(0, 0);
+  httpflv_set_api(srv, api, NULL);
+  EXPECT("PUT /api/echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd", "HTTP/1.1 201 ");
+  EXPECT("PUT /api/echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde", "HTTP/1.1 413 ");
+  stop();
+  max_body = HTTPFLV_MAX_BODY;
 }
 
 static void test_head(void **state) {
@@ -543,6 +587,7 @@ int main(void) {
       cmocka_unit_test(test_live_stream),     cmocka_unit_test(test_not_found_after_wait),
       cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_head),
       cmocka_unit_test(test_api_bodies),      cmocka_unit_test(test_body_budget),
+      cmocka_unit_test(test_api_owns_every_method),
       cmocka_unit_test(test_max_connections), cmocka_unit_test(test_slow_player),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
