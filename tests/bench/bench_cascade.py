@@ -134,7 +134,7 @@ class CascadeChain:
     def metric(self, lvl, name):
         """A counter from the agent's /metrics (0 when absent)."""
         a = self.agents[lvl]
-        _, _, text = a.request("GET", "/metrics", timeout=5)
+        _, _, text = a.admin_request("GET", "/metrics", timeout=5)
         for line in str(text).splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 try:

@@ -774,13 +774,20 @@ class Controller:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+AGENT_DEFAULT_ADMINADDR = "127.0.0.1:8081"  # http.adminaddr when a test drops the key
+
+
 def agent_path():
     return os.path.join(bin_dir(), "cascade-agent")
 
 
 class Agent(Controller):
     """A cascade-agent process on a free loopback port, dialling |ctl|'s control channel and
-    trusting its CA. The node secret is checked never to appear in the agent's log."""
+    trusting its CA. The node secret is checked never to appear in the agent's log.
+
+    port is the public HTTP port (HTTP-FLV and /healthz only); admin_port the node's own API
+    (http.adminaddr, on loopback), which admin_request() and status() use; None when a test
+    sets http.adminaddr to "" (no local API)."""
 
     def __init__(self, ctl, name, secret, config=None, env=None, start=True, timeout=30,
                  join=True):
@@ -810,13 +817,15 @@ class Agent(Controller):
             "node": {"name": self.name, "secret": self.secret, "datadir": self.datadir},
             "controller": {"url": "tls+tcp://127.0.0.1:%d" % self.ctl.control_port,
                            "ca": os.path.join(self.ctl.workdir, "control", "ca.crt")},
-            "http": {"listenaddr": "%s:%d" % (self.host, self.port)},
+            "http": {"listenaddr": "%s:%d" % (self.host, self.port),
+                     "adminaddr": "%s:%d" % (self.host, free_port())},
             "rtmp": {"listenaddr": "%s:%d" % (self.host, self.rtmp_port)},
             "log": {"level": "debug"},
         }
         if self.join_value():
             cfg["node"]["jointoken"] = self.join_value()
         cfg = deep_merge(cfg, self.extra_config)
+        self._set_admin(cfg.get("http", {}).get("adminaddr", AGENT_DEFAULT_ADMINADDR))
         with open(self.config_path, "w") as f:
             f.write(to_yaml(cfg))
         return cfg
@@ -833,8 +842,24 @@ class Agent(Controller):
     def flv_url(self, path):
         return "http://%s:%d/flv/%s.flv" % (self.host, self.port, path)
 
+    def _set_admin(self, addr):
+        """admin_host/admin_port from the http.adminaddr written ("" = no local API)."""
+        m = re.match(r"^(\[[^\]]*\]|[^:]*):(\d+)$", addr or "")
+        if not m:
+            self.admin_host = self.admin_port = None
+            return
+        host = m.group(1).strip("[]")
+        self.admin_host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        self.admin_port = int(m.group(2))
+
+    def admin_request(self, method, path, **kw):
+        """request() on the node's own API (the admin listener)."""
+        if self.admin_port is None:
+            raise ControllerError("agent %s has no local API (http.adminaddr is empty)" % self.name)
+        return http_request(self.admin_host, self.admin_port, method, path, **kw)
+
     def status(self):
-        st, _, body = self.request("GET", "/api/cascade/status", timeout=5)
+        st, _, body = self.admin_request("GET", "/api/cascade/status", timeout=5)
         if st != 200:
             raise ControllerError("agent status answered %d: %r" % (st, body))
         return body["data"]

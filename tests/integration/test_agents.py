@@ -89,7 +89,7 @@ class AgentTest(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(a.datadir, "node.crt")))
         self.assertEqual(len(self.events("node.connect")), 1)
         self.assertEqual(len(self.events("cert.issue")), 1)
-        st, _, text = a.request("GET", "/metrics")
+        st, _, text = a.admin_request("GET", "/metrics")
         self.assertEqual(st, 200)
         self.assertIn('cascade_control_state{state="running"} 1', text)
         self.assertIn("cascade_control_bad_messages_total 0", text)

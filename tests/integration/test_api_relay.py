@@ -38,7 +38,7 @@ AGENT_ERRORS = [r"(?i)authentication failed"]
 
 
 def metric(agent, name):
-    st, _, body = agent.request("GET", "/metrics", timeout=5)
+    st, _, body = agent.admin_request("GET", "/metrics", timeout=5)
     for line in body.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
@@ -85,7 +85,7 @@ class ApiRelayTest(unittest.TestCase):
         self.assertIsInstance(body["data"], list)
         self.assertEqual(h.get("Content-Type"), "application/json")
         # the same answer the agent gives locally
-        st2, _, local = self.agent.request("GET", "/api/stream/list")
+        st2, _, local = self.agent.admin_request("GET", "/api/stream/list")
         self.assertEqual(body, local)
 
     def test_latency_small_get(self):
@@ -98,7 +98,7 @@ class ApiRelayTest(unittest.TestCase):
         local = []
         for _ in range(40):
             t = time.monotonic()
-            self.agent.request("GET", "/api/stream/list")
+            self.agent.admin_request("GET", "/api/stream/list")
             local.append(time.monotonic() - t)
         print("\nrelay small GET: median %.2f ms, p90 %.2f ms (direct to the agent: median %.2f ms)"
               % (statistics.median(times) * 1000, sorted(times)[int(len(times) * 0.9)] * 1000,
@@ -228,7 +228,7 @@ class ApiRelayTest(unittest.TestCase):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             harness.wait_for(lambda: any(s["path"] == "live/x" and s["state"] == "publishing"
-                                         for s in self.agent.request("GET", "/api/stream/list")[2]["data"]),
+                                         for s in self.agent.admin_request("GET", "/api/stream/list")[2]["data"]),
                              20, what="stream published")
             s = socket.create_connection((self.ctl.host, self.ctl.port), timeout=10)
             s.sendall(("GET /api/relay/%d/flv/live/x.flv HTTP/1.1\r\nHost: x\r\n"

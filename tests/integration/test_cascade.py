@@ -155,7 +155,7 @@ class CascadeTest(unittest.TestCase):
         harness.wait_for(up, timeout, interval=0.05, what="%s -> %s link" % (child, parent))
 
     def streams(self, name):
-        st, _, body = self.agents[name].request("GET", "/api/stream/list")
+        st, _, body = self.agents[name].admin_request("GET", "/api/stream/list")
         self.assertEqual(st, 200, body)
         return {s["path"]: s for s in body["data"]}
 

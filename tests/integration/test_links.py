@@ -92,7 +92,7 @@ class LinkTest(unittest.TestCase):
         return None
 
     def metric(self, a, line_re):
-        st, _, text = a.request("GET", "/metrics")
+        st, _, text = a.admin_request("GET", "/metrics")
         self.assertEqual(st, 200)
         m = re.search(line_re + r" (\d+)", text)
         return int(m.group(1)) if m else None
@@ -154,21 +154,21 @@ class LinkTest(unittest.TestCase):
         self.assertNotIn("link", self.topo_node("hq"))  # the root has no parent link
         # the link test moves bytes over the real link, checked byte for byte
         n = 32 * 1024 * 1024
-        st, _, body = self.edge.request("GET", "/api/cascade/linktest?bytes=%d" % n)
+        st, _, body = self.edge.admin_request("POST", "/api/cascade/linktest?bytes=%d" % n)
         self.assertEqual(st, 202, body)
-        st, _, body = self.edge.request("GET", "/api/cascade/linktest?bytes=%d" % n)
+        st, _, body = self.edge.admin_request("POST", "/api/cascade/linktest?bytes=%d" % n)
         self.assertEqual(st, 409, body)  # one at a time
         res = harness.wait_for(lambda: (lambda d: d["state"] != "running" and d)(
-            self.edge.request("GET", "/api/cascade/linktest")[2]["data"]), 60, interval=0.1,
+            self.edge.admin_request("GET", "/api/cascade/linktest")[2]["data"]), 60, interval=0.1,
             what="link test done")
         self.assertEqual(res["state"], "done", res)
         self.assertEqual(res["received"], n)
         self.assertGreater(res["goodput_mbps"], 0)
         print("\nlink test: %d bytes in %.3f s, %.0f Mbit/s" % (n, res["elapsed_s"],
                                                               res["goodput_mbps"]))
-        st, _, body = self.edge.request("GET", "/api/cascade/linktest?bytes=%d" % (2 ** 30 + 1))
+        st, _, body = self.edge.admin_request("POST", "/api/cascade/linktest?bytes=%d" % (2 ** 30 + 1))
         self.assertEqual(st, 400, body)
-        st, _, body = self.hq.request("GET", "/api/cascade/linktest?bytes=1000")
+        st, _, body = self.hq.admin_request("POST", "/api/cascade/linktest?bytes=1000")
         self.assertEqual(st, 409, body)  # hq has no parent link
 
     def test_unassigned_child_is_refused(self):

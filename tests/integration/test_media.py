@@ -135,7 +135,7 @@ class MediaTest(unittest.TestCase):
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def streams(self):
-        st, _, body = self.agent.request("GET", "/api/stream/list")
+        st, _, body = self.agent.admin_request("GET", "/api/stream/list")
         self.assertEqual(st, 200, body)
         return {s["path"]: s for s in body["data"]}
 
