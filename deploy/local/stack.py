@@ -85,7 +85,9 @@ def main():
                      "jointoken": join, "datadir": os.path.join(work, name)},
             "controller": {"url": "tls+tcp://127.0.0.1:%d" % (port + 36865),
                            "ca": os.path.join(control_dir, "ca.crt")},
-            "http": {"listenaddr": "127.0.0.1:%d" % (port + 1 + i)},
+            # public HTTP-FLV port, and the node's own API on its admin port (loopback)
+            "http": {"listenaddr": "127.0.0.1:%d" % (port + 1 + i),
+                     "adminaddr": "127.0.0.1:%d" % (port + 11 + i)},
             "rtmp": {"listenaddr": "127.0.0.1:%d" % (1935 + i)},
             "cascadeserver": {"quic": {"listenaddr": quic[name]}},
             "log": {"level": "info"},
@@ -100,8 +102,9 @@ def main():
             f.write(harness.to_yaml(acfg))
         procs.append(subprocess.Popen([os.path.join(os.environ["CASCADE_BIN_DIR"], "cascade-agent"),
                                        "-c", apath], stdin=subprocess.DEVNULL))
-        agent_urls[name] = "http://127.0.0.1:%d/api/cascade/status" % (port + 1 + i)
-    agents_text = "\n".join("  agent %-8s %s" % (n, u) for n, u in agent_urls.items())
+        agent_urls[name] = "http://127.0.0.1:%d/api/cascade/status" % (port + 11 + i)
+    agents_text = "\n".join("  agent %-8s %s   (its own API: admin port, loopback)" % (n, u)
+                             for n, u in agent_urls.items())
     edge_rtmp = "rtmp://127.0.0.1:%d/live/cam1" % (1935 + 2)
     edge_flv = "http://127.0.0.1:%d/flv/live/cam1.flv" % (port + 3)
     hq_flv = "http://127.0.0.1:%d/flv/live/cam1.flv" % (port + 1)
@@ -127,7 +130,8 @@ Play it anywhere in the tree, over HTTP-FLV or RTMP:
   at edge-a1, where it is published:    ffplay {edge_flv}
   at hq, pushed up two levels:          ffplay {hq_flv}   (or {hq_rtmp})
   at edge-a2, pulled on demand:         ffplay {edge2_flv}   (or {edge2_rtmp})
-  streams on a node:  http://127.0.0.1:{port + 4}/api/stream/list  (edge-a2; the others: {port + 1}..{port + 3})
+  streams on a node:  http://127.0.0.1:{port + 14}/api/stream/list  (edge-a2's admin port; the others:
+       {port + 11}..{port + 13}; the players' ports {port + 1}..{port + 4} serve only /flv/ and /healthz)
 
 Try:
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/topology
