@@ -4,7 +4,8 @@
 On the public HTTP port (http.listenaddr) every local-API route (status, stream list, metrics,
 link test, echo) answers 404 with every method and in every spelling, takes no request body, and
 cannot start a link test; /healthz answers there. On the admin port (http.adminaddr) every route
-works; it is bound to loopback, by default too. Through the controller's relay a viewer cannot
+works; it is bound to loopback, by default too; a wildcard admin address is warned about at start
+and the relay reaches it (and an IPv6 loopback one) through loopback. Through the controller's relay a viewer cannot
 start a link test (403 for POST, 405 for the old GET with bytes=), an admin POST starts it (202).
 An agent with an empty http.adminaddr has no local API: its public port still serves only the
 probe and the relay answers 503. (HTTP-FLV on the public port and through the relay's /flv/ via
@@ -265,6 +266,28 @@ class LocalApiTest(unittest.TestCase):
             self.assertIn("local API http://127.0.0.1:8081", a.log_text())
         finally:
             a.stop(expected_errors=AGENT_ERRORS)
+
+    def test_other_admin_addresses(self):
+        """A wildcard admin address is warned about and reached by the relay through loopback;
+        an IPv6 loopback one is not warned about and works too."""
+        cases = [("wild", "0.0.0.0:%d", True)]
+        if socket.has_ipv6 and os.path.exists("/proc/net/if_inet6"):
+            cases.append(("six", "[::1]:%d", False))
+        for name, addr, warned in cases:
+            a = harness.Agent(self.ctl, name, name + "-secret-123", config=harness.deep_merge(
+                AGENT_CONFIG, {"http": {"adminaddr": addr % harness.free_port()}}))
+            try:
+                node = harness.wait_for(lambda: a.status().get("instance_id"), 20,
+                                        what="%s authenticated" % name)
+                harness.wait_for(lambda: a.status()["config_generation"]["applied"] > 0, 20,
+                                 what="%s configured" % name)
+                self.assertEqual("is not a loopback address" in a.log_text(), warned, addr)
+                st, _, body = self.ctl.api("GET", "/api/relay/%d/api/cascade/status" % node)
+                self.assertEqual((st, body["data"]["name"]), (200, name), body)
+                st, _, _ = raw(a.host, a.port, "GET", "/api/cascade/status")
+                self.assertEqual(st, 404)
+            finally:
+                a.stop(expected_errors=AGENT_ERRORS)
 
     # the relay --------------------------------------------------------------------------------
 
