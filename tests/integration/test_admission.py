@@ -142,7 +142,7 @@ class AdmissionTest(unittest.TestCase):
         return body if isinstance(body, str) else body.decode()
 
     def agent_metrics(self, a):
-        st, _, body = a.request("GET", "/metrics")
+        st, _, body = a.admin_request("GET", "/metrics")
         self.assertEqual(st, 200)
         return body if isinstance(body, str) else body.decode()
 
@@ -159,7 +159,7 @@ class AdmissionTest(unittest.TestCase):
         self.procs.append(p)
 
         def live():
-            st, _, body = a.request("GET", "/api/stream/list")
+            st, _, body = a.admin_request("GET", "/api/stream/list")
             return st == 200 and any(s["path"] == path for s in body["data"])
         harness.wait_for(live, 20, what="%s live at %s" % (path, a.name))
         return p
