@@ -125,7 +125,6 @@ void media_stop(media_t *m) {
   memset(m, 0, sizeof(*m));
   m->http_fd = -1;
   m->admin_fd = -1;
-  m->admin_fd = -1;
 }
 
 static json_t *time_json(double t) {

@@ -4,10 +4,10 @@
  * itself) and the node's own effective cascadeclient.relayapi rules (on the
  * path normalised again here), then performed against the agent's admin
  * HTTP listener (http.adminaddr) over loopback TCP, non-blocking on the
- * loop, and its answer
- * streamed back as RelayResponse messages on a REQ context of its own: the
- * next message goes only after the controller's ack, and an ack saying
- * "cancelled" (the caller is gone) closes the local request. */
+ * loop, and its answer streamed back as RelayResponse messages on a REQ
+ * context of its own: the next message goes only after the controller's
+ * ack, and an ack saying "cancelled" (the caller is gone) closes the local
+ * request. */
 #ifndef CASCADE_RELAYC_H
 #define CASCADE_RELAYC_H
 

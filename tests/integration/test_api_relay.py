@@ -341,7 +341,7 @@ class ApiRelayTest(unittest.TestCase):
         s = None
         try:
             harness.wait_for(lambda: any(x["path"] == "live/bad" and x["state"] == "publishing"
-                                         for x in self.agent.request("GET", "/api/stream/list")[2]["data"]),
+                                         for x in self.agent.admin_request("GET", "/api/stream/list")[2]["data"]),
                              20, what="stream published")
             s = socket.create_connection((self.ctl.host, self.ctl.port), timeout=10)
             s.sendall(("GET /api/relay/%d/flv/live/bad.flv HTTP/1.1\r\nHost: x\r\n"
