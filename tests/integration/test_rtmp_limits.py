@@ -162,7 +162,7 @@ class Attacker(threading.Thread):
 
 
 def metrics(agent):
-    st, _, body = agent.request("GET", "/metrics", timeout=5)
+    st, _, body = agent.admin_request("GET", "/metrics", timeout=5)
     assert st == 200, body
     text = body if isinstance(body, str) else body.decode()
     out = {}
@@ -262,7 +262,7 @@ class RtmpLimitsTest(unittest.TestCase):
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             harness.wait_for(lambda: any(s["path"] == path for s in
-                                         self.agent.request("GET", "/api/stream/list")[2]["data"]),
+                                         self.agent.admin_request("GET", "/api/stream/list")[2]["data"]),
                              15, what="%s live" % path)
             r = test_media.run([test_media.FFPROBE, "-v", "error", "-rw_timeout", "15000000",
                                 "-show_entries", "stream=codec_name", "-of", "csv=p=0",
@@ -285,7 +285,7 @@ class RtmpLimitsTest(unittest.TestCase):
             pubs.append(s)
         harness.wait_for(lambda: all(
             any(x["path"] == "live/budget%d" % i for x in
-                self.agent.request("GET", "/api/stream/list")[2]["data"]) for i in range(3)),
+                self.agent.admin_request("GET", "/api/stream/list")[2]["data"]) for i in range(3)),
             10, what="three publishers")
         body = b"\x27\x01" + bytes(big - 2)  # an AVC inter frame
         # each sends all but the last 1,000 bytes of one large video message
@@ -312,7 +312,7 @@ class RtmpLimitsTest(unittest.TestCase):
             s.sendall(chunked(6, 9, 1, body, 65536, ts=40))
         for s in pubs[:2]:
             self.assertFalse(closed_by_peer(s, 0.5), "a publisher within the budget was closed")
-        live = [x["path"] for x in self.agent.request("GET", "/api/stream/list")[2]["data"]]
+        live = [x["path"] for x in self.agent.admin_request("GET", "/api/stream/list")[2]["data"]]
         self.assertIn("live/budget0", live)
         self.assertIn("live/budget1", live)
         # a new publisher gets the budget the closed one could not have
