@@ -85,7 +85,7 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
       log_warn(MOD, "http.adminaddr %s is not a loopback address: the node's own API, which "
                "has no authentication, is open to that network", m->admin_url);
     httpflv_config_t ac = {.max_connections = (unsigned)cfg->http_maxconns,
-                           .max_body = HTTPFLV_MAX_BODY};
+                           .max_body = HTTPFLV_MAX_BODY, .local_only = 1};
     if ((m->admin = httpflv_new(loop, m->hub, m->admin_fd, &ac)) == NULL) {
       snprintf(err, errlen, "cannot start the admin HTTP server");
       goto fail;

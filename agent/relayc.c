@@ -500,8 +500,8 @@ static char *build_request(const Cascade__Control__RelayRequest *q, const char *
     const char *k = q->headers[i]->name;
     if (strcasecmp(k, "host") == 0 || strcasecmp(k, "content-length") == 0 ||
         strcasecmp(k, "connection") == 0 || strcasecmp(k, "transfer-encoding") == 0 ||
-        strcasecmp(k, "expect") == 0)
-      continue;
+        strcasecmp(k, "expect") == 0 || strcasecmp(k, "origin") == 0)
+      continue; /* Origin: the caller's browser context means nothing to the node's API */
     fprintf(f, "%s: %s\r\n", k, q->headers[i]->value);
   }
   if (q->body.len || (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0))

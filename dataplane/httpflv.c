@@ -22,6 +22,8 @@
 #define _GNU_SOURCE /* accept4 */
 #include "httpflv.h"
 
+#include <ctype.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -190,8 +192,10 @@ static int conn_respond(conn_t *c, int code, const char *ctype, char *body, size
   int n = snprintf(head, sizeof(head),
                    "HTTP/1.1 %d %s\r\nServer: cascade\r\nContent-Type: %s\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\nCache-Control: no-cache\r\n"
-                   "Access-Control-Allow-Origin: *\r\n%s\r\n",
-                   code, status_text(code), ctype ? ctype : "text/plain", len, extra ? extra : "");
+                   "%s%s\r\n",
+                   code, status_text(code), ctype ? ctype : "text/plain", len,
+                   c->srv->cfg.local_only ? "" : "Access-Control-Allow-Origin: *\r\n",
+                   extra ? extra : "");
   free(c->out);
   c->out = n > 0 && (size_t)n < sizeof(head) ? strdup(head) : NULL;
   if (c->out == NULL) {
@@ -352,11 +356,15 @@ static int conn_flush(conn_t *c) {
 /* ---------- hub callbacks ---------- */
 
 static int conn_start_stream(conn_t *c) {
-  static const char head[] =
+  static const char cors_head[] =
       "HTTP/1.1 200 OK\r\nServer: cascade\r\nContent-Type: video/x-flv\r\nConnection: close\r\n"
       "Cache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\n"
       "Access-Control-Expose-Headers: Content-Type\r\n\r\n";
-  size_t hl = sizeof(head) - 1;
+  static const char local_head[] =
+      "HTTP/1.1 200 OK\r\nServer: cascade\r\nContent-Type: video/x-flv\r\nConnection: close\r\n"
+      "Cache-Control: no-cache\r\n\r\n";
+  const char *head = c->srv->cfg.local_only ? local_head : cors_head;
+  size_t hl = strlen(head);
   c->out = malloc(hl + FLV_HEADER_LEN + FLV_PREV_SIZE_LEN);
   if (c->out == NULL) {
     conn_close(c);
@@ -419,6 +427,37 @@ static void on_end(hub_sub_t *s, void *arg, int why) {
 static const hub_sub_ops_t sub_ops = {on_frames, on_end};
 
 /* ---------- requests ---------- */
+
+int httpflv_host_is_local(const char *v, size_t len) {
+  size_t h = len;
+  if (len == 0) return 1;
+  if (v[0] == '[') {
+    const char *rb = memchr(v, ']', len);
+    if (rb == NULL || rb == v + 1) return 0;
+    for (const char *p = v + 1; p < rb; p++)
+      if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.') return 0;
+    h = (size_t)(rb - v) + 1;
+    if (h == len) return 1;
+    if (v[h] != ':') return 0;
+  } else {
+    const char *colon = memchr(v, ':', len);
+    if (colon) h = (size_t)(colon - v);
+    if (h == 0) return 0;
+    if (!(h == 9 && strncasecmp(v, "localhost", 9) == 0)) {
+      int dots = 0;
+      for (size_t i = 0; i < h; i++) {
+        if (v[i] == '.') dots++;
+        else if (v[i] < '0' || v[i] > '9') return 0;
+      }
+      if (dots != 3 || v[0] == '.' || v[h - 1] == '.' || memmem(v, h, "..", 2)) return 0;
+    }
+  }
+  if (h == len) return 1;
+  if (len - h - 1 == 0 || len - h - 1 > 5) return 0;
+  for (size_t i = h + 1; i < len; i++)
+    if (v[i] < '0' || v[i] > '9') return 0;
+  return 1;
+}
 
 static int is_tchar(int ch) {
   return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -540,7 +579,7 @@ static int parse_request(conn_t *c, size_t n) {
       return conn_error(c, 400, "bad request target");
   unsigned headers = 0;
   long long clen = -1;
-  int chunked = 0, expect = 0;
+  int chunked = 0, expect = 0, origin = 0, foreign_host = 0;
   for (char *p = eol + 1; p < end;) {
     char *e = memchr(p, '\n', (size_t)(end - p));
     if (e == NULL) break;
@@ -572,11 +611,23 @@ static int parse_request(conn_t *c, size_t n) {
     } else if (nlen == 6 && strncasecmp(p, "expect", 6) == 0 && vlen == 12 &&
                strncasecmp(v, "100-continue", 12) == 0) {
       expect = 1;
+    } else if (nlen == 6 && strncasecmp(p, "origin", 6) == 0) {
+      origin = 1;
+    } else if (nlen == 4 && strncasecmp(p, "host", 4) == 0) {
+      foreign_host = !httpflv_host_is_local(v, vlen);
     }
     p = e + 1;
   }
   c->method = method;
   c->target = target;
+  if (c->srv->cfg.local_only && (origin || foreign_host)) {
+    /* No browser page may drive the node's own API: not a cross-site one
+     * (Origin), not one whose name was rebound to this address (Host). */
+    WARN_RL(c->srv, "[%s] 403: %s on the admin listener", c->peer,
+            origin ? "a browser's cross-origin request" : "a Host that names no local address");
+    return conn_error(c, 403, origin ? "cross-origin requests are refused here"
+                                     : "Host must be an IP address or localhost");
+  }
   if (chunked)
     return conn_error(c, 411, "chunked request bodies are not supported: send Content-Length");
   if (clen > HTTPFLV_MAX_BODY) return conn_error(c, 413, "request body over 1048576 bytes");

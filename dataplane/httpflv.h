@@ -55,6 +55,10 @@ typedef struct httpflv_config {
                                     (0 = HTTPFLV_BODY_BUDGET); a body that would pass it: 503 */
   size_t max_body;               /* request bodies the API handler takes, in bytes (at
                                     most HTTPFLV_MAX_BODY); 0: none, any body gets 413 */
+  int local_only;                /* the agent's admin listener: no CORS header, and a
+                                    request a browser could have been made to send is
+                                    refused (403): a Host that is a name other than
+                                    localhost (DNS rebinding), or any Origin header */
 } httpflv_config_t;
 
 typedef struct httpflv_stats {
@@ -80,6 +84,12 @@ httpflv_t *httpflv_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
  * (Content-Length only, at most the config's max_body; chunked: 411,
  * larger: 413). */
 void httpflv_set_api(httpflv_t *srv, httpflv_api_t api, void *arg);
+
+/* httpflv_host_is_local tells whether a Host header value (|len| bytes) names
+ * this machine without a DNS name: an IPv4 or bracketed IPv6 literal, or
+ * "localhost", each with an optional port; also an empty value. A browser
+ * sends the name it resolved, so a rebound name is caught here. */
+int httpflv_host_is_local(const char *v, size_t len);
 
 /* httpflv_free closes every connection and stops listening; accepts NULL.
  * It does not close the listening socket. */

@@ -142,7 +142,7 @@ static void start(unsigned max_conns, size_t qbytes) {
   socklen_t sl = sizeof(a);
   getsockname(lfd, (struct sockaddr *)&a, &sl);
   port = ntohs(a.sin_port);
-  httpflv_config_t c = {max_conns, 1.0, fallback, NULL, 0, max_body};
+  httpflv_config_t c = {max_conns, 1.0, fallback, NULL, 0, max_body, 0};
   srv = httpflv_new(loop, hub, lfd, &c);
   assert_non_null(srv);
 }
@@ -415,7 +415,7 @@ static void test_body_budget(void **state) {
   (void)state;
   start(0, 0);
   httpflv_free(srv);
-  httpflv_config_t cfg = {0, 1.0, fallback, NULL, 3000, HTTPFLV_MAX_BODY};
+  httpflv_config_t cfg = {0, 1.0, fallback, NULL, 3000, HTTPFLV_MAX_BODY, 0};
   srv = httpflv_new(loop, hub, lfd, &cfg);
   httpflv_set_api(srv, api, NULL);
   const char head[] = "POST /api/echo HTTP/1.1\r\nContent-Length: 1200\r\n\r\nabc";
@@ -492,6 +492,74 @@ static void test_api_owns_every_method(void **state) {
   EXPECT("PUT /api/echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde", "HTTP/1.1 413 ");
   stop();
   max_body = HTTPFLV_MAX_BODY;
+}
+
+/* The agent's admin listener: nothing a browser page could send is served,
+ * and no answer invites one to read it. */
+static void test_local_only(void **state) {
+  (void)state;
+  loop = ev_loop_new(EVFLAG_AUTO);
+  hub_config_t hc = {0.1, 0.2, 0, 5, 1, 0, 0, 0};
+  hub = hub_new(loop, &hc);
+  lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(lfd, 64), 0);
+  socklen_t sl = sizeof(a);
+  getsockname(lfd, (struct sockaddr *)&a, &sl);
+  port = ntohs(a.sin_port);
+  httpflv_config_t cfg = {0, 1.0, fallback, NULL, 0, HTTPFLV_MAX_BODY, 1};
+  srv = httpflv_new(loop, hub, lfd, &cfg);
+  httpflv_set_api(srv, api, NULL);
+  EXPECT("GET /api/echo HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n\r\n", "HTTP/1.1 201 ");
+  EXPECT("GET /api/echo HTTP/1.1\r\nHost: localhost\r\n\r\n", "HTTP/1.1 201 ");
+  EXPECT("GET /api/echo HTTP/1.1\r\nHost: [::1]:8081\r\n\r\n", "HTTP/1.1 201 ");
+  EXPECT("GET /api/echo HTTP/1.0\r\n\r\n", "HTTP/1.1 201 ");
+  /* a name rebound to this address */
+  EXPECT("GET /api/echo HTTP/1.1\r\nHost: evil.example:8081\r\n\r\n", "HTTP/1.1 403 ");
+  EXPECT("GET /api/echo HTTP/1.1\r\nHost: localhost.evil.example\r\n\r\n", "HTTP/1.1 403 ");
+  /* a page's cross-site request, a simple POST included */
+  EXPECT("POST /api/echo HTTP/1.1\r\nHost: 127.0.0.1:8081\r\nOrigin: https://evil.example\r\n"
+         "Content-Type: text/plain\r\nContent-Length: 1\r\n\r\nx",
+         "HTTP/1.1 403 ");
+  EXPECT("GET /api/echo HTTP/1.1\r\nOrigin: null\r\n\r\n", "HTTP/1.1 403 ");
+  /* no CORS header on any answer */
+  client_t c;
+  const char r[] = "GET /api/echo HTTP/1.1\r\n\r\n";
+  client_open(&c, r, sizeof(r) - 1);
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 201 ", 13);
+  assert_null(strstr((char *)c.buf, "Access-Control-Allow-Origin"));
+  client_close(&c);
+  stop();
+  /* the public listener keeps its CORS header for browser players */
+  start(0, 0);
+  httpflv_set_api(srv, api, NULL);
+  client_open(&c, r, sizeof(r) - 1);
+  pump(&c, 2, got_eof);
+  assert_non_null(strstr((char *)c.buf, "Access-Control-Allow-Origin: *"));
+  client_close(&c);
+  EXPECT("GET /api/echo HTTP/1.1\r\nHost: evil.example\r\nOrigin: https://x\r\n\r\n",
+         "HTTP/1.1 201 ");
+  stop();
+}
+
+static void test_host_is_local(void **state) {
+  (void)state;
+  static const char *const yes[] = {"", "127.0.0.1", "127.0.0.1:8081", "10.1.2.3:1", "localhost",
+                                    "LOCALHOST:80", "[::1]", "[::1]:8081", "[2001:db8::7]:9",
+                                    "[::ffff:127.0.0.1]:1", NULL};
+  static const char *const no[] = {"evil.example", "evil.example:8081", "localhost.evil",
+                                   "127.0.0.1.nip.io", "1.2.3", "1..2.3", ".1.2.3", "1.2.3.4.",
+                                   "[::1", "[]", "[::1]x", "[::1]:", "127.0.0.1:", ":80",
+                                   "127.0.0.1:123456", "127.0.0.1:8a", "[fe80::1%eth0]", "a",
+                                   NULL};
+  for (size_t i = 0; yes[i]; i++)
+    if (!httpflv_host_is_local(yes[i], strlen(yes[i]))) fail_msg("refused %s", yes[i]);
+  for (size_t i = 0; no[i]; i++)
+    if (httpflv_host_is_local(no[i], strlen(no[i]))) fail_msg("accepted %s", no[i]);
 }
 
 static void test_head(void **state) {
@@ -588,6 +656,7 @@ int main(void) {
       cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_head),
       cmocka_unit_test(test_api_bodies),      cmocka_unit_test(test_body_budget),
       cmocka_unit_test(test_api_owns_every_method),
+      cmocka_unit_test(test_local_only),      cmocka_unit_test(test_host_is_local),
       cmocka_unit_test(test_max_connections), cmocka_unit_test(test_slow_player),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,7 +127,7 @@ static int setup(void **state) {
   int rfd = listen_lo(&F.rtmp_port), hfd = listen_lo(&F.http_port);
   rtmp_server_config_t rc = {0};
   F.rtmp = rtmp_server_new(F.loop, F.origin, rfd, &rc);
-  httpflv_config_t c = {100, 2.0, NULL, NULL, 0, 0};
+  httpflv_config_t c = {100, 2.0, NULL, NULL, 0, 0, 0};
   F.http = httpflv_new(F.loop, F.origin, hfd, &c);
   assert_non_null(F.rtmp);
   assert_non_null(F.http);
