@@ -28,6 +28,7 @@
 #include "ctlmsg.h"
 #include "db.h"
 #include "log.h"
+#include "nngclose.h"
 #include "reglimit.h"
 #include "relay.h"
 #include "scram.h"
@@ -44,6 +45,7 @@
 #define LINKS_MAX 1024             /* link reports read per heartbeat */
 #define POLL_RELAY_BYTES (CTLMSG_MAX - 96 * 1024) /* relay requests per poll answer */
 #define MINUTE_MS 60000
+#define CTLSRV_CLOSE_WAIT_S 2.0
 #define EVENTS_RL_PER_MIN 120      /* unauthenticated audit events (auth failures) per minute */
 
 typedef Cascade__Control__Request req_t;
@@ -1654,7 +1656,15 @@ void ctlsrv_stop(ctlsrv_t *s) {
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->sweeper, NULL);
-  nng_close(s->sock);
+  if (nng_close_within(s->sock, CTLSRV_CLOSE_WAIT_S) != 0) {
+    /* nng 1.5.2 can wait forever for a pipe the close raced with (seen with
+     * an agent stopped by SIGSTOP): the socket, its workers and what they
+     * use are left to the process exit instead of hanging it. */
+    log_warn("control", "the control socket did not close within %.0f s (an nng 1.5.2 bug, "
+                        "nanomsg/nng#1543); it is left to the process exit",
+             CTLSRV_CLOSE_WAIT_S);
+    return;
+  }
   for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i], NULL);
   for (size_t b = 0; b < SESS_BUCKETS; b++) {
     sess_t *x = s->by_token[b];
