@@ -130,7 +130,6 @@ int conntrack_add(conntrack_t *ct, conntrack_entry_t *e, const uint8_t key[CONNT
                   int64_t now_ms) {
   conntrack_peer_t *p = NULL;
 
-  memset(e, 0, sizeof(*e));
   if (ct->max_total && ct->count >= ct->max_total) return CONNTRACK_FULL;
   if (ct->max_per_addr) {
     p = find(ct, key);
@@ -145,6 +144,7 @@ int conntrack_add(conntrack_t *ct, conntrack_entry_t *e, const uint8_t key[CONNT
     }
     p->count++;
   }
+  memset(e, 0, sizeof(*e));
   e->peer = p;
   e->added = 1;
   ct->count++;
