@@ -363,7 +363,10 @@ static void conn_event(ctlgate_t *g, gref_t *r, uint32_t ev) {
     conn_close(g, c, 1);
     return;
   }
-  if (c->eof[0] && c->eof[1] && c->pend[0].len == 0 && c->pend[1].len == 0) conn_close(g, c, 0);
+  /* nng never half-closes: once its side ended and the rest reached the
+   * client, the connection is over (a client that keeps its end open
+   * would otherwise hold a place with no pipe behind it). */
+  if (c->eof[1] && c->pend[0].len == 0) conn_close(g, c, 0);
 }
 
 /* inner_connect opens the loopback connection to nng's listener; the source

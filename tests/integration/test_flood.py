@@ -192,6 +192,24 @@ class ControlFloodTest(unittest.TestCase):
         finally:
             s.close()
 
+    def test_place_freed_when_nng_closes(self):
+        """nng drops a connection with a bad SP header; the gate frees its place at once even
+        though the client keeps its end open."""
+        base = metric(self.ctl, "cascade_control_connections")
+        raw = connect_from(FLOOD_SRC, self.port)
+        self.assertIsNotNone(raw)
+        raw.settimeout(5)
+        s = tls_context().wrap_socket(raw, server_hostname="cascade-controller")
+        try:
+            t0 = time.monotonic()
+            s.sendall(b"\x00SP\x00\x99\x99\x00\x00")   # an SP header of no protocol REP takes
+            self.assertEqual(metric(self.ctl, "cascade_control_connections"), base + 1)
+            harness.wait_for(lambda: metric(self.ctl, "cascade_control_connections") == base,
+                             HANDSHAKE_S - 1.5, what="the place freed")
+            self.assertLess(time.monotonic() - t0, HANDSHAKE_S - 0.5)
+        finally:
+            s.close()
+
     def test_per_address_cap_refuses_at_once(self):
         before = metric(self.ctl, 'cascade_control_connections_refused_total{reason="per_address"}')
         socks = [connect_from(FLOOD_SRC, self.port) for _ in range(PER_ADDR + 10)]
