@@ -35,7 +35,8 @@
 #define EVENTS 256
 #define LOG_EVERY_MS 5000
 #define ACCEPT_PAUSE_MS 100
-#define FD_RESERVE 64            /* logs, PEM files, epoll, eventfds, nng's own */
+#define FD_RESERVE 64
+#define HANDSHAKE_TOTAL 6        /* x control.handshaketimeout: the longest handshake */            /* logs, PEM files, epoll, eventfds, nng's own */
 
 typedef struct gconn gconn_t;
 
@@ -57,6 +58,9 @@ struct gconn {
   uint8_t readable[2], writable[2], rdhup[2], eof[2], shut[2];
   pend_t pend[2];            /* pend[i]: bytes for fd[i] */
   uint16_t port;             /* loopback source port: the key nng's pipe shows */
+  int settled;               /* gate thread: known live, no deadline */
+  int server_turn;           /* before settled: the client spoke last */
+  int64_t born_ms, turn_ms;  /* accepted; the turn began */
   uint32_t pipe_id;          /* under ctlgate.mu: nng's pipe, once live */
   int live;                  /* under ctlgate.mu */
   int closed;
@@ -199,7 +203,9 @@ ctlgate_t *ctlgate_new(const ctlgate_config_t *cfg, char *inner, size_t innerlen
     clock_gettime(CLOCK_REALTIME, &ts);
     seed = (uint32_t)ts.tv_nsec ^ (uint32_t)getpid() << 16;
   }
-  if (conntrack_init(&g->ct, g->max_conns, g->max_per_addr, g->handshake_ms, seed) != 0) {
+  /* Handshaking connections are looked at every quarter of the deadline. */
+  int64_t tick = g->handshake_ms / 4 > 0 ? g->handshake_ms / 4 : 1;
+  if (conntrack_init(&g->ct, g->max_conns, g->max_per_addr, tick, seed) != 0) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
@@ -321,6 +327,10 @@ static int flow(ctlgate_t *g, gconn_t *c, int from) {
     }
     if (!c->readable[from]) return 0;
     ssize_t n = recv(c->fd[from], g->scratch, SCRATCH, 0);
+    if (n > 0 && !c->settled) {
+      c->server_turn = from == 0;
+      c->turn_ms = now_ms();
+    }
     if (n == 0) {
       c->eof[from] = 1;
       continue;
@@ -450,6 +460,7 @@ static void accept_some(ctlgate_t *g) {
       continue;
     }
     atomic_fetch_add(&g->conns, 1);
+    c->born_ms = c->turn_ms = now_ms();
     c->fd[0] = fd;
     c->fd[1] = -1;
     snprintf(c->ip, sizeof(c->ip), "%s", ip);
@@ -471,6 +482,21 @@ static void accept_some(ctlgate_t *g) {
   }
 }
 
+int ctlgate_verdict(int server_turn, int64_t born_ms, int64_t turn_ms, int64_t now_ms,
+                    int64_t timeout_ms) {
+  if (!server_turn && now_ms - turn_ms >= timeout_ms) return CTLGATE_CLIENT_LATE;
+  if (now_ms - born_ms >= CTLGATE_TOTAL * timeout_ms) return CTLGATE_TOO_LONG;
+  return CTLGATE_WAIT;
+}
+
+/* expire checks the connections whose check time came (every quarter of
+ * the deadline until they are live). One is closed when it is the
+ * client's turn (it has sent nothing yet, or the controller answered
+ * last) and the client has been silent for control.handshaketimeout, or
+ * when it is still not live after six times that. A client that spoke
+ * last waits on the controller, which may be slow to answer during a
+ * storm of agents: closing those made nng 1.5.2's dialer on some agents
+ * stop redialling. */
 static void expire(ctlgate_t *g) {
   conntrack_entry_t *e;
   int64_t now = now_ms();
@@ -479,13 +505,24 @@ static void expire(ctlgate_t *g) {
     pthread_mutex_lock(&g->mu);
     int live = c->live;
     pthread_mutex_unlock(&g->mu);
-    if (live) continue; /* met its deadline; the queue has forgotten it */
+    if (live) {
+      c->settled = 1; /* the queue has forgotten it */
+      continue;
+    }
+    int verdict = ctlgate_verdict(c->server_turn, c->born_ms, c->turn_ms, now, g->handshake_ms);
+    if (verdict == CTLGATE_WAIT) {
+      conntrack_rearm(&g->ct, &c->ct, now);
+      continue;
+    }
+    int client_late = verdict == CTLGATE_CLIENT_LATE;
     atomic_fetch_add(&g->timeouts, 1);
     unsigned long n;
     if (rl_pass(&g->rl_timeout, &n))
-      log_info("control", "closed a control connection from %s: no TLS and SP handshake "
-               "within %lld ms (control.handshaketimeout)%s", c->ip, (long long)g->handshake_ms,
-               n ? "; more since the last report" : "");
+      log_info("control", "closed a control connection from %s: %s %lld ms "
+               "(control.handshaketimeout)%s", c->ip,
+               client_late ? "the client left the TLS or SP handshake waiting for"
+                           : "no TLS and SP handshake within 6 x",
+               (long long)g->handshake_ms, n ? "; more since the last report" : "");
     conn_close(g, c, 1);
   }
 }

@@ -38,6 +38,20 @@ int ctlgate_split_url(const char *url, char *scheme, size_t schemelen, char *hos
  * ports. At least 1. */
 size_t ctlgate_fit(uint64_t nofile, size_t http_max, size_t db_pool, size_t ports);
 
+#define CTLGATE_WAIT 0        /* not yet */
+#define CTLGATE_CLIENT_LATE 1 /* the client owes the next bytes and was silent too long */
+#define CTLGATE_TOO_LONG 2    /* not live after CTLGATE_TOTAL deadlines, whoever is slow */
+#define CTLGATE_TOTAL 6
+
+/* ctlgate_verdict judges a connection not yet live at |now_ms|, accepted
+ * at |born_ms|, whose last bytes came from the client (|server_turn|) or
+ * from nng (or none yet) at |turn_ms|, with deadline |timeout_ms|. The
+ * client's silence is what the deadline measures: a controller slow to
+ * answer (a storm of agents) does not count against it, up to
+ * CTLGATE_TOTAL deadlines in all. */
+int ctlgate_verdict(int server_turn, int64_t born_ms, int64_t turn_ms, int64_t now_ms,
+                    int64_t timeout_ms);
+
 /* ctlgate_new binds cfg->url (errors name control.listenaddr) and writes
  * to |inner| the URL nng must listen on (same scheme, 127.0.0.1, port 0).
  * NULL with |err| on failure. */

@@ -55,10 +55,27 @@ static void test_fit(void **state) {
   assert_int_equal(ctlgate_fit(70, 1024, 4, 28232), 1);
 }
 
+static void test_verdict(void **state) {
+  (void)state;
+  /* nothing sent: the client's turn from the accept */
+  assert_int_equal(ctlgate_verdict(0, 0, 0, 9999, 10000), CTLGATE_WAIT);
+  assert_int_equal(ctlgate_verdict(0, 0, 0, 10000, 10000), CTLGATE_CLIENT_LATE);
+  /* the controller answered at 2 s (its flight), the client stalls */
+  assert_int_equal(ctlgate_verdict(0, 0, 2000, 11999, 10000), CTLGATE_WAIT);
+  assert_int_equal(ctlgate_verdict(0, 0, 2000, 12000, 10000), CTLGATE_CLIENT_LATE);
+  /* the client spoke last: a slow controller is waited for ... */
+  assert_int_equal(ctlgate_verdict(1, 0, 100, 30000, 10000), CTLGATE_WAIT);
+  assert_int_equal(ctlgate_verdict(1, 0, 100, 59999, 10000), CTLGATE_WAIT);
+  /* ... up to six deadlines in all (a partial hello cannot hold it longer) */
+  assert_int_equal(ctlgate_verdict(1, 0, 100, 60000, 10000), CTLGATE_TOO_LONG);
+  assert_int_equal(ctlgate_verdict(0, 0, 55000, 60000, 10000), CTLGATE_TOO_LONG);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_split_url),
       cmocka_unit_test(test_fit),
+      cmocka_unit_test(test_verdict),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
