@@ -69,8 +69,9 @@ const cfg_key_t ctl_config_table[] = {
      NULL, 0, "The controller's CA and certificates (created 0700)."},
     {"control.handshaketimeout", CFG_DURATION, OFF(control_handshake_ms), "10s", 100, 300000,
      NULL, 0,
-     "A control connection must finish TLS and SP negotiation within this long of being "
-     "accepted, or it is closed."},
+     "A control connection not yet through TLS and SP negotiation is closed when the client "
+     "leaves it waiting this long (from the accept, or from the controller's last bytes); one "
+     "waiting on the controller gets 6 times this in all."},
     {"control.maxconnperaddr", CFG_INT, OFF(control_maxconnperaddr), "256", 0, 1000000, NULL, 0,
      "Control connections from one client address (IPv6: one /64) at once; more are refused "
      "at once; 0: no limit. Agents behind one NAT address share it."},
