@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "ctlgate.h"
 #include "ctlsrv.h"
 
 int api_healthz(http_req_t *r) {
@@ -61,6 +62,7 @@ int api_metrics(http_req_t *r) {
   }
   PQclear(res);
   ctlsrv_metrics(ctl->ctlsrv, out);
+  ctlgate_metrics(ctl->ctlgate, out);
   fclose(out);
   int rv = http_reply_text(r, 200, "text/plain; version=0.0.4", buf, len);
   free(buf);

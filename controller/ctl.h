@@ -17,7 +17,9 @@ typedef struct ctl {
   auth_t auth;
   ctl_metrics_t metrics;
   struct MHD_Daemon *httpd;   /* owned; see http.c */
+  struct http_watch *hwatch;  /* owned; the header deadline, see http.c */
   struct ctlsrv *ctlsrv;      /* owned; see ctlsrv.c; NULL when disabled */
+  struct ctlgate *ctlgate;    /* owned by ctlsrv (see ctlgate.h); for metrics */
   struct relay_reg *relays;    /* owned; see relay.h */
   int listen_fd;              /* owned by httpd once started */
   char *tls_cert;             /* PEM text, owned */

@@ -22,6 +22,14 @@ const cfg_key_t ctl_config_table[] = {
      "HTTP worker threads (each serves many connections with epoll)."},
     {"http.maxconnections", CFG_INT, OFF(http_maxconns), "1024", 1, 65536, NULL, 0,
      "Concurrent HTTP connections; more are refused."},
+    {"http.maxconnperaddr", CFG_INT, OFF(http_maxconnperaddr), "128", 0, 65536, NULL, 0,
+     "Concurrent HTTP connections from one client address; more are refused at once; 0: no "
+     "limit. Behind a reverse proxy every connection comes from the proxy: set it above the "
+     "proxy's connections, or 0."},
+    {"http.headertimeout", CFG_DURATION, OFF(http_headertimeout_ms), "10s", 100, 600000, NULL,
+     0,
+     "A connection must send a whole request head (and finish TLS) within this long of "
+     "opening, or of its previous answer on a kept-alive connection; else it is closed."},
     {"database.dsn", CFG_STR, OFF(db_dsn), NULL, 1, 4096, NULL, CFG_REQUIRED | CFG_SECRET,
      "libpq connection string. Environment CASCADE_DB_DSN overrides it."},
     {"database.poolsize", CFG_INT, OFF(db_poolsize), "4", 1, 64, NULL, 0,
@@ -76,6 +84,18 @@ const cfg_key_t ctl_config_table[] = {
      ".key for .crt)."},
     {"control.datadir", CFG_STR, OFF(control_datadir), "/var/lib/cascade-controller", 1, 4096,
      NULL, 0, "The controller's CA and certificates (created 0700)."},
+    {"control.handshaketimeout", CFG_DURATION, OFF(control_handshake_ms), "10s", 100, 300000,
+     NULL, 0,
+     "A control connection not yet through TLS and SP negotiation is closed when the client "
+     "leaves it waiting this long (from the accept, or from the controller's last bytes); one "
+     "waiting on the controller gets 6 times this in all."},
+    {"control.maxconnperaddr", CFG_INT, OFF(control_maxconnperaddr), "256", 0, 1000000, NULL, 0,
+     "Control connections from one client address (IPv6: one /64) at once; more are refused "
+     "at once; 0: no limit. Agents behind one NAT address share it."},
+    {"control.maxconnections", CFG_INT, OFF(control_maxconns), "0", 0, 1000000, NULL, 0,
+     "Control connections at once; more are refused at once. 0: as many as fit the open-file "
+     "limit after the database pool and the HTTP server (3 descriptors each); a larger value "
+     "is lowered to that."},
     {"control.workers", CFG_INT, OFF(control_workers), "4", 1, 64, NULL, 0,
      "Threads serving control requests."},
     {"control.heartbeat", CFG_INT, OFF(control_heartbeat_ms), "5000", 200, 600000, NULL, 0,

@@ -10,6 +10,8 @@ typedef struct ctl_config {
   char *http_tls_key;
   long long http_threads;
   long long http_maxconns;
+  long long http_maxconnperaddr;
+  long long http_headertimeout_ms;
   char *db_dsn;
   long long db_poolsize;
   long long db_timeout_ms;
@@ -29,6 +31,9 @@ typedef struct ctl_config {
   char *control_tls_key;
   char *control_tls_ca;
   char *control_datadir;
+  long long control_handshake_ms;
+  long long control_maxconnperaddr;
+  long long control_maxconns;
   long long control_workers;
   long long control_heartbeat_ms;
   long long control_polltimeout_ms;

@@ -68,4 +68,9 @@ void ctl_metrics_write(ctl_metrics_t *m, const char *const *routes, FILE *out) {
                "# TYPE cascade_auth_failures_total counter\n"
                "cascade_auth_failures_total %lu\n",
           atomic_load_explicit(&m->auth_failures, memory_order_relaxed));
+  fprintf(out, "# HELP cascade_http_header_timeouts_total Connections closed for not sending "
+               "a request head within http.headertimeout.\n"
+               "# TYPE cascade_http_header_timeouts_total counter\n"
+               "cascade_http_header_timeouts_total %lu\n",
+          atomic_load_explicit(&m->header_timeouts, memory_order_relaxed));
 }

@@ -18,6 +18,7 @@ typedef struct ctl_metrics {
   atomic_ulong latency_count;
   atomic_ulong latency_sum_us;
   atomic_ulong auth_failures;
+  atomic_ulong header_timeouts;   /* connections cut at http.headertimeout */
 } ctl_metrics_t;
 
 /* ctl_metrics_request counts one finished request. */

@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "b64.h"
 #include "ctl.h"
+#include "ctlgate.h"
 #include "ctlmsg.h"
 #include "db.h"
 #include "log.h"
@@ -106,7 +107,8 @@ typedef struct exch {
 struct ctlsrv {
   ctl_t *ctl;
   nng_socket sock;
-  nng_listener listener;
+  nng_listener listener;     /* on loopback, behind the gate */
+  ctlgate_t *gate;           /* owns control.listenaddr */
   nng_tls_config *tls;
   int nworkers;
   pthread_t *workers;
@@ -173,14 +175,9 @@ static nng_msg *status_reply(uint64_t id, Cascade__Control__Code code, const cha
   return pack(&r);
 }
 
-static void peer_ip(nng_msg *m, char *buf, size_t len) {
-  nng_sockaddr sa;
-  snprintf(buf, len, "?");
-  if (nng_pipe_get_addr(nng_msg_get_pipe(m), NNG_OPT_REMADDR, &sa) != 0) return;
-  if (sa.s_family == NNG_AF_INET)
-    inet_ntop(AF_INET, &sa.s_in.sa_addr, buf, (socklen_t)len);
-  else if (sa.s_family == NNG_AF_INET6)
-    inet_ntop(AF_INET6, sa.s_in6.sa_addr, buf, (socklen_t)len);
+/* peer_ip is the agent's address: nng sees the gate's loopback end. */
+static void peer_ip(ctlsrv_t *s, nng_msg *m, char *buf, size_t len) {
+  ctlgate_peer(s->gate, nng_msg_get_pipe(m), buf, len);
 }
 
 static void event(ctlsrv_t *s, const char *actor, const char *action, int64_t id,
@@ -1099,7 +1096,7 @@ static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
 
   *parked = 0;
   atomic_fetch_add(&s->requests, 1);
-  peer_ip(in, ip, sizeof(ip));
+  peer_ip(s, in, ip, sizeof(ip));
   req_t *q = ctlmsg_decode_request(nng_msg_body(in), nng_msg_len(in), why, sizeof(why));
   if (q == NULL) {
     atomic_fetch_add(&s->bad_messages, 1);
@@ -1581,9 +1578,17 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   if ((s->ca_key = read_pem(path, err, errlen)) == NULL) goto fail;
   x509_fingerprint(s->ca_cert, fpr);
 
+  /* The gate takes control.listenaddr; nng listens behind it on loopback. */
+  char inner[64];
+  ctlgate_config_t gc = {c->control_listenaddr, c->control_handshake_ms,
+                         (size_t)c->control_maxconnperaddr, (size_t)c->control_maxconns,
+                         (size_t)c->http_maxconns, (size_t)c->db_poolsize};
+  if ((s->gate = ctlgate_new(&gc, inner, sizeof(inner), err, errlen)) == NULL) goto fail;
+  ctl->ctlgate = s->gate;
   if ((rv = nng_rep0_open(&s->sock)) != 0 ||
       (rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX)) != 0 ||
-      (rv = nng_listener_create(&s->listener, s->sock, c->control_listenaddr)) != 0) {
+      (rv = ctlgate_attach(s->gate, s->sock)) != 0 ||
+      (rv = nng_listener_create(&s->listener, s->sock, inner)) != 0) {
     snprintf(err, errlen, "control.listenaddr '%s': %s", c->control_listenaddr, nng_strerror(rv));
     goto fail;
   }
@@ -1611,10 +1616,13 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   }
   /* Sessions do not survive a restart: nobody is online until they are back. */
   PQclear(exec1(s, DB_CTL_ALL_OFFLINE, 0, NULL));
-  if ((rv = nng_listener_start(s->listener, 0)) != 0) {
-    snprintf(err, errlen, "control.listenaddr '%s': %s", c->control_listenaddr, nng_strerror(rv));
+  int port = 0;
+  if ((rv = nng_listener_start(s->listener, 0)) != 0 ||
+      (rv = nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &port)) != 0) {
+    snprintf(err, errlen, "control listener on %s: %s", inner, nng_strerror(rv));
     goto fail;
   }
+  if (ctlgate_start(s->gate, (uint16_t)port, err, errlen) != 0) goto fail;
   s->nworkers = (int)c->control_workers;
   s->workers = calloc((size_t)s->nworkers, sizeof(pthread_t));
   if (s->workers == NULL) goto fail;
@@ -1634,6 +1642,7 @@ fail:
   free(key);
   if (s->workers == NULL) {
     nng_close(s->sock);
+    ctlgate_free(s->gate);
     if (s->tls) nng_tls_config_free(s->tls);
     free(s->ca_cert);
     if (s->ca_key) free(s->ca_key);
@@ -1666,6 +1675,7 @@ void ctlsrv_stop(ctlsrv_t *s) {
     return;
   }
   for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i], NULL);
+  ctlgate_free(s->gate);
   for (size_t b = 0; b < SESS_BUCKETS; b++) {
     sess_t *x = s->by_token[b];
     while (x) {

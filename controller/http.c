@@ -5,15 +5,19 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "api.h"
+#include "conntrack.h"
+#include "http_framing.h"
 #include "log.h"
 #include "net.h"
 #include "relay.h"
@@ -68,6 +72,168 @@ static int64_t now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- the header deadline ----------------------------------------------------
+ * libmicrohttpd's connection timeout restarts with every byte, so a client
+ * sending its head a byte at a time keeps a connection (and a slot of
+ * http.maxconnections) for ever. Every connection is tracked from its start,
+ * and again from the end of each answer on a kept-alive connection, until
+ * its request head is complete; one still reading its head at the deadline
+ * is shut down from the watch thread, and libmicrohttpd closes it. */
+
+typedef struct http_watch {
+  pthread_mutex_t mu;        /* everything below */
+  pthread_cond_t cv;
+  conntrack_t ct;
+  pthread_t thread;
+  int stopping;
+  int64_t timeout_ms;
+  int64_t last_log_ms;
+  ctl_metrics_t *metrics;
+} http_watch_t;
+
+/* One connection (libmicrohttpd's socket context). */
+typedef struct hconn {
+  conntrack_entry_t ct;      /* first: the queue's entries map back to it */
+  int fd;                    /* libmicrohttpd's; closed only after CLOSED */
+  char ip[64];
+} hconn_t;
+
+static void *watch_main(void *arg) {
+  http_watch_t *w = arg;
+  pthread_mutex_lock(&w->mu);
+  while (!w->stopping) {
+    int64_t now = now_us() / 1000;
+    conntrack_entry_t *e;
+    while ((e = conntrack_expired(&w->ct, now)) != NULL) {
+      hconn_t *hc = (hconn_t *)e;
+      /* Under mu: the CLOSED notification (which comes before close())
+       * waits for it, so the descriptor is still this connection's. */
+      shutdown(hc->fd, SHUT_RDWR);
+      atomic_fetch_add(&w->metrics->header_timeouts, 1);
+      if (now - w->last_log_ms >= 5000) {
+        w->last_log_ms = now;
+        log_info("http", "closed a connection from %s: no complete request head within "
+                 "%lld ms (http.headertimeout; logged at most every 5 s)", hc->ip,
+                 (long long)w->timeout_ms);
+      }
+    }
+    int64_t next = conntrack_next_deadline(&w->ct);
+    if (next == 0) {
+      pthread_cond_wait(&w->cv, &w->mu);
+    } else {
+      struct timespec ts = {(time_t)(next / 1000), (long)(next % 1000) * 1000000};
+      pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+static void watch_arm(http_watch_t *w, hconn_t *hc, int first) {
+  static const uint8_t nokey[CONNTRACK_KEY_LEN];
+  pthread_mutex_lock(&w->mu);
+  int idle = conntrack_next_deadline(&w->ct) == 0;
+  if (first)
+    conntrack_add(&w->ct, &hc->ct, nokey, now_us() / 1000);
+  else
+    conntrack_rearm(&w->ct, &hc->ct, now_us() / 1000);
+  if (idle) pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+static hconn_t *hconn_of(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+static void peer_address(struct MHD_Connection *c, char *buf, size_t len);
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  http_watch_t *w = ((ctl_t *)cls)->hwatch;
+  hconn_t *hc = *socket_context;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL || (hc = calloc(1, sizeof(*hc))) == NULL) return;
+    hc->fd = ci->connect_fd;
+    peer_address(conn, hc->ip, sizeof(hc->ip));
+    *socket_context = hc;
+    watch_arm(w, hc, 1);
+  } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && hc != NULL) {
+    pthread_mutex_lock(&w->mu);
+    conntrack_del(&w->ct, &hc->ct);
+    pthread_mutex_unlock(&w->mu);
+    free(hc);
+    *socket_context = NULL;
+  }
+}
+
+/* head_done: the request head is in; the deadline no longer applies. */
+static void head_done(ctl_t *ctl, struct MHD_Connection *conn) {
+  hconn_t *hc = hconn_of(conn);
+  if (hc == NULL) return;
+  pthread_mutex_lock(&ctl->hwatch->mu);
+  conntrack_settle(&ctl->hwatch->ct, &hc->ct);
+  pthread_mutex_unlock(&ctl->hwatch->mu);
+}
+
+static int watch_start(ctl_t *ctl, char *err, size_t errlen) {
+  http_watch_t *w = calloc(1, sizeof(*w));
+  if (w == NULL || conntrack_init(&w->ct, 0, 0, ctl->cfg->http_headertimeout_ms, 0) != 0) {
+    free(w);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&w->mu, NULL);
+  w->timeout_ms = ctl->cfg->http_headertimeout_ms;
+  w->metrics = &ctl->metrics;
+  if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+    snprintf(err, errlen, "cannot start a thread: %s", strerror(errno));
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+    return -1;
+  }
+  ctl->hwatch = w;
+  return 0;
+}
+
+static void watch_stop(ctl_t *ctl) {
+  http_watch_t *w = ctl->hwatch;
+  if (w == NULL) return;
+  pthread_mutex_lock(&w->mu);
+  w->stopping = 1;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->thread, NULL);
+  conntrack_free(&w->ct);
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+  free(w);
+  ctl->hwatch = NULL;
+}
+
+/* ---- framing --------------------------------------------------------------- */
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value) {
+  http_framing_t *f = cls;
+  (void)kind;
+  if (strcasecmp(key, "Content-Length") == 0) {
+    f->content_length++;
+  } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+    if (f->transfer_encoding++ == 0) f->te = value;
+  }
+  return MHD_YES;
 }
 
 static int queue(http_req_t *r, int status, struct MHD_Response *resp) {
@@ -286,6 +452,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     r->start_us = now_us();
     peer_address(conn, r->source, sizeof(r->source));
     *con_cls = r;
+    head_done(r->ctl, conn);
+    /* A body whose length could be read two ways is refused before any of
+     * it is read, and the connection closed: what follows it is never run
+     * as a request of its own. */
+    http_framing_t fr = {0};
+    fr.http10 = strcmp(version, MHD_HTTP_VERSION_1_0) == 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &fr);
+    const char *bad = http_framing_check(&fr);
+    if (bad) {
+      r->too_large = 1; /* no body is kept */
+      r->dispatched = 1;
+      log_debug("http", "refused a request from %s: %s", r->source, bad);
+      return (enum MHD_Result)reply_error_hdr(r, 400, "Connection", "close", "%s", bad);
+    }
     /* Refuse an announced oversized body before reading any of it. */
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > VALID_BODY_MAX) {
@@ -337,6 +517,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
   http_req_t *r = *con_cls;
   ctl_t *ctl = cls;
+  /* Answered on a connection that stays open: the next head has a deadline. */
+  if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+    hconn_t *hc = hconn_of(conn);
+    if (hc) watch_arm(ctl->hwatch, hc, 0);
+  }
   if (r == NULL) return;
   /* A request MHD refused while reading its head (a malformed header line)
    * never reached the access handler: no method, no start time. */
@@ -417,6 +602,9 @@ int http_start(ctl_t *ctl, char *err, size_t errlen) {
       {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)c->http_threads, NULL},
       {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)c->http_maxconns, NULL},
       {MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL},
+      {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, ctl},
+      /* 0: libmicrohttpd's own "no limit" */
+      {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)c->http_maxconnperaddr, NULL},
       {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, ctl},
       {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, NULL},
       {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, ctl->tls_cert},
@@ -425,10 +613,12 @@ int http_start(ctl_t *ctl, char *err, size_t errlen) {
        (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CHACHA20-POLY1305"},
       {MHD_OPTION_END, 0, NULL},
   };
+  if (watch_start(ctl, err, errlen) != 0) goto fail;
   ctl->httpd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, ctl, MHD_OPTION_ARRAY, opts,
                                 MHD_OPTION_END);
   if (ctl->httpd == NULL) {
     snprintf(err, errlen, "cannot start the HTTP server on %s", shown);
+    watch_stop(ctl);
     goto fail;
   }
   ctl->listen_fd = fd;
@@ -448,6 +638,7 @@ void http_stop(ctl_t *ctl) {
     MHD_stop_daemon(ctl->httpd);
     ctl->httpd = NULL;
   }
+  watch_stop(ctl);
   free(ctl->tls_cert);
   free(ctl->tls_key);
   ctl->tls_cert = ctl->tls_key = NULL;
