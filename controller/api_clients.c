@@ -52,15 +52,18 @@ static int reply_write_error(http_req_t *r, PGresult *res) {
 int api_clients_list(http_req_t *r) {
   valid_list_t q;
   char err[256], limit[24], offset[24];
+  int pending;
 
   if (valid_list_query(http_arg(r, "page"), http_arg(r, "size"), http_arg(r, "online"),
-                       http_arg(r, "name"), &q, err, sizeof(err)) != 0)
+                       http_arg(r, "name"), &q, err, sizeof(err)) != 0 ||
+      valid_bool_query("pending", http_arg(r, "pending"), &pending, err, sizeof(err)) != 0)
     return http_reply_error(r, 400, "%s", err);
   snprintf(limit, sizeof(limit), "%ld", q.size);
   snprintf(offset, sizeof(offset), "%ld", (q.page - 1) * q.size);
-  const char *params[4] = {q.online < 0 ? NULL : (q.online ? "true" : "false"), q.name, limit,
-                           offset};
-  PGresult *res = api_exec(r, DB_NODE_LIST, 4, params);
+  const char *pend = pending < 0 ? NULL : (pending ? "true" : "false");
+  const char *params[5] = {q.online < 0 ? NULL : (q.online ? "true" : "false"), q.name, limit,
+                           offset, pend};
+  PGresult *res = api_exec(r, DB_NODE_LIST, 5, params);
   if (res == NULL) return API_ANSWERED;
   if (!db_ok(res)) return reply_write_error(r, res);
 
@@ -79,7 +82,8 @@ int api_clients_list(http_req_t *r) {
   } else {
     /* Past the last page: the count is not there to read. */
     PQclear(res);
-    res = api_exec(r, DB_NODE_COUNT, 2, params);
+    const char *cparams[3] = {params[0], params[1], pend};
+    res = api_exec(r, DB_NODE_COUNT, 3, cparams);
     if (res == NULL) {
       free(b.buf);
       return API_ANSWERED;

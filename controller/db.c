@@ -23,18 +23,23 @@
 
 static const char *const stmt_sql[DB_STMT_COUNT] = {
     [DB_NODE_GET] = "SELECT " NODE_COLS " FROM instances WHERE id = $1",
-    /* $1 online filter or NULL, $2 name substring or NULL, $3 limit, $4 offset.
-     * strpos on lower() matches the substring literally: no LIKE escapes. */
+    /* $1 online filter or NULL, $2 name substring or NULL, $3 limit, $4 offset,
+     * $5 pending filter or NULL. strpos on lower() matches the substring
+     * literally: no LIKE escapes. */
     [DB_NODE_LIST] = "SELECT " NODE_COLS ", (SELECT count(*) FROM instances"
                      " WHERE ($1::boolean IS NULL OR online = $1::boolean)"
-                     " AND ($2::text IS NULL OR strpos(lower(name), lower($2::text)) > 0))"
+                     " AND ($2::text IS NULL OR strpos(lower(name), lower($2::text)) > 0)"
+                     " AND ($5::boolean IS NULL OR pending = $5::boolean))"
                      " FROM instances"
                      " WHERE ($1::boolean IS NULL OR online = $1::boolean)"
                      " AND ($2::text IS NULL OR strpos(lower(name), lower($2::text)) > 0)"
+                     " AND ($5::boolean IS NULL OR pending = $5::boolean)"
                      " ORDER BY id LIMIT $3::int OFFSET $4::bigint",
+    /* $1 online, $2 name, $3 pending, as DB_NODE_LIST. */
     [DB_NODE_COUNT] = "SELECT count(*) FROM instances"
                       " WHERE ($1::boolean IS NULL OR online = $1::boolean)"
-                      " AND ($2::text IS NULL OR strpos(lower(name), lower($2::text)) > 0)",
+                      " AND ($2::text IS NULL OR strpos(lower(name), lower($2::text)) > 0)"
+                      " AND ($3::boolean IS NULL OR pending = $3::boolean)",
     /* $1 name $2 verifier $3 parent_id $4 labels $5 actor $6 source */
     [DB_NODE_CREATE] =
         "WITH n AS (INSERT INTO instances (name, verifier, parent_id, labels)"

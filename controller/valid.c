@@ -433,6 +433,20 @@ static int parse_long(const char *s, long min, long max, long *out) {
   return 0;
 }
 
+int valid_bool_query(const char *key, const char *v, int *out, char *err, size_t errlen) {
+  *out = -1;
+  if (v == NULL) return 0;
+  if (strcmp(v, "true") == 0) {
+    *out = 1;
+  } else if (strcmp(v, "false") == 0) {
+    *out = 0;
+  } else {
+    snprintf(err, errlen, "%s: must be true or false", key);
+    return -1;
+  }
+  return 0;
+}
+
 int valid_list_query(const char *page, const char *size, const char *online,
                      const char *name, valid_list_t *out, char *err, size_t errlen) {
   out->page = 1;

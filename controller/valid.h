@@ -91,6 +91,10 @@ typedef struct {
   const char *name;      /* substring, or NULL */
 } valid_list_t;
 
+/* valid_bool_query reads a query parameter |key| that must be exactly true or
+ * false: *out 1 or 0, -1 when absent (NULL). 0, or -1 with |err| set. */
+int valid_bool_query(const char *key, const char *v, int *out, char *err, size_t errlen);
+
 int valid_list_query(const char *page, const char *size, const char *online,
                      const char *name, valid_list_t *out, char *err, size_t errlen);
 

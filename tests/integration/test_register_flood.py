@@ -100,6 +100,14 @@ class RegisterFloodTest(unittest.TestCase):
         # what was stored waits for approval: no place, no session
         st, _, body = self.ctl.api("GET", CLIENTS + "?size=100")
         self.assertTrue(all(n["pending"] for n in body["data"]), body["data"])
+        st, _, body = self.ctl.api("GET", CLIENTS + "?pending=true&size=2")
+        self.assertEqual((st, body["total"], len(body["data"])), (200, 5, 2))
+        st, _, body = self.ctl.api("GET", CLIENTS + "?pending=false")
+        self.assertEqual((st, body["total"]), (200, 0))
+        st, _, body = self.ctl.api("GET", CLIENTS + "?pending=false&page=9")
+        self.assertEqual((st, body["total"], body["data"]), (200, 0, []))
+        st, _, body = self.ctl.api("GET", CLIENTS + "?pending=yes")
+        self.assertEqual((st, body["message"]), (400, "pending: must be true or false"))
 
     def test_many_addresses(self):
         self.start(registerrateperaddr=5, registerrate=12)

@@ -637,6 +637,25 @@ static void test_token_bad(void **state) {
   token_bad("{\"name\":\"a\",", "invalid JSON", NULL);
 }
 
+/* ---- valid_bool_query -------------------------------------------------- */
+
+static void test_bool_query(void **state) {
+  (void)state;
+  char err[256] = "";
+  int v = 7;
+  assert_int_equal(valid_bool_query("pending", NULL, &v, err, sizeof(err)), 0);
+  assert_int_equal(v, -1);
+  assert_int_equal(valid_bool_query("pending", "true", &v, err, sizeof(err)), 0);
+  assert_int_equal(v, 1);
+  assert_int_equal(valid_bool_query("pending", "false", &v, err, sizeof(err)), 0);
+  assert_int_equal(v, 0);
+  const char *bad[] = {"", "1", "0", "TRUE", "yes", "true ", " false", "falsey"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    assert_int_equal(valid_bool_query("pending", bad[i], &v, err, sizeof(err)), -1);
+    assert_string_equal(err, "pending: must be true or false");
+  }
+}
+
 /* ---- valid_list_query ------------------------------------------------- */
 
 static void test_list_defaults(void **state) {
@@ -732,6 +751,7 @@ int main(void) {
       cmocka_unit_test(test_node_small_err_buffer),
       cmocka_unit_test(test_token_ok),
       cmocka_unit_test(test_token_bad),
+      cmocka_unit_test(test_bool_query),
       cmocka_unit_test(test_list_defaults),
       cmocka_unit_test(test_list_values),
       cmocka_unit_test(test_list_bad),
