@@ -89,6 +89,9 @@ const cfg_key_t ctl_config_table[] = {
      "A control connection not yet through TLS and SP negotiation is closed when the client "
      "leaves it waiting this long (from the accept, or from the controller's last bytes); one "
      "waiting on the controller gets 6 times this in all."},
+    {"control.authtimeout", CFG_DURATION, OFF(control_auth_ms), "30s", 1000, 3600000, NULL, 0,
+     "A control connection (TLS and SP done) on which no node has authenticated is closed "
+     "when it sends no request for this long; the agent's connection is dialled again."},
     {"control.maxconnperaddr", CFG_INT, OFF(control_maxconnperaddr), "256", 0, 1000000, NULL, 0,
      "Control connections from one client address (IPv6: one /64) at once; more are refused "
      "at once; 0: no limit. Agents behind one NAT address share it."},

@@ -32,6 +32,7 @@ typedef struct ctl_config {
   char *control_tls_ca;
   char *control_datadir;
   long long control_handshake_ms;
+  long long control_auth_ms;
   long long control_maxconnperaddr;
   long long control_maxconns;
   long long control_workers;

@@ -62,6 +62,17 @@ typedef struct park {
   int64_t since_ms;
 } park_t;
 
+/* A connection (nng pipe) of the control socket: until a node authenticates
+ * on it, it must keep sending requests (control.authtimeout). */
+typedef struct pipe_ent {
+  uint32_t id;
+  int authed;
+  int64_t last_ms;           /* added, or its last request */
+  struct pipe_ent *next;
+} pipe_ent_t;
+
+#define PIPE_BUCKETS 4096
+
 /* A relay request waiting for the node's next poll. */
 typedef struct pend {
   ctl_relay_t *rl;           /* a reference */
@@ -123,6 +134,8 @@ struct ctlsrv {
   exch_t *exch[EXCH_BUCKETS];
   size_t nexch;
   auth_t fails;              /* auth failures per source address */
+  pipe_ent_t *pipes[PIPE_BUCKETS]; /* under mu: the socket's connections */
+  atomic_ulong auth_timeouts;
   reglimit_t reg;            /* self-registrations per address and overall */
   reglimit_t events_rl;      /* audit events unauthenticated peers cause */
   int has_join;
@@ -176,6 +189,72 @@ static nng_msg *status_reply(uint64_t id, Cascade__Control__Code code, const cha
 }
 
 /* peer_ip is the agent's address: nng sees the gate's loopback end. */
+/* ---- connections and their authentication deadline ----------------------- */
+
+static pipe_ent_t **pipe_slot(ctlsrv_t *s, uint32_t id) {
+  pipe_ent_t **pp = &s->pipes[(id * 2654435761u) % PIPE_BUCKETS];
+  while (*pp && (*pp)->id != id) pp = &(*pp)->next;
+  return pp;
+}
+
+/* Runs on nng's threads. */
+static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
+  ctlsrv_t *s = arg;
+  uint32_t id = (uint32_t)nng_pipe_id(p);
+  pipe_ent_t *n = ev == NNG_PIPE_EV_ADD_POST ? calloc(1, sizeof(*n)) : NULL;
+  pthread_mutex_lock(&s->mu);
+  pipe_ent_t **pp = pipe_slot(s, id), *old = *pp;
+  if (old) *pp = old->next;
+  if (n) {
+    n->id = id;
+    n->last_ms = db_now_ms();
+    n->next = s->pipes[(id * 2654435761u) % PIPE_BUCKETS];
+    s->pipes[(id * 2654435761u) % PIPE_BUCKETS] = n;
+  }
+  pthread_mutex_unlock(&s->mu);
+  free(old);
+}
+
+/* pipe_seen notes a request on the connection of |m|; |authed|: it carries
+ * a live session. */
+static void pipe_seen(ctlsrv_t *s, nng_msg *m, int authed) {
+  uint32_t id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(m));
+  pthread_mutex_lock(&s->mu);
+  pipe_ent_t *e = *pipe_slot(s, id);
+  if (e) {
+    e->last_ms = db_now_ms();
+    if (authed) e->authed = 1;
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* pipes_expire closes the connections on which nobody authenticated and
+ * which were silent for control.authtimeout: past the TLS and SP
+ * handshakes (the gate's deadline), a connection that only holds its place
+ * would still keep agents out. */
+static void pipes_expire(ctlsrv_t *s) {
+  uint32_t ids[256];
+  size_t n = 0;
+  int64_t now = db_now_ms(), limit = s->ctl->cfg->control_auth_ms;
+  pthread_mutex_lock(&s->mu);
+  for (size_t b = 0; b < PIPE_BUCKETS && n < sizeof(ids) / sizeof(ids[0]); b++)
+    for (pipe_ent_t *e = s->pipes[b]; e && n < sizeof(ids) / sizeof(ids[0]); e = e->next)
+      if (!e->authed && now - e->last_ms > limit) {
+        ids[n++] = e->id;
+        e->last_ms = now; /* closed below; not again before it is gone */
+      }
+  pthread_mutex_unlock(&s->mu);
+  for (size_t i = 0; i < n; i++) {
+    nng_pipe p = NNG_PIPE_INITIALIZER;
+    p.id = ids[i];
+    if (nng_pipe_close(p) == 0) atomic_fetch_add(&s->auth_timeouts, 1);
+  }
+  if (n)
+    log_info("control", "closed %zu control connection(s) on which no node authenticated "
+                        "within control.authtimeout (%lld ms)",
+             n, (long long)limit);
+}
+
 static void peer_ip(ctlsrv_t *s, nng_msg *m, char *buf, size_t len) {
   ctlgate_peer(s->gate, nng_msg_get_pipe(m), buf, len);
 }
@@ -1108,6 +1187,11 @@ static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
     if (log) log_warn("control", "bad message from %s: %s", ip, why);
     return status_reply(0, CASCADE__CONTROL__CODE__BAD_REQUEST, why);
   }
+  pthread_mutex_lock(&s->mu);
+  sess_t *live = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
+  int authed = live != NULL && !live->revoked;
+  pthread_mutex_unlock(&s->mu);
+  pipe_seen(s, in, authed);
   int limited = auth_limited(&s->fails, ip, NULL);
   switch (q->body_case) {
   case CASCADE__CONTROL__REQUEST__BODY_REGISTER:
@@ -1217,7 +1301,17 @@ static void sb_array(sbuf_t *b, const int64_t *v, size_t n) {
   sb_put(b, "}");
 }
 
+static void pipes_free(ctlsrv_t *s) {
+  for (size_t b = 0; b < PIPE_BUCKETS; b++)
+    while (s->pipes[b]) {
+      pipe_ent_t *e = s->pipes[b];
+      s->pipes[b] = e->next;
+      free(e);
+    }
+}
+
 static void sweep(ctlsrv_t *s, int reconcile) {
+  pipes_expire(s);
   const ctl_config_t *cfg = s->ctl->cfg;
   int64_t now = db_now_ms();
   int64_t *hb_id = NULL, *hb_gen = NULL, *off_id = NULL, *all_id = NULL;
@@ -1518,11 +1612,15 @@ void ctlsrv_metrics(ctlsrv_t *s, FILE *out) {
           "cascade_control_pending_refused_total %lu\n"
           "# HELP cascade_control_events_dropped_total Audit events over the unauthenticated limit.\n"
           "# TYPE cascade_control_events_dropped_total counter\n"
-          "cascade_control_events_dropped_total %lu\n",
+          "cascade_control_events_dropped_total %lu\n"
+          "# HELP cascade_control_auth_timeouts_total Connections closed: no node authenticated "
+          "within control.authtimeout.\n"
+          "# TYPE cascade_control_auth_timeouts_total counter\n"
+          "cascade_control_auth_timeouts_total %lu\n",
           ctlsrv_sessions(s), atomic_load(&s->requests), atomic_load(&s->bad_messages),
           atomic_load(&s->auth_failures), atomic_load(&s->registrations),
           atomic_load(&s->registrations_refused), atomic_load(&s->pending_refused),
-          atomic_load(&s->events_dropped));
+          atomic_load(&s->events_dropped), atomic_load(&s->auth_timeouts));
 }
 
 static char *read_pem(const char *path, char *err, size_t errlen) {
@@ -1588,6 +1686,8 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   if ((rv = nng_rep0_open(&s->sock)) != 0 ||
       (rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX)) != 0 ||
       (rv = ctlgate_attach(s->gate, s->sock)) != 0 ||
+      (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, s)) != 0 ||
+      (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, s)) != 0 ||
       (rv = nng_listener_create(&s->listener, s->sock, inner)) != 0) {
     snprintf(err, errlen, "control.listenaddr '%s': %s", c->control_listenaddr, nng_strerror(rv));
     goto fail;
@@ -1643,6 +1743,7 @@ fail:
   if (s->workers == NULL) {
     nng_close(s->sock);
     ctlgate_free(s->gate);
+    pipes_free(s);
     if (s->tls) nng_tls_config_free(s->tls);
     free(s->ca_cert);
     if (s->ca_key) free(s->ca_key);
@@ -1676,6 +1777,7 @@ void ctlsrv_stop(ctlsrv_t *s) {
   }
   for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i], NULL);
   ctlgate_free(s->gate);
+  pipes_free(s);
   for (size_t b = 0; b < SESS_BUCKETS; b++) {
     sess_t *x = s->by_token[b];
     while (x) {

@@ -28,6 +28,7 @@ import harness
 CLIENTS = "/api/cascade/clients"
 FLOOD_SRC = "127.0.0.2"      # the attacker; agents and API callers come from 127.0.0.1
 HANDSHAKE_S = 3.0
+AUTH_S = 2.0
 PER_ADDR = 50
 NOFILE = 1024
 
@@ -130,6 +131,7 @@ class ControlFloodTest(unittest.TestCase):
         cls.db = cls.pg.create_database()
         cls.ctl = LimitedController(cls.pg.dsn(cls.db), config={
             "control": {"handshaketimeout": "%dms" % int(HANDSHAKE_S * 1000),
+                        "authtimeout": "%dms" % int(AUTH_S * 1000),
                         "maxconnperaddr": PER_ADDR, "heartbeat": 500},
             "log": {"level": "info"}})
         cls.port = cls.ctl.control_port
@@ -189,6 +191,31 @@ class ControlFloodTest(unittest.TestCase):
             took = closed_after([s], HANDSHAKE_S + 4)
             self.assertIsNotNone(took, "a TLS connection without SP negotiation stayed open")
             self.assertLess(time.monotonic() - t0, 9.0)
+        finally:
+            s.close()
+
+    def test_silent_after_the_handshakes_closed_at_the_auth_deadline(self):
+        """Through TLS and SP, then nothing: no node ever authenticates on it, so it is closed
+        after control.authtimeout of silence (the place is freed for agents)."""
+        raw = connect_from(FLOOD_SRC, self.port)
+        self.assertIsNotNone(raw)
+        raw.settimeout(5)
+        s = tls_context().wrap_socket(raw, server_hostname="cascade-controller")
+        try:
+            s.sendall(b"\x00SP\x00\x00\x30\x00\x00")          # REQ v0
+            hello = b""
+            while len(hello) < 8:
+                chunk = s.recv(8 - len(hello))
+                self.assertTrue(chunk, "closed during SP negotiation")
+                hello += chunk
+            self.assertEqual(hello[:6], b"\x00SP\x00\x00\x31")  # REP v0: a live pipe
+            t0 = time.monotonic()
+            before = metric(self.ctl, "cascade_control_auth_timeouts_total")
+            took = closed_after([s], AUTH_S + 4)
+            self.assertIsNotNone(took, "a connection past the handshakes, silent, stayed open")
+            self.assertGreater(time.monotonic() - t0, AUTH_S * 0.7)
+            self.assertGreaterEqual(metric(self.ctl, "cascade_control_auth_timeouts_total"),
+                                    before + 1)
         finally:
             s.close()
 
