@@ -126,6 +126,7 @@ static int fallback(void *arg, const char *method, const char *path, const char 
 }
 
 static size_t max_body = HTTPFLV_MAX_BODY; /* for the next start() */
+static int local_only;                     /* likewise */
 
 static void start(unsigned max_conns, size_t qbytes) {
   loop = ev_loop_new(EVFLAG_AUTO);
@@ -142,7 +143,7 @@ static void start(unsigned max_conns, size_t qbytes) {
   socklen_t sl = sizeof(a);
   getsockname(lfd, (struct sockaddr *)&a, &sl);
   port = ntohs(a.sin_port);
-  httpflv_config_t c = {max_conns, 1.0, fallback, NULL, 0, max_body, 0};
+  httpflv_config_t c = {max_conns, 1.0, fallback, NULL, 0, max_body, local_only};
   srv = httpflv_new(loop, hub, lfd, &c);
   assert_non_null(srv);
 }
@@ -498,20 +499,9 @@ static void test_api_owns_every_method(void **state) {
  * and no answer invites one to read it. */
 static void test_local_only(void **state) {
   (void)state;
-  loop = ev_loop_new(EVFLAG_AUTO);
-  hub_config_t hc = {0.1, 0.2, 0, 5, 1, 0, 0, 0};
-  hub = hub_new(loop, &hc);
-  lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-  assert_int_equal(listen(lfd, 64), 0);
-  socklen_t sl = sizeof(a);
-  getsockname(lfd, (struct sockaddr *)&a, &sl);
-  port = ntohs(a.sin_port);
-  httpflv_config_t cfg = {0, 1.0, fallback, NULL, 0, HTTPFLV_MAX_BODY, 1};
-  srv = httpflv_new(loop, hub, lfd, &cfg);
+  local_only = 1;
+  start(0, 0);
+  local_only = 0;
   httpflv_set_api(srv, api, NULL);
   EXPECT("GET /api/echo HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n\r\n", "HTTP/1.1 201 ");
   EXPECT("GET /api/echo HTTP/1.1\r\nHost: localhost\r\n\r\n", "HTTP/1.1 201 ");
