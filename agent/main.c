@@ -7,13 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "agent.h"
 #include "agent_config.h"
 #include "ctlc.h"
 #include "log.h"
+#include "net.h"
 
 #ifndef CASCADE_VERSION
 #define CASCADE_VERSION "0"
@@ -49,16 +49,6 @@ static int mkdir_p(const char *dir) {
   }
   if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -1;
   return 0;
-}
-
-/* raise_nofile lifts the soft limit on descriptors to the hard one. */
-static void raise_nofile(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-      log_warn("main", "cannot raise the open file limit: %s", strerror(errno));
-  }
 }
 
 int main(int argc, char **argv) {
@@ -122,7 +112,7 @@ int main(int argc, char **argv) {
    * http.maxconnections (1,000 each by default) pass the usual soft limit
    * of 1,024 descriptors, so take the hard limit (as nginx's
    * worker_rlimit_nofile would be set). */
-  raise_nofile();
+  net_raise_nofile();
   if (gnutls_global_init() < 0) {
     log_error("main", "cannot initialise GnuTLS");
     agent_config_free(&cfg);

@@ -1,4 +1,4 @@
-/* Listening sockets: see net.h. */
+/* Listening sockets and descriptor limits: see net.h. */
 #include "net.h"
 
 #include <arpa/inet.h>
@@ -7,8 +7,11 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "log.h"
 
 int net_listen_tcp(const char *key, const char *addr, int nonblock, char *shown, size_t shownlen,
                    char *err, size_t errlen) {
@@ -99,5 +102,23 @@ void net_peer_name(int fd, char *buf, size_t len) {
     snprintf(buf, len, "[%s]:%u", host, (unsigned)ntohs(a->sin6_port));
   } else {
     snprintf(buf, len, "local");
+  }
+}
+
+void net_raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t was = rl.rlim_cur;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      log_warn("main", "cannot raise the open-file limit from %llu: %s",
+               (unsigned long long)was, strerror(errno));
+      return;
+    }
+    log_info("main", "open-file limit raised from %llu to %llu (the hard limit)",
+             (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+  } else {
+    log_info("main", "open-file limit %llu (the hard limit)", (unsigned long long)rl.rlim_cur);
   }
 }

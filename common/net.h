@@ -1,4 +1,4 @@
-/* Listening sockets from configuration addresses. */
+/* Listening sockets from configuration addresses, and the descriptor limit. */
 #ifndef CASCADE_NET_H
 #define CASCADE_NET_H
 
@@ -15,5 +15,10 @@ int net_listen_tcp(const char *key, const char *addr, int nonblock, char *shown,
 /* net_peer_name writes the peer of socket |fd| as "1.2.3.4:5678",
  * "[::1]:5678" or "local". */
 void net_peer_name(int fd, char *buf, size_t len);
+
+/* net_raise_nofile lifts the soft limit on open files to the hard one (every
+ * player, publisher, link and connection is a descriptor) and logs the
+ * limit in force. */
+void net_raise_nofile(void);
 
 #endif

@@ -5,13 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include "ctl.h"
 #include "ctlsrv.h"
 #include "http.h"
 #include "log.h"
+#include "net.h"
 #include "relay.h"
 
 #define EXIT_CONFIG 2
@@ -46,27 +46,6 @@ static int wait_for_database(ctl_t *ctl) {
     return -1;
   }
   return 0;
-}
-
-/* raise_nofile lifts the soft limit on descriptors to the hard one: every
- * control connection takes three and every HTTP connection one, and the
- * control gate sizes its cap from this limit. */
-static void raise_nofile(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-  rlim_t was = rl.rlim_cur;
-  if (rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-      log_warn("main", "cannot raise the open-file limit from %llu: %s",
-               (unsigned long long)was, strerror(errno));
-      return;
-    }
-    log_info("main", "open-file limit raised from %llu to %llu (the hard limit)",
-             (unsigned long long)was, (unsigned long long)rl.rlim_cur);
-  } else {
-    log_info("main", "open-file limit %llu (the hard limit)", (unsigned long long)rl.rlim_cur);
-  }
 }
 
 int main(int argc, char **argv) {
@@ -120,7 +99,7 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
-  raise_nofile();
+  net_raise_nofile();
 
   memset(&ctl, 0, sizeof(ctl));
   ctl.cfg = &cfg;

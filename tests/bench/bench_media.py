@@ -504,6 +504,17 @@ def bench_args(doc, quick_help, extra=None):
     return args
 
 
+
+def report(res, args, t0):
+    """Prints the table (and writes --json) of a run that began at |t0|."""
+    res["elapsed_s"] = time.monotonic() - t0
+    print(table(res))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2, sort_keys=True)
+            f.write("\n")
+    return 0
+
 def main():
     args = bench_args(__doc__, "short run (about 2 minutes)", extra=lambda ap: ap.add_argument(
         "--ingest-only", action="store_true", help="only the ingest row (publishers until loss)"))
@@ -563,13 +574,7 @@ def main():
     if args.ingest_only:
         for srv in made:
             srv.stop()
-        res["elapsed_s"] = time.monotonic() - t0
-        print(table(res))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(res, f, indent=2, sort_keys=True)
-                f.write("\n")
-        return 0
+        return report(res, args, t0)
     half = max(1, min(fan_reached.values()) // 2)
     # the largest step every server passed: efficiency at the same load
     passed = [set(w["step"] for w in res[s.name]["fanout"]["steps"] if w["lossless"]) for s in made]
@@ -590,14 +595,7 @@ def main():
         r["fanout"] = fanout(srv, m4, dict(cfg, fan_steps=[step]))
         r["latency"] = latency(srv, m4, cfg, half)
         srv.stop()
-    res["elapsed_s"] = time.monotonic() - t0
-
-    print(table(res))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2, sort_keys=True)
-            f.write("\n")
-    return 0
+    return report(res, args, t0)
 
 
 if __name__ == "__main__":

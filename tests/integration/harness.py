@@ -71,6 +71,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_udp_port():
+    """A UDP port free on 127.0.0.1 now (for QUIC listeners)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def random_suffix(n=8):
     return secrets.token_hex(n // 2 + 1)[:n]
 

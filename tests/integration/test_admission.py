@@ -15,7 +15,6 @@ controller, real agents and real ffmpeg:
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -38,11 +37,6 @@ NODE = {
 }
 AGENT_ERRORS = [r"(?i)authentication failed", r"(?i)awaiting approval"]
 
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def metric(text, name, labels=""):
@@ -172,7 +166,7 @@ class AdmissionTest(unittest.TestCase):
 
     # 1. no credential the operator issued: pending, nothing else ----------------------------------
     def test_stranger_waits_pending_until_approved(self):
-        hq_addr = "127.0.0.1:%d" % free_udp_port()
+        hq_addr = "127.0.0.1:%d" % harness.free_udp_port()
         hq_n = self.create("hq")
         hq = self.agent("hq", listen=hq_addr)
         harness.wait_for(lambda: self.node("hq")["online"], 15, what="hq online")
@@ -244,7 +238,7 @@ class AdmissionTest(unittest.TestCase):
 
     # 2. an advertised address proves nothing -------------------------------------------------------
     def test_advertised_address_does_not_make_a_parent(self):
-        addr = "127.0.0.1:%d" % free_udp_port()
+        addr = "127.0.0.1:%d" % harness.free_udp_port()
         # The impostor is registered (an operator created it) and oldest.
         imp_n = self.create("impostor")
         real_n = self.create("real-parent")
@@ -266,8 +260,8 @@ class AdmissionTest(unittest.TestCase):
 
     # 3. a deleted node stays out ---------------------------------------------------------------------
     def test_deleted_node_stays_out(self):
-        addr = "127.0.0.1:%d" % free_udp_port()
-        addr2 = "127.0.0.1:%d" % free_udp_port()
+        addr = "127.0.0.1:%d" % harness.free_udp_port()
+        addr2 = "127.0.0.1:%d" % harness.free_udp_port()
         p_n = self.create("parent")
         parent = self.agent("parent", listen=addr)
         # It joined with the join token and its static parent: no operator created it.
@@ -309,8 +303,8 @@ class AdmissionTest(unittest.TestCase):
 
     # 4. a secret change cuts the links at once ------------------------------------------------------
     def test_secret_change_cuts_links_and_old_certificate(self):
-        a_addr = "127.0.0.1:%d" % free_udp_port()
-        b_addr = "127.0.0.1:%d" % free_udp_port()
+        a_addr = "127.0.0.1:%d" % harness.free_udp_port()
+        b_addr = "127.0.0.1:%d" % harness.free_udp_port()
         top_n = self.create("top")
         mid_n = self.create("mid", parent=top_n["id"])
         low_n = self.create("low", parent=mid_n["id"])

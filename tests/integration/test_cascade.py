@@ -41,11 +41,6 @@ NODE_CONFIG = {
 AGENT_ERRORS = [r"(?i)authentication failed"]
 
 
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class Capture(threading.Thread):
     """ffmpeg copying an HTTP-FLV URL into a file until the stream ends."""
@@ -132,7 +127,7 @@ class CascadeTest(unittest.TestCase):
         return a
 
     def tree(self):
-        self.ports = {n: free_udp_port() for n in ("hq", "region1", "region2")}
+        self.ports = {n: harness.free_udp_port() for n in ("hq", "region1", "region2")}
         self.ids = {}
         self.ids["hq"] = self.create("hq")["id"]
         for r in ("region1", "region2"):

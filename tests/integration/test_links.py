@@ -8,7 +8,6 @@ to HQ re-links it live, and kill -9 of the middle agent: both links are back soo
 restarts (its data directory, hence its key, persists)."""
 
 import re
-import socket
 import time
 import unittest
 
@@ -24,11 +23,6 @@ LINK_CONFIG = {
 }
 AGENT_ERRORS = [r"(?i)revoked|deleted|secret changed|authentication failed"]
 
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LinkTest(unittest.TestCase):
@@ -99,7 +93,7 @@ class LinkTest(unittest.TestCase):
 
     def chain(self, **config):
         """HQ (listening on every address) <- region <- edge, all assigned over REST."""
-        self.hq_port, self.region_port = free_udp_port(), free_udp_port()
+        self.hq_port, self.region_port = harness.free_udp_port(), harness.free_udp_port()
         self.hq_n = self.create("hq")
         self.region_n = self.create("region", parent=self.hq_n["id"])
         self.edge_n = self.create("edge", parent=self.region_n["id"])

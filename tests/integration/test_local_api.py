@@ -125,11 +125,6 @@ def create(ctl, path, body):
     return resp["data"]
 
 
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class LocalApiTest(unittest.TestCase):
     @classmethod
@@ -144,7 +139,7 @@ class LocalApiTest(unittest.TestCase):
         cls.edge_id = edge["id"]
         cls.hq = harness.Agent(cls.ctl, "hq", "hq-secret-123", config=harness.deep_merge(
             AGENT_CONFIG, {"cascadeserver": {"quic": {"listenaddr": "127.0.0.1:%d"
-                                                      % free_udp_port()}}}))
+                                                      % harness.free_udp_port()}}}))
         cls.edge = harness.Agent(cls.ctl, "edge", "edge-secret-123", config=AGENT_CONFIG)
         harness.wait_for(lambda: cls.edge.status()["config_generation"]["applied"] > 0, 20,
                          what="edge configured")
