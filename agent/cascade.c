@@ -291,15 +291,16 @@ static void pull_reconcile(casc_t *C, double now) {
     hub_path_counts(C->hub, p->path, &subs, &waiting);
     hub_origin_t o;
     int live = hub_origin_of(C->hub, p->path, &o) == 0;
-    if (live && o.kind != HUB_ORIGIN_PULLED && p->rh == NULL && p->ps == NULL) {
-      /* somebody else publishes it now: nothing to pull */
+    if (live && o.kind != HUB_ORIGIN_PULLED) {
+      /* published here now (a local publisher, a child's push): a pull never
+       * displaces it, so it has nothing left to do */
       pull_remove(C, p);
       continue;
     }
     if (subs == 0) {
       if (p->idle_since == 0) p->idle_since = now;
-      if (!p->rh && !p->ps) {
-        pull_remove(C, p); /* every player gave up */
+      if (!p->live) {
+        pull_remove(C, p); /* every player gave up before anything came */
         continue;
       }
       if (now - p->idle_since >= linger) {
@@ -471,7 +472,7 @@ json_t *casc_status(const casc_t *C) {
         pulls,
         json_pack("{s:s,s:s,s:s,s:I,s:o,s:o}", "path", p->path, "source", p->target, "state",
                   p->live ? (p->idle_since ? "lingering" : "pulling")
-                  : (p->rh || p->ps) ? "starting" : "retrying",
+                  : (p->rh || p->ps) ? "waiting" : "retrying",
                   "failures", (json_int_t)p->fails,
                   "idle_s", p->idle_since ? json_real(now - p->idle_since) : json_null(),
                   "last_error", p->last_error[0] ? json_string(p->last_error) : json_null()));

@@ -145,11 +145,16 @@ static void add_stream(const hub_stream_info_t *s, void *arg) {
                                   (int)s->sample_rate, "channels", (int)s->channels, "bps",
                                   (json_int_t)s->audio_bps)
                       : json_null();
+  const char *kind = s->origin.kind == HUB_ORIGIN_PUSHED   ? "pushed"
+                     : s->origin.kind == HUB_ORIGIN_PULLED ? "pulled"
+                                                           : "local";
+  json_t *origin = json_pack("{s:s,s:I,s:i}", "kind", kind, "node", (json_int_t)s->origin.node,
+                             "hops", (int)s->origin.hops);
   json_array_append_new(
-      list, json_pack("{s:s,s:s,s:i,s:o,s:s,s:o,s:o}", "path", s->path, "state",
+      list, json_pack("{s:s,s:s,s:i,s:o,s:s,s:o,s:o,s:o}", "path", s->path, "state",
                       s->live ? "publishing" : "waiting", "subscribers", (int)s->subscribers,
                       "startTime", time_json(s->start_time), "type", "rtmp", "videoTrack", video,
-                      "audioTrack", audio));
+                      "audioTrack", audio, "origin", origin ? origin : json_null()));
 }
 
 char *media_stream_list(media_t *m, size_t *len) {

@@ -51,6 +51,7 @@ struct hub_sub {
   uint64_t behind_since;              /* stream clock of the overflow */
   uint64_t dropped;
   int immediate;                      /* no merged write: notified per frame */
+  int follow;                         /* ends when the publisher leaves (relays) */
   unsigned kind;                      /* HUB_SUB_*, counted in st->by_kind */
   int started;                        /* a media frame was queued: merged write applies */
   size_t queue_bytes;                 /* own bound, 0: the hub's */
@@ -72,6 +73,8 @@ struct hub_stream {
   ev_timer merge_timer;               /* merged write: notifies subscribers once per merge_s */
   ev_timer idle_timer;                /* defers the observer's on_idle out of subscriber walks */
   hub_origin_t origin;                /* of the current (or last) publisher */
+  void (*preempt)(hub_stream_t *, void *); /* a PULLED publisher that may be displaced */
+  void *preempt_arg;
   int missing;                        /* on_missing told for the current wait */
   hub_sub_t *subs;
   unsigned nsubs;                     /* not counting dead ones */
@@ -637,7 +640,10 @@ static void sub_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   hub_sub_t *s = w->data;
   (void)loop;
   (void)revents;
-  if (s->pending_end) sub_end(s, s->pending_end);
+  if (s->pending_end == HUB_END_UNPUBLISHED && s->st && s->st->live) {
+    s->pending_end = 0; /* a publisher came back before the end went out */
+    if (s->state == SUB_ACTIVE && s->count && s->ops.on_frames) s->ops.on_frames(s, s->arg);
+  } else if (s->pending_end) sub_end(s, s->pending_end);
   else if (s->state == SUB_WAITING) sub_end(s, HUB_END_NOT_FOUND);
   else if (s->state == SUB_ACTIVE && s->count && s->ops.on_frames) s->ops.on_frames(s, s->arg);
 }
@@ -854,12 +860,45 @@ void hub_set_observer(hub_t *h, const hub_observer_t *o, void *arg) {
   h->obs_arg = arg;
 }
 
-int hub_publish_check(hub_t *h, const char *path) {
+/* preemptible tells whether a publisher of origin |kind| displaces the
+ * live publisher of |st|. */
+static int preemptible(const hub_stream_t *st, hub_origin_kind_t kind) {
+  return st->live && st->origin.kind == HUB_ORIGIN_PULLED && kind != HUB_ORIGIN_PULLED &&
+         st->preempt != NULL;
+}
+
+int hub_publish_check_ex(hub_t *h, const char *path, hub_origin_kind_t kind) {
   if (!hub_path_ok(path)) return HUB_EINVAL;
   hub_stream_t *st = stream_find(h, path);
-  if (st && st->live) return HUB_EBUSY;
+  if (st && st->live) return preemptible(st, kind) ? 0 : HUB_EBUSY;
   if (h->cfg.max_streams && h->publishers >= h->cfg.max_streams) return HUB_ELIMIT;
   return 0;
+}
+
+int hub_publish_check(hub_t *h, const char *path) {
+  return hub_publish_check_ex(h, path, HUB_ORIGIN_LOCAL);
+}
+
+void hub_stream_set_preempt(hub_stream_t *s, void (*fn)(hub_stream_t *s, void *arg), void *arg) {
+  if (s == NULL || !s->live) return;
+  s->preempt = fn;
+  s->preempt_arg = arg;
+}
+
+/* stream_preempt displaces the PULLED publisher of |st|: it is told, and
+ * the stream stays with its subscribers for the newcomer. */
+static void stream_preempt(hub_stream_t *st) {
+  hub_t *h = st->hub;
+  void (*fn)(hub_stream_t *, void *) = st->preempt;
+  void *arg = st->preempt_arg;
+  st->preempt = NULL;
+  st->preempt_arg = NULL;
+  st->live = 0;
+  h->publishers--;
+  st->dispatching++; /* |fn| must not free |st| under us */
+  fn(st, arg);
+  st->dispatching--;
+  stream_sweep(st);
 }
 
 const hub_origin_t *hub_stream_origin(const hub_stream_t *s) { return &s->origin; }
@@ -884,10 +923,17 @@ hub_stream_t *hub_publish_ex(hub_t *h, const char *path, const hub_origin_t *o, 
     goto out;
   }
   st = stream_find(h, path);
-  if (st && st->live) {
+  hub_origin_kind_t kind = o ? o->kind : HUB_ORIGIN_LOCAL;
+  if (st && st->live && !preemptible(st, kind)) {
     st = NULL;
     e = HUB_EBUSY;
     goto out;
+  }
+  if (st && st->live) {
+    char qp[96];
+    log_info("hub", "[%s] a %s publisher takes the stream over from its pulled copy",
+             log_quote(path, qp, sizeof(qp)), kind == HUB_ORIGIN_LOCAL ? "local" : "pushed");
+    stream_preempt(st);
   }
   if (h->cfg.max_streams && h->publishers >= h->cfg.max_streams) {
     st = NULL;
@@ -905,6 +951,8 @@ hub_stream_t *hub_publish_ex(hub_t *h, const char *path, const hub_origin_t *o, 
   st->published = 1;
   st->missing = 0;
   st->origin = o ? *o : local;
+  st->preempt = NULL;
+  st->preempt_arg = NULL;
   st->start_time = ev_now(h->loop);
   st->ts_init = 0;
   h->publishers++;
@@ -912,6 +960,10 @@ hub_stream_t *hub_publish_ex(hub_t *h, const char *path, const hub_origin_t *o, 
     if (s->state == SUB_WAITING) {
       ev_timer_stop(h->loop, &s->timer);
       s->state = SUB_ACTIVE;
+    } else if (s->state == SUB_ACTIVE && s->started) {
+      /* a takeover: the newcomer's frames reach this subscriber from its
+       * first keyframe on (its sequence headers always pass) */
+      s->skipping = 1;
     }
   }
   if (h->obs.on_publish) {
@@ -1124,9 +1176,18 @@ void hub_unpublish(hub_stream_t *st) {
   if (st == NULL || !st->live) return;
   hub_t *h = st->hub;
   st->live = 0;
+  st->preempt = NULL;
+  st->preempt_arg = NULL;
   h->publishers--;
   gop_clear(st);
   st->gop_open = 0;
+  /* relays end now: the next node starts its own delay at once */
+  for (hub_sub_t *s = st->subs; s; s = s->next) {
+    if (s->state == SUB_ACTIVE && s->follow && !s->pending_end) {
+      s->pending_end = HUB_END_UNPUBLISHED;
+      sub_arm(s, 0.);
+    }
+  }
   if (st->subs == NULL) {
     st->published = 0;
     if (h->obs.on_unpublish) {
@@ -1228,6 +1289,10 @@ void hub_sub_set_kind(hub_sub_t *s, unsigned kind) {
     s->st->by_kind[kind]++;
   }
   s->kind = kind;
+}
+
+void hub_sub_set_follow(hub_sub_t *s, int on) {
+  if (s) s->follow = on != 0;
 }
 
 void hub_sub_set_immediate(hub_sub_t *s, int on) {

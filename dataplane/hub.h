@@ -157,6 +157,20 @@ hub_stream_t *hub_publish_ex(hub_t *h, const char *path, const hub_origin_t *o, 
  * 0, HUB_EINVAL, HUB_EBUSY or HUB_ELIMIT (out of memory aside). */
 int hub_publish_check(hub_t *h, const char *path);
 
+/* hub_publish_check_ex is hub_publish_check for a publisher of origin
+ * |kind|: a PULLED one never displaces a live publisher, a LOCAL or PUSHED
+ * one displaces a PULLED publisher that allows it (hub_stream_set_preempt). */
+int hub_publish_check_ex(hub_t *h, const char *path, hub_origin_kind_t kind);
+
+/* hub_stream_set_preempt lets the PULLED publisher of |s| be displaced: a
+ * LOCAL or PUSHED publisher of the same path takes the stream over, with
+ * its subscribers (they switch on the newcomer's first keyframe). |fn| is
+ * called from inside that hub_publish_ex, before the takeover; from then on
+ * the displaced publisher must not use |s| (no hub_push, no hub_unpublish).
+ * A publication copied from elsewhere gives way to the stream's own
+ * source: a stale or competing pulled copy never refuses a publisher. */
+void hub_stream_set_preempt(hub_stream_t *s, void (*fn)(hub_stream_t *s, void *arg), void *arg);
+
 /* hub_stream_origin is the origin |s| was published with. */
 const hub_origin_t *hub_stream_origin(const hub_stream_t *s);
 
@@ -214,6 +228,13 @@ void hub_sub_set_immediate(hub_sub_t *s, int on);
  * allowed more, or less, than a player. The GOP burst already queued at
  * hub_subscribe is not re-checked. */
 void hub_sub_set_queue_bytes(hub_sub_t *s, size_t bytes);
+
+/* hub_sub_set_follow makes |s| end (HUB_END_UNPUBLISHED, from the loop) as
+ * soon as the stream's publisher leaves, instead of being kept for
+ * delay_close_s: for relays, so that the next node learns at once and every
+ * copy's delay runs from the same moment. A publisher back before the end
+ * is delivered cancels it. */
+void hub_sub_set_follow(hub_sub_t *s, int on);
 
 /* hub_sub_path is the path |s| is attached to, NULL if refused. */
 const char *hub_sub_path(const hub_sub_t *s);

@@ -313,22 +313,45 @@ static int ps_queue_check(pullsrc_t *p) {
 
 /* ---------------------------------------------------------------- publishing */
 
+/* ps_go_live: the upstream accepted (Play.Start, HTTP 200); media may
+ * follow. Nothing is published yet: an upstream that accepts and sends
+ * nothing (nginx-rtmp waits for a publisher) is not a stream here. */
 static int ps_go_live(pullsrc_t *p) {
+  if (p->state == ST_LIVE) return 0;
+  p->state = ST_LIVE;
+  log_debug(MOD, "[pull %s] %s accepted, waiting for media", p->path, p->url);
+  return 0;
+}
+
+/* ps_preempted: a local or pushed publisher took the path (hub.h,
+ * hub_stream_set_preempt); the pull ends. */
+static void ps_preempted(hub_stream_t *st, void *arg) {
+  pullsrc_t *p = arg;
+  (void)st;
+  p->pub = NULL; /* no longer ours */
+  ps_end(p, "a publisher here took the path over");
+}
+
+/* ps_claim publishes the path with the first frame. 0, or -1 when the pull
+ * ended (the path has another publisher, or the stream limit). */
+static int ps_claim(pullsrc_t *p) {
   if (p->pub) return 0;
   int err = 0;
   hub_origin_t o = {HUB_ORIGIN_PULLED, 0, 1};
   p->pub = hub_publish_ex(p->hub, p->path, &o, &err);
   if (p->pub == NULL) {
-    ps_end(p, "cannot publish %s locally (%d)", p->path, err);
+    ps_end(p, "cannot publish %s locally (%s)", p->path,
+           err == HUB_EBUSY ? "another publisher has it" : "stream limit");
     return -1;
   }
-  p->state = ST_LIVE;
+  hub_stream_set_preempt(p->pub, ps_preempted, p);
   log_info(MOD, "[pull %s] %s is live from %s", p->path, p->path, p->url);
   if (p->cb.on_live) p->cb.on_live(p, p->ud);
-  return 0;
+  return p->state == ST_LIVE ? 0 : -1;
 }
 
 static void ps_push(pullsrc_t *p, uint8_t type, uint32_t ts, const uint8_t *data, size_t len) {
+  if (ps_claim(p) != 0) return;
   hub_frame_t *f = hub_frame_new(type, ts, data, len);
   if (f == NULL) {
     ps_end(p, "out of memory for a frame");
@@ -460,7 +483,7 @@ static int rtmp_on_message(void *arg, const rtmp_msg_t *m) {
   switch (m->type) {
   case RTMP_MSG_AUDIO:
   case RTMP_MSG_VIDEO:
-    if (p->pub == NULL || m->len == 0) return 0; /* before Play.Start: nothing to feed */
+    if (p->state != ST_LIVE || m->len == 0) return 0; /* before Play.Start: nothing to feed */
     ps_push(p, m->type, m->ts, m->data, m->len);
     return p->state == ST_ENDED ? -1 : 0;
   case RTMP_MSG_DATA_AMF0:
@@ -471,7 +494,7 @@ static int rtmp_on_message(void *arg, const rtmp_msg_t *m) {
       b++;
       len--;
     }
-    if (p->pub == NULL) return 0;
+    if (p->state != ST_LIVE) return 0;
     amf_limits_t lim = {AMF_MAX_DEPTH, 65536, len};
     amf_value_t *v = NULL;
     int rc = amf_decode_list(b, len, &lim, &v);
@@ -493,7 +516,7 @@ static int rtmp_on_message(void *arg, const rtmp_msg_t *m) {
       rtmp_put_user_control(&p->wr, &p->out, RTMP_UC_PING_RESPONSE, val);
       return ps_queue_check(p);
     }
-    if (m->len >= 2 && m->data[0] == 0 && m->data[1] == RTMP_UC_STREAM_EOF && p->pub) {
+    if (m->len >= 2 && m->data[0] == 0 && m->data[1] == RTMP_UC_STREAM_EOF && p->state == ST_LIVE) {
       ps_end(p, "upstream: stream EOF");
       return -1;
     }
@@ -552,6 +575,10 @@ static void flv_feed(pullsrc_t *p, const uint8_t *data, size_t n) {
       return;
     }
     if (f) {
+      if (ps_claim(p) != 0) {
+        hub_frame_unref(f);
+        return;
+      }
       p->frames++;
       hub_push(p->pub, f);
     }

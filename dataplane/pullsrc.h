@@ -7,9 +7,10 @@
  * One pull source owns one TCP connection on the caller's libev loop. Host
  * names are resolved off the loop (a short-lived thread per lookup); the
  * loop never blocks. The local path is claimed as a publisher only once the
- * upstream accepted (RTMP NetStream.Play.Start, HTTP 200), so a failed pull
- * never shows up as a stream; when it ends, the hub's delay-close keeps the
- * players for a retry. */
+ * upstream accepted (RTMP NetStream.Play.Start, HTTP 200) and sent its first
+ * frame, so a failed or empty pull never shows up as a stream; a local or
+ * pushed publisher of the path displaces it (hub_stream_set_preempt); when
+ * it ends, the hub's delay-close keeps the players for a retry. */
 #ifndef CASCADE_PULLSRC_H
 #define CASCADE_PULLSRC_H
 
@@ -25,7 +26,7 @@
 typedef struct pullsrc pullsrc_t;
 
 typedef struct pullsrc_callbacks {
-  /* The upstream accepted and the local path is published. */
+  /* The upstream delivered its first frame and the local path is published. */
   void (*on_live)(pullsrc_t *p, void *ud);
   /* The pull ended (|why| says how, for a log line); |p| is freed when
    * this returns. Not called after pullsrc_stop. */

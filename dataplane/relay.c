@@ -372,11 +372,39 @@ static int rs_subscribe(rstream *s) {
   s->sub = hub_subscribe(s->r->hub, s->path, &sub_ops, s);
   if (!s->sub) return -ENOMEM;
   hub_sub_set_immediate(s->sub, 1); /* the next hop merges its own writes */
+  hub_sub_set_follow(s->sub, 1);    /* the next hop keeps its players itself */
   if (s->r->cfg.send_bound) hub_sub_set_queue_bytes(s->sub, s->r->cfg.send_bound);
   return 0;
 }
 
 /* ---- reading: FLV tags into the publication ---- */
+
+/* pull_preempted: a local or pushed publisher took our path (hub.h,
+ * hub_stream_set_preempt); the pull has nothing left to do. */
+static void pull_preempted(hub_stream_t *st, void *arg) {
+  rstream *s = arg;
+  (void)st;
+  s->pub = NULL; /* no longer ours */
+  rs_fail(s, RELAY_ERR_BUSY, "a publisher here took the path over");
+}
+
+/* pull_go_live publishes an accepted pull's path here once the first tag
+ * arrives: until the peer delivers, a pull is not a stream (players keep
+ * waiting on their own subscribe.waittimeout, and a publisher arriving
+ * meanwhile simply takes the path). 0, or -1 when |s| failed. */
+static int pull_go_live(rstream *s) {
+  int err = 0;
+  s->pub = hub_publish_ex(s->r->hub, s->local ? s->local : s->path, &s->origin, &err);
+  if (!s->pub) {
+    rs_fail(s, err == HUB_EBUSY ? RELAY_ERR_BUSY : RELAY_ERR_LIMIT,
+            err == HUB_EBUSY ? "the path got another publisher meanwhile" : "stream limit");
+    return -1;
+  }
+  hub_stream_set_preempt(s->pub, pull_preempted, s);
+  rs_log(s, LOG_INFO, "pulling");
+  if (s->cb.on_start) s->cb.on_start(s->ud);
+  return s->state == ST_RUN ? 0 : -1;
+}
 
 static void rs_feed(rstream *s, const uint8_t *d, size_t len, int fin) {
   if (s->state != ST_RUN) return;
@@ -392,6 +420,10 @@ static void rs_feed(rstream *s, const uint8_t *d, size_t len, int fin) {
     len -= (size_t)n;
     if (!f) break; /* all taken */
     s->r->stats.frames_in++;
+    if (s->role == OUT_PULL && !s->pub && pull_go_live(s) != 0) {
+      hub_frame_unref(f);
+      return;
+    }
     hub_push(s->pub, f);
     if (s->state != ST_RUN) return;
   }
@@ -474,7 +506,7 @@ static int push_check(quic_conn *c, int64_t sid, const streamhdr_t *h, uint32_t 
     snprintf(reason, reasonlen, "loop: the stream comes from this node (%" PRId64 ")",
              r->cfg.node_id);
   } else {
-    int e = hub_publish_check(r->hub, h->path);
+    int e = hub_publish_check_ex(r->hub, h->path, HUB_ORIGIN_PUSHED);
     if (e == HUB_EBUSY && hub_origin_of(r->hub, h->path, &cur) == 0 &&
         cur.kind == HUB_ORIGIN_PUSHED && cur.node == (int64_t)origin &&
         served_push_of(r, h->path))
@@ -604,20 +636,14 @@ static void out_answer(quic_conn *c, int64_t sid, int accepted, uint32_t code, c
   }
   s->state = ST_RUN;
   if (s->role == OUT_PULL) {
-    int err = 0;
-    s->pub = hub_publish_ex(s->r->hub, s->local ? s->local : s->path, &s->origin, &err);
-    if (!s->pub) {
-      rs_fail(s, err == HUB_EBUSY ? RELAY_ERR_BUSY : RELAY_ERR_LIMIT,
-              err == HUB_EBUSY ? "the path got another publisher meanwhile" : "stream limit");
-      return;
-    }
-    rs_log(s, LOG_INFO, "pulling");
-  } else {
-    rs_log(s, LOG_INFO, "pushing (origin node %" PRId64 ", %" PRIu32 " hops)", s->origin.node,
-           s->origin.hops);
+    /* published here with the first tag (pull_go_live) */
+    rs_log(s, LOG_DEBUG, "accepted, waiting for the stream");
+    return;
   }
+  rs_log(s, LOG_INFO, "pushing (origin node %" PRId64 ", %" PRIu32 " hops)", s->origin.node,
+         s->origin.hops);
   if (s->cb.on_start) s->cb.on_start(s->ud);
-  if (s->role == OUT_PUSH && s->state == ST_RUN) rs_drain(s);
+  if (s->state == ST_RUN) rs_drain(s);
 }
 
 static void out_data(quic_conn *c, int64_t sid, const uint8_t *data, size_t len, int fin,
@@ -728,7 +754,7 @@ relay_pull_t *relay_pull_as(relay_t *r, quic_conn *c, const char *path, const ch
     e = -EINVAL;
     goto fail;
   }
-  switch (hub_publish_check(r->hub, local)) {
+  switch (hub_publish_check_ex(r->hub, local, HUB_ORIGIN_PULLED)) {
   case 0: break;
   case HUB_EBUSY: e = -EBUSY; goto fail;
   case HUB_ELIMIT: e = -ENOSPC; goto fail;

@@ -80,9 +80,10 @@ typedef struct relay_end {
 } relay_end_t;
 
 typedef struct relay_cb {
-  /* The peer accepted: a push starts sending, a pull has published the path
-   * here (PULLED). Called from inside the quic callbacks; may call
-   * relay_*_stop. May be NULL. */
+  /* A push: the peer accepted, sending starts. A pull: the peer delivered
+   * its first tag and the path is published here (PULLED); a pull the peer
+   * accepted but that delivers nothing is no stream here. Called from inside
+   * the quic callbacks; may call relay_*_stop. May be NULL. */
   void (*on_start)(void *ud);
   /* The push or pull ended (not after relay_*_stop). Called from the loop,
    * not from inside another callback, so it may start a new push or pull
@@ -130,7 +131,11 @@ relay_push_t *relay_push(relay_t *r, quic_conn *c, const char *path, const relay
 void relay_push_stop(relay_push_t *p);
 
 /* relay_pull asks |c|'s peer (node |peer_node|, recorded as the origin) for
- * |path|; once accepted, |path| is published here as PULLED and fed. NULL
+ * |path|; with the first tag, |path| is published here as PULLED and fed,
+ * and a LOCAL or PUSHED publisher of it later displaces the pull (it ends
+ * with RELAY_END_LOCAL, RELAY_ERR_BUSY). Relay subscriptions end as soon as
+ * their stream's publisher leaves (hub_sub_set_follow), so a stream's end
+ * travels the tree at once and each node's delayclose keeps its players. NULL
  * with *err: -EINVAL (bad path), -EBUSY (already published here), -ENOSPC
  * (the hub's stream limit), -EAGAIN, -ENOMEM. The peer waits up to its
  * subscribe.waittimeout for the stream, then resets with

@@ -470,6 +470,128 @@ static void test_delay_close_keeps(void **state) {
   hub_free(h);
 }
 
+typedef struct preempted {
+  int calls;
+  hub_stream_t *st;
+} preempted_t;
+
+static void on_preempt(hub_stream_t *st, void *arg) {
+  preempted_t *p = arg;
+  p->calls++;
+  p->st = st;
+}
+
+/* A pulled copy gives way: a local (or pushed) publisher takes the path
+ * over with its subscribers, who switch on the newcomer's first keyframe;
+ * a pulled publisher never displaces anyone, and a pulled one that did not
+ * allow it (no preempt callback) is not displaced either. */
+static void test_preempt_pulled(void **state) {
+  (void)state;
+  hub_t *h = mk(1, 1, 0, 0, 0);
+  hub_origin_t pulled = {HUB_ORIGIN_PULLED, 7, 1}, pushed = {HUB_ORIGIN_PUSHED, 9, 1};
+  int err = 0;
+  hub_stream_t *st = hub_publish_ex(h, "live/p", &pulled, &err);
+  assert_non_null(st);
+  push_headers(st);
+  hub_push(st, video(40000, 1, 100));
+  rec_t r;
+  sub(h, "live/p", &r, 1);
+  run_for(0.01);
+  assert_int_equal(r.n, 4);
+  /* no callback: busy for everyone */
+  assert_int_equal(hub_publish_check(h, "live/p"), HUB_EBUSY);
+  assert_null(hub_publish(h, "live/p", &err));
+  assert_int_equal(err, HUB_EBUSY);
+  preempted_t pc = {0, NULL};
+  hub_stream_set_preempt(st, on_preempt, &pc);
+  assert_int_equal(hub_publish_check_ex(h, "live/p", HUB_ORIGIN_PULLED), HUB_EBUSY);
+  assert_null(hub_publish_ex(h, "live/p", &pulled, &err));
+  assert_int_equal(err, HUB_EBUSY);
+  assert_int_equal(pc.calls, 0);
+  assert_int_equal(hub_publish_check_ex(h, "live/p", HUB_ORIGIN_PUSHED), 0);
+  assert_int_equal(hub_publish_check(h, "live/p"), 0);
+  /* the pulled copy goes on a little, then the local publisher arrives */
+  hub_push(st, video(40040, 0, 100));
+  run_for(0.01);
+  assert_int_equal(r.n, 5);
+  hub_stream_t *loc = hub_publish(h, "live/p", &err);
+  assert_ptr_equal(loc, st); /* the same stream, with its subscriber */
+  assert_int_equal(pc.calls, 1);
+  assert_ptr_equal(pc.st, st);
+  hub_origin_t o;
+  assert_int_equal(hub_origin_of(h, "live/p", &o), 0);
+  assert_int_equal(o.kind, HUB_ORIGIN_LOCAL);
+  hub_stats_t s;
+  hub_get_stats(h, &s);
+  assert_int_equal(s.publishers, 1);
+  /* mid-GOP frames of the newcomer are skipped; headers pass; the
+   * keyframe switches the subscriber over */
+  hub_push(loc, video(10, 0, 100));
+  push_headers(loc);
+  hub_push(loc, audio(15));
+  hub_push(loc, video(20, 1, 100));
+  hub_push(loc, video(60, 0, 100));
+  run_for(0.01);
+  assert_int_equal(r.ended, 0);
+  assert_int_equal(r.n, 5 + 3 + 2); /* the audio before the keyframe waits with the video */
+  assert_int_equal(r.type[5], HUB_SCRIPT);
+  assert_int_equal(r.seq[6], 1);
+  assert_int_equal(r.seq[7], 1);
+  assert_int_equal(r.key[8], 1);
+  assert_int_equal(r.ts[8], 20);
+  assert_int_equal(r.ts[9], 60);
+  /* a pushed publisher cannot displace a local one */
+  assert_null(hub_publish_ex(h, "live/p", &pushed, &err));
+  assert_int_equal(err, HUB_EBUSY);
+  /* and a pushed one displaces a pulled copy too */
+  hub_stream_t *q = hub_publish_ex(h, "live/q", &pulled, &err);
+  hub_stream_set_preempt(q, on_preempt, &pc);
+  assert_non_null(hub_publish_ex(h, "live/q", &pushed, &err));
+  assert_int_equal(pc.calls, 2);
+  hub_unsubscribe(r.s);
+  hub_free(h);
+}
+
+/* Relay subscribers (follow) end as soon as the publisher leaves; players
+ * stay for delay_close_s; a publisher back before the deferred end cancels
+ * it. */
+static void test_follow_ends_at_once(void **state) {
+  (void)state;
+  hub_t *h = mk(0.5, 1, 0, 0, 0);
+  hub_stream_t *st = hub_publish(h, "live/f", NULL);
+  push_headers(st);
+  hub_push(st, video(0, 1, 100));
+  rec_t relay, player, quick;
+  sub(h, "live/f", &relay, 1);
+  hub_sub_set_follow(relay.s, 1);
+  sub(h, "live/f", &player, 1);
+  run_for(0.01);
+  hub_unpublish(st);
+  run_for(0.05);
+  assert_int_equal(relay.ended, 1);
+  assert_int_equal(relay.why, HUB_END_UNPUBLISHED);
+  assert_int_equal(player.ended, 0);
+  /* a new relay of the kept stream waits; the publisher comes back at once */
+  sub(h, "live/f", &quick, 1);
+  hub_sub_set_follow(quick.s, 1);
+  st = hub_publish(h, "live/f", NULL);
+  hub_push(st, video(10, 1, 100));
+  hub_unpublish(st);
+  st = hub_publish(h, "live/f", NULL); /* back before the loop ran */
+  hub_push(st, video(20, 1, 100));
+  run_for(0.05);
+  assert_int_equal(quick.ended, 0);
+  assert_true(quick.n >= 2);
+  run_for(0.6);
+  assert_int_equal(player.ended, 0);
+  hub_unpublish(st);
+  run_for(0.7);
+  assert_int_equal(quick.ended, 1);
+  assert_int_equal(player.ended, 1);
+  assert_int_equal(player.why, HUB_END_UNPUBLISHED);
+  hub_free(h);
+}
+
 static void test_delay_close_ends(void **state) {
   (void)state;
   hub_t *h = mk(0.1, 1, 0, 0, 0);
@@ -951,6 +1073,8 @@ int main(void) {
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_delay_close_keeps),
       cmocka_unit_test(test_delay_close_ends),
+      cmocka_unit_test(test_preempt_pulled),
+      cmocka_unit_test(test_follow_ends_at_once),
       cmocka_unit_test(test_wait),
       cmocka_unit_test(test_slow_subscriber),
       cmocka_unit_test(test_queue_time_bound),

@@ -692,13 +692,96 @@ static void test_pull_missing(void **state) {
   relay_pull_t *p = relay_pull(x.a.r, x.a.conn, "live/none", ID_B, &oc_cb, &o, &err);
   assert_non_null(p);
   assert_true(run_until(&x, oc_ended, &o, 3.));
-  assert_int_equal(o.started, 1); /* accepted: B waits for a publisher */
+  /* accepted (B waits for a publisher) but nothing came: never a stream here */
+  assert_int_equal(o.started, 0);
   assert_int_equal(o.why, RELAY_END_RESET);
   assert_int_equal(o.code, RELAY_ERR_NOT_FOUND);
   assert_int_equal(x.b.missing, 1);
   assert_string_equal(x.b.missing_path, "live/none");
   hub_origin_t org;
   assert_int_equal(hub_origin_of(x.a.hub, "live/none", &org), -1);
+  down(&x);
+}
+
+/* A pull B accepted but cannot serve yet is no stream on A: A's path stays
+ * free and its player waits. B's stream comes: A publishes it PULLED. A
+ * local publisher on A then displaces the pull (it ends: local, BUSY) and
+ * keeps A's player, who switches over. */
+static void test_pull_waits_then_gives_way(void **state) {
+  (void)state;
+  ctx x;
+  up(&x);
+  rec r;
+  rec_sub(x.a.hub, "live/w", &r);
+  outcome o = {0};
+  int err;
+  assert_non_null(relay_pull(x.a.r, x.a.conn, "live/w", ID_B, &oc_cb, &o, &err));
+  run_for(&x, 0.15);
+  hub_origin_t org;
+  assert_int_equal(hub_origin_of(x.a.hub, "live/w", &org), -1); /* not published */
+  assert_int_equal(o.started, 0);
+  assert_int_equal(o.ended, 0);
+  hub_stats_t hs;
+  hub_get_stats(x.a.hub, &hs);
+  assert_int_equal(hs.streams, 0);
+  assert_int_equal(hub_publish_check(x.a.hub, "live/w"), 0);
+  hub_stream_t *st = publish_as(&x.b, "live/w", HUB_ORIGIN_LOCAL, 0, 0);
+  assert_true(run_until(&x, oc_started, &o, 2.));
+  assert_int_equal(hub_origin_of(x.a.hub, "live/w", &org), 0);
+  assert_int_equal(org.kind, HUB_ORIGIN_PULLED);
+  r.n_want = 3;
+  assert_true(run_until(&x, rec_has, &r, 2.));
+  /* another pull of a live pulled path is still busy */
+  outcome o2 = {0};
+  assert_null(relay_pull(x.a.r, x.a.conn, "live/w", ID_B, &oc_cb, &o2, &err));
+  assert_int_equal(err, -EBUSY);
+  /* the local publisher wins */
+  hub_stream_t *loc = hub_publish(x.a.hub, "live/w", &err);
+  assert_non_null(loc);
+  assert_int_equal(hub_origin_of(x.a.hub, "live/w", &org), 0);
+  assert_int_equal(org.kind, HUB_ORIGIN_LOCAL);
+  assert_true(run_until(&x, oc_ended, &o, 2.));
+  assert_int_equal(o.why, RELAY_END_LOCAL);
+  assert_int_equal(o.code, RELAY_ERR_BUSY);
+  int before = r.n;
+  push_headers(loc);
+  hub_push(loc, media(0, 100)); /* a keyframe */
+  r.n_want = before + 3;
+  assert_true(run_until(&x, rec_has, &r, 2.));
+  assert_int_equal(r.ended, 0);
+  assert_int_equal(r.key[before + 2], 1);
+  hub_unpublish(loc);
+  hub_unpublish(st);
+  run_for(&x, 0.5);
+  down(&x);
+}
+
+/* The origin's publisher leaves: B's relay subscription ends at once, so
+ * A's pulled copy ends (and A's delayclose starts) while B still keeps its
+ * own players, not a delayclose later. */
+static void test_pull_ends_with_origin(void **state) {
+  (void)state;
+  ctx x;
+  up(&x);
+  hub_stream_t *st = publish_as(&x.b, "live/e", HUB_ORIGIN_LOCAL, 0, 0);
+  rec onb, ona;
+  rec_sub(x.b.hub, "live/e", &onb);
+  rec_sub(x.a.hub, "live/e", &ona);
+  outcome o = {0};
+  int err;
+  assert_non_null(relay_pull(x.a.r, x.a.conn, "live/e", ID_B, &oc_cb, &o, &err));
+  assert_true(run_until(&x, oc_started, &o, 2.));
+  hub_unpublish(st);
+  assert_true(run_until(&x, oc_ended, &o, 2.));
+  hub_stats_t hs;
+  hub_get_stats(x.b.hub, &hs);
+  assert_int_equal(hs.streams, 1); /* B's delayclose (0.3 s) still runs */
+  assert_int_equal(onb.ended, 0);
+  assert_true(o.why == RELAY_END_RESET || o.why == RELAY_END_FINISHED);
+  if (o.why == RELAY_END_RESET) assert_int_equal(o.code, RELAY_ERR_UNPUBLISHED);
+  assert_int_equal(ona.ended, 0); /* A keeps its player for its own delayclose */
+  assert_true(run_until(&x, rec_ended, &ona, 2.));
+  assert_int_equal(ona.why, HUB_END_UNPUBLISHED);
   down(&x);
 }
 
@@ -853,6 +936,8 @@ int main(void) {
       cmocka_unit_test(test_pull),
       cmocka_unit_test(test_push_refused),
       cmocka_unit_test(test_pull_missing),
+      cmocka_unit_test(test_pull_waits_then_gives_way),
+      cmocka_unit_test(test_pull_ends_with_origin),
       cmocka_unit_test(test_bad_header_path),
       cmocka_unit_test(test_backpressure),
       cmocka_unit_test(test_conn_close),
