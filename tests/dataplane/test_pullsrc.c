@@ -375,6 +375,68 @@ static void test_http_chunked(void **state) {
   close(raw_fd);
 }
 
+/* raw_silent_accept answers 200 and the FLV header, then sends nothing
+ * (as nginx-rtmp answers Play.Start for a stream nobody publishes). */
+static int raw_client = -1;
+
+static void raw_silent_accept(struct ev_loop *loop, ev_io *w, int revents) {
+  (void)revents;
+  raw_client = accept(w->fd, NULL, NULL);
+  ev_io_stop(loop, w);
+  assert_true(raw_client >= 0);
+  char req[2048];
+  assert_true(recv(raw_client, req, sizeof(req), 0) > 0);
+  static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\r\n"
+                             "FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
+  size_t n = sizeof(head) - 1;
+  assert_int_equal(send(raw_client, head, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* A pull is no stream until media comes, and gives way to a publisher
+ * here: an upstream that accepts and sends nothing publishes nothing (the
+ * path stays free); a publisher on the edge takes the path over from a
+ * live pull, which ends saying so. */
+static void test_pull_gives_way(void **state) {
+  (void)state;
+  int port, never = 0;
+  char url[128], err[256];
+  raw_fd = listen_lo(&port);
+  ev_io_init(&raw_io, raw_silent_accept, raw_fd, EV_READ);
+  ev_io_start(F.loop, &raw_io);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/live/x.flv", port);
+  F.ps = pullsrc_start(F.loop, F.edge, url, "live/copy", NULL, &CB, NULL, err, sizeof(err));
+  assert_non_null(F.ps);
+  assert_false(run_until(&never, 1, 0.4));
+  assert_true(raw_client >= 0); /* answered */
+  hub_origin_t o;
+  assert_int_equal(hub_origin_of(F.edge, "live/copy", &o), -1);
+  assert_int_equal(hub_publish_check(F.edge, "live/copy"), 0);
+  assert_int_equal(F.live, 0);
+  assert_int_equal(F.ended, 0);
+  pullsrc_stop(F.ps);
+  F.ps = NULL;
+  close(raw_client);
+  raw_client = -1;
+  close(raw_fd);
+
+  start_origin();
+  snprintf(url, sizeof(url), "rtmp://127.0.0.1:%d/live/src", F.rtmp_port);
+  F.ps = pullsrc_start(F.loop, F.edge, url, "live/copy", NULL, &CB, NULL, err, sizeof(err));
+  assert_non_null(F.ps);
+  assert_true(run_until(&F.live, 1, 5));
+  assert_int_equal(hub_origin_of(F.edge, "live/copy", &o), 0);
+  assert_int_equal(o.kind, HUB_ORIGIN_PULLED);
+  int e = 0;
+  hub_stream_t *loc = hub_publish(F.edge, "live/copy", &e);
+  assert_non_null(loc);
+  assert_int_equal(hub_origin_of(F.edge, "live/copy", &o), 0);
+  assert_int_equal(o.kind, HUB_ORIGIN_LOCAL);
+  assert_true(run_until(&F.ended, 1, 5));
+  if (strstr(F.why, "took the path over") == NULL) fail_msg("ended with \"%s\"", F.why);
+  assert_int_equal(hub_origin_of(F.edge, "live/copy", &o), 0); /* still the local one */
+  hub_unpublish(loc);
+}
+
 static void test_bad_urls(void **state) {
   (void)state;
   const char *bad[] = {"", "ftp://h/a/b", "rtmp://", "rtmp://host", "rtmp://host/app",
@@ -404,6 +466,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_name_resolved_off_loop, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failures, setup, teardown),
       cmocka_unit_test_setup_teardown(test_http_chunked, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pull_gives_way, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_urls, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
