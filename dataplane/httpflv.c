@@ -40,6 +40,7 @@
 #include "flv.h"
 #include "log.h"
 #include "net.h"
+#include "tsmap.h"
 
 #define INFLIGHT 32            /* frames taken from the hub and not yet written */
 #define MAX_HEADERS 100
@@ -79,9 +80,7 @@ typedef struct conn {
   unsigned nfl;
   size_t fl_off;                   /* bytes of fl[0] (header then body) written */
   uint32_t prev_size;              /* PreviousTagSize for the next tag */
-  int ts_init;
-  uint32_t last_ts;                /* last timestamp written */
-  int64_t ts_off;                  /* keeps timestamps monotonic across republish */
+  tsmap_t tsmap;                   /* the player's timeline, from 0 (zeroed by calloc) */
   int ended;                       /* no more frames will come */
   int peer_eof;                    /* the peer half-closed while we replied */
 } conn_t;
@@ -238,22 +237,13 @@ static int conn_error(conn_t *c, int code, const char *why) {
 
 static void fl_add(conn_t *c, hub_frame_t *f) {
   inflight_t *e = &c->fl[c->nfl++];
-  uint32_t ts = f->ts;
-  if (!c->ts_init) {
-    c->ts_init = 1;
-  } else {
-    int64_t out = (int64_t)ts + c->ts_off;
-    int64_t d = out - (int64_t)c->last_ts;
-    /* A restart of the publisher (or a wrap) must not send players back in
-     * time; small reorderings between audio and video pass as they are. */
-    if (d < -1000 || d > 60000) c->ts_off = (int64_t)c->last_ts + 1 - (int64_t)ts;
-  }
-  int64_t out = (int64_t)ts + c->ts_off;
-  if (out < 0) out = 0;
-  c->last_ts = (uint32_t)out;
+  /* The hub's frames carry the origin's timestamps: the cached metadata and
+   * sequence headers as old as the stream, the GOP from whenever its
+   * keyframe was. Players get a timeline of their own from 0 (tsmap.h). */
+  uint32_t out = tsmap_map(&c->tsmap, f->type, f->seq_header, f->ts);
   e->f = f;
   flv_put_u32(e->hdr, c->prev_size);
-  flv_frame_header(e->hdr + FLV_PREV_SIZE_LEN, f, (uint32_t)out);
+  flv_frame_header(e->hdr + FLV_PREV_SIZE_LEN, f, out);
   c->prev_size = (uint32_t)(FLV_TAG_HEADER_LEN + f->len);
 }
 

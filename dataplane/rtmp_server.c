@@ -34,6 +34,7 @@
 #include "log.h"
 #include "net.h"
 #include "rtmp_proto.h"
+#include "tsmap.h"
 
 #define CSID_CONTROL 2
 #define CSID_COMMAND 3
@@ -99,6 +100,7 @@ struct rtmp_conn {
   hub_sub_t *sub;              /* subscription (borrowed until on_end/unsubscribe) */
   char *play_path;
   uint32_t play_sid;
+  tsmap_t tsmap;               /* the player's timeline, from 0 (zeroed by calloc; one play a connection) */
   out_frame_t q[SEND_WINDOW];  /* frames being sent, in order */
   unsigned qn;
 };
@@ -346,7 +348,9 @@ static void conn_flush(rtmp_conn_t *c) {
       while (c->qn < SEND_WINDOW && (f = hub_sub_next(c->sub)) != NULL) {
         out_frame_t *o = &c->q[c->qn++];
         o->f = f;
-        rtmp_writer_begin(&c->wr, &o->m, frame_csid(f->type), f->type, c->play_sid, f->ts, f->data, f->len);
+        /* origin timestamps rebased for this player: see tsmap.h */
+        uint32_t ts = tsmap_map(&c->tsmap, f->type, f->seq_header, f->ts);
+        rtmp_writer_begin(&c->wr, &o->m, frame_csid(f->type), f->type, c->play_sid, ts, f->data, f->len);
       }
       if (c->qn == 0) break;
       continue;

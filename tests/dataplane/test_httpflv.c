@@ -302,6 +302,64 @@ static void expect(const char *req, size_t len, const char *status) {
 
 #define EXPECT(req, status) expect(req, sizeof(req) - 1, status)
 
+static int n_tags_ge7(const client_t *c) {
+  tags_t t;
+  if (!body_of(c)) return 0;
+  parse_body(c, &t);
+  return t.n >= 7;
+}
+
+static int n_tags_ge11(const client_t *c) {
+  tags_t t;
+  if (!body_of(c)) return 0;
+  parse_body(c, &t);
+  return t.n >= 11;
+}
+
+/* A player joining a stream that has run a while starts its own timeline
+ * at 0, the cached metadata and sequence headers included (an FLV reader
+ * takes onMetaData for header metadata only at 0); a publisher that comes
+ * back from 0 does not send it back in time. */
+static void test_player_timeline(void **state) {
+  (void)state;
+  start(0, 0);
+  hub_stream_t *st = hub_publish(hub, "live/late", NULL);
+  assert_non_null(st);
+  hub_push(st, hub_frame_new(HUB_SCRIPT, 26343, (const uint8_t *)"\x02\x00\x0aonMetaData\x05", 14));
+  hub_push(st, hub_frame_new(HUB_VIDEO, 26343, avc_seq, sizeof(avc_seq)));
+  hub_push(st, hub_frame_new(HUB_AUDIO, 26343, aac_seq, sizeof(aac_seq)));
+  push_video(st, 44776, 1, 200);
+  push_video(st, 44816, 0, 100);
+  client_t c;
+  const char req[] = "GET /flv/live/late.flv HTTP/1.1\r\nHost: x\r\n\r\n";
+  client_open(&c, req, sizeof(req) - 1);
+  pump(&c, 2, n_tags_ge5);
+  push_video(st, 44856, 0, 100);
+  pump(&c, 2, n_tags_ge6);
+  /* the publisher restarts from 0 */
+  hub_unpublish(st);
+  st = hub_publish(hub, "live/late", NULL);
+  assert_non_null(st);
+  hub_push(st, hub_frame_new(HUB_SCRIPT, 0, (const uint8_t *)"\x02\x00\x0aonMetaData\x05", 14));
+  pump(&c, 2, n_tags_ge7);
+  hub_push(st, hub_frame_new(HUB_VIDEO, 0, avc_seq, sizeof(avc_seq)));
+  hub_push(st, hub_frame_new(HUB_AUDIO, 0, aac_seq, sizeof(aac_seq)));
+  push_video(st, 0, 1, 200);
+  push_video(st, 40, 0, 100);
+  pump(&c, 2, n_tags_ge11);
+  tags_t t;
+  parse_body(&c, &t);
+  assert_int_equal(t.bad, 0);
+  assert_int_equal(t.n, 11);
+  static const uint32_t want[11] = {0, 0, 0, 0, 40, 80, 80, 80, 80, 81, 121};
+  for (unsigned i = 0; i < 11; i++) assert_int_equal(t.ts[i], want[i]);
+  assert_int_equal(t.type[5], HUB_VIDEO);
+  assert_int_equal(t.type[6], HUB_SCRIPT);
+  client_close(&c);
+  hub_unpublish(st);
+  stop();
+}
+
 static void test_bad_requests(void **state) {
   (void)state;
   start(0, 0);
@@ -643,7 +701,7 @@ static void test_slow_player(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_live_stream),     cmocka_unit_test(test_not_found_after_wait),
-      cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_head),
+      cmocka_unit_test(test_player_timeline), cmocka_unit_test(test_bad_requests),    cmocka_unit_test(test_head),
       cmocka_unit_test(test_api_bodies),      cmocka_unit_test(test_body_budget),
       cmocka_unit_test(test_api_owns_every_method),
       cmocka_unit_test(test_local_only),      cmocka_unit_test(test_host_is_local),

@@ -352,18 +352,21 @@ static void test_publish_then_play(void **state) {
   cli_send(pub, 6, RTMP_MSG_VIDEO, psid, 0, avc_seq, sizeof(avc_seq));
   cli_send(pub, 4, RTMP_MSG_AUDIO, psid, 0, aac_seq, sizeof(aac_seq));
   uint8_t *k = make_frame(1, 20000, 1);   /* several 4096-byte chunks toward the player */
-  cli_send(pub, 6, RTMP_MSG_VIDEO, psid, 40, k, 20000);
+  /* the stream has run a while: the cached headers are older than the GOP */
+  cli_send(pub, 6, RTMP_MSG_VIDEO, psid, 26340, k, 20000);
 
   cli_t *pl = cli_open(f->port);
   do_connect(pl, "live/");
   uint32_t lsid = do_create_stream(pl);
   assert_string_equal(do_stream_cmd(pl, "play", lsid, "cam1"), "NetStream.Play.Start");
-  /* The cached start: metadata (without @setDataFrame), sequence headers, keyframe. */
+  /* The cached start: metadata (without @setDataFrame), sequence headers,
+   * keyframe, all at 0 on the player's own timeline. */
   cmsg_t m;
   int saw_meta = 0, saw_vseq = 0, saw_aseq = 0, saw_key = 0;
   for (int i = 0; i < 4; i++) {
     assert_true(next_media(pl, &m));
     assert_int_equal(m.m.stream_id, lsid);
+    assert_int_equal(m.m.ts, 0);
     if (m.m.type == RTMP_MSG_DATA_AMF0) {
       amf_value_t *v = NULL;
       assert_int_equal(amf_decode_list(m.data, m.m.len, NULL, &v), 0);
@@ -379,27 +382,28 @@ static void test_publish_then_play(void **state) {
     } else {
       assert_int_equal(m.m.len, 20000);
       assert_memory_equal(m.data, k, 20000);
-      assert_int_equal(m.m.ts, 40);
       saw_key = 1;
     }
     free(m.data);
   }
   assert_true(saw_meta && saw_vseq && saw_aseq && saw_key);
-  /* Live frames after the player joined, in order, byte for byte. */
+  /* Live frames after the player joined, in order, byte for byte, their
+   * steps kept. */
   for (int i = 1; i <= 5; i++) {
     uint8_t *p = make_frame(0, 3000 + (size_t)i * 1000, (uint8_t)i);
-    cli_send(pub, 6, RTMP_MSG_VIDEO, psid, 40 + (uint32_t)i * 40, p, 3000 + (size_t)i * 1000);
+    cli_send(pub, 6, RTMP_MSG_VIDEO, psid, 26340 + (uint32_t)i * 40, p, 3000 + (size_t)i * 1000);
     uint8_t a[7] = {0xaf, 0x01, (uint8_t)i, 2, 3, 4, 5};
-    cli_send(pub, 4, RTMP_MSG_AUDIO, psid, 40 + (uint32_t)i * 40, a, sizeof(a));
+    cli_send(pub, 4, RTMP_MSG_AUDIO, psid, 26330 + (uint32_t)i * 40, a, sizeof(a));
     assert_true(next_media(pl, &m));
     assert_int_equal(m.m.type, RTMP_MSG_VIDEO);
     assert_int_equal(m.m.len, 3000 + (size_t)i * 1000);
     assert_memory_equal(m.data, p, m.m.len);
-    assert_int_equal(m.m.ts, 40 + (uint32_t)i * 40);
+    assert_int_equal(m.m.ts, (uint32_t)i * 40);
     free(m.data);
     assert_true(next_media(pl, &m));
     assert_int_equal(m.m.type, RTMP_MSG_AUDIO);
     assert_memory_equal(m.data, a, sizeof(a));
+    assert_int_equal(m.m.ts, (uint32_t)i * 40 - 10);
     free(m.data);
     free(p);
   }
