@@ -5,11 +5,20 @@
 
 void tsmap_init(tsmap_t *m) {
   m->started = 0;
-  m->prev_in = 0;
-  m->prev_out = 0;
   m->cur = 0;
-  m->track[0] = m->track[1] = 0;
+  for (int k = 0; k < 2; k++) {
+    m->seen[k] = 0;
+    m->in[k] = 0;
+    m->raw[k] = 0;
+    m->track[k] = 0;
+  }
   m->resets = 0;
+}
+
+/* on_map places |ts| on track |k|'s map (its last frame and the step from
+ * it, in 32-bit arithmetic: a continuous stream crosses the wrap). */
+static int64_t on_map(const tsmap_t *m, int k, uint32_t ts) {
+  return m->raw[k] + (int32_t)(ts - m->in[k]);
 }
 
 uint32_t tsmap_map(tsmap_t *m, uint8_t type, int header, uint32_t ts) {
@@ -18,29 +27,36 @@ uint32_t tsmap_map(tsmap_t *m, uint8_t type, int header, uint32_t ts) {
      * that a player could use: a cached one is as old as the stream. */
     return (uint32_t)m->cur;
   }
+  int k = type == HUB_VIDEO, o = !k;
   int64_t out;
   if (!m->started) {
     m->started = 1;
     out = 0;
   } else {
-    /* Steps in 32-bit arithmetic, so a wrap of a continuous stream is a
-     * small step forward rather than a jump back by 49 days. */
-    out = m->prev_out + (int32_t)(ts - m->prev_in);
-    if (out < m->cur - TSMAP_MAX_BACK_MS || out > m->cur + TSMAP_MAX_JUMP_MS) {
-      out = m->cur + 1;
-      m->resets++;
+    int32_t own = (int32_t)(ts - m->in[k]);
+    if (m->seen[k] && own >= -TSMAP_MAX_BACK_MS && own <= TSMAP_MAX_JUMP_MS) {
+      out = on_map(m, k, ts); /* the track goes on */
+    } else {
+      /* a first frame, or a jump: the other track's map keeps them in
+       * step (it may have jumped first, on the same restart) */
+      out = on_map(m, m->seen[o] ? o : k, ts);
+      int64_t back = m->seen[k] ? TSMAP_MAX_BACK_MS : TSMAP_MAX_OFFSET_MS;
+      if (out < m->cur - back || out > m->cur + TSMAP_MAX_JUMP_MS) {
+        out = m->cur + 1;
+        m->resets++;
+      }
     }
   }
-  m->prev_in = ts;
-  m->prev_out = out;
-  /* The unclamped value stays in prev_out: an audio frame a little before
-   * the first keyframe goes out at 0 without shifting what follows. */
+  m->seen[k] = 1;
+  m->in[k] = ts;
+  /* The unclamped value stays in raw: an audio frame a little before the
+   * first keyframe goes out at 0 without shifting what follows. */
+  m->raw[k] = out;
   if (out < 0) out = 0;
-  int64_t *t = &m->track[type == HUB_VIDEO];
   /* Within a track dts never decreases in a sane stream; after a re-anchor
    * the other track's first frames could, and MP4 muxers refuse that. */
-  if (out < *t) out = *t;
-  *t = out;
+  if (out < m->track[k]) out = m->track[k];
+  m->track[k] = out;
   if (out > m->cur) m->cur = out;
   return (uint32_t)out;
 }

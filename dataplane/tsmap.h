@@ -8,14 +8,18 @@
  *
  * Rules: the first media frame (audio or video, not a sequence header)
  * maps to 0; metadata and sequence headers go out at 0 before it and at the
- * current position (the largest timestamp sent) after it; steps between
- * media frames pass as they are, interleaving included, unless they are a
- * discontinuity (back by more than TSMAP_MAX_BACK_MS, forward by more than
- * TSMAP_MAX_JUMP_MS: a publisher restart, another publisher, a wrap that is
- * not a plain continuation), which re-anchors just after the current
- * position. No output is negative, none is more than TSMAP_MAX_BACK_MS
- * behind the current position, and per track (audio, video) media
- * timestamps never decrease. Pure: no clock, no allocation. */
+ * current position (the largest timestamp sent) after it. Each track
+ * (audio, video) follows its own input steps, in 32-bit arithmetic so that
+ * a continuous stream crosses the wrap; a track's first frame is placed on
+ * the other track's map, so their offset is kept whatever it is. A track
+ * stepping back by more than TSMAP_MAX_BACK_MS or forward by more than
+ * TSMAP_MAX_JUMP_MS (a publisher restart, another publisher) is placed on
+ * the other track's map when that lands near the current position (no more
+ * than TSMAP_MAX_BACK_MS behind — TSMAP_MAX_OFFSET_MS for a track's first
+ * frame — nor TSMAP_MAX_JUMP_MS ahead): the other track jumped first.
+ * Otherwise it re-anchors just after the current position. No output is
+ * negative, and per track media timestamps never decrease. Pure: no clock,
+ * no allocation. */
 #ifndef CASCADE_TSMAP_H
 #define CASCADE_TSMAP_H
 
@@ -23,13 +27,16 @@
 
 #define TSMAP_MAX_BACK_MS 1000    /* interleaving of audio and video, not a restart */
 #define TSMAP_MAX_JUMP_MS 5000    /* a longer step forward is a discontinuity */
+#define TSMAP_MAX_OFFSET_MS 10000 /* a track's first frame may lag the other by this */
 
 typedef struct tsmap {
   int started;                /* a media frame was mapped */
-  uint32_t prev_in;           /* input timestamp of the last media frame */
-  int64_t prev_out;           /* its place on the player's timeline, before clamping */
   int64_t cur;                /* the current position: the largest output so far */
-  int64_t track[2];           /* last media output of audio [0] and video [1] */
+  /* per track, audio [0] and video [1] */
+  int seen[2];                /* the track had a media frame */
+  uint32_t in[2];             /* its last input timestamp */
+  int64_t raw[2];             /* its place on the timeline, before clamping */
+  int64_t track[2];           /* its last output */
   uint64_t resets;            /* discontinuities re-anchored */
 } tsmap_t;
 

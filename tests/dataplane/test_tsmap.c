@@ -108,6 +108,39 @@ static void test_tracks_never_decrease(void **state) {
   assert_int_equal(tsmap_map(&m, V, 0, 70), 541);
 }
 
+/* Audio lagging video by more than the interleaving bound, for good: one
+ * map, no re-anchor, no drift (each track advances by its own steps). */
+static void test_steady_offset_between_tracks(void **state) {
+  (void)state;
+  tsmap_t m;
+  tsmap_init(&m);
+  uint32_t v = 0, a = 0;
+  for (uint32_t i = 0; i < 3000; i++) {
+    v = tsmap_map(&m, V, 0, 90000 + i * 40);
+    a = tsmap_map(&m, A, 0, 90000 - 1500 + i * 40);
+  }
+  assert_int_equal(m.resets, 0);
+  assert_int_equal(v, 2999 * 40);
+  assert_int_equal(a, 2999 * 40 - 1500);
+}
+
+/* Only one track jumps (a broken encoder): the other goes on undisturbed,
+ * the jumping one re-anchors once. */
+static void test_one_track_jumps(void **state) {
+  (void)state;
+  tsmap_t m;
+  tsmap_init(&m);
+  for (uint32_t i = 0; i < 10; i++) {
+    tsmap_map(&m, V, 0, 1000 + i * 40);
+    tsmap_map(&m, A, 0, 1000 + i * 40);
+  }
+  assert_int_equal(tsmap_map(&m, A, 0, 3600000), 361);
+  assert_int_equal(tsmap_map(&m, V, 0, 1400), 400);
+  assert_int_equal(tsmap_map(&m, A, 0, 3600040), 401);
+  assert_int_equal(tsmap_map(&m, V, 0, 1440), 440);
+  assert_int_equal(m.resets, 1);
+}
+
 static void test_headers_only(void **state) {
   (void)state;
   tsmap_t m = {0};   /* zeroed is a fresh timeline */
@@ -124,6 +157,8 @@ int main(void) {
       cmocka_unit_test(test_forward_jump),
       cmocka_unit_test(test_wrap),
       cmocka_unit_test(test_tracks_never_decrease),
+      cmocka_unit_test(test_steady_offset_between_tracks),
+      cmocka_unit_test(test_one_track_jumps),
       cmocka_unit_test(test_headers_only),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

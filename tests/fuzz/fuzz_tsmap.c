@@ -17,8 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   tsmap_init(&m);
   uint32_t in = 0;
   int media = 0;
-  int64_t cur = 0, prev_raw = 0, track[2] = {0, 0};
-  uint32_t prev_in = 0;
+  /* a model of the promises: per track its last input, place and output */
+  int64_t cur = 0, raw[2] = {0, 0}, track[2] = {0, 0};
+  uint32_t last[2] = {0, 0};
+  int seen[2] = {0, 0};
   size_t i = 0;
   while (i < size) {
     uint8_t b = data[i++];
@@ -50,28 +52,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (out != cur) abort();
       continue;
     }
-    int t = type == HUB_VIDEO;
+    int k = type == HUB_VIDEO, o = !k;
+    int64_t want;
     if (!media) {
       if (out != 0) abort();
       media = 1;
-      prev_raw = 0;
+      want = 0;
     } else {
-      if (out < cur - TSMAP_MAX_BACK_MS || out > cur + TSMAP_MAX_JUMP_MS) abort();
-      if (out < track[t]) abort();
-      int64_t want = prev_raw + (int32_t)(in - prev_in);
-      if (want >= cur - TSMAP_MAX_BACK_MS && want <= cur + TSMAP_MAX_JUMP_MS) {
-        /* a step within the window passes as it is, unless held up */
-        int64_t floor = track[t] > 0 ? track[t] : 0;
-        if (out != (want > floor ? want : floor)) abort();
-        prev_raw = want;
+      /* never a leap forward, never back within a track */
+      if (out > cur + TSMAP_MAX_JUMP_MS) abort();
+      if (out < track[k]) abort();
+      int32_t own = (int32_t)(in - last[k]);
+      if (seen[k] && own >= -TSMAP_MAX_BACK_MS && own <= TSMAP_MAX_JUMP_MS) {
+        want = raw[k] + own; /* a steady track passes its step as it is */
       } else {
-        /* a discontinuity: just after the current position */
-        if (out != cur + 1) abort();
-        prev_raw = out;
+        int r = seen[o] ? o : k;
+        want = raw[r] + (int32_t)(in - last[r]);
+        int64_t back = seen[k] ? TSMAP_MAX_BACK_MS : TSMAP_MAX_OFFSET_MS;
+        if (want < cur - back || want > cur + TSMAP_MAX_JUMP_MS) want = cur + 1;
       }
+      int64_t floor = track[k] > 0 ? track[k] : 0;
+      if (out != (want > floor ? want : floor)) abort();
     }
-    prev_in = in;
-    track[t] = out;
+    seen[k] = 1;
+    last[k] = in;
+    raw[k] = want;
+    track[k] = out;
     if (out > cur) cur = out;
     if (m.cur != cur) abort();
   }
