@@ -77,6 +77,7 @@ typedef struct conn {
   size_t bodylen, bodyoff;
   inflight_t fl[INFLIGHT];
   unsigned nfl;
+  size_t fl_off;                   /* bytes of fl[0] (header then body) written */
   /* Until the FLV header's flags are decided (kinds.flags), frames taken
    * from the hub wait in |held| (owned references, the first |nheld|; the
    * sniffer decides by FLV_KINDS_MAX_FRAMES); then they go out first, from
@@ -84,7 +85,6 @@ typedef struct conn {
   flv_kinds_t kinds;
   hub_frame_t **held;              /* owned, until all held frames are in flight */
   unsigned nheld, held_pos;
-  size_t fl_off;                   /* bytes of fl[0] (header then body) written */
   uint32_t prev_size;              /* PreviousTagSize for the next tag */
   int ts_init;
   uint32_t last_ts;                /* last timestamp written */
