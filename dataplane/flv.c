@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "amf.h"
+
 enum { ST_FILE_HEADER, ST_PREV_SIZE, ST_TAG_HEADER, ST_BODY, ST_SKIP, ST_ERROR };
 
 #define FLV_MAX_DATA_OFFSET 4096  /* a larger file header is not a file we read */
@@ -167,4 +169,89 @@ const char *flv_strerror(int err) {
   case FLV_ENOMEM: return "out of memory";
   default: return "unknown FLV error";
   }
+}
+
+/* ---------- kinds sniffer ---------- */
+
+void flv_kinds_init(flv_kinds_t *k) { memset(k, 0, sizeof(*k)); }
+
+/* names tells whether metadata member |v| names its kind: a codec id as a
+ * number (video id 0 is no codec) or as a non-empty string (FourCC). */
+static int names(const amf_value_t *v, int video) {
+  double n;
+  if (v == NULL) return 0;
+  if (amf_num(v, &n) == 0) return !video || n != 0;
+  return v->type == AMF_STRING && v->len > 0;
+}
+
+uint8_t flv_kinds_meta(const uint8_t *data, size_t len) {
+  /* Live metadata is a few hundred bytes; a file's keyframe index can be
+   * large, and what it says we can do without. */
+  static const amf_limits_t lim = {8, 4096, FLV_KINDS_MAX_META};
+  amf_value_t *name = NULL, *obj = NULL;
+  size_t used = 0, used2 = 0;
+  uint8_t flags = 0;
+  if (len > FLV_KINDS_MAX_META) len = FLV_KINDS_MAX_META;
+  if (amf_decode(data, len, &lim, &name, &used) != 0) goto out;
+  const char *str = amf_str(name);
+  if (str == NULL || strcmp(str, "onMetaData") != 0) goto out;
+  if (amf_decode(data + used, len - used, &lim, &obj, &used2) != 0) goto out;
+  const amf_value_t *hv = amf_get(obj, "hasVideo"), *ha = amf_get(obj, "hasAudio");
+  /* hasVideo/hasAudio are explicit; codec ids are only written for a kind
+   * that is there (ffmpeg, OBS) */
+  if (hv && hv->type == AMF_BOOLEAN) {
+    if (hv->boolean) flags |= FLV_FLAG_VIDEO;
+  } else if (names(amf_get(obj, "videocodecid"), 1)) {
+    flags |= FLV_FLAG_VIDEO;
+  }
+  if (ha && ha->type == AMF_BOOLEAN) {
+    if (ha->boolean) flags |= FLV_FLAG_AUDIO;
+  } else if (names(amf_get(obj, "audiocodecid"), 0)) {
+    flags |= FLV_FLAG_AUDIO;
+  }
+out:
+  amf_free(name);
+  amf_free(obj);
+  return flags;
+}
+
+static uint8_t decide(flv_kinds_t *k, uint8_t flags) {
+  k->flags = flags ? flags : FLV_FLAG_AUDIO | FLV_FLAG_VIDEO;
+  return k->flags;
+}
+
+uint8_t flv_kinds_finish(flv_kinds_t *k) {
+  if (k->flags) return k->flags;
+  return decide(k, k->seen ? k->seen : k->meta);
+}
+
+uint8_t flv_kinds_feed(flv_kinds_t *k, uint8_t type, int seq_header, uint32_t ts,
+                       const uint8_t *data, size_t len) {
+  const uint8_t both = FLV_FLAG_AUDIO | FLV_FLAG_VIDEO;
+  if (k->flags) return k->flags;
+  k->frames++;
+  k->bytes += len < FLV_KINDS_MAX_BYTES ? len : FLV_KINDS_MAX_BYTES;
+  int window = 0;
+  if (type == HUB_SCRIPT) {
+    uint8_t m = flv_kinds_meta(data, len);
+    if (m) k->meta = m; /* one that names nothing does not undo one that did */
+  } else if ((type == HUB_AUDIO || type == HUB_VIDEO) && len > 0) {
+    k->seen |= type == HUB_AUDIO ? FLV_FLAG_AUDIO : FLV_FLAG_VIDEO;
+    /* Media time starts at the first coded frame: a late player gets the
+     * cached sequence headers with their old timestamps. Going back in
+     * time (a republish) does not count as time passing. */
+    if (!seq_header) {
+      if (!k->clock) {
+        k->clock = 1;
+        k->first_ts = ts;
+      } else if ((int32_t)(ts - k->first_ts) >= FLV_KINDS_WINDOW_MS) {
+        window = 1;
+      }
+    }
+  }
+  if (k->seen == both) return decide(k, both);
+  if (k->meta && (k->meta & ~k->seen) == 0) return decide(k, k->seen);
+  if (window || k->frames >= FLV_KINDS_MAX_FRAMES || k->bytes >= FLV_KINDS_MAX_BYTES)
+    return flv_kinds_finish(k);
+  return 0;
 }

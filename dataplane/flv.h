@@ -67,4 +67,51 @@ long flv_parse(flv_parser_t *p, const uint8_t *data, size_t len, hub_frame_t **o
 /* flv_strerror names an FLV_E* code. */
 const char *flv_strerror(int err);
 
+/* --- which kinds a stream carries, for the file header's flags ---
+ *
+ * Players trust the header: flags 5 on an audio-only or video-only stream
+ * make ffprobe, VLC and flv.js/mpegts.js wait for the kind that never
+ * comes. A sender cannot know the kinds from the first byte, so it holds the
+ * header until this sniffer, fed the frames in order, decides. It decides
+ * at once when both kinds were seen, or when the onMetaData hints
+ * (hasVideo/hasAudio, else videocodecid/audiocodecid) name the kinds and
+ * each named kind was seen; else when FLV_KINDS_WINDOW_MS of media time
+ * passed since the first coded (non sequence header) frame, or after
+ * FLV_KINDS_MAX_FRAMES frames or FLV_KINDS_MAX_BYTES bytes: then on what
+ * was seen. Pure: no I/O, no allocation that outlives a call. */
+#define FLV_KINDS_WINDOW_MS 1000
+#define FLV_KINDS_MAX_FRAMES 128
+#define FLV_KINDS_MAX_BYTES (4u * 1024 * 1024)
+#define FLV_KINDS_MAX_META (64 * 1024) /* longer metadata is not read */
+
+typedef struct flv_kinds {
+  uint8_t seen;          /* FLV_FLAG_* of the audio/video frames fed */
+  uint8_t meta;          /* FLV_FLAG_* the last onMetaData names; 0: it named none */
+  uint8_t flags;         /* the decision, 0 until decided */
+  uint8_t clock;         /* first_ts is set */
+  uint32_t first_ts;     /* of the first coded audio/video frame */
+  unsigned frames;
+  size_t bytes;
+} flv_kinds_t;
+
+/* flv_kinds_init prepares |k| to watch a stream from its first frame. */
+void flv_kinds_init(flv_kinds_t *k);
+
+/* flv_kinds_feed takes the next frame of the stream: its |type| (HUB_*),
+ * |seq_header| flag, timestamp |ts| in ms and its body |data|/|len| (read
+ * only for a script frame, the onMetaData). Returns the decided flags
+ * (FLV_FLAG_* , never 0) once decided, 0 while not yet. */
+uint8_t flv_kinds_feed(flv_kinds_t *k, uint8_t type, int seq_header, uint32_t ts,
+                       const uint8_t *data, size_t len);
+
+/* flv_kinds_finish decides now on what was fed (the stream ended or the
+ * sender cannot hold more): the kinds seen, else those the metadata named,
+ * else both. Returns the flags; once decided, the same flags again. */
+uint8_t flv_kinds_finish(flv_kinds_t *k);
+
+/* flv_kinds_meta reads the kinds an onMetaData script body names (FLV_FLAG_*,
+ * 0 when it names none or is not onMetaData); reads at most
+ * FLV_KINDS_MAX_META bytes. */
+uint8_t flv_kinds_meta(const uint8_t *data, size_t len);
+
 #endif

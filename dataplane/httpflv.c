@@ -79,6 +79,13 @@ typedef struct conn {
   inflight_t fl[INFLIGHT];
   unsigned nfl;
   size_t fl_off;                   /* bytes of fl[0] (header then body) written */
+  /* Until the FLV header's flags are decided (kinds.flags), frames taken
+   * from the hub wait in |held| (owned references, the first |nheld|; the
+   * sniffer decides by FLV_KINDS_MAX_FRAMES); then they go out first, from
+   * held_pos on. */
+  flv_kinds_t kinds;
+  hub_frame_t **held;              /* owned, until all held frames are in flight */
+  unsigned nheld, held_pos;
   uint32_t prev_size;              /* PreviousTagSize for the next tag */
   tsmap_t tsmap;                   /* the player's timeline, from 0 (zeroed by calloc) */
   int ended;                       /* no more frames will come */
@@ -144,6 +151,8 @@ static void conn_close(conn_t *c) {
   }
   if (c->state == C_STREAM) srv->st.players--;
   for (unsigned i = 0; i < c->nfl; i++) hub_frame_unref(c->fl[i].f);
+  for (unsigned i = c->held_pos; i < c->nheld; i++) hub_frame_unref(c->held[i]);
+  free(c->held);
   ev_io_stop(srv->loop, &c->rio);
   ev_io_stop(srv->loop, &c->wio);
   ev_timer_stop(srv->loop, &c->timer);
@@ -247,14 +256,43 @@ static void fl_add(conn_t *c, hub_frame_t *f) {
   c->prev_size = (uint32_t)(FLV_TAG_HEADER_LEN + f->len);
 }
 
+/* conn_sniff takes frames from the hub into |held| until the kinds
+ * sniffer decides (or the stream ended), then appends the FLV header with
+ * those flags to the response head. */
+static void conn_sniff(conn_t *c) {
+  hub_frame_t *f;
+  uint8_t flags = c->kinds.flags;
+  while (!flags && c->sub && c->nheld < FLV_KINDS_MAX_FRAMES &&
+         (f = hub_sub_next(c->sub)) != NULL) {
+    c->held[c->nheld++] = f;
+    flags = flv_kinds_feed(&c->kinds, f->type, f->seq_header, f->ts, f->data, f->len);
+  }
+  /* the hold is full (the sniffer decides before) or no more will come */
+  if (!flags && (c->nheld == FLV_KINDS_MAX_FRAMES || c->ended))
+    flags = flv_kinds_finish(&c->kinds);
+  if (!flags) return;
+  uint8_t fh[FLV_HEADER_LEN + FLV_PREV_SIZE_LEN];
+  flv_header(fh, flags);
+  /* PreviousTagSize0 goes out with the first tag's header; c->out has room */
+  memcpy(c->out + c->outlen, fh, FLV_HEADER_LEN);
+  c->outlen += FLV_HEADER_LEN;
+}
+
 /* conn_flush writes what is pending, drawing frames from the hub while the
  * socket takes them. 0, or -1 when the connection was closed. */
 static int conn_flush(conn_t *c) {
   httpflv_t *srv = c->srv;
   for (;;) {
-    if (c->state == C_STREAM && c->sub) {
+    if (c->state == C_STREAM && !c->kinds.flags) conn_sniff(c);
+    if (c->state == C_STREAM && c->kinds.flags) {
       hub_frame_t *f;
-      while (c->nfl < INFLIGHT && (f = hub_sub_next(c->sub)) != NULL) fl_add(c, f);
+      while (c->nfl < INFLIGHT && c->held_pos < c->nheld) fl_add(c, c->held[c->held_pos++]);
+      if (c->held && c->held_pos == c->nheld) {
+        free(c->held);
+        c->held = NULL;
+      }
+      while (c->held == NULL && c->sub && c->nfl < INFLIGHT && (f = hub_sub_next(c->sub)) != NULL)
+        fl_add(c, f);
     }
     struct iovec iov[2 + 2 * INFLIGHT];
     int cnt = 0;
@@ -371,11 +409,15 @@ static int conn_start_stream(conn_t *c) {
     c->ended = 1;
     return conn_flush(c);
   }
-  uint8_t fh[FLV_HEADER_LEN + FLV_PREV_SIZE_LEN];
-  flv_header(fh, FLV_FLAG_AUDIO | FLV_FLAG_VIDEO);
-  /* PreviousTagSize0 goes out with the first tag's header */
-  memcpy(c->out + hl, fh, FLV_HEADER_LEN);
-  c->outlen += FLV_HEADER_LEN;
+  /* The FLV header waits for the kinds of the stream (conn_sniff): players
+   * believe its flags. The head goes out now, so the player knows the
+   * stream is there. */
+  c->held = malloc(FLV_KINDS_MAX_FRAMES * sizeof(*c->held));
+  if (c->held == NULL) {
+    conn_close(c);
+    return -1;
+  }
+  flv_kinds_init(&c->kinds);
   c->state = C_STREAM;
   c->srv->st.players++;
   hub_sub_set_kind(c->sub, HUB_SUB_PLAYER_HTTPFLV);

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: installs missing Debian packages, builds with
-# AddressSanitizer + UndefinedBehaviorSanitizer into build/, runs ctest.
+# The whole test suite: installs missing Debian packages and the browser
+# test's npm packages (tests/browser), builds with AddressSanitizer +
+# UndefinedBehaviorSanitizer into build/, runs ctest.
 # Extra arguments go to ctest (e.g. -L unit, -R clients).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash deploy/local/deps.sh
+bash tests/browser/install.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DSANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"

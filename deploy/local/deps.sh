@@ -15,7 +15,13 @@ packages=(
   # real publishers and players in the media tests; nginx-rtmp as an external
   # origin in the cascade tests (and the peer of the media benchmark)
   ffmpeg nginx-light libnginx-mod-rtmp
+  # a real browser playing HTTP-FLV with mpegts.js (tests/browser, test_flv_kinds)
+  chromium
 )
+# node and npm for that browser test: Debian's only when the commands are
+# missing (a nodejs from elsewhere may bundle its own npm and conflict)
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "${CASCADE_BENCH_DEPS:-0}" = 1 ]; then
   packages+=(wrk apache2-utils)
 fi

@@ -1,7 +1,10 @@
 /* Unit tests for dataplane/flv.c: header and tag header encoding, the
  * incremental parser on an ffmpeg-made file (whole and byte by byte), and
  * its refusals: bad header, oversized tag; tolerance of a wrong
- * PreviousTagSize and of unknown tag types. */
+ * PreviousTagSize and of unknown tag types. The kinds sniffer (which
+ * header flags a stream gets): audio-only, video-only, both, metadata
+ * naming one kind, lying metadata, no metadata (bounded by media time and
+ * by frames), garbage metadata, and ffmpeg-made files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "amf.h"
 #include "flv.h"
 
 typedef struct parsed {
@@ -230,11 +234,227 @@ static void test_tolerance(void **state) {
   free(d);
 }
 
+/* ---------- kinds sniffer ---------- */
+
+#define A FLV_FLAG_AUDIO
+#define V FLV_FLAG_VIDEO
+
+/* meta builds an onMetaData body: |keys| "name=value" pairs, value "t"/"f"
+ * for booleans, a number, or a string in quotes. */
+static uint8_t *meta(size_t *len, const char *const *keys) {
+  amf_buf_t b;
+  amf_buf_init(&b);
+  amf_put_string(&b, "onMetaData");
+  unsigned n = 0;
+  while (keys[n]) n++;
+  amf_put_ecma_start(&b, n);
+  for (unsigned i = 0; i < n; i++) {
+    char key[64];
+    const char *eq = strchr(keys[i], '=');
+    snprintf(key, sizeof(key), "%.*s", (int)(eq - keys[i]), keys[i]);
+    const char *v = eq + 1;
+    if (strcmp(v, "t") == 0 || strcmp(v, "f") == 0) amf_put_prop_bool(&b, key, v[0] == 't');
+    else if (v[0] == '"') {
+      amf_put_key(&b, key);
+      amf_put_string_len(&b, v + 1, strlen(v) - 2);
+    } else amf_put_prop_number(&b, key, atof(v));
+  }
+  amf_put_object_end(&b);
+  assert_int_equal(b.err, 0);
+  *len = b.len;
+  return b.data;
+}
+
+static uint8_t feed_meta(flv_kinds_t *k, const char *const *keys) {
+  size_t len;
+  uint8_t *m = meta(&len, keys);
+  uint8_t r = flv_kinds_feed(k, HUB_SCRIPT, 0, 0, m, len);
+  free(m);
+  return r;
+}
+
+static uint8_t feed(flv_kinds_t *k, uint8_t type, int seq, uint32_t ts) {
+  static const uint8_t body[4] = {0xaf, 0x01, 0x21, 0x10};
+  return flv_kinds_feed(k, type, seq, ts, body, sizeof(body));
+}
+
+static void test_kinds_with_metadata(void **state) {
+  (void)state;
+  flv_kinds_t k;
+  /* ffmpeg's audio-only metadata: decided on the sequence header */
+  flv_kinds_init(&k);
+  assert_int_equal(feed_meta(&k, (const char *const[]){"audiocodecid=10", "stereo=t", NULL}), 0);
+  assert_int_equal(feed(&k, HUB_AUDIO, 1, 0), A);
+  assert_int_equal(feed(&k, HUB_VIDEO, 1, 0), A); /* decided stays decided */
+  /* video only */
+  flv_kinds_init(&k);
+  assert_int_equal(feed_meta(&k, (const char *const[]){"videocodecid=7", "width=320", NULL}), 0);
+  assert_int_equal(feed(&k, HUB_VIDEO, 1, 0), V);
+  /* both named: one kind seen is not enough */
+  flv_kinds_init(&k);
+  feed_meta(&k, (const char *const[]){"videocodecid=7", "audiocodecid=10", NULL});
+  assert_int_equal(feed(&k, HUB_VIDEO, 1, 0), 0);
+  assert_int_equal(feed(&k, HUB_VIDEO, 0, 0), 0);
+  assert_int_equal(feed(&k, HUB_AUDIO, 1, 0), A | V);
+  /* hasVideo/hasAudio win over codec ids; a FourCC string names a kind */
+  flv_kinds_init(&k);
+  feed_meta(&k, (const char *const[]){"hasVideo=f", "videocodecid=7", "audiocodecid=\"mp4a\"", NULL});
+  assert_int_equal(feed(&k, HUB_AUDIO, 1, 0), A);
+  flv_kinds_init(&k);
+  feed_meta(&k, (const char *const[]){"hasVideo=t", "hasAudio=f", "audiocodecid=10", NULL});
+  assert_int_equal(feed(&k, HUB_VIDEO, 0, 40), V);
+  /* no video codec 0; an audio codec 0 is linear PCM */
+  flv_kinds_init(&k);
+  feed_meta(&k, (const char *const[]){"videocodecid=0", "audiocodecid=0", NULL});
+  assert_int_equal(feed(&k, HUB_AUDIO, 0, 0), A);
+  /* both seen decides without metadata, whatever it said */
+  flv_kinds_init(&k);
+  assert_int_equal(feed(&k, HUB_VIDEO, 1, 0), 0);
+  assert_int_equal(feed(&k, HUB_AUDIO, 1, 0), A | V);
+  /* a later onMetaData that names nothing keeps what an earlier one said */
+  flv_kinds_init(&k);
+  feed_meta(&k, (const char *const[]){"audiocodecid=10", NULL});
+  feed_meta(&k, (const char *const[]){"duration=0", NULL});
+  assert_int_equal(feed(&k, HUB_AUDIO, 1, 0), A);
+}
+
+static void test_kinds_lying_metadata(void **state) {
+  (void)state;
+  flv_kinds_t k;
+  /* says both, carries audio: decided after a second of media time */
+  flv_kinds_init(&k);
+  feed_meta(&k, (const char *const[]){"hasVideo=t", "hasAudio=t", NULL});
+  assert_int_equal(feed(&k, HUB_AUDIO, 1, 5000), 0);
+  for (uint32_t ts = 10000; ts < 11000; ts += 23) assert_int_equal(feed(&k, HUB_AUDIO, 0, ts), 0);
+  assert_int_equal(feed(&k, HUB_AUDIO, 0, 11000), A);
+  /* says audio, carries video */
+  flv_kinds_init(&k);
+  feed_meta(&k, (const char *const[]){"audiocodecid=10", NULL});
+  assert_int_equal(feed(&k, HUB_VIDEO, 1, 0), 0);
+  assert_int_equal(feed(&k, HUB_VIDEO, 0, 0), 0);
+  assert_int_equal(feed(&k, HUB_VIDEO, 0, 999), 0);
+  assert_int_equal(feed(&k, HUB_VIDEO, 0, 1000), V);
+}
+
+static void test_kinds_without_metadata(void **state) {
+  (void)state;
+  flv_kinds_t k;
+  /* the clock starts at the first coded frame, not at the cached
+   * sequence header of a late join */
+  flv_kinds_init(&k);
+  assert_int_equal(feed(&k, HUB_VIDEO, 1, 0), 0);
+  assert_int_equal(feed(&k, HUB_VIDEO, 0, 60000), 0);
+  assert_int_equal(feed(&k, HUB_VIDEO, 0, 60500), 0);
+  assert_int_equal(feed(&k, HUB_VIDEO, 0, 61000), V);
+  /* a jump back (republish) is not time passing; the frame cap bounds it */
+  flv_kinds_init(&k);
+  assert_int_equal(feed(&k, HUB_AUDIO, 0, 50000), 0);
+  unsigned n = 1;
+  uint8_t r = 0;
+  while (!(r = feed(&k, HUB_AUDIO, 0, n))) n++;
+  assert_int_equal(r, A);
+  assert_int_equal(n + 1, FLV_KINDS_MAX_FRAMES);
+  /* the byte cap */
+  flv_kinds_init(&k);
+  static uint8_t big[1 << 20];
+  for (n = 0; !(r = flv_kinds_feed(&k, HUB_VIDEO, 0, 0, big, sizeof(big))); n++) {}
+  assert_int_equal(r, V);
+  assert_int_equal(n + 1, FLV_KINDS_MAX_BYTES / sizeof(big));
+  /* ended early: what was seen, else what the metadata said, else both */
+  flv_kinds_init(&k);
+  feed(&k, HUB_AUDIO, 1, 0);
+  assert_int_equal(flv_kinds_finish(&k), A);
+  assert_int_equal(flv_kinds_finish(&k), A);
+  flv_kinds_init(&k);
+  feed_meta(&k, (const char *const[]){"videocodecid=12", NULL});
+  assert_int_equal(flv_kinds_finish(&k), V);
+  flv_kinds_init(&k);
+  assert_int_equal(flv_kinds_finish(&k), A | V);
+  /* empty frames and unknown types show no kind */
+  flv_kinds_init(&k);
+  assert_int_equal(flv_kinds_feed(&k, HUB_AUDIO, 0, 0, NULL, 0), 0);
+  assert_int_equal(flv_kinds_feed(&k, 7, 0, 0, (const uint8_t *)"x", 1), 0);
+  assert_int_equal(flv_kinds_finish(&k), A | V);
+}
+
+static void test_kinds_garbage_metadata(void **state) {
+  (void)state;
+  /* not onMetaData, truncated, wrong types, nested past the limits */
+  static const uint8_t text[] = "\x02\x00\x0aonTextData\x08\x00\x00\x00\x01"
+                                "\x00\x0caudiocodecid\x00\x40\x24\x00\x00\x00\x00\x00\x00"
+                                "\x00\x00\x09";
+  assert_int_equal(flv_kinds_meta(text, sizeof(text) - 1), 0);
+  size_t len;
+  uint8_t *m = meta(&len, (const char *const[]){"audiocodecid=10", NULL});
+  assert_int_equal(flv_kinds_meta(m, len), A);
+  for (size_t cut = 0; cut < len - 3; cut++) /* the value is cut: nothing read */
+    assert_int_equal(flv_kinds_meta(m, cut), 0);
+  free(m);
+  m = meta(&len, (const char *const[]){"hasAudio=5", "videocodecid=\"\"", NULL});
+  assert_int_equal(flv_kinds_meta(m, len), 0);
+  free(m);
+  uint8_t deep[4096];
+  size_t n = 0;
+  memcpy(deep, "\x02\x00\x0aonMetaData", 13);
+  n = 13;
+  while (n + 4 < sizeof(deep)) { /* objects within objects */
+    deep[n++] = AMF_OBJECT;
+    deep[n++] = 0;
+    deep[n++] = 1;
+    deep[n++] = 'k';
+  }
+  assert_int_equal(flv_kinds_meta(deep, n), 0);
+  /* metadata over the read limit is not read, and is no harm */
+  uint8_t *huge = calloc(1, FLV_KINDS_MAX_META + 100);
+  assert_non_null(huge);
+  memcpy(huge, "\x02\x00\x0aonMetaData\x02\xff\xff", 16);
+  assert_int_equal(flv_kinds_meta(huge, FLV_KINDS_MAX_META + 100), 0);
+  free(huge);
+  flv_kinds_t k;
+  flv_kinds_init(&k);
+  assert_int_equal(flv_kinds_feed(&k, HUB_SCRIPT, 0, 0, deep, n), 0);
+  assert_int_equal(feed(&k, HUB_AUDIO, 1, 0), 0);
+  assert_int_equal(k.meta, 0);
+}
+
+/* kinds_of_file runs the sniffer over the tags of an ffmpeg-made file. */
+static uint8_t kinds_of_file(const char *name) {
+  size_t len;
+  uint8_t *d = read_corpus(name, &len);
+  flv_parser_t p;
+  flv_kinds_t k;
+  flv_parser_init(&p, 1);
+  flv_kinds_init(&k);
+  uint8_t r = 0;
+  size_t off = 0;
+  while (!r && off < len) {
+    hub_frame_t *f;
+    long used = flv_parse(&p, d + off, len - off, &f);
+    assert_true(used >= 0);
+    off += (size_t)used;
+    if (f) r = flv_kinds_feed(&k, f->type, f->seq_header, f->ts, f->data, f->len);
+    hub_frame_unref(f);
+  }
+  flv_parser_free(&p);
+  free(d);
+  return r;
+}
+
+static void test_kinds_ffmpeg_files(void **state) {
+  (void)state;
+  assert_int_equal(kinds_of_file("audio_only.flv"), A);
+  assert_int_equal(kinds_of_file("video_only.flv"), V);
+  assert_int_equal(kinds_of_file("av.flv"), A | V);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encode),     cmocka_unit_test(test_roundtrip),
       cmocka_unit_test(test_ffmpeg_file), cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_tolerance),
+      cmocka_unit_test(test_kinds_with_metadata), cmocka_unit_test(test_kinds_lying_metadata),
+      cmocka_unit_test(test_kinds_without_metadata), cmocka_unit_test(test_kinds_garbage_metadata),
+      cmocka_unit_test(test_kinds_ffmpeg_files),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

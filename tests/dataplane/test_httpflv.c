@@ -5,7 +5,9 @@
  * after the wait, HEAD and OPTIONS answer, bad requests get 400/431/405, the
  * fallback serves other paths, an API handler owns every method outside
  * /flv/ and takes bodies only up to max_body, max_connections closes the surplus, and a
- * player that does not read is bounded and cut while another sees all. */
+ * player that does not read is bounded and cut while another sees all.
+ * The FLV header's flags say what the stream carries: audio-only and
+ * video-only streams, named by metadata or not (held until decided). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "amf.h"
 #include "flv.h"
 #include "httpflv.h"
 
@@ -698,6 +701,112 @@ static void test_slow_player(void **state) {
   stop();
 }
 
+static void push_audio(hub_stream_t *st, uint32_t ts) {
+  static const uint8_t raw[] = {0xaf, 0x01, 0x21, 0x10, 0x04, 0x60};
+  hub_push(st, hub_frame_new(HUB_AUDIO, ts, raw, sizeof(raw)));
+}
+
+static int n_tags_ge3(const client_t *c) {
+  tags_t t;
+  if (!body_of(c) || c->n - (size_t)(body_of(c) - c->buf) < 13) return 0;
+  parse_body(c, &t);
+  return t.n >= 3;
+}
+
+/* An audio-only stream as ffmpeg publishes it (metadata naming audio): a
+ * late player gets header flags 4 and every tag in order. */
+static void test_kinds_audio_only(void **state) {
+  (void)state;
+  start(0, 0);
+  hub_stream_t *st = hub_publish(hub, "live/radio", NULL);
+  assert_non_null(st);
+  amf_buf_t m;
+  amf_buf_init(&m);
+  amf_put_string(&m, "onMetaData");
+  amf_put_ecma_start(&m, 1);
+  amf_put_prop_number(&m, "audiocodecid", 10);
+  amf_put_object_end(&m);
+  hub_push(st, hub_frame_new(HUB_SCRIPT, 0, m.data, m.len));
+  amf_buf_free(&m);
+  hub_push(st, hub_frame_new(HUB_AUDIO, 0, aac_seq, sizeof(aac_seq)));
+  push_audio(st, 0);
+  push_audio(st, 23);
+  client_t c;
+  const char req[] = "GET /flv/live/radio.flv HTTP/1.1\r\n\r\n";
+  client_open(&c, req, sizeof(req) - 1);
+  pump(&c, 2, n_tags_ge3);
+  const uint8_t *b = body_of(&c);
+  assert_non_null(b);
+  assert_memory_equal(b, "FLV\x01\x04\x00\x00\x00\x09", 9);
+  tags_t t;
+  parse_body(&c, &t);
+  assert_int_equal(t.bad, 0);
+  assert_int_equal(t.mismatch, 0);
+  assert_true(t.n >= 3);
+  assert_int_equal(t.type[0], HUB_SCRIPT);
+  assert_int_equal(t.type[1], HUB_AUDIO);
+  assert_int_equal(t.type[2], HUB_AUDIO);
+  client_close(&c);
+  hub_unpublish(st);
+  stop();
+}
+
+/* A video-only stream without metadata, to a player that waited for it:
+ * the head at once, the FLV header and the tags only after a second of
+ * media time, all of them, in order. */
+static void test_kinds_video_held(void **state) {
+  (void)state;
+  start(0, 0);
+  client_t c;
+  const char req[] = "GET /flv/live/cam2.flv HTTP/1.1\r\n\r\n";
+  client_open(&c, req, sizeof(req) - 1);
+  pump(&c, 0.05, NULL);
+  hub_stream_t *st = hub_publish(hub, "live/cam2", NULL);
+  assert_non_null(st);
+  hub_push(st, hub_frame_new(HUB_VIDEO, 0, avc_seq, sizeof(avc_seq)));
+  push_video(st, 0, 1, 200);
+  for (uint32_t ts = 40; ts < 1000; ts += 40) push_video(st, ts, 0, 100);
+  pump(&c, 0.1, NULL);
+  const uint8_t *b = body_of(&c);
+  assert_non_null(b); /* the head is out */
+  assert_memory_equal(c.buf, "HTTP/1.1 200 OK\r\n", 17);
+  assert_int_equal(c.n, (size_t)(b - c.buf)); /* nothing of the body yet */
+  push_video(st, 1000, 0, 100);
+  pump(&c, 2, n_tags_ge6);
+  b = body_of(&c);
+  assert_memory_equal(b, "FLV\x01\x01\x00\x00\x00\x09", 9);
+  pump(&c, 0.1, NULL);
+  tags_t t;
+  parse_body(&c, &t);
+  assert_int_equal(t.bad, 0);
+  assert_int_equal(t.mismatch, 0);
+  assert_int_equal(t.n, 2 + 25);
+  assert_int_equal(t.type[0], HUB_VIDEO);
+  assert_int_equal(t.ts[2], 40);
+  assert_int_equal(t.ts[26], 1000);
+  /* the stream ends before a decision: what came goes out, then EOF */
+  client_t d;
+  const char req2[] = "GET /flv/live/cam3.flv HTTP/1.1\r\n\r\n";
+  client_open(&d, req2, sizeof(req2) - 1);
+  pump(&d, 0.05, NULL);
+  hub_stream_t *st3 = hub_publish(hub, "live/cam3", NULL);
+  hub_push(st3, hub_frame_new(HUB_AUDIO, 0, aac_seq, sizeof(aac_seq)));
+  push_audio(st3, 0);
+  pump(&d, 0.1, NULL);
+  assert_int_equal(d.n, (size_t)(body_of(&d) - d.buf));
+  hub_unpublish(st3);
+  pump(&d, 2, got_eof);
+  b = body_of(&d);
+  assert_memory_equal(b, "FLV\x01\x04\x00\x00\x00\x09", 9);
+  parse_body(&d, &t);
+  assert_int_equal(t.bad, 0);
+  assert_int_equal(t.n, 2);
+  client_close(&d);
+  client_close(&c);
+  hub_unpublish(st);
+  stop();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_live_stream),     cmocka_unit_test(test_not_found_after_wait),
@@ -706,6 +815,7 @@ int main(void) {
       cmocka_unit_test(test_api_owns_every_method),
       cmocka_unit_test(test_local_only),      cmocka_unit_test(test_host_is_local),
       cmocka_unit_test(test_max_connections), cmocka_unit_test(test_slow_player),
+      cmocka_unit_test(test_kinds_audio_only), cmocka_unit_test(test_kinds_video_held),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
