@@ -11,6 +11,7 @@ void tsmap_init(tsmap_t *m) {
     m->in[k] = 0;
     m->raw[k] = 0;
     m->track[k] = 0;
+    m->step[k] = 0;
   }
   m->resets = 0;
 }
@@ -36,13 +37,14 @@ uint32_t tsmap_map(tsmap_t *m, uint8_t type, int header, uint32_t ts) {
     int32_t own = (int32_t)(ts - m->in[k]);
     if (m->seen[k] && own >= -TSMAP_MAX_BACK_MS && own <= TSMAP_MAX_JUMP_MS) {
       out = on_map(m, k, ts); /* the track goes on */
+      if (own > 0) m->step[k] = own < TSMAP_MAX_STEP_MS ? (uint32_t)own : TSMAP_MAX_STEP_MS;
     } else {
       /* a first frame, or a jump: the other track's map keeps them in
        * step (it may have jumped first, on the same restart) */
       out = on_map(m, m->seen[o] ? o : k, ts);
       int64_t back = m->seen[k] ? TSMAP_MAX_BACK_MS : TSMAP_MAX_OFFSET_MS;
       if (out < m->cur - back || out > m->cur + TSMAP_MAX_JUMP_MS) {
-        out = m->cur + 1;
+        out = m->cur + (m->step[k] ? m->step[k] : TSMAP_STEP_MS);
         m->resets++;
       }
     }

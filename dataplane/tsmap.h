@@ -17,7 +17,10 @@
  * the other track's map when that lands near the current position (no more
  * than TSMAP_MAX_BACK_MS behind — TSMAP_MAX_OFFSET_MS for a track's first
  * frame — nor TSMAP_MAX_JUMP_MS ahead): the other track jumped first.
- * Otherwise it re-anchors just after the current position. No output is
+ * Otherwise it re-anchors one frame after the current position (the track's
+ * last step, at most TSMAP_MAX_STEP_MS, TSMAP_STEP_MS before it has one: a
+ * millisecond would give two frames one time in a muxer that counts in
+ * frames). No output is
  * negative, and per track media timestamps never decrease. Pure: no clock,
  * no allocation. */
 #ifndef CASCADE_TSMAP_H
@@ -28,6 +31,8 @@
 #define TSMAP_MAX_BACK_MS 1000    /* interleaving of audio and video, not a restart */
 #define TSMAP_MAX_JUMP_MS 5000    /* a longer step forward is a discontinuity */
 #define TSMAP_MAX_OFFSET_MS 10000 /* a track's first frame may lag the other by this */
+#define TSMAP_STEP_MS 40          /* a frame at 25 fps: a re-anchor's step before one is seen */
+#define TSMAP_MAX_STEP_MS 100     /* the longest step a re-anchor takes */
 
 typedef struct tsmap {
   int started;                /* a media frame was mapped */
@@ -37,6 +42,7 @@ typedef struct tsmap {
   uint32_t in[2];             /* its last input timestamp */
   int64_t raw[2];             /* its place on the timeline, before clamping */
   int64_t track[2];           /* its last output */
+  uint32_t step[2];           /* its last step forward, at most TSMAP_MAX_STEP_MS (0: none yet) */
   uint64_t resets;            /* discontinuities re-anchored */
 } tsmap_t;
 

@@ -60,9 +60,9 @@ static void test_restart_back_in_time(void **state) {
    * the new media just after it, continuing from there */
   assert_int_equal(tsmap_map(&m, S, 0, 0), 4000);
   assert_int_equal(tsmap_map(&m, V, 1, 0), 4000);
-  assert_int_equal(tsmap_map(&m, V, 0, 0), 4001);
-  assert_int_equal(tsmap_map(&m, A, 0, 10), 4011);
-  assert_int_equal(tsmap_map(&m, V, 0, 40), 4041);
+  assert_int_equal(tsmap_map(&m, V, 0, 0), 4040); /* one frame (40 ms) on */
+  assert_int_equal(tsmap_map(&m, A, 0, 10), 4050);
+  assert_int_equal(tsmap_map(&m, V, 0, 40), 4080);
   assert_int_equal(m.resets, 1);
 }
 
@@ -73,10 +73,10 @@ static void test_forward_jump(void **state) {
   tsmap_map(&m, V, 0, 100);
   assert_int_equal(tsmap_map(&m, V, 0, 140), 40);
   /* another publisher an hour ahead: no leap */
-  assert_int_equal(tsmap_map(&m, V, 0, 3600140), 41);
-  assert_int_equal(tsmap_map(&m, V, 0, 3600180), 81);
+  assert_int_equal(tsmap_map(&m, V, 0, 3600140), 80);
+  assert_int_equal(tsmap_map(&m, V, 0, 3600180), 120);
   /* a step of a few seconds is still the same stream */
-  assert_int_equal(tsmap_map(&m, V, 0, 3604180), 4081);
+  assert_int_equal(tsmap_map(&m, V, 0, 3604180), 4120);
   assert_int_equal(m.resets, 1);
 }
 
@@ -98,14 +98,16 @@ static void test_tracks_never_decrease(void **state) {
   tsmap_t m;
   tsmap_init(&m);
   tsmap_map(&m, V, 0, 10000);
+  assert_int_equal(tsmap_map(&m, V, 0, 10020), 20); /* 50 fps: steps of 20 ms */
   assert_int_equal(tsmap_map(&m, A, 0, 10500), 500);
-  assert_int_equal(tsmap_map(&m, V, 0, 10480), 480);
+  assert_int_equal(tsmap_map(&m, V, 0, 10040), 40);
   /* new publisher from 0; its audio 30 ms before its video */
-  assert_int_equal(tsmap_map(&m, V, 0, 30), 501);
-  assert_int_equal(tsmap_map(&m, A, 0, 0), 500);     /* 471 held at the audio's 500 */
-  assert_int_equal(tsmap_map(&m, A, 0, 23), 500);   /* 494: still held */
-  assert_int_equal(tsmap_map(&m, A, 0, 46), 517);
-  assert_int_equal(tsmap_map(&m, V, 0, 70), 541);
+  assert_int_equal(tsmap_map(&m, V, 0, 30), 520); /* one video step past the audio */
+  assert_int_equal(m.resets, 1);
+  assert_int_equal(tsmap_map(&m, A, 0, 0), 500);    /* 490 held at the audio's 500 */
+  assert_int_equal(tsmap_map(&m, A, 0, 23), 513);
+  assert_int_equal(tsmap_map(&m, V, 0, 50), 540);
+  assert_int_equal(m.resets, 1);
 }
 
 /* Audio lagging video by more than the interleaving bound, for good: one
@@ -134,9 +136,9 @@ static void test_one_track_jumps(void **state) {
     tsmap_map(&m, V, 0, 1000 + i * 40);
     tsmap_map(&m, A, 0, 1000 + i * 40);
   }
-  assert_int_equal(tsmap_map(&m, A, 0, 3600000), 361);
+  assert_int_equal(tsmap_map(&m, A, 0, 3600000), 400); /* one 40 ms frame on */
   assert_int_equal(tsmap_map(&m, V, 0, 1400), 400);
-  assert_int_equal(tsmap_map(&m, A, 0, 3600040), 401);
+  assert_int_equal(tsmap_map(&m, A, 0, 3600040), 440);
   assert_int_equal(tsmap_map(&m, V, 0, 1440), 440);
   assert_int_equal(m.resets, 1);
 }

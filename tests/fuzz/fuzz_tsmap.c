@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int media = 0;
   /* a model of the promises: per track its last input, place and output */
   int64_t cur = 0, raw[2] = {0, 0}, track[2] = {0, 0};
-  uint32_t last[2] = {0, 0};
+  uint32_t last[2] = {0, 0}, step[2] = {0, 0};
   int seen[2] = {0, 0};
   size_t i = 0;
   while (i < size) {
@@ -65,11 +65,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       int32_t own = (int32_t)(in - last[k]);
       if (seen[k] && own >= -TSMAP_MAX_BACK_MS && own <= TSMAP_MAX_JUMP_MS) {
         want = raw[k] + own; /* a steady track passes its step as it is */
+        if (own > 0) step[k] = own < TSMAP_MAX_STEP_MS ? (uint32_t)own : TSMAP_MAX_STEP_MS;
       } else {
         int r = seen[o] ? o : k;
         want = raw[r] + (int32_t)(in - last[r]);
         int64_t back = seen[k] ? TSMAP_MAX_BACK_MS : TSMAP_MAX_OFFSET_MS;
-        if (want < cur - back || want > cur + TSMAP_MAX_JUMP_MS) want = cur + 1;
+        if (want < cur - back || want > cur + TSMAP_MAX_JUMP_MS)
+          want = cur + (step[k] ? step[k] : TSMAP_STEP_MS); /* one frame on */
       }
       int64_t floor = track[k] > 0 ? track[k] : 0;
       if (out != (want > floor ? want : floor)) abort();
