@@ -55,27 +55,41 @@ class MetricsTest(harness.ControllerTestCase):
         self.assertRegex(text, r"(?m)^# TYPE cascade_http_request_duration_seconds histogram$")
 
     def test_request_counter(self):
-        for _ in range(2):
-            self.err(self.api("GET", CLIENTS + "/123456"), 404)
-        _, s1 = self.scrape()
-        for _ in range(3):
-            self.err(self.api("GET", CLIENTS + "/123456"), 404)
-        for _ in range(2):
-            self.assertEqual(self.api("GET", CLIENTS)[0], 200)
-        _, s2 = self.scrape()
-
         def total(samples, status, route_pred):
             return sum(v for l, v in self.series(samples, "cascade_http_requests_total")
                        if l.get("method") == "GET" and l.get("status") == status
                        and route_pred(l.get("route", "")))
+        by_id = lambda r: "clients" in r and r != CLIENTS  # noqa: E731
+        listing = lambda r: r == CLIENTS  # noqa: E731
+
+        def counted(base, n):
+            """A scrape once the controller counted |n| more 404s than |base| (a request is
+            counted when its reply is complete, which may be just after the client has it)."""
+            got = {}
+
+            def ok():
+                got["s"] = self.scrape()[1]
+                return total(got["s"], "404", by_id) - total(base, "404", by_id) >= n
+            harness.wait_for(ok, 5, what="%d requests counted" % n)
+            return got["s"]
+
+        _, s0 = self.scrape()
+        for _ in range(2):
+            self.err(self.api("GET", CLIENTS + "/123456"), 404)
+        s1 = counted(s0, 2)
+        for _ in range(3):
+            self.err(self.api("GET", CLIENTS + "/123456"), 404)
+        for _ in range(2):
+            self.assertEqual(self.api("GET", CLIENTS)[0], 200)
+        s2 = counted(s1, 3)
         for l, _ in self.series(s2, "cascade_http_requests_total"):
             for k in ("route", "method", "status"):
                 self.assertIn(k, l, l)
             self.assertNotIn("123456", l["route"], "raw ids in the route label: unbounded series")
-        by_id = lambda r: "clients" in r and r != CLIENTS  # noqa: E731
         self.assertEqual(total(s2, "404", by_id) - total(s1, "404", by_id), 3)
-        listing = lambda r: r == CLIENTS  # noqa: E731
-        self.assertEqual(total(s2, "200", listing) - total(s1, "200", listing), 2)
+        harness.wait_for(lambda: total(self.scrape()[1], "200", listing) - total(s1, "200", listing)
+                         >= 2, 5, what="listings counted")
+        self.assertEqual(total(self.scrape()[1], "200", listing) - total(s1, "200", listing), 2)
 
     def test_latency_histogram(self):
         self.assertEqual(self.api("GET", CLIENTS)[0], 200)
