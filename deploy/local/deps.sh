@@ -23,12 +23,27 @@ packages=(
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "${CASCADE_BENCH_DEPS:-0}" = 1 ]; then
-  packages+=(wrk apache2-utils)
+  # ngtcp2-server/-client: the 1.x example peers of the QUIC benchmark
+  packages+=(wrk apache2-utils ngtcp2-server ngtcp2-client)
 fi
+
+# The QUIC data plane needs ngtcp2 >= 1.11, which Debian 12 has only in
+# bookworm-backports (main has 0.12.1). An older one installed counts as
+# missing so that apt upgrades it.
+ngtcp2_min=1.11
+ngtcp2_dev=(libngtcp2-dev libngtcp2-crypto-gnutls-dev)
+
+installed_version() {
+  dpkg-query -W -f='${Status} ${Version}' "$1" 2>/dev/null |
+    sed -n 's/^install ok installed //p' || true
+}
 
 missing=()
 for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+  v=$(installed_version "$p")
+  if [ -z "$v" ]; then
+    missing+=("$p")
+  elif [[ " ${ngtcp2_dev[*]} " == *" $p "* ]] && dpkg --compare-versions "$v" lt "$ngtcp2_min"; then
     missing+=("$p")
   fi
 done
@@ -40,6 +55,23 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if [[ " ${missing[*]}" == *ngtcp2* ]]; then
+  # bookworm-backports for ngtcp2 (and libnghttp3-9, which the example peers
+  # need) only: everything else from backports keeps the default priority
+  # 100, so no other package moves.
+  cat > /etc/apt/sources.list.d/cascade-backports.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  cat > /etc/apt/preferences.d/cascade-ngtcp2 <<'PIN'
+Package: libngtcp2-dev libngtcp2-16 libngtcp2-crypto-gnutls-dev libngtcp2-crypto-gnutls8 ngtcp2-server ngtcp2-client libnghttp3-9
+Pin: release n=bookworm-backports
+Pin-Priority: 990
+PIN
+fi
 apt-get update -q
 # The postgresql package would start a system cluster; we run our own.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
