@@ -1,4 +1,4 @@
-/* QUIC endpoint on ngtcp2 0.12 + ngtcp2_crypto_gnutls + libev (see quic.h).
+/* QUIC endpoint on ngtcp2 1.x + ngtcp2_crypto_gnutls + libev (see quic.h).
  *
  * Flow: the socket watcher reads datagrams, routes each by destination
  * connection ID (a per-endpoint hash table) to its connection, or creates a
@@ -89,6 +89,8 @@ typedef struct quic_stream {
   int writable_pending;  /* space freed since: tell the caller */
   int closed;            /* ngtcp2 closed it; sweep tells the caller */
   int send_shut;         /* our direction is over: peer's STOP_SENDING */
+  int stop_sending_pending; /* ...not yet told to the caller */
+  uint64_t stop_code;    /* the peer's STOP_SENDING code */
   uint64_t close_code;
 } quic_stream;
 
@@ -116,7 +118,7 @@ struct quic_conn {
   uint64_t close_code;
   int handshaking;                   /* counted in ep->handshakes */
   int ccerr_set;                     /* |ccerr| chosen by a callback */
-  ngtcp2_connection_close_error ccerr;
+  ngtcp2_ccerr ccerr;
   quic_close_info info;
   uint8_t *close_pkt;                /* owned, CLOSING: resent on input */
   size_t close_pktlen;
@@ -129,14 +131,16 @@ struct quic_conn {
   unsigned nsbuckets, nstreams;
   quic_stream *sq_head, *sq_tail;
   quic_stream *evq_head, *evq_tail;
-  ngtcp2_tstamp probe_at;            /* timer set early to probe (PTO
-                                        backed off past max_probe_interval);
-                                        0: not */
+  ngtcp2_tstamp acked_ts;            /* conn_now of the last progress:
+                                        stream data acknowledged, nothing
+                                        in flight, or a probe forced */
   struct sockaddr_storage remote;
   socklen_t remotelen;
   char peer[64];
   void *user;
   uint64_t pkts_sent, pkts_recv, bytes_sent, bytes_recv;
+  uint64_t pkts_lost_closed;         /* lost packets of closed streams */
+  ngtcp2_duration skew;              /* conn_now - now_ts: conn_probe_now */
 };
 
 typedef struct cid_entry {
@@ -211,6 +215,10 @@ static ngtcp2_tstamp now_ts(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * NGTCP2_SECONDS + (uint64_t)ts.tv_nsec;
 }
+
+/* conn_now is |c|'s clock, what ngtcp2 sees: ahead of now_ts once
+ * conn_probe_now moved it. */
+#define conn_now(c) (now_ts() + (c)->skew)
 
 static void addr_str(const struct sockaddr *sa, char *out, size_t len) {
   char host[INET6_ADDRSTRLEN] = "?";
@@ -524,8 +532,8 @@ static int alpn_ok(quic_conn *c) {
 static int fail_alpn(quic_conn *c) {
   log_warn(MOD, "[%s] handshake refused: ALPN is not %s", c->peer,
            c->ep->cfg.alpn);
-  ngtcp2_connection_close_error_set_transport_error_tls_alert(
-      &c->ccerr, 120 /* no_application_protocol */, NULL, 0);
+  ngtcp2_ccerr_set_tls_alert(&c->ccerr, 120 /* no_application_protocol */,
+                             NULL, 0);
   c->ccerr_set = 1;
   return NGTCP2_ERR_CALLBACK_FAILURE;
 }
@@ -587,6 +595,7 @@ static int acked_cb(ngtcp2_conn *conn, int64_t sid, uint64_t offset,
   quic_stream *s = sud;
   if (!s) return 0;
   s->ack_off = offset + len; /* ngtcp2 reports the contiguous acked prefix */
+  if (len > 0) ((quic_conn *)ud)->acked_ts = conn_now((quic_conn *)ud);
   if (s->want_writable && len > 0) {
     s->want_writable = 0;
     s->writable_pending = 1;
@@ -599,6 +608,9 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
                            uint64_t app_code, void *ud, void *sud) {
   quic_conn *c = ud;
   quic_stream *s = sud;
+  /* ngtcp2 counts losses per stream: keep the count of a stream it is
+   * about to forget. */
+  c->pkts_lost_closed += ngtcp2_conn_get_stream_loss_count(conn, sid);
   if (s) {
     s->closed = 1;
     s->close_code =
@@ -608,12 +620,34 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
   }
   if (!ngtcp2_conn_is_local_stream(conn, sid) && ngtcp2_is_bidi_stream(sid))
     ngtcp2_conn_extend_max_streams_bidi(conn, 1);
-  (void)c;
+  return 0;
+}
+
+/* stream_shut_send ends our direction of |s| on the peer's STOP_SENDING
+ * (ngtcp2 answers it with a reset): what we still buffer will never be
+ * read. */
+static void stream_shut_send(quic_conn *c, quic_stream *s) {
+  s->send_shut = 1;
+  s->want_writable = s->writable_pending = 0;
+  s->sent_off = s->end_off;
+  sendq_remove(c, s);
+}
+
+static int stream_stop_sending_cb(ngtcp2_conn *conn, int64_t sid,
+                                  uint64_t app_code, void *ud, void *sud) {
+  quic_conn *c = ud;
+  quic_stream *s = sud;
+  if (!s || s->closed || s->send_shut) return 0;
+  stream_shut_send(c, s);
+  s->stop_sending_pending = 1;
+  s->stop_code = app_code;
+  evq_push(c, s);
   return 0;
 }
 
 /* Tokens of the peer's CIDs, so that its stateless resets find us. */
-static int dcid_status_cb(ngtcp2_conn *conn, int type, uint64_t seq,
+static int dcid_status_cb(ngtcp2_conn *conn,
+                          ngtcp2_connection_id_status_type type, uint64_t seq,
                           const ngtcp2_cid *cid, const uint8_t *token,
                           void *ud) {
   quic_conn *c = ud;
@@ -673,6 +707,7 @@ static const ngtcp2_callbacks client_callbacks = {
     .dcid_status = dcid_status_cb,
     .recv_stateless_reset = recv_stateless_reset_cb,
     .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
+    .stream_stop_sending = stream_stop_sending_cb,
 };
 
 static const ngtcp2_callbacks server_callbacks = {
@@ -697,6 +732,7 @@ static const ngtcp2_callbacks server_callbacks = {
     .dcid_status = dcid_status_cb,
     .recv_stateless_reset = recv_stateless_reset_cb,
     .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
+    .stream_stop_sending = stream_stop_sending_cb,
 };
 
 /* ---- TLS ---- */
@@ -830,38 +866,47 @@ static size_t route_payload_max(const struct sockaddr *peer) {
   return out;
 }
 
-/* conn_settings: |remote| is the peer's address. Packet size: ngtcp2 0.12
- * discovers the path MTU only up to 1,492 bytes, so larger packets are
- * configured (or, to a loopback peer, known to fit); they cut the
- * per-packet work (AEAD calls, ngtcp2's packet bookkeeping, GSO segments)
- * and raise the congestion window's floor, which ngtcp2 counts in
- * packets. */
+/* PMTUD probe sizes (UDP payloads), ascending: Ethernet's 1,500-byte MTU
+ * for IPv6 and IPv4, then 9,000-byte jumbo frames; the configured maximum
+ * is probed last. */
+static const uint16_t pmtud_sizes[] = {1452, 1472, 8952, 8972};
+
+/* conn_settings: |remote| is the peer's address; |probes| (room for
+ * QUIC_PMTUD_PROBES) is where the PMTUD probe sizes go. Packets start at
+ * 1,200 bytes and grow by ngtcp2's path MTU discovery up to the configured
+ * maximum (automatic: 1,452, and QUIC_MAX_UDP_PAYLOAD to a loopback peer,
+ * whose MTU is 64 KiB). Large packets cut the per-packet work (AEAD calls,
+ * ngtcp2's packet bookkeeping, GSO segments) and raise the congestion
+ * window's floor, which ngtcp2 counts in packets. */
+#define QUIC_PMTUD_PROBES (sizeof(pmtud_sizes) / sizeof(pmtud_sizes[0]) + 1)
 static void conn_settings(quic_endpoint *ep, const struct sockaddr *remote,
-                          ngtcp2_settings *s, ngtcp2_transport_params *p) {
+                          ngtcp2_settings *s, ngtcp2_transport_params *p,
+                          uint16_t *probes) {
   ngtcp2_settings_default(s);
   size_t mtu = ep->cfg.max_udp_payload;
-  if (mtu == 0 && addr_is_loopback(remote)) mtu = QUIC_MAX_UDP_PAYLOAD;
+  if (mtu == 0) mtu = addr_is_loopback(remote) ? QUIC_MAX_UDP_PAYLOAD : 1452;
   if (mtu > QUIC_MAX_UDP_PAYLOAD) mtu = QUIC_MAX_UDP_PAYLOAD;
   if (mtu > 1452) {
-    /* Above what PMTUD confirms: never above what the local route carries
-     * (a hop further on with a smaller MTU is the operator's to know). */
+    /* Never probe above what the local route carries (a hop further on
+     * with a smaller MTU is what PMTUD finds out). */
     size_t route = route_payload_max(remote);
-    if (route > 0 && route < mtu) {
-      char a[INET6_ADDRSTRLEN + 8] = "?";
-      if (remote->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)remote)->sin6_addr, a, sizeof(a));
-      else
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)remote)->sin_addr, a, sizeof(a));
-      ep_warn_rl(ep, "[%s] UDP payload %zu is above the route's MTU: sending at most %zu", a,
-                 mtu, route);
-      mtu = route;
-    }
+    if (route > 0 && route < mtu) mtu = route < 1452 ? 1452 : route;
   }
   if (mtu >= QUIC_MIN_UDP_PAYLOAD) {
+    size_t n = 0;
+    for (size_t i = 0; i < QUIC_PMTUD_PROBES - 1; i++)
+      if (pmtud_sizes[i] < mtu) probes[n++] = pmtud_sizes[i];
+    if (mtu > QUIC_MIN_UDP_PAYLOAD) probes[n++] = (uint16_t)mtu;
     s->max_tx_udp_payload_size = mtu;
-    /* above ngtcp2's default: no shaping down to what PMTUD confirmed */
-    if (mtu > 1452) s->no_tx_udp_payload_size_shaping = 1;
+    s->pmtud_probes = probes;
+    s->pmtud_probeslen = n;
   }
+  /* Window auto-tuning: the receive windows start at the transport
+   * parameters' and grow up to these as the RTT and the rate ask. */
+  s->max_window = ep->cfg.max_window > ep->cfg.max_data ? ep->cfg.max_window : 0;
+  s->max_stream_window = ep->cfg.max_stream_window > ep->cfg.max_stream_data
+                             ? ep->cfg.max_stream_window
+                             : 0;
   s->initial_ts = now_ts();
   s->handshake_timeout =
       (ngtcp2_duration)(ep->cfg.handshake_timeout * NGTCP2_SECONDS);
@@ -930,7 +975,8 @@ quic_conn *quic_connect(quic_endpoint *ep, const struct sockaddr *peer,
   gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, QUIC_CIDLEN);
   ngtcp2_settings s;
   ngtcp2_transport_params p;
-  conn_settings(ep, (const struct sockaddr *)&c->remote, &s, &p);
+  uint16_t probes[QUIC_PMTUD_PROBES];
+  conn_settings(ep, (const struct sockaddr *)&c->remote, &s, &p, probes);
   ngtcp2_path path = conn_path(c);
   if (tls_session_new(c) != 0) goto fail;
   if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path,
@@ -963,15 +1009,19 @@ static quic_conn *server_conn_new(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
   gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, QUIC_CIDLEN);
   ngtcp2_settings s;
   ngtcp2_transport_params p;
-  conn_settings(ep, remote, &s, &p);
+  uint16_t probes[QUIC_PMTUD_PROBES];
+  conn_settings(ep, remote, &s, &p, probes);
   if (odcid) {
     p.original_dcid = *odcid;
     p.retry_scid = hd->dcid;
     p.retry_scid_present = 1;
     s.token = hd->token; /* marks the address as validated */
+    s.tokenlen = hd->tokenlen;
+    s.token_type = NGTCP2_TOKEN_TYPE_RETRY;
   } else {
     p.original_dcid = hd->dcid;
   }
+  p.original_dcid_present = 1;
   p.stateless_reset_token_present = 1;
   if (ngtcp2_crypto_generate_stateless_reset_token(
           p.stateless_reset_token, ep->reset_secret, sizeof(ep->reset_secret),
@@ -1096,13 +1146,12 @@ static void conn_flush(quic_conn *c, size_t len, size_t gso) {
 
 /* conn_enter_closing writes CONNECTION_CLOSE with |ccerr| and keeps the
  * packet to answer the peer during the closing period (3 PTO). */
-static void conn_enter_closing(quic_conn *c,
-                               const ngtcp2_connection_close_error *ccerr) {
+static void conn_enter_closing(quic_conn *c, const ngtcp2_ccerr *ccerr) {
   uint8_t buf[QUIC_MAX_PKT];
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_ssize n = ngtcp2_conn_write_connection_close(
-      c->conn, &ps.path, NULL, buf, sizeof(buf), ccerr, now_ts());
+      c->conn, &ps.path, NULL, buf, sizeof(buf), ccerr, conn_now(c));
   if (n <= 0) {
     c->state = CS_DEAD;
     return;
@@ -1130,18 +1179,16 @@ static void conn_enter_draining(quic_conn *c) {
 
 /* conn_error handles a fatal |rv| from ngtcp2 (read, write or expiry). */
 static void conn_error(quic_conn *c, int rv) {
-  ngtcp2_connection_close_error ccerr;
+  ngtcp2_ccerr ccerr;
   switch (rv) {
   case NGTCP2_ERR_DRAINING: {
-    ngtcp2_connection_close_error peer;
-    ngtcp2_conn_get_connection_close_error(c->conn, &peer);
+    const ngtcp2_ccerr *peer = ngtcp2_conn_get_ccerr(c->conn);
     c->info.by_peer = 1;
-    c->info.is_app =
-        peer.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
-    c->info.code = peer.error_code;
+    c->info.is_app = peer->type == NGTCP2_CCERR_TYPE_APPLICATION;
+    c->info.code = peer->error_code;
     log_debug(MOD, "[%s] closed by peer: %s code 0x%llx", c->peer,
               c->info.is_app ? "application" : "transport",
-              (unsigned long long)peer.error_code);
+              (unsigned long long)peer->error_code);
     if (c->info.stateless_reset) {
       /* The peer has no state left to send from: nothing will come to
        * drain, and the caller can link again now rather than after 3 PTO
@@ -1168,15 +1215,13 @@ static void conn_error(quic_conn *c, int rv) {
   if (c->ccerr_set) {
     ccerr = c->ccerr;
   } else if (rv == NGTCP2_ERR_CRYPTO) {
-    ngtcp2_connection_close_error_set_transport_error_tls_alert(
-        &ccerr, ngtcp2_conn_get_tls_alert(c->conn), NULL, 0);
+    ngtcp2_ccerr_set_tls_alert(&ccerr, ngtcp2_conn_get_tls_alert(c->conn),
+                               NULL, 0);
   } else {
-    ngtcp2_connection_close_error_default(&ccerr);
-    ngtcp2_connection_close_error_set_transport_error_liberr(&ccerr, rv, NULL,
-                                                             0);
+    ngtcp2_ccerr_default(&ccerr);
+    ngtcp2_ccerr_set_liberr(&ccerr, rv, NULL, 0);
   }
-  c->info.is_app =
-      ccerr.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION;
+  c->info.is_app = ccerr.type == NGTCP2_CCERR_TYPE_APPLICATION;
   c->info.code = ccerr.error_code;
   log_warn(MOD, "[%s] connection failed: %s (code 0x%llx)", c->peer,
            ngtcp2_strerror(rv), (unsigned long long)ccerr.error_code);
@@ -1202,11 +1247,13 @@ static int conn_write_run(quic_conn *c) {
   uint8_t *txbuf = c->ep->txbuf;
   ngtcp2_path_storage ps;
   ngtcp2_pkt_info pi;
-  ngtcp2_tstamp ts = now_ts();
+  ngtcp2_tstamp ts = conn_now(c);
+  /* Room for a PMTUD probe; the path's size counts the quantum's packets. */
   size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
   if (maxpkt > QUIC_MAX_UDP_PAYLOAD) maxpkt = QUIC_MAX_UDP_PAYLOAD;
+  size_t pathpkt = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn);
   size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
-  size_t maxcnt = quantum / maxpkt;
+  size_t maxcnt = quantum / pathpkt;
   if (maxcnt < 1) maxcnt = 1;
   /* Pacing lets ngtcp2 send up to 1 ms ahead of its schedule, but a timer
    * below 1 ms costs a 1 ms sleep in libev (epoll's resolution) and, on a
@@ -1225,7 +1272,7 @@ static int conn_write_run(quic_conn *c) {
   for (;;) {
     if (qpkts == maxcnt) { /* one quantum out: pacing decides the next */
       ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
-      ts = now_ts();
+      ts = conn_now(c);
       qpkts = 0;
     }
     if (pkts == budget) {
@@ -1295,13 +1342,9 @@ static int conn_write_run(quic_conn *c) {
         continue;
       }
       if (s && n == NGTCP2_ERR_STREAM_SHUT_WR) {
-        /* We did not end it (a reset of ours leaves nothing pending): the
-         * peer's STOP_SENDING did, and ngtcp2 0.12 has no callback for
-         * that. What we still buffer will never be read. */
-        s->send_shut = 1;
-        s->want_writable = s->writable_pending = 0;
-        s->sent_off = s->end_off;
-        sendq_remove(c, s);
+        /* stream_stop_sending_cb shuts such a stream before this; a
+         * guard, not the way it is noticed */
+        stream_shut_send(c, s);
         continue;
       }
       if (s && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
@@ -1355,84 +1398,73 @@ static int conn_write_run(quic_conn *c) {
 /* Outage recovery (max_probe_interval). After a path outage the sender's
  * probe timeout (PTO) has doubled with every unanswered probe: left alone,
  * the first probe after the path returns can come about as long after as
- * the outage lasted. Two measures bring that down to about
- * max_probe_interval:
- * - while a PTO is unanswered or streams are open, keep-alive PINGs go out
- *   after max_probe_interval without traffic (ngtcp2 sends them only while
- *   the congestion window has room, so in practice the side that receives
- *   the bulk data pings);
- * - a packet from the peer while our PTO is unanswered means the path is
- *   back: our PTO fires at once instead of at its backed-off deadline;
- * - while anything is unacknowledged, the PTO fires no later than
- *   max_probe_interval after the timer was last armed, however far it has
- *   backed off (or however large an RTT estimate it started from, e.g. one
- *   taken while the peer was busy with a burst of handshakes): a peer that
- *   restarted and lost the connection answers the probe with a stateless
- *   reset within about that long after it is back, instead of after the
- *   doubled PTO (seconds after a one-second outage).
- * ngtcp2 0.12 has no call to fire the PTO now, so conn_probe_now runs its
- * expiry handling with the clock read as the PTO deadline. That is safe
- * (checked against lib/ngtcp2_conn.c of 0.12.1) when the deadline comes
- * before the idle expiry (the last packet in plus the idle timeout): the
- * other timers it may fire early are the ACK delay, keep-alive, pacing,
- * lost-packet cleanup, CID retirement and a PMTUD probe's loss, all
- * harmless to fire early; the handshake is done; the PTO handler only
- * queues probes and re-arms from the last send time; the clock given is
- * not kept for later sends, which use the real time. */
-/* |slack| > 0 (a packet came in): only a PTO that has already fired and
- * is due later than |slack|; 0 (the timer's cap): any PTO not yet due. */
-static void conn_probe_now(quic_conn *c, double slack) {
+ * the outage lasted (ngtcp2 does not cap the backoff). Two measures bring
+ * that down to about max_probe_interval:
+ * - while streams are open or anything is in flight, keep-alive PINGs go
+ *   out after max_probe_interval without traffic (ngtcp2 sends them only
+ *   while the congestion window has room, so in practice the side that
+ *   receives the bulk data pings, and its PINGs are what tells the sender
+ *   that the path is back; they also draw the stateless reset of a peer
+ *   that restarted);
+ * - a packet from the peer while our data has gone unacknowledged for
+ *   max_probe_interval or longer means the path is back: our PTO fires at
+ *   once instead of at its backed-off deadline.
+ * ngtcp2 has no call to fire the PTO now and refuses a clock that goes
+ * back, so conn_probe_now moves the connection's own clock (conn_now: the
+ * monotonic clock plus |skew|) past the PTO deadline and runs the expiry
+ * handling; the clock stays moved. The deadline is not exported; it is at
+ * most the time since the last acknowledgement plus two PTOs away (the
+ * probes went out at s + P(2^k - 1) for the base PTO P after the last send
+ * s, the next at s + P(2^(k+1) - 1)). Firing the other timers early is
+ * harmless: ACK delay, keep-alive, pacing, lost-packet cleanup, CID
+ * retirement, a PMTUD probe's loss; the idle expiry is a full idle timeout
+ * from the packet just read, beyond the move. What moves with the clock:
+ * the RTT of packets sent before the move and acknowledged after it (the
+ * ones of the outage are lost, and the sample comes from the newest), and
+ * the ACK delay we report for the packet just read (the peer clamps it to
+ * our max_ack_delay). */
+static void conn_probe_now(quic_conn *c) {
   double mpi = c->ep->cfg.max_probe_interval;
   if (mpi <= 0 || !c->established || c->state != CS_OPEN) return;
-  ngtcp2_conn_stat cs;
-  ngtcp2_conn_get_conn_stat(c->conn, &cs);
-  if ((slack > 0 && cs.pto_count == 0) ||
-      cs.loss_detection_timer == UINT64_MAX)
+  ngtcp2_conn_info ci;
+  ngtcp2_conn_get_conn_info(c->conn, &ci);
+  ngtcp2_tstamp now = conn_now(c);
+  if (ci.bytes_in_flight == 0 || c->acked_ts == 0 || c->acked_ts > now) {
+    c->acked_ts = now;
     return;
-  for (int i = 0; i < NGTCP2_PKTNS_ID_MAX; i++)
-    if (cs.loss_time[i] != UINT64_MAX) return; /* a loss timer, not a PTO */
-  ngtcp2_tstamp now = now_ts();
-  ngtcp2_tstamp ldt = cs.loss_detection_timer;
-  if (ldt <= now + (ngtcp2_duration)(slack * NGTCP2_SECONDS))
-    return; /* due soon anyway */
+  }
+  ngtcp2_duration quiet = now - c->acked_ts;
+  if (quiet < (ngtcp2_duration)(mpi * NGTCP2_SECONDS)) return;
+  ngtcp2_duration jump = quiet + 2 * ngtcp2_conn_get_pto(c->conn);
   double idle = c->ep->cfg.idle_timeout;
   const ngtcp2_transport_params *rp =
       ngtcp2_conn_get_remote_transport_params(c->conn);
   if (rp && rp->max_idle_timeout &&
       (double)rp->max_idle_timeout / NGTCP2_SECONDS < idle)
     idle = (double)rp->max_idle_timeout / NGTCP2_SECONDS;
-  /* ngtcp2's idle expiry is at least the last packet in plus the idle
-   * timeout (not now plus it: during an outage that would let the clock
-   * given run past the expiry, and ngtcp2 would drop the connection as
-   * idle). Not exported by 0.12, hence the bound from our own record. */
-  if (idle > 0 && ldt >= c->last_rx + (ngtcp2_duration)(idle * NGTCP2_SECONDS))
+  if (idle > 0 && jump >= (ngtcp2_duration)(idle * NGTCP2_SECONDS))
     return; /* would be past the idle expiry: not safe */
-  int rv = ngtcp2_conn_handle_expiry(c->conn, ldt);
+  c->skew += jump;
+  c->acked_ts = conn_now(c); /* one move per silence */
+  int rv = ngtcp2_conn_handle_expiry(c->conn, c->acked_ts);
   if (rv != 0) conn_error(c, rv);
 }
 
 static void conn_rearm(quic_conn *c) {
   double mpi = c->ep->cfg.max_probe_interval;
-  ngtcp2_tstamp now = now_ts();
-  ngtcp2_tstamp cap = UINT64_MAX;
+  ngtcp2_tstamp now = conn_now(c);
   if (mpi > 0) {
-    ngtcp2_conn_stat cs;
-    ngtcp2_conn_get_conn_stat(c->conn, &cs);
-    if (c->established && cs.loss_detection_timer != UINT64_MAX)
-      cap = now + (ngtcp2_duration)(mpi * NGTCP2_SECONDS);
+    ngtcp2_conn_info ci;
+    ngtcp2_conn_get_conn_info(c->conn, &ci);
+    if (ci.bytes_in_flight == 0) c->acked_ts = now; /* nothing to wait for */
     double ka = c->ep->cfg.keepalive;
     /* A receiver may have nothing in flight, hence no PTO: streams in use
      * are reason enough to ping (one small packet per interval). */
-    if ((cs.pto_count > 0 || c->streams) && (ka <= 0 || ka > mpi)) ka = mpi;
+    if ((ci.bytes_in_flight > 0 || c->streams) && (ka <= 0 || ka > mpi)) ka = mpi;
     ngtcp2_conn_set_keep_alive_timeout(
         c->conn, ka > 0 ? (ngtcp2_duration)(ka * NGTCP2_SECONDS) : 0);
   }
   ngtcp2_tstamp exp = ngtcp2_conn_get_expiry(c->conn);
-  c->probe_at = 0;
-  if (cap < exp) { /* the PTO backed off too far: see conn_probe_now */
-    exp = cap;
-    c->probe_at = cap;
-  }
   ev_timer_stop(c->ep->loop, &c->timer);
   if (exp == UINT64_MAX) return;
   double d = exp > now ? (double)(exp - now) / NGTCP2_SECONDS : 0.;
@@ -1461,6 +1493,11 @@ static void conn_events(quic_conn *c) {
     if (!c->evq_head) c->evq_tail = NULL;
     s->ev_next = NULL;
     s->in_evq = 0;
+    if (s->stop_sending_pending) {
+      s->stop_sending_pending = 0;
+      if (ep->cb.on_stream_stop_sending && c->state == CS_OPEN && c->visible)
+        ep->cb.on_stream_stop_sending(c, s->id, s->stop_code, ep->ud);
+    }
     if (s->closed) {
       int64_t sid = s->id;
       uint64_t code = s->close_code;
@@ -1498,10 +1535,9 @@ static void conn_service(quic_conn *c) {
 static void conn_service_run(quic_conn *c) {
   if (c->state == CS_OPEN) conn_events(c);
   if (c->state == CS_OPEN && c->close_pending) {
-    ngtcp2_connection_close_error ccerr;
-    ngtcp2_connection_close_error_default(&ccerr);
-    ngtcp2_connection_close_error_set_application_error(&ccerr, c->close_code,
-                                                        NULL, 0);
+    ngtcp2_ccerr ccerr;
+    ngtcp2_ccerr_default(&ccerr);
+    ngtcp2_ccerr_set_application_error(&ccerr, c->close_code, NULL, 0);
     c->info.is_app = 1;
     c->info.code = c->close_code;
     conn_enter_closing(c, &ccerr);
@@ -1520,12 +1556,11 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
     c->state = CS_DEAD;
   } else if (c->state == CS_OPEN && !c->close_pending) {
-    ngtcp2_tstamp ts = now_ts();
+    ngtcp2_tstamp ts = conn_now(c);
     c->depth++;
     int rv = ngtcp2_conn_handle_expiry(c->conn, ts);
     c->depth--;
     if (rv != 0) conn_error(c, rv);
-    else if (c->probe_at && ts >= c->probe_at) conn_probe_now(c, 0.);
   }
   conn_service(c);
 }
@@ -1554,14 +1589,13 @@ static void conn_read(quic_conn *c, const struct sockaddr *from,
   ngtcp2_pkt_info pi = {0};
   c->pkts_recv++;
   c->bytes_recv += len;
-  c->last_rx = now_ts();
+  c->last_rx = conn_now(c);
   c->depth++;
   int rv = ngtcp2_conn_read_pkt(c->conn, &path, &pi, data, len, c->last_rx);
   c->depth--;
   conn_mark_dirty(c);
   if (rv != 0) conn_error(c, rv);
-  else conn_probe_now(c, c->ep->cfg.max_probe_interval); /* the peer is
-                                 reachable: probe if backed off */
+  else conn_probe_now(c); /* the peer is reachable: probe if backed off */
 }
 
 /* ---- endpoint ---- */
@@ -1634,7 +1668,7 @@ static void ep_stateless_reset(quic_endpoint *ep, const uint8_t *dcid,
 static void ep_send_retry(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
                           const struct sockaddr *from, socklen_t fromlen,
                           size_t dgramlen) {
-  uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN];
+  uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN2];
   uint8_t buf[256];
   ngtcp2_cid scid;
   scid.datalen = QUIC_CIDLEN;
@@ -1642,7 +1676,7 @@ static void ep_send_retry(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
   struct timespec rt;
   clock_gettime(CLOCK_REALTIME, &rt);
   ngtcp2_tstamp wall = (uint64_t)rt.tv_sec * NGTCP2_SECONDS + (uint64_t)rt.tv_nsec;
-  ngtcp2_ssize tl = ngtcp2_crypto_generate_retry_token(
+  ngtcp2_ssize tl = ngtcp2_crypto_generate_retry_token2(
       token, ep->retry_secret, sizeof(ep->retry_secret), hd->version, from,
       fromlen, &scid, &hd->dcid, wall);
   if (tl < 0) return;
@@ -1678,13 +1712,13 @@ static void ep_unknown(quic_endpoint *ep, const ngtcp2_version_cid *vc,
   }
   ngtcp2_cid odcid;
   const ngtcp2_cid *podcid = NULL;
-  if (hd.token.len > 0 && hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY) {
+  if (hd.tokenlen > 0 && hd.token[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY2) {
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
     ngtcp2_tstamp wall =
         (uint64_t)rt.tv_sec * NGTCP2_SECONDS + (uint64_t)rt.tv_nsec;
-    if (ngtcp2_crypto_verify_retry_token(
-            &odcid, hd.token.base, hd.token.len, ep->retry_secret,
+    if (ngtcp2_crypto_verify_retry_token2(
+            &odcid, hd.token, hd.tokenlen, ep->retry_secret,
             sizeof(ep->retry_secret), hd.version, from, fromlen, &hd.dcid,
             QUIC_RETRY_TTL, wall) != 0) {
       /* Forged, stale, or from another address: no state, no answer. */
@@ -1791,6 +1825,8 @@ void quic_config_default(quic_config *cfg) {
   cfg->handshake_timeout = 10.;
   cfg->max_stream_data = 1024 * 1024;
   cfg->max_data = 16 * 1024 * 1024;
+  cfg->max_stream_window = 16 * 1024 * 1024;
+  cfg->max_window = 64 * 1024 * 1024;
   cfg->max_streams_bidi = 100;
   cfg->stream_sndbuf = 256 * 1024;
   cfg->cc = "cubic";
@@ -1807,7 +1843,8 @@ static int cc_parse(const char *name, ngtcp2_cc_algo *out) {
   } t[] = {{"cubic", NGTCP2_CC_ALGO_CUBIC},
            {"reno", NGTCP2_CC_ALGO_RENO},
            {"bbr", NGTCP2_CC_ALGO_BBR},
-           {"bbr2", NGTCP2_CC_ALGO_BBR2}};
+           /* ngtcp2 1.x has one BBR (v2 and later); the old name stays */
+           {"bbr2", NGTCP2_CC_ALGO_BBR}};
   if (!name) name = "cubic";
   for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
     if (strcmp(name, t[i].name) == 0) {
@@ -2018,19 +2055,22 @@ const char *quic_conn_cipher(const quic_conn *c) {
 
 void quic_conn_get_stats(const quic_conn *c, quic_conn_stats *st) {
   memset(st, 0, sizeof(*st));
+  st->pkts_lost = c->pkts_lost_closed;
   if (c->conn != NULL) {
-    ngtcp2_conn_stat cs;
-    ngtcp2_conn_get_conn_stat(c->conn, &cs);
-    if (cs.first_rtt_sample_ts != UINT64_MAX) {
-      st->srtt_ms = (double)cs.smoothed_rtt / NGTCP2_MILLISECONDS;
-      st->min_rtt_ms = (double)cs.min_rtt / NGTCP2_MILLISECONDS;
+    ngtcp2_conn_info ci;
+    ngtcp2_conn_get_conn_info(c->conn, &ci);
+    if (ci.min_rtt != UINT64_MAX) { /* an RTT sample came */
+      st->srtt_ms = (double)ci.smoothed_rtt / NGTCP2_MILLISECONDS;
+      st->min_rtt_ms = (double)ci.min_rtt / NGTCP2_MILLISECONDS;
     }
-    st->cwnd = cs.cwnd;
-    st->bytes_in_flight = cs.bytes_in_flight;
-    st->pto_count = cs.pto_count;
+    st->cwnd = ci.cwnd;
+    st->bytes_in_flight = ci.bytes_in_flight;
   }
-  for (const quic_stream *s = c->streams; s; s = s->next)
+  for (const quic_stream *s = c->streams; s; s = s->next) {
     st->bytes_unsent += s->end_off - s->sent_off;
+    if (c->conn != NULL && s->id >= 0)
+      st->pkts_lost += ngtcp2_conn_get_stream_loss_count(c->conn, s->id);
+  }
   st->pkts_sent = c->pkts_sent;
   st->pkts_recv = c->pkts_recv;
   st->bytes_sent = c->bytes_sent;
@@ -2108,7 +2148,7 @@ int quic_stream_reset(quic_conn *c, int64_t sid, uint64_t app_code) {
   if (!c || c->state != CS_OPEN) return -ENOTCONN;
   quic_stream *s = stream_find(c, sid);
   if (!s || s->closed) return -ENOENT;
-  if (ngtcp2_conn_shutdown_stream(c->conn, sid, app_code) != 0) return -EIO;
+  if (ngtcp2_conn_shutdown_stream(c->conn, 0, sid, app_code) != 0) return -EIO;
   s->sent_off = s->end_off; /* nothing more to send */
   s->fin_sent = 1;
   conn_kick(c);
@@ -2119,7 +2159,7 @@ int quic_stream_stop_sending(quic_conn *c, int64_t sid, uint64_t app_code) {
   if (!c || c->state != CS_OPEN) return -ENOTCONN;
   quic_stream *s = stream_find(c, sid);
   if (!s || s->closed) return -ENOENT;
-  if (ngtcp2_conn_shutdown_stream_read(c->conn, sid, app_code) != 0)
+  if (ngtcp2_conn_shutdown_stream_read(c->conn, 0, sid, app_code) != 0)
     return -EIO;
   conn_kick(c);
   return 0;

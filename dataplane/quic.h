@@ -50,12 +50,8 @@ typedef struct quic_callbacks {
                   size_t len, int fin, void *ud);
   /* A write on |sid| that was cut short may now be retried. */
   void (*on_writable)(quic_conn *c, int64_t sid, void *ud);
-  /* Stream |sid| is gone (both directions done, or reset: |app_code|).
-   * A peer's STOP_SENDING ends our direction (ngtcp2 answers it with a
-   * reset); it is noticed at the next send on the stream, i.e. after the
-   * next quic_stream_write if nothing was pending: then buffered bytes are
-   * dropped, quic_stream_write returns -EPIPE, a pending on_writable is
-   * not sent, and |app_code| is the peer's code when the stream closes. */
+  /* Stream |sid| is gone (both directions done, or reset: |app_code|;
+   * after the peer's STOP_SENDING, the peer's code). */
   void (*on_stream_close)(quic_conn *c, int64_t sid, uint64_t app_code,
                           void *ud);
   /* The connection ends; |c| is freed when this returns. Called for every
@@ -64,6 +60,15 @@ typedef struct quic_callbacks {
   /* The peer raised its stream limit: a quic_stream_open that returned
    * -EAGAIN may succeed now. Optional (NULL: not told). */
   void (*on_streams_available)(quic_conn *c, void *ud);
+  /* The peer sent STOP_SENDING on |sid| with |app_code|: our direction is
+   * over at once (ngtcp2 answers with a reset). Buffered bytes are
+   * dropped, quic_stream_write returns -EPIPE from now on, and no
+   * on_writable comes for |sid|; on_stream_close follows once the peer's
+   * direction is done too. Called once per stream, from the service that
+   * read the frame (never later than the next loop iteration). Optional
+   * (NULL: the caller learns it from -EPIPE). */
+  void (*on_stream_stop_sending)(quic_conn *c, int64_t sid, uint64_t app_code,
+                                 void *ud);
 } quic_callbacks;
 
 typedef struct quic_config {
@@ -81,26 +86,36 @@ typedef struct quic_config {
   size_t stream_sndbuf;       /* per-stream send buffer bound, bytes */
   /* Added with the fast paths (issue 5); quic_config_default sets them. */
   const char *cc;             /* congestion control: "cubic" (default),
-                                 "reno", "bbr", "bbr2"; NULL: cubic */
-  double max_probe_interval;  /* seconds, 0: off (default 1). Once the
-                                 loss-detection timer has backed off (PTO
-                                 fired, peer silent), probe at least this
-                                 often, so a link recovers within about this
-                                 long after a path outage ends */
+                                 "reno", "bbr" (ngtcp2's BBR, v2 and later;
+                                 "bbr2" names it too); NULL: cubic */
+  double max_probe_interval;  /* seconds, 0: off (default 1). While
+                                 streams are open, PING a silent peer this
+                                 often; a packet from the peer after our
+                                 data went unacknowledged this long fires
+                                 the backed-off probe timer at once, so a
+                                 link recovers within about this long after
+                                 a path outage ends */
   size_t retry_threshold;     /* server: with this many handshakes in
                                  progress, new clients must first prove
                                  their address with a Retry (default 64;
                                  0: always; SIZE_MAX: never) */
-  size_t max_udp_payload;     /* largest UDP payload sent, bytes: 0 (auto)
-                                 is ngtcp2's 1,452 with its path MTU
-                                 discovery, and QUIC_MAX_UDP_PAYLOAD to a
-                                 loopback peer (the loopback MTU is 64 KiB);
-                                 1,200..QUIC_MAX_UDP_PAYLOAD: this size on
-                                 every path (it must fit the path's MTU) */
+  size_t max_udp_payload;     /* largest UDP payload sent, bytes: packets
+                                 start at 1,200 and path MTU discovery
+                                 raises them up to this; 0 (auto): 1,452,
+                                 and QUIC_MAX_UDP_PAYLOAD to a loopback
+                                 peer (the loopback MTU is 64 KiB); never
+                                 above the local route's MTU */
   const char *alpn;           /* NULL: QUIC_ALPN. Both ends must agree */
   int v6only;                 /* IPv6 endpoint: 1 refuses IPv4 (default 0:
                                  [::] also takes and dials IPv4, as
                                  v4-mapped addresses) */
+  /* Added with ngtcp2 1.x; quic_config_default sets them. */
+  uint64_t max_stream_window; /* receive window auto-tuning: a stream's
+                                 window grows from max_stream_data up to
+                                 this as RTT and rate ask (default 16 MiB;
+                                 not above max_stream_data: no growth) */
+  uint64_t max_window;        /* the same for the connection's window,
+                                 from max_data (default 64 MiB) */
 } quic_config;
 
 #define QUIC_MIN_UDP_PAYLOAD 1200
@@ -178,9 +193,9 @@ typedef struct quic_conn_stats {
   uint64_t bytes_in_flight;
   uint64_t pkts_sent, pkts_recv;   /* UDP datagrams */
   uint64_t bytes_sent, bytes_recv; /* UDP payload bytes */
-  uint64_t pkts_lost;        /* packets declared lost (0 if not known:
-                                ngtcp2 0.12 does not report it) */
-  size_t pto_count;          /* probe timeouts in a row (0: healthy) */
+  uint64_t pkts_lost;        /* packets with stream data declared lost
+                                (spurious losses included; ngtcp2 1.11
+                                counts per stream and not in bytes) */
   uint64_t bytes_unsent;     /* buffered in streams, not yet sent */
 } quic_conn_stats;
 
