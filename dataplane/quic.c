@@ -2065,6 +2065,7 @@ void quic_conn_get_stats(const quic_conn *c, quic_conn_stats *st) {
     }
     st->cwnd = ci.cwnd;
     st->bytes_in_flight = ci.bytes_in_flight;
+    st->max_udp_payload = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn);
   }
   for (const quic_stream *s = c->streams; s; s = s->next) {
     st->bytes_unsent += s->end_off - s->sent_off;

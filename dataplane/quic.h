@@ -196,6 +196,8 @@ typedef struct quic_conn_stats {
   uint64_t pkts_lost;        /* packets with stream data declared lost
                                 (spurious losses included; ngtcp2 1.11
                                 counts per stream and not in bytes) */
+  size_t max_udp_payload;    /* packet size on the path now: grows from
+                                1,200 by path MTU discovery */
   uint64_t bytes_unsent;     /* buffered in streams, not yet sent */
 } quic_conn_stats;
 

@@ -80,6 +80,8 @@ typedef struct qp_conn {
   double back_at;      /* wall() when it came back */
   ev_timer retry;
   qp_stream *streams;  /* owned, p->nstreams */
+  uint64_t lost_closed; /* packets lost on this slot's closed connections */
+  size_t max_payload;  /* largest path packet size any of them reached */
 } qp_conn;
 
 struct qp {
@@ -198,7 +200,30 @@ static void ep_stats_json(const quic_endpoint *ep) {
          (unsigned long long)es.tx_eagain);
 }
 
+/* conn_note keeps what the summary reports of |pc|'s connection. */
+static void conn_note(qp_conn *pc, int closing) {
+  if (!pc->c) return;
+  quic_conn_stats st;
+  quic_conn_get_stats(pc->c, &st);
+  if (st.max_udp_payload > pc->max_payload) pc->max_payload = st.max_udp_payload;
+  if (closing) pc->lost_closed += st.pkts_lost;
+}
+
 static void summary(qp *p) {
+  /* Link figures of the client's connections: lost packets (a sender's),
+   * the largest packet size path MTU discovery reached. */
+  uint64_t lost = 0;
+  size_t max_payload = 0;
+  for (int i = 0; p->conns && i < p->nconns; i++) {
+    qp_conn *pc = &p->conns[i];
+    quic_conn_stats st = {0};
+    if (pc->c) quic_conn_get_stats(pc->c, &st);
+    conn_note(pc, 0);
+    lost += pc->lost_closed + st.pkts_lost;
+    if (pc->max_payload > max_payload) max_payload = pc->max_payload;
+  }
+  printf("{\"event\":\"links\",\"lost\":%llu,\"max_udp_payload\":%zu}\n",
+         (unsigned long long)lost, max_payload);
   double end = p->t_done ? p->t_done : mono();
   double span = p->t_first ? end - p->t_first : 0;
   printf("{\"event\":\"summary\",\"conns\":%d,\"connected\":%d,"
@@ -424,6 +449,7 @@ static void cli_close(quic_conn *c, const quic_close_info *info, void *ud) {
   qp_conn *pc = quic_conn_get_user_data(c);
   qp *p = pc->p;
   qsvc_on_conn_close(p->q, c);
+  conn_note(pc, 1);
   if (pc->connected) {
     if (p->connected == p->nconns && p->hold) {
       printf("{\"event\":\"lost\",\"t\":%.4f,\"wall\":%.4f,\"reset\":%d}\n",
@@ -559,7 +585,9 @@ static void usage(void) {
           "         [--reconnect-max S]\n"
           "common: [--id N] [--cc cubic|reno|bbr|bbr2] [--bind H:P] "
           "[--max-streams N] [--window BYTES] [--keepalive S]\n"
-          "        [--retry-threshold N] [--log-level L] [--max-udp-payload N]\n");
+          "        [--retry-threshold N] [--log-level L] [--max-udp-payload N]\n"
+          "        [--sndbuf BYTES] [--max-window BYTES (stream window auto-tuning\n"
+          "        limit, the connection's 4 times it; 0: no auto-tuning)]\n");
 }
 
 int main(int argc, char **argv) {
@@ -576,7 +604,8 @@ int main(int argc, char **argv) {
   double keepalive = 0;
   uint64_t window = 0, max_streams = 0;
   long retry_threshold = -1;
-  size_t max_udp_payload = 0;
+  size_t max_udp_payload = 0, sndbuf = 0;
+  long long max_window = -1;
   p->kind = STREAM_SOURCE;
   p->bytes = 1 << 20;
   p->nstreams = 1;
@@ -596,6 +625,7 @@ int main(int argc, char **argv) {
       {"keepalive", 1, 0, 'k'}, {"max-streams", 1, 0, 'm'},
       {"retry-threshold", 1, 0, 'R'}, {"log-level", 1, 0, 'L'},
       {"reconnect-max", 1, 0, 'X'}, {"max-udp-payload", 1, 0, 'U'},
+      {"sndbuf", 1, 0, 'Z'},   {"max-window", 1, 0, 'W'},
       {0, 0, 0, 0}};
   int o;
   optind = 2;
@@ -629,6 +659,8 @@ int main(int argc, char **argv) {
     case 'R': retry_threshold = atol(optarg); break;
     case 'X': p->reconnect_max = atof(optarg); break;
     case 'U': max_udp_payload = strtoull(optarg, NULL, 10); break;
+    case 'Z': sndbuf = strtoull(optarg, NULL, 10); break;
+    case 'W': max_window = atoll(optarg); break;
     case 'L': {
       log_level_t lvl;
       if (log_level_parse(optarg, &lvl) == 0) log_set_level(lvl);
@@ -677,6 +709,11 @@ int main(int argc, char **argv) {
     cfg.max_stream_data = window;
     cfg.max_data = window * 4;
     cfg.stream_sndbuf = (size_t)window;
+  }
+  if (sndbuf) cfg.stream_sndbuf = sndbuf;
+  if (max_window >= 0) {
+    cfg.max_stream_window = (uint64_t)max_window;
+    cfg.max_window = (uint64_t)max_window * 4;
   }
   if (max_streams) cfg.max_streams_bidi = max_streams;
   if (retry_threshold >= 0) cfg.retry_threshold = (size_t)retry_threshold;

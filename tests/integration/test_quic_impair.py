@@ -5,7 +5,13 @@ client on loopback with the impairment proxy between them.
 - 5 % loss each way and 50 ms RTT: the link stays up and 100 MB arrive
   intact (the client checks every byte of the SOURCE pattern).
 - a 10 s blackhole, then the path comes back: data flows again within 2 s
-  of the restore (max_probe_interval caps the backed-off probe timer).
+  of the restore (the receiver's PINGs reach the sender, whose backed-off
+  probe timer then fires at once).
+- lost packets are counted (5 % loss) and none on a clean path.
+- path MTU discovery: packets grow past 1,492 bytes on a path that carries
+  them, and stay below a smaller bound on one that does not.
+- receive-window auto-tuning: with a 1 MiB initial stream window, a stream
+  over 50 ms RTT moves more than 1 MiB per RTT.
 
 Every wait is a condition with a deadline; the only timed wait is the
 outage itself. CASCADE_BIN_DIR names the directory with the binaries
@@ -112,9 +118,14 @@ class QuicImpairTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="quic_impair.")
         self.procs = []
+        self.ctl = None
+
+    def start(self, *server_args):
+        """Starts the server (1,452-byte packets, 16 MB windows unless
+        |server_args| say otherwise) and the proxy in front of it."""
+        args = server_args or ("--window", "16000000", "--max-udp-payload", "1452")
         self.server = self.spawn([PERF, "server", "--listen", "127.0.0.1:0", "--pki", self.dir,
-                                  "--cc", "bbr", "--window", "16000000",
-                                  "--max-udp-payload", "1452"])
+                                  "--cc", "bbr", *args])
         port = int(self.server.wait_line("listen ", 30).rsplit(":", 1)[1])
         self.server.wait_line("ready", 10)
         self.proxy = self.spawn([PROXY, "--listen", "127.0.0.1:0", "--forward",
@@ -128,7 +139,8 @@ class QuicImpairTest(unittest.TestCase):
         self.ctl.settimeout(5)
 
     def tearDown(self):
-        self.ctl.close()
+        if self.ctl:
+            self.ctl.close()
         rcs = [(p.argv[1] if p.argv[0] == PERF else "proxy", p.stop())
                for p in reversed(self.procs)]
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -148,14 +160,24 @@ class QuicImpairTest(unittest.TestCase):
             self.assertEqual(reply, "ok", line)
         return reply
 
-    def client(self, *args):
+    def client(self, *args, base=("--window", "16000000", "--max-udp-payload", "1452")):
         # 1,452-byte packets, as on the WAN paths this proxy stands for (to a loopback peer the
         # links' automatic size is 16,000)
         return self.spawn([PERF, "client", "--connect", "127.0.0.1:%d" % self.proxy_port,
-                           "--pki", self.dir, "--cc", "bbr", "--window", "16000000",
-                           "--max-udp-payload", "1452", *args])
+                           "--pki", self.dir, "--cc", "bbr", *base, *args])
+
+    def run_client(self, *args, **kw):
+        """Runs a client to its end; returns its link figures and summary."""
+        cli = self.client(*args, **kw)
+        rc = cli.wait_exit(110)
+        self.assertEqual(rc, 0, cli.stderr()[-2000:])
+        summary = cli.events("summary")[-1]
+        self.assertEqual(summary["streams_ok"], 1)
+        self.assertEqual(summary["mismatch"], 0)
+        return cli.events("links")[-1], summary, cli
 
     def test_loss_5pct_rtt_50ms_100mb_intact(self):
+        self.start()
         for d in ("up", "down"):
             self.cmd("set %s delay 25" % d)
             self.cmd("set %s loss 5" % d)
@@ -178,6 +200,7 @@ class QuicImpairTest(unittest.TestCase):
             self.assertTrue(0.03 < rate < 0.07, "%s loss rate %.3f: %s" % (d, rate, s))
 
     def test_blackhole_10s_recovers_within_2s(self):
+        self.start()
         self.cmd("set delay 5")
         cli = self.client("--service", "source", "--bytes", str(10 ** 13), "--progress", "0.02",
                           "--timeout", "60")
@@ -215,6 +238,81 @@ class QuicImpairTest(unittest.TestCase):
         summary = cli.events("summary")[-1]
         self.assertEqual(summary["conn_failures"], 0)  # the same connection recovered
         self.assertEqual(summary["mismatch"], 0)
+
+    def test_lost_packets_counted(self):
+        # The client sends (DISCARD): its link figures are a sender's.
+        self.start()
+        self.cmd("set delay 5")
+        links, _, _ = self.run_client("--service", "discard", "--bytes", str(20 << 20))
+        print("clean path: %d packets lost" % links["lost"])
+        self.assertEqual(links["lost"], 0)
+        for d in ("up", "down"):
+            self.cmd("set %s loss 5" % d)
+        links, summary, _ = self.run_client("--service", "discard", "--bytes", str(20 << 20))
+        st = json.loads(self.cmd("stats"))
+        dropped = st["up"]["dropped_loss"]
+        print("loss 5%%: %d packets lost (the proxy dropped %d of the client's %d datagrams)" %
+              (links["lost"], dropped, st["up"]["received"]))
+        self.assertGreater(links["lost"], 0)
+        # Not more than the proxy dropped plus spurious losses (reordering: none here).
+        self.assertLessEqual(links["lost"], dropped * 1.5 + 10)
+
+    def test_pmtud_grows_to_the_path(self):
+        big = ("--window", "16000000", "--max-udp-payload", "4000")
+        self.start(*big)
+        self.cmd("set delay 5")
+        links, _, _ = self.run_client("--service", "discard", "--bytes", str(10 << 20), base=big)
+        st = json.loads(self.cmd("stats"))
+        print("path without a bound: packets of %d bytes (largest through the proxy: %d)" %
+              (links["max_udp_payload"], st["up"]["max_size"]))
+        self.assertGreater(links["max_udp_payload"], 1492)
+        self.assertGreater(st["up"]["max_size"], 1492)
+
+    def test_pmtud_stays_below_a_smaller_path(self):
+        big = ("--window", "16000000", "--max-udp-payload", "4000")
+        self.start(*big)
+        self.cmd("set delay 5")
+        self.cmd("set maxsize 1400")
+        links, summary, _ = self.run_client("--service", "discard", "--bytes", str(10 << 20),
+                                            base=big)
+        st = json.loads(self.cmd("stats"))
+        print("path of 1,400 bytes: packets of %d bytes, %d larger probes dropped, "
+              "largest through: %d" % (links["max_udp_payload"], st["up"]["dropped_size"],
+                                       st["up"]["max_size"]))
+        self.assertLessEqual(links["max_udp_payload"], 1400)
+        self.assertLessEqual(st["up"]["max_size"], 1400)
+        self.assertGreater(st["up"]["dropped_size"], 0)  # the probes were made
+        self.assertEqual(summary["bytes"], 10 << 20)
+
+    def window_goodput(self, *client_args):
+        """Mbit/s of a SOURCE stream over 50 ms RTT in its second half, the
+        client (receiver) starting from 1 MiB stream windows."""
+        self.start("--window", "16000000", "--sndbuf", "67108864", "--max-udp-payload", "1452")
+        for d in ("up", "down"):
+            self.cmd("set %s delay 25" % d)
+        total = 80 << 20
+        _, summary, cli = self.run_client(
+            "--service", "source", "--bytes", str(total), "--progress", "0.05",
+            "--timeout", "60", *client_args,
+            base=("--window", str(1 << 20), "--max-udp-payload", "1452"))
+        self.assertEqual(summary["bytes"], total)
+        ev = [(e["t"], e["rcvd"]) for e in cli.events("progress")]
+        a = next(e for e in ev if e[1] >= total // 2)
+        b = ev[-1]
+        self.assertGreater(b[1] - a[1], total // 4)
+        return (b[1] - a[1]) * 8 / (b[0] - a[0]) / 1e6
+
+    def test_window_auto_tuning_beats_1mib_per_rtt(self):
+        mbps = self.window_goodput()
+        # 1 MiB per 50 ms RTT is 167.8 Mbit/s
+        print("1 MiB initial window, 50 ms RTT: %.1f Mbit/s with auto-tuning" % mbps)
+        self.assertGreater(mbps, 1.1 * (1 << 20) * 8 / 0.05 / 1e6)
+
+    def test_without_auto_tuning_1mib_per_rtt_caps(self):
+        # The counterpart: the same stream with the windows fixed at 1 MiB.
+        mbps = self.window_goodput("--max-window", "0")
+        print("1 MiB fixed window, 50 ms RTT: %.1f Mbit/s" % mbps)
+        self.assertLess(mbps, (1 << 20) * 8 / 0.05 / 1e6)
 
 
 if __name__ == "__main__":

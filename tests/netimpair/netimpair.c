@@ -4,7 +4,8 @@
  *   client(s) --> --listen ==[up]==> one socket per client --> --forward
  *   client(s) <-- --listen <=[down]== one socket per client <-- --forward
  *
- * Each direction applies, in this order: blackhole, loss, a token-bucket
+ * Each direction applies, in this order: blackhole, a datagram size bound
+ * (larger ones are dropped, as by a link with a smaller MTU), loss, a token-bucket
  * rate cap (a bounded FIFO; full means drop), then delay + uniform jitter
  * in [-jitter, +jitter] and, for --reorder percent of the packets, an
  * extra --reorder-delay so they land after later ones. Random draws happen
@@ -63,7 +64,7 @@ static const char *const ni_dir_names[2] = {"up", "down"};
 /* ------------------------------------------------------------ config table */
 
 typedef struct ni_params {
-  double delay, jitter, loss, reorder, reorder_delay, rate, queue;
+  double delay, jitter, loss, reorder, reorder_delay, rate, queue, maxsize;
 } ni_params_t;
 
 typedef struct ni_param_def {
@@ -83,6 +84,8 @@ static const ni_param_def_t ni_param_defs[] = {
      "extra delay of a held-back packet (ms)"},
     {"rate", offsetof(ni_params_t, rate), 0, 0, 100e6, "rate cap (kbit/s), 0: none"},
     {"queue", offsetof(ni_params_t, queue), 1024, 1, 65536, "rate queue bound (KiB)"},
+    {"maxsize", offsetof(ni_params_t, maxsize), 0, 0, NI_MAX_DGRAM,
+     "largest datagram passed (bytes), 0: any"},
 };
 #define NI_NPARAMS (sizeof(ni_param_defs) / sizeof(ni_param_defs[0]))
 
@@ -115,7 +118,8 @@ typedef struct ni_pkt {
 
 typedef struct ni_stats {
   uint64_t received, forwarded, dropped_loss, dropped_queue, dropped_blackhole, dropped_send,
-      reordered, bytes_in, bytes_out;
+      reordered, bytes_in, bytes_out, dropped_size;
+  uint64_t max_size; /* largest datagram passed the size bound */
 } ni_stats_t;
 
 typedef struct ni_dir {
@@ -381,6 +385,11 @@ static void ni_ingress(ni_t *ni, int dir, ni_client_t *cl, const uint8_t *data, 
     d->st.dropped_blackhole++;
     return;
   }
+  if (d->p.maxsize > 0 && (double)len > d->p.maxsize) {
+    d->st.dropped_size++;
+    return;
+  }
+  if (len > d->st.max_size) d->st.max_size = len;
   if (d->p.loss > 0 && ni_rand01(&d->rng) * 100.0 < d->p.loss) {
     d->st.dropped_loss++;
     return;
@@ -572,12 +581,13 @@ static size_t ni_stats_json(ni_t *ni, char *out, size_t n) {
     NI_PUT("\"%s\":{\"received\":%llu,\"forwarded\":%llu,\"dropped_loss\":%llu,"
            "\"dropped_queue\":%llu,\"dropped_blackhole\":%llu,\"dropped_send\":%llu,"
            "\"reordered\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"queued\":%llu,"
-           "\"blackhole\":%s,\"config\":{",
+           "\"dropped_size\":%llu,\"max_size\":%llu,\"blackhole\":%s,\"config\":{",
            ni_dir_names[i], (unsigned long long)s->received, (unsigned long long)s->forwarded,
            (unsigned long long)s->dropped_loss, (unsigned long long)s->dropped_queue,
            (unsigned long long)s->dropped_blackhole, (unsigned long long)s->dropped_send,
            (unsigned long long)s->reordered, (unsigned long long)s->bytes_in,
            (unsigned long long)s->bytes_out, (unsigned long long)d->inflight,
+           (unsigned long long)s->dropped_size, (unsigned long long)s->max_size,
            d->blackhole ? "true" : "false");
     for (size_t k = 0; k < NI_NPARAMS; k++)
       NI_PUT("%s\"%s\":%g", k ? "," : "", ni_param_defs[k].name,

@@ -229,7 +229,8 @@ class NetImpairTest(unittest.TestCase):
         for d in ("up", "down"):
             x = s[d]
             self.assertEqual(x["received"], x["forwarded"] + x["dropped_loss"] + x["dropped_queue"]
-                             + x["dropped_blackhole"] + x["dropped_send"] + x["queued"], x)
+                             + x["dropped_blackhole"] + x["dropped_send"] + x["dropped_size"]
+                             + x["queued"], x)
 
     def test_plain_relay_keeps_order_and_counts(self):
         p = self.proxy()
@@ -247,6 +248,18 @@ class NetImpairTest(unittest.TestCase):
         c2.ping()
         self.assertEqual(len(self.echo.peers), 2)
         self.assertEqual(p.stats()["clients"], 2)
+
+    def test_maxsize_drops_larger_datagrams(self):
+        # A link with a smaller MTU: 1,400 bytes pass, 1,401 do not.
+        p = self.proxy("--maxsize", "1400")
+        c = self.client(p)
+        self.blast(p, c, 20, batch=10, size=1400)
+        s = self.blast(p, c, 20, batch=10, size=1401)
+        self.assertEqual(sorted(seq for seq, _ in c.got), list(range(20)))
+        self.assertEqual(s["up"]["dropped_size"], 20)
+        self.assertEqual(s["up"]["max_size"], 1400)
+        self.assertEqual(s["down"]["max_size"], 1400)
+        self.check_accounts(s)
 
     def test_loss_rate_and_seed(self):
         runs = []
