@@ -90,7 +90,6 @@ typedef struct quic_stream {
   int closed;            /* ngtcp2 closed it; sweep tells the caller */
   int send_shut;         /* our direction is over: peer's STOP_SENDING */
   int stop_sending_pending; /* ...not yet told to the caller */
-  uint64_t stop_code;    /* the peer's STOP_SENDING code */
   uint64_t close_code;
 } quic_stream;
 
@@ -625,25 +624,20 @@ static int stream_close_cb(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
 
 /* stream_shut_send ends our direction of |s| on the peer's STOP_SENDING
  * (ngtcp2 answers it with a reset): what we still buffer will never be
- * read. */
+ * read; the caller is told (on_stream_stop_sending). ngtcp2 1.11 reports
+ * the frame to no callback (recv_stop_sending came with 1.24; its
+ * stream_stop_sending is about our own STOP_SENDING): the sign is
+ * ngtcp2_conn_writev_stream refusing the stream with
+ * NGTCP2_ERR_STREAM_SHUT_WR, at the next send of its bytes. */
 static void stream_shut_send(quic_conn *c, quic_stream *s) {
   s->send_shut = 1;
   s->want_writable = s->writable_pending = 0;
   s->sent_off = s->end_off;
   sendq_remove(c, s);
+  s->stop_sending_pending = 1;
+  evq_push(c, s);
 }
 
-static int stream_stop_sending_cb(ngtcp2_conn *conn, int64_t sid,
-                                  uint64_t app_code, void *ud, void *sud) {
-  quic_conn *c = ud;
-  quic_stream *s = sud;
-  if (!s || s->closed || s->send_shut) return 0;
-  stream_shut_send(c, s);
-  s->stop_sending_pending = 1;
-  s->stop_code = app_code;
-  evq_push(c, s);
-  return 0;
-}
 
 /* Tokens of the peer's CIDs, so that its stateless resets find us. */
 static int dcid_status_cb(ngtcp2_conn *conn,
@@ -707,7 +701,6 @@ static const ngtcp2_callbacks client_callbacks = {
     .dcid_status = dcid_status_cb,
     .recv_stateless_reset = recv_stateless_reset_cb,
     .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
-    .stream_stop_sending = stream_stop_sending_cb,
 };
 
 static const ngtcp2_callbacks server_callbacks = {
@@ -732,7 +725,6 @@ static const ngtcp2_callbacks server_callbacks = {
     .dcid_status = dcid_status_cb,
     .recv_stateless_reset = recv_stateless_reset_cb,
     .extend_max_local_streams_bidi = extend_max_local_streams_bidi_cb,
-    .stream_stop_sending = stream_stop_sending_cb,
 };
 
 /* ---- TLS ---- */
@@ -1342,8 +1334,8 @@ static int conn_write_run(quic_conn *c) {
         continue;
       }
       if (s && n == NGTCP2_ERR_STREAM_SHUT_WR) {
-        /* stream_stop_sending_cb shuts such a stream before this; a
-         * guard, not the way it is noticed */
+        /* We did not end it (a reset of ours leaves nothing pending):
+         * the peer's STOP_SENDING did. */
         stream_shut_send(c, s);
         continue;
       }
@@ -1496,7 +1488,7 @@ static void conn_events(quic_conn *c) {
     if (s->stop_sending_pending) {
       s->stop_sending_pending = 0;
       if (ep->cb.on_stream_stop_sending && c->state == CS_OPEN && c->visible)
-        ep->cb.on_stream_stop_sending(c, s->id, s->stop_code, ep->ud);
+        ep->cb.on_stream_stop_sending(c, s->id, ep->ud);
     }
     if (s->closed) {
       int64_t sid = s->id;
@@ -1547,7 +1539,7 @@ static void conn_service_run(quic_conn *c) {
     if (c->state == CS_OPEN) conn_rearm(c);
     /* Budget spent with the window still open: go on after the loop has
      * polled the socket (ACKs), without a timer's minimum sleep. */
-    if (c->state == CS_OPEN && more) conn_kick(c);
+    if (c->state == CS_OPEN && (more || c->evq_head)) conn_kick(c);
   }
 }
 

@@ -60,15 +60,16 @@ typedef struct quic_callbacks {
   /* The peer raised its stream limit: a quic_stream_open that returned
    * -EAGAIN may succeed now. Optional (NULL: not told). */
   void (*on_streams_available)(quic_conn *c, void *ud);
-  /* The peer sent STOP_SENDING on |sid| with |app_code|: our direction is
-   * over at once (ngtcp2 answers with a reset). Buffered bytes are
-   * dropped, quic_stream_write returns -EPIPE from now on, and no
-   * on_writable comes for |sid|; on_stream_close follows once the peer's
-   * direction is done too. Called once per stream, from the service that
-   * read the frame (never later than the next loop iteration). Optional
-   * (NULL: the caller learns it from -EPIPE). */
-  void (*on_stream_stop_sending)(quic_conn *c, int64_t sid, uint64_t app_code,
-                                 void *ud);
+  /* The peer sent STOP_SENDING on |sid|: our direction is over (ngtcp2
+   * answers with a reset). Buffered bytes are dropped, quic_stream_write
+   * returns -EPIPE from now on, and no on_writable comes for |sid|;
+   * on_stream_close follows, with the peer's code, once the peer's
+   * direction is done too. Told once per stream, in the loop iteration
+   * after the next send of the stream's bytes: at once for bytes already
+   * queued, else after the next quic_stream_write (ngtcp2 1.11 reports
+   * the frame itself to no callback). Optional (NULL: the caller learns it
+   * from -EPIPE). */
+  void (*on_stream_stop_sending)(quic_conn *c, int64_t sid, void *ud);
 } quic_callbacks;
 
 typedef struct quic_config {

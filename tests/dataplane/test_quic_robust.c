@@ -61,6 +61,9 @@ typedef struct ctx {
   int64_t raw_sid;
   uint64_t raw_close_code;
   int raw_closed, streams_available, srv_stop_sent;
+  int raw_nofin;           /* the server stops the stream but keeps its
+                              own direction open */
+  int raw_stopped, raw_writable;
 } ctx;
 
 static int setup_pki(void **state) {
@@ -185,7 +188,8 @@ static void on_data(quic_conn *c, int64_t sid, const uint8_t *d, size_t len,
     if (quic_conn_is_server(c) && !x->srv_stop_sent) {
       x->srv_stop_sent = 1;
       assert_int_equal(quic_stream_stop_sending(c, sid, 0x77), 0);
-      assert_int_equal(quic_stream_write(c, sid, NULL, 0, 1), 0); /* FIN */
+      if (!x->raw_nofin)
+        assert_int_equal(quic_stream_write(c, sid, NULL, 0, 1), 0); /* FIN */
     }
     return;
   }
@@ -194,7 +198,13 @@ static void on_data(quic_conn *c, int64_t sid, const uint8_t *d, size_t len,
 
 static void on_writable(quic_conn *c, int64_t sid, void *ud) {
   ctx *x = ud;
+  if (x->raw && !quic_conn_is_server(c) && sid == x->raw_sid) x->raw_writable++;
   if (!x->raw) qsvc_on_writable(x->q, c, sid);
+}
+
+static void on_stream_stop_sending(quic_conn *c, int64_t sid, void *ud) {
+  ctx *x = ud;
+  if (x->raw && !quic_conn_is_server(c) && sid == x->raw_sid) x->raw_stopped++;
 }
 
 static void on_stream_close(quic_conn *c, int64_t sid, uint64_t code,
@@ -236,6 +246,7 @@ static const quic_callbacks cbs = {
     .on_stream_close = on_stream_close,
     .on_close = on_close,
     .on_streams_available = on_streams_available,
+    .on_stream_stop_sending = on_stream_stop_sending,
 };
 
 static void wake_cb(struct ev_loop *l, ev_timer *w, int revents) {}
@@ -591,6 +602,8 @@ static void test_dual_stack(void **state) {
 }
 
 static int raw_closed(const ctx *x) { return x->raw_closed; }
+static int raw_stopped(const ctx *x) { return x->raw_stopped > 0; }
+static int srv_stopped(const ctx *x) { return x->srv_stop_sent; }
 static int more_streams(const ctx *x) { return x->streams_available > 0; }
 
 static void test_stop_sending_and_limit(void **state) {
@@ -637,6 +650,44 @@ static void test_stop_sending_and_limit(void **state) {
   ctx_free(&x);
 }
 
+/* A peer's STOP_SENDING reaches the sender as an event of its own, with no
+ * failed write to discover it: on_stream_stop_sending once, right after
+ * the write that met it; the buffered bytes dropped (no on_writable for
+ * the write cut short), writes refused with -EPIPE, and the stream still
+ * open while the peer's own direction is. */
+static void test_stop_sending_reaches_the_sender(void **state) {
+  ctx x;
+  ctx_init(&x, 0);
+  x.raw = 1;
+  x.raw_nofin = 1;
+  quic_endpoint *srv = server(&x, 3, 64);
+  quic_config cfg;
+  cfg_base(&cfg, P.cli_cert, P.cli_key, 0);
+  quic_endpoint *cli = ep_at(&x, &cfg, AF_INET, "127.0.0.1", 0);
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port_of(srv)),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  x.cc = quic_connect(cli, (struct sockaddr *)&to, sizeof(to));
+  assert_true(run_until(&x, connected, 5.));
+  assert_int_equal(quic_stream_open(x.cc, &x.raw_sid), 0);
+  assert_int_equal(quic_stream_write(x.cc, x.raw_sid, "abc", 3, 0), 3);
+  assert_true(run_until(&x, srv_stopped, 5.));
+  run_until(&x, raw_stopped, 0.2); /* the STOP_SENDING comes in */
+  /* More than the send buffer: the write is cut short, so an on_writable
+   * would be due once bytes are acknowledged. */
+  static uint8_t big[4 << 20];
+  ssize_t w = quic_stream_write(x.cc, x.raw_sid, big, sizeof(big), 0);
+  assert_true(w > 0 && (size_t)w < sizeof(big));
+  assert_true(run_until(&x, raw_stopped, 1.));
+  assert_int_equal(quic_stream_write(x.cc, x.raw_sid, "d", 1, 0), -EPIPE);
+  run_until(&x, raw_closed, 0.3);
+  assert_false(x.raw_closed); /* the server's direction is still open */
+  assert_int_equal(x.raw_writable, 0);
+  assert_int_equal(x.raw_stopped, 1);
+  quic_endpoint_free(cli);
+  quic_endpoint_free(srv);
+  ctx_free(&x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_thousand_streams),
@@ -646,6 +697,7 @@ int main(void) {
       cmocka_unit_test(test_stateless_reset_after_restart),
       cmocka_unit_test(test_dual_stack),
       cmocka_unit_test(test_stop_sending_and_limit),
+      cmocka_unit_test(test_stop_sending_reaches_the_sender),
   };
   return cmocka_run_group_tests(tests, setup_pki, teardown_pki);
 }
