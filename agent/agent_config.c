@@ -74,22 +74,30 @@ const cfg_key_t agent_config_table[] = {
      "Bytes: connection flow-control window a peer may send ahead."},
     {"quic.maxstreamdata", CFG_INT, OFF(quic_maxstreamdata), "1048576", 16384, 268435456, NULL, 0,
      "Bytes: per-stream flow-control window a peer may send ahead."},
+    {"quic.maxstreamwindow", CFG_INT, OFF(quic_maxstreamwindow), "16777216", 0, 1073741824,
+     NULL, 0,
+     "Bytes: a stream's flow-control window grows from quic.maxstreamdata up to this as the "
+     "path's RTT and rate ask (auto-tuning); not above quic.maxstreamdata: no growth."},
+    {"quic.maxwindow", CFG_INT, OFF(quic_maxwindow), "67108864", 0, 4294967296LL, NULL, 0,
+     "Bytes: the same for the connection's window, from quic.maxdata."},
     {"quic.maxstreams", CFG_INT, OFF(quic_maxstreams), "100", 1, 100000, NULL, 0,
      "Streams a peer may have open at once on one link."},
     {"quic.sndbuf", CFG_INT, OFF(quic_sndbuf), "262144", 16384, 67108864, NULL, 0,
      "Bytes: send buffer bound of each stream (data written but not yet acknowledged)."},
     {"quic.cc", CFG_ENUM, OFF(quic_cc), "bbr", 0, 0, quic_ccs, 0,
-     "Congestion controller of the links: bbr, bbr2, cubic or reno (bbr: measured best for "
-     "live media under random loss, docs/performance.md)."},
+     "Congestion controller of the links: bbr, cubic or reno (bbr: measured best for live "
+     "media under random loss, docs/performance.md); bbr2 is another name for ngtcp2's BBR."},
     {"quic.maxudppayload", CFG_INT, OFF(quic_maxudppayload), "0", 0, QUIC_MAX_UDP_PAYLOAD, NULL,
      0,
-     "Bytes: largest UDP payload a link sends; it must fit the path's MTU (e.g. 8952 with "
-     "9000-byte jumbo frames end to end; never above the local route's MTU). 0: automatic, "
-     "1452 with path MTU discovery, and 16000 to a peer on this host (loopback); otherwise at "
-     "least 1200."},
+     "Bytes: largest UDP payload a link sends. Packets start at 1200 and path MTU discovery "
+     "raises them up to this (e.g. 8952 with 9000-byte jumbo frames end to end; never above "
+     "the local route's MTU). 0: automatic, 1452, and 16000 to a peer on this host "
+     "(loopback); otherwise at least 1200."},
     {"quic.probeinterval", CFG_DURATION, OFF(quic_probe_ms), "1s", 0, 60000, NULL, 0,
-     "Longest wait between loss probes of a link that is not heard from: after an outage it "
-     "recovers within about this long of the path's return; 0: ngtcp2's backoff alone."},
+     "A link with streams open PINGs a silent peer this often, and a packet from the peer "
+     "after this long without acknowledgements fires the backed-off loss probe at once: after "
+     "an outage the link recovers within about this long of the path's return; 0: ngtcp2's "
+     "backoff alone."},
     {"cascadeclient.autopush", CFG_BOOL, OFF(autopush), "false", 0, 0, NULL, 0,
      "Push every stream published here to the parent (seed key); the controller may override."},
     {"cascadeclient.relayapi.allow", CFG_STRLIST, OFF(relay_allow), NULL, 1, 1024, NULL,

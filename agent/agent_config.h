@@ -54,6 +54,8 @@ typedef struct agent_config {
   long long quic_handshake_ms;
   long long quic_maxdata;
   long long quic_maxstreamdata;
+  long long quic_maxstreamwindow; /* auto-tuning limits, bytes */
+  long long quic_maxwindow;
   long long quic_maxstreams;
   long long quic_sndbuf;
 } agent_config_t;

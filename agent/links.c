@@ -722,6 +722,8 @@ static int ep_make(links_t *L, int family) {
   qc.handshake_timeout = (double)cfg->quic_handshake_ms / 1000.0;
   qc.max_data = (uint64_t)cfg->quic_maxdata;
   qc.max_stream_data = (uint64_t)cfg->quic_maxstreamdata;
+  qc.max_stream_window = (uint64_t)cfg->quic_maxstreamwindow;
+  qc.max_window = (uint64_t)cfg->quic_maxwindow;
   qc.max_streams_bidi = (uint64_t)cfg->quic_maxstreams;
   qc.stream_sndbuf = (size_t)cfg->quic_sndbuf;
   static const char *const ccs[] = {"bbr", "bbr2", "cubic", "reno"};
