@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """QUIC link benchmark (issue 5): cascade-quicperf (dataplane/quic.c) side by
-side with ngtcp2's own example peer gtlsserver/gtlsclient (same ngtcp2 0.12 +
-GnuTLS, HTTP/3 download of a file) on loopback, server and client each
-pinned to its own core (taskset).
+side with ngtcp2's own example peer gtlsserver/gtlsclient (the same ngtcp2
+1.11 + GnuTLS, HTTP/3 download of a file; Debian's ngtcp2-server and
+ngtcp2-client from bookworm-backports, which CASCADE_BENCH_DEPS=1
+deploy/local/deps.sh installs) on loopback, server and client each pinned to
+its own core (taskset).
 
   1. one link's bulk goodput                                  (target >= 4 Gbit/s)
   2. goodput under 1 % and 5 % loss (cascade-netimpair, 10 ms RTT)
@@ -31,6 +33,10 @@ PERF = os.path.join(BIN, "cascade-quicperf")
 MTU = "1452"
 PROXY = os.path.join(BIN, "cascade-netimpair")
 SRV_CPU, CLI_CPU = "0", "1"
+# gtlsserver is in /usr/sbin (ngtcp2-server), which a user's PATH may lack
+GTLS_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
+GTLSSERVER = shutil.which("gtlsserver", path=GTLS_PATH)
+GTLSCLIENT = shutil.which("gtlsclient", path=GTLS_PATH)
 
 
 def ensure_build():
@@ -138,8 +144,9 @@ def gtls_bulk(work, nbytes, loss=0, cc="cubic", delay=5):
                                "-days", "2", "-subj", "/CN=localhost"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_udp_port()
-    srv = subprocess.Popen(pinned(SRV_CPU, ["gtlsserver", "-q", "--no-quic-dump", "--no-http-dump",
+    srv = subprocess.Popen(pinned(SRV_CPU, [GTLSSERVER, "-q", "--no-quic-dump", "--no-http-dump",
                                             "-d", htdocs, "--cc", cc,
+                                            "--max-udp-payload-size", MTU,
                                             "--max-stream-window", "16000000",
                                             "--max-window", "64000000",
                                             "127.0.0.1", str(port), key, crt]),
@@ -152,8 +159,9 @@ def gtls_bulk(work, nbytes, loss=0, cc="cubic", delay=5):
     shutil.rmtree(dl, ignore_errors=True)
     os.makedirs(dl)
     try:
-        wall, cpu, out = run_client(["gtlsclient", "-q", "--no-quic-dump", "--no-http-dump",
+        wall, cpu, out = run_client([GTLSCLIENT, "-q", "--no-quic-dump", "--no-http-dump",
                                      "--exit-on-all-streams-close", "--cc", cc,
+                                     "--max-udp-payload-size", MTU,
                                      "--max-stream-window", "16000000", "--max-window", "64000000",
                                      "--download", dl, "--timeout", "120s",
                                      "127.0.0.1", str(cport),
@@ -235,7 +243,7 @@ def main():
     ap.add_argument("--conns", type=int, default=1000)
     args = ap.parse_args()
     ensure_build()
-    have_gtls = shutil.which("gtlsserver") and shutil.which("gtlsclient")
+    have_gtls = GTLSSERVER and GTLSCLIENT
     work = tempfile.mkdtemp(prefix="bench_quic.")
     pki = os.path.join(work, "pki")
     os.makedirs(pki)
