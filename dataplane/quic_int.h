@@ -1,0 +1,266 @@
+/* Private to the QUIC endpoint's units (quic.h is the interface): the
+ * structures they share and the functions one unit calls in another.
+ *
+ *   quic.c         the endpoint: socket, datagram routing, Retry, Version
+ *                  Negotiation and stateless resets, rate limits, config
+ *   quic_cid.c     connection-ID table and the peers' stateless reset tokens
+ *   quic_stream.c  streams: send rings, send and event queues, stream API
+ *   quic_tls.c     GnuTLS sessions: peer verification, ALPN
+ *   quic_output.c  packets out: the stream scheduler, GSO / sendmmsg
+ *   quic_conn.c    connections: ngtcp2 callbacks and settings, closing,
+ *                  timers, outage recovery, the per-connection service
+ *
+ * Nothing here is for use outside dataplane/quic*.c. */
+#ifndef CASCADE_QUIC_INT_H
+#define CASCADE_QUIC_INT_H
+
+#include "quic.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+#include "log.h"
+
+#define MOD "quic"
+#define QUIC_CIDLEN 16
+#define QUIC_CID_BUCKETS 1024
+#define QUIC_MAX_PKT 1500          /* a CONNECTION_CLOSE packet */
+#define QUIC_RX_SLOT 65536         /* one datagram, or a GRO batch of them */
+#define QUIC_RX_BATCH 16           /* slots per recvmmsg */
+#define QUIC_RX_ROUNDS 8           /* recvmmsg calls per socket event */
+#define QUIC_GSO_MAX 64            /* segments per GSO send (kernel limit) */
+#define QUIC_TX_BUF 65000          /* one GSO send: below the UDP maximum */
+#define QUIC_WRITE_THROUGH 65536   /* see quic_stream_write */
+#define QUIC_TX_QUANTA 8           /* send quanta per quic_conn_write call */
+#define QUIC_SOCKBUF (8 * 1024 * 1024)
+#define QUIC_SR_RATE 5000.         /* stateless resets + VN per second... */
+#define QUIC_SR_BURST 1000.        /* ...and their burst (a restarted node
+                                      resets all its old links at once) */
+#define QUIC_RETRY_TTL (10 * NGTCP2_SECONDS) /* a Retry token's lifetime */
+#define QUIC_TOKEN_BUCKETS 256
+
+/* Prefers AES-128-GCM (ChaCha20 is slow on this hardware); TLS 1.3 only;
+ * the middlebox compatibility mode is not allowed in QUIC. */
+#define QUIC_PRIORITY                                                        \
+  "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"     \
+  "+CHACHA20-POLY1305:-GROUP-ALL:+GROUP-X25519:+GROUP-SECP256R1:"            \
+  "+GROUP-SECP384R1:%DISABLE_TLS13_COMPAT_MODE"
+
+typedef struct quic_stream {
+  struct quic_stream *next, *prev;       /* every stream of the connection */
+  struct quic_stream *hnext;             /* id hash chain */
+  struct quic_stream *sq_next, *sq_prev; /* send queue: new data to send */
+  struct quic_stream *ev_next;           /* event queue: closed or writable */
+  int in_sendq, in_evq;
+  int turn;              /* at the head of the send queue, up to turn_end */
+  uint64_t turn_end;
+  int64_t id;
+  uint8_t *buf;          /* ring of |cap| bytes, owned; NULL until a write */
+  size_t cap;
+  uint64_t ack_off;      /* stream offsets: acked <= sent <= end */
+  uint64_t sent_off;
+  uint64_t end_off;
+  int fin_req, fin_sent;
+  int want_writable;     /* a write was cut short */
+  int writable_pending;  /* space freed since: tell the caller */
+  int closed;            /* ngtcp2 closed it; sweep tells the caller */
+  int send_shut;         /* our direction is over: peer's STOP_SENDING */
+  int stop_sending_pending; /* ...not yet told to the caller */
+  uint64_t close_code;
+} quic_stream;
+
+enum conn_state { CS_OPEN, CS_CLOSING, CS_DRAINING, CS_DEAD };
+
+struct quic_conn {
+  struct quic_conn *next;
+  struct quic_conn *dirty_next;      /* endpoint's to-service list */
+  int in_dirty;
+  int depth;                         /* inside ngtcp2 or the service */
+  ngtcp2_tstamp last_rx;             /* a packet of this connection came in */
+  size_t tx_pending;                 /* bytes written since quic_conn_write */
+  quic_endpoint *ep;
+  ngtcp2_conn *conn;                 /* owned */
+  gnutls_session_t tls;              /* owned */
+  ngtcp2_crypto_conn_ref ref;
+  ev_timer timer;
+  int is_server;
+  enum conn_state state;
+  int established;                   /* handshake done (and confirmed) */
+  int notify_established;            /* deferred on_accept/on_connected */
+  int notify_streams;                /* deferred on_streams_available */
+  int visible;                       /* the caller knows this conn */
+  int close_pending;
+  uint64_t close_code;
+  int handshaking;                   /* counted in ep->handshakes */
+  int ccerr_set;                     /* |ccerr| chosen by a callback */
+  ngtcp2_ccerr ccerr;
+  quic_close_info info;
+  uint8_t *close_pkt;                /* owned, CLOSING: resent on input */
+  size_t close_pktlen;
+  unsigned close_rx;
+  quic_stream *streams;              /* owned list */
+  /* Lookups and scheduling never walk every stream: a hash by id, a
+   * round-robin queue of streams with new data, a queue of streams with
+   * an event for the caller. */
+  quic_stream **sbuckets;            /* owned, nsbuckets (a power of 2) */
+  unsigned nsbuckets, nstreams;
+  quic_stream *sq_head, *sq_tail;
+  quic_stream *evq_head, *evq_tail;
+  ngtcp2_tstamp acked_ts;            /* conn_now of the last progress:
+                                        stream data acknowledged, nothing
+                                        in flight, or a probe forced */
+  struct sockaddr_storage remote;
+  socklen_t remotelen;
+  char peer[64];
+  void *user;
+  uint64_t pkts_sent, pkts_recv, bytes_sent, bytes_recv;
+  uint64_t pkts_lost_closed;         /* lost packets of closed streams */
+  ngtcp2_duration skew;              /* conn_now - now_ts: conn_probe_now */
+};
+
+typedef struct cid_entry {
+  struct cid_entry *next;
+  ngtcp2_cid cid;
+  quic_conn *c;
+} cid_entry;
+
+/* A stateless reset token the peer gave us for one of its CIDs: a reset
+ * carries no CID we know, only this token at its end. */
+typedef struct token_entry {
+  struct token_entry *next;
+  uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
+  uint64_t seq;
+  quic_conn *c;
+} token_entry;
+
+/* One message of a recvmmsg / sendmmsg batch with its address and cmsg. */
+typedef struct quic_mmsg {
+  struct iovec iov;
+  struct sockaddr_storage addr;
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl;
+} quic_mmsg;
+
+/* Rate limit: a token bucket (per endpoint, never global). */
+typedef struct quic_rl {
+  double tokens;
+  double last;
+  uint64_t suppressed;
+} quic_rl;
+
+struct quic_endpoint {
+  struct ev_loop *loop;
+  int fd;
+  ev_io rio;
+  struct sockaddr_storage local;
+  socklen_t locallen;
+  quic_config cfg;
+  char *cert_pem, *key_pem, *ca_pem, *priority, *alpn; /* owned copies */
+  gnutls_certificate_credentials_t cred;
+  gnutls_priority_t prio;
+  uint8_t reset_secret[32];          /* derived from the node key */
+  uint8_t retry_secret[32];          /* random per endpoint */
+  ngtcp2_cc_algo cc;
+  quic_callbacks cb;
+  void *ud;
+  quic_conn *conns;                  /* owned list */
+  quic_conn *dirty;                  /* to service (not owned) */
+  int writing;                       /* a quic_conn_write is on the stack */
+  cid_entry *cids[QUIC_CID_BUCKETS]; /* owned entries */
+  token_entry *tokens[QUIC_TOKEN_BUCKETS]; /* owned entries */
+  int gso, gro;                      /* kernel features in use */
+  uint8_t *rxbuf;                    /* owned, QUIC_RX_BATCH slots */
+  uint8_t *txbuf;                    /* owned, QUIC_TX_BUF */
+  quic_mmsg rxm[QUIC_RX_BATCH];
+  struct mmsghdr rxh[QUIC_RX_BATCH];
+  struct mmsghdr txh[QUIC_GSO_MAX];
+  struct iovec txiov[QUIC_GSO_MAX];
+  quic_rl rl_reply;                  /* stateless resets and VN */
+  quic_rl rl_log;                    /* per-packet warnings */
+  quic_endpoint_stats st;
+};
+
+static inline ngtcp2_tstamp now_ts(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * NGTCP2_SECONDS + (uint64_t)ts.tv_nsec;
+}
+
+/* conn_now is |c|'s clock, what ngtcp2 sees: ahead of now_ts once
+ * conn_probe_now moved it. */
+#define conn_now(c) (now_ts() + (c)->skew)
+
+/* A warning that a peer can trigger per packet: at most one per second. */
+#define ep_warn_rl(ep, ...)                                                  \
+  do {                                                                       \
+    if (quic_rl_take(&(ep)->rl_log, 1., 1.)) log_warn(MOD, __VA_ARGS__);     \
+  } while (0)
+
+/* quic.c */
+void quic_addr_str(const struct sockaddr *sa, char *out, size_t len);
+int quic_rl_take(quic_rl *rl, double rate, double burst);
+
+/* quic_cid.c */
+quic_conn *quic_cid_find(quic_endpoint *ep, const uint8_t *d, size_t n);
+int quic_cid_add(quic_endpoint *ep, const ngtcp2_cid *cid, quic_conn *c);
+void quic_cid_remove(quic_endpoint *ep, const ngtcp2_cid *cid);
+void quic_cid_remove_conn(quic_endpoint *ep, quic_conn *c);
+quic_conn *quic_token_find(quic_endpoint *ep, const uint8_t *t);
+void quic_token_remove(quic_endpoint *ep, quic_conn *c, uint64_t seq,
+                       int all);
+int quic_token_add(quic_endpoint *ep, quic_conn *c, uint64_t seq,
+                   const uint8_t *t);
+
+/* quic_stream.c */
+int quic_stream_pending(const quic_stream *s);
+void quic_sendq_remove(quic_conn *c, quic_stream *s);
+void quic_sendq_push(quic_conn *c, quic_stream *s);
+void quic_sendq_restore(quic_conn *c, quic_stream *list);
+void quic_evq_push(quic_conn *c, quic_stream *s);
+void quic_stream_unlink(quic_conn *c, quic_stream *s);
+quic_stream *quic_stream_new(quic_conn *c, int64_t id);
+void quic_stream_free(quic_stream *s);
+void quic_stream_shut_send(quic_conn *c, quic_stream *s);
+
+/* quic_tls.c */
+int quic_alpn_ok(quic_conn *c);
+int quic_verify_cb(gnutls_session_t session);
+int quic_tls_session_new(quic_conn *c);
+
+/* quic_output.c */
+size_t quic_ep_sendto(quic_endpoint *ep, const struct sockaddr *to,
+                      socklen_t tolen, const uint8_t *data, size_t len,
+                      size_t gso);
+int quic_send_pkt(quic_conn *c, const uint8_t *data, size_t len);
+int quic_conn_write(quic_conn *c);
+
+/* quic_conn.c */
+void quic_conn_kick(quic_conn *c);
+void quic_conn_free(quic_conn *c);
+quic_conn *quic_server_conn_new(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
+                                const ngtcp2_cid *odcid,
+                                const struct sockaddr *remote,
+                                socklen_t remotelen);
+void quic_conn_error(quic_conn *c, int rv);
+void quic_conn_rearm(quic_conn *c);
+void quic_conn_service(quic_conn *c);
+void quic_conn_read(quic_conn *c, const struct sockaddr *from,
+                    socklen_t fromlen, const uint8_t *data, size_t len);
+
+#endif

@@ -1,0 +1,270 @@
+/* Packets out: ngtcp2_conn_writev_stream over the send queue, gathered
+ * into UDP GSO runs (sendmmsg when the kernel refuses GSO). */
+#define _GNU_SOURCE
+#include "quic_int.h"
+
+/* quic_ep_sendto sends |len| bytes to |to|: one datagram, or with |gso| < |len|
+ * datagrams of |gso| bytes (the last may be shorter) by UDP GSO, or by
+ * sendmmsg once the kernel has refused GSO. Returns the datagrams sent. A
+ * full socket buffer drops the rest: QUIC recovers it like any loss. */
+size_t quic_ep_sendto(quic_endpoint *ep, const struct sockaddr *to,
+                      socklen_t tolen, const uint8_t *data, size_t len,
+                      size_t gso) {
+  if (gso == 0 || gso > len) gso = len;
+  size_t nseg = (len + gso - 1) / gso;
+  if (nseg > 1 && ep->gso) {
+    union {
+      char buf[CMSG_SPACE(sizeof(uint16_t))];
+      struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {(void *)data, len};
+    struct msghdr mh = {.msg_name = (void *)to, .msg_namelen = tolen,
+                        .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t seg = (uint16_t)gso;
+    memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+    ssize_t n;
+    do {
+      n = sendmsg(ep->fd, &mh, 0);
+    } while (n < 0 && errno == EINTR);
+    ep->st.tx_syscalls++;
+    if (n >= 0) {
+      ep->st.tx_dgrams += nseg;
+      return nseg;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      ep->st.tx_eagain += nseg;
+      return 0;
+    }
+    if (errno != EIO && errno != EINVAL && errno != EOPNOTSUPP) {
+      ep_warn_rl(ep, "sendmsg (GSO): %s", strerror(errno));
+      return 0;
+    }
+    /* The device or the path cannot segment (EIO: no checksum offload):
+     * per-datagram sends from now on. */
+    log_info(MOD, "UDP GSO refused (%s): sending datagrams one by one",
+             strerror(errno));
+    ep->gso = 0;
+  }
+  size_t sent = 0;
+  while (sent < nseg) {
+    unsigned k = 0;
+    for (; k < QUIC_GSO_MAX && sent + k < nseg; k++) {
+      size_t off = (sent + k) * gso;
+      ep->txiov[k].iov_base = (void *)(data + off);
+      ep->txiov[k].iov_len = len - off < gso ? len - off : gso;
+      memset(&ep->txh[k], 0, sizeof(ep->txh[k]));
+      ep->txh[k].msg_hdr.msg_name = (void *)to;
+      ep->txh[k].msg_hdr.msg_namelen = tolen;
+      ep->txh[k].msg_hdr.msg_iov = &ep->txiov[k];
+      ep->txh[k].msg_hdr.msg_iovlen = 1;
+    }
+    int n;
+    do {
+      n = sendmmsg(ep->fd, ep->txh, k, 0);
+    } while (n < 0 && errno == EINTR);
+    ep->st.tx_syscalls++;
+    if (n <= 0) {
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        ep_warn_rl(ep, "sendmmsg: %s", strerror(errno));
+      else
+        ep->st.tx_eagain += nseg - sent;
+      break;
+    }
+    sent += (size_t)n;
+  }
+  ep->st.tx_dgrams += sent;
+  return sent;
+}
+
+/* quic_send_pkt sends one packet of |c| (closing, handshake answers). */
+int quic_send_pkt(quic_conn *c, const uint8_t *data, size_t len) {
+  size_t n = quic_ep_sendto(c->ep, (struct sockaddr *)&c->remote, c->remotelen,
+                            data, len, 0);
+  c->pkts_sent += n;
+  c->bytes_sent += n ? len : 0;
+  return 0;
+}
+
+/* conn_flush sends the run of packets gathered in the endpoint's transmit
+ * buffer: |len| bytes, all |gso| long but the last. */
+static void conn_flush(quic_conn *c, size_t len, size_t gso) {
+  if (len == 0) return;
+  size_t n = quic_ep_sendto(c->ep, (struct sockaddr *)&c->remote, c->remotelen,
+                            c->ep->txbuf, len, gso);
+  c->pkts_sent += n;
+  c->bytes_sent += n * gso < len ? n * gso : len;
+}
+
+/* quic_conn_write sends what ngtcp2 lets through now: stream data round-robin
+ * over the streams with pending bytes, then ACKs and control frames.
+ * Returns 1 when it stopped with packets still allowed (its own budget of
+ * QUIC_TX_QUANTA send quanta), 0 when ngtcp2 had nothing more to send now
+ * (congestion window, pacing, flow control or no data). */
+static int conn_write_run(quic_conn *c);
+
+int quic_conn_write(quic_conn *c) {
+  c->ep->writing++;
+  c->tx_pending = 0;
+  int more = conn_write_run(c);
+  c->ep->writing--;
+  return more;
+}
+
+static int conn_write_run(quic_conn *c) {
+  uint8_t *txbuf = c->ep->txbuf;
+  ngtcp2_path_storage ps;
+  ngtcp2_pkt_info pi;
+  ngtcp2_tstamp ts = conn_now(c);
+  /* Room for a PMTUD probe; the path's size counts the quantum's packets. */
+  size_t maxpkt = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
+  if (maxpkt > QUIC_MAX_UDP_PAYLOAD) maxpkt = QUIC_MAX_UDP_PAYLOAD;
+  size_t pathpkt = ngtcp2_conn_get_path_max_tx_udp_payload_size(c->conn);
+  size_t quantum = ngtcp2_conn_get_send_quantum(c->conn);
+  size_t maxcnt = quantum / pathpkt;
+  if (maxcnt < 1) maxcnt = 1;
+  /* Pacing lets ngtcp2 send up to 1 ms ahead of its schedule, but a timer
+   * below 1 ms costs a 1 ms sleep in libev (epoll's resolution) and, on a
+   * shared core, the rest of another task's time slice: at a near-zero RTT
+   * the sender then idles while its window is open. So several quanta go
+   * out back to back, ngtcp2 checking the pacing schedule between them. */
+  size_t budget = maxcnt * QUIC_TX_QUANTA;
+  size_t pkts = 0, qpkts = 0;
+  int more = 0;
+  /* The run being gathered for one GSO send: |off| bytes of packets that
+   * are all |gso| long, except possibly the last one. */
+  size_t off = 0, gso = 0, nrun = 0;
+  quic_stream *blocked = NULL;      /* flow-controlled in this write */
+  ngtcp2_path_storage_zero(&ps);
+
+  for (;;) {
+    if (qpkts == maxcnt) { /* one quantum out: pacing decides the next */
+      ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
+      ts = conn_now(c);
+      qpkts = 0;
+    }
+    if (pkts == budget) {
+      more = 1;
+      break;
+    }
+    /* Streams are served in the order their data came: the head of the
+     * queue sends what it had when its turn began (turn_end), then goes to
+     * the tail if it has more. So a frame waits for the bytes written
+     * before it, not for a packet of every other stream in turn (round
+     * robin finishes all of a burst's frames together, at its end), and a
+     * stream that keeps writing cannot hold the head. */
+    quic_stream *s;
+    while ((s = c->sq_head) != NULL) {
+      if (!quic_stream_pending(s)) {
+        quic_sendq_remove(c, s);
+      } else if (s->turn && s->sent_off >= s->turn_end) {
+        quic_sendq_remove(c, s); /* its turn is over: to the tail, a new one */
+        quic_sendq_push(c, s);
+      } else {
+        break;
+      }
+    }
+    ngtcp2_vec vec[2];
+    size_t vcnt = 0;
+    uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+    int64_t sid = -1;
+    if (s) {
+      if (!s->turn) {
+        s->turn = 1;
+        s->turn_end = s->end_off;
+      }
+      sid = s->id;
+      uint64_t left = s->turn_end > s->sent_off ? s->turn_end - s->sent_off : 0;
+      if (left > 0) {
+        size_t start = (size_t)(s->sent_off % s->cap);
+        size_t l1 = s->cap - start;
+        if (l1 > left) l1 = (size_t)left;
+        vec[0].base = s->buf + start;
+        vec[0].len = l1;
+        vcnt = 1;
+        if (left > l1) {
+          vec[1].base = s->buf;
+          vec[1].len = (size_t)(left - l1);
+          vcnt = 2;
+        }
+      }
+      if (s->fin_req && s->turn_end == s->end_off)
+        flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+    }
+    if (off + maxpkt > QUIC_TX_BUF) {
+      conn_flush(c, off, gso);
+      off = nrun = 0;
+    }
+    uint8_t *buf = txbuf + off;
+    ngtcp2_ssize ndatalen = -1;
+    ngtcp2_ssize n = ngtcp2_conn_writev_stream(
+        c->conn, &ps.path, &pi, buf, maxpkt, &ndatalen, flags, sid, vec, vcnt,
+        ts);
+    if (n < 0) {
+      if (n == NGTCP2_ERR_WRITE_MORE) {
+        s->sent_off += (uint64_t)ndatalen;
+        if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
+        /* the packet has room left: the next stream fills it */
+        quic_sendq_remove(c, s);
+        if (quic_stream_pending(s)) quic_sendq_push(c, s);
+        continue;
+      }
+      if (s && n == NGTCP2_ERR_STREAM_SHUT_WR) {
+        /* We did not end it (a reset of ours leaves nothing pending):
+         * the peer's STOP_SENDING did. */
+        quic_stream_shut_send(c, s);
+        continue;
+      }
+      if (s && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
+                n == NGTCP2_ERR_STREAM_NOT_FOUND)) {
+        /* flow control: aside until this write ends, then back in line */
+        quic_sendq_remove(c, s);
+        s->sq_next = blocked;
+        blocked = s;
+        continue;
+      }
+      conn_flush(c, off, gso);
+      quic_sendq_restore(c, blocked);
+      quic_conn_error(c, (int)n);
+      return 0;
+    }
+    if (s && ndatalen >= 0) {
+      s->sent_off += (uint64_t)ndatalen;
+      if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
+    }
+    if (s && ndatalen > 0 && s->sent_off >= s->turn_end) {
+      quic_sendq_remove(c, s);
+      if (quic_stream_pending(s)) quic_sendq_push(c, s);
+    }
+    if (n == 0) break;
+    pkts++;
+    qpkts++;
+    size_t len = (size_t)n;
+    if (nrun > 0 && len > gso) {
+      /* Longer than the run's segments: send the run, start a new one
+       * with this packet (rare: a short packet began the run). */
+      conn_flush(c, off, gso);
+      memmove(txbuf, buf, len);
+      off = nrun = 0;
+    }
+    if (nrun == 0) gso = len;
+    off += len;
+    nrun++;
+    /* A shorter packet ends a run: GSO segments are all alike but the
+     * last. */
+    if (len < gso || nrun == QUIC_GSO_MAX) {
+      conn_flush(c, off, gso);
+      off = nrun = 0;
+    }
+  }
+  conn_flush(c, off, gso);
+  quic_sendq_restore(c, blocked);
+  ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
+  return more;
+}
+
