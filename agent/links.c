@@ -601,6 +601,11 @@ static void on_stream_close(quic_conn *c, int64_t sid, uint64_t app_code, void *
     relay_on_stream_close(L->relay, c, sid, app_code);
 }
 
+static void on_stream_stop_sending(quic_conn *c, int64_t sid, void *ud) {
+  links_t *L = ud;
+  if (L->relay) relay_on_stream_stop_sending(L->relay, c, sid);
+}
+
 static void on_close(quic_conn *c, const quic_close_info *info, void *ud) {
   links_t *L = ud;
   link_peer_t *p = peer_of(L, c);
@@ -653,6 +658,7 @@ static const quic_callbacks link_cbs = {
     .on_writable = on_writable,
     .on_stream_close = on_stream_close,
     .on_close = on_close,
+    .on_stream_stop_sending = on_stream_stop_sending,
 };
 
 /* ---- endpoint --------------------------------------------------------------- */

@@ -841,6 +841,19 @@ static void served_gone(rstream *s, uint64_t app_code) {
   rs_free(s);
 }
 
+int relay_on_stream_stop_sending(relay_t *r, quic_conn *c, int64_t sid) {
+  rstream *s = r ? tab_find(r, c, sid) : NULL;
+  if (!s) return 0;
+  if (s->role == SRV_PULL && s->state == ST_RUN) {
+    /* The puller reads no more: its subscription goes now, not at the
+     * stream's close (the puller's own direction may stay open). */
+    rs_log(s, LOG_INFO, "stopped by the peer");
+    s->state = ST_DONE;
+    rs_drop_media(s);
+  }
+  return 1;
+}
+
 int relay_on_stream_close(relay_t *r, quic_conn *c, int64_t sid, uint64_t app_code) {
   rstream *s = r ? tab_find(r, c, sid) : NULL;
   if (!s) return 0;

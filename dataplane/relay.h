@@ -160,6 +160,10 @@ int relay_on_data(relay_t *r, quic_conn *c, int64_t sid, const uint8_t *data, si
                   int fin);
 int relay_on_writable(relay_t *r, quic_conn *c, int64_t sid);
 int relay_on_stream_close(relay_t *r, quic_conn *c, int64_t sid, uint64_t app_code);
+/* relay_on_stream_stop_sending: the quic callback on_stream_stop_sending;
+ * a pull served to the peer drops its subscription at once. Returns 1
+ * when |sid| of |c| is the relay's. */
+int relay_on_stream_stop_sending(relay_t *r, quic_conn *c, int64_t sid);
 
 /* relay_on_conn_close ends every stream the relay answered on |c| (pushed
  * paths are unpublished). The relay's own pushes and pulls end through

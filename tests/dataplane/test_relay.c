@@ -74,6 +74,8 @@ typedef struct raw {
   size_t len;
   int fin, closed;
   uint64_t code;
+  size_t total;  /* bytes received, kept or not */
+  int discard;   /* 1: count the bytes, keep none */
 } raw;
 
 struct ctx {
@@ -132,6 +134,8 @@ static void on_data(quic_conn *c, int64_t sid, const uint8_t *data, size_t len, 
   raw *k = n->x->raw;
   assert_non_null(k);
   assert_int_equal(k->sid, sid);
+  k->total += len;
+  if (k->discard) return;
   assert_true(k->len + len <= sizeof(k->buf));
   memcpy(k->buf + k->len, data, len);
   k->len += len;
@@ -155,6 +159,10 @@ static void on_stream_close(quic_conn *c, int64_t sid, uint64_t code, void *ud) 
   }
 }
 
+static void on_stream_stop_sending(quic_conn *c, int64_t sid, void *ud) {
+  relay_on_stream_stop_sending(((node *)ud)->r, c, sid);
+}
+
 static void on_close(quic_conn *c, const quic_close_info *info, void *ud) {
   node *n = ud;
   (void)info;
@@ -172,6 +180,7 @@ static const quic_callbacks cbs = {
     .on_writable = on_writable,
     .on_stream_close = on_stream_close,
     .on_close = on_close,
+    .on_stream_stop_sending = on_stream_stop_sending,
 };
 
 /* ---- hub observer: counts, for the on-demand pull trigger ---- */
@@ -827,6 +836,60 @@ static void raw_header(ctx *x, stream_kind_t kind, const char *path, size_t plen
   x->raw = NULL;
 }
 
+static int raw_got(const ctx *x, const void *a) {
+  (void)x;
+  return ((const raw *)a)->total > 4000;
+}
+
+static int b_idle(const ctx *x, const void *a) {
+  (void)a;
+  return x->b.idle > 0;
+}
+
+/* A puller that stops reading (STOP_SENDING, its own direction left open)
+ * loses its subscription on B when B's next frame meets the stop, not
+ * only at the stream's close (which here never comes). */
+static void test_pull_stopped_by_reader(void **state) {
+  (void)state;
+  ctx x;
+  up(&x);
+  int err;
+  hub_stream_t *st = hub_publish(x.b.hub, "live/s", &err);
+  assert_non_null(st);
+  push_headers(st);
+  for (uint32_t i = 0; i < 40; i++) hub_push(st, media(i, 2000));
+  uint8_t b[64];
+  size_t n = 2;
+  b[n++] = 0x08;
+  b[n++] = 1;
+  b[n++] = 0x10;
+  b[n++] = (uint8_t)STREAM_PULL;
+  b[n++] = 0x1a;
+  b[n++] = 6;
+  memcpy(b + n, "live/s", 6);
+  n += 6;
+  b[0] = 0;
+  b[1] = (uint8_t)(n - 2);
+  raw k = {0};
+  k.discard = 1;
+  assert_int_equal(quic_stream_open(x.a.conn, &k.sid), 0);
+  x.raw = &k;
+  assert_int_equal(quic_stream_write(x.a.conn, k.sid, b, n, 0), (ssize_t)n);
+  assert_true(run_until(&x, raw_got, &k, 4.)); /* the answer and the GOP */
+  assert_int_equal(x.b.idle, 0);
+  assert_int_equal(quic_stream_stop_sending(x.a.conn, k.sid, 0x99), 0);
+  run_for(&x, 0.2); /* the STOP_SENDING reaches B */
+  for (uint32_t i = 40; i < 44; i++) {
+    hub_push(st, media(i, 2000));
+    run_for(&x, 0.05);
+  }
+  assert_true(run_until(&x, b_idle, NULL, 2.));
+  assert_false(k.closed); /* the puller's direction is still open */
+  hub_unpublish(st);
+  x.raw = NULL;
+  down(&x);
+}
+
 /* PUSH/PULL headers with a path over 1,024 bytes or with a control
  * character never reach the relay: answered 0x11 and reset. */
 static void test_bad_header_path(void **state) {
@@ -939,6 +1002,7 @@ int main(void) {
       cmocka_unit_test(test_pull_waits_then_gives_way),
       cmocka_unit_test(test_pull_ends_with_origin),
       cmocka_unit_test(test_bad_header_path),
+      cmocka_unit_test(test_pull_stopped_by_reader),
       cmocka_unit_test(test_backpressure),
       cmocka_unit_test(test_conn_close),
   };
