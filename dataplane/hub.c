@@ -13,7 +13,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h> /* TUNE-TEMP */
 
 #include "log.h"
 
@@ -32,9 +31,14 @@
  * loop iteration. From LOAD_BUSY on (until it falls below LOAD_CALM), a
  * small frame (below SMALL_FRAME, e.g. audio) is held until a larger frame
  * comes or merge_s passed, the way Nagle holds small segments; above
- * LOAD_FULL every frame is held, up to merge_s as the loop saturates. */
+ * LOAD_FULL every frame is held too, for a share of merge_s that grows
+ * with the load (all of it at 100 %). The thresholds come from the media
+ * benchmark (docs/performance.md): latency at 600 players, efficiency at
+ * 1,200 to 1,600. */
 #define LOAD_WINDOW_S 0.05
-static double LOAD_BUSY = 0.3, LOAD_CALM = 0.15, LOAD_FULL = 0.8; /* TUNE-TEMP */
+#define LOAD_BUSY 0.3
+#define LOAD_CALM 0.15
+#define LOAD_FULL 0.4
 #define SMALL_FRAME 2048
 
 typedef struct qent {
@@ -796,8 +800,8 @@ static void merge_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* hub_hold is how long subscribers may wait to be told of a frame now: 0
  * (the end of this loop iteration) while the loop has time to spare; a
- * |small| frame waits up to merge_s while it is busy, any frame as it
- * saturates, so that each write carries more frames. */
+ * |small| frame waits up to merge_s while it is busy, any frame a growing
+ * share of merge_s past LOAD_FULL, so that each write carries more frames. */
 static double hub_hold(const hub_t *h, int small) {
   if (small && h->holding) return h->cfg.merge_s;
   double x = (h->busy - LOAD_FULL) / (1 - LOAD_FULL);
@@ -810,7 +814,9 @@ static double hub_hold(const hub_t *h, int small) {
  * (shortened, never lengthened, by later frames). */
 static void stream_defer(hub_stream_t *st, int small) {
   hub_t *h = st->hub;
-  if (ev_is_active(&st->flush)) return;
+  /* An expired hold whose callback is still to run in this iteration
+   * flushes these frames too: restarting it would drop that flush. */
+  if (ev_is_active(&st->flush) || ev_is_pending(&st->merge_timer)) return;
   double hold = hub_hold(h, small);
   if (hold <= 0) {
     ev_timer_stop(h->loop, &st->merge_timer);
@@ -894,7 +900,6 @@ hub_t *hub_new(struct ev_loop *loop, const hub_config_t *cfg) {
     free(h);
     return NULL;
   }
-  { const char *e = getenv("HUB_LOAD_TUNE"); if (e) sscanf(e, "%lf,%lf,%lf", &LOAD_BUSY, &LOAD_CALM, &LOAD_FULL); } /* TUNE-TEMP */
   /* Measuring the load must not keep ev_run from returning: unref'd. */
   ev_prepare_init(&h->load_prep, load_prep_cb);
   h->load_prep.data = h;

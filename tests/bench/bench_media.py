@@ -451,6 +451,12 @@ def table(res):
             ("fanout", "common", "gbit_per_cpu_s"))
     row("ingest: 2 Mbit/s publishers (lossless)", ("ingest", "best", "step"), "%d", "ingest")
     row("ingest: server CPU at that step (cores)", ("ingest", "best", "cpu_util"))
+    icommon = res.get("ingest_common_step")
+    if icommon:
+        # the steps above may differ (one side lost frames, or the load generator saturated
+        # first): the same load on both is the comparable CPU figure
+        row("ingest at %d publishers (both lossless): CPU (cores)" % icommon,
+            ("ingest", "common", "cpu_util"), "%.3f")
     row("memory: KiB per idle player", ("idle", "kib_per_player"), "%.1f")
     row("latency: players", ("latency", "step"), "%d")
     row("latency: p50 ms (SEI stamp)", ("latency", "sei_p50_ms"))
@@ -587,6 +593,14 @@ def main():
         fan_reached[srv.name] = best["step"] if best else cfg["fan_steps"][0]
         if not args.fanout_only:
             r["ingest"] = ingest(srv, m2, cfg)
+    ingested = [set(w["step"] for w in res[s.name]["ingest"]["steps"] if w["lossless"])
+                for s in made if "ingest" in res[s.name]]
+    icommon = sorted(set.intersection(*ingested)) if ingested else []
+    if icommon:
+        res["ingest_common_step"] = icommon[-1]
+        for s in made:
+            res[s.name]["ingest"]["common"] = next(w for w in res[s.name]["ingest"]["steps"]
+                                                   if w["step"] == icommon[-1])
     if args.ingest_only:
         for srv in made:
             srv.stop()
