@@ -618,7 +618,8 @@ def main():
         res[srv.name]["latency"] = latency(srv, m4, cfg, half)
         srv.stop()
     if args.only != "nginx" and not args.no_mw0:
-        # the cost of merged write: the same load with subscribe.mergewrite 0
+        # for reference: the same load with subscribe.mergewrite 0 (a write per frame, whatever
+        # the load), what the write policy buys and costs
         srv = Cascade(pg, merge="0s", name="cascade-mw0")
         r = res.setdefault(srv.name, {})
         step = res.get("common_step") or half
