@@ -2,8 +2,10 @@
  * publish/subscribe, the GOP cache (metadata and sequence headers first,
  * then a keyframe), refusals, delay-close and wait timeouts, slow
  * subscribers skipped to a keyframe and ended while a fast one sees every
- * frame, and frame references back to their owner at the end (ASan checks
- * the leaks). */
+ * frame, the write policy (an idle loop tells a player at once, a burst
+ * within one iteration is one notification, a busy loop batches within
+ * merge_s), and frame references back to their owner at the end (ASan
+ * checks the leaks). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -773,9 +775,10 @@ static void test_refcounts(void **state) {
   hub_free(h);
 }
 
-/* Merged write: frames pushed within one merge period reach a subscriber in
- * one on_frames call when the period ends; an immediate subscriber is told
- * per frame; nothing is lost or reordered. */
+/* Write policy: frames pushed while the loop is not running (as within one
+ * loop iteration) reach a started subscriber in one on_frames call, from
+ * the loop; an immediate subscriber is told per frame, synchronously;
+ * nothing is lost or reordered. */
 static void test_merged_write(void **state) {
   (void)state;
   hub_config_t c = {.delay_close_s = 0.05, .wait_s = 1, .merge_s = 0.05};
@@ -797,7 +800,7 @@ static void test_merged_write(void **state) {
     hub_push(st, audio(i * 40));
     hub_push(st, video(i * 40, 0, 100));
   }
-  /* not yet: the merge period has not ended */
+  /* not yet: told from the loop, at the end of the iteration */
   assert_int_equal(r.calls, calls0);
   assert_int_equal(r.n, 4);
   assert_int_equal(ri.calls, icalls0 + 12);
@@ -806,7 +809,7 @@ static void test_merged_write(void **state) {
   assert_int_equal(r.calls, calls0 + 1);
   assert_int_equal(r.n, 16);
   for (int i = 0; i < 16; i++) assert_int_equal(r.ts[i], ri.ts[i]);
-  /* an idle stream arms no timer: nothing more arrives */
+  /* an idle stream arms nothing: nothing more arrives */
   run_for(0.1);
   assert_int_equal(r.calls, calls0 + 1);
   hub_unsubscribe(r.s);
