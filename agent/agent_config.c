@@ -141,8 +141,8 @@ const cfg_key_t agent_config_table[] = {
     {"subscribe.queuetime", CFG_DURATION, OFF(subscribe_queuetime_ms), "5s", 100, 600000, NULL, 0,
      "Stream time queued per player at most; beyond, it skips to the next keyframe."},
     {"subscribe.mergewrite", CFG_DURATION, OFF(subscribe_merge_ms), "40ms", 0, 1000, NULL, 0,
-     "Merged write: players are written at most once per this period, several frames per "
-     "write (fewer syscalls, more latency); 0: every frame at once."},
+     "Write policy: the longest a frame waits to be written with later ones while the loop is "
+     "busy (an idle loop writes a player once per loop turn, at once); 0: a write per frame."},
     {"subscribe.slowtimeout", CFG_DURATION, OFF(subscribe_slow_ms), "15s", 1000, 600000, NULL, 0,
      "A player behind for longer than this is disconnected."},
     {"pull.linger", CFG_DURATION, OFF(pull_linger_ms), "10s", 0, 3600000, NULL, 0,

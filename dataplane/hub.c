@@ -25,6 +25,21 @@
 #define DEF_QUEUE_BYTES (8u << 20)
 #define DEF_QUEUE_S 10.0
 #define DEF_SLOW_S 30.0
+/* Write policy (hub_config.merge_s; docs/media.md "Write policy"): the
+ * loop's busy share, sampled over LOAD_WINDOW_S and smoothed, decides when
+ * started subscribers are told of new frames. Idle loop: at the end of the
+ * loop iteration. From LOAD_BUSY on (until it falls below LOAD_CALM), a
+ * small frame (below SMALL_FRAME, e.g. audio) is held until a larger frame
+ * comes or merge_s passed, the way Nagle holds small segments; above
+ * LOAD_FULL every frame is held too, for a share of merge_s that grows
+ * with the load (all of it at 100 %). The thresholds come from the media
+ * benchmark (docs/performance.md): latency at 600 players, efficiency at
+ * 1,200 to 1,600. */
+#define LOAD_WINDOW_S 0.05
+#define LOAD_BUSY 0.3
+#define LOAD_CALM 0.15
+#define LOAD_FULL 0.4
+#define SMALL_FRAME 2048
 
 typedef struct qent {
   hub_frame_t *f;
@@ -70,7 +85,9 @@ struct hub_stream {
   int live;
   int published;                      /* live or kept by delay_close_s */
   ev_timer close_timer;
-  ev_timer merge_timer;               /* merged write: notifies subscribers once per merge_s */
+  ev_prepare flush;                   /* end of the loop iteration: subscribers with new frames are told */
+  ev_timer merge_timer;               /* a busy loop: the same, after a hold of up to merge_s */
+  int deferred;                       /* a frame in this hub_push waits for flush or merge_timer */
   ev_timer idle_timer;                /* defers the observer's on_idle out of subscriber walks */
   hub_origin_t origin;                /* of the current (or last) publisher */
   void (*preempt)(hub_stream_t *, void *); /* a PULLED publisher that may be displaced */
@@ -115,6 +132,14 @@ struct hub {
   int closing;
   hub_observer_t obs;
   void *obs_arg;
+  /* the loop's load, for the write policy: time between load_prep (about to
+   * wait) and load_check (woken up) is idle */
+  ev_prepare load_prep;
+  ev_check load_check;
+  double wait_start;                  /* ev_time() at load_prep, 0: not waiting */
+  double win_start, win_idle;         /* the current LOAD_WINDOW_S sample */
+  double busy;                        /* smoothed busy share of the loop, 0..1 */
+  int holding;                        /* busy enough to hold small frames */
 };
 
 /* ---------- frames ---------- */
@@ -676,6 +701,7 @@ static void stream_reset_media(hub_stream_t *st) {
 static void stream_free(hub_stream_t *st) {
   hub_t *h = st->hub;
   ev_timer_stop(h->loop, &st->close_timer);
+  ev_prepare_stop(h->loop, &st->flush);
   ev_timer_stop(h->loop, &st->merge_timer);
   ev_timer_stop(h->loop, &st->idle_timer);
   stream_reset_media(st);
@@ -743,12 +769,12 @@ static void idle_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   if (st->nsubs == 0 && st->live && h->obs.on_idle) h->obs.on_idle(h, st->path, h->obs_arg);
 }
 
-/* merge_timer_cb ends a merged-write period: every subscriber with frames
- * queued is told once, and drains them in as few writes as it can. */
-static void merge_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
-  hub_stream_t *st = w->data;
-  (void)loop;
-  (void)revents;
+/* stream_flush tells every subscriber with frames queued, once: each then
+ * drains them in as few writes as it can. */
+static void stream_flush(hub_stream_t *st) {
+  hub_t *h = st->hub;
+  ev_prepare_stop(h->loop, &st->flush);
+  ev_timer_stop(h->loop, &st->merge_timer);
   st->dispatching++;
   for (hub_sub_t *s = st->subs, *next; s; s = next) {
     next = s->next;
@@ -758,6 +784,76 @@ static void merge_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   st->dispatching--;
   stream_sweep(st);
   stream_maybe_free(st);
+}
+
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
+  (void)loop;
+  (void)revents;
+  stream_flush(w->data);
+}
+
+static void merge_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  (void)loop;
+  (void)revents;
+  stream_flush(w->data);
+}
+
+/* hub_hold is how long subscribers may wait to be told of a frame now: 0
+ * (the end of this loop iteration) while the loop has time to spare; a
+ * |small| frame waits up to merge_s while it is busy, any frame a growing
+ * share of merge_s past LOAD_FULL, so that each write carries more frames. */
+static double hub_hold(const hub_t *h, int small) {
+  if (small && h->holding) return h->cfg.merge_s;
+  double x = (h->busy - LOAD_FULL) / (1 - LOAD_FULL);
+  if (x <= 0) return 0;
+  return h->cfg.merge_s * (x < 1 ? x : 1);
+}
+
+/* stream_defer arranges for the subscribers of |st| to be told of the
+ * frames just queued: at the end of this loop iteration, or after a hold
+ * (shortened, never lengthened, by later frames). */
+static void stream_defer(hub_stream_t *st, int small) {
+  hub_t *h = st->hub;
+  /* An expired hold whose callback is still to run in this iteration
+   * flushes these frames too: restarting it would drop that flush. */
+  if (ev_is_active(&st->flush) || ev_is_pending(&st->merge_timer)) return;
+  double hold = hub_hold(h, small);
+  if (hold <= 0) {
+    ev_timer_stop(h->loop, &st->merge_timer);
+    ev_prepare_start(h->loop, &st->flush);
+  } else if (!ev_is_active(&st->merge_timer) ||
+             ev_timer_remaining(h->loop, &st->merge_timer) > hold) {
+    ev_timer_stop(h->loop, &st->merge_timer);
+    ev_timer_set(&st->merge_timer, hold, 0.);
+    ev_timer_start(h->loop, &st->merge_timer);
+  }
+}
+
+/* load_prep_cb runs last before the loop waits, load_check_cb first after
+ * it woke up: the time between is idle. */
+static void load_prep_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
+  hub_t *h = w->data;
+  (void)loop;
+  (void)revents;
+  h->wait_start = ev_time();
+}
+
+static void load_check_cb(struct ev_loop *loop, ev_check *w, int revents) {
+  hub_t *h = w->data;
+  (void)revents;
+  double now = ev_now(loop);
+  if (h->wait_start > 0 && now > h->wait_start) h->win_idle += now - h->wait_start;
+  h->wait_start = 0;
+  double span = now - h->win_start;
+  if (span < LOAD_WINDOW_S) return;
+  double b = 1 - h->win_idle / span;
+  if (b < 0) b = 0;
+  /* a long idle stretch counts as one sample: the load is of the moment */
+  h->busy = span > 4 * LOAD_WINDOW_S ? b : (h->busy + b) / 2;
+  if (h->busy >= LOAD_BUSY) h->holding = 1;
+  else if (h->busy < LOAD_CALM) h->holding = 0;
+  h->win_start = now;
+  h->win_idle = 0;
 }
 
 static hub_stream_t *stream_new(hub_t *h, const char *path) {
@@ -771,6 +867,8 @@ static hub_stream_t *stream_new(hub_t *h, const char *path) {
   st->hub = h;
   ev_timer_init(&st->close_timer, close_timer_cb, 0., 0.);
   st->close_timer.data = st;
+  ev_prepare_init(&st->flush, flush_cb);
+  st->flush.data = st;
   ev_timer_init(&st->merge_timer, merge_timer_cb, 0., 0.);
   st->merge_timer.data = st;
   ev_timer_init(&st->idle_timer, idle_timer_cb, 0., 0.);
@@ -802,12 +900,28 @@ hub_t *hub_new(struct ev_loop *loop, const hub_config_t *cfg) {
     free(h);
     return NULL;
   }
+  /* Measuring the load must not keep ev_run from returning: unref'd. */
+  ev_prepare_init(&h->load_prep, load_prep_cb);
+  h->load_prep.data = h;
+  ev_set_priority(&h->load_prep, EV_MINPRI);
+  ev_prepare_start(loop, &h->load_prep);
+  ev_unref(loop);
+  ev_check_init(&h->load_check, load_check_cb);
+  h->load_check.data = h;
+  ev_set_priority(&h->load_check, EV_MAXPRI);
+  ev_check_start(loop, &h->load_check);
+  ev_unref(loop);
+  h->win_start = ev_now(loop);
   return h;
 }
 
 void hub_free(hub_t *h) {
   if (h == NULL) return;
   h->closing = 1;
+  ev_ref(h->loop);
+  ev_prepare_stop(h->loop, &h->load_prep);
+  ev_ref(h->loop);
+  ev_check_stop(h->loop, &h->load_check);
   while (h->limbo) sub_end(h->limbo, HUB_END_SHUTDOWN);
   for (unsigned i = 0; i < h->nbuckets; i++) {
     for (hub_stream_t *st = h->buckets[i]; st; st = st->hnext) {
@@ -1107,13 +1221,9 @@ static void sub_offer(hub_sub_t *s, hub_frame_t *f, int hdr) {
   }
   /* Until its first media frame a subscriber is told at once: a player that
    * waited for the stream (or an on-demand pull) starts on the keyframe
-   * without waiting for a merge period. */
+   * without waiting for the end of the loop iteration or a hold. */
   if (h->cfg.merge_s > 0 && !s->immediate && started) {
-    /* merged write: told when the stream's merge period ends */
-    if (!ev_is_active(&st->merge_timer)) {
-      ev_timer_set(&st->merge_timer, h->cfg.merge_s, 0.);
-      ev_timer_start(h->loop, &st->merge_timer);
-    }
+    st->deferred = 1; /* hub_push arranges the notification: stream_defer */
     return;
   }
   if (s->ops.on_frames) s->ops.on_frames(s, s->arg);
@@ -1163,10 +1273,12 @@ void hub_push(hub_stream_t *st, hub_frame_t *f) {
     }
   }
   st->dispatching++;
+  st->deferred = 0;
   for (hub_sub_t *s = st->subs, *next; s; s = next) {
     next = s->next;
     if (s->state == SUB_ACTIVE) sub_offer(s, f, hdr);
   }
+  if (st->deferred) stream_defer(st, !hdr && f->type != HUB_SCRIPT && f->len < SMALL_FRAME);
   st->dispatching--;
   stream_sweep(st);
   hub_frame_unref(f);

@@ -53,8 +53,8 @@ typedef struct hub_config {
   size_t queue_bytes;        /* per subscriber: beyond it, skip to the next keyframe */
   double queue_s;            /* per subscriber: the same bound in stream time */
   double slow_s;             /* behind for longer than this: disconnected */
-  double merge_s;            /* merged write: subscribers are told of new frames at most once per
-                                merge_s (0: after every frame) */
+  double merge_s;            /* write policy: the longest a busy loop holds a started
+                                subscriber's notification (0: told after every frame) */
   unsigned max_streams;      /* 0 = unlimited */
   unsigned max_subscribers;  /* per stream, 0 = unlimited */
 } hub_config_t;
@@ -121,9 +121,13 @@ typedef struct hub_observer {
 
 typedef struct hub_sub_ops {
   /* Frames are queued: drain them with hub_sub_next (from this callback or
-   * later, e.g. when the socket is writable). Called after every frame
-   * queued for |s| (level-triggered) — with merged write (merge_s), once per
-   * merge period in which frames were queued instead — and once from the loop just after
+   * later, e.g. when the socket is writable). Level-triggered. With merge_s
+   * 0, or before |s| got its first media frame, or for an immediate |s|:
+   * after every frame queued, from inside hub_push. Otherwise (the write
+   * policy, docs/media.md): once at the end of the loop iteration in which
+   * frames were queued while the loop is idle; while it is busy, small
+   * frames are held until a larger one or merge_s, and near saturation
+   * every frame up to merge_s. Also once from the loop just after
    * hub_subscribe when the GOP cache was queued. It may call
    * hub_unsubscribe(s). */
   void (*on_frames)(hub_sub_t *s, void *arg);
@@ -219,7 +223,7 @@ enum {
  * to a stream (waiting or active) does it count. */
 void hub_sub_set_kind(hub_sub_t *s, unsigned kind);
 
-/* hub_sub_set_immediate exempts |s| from merged write (hub_config.merge_s):
+/* hub_sub_set_immediate exempts |s| from the write policy (hub_config.merge_s):
  * it is told after every frame, for relays whose next hop merges anyway. */
 void hub_sub_set_immediate(hub_sub_t *s, int on);
 

@@ -16,6 +16,9 @@ which every server forwards untouched; Cascade also forwards the onCascadeStamp 
 The media is generated with ffmpeg's lavfi sources into a temporary directory, never committed.
 
 Usage: tests/bench/bench_media.py [--quick] [--json FILE] [--only cascade|nginx] [--ingest-only]
+                                  [--fanout-only] [--fan-steps N,N,...] [--no-mw0]
+--fanout-only runs the fan-out and latency rows alone (no idle memory, no ingest); --fan-steps
+replaces the fan-out's player steps; --no-mw0 skips the subscribe.mergewrite 0 reference run.
 Binaries: CASCADE_BIN_DIR (default build-bench/bin) for cascade-agent and cascade-controller;
 cascade-loadgen from CASCADE_LOADGEN, else CASCADE_BIN_DIR, else build/bin.
 """
@@ -448,6 +451,12 @@ def table(res):
             ("fanout", "common", "gbit_per_cpu_s"))
     row("ingest: 2 Mbit/s publishers (lossless)", ("ingest", "best", "step"), "%d", "ingest")
     row("ingest: server CPU at that step (cores)", ("ingest", "best", "cpu_util"))
+    icommon = res.get("ingest_common_step")
+    if icommon:
+        # the steps above may differ (one side lost frames, or the load generator saturated
+        # first): the same load on both is the comparable CPU figure
+        row("ingest at %d publishers (both lossless): CPU (cores)" % icommon,
+            ("ingest", "common", "cpu_util"), "%.3f")
     row("memory: KiB per idle player", ("idle", "kib_per_player"), "%.1f")
     row("latency: players", ("latency", "step"), "%d")
     row("latency: p50 ms (SEI stamp)", ("latency", "sei_p50_ms"))
@@ -516,8 +525,16 @@ def report(res, args, t0):
     return 0
 
 def main():
-    args = bench_args(__doc__, "short run (about 2 minutes)", extra=lambda ap: ap.add_argument(
-        "--ingest-only", action="store_true", help="only the ingest row (publishers until loss)"))
+    def extra(ap):
+        ap.add_argument("--ingest-only", action="store_true",
+                        help="only the ingest row (publishers until loss)")
+        ap.add_argument("--fanout-only", action="store_true",
+                        help="only the fan-out and latency rows")
+        ap.add_argument("--fan-steps", help="fan-out player steps, comma-separated")
+        ap.add_argument("--no-mw0", action="store_true",
+                        help="skip the subscribe.mergewrite 0 reference run")
+
+    args = bench_args(__doc__, "short run (about 2 minutes)", extra=extra)
     if args.only != "nginx":
         harness.require_controller()
     loadgen_path()
@@ -533,6 +550,9 @@ def main():
                "ingest_steps": [10, 50, 100, 200, 400, 600, 800, 1200, 1600],
                "ramp": 500, "settle": 2, "window": 5, "idle_players": 500, "lat_window": 8,
                "seconds": 20}
+
+    if args.fan_steps:
+        cfg["fan_steps"] = [int(n) for n in args.fan_steps.split(",")]
 
     tmp = tempfile.mkdtemp(prefix="cascade-bench-media-")
     if not args.keep:
@@ -566,11 +586,21 @@ def main():
             r["ingest"] = ingest(srv, m2, cfg)
             continue
         # first, on a fresh process: a heap grown by earlier steps would hide the growth
-        r["idle"] = idle_memory(srv, tiny, cfg)
+        if not args.fanout_only:
+            r["idle"] = idle_memory(srv, tiny, cfg)
         r["fanout"] = fanout(srv, m4, cfg)
         best = r["fanout"]["best"]
         fan_reached[srv.name] = best["step"] if best else cfg["fan_steps"][0]
-        r["ingest"] = ingest(srv, m2, cfg)
+        if not args.fanout_only:
+            r["ingest"] = ingest(srv, m2, cfg)
+    ingested = [set(w["step"] for w in res[s.name]["ingest"]["steps"] if w["lossless"])
+                for s in made if "ingest" in res[s.name]]
+    icommon = sorted(set.intersection(*ingested)) if ingested else []
+    if icommon:
+        res["ingest_common_step"] = icommon[-1]
+        for s in made:
+            res[s.name]["ingest"]["common"] = next(w for w in res[s.name]["ingest"]["steps"]
+                                                   if w["step"] == icommon[-1])
     if args.ingest_only:
         for srv in made:
             srv.stop()
@@ -587,8 +617,9 @@ def main():
     for srv in made:
         res[srv.name]["latency"] = latency(srv, m4, cfg, half)
         srv.stop()
-    if args.only != "nginx":
-        # the cost of merged write: the same load with subscribe.mergewrite 0
+    if args.only != "nginx" and not args.no_mw0:
+        # for reference: the same load with subscribe.mergewrite 0 (a write per frame, whatever
+        # the load), what the write policy buys and costs
         srv = Cascade(pg, merge="0s", name="cascade-mw0")
         r = res.setdefault(srv.name, {})
         step = res.get("common_step") or half

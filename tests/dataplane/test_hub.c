@@ -2,8 +2,10 @@
  * publish/subscribe, the GOP cache (metadata and sequence headers first,
  * then a keyframe), refusals, delay-close and wait timeouts, slow
  * subscribers skipped to a keyframe and ended while a fast one sees every
- * frame, and frame references back to their owner at the end (ASan checks
- * the leaks). */
+ * frame, the write policy (an idle loop tells a player at once, a burst
+ * within one iteration is one notification, a busy loop batches within
+ * merge_s), and frame references back to their owner at the end (ASan
+ * checks the leaks). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -773,9 +775,10 @@ static void test_refcounts(void **state) {
   hub_free(h);
 }
 
-/* Merged write: frames pushed within one merge period reach a subscriber in
- * one on_frames call when the period ends; an immediate subscriber is told
- * per frame; nothing is lost or reordered. */
+/* Write policy: frames pushed while the loop is not running (as within one
+ * loop iteration) reach a started subscriber in one on_frames call, from
+ * the loop; an immediate subscriber is told per frame, synchronously;
+ * nothing is lost or reordered. */
 static void test_merged_write(void **state) {
   (void)state;
   hub_config_t c = {.delay_close_s = 0.05, .wait_s = 1, .merge_s = 0.05};
@@ -797,7 +800,7 @@ static void test_merged_write(void **state) {
     hub_push(st, audio(i * 40));
     hub_push(st, video(i * 40, 0, 100));
   }
-  /* not yet: the merge period has not ended */
+  /* not yet: told from the loop, at the end of the iteration */
   assert_int_equal(r.calls, calls0);
   assert_int_equal(r.n, 4);
   assert_int_equal(ri.calls, icalls0 + 12);
@@ -806,7 +809,7 @@ static void test_merged_write(void **state) {
   assert_int_equal(r.calls, calls0 + 1);
   assert_int_equal(r.n, 16);
   for (int i = 0; i < 16; i++) assert_int_equal(r.ts[i], ri.ts[i]);
-  /* an idle stream arms no timer: nothing more arrives */
+  /* an idle stream arms nothing: nothing more arrives */
   run_for(0.1);
   assert_int_equal(r.calls, calls0 + 1);
   hub_unsubscribe(r.s);
@@ -1063,6 +1066,179 @@ static void test_merged_write_start_at_once(void **state) {
   hub_free(h);
 }
 
+/* ---- write policy ---- */
+
+/* An idle loop: a started subscriber is told of a new frame before the
+ * loop waits again (the end of the iteration), not a merge period later,
+ * and a burst of frames within one iteration is one notification per
+ * subscriber carrying all of them, in order. */
+static void test_write_idle_at_once(void **state) {
+  (void)state;
+  hub_config_t c = {.delay_close_s = 0.05, .wait_s = 1, .merge_s = 0.04};
+  hub_t *h = hub_new(loop, &c);
+  assert_non_null(h);
+  hub_stream_t *st = hub_publish(h, "live/idle", NULL);
+  assert_non_null(st);
+  push_headers(st);
+  hub_push(st, video(0, 1, 100));
+  rec_t a, b;
+  sub(h, "live/idle", &a, 1);
+  sub(h, "live/idle", &b, 1);
+  run_for(0.01);
+  assert_int_equal(a.n, 4);
+  assert_int_equal(b.n, 4);
+  /* one small frame: told in the next loop iteration, without waiting */
+  int ca = a.calls, cb = b.calls;
+  hub_push(st, audio(10));
+  assert_int_equal(a.calls, ca); /* deferred to the end of the iteration */
+  ev_run(loop, EVRUN_NOWAIT);
+  assert_int_equal(a.calls, ca + 1);
+  assert_int_equal(b.calls, cb + 1);
+  assert_int_equal(a.n, 5);
+  /* a burst within one iteration: one notification each, every frame */
+  ca = a.calls;
+  cb = b.calls;
+  for (uint32_t i = 1; i <= 3; i++) {
+    hub_push(st, audio(20 + i * 40));
+    hub_push(st, video(20 + i * 40, 0, 3000));
+  }
+  ev_run(loop, EVRUN_NOWAIT);
+  assert_int_equal(a.calls, ca + 1);
+  assert_int_equal(b.calls, cb + 1);
+  assert_int_equal(a.n, 11);
+  assert_int_equal(b.n, 11);
+  for (int i = 5; i < 11; i++) {
+    assert_int_equal(a.ts[i], 20 + (uint32_t)((i - 5) / 2 + 1) * 40);
+    assert_int_equal(a.type[i], (i - 5) % 2 ? HUB_VIDEO : HUB_AUDIO);
+  }
+  /* nothing is left armed: no more notifications */
+  run_for(0.06);
+  assert_int_equal(a.calls, ca + 1);
+  hub_unsubscribe(a.s);
+  hub_unsubscribe(b.s);
+  hub_unpublish(st);
+  run_for(0.1);
+  hub_free(h);
+}
+
+/* A busy loop: frames are batched (fewer notifications than frames), and
+ * none waits past merge_s: a timer of merge_s started with each push, run
+ * after everything else of its loop iteration, finds the frame delivered
+ * (judged on the loop's clock, so a descheduled test process cannot fail
+ * it). Once the loop is idle again a frame is told at once. */
+#define LOAD_FRAMES 60
+typedef struct load_rec {
+  rec_t r;
+  hub_stream_t *st;
+  int pushes;
+  uint8_t delivered[LOAD_FRAMES + 2];   /* by ts / 10 */
+  ev_timer deadline[LOAD_FRAMES + 2];
+  int late;                            /* deadlines that found their frame undelivered */
+} load_rec_t;
+
+static void load_frames(hub_sub_t *s, void *arg) {
+  load_rec_t *l = arg;
+  assert_ptr_equal(s, l->r.s);
+  l->r.calls++;
+  hub_frame_t *f;
+  while ((f = hub_sub_next(s)) != NULL) {
+    unsigned k = f->ts / 10;
+    if (!f->seq_header && f->type != HUB_SCRIPT && k <= LOAD_FRAMES + 1) l->delivered[k] = 1;
+    l->r.n++;
+    hub_frame_unref(f);
+  }
+}
+
+static void load_end(hub_sub_t *s, void *arg, int why) {
+  load_rec_t *l = arg;
+  (void)s;
+  l->r.ended = 1;
+  l->r.why = why;
+  l->r.s = NULL;
+}
+
+static const hub_sub_ops_t load_ops = {load_frames, load_end};
+
+static load_rec_t load_rec;
+
+static void deadline_cb(struct ev_loop *l, ev_timer *w, int revents) {
+  (void)l;
+  (void)revents;
+  unsigned k = (unsigned)(w - load_rec.deadline);
+  if (!load_rec.delivered[k]) load_rec.late++;
+}
+
+/* spin_cb keeps the loop busy: 3 ms of work every millisecond */
+static void spin_cb(struct ev_loop *l, ev_timer *w, int revents) {
+  (void)l;
+  (void)w;
+  (void)revents;
+  double until = ev_time() + 0.003;
+  while (ev_time() < until) {
+  }
+}
+
+/* pusher_cb publishes every 10 ms: small audio frames, a large video frame
+ * every fourth, each with its deadline */
+static void pusher_cb(struct ev_loop *l, ev_timer *w, int revents) {
+  load_rec_t *lr = w->data;
+  (void)revents;
+  if (lr->pushes >= LOAD_FRAMES) return;
+  unsigned k = (unsigned)++lr->pushes;
+  ev_timer_init(&lr->deadline[k], deadline_cb, 0.03 + 0.001, 0.);
+  ev_set_priority(&lr->deadline[k], EV_MINPRI);
+  ev_timer_start(l, &lr->deadline[k]);
+  if (k % 4 == 0) hub_push(lr->st, video(k * 10, 0, 3000));
+  else hub_push(lr->st, audio(k * 10));
+}
+
+static void test_write_busy_batches_bounded(void **state) {
+  (void)state;
+  hub_config_t c = {.delay_close_s = 0.05, .wait_s = 1, .merge_s = 0.03};
+  hub_t *h = hub_new(loop, &c);
+  assert_non_null(h);
+  load_rec_t *lr = &load_rec;
+  memset(lr, 0, sizeof(*lr));
+  lr->st = hub_publish(h, "live/busy", NULL);
+  assert_non_null(lr->st);
+  push_headers(lr->st);
+  hub_push(lr->st, video(0, 1, 100));
+  lr->r.s = hub_subscribe(h, "live/busy", &load_ops, lr);
+  assert_non_null(lr->r.s);
+  run_for(0.01);
+  assert_int_equal(lr->r.n, 4);
+  ev_timer spin, pusher;
+  ev_timer_init(&spin, spin_cb, 0.001, 0.001);
+  ev_timer_start(loop, &spin);
+  run_for(0.3); /* the hub sees a busy loop */
+  int calls0 = lr->r.calls;
+  ev_timer_init(&pusher, pusher_cb, 0.01, 0.01);
+  pusher.data = lr;
+  ev_timer_start(loop, &pusher);
+  for (int i = 0; i < 500 && lr->pushes < LOAD_FRAMES; i++) run_for(0.01);
+  ev_timer_stop(loop, &pusher);
+  run_for(0.1); /* the last deadlines */
+  ev_timer_stop(loop, &spin);
+  assert_int_equal(lr->pushes, LOAD_FRAMES);
+  assert_int_equal(lr->r.n, 4 + LOAD_FRAMES);
+  int calls = lr->r.calls - calls0;
+  print_message("busy loop: %d notifications for %d frames\n", calls, LOAD_FRAMES);
+  /* batched: the small frames ride along; a write per frame would be 60 */
+  assert_true(calls <= LOAD_FRAMES / 2);
+  assert_int_equal(lr->late, 0);
+  /* idle again: told before the loop waits */
+  run_for(0.4);
+  int c1 = lr->r.calls;
+  hub_push(lr->st, audio((LOAD_FRAMES + 1) * 10));
+  ev_run(loop, EVRUN_NOWAIT);
+  assert_int_equal(lr->r.calls, c1 + 1);
+  assert_int_equal(lr->delivered[LOAD_FRAMES + 1], 1);
+  hub_unsubscribe(lr->r.s);
+  hub_unpublish(lr->st);
+  run_for(0.1);
+  hub_free(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_path_ok),
@@ -1083,6 +1259,8 @@ int main(void) {
       cmocka_unit_test(test_refcounts),
       cmocka_unit_test(test_merged_write),
       cmocka_unit_test(test_merged_write_start_at_once),
+      cmocka_unit_test(test_write_idle_at_once),
+      cmocka_unit_test(test_write_busy_batches_bounded),
       cmocka_unit_test(test_observer_publish),
       cmocka_unit_test(test_observer_missing),
       cmocka_unit_test(test_observer_idle),
