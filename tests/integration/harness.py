@@ -64,18 +64,42 @@ def wait_for(cond, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _pick_port(kind, hosts=("127.0.0.1", "0.0.0.0")):
+    """A port free now for |kind| (SOCK_STREAM, SOCK_DGRAM), chosen at random below the kernel's
+    ephemeral range: a port the kernel hands out (bind to 0) may be handed out again to any
+    process's outgoing connection between the test's check and the server's bind, which made
+    parallel tests collide now and then ("Address already in use")."""
+    low = min(_ephemeral_low(), 32768)
+    for _ in range(200):
+        port = secrets.randbelow(low - 10000) + 10000
+        try:
+            for host in hosts:
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind((host, port))
+            return port
+        except OSError:
+            continue
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 (and the wildcard address) that was free a moment ago."""
+    return _pick_port(socket.SOCK_STREAM)
 
 
 def free_udp_port():
     """A UDP port free on 127.0.0.1 now (for QUIC listeners)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _pick_port(socket.SOCK_DGRAM)
 
 
 def random_suffix(n=8):
