@@ -1,0 +1,135 @@
+/* Unit tests for the bookkeeping of dataplane/quic_stream.c without
+ * ngtcp2 or sockets: which streams have something to send, the send queue
+ * (the order data was written in; a stream is in it once), putting back
+ * what a send round did not finish (only streams that still have data),
+ * the event queue, and a stream leaving every list and the id hash.
+ * ASan checks the frees. */
+#define _GNU_SOURCE /* quic_int.h: struct mmsghdr */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "quic_int.h"
+
+typedef struct fx {
+  quic_endpoint *ep;
+  quic_conn *c;
+} fx_t;
+
+static int setup(void **state) {
+  fx_t *x = calloc(1, sizeof(*x));
+  x->ep = calloc(1, sizeof(*x->ep));
+  x->c = calloc(1, sizeof(*x->c));
+  if (!x || !x->ep || !x->c) return -1;
+  x->ep->cfg.stream_sndbuf = 4096;
+  x->c->ep = x->ep;
+  *state = x;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx_t *x = *state;
+  while (x->c->streams) {
+    quic_stream *s = x->c->streams;
+    quic_stream_unlink(x->c, s);
+    quic_stream_free(s);
+  }
+  free(x->c->sbuckets);
+  free(x->c);
+  free(x->ep);
+  free(x);
+  return 0;
+}
+
+static void test_pending(void **state) {
+  (void)state;
+  quic_stream s;
+  memset(&s, 0, sizeof(s));
+  assert_false(quic_stream_pending(&s));
+  s.end_off = 10;
+  assert_true(quic_stream_pending(&s));
+  s.sent_off = 10;
+  assert_false(quic_stream_pending(&s)); /* all sent, awaiting acks */
+  s.fin_req = 1;
+  assert_true(quic_stream_pending(&s));  /* the FIN is still to go */
+  s.fin_sent = 1;
+  assert_false(quic_stream_pending(&s));
+  s.end_off = 20;
+  s.send_shut = 1;                       /* the peer stopped reading */
+  assert_false(quic_stream_pending(&s));
+  s.send_shut = 0;
+  s.closed = 1;
+  assert_false(quic_stream_pending(&s));
+}
+
+static void test_queues(void **state) {
+  fx_t *x = *state;
+  quic_conn *c = x->c;
+  /* 300 peer streams (the id hash grows from 16) and one of ours without an id yet */
+  quic_stream *s[300];
+  for (int i = 0; i < 300; i++) {
+    s[i] = quic_stream_new(c, (int64_t)i * 4);
+    assert_non_null(s[i]);
+    assert_int_equal(s[i]->cap, 4096);
+  }
+  quic_stream *mine = quic_stream_new(c, -1);
+  assert_non_null(mine);
+  assert_int_equal(c->nstreams, 300);
+  assert_true(c->nsbuckets >= 300);
+  /* the send queue keeps the order data came in, each stream once */
+  s[5]->end_off = s[9]->end_off = s[7]->end_off = 100;
+  quic_sendq_push(c, s[5]);
+  quic_sendq_push(c, s[9]);
+  quic_sendq_push(c, s[5]);
+  quic_sendq_push(c, s[7]);
+  assert_ptr_equal(c->sq_head, s[5]);
+  assert_ptr_equal(c->sq_head->sq_next, s[9]);
+  assert_ptr_equal(c->sq_tail, s[7]);
+  assert_null(c->sq_tail->sq_next);
+  /* a send round takes the head off; what it did not finish goes back at
+   * the tail, what it finished does not */
+  quic_sendq_remove(c, s[5]);
+  quic_sendq_remove(c, s[9]);
+  assert_ptr_equal(c->sq_head, s[7]);
+  assert_ptr_equal(c->sq_tail, s[7]);
+  s[9]->sent_off = 100; /* done */
+  s[5]->sq_next = s[9];
+  s[9]->sq_next = NULL;
+  quic_sendq_restore(c, s[5]);
+  assert_ptr_equal(c->sq_head, s[7]);
+  assert_ptr_equal(c->sq_tail, s[5]);
+  assert_false(s[9]->in_sendq);
+  assert_ptr_equal(s[7]->sq_next, s[5]);
+  assert_ptr_equal(s[5]->sq_prev, s[7]);
+  /* the event queue, each stream once, in order */
+  quic_evq_push(c, s[3]);
+  quic_evq_push(c, s[1]);
+  quic_evq_push(c, s[3]);
+  assert_ptr_equal(c->evq_head, s[3]);
+  assert_ptr_equal(c->evq_head->ev_next, s[1]);
+  assert_ptr_equal(c->evq_tail, s[1]);
+  /* a stream leaves the send queue, the list and the hash at once */
+  quic_stream_unlink(c, s[7]);
+  assert_false(s[7]->in_sendq);
+  assert_ptr_equal(c->sq_head, s[5]);
+  assert_null(s[5]->sq_prev);
+  assert_int_equal(c->nstreams, 299);
+  for (quic_stream *t = c->streams; t; t = t->next) assert_ptr_not_equal(t, s[7]);
+  quic_stream_free(s[7]);
+  quic_stream_unlink(c, mine); /* no id: only the list */
+  assert_int_equal(c->nstreams, 299);
+  quic_stream_free(mine);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_pending),
+      cmocka_unit_test_setup_teardown(test_queues, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
