@@ -48,7 +48,7 @@ enum {
   ST_HANDSHAKE,   /* RTMP: C0/C1 sent, waiting for S0/S1/S2 */
   ST_COMMANDS,    /* RTMP: connect, createStream, play */
   ST_HEAD,        /* HTTP: request sent, reading the response head */
-  ST_LIVE,        /* media flowing */
+  ST_LIVE,        /* the upstream accepted; the path is published with the first frame */
   ST_ENDED,
 };
 

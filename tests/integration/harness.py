@@ -895,6 +895,48 @@ class Agent(Controller):
             raise ControllerError("agent status answered %d: %r" % (st, body))
         return body["data"]
 
+    def streams(self):
+        """The node's /api/stream/list as {path: entry}."""
+        st, _, body = self.admin_request("GET", "/api/stream/list", timeout=5)
+        if st != 200:
+            raise ControllerError("agent stream list answered %d: %r" % (st, body))
+        return {s["path"]: s for s in body["data"]}
+
+    def parent_up(self, parent_id):
+        """Whether the link to parent node |parent_id| is up."""
+        return any(l["role"] == "parent" and l["peer_id"] == parent_id and l["state"] == "up"
+                   for l in self.status()["links"])
+
+
+def start_tree(ctl, layout, config, agents, timeout=30):
+    """A cascade as the controller's registry and real agents: |layout| lists (name, parent
+    name or None) parents first; each node is created over the REST API (secret name +
+    "-secret") and started with a copy of |config|, nodes with children listening for QUIC on a
+    loopback port of their own; returns {name: id} once every child's parent link is up. The
+    agents go into |agents| as they start, so a caller's teardown stops them even when this
+    fails."""
+    ids = {}
+    parents = {p for _, p in layout if p}
+    for name, parent in layout:
+        body = {"name": name, "secret": name + "-secret"}
+        if parent:
+            body["parent_id"] = ids[parent]
+        st, _, resp = ctl.api("POST", "/api/cascade/clients", body)
+        if st != 201:
+            raise ControllerError("creating node %s answered %d: %r" % (name, st, resp))
+        ids[name] = resp["data"]["id"]
+    for name, _ in layout:
+        cfg = json.loads(json.dumps(config))
+        if name in parents:
+            cfg = deep_merge(cfg, {"cascadeserver": {"quic": {
+                "listenaddr": "127.0.0.1:%d" % free_udp_port()}}})
+        agents[name] = Agent(ctl, name, name + "-secret", config=cfg)
+    for name, parent in layout:
+        if parent:
+            wait_for(lambda a=agents[name], pid=ids[parent]: a.parent_up(pid), timeout,
+                     what="%s -> %s link" % (name, parent))
+    return ids
+
 
 # --------------------------------------------------------------------------------------------------
 # unittest helpers

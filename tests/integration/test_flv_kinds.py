@@ -13,7 +13,6 @@ and the header's flags byte must match. Then Debian's chromium, headless, plays 
 and the video-only stream with mpegts.js (tests/browser) until currentTime passes 1 s."""
 
 import concurrent.futures
-import copy
 import functools
 import http.server
 import json
@@ -34,7 +33,6 @@ BROWSER_DIR = os.path.join(HERE, "..", "browser")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node")
 
-CLIENTS = "/api/cascade/clients"
 CTL_CONFIG = {"control": {"heartbeat": 500, "polltimeout": 3000}}
 NODE_CONFIG = {
     "quic": {"idletimeout": "1s", "keepalive": "200ms", "handshaketimeout": "1s"},
@@ -152,30 +150,12 @@ class FlvKindsTest(unittest.TestCase):
 
     @classmethod
     def tree(cls):
-        ports = {n: harness.free_udp_port() for n in ("hq", "region")}
-        ids = {}
-        for name, parent in (("hq", None), ("region", "hq"), ("edge", "region")):
-            body = {"name": name, "secret": name + "-secret"}
-            if parent:
-                body["parent_id"] = ids[parent]
-            st, _, resp = cls.ctl.api("POST", CLIENTS, body)
-            assert st == 201, resp
-            ids[name] = resp["data"]["id"]
-            cfg = copy.deepcopy(NODE_CONFIG)
-            if name in ports:
-                cfg["cascadeserver"] = {"quic": {"listenaddr": "127.0.0.1:%d" % ports[name]}}
-            cls.agents[name] = harness.Agent(cls.ctl, name, name + "-secret", config=cfg)
-        for child, parent in (("region", "hq"), ("edge", "region")):
-            def up(child=child, parent=parent):
-                return any(l["role"] == "parent" and l["peer_id"] == ids[parent] and
-                           l["state"] == "up" for l in cls.agents[child].status()["links"])
-            harness.wait_for(up, 30, what="%s -> %s link" % (child, parent))
+        harness.start_tree(cls.ctl, (("hq", None), ("region", "hq"), ("edge", "region")),
+                           NODE_CONFIG, cls.agents)
 
     @classmethod
     def streams(cls, name):
-        st, _, body = cls.agents[name].admin_request("GET", "/api/stream/list")
-        assert st == 200, body
-        return {s["path"]: s for s in body["data"]}
+        return cls.agents[name].streams()
 
     @classmethod
     def publish(cls, name, path, media):

@@ -18,7 +18,6 @@ pull is, and what wins"). A four-node tree, real agents, a real controller, real
   (HTTP-FLV: end of body; RTMP: UnpublishNotify), and republishing is pushed up again; a
   publisher back within the delay resumes the players of pulled copies."""
 
-import copy
 import os
 import shutil
 import subprocess
@@ -32,7 +31,6 @@ import urllib.request
 import harness
 from test_media import FFMPEG, FFPROBE, decodes, make_media, run, video_packets
 
-CLIENTS = "/api/cascade/clients"
 WAIT_S = 4.0
 DELAY_S = 3.0
 CTL_CONFIG = {"control": {"heartbeat": 500, "polltimeout": 3000}}
@@ -125,19 +123,9 @@ class OnDemandTest(unittest.TestCase):
         cls.pg = harness.shared_cluster()
         cls.db = cls.pg.create_database()
         cls.ctl = harness.Controller(cls.pg.dsn(cls.db), config=CTL_CONFIG)
-        cls.agents, cls.ids, cls.procs = {}, {}, []
-        ports = {n: harness.free_udp_port() for n in ("hq", "region")}
-        cls.ids["hq"] = cls.create("hq")
-        cls.ids["region"] = cls.create("region", cls.ids["hq"])
-        for e in ("edge1", "edge2"):
-            cls.ids[e] = cls.create(e, cls.ids["region"])
-        for n in ("hq", "region", "edge1", "edge2"):
-            cfg = copy.deepcopy(NODE_CONFIG)
-            if n in ports:
-                cfg["cascadeserver"] = {"quic": {"listenaddr": "127.0.0.1:%d" % ports[n]}}
-            cls.agents[n] = harness.Agent(cls.ctl, n, n + "-secret", config=cfg)
-        for child, parent in (("region", "hq"), ("edge1", "region"), ("edge2", "region")):
-            cls.wait_link(child, parent)
+        cls.agents, cls.procs = {}, []
+        cls.ids = harness.start_tree(cls.ctl, (("hq", None), ("region", "hq"), ("edge1", "region"),
+                                               ("edge2", "region")), NODE_CONFIG, cls.agents)
 
     @classmethod
     def tearDownClass(cls):
@@ -150,28 +138,10 @@ class OnDemandTest(unittest.TestCase):
         cls.ctl.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    @classmethod
-    def create(cls, name, parent=None):
-        body = {"name": name, "secret": name + "-secret"}
-        if parent is not None:
-            body["parent_id"] = parent
-        st, _, b = cls.ctl.api("POST", CLIENTS, body)
-        assert st == 201, b
-        return b["data"]["id"]
-
-    @classmethod
-    def wait_link(cls, child, parent):
-        def up():
-            return any(l["role"] == "parent" and l["peer_id"] == cls.ids[parent] and
-                       l["state"] == "up" for l in cls.agents[child].status()["links"])
-        harness.wait_for(up, 30, what="%s -> %s link" % (child, parent))
-
     # helpers -------------------------------------------------------------------------------------
 
     def streams(self, name):
-        st, _, body = self.agents[name].admin_request("GET", "/api/stream/list")
-        self.assertEqual(st, 200, body)
-        return {s["path"]: s for s in body["data"]}
+        return self.agents[name].streams()
 
     def pulls(self, name):
         return {p["path"]: p for p in self.agents[name].status()["cascade"]["pulls"]}

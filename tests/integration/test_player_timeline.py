@@ -26,7 +26,6 @@ import unittest
 import harness
 from test_media import FFMPEG, FFPROBE, FlvReader, make_media
 
-CLIENTS = "/api/cascade/clients"
 CTL_CONFIG = {"control": {"heartbeat": 500, "polltimeout": 3000}}
 NODE_CONFIG = {
     "quic": {"idletimeout": "1s", "keepalive": "200ms", "handshaketimeout": "1s"},
@@ -134,30 +133,11 @@ class PlayerTimelineTest(unittest.TestCase):
         self.ctl.stop()
 
     def tree(self):
-        ports = {n: harness.free_udp_port() for n in ("hq", "region")}
-        ids = {}
-        parent = None
-        for n in ("hq", "region", "edge"):
-            body = {"name": n, "secret": n + "-secret"}
-            if parent is not None:
-                body["parent_id"] = ids[parent]
-            ids[n] = harness.envelope_ok(self, self.ctl.api("POST", CLIENTS, body), 201)["id"]
-            parent = n
-        for n in ("hq", "region", "edge"):
-            cfg = json.loads(json.dumps(NODE_CONFIG))
-            if n in ports:
-                cfg["cascadeserver"] = {"quic": {"listenaddr": "127.0.0.1:%d" % ports[n]}}
-            self.agents[n] = harness.Agent(self.ctl, n, n + "-secret", config=cfg)
-        for child, parent in (("region", "hq"), ("edge", "region")):
-            def up(child=child, parent=parent):
-                return any(l["role"] == "parent" and l["peer_id"] == ids[parent] and
-                           l["state"] == "up" for l in self.agents[child].status()["links"])
-            harness.wait_for(up, 30, what="%s -> %s link" % (child, parent))
+        harness.start_tree(self.ctl, (("hq", None), ("region", "hq"), ("edge", "region")),
+                           NODE_CONFIG, self.agents)
 
     def streams(self, name):
-        st, _, body = self.agents[name].admin_request("GET", "/api/stream/list")
-        self.assertEqual(st, 200, body)
-        return {s["path"]: s for s in body["data"]}
+        return self.agents[name].streams()
 
     def publish(self, name, path):
         # -max_interleave_delta: the data stream has one packet, and ffmpeg would otherwise hold
