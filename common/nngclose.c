@@ -14,6 +14,10 @@ typedef struct closer {
   int done, refs; /* refs: the closing thread and the waiter */
 } closer_t;
 
+static int pending; /* closes whose nng_close has not returned yet */
+
+int nng_close_pending(void) { return __atomic_load_n(&pending, __ATOMIC_ACQUIRE); }
+
 static void closer_rele(closer_t *k) {
   int last = --k->refs == 0; /* under k->mu */
   pthread_mutex_unlock(&k->mu);
@@ -27,6 +31,7 @@ static void closer_rele(closer_t *k) {
 static void *closer_main(void *arg) {
   closer_t *k = arg;
   nng_close(k->sock);
+  __atomic_sub_fetch(&pending, 1, __ATOMIC_RELEASE); /* before |done|: see nng_close_pending */
   pthread_mutex_lock(&k->mu);
   k->done = 1;
   pthread_cond_signal(&k->cv);
@@ -51,12 +56,14 @@ int nng_close_within(nng_socket s, double secs) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_cond_init(&k->cv, &ca);
   pthread_condattr_destroy(&ca);
+  __atomic_add_fetch(&pending, 1, __ATOMIC_RELEASE);
   if (pthread_attr_init(&ta) == 0) {
     pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
     started = pthread_create(&tid, &ta, closer_main, k) == 0;
     pthread_attr_destroy(&ta);
   }
   if (!started) {
+    __atomic_sub_fetch(&pending, 1, __ATOMIC_RELEASE);
     nng_close(s);
     pthread_mutex_lock(&k->mu);
     k->refs = 1;

@@ -14,4 +14,11 @@
  * called). */
 int nng_close_within(nng_socket s, double secs);
 
+/* nng_close_pending counts the closes started by nng_close_within whose
+ * nng_close has not returned yet (0 before nng_fini may be called). A close
+ * that signalled its waiter can still be inside nng_close for a moment, and
+ * a socket already reports NNG_ECLOSED while it closes: neither tells that
+ * the close is through. */
+int nng_close_pending(void);
+
 #endif
