@@ -502,6 +502,8 @@ def main():
                         help="only the latency rows (100 streams, 100 split, 10)")
         ap.add_argument("--cc", choices=("bbr", "bbr2", "cubic", "reno"),
                         help="quic.cc of the Cascade agents (default: the agent's default)")
+        ap.add_argument("--streams", type=int, metavar="N",
+                        help="streams of the loaded latency rows (default 100; 50 with --quick)")
     args = bm.bench_args(__doc__, "short run (about 3 minutes)", extra)
     if args.only != "nginx":
         harness.require_controller()
@@ -518,6 +520,8 @@ def main():
                "push_steps": [100, 250, 375, 500], "ramp": 500, "settle": 3, "window": 8,
                "lat_window": 10, "seconds": 20, "lat_light": 10, "lat_core_half": 100}
 
+    if args.streams:
+        cfg["lat_core_half"] = args.streams
     tmp = tempfile.mkdtemp(prefix="cascade-bench-cascade-")
     if not args.keep:
         harness.at_exit(lambda: shutil.rmtree(tmp, ignore_errors=True))
