@@ -13,7 +13,7 @@
 #include "log.h"
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
-static const char *const quic_ccs[] = {"bbr", "bbr2", "cubic", "reno", NULL};
+static const char *const quic_ccs[] = {"auto", "bbr", "bbr2", "cubic", "reno", NULL};
 
 #define OFF(f) offsetof(agent_config_t, f)
 
@@ -84,9 +84,14 @@ const cfg_key_t agent_config_table[] = {
      "Streams a peer may have open at once on one link."},
     {"quic.sndbuf", CFG_INT, OFF(quic_sndbuf), "262144", 16384, 67108864, NULL, 0,
      "Bytes: send buffer bound of each stream (data written but not yet acknowledged)."},
-    {"quic.cc", CFG_ENUM, OFF(quic_cc), "bbr", 0, 0, quic_ccs, 0,
-     "Congestion controller of the links: bbr, cubic or reno (bbr: measured best for live "
-     "media under random loss, docs/performance.md); bbr2 is another name for ngtcp2's BBR."},
+    {"quic.cc", CFG_ENUM, OFF(quic_cc), "auto", 0, 0, quic_ccs, 0,
+     "Congestion controller of the links: auto, bbr, cubic or reno. auto: the dialing node "
+     "measures the round trip first, cubic below quic.lanrtt (a LAN: lowest added latency), "
+     "bbr otherwise (keeps its rate under random loss); both ends of the link use the "
+     "dialer's choice (docs/performance.md). bbr2 is another name for ngtcp2's BBR."},
+    {"quic.lanrtt", CFG_DURATION, OFF(quic_lanrtt_ms), "2ms", 0, 1000, NULL, 0,
+     "With quic.cc auto: a link whose round trip measured before dialing is below this uses "
+     "cubic, else bbr; 0: bbr always."},
     {"quic.maxudppayload", CFG_INT, OFF(quic_maxudppayload), "0", 0, QUIC_MAX_UDP_PAYLOAD, NULL,
      0,
      "Bytes: largest UDP payload a link sends. Packets start at 1200 and path MTU discovery "

@@ -45,7 +45,8 @@ typedef struct agent_config {
   /* QUIC links (docs/protocol.md, "Links") */
   long long reconnectmax_ms;
   long long pull_linger_ms;
-  int quic_cc;                 /* index into bbr, bbr2, cubic, reno */
+  int quic_cc;                 /* index into auto, bbr, bbr2, cubic, reno */
+  long long quic_lanrtt_ms;
   long long quic_maxudppayload; /* 0: automatic */
   long long quic_probe_ms;
   long long maxchildren;

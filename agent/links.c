@@ -732,8 +732,9 @@ static int ep_make(links_t *L, int family) {
   qc.max_window = (uint64_t)cfg->quic_maxwindow;
   qc.max_streams_bidi = (uint64_t)cfg->quic_maxstreams;
   qc.stream_sndbuf = (size_t)cfg->quic_sndbuf;
-  static const char *const ccs[] = {"bbr", "bbr2", "cubic", "reno"};
+  static const char *const ccs[] = {"auto", "bbr", "bbr2", "cubic", "reno"};
   qc.cc = ccs[cfg->quic_cc];
+  qc.lan_rtt = (double)cfg->quic_lanrtt_ms / 1000.0;
   qc.max_probe_interval = (double)cfg->quic_probe_ms / 1000.0;
   qc.max_udp_payload = (size_t)cfg->quic_maxudppayload;
   relay_config_t rc = {.node_id = c->instance_id};
@@ -938,7 +939,7 @@ static json_t *link_json(int64_t id, const char *name, const char *role, const c
   quic_conn_stats st;
   if (conn) quic_conn_get_stats(conn, &st);
   else st = *last;
-  return json_pack("{s:o,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "peer_id",
+  json_t *o = json_pack("{s:o,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "peer_id",
                    id > 0 ? json_integer(id) : json_null(), "peer_name", name, "role", role,
                    "address", addr, "state", state, "since", wall_json(since), "rtt_ms",
                    conn && st.srtt_ms > 0 ? json_real(st.srtt_ms) : json_null(), "min_rtt_ms",
@@ -949,6 +950,9 @@ static json_t *link_json(int64_t id, const char *name, const char *role, const c
                    (json_int_t)st.bytes_recv, "bytes_out", (json_int_t)st.bytes_sent, "lost",
                    (json_int_t)st.pkts_lost, "last_error",
                    err && err[0] ? json_string(err) : json_null());
+  if (o != NULL)
+    json_object_set_new(o, "cc", conn && st.cc ? json_string(st.cc) : json_null());
+  return o;
 }
 
 json_t *links_status(const links_t *L) {

@@ -83,8 +83,11 @@ static void ep_version_negotiation(quic_endpoint *ep,
   uint8_t buf[256];
   uint32_t sv[] = {NGTCP2_PROTO_VER_V1};
   uint8_t r;
+  /* Probes of cc "auto" have a bucket of their own: a burst of unknown
+   * versions must not make a node's children guess the path wrong. */
+  quic_rl *rl = vc->version == QUIC_PROBE_VERSION ? &ep->rl_probe : &ep->rl_reply;
   if (dgramlen < NGTCP2_MAX_UDP_PAYLOAD_SIZE ||
-      !quic_rl_take(&ep->rl_reply, QUIC_SR_RATE, QUIC_SR_BURST)) {
+      !quic_rl_take(rl, QUIC_SR_RATE, QUIC_SR_BURST)) {
     ep->st.dropped++;
     return;
   }
@@ -159,6 +162,10 @@ static void ep_send_retry(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
 static void ep_unknown(quic_endpoint *ep, const ngtcp2_version_cid *vc,
                        const uint8_t *pkt, size_t len,
                        const struct sockaddr *from, socklen_t fromlen) {
+  if (vc->version == 0 && (pkt[0] & 0x80)) {
+    ep->st.dropped++; /* a Version Negotiation for nothing of ours */
+    return;
+  }
   if (vc->version == 0) { /* short header */
     /* A stateless reset from a peer of ours ends in a token it gave us. */
     quic_conn *c = len >= NGTCP2_STATELESS_RESET_TOKENLEN + 5
@@ -222,7 +229,11 @@ static void ep_input(quic_endpoint *ep, const uint8_t *pkt, size_t len,
     return;
   }
   quic_conn *c = quic_cid_find(ep, vc.dcid, vc.dcidlen);
-  if (c) quic_conn_read(c, from, fromlen, pkt, len);
+  if (c && c->probing) {
+    /* Only a Version Negotiation (long header, version 0) answers it. */
+    if ((pkt[0] & 0x80) && vc.version == 0) quic_conn_probe_answer(c);
+    else ep->st.dropped++;
+  } else if (c) quic_conn_read(c, from, fromlen, pkt, len);
   else ep_unknown(ep, &vc, pkt, len, from, fromlen);
 }
 
@@ -297,12 +308,13 @@ void quic_config_default(quic_config *cfg) {
   cfg->stream_sndbuf = 256 * 1024;
   cfg->cc = "cubic";
   cfg->max_probe_interval = 1.;
+  cfg->lan_rtt = 0.002;
   cfg->retry_threshold = 64;
   cfg->alpn = QUIC_ALPN;
   cfg->v6only = 0;
 }
 
-static int cc_parse(const char *name, ngtcp2_cc_algo *out) {
+static int cc_parse(const char *name, ngtcp2_cc_algo *out, int *is_auto) {
   static const struct {
     const char *name;
     ngtcp2_cc_algo algo;
@@ -312,6 +324,11 @@ static int cc_parse(const char *name, ngtcp2_cc_algo *out) {
            /* ngtcp2 1.x has one BBR (v2 and later); the old name stays */
            {"bbr2", NGTCP2_CC_ALGO_BBR}};
   if (!name) name = "cubic";
+  *is_auto = strcmp(name, "auto") == 0;
+  if (*is_auto) {
+    *out = NGTCP2_CC_ALGO_BBR; /* for clients that give no hint */
+    return 0;
+  }
   for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
     if (strcmp(name, t[i].name) == 0) {
       *out = t[i].algo;
@@ -362,7 +379,7 @@ quic_endpoint *quic_endpoint_new(struct ev_loop *loop, const quic_config *cfg,
   ep->alpn = dup_or_null(cfg->alpn ? cfg->alpn : QUIC_ALPN);
   if (!ep->alpn || !*ep->alpn || strlen(ep->alpn) > 255) goto fail;
   ep->cfg.alpn = ep->alpn;
-  if (cc_parse(cfg->cc, &ep->cc) != 0) {
+  if (cc_parse(cfg->cc, &ep->cc, &ep->cc_auto) != 0) {
     log_error(MOD, "unknown congestion controller: %s", cfg->cc);
     goto fail;
   }
@@ -382,6 +399,7 @@ quic_endpoint *quic_endpoint_new(struct ev_loop *loop, const quic_config *cfg,
     ep->rxm[i].iov.iov_len = QUIC_RX_SLOT;
   }
   ep->rl_reply.tokens = QUIC_SR_BURST;
+  ep->rl_probe.tokens = QUIC_SR_BURST;
   ep->rl_log.tokens = 1.;
 
   int rv;

@@ -88,7 +88,10 @@ typedef struct quic_config {
   /* Added with the fast paths (issue 5); quic_config_default sets them. */
   const char *cc;             /* congestion control: "cubic" (default),
                                  "reno", "bbr" (ngtcp2's BBR, v2 and later;
-                                 "bbr2" names it too); NULL: cubic */
+                                 "bbr2" names it too), or "auto": cubic on
+                                 a path whose round trip is under lan_rtt,
+                                 bbr otherwise (see quic_conn.c, "Choosing
+                                 the congestion controller"); NULL: cubic */
   double max_probe_interval;  /* seconds, 0: off (default 1). While
                                  streams are open, PING a silent peer this
                                  often; a packet from the peer after our
@@ -117,6 +120,13 @@ typedef struct quic_config {
                                  not above max_stream_data: no growth) */
   uint64_t max_window;        /* the same for the connection's window,
                                  from max_data (default 64 MiB) */
+  double lan_rtt;             /* cc "auto": seconds; a client measures the
+                                 round trip before it dials (one Version
+                                 Negotiation exchange) and below this uses
+                                 cubic, at or above it (or with no answer
+                                 within QUIC_PROBE_WAIT) bbr; its peer
+                                 follows the choice (default 2 ms; 0: bbr
+                                 always) */
 } quic_config;
 
 #define QUIC_MIN_UDP_PAYLOAD 1200
@@ -200,6 +210,10 @@ typedef struct quic_conn_stats {
   size_t max_udp_payload;    /* packet size on the path now: grows from
                                 1,200 by path MTU discovery */
   uint64_t bytes_unsent;     /* buffered in streams, not yet sent */
+  const char *cc;            /* congestion controller in use: "cubic",
+                                "reno", "bbr"; NULL before it is chosen */
+  double probe_rtt_ms;       /* cc "auto", client: the round trip measured
+                                before dialing; -1: no answer, 0: none */
 } quic_conn_stats;
 
 /* quic_conn_get_stats fills |st| for |c|. */

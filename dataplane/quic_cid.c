@@ -96,3 +96,44 @@ int quic_token_add(quic_endpoint *ep, quic_conn *c, uint64_t seq,
   return 0;
 }
 
+
+/* ---- congestion-controller hints (cc "auto") ----
+ * A client in "auto" mode measures the path before it dials and says what
+ * it chose in the first byte of its first DCID (random otherwise), so that
+ * both directions of a link use the same controller. The byte is
+ * 0xc0 | hint: a random DCID of another client matches a hint by chance
+ * (2 in 256), which only picks one of the two controllers. */
+#define HINT_MARK 0xc0u
+
+void quic_cid_hint_set(ngtcp2_cid *cid, int hint) {
+  if (cid->datalen == 0) return;
+  cid->data[0] = (uint8_t)(HINT_MARK | (unsigned)hint);
+}
+
+int quic_cid_hint(const ngtcp2_cid *cid) {
+  if (cid->datalen != QUIC_CIDLEN) return QUIC_HINT_NONE;
+  unsigned b = cid->data[0];
+  if ((b & ~3u) != HINT_MARK) return QUIC_HINT_NONE;
+  b &= 3u;
+  return b == QUIC_HINT_NEAR || b == QUIC_HINT_FAR ? (int)b : QUIC_HINT_NONE;
+}
+
+ngtcp2_cc_algo quic_cc_for_hint(int hint, ngtcp2_cc_algo fallback) {
+  if (hint == QUIC_HINT_NEAR) return NGTCP2_CC_ALGO_CUBIC;
+  if (hint == QUIC_HINT_FAR) return NGTCP2_CC_ALGO_BBR;
+  return fallback;
+}
+
+/* quic_hint_for_rtt: |rtt| seconds measured (< 0: no answer). */
+int quic_hint_for_rtt(double rtt, double lan_rtt) {
+  return rtt >= 0 && rtt < lan_rtt ? QUIC_HINT_NEAR : QUIC_HINT_FAR;
+}
+
+const char *quic_cc_name(ngtcp2_cc_algo cc) {
+  switch (cc) {
+  case NGTCP2_CC_ALGO_RENO: return "reno";
+  case NGTCP2_CC_ALGO_CUBIC: return "cubic";
+  case NGTCP2_CC_ALGO_BBR: return "bbr";
+  }
+  return "?";
+}

@@ -210,6 +210,7 @@ static const ngtcp2_callbacks server_callbacks = {
 /* ---- connections ---- */
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void conn_mark_dirty(quic_conn *c);
 
 void quic_conn_kick(quic_conn *c) {
   ev_timer_stop(c->ep->loop, &c->timer);
@@ -303,8 +304,8 @@ static const uint16_t pmtud_sizes[] = {1452, 1472, 8952, 8972};
  * window's floor, which ngtcp2 counts in packets. */
 #define QUIC_PMTUD_PROBES (sizeof(pmtud_sizes) / sizeof(pmtud_sizes[0]) + 1)
 static void conn_settings(quic_endpoint *ep, const struct sockaddr *remote,
-                          ngtcp2_settings *s, ngtcp2_transport_params *p,
-                          uint16_t *probes) {
+                          ngtcp2_cc_algo cc, ngtcp2_settings *s,
+                          ngtcp2_transport_params *p, uint16_t *probes) {
   ngtcp2_settings_default(s);
   size_t mtu = ep->cfg.max_udp_payload;
   if (mtu == 0) mtu = addr_is_loopback(remote) ? QUIC_MAX_UDP_PAYLOAD : 1452;
@@ -333,7 +334,7 @@ static void conn_settings(quic_endpoint *ep, const struct sockaddr *remote,
   s->initial_ts = now_ts();
   s->handshake_timeout =
       (ngtcp2_duration)(ep->cfg.handshake_timeout * NGTCP2_SECONDS);
-  s->cc_algo = ep->cc;
+  s->cc_algo = cc;
   ngtcp2_transport_params_default(p);
   p->initial_max_stream_data_bidi_local = ep->cfg.max_stream_data;
   p->initial_max_stream_data_bidi_remote = ep->cfg.max_stream_data;
@@ -352,11 +353,18 @@ static ngtcp2_path conn_path(quic_conn *c) {
   return path;
 }
 
+static void conn_keepalive(quic_conn *c);
+
 static void conn_link(quic_conn *c) {
   c->next = c->ep->conns;
   c->ep->conns = c;
   c->ep->st.conns++;
-  if (c->ep->cfg.keepalive > 0)
+  conn_keepalive(c);
+}
+
+/* conn_keepalive sets the PING interval of |c|'s ngtcp2 connection. */
+static void conn_keepalive(quic_conn *c) {
+  if (c->conn && c->ep->cfg.keepalive > 0)
     ngtcp2_conn_set_keep_alive_timeout(
         c->conn, (ngtcp2_duration)(c->ep->cfg.keepalive * NGTCP2_SECONDS));
 }
@@ -369,6 +377,102 @@ static void conn_unlink(quic_conn *c) {
       return;
     }
   }
+}
+
+/* ---- Choosing the congestion controller (cc "auto") ----
+ * ngtcp2 fixes a connection's controller when it creates it, and neither
+ * is right everywhere: bbr keeps its rate under random loss (cubic falls
+ * to the Mathis limit, about 14 Mbit/s at 1 % loss and 10 ms), but sizes
+ * its window from the minimum RTT, which on a LAN or loopback is tens of
+ * microseconds: a burst (the keyframes of many streams at once) then waits
+ * for round trips that a busy receiver makes long, and the hop's p99 grows
+ * by tens of milliseconds where cubic adds a few (docs/performance.md).
+ * So in "auto" a client first measures the path: it sends a full-size
+ * packet of a reserved version, the peer's endpoint answers with a Version
+ * Negotiation at once and keeps no state, and the round trip picks cubic
+ * under lan_rtt and bbr otherwise (no answer within QUIC_PROBE_WAIT: bbr).
+ * The choice rides in the first byte of the client's first DCID, and a
+ * server in "auto" follows it (a client with no hint gets bbr). A forged
+ * Version Negotiation can only pick one of the two controllers. */
+
+/* conn_client_start creates |c|'s ngtcp2 client connection, its DCID
+ * carrying |hint|. */
+static int conn_client_start(quic_conn *c, int hint) {
+  quic_endpoint *ep = c->ep;
+  ngtcp2_cid dcid, scid;
+  dcid.datalen = scid.datalen = QUIC_CIDLEN;
+  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, QUIC_CIDLEN);
+  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, QUIC_CIDLEN);
+  quic_cid_hint_set(&dcid, ep->cc_auto ? hint : QUIC_HINT_NONE);
+  ngtcp2_settings s;
+  ngtcp2_transport_params p;
+  uint16_t probes[QUIC_PMTUD_PROBES];
+  c->cc = ep->cc_auto ? quic_cc_for_hint(hint, ep->cc) : ep->cc;
+  conn_settings(ep, (const struct sockaddr *)&c->remote, c->cc, &s, &p, probes);
+  ngtcp2_path path = conn_path(c);
+  if (quic_tls_session_new(c) != 0) return -1;
+  if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path,
+                             NGTCP2_PROTO_VER_V1, &client_callbacks, &s, &p,
+                             NULL, c) != 0)
+    return -1;
+  ngtcp2_conn_set_tls_native_handle(c->conn, c->tls);
+  if (quic_cid_add(ep, &scid, c) != 0) return -1;
+  conn_keepalive(c);
+  return 0;
+}
+
+/* conn_probe_start sends the path probe of |c| (see above): |c| has no
+ * ngtcp2 connection until quic_conn_probe_answer or its timer. */
+static int conn_probe_start(quic_conn *c) {
+  quic_endpoint *ep = c->ep;
+  uint8_t pkt[QUIC_MIN_UDP_PAYLOAD];
+  c->probe_scid.datalen = QUIC_CIDLEN;
+  gnutls_rnd(GNUTLS_RND_RANDOM, c->probe_scid.data, QUIC_CIDLEN);
+  if (quic_cid_add(ep, &c->probe_scid, c) != 0) return -1;
+  c->probing = 1;
+  for (int i = 0; i < QUIC_PROBE_COPIES; i++) {
+    /* long header: form and fixed bits, version, DCID, SCID, padding */
+    size_t o = 0;
+    memset(pkt, 0, sizeof(pkt));
+    pkt[o++] = 0xc0;
+    pkt[o++] = (uint8_t)(QUIC_PROBE_VERSION >> 24);
+    pkt[o++] = (uint8_t)(QUIC_PROBE_VERSION >> 16);
+    pkt[o++] = (uint8_t)(QUIC_PROBE_VERSION >> 8);
+    pkt[o++] = (uint8_t)QUIC_PROBE_VERSION;
+    pkt[o++] = QUIC_CIDLEN;
+    gnutls_rnd(GNUTLS_RND_NONCE, pkt + o, QUIC_CIDLEN);
+    o += QUIC_CIDLEN;
+    pkt[o++] = QUIC_CIDLEN;
+    memcpy(pkt + o, c->probe_scid.data, QUIC_CIDLEN);
+    quic_send_pkt(c, pkt, sizeof(pkt));
+  }
+  c->probe_ts = now_ts();
+  return 0;
+}
+
+/* conn_probe_done ends |c|'s probe with |rtt| seconds (< 0: no answer) and
+ * starts the connection. */
+static void conn_probe_done(quic_conn *c, double rtt) {
+  quic_cid_remove(c->ep, &c->probe_scid);
+  c->probing = 0;
+  c->probe_rtt = rtt;
+  int hint = quic_hint_for_rtt(rtt, c->ep->cfg.lan_rtt);
+  if (conn_client_start(c, hint) != 0) {
+    log_error(MOD, "[%s] cannot start a connection", c->peer);
+    c->info.code = NGTCP2_INTERNAL_ERROR;
+    c->state = CS_DEAD;
+    return;
+  }
+  if (rtt >= 0)
+    log_debug(MOD, "[%s] round trip %.3f ms: %s", c->peer, rtt * 1e3, quic_cc_name(c->cc));
+  else
+    log_debug(MOD, "[%s] no answer to the path probe: %s", c->peer, quic_cc_name(c->cc));
+}
+
+void quic_conn_probe_answer(quic_conn *c) {
+  double rtt = (double)(now_ts() - c->probe_ts) / NGTCP2_SECONDS;
+  conn_probe_done(c, rtt);
+  conn_mark_dirty(c);
 }
 
 quic_conn *quic_connect(quic_endpoint *ep, const struct sockaddr *peer,
@@ -392,25 +496,19 @@ quic_conn *quic_connect(quic_endpoint *ep, const struct sockaddr *peer,
   if (peer->sa_family != ep->local.ss_family) return NULL;
   quic_conn *c = conn_alloc(ep, peer, peerlen, 0);
   if (!c) return NULL;
-  ngtcp2_cid dcid, scid;
-  dcid.datalen = scid.datalen = QUIC_CIDLEN;
-  gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, QUIC_CIDLEN);
-  gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, QUIC_CIDLEN);
-  ngtcp2_settings s;
-  ngtcp2_transport_params p;
-  uint16_t probes[QUIC_PMTUD_PROBES];
-  conn_settings(ep, (const struct sockaddr *)&c->remote, &s, &p, probes);
-  ngtcp2_path path = conn_path(c);
-  if (quic_tls_session_new(c) != 0) goto fail;
-  if (ngtcp2_conn_client_new(&c->conn, &dcid, &scid, &path,
-                             NGTCP2_PROTO_VER_V1, &client_callbacks, &s, &p,
-                             NULL, c) != 0)
+  if (ep->cc_auto && ep->cfg.lan_rtt > 0) {
+    if (conn_probe_start(c) != 0) goto fail;
+  } else if (conn_client_start(c, ep->cc_auto ? QUIC_HINT_FAR : QUIC_HINT_NONE) != 0) {
     goto fail;
-  ngtcp2_conn_set_tls_native_handle(c->conn, c->tls);
-  if (quic_cid_add(ep, &scid, c) != 0) goto fail;
+  }
   c->visible = 1;
   conn_link(c);
-  quic_conn_kick(c); /* the first flight goes out from the loop */
+  if (c->probing) { /* the answer, or this long without one */
+    ev_timer_set(&c->timer, QUIC_PROBE_WAIT, 0.);
+    ev_timer_start(ep->loop, &c->timer);
+  } else {
+    quic_conn_kick(c); /* the first flight goes out from the loop */
+  }
   log_debug(MOD, "[%s] connecting", c->peer);
   return c;
 fail:
@@ -433,7 +531,10 @@ quic_conn *quic_server_conn_new(quic_endpoint *ep, const ngtcp2_pkt_hd *hd,
   ngtcp2_settings s;
   ngtcp2_transport_params p;
   uint16_t probes[QUIC_PMTUD_PROBES];
-  conn_settings(ep, remote, &s, &p, probes);
+  /* cc "auto": the client's choice, in its first DCID (see above) */
+  c->cc = ep->cc_auto ? quic_cc_for_hint(quic_cid_hint(odcid ? odcid : &hd->dcid), ep->cc)
+                      : ep->cc;
+  conn_settings(ep, remote, c->cc, &s, &p, probes);
   if (odcid) {
     p.original_dcid = *odcid;
     p.retry_scid = hd->dcid;
@@ -691,6 +792,14 @@ void quic_conn_service(quic_conn *c) {
 }
 
 static void conn_service_run(quic_conn *c) {
+  if (c->probing) { /* no ngtcp2 connection yet */
+    if (c->close_pending) {
+      c->info.is_app = 1;
+      c->info.code = c->close_code;
+      c->state = CS_DEAD;
+    }
+    return;
+  }
   if (c->state == CS_OPEN) conn_events(c);
   if (c->state == CS_OPEN && c->close_pending) {
     ngtcp2_ccerr ccerr;
@@ -711,7 +820,10 @@ static void conn_service_run(quic_conn *c) {
 
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   quic_conn *c = w->data;
-  if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
+  if (c->probing) {
+    /* no answer: a far peer, or one that drops (a close ends it instead) */
+    if (c->state == CS_OPEN && !c->close_pending) conn_probe_done(c, -1.);
+  } else if (c->state == CS_CLOSING || c->state == CS_DRAINING) {
     c->state = CS_DEAD;
   } else if (c->state == CS_OPEN && !c->close_pending) {
     ngtcp2_tstamp ts = conn_now(c);
@@ -785,7 +897,9 @@ const char *quic_conn_cipher(const quic_conn *c) {
 void quic_conn_get_stats(const quic_conn *c, quic_conn_stats *st) {
   memset(st, 0, sizeof(*st));
   st->pkts_lost = c->pkts_lost_closed;
+  st->probe_rtt_ms = c->probe_rtt < 0 ? -1. : c->probe_rtt * 1e3;
   if (c->conn != NULL) {
+    st->cc = quic_cc_name(c->cc);
     ngtcp2_conn_info ci;
     ngtcp2_conn_get_conn_info(c->conn, &ci);
     if (ci.min_rtt != UINT64_MAX) { /* an RTT sample came */

@@ -3,7 +3,8 @@
  *
  *   quic.c         the endpoint: socket, datagram routing, Retry, Version
  *                  Negotiation and stateless resets, rate limits, config
- *   quic_cid.c     connection-ID table and the peers' stateless reset tokens
+ *   quic_cid.c     connection-ID table and the peers' stateless reset tokens,
+ *                  the congestion-controller hint a client's DCID carries
  *   quic_stream.c  streams: send rings, send and event queues, stream API
  *   quic_tls.c     GnuTLS sessions: peer verification, ALPN
  *   quic_output.c  packets out: the stream scheduler, GSO / sendmmsg
@@ -52,6 +53,18 @@
                                       resets all its old links at once) */
 #define QUIC_RETRY_TTL (10 * NGTCP2_SECONDS) /* a Retry token's lifetime */
 #define QUIC_TOKEN_BUCKETS 256
+/* cc "auto" (quic_conn.c, "Choosing the congestion controller"): the probe
+ * is a full-size long-header packet of a reserved version (RFC 9000 15:
+ * 0x?a?a?a?a), answered by a Version Negotiation; no answer in this long
+ * counts as a far peer. */
+#define QUIC_PROBE_VERSION 0x4a5a6a7au
+#define QUIC_PROBE_WAIT 0.25
+#define QUIC_PROBE_COPIES 2         /* sent back to back: one may be lost */
+/* The client's first DCID tells the server which controller to use: its
+ * first byte is one of these (any other value: no hint). */
+#define QUIC_HINT_NONE 0
+#define QUIC_HINT_NEAR 1            /* under lan_rtt: cubic */
+#define QUIC_HINT_FAR 2             /* bbr */
 
 /* Prefers AES-128-GCM (ChaCha20 is slow on this hardware); TLS 1.3 only;
  * the middlebox compatibility mode is not allowed in QUIC. */
@@ -130,6 +143,12 @@ struct quic_conn {
   uint64_t pkts_sent, pkts_recv, bytes_sent, bytes_recv;
   uint64_t pkts_lost_closed;         /* lost packets of closed streams */
   ngtcp2_duration skew;              /* conn_now - now_ts: conn_probe_now */
+  ngtcp2_cc_algo cc;                 /* in use (set with |conn|) */
+  int probing;                       /* client, cc "auto": no |conn| yet,
+                                        waiting for the probe's answer */
+  ngtcp2_cid probe_scid;             /* ...the probe's SCID (routed here) */
+  ngtcp2_tstamp probe_ts;            /* ...when it went out */
+  double probe_rtt;                  /* seconds; -1 no answer, 0 none */
 };
 
 typedef struct cid_entry {
@@ -176,7 +195,8 @@ struct quic_endpoint {
   gnutls_priority_t prio;
   uint8_t reset_secret[32];          /* derived from the node key */
   uint8_t retry_secret[32];          /* random per endpoint */
-  ngtcp2_cc_algo cc;
+  ngtcp2_cc_algo cc;                 /* fixed, or what "auto" falls back to */
+  int cc_auto;                       /* cc "auto": chosen per connection */
   quic_callbacks cb;
   void *ud;
   quic_conn *conns;                  /* owned list */
@@ -192,6 +212,7 @@ struct quic_endpoint {
   struct mmsghdr txh[QUIC_GSO_MAX];
   struct iovec txiov[QUIC_GSO_MAX];
   quic_rl rl_reply;                  /* stateless resets and VN */
+  quic_rl rl_probe;                  /* VN answering cc "auto" probes */
   quic_rl rl_log;                    /* per-packet warnings */
   quic_endpoint_stats st;
 };
@@ -226,6 +247,14 @@ void quic_token_remove(quic_endpoint *ep, quic_conn *c, uint64_t seq,
                        int all);
 int quic_token_add(quic_endpoint *ep, quic_conn *c, uint64_t seq,
                    const uint8_t *t);
+void quic_cid_hint_set(ngtcp2_cid *cid, int hint);
+int quic_cid_hint(const ngtcp2_cid *cid);
+ngtcp2_cc_algo quic_cc_for_hint(int hint, ngtcp2_cc_algo fallback);
+int quic_hint_for_rtt(double rtt, double lan_rtt);
+const char *quic_cc_name(ngtcp2_cc_algo cc);
+
+/* quic_conn.c */
+void quic_conn_probe_answer(quic_conn *c);
 
 /* quic_stream.c */
 int quic_stream_pending(const quic_stream *s);

@@ -214,16 +214,23 @@ static void summary(qp *p) {
    * the largest packet size path MTU discovery reached. */
   uint64_t lost = 0;
   size_t max_payload = 0;
+  const char *cc = NULL;
+  double probe_rtt = 0;
   for (int i = 0; p->conns && i < p->nconns; i++) {
     qp_conn *pc = &p->conns[i];
     quic_conn_stats st = {0};
     if (pc->c) quic_conn_get_stats(pc->c, &st);
     conn_note(pc, 0);
     lost += pc->lost_closed + st.pkts_lost;
+    if (!cc && st.cc) {
+      cc = st.cc;
+      probe_rtt = st.probe_rtt_ms;
+    }
     if (pc->max_payload > max_payload) max_payload = pc->max_payload;
   }
-  printf("{\"event\":\"links\",\"lost\":%llu,\"max_udp_payload\":%zu}\n",
-         (unsigned long long)lost, max_payload);
+  printf("{\"event\":\"links\",\"lost\":%llu,\"max_udp_payload\":%zu,\"cc\":\"%s\","
+         "\"probe_rtt_ms\":%.3f}\n",
+         (unsigned long long)lost, max_payload, cc ? cc : "", probe_rtt);
   double end = p->t_done ? p->t_done : mono();
   double span = p->t_first ? end - p->t_first : 0;
   printf("{\"event\":\"summary\",\"conns\":%d,\"connected\":%d,"
@@ -521,6 +528,15 @@ static void cli_stream_open(quic_conn *c, int64_t sid, void *ud) {
 
 /* ---- server ---- */
 
+/* srv_accept reports each connection's congestion controller. */
+static void srv_accept(quic_conn *c, void *ud) {
+  (void)ud;
+  quic_conn_stats st;
+  quic_conn_get_stats(c, &st);
+  printf("{\"event\":\"accepted\",\"cc\":\"%s\"}\n", st.cc ? st.cc : "");
+  fflush(stdout);
+}
+
 static void srv_stream_open(quic_conn *c, int64_t sid, void *ud) {
   qp *p = ud;
   qsvc_accept_stream(p->q, c, sid);
@@ -583,7 +599,7 @@ static void usage(void) {
           "         [--bytes N] [--streams K] [--conns N] [--reconnect] "
           "[--hold] [--timeout S] [--progress S]\n"
           "         [--reconnect-max S]\n"
-          "common: [--id N] [--cc cubic|reno|bbr|bbr2] [--bind H:P] "
+          "common: [--id N] [--cc auto|cubic|reno|bbr|bbr2] [--bind H:P] "
           "[--max-streams N] [--window BYTES] [--keepalive S]\n"
           "        [--retry-threshold N] [--log-level L] [--max-udp-payload N]\n"
           "        [--sndbuf BYTES] [--max-window BYTES (stream window auto-tuning\n"
@@ -734,7 +750,8 @@ int main(int argc, char **argv) {
   }
   quic_callbacks cb;
   if (p->server) {
-    cb = (quic_callbacks){.on_stream_open = srv_stream_open,
+    cb = (quic_callbacks){.on_accept = srv_accept,
+                          .on_stream_open = srv_stream_open,
                           .on_data = srv_data,
                           .on_writable = srv_writable,
                           .on_stream_close = srv_stream_close,

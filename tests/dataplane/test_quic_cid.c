@@ -4,7 +4,10 @@
  * in its buckets, forgets one ID or every ID of a connection; the table of
  * the peers' stateless reset tokens the same, by sequence number or all of
  * a connection. The connections are opaque here: the tables only compare
- * their pointers. ASan checks that every entry is freed. */
+ * their pointers. ASan checks that every entry is freed. And the
+ * congestion-controller hint of cc "auto": what a client writes in its
+ * first DCID is what the server reads back, a DCID without the mark (any
+ * other client's) is no hint, and the round trip picks the hint. */
 #define _GNU_SOURCE /* quic_int.h: struct mmsghdr */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -107,10 +110,50 @@ static void test_reset_tokens(void **state) {
   free(ep);
 }
 
+static void test_cc_hint(void **state) {
+  (void)state;
+  int hints[] = {QUIC_HINT_NONE, QUIC_HINT_NEAR, QUIC_HINT_FAR};
+  for (uint32_t i = 0; i < 300; i++) {
+    int h = hints[i % 3];
+    ngtcp2_cid c = cid_of(i * 7919u, QUIC_CIDLEN);
+    quic_cid_hint_set(&c, h);
+    assert_int_equal(quic_cid_hint(&c), h);
+    assert_int_equal(c.data[0] & 0xc0, 0xc0);
+    /* only the first byte: the rest stays the random ID */
+    ngtcp2_cid r = cid_of(i * 7919u, QUIC_CIDLEN);
+    assert_memory_equal(c.data + 1, r.data + 1, QUIC_CIDLEN - 1);
+  }
+  /* a first byte without the mark is no hint, whatever its low bits */
+  for (unsigned b = 0; b < 256; b++) {
+    ngtcp2_cid c = cid_of(b, QUIC_CIDLEN);
+    c.data[0] = (uint8_t)b;
+    int want = b == 0xc1 ? QUIC_HINT_NEAR : b == 0xc2 ? QUIC_HINT_FAR : QUIC_HINT_NONE;
+    assert_int_equal(quic_cid_hint(&c), want);
+  }
+  /* an ID of another length (not one of ours) is no hint */
+  ngtcp2_cid c8 = cid_of(1, 8);
+  quic_cid_hint_set(&c8, QUIC_HINT_NEAR);
+  assert_int_equal(quic_cid_hint(&c8), QUIC_HINT_NONE);
+  /* the controllers */
+  assert_int_equal(quic_cc_for_hint(QUIC_HINT_NEAR, NGTCP2_CC_ALGO_BBR), NGTCP2_CC_ALGO_CUBIC);
+  assert_int_equal(quic_cc_for_hint(QUIC_HINT_FAR, NGTCP2_CC_ALGO_CUBIC), NGTCP2_CC_ALGO_BBR);
+  assert_int_equal(quic_cc_for_hint(QUIC_HINT_NONE, NGTCP2_CC_ALGO_RENO), NGTCP2_CC_ALGO_RENO);
+  /* the round trip: under lan_rtt near, at or above it far, no answer far */
+  assert_int_equal(quic_hint_for_rtt(0.0001, 0.002), QUIC_HINT_NEAR);
+  assert_int_equal(quic_hint_for_rtt(0.002, 0.002), QUIC_HINT_FAR);
+  assert_int_equal(quic_hint_for_rtt(0.050, 0.002), QUIC_HINT_FAR);
+  assert_int_equal(quic_hint_for_rtt(-1., 0.002), QUIC_HINT_FAR);
+  assert_int_equal(quic_hint_for_rtt(0.0001, 0.), QUIC_HINT_FAR); /* 0: bbr always */
+  assert_string_equal(quic_cc_name(NGTCP2_CC_ALGO_CUBIC), "cubic");
+  assert_string_equal(quic_cc_name(NGTCP2_CC_ALGO_BBR), "bbr");
+  assert_string_equal(quic_cc_name(NGTCP2_CC_ALGO_RENO), "reno");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cid_table),
       cmocka_unit_test(test_reset_tokens),
+      cmocka_unit_test(test_cc_hint),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

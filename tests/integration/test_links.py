@@ -116,6 +116,27 @@ class LinkTest(unittest.TestCase):
 
     # tests -----------------------------------------------------------------------------------------
 
+    def test_congestion_controller_is_the_dialers_choice(self):
+        # quic.cc auto (the default): the child measures the path before it
+        # dials; on loopback, far under quic.lanrtt, both ends use cubic. A
+        # child with quic.lanrtt 0 dials as to a far peer: both ends bbr.
+        hq_port = harness.free_udp_port()
+        hq_n = self.create("hq")
+        near_n = self.create("near", parent=hq_n["id"])
+        far_n = self.create("far", parent=hq_n["id"])
+        hq = self.agent("hq", cascadeserver={"quic": {"listenaddr": "127.0.0.1:%d" % hq_port}})
+        near = self.agent("near")
+        far = self.agent("far", quic={"lanrtt": "0s"})
+        for a, n in ((near, near_n), (far, far_n)):
+            harness.wait_for(lambda a=a: self.link_up(a, "parent", hq_n["id"]), 20,
+                             what="%s -> hq link up" % n["name"])
+            harness.wait_for(lambda n=n: self.link_up(hq, "child", n["id"]), 5,
+                             what="hq sees %s" % n["name"])
+        self.assertEqual(self.link(near, "parent")["cc"], "cubic")
+        self.assertEqual(self.link(hq, "child", near_n["id"])["cc"], "cubic")
+        self.assertEqual(self.link(far, "parent")["cc"], "bbr")
+        self.assertEqual(self.link(hq, "child", far_n["id"])["cc"], "bbr")
+
     def test_chain_links_up_with_mutual_tls(self):
         t_region, t_edge = self.chain()
         print("\nchain: region->hq up %.3f s, edge->region up %.3f s after the agents started"

@@ -12,6 +12,9 @@ client on loopback with the impairment proxy between them.
   them, and stay below a smaller bound on one that does not.
 - receive-window auto-tuning: with a 1 MiB initial stream window, a stream
   over 50 ms RTT moves more than 1 MiB per RTT.
+- congestion control "auto": the client measures the path before it dials
+  and both ends use cubic on a near path (under 2 ms), bbr on a far one
+  (10 ms RTT) and on a path that drops the probe.
 
 Every wait is a condition with a deadline; the only timed wait is the
 outage itself. CASCADE_BIN_DIR names the directory with the binaries
@@ -313,6 +316,62 @@ class QuicImpairTest(unittest.TestCase):
         mbps = self.window_goodput("--max-window", "0")
         print("1 MiB fixed window, 50 ms RTT: %.1f Mbit/s" % mbps)
         self.assertLess(mbps, (1 << 20) * 8 / 0.05 / 1e6)
+
+    def start_auto(self):
+        self.start("--cc", "auto", "--window", "16000000", "--max-udp-payload", "1452")
+
+    def cc_choice(self, client_cc="auto"):
+        """The congestion controller of the client and of the server (both
+        "auto" unless |client_cc| says otherwise) and the client's probe RTT;
+        the server and proxy started by start_auto."""
+        _, _, cli = self.run_client("--cc", client_cc, "--service", "source",
+                                    "--bytes", str(1 << 20), "--timeout", "30")
+        links = cli.events("links")[-1]
+        acc = wait_for(lambda: self.server.events("accepted"), 10, "the server's accept")
+        return links["cc"], acc[-1]["cc"], links["probe_rtt_ms"]
+
+    def test_cc_auto_near_path_is_cubic(self):
+        self.start_auto()
+        cli, srv, rtt = self.cc_choice()
+        print("near path: probe RTT %.3f ms, client %s, server %s" % (rtt, cli, srv))
+        self.assertGreater(rtt, 0)
+        self.assertLess(rtt, 2.0)
+        self.assertEqual((cli, srv), ("cubic", "cubic"))
+
+    def test_cc_auto_far_path_is_bbr(self):
+        self.start_auto()
+        for d in ("up", "down"):
+            self.cmd("set %s delay 5" % d)
+        cli, srv, rtt = self.cc_choice()
+        print("far path: probe RTT %.3f ms, client %s, server %s" % (rtt, cli, srv))
+        self.assertGreaterEqual(rtt, 9.0)
+        self.assertEqual((cli, srv), ("bbr", "bbr"))
+
+    def test_cc_auto_probe_lost_is_bbr(self):
+        # The path drops everything until the client has given up on its
+        # probe and sent its first Initial (the proxy saw 3 datagrams: two
+        # probe copies and the Initial), then comes back: the client dialed
+        # as to a far peer, and the handshake completes on a retransmission.
+        self.start_auto()
+        self.cmd("blackhole on")
+        cli = self.client("--cc", "auto", "--service", "source", "--bytes", str(1 << 20),
+                          "--timeout", "30")
+        wait_for(lambda: json.loads(self.cmd("stats"))["up"]["received"] >= 3, 10,
+                 "the probe and the first Initial")
+        self.cmd("blackhole off")
+        self.assertEqual(cli.wait_exit(60), 0, cli.stderr()[-2000:])
+        links = cli.events("links")[-1]
+        acc = wait_for(lambda: self.server.events("accepted"), 10, "the server's accept")
+        self.assertEqual(links["probe_rtt_ms"], -1)
+        self.assertEqual((links["cc"], acc[-1]["cc"]), ("bbr", "bbr"))
+
+    def test_cc_fixed_client_gets_the_servers_fallback(self):
+        # A client with a fixed controller gives no hint: an "auto" server
+        # uses bbr for it.
+        self.start_auto()
+        cli, srv, rtt = self.cc_choice("cubic")
+        self.assertEqual(rtt, 0)
+        self.assertEqual((cli, srv), ("cubic", "bbr"))
 
 
 if __name__ == "__main__":
