@@ -273,6 +273,41 @@ int quic_verify_cb(gnutls_session_t session);
 int quic_tls_session_new(quic_conn *c);
 
 /* quic_output.c */
+/* The packets gathered in the endpoint's transmit buffer for one GSO
+ * send: |off| bytes of |nrun| packets, all |gso| long but the last. */
+typedef struct quic_gso_run {
+  size_t off, gso, nrun;
+} quic_gso_run;
+
+/* A run to send now: |len| bytes from the transmit buffer's start in
+ * |gso|-byte segments (none when |len| is 0); with |move|, the packet just
+ * added is not among them and moves to the buffer's start once they are
+ * sent. */
+typedef struct quic_gso_out {
+  size_t len, gso;
+  int move;
+} quic_gso_out;
+
+/* quic_sched_next returns the stream of |c| whose turn it is to send (up to
+ * its turn_end), NULL when none has data: the head of the send queue, once
+ * streams with nothing pending left it and one whose turn is over went to
+ * the tail. */
+quic_stream *quic_sched_next(quic_conn *c);
+/* quic_sched_sent counts |datalen| bytes of |s| put in a packet (< 0: none)
+ * and sends |s| to the tail, or out of the queue, when its turn is over or
+ * |more| (NGTCP2_ERR_WRITE_MORE: the next stream fills the packet). */
+void quic_sched_sent(quic_conn *c, quic_stream *s, ngtcp2_ssize datalen,
+                     int more);
+/* quic_sched_set_aside takes |s|, blocked by flow control, out of the send
+ * queue onto |*blocked| (for quic_sendq_restore when the write ends). */
+void quic_sched_set_aside(quic_conn *c, quic_stream *s,
+                          quic_stream **blocked);
+/* quic_gso_room makes room for a packet of up to |maxpkt| bytes after the
+ * run |r|: the run to send first if the buffer has not that room. */
+quic_gso_out quic_gso_room(quic_gso_run *r, size_t maxpkt);
+/* quic_gso_add counts a packet of |len| bytes written at the end of the run
+ * |r| and returns the run to send, if that packet ended one. */
+quic_gso_out quic_gso_add(quic_gso_run *r, size_t len);
 size_t quic_ep_sendto(quic_endpoint *ep, const struct sockaddr *to,
                       socklen_t tolen, const uint8_t *data, size_t len,
                       size_t gso);

@@ -91,6 +91,90 @@ int quic_send_pkt(quic_conn *c, const uint8_t *data, size_t len) {
   return 0;
 }
 
+/* The scheduler and the GSO run builder: pure decisions, called per packet
+ * by conn_write_run. |inline| lets GCC fold them into it (GCC 12 at -O2
+ * does not otherwise); quic_int.h's plain prototypes keep the external
+ * definitions, which test_quic_output calls. */
+
+/* Streams are served in the order their data came: the head of the send
+ * queue sends what it had when its turn began (turn_end), then goes to the
+ * tail if it has more. So a frame waits for the bytes written before it,
+ * not for a packet of every other stream in turn (round robin finishes all
+ * of a burst's frames together, at its end), and a stream that keeps
+ * writing cannot hold the head. */
+inline quic_stream *quic_sched_next(quic_conn *c) {
+  quic_stream *s;
+  while ((s = c->sq_head) != NULL) {
+    if (!quic_stream_pending(s)) {
+      quic_sendq_remove(c, s);
+    } else if (s->turn && s->sent_off >= s->turn_end) {
+      quic_sendq_remove(c, s); /* its turn is over: to the tail, a new one */
+      quic_sendq_push(c, s);
+    } else {
+      break;
+    }
+  }
+  if (s && !s->turn) {
+    s->turn = 1;
+    s->turn_end = s->end_off;
+  }
+  return s;
+}
+
+inline void quic_sched_sent(quic_conn *c, quic_stream *s,
+                            ngtcp2_ssize datalen, int more) {
+  if (datalen < 0) return; /* no stream frame in the packet */
+  s->sent_off += (uint64_t)datalen;
+  if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
+  if (more || (datalen > 0 && s->sent_off >= s->turn_end)) {
+    quic_sendq_remove(c, s);
+    if (quic_stream_pending(s)) quic_sendq_push(c, s);
+  }
+}
+
+inline void quic_sched_set_aside(quic_conn *c, quic_stream *s,
+                                 quic_stream **blocked) {
+  quic_sendq_remove(c, s);
+  s->sq_next = *blocked;
+  *blocked = s;
+}
+
+inline quic_gso_out quic_gso_room(quic_gso_run *r, size_t maxpkt) {
+  quic_gso_out f = {0, 0, 0};
+  if (r->off + maxpkt > QUIC_TX_BUF) {
+    f.len = r->off;
+    f.gso = r->gso;
+    r->off = r->nrun = 0;
+  }
+  return f;
+}
+
+_Static_assert(QUIC_GSO_MAX > 1, "quic_gso_add: one run to send per packet");
+
+inline quic_gso_out quic_gso_add(quic_gso_run *r, size_t len) {
+  quic_gso_out f = {0, 0, 0};
+  if (r->nrun > 0 && len > r->gso) {
+    /* Longer than the run's segments: send the run, start a new one with
+     * this packet (rare: a short packet began the run). */
+    f.len = r->off;
+    f.gso = r->gso;
+    f.move = 1;
+    r->off = r->nrun = 0;
+  }
+  if (r->nrun == 0) r->gso = len;
+  r->off += len;
+  r->nrun++;
+  /* A shorter packet ends a run: GSO segments are all alike but the last.
+   * (Not both flushes at once: a run just begun is neither, as long as a
+   * run can hold two packets.) */
+  if (len < r->gso || r->nrun == QUIC_GSO_MAX) {
+    f.len = r->off;
+    f.gso = r->gso;
+    r->off = r->nrun = 0;
+  }
+  return f;
+}
+
 /* conn_flush sends the run of packets gathered in the endpoint's transmit
  * buffer: |len| bytes, all |gso| long but the last. */
 static void conn_flush(quic_conn *c, size_t len, size_t gso) {
@@ -136,9 +220,7 @@ static int conn_write_run(quic_conn *c) {
   size_t budget = maxcnt * QUIC_TX_QUANTA;
   size_t pkts = 0, qpkts = 0;
   int more = 0;
-  /* The run being gathered for one GSO send: |off| bytes of packets that
-   * are all |gso| long, except possibly the last one. */
-  size_t off = 0, gso = 0, nrun = 0;
+  quic_gso_run run = {0, 0, 0};     /* packets gathered for one GSO send */
   quic_stream *blocked = NULL;      /* flow-controlled in this write */
   ngtcp2_path_storage_zero(&ps);
 
@@ -152,32 +234,12 @@ static int conn_write_run(quic_conn *c) {
       more = 1;
       break;
     }
-    /* Streams are served in the order their data came: the head of the
-     * queue sends what it had when its turn began (turn_end), then goes to
-     * the tail if it has more. So a frame waits for the bytes written
-     * before it, not for a packet of every other stream in turn (round
-     * robin finishes all of a burst's frames together, at its end), and a
-     * stream that keeps writing cannot hold the head. */
-    quic_stream *s;
-    while ((s = c->sq_head) != NULL) {
-      if (!quic_stream_pending(s)) {
-        quic_sendq_remove(c, s);
-      } else if (s->turn && s->sent_off >= s->turn_end) {
-        quic_sendq_remove(c, s); /* its turn is over: to the tail, a new one */
-        quic_sendq_push(c, s);
-      } else {
-        break;
-      }
-    }
+    quic_stream *s = quic_sched_next(c); /* sends up to its turn_end */
     ngtcp2_vec vec[2];
     size_t vcnt = 0;
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
     int64_t sid = -1;
     if (s) {
-      if (!s->turn) {
-        s->turn = 1;
-        s->turn_end = s->end_off;
-      }
       sid = s->id;
       uint64_t left = s->turn_end > s->sent_off ? s->turn_end - s->sent_off : 0;
       if (left > 0) {
@@ -196,22 +258,17 @@ static int conn_write_run(quic_conn *c) {
       if (s->fin_req && s->turn_end == s->end_off)
         flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
     }
-    if (off + maxpkt > QUIC_TX_BUF) {
-      conn_flush(c, off, gso);
-      off = nrun = 0;
-    }
-    uint8_t *buf = txbuf + off;
+    quic_gso_out f = quic_gso_room(&run, maxpkt);
+    if (f.len) conn_flush(c, f.len, f.gso);
+    uint8_t *buf = txbuf + run.off;
     ngtcp2_ssize ndatalen = -1;
     ngtcp2_ssize n = ngtcp2_conn_writev_stream(
         c->conn, &ps.path, &pi, buf, maxpkt, &ndatalen, flags, sid, vec, vcnt,
         ts);
     if (n < 0) {
       if (n == NGTCP2_ERR_WRITE_MORE) {
-        s->sent_off += (uint64_t)ndatalen;
-        if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
         /* the packet has room left: the next stream fills it */
-        quic_sendq_remove(c, s);
-        if (quic_stream_pending(s)) quic_sendq_push(c, s);
+        quic_sched_sent(c, s, ndatalen, 1);
         continue;
       }
       if (s && n == NGTCP2_ERR_STREAM_SHUT_WR) {
@@ -223,46 +280,24 @@ static int conn_write_run(quic_conn *c) {
       if (s && (n == NGTCP2_ERR_STREAM_DATA_BLOCKED ||
                 n == NGTCP2_ERR_STREAM_NOT_FOUND)) {
         /* flow control: aside until this write ends, then back in line */
-        quic_sendq_remove(c, s);
-        s->sq_next = blocked;
-        blocked = s;
+        quic_sched_set_aside(c, s, &blocked);
         continue;
       }
-      conn_flush(c, off, gso);
+      conn_flush(c, run.off, run.gso);
       quic_sendq_restore(c, blocked);
       quic_conn_error(c, (int)n);
       return 0;
     }
-    if (s && ndatalen >= 0) {
-      s->sent_off += (uint64_t)ndatalen;
-      if (s->fin_req && s->sent_off == s->end_off) s->fin_sent = 1;
-    }
-    if (s && ndatalen > 0 && s->sent_off >= s->turn_end) {
-      quic_sendq_remove(c, s);
-      if (quic_stream_pending(s)) quic_sendq_push(c, s);
-    }
+    if (s) quic_sched_sent(c, s, ndatalen, 0);
     if (n == 0) break;
     pkts++;
     qpkts++;
     size_t len = (size_t)n;
-    if (nrun > 0 && len > gso) {
-      /* Longer than the run's segments: send the run, start a new one
-       * with this packet (rare: a short packet began the run). */
-      conn_flush(c, off, gso);
-      memmove(txbuf, buf, len);
-      off = nrun = 0;
-    }
-    if (nrun == 0) gso = len;
-    off += len;
-    nrun++;
-    /* A shorter packet ends a run: GSO segments are all alike but the
-     * last. */
-    if (len < gso || nrun == QUIC_GSO_MAX) {
-      conn_flush(c, off, gso);
-      off = nrun = 0;
-    }
+    f = quic_gso_add(&run, len);
+    if (f.len) conn_flush(c, f.len, f.gso);
+    if (f.move) memmove(txbuf, buf, len);
   }
-  conn_flush(c, off, gso);
+  conn_flush(c, run.off, run.gso);
   quic_sendq_restore(c, blocked);
   ngtcp2_conn_update_pkt_tx_time(c->conn, ts);
   return more;
