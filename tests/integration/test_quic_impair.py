@@ -12,6 +12,9 @@ client on loopback with the impairment proxy between them.
   them, and stay below a smaller bound on one that does not.
 - receive-window auto-tuning: with a 1 MiB initial stream window, a stream
   over 50 ms RTT moves more than 1 MiB per RTT.
+- send-buffer auto-tuning: with the default settings (a 256 KiB send
+  buffer at first), a stream over 50 ms RTT moves well over 256 KiB per
+  RTT; with the buffer fixed, 256 KiB per RTT caps it.
 
 Every wait is a condition with a deadline; the only timed wait is the
 outage itself. CASCADE_BIN_DIR names the directory with the binaries
@@ -313,6 +316,37 @@ class QuicImpairTest(unittest.TestCase):
         mbps = self.window_goodput("--max-window", "0")
         print("1 MiB fixed window, 50 ms RTT: %.1f Mbit/s" % mbps)
         self.assertLess(mbps, (1 << 20) * 8 / 0.05 / 1e6)
+
+    def default_goodput(self, *server_args):
+        """Mbit/s of a SOURCE stream over 50 ms RTT in its second half, both
+        ends with quic_config_default's windows and send buffers (the
+        agent's defaults: quic.sndbuf 256 KiB growing up to quic.maxsndbuf)
+        and the agent's congestion controller (bbr)."""
+        self.start("--max-udp-payload", "1452", *server_args)
+        for d in ("up", "down"):
+            self.cmd("set %s delay 25" % d)
+        total = 40 << 20
+        _, summary, cli = self.run_client(
+            "--service", "source", "--bytes", str(total), "--progress", "0.05",
+            "--timeout", "60", base=("--max-udp-payload", "1452"))
+        self.assertEqual(summary["bytes"], total)
+        ev = [(e["t"], e["rcvd"]) for e in cli.events("progress")]
+        a = next(e for e in ev if e[1] >= total // 2)
+        b = ev[-1]
+        self.assertGreater(b[1] - a[1], total // 4)
+        return (b[1] - a[1]) * 8 / (b[0] - a[0]) / 1e6
+
+    def test_sndbuf_auto_tuning_beats_256kib_per_rtt(self):
+        mbps = self.default_goodput()
+        # 256 KiB per 50 ms RTT is 41.9 Mbit/s
+        print("default send buffer, 50 ms RTT: %.1f Mbit/s" % mbps)
+        self.assertGreater(mbps, 2 * (256 << 10) * 8 / 0.05 / 1e6)
+
+    def test_fixed_sndbuf_256kib_per_rtt_caps(self):
+        # The counterpart: the sender's buffer fixed at 256 KiB.
+        mbps = self.default_goodput("--max-sndbuf", "0")
+        print("fixed 256 KiB send buffer, 50 ms RTT: %.1f Mbit/s" % mbps)
+        self.assertLess(mbps, (256 << 10) * 8 / 0.05 / 1e6)
 
 
 if __name__ == "__main__":
