@@ -86,10 +86,10 @@ const cfg_key_t agent_config_table[] = {
      "Bytes: send buffer of each stream (data written but not yet acknowledged) at first; it "
      "grows up to quic.maxsndbuf as the path asks."},
     {"quic.maxsndbuf", CFG_INT, OFF(quic_maxsndbuf), "16777216", 0, 1073741824, NULL, 0,
-     "Bytes: a stream's send buffer grows from quic.sndbuf up to this while the path keeps its "
-     "bytes in flight, to about twice the link's congestion window (like TCP's send buffer "
-     "auto-tuning; a backlog the path does not take is no reason); not above quic.sndbuf: "
-     "fixed."},
+     "Bytes: a stream's send buffer grows from quic.sndbuf up to this, to about twice the "
+     "link's congestion window, when a write does not fit while at least half of it is in "
+     "flight (like TCP's send buffer auto-tuning; a path that does not take the data gets no "
+     "longer backlog); not above quic.sndbuf: fixed."},
     {"quic.cc", CFG_ENUM, OFF(quic_cc), "bbr", 0, 0, quic_ccs, 0,
      "Congestion controller of the links: bbr, cubic or reno (bbr: measured best for live "
      "media under random loss, docs/performance.md); bbr2 is another name for ngtcp2's BBR."},
