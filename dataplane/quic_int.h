@@ -242,6 +242,7 @@ quic_stream *quic_stream_new(quic_conn *c, int64_t id);
 void quic_stream_free(quic_stream *s);
 void quic_stream_shut_send(quic_conn *c, quic_stream *s);
 int quic_stream_grow(quic_stream *s, size_t want, size_t bound);
+size_t quic_stream_space(quic_stream *s, size_t len, size_t bound);
 void quic_stream_acked(quic_stream *s, uint64_t ack_off);
 
 /* quic_tls.c */

@@ -175,6 +175,19 @@ int quic_stream_grow(quic_stream *s, size_t want, size_t bound) {
   return 1;
 }
 
+/* quic_stream_space is how many of |len| more bytes |s| takes now, its ring
+ * grown first if it may, with |bound| the size it may grow to now. A ring
+ * grown earlier takes no more than |bound| either: when the path slows
+ * down (its congestion window shrinks), a writer gets back to a backlog of
+ * what the path takes, not of what it once took. */
+size_t quic_stream_space(quic_stream *s, size_t len, size_t bound) {
+  size_t used = (size_t)(s->end_off - s->ack_off);
+  if (len > s->cap - used)
+    quic_stream_grow(s, len < SIZE_MAX - used ? used + len : SIZE_MAX, bound);
+  size_t room = s->cap < bound ? s->cap : bound;
+  return room > used ? room - used : 0;
+}
+
 /* quic_stream_acked records that the peer has every byte of |s| below
  * |ack_off|; the ring before the last growth goes once ngtcp2 no longer
  * needs its bytes. */
@@ -246,10 +259,10 @@ ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
     if (!s->buf) return -ENOMEM;
   }
   size_t used = (size_t)(s->end_off - s->ack_off);
-  if (len > s->cap - used)
-    quic_stream_grow(s, len < SIZE_MAX - used ? used + len : SIZE_MAX,
-                     sndbuf_bound(c));
-  size_t space = s->cap - used;
+  size_t bound = s->cap > c->ep->cfg.stream_sndbuf || len > s->cap - used
+                     ? sndbuf_bound(c)
+                     : s->cap;
+  size_t space = quic_stream_space(s, len, bound);
   size_t n = len < space ? len : space;
   if (n > 0) {
     size_t start = (size_t)(s->end_off % s->cap);

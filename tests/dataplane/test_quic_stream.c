@@ -214,6 +214,36 @@ static void test_grow(void **state) {
   assert_non_null(s->old_buf);
 }
 
+/* What a write may put in: the room left, grown first when the path asks,
+ * and no more than the bound now in a ring grown earlier. */
+static void test_space(void **state) {
+  fx_t *x = *state;
+  quic_stream *s = quic_stream_new(x->c, 0);
+  assert_non_null(s);
+  s->buf = malloc(s->cap);
+  assert_non_null(s->buf);
+  put(s, 3000);
+  assert_int_equal(quic_stream_space(s, 500, 65536), 1096); /* fits */
+  assert_int_equal(quic_stream_space(s, 5000, 65536), 1096); /* a backlog */
+  assert_int_equal(s->cap, 4096);
+  s->sent_off = 3000; /* in flight: doubles, and takes all of it */
+  assert_int_equal(quic_stream_space(s, 5000, 65536), 8192 - 3000);
+  assert_int_equal(s->cap, 8192);
+  put(s, 5000);
+  s->sent_off = s->end_off;
+  ring_holds(s);
+  /* the path slowed down: the bound fell to 4096, the ring is 8192; as
+   * acks come, it takes bytes only up to 4096 unacked */
+  quic_stream_acked(s, 3000);
+  assert_int_equal(quic_stream_space(s, 100, 4096), 0);
+  quic_stream_acked(s, 5000);
+  assert_int_equal(quic_stream_space(s, 5000, 4096), 4096 - 3000);
+  quic_stream_acked(s, 7000);
+  assert_int_equal(quic_stream_space(s, 5000, 4096), 4096 - 1000);
+  assert_int_equal(quic_stream_space(s, 9000, 65536), 8192 - 1000); /* back up */
+  assert_int_equal(s->cap, 8192);
+}
+
 /* With the bound at the initial size (quic.maxsndbuf 0 or quic.sndbuf), a
  * full ring never grows, whatever is in flight. */
 static void test_grow_fixed(void **state) {
@@ -236,6 +266,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_queues, setup, teardown),
       cmocka_unit_test_setup_teardown(test_grow, setup, teardown),
       cmocka_unit_test_setup_teardown(test_grow_fixed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_space, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
