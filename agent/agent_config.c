@@ -83,7 +83,13 @@ const cfg_key_t agent_config_table[] = {
     {"quic.maxstreams", CFG_INT, OFF(quic_maxstreams), "100", 1, 100000, NULL, 0,
      "Streams a peer may have open at once on one link."},
     {"quic.sndbuf", CFG_INT, OFF(quic_sndbuf), "262144", 16384, 67108864, NULL, 0,
-     "Bytes: send buffer bound of each stream (data written but not yet acknowledged)."},
+     "Bytes: send buffer of each stream (data written but not yet acknowledged) at first; it "
+     "grows up to quic.maxsndbuf as the path asks."},
+    {"quic.maxsndbuf", CFG_INT, OFF(quic_maxsndbuf), "16777216", 0, 1073741824, NULL, 0,
+     "Bytes: a stream's send buffer grows from quic.sndbuf up to this, to about twice the "
+     "link's congestion window, when a write does not fit while at least half of it is in "
+     "flight (like TCP's send buffer auto-tuning; a path that does not take the data gets no "
+     "longer backlog); not above quic.sndbuf: fixed."},
     {"quic.cc", CFG_ENUM, OFF(quic_cc), "auto", 0, 0, quic_ccs, 0,
      "Congestion controller of the links: auto, bbr, cubic or reno. auto: the dialing node "
      "measures the round trip first, cubic below quic.lanrtt (a LAN: lowest added latency), "

@@ -59,6 +59,7 @@ typedef struct agent_config {
   long long quic_maxwindow;
   long long quic_maxstreams;
   long long quic_sndbuf;
+  long long quic_maxsndbuf;
 } agent_config_t;
 
 /* agent_config_table is the table of every agent key. */

@@ -732,6 +732,7 @@ static int ep_make(links_t *L, int family) {
   qc.max_window = (uint64_t)cfg->quic_maxwindow;
   qc.max_streams_bidi = (uint64_t)cfg->quic_maxstreams;
   qc.stream_sndbuf = (size_t)cfg->quic_sndbuf;
+  qc.max_stream_sndbuf = (size_t)cfg->quic_maxsndbuf;
   static const char *const ccs[] = {"auto", "bbr", "bbr2", "cubic", "reno"};
   qc.cc = ccs[cfg->quic_cc];
   qc.lan_rtt = (double)cfg->quic_lanrtt_ms / 1000.0;

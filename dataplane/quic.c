@@ -306,6 +306,7 @@ void quic_config_default(quic_config *cfg) {
   cfg->max_window = 64 * 1024 * 1024;
   cfg->max_streams_bidi = 100;
   cfg->stream_sndbuf = 256 * 1024;
+  cfg->max_stream_sndbuf = 16 * 1024 * 1024;
   cfg->cc = "cubic";
   cfg->max_probe_interval = 1.;
   cfg->lan_rtt = 0.002;

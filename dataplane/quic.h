@@ -84,7 +84,10 @@ typedef struct quic_config {
   uint64_t max_stream_data;   /* initial per-stream receive window, bytes */
   uint64_t max_data;          /* initial connection receive window, bytes */
   uint64_t max_streams_bidi;  /* streams the peer may open at once */
-  size_t stream_sndbuf;       /* per-stream send buffer bound, bytes */
+  size_t stream_sndbuf;       /* per-stream send buffer, bytes: what a
+                                 stream may hold written but not yet
+                                 acknowledged, at first (see
+                                 max_stream_sndbuf) */
   /* Added with the fast paths (issue 5); quic_config_default sets them. */
   const char *cc;             /* congestion control: "cubic" (default),
                                  "reno", "bbr" (ngtcp2's BBR, v2 and later;
@@ -127,6 +130,12 @@ typedef struct quic_config {
                                  within QUIC_PROBE_WAIT) bbr; its peer
                                  follows the choice (default 2 ms; 0: bbr
                                  always) */
+  /* Added with send buffer auto-tuning; quic_config_default sets it. */
+  size_t max_stream_sndbuf;   /* a stream's send buffer grows from
+                                 stream_sndbuf up to this while the path
+                                 keeps it in flight: about two congestion
+                                 windows (default 16 MiB; not above
+                                 stream_sndbuf: fixed) */
 } quic_config;
 
 #define QUIC_MIN_UDP_PAYLOAD 1200
@@ -230,6 +239,9 @@ int quic_stream_open(quic_conn *c, int64_t *sid);
 /* quic_stream_write copies up to |len| bytes into the send buffer of |sid|
  * and returns how many it took (0 when full: wait for on_writable); |fin|
  * ends our direction once all |len| bytes are taken. Negative on error.
+ * The buffer starts at stream_sndbuf and grows, up to max_stream_sndbuf,
+ * when a write does not fit while the stream's bytes are in flight rather
+ * than waiting (the path takes more than the buffer holds per RTT).
  * Data goes out from the loop, or at once when 64 KiB or more have been
  * written to the connection outside its own callbacks (write-through). */
 ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,

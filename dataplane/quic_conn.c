@@ -95,7 +95,7 @@ static int acked_cb(ngtcp2_conn *conn, int64_t sid, uint64_t offset,
                     uint64_t len, void *ud, void *sud) {
   quic_stream *s = sud;
   if (!s) return 0;
-  s->ack_off = offset + len; /* ngtcp2 reports the contiguous acked prefix */
+  quic_stream_acked(s, offset + len); /* the contiguous acked prefix */
   if (len > 0) ((quic_conn *)ud)->acked_ts = conn_now((quic_conn *)ud);
   if (s->want_writable && len > 0) {
     s->want_writable = 0;

@@ -83,7 +83,11 @@ typedef struct quic_stream {
   uint64_t turn_end;
   int64_t id;
   uint8_t *buf;          /* ring of |cap| bytes, owned; NULL until a write */
-  size_t cap;
+  size_t cap;            /* grows (quic_stream_grow), never shrinks */
+  uint8_t *old_buf;      /* the ring before the last growth, owned: ngtcp2
+                            keeps pointers into the bytes it sent from it
+                            until they are acknowledged... */
+  uint64_t old_until;    /* ...up to this offset; then it is freed */
   uint64_t ack_off;      /* stream offsets: acked <= sent <= end */
   uint64_t sent_off;
   uint64_t end_off;
@@ -266,6 +270,9 @@ void quic_stream_unlink(quic_conn *c, quic_stream *s);
 quic_stream *quic_stream_new(quic_conn *c, int64_t id);
 void quic_stream_free(quic_stream *s);
 void quic_stream_shut_send(quic_conn *c, quic_stream *s);
+int quic_stream_grow(quic_stream *s, size_t want, size_t bound);
+size_t quic_stream_space(quic_stream *s, size_t len, size_t bound);
+void quic_stream_acked(quic_stream *s, uint64_t ack_off);
 
 /* quic_tls.c */
 int quic_alpn_ok(quic_conn *c);

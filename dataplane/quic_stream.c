@@ -1,5 +1,5 @@
-/* Streams of a connection: send rings, the send queue (write order) and
- * the event queue, and the stream half of quic.h. */
+/* Streams of a connection: send rings (growing with the path), the send
+ * queue (write order) and the event queue, and the stream half of quic.h. */
 #define _GNU_SOURCE
 #include "quic_int.h"
 
@@ -132,7 +132,84 @@ quic_stream *quic_stream_new(quic_conn *c, int64_t id) {
 void quic_stream_free(quic_stream *s) {
   if (!s) return;
   free(s->buf);
+  free(s->old_buf);
   free(s);
+}
+
+/* ring_copy copies stream offsets [from, to) from the ring |src| of |scap|
+ * bytes to the ring |dst| of |dcap| bytes, each byte at its offset modulo
+ * the ring's size (both wrap points cut the copy). */
+static void ring_copy(uint8_t *dst, size_t dcap, const uint8_t *src,
+                      size_t scap, uint64_t from, uint64_t to) {
+  while (from < to) {
+    size_t so = (size_t)(from % scap), d = (size_t)(from % dcap);
+    size_t n = scap - so < dcap - d ? scap - so : dcap - d;
+    if (n > to - from) n = (size_t)(to - from);
+    memcpy(dst + d, src + so, n);
+    from += n;
+  }
+}
+
+/* quic_stream_grow enlarges the ring of |s| so that |want| unacknowledged
+ * bytes fit (at least doubling it), up to |bound| bytes, as Linux grows a
+ * TCP socket's send buffer: only when the ring is filled by bytes in
+ * flight (sent, unacknowledged: at least half of it), not by a backlog the
+ * path does not take, which a larger ring would only make older. The bytes
+ * ngtcp2 sent from the old ring stay where they are until acknowledged
+ * (ngtcp2 retransmits from them), so the old ring lives on until then, and
+ * there is one growth at a time: about one per round trip. Returns 1 when
+ * the ring grew, else 0 (no need, not allowed yet, or no memory: the ring
+ * keeps its size). */
+int quic_stream_grow(quic_stream *s, size_t want, size_t bound) {
+  if (!s->buf || want <= s->cap || bound <= s->cap || s->old_buf) return 0;
+  if (s->sent_off - s->ack_off < s->cap / 2) return 0;
+  size_t ncap = s->cap > bound / 2 ? bound : 2 * s->cap;
+  if (ncap < want) ncap = want < bound ? want : bound;
+  uint8_t *nb = malloc(ncap);
+  if (!nb) return 0;
+  ring_copy(nb, ncap, s->buf, s->cap, s->ack_off, s->end_off);
+  s->old_buf = s->buf; /* bytes in flight: see above */
+  s->old_until = s->sent_off;
+  s->buf = nb;
+  s->cap = ncap;
+  return 1;
+}
+
+/* quic_stream_space is how many of |len| more bytes |s| takes now, its ring
+ * grown first if it may, with |bound| the size it may grow to now. A ring
+ * grown earlier takes no more than |bound| either: when the path slows
+ * down (its congestion window shrinks), a writer gets back to a backlog of
+ * what the path takes, not of what it once took. */
+size_t quic_stream_space(quic_stream *s, size_t len, size_t bound) {
+  size_t used = (size_t)(s->end_off - s->ack_off);
+  if (len > s->cap - used)
+    quic_stream_grow(s, len < SIZE_MAX - used ? used + len : SIZE_MAX, bound);
+  size_t room = s->cap < bound ? s->cap : bound;
+  return room > used ? room - used : 0;
+}
+
+/* quic_stream_acked records that the peer has every byte of |s| below
+ * |ack_off|; the ring before the last growth goes once ngtcp2 no longer
+ * needs its bytes. */
+void quic_stream_acked(quic_stream *s, uint64_t ack_off) {
+  s->ack_off = ack_off;
+  if (s->old_buf && s->ack_off >= s->old_until) {
+    free(s->old_buf);
+    s->old_buf = NULL;
+  }
+}
+
+/* sndbuf_bound is the size a stream's ring of |c| may grow to now: about
+ * two congestion windows (what the path takes per round trip, and as much
+ * again written behind it), within [stream_sndbuf, max_stream_sndbuf]. */
+static size_t sndbuf_bound(quic_conn *c) {
+  const quic_config *cfg = &c->ep->cfg;
+  size_t lo = cfg->stream_sndbuf, hi = cfg->max_stream_sndbuf;
+  if (hi <= lo || !c->conn) return lo;
+  ngtcp2_conn_info ci;
+  ngtcp2_conn_get_conn_info(c->conn, &ci);
+  uint64_t b = 2 * ci.cwnd;
+  return b < lo ? lo : b > hi ? hi : (size_t)b;
 }
 
 
@@ -181,7 +258,11 @@ ssize_t quic_stream_write(quic_conn *c, int64_t sid, const void *data,
     s->buf = malloc(s->cap);
     if (!s->buf) return -ENOMEM;
   }
-  size_t space = s->cap - (size_t)(s->end_off - s->ack_off);
+  size_t used = (size_t)(s->end_off - s->ack_off);
+  size_t bound = s->cap > c->ep->cfg.stream_sndbuf || len > s->cap - used
+                     ? sndbuf_bound(c)
+                     : s->cap;
+  size_t space = quic_stream_space(s, len, bound);
   size_t n = len < space ? len : space;
   if (n > 0) {
     size_t start = (size_t)(s->end_off % s->cap);

@@ -602,7 +602,8 @@ static void usage(void) {
           "common: [--id N] [--cc auto|cubic|reno|bbr|bbr2] [--bind H:P] "
           "[--max-streams N] [--window BYTES] [--keepalive S]\n"
           "        [--retry-threshold N] [--log-level L] [--max-udp-payload N]\n"
-          "        [--sndbuf BYTES] [--max-window BYTES (stream window auto-tuning\n"
+          "        [--sndbuf BYTES] [--max-sndbuf BYTES (send buffer growth limit;\n"
+          "        0: fixed)] [--max-window BYTES (stream window auto-tuning\n"
           "        limit, the connection's 4 times it; 0: no auto-tuning)]\n");
 }
 
@@ -621,7 +622,7 @@ int main(int argc, char **argv) {
   uint64_t window = 0, max_streams = 0;
   long retry_threshold = -1;
   size_t max_udp_payload = 0, sndbuf = 0;
-  long long max_window = -1;
+  long long max_window = -1, max_sndbuf = -1;
   p->kind = STREAM_SOURCE;
   p->bytes = 1 << 20;
   p->nstreams = 1;
@@ -642,6 +643,7 @@ int main(int argc, char **argv) {
       {"retry-threshold", 1, 0, 'R'}, {"log-level", 1, 0, 'L'},
       {"reconnect-max", 1, 0, 'X'}, {"max-udp-payload", 1, 0, 'U'},
       {"sndbuf", 1, 0, 'Z'},   {"max-window", 1, 0, 'W'},
+      {"max-sndbuf", 1, 0, 'Y'},
       {0, 0, 0, 0}};
   int o;
   optind = 2;
@@ -677,6 +679,7 @@ int main(int argc, char **argv) {
     case 'U': max_udp_payload = strtoull(optarg, NULL, 10); break;
     case 'Z': sndbuf = strtoull(optarg, NULL, 10); break;
     case 'W': max_window = atoll(optarg); break;
+    case 'Y': max_sndbuf = atoll(optarg); break;
     case 'L': {
       log_level_t lvl;
       if (log_level_parse(optarg, &lvl) == 0) log_set_level(lvl);
@@ -727,6 +730,7 @@ int main(int argc, char **argv) {
     cfg.stream_sndbuf = (size_t)window;
   }
   if (sndbuf) cfg.stream_sndbuf = sndbuf;
+  if (max_sndbuf >= 0) cfg.max_stream_sndbuf = (size_t)max_sndbuf;
   if (max_window >= 0) {
     cfg.max_stream_window = (uint64_t)max_window;
     cfg.max_window = (uint64_t)max_window * 4;

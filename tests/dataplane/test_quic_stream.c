@@ -2,8 +2,11 @@
  * ngtcp2 or sockets: which streams have something to send, the send queue
  * (the order data was written in; a stream is in it once), putting back
  * what a send round did not finish (only streams that still have data),
- * the event queue, and a stream leaving every list and the id hash.
- * ASan checks the frees. */
+ * the event queue, a stream leaving every list and the id hash, and the
+ * send ring growing with the path: what it holds reads back the same at
+ * the new size, across the wrap point, with partial acks, and the ring it
+ * replaced lives until ngtcp2's bytes in it are acknowledged. ASan checks
+ * the frees. */
 #define _GNU_SOURCE /* quic_int.h: struct mmsghdr */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -126,10 +129,144 @@ static void test_queues(void **state) {
   quic_stream_free(mine);
 }
 
+/* put writes |n| bytes of the pattern at the end of |s|'s ring, as
+ * quic_stream_write does (the caller checked the room). */
+static void put(quic_stream *s, size_t n) {
+  for (size_t i = 0; i < n; i++, s->end_off++)
+    s->buf[s->end_off % s->cap] = (uint8_t)(s->end_off * 7 + s->end_off / 251);
+}
+
+/* ring_holds checks that the ring of |s| has the pattern's bytes at every
+ * offset it must still hold, [ack_off, end_off), each at offset % cap. */
+static void ring_holds(const quic_stream *s) {
+  for (uint64_t o = s->ack_off; o < s->end_off; o++)
+    assert_int_equal(s->buf[o % s->cap], (uint8_t)(o * 7 + o / 251));
+}
+
+static void test_grow(void **state) {
+  fx_t *x = *state;
+  quic_stream *s = quic_stream_new(x->c, 0);
+  assert_non_null(s);
+  assert_int_equal(s->cap, 4096);
+  /* no ring yet, nothing to grow */
+  assert_int_equal(quic_stream_grow(s, 8192, 65536), 0);
+  s->buf = malloc(s->cap);
+  assert_non_null(s->buf);
+  /* wrapped: 1000 acked, up to 4000 sent, then 4000 more written, so the
+   * bytes in the ring run from 1000 across the wrap point to 5000 */
+  put(s, 4000);
+  s->sent_off = 4000;
+  quic_stream_acked(s, 1000);
+  put(s, 1000);
+  ring_holds(s);
+  /* a backlog is no reason: less than half the ring in flight */
+  s->sent_off = 1000 + 2000 - 1;
+  assert_int_equal(quic_stream_grow(s, 8192, 65536), 0);
+  /* nor a bound at the size it has (quic.maxsndbuf, or the cwnd's) */
+  s->sent_off = 4000;
+  assert_int_equal(quic_stream_grow(s, 8192, 4096), 0);
+  /* room it does not need */
+  assert_int_equal(quic_stream_grow(s, 4096, 65536), 0);
+  /* grows, at least doubling: the bytes read back the same, at their
+   * offsets in the larger ring */
+  uint8_t *old = s->buf;
+  assert_int_equal(quic_stream_grow(s, 4097, 65536), 1);
+  assert_int_equal(s->cap, 8192);
+  ring_holds(s);
+  /* ngtcp2 still points into the old ring's sent bytes: kept until they
+   * are acknowledged; no second growth meanwhile */
+  assert_ptr_equal(s->old_buf, old);
+  assert_int_equal(s->old_until, 4000);
+  put(s, 8192 - 4000);
+  s->sent_off = s->end_off;
+  assert_int_equal(quic_stream_grow(s, 9000, 65536), 0);
+  quic_stream_acked(s, 3999);
+  assert_ptr_equal(s->old_buf, old);
+  ring_holds(s);
+  quic_stream_acked(s, 4000);
+  assert_null(s->old_buf);
+  /* the new ring wraps too: write past its end, ack part of it */
+  quic_stream_acked(s, 9000);
+  put(s, 7500);
+  assert_true(s->end_off % s->cap < s->ack_off % s->cap); /* wrapped */
+  ring_holds(s);
+  /* a large write in one go: straight to what it needs, within the bound */
+  s->sent_off = s->ack_off + 6000;
+  assert_int_equal(quic_stream_grow(s, 40000, 65536), 1);
+  assert_int_equal(s->cap, 40000);
+  ring_holds(s);
+  assert_non_null(s->old_buf);
+  quic_stream_acked(s, s->sent_off);
+  assert_null(s->old_buf);
+  ring_holds(s);
+  /* all acknowledged: nothing in flight, no growth */
+  put(s, 40000 - (size_t)(s->end_off - s->ack_off));
+  s->sent_off = s->end_off;
+  quic_stream_acked(s, s->end_off);
+  assert_int_equal(quic_stream_grow(s, 1 << 20, 65536), 0);
+  /* never beyond the bound */
+  put(s, 30000);
+  s->sent_off = s->end_off;
+  assert_int_equal(quic_stream_grow(s, 1 << 20, 65536), 1);
+  assert_int_equal(s->cap, 65536);
+  ring_holds(s);
+  /* the stream goes with both rings (ASan: no leak) */
+  assert_non_null(s->old_buf);
+}
+
+/* What a write may put in: the room left, grown first when the path asks,
+ * and no more than the bound now in a ring grown earlier. */
+static void test_space(void **state) {
+  fx_t *x = *state;
+  quic_stream *s = quic_stream_new(x->c, 0);
+  assert_non_null(s);
+  s->buf = malloc(s->cap);
+  assert_non_null(s->buf);
+  put(s, 3000);
+  assert_int_equal(quic_stream_space(s, 500, 65536), 1096); /* fits */
+  assert_int_equal(quic_stream_space(s, 5000, 65536), 1096); /* a backlog */
+  assert_int_equal(s->cap, 4096);
+  s->sent_off = 3000; /* in flight: doubles, and takes all of it */
+  assert_int_equal(quic_stream_space(s, 5000, 65536), 8192 - 3000);
+  assert_int_equal(s->cap, 8192);
+  put(s, 5000);
+  s->sent_off = s->end_off;
+  ring_holds(s);
+  /* the path slowed down: the bound fell to 4096, the ring is 8192; as
+   * acks come, it takes bytes only up to 4096 unacked */
+  quic_stream_acked(s, 3000);
+  assert_int_equal(quic_stream_space(s, 100, 4096), 0);
+  quic_stream_acked(s, 5000);
+  assert_int_equal(quic_stream_space(s, 5000, 4096), 4096 - 3000);
+  quic_stream_acked(s, 7000);
+  assert_int_equal(quic_stream_space(s, 5000, 4096), 4096 - 1000);
+  assert_int_equal(quic_stream_space(s, 9000, 65536), 8192 - 1000); /* back up */
+  assert_int_equal(s->cap, 8192);
+}
+
+/* With the bound at the initial size (quic.maxsndbuf 0 or quic.sndbuf), a
+ * full ring never grows, whatever is in flight. */
+static void test_grow_fixed(void **state) {
+  fx_t *x = *state;
+  quic_stream *s = quic_stream_new(x->c, 0);
+  assert_non_null(s);
+  s->buf = malloc(s->cap);
+  assert_non_null(s->buf);
+  put(s, 4096);
+  s->sent_off = 4096;
+  assert_int_equal(quic_stream_grow(s, 8192, 4096), 0);
+  assert_int_equal(quic_stream_grow(s, 8192, 0), 0);
+  assert_int_equal(s->cap, 4096);
+  assert_null(s->old_buf);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pending),
       cmocka_unit_test_setup_teardown(test_queues, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_grow, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_grow_fixed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_space, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

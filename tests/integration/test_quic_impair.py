@@ -15,6 +15,9 @@ client on loopback with the impairment proxy between them.
 - congestion control "auto": the client measures the path before it dials
   and both ends use cubic on a near path (under 2 ms), bbr on a far one
   (10 ms RTT) and on a path that drops the probe.
+- send-buffer auto-tuning: with the default settings (a 256 KiB send
+  buffer at first), a stream over 50 ms RTT moves well over 256 KiB per
+  RTT; with the buffer fixed, 256 KiB per RTT caps it.
 
 Every wait is a condition with a deadline; the only timed wait is the
 outage itself. CASCADE_BIN_DIR names the directory with the binaries
@@ -372,6 +375,38 @@ class QuicImpairTest(unittest.TestCase):
         cli, srv, rtt = self.cc_choice("cubic")
         self.assertEqual(rtt, 0)
         self.assertEqual((cli, srv), ("cubic", "bbr"))
+
+    def default_goodput(self, total, *server_args):
+        """Mbit/s of a SOURCE stream of |total| bytes over 50 ms RTT in its
+        second half, both ends with quic_config_default's windows and send
+        buffers (the agent's defaults: quic.sndbuf 256 KiB growing up to
+        quic.maxsndbuf) and bbr, what the agent's quic.cc auto picks on this path."""
+        self.start("--max-udp-payload", "1452", *server_args)
+        for d in ("up", "down"):
+            self.cmd("set %s delay 25" % d)
+        # progress every 10 ms: at 1 Gbit/s the second half takes about 0.25 s
+        _, summary, cli = self.run_client(
+            "--service", "source", "--bytes", str(total), "--progress", "0.01",
+            "--timeout", "60", base=("--max-udp-payload", "1452"))
+        self.assertEqual(summary["bytes"], total)
+        ev = [(e["t"], e["rcvd"]) for e in cli.events("progress")]
+        a = next(e for e in ev if e[1] >= total // 2)
+        b = ev[-1]
+        # the last tick may come a little before the end: a quarter's worth at least
+        self.assertGreater(b[1] - a[1], total // 5)
+        return (b[1] - a[1]) * 8 / (b[0] - a[0]) / 1e6
+
+    def test_sndbuf_auto_tuning_beats_256kib_per_rtt(self):
+        mbps = self.default_goodput(64 << 20)
+        # 256 KiB per 50 ms RTT is 41.9 Mbit/s
+        print("default send buffer, 50 ms RTT: %.1f Mbit/s" % mbps)
+        self.assertGreater(mbps, 2 * (256 << 10) * 8 / 0.05 / 1e6)
+
+    def test_fixed_sndbuf_256kib_per_rtt_caps(self):
+        # The counterpart: the sender's buffer fixed at 256 KiB.
+        mbps = self.default_goodput(16 << 20, "--max-sndbuf", "0")
+        print("fixed 256 KiB send buffer, 50 ms RTT: %.1f Mbit/s" % mbps)
+        self.assertLess(mbps, (256 << 10) * 8 / 0.05 / 1e6)
 
 
 if __name__ == "__main__":
