@@ -87,6 +87,7 @@ typedef struct qp_conn {
 struct qp {
   struct ev_loop *loop;
   int server;
+  int accept_events;        /* server: an "accepted" line per connection */
   quic_endpoint *ep;
   qsvc *q;
   /* options */
@@ -530,7 +531,8 @@ static void cli_stream_open(quic_conn *c, int64_t sid, void *ud) {
 
 /* srv_accept reports each connection's congestion controller. */
 static void srv_accept(quic_conn *c, void *ud) {
-  (void)ud;
+  qp *p = ud;
+  if (!p->accept_events) return; /* a reader must drain them */
   quic_conn_stats st;
   quic_conn_get_stats(c, &st);
   printf("{\"event\":\"accepted\",\"cc\":\"%s\"}\n", st.cc ? st.cc : "");
@@ -602,6 +604,7 @@ static void usage(void) {
           "common: [--id N] [--cc auto|cubic|reno|bbr|bbr2] [--bind H:P] "
           "[--max-streams N] [--window BYTES] [--keepalive S]\n"
           "        [--retry-threshold N] [--log-level L] [--max-udp-payload N]\n"
+          "        [--accept-events (server: one line per connection, its cc)]\n"
           "        [--sndbuf BYTES] [--max-sndbuf BYTES (send buffer growth limit;\n"
           "        0: fixed)] [--max-window BYTES (stream window auto-tuning\n"
           "        limit, the connection's 4 times it; 0: no auto-tuning)]\n");
@@ -643,7 +646,7 @@ int main(int argc, char **argv) {
       {"retry-threshold", 1, 0, 'R'}, {"log-level", 1, 0, 'L'},
       {"reconnect-max", 1, 0, 'X'}, {"max-udp-payload", 1, 0, 'U'},
       {"sndbuf", 1, 0, 'Z'},   {"max-window", 1, 0, 'W'},
-      {"max-sndbuf", 1, 0, 'Y'},
+      {"max-sndbuf", 1, 0, 'Y'}, {"accept-events", 0, 0, 'E'},
       {0, 0, 0, 0}};
   int o;
   optind = 2;
@@ -676,6 +679,7 @@ int main(int argc, char **argv) {
     case 'm': max_streams = strtoull(optarg, NULL, 10); break;
     case 'R': retry_threshold = atol(optarg); break;
     case 'X': p->reconnect_max = atof(optarg); break;
+    case 'E': p->accept_events = 1; break;
     case 'U': max_udp_payload = strtoull(optarg, NULL, 10); break;
     case 'Z': sndbuf = strtoull(optarg, NULL, 10); break;
     case 'W': max_window = atoll(optarg); break;

@@ -321,7 +321,8 @@ class QuicImpairTest(unittest.TestCase):
         self.assertLess(mbps, (1 << 20) * 8 / 0.05 / 1e6)
 
     def start_auto(self):
-        self.start("--cc", "auto", "--window", "16000000", "--max-udp-payload", "1452")
+        self.start("--cc", "auto", "--window", "16000000", "--max-udp-payload", "1452",
+                   "--accept-events")
 
     def cc_choice(self, client_cc="auto"):
         """The congestion controller of the client and of the server (both
