@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "agent_backoff.h"
+#include "casc_plan.h"
 #include "link_fsm.h"
 #include "log.h"
 #include "pattern.h"
@@ -25,8 +26,6 @@
 #define TICK_S 0.25
 #define REFUSED_MIN_S 2.0     /* a refusal (busy, loop) does not change at once */
 #define TARGET_MAX 2048
-
-enum { PULL_M7S = 1, PULL_EXT };
 
 typedef struct casc_push {
   struct casc_push *next;
@@ -44,7 +43,7 @@ typedef struct casc_pull {
   casc_t *C;
   char *path;                 /* owned: the local path players asked for */
   char *target;               /* owned: the expanded rule target */
-  int kind;                   /* PULL_M7S, PULL_EXT */
+  int kind;                   /* CASC_PULL_M7S, CASC_PULL_EXT */
   relay_pull_t *rh;
   pullsrc_t *ps;
   int live;                   /* the source published the path */
@@ -174,9 +173,9 @@ static void push_ended(const relay_end_t *e, void *ud) {
 
 static const relay_cb_t push_cb = {push_started, push_ended};
 
-/* push_want tells whether live stream |path| of origin |o| goes up. */
+/* push_want tells whether live stream |info| goes up. */
 static int push_want(const casc_t *C, const hub_stream_info_t *info) {
-  return info->live && C->ctl->rules.autopush && info->origin.kind != HUB_ORIGIN_PULLED;
+  return casc_push_wanted(info->live, C->ctl->rules.autopush, info->origin.kind);
 }
 
 static void push_walk(const hub_stream_info_t *info, void *arg) {
@@ -200,7 +199,7 @@ static void push_reconcile(casc_t *C, double now) {
     next = p->next;
     hub_origin_t o;
     int live = hub_origin_of(C->hub, p->path, &o) == 0;
-    if (!live || !C->ctl->rules.autopush || o.kind == HUB_ORIGIN_PULLED) {
+    if (!casc_push_wanted(live, C->ctl->rules.autopush, o.kind)) {
       push_remove(C, p);
       continue;
     }
@@ -264,7 +263,7 @@ static const pullsrc_callbacks_t ps_cb = {ps_live, ps_end};
 static void pull_try(casc_t *C, casc_pull_t *p, double now) {
   char err[256];
   if (p->rh || p->ps || now < p->retry_at) return;
-  if (p->kind == PULL_M7S) {
+  if (p->kind == CASC_PULL_M7S) {
     if (C->parent == NULL) {
       snprintf(p->last_error, sizeof(p->last_error), "no parent link");
       return;
@@ -289,31 +288,26 @@ static void pull_reconcile(casc_t *C, double now) {
     next = p->next;
     unsigned subs = 0, waiting = 0;
     hub_path_counts(C->hub, p->path, &subs, &waiting);
-    hub_origin_t o;
-    int live = hub_origin_of(C->hub, p->path, &o) == 0;
-    if (live && o.kind != HUB_ORIGIN_PULLED) {
-      /* published here now (a local publisher, a child's push): a pull never
-       * displaces it, so it has nothing left to do */
+    hub_origin_t o = {0};
+    casc_pull_view_t v = {.published = hub_origin_of(C->hub, p->path, &o) == 0,
+                          .kind = o.kind,
+                          .players = subs,
+                          .delivering = p->live};
+    switch (casc_pull_fate(&v, now, linger, &p->idle_since)) {
+    case CASC_PULL_RUN:
+      pull_try(C, p, now);
+      break;
+    case CASC_PULL_LINGERED:
+      log_info(MOD, "[pull %s] no player for %.0f s: stopping the pull from %s", p->path,
+               now - p->idle_since, p->target);
+      C->pulls_lingered++;
       pull_remove(C, p);
-      continue;
+      break;
+    case CASC_PULL_DISPLACED:
+    case CASC_PULL_ABANDONED:
+      pull_remove(C, p);
+      break;
     }
-    if (subs == 0) {
-      if (p->idle_since == 0) p->idle_since = now;
-      if (!p->live) {
-        pull_remove(C, p); /* every player gave up before anything came */
-        continue;
-      }
-      if (now - p->idle_since >= linger) {
-        log_info(MOD, "[pull %s] no player for %.0f s: stopping the pull from %s", p->path,
-                 now - p->idle_since, p->target);
-        C->pulls_lingered++;
-        pull_remove(C, p);
-        continue;
-      }
-    } else {
-      p->idle_since = 0;
-    }
-    pull_try(C, p, now);
   }
 }
 
@@ -321,45 +315,32 @@ static void pull_reconcile(casc_t *C, double now) {
  * pull record. NULL when no rule matches (the player waits in vain). */
 static casc_pull_t *pull_new(casc_t *C, const char *path) {
   const agent_rules_t *R = &C->ctl->rules;
-  char target[TARGET_MAX];
-  for (size_t i = 0; i < R->npull; i++) {
-    int m = pattern_expand(R->pull[i].re, path, R->pull[i].target, target, sizeof(target));
-    if (m == 0) continue;
-    char qp[96], qr[96], qt[160];
-    if (m < 0) {
-      log_warn(MOD, "[pull %s] rule %s: the target does not fit %d bytes",
-               log_quote(path, qp, sizeof(qp)), log_quote(R->pull[i].pattern, qr, sizeof(qr)),
-               TARGET_MAX);
-      return NULL;
+  char target[TARGET_MAX], err[256];
+  long rule = -1;
+  casc_pull_kind_t kind =
+      casc_pull_target(R, path, target, sizeof(target), &rule, err, sizeof(err));
+  if (kind == CASC_PULL_NONE) {
+    if (rule >= 0) { /* a rule matched, its target is unusable */
+      char qp[96], qr[96], qt[160];
+      int overflow = target[0] == '\0';
+      log_warn(MOD, "[pull %s] rule %s: %s%s%s", log_quote(path, qp, sizeof(qp)),
+               log_quote(R->pull[rule].pattern, qr, sizeof(qr)), err, overflow ? "" : ": ",
+               overflow ? "" : log_quote(target, qt, sizeof(qt)));
     }
-    int kind = strncmp(target, "m7s://", 6) == 0 ? PULL_M7S : PULL_EXT;
-    char err[256];
-    if (kind == PULL_M7S && !hub_path_ok(target + 6)) {
-      /* the reason first: the target may be long */
-      log_warn(MOD, "[pull %s] rule %s: not a stream path: %s", log_quote(path, qp, sizeof(qp)),
-               log_quote(R->pull[i].pattern, qr, sizeof(qr)), log_quote(target, qt, sizeof(qt)));
-      return NULL;
-    }
-    if (kind == PULL_EXT && pullsrc_url_check(target, err, sizeof(err)) != 0) {
-      log_warn(MOD, "[pull %s] rule %s: %s: %s", log_quote(path, qp, sizeof(qp)),
-               log_quote(R->pull[i].pattern, qr, sizeof(qr)), err,
-               log_quote(target, qt, sizeof(qt)));
-      return NULL;
-    }
-    casc_pull_t *p = calloc(1, sizeof(*p));
-    if (p == NULL || (p->path = strdup(path)) == NULL || (p->target = strdup(target)) == NULL) {
-      if (p) free(p->path);
-      free(p);
-      return NULL;
-    }
-    p->C = C;
-    p->kind = kind;
-    p->created = ev_now(C->loop);
-    p->next = C->pulls;
-    C->pulls = p;
-    return p;
+    return NULL;
   }
-  return NULL;
+  casc_pull_t *p = calloc(1, sizeof(*p));
+  if (p == NULL || (p->path = strdup(path)) == NULL || (p->target = strdup(target)) == NULL) {
+    if (p) free(p->path);
+    free(p);
+    return NULL;
+  }
+  p->C = C;
+  p->kind = (int)kind;
+  p->created = ev_now(C->loop);
+  p->next = C->pulls;
+  C->pulls = p;
+  return p;
 }
 
 /* ---- hub events ----------------------------------------------------------- */
@@ -415,7 +396,7 @@ void casc_parent(casc_t *C, quic_conn *c, relay_t *r, int64_t id) {
       p->retry_at = 0;
     }
     for (casc_pull_t *p = C->pulls; p; p = p->next) {
-      if (p->kind != PULL_M7S || !p->rh) continue;
+      if (p->kind != CASC_PULL_M7S || !p->rh) continue;
       relay_pull_stop(p->rh);
       p->rh = NULL;
       p->live = 0;
