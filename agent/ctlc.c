@@ -22,6 +22,7 @@
 #include "ctlprobe.h"
 #include "log.h"
 #include "nngclose.h"
+#include "state.h"
 #include "x509.h"
 
 #ifndef CASCADE_VERSION
@@ -34,7 +35,8 @@
 #define CERT_RETRY_S 30
 #define LOG_REPEAT_S 60.0
 
-enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE, EV_PROBE };
+enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE, EV_PIPE_UP, EV_PROBE };
+#define CONNECT_TIMEOUT_S 2.0 /* several URLs: no connection within this, the next one */
 #define PROBE_AFTER_S 2.0    /* no answer this long: find out why with a handshake of our own */
 #define PROBE_TIMEOUT_MS 3000
 enum { PHASE_SEND = 1, PHASE_RECV };
@@ -126,13 +128,12 @@ static pthread_mutex_t pipe_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void pipe_cb(nng_pipe p, nng_pipe_ev what, void *arg) {
   struct ctlc_pipe_token *t = arg;
-  (void)what;
   pthread_mutex_lock(&pipe_mu);
   ctlc_t *c = t->c;
   ctlc_event_t *ev = c ? calloc(1, sizeof(*ev)) : NULL;
   if (ev) {
     ev->c = c;
-    ev->kind = EV_PIPE_GONE;
+    ev->kind = what == NNG_PIPE_EV_ADD_POST ? EV_PIPE_UP : EV_PIPE_GONE;
     ev->sock_id = (uint32_t)nng_socket_id(nng_pipe_socket(p));
     hub_push(c->hub, ev);
   }
@@ -172,13 +173,13 @@ static void *probe_main(void *arg) {
 static void probe_start(ctlc_t *c) {
   const agent_config_t *cfg = c->hub->cfg;
   if (c->probe_running || c->hub->simulate || !c->sock_verified ||
-      strncmp(cfg->ctl_url, "tls+", 4) != 0)
+      strncmp(ctlc_url(c), "tls+", 4) != 0)
     return;
   probe_t *p = calloc(1, sizeof(*p));
   if (p == NULL) return;
   p->c = c;
   p->hub = c->hub;
-  p->url = strdup(cfg->ctl_url);
+  p->url = strdup(ctlc_url(c));
   p->ca = c->hub->ca_pem ? strdup(c->hub->ca_pem) : NULL;
   p->servername = strdup(cfg->ctl_servername);
   if (p->url == NULL || p->servername == NULL || (c->hub->ca_pem && p->ca == NULL) ||
@@ -251,13 +252,20 @@ static void changed(ctlc_t *c) {
 
 /* ---- session ------------------------------------------------------------ */
 
-static int is_tls(const ctlc_t *c) { return strncmp(c->hub->cfg->ctl_url, "tls+", 4) == 0; }
+const char *ctlc_url(const ctlc_t *c) {
+  const cfg_strlist_t *u = &c->hub->cfg->ctl_urls;
+  return u->n ? u->v[c->url_idx % u->n] : "";
+}
+
+static int is_tls(const ctlc_t *c) { return strncmp(ctlc_url(c), "tls+", 4) == 0; }
 
 static void session_close(ctlc_t *c) {
   if (!c->open) return;
   c->open = 0;
+  c->was_up = c->has_session;
   c->epoch++; /* whatever is still queued for this session is stale now */
   ev_timer_stop(c->hub->loop, &c->beat);
+  ev_timer_stop(c->hub->loop, &c->connect_timer);
   /* Freeing an aio cancels its operation and waits for the callback, which
    * only queues an event: nothing runs for this session afterwards. */
   nng_aio_free(c->poll.aio);
@@ -276,6 +284,7 @@ static void sock_close(ctlc_t *c) {
   if (!c->sock_open) return;
   session_close(c);
   c->sock_open = 0;
+  c->pipe_up = 0;
   struct ctlc_pipe_token *t = c->pipe_token;
   c->pipe_token = NULL;
   if (t) {
@@ -316,10 +325,12 @@ static int sock_open(ctlc_t *c, int verified) {
     goto fail;
   }
   c->pipe_token->c = c;
+  c->pipe_up = 0;
   if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c->pipe_token)) != 0 ||
+      (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, c->pipe_token)) != 0 ||
       (rv = nng_ctx_open(&c->poll.ctx, c->sock)) != 0 ||
       (rv = nng_ctx_open(&c->rpc.ctx, c->sock)) != 0 ||
-      (rv = nng_dialer_create(&d, c->sock, cfg->ctl_url)) != 0)
+      (rv = nng_dialer_create(&d, c->sock, ctlc_url(c))) != 0)
     goto fail;
   if (is_tls(c)) {
     if ((rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT)) != 0) goto fail;
@@ -407,7 +418,22 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void go_backoff(ctlc_t *c) {
   ctlc_hub_t *hub = c->hub;
-  long long ms = agent_backoff_ms(c->attempt, hub->cfg->backoffmax_ms, agent_rng_next(&hub->rng));
+  size_t n = hub->cfg->ctl_urls.n;
+  long long ms;
+  if (n > 1) {
+    /* The next URL, after a delay that spreads the agents of a replica
+     * that went away (agent_backoff.h). The socket dialed the old one. */
+    ms = agent_failover_ms(c->attempt, hub->cfg->backoffmax_ms, c->was_up,
+                           agent_rng_next(&hub->rng));
+    sock_close(c);
+    c->url_idx = (c->url_idx + 1) % n;
+    c->url_moves++;
+    if (!hub->simulate)
+      log_info(MOD, "[%s] trying controller %s in %lld ms", c->name, ctlc_url(c), ms);
+  } else {
+    ms = agent_backoff_ms(c->attempt, hub->cfg->backoffmax_ms, agent_rng_next(&hub->rng));
+  }
+  c->was_up = 0;
   if (c->attempt < 64) c->attempt++;
   c->state = CTLC_BACKOFF;
   ev_timer_stop(hub->loop, &c->retry);
@@ -750,15 +776,42 @@ static void free_topology(ctlc_t *c) {
 /* apply_config makes |cf| the running configuration. The same generation
  * twice is a no-op; a rule set the agent cannot compile keeps the running
  * one and is not acknowledged. */
-static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf) {
+/* save_state keeps the configuration just applied in the state file
+ * (state.h), for a start with no controller. */
+static void save_state(ctlc_t *c, const Cascade__Control__Config *cf) {
+  const char *ca = c->node_ca_pem ? c->node_ca_pem : c->hub->ca_pem;
+  char fp[X509_FPR_LEN];
+  if (c->hub->simulate || c->instance_id <= 0) return;
+  if (ca == NULL || x509_fingerprint(ca, fp) != 0) {
+    log_debug(MOD, "[%s] no node CA yet: state file not written", c->name);
+    return;
+  }
+  agent_state_t st = {
+      .node_id = c->instance_id,
+      .node_name = c->name,
+      .node_epoch = c->node_epoch,
+      .ca_sha256 = fp,
+      .saved_at = (int64_t)time(NULL),
+      .config = (Cascade__Control__Config *)cf,
+  };
+  if (agent_state_save(c->hub->cfg->datadir, &st) != 0)
+    log_warn(MOD, "[%s] cannot write %s/%s: %s", c->name, c->hub->cfg->datadir, AGENT_STATE_FILE,
+             strerror(errno));
+}
+
+/* apply_config makes |cf| the running configuration; |cached|: it comes
+ * from the state file, not from a controller. */
+static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf, int cached) {
   const Cascade__Control__Topology *t = cf->topology;
   agent_rules_t nr;
   ctlc_child_t *kids = NULL;
   size_t nkids = 0;
   char *pname = NULL, *pquic = NULL, err[320];
 
-  c->known_gen = cf->generation;
-  if (cf->generation == c->applied_gen) return;
+  /* A cached configuration is asked for again: the first poll gets the
+   * controller's, which replaces it even at the same generation. */
+  if (!cached) c->known_gen = cf->generation;
+  if (cf->generation == c->applied_gen && !c->cached) return;
   if (agent_rules_build(c->hub->cfg, cf->rules, &nr, err, sizeof(err)) != 0) {
     log_error(MOD, "[%s] config generation %llu refused, previous rules kept: %s", c->name,
               (unsigned long long)cf->generation, err);
@@ -787,6 +840,14 @@ static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf) {
   agent_rules_free(&c->rules);
   c->rules = nr;
   c->applied_gen = cf->generation;
+  if (cached) {
+    c->cached = 1;
+  } else {
+    if (c->cached && !c->hub->simulate)
+      log_info(MOD, "[%s] the controller's configuration replaces the cached one", c->name);
+    c->cached = 0;
+    save_state(c, cf);
+  }
   if (c->hub->simulate)
     log_debug(MOD, "[%s] config generation %llu applied", c->name,
               (unsigned long long)cf->generation);
@@ -960,7 +1021,7 @@ static void on_poll(ctlc_t *c, const Cascade__Control__Response *r) {
     return;
   }
   /* Generation 0 is the controller's "nothing new" at the poll timeout. */
-  if (r->config->generation != 0) apply_config(c, r->config);
+  if (r->config->generation != 0) apply_config(c, r->config, 0);
   /* Poll again first: the next relay request should not wait for these. */
   send_poll(c);
   if (!c->open) return;
@@ -1012,7 +1073,13 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
     next = ev->next;
     if (ev->kind == EV_PROBE) {
       probe_done(c, ev->rv, ev->text);
+    } else if (ev->kind == EV_PIPE_UP) {
+      if (c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock)) {
+        c->pipe_up = 1;
+        ev_timer_stop(loop, &c->connect_timer);
+      }
     } else if (ev->kind == EV_PIPE_GONE) {
+      if (c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock)) c->pipe_up = 0;
       if (c->open && c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock) &&
           c->state != CTLC_BACKOFF)
         ctlc_fail(c, "connection to the controller lost");
@@ -1043,11 +1110,23 @@ static void beat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static void connect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  ctlc_t *c = w->data;
+  (void)loop;
+  (void)revents;
+  if (c->open && !c->pipe_up && !c->has_session)
+    ctlc_fail(c, "no connection to %s within %.0f s", ctlc_url(c), CONNECT_TIMEOUT_S);
+}
+
 static void start_connect(ctlc_t *c) {
   int bootstrap = is_tls(c) && c->hub->ca_pem == NULL;
   ev_timer_stop(c->hub->loop, &c->retry);
   session_close(c);
   if (session_open(c, !bootstrap) != 0) return;
+  if (c->hub->cfg->ctl_urls.n > 1 && !c->pipe_up) {
+    ev_timer_set(&c->connect_timer, CONNECT_TIMEOUT_S, 0.);
+    ev_timer_start(c->hub->loop, &c->connect_timer);
+  }
   if (bootstrap) {
     c->state = CTLC_CA_FETCH;
     changed(c);
@@ -1089,6 +1168,45 @@ static void load_cert(ctlc_t *c) {
   free(path);
 }
 
+/* load_state runs the configuration of the state file until a controller
+ * answers (cached mode). A file that cannot be read, is of another format
+ * or version, or belongs to another node or CA is logged and ignored: the
+ * agent then waits for a controller as a fresh node would. */
+static void load_state(ctlc_t *c) {
+  const char *dir = c->hub->cfg->datadir;
+  agent_state_t st;
+  char err[320];
+  int rv = agent_state_load(dir, &st, err, sizeof(err));
+  if (rv == 1) return;
+  if (rv == 0 &&
+      agent_state_check(&st, c->name, c->node_ca_pem ? c->node_ca_pem : c->hub->ca_pem, err,
+                        sizeof(err)) != 0)
+    rv = -1;
+  if (rv == 0 && c->cert_pem && c->cert_id != st.node_id) {
+    snprintf(err, sizeof(err), "it names node %lld, node.crt names node %lld",
+             (long long)st.node_id, (long long)c->cert_id);
+    rv = -1;
+  }
+  if (rv != 0) {
+    log_warn(MOD, "[%s] ignoring the state file %s/%s: %s; waiting for a controller", c->name,
+             dir, AGENT_STATE_FILE, err);
+    agent_state_free(&st);
+    return;
+  }
+  c->instance_id = st.node_id;
+  c->node_epoch = st.node_epoch;
+  apply_config(c, st.config, 1);
+  if (c->cached) {
+    time_t now = time(NULL);
+    log_info(MOD, "[%s] cached mode: running node %lld's configuration generation %llu from "
+             "%s/%s until a controller answers%s", c->name, (long long)st.node_id,
+             (unsigned long long)st.config->generation, dir, AGENT_STATE_FILE,
+             c->cert_pem == NULL ? " (no certificate: no links)"
+             : c->cert_not_after <= now ? " (the certificate has expired: no links)" : "");
+  }
+  agent_state_free(&st);
+}
+
 ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
   ctlc_t *c = calloc(1, sizeof(*c));
   if (c == NULL) goto fail;
@@ -1104,7 +1222,12 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
   c->beat.data = c;
   ev_timer_init(&c->probe_timer, probe_timer_cb, PROBE_AFTER_S, 0.);
   c->probe_timer.data = c;
-  if (!hub->simulate) load_cert(c);
+  ev_timer_init(&c->connect_timer, connect_timer_cb, CONNECT_TIMEOUT_S, 0.);
+  c->connect_timer.data = c;
+  if (!hub->simulate) {
+    load_cert(c);
+    load_state(c);
+  }
   start_connect(c);
   return c;
 
@@ -1124,6 +1247,7 @@ void ctlc_destroy(ctlc_t *c) {
   ev_timer_stop(c->hub->loop, &c->retry);
   ev_timer_stop(c->hub->loop, &c->beat);
   ev_timer_stop(c->hub->loop, &c->probe_timer);
+  ev_timer_stop(c->hub->loop, &c->connect_timer);
   if (c->probe_running) pthread_join(c->probe_thread, NULL); /* bounded by its timeouts */
   /* Nothing queued for |c| may outlive it. */
   pthread_mutex_lock(&c->hub->mu);
@@ -1171,7 +1295,9 @@ int ctlc_hub_init(ctlc_hub_t *hub, struct ev_loop *loop, const agent_config_t *c
     snprintf(err, errlen, "cannot derive the SCRAM verifier");
     goto fail;
   }
-  if (strncmp(cfg->ctl_url, "tls+", 4) == 0) {
+  int any_tls = 0;
+  for (size_t i = 0; i < cfg->ctl_urls.n; i++) any_tls |= strncmp(cfg->ctl_urls.v[i], "tls+", 4) == 0;
+  if (any_tls) {
     if (cfg->ctl_ca[0]) {
       if ((hub->ca_pem = x509_read_file(cfg->ctl_ca, X509_PEM_MAX, err, errlen)) == NULL)
         goto fail;
