@@ -32,11 +32,13 @@ const cfg_key_t agent_config_table[] = {
      "that presents it joins approved, else it waits for an operator's approval. Sent only "
      "to a verified controller. Environment CASCADE_JOIN_TOKEN overrides it."},
     {"node.datadir", CFG_STR, OFF(datadir), "/var/lib/cascade", 1, 4096, NULL, 0,
-     "Directory for the node key, its certificate and the controller CA (created 0700)."},
+     "Directory for the node key, its certificate, the controller CA and state.json, the last "
+     "configuration applied, from which the agent starts when no controller answers (created "
+     "0700; docs/operations.md, \"Cached mode\")."},
     {"controller.url", CFG_STRLIST, OFF(ctl_urls), "[\"tls+tcp://127.0.0.1:44945\"]", 1, 1024,
      ctl_schemes, CFG_LIST_SCALAR,
      "Control endpoints of the controller (its replicas): tls+tcp://host:port, or tcp:// for "
-     "tests only; a list, or one string of comma-separated URLs, at most 16. The agent stays "
+     "tests only; a list, or one string of comma-separated URLs; 16 URLs at most. The agent stays "
      "on the one that works and moves to the next when its session is lost or it cannot "
      "connect within 2 s (docs/operations.md)."},
     {"controller.ca", CFG_STR, OFF(ctl_ca), NULL, 0, 4096, NULL, 0,
