@@ -49,11 +49,12 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
                      ? json_pack("{s:o}", "not_after", rfc3339(c->cert_not_after))
                      : json_null();
   d = json_pack(
-      "{s:o,s:s,s:{s:s,s:o,s:I,s:s,s:o,s:o},s:{s:I,s:b},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o,s:o}",
+      "{s:o,s:s,s:{s:s,s:o,s:o,s:I,s:s,s:o,s:o},s:{s:I,s:b},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o,s:o}",
       "instance_id", c->instance_id ? json_integer(c->instance_id) : json_null(),
       "name", c->name,
       "controller", "url", ctlc_url(c), "urls",
-      str_array(cfg->ctl_urls.v, cfg->ctl_urls.n), "url_moves", (json_int_t)c->url_moves,
+      str_array(cfg->ctl_urls.v, cfg->ctl_urls.n), "targets", str_array(c->targets, c->ntargets),
+      "url_moves", (json_int_t)c->url_moves,
       "state", ctlc_state_name(c->state),
       "connected_since", rfc3339(c->connected_since),
       "last_error", c->last_error[0] ? json_string(c->last_error) : json_null(),

@@ -38,9 +38,9 @@ const cfg_key_t agent_config_table[] = {
     {"controller.url", CFG_STRLIST, OFF(ctl_urls), "[\"tls+tcp://127.0.0.1:44945\"]", 1, 1024,
      ctl_schemes, CFG_LIST_SCALAR,
      "Control endpoints of the controller (its replicas): tls+tcp://host:port, or tcp:// for "
-     "tests only; a list, or one string of comma-separated URLs; 16 URLs at most. The agent stays "
-     "on the one that works and moves to the next when its session is lost or it cannot "
-     "connect within 2 s (docs/operations.md)."},
+     "tests only; a list, or one string of comma-separated URLs; 16 URLs at most, a host name "
+     "counting as one URL per address. The agent stays on the one that works and moves to the "
+     "next when its session is lost or it cannot connect within 2 s (docs/operations.md)."},
     {"controller.ca", CFG_STR, OFF(ctl_ca), NULL, 0, 4096, NULL, 0,
      "PEM CA file the controller's certificate must verify against."},
     {"controller.pin", CFG_STR, OFF(ctl_pin), NULL, 0, 128, NULL, 0,

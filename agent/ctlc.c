@@ -18,6 +18,7 @@
 
 #include "agent_backoff.h"
 #include "b64.h"
+#include "ctl_urls.h"
 #include "ctlmsg.h"
 #include "ctlprobe.h"
 #include "log.h"
@@ -35,7 +36,8 @@
 #define CERT_RETRY_S 30
 #define LOG_REPEAT_S 60.0
 
-enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE, EV_PIPE_UP, EV_PROBE };
+enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE, EV_PIPE_UP, EV_PROBE, EV_RESOLVED };
+#define RESOLVE_EVERY_S 30.0  /* names in controller.url: resolved again at most this often */
 #define CONNECT_TIMEOUT_S 2.0 /* several URLs: no connection within this, the next one */
 #define PROBE_AFTER_S 2.0    /* no answer this long: find out why with a handshake of our own */
 #define PROBE_TIMEOUT_MS 3000
@@ -50,9 +52,12 @@ struct ctlc_event {
   int rv;
   nng_msg *msg;       /* owned until consumed */
   char *text;         /* owned: EV_PROBE's finding */
+  char **urls;        /* owned: EV_RESOLVED's list */
+  size_t nurls;
 };
 
 static void start_connect(ctlc_t *c);
+static void save_state(ctlc_t *c, const Cascade__Control__Config *cf);
 static void log_failure(ctlc_t *c, log_level_t lvl, const char *msg);
 static void changed(ctlc_t *c);
 static void ctlc_fail(ctlc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -253,8 +258,94 @@ static void changed(ctlc_t *c) {
 /* ---- session ------------------------------------------------------------ */
 
 const char *ctlc_url(const ctlc_t *c) {
-  const cfg_strlist_t *u = &c->hub->cfg->ctl_urls;
-  return u->n ? u->v[c->url_idx % u->n] : "";
+  return c->ntargets ? c->targets[c->url_idx % c->ntargets] : "";
+}
+
+/* ---- host names in controller.url ---------------------------------------- */
+
+typedef struct resolve {
+  ctlc_t *c;                     /* only to name the event */
+  ctlc_hub_t *hub;
+} resolve_t;
+
+static void *resolve_main(void *arg) {
+  resolve_t *r = arg;
+  const cfg_strlist_t *u = &r->hub->cfg->ctl_urls;
+  char **v = NULL;
+  size_t n = 0;
+  ctlc_event_t *ev = calloc(1, sizeof(*ev));
+  if (ev && ctl_urls_resolve(u->v, u->n, &v, &n) == 0) {
+    ev->urls = v;
+    ev->nurls = n;
+  }
+  if (ev) {
+    ev->c = r->c;
+    ev->kind = EV_RESOLVED;
+    hub_push(r->hub, ev);
+  }
+  free(r);
+  return NULL;
+}
+
+/* resolve_start looks the names of controller.url up on a thread of its
+ * own (getaddrinfo blocks); the loop gets the list as EV_RESOLVED. */
+static void resolve_start(ctlc_t *c) {
+  resolve_t *r;
+  if (c->resolving || !c->has_names || c->hub->simulate) return;
+  if ((r = calloc(1, sizeof(*r))) == NULL) return;
+  r->c = c;
+  r->hub = c->hub;
+  if (pthread_create(&c->resolve_thread, NULL, resolve_main, r) != 0) {
+    free(r);
+    return;
+  }
+  c->resolving = 1;
+}
+
+static void resolve_done(ctlc_t *c, char **v, size_t n) {
+  int same = n == c->ntargets;
+  pthread_join(c->resolve_thread, NULL);
+  c->resolving = 0;
+  c->resolved_at = ev_now(c->hub->loop);
+  for (size_t i = 0; same && i < n; i++) same = strcmp(v[i], c->targets[i]) == 0;
+  if (v == NULL || n == 0 || same) {
+    ctl_urls_free(v, n);
+    return;
+  }
+  /* Taken at the next move: the session on the current URL stays. */
+  ctl_urls_free(c->next_targets, c->nnext);
+  c->next_targets = v;
+  c->nnext = n;
+  log_debug(MOD, "[%s] controller.url resolves to %zu URLs", c->name, n);
+}
+
+/* next_target moves to the URL after the current one, in the newest
+ * expansion when there is one. */
+static void next_target(ctlc_t *c) {
+  if (c->next_targets) {
+    const cfg_strlist_t *u = &c->hub->cfg->ctl_urls;
+    size_t j = c->nnext, from = ctl_urls_origin(u->v, u->n, ctlc_url(c)), k = 0;
+    for (size_t i = 0; i < c->nnext; i++)
+      if (strcmp(c->next_targets[i], ctlc_url(c)) == 0) j = i;
+    /* Not in the new list (it was the name itself): the first address of
+     * the next controller.url entry, so no URL is tried twice in a row. */
+    if (j == c->nnext) {
+      while (k < c->nnext && ctl_urls_origin(u->v, u->n, c->next_targets[k]) <= from) k++;
+      if (k == c->nnext) k = 0;
+    } else {
+      k = (j + 1) % c->nnext;
+    }
+    ctl_urls_free(c->targets, c->ntargets);
+    c->targets = c->next_targets;
+    c->ntargets = c->nnext;
+    c->next_targets = NULL;
+    c->nnext = 0;
+    c->url_idx = k;
+    return;
+  }
+  c->url_idx = (c->url_idx + 1) % c->ntargets;
+  if (c->url_idx == 0 && ev_now(c->hub->loop) - c->resolved_at >= RESOLVE_EVERY_S)
+    resolve_start(c); /* a round over: the names may point elsewhere now */
 }
 
 static int is_tls(const ctlc_t *c) { return strncmp(ctlc_url(c), "tls+", 4) == 0; }
@@ -418,15 +509,14 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void go_backoff(ctlc_t *c) {
   ctlc_hub_t *hub = c->hub;
-  size_t n = hub->cfg->ctl_urls.n;
   long long ms;
-  if (n > 1) {
+  if (c->ntargets > 1 || c->next_targets) {
     /* The next URL, after a delay that spreads the agents of a replica
      * that went away (agent_backoff.h). The socket dialed the old one. */
     ms = agent_failover_ms(c->attempt, hub->cfg->backoffmax_ms, c->was_up,
                            agent_rng_next(&hub->rng));
     sock_close(c);
-    c->url_idx = (c->url_idx + 1) % n;
+    next_target(c);
     c->url_moves++;
     if (!hub->simulate)
       log_info(MOD, "[%s] trying controller %s in %lld ms", c->name, ctlc_url(c), ms);
@@ -756,6 +846,8 @@ static void on_certificate(ctlc_t *c, const Cascade__Control__Certificate *ce) {
   c->cert_not_after = na;
   log_info(MOD, "[%s] certificate for node %lld saved, valid until %lld", c->name, (long long)id,
            (long long)na);
+  /* The state file names the CA and the epoch: keep it in step. */
+  if (c->last_cf && !c->cached) save_state(c, c->last_cf);
   changed(c);
 }
 
@@ -799,6 +891,18 @@ static void save_state(ctlc_t *c, const Cascade__Control__Config *cf) {
              strerror(errno));
 }
 
+/* keep_config keeps a copy of |cf| in c->last_cf (none when out of memory). */
+static void keep_config(ctlc_t *c, const Cascade__Control__Config *cf) {
+  size_t n = cascade__control__config__get_packed_size(cf);
+  uint8_t *buf = c->hub->simulate ? NULL : malloc(n ? n : 1);
+  if (c->last_cf) cascade__control__config__free_unpacked(c->last_cf, NULL);
+  c->last_cf = NULL;
+  if (buf == NULL) return;
+  cascade__control__config__pack(cf, buf);
+  c->last_cf = cascade__control__config__unpack(NULL, n, buf);
+  free(buf);
+}
+
 /* apply_config makes |cf| the running configuration; |cached|: it comes
  * from the state file, not from a controller. */
 static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf, int cached) {
@@ -840,6 +944,7 @@ static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf, int cach
   agent_rules_free(&c->rules);
   c->rules = nr;
   c->applied_gen = cf->generation;
+  keep_config(c, cf);
   if (cached) {
     c->cached = 1;
   } else {
@@ -1073,6 +1178,9 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
     next = ev->next;
     if (ev->kind == EV_PROBE) {
       probe_done(c, ev->rv, ev->text);
+    } else if (ev->kind == EV_RESOLVED) {
+      resolve_done(c, ev->urls, ev->nurls);
+      ev->urls = NULL;
     } else if (ev->kind == EV_PIPE_UP) {
       if (c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock)) {
         c->pipe_up = 1;
@@ -1088,6 +1196,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
     }
     nng_msg_free(ev->msg);
     free(ev->text);
+    ctl_urls_free(ev->urls, ev->nurls);
     free(ev);
   }
 }
@@ -1114,8 +1223,10 @@ static void connect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   ctlc_t *c = w->data;
   (void)loop;
   (void)revents;
-  if (c->open && !c->pipe_up && !c->has_session)
+  if (c->open && !c->pipe_up && !c->has_session) {
+    probe_start(c); /* a refused certificate looks the same from here: it says which */
     ctlc_fail(c, "no connection to %s within %.0f s", ctlc_url(c), CONNECT_TIMEOUT_S);
+  }
 }
 
 static void start_connect(ctlc_t *c) {
@@ -1123,7 +1234,7 @@ static void start_connect(ctlc_t *c) {
   ev_timer_stop(c->hub->loop, &c->retry);
   session_close(c);
   if (session_open(c, !bootstrap) != 0) return;
-  if (c->hub->cfg->ctl_urls.n > 1 && !c->pipe_up) {
+  if ((c->ntargets > 1 || c->has_names) && !c->pipe_up) {
     ev_timer_set(&c->connect_timer, CONNECT_TIMEOUT_S, 0.);
     ev_timer_start(c->hub->loop, &c->connect_timer);
   }
@@ -1212,7 +1323,13 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
   if (c == NULL) goto fail;
   c->hub = hub;
   if ((c->name = strdup(name)) == NULL) goto fail_free;
-  if (agent_rules_build(hub->cfg, NULL, &c->rules, err, errlen) != 0) goto fail_name;
+  if ((c->targets = calloc(hub->cfg->ctl_urls.n + 1, sizeof(*c->targets))) == NULL)
+    goto fail_name;
+  for (size_t i = 0; i < hub->cfg->ctl_urls.n; i++, c->ntargets++) {
+    if ((c->targets[i] = strdup(hub->cfg->ctl_urls.v[i])) == NULL) goto fail_targets;
+    c->has_names |= !ctl_urls_host_is_numeric(c->targets[i]);
+  }
+  if (agent_rules_build(hub->cfg, NULL, &c->rules, err, errlen) != 0) goto fail_targets;
   c->poll.c = c->rpc.c = c;
   c->poll.kind = OP_POLL;
   c->rpc.kind = OP_RPC;
@@ -1228,9 +1345,12 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
     load_cert(c);
     load_state(c);
   }
+  resolve_start(c);
   start_connect(c);
   return c;
 
+fail_targets:
+  ctl_urls_free(c->targets, c->ntargets);
 fail_name:
   free(c->name);
 fail_free:
@@ -1249,6 +1369,7 @@ void ctlc_destroy(ctlc_t *c) {
   ev_timer_stop(c->hub->loop, &c->probe_timer);
   ev_timer_stop(c->hub->loop, &c->connect_timer);
   if (c->probe_running) pthread_join(c->probe_thread, NULL); /* bounded by its timeouts */
+  if (c->resolving) pthread_join(c->resolve_thread, NULL);   /* bounded by the resolver's */
   /* Nothing queued for |c| may outlive it. */
   pthread_mutex_lock(&c->hub->mu);
   for (ctlc_event_t **pp = &c->hub->head, *prev = NULL; *pp;) {
@@ -1258,6 +1379,7 @@ void ctlc_destroy(ctlc_t *c) {
       if (c->hub->tail == ev) c->hub->tail = prev;
       nng_msg_free(ev->msg);
       free(ev->text);
+      ctl_urls_free(ev->urls, ev->nurls);
       free(ev);
     } else {
       prev = ev;
@@ -1267,12 +1389,15 @@ void ctlc_destroy(ctlc_t *c) {
   pthread_mutex_unlock(&c->hub->mu);
   free_topology(c);
   agent_rules_free(&c->rules);
+  if (c->last_cf) cascade__control__config__free_unpacked(c->last_cf, NULL);
   if (c->key_pem) {
     gnutls_memset(c->key_pem, 0, strlen(c->key_pem));
     free(c->key_pem);
   }
   free(c->cert_pem);
   free(c->node_ca_pem);
+  ctl_urls_free(c->targets, c->ntargets);
+  ctl_urls_free(c->next_targets, c->nnext);
   free(c->name);
   free(c);
 }
@@ -1342,6 +1467,7 @@ void ctlc_hub_destroy(ctlc_hub_t *hub) {
     next = ev->next;
     nng_msg_free(ev->msg);
     free(ev->text);
+    ctl_urls_free(ev->urls, ev->nurls);
     free(ev);
   }
   hub->head = hub->tail = NULL;

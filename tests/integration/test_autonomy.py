@@ -291,6 +291,25 @@ class FailoverTest(unittest.TestCase):
         print("  dead first URL: online through the second %.2f s after the start" % took,
               flush=True)
 
+    def test_host_names_expand_to_addresses(self):
+        """A URL naming a host counts as one URL per address it resolves to; here localhost
+        (127.0.0.1), dead port first."""
+        self.create("by-name")
+        dead, live = harness.free_port(), self.ctl.control_port
+        t0 = time.monotonic()
+        self.agent = harness.Agent(self.ctl, "by-name", "by-name-secret", config={
+            "controller": {"url": ["tls+tcp://localhost:%d" % dead,
+                                   "tls+tcp://localhost:%d" % live]}})
+        harness.wait_for(lambda: self.agent.status()["controller"]["state"] == "running", 10,
+                         interval=0.05, what="running through the second URL")
+        took = time.monotonic() - t0
+        st = self.agent.status()["controller"]
+        self.assertEqual(st["url"], self.url(live))
+        self.assertIn(self.url(dead), st["targets"])
+        self.assertLessEqual(took, 5.0, "online after %.2f s" % took)
+        print("  host names: online through the second URL's address %.2f s after the start"
+              % took, flush=True)
+
     def test_comma_separated_and_controller_moves_to_second_port(self):
         self.create("mover")
         first, second = self.ctl.control_port, harness.free_port()
