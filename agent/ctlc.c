@@ -32,6 +32,7 @@
 
 #define MOD "ctlc"
 #define RPC_TIMEOUT_MS 10000
+#define RPC_TIMEOUT_SEVERAL_MS 4000 /* with somewhere else to go, a silent controller is left sooner */
 #define POLL_TIMEOUT_MS 40000
 #define CERT_RETRY_S 30
 #define LOG_REPEAT_S 60.0
@@ -259,6 +260,15 @@ static void changed(ctlc_t *c) {
 
 const char *ctlc_url(const ctlc_t *c) {
   return c->ntargets ? c->targets[c->url_idx % c->ntargets] : "";
+}
+
+/* several_targets tells whether the client has another URL to move to. */
+static int several_targets(const ctlc_t *c) {
+  return c->ntargets > 1 || (c->next_targets && c->nnext > 1);
+}
+
+static int rpc_timeout_ms(const ctlc_t *c) {
+  return several_targets(c) ? RPC_TIMEOUT_SEVERAL_MS : RPC_TIMEOUT_MS;
 }
 
 /* ---- host names in controller.url ---------------------------------------- */
@@ -571,7 +581,7 @@ static void send_ca_request(ctlc_t *c) {
   Cascade__Control__CaRequest ca = CASCADE__CONTROL__CA_REQUEST__INIT;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_CA_REQUEST;
   r.ca_request = &ca;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
 }
 
 static void send_register(ctlc_t *c) {
@@ -585,7 +595,7 @@ static void send_register(ctlc_t *c) {
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_REGISTER;
   r.register_ = &reg;
   c->state = CTLC_REGISTER;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
   ev_timer_stop(c->hub->loop, &c->probe_timer);
   ev_timer_set(&c->probe_timer, PROBE_AFTER_S, 0.);
   ev_timer_start(c->hub->loop, &c->probe_timer);
@@ -608,7 +618,7 @@ static void send_auth_start(ctlc_t *c) {
   r.auth_start = &as;
   c->state = CTLC_AUTH_START;
   changed(c);
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
 }
 
 /* scram_name writes the saslname form of |name| (',' and '=' escaped). */
@@ -668,7 +678,7 @@ static void on_challenge(ctlc_t *c, const Cascade__Control__AuthChallenge *ch) {
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_AUTH_FINISH;
   r.auth_finish = &fin;
   c->state = CTLC_AUTH_FINISH;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
   gnutls_memset(proof, 0, sizeof(proof));
 }
 
@@ -717,7 +727,7 @@ static void send_heartbeat(ctlc_t *c) {
   if (c->hub->stream_reports) c->hub->stream_reports(c, &hb, 0, c->hub->stream_reports_arg);
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
   r.heartbeat = &hb;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
   if (c->hub->stream_reports) c->hub->stream_reports(c, &hb, 1, c->hub->stream_reports_arg);
   free(rep);
   free(lr);
@@ -801,7 +811,7 @@ static void send_cert_request(ctlc_t *c) {
   cr.csr = csr;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_CERT_REQUEST;
   r.cert_request = &cr;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
   free(csr);
 }
 
@@ -1144,7 +1154,7 @@ static void on_op(ctlc_t *c, ctlc_event_t *ev) {
     if (ev->rv == NNG_ETIMEDOUT) {
       ctlc_fail(c, "no answer from the controller within %d s (unreachable, or its certificate "
                    "did not verify)",
-                (ev->kind == OP_POLL ? POLL_TIMEOUT_MS : RPC_TIMEOUT_MS) / 1000);
+                (ev->kind == OP_POLL ? POLL_TIMEOUT_MS : rpc_timeout_ms(c)) / 1000);
       probe_start(c); /* says which of the two, and why */
     }
     else
@@ -1234,7 +1244,7 @@ static void start_connect(ctlc_t *c) {
   ev_timer_stop(c->hub->loop, &c->retry);
   session_close(c);
   if (session_open(c, !bootstrap) != 0) return;
-  if ((c->ntargets > 1 || c->has_names) && !c->pipe_up) {
+  if (several_targets(c) && !c->pipe_up) {
     ev_timer_set(&c->connect_timer, CONNECT_TIMEOUT_S, 0.);
     ev_timer_start(c->hub->loop, &c->connect_timer);
   }
