@@ -94,6 +94,13 @@ class WallClockReader(threading.Thread):
                 time.sleep(0.1)
 
 
+def child_up(agent, child_id):
+    """Whether |agent| (a fresh process: no stale link state) holds an up link from its child
+    |child_id|."""
+    return any(l["role"] == "child" and l["peer_id"] == child_id and l["state"] == "up"
+               for l in agent.status()["links"])
+
+
 def node_rows(ctl):
     st, _, body = ctl.api("GET", CLIENTS + "?size=100")
     assert st == 200, body
@@ -203,7 +210,10 @@ class OutageTest(unittest.TestCase):
         self.assertTrue(st["config_generation"]["cached"], st)
         self.assertEqual(st["instance_id"], self.ids["region"])
         harness.wait_for(lambda: self.link_up("region", "hq"), 15, what="region -> hq (cached)")
-        harness.wait_for(lambda: self.link_up("edge", "region"), 15, what="edge -> region (cached)")
+        # Seen from the restarted region (the edge may still show its old link for an idle
+        # timeout): both of its links are new ones.
+        harness.wait_for(lambda: child_up(region, self.ids["edge"]), 15,
+                         what="edge -> region (cached)")
         t_links = time.monotonic()
         harness.wait_for(lambda: r.frames_since(t_started) >= 25, 30, interval=0.05,
                          what="edge's player gets frames again")
@@ -342,6 +352,73 @@ class FailoverTest(unittest.TestCase):
         self.assertEqual(len(rows), 1)
         print("  controller moved to the second port: agent online %.2f s after it answered"
               % took, flush=True)
+
+
+class CachedParentTest(unittest.TestCase):
+    """A parent restarted in cached mode accepts the child its cached topology names and still
+    refuses a node of the same CA that it does not (0x201)."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.require_controller()
+        cls.pg = harness.shared_cluster()
+
+    def setUp(self):
+        self.db = self.pg.create_database()
+        self.ctl = harness.Controller(self.pg.dsn(self.db), config=CTL_CONFIG)
+        self.agents = {}
+
+    def tearDown(self):
+        for a in self.agents.values():
+            if a.proc is not None:
+                a.stop(expected_errors=AGENT_ERRORS)
+        if self.ctl.proc is not None:
+            self.ctl.stop()
+
+    def refused(self, agent):
+        st, _, body = agent.admin_request("GET", "/metrics", timeout=5)
+        self.assertEqual(st, 200)
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        for line in text.splitlines():
+            if line.startswith('cascade_link_refused_total{reason="not_assigned"}'):
+                return int(line.split()[-1])
+        return 0
+
+    def test_cached_parent_accepts_assigned_refuses_stranger(self):
+        port = harness.free_udp_port()
+        ids = {}
+        for name, parent in (("par", None), ("kid", "par"), ("stranger", None)):
+            body = {"name": name, "secret": name + "-secret"}
+            if parent:
+                body["parent_id"] = ids[parent]
+            ids[name] = harness.envelope_ok(self, self.ctl.api("POST", CLIENTS, body), 201)["id"]
+        base = copy.deepcopy(NODE_CONFIG)
+        par_cfg = copy.deepcopy(base)
+        par_cfg["cascadeserver"] = {"quic": {"listenaddr": "127.0.0.1:%d" % port}}
+        for name, cfg in (("par", par_cfg), ("kid", base), ("stranger", base)):
+            self.agents[name] = harness.Agent(self.ctl, name, name + "-secret", config=cfg)
+        par, kid, stranger = self.agents["par"], self.agents["kid"], self.agents["stranger"]
+        harness.wait_for(lambda: kid.parent_up(ids["par"]), 20, what="kid -> par")
+        for a in self.agents.values():
+            harness.wait_for(lambda a=a: os.path.exists(os.path.join(a.datadir, "state.json")) and
+                             a.status()["certificate"], 10, what="state file and certificate")
+        stranger.stop(expected_errors=AGENT_ERRORS)
+        self.ctl.stop()
+        par.stop(expected_errors=AGENT_ERRORS)
+        par.start()
+        self.assertTrue(par.status()["config_generation"]["cached"])
+        harness.wait_for(lambda: child_up(par, ids["kid"]), 15, what="kid -> cached par")
+        before = self.refused(par)
+        stranger.extra_config = copy.deepcopy(base)
+        stranger.extra_config["cascadeclient"]["enable"] = True
+        stranger.extra_config["cascadeclient"]["server"] = "127.0.0.1:%d" % port
+        stranger.start()
+        self.assertTrue(stranger.status()["config_generation"]["cached"])
+        harness.wait_for(lambda: self.refused(par) > before, 15,
+                         what="par refuses the stranger (not_assigned)")
+        self.assertFalse(any(l["peer_id"] == ids["stranger"] and l["state"] == "up"
+                             for l in par.status()["links"]))
+        self.assertTrue(child_up(par, ids["kid"]))
 
 
 class BadStateTest(unittest.TestCase):
