@@ -49,13 +49,16 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
                      ? json_pack("{s:o}", "not_after", rfc3339(c->cert_not_after))
                      : json_null();
   d = json_pack(
-      "{s:o,s:s,s:{s:s,s:s,s:o,s:o},s:{s:I},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o,s:o}",
+      "{s:o,s:s,s:{s:s,s:o,s:o,s:I,s:s,s:o,s:o},s:{s:I,s:b},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o,s:o}",
       "instance_id", c->instance_id ? json_integer(c->instance_id) : json_null(),
       "name", c->name,
-      "controller", "url", cfg->ctl_url, "state", ctlc_state_name(c->state),
+      "controller", "url", ctlc_url(c), "urls",
+      str_array(cfg->ctl_urls.v, cfg->ctl_urls.n), "targets", str_array(c->targets, c->ntargets),
+      "url_moves", (json_int_t)c->url_moves,
+      "state", ctlc_state_name(c->state),
       "connected_since", rfc3339(c->connected_since),
       "last_error", c->last_error[0] ? json_string(c->last_error) : json_null(),
-      "config_generation", "applied", (json_int_t)c->applied_gen,
+      "config_generation", "applied", (json_int_t)c->applied_gen, "cached", c->cached,
       "parent", parent,
       "children", children,
       "rules", "relayapi", "allow", str_array(c->rules.allow, c->rules.nallow), "deny",
@@ -360,7 +363,7 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
     ev_timer_init(&a->sim_report, on_sim_report, 1., 1.);
     a->sim_report.data = a;
     ev_timer_start(loop, &a->sim_report);
-    log_info(MOD, "simulating %zu agents against %s", nsim, cfg->ctl_url);
+    log_info(MOD, "simulating %zu agents against %s", nsim, cfg->ctl_urls.v[0]);
     return 0;
   }
   if ((a->ctl = ctlc_new(&a->hub, cfg->node_name, err, errlen)) == NULL) goto fail;
@@ -392,7 +395,9 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
   log_info(MOD, "agent %s started: HTTP-FLV http://%s, local API %s%s, RTMP %s, controller %s",
            cfg->node_name, a->media.http_url, a->media.admin_url[0] ? "http://" : "",
            a->media.admin_url[0] ? a->media.admin_url : "off (http.adminaddr is empty)",
-           a->media.rtmp_url[0] ? a->media.rtmp_url : "off", cfg->ctl_url);
+           a->media.rtmp_url[0] ? a->media.rtmp_url : "off", ctlc_url(a->ctl));
+  /* A configuration kept from an earlier run (cached mode) runs at once. */
+  if (a->ctl->cached) on_ctl_change(a->ctl, a);
   return 0;
 
 fail:

@@ -11,6 +11,18 @@ long long agent_backoff_ms(unsigned n, long long cap_ms, double r) {
   return (long long)((double)d * (0.5 + r / 2));
 }
 
+long long agent_failover_ms(unsigned n, long long cap_ms, int lost, double r) {
+  if (r < 0) r = 0;
+  if (r > 1) r = 1;
+  if (lost) {
+    long long lo = AGENT_BACKOFF_BASE_MS / 5, hi = AGENT_FAILOVER_SPREAD_MS;
+    if (hi > cap_ms) hi = cap_ms;
+    if (hi < lo) hi = lo;
+    return lo + (long long)((double)(hi - lo) * r);
+  }
+  return agent_backoff_ms(n, cap_ms < AGENT_FAILOVER_CAP_MS ? cap_ms : AGENT_FAILOVER_CAP_MS, r);
+}
+
 double agent_rng_next(uint64_t *state) {
   uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
   x ^= x >> 12;

@@ -13,6 +13,18 @@
  * maps to the jitter factor 0.5 + r / 2. */
 long long agent_backoff_ms(unsigned n, long long cap_ms, double r);
 
+#define AGENT_FAILOVER_CAP_MS 2000   /* several URLs: longest wait before the next one */
+#define AGENT_FAILOVER_SPREAD_MS 3000 /* a lost session: the move is spread over this */
+
+/* agent_failover_ms is the delay before trying the next of several
+ * controller URLs after failure |n| (0: the first). After a session that
+ * had authenticated (|lost|), the delay is uniform over
+ * [AGENT_BACKOFF_BASE_MS / 5, AGENT_FAILOVER_SPREAD_MS], so the agents of
+ * a replica that went away do not all reach the next one at once; after a
+ * failed attempt it is agent_backoff_ms capped at AGENT_FAILOVER_CAP_MS
+ * (and |cap_ms|), so every URL is tried again within a few seconds. */
+long long agent_failover_ms(unsigned n, long long cap_ms, int lost, double r);
+
 /* agent_rng_next advances a xorshift64* state (never 0) and returns a draw
  * in [0, 1]. Jitter only: not for anything secret. */
 double agent_rng_next(uint64_t *state);

@@ -13,6 +13,7 @@
 #include "log.h"
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const ctl_schemes[] = {"tls+tcp://", "tcp://", NULL};
 static const char *const quic_ccs[] = {"auto", "bbr", "bbr2", "cubic", "reno", NULL};
 
 #define OFF(f) offsetof(agent_config_t, f)
@@ -31,9 +32,15 @@ const cfg_key_t agent_config_table[] = {
      "that presents it joins approved, else it waits for an operator's approval. Sent only "
      "to a verified controller. Environment CASCADE_JOIN_TOKEN overrides it."},
     {"node.datadir", CFG_STR, OFF(datadir), "/var/lib/cascade", 1, 4096, NULL, 0,
-     "Directory for the node key, its certificate and the controller CA (created 0700)."},
-    {"controller.url", CFG_STR, OFF(ctl_url), "tls+tcp://127.0.0.1:44945", 1, 1024, NULL, 0,
-     "Control endpoint of the controller: tls+tcp://host:port, or tcp:// for tests only."},
+     "Directory for the node key, its certificate, the controller CA and state.json, the last "
+     "configuration applied, from which the agent starts when no controller answers (created "
+     "0700; docs/operations.md, \"Cached mode\")."},
+    {"controller.url", CFG_STRLIST, OFF(ctl_urls), "[\"tls+tcp://127.0.0.1:44945\"]", 1, 1024,
+     ctl_schemes, CFG_LIST_SCALAR,
+     "Control endpoints of the controller (its replicas): tls+tcp://host:port, or tcp:// for "
+     "tests only; a list, or one string of comma-separated URLs; 16 URLs at most, a host name "
+     "counting as one URL per address. The agent stays on the one that works and moves to the "
+     "next when its session is lost or it cannot connect within 2 s (docs/operations.md)."},
     {"controller.ca", CFG_STR, OFF(ctl_ca), NULL, 0, 4096, NULL, 0,
      "PEM CA file the controller's certificate must verify against."},
     {"controller.pin", CFG_STR, OFF(ctl_pin), NULL, 0, 128, NULL, 0,
@@ -203,13 +210,30 @@ static int check(agent_config_t *c, const char *path, char *err, size_t errlen) 
     if (strlen(host) > 64) host[64] = '\0';
     if (cfg_set_str(&c->node_name, host) != 0) goto fail_oom;
   }
-  if (strncmp(c->ctl_url, "tls+tcp://", 10) != 0 && strncmp(c->ctl_url, "tcp://", 6) != 0) {
-    snprintf(err, errlen, "%s: key 'controller.url': must start with tls+tcp:// or tcp://",
-             path);
+  if (c->ctl_urls.n == 0 || c->ctl_urls.n > AGENT_CTL_URLS_MAX) {
+    snprintf(err, errlen, "%s: key 'controller.url': needs 1 to %d URLs, not %zu", path,
+             AGENT_CTL_URLS_MAX, c->ctl_urls.n);
     return -1;
   }
-  if (strncmp(c->ctl_url, "tls+tcp://", 10) == 0 && c->ctl_ca[0] == '\0' &&
-      c->ctl_pin[0] == '\0') {
+  int any_tls = 0;
+  for (size_t i = 0; i < c->ctl_urls.n; i++) {
+    const char *u = c->ctl_urls.v[i];
+    if (strncmp(u, "tls+tcp://", 10) != 0 && strncmp(u, "tcp://", 6) != 0) {
+      snprintf(err, errlen, "%s: key 'controller.url': must start with tls+tcp:// or tcp://",
+               path);
+      return -1;
+    }
+    any_tls |= strncmp(u, "tls+tcp://", 10) == 0;
+    for (size_t j = 0; j < i; j++) {
+      if (strcmp(c->ctl_urls.v[j], u) == 0) {
+        char q[128];
+        snprintf(err, errlen, "%s: key 'controller.url': '%s' is listed twice", path,
+                 log_quote(u, q, sizeof(q)));
+        return -1;
+      }
+    }
+  }
+  if (any_tls && c->ctl_ca[0] == '\0' && c->ctl_pin[0] == '\0') {
     snprintf(err, errlen,
              "%s: key 'controller.url': a tls+tcp:// controller needs controller.ca or "
              "controller.pin (the agent never talks to an unverified controller)",

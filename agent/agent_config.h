@@ -7,12 +7,14 @@
 
 #include "cfg.h"
 
+#define AGENT_CTL_URLS_MAX 16
+
 typedef struct agent_config {
   char *node_name;
   char *node_secret;      /* also cascadeclient.secret; CASCADE_NODE_SECRET wins */
   char *jointoken;        /* CASCADE_JOIN_TOKEN wins */
   char *datadir;
-  char *ctl_url;
+  cfg_strlist_t ctl_urls;  /* controller.url: 1..AGENT_CTL_URLS_MAX, tried in turn */
   char *ctl_ca;
   char *ctl_pin;
   char *ctl_servername;

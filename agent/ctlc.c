@@ -18,10 +18,12 @@
 
 #include "agent_backoff.h"
 #include "b64.h"
+#include "ctl_urls.h"
 #include "ctlmsg.h"
 #include "ctlprobe.h"
 #include "log.h"
 #include "nngclose.h"
+#include "state.h"
 #include "x509.h"
 
 #ifndef CASCADE_VERSION
@@ -30,11 +32,14 @@
 
 #define MOD "ctlc"
 #define RPC_TIMEOUT_MS 10000
+#define RPC_TIMEOUT_SEVERAL_MS 4000 /* with somewhere else to go, a silent controller is left sooner */
 #define POLL_TIMEOUT_MS 40000
 #define CERT_RETRY_S 30
 #define LOG_REPEAT_S 60.0
 
-enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE, EV_PROBE };
+enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE, EV_PIPE_UP, EV_PROBE, EV_RESOLVED };
+#define RESOLVE_EVERY_S 30.0  /* names in controller.url: resolved again at most this often */
+#define CONNECT_TIMEOUT_S 2.0 /* several URLs: no connection within this, the next one */
 #define PROBE_AFTER_S 2.0    /* no answer this long: find out why with a handshake of our own */
 #define PROBE_TIMEOUT_MS 3000
 enum { PHASE_SEND = 1, PHASE_RECV };
@@ -48,9 +53,12 @@ struct ctlc_event {
   int rv;
   nng_msg *msg;       /* owned until consumed */
   char *text;         /* owned: EV_PROBE's finding */
+  char **urls;        /* owned: EV_RESOLVED's list */
+  size_t nurls;
 };
 
 static void start_connect(ctlc_t *c);
+static void save_state(ctlc_t *c, const Cascade__Control__Config *cf);
 static void log_failure(ctlc_t *c, log_level_t lvl, const char *msg);
 static void changed(ctlc_t *c);
 static void ctlc_fail(ctlc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -126,13 +134,12 @@ static pthread_mutex_t pipe_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void pipe_cb(nng_pipe p, nng_pipe_ev what, void *arg) {
   struct ctlc_pipe_token *t = arg;
-  (void)what;
   pthread_mutex_lock(&pipe_mu);
   ctlc_t *c = t->c;
   ctlc_event_t *ev = c ? calloc(1, sizeof(*ev)) : NULL;
   if (ev) {
     ev->c = c;
-    ev->kind = EV_PIPE_GONE;
+    ev->kind = what == NNG_PIPE_EV_ADD_POST ? EV_PIPE_UP : EV_PIPE_GONE;
     ev->sock_id = (uint32_t)nng_socket_id(nng_pipe_socket(p));
     hub_push(c->hub, ev);
   }
@@ -172,13 +179,13 @@ static void *probe_main(void *arg) {
 static void probe_start(ctlc_t *c) {
   const agent_config_t *cfg = c->hub->cfg;
   if (c->probe_running || c->hub->simulate || !c->sock_verified ||
-      strncmp(cfg->ctl_url, "tls+", 4) != 0)
+      strncmp(ctlc_url(c), "tls+", 4) != 0)
     return;
   probe_t *p = calloc(1, sizeof(*p));
   if (p == NULL) return;
   p->c = c;
   p->hub = c->hub;
-  p->url = strdup(cfg->ctl_url);
+  p->url = strdup(ctlc_url(c));
   p->ca = c->hub->ca_pem ? strdup(c->hub->ca_pem) : NULL;
   p->servername = strdup(cfg->ctl_servername);
   if (p->url == NULL || p->servername == NULL || (c->hub->ca_pem && p->ca == NULL) ||
@@ -251,13 +258,115 @@ static void changed(ctlc_t *c) {
 
 /* ---- session ------------------------------------------------------------ */
 
-static int is_tls(const ctlc_t *c) { return strncmp(c->hub->cfg->ctl_url, "tls+", 4) == 0; }
+const char *ctlc_url(const ctlc_t *c) {
+  return c->ntargets ? c->targets[c->url_idx % c->ntargets] : "";
+}
+
+/* several_targets tells whether the client has another URL to move to. */
+static int several_targets(const ctlc_t *c) {
+  return c->ntargets > 1 || (c->next_targets && c->nnext > 1);
+}
+
+static int rpc_timeout_ms(const ctlc_t *c) {
+  return several_targets(c) ? RPC_TIMEOUT_SEVERAL_MS : RPC_TIMEOUT_MS;
+}
+
+/* ---- host names in controller.url ---------------------------------------- */
+
+typedef struct resolve {
+  ctlc_t *c;                     /* only to name the event */
+  ctlc_hub_t *hub;
+} resolve_t;
+
+static void *resolve_main(void *arg) {
+  resolve_t *r = arg;
+  const cfg_strlist_t *u = &r->hub->cfg->ctl_urls;
+  char **v = NULL;
+  size_t n = 0;
+  ctlc_event_t *ev = calloc(1, sizeof(*ev));
+  if (ev && ctl_urls_resolve(u->v, u->n, &v, &n) == 0) {
+    ev->urls = v;
+    ev->nurls = n;
+  }
+  if (ev) {
+    ev->c = r->c;
+    ev->kind = EV_RESOLVED;
+    hub_push(r->hub, ev);
+  }
+  free(r);
+  return NULL;
+}
+
+/* resolve_start looks the names of controller.url up on a thread of its
+ * own (getaddrinfo blocks); the loop gets the list as EV_RESOLVED. */
+static void resolve_start(ctlc_t *c) {
+  resolve_t *r;
+  if (c->resolving || !c->has_names || c->hub->simulate) return;
+  if ((r = calloc(1, sizeof(*r))) == NULL) return;
+  r->c = c;
+  r->hub = c->hub;
+  if (pthread_create(&c->resolve_thread, NULL, resolve_main, r) != 0) {
+    free(r);
+    return;
+  }
+  c->resolving = 1;
+}
+
+static void resolve_done(ctlc_t *c, char **v, size_t n) {
+  int same = n == c->ntargets;
+  pthread_join(c->resolve_thread, NULL);
+  c->resolving = 0;
+  c->resolved_at = ev_now(c->hub->loop);
+  for (size_t i = 0; same && i < n; i++) same = strcmp(v[i], c->targets[i]) == 0;
+  if (v == NULL || n == 0 || same) {
+    ctl_urls_free(v, n);
+    return;
+  }
+  /* Taken at the next move: the session on the current URL stays. */
+  ctl_urls_free(c->next_targets, c->nnext);
+  c->next_targets = v;
+  c->nnext = n;
+  log_debug(MOD, "[%s] controller.url resolves to %zu URLs", c->name, n);
+}
+
+/* next_target moves to the URL after the current one, in the newest
+ * expansion when there is one. */
+static void next_target(ctlc_t *c) {
+  if (c->next_targets) {
+    const cfg_strlist_t *u = &c->hub->cfg->ctl_urls;
+    size_t j = c->nnext, from = ctl_urls_origin(u->v, u->n, ctlc_url(c)), k = 0;
+    for (size_t i = 0; i < c->nnext; i++)
+      if (strcmp(c->next_targets[i], ctlc_url(c)) == 0) j = i;
+    /* Not in the new list (it was the name itself): the first address of
+     * the next controller.url entry, so no URL is tried twice in a row. */
+    if (j == c->nnext) {
+      while (k < c->nnext && ctl_urls_origin(u->v, u->n, c->next_targets[k]) <= from) k++;
+      if (k == c->nnext) k = 0;
+    } else {
+      k = (j + 1) % c->nnext;
+    }
+    ctl_urls_free(c->targets, c->ntargets);
+    c->targets = c->next_targets;
+    c->ntargets = c->nnext;
+    c->next_targets = NULL;
+    c->nnext = 0;
+    c->url_idx = k;
+    return;
+  }
+  c->url_idx = (c->url_idx + 1) % c->ntargets;
+  if (c->url_idx == 0 && ev_now(c->hub->loop) - c->resolved_at >= RESOLVE_EVERY_S)
+    resolve_start(c); /* a round over: the names may point elsewhere now */
+}
+
+static int is_tls(const ctlc_t *c) { return strncmp(ctlc_url(c), "tls+", 4) == 0; }
 
 static void session_close(ctlc_t *c) {
   if (!c->open) return;
   c->open = 0;
+  c->was_up = c->has_session;
   c->epoch++; /* whatever is still queued for this session is stale now */
   ev_timer_stop(c->hub->loop, &c->beat);
+  ev_timer_stop(c->hub->loop, &c->connect_timer);
   /* Freeing an aio cancels its operation and waits for the callback, which
    * only queues an event: nothing runs for this session afterwards. */
   nng_aio_free(c->poll.aio);
@@ -276,6 +385,7 @@ static void sock_close(ctlc_t *c) {
   if (!c->sock_open) return;
   session_close(c);
   c->sock_open = 0;
+  c->pipe_up = 0;
   struct ctlc_pipe_token *t = c->pipe_token;
   c->pipe_token = NULL;
   if (t) {
@@ -316,10 +426,12 @@ static int sock_open(ctlc_t *c, int verified) {
     goto fail;
   }
   c->pipe_token->c = c;
+  c->pipe_up = 0;
   if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c->pipe_token)) != 0 ||
+      (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, c->pipe_token)) != 0 ||
       (rv = nng_ctx_open(&c->poll.ctx, c->sock)) != 0 ||
       (rv = nng_ctx_open(&c->rpc.ctx, c->sock)) != 0 ||
-      (rv = nng_dialer_create(&d, c->sock, cfg->ctl_url)) != 0)
+      (rv = nng_dialer_create(&d, c->sock, ctlc_url(c))) != 0)
     goto fail;
   if (is_tls(c)) {
     if ((rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT)) != 0) goto fail;
@@ -407,7 +519,21 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void go_backoff(ctlc_t *c) {
   ctlc_hub_t *hub = c->hub;
-  long long ms = agent_backoff_ms(c->attempt, hub->cfg->backoffmax_ms, agent_rng_next(&hub->rng));
+  long long ms;
+  if (c->ntargets > 1 || c->next_targets) {
+    /* The next URL, after a delay that spreads the agents of a replica
+     * that went away (agent_backoff.h). The socket dialed the old one. */
+    ms = agent_failover_ms(c->attempt, hub->cfg->backoffmax_ms, c->was_up,
+                           agent_rng_next(&hub->rng));
+    sock_close(c);
+    next_target(c);
+    c->url_moves++;
+    if (!hub->simulate)
+      log_info(MOD, "[%s] trying controller %s in %lld ms", c->name, ctlc_url(c), ms);
+  } else {
+    ms = agent_backoff_ms(c->attempt, hub->cfg->backoffmax_ms, agent_rng_next(&hub->rng));
+  }
+  c->was_up = 0;
   if (c->attempt < 64) c->attempt++;
   c->state = CTLC_BACKOFF;
   ev_timer_stop(hub->loop, &c->retry);
@@ -455,7 +581,7 @@ static void send_ca_request(ctlc_t *c) {
   Cascade__Control__CaRequest ca = CASCADE__CONTROL__CA_REQUEST__INIT;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_CA_REQUEST;
   r.ca_request = &ca;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
 }
 
 static void send_register(ctlc_t *c) {
@@ -469,7 +595,7 @@ static void send_register(ctlc_t *c) {
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_REGISTER;
   r.register_ = &reg;
   c->state = CTLC_REGISTER;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
   ev_timer_stop(c->hub->loop, &c->probe_timer);
   ev_timer_set(&c->probe_timer, PROBE_AFTER_S, 0.);
   ev_timer_start(c->hub->loop, &c->probe_timer);
@@ -492,7 +618,7 @@ static void send_auth_start(ctlc_t *c) {
   r.auth_start = &as;
   c->state = CTLC_AUTH_START;
   changed(c);
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
 }
 
 /* scram_name writes the saslname form of |name| (',' and '=' escaped). */
@@ -552,7 +678,7 @@ static void on_challenge(ctlc_t *c, const Cascade__Control__AuthChallenge *ch) {
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_AUTH_FINISH;
   r.auth_finish = &fin;
   c->state = CTLC_AUTH_FINISH;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
   gnutls_memset(proof, 0, sizeof(proof));
 }
 
@@ -601,7 +727,7 @@ static void send_heartbeat(ctlc_t *c) {
   if (c->hub->stream_reports) c->hub->stream_reports(c, &hb, 0, c->hub->stream_reports_arg);
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
   r.heartbeat = &hb;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
   if (c->hub->stream_reports) c->hub->stream_reports(c, &hb, 1, c->hub->stream_reports_arg);
   free(rep);
   free(lr);
@@ -685,7 +811,7 @@ static void send_cert_request(ctlc_t *c) {
   cr.csr = csr;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_CERT_REQUEST;
   r.cert_request = &cr;
-  send_req(c, &c->rpc, &r, RPC_TIMEOUT_MS);
+  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
   free(csr);
 }
 
@@ -730,6 +856,8 @@ static void on_certificate(ctlc_t *c, const Cascade__Control__Certificate *ce) {
   c->cert_not_after = na;
   log_info(MOD, "[%s] certificate for node %lld saved, valid until %lld", c->name, (long long)id,
            (long long)na);
+  /* The state file names the CA and the epoch: keep it in step. */
+  if (c->last_cf && !c->cached) save_state(c, c->last_cf);
   changed(c);
 }
 
@@ -750,15 +878,54 @@ static void free_topology(ctlc_t *c) {
 /* apply_config makes |cf| the running configuration. The same generation
  * twice is a no-op; a rule set the agent cannot compile keeps the running
  * one and is not acknowledged. */
-static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf) {
+/* save_state keeps the configuration just applied in the state file
+ * (state.h), for a start with no controller. */
+static void save_state(ctlc_t *c, const Cascade__Control__Config *cf) {
+  const char *ca = c->node_ca_pem ? c->node_ca_pem : c->hub->ca_pem;
+  char fp[X509_FPR_LEN];
+  if (c->hub->simulate || c->instance_id <= 0) return;
+  if (ca == NULL || x509_fingerprint(ca, fp) != 0) {
+    log_debug(MOD, "[%s] no node CA yet: state file not written", c->name);
+    return;
+  }
+  agent_state_t st = {
+      .node_id = c->instance_id,
+      .node_name = c->name,
+      .node_epoch = c->node_epoch,
+      .ca_sha256 = fp,
+      .saved_at = (int64_t)time(NULL),
+      .config = (Cascade__Control__Config *)cf,
+  };
+  if (agent_state_save(c->hub->cfg->datadir, &st) != 0)
+    log_warn(MOD, "[%s] cannot write %s/%s: %s", c->name, c->hub->cfg->datadir, AGENT_STATE_FILE,
+             strerror(errno));
+}
+
+/* keep_config keeps a copy of |cf| in c->last_cf (none when out of memory). */
+static void keep_config(ctlc_t *c, const Cascade__Control__Config *cf) {
+  size_t n = cascade__control__config__get_packed_size(cf);
+  uint8_t *buf = c->hub->simulate ? NULL : malloc(n ? n : 1);
+  if (c->last_cf) cascade__control__config__free_unpacked(c->last_cf, NULL);
+  c->last_cf = NULL;
+  if (buf == NULL) return;
+  cascade__control__config__pack(cf, buf);
+  c->last_cf = cascade__control__config__unpack(NULL, n, buf);
+  free(buf);
+}
+
+/* apply_config makes |cf| the running configuration; |cached|: it comes
+ * from the state file, not from a controller. */
+static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf, int cached) {
   const Cascade__Control__Topology *t = cf->topology;
   agent_rules_t nr;
   ctlc_child_t *kids = NULL;
   size_t nkids = 0;
   char *pname = NULL, *pquic = NULL, err[320];
 
-  c->known_gen = cf->generation;
-  if (cf->generation == c->applied_gen) return;
+  /* A cached configuration is asked for again: the first poll gets the
+   * controller's, which replaces it even at the same generation. */
+  if (!cached) c->known_gen = cf->generation;
+  if (cf->generation == c->applied_gen && !c->cached) return;
   if (agent_rules_build(c->hub->cfg, cf->rules, &nr, err, sizeof(err)) != 0) {
     log_error(MOD, "[%s] config generation %llu refused, previous rules kept: %s", c->name,
               (unsigned long long)cf->generation, err);
@@ -787,6 +954,15 @@ static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf) {
   agent_rules_free(&c->rules);
   c->rules = nr;
   c->applied_gen = cf->generation;
+  keep_config(c, cf);
+  if (cached) {
+    c->cached = 1;
+  } else {
+    if (c->cached && !c->hub->simulate)
+      log_info(MOD, "[%s] the controller's configuration replaces the cached one", c->name);
+    c->cached = 0;
+    save_state(c, cf);
+  }
   if (c->hub->simulate)
     log_debug(MOD, "[%s] config generation %llu applied", c->name,
               (unsigned long long)cf->generation);
@@ -960,7 +1136,7 @@ static void on_poll(ctlc_t *c, const Cascade__Control__Response *r) {
     return;
   }
   /* Generation 0 is the controller's "nothing new" at the poll timeout. */
-  if (r->config->generation != 0) apply_config(c, r->config);
+  if (r->config->generation != 0) apply_config(c, r->config, 0);
   /* Poll again first: the next relay request should not wait for these. */
   send_poll(c);
   if (!c->open) return;
@@ -978,7 +1154,7 @@ static void on_op(ctlc_t *c, ctlc_event_t *ev) {
     if (ev->rv == NNG_ETIMEDOUT) {
       ctlc_fail(c, "no answer from the controller within %d s (unreachable, or its certificate "
                    "did not verify)",
-                (ev->kind == OP_POLL ? POLL_TIMEOUT_MS : RPC_TIMEOUT_MS) / 1000);
+                (ev->kind == OP_POLL ? POLL_TIMEOUT_MS : rpc_timeout_ms(c)) / 1000);
       probe_start(c); /* says which of the two, and why */
     }
     else
@@ -1012,7 +1188,16 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
     next = ev->next;
     if (ev->kind == EV_PROBE) {
       probe_done(c, ev->rv, ev->text);
+    } else if (ev->kind == EV_RESOLVED) {
+      resolve_done(c, ev->urls, ev->nurls);
+      ev->urls = NULL;
+    } else if (ev->kind == EV_PIPE_UP) {
+      if (c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock)) {
+        c->pipe_up = 1;
+        ev_timer_stop(loop, &c->connect_timer);
+      }
     } else if (ev->kind == EV_PIPE_GONE) {
+      if (c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock)) c->pipe_up = 0;
       if (c->open && c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock) &&
           c->state != CTLC_BACKOFF)
         ctlc_fail(c, "connection to the controller lost");
@@ -1021,6 +1206,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
     }
     nng_msg_free(ev->msg);
     free(ev->text);
+    ctl_urls_free(ev->urls, ev->nurls);
     free(ev);
   }
 }
@@ -1043,11 +1229,25 @@ static void beat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static void connect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  ctlc_t *c = w->data;
+  (void)loop;
+  (void)revents;
+  if (c->open && !c->pipe_up && !c->has_session) {
+    probe_start(c); /* a refused certificate looks the same from here: it says which */
+    ctlc_fail(c, "no connection to %s within %.0f s", ctlc_url(c), CONNECT_TIMEOUT_S);
+  }
+}
+
 static void start_connect(ctlc_t *c) {
   int bootstrap = is_tls(c) && c->hub->ca_pem == NULL;
   ev_timer_stop(c->hub->loop, &c->retry);
   session_close(c);
   if (session_open(c, !bootstrap) != 0) return;
+  if (several_targets(c) && !c->pipe_up) {
+    ev_timer_set(&c->connect_timer, CONNECT_TIMEOUT_S, 0.);
+    ev_timer_start(c->hub->loop, &c->connect_timer);
+  }
   if (bootstrap) {
     c->state = CTLC_CA_FETCH;
     changed(c);
@@ -1089,12 +1289,57 @@ static void load_cert(ctlc_t *c) {
   free(path);
 }
 
+/* load_state runs the configuration of the state file until a controller
+ * answers (cached mode). A file that cannot be read, is of another format
+ * or version, or belongs to another node or CA is logged and ignored: the
+ * agent then waits for a controller as a fresh node would. */
+static void load_state(ctlc_t *c) {
+  const char *dir = c->hub->cfg->datadir;
+  agent_state_t st;
+  char err[320];
+  int rv = agent_state_load(dir, &st, err, sizeof(err));
+  if (rv == 1) return;
+  if (rv == 0 &&
+      agent_state_check(&st, c->name, c->node_ca_pem ? c->node_ca_pem : c->hub->ca_pem, err,
+                        sizeof(err)) != 0)
+    rv = -1;
+  if (rv == 0 && c->cert_pem && c->cert_id != st.node_id) {
+    snprintf(err, sizeof(err), "it names node %lld, node.crt names node %lld",
+             (long long)st.node_id, (long long)c->cert_id);
+    rv = -1;
+  }
+  if (rv != 0) {
+    log_warn(MOD, "[%s] ignoring the state file %s/%s: %s; waiting for a controller", c->name,
+             dir, AGENT_STATE_FILE, err);
+    agent_state_free(&st);
+    return;
+  }
+  c->instance_id = st.node_id;
+  c->node_epoch = st.node_epoch;
+  apply_config(c, st.config, 1);
+  if (c->cached) {
+    time_t now = time(NULL);
+    log_info(MOD, "[%s] cached mode: running node %lld's configuration generation %llu from "
+             "%s/%s until a controller answers%s", c->name, (long long)st.node_id,
+             (unsigned long long)st.config->generation, dir, AGENT_STATE_FILE,
+             c->cert_pem == NULL ? " (no certificate: no links)"
+             : c->cert_not_after <= now ? " (the certificate has expired: no links)" : "");
+  }
+  agent_state_free(&st);
+}
+
 ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
   ctlc_t *c = calloc(1, sizeof(*c));
   if (c == NULL) goto fail;
   c->hub = hub;
   if ((c->name = strdup(name)) == NULL) goto fail_free;
-  if (agent_rules_build(hub->cfg, NULL, &c->rules, err, errlen) != 0) goto fail_name;
+  if ((c->targets = calloc(hub->cfg->ctl_urls.n + 1, sizeof(*c->targets))) == NULL)
+    goto fail_name;
+  for (size_t i = 0; i < hub->cfg->ctl_urls.n; i++, c->ntargets++) {
+    if ((c->targets[i] = strdup(hub->cfg->ctl_urls.v[i])) == NULL) goto fail_targets;
+    c->has_names |= !ctl_urls_host_is_numeric(c->targets[i]);
+  }
+  if (agent_rules_build(hub->cfg, NULL, &c->rules, err, errlen) != 0) goto fail_targets;
   c->poll.c = c->rpc.c = c;
   c->poll.kind = OP_POLL;
   c->rpc.kind = OP_RPC;
@@ -1104,10 +1349,18 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
   c->beat.data = c;
   ev_timer_init(&c->probe_timer, probe_timer_cb, PROBE_AFTER_S, 0.);
   c->probe_timer.data = c;
-  if (!hub->simulate) load_cert(c);
+  ev_timer_init(&c->connect_timer, connect_timer_cb, CONNECT_TIMEOUT_S, 0.);
+  c->connect_timer.data = c;
+  if (!hub->simulate) {
+    load_cert(c);
+    load_state(c);
+  }
+  resolve_start(c);
   start_connect(c);
   return c;
 
+fail_targets:
+  ctl_urls_free(c->targets, c->ntargets);
 fail_name:
   free(c->name);
 fail_free:
@@ -1124,7 +1377,9 @@ void ctlc_destroy(ctlc_t *c) {
   ev_timer_stop(c->hub->loop, &c->retry);
   ev_timer_stop(c->hub->loop, &c->beat);
   ev_timer_stop(c->hub->loop, &c->probe_timer);
+  ev_timer_stop(c->hub->loop, &c->connect_timer);
   if (c->probe_running) pthread_join(c->probe_thread, NULL); /* bounded by its timeouts */
+  if (c->resolving) pthread_join(c->resolve_thread, NULL);   /* bounded by the resolver's */
   /* Nothing queued for |c| may outlive it. */
   pthread_mutex_lock(&c->hub->mu);
   for (ctlc_event_t **pp = &c->hub->head, *prev = NULL; *pp;) {
@@ -1134,6 +1389,7 @@ void ctlc_destroy(ctlc_t *c) {
       if (c->hub->tail == ev) c->hub->tail = prev;
       nng_msg_free(ev->msg);
       free(ev->text);
+      ctl_urls_free(ev->urls, ev->nurls);
       free(ev);
     } else {
       prev = ev;
@@ -1143,12 +1399,15 @@ void ctlc_destroy(ctlc_t *c) {
   pthread_mutex_unlock(&c->hub->mu);
   free_topology(c);
   agent_rules_free(&c->rules);
+  if (c->last_cf) cascade__control__config__free_unpacked(c->last_cf, NULL);
   if (c->key_pem) {
     gnutls_memset(c->key_pem, 0, strlen(c->key_pem));
     free(c->key_pem);
   }
   free(c->cert_pem);
   free(c->node_ca_pem);
+  ctl_urls_free(c->targets, c->ntargets);
+  ctl_urls_free(c->next_targets, c->nnext);
   free(c->name);
   free(c);
 }
@@ -1171,7 +1430,9 @@ int ctlc_hub_init(ctlc_hub_t *hub, struct ev_loop *loop, const agent_config_t *c
     snprintf(err, errlen, "cannot derive the SCRAM verifier");
     goto fail;
   }
-  if (strncmp(cfg->ctl_url, "tls+", 4) == 0) {
+  int any_tls = 0;
+  for (size_t i = 0; i < cfg->ctl_urls.n; i++) any_tls |= strncmp(cfg->ctl_urls.v[i], "tls+", 4) == 0;
+  if (any_tls) {
     if (cfg->ctl_ca[0]) {
       if ((hub->ca_pem = x509_read_file(cfg->ctl_ca, X509_PEM_MAX, err, errlen)) == NULL)
         goto fail;
@@ -1216,6 +1477,7 @@ void ctlc_hub_destroy(ctlc_hub_t *hub) {
     next = ev->next;
     nng_msg_free(ev->msg);
     free(ev->text);
+    ctl_urls_free(ev->urls, ev->nurls);
     free(ev);
   }
   hub->head = hub->tail = NULL;

@@ -103,6 +103,20 @@ struct ctlc {
   ev_timer retry;                /* backoff */
   ev_timer beat;                 /* heartbeat; also drives certificate renewal */
   ev_timer probe_timer;          /* an unanswered first request starts a TLS probe */
+  ev_timer connect_timer;        /* several URLs: no connection this long, try the next */
+  char **targets;                /* owned: the URLs tried in turn (controller.url with host
+                                    names expanded to their addresses, agent/ctl_urls.h) */
+  size_t ntargets;
+  size_t url_idx;                /* the entry of |targets| in use */
+  char **next_targets;           /* owned: a newer expansion, taken at the next move */
+  size_t nnext;
+  int has_names;                 /* controller.url names a host by name */
+  pthread_t resolve_thread;      /* while |resolving| */
+  int resolving;
+  ev_tstamp resolved_at;
+  int pipe_up;                   /* the socket has a connection (pipe events) */
+  int was_up;                    /* the session that just ended had authenticated */
+  uint64_t url_moves;            /* times the client moved to another URL */
   pthread_t probe_thread;        /* agent/ctlprobe.c, while probe_running */
   int probe_running;
 
@@ -139,6 +153,10 @@ struct ctlc {
   ctlc_child_t *children;
   size_t nchildren;
   agent_rules_t rules;
+  Cascade__Control__Config *last_cf; /* owned: a copy of the configuration applied, for the
+                                    state file when the certificate or epoch changes */
+  int cached;                    /* the configuration runs from the state file, not yet
+                                    confirmed by a controller (cached mode) */
 
   /* Certificate (not in simulation). */
   char *key_pem;                 /* owned, secret */
@@ -184,6 +202,9 @@ void ctlc_destroy(ctlc_t *c);
  * process exit, and the caller must not call nng_fini, which would wait for
  * it too. */
 int ctlc_nng_wedged(void);
+
+/* ctlc_url is the controller URL |c| uses now. */
+const char *ctlc_url(const ctlc_t *c);
 
 /* ctlc_state_name is the status word of |s|:
  * backoff|connecting|registering|authenticating|running. */

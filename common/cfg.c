@@ -472,7 +472,59 @@ static int conv_item(cfg_load_t *c, const cfg_key_t *k, const yaml_node_t *n, ch
     free(v.s);
     return rv;
   }
+  if (k->type == CFG_STRLIST && k->choices != NULL) {
+    int ok = 0;
+    for (size_t i = 0; k->choices[i] != NULL && !ok; i++)
+      ok = strncmp(v.s, k->choices[i], strlen(k->choices[i])) == 0;
+    if (!ok) {
+      char want[256];
+      size_t o = 0;
+      want[0] = '\0';
+      for (size_t i = 0; k->choices[i] != NULL && o < sizeof(want); i++)
+        o += (size_t)snprintf(want + o, sizeof(want) - o, "%s%s", i ? " or " : "", k->choices[i]);
+      int rv = fail_at(c, &n->start_mark, k->name, strlen(k->name),
+                       "'%.200s' must start with %s", v.s, want);
+      free(v.s);
+      return rv;
+    }
+  }
   *out = v.s;
+  return 0;
+}
+
+/* load_scalar_list reads scalar |n| as a comma-separated list
+ * (CFG_LIST_SCALAR): each item, blanks trimmed, is checked as a list item;
+ * an empty item is an error. */
+static int load_scalar_list(cfg_load_t *c, const cfg_key_t *k, const yaml_node_t *n,
+                            cfg_strlist_t *l) {
+  const char *s = node_str(n), *end = s + n->data.scalar.length;
+  size_t cnt = 1;
+  for (const char *p = s; p < end; p++) cnt += *p == ',';
+  if (cnt > CFG_MAX_ITEMS)
+    return fail_at(c, &n->start_mark, k->name, strlen(k->name), "more than %d items",
+                   CFG_MAX_ITEMS);
+  if ((l->v = calloc(cnt, sizeof(*l->v))) == NULL)
+    return fail_at(c, &n->start_mark, k->name, strlen(k->name), "out of memory");
+  for (const char *p = s; p <= end;) {
+    const char *q = memchr(p, ',', (size_t)(end - p));
+    if (q == NULL) q = end;
+    const char *a = p, *b = q;
+    while (a < b && (*a == ' ' || *a == '\t')) a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+    if (a == b)
+      return fail_at(c, &n->start_mark, k->name, strlen(k->name), "empty item in '%.200s'", s);
+    yaml_node_t item = *n;
+    char *text = strndup(a, (size_t)(b - a));
+    if (text == NULL)
+      return fail_at(c, &n->start_mark, k->name, strlen(k->name), "out of memory");
+    item.data.scalar.value = (yaml_char_t *)text;
+    item.data.scalar.length = (size_t)(b - a);
+    int rv = conv_item(c, k, &item, &l->v[l->n]);
+    free(text);
+    if (rv < 0) return -1;
+    l->n++;
+    p = q + 1;
+  }
   return 0;
 }
 
@@ -481,6 +533,10 @@ static int load_strlist(cfg_load_t *c, const cfg_key_t *k, const yaml_node_t *n)
   size_t cnt;
 
   if (is_null(n)) goto done;
+  if (n->type == YAML_SCALAR_NODE && (k->flags & CFG_LIST_SCALAR)) {
+    if (load_scalar_list(c, k, n, &l) < 0) goto fail_items;
+    goto done;
+  }
   if (n->type != YAML_SEQUENCE_NODE)
     return fail_at(c, &n->start_mark, k->name, strlen(k->name), "%s",
                    expected_what(k->type));
@@ -872,7 +928,8 @@ void cfg_print_markdown(const cfg_key_t *table, FILE *out) {
     const cfg_key_t *k = &table[i];
     fputs("| ", out);
     md_code(out, k->name);
-    fprintf(out, " | %s | ", type_name(k->type));
+    fprintf(out, " | %s%s | ", type_name(k->type),
+            (k->flags & CFG_LIST_SCALAR) ? " (or one comma-separated string)" : "");
     if (k->defval != NULL) md_code(out, k->defval);
     else if (k->type == CFG_BOOL) md_code(out, "false");
     else if (k->type == CFG_INT) md_code(out, "0");
@@ -901,6 +958,10 @@ void cfg_print_markdown(const cfg_key_t *table, FILE *out) {
       fprintf(out, "%lld..%lld bytes", k->min, str_max(k));
       if (k->flags & CFG_EMPTY_OK) fprintf(out, " or empty");
       if (k->type != CFG_STR) fprintf(out, ", at most %d entries", CFG_MAX_ITEMS);
+      for (size_t j = 0; k->type == CFG_STRLIST && k->choices && k->choices[j]; j++) {
+        fputs(j ? " or " : ", each starting with ", out);
+        md_code(out, k->choices[j]);
+      }
       break;
     case CFG_BOOL:
       break;

@@ -25,6 +25,9 @@ typedef enum {
 #define CFG_EMPTY_OK 0x4   /* CFG_STR: "" means unset; min applies to other values */
 #define CFG_RELPATH_RULE 0x8 /* CFG_STRLIST: each entry an API relay prefix rule
                                 (relpath_rule_check) */
+#define CFG_LIST_SCALAR 0x10 /* CFG_STRLIST: a scalar is a list too, split at
+                                commas (blanks around items dropped), so one
+                                environment variable can carry several values */
 
 typedef struct {
   char **v;
@@ -44,7 +47,9 @@ typedef struct cfg_key {
   const char *defval;         /* default as YAML scalar text; NULL = empty */
   long long min, max;         /* CFG_INT bounds; CFG_STR/STRLIST/STRMAP: max
                                  string length (max 0 = 4096), min = min length */
-  const char *const *choices; /* CFG_ENUM: NULL-terminated */
+  const char *const *choices; /* CFG_ENUM: NULL-terminated; CFG_STRLIST: NULL or
+                                 the prefixes one of which every item must
+                                 start with (e.g. URL schemes) */
   int flags;
   const char *doc;            /* one line for docs/configuration.md */
 } cfg_key_t;

@@ -96,11 +96,35 @@ static void test_scram_agrees(void **state) {
   agent_scram_cache_wipe(&cache);
 }
 
+/* Several controller URLs: a lost session spreads the move over 0.1..3 s;
+ * failed attempts back off but never beyond 2 s, so with the first URL
+ * dead the second is tried within CONNECT_TIMEOUT + 2 s. */
+static void test_failover(void **state) {
+  (void)state;
+  assert_int_equal(agent_failover_ms(0, 10000, 1, 0.0), 100);
+  assert_int_equal(agent_failover_ms(0, 10000, 1, 1.0), 3000);
+  assert_int_equal(agent_failover_ms(5, 10000, 1, 0.5), 1550); /* attempts do not matter */
+  assert_int_equal(agent_failover_ms(0, 1000, 1, 1.0), 1000);  /* backoffmax wins */
+  for (unsigned n = 0; n < 70; n++) {
+    long long d = agent_failover_ms(n, 300000, 0, 1.0);
+    assert_true(d <= AGENT_FAILOVER_CAP_MS);
+    assert_true(agent_failover_ms(n, 300000, 0, 0.0) >= AGENT_BACKOFF_BASE_MS / 2);
+  }
+  assert_int_equal(agent_failover_ms(0, 10000, 0, 1.0), 500);
+  /* 10000 agents losing one replica: no 100 ms window holds more than a
+   * few percent of them. */
+  uint64_t rng = 42;
+  unsigned bins[31] = {0};
+  for (int i = 0; i < 10000; i++) bins[agent_failover_ms(0, 10000, 1, agent_rng_next(&rng)) / 100]++;
+  for (int i = 0; i < 31; i++) assert_true(bins[i] < 600);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_backoff_bounds),
       cmocka_unit_test(test_backoff_reset),
       cmocka_unit_test(test_jitter),
+      cmocka_unit_test(test_failover),
       cmocka_unit_test(test_scram_agrees),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -48,7 +48,8 @@ static void test_defaults(void **state) {
   assert_string_equal(c.node_name, host);
   assert_string_equal(c.node_secret, "s3cret-s3cret");
   assert_string_equal(c.datadir, "/var/lib/cascade");
-  assert_string_equal(c.ctl_url, "tls+tcp://127.0.0.1:44945");
+  assert_int_equal(c.ctl_urls.n, 1);
+  assert_string_equal(c.ctl_urls.v[0], "tls+tcp://127.0.0.1:44945");
   assert_string_equal(c.ctl_servername, "cascade-controller");
   assert_int_equal(c.backoffmax_ms, 10000);
   assert_string_equal(c.http_listenaddr, ":8080");
@@ -129,7 +130,38 @@ static void test_tls_needs_anchor(void **state) {
            "agent.yaml: key 'controller.url': a tls+tcp:// controller needs controller.ca or "
            "controller.pin (the agent never talks to an unverified controller)");
   load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"http://c:44945\"}\n",
-           "agent.yaml: key 'controller.url': must start with tls+tcp:// or tcp://");
+           "agent.yaml:2:19: key 'controller.url': 'http://c:44945' must start with tls+tcp:// "
+           "or tcp://");
+  /* One tls+tcp:// entry of several needs the anchor too. */
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://a:1,tls+tcp://c:44945\"}\n",
+           "agent.yaml: key 'controller.url': a tls+tcp:// controller needs controller.ca or "
+           "controller.pin (the agent never talks to an unverified controller)");
+}
+
+static void test_url_list(void **state) {
+  (void)state;
+  agent_config_t c;
+  load_ok(&c, "node: {secret: aaaaaaaa}\ncontroller:\n  url:\n    - tcp://a:1\n    - tcp://b:2\n");
+  assert_int_equal(c.ctl_urls.n, 2);
+  assert_string_equal(c.ctl_urls.v[1], "tcp://b:2");
+  agent_config_free(&c);
+  load_ok(&c, "node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://a:1, tcp://b:2,tcp://c:3\"}\n");
+  assert_int_equal(c.ctl_urls.n, 3);
+  assert_string_equal(c.ctl_urls.v[0], "tcp://a:1");
+  assert_string_equal(c.ctl_urls.v[2], "tcp://c:3");
+  agent_config_free(&c);
+  load_err("node: {secret: aaaaaaaa}\ncontroller:\n  url:\n    - tcp://a:1\n    - udp://b:2\n",
+           "agent.yaml:5:7: key 'controller.url': 'udp://b:2' must start with tls+tcp:// or "
+           "tcp://");
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://a:1,tcp://a:1\"}\n",
+           "agent.yaml: key 'controller.url': 'tcp://a:1' is listed twice");
+  load_err("node: {secret: aaaaaaaa}\ncontroller: {url: []}\n",
+           "agent.yaml: key 'controller.url': needs 1 to 16 URLs, not 0");
+  char yaml[1024] = "node: {secret: aaaaaaaa}\ncontroller: {url: \"";
+  for (int i = 0; i < 17; i++)
+    snprintf(yaml + strlen(yaml), sizeof(yaml) - strlen(yaml), "%stcp://h:%d", i ? "," : "", i + 1);
+  strcat(yaml, "\"}\n");
+  load_err(yaml, "agent.yaml: key 'controller.url': needs 1 to 16 URLs, not 17");
 }
 
 static void test_backoff_bounds(void **state) {
@@ -255,6 +287,7 @@ static void test_relay_rule_globs(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_defaults, clear_env),
+      cmocka_unit_test_setup(test_url_list, clear_env),
       cmocka_unit_test_setup(test_seed_alias, clear_env),
       cmocka_unit_test_setup(test_alias_both_set, clear_env),
       cmocka_unit_test_setup_teardown(test_env_override, clear_env, clear_env),

@@ -16,11 +16,14 @@ typedef struct {
   char *token;
   cfg_strlist_t paths;
   cfg_strmap_t headers;
+  cfg_strlist_t urls;
 } fuzz_cfg_t;
 
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 
 #define OFF(f) offsetof(fuzz_cfg_t, f)
+static const char *const schemes[] = {"tls+tcp://", "tcp://", NULL};
+
 static const cfg_key_t table[] = {
     {"name", CFG_STR, OFF(name), "edge", 1, 16, NULL, 0, "node name"},
     {"debug", CFG_BOOL, OFF(debug), "false", 0, 0, NULL, 0, "debug mode"},
@@ -28,6 +31,8 @@ static const cfg_key_t table[] = {
     {"http.tls.cert", CFG_STR, OFF(cert), NULL, 0, 0, NULL, 0, "certificate"},
     {"http.paths", CFG_STRLIST, OFF(paths), "[\"/api/\"]", 1, 64, NULL, 0, "paths"},
     {"http.headers", CFG_STRMAP, OFF(headers), NULL, 0, 0, NULL, 0, "headers"},
+    {"ctl.url", CFG_STRLIST, OFF(urls), "[\"tcp://a:1\"]", 1, 64, schemes, CFG_LIST_SCALAR,
+     "urls"},
     {"log.level", CFG_ENUM, OFF(level), "info", 0, 0, levels, 0, "log level"},
     {"token", CFG_STR, OFF(token), NULL, 0, 0, NULL, CFG_SECRET, "token"},
     {"seed_token", CFG_STR, OFF(token), NULL, 0, 0, NULL, CFG_SECRET, "alias"},

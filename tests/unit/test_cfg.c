@@ -760,6 +760,55 @@ static void test_relpath_rules(void **state) {
   cfg_free(t, &d);
 }
 
+static void test_list_scalar(void **state) {
+  (void)state;
+  struct {
+    cfg_strlist_t l;
+  } d;
+  static const char *const schemes[] = {"tls+tcp://", "tcp://", NULL};
+  const cfg_key_t t[] = {
+      {"ctl.url", CFG_STRLIST, offsetof(__typeof__(d), l), "[\"tcp://a:1\"]", 1, 32, schemes,
+       CFG_LIST_SCALAR, ""},
+      {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
+  };
+  char err[512];
+  struct {
+    const char *yaml, *want; /* want: the items joined by '|', or the error */
+    int ok;
+  } cases[] = {
+      {"", "tcp://a:1", 1},
+      {"ctl:\n  url: tcp://b:2\n", "tcp://b:2", 1},
+      {"ctl:\n  url: \"tcp://b:2, tls+tcp://c:3 ,tcp://d:4\"\n", "tcp://b:2|tls+tcp://c:3|tcp://d:4", 1},
+      {"ctl:\n  url: [tcp://b:2, tls+tcp://c:3]\n", "tcp://b:2|tls+tcp://c:3", 1},
+      {"ctl:\n  url:\n    - tcp://b:2\n    - http://c:3\n",
+       "r.yaml:4:7: key 'ctl.url': 'http://c:3' must start with tls+tcp:// or tcp://", 0},
+      {"ctl:\n  url: \"tcp://b:2,,tcp://c:3\"\n",
+       "r.yaml:2:8: key 'ctl.url': empty item in 'tcp://b:2,,tcp://c:3'", 0},
+      {"ctl:\n  url: \"tcp://b:2,\"\n", "r.yaml:2:8: key 'ctl.url': empty item in 'tcp://b:2,'", 0},
+      {"ctl:\n  url: udp://x\n", "r.yaml:2:8: key 'ctl.url': 'udp://x' must start with tls+tcp:// or tcp://", 0},
+      {"ctl:\n  url: \"tcp://b:2,tcp://0123456789012345678901234567890\"\n",
+       "r.yaml:2:8: key 'ctl.url': must be between 1 and 32 bytes long", 0},
+      {"ctl:\n  url: ~\n", "", 1},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+    assert_int_equal(cfg_defaults(t, &d), 0);
+    int rc = cfg_load_buf(t, &d, "r.yaml", cases[i].yaml, strlen(cases[i].yaml), err, sizeof(err));
+    if (!cases[i].ok) {
+      assert_int_equal(rc, -1);
+      assert_string_equal(err, cases[i].want);
+    } else {
+      char got[256] = "";
+      if (rc != 0) fail_msg("%s: %s", cases[i].yaml, err);
+      for (size_t j = 0; j < d.l.n; j++) {
+        if (j) strcat(got, "|");
+        strcat(got, d.l.v[j]);
+      }
+      assert_string_equal(got, cases[i].want);
+    }
+    cfg_free(t, &d);
+  }
+}
+
 static void test_markdown(void **state) {
   (void)state;
   char *text = NULL;
@@ -809,6 +858,7 @@ int main(void) {
       cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_bad_defaults),
       cmocka_unit_test(test_relpath_rules),
+      cmocka_unit_test(test_list_scalar),
       cmocka_unit_test(test_markdown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

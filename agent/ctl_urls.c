@@ -1,0 +1,117 @@
+/* Controller URL expansion: see ctl_urls.h. */
+#define _GNU_SOURCE
+#include "ctl_urls.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "ctlprobe.h"
+
+int ctl_urls_host_is_numeric(const char *url) {
+  char host[256], port[8];
+  struct in6_addr a6;
+  struct in_addr a4;
+  if (ctlprobe_parse_url(url, host, sizeof(host), port, sizeof(port)) != 0) return 1;
+  return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+}
+
+static int push(char **out, size_t max, size_t *n, char *s) {
+  if (s == NULL) return -1;
+  for (size_t i = 0; i < *n; i++) {
+    if (strcmp(out[i], s) == 0) {
+      free(s);
+      return 0;
+    }
+  }
+  if (*n >= max) {
+    free(s);
+    return 0;
+  }
+  out[(*n)++] = s;
+  return 0;
+}
+
+int ctl_urls_expand(const char *url, const char *const *addrs, size_t naddrs, char **out,
+                    size_t max, size_t *n) {
+  char host[256], port[8];
+  const char *sep = strstr(url, "://");
+  if (naddrs == 0 || sep == NULL ||
+      ctlprobe_parse_url(url, host, sizeof(host), port, sizeof(port)) != 0)
+    return push(out, max, n, strdup(url));
+  for (size_t i = 0; i < naddrs && i < CTL_URLS_PER_NAME; i++) {
+    char *s = NULL;
+    int v6 = strchr(addrs[i], ':') != NULL;
+    if (asprintf(&s, "%.*s://%s%s%s:%s", (int)(sep - url), url, v6 ? "[" : "", addrs[i],
+                 v6 ? "]" : "", port) < 0)
+      return -1;
+    if (push(out, max, n, s) != 0) return -1;
+  }
+  return 0;
+}
+
+int ctl_urls_resolve(char *const *in, size_t nin, char ***out, size_t *nout) {
+  char **v = calloc(CTL_URLS_MAX, sizeof(*v));
+  size_t n = 0;
+  if (v == NULL) return -1;
+  for (size_t i = 0; i < nin; i++) {
+    char host[256], port[8], addr[CTL_URLS_PER_NAME][INET6_ADDRSTRLEN];
+    const char *ap[CTL_URLS_PER_NAME];
+    size_t na = 0;
+    struct addrinfo hints, *res = NULL;
+    if (!ctl_urls_host_is_numeric(in[i]) &&
+        ctlprobe_parse_url(in[i], host, sizeof(host), port, sizeof(port)) == 0) {
+      memset(&hints, 0, sizeof(hints));
+      hints.ai_family = strstr(in[i], "tcp4://") ? AF_INET
+                        : strstr(in[i], "tcp6://") ? AF_INET6 : AF_UNSPEC;
+      hints.ai_socktype = SOCK_STREAM;
+      if (getaddrinfo(host, port, &hints, &res) == 0) {
+        for (struct addrinfo *a = res; a && na < CTL_URLS_PER_NAME; a = a->ai_next) {
+          const void *src = a->ai_family == AF_INET
+                                ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+                                : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+          if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) &&
+              inet_ntop(a->ai_family, src, addr[na], sizeof(addr[na])) != NULL) {
+            ap[na] = addr[na];
+            na++;
+          }
+        }
+        freeaddrinfo(res);
+      }
+    }
+    if (ctl_urls_expand(in[i], ap, na, v, CTL_URLS_MAX, &n) != 0) {
+      ctl_urls_free(v, n);
+      return -1;
+    }
+  }
+  *out = v;
+  *nout = n;
+  return 0;
+}
+
+void ctl_urls_free(char **v, size_t n) {
+  if (v == NULL) return;
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+size_t ctl_urls_origin(char *const *in, size_t nin, const char *u) {
+  char h1[256], p1[8], h2[256], p2[8];
+  const char *s1 = strstr(u, "://");
+  if (s1 == NULL || ctlprobe_parse_url(u, h1, sizeof(h1), p1, sizeof(p1)) != 0) return nin;
+  for (size_t i = 0; i < nin; i++)
+    if (strcmp(in[i], u) == 0) return i;
+  for (size_t i = 0; i < nin; i++) {
+    const char *s2 = strstr(in[i], "://");
+    if (s2 == NULL || s2 - in[i] != s1 - u || strncmp(in[i], u, (size_t)(s1 - u)) != 0 ||
+        ctl_urls_host_is_numeric(in[i]) ||
+        ctlprobe_parse_url(in[i], h2, sizeof(h2), p2, sizeof(p2)) != 0 || strcmp(p1, p2) != 0)
+      continue;
+    return i;
+  }
+  return nin;
+}

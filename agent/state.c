@@ -1,0 +1,463 @@
+/* The agent's state file: see state.h. */
+#define _GNU_SOURCE
+#include "state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "x509.h"
+
+/* ---- encode --------------------------------------------------------------- */
+
+static json_t *str_list(char **v, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(v[i] ? v[i] : ""));
+  return a;
+}
+
+static json_t *rules_json(const Cascade__Control__Rules *r) {
+  json_t *o = json_object();
+  if (o == NULL || r == NULL) return o;
+  if (r->relayapi)
+    json_object_set_new(o, "relayapi",
+                        json_pack("{s:o,s:o}", "allow",
+                                  str_list(r->relayapi->allow, r->relayapi->n_allow), "deny",
+                                  str_list(r->relayapi->deny, r->relayapi->n_deny)));
+  if (r->onsub_pull) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < r->onsub_pull->n_rules; i++) {
+      const Cascade__Control__PullRule *p = r->onsub_pull->rules[i];
+      json_array_append_new(a, json_pack("{s:s,s:s}", "pattern", p->pattern ? p->pattern : "",
+                                         "target", p->target ? p->target : ""));
+    }
+    json_object_set_new(o, "onsub_pull", a);
+  }
+  if (r->autopush) json_object_set_new(o, "autopush", json_boolean(r->autopush->value));
+  return o;
+}
+
+char *agent_state_encode(const agent_state_t *st) {
+  const Cascade__Control__Config *cf = st->config;
+  const Cascade__Control__Topology *t = cf ? cf->topology : NULL;
+  json_t *kids = json_array(), *parent = json_null();
+  char *out = NULL;
+
+  if (cf == NULL) return NULL;
+  for (size_t i = 0; kids && t && i < t->n_children; i++)
+    json_array_append_new(kids, json_pack("{s:I,s:s,s:I}", "id", (json_int_t)t->children[i]->id,
+                                          "name", t->children[i]->name ? t->children[i]->name : "",
+                                          "epoch", (json_int_t)t->children[i]->epoch));
+  if (t && t->parent_id != 0) {
+    json_decref(parent);
+    parent = json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)t->parent_id, "name",
+                       t->parent_name ? t->parent_name : "", "quic",
+                       t->parent_quic ? t->parent_quic : "", "epoch",
+                       (json_int_t)t->parent_epoch);
+  }
+  json_t *d = json_pack("{s:s,s:i,s:{s:I,s:s,s:I},s:s,s:I,s:I,s:o,s:o,s:o}", "format",
+                        AGENT_STATE_FORMAT, "version", AGENT_STATE_VERSION, "node", "id",
+                        (json_int_t)st->node_id, "name", st->node_name ? st->node_name : "",
+                        "epoch", (json_int_t)st->node_epoch, "ca_sha256",
+                        st->ca_sha256 ? st->ca_sha256 : "", "saved_at",
+                        (json_int_t)st->saved_at, "generation", (json_int_t)cf->generation,
+                        "parent", parent, "children", kids, "rules", rules_json(cf->rules));
+  if (d) out = json_dumps(d, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+  json_decref(d);
+  return out;
+}
+
+/* ---- decode --------------------------------------------------------------- */
+
+typedef struct {
+  char *err;
+  size_t errlen;
+} dec_t;
+
+static int bad(dec_t *d, const char *fmt, const char *what) {
+  snprintf(d->err, d->errlen, fmt, what);
+  return -1;
+}
+
+/* check_str: |v| is a string of at most AGENT_STATE_MAX_STR bytes with no
+ * control character (nor NUL); empty allowed when |empty_ok|. */
+static int check_str(dec_t *d, json_t *v, const char *key, int empty_ok, const char **out) {
+  if (!json_is_string(v)) return bad(d, "'%s': expected a string", key);
+  size_t n = json_string_length(v);
+  const char *s = json_string_value(v);
+  if (n > AGENT_STATE_MAX_STR || strlen(s) != n) return bad(d, "'%s': too long or holds NUL", key);
+  if (n == 0 && !empty_ok) return bad(d, "'%s': empty", key);
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return bad(d, "'%s': control character", key);
+  *out = s;
+  return 0;
+}
+
+static int get_str(dec_t *d, json_t *o, const char *key, int empty_ok, const char **out) {
+  return check_str(d, json_object_get(o, key), key, empty_ok, out);
+}
+
+static int get_int(dec_t *d, json_t *o, const char *key, json_int_t min, json_int_t *out) {
+  json_t *v = json_object_get(o, key);
+  if (!json_is_integer(v) || json_integer_value(v) < min)
+    return bad(d, "'%s': expected an integer in range", key);
+  *out = json_integer_value(v);
+  return 0;
+}
+
+/* get_strs: |key| of |o| is a list of at most AGENT_STATE_MAX_RULES
+ * non-empty strings; the pointers borrow from the JSON document. */
+static int get_strs(dec_t *d, json_t *o, const char *key, char ***out, size_t *n) {
+  json_t *a = json_object_get(o, key);
+  if (!json_is_array(a) || json_array_size(a) > AGENT_STATE_MAX_RULES)
+    return bad(d, "'%s': expected a list of strings", key);
+  *n = json_array_size(a);
+  if (*n && (*out = calloc(*n, sizeof(char *))) == NULL) return bad(d, "%s: out of memory", key);
+  for (size_t i = 0; i < *n; i++) {
+    const char *s = NULL;
+    if (check_str(d, json_array_get(a, i), key, 0, &s) != 0) return -1;
+    (*out)[i] = (char *)s;
+  }
+  return 0;
+}
+
+/* The message is built over borrowed strings, packed and unpacked again,
+ * so the caller gets one that protobuf-c owns and frees. */
+typedef struct {
+  Cascade__Control__Config cf;
+  Cascade__Control__Topology topo;
+  Cascade__Control__Child *kid;
+  Cascade__Control__Child **kidp;
+  Cascade__Control__Rules rules;
+  Cascade__Control__RelayApi relay;
+  Cascade__Control__PullRules pulls;
+  Cascade__Control__PullRule *pull;
+  Cascade__Control__PullRule **pullp;
+  Cascade__Control__Flag autopush;
+} build_t;
+
+static void build_free(build_t *b) {
+  free(b->kid);
+  free(b->kidp);
+  free(b->relay.allow);
+  free(b->relay.deny);
+  free(b->pull);
+  free(b->pullp);
+}
+
+static int decode_rules(dec_t *d, json_t *r, build_t *b) {
+  json_t *v;
+  if (!json_is_object(r)) return bad(d, "'%s': expected an object", "rules");
+  b->cf.rules = &b->rules;
+  if ((v = json_object_get(r, "relayapi")) != NULL) {
+    if (!json_is_object(v)) return bad(d, "'%s': expected an object", "relayapi");
+    b->rules.relayapi = &b->relay;
+    if (get_strs(d, v, "allow", &b->relay.allow, &b->relay.n_allow) != 0 ||
+        get_strs(d, v, "deny", &b->relay.deny, &b->relay.n_deny) != 0)
+      return -1;
+  }
+  if ((v = json_object_get(r, "onsub_pull")) != NULL) {
+    size_t n = json_array_size(v);
+    if (!json_is_array(v) || n > AGENT_STATE_MAX_RULES)
+      return bad(d, "'%s': expected a list of rules", "onsub_pull");
+    b->rules.onsub_pull = &b->pulls;
+    if (n && ((b->pull = calloc(n, sizeof(*b->pull))) == NULL ||
+              (b->pullp = calloc(n, sizeof(*b->pullp))) == NULL))
+      return bad(d, "%s: out of memory", "onsub_pull");
+    for (size_t i = 0; i < n; i++) {
+      json_t *e = json_array_get(v, i);
+      const char *pat, *tgt;
+      if (!json_is_object(e)) return bad(d, "'%s': expected a list of rules", "onsub_pull");
+      if (get_str(d, e, "pattern", 0, &pat) != 0 || get_str(d, e, "target", 0, &tgt) != 0)
+        return -1;
+      cascade__control__pull_rule__init(&b->pull[i]);
+      b->pull[i].pattern = (char *)pat;
+      b->pull[i].target = (char *)tgt;
+      b->pullp[i] = &b->pull[i];
+    }
+    b->pulls.n_rules = n;
+    b->pulls.rules = b->pullp;
+  }
+  if ((v = json_object_get(r, "autopush")) != NULL) {
+    if (!json_is_boolean(v)) return bad(d, "'%s': expected true or false", "autopush");
+    b->rules.autopush = &b->autopush;
+    b->autopush.value = json_is_true(v);
+  }
+  return 0;
+}
+
+static int decode_topology(dec_t *d, json_t *root, build_t *b) {
+  json_t *p = json_object_get(root, "parent"), *k = json_object_get(root, "children");
+  json_int_t id, ep;
+  const char *s;
+
+  b->cf.topology = &b->topo;
+  if (p == NULL || (!json_is_null(p) && !json_is_object(p)))
+    return bad(d, "'%s': expected an object or null", "parent");
+  if (json_is_object(p)) {
+    if (get_int(d, p, "id", 1, &id) != 0 || get_int(d, p, "epoch", 0, &ep) != 0) return -1;
+    b->topo.parent_id = id;
+    b->topo.parent_epoch = ep;
+    if (get_str(d, p, "name", 0, &s) != 0) return -1;
+    b->topo.parent_name = (char *)s;
+    if (get_str(d, p, "quic", 1, &s) != 0) return -1;
+    b->topo.parent_quic = (char *)s;
+  }
+  size_t n = json_array_size(k);
+  if (!json_is_array(k) || n > AGENT_STATE_MAX_CHILDREN)
+    return bad(d, "'%s': expected a list of at most 10000 nodes", "children");
+  if (n && ((b->kid = calloc(n, sizeof(*b->kid))) == NULL ||
+            (b->kidp = calloc(n, sizeof(*b->kidp))) == NULL))
+    return bad(d, "%s: out of memory", "children");
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_array_get(k, i);
+    if (!json_is_object(e)) return bad(d, "'%s': expected a list of nodes", "children");
+    cascade__control__child__init(&b->kid[i]);
+    if (get_int(d, e, "id", 1, &id) != 0 || get_int(d, e, "epoch", 0, &ep) != 0 ||
+        get_str(d, e, "name", 0, &s) != 0)
+      return -1;
+    if (id == b->topo.parent_id) return bad(d, "'%s': a child is also the parent", "children");
+    for (size_t j = 0; j < i; j++)
+      if (b->kid[j].id == id) return bad(d, "'%s': a node twice", "children");
+    b->kid[i].id = id;
+    b->kid[i].epoch = ep;
+    b->kid[i].name = (char *)s;
+    b->kidp[i] = &b->kid[i];
+  }
+  b->topo.n_children = n;
+  b->topo.children = b->kidp;
+  return 0;
+}
+
+int agent_state_decode(const char *buf, size_t len, agent_state_t *out, char *err,
+                       size_t errlen) {
+  dec_t d = {err, errlen};
+  json_error_t je;
+  build_t b;
+  json_t *root, *node;
+  json_int_t v, id, ep, gen, at;
+  const char *s, *name, *fp;
+  uint8_t *packed = NULL;
+  int rv = -1;
+
+  memset(out, 0, sizeof(*out));
+  memset(&b, 0, sizeof(b));
+  cascade__control__config__init(&b.cf);
+  cascade__control__topology__init(&b.topo);
+  cascade__control__rules__init(&b.rules);
+  cascade__control__relay_api__init(&b.relay);
+  cascade__control__pull_rules__init(&b.pulls);
+  cascade__control__flag__init(&b.autopush);
+  if (len > AGENT_STATE_MAX_BYTES) {
+    snprintf(err, errlen, "larger than %u bytes", AGENT_STATE_MAX_BYTES);
+    return -1;
+  }
+  /* Depth is bounded by jansson (2048); duplicate keys are refused. */
+  root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+  if (root == NULL) {
+    snprintf(err, errlen, "not JSON (line %d: %s)", je.line, je.text);
+    return -1;
+  }
+  if (!json_is_object(root)) {
+    bad(&d, "%s", "not a JSON object");
+    goto out;
+  }
+  if (get_str(&d, root, "format", 0, &s) != 0) goto out;
+  if (strcmp(s, AGENT_STATE_FORMAT) != 0) {
+    bad(&d, "'format': not %s", AGENT_STATE_FORMAT);
+    goto out;
+  }
+  if (get_int(&d, root, "version", 0, &v) != 0) goto out;
+  if (v != AGENT_STATE_VERSION) {
+    snprintf(err, errlen, "format version %lld, this agent reads %d", (long long)v,
+             AGENT_STATE_VERSION);
+    goto out;
+  }
+  node = json_object_get(root, "node");
+  if (!json_is_object(node)) {
+    bad(&d, "'%s': expected an object", "node");
+    goto out;
+  }
+  if (get_int(&d, node, "id", 1, &id) != 0 || get_str(&d, node, "name", 0, &name) != 0 ||
+      get_int(&d, node, "epoch", 0, &ep) != 0 || get_str(&d, root, "ca_sha256", 0, &fp) != 0 ||
+      get_int(&d, root, "saved_at", 0, &at) != 0 || get_int(&d, root, "generation", 1, &gen) != 0)
+    goto out;
+  b.cf.generation = (uint64_t)gen;
+  if (decode_topology(&d, root, &b) != 0) goto out;
+  if (b.topo.parent_id == id) {
+    bad(&d, "'%s': the node is its own parent", "parent");
+    goto out;
+  }
+  for (size_t i = 0; i < b.topo.n_children; i++) {
+    if (b.kid[i].id == id) {
+      bad(&d, "'%s': the node is its own child", "children");
+      goto out;
+    }
+  }
+  if (decode_rules(&d, json_object_get(root, "rules"), &b) != 0) goto out;
+
+  size_t plen = cascade__control__config__get_packed_size(&b.cf);
+  if ((packed = malloc(plen ? plen : 1)) == NULL) {
+    bad(&d, "%s", "out of memory");
+    goto out;
+  }
+  cascade__control__config__pack(&b.cf, packed);
+  out->config = cascade__control__config__unpack(NULL, plen, packed);
+  out->node_name = strdup(name);
+  out->ca_sha256 = strdup(fp);
+  if (out->config == NULL || out->node_name == NULL || out->ca_sha256 == NULL) {
+    agent_state_free(out);
+    bad(&d, "%s", "out of memory");
+    goto out;
+  }
+  out->node_id = id;
+  out->node_epoch = ep;
+  out->saved_at = at;
+  rv = 0;
+out:
+  free(packed);
+  build_free(&b);
+  json_decref(root);
+  return rv;
+}
+
+int agent_state_check(const agent_state_t *st, const char *name, const char *ca_pem, char *err,
+                      size_t errlen) {
+  if (strcmp(st->node_name, name) != 0) {
+    snprintf(err, errlen, "it belongs to node '%.64s', not to '%.64s'", st->node_name, name);
+    return -1;
+  }
+  if (ca_pem == NULL) {
+    snprintf(err, errlen, "no node CA (node-ca.crt) to check it against");
+    return -1;
+  }
+  int m = x509_fingerprint_matches(ca_pem, st->ca_sha256);
+  if (m != 0) {
+    snprintf(err, errlen, "%s", m < 0 ? "its CA fingerprint is unreadable"
+                                      : "it was written under another CA than node-ca.crt");
+    return -1;
+  }
+  return 0;
+}
+
+void agent_state_free(agent_state_t *st) {
+  if (st == NULL) return;
+  free(st->node_name);
+  free(st->ca_sha256);
+  if (st->config) cascade__control__config__free_unpacked(st->config, NULL);
+  memset(st, 0, sizeof(*st));
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+int agent_state_load(const char *dir, agent_state_t *out, char *err, size_t errlen) {
+  char *path = NULL, *buf = NULL;
+  struct stat sb;
+  size_t off = 0;
+  int fd = -1, rv = -1;
+
+  memset(out, 0, sizeof(*out));
+  if (asprintf(&path, "%s/%s", dir, AGENT_STATE_FILE) < 0) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+    rv = errno == ENOENT ? 1 : -1;
+    if (rv < 0) snprintf(err, errlen, "%s", strerror(errno));
+    goto out;
+  }
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    snprintf(err, errlen, "not a regular file");
+    goto out;
+  }
+  if (sb.st_size > (off_t)AGENT_STATE_MAX_BYTES) {
+    snprintf(err, errlen, "larger than %u bytes", AGENT_STATE_MAX_BYTES);
+    goto out;
+  }
+  if ((buf = malloc((size_t)sb.st_size + 1)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto out;
+  }
+  while (off < (size_t)sb.st_size) {
+    ssize_t n = read(fd, buf + off, (size_t)sb.st_size - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      snprintf(err, errlen, "%s", strerror(errno));
+      goto out;
+    }
+    if (n == 0) break;
+    off += (size_t)n;
+  }
+  rv = agent_state_decode(buf, off, out, err, errlen);
+out:
+  if (fd >= 0) close(fd);
+  free(buf);
+  free(path);
+  return rv;
+}
+
+int agent_state_save(const char *dir, const agent_state_t *st) {
+  char *text = agent_state_encode(st), *dst = NULL, *tmp = NULL;
+  size_t len, off = 0;
+  int fd = -1, rv = -1, e = ENOMEM;
+
+  if (text == NULL) goto out;
+  len = strlen(text);
+  if (asprintf(&dst, "%s/%s", dir, AGENT_STATE_FILE) < 0) {
+    dst = NULL;
+    goto out;
+  }
+  if (asprintf(&tmp, "%s.tmp.XXXXXX", dst) < 0) {
+    tmp = NULL;
+    goto out;
+  }
+  if ((fd = mkstemp(tmp)) < 0) {
+    e = errno;
+    goto out;
+  }
+  while (off < len) {
+    ssize_t n = write(fd, text + off, len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      e = n < 0 ? errno : EIO;
+      goto out_unlink;
+    }
+    off += (size_t)n;
+  }
+  if (fchmod(fd, 0600) != 0 || fsync(fd) != 0) {
+    e = errno;
+    goto out_unlink;
+  }
+  if (close(fd) != 0) {
+    fd = -1;
+    e = errno;
+    goto out_unlink;
+  }
+  fd = -1;
+  if (rename(tmp, dst) != 0) {
+    e = errno;
+    goto out_unlink;
+  }
+  /* The rename itself is durable once the directory is. */
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  rv = 0;
+  goto out;
+out_unlink:
+  unlink(tmp);
+out:
+  if (fd >= 0) close(fd);
+  free(text);
+  free(tmp);
+  free(dst);
+  if (rv != 0) errno = e;
+  return rv;
+}
