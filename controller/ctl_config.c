@@ -107,6 +107,12 @@ const cfg_key_t ctl_config_table[] = {
      "Milliseconds a configuration long poll is held before an empty answer."},
     {"control.certlifetime", CFG_INT, OFF(control_certlifetime_s), "86400", 300, 31536000, NULL,
      0, "Seconds a node certificate is valid; agents renew at two thirds."},
+    {"control.sessionlease", CFG_DURATION, OFF(control_sessionlease_ms), "15s", 1000, 600000,
+     NULL, 0,
+     "Lease of a node's control session in the database: the replica holding it renews it "
+     "every third of this; a node whose lease ran out with no replica holding it (its "
+     "replica died) is offline, and any replica may then take it. Also how long a replica "
+     "that stops keeps its nodes online for their agents to reach another replica."},
     {"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, 0,
      "Lowest level logged: debug, info, warn or error."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},

@@ -39,6 +39,7 @@ typedef struct ctl_config {
   long long control_heartbeat_ms;
   long long control_polltimeout_ms;
   long long control_certlifetime_s;
+  long long control_sessionlease_ms;
 } ctl_config_t;
 
 /* ctl_config_table is the table of every controller key. */

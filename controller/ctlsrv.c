@@ -16,11 +16,13 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/tls/tls.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth.h"
 #include "b64.h"
@@ -34,6 +36,7 @@
 #include "relay.h"
 #include "scram.h"
 #include "valid.h"
+#include "wake.h"
 #include "x509.h"
 
 #define SESS_BUCKETS 16384
@@ -48,6 +51,11 @@
 #define MINUTE_MS 60000
 #define CTLSRV_CLOSE_WAIT_S 2.0
 #define EVENTS_RL_PER_MIN 120      /* unauthenticated audit events (auth failures) per minute */
+#define LEASE_SWEEP_MS 1000        /* the sessions' lease sweep, at most this often */
+#define LISTEN_SLICE_MS 250        /* the LISTEN thread looks at s->stopping this often */
+#define LISTEN_RETRY_MS 1000       /* between attempts to reconnect the LISTEN connection */
+#define WAKE_IDS_MAX 1024
+#define REPLICA_ID_LEN 32          /* hex digits */
 
 typedef Cascade__Control__Request req_t;
 typedef Cascade__Control__Response resp_t;
@@ -98,6 +106,8 @@ typedef struct sess {
   size_t nstreams;
   uint32_t streams_total;    /* the node's own count (above nstreams: not all reported) */
   int64_t static_tried;      /* the static parent id last tried (Heartbeat.static_parent_id) */
+  int claimed;               /* this replica holds the node's session row (DB_CTL_CONNECT or
+                              * DB_REPLICA_RENEW said so) */
   struct sess *tok_next;
   struct sess *id_next;
 } sess_t;
@@ -153,6 +163,15 @@ struct ctlsrv {
   int64_t last_bad_log_ms;
   int64_t last_reg_log_ms;
   int64_t last_pending_log_ms;
+  char replica[REPLICA_ID_LEN + 1]; /* this process's replica id, random per start */
+  char address[160];         /* under mu: where other replicas reach this one (its API) */
+  int64_t last_renew_ms;     /* sweeper only: the last DB_REPLICA_RENEW */
+  int64_t last_lease_sweep_ms; /* sweeper only: the last DB_CTL_SWEEP */
+  pthread_t waker;           /* LISTEN cascade_wake (wake-ups from other replicas) */
+  int has_listener;
+  atomic_ulong wakeups_heard;
+  atomic_ulong listen_reconnects;
+  atomic_ulong sessions_taken;  /* local sessions another replica took over */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -843,9 +862,18 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
 
   const Cascade__Control__Advertise *a = f->advertise;
   snprintf(ids, sizeof(ids), "%lld", (long long)x->id);
-  const char *p[7] = {ids, ip, a ? a->quic : "", a ? a->http : "", a ? a->rtmp : "",
-                      a ? a->version : "", a ? a->static_parent : ""};
-  PQclear(exec1(s, DB_CTL_CONNECT, 7, p));
+  char lease[24];
+  snprintf(lease, sizeof(lease), "%lld", s->ctl->cfg->control_sessionlease_ms);
+  const char *p[9] = {ids, ip, a ? a->quic : "", a ? a->http : "", a ? a->rtmp : "",
+                      a ? a->version : "", a ? a->static_parent : "", s->replica, lease};
+  PGresult *cr = exec1(s, DB_CTL_CONNECT, 9, p);
+  if (cr != NULL && PQntuples(cr) == 1) {
+    pthread_mutex_lock(&s->mu);
+    sess_t *me = sess_by_token(s, n->token);
+    if (me) me->claimed = 1;
+    pthread_mutex_unlock(&s->mu);
+  }
+  PQclear(cr);
   log_info("control", "node connected id=%lld name=%s source=%s", (long long)x->id, n->name, ip);
   ctlsrv_wake(s);
 
@@ -1310,6 +1338,60 @@ static void pipes_free(ctlsrv_t *s) {
     }
 }
 
+/* renew renews this replica's lease and those of its sessions |ids| in
+ * one statement. A claimed session whose row another replica now holds
+ * (its agent authenticated there) is revoked here: the agent left. */
+static void renew(ctlsrv_t *s, const int64_t *ids, size_t n, sbuf_t *a, int64_t now) {
+  char lease[24], addr[sizeof(s->address)];
+  snprintf(lease, sizeof(lease), "%lld", s->ctl->cfg->control_sessionlease_ms);
+  pthread_mutex_lock(&s->mu);
+  snprintf(addr, sizeof(addr), "%s", s->address);
+  pthread_mutex_unlock(&s->mu);
+  sb_array(a, ids, n);
+  const char *p[4] = {s->replica, addr, lease, a->buf ? a->buf : "{}"};
+  PGresult *r = exec1(s, DB_REPLICA_RENEW, 4, p);
+  if (r == NULL) return; /* the database cannot say: keep everything */
+  int got = PQntuples(r);
+  int64_t *held = malloc((size_t)(got + 1) * sizeof(int64_t));
+  if (held == NULL) {
+    PQclear(r);
+    return;
+  }
+  for (int i = 0; i < got; i++) held[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+  PQclear(r);
+  for (size_t k = 0; k < n; k++) {
+    int mine = 0;
+    for (int i = 0; i < got && !mine; i++) mine = held[i] == ids[k];
+    park_t *answer = NULL;
+    pend_t *dropped = NULL;
+    int revoke = 0;
+    pthread_mutex_lock(&s->mu);
+    sess_t *x = sess_by_id(s, ids[k]);
+    if (x && mine) {
+      x->claimed = 1;
+    } else if (x && x->claimed) {
+      dropped = x->relays;
+      x->relays = x->relays_tail = NULL;
+      x->revoked = 1;
+      x->revoked_ms = now;
+      answer = x->park;
+      x->park = NULL;
+      revoke = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    pend_free(dropped);
+    if (!revoke) continue;
+    atomic_fetch_add(&s->sessions_taken, 1);
+    log_info("control", "session of node %lld ended: another controller holds it now",
+             (long long)ids[k]);
+    if (answer)
+      park_answer(answer, status_reply(answer->req_id, CASCADE__CONTROL__CODE__REVOKED,
+                                       "session taken over by another controller"));
+    relay_node_gone(s->ctl->relays, ids[k], "its session moved to another controller");
+  }
+  free(held);
+}
+
 static void sweep(ctlsrv_t *s, int reconcile) {
   pipes_expire(s);
   const ctl_config_t *cfg = s->ctl->cfg;
@@ -1404,8 +1486,8 @@ static void sweep(ctlsrv_t *s, int reconcile) {
   }
   if (noff) {
     sb_array(&a, off_id, noff);
-    const char *p[2] = {a.buf, "heartbeat timeout"};
-    PQclear(exec1(s, DB_CTL_OFFLINE, 2, p));
+    const char *p[3] = {a.buf, "heartbeat timeout", s->replica};
+    PQclear(exec1(s, DB_CTL_OFFLINE, 3, p));
   }
   if (reconcile && nall) {
     sb_array(&a, all_id, nall);
@@ -1475,8 +1557,8 @@ static void sweep(ctlsrv_t *s, int reconcile) {
         }
         if (nrev) {
           sb_array(&a, revoked_ids, nrev);
-          const char *p2[2] = {a.buf, "secret changed"};
-          PQclear(exec1(s, DB_CTL_OFFLINE, 2, p2));
+          const char *p2[3] = {a.buf, "secret changed", s->replica};
+          PQclear(exec1(s, DB_CTL_OFFLINE, 3, p2));
         }
       }
       free(rid);
@@ -1485,6 +1567,21 @@ static void sweep(ctlsrv_t *s, int reconcile) {
       free(revoked_ids);
       PQclear(r);
     }
+  }
+  if (now - s->last_renew_ms >= cfg->control_sessionlease_ms / 3) {
+    s->last_renew_ms = now;
+    renew(s, all_id, nall, &a, now);
+  }
+  if (now - s->last_lease_sweep_ms >= LEASE_SWEEP_MS) {
+    s->last_lease_sweep_ms = now;
+    char lease[24];
+    snprintf(lease, sizeof(lease), "%lld", cfg->control_sessionlease_ms);
+    const char *p[1] = {lease};
+    PGresult *r = exec1(s, DB_CTL_SWEEP, 1, p);
+    if (r != NULL && PQntuples(r) > 0)
+      log_info("control", "%d node(s) offline: their session lease ran out with no controller "
+                          "holding it", PQntuples(r));
+    PQclear(r);
   }
   free(a.buf);
   free(g.buf);
@@ -1528,6 +1625,157 @@ void ctlsrv_wake(ctlsrv_t *s) {
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
 }
+
+/* ---- wake-ups from other replicas (LISTEN cascade_wake) --------------------- */
+
+static int is_stopping(ctlsrv_t *s) {
+  pthread_mutex_lock(&s->mu);
+  int st = s->stopping;
+  pthread_mutex_unlock(&s->mu);
+  return st;
+}
+
+/* listen_wait waits for |pg|'s socket until |deadline| in short slices.
+ * 1 ready, 0 timeout, -1 error or stopping. */
+static int listen_wait(ctlsrv_t *s, PGconn *pg, int for_write, int64_t deadline) {
+  struct pollfd pfd = {.fd = PQsocket(pg), .events = for_write ? POLLOUT : POLLIN};
+  if (pfd.fd < 0) return -1;
+  for (;;) {
+    if (is_stopping(s)) return -1;
+    int64_t left = deadline - db_now_ms();
+    if (left <= 0) return 0;
+    int r = poll(&pfd, 1, (int)(left < LISTEN_SLICE_MS ? left : LISTEN_SLICE_MS));
+    if (r > 0) return 1;
+    if (r < 0 && errno != EINTR) return -1;
+  }
+}
+
+/* listen_open connects a connection of its own (not the pool's: it stays
+ * busy listening) and runs LISTEN, every wait bounded. */
+static PGconn *listen_open(ctlsrv_t *s, char *why, size_t len) {
+  int64_t deadline = db_now_ms() + s->ctl->cfg->db_timeout_ms;
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  PGconn *pg = PQconnectStart(s->ctl->db.dsn);
+  PGresult *r;
+  int f, ok = 0;
+  if (pg == NULL) {
+    snprintf(why, len, "out of memory");
+    return NULL;
+  }
+  if (PQstatus(pg) == CONNECTION_BAD) goto fail;
+  while (st != PGRES_POLLING_OK) {
+    if (st == PGRES_POLLING_FAILED) goto fail;
+    if (listen_wait(s, pg, st == PGRES_POLLING_WRITING, deadline) <= 0) goto fail;
+    st = PQconnectPoll(pg);
+  }
+  if (PQsetnonblocking(pg, 1) != 0 || !PQsendQuery(pg, "LISTEN " WAKE_CHANNEL)) goto fail;
+  while ((f = PQflush(pg)) == 1)
+    if (listen_wait(s, pg, 1, deadline) <= 0) goto fail;
+  if (f < 0) goto fail;
+  for (;;) {
+    while (PQisBusy(pg))
+      if (listen_wait(s, pg, 0, deadline) <= 0 || !PQconsumeInput(pg)) goto fail;
+    if ((r = PQgetResult(pg)) == NULL) break;
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+  }
+  if (ok) return pg;
+fail:
+  {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
+    for (size_t n = strlen(msg); n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '); n--)
+      msg[n - 1] = '\0';
+    snprintf(why, len, "%s", msg[0] ? msg : "no answer in time");
+  }
+  PQfinish(pg);
+  return NULL;
+}
+
+/* on_wake_payload wakes the sweeper when a notified node has a session
+ * here (or for "all", or a payload it cannot read). */
+static void on_wake_payload(ctlsrv_t *s, const char *payload) {
+  int64_t ids[WAKE_IDS_MAX];
+  size_t n = 0;
+  int rv = wake_parse(payload, ids, WAKE_IDS_MAX, &n);
+  int ours = rv != 0;
+  if (rv < 0) {
+    char q[80];
+    log_warn("control", "unreadable %s payload %s: waking every session", WAKE_CHANNEL,
+             log_quote(payload, q, sizeof(q)));
+  }
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < n && !ours; i++) ours = sess_by_id(s, ids[i]) != NULL;
+  pthread_mutex_unlock(&s->mu);
+  atomic_fetch_add(&s->wakeups_heard, 1);
+  if (ours) ctlsrv_wake(s);
+}
+
+static void *listener_main(void *arg) {
+  ctlsrv_t *s = arg;
+  PGconn *pg = NULL;
+  int64_t retry_at = 0;
+  int down = 0;
+  char why[256];
+  while (!is_stopping(s)) {
+    if (pg == NULL) {
+      int64_t now = db_now_ms();
+      if (now < retry_at) {
+        struct timespec ts = {0, 100 * 1000000};
+        nanosleep(&ts, NULL);
+        continue;
+      }
+      if ((pg = listen_open(s, why, sizeof(why))) == NULL) {
+        retry_at = db_now_ms() + LISTEN_RETRY_MS;
+        if (!down++ && !is_stopping(s)) {
+          char q[300];
+          log_warn("control", "cannot listen for wake-ups from other controllers: %s "
+                              "(retrying every %d ms)",
+                   log_quote(why, q, sizeof(q)), LISTEN_RETRY_MS);
+        }
+        continue;
+      }
+      if (down) {
+        log_info("control", "listening for wake-ups from other controllers again");
+        atomic_fetch_add(&s->listen_reconnects, 1);
+      }
+      down = 0;
+      /* What was notified while nobody listened is lost: reconcile now. */
+      ctlsrv_wake(s);
+    }
+    struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+    int r = pfd.fd < 0 ? -1 : poll(&pfd, 1, LISTEN_SLICE_MS);
+    if (r < 0 && errno == EINTR) continue;
+    if (r != 0 && (r < 0 || !PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK)) {
+      char q[300];
+      snprintf(why, sizeof(why), "%s", PQerrorMessage(pg));
+      why[strcspn(why, "\n")] = '\0';
+      log_warn("control", "lost the connection that listens for wake-ups: %s",
+               log_quote(why, q, sizeof(q)));
+      PQfinish(pg);
+      pg = NULL;
+      down = 1;
+      retry_at = db_now_ms() + LISTEN_SLICE_MS;
+      continue;
+    }
+    PGnotify *nt;
+    while ((nt = PQnotifies(pg)) != NULL) {
+      on_wake_payload(s, nt->extra);
+      PQfreemem(nt);
+    }
+  }
+  PQfinish(pg);
+  return NULL;
+}
+
+void ctlsrv_set_address(ctlsrv_t *s, const char *address) {
+  if (s == NULL) return;
+  pthread_mutex_lock(&s->mu);
+  snprintf(s->address, sizeof(s->address), "%s", address);
+  pthread_mutex_unlock(&s->mu);
+}
+
+const char *ctlsrv_replica(ctlsrv_t *s) { return s ? s->replica : ""; }
 
 /* find_link looks in node |id|'s live session for its report of |peer|
  * in |role|; 1 with |out| set when there is one. Under s->mu. */
@@ -1627,6 +1875,37 @@ static char *read_pem(const char *path, char *err, size_t errlen) {
   return x509_read_file(path, 64 * 1024, err, errlen);
 }
 
+/* check_deployment_ca records the CA fingerprint on the deployment's first
+ * start, or checks that this replica's CA (|path|) is the recorded one. */
+static int check_deployment_ca(ctlsrv_t *s, const char *path, const char *fpr, char *err,
+                               size_t errlen) {
+  const char *p[1] = {fpr};
+  for (int attempt = 0; attempt < 3; attempt++) {
+    PGresult *r = exec1(s, DB_DEPLOYMENT_CA, 1, p);
+    if (r == NULL) {
+      snprintf(err, errlen, "control CA: cannot read the deployment's CA fingerprint "
+                            "(database unavailable)");
+      return -1;
+    }
+    if (PQntuples(r) == 0) { /* another replica's first start is committing */
+      PQclear(r);
+      continue;
+    }
+    int same = strcasecmp(PQgetvalue(r, 0, 0), fpr) == 0;
+    if (!same)
+      snprintf(err, errlen,
+               "control CA: this controller's CA %s has fingerprint SHA256 %s, but the "
+               "deployment's CA (recorded in the database by its first controller) has SHA256 "
+               "%s: give every replica the same CA files (cascade-controller --init-ca DIR; "
+               "control.tls.ca or control.datadir)",
+               path, fpr, PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return same ? 0 : -1;
+  }
+  snprintf(err, errlen, "control CA: the deployment's CA fingerprint could not be read");
+  return -1;
+}
+
 ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   const ctl_config_t *c = ctl->cfg;
   char path[4200], fpr[X509_FPR_LEN];
@@ -1675,6 +1954,17 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   else snprintf(path + pl, sizeof(path) - pl, ".key");
   if ((s->ca_key = read_pem(path, err, errlen)) == NULL) goto fail;
   x509_fingerprint(s->ca_cert, fpr);
+  if (check_deployment_ca(s, path, fpr, err, errlen) != 0) goto fail;
+  {
+    uint8_t rid[REPLICA_ID_LEN / 2];
+    static const char hex[] = "0123456789abcdef";
+    gnutls_rnd(GNUTLS_RND_NONCE, rid, sizeof(rid));
+    for (size_t i = 0; i < sizeof(rid); i++) {
+      s->replica[2 * i] = hex[rid[i] >> 4];
+      s->replica[2 * i + 1] = hex[rid[i] & 15];
+    }
+    s->replica[REPLICA_ID_LEN] = '\0';
+  }
 
   /* The gate takes control.listenaddr; nng listens behind it on loopback. */
   char inner[64];
@@ -1714,8 +2004,8 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
     log_warn("control", "control channel WITHOUT TLS on %s: for tests only",
              c->control_listenaddr);
   }
-  /* Sessions do not survive a restart: nobody is online until they are back. */
-  PQclear(exec1(s, DB_CTL_ALL_OFFLINE, 0, NULL));
+  /* A replica that starts changes no node's status: sessions live in the
+   * database with their leases (another replica may hold them). */
   int port = 0;
   if ((rv = nng_listener_start(s->listener, 0)) != 0 ||
       (rv = nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &port)) != 0) {
@@ -1728,8 +2018,9 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   if (s->workers == NULL) goto fail;
   for (int i = 0; i < s->nworkers; i++) pthread_create(&s->workers[i], NULL, worker_main, s);
   pthread_create(&s->sweeper, NULL, sweeper_main, s);
-  log_info("control", "agents connect to %s; CA %s/ca.crt fingerprint SHA256 %s",
-           c->control_listenaddr, c->control_datadir, fpr);
+  s->has_listener = pthread_create(&s->waker, NULL, listener_main, s) == 0;
+  log_info("control", "agents connect to %s; CA %s/ca.crt fingerprint SHA256 %s; replica %s",
+           c->control_listenaddr, c->control_datadir, fpr, s->replica);
   free(cert);
   if (key) {
     gnutls_memset(key, 0, strlen(key));
@@ -1766,6 +2057,13 @@ void ctlsrv_stop(ctlsrv_t *s) {
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->sweeper, NULL);
+  if (s->has_listener) pthread_join(s->waker, NULL); /* its waits are LISTEN_SLICE_MS */
+  {
+    /* Other replicas stop sending this one relays; the sessions keep their
+     * leases while the agents move. */
+    const char *p[1] = {s->replica};
+    PQclear(exec1(s, DB_REPLICA_GONE, 1, p));
+  }
   if (nng_close_within(s->sock, CTLSRV_CLOSE_WAIT_S) != 0) {
     /* nng 1.5.2 can wait forever for a pipe the close raced with (seen with
      * an agent stopped by SIGSTOP): the socket, its workers and what they

@@ -23,6 +23,13 @@ void ctlsrv_stop(ctlsrv_t *s);
  * changed (a node's rules, topology, secret, or the node is gone). */
 void ctlsrv_wake(ctlsrv_t *s);
 
+/* ctlsrv_set_address records where other replicas reach this one (its
+ * API's URL), written to the replicas table with its lease. */
+void ctlsrv_set_address(ctlsrv_t *s, const char *address);
+
+/* ctlsrv_replica is this process's replica id ("" for NULL). */
+const char *ctlsrv_replica(ctlsrv_t *s);
+
 #define CTLSRV_LINK_PARENT 1
 #define CTLSRV_LINK_CHILD 2
 
