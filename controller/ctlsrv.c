@@ -1949,12 +1949,14 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
     snprintf(path, sizeof(path), "%s/ca.crt", c->control_datadir);
   }
   if ((s->ca_cert = read_pem(path, err, errlen)) == NULL) goto fail;
+  char ca_path[sizeof(path)];
+  snprintf(ca_path, sizeof(ca_path), "%s", path);
   size_t pl = strlen(path);
   if (pl > 4 && strcmp(path + pl - 4, ".crt") == 0) memcpy(path + pl - 4, ".key", 4);
   else snprintf(path + pl, sizeof(path) - pl, ".key");
   if ((s->ca_key = read_pem(path, err, errlen)) == NULL) goto fail;
   x509_fingerprint(s->ca_cert, fpr);
-  if (check_deployment_ca(s, path, fpr, err, errlen) != 0) goto fail;
+  if (check_deployment_ca(s, ca_path, fpr, err, errlen) != 0) goto fail;
   {
     uint8_t rid[REPLICA_ID_LEN / 2];
     static const char hex[] = "0123456789abcdef";

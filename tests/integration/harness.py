@@ -598,6 +598,9 @@ def _thread_stacks(pid):
         return "(gdb failed: %s)" % e
 
 
+_control_dirs = {}  # dsn -> the control.datadir of the first Controller on it
+
+
 class ControllerError(AssertionError):
     pass
 
@@ -619,6 +622,12 @@ class Controller:
         # approved), tests of admission leave it out.
         self.join_token = join_token or ("join_" + secrets.token_hex(16))
         self.workdir = workdir or tempfile.mkdtemp(prefix="cascade-ctl-")
+        if control_dir is None and dsn is not None:
+            # Controllers of one database are replicas of one deployment: they share the CA
+            # (a controller with another CA refuses to start), so a later one on the same
+            # database takes the first one's control.datadir unless told otherwise.
+            key = (env or {}).get("CASCADE_DB_DSN") or dsn
+            control_dir = _control_dirs.setdefault(key, os.path.join(self.workdir, "control"))
         self.control_dir = control_dir or os.path.join(self.workdir, "control")
         self._own_workdir = workdir is None
         self.config_path = os.path.join(self.workdir, "controller.yaml")

@@ -280,7 +280,9 @@ class ReplicasTest(unittest.TestCase):
 
     def test_replica_with_another_ca_refuses_to_start(self):
         first = self.replica()
-        own = harness.Controller(self.pg.dsn(self.db), config=CTL_CONFIG, start=False)
+        own = harness.Controller(self.pg.dsn(self.db), config=CTL_CONFIG, start=False,
+                                 control_dir=os.path.join(tempfile.mkdtemp(prefix="cascade-ca-"),
+                                                          "control"))
         own.start(wait=False)
         rc = own.wait_exit(30)
         self.assertNotEqual(rc, 0)
