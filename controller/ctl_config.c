@@ -30,6 +30,11 @@ const cfg_key_t ctl_config_table[] = {
      0,
      "A connection must send a whole request head (and finish TLS) within this long of "
      "opening, or of its previous answer on a kept-alive connection; else it is closed."},
+    {"http.replicaaddr", CFG_STR, OFF(http_replicaaddr), NULL, 0, 256, NULL, CFG_EMPTY_OK,
+     "host:port on which the other replicas reach this one's API (plain HTTP) to forward API "
+     "relay requests for the nodes it holds; empty = the API's own address (http.listenaddr; "
+     "a wildcard host is no use to others). Environment CASCADE_REPLICA_ADDR overrides it (a "
+     "pod's IP)."},
     {"database.dsn", CFG_STR, OFF(db_dsn), NULL, 1, 4096, NULL, CFG_REQUIRED | CFG_SECRET,
      "libpq connection string. Environment CASCADE_DB_DSN overrides it."},
     {"database.poolsize", CFG_INT, OFF(db_poolsize), "4", 1, 64, NULL, 0,
@@ -136,6 +141,9 @@ int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen)
   }
   if ((env = getenv("CASCADE_ADMIN_TOKEN")) != NULL && *env) {
     if (cfg_set_str(&c->admintoken, env) != 0) goto fail_oom;
+  }
+  if ((env = getenv("CASCADE_REPLICA_ADDR")) != NULL && *env) {
+    if (cfg_set_str(&c->http_replicaaddr, env) != 0) goto fail_oom;
   }
   if ((env = getenv("CASCADE_JOIN_TOKEN")) != NULL && *env) {
     if (cfg_set_str(&c->jointoken, env) != 0) goto fail_oom;

@@ -12,6 +12,7 @@ typedef struct ctl_config {
   long long http_maxconns;
   long long http_maxconnperaddr;
   long long http_headertimeout_ms;
+  char *http_replicaaddr;
   char *db_dsn;
   long long db_poolsize;
   long long db_timeout_ms;

@@ -37,6 +37,7 @@
 #include "scram.h"
 #include "valid.h"
 #include "wake.h"
+#include "fwdsig.h"
 #include "x509.h"
 
 #define SESS_BUCKETS 16384
@@ -1956,6 +1957,7 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   else snprintf(path + pl, sizeof(path) - pl, ".key");
   if ((s->ca_key = read_pem(path, err, errlen)) == NULL) goto fail;
   x509_fingerprint(s->ca_cert, fpr);
+  ctl->has_fwd_key = fwdsig_key(s->ca_key, ctl->fwd_key) == 0;
   if (check_deployment_ca(s, ca_path, fpr, err, errlen) != 0) goto fail;
   {
     uint8_t rid[REPLICA_ID_LEN / 2];

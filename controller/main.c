@@ -165,7 +165,15 @@ int main(int argc, char **argv) {
     log_error("main", "%s", err);
     goto fail_http;
   }
-  ctlsrv_set_address(ctl.ctlsrv, ctl.url);
+  {
+    /* Other replicas forward relay requests here (plain HTTP). */
+    char addr[300];
+    if (cfg.http_replicaaddr[0])
+      snprintf(addr, sizeof(addr), "http://%s", cfg.http_replicaaddr);
+    else
+      snprintf(addr, sizeof(addr), "%s", ctl.url);
+    ctlsrv_set_address(ctl.ctlsrv, addr);
+  }
   log_info("main", "cascade-controller %s serving the API on %s", CASCADE_VERSION, ctl.url);
 
   while (sigwait(&sigs, &sig) != 0 && errno == EINTR) {

@@ -26,7 +26,9 @@ HEARTBEAT_MS = 500
 LEASE_S = 3
 CTL_CONFIG = {"control": {"heartbeat": HEARTBEAT_MS, "polltimeout": 3000,
                           "sessionlease": "%ds" % LEASE_S},
+              "cascadeserver": {"relayapi": {"allow": ["/api/"], "deny": ["/api/admin/"]}},
               "log": {"level": "debug"}}
+AGENT_CONFIG = {"cascadeclient": {"relayapi": {"allow": ["/api/"], "deny": ["/api/admin/"]}}}
 AGENT_ERRORS = [r"(?i)controller|connection|revoked|closed|refused|timed out|unavailable"]
 CTL_ERRORS = [r"(?i)database|connection|authentication failed"]
 LAYOUT = [("hq", None), ("region", "hq"), ("edge1", "region"), ("edge2", "region")]
@@ -112,7 +114,7 @@ class ReplicasTest(unittest.TestCase):
             ids[name] = harness.envelope_ok(self, self.ctls[0].api("POST", CLIENTS, body), 201)["id"]
         parents = {p for _, p in LAYOUT if p}
         for name, _ in LAYOUT:
-            cfg = json.loads(json.dumps(agent_config or {}))
+            cfg = harness.deep_merge(AGENT_CONFIG, json.loads(json.dumps(agent_config or {})))
             if name in parents:
                 cfg = harness.deep_merge(cfg, {"cascadeserver": {"quic": {
                     "listenaddr": "127.0.0.1:%d" % harness.free_udp_port()}}})
@@ -186,6 +188,40 @@ class ReplicasTest(unittest.TestCase):
             text = json.dumps(topo)
             for name in ids:
                 self.assertIn('"%s"' % name, text)
+        # the API relay reaches every node through every replica (forwarded to the holder)
+        times = []
+        for c in self.ctls:
+            for name, nid in ids.items():
+                t0 = time.monotonic()
+                st, _, body = c.api("GET", "/api/relay/%d/api/cascade/status" % nid)
+                times.append(time.monotonic() - t0)
+                self.assertEqual(st, 200, "%s through replica %d: %r" % (name, self.ctls.index(c),
+                                                                         body))
+                self.assertEqual((body["data"]["name"], body["data"]["instance_id"]), (name, nid),
+                                 body)
+                payload = "through another replica \u00e9 " * 50
+                st, _, body = c.api("POST", "/api/relay/%d/api/cascade/echo?a=1&b=x%%20y" % nid,
+                                    body=payload, headers={"Content-Type": "text/plain"})
+                self.assertEqual(st, 200, body)
+                self.assertEqual((body["data"]["method"], body["data"]["query"],
+                                  body["data"]["length"]),
+                                 ("POST", "a=1&b=x%20y", len(payload.encode())))
+        print("\nrelay GET through every replica: max %.1f ms" % (max(times) * 1000))
+        # a viewer stays a viewer on the replica that serves the forwarded request
+        viewer = harness.envelope_ok(self, self.ctls[0].api("POST", "/api/auth/tokens", {
+            "name": "v", "role": "viewer"}), 201)["token"]
+        far = ids["edge1"]  # held by replica 2
+        st, _, body = self.ctls[0].request("POST", "/api/relay/%d/api/cascade/echo" % far,
+                                           body="x", token=viewer)
+        self.assertEqual(st, 403, body)
+        st, _, body = self.ctls[0].request("GET", "/api/relay/%d/api/cascade/status" % far,
+                                           token=viewer)
+        self.assertEqual(st, 200, body)
+        # a forged forwarding header is refused
+        st, _, body = self.ctls[2].request("GET", "/api/relay/%d/api/cascade/status" % far,
+                                           headers={"X-Cascade-Forwarded": "v1 %d 2 admin %s" % (
+                                               int(time.time() * 1000), "0" * 64)})
+        self.assertEqual(st, 401, body)
 
     def test_rule_change_reaches_node_held_by_another_replica(self):
         self.replicas(3)
