@@ -1942,11 +1942,12 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   }
   gnutls_rnd(GNUTLS_RND_KEY, s->fake_key, sizeof(s->fake_key));
 
-  /* The CA that signs node certificates, made on first start. */
-  if (x509_ca_ensure(c->control_datadir, err, errlen) != 0) goto fail;
+  /* The CA that signs node certificates: the deployment's (control.tls.ca,
+   * read only), or control.datadir's, made on first start. */
   if (c->control_tls_ca[0]) {
     snprintf(path, sizeof(path), "%s", c->control_tls_ca);
   } else {
+    if (x509_ca_ensure(c->control_datadir, err, errlen) != 0) goto fail;
     snprintf(path, sizeof(path), "%s/ca.crt", c->control_datadir);
   }
   if ((s->ca_cert = read_pem(path, err, errlen)) == NULL) goto fail;
@@ -1990,6 +1991,14 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
     if (c->control_tls_cert[0]) {
       cert = read_pem(c->control_tls_cert, err, errlen);
       key = cert ? read_pem(c->control_tls_key, err, errlen) : NULL;
+    } else if (c->control_tls_ca[0]) {
+      /* Issued by the deployment's CA at each start, never written: every
+       * replica's certificate chains to the CA agents trust or pin. */
+      char why[256];
+      if (x509_server_issue(s->ca_cert, s->ca_key, &cert, &key, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "control TLS: server certificate from control.tls.ca: %s", why);
+        goto fail;
+      }
     } else {
       snprintf(path, sizeof(path), "%s/server.crt", c->control_datadir);
       cert = read_pem(path, err, errlen);
@@ -2023,8 +2032,8 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   for (int i = 0; i < s->nworkers; i++) pthread_create(&s->workers[i], NULL, worker_main, s);
   pthread_create(&s->sweeper, NULL, sweeper_main, s);
   s->has_listener = pthread_create(&s->waker, NULL, listener_main, s) == 0;
-  log_info("control", "agents connect to %s; CA %s/ca.crt fingerprint SHA256 %s; replica %s",
-           c->control_listenaddr, c->control_datadir, fpr, s->replica);
+  log_info("control", "agents connect to %s; CA %s fingerprint SHA256 %s; replica %s",
+           c->control_listenaddr, ca_path, fpr, s->replica);
   free(cert);
   if (key) {
     gnutls_memset(key, 0, strlen(key));

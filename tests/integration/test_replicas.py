@@ -379,6 +379,37 @@ class ReplicasTest(unittest.TestCase):
                                                " > now()", db=self.db) == [["3"]], 5,
                          what="three live replicas")
 
+    def test_replicas_given_the_deployment_ca_file(self):
+        # --init-ca once; each replica has a datadir of its own and control.tls.ca: the server
+        # certificate each presents chains to that CA (agents check it), nothing is written
+        ca = os.path.join(tempfile.mkdtemp(prefix="cascade-ca-"), "ca")
+        subprocess.run([harness.controller_path(), "--init-ca", ca], check=True,
+                       stdout=subprocess.PIPE, env=harness.sanitizer_env())
+        cfg = harness.deep_merge(CTL_CONFIG, {"control": {"tls": {"ca": ca + "/ca.crt"}}})
+        for _ in range(2):
+            own = os.path.join(tempfile.mkdtemp(prefix="cascade-ctl-"), "control")
+            self.ctls.append(harness.Controller(self.pg.dsn(self.db), config=cfg, control_dir=own,
+                                                admin_token=self.ctls[0].admin_token if self.ctls
+                                                else None,
+                                                join_token=self.ctls[0].join_token if self.ctls
+                                                else None))
+        for i, c in enumerate(self.ctls):
+            harness.envelope_ok(self, c.api("POST", CLIENTS, {"name": "n%d" % i,
+                                                              "secret": "n%d-secret" % i}), 201)
+            self.agents["n%d" % i] = harness.Agent(c, "n%d" % i, "n%d-secret" % i,
+                                                   config={"controller": {"ca": ca + "/ca.crt"}})
+        for c in self.ctls:
+            harness.wait_for(lambda c=c: all(n["online"] for n in self.nodes(c).values()) and
+                             len(self.nodes(c)) == 2, 15, what="both nodes online")
+            self.assertFalse(os.path.exists(os.path.join(c.control_dir, "ca.key")))
+        fpr = ca_fingerprint(ca + "/ca.crt")
+        self.assertEqual(self.pg.query("SELECT ca_fingerprint FROM deployment", db=self.db),
+                         [[fpr]])
+        # the certificate each agent got chains to the deployment's CA
+        for a in self.agents.values():
+            harness.wait_for(lambda a=a: a.status()["certificate"], 10,
+                             what="%s's certificate" % a.name)
+
     def test_init_ca_refuses_to_overwrite(self):
         d = tempfile.mkdtemp(prefix="cascade-ca-")
         rc, out, _ = harness.run_controller(["--init-ca", d])
