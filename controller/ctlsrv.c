@@ -107,6 +107,7 @@ typedef struct sess {
   size_t nstreams;
   uint32_t streams_total;    /* the node's own count (above nstreams: not all reported) */
   int64_t static_tried;      /* the static parent id last tried (Heartbeat.static_parent_id) */
+  int report_dirty;          /* links or streams changed since the last DB_SESSION_REPORTS */
   int claimed;               /* this replica holds the node's session row (DB_CTL_CONNECT or
                               * DB_REPLICA_RENEW said so) */
   struct sess *tok_next;
@@ -982,6 +983,7 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
     x->last_hb_ms = now;
     x->applied = hb->applied_generation;
     x->hb_dirty = 1;
+    x->report_dirty = 1;
     desired = x->desired;
     ctlsrv_link_t *old = x->links;
     x->links = links;
@@ -1339,6 +1341,29 @@ static void pipes_free(ctlsrv_t *s) {
     }
 }
 
+/* report_json is what session |x| last reported, for the sessions table
+ * (format in sql/004_replicas.sql). Under s->mu. */
+static json_t *report_json(const sess_t *x) {
+  json_t *links = json_array(), *streams = json_array();
+  for (size_t i = 0; links && i < x->nlinks; i++) {
+    const ctlsrv_link_t *l = &x->links[i];
+    json_array_append_new(links, json_pack("[I,i,b,I,I]", (json_int_t)l->peer_id, l->role, l->up,
+                                           (json_int_t)l->rtt_us, (json_int_t)l->up_since));
+  }
+  for (size_t i = 0; streams && i < x->nstreams; i++) {
+    const ctlsrv_stream_t *st = &x->streams[i];
+    json_t *players = json_array();
+    for (size_t k = 0; players && k < st->nplayers; k++)
+      json_array_append_new(players, json_pack("[s,I]", st->players[k].protocol,
+                                               (json_int_t)st->players[k].count));
+    json_array_append_new(streams, json_pack("[s,i,I,I,o]", st->path, st->origin,
+                                             (json_int_t)st->origin_node, (json_int_t)st->since,
+                                             players ? players : json_array()));
+  }
+  return json_pack("{s:o,s:o,s:I}", "links", links ? links : json_array(), "streams",
+                   streams ? streams : json_array(), "total", (json_int_t)x->streams_total);
+}
+
 /* renew renews this replica's lease and those of its sessions |ids| in
  * one statement. A claimed session whose row another replica now holds
  * (its agent authenticated there) is revoked here: the agent left. */
@@ -1428,10 +1453,17 @@ static void sweep(ctlsrv_t *s, int reconcile) {
       }
     }
   }
+  json_t *reports = json_object();
   for (size_t b = 0; b < SESS_BUCKETS; b++) {
     sess_t *x = s->by_token[b];
     while (x) {
       sess_t *next = x->tok_next;
+      if (x->report_dirty && !x->revoked && reports) {
+        char key[24];
+        snprintf(key, sizeof(key), "%lld", (long long)x->id);
+        json_object_set_new(reports, key, report_json(x));
+        x->report_dirty = 0;
+      }
       int expired = !x->revoked && now - x->last_hb_ms > 3 * cfg->control_heartbeat_ms;
       if (expired || (x->revoked && now - x->revoked_ms > REVOKED_TTL_MS)) {
         if (expired) off_id[noff++] = x->id;
@@ -1478,6 +1510,13 @@ static void sweep(ctlsrv_t *s, int reconcile) {
   }
   for (size_t i = 0; i < nto; i++) park_answer(timed_out[i], empty_config(timed_out[i]->req_id, NULL));
 
+  if (reports && json_object_size(reports) > 0) {
+    char *text = json_dumps(reports, JSON_COMPACT);
+    const char *p[2] = {text, s->replica};
+    if (text) PQclear(exec1(s, DB_SESSION_REPORTS, 2, p));
+    free(text);
+  }
+  json_decref(reports);
   sbuf_t a = {0}, g = {0};
   if (nhb) {
     sb_array(&a, hb_id, nhb);
@@ -1777,57 +1816,6 @@ void ctlsrv_set_address(ctlsrv_t *s, const char *address) {
 }
 
 const char *ctlsrv_replica(ctlsrv_t *s) { return s ? s->replica : ""; }
-
-/* find_link looks in node |id|'s live session for its report of |peer|
- * in |role|; 1 with |out| set when there is one. Under s->mu. */
-static int find_link(ctlsrv_t *s, int64_t id, int role, int64_t peer, ctlsrv_link_t *out) {
-  sess_t *x = sess_by_id(s, id);
-  if (x == NULL) return 0;
-  for (size_t i = 0; i < x->nlinks; i++) {
-    if (x->links[i].role == role && x->links[i].peer_id == peer) {
-      *out = x->links[i];
-      return 1;
-    }
-  }
-  return 0;
-}
-
-int ctlsrv_link_of(ctlsrv_t *s, int64_t child, int64_t parent, ctlsrv_link_t *out) {
-  int found;
-  if (s == NULL) return 0;
-  pthread_mutex_lock(&s->mu);
-  /* The child's own view first: it dials, it knows best whether it is up. */
-  found = find_link(s, child, CTLSRV_LINK_PARENT, parent, out) ||
-          find_link(s, parent, CTLSRV_LINK_CHILD, child, out);
-  pthread_mutex_unlock(&s->mu);
-  return found;
-}
-
-void ctlsrv_foreach_stream(ctlsrv_t *s,
-                           void (*fn)(int64_t node, const char *name, const ctlsrv_stream_t *st,
-                                      void *arg),
-                           void *arg) {
-  if (s == NULL) return;
-  pthread_mutex_lock(&s->mu);
-  for (size_t b = 0; b < SESS_BUCKETS; b++)
-    for (sess_t *x = s->by_id[b]; x; x = x->id_next)
-      if (!x->revoked)
-        for (size_t i = 0; i < x->nstreams; i++) fn(x->id, x->name, &x->streams[i], arg);
-  pthread_mutex_unlock(&s->mu);
-}
-
-void ctlsrv_foreach_incomplete(ctlsrv_t *s,
-                               void (*fn)(int64_t node, const char *name, size_t reported,
-                                          uint32_t total, void *arg),
-                               void *arg) {
-  if (s == NULL) return;
-  pthread_mutex_lock(&s->mu);
-  for (size_t b = 0; b < SESS_BUCKETS; b++)
-    for (sess_t *x = s->by_id[b]; x; x = x->id_next)
-      if (!x->revoked && x->streams_total > x->nstreams)
-        fn(x->id, x->name, x->nstreams, x->streams_total, arg);
-  pthread_mutex_unlock(&s->mu);
-}
 
 size_t ctlsrv_sessions(ctlsrv_t *s) {
   if (s == NULL) return 0;

@@ -170,7 +170,8 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " s AS (INSERT INTO sessions AS s (node_id, replica_id, epoch, lease_until)"
         " SELECT id, $8, secret_epoch, now() + $9::bigint * interval '1 millisecond' FROM n"
         " ON CONFLICT (node_id) DO UPDATE SET replica_id = EXCLUDED.replica_id,"
-        " epoch = EXCLUDED.epoch, since = now(), lease_until = EXCLUDED.lease_until),"
+        " epoch = EXCLUDED.epoch, since = now(), lease_until = EXCLUDED.lease_until,"
+        " report = NULL),"
         " k AS (UPDATE instances SET config_generation = config_generation + 1"
         " WHERE parent_id = $1::bigint AND (SELECT quic_addr FROM o) IS DISTINCT FROM $3),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
@@ -264,6 +265,15 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         "WITH i AS (INSERT INTO deployment (id, ca_fingerprint) VALUES (1, $1)"
         " ON CONFLICT (id) DO NOTHING RETURNING ca_fingerprint)"
         " SELECT ca_fingerprint FROM i UNION ALL SELECT ca_fingerprint FROM deployment",
+    /* $1 {"node id": report, ...} $2 replica: the reports of the sessions it holds. */
+    [DB_SESSION_REPORTS] =
+        "UPDATE sessions s SET report = e.value FROM jsonb_each($1::jsonb) e"
+        " WHERE s.node_id = e.key::bigint AND s.replica_id = $2",
+    /* Every live session's last report, with its node's name. */
+    [DB_SESSION_REPORTS_READ] =
+        "SELECT s.node_id, i.name, s.report::text FROM sessions s"
+        " JOIN instances i ON i.id = s.node_id"
+        " WHERE s.lease_until >= now() AND s.report IS NOT NULL ORDER BY s.node_id",
     /* $1 node: the replica holding its live session and that replica's address. */
     [DB_NODE_HOLDER] =
         "SELECT s.replica_id, coalesce(r.address, '') FROM sessions s"

@@ -21,7 +21,13 @@ CREATE TABLE sessions (
   replica_id   text NOT NULL,
   epoch        bigint NOT NULL,
   since        timestamptz NOT NULL DEFAULT now(),
-  lease_until  timestamptz NOT NULL
+  lease_until  timestamptz NOT NULL,
+  -- What the node's last heartbeat reported, as its replica last wrote it
+  -- (at most a second behind): {"links": [[peer, role, up, rtt_us,
+  -- up_since], ...], "streams": [[path, origin, origin_node, since,
+  -- [[protocol, count], ...]], ...], "total": streams the node has}. Any
+  -- replica answers the topology's links and the stream directory from it.
+  report       jsonb
 );
 CREATE INDEX sessions_replica_idx ON sessions (replica_id);
 CREATE INDEX sessions_lease_idx ON sessions (lease_until);

@@ -188,6 +188,26 @@ class ReplicasTest(unittest.TestCase):
             text = json.dumps(topo)
             for name in ids:
                 self.assertIn('"%s"' % name, text)
+        # the links of the topology come from the agents' reports, whichever replica holds them
+
+        def links_up(c):
+            def walk(n, out):
+                out[n["name"]] = n.get("link")
+                for k in n["children"]:
+                    walk(k, out)
+                return out
+            seen = {}
+            for root in harness.envelope_ok(self, c.api("GET", "/api/cascade/topology")):
+                walk(root, seen)
+            kids = [n for n, p in LAYOUT if p]
+            return all(seen.get(k) and seen[k]["up"] and seen[k]["rtt_ms"] is not None
+                       for k in kids) and seen
+        for c in self.ctls:
+            harness.wait_for(lambda c=c: links_up(c), 10, what="every link up on a replica's "
+                             "topology")
+        # the stream directory answers the same on every replica
+        dirs = [harness.envelope_ok(self, c.api("GET", "/api/cascade/streams")) for c in self.ctls]
+        self.assertTrue(all(d == dirs[0] for d in dirs), dirs)
         # the API relay reaches every node through every replica (forwarded to the holder)
         times = []
         for c in self.ctls:
