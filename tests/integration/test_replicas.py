@@ -430,6 +430,20 @@ class ReplicasTest(unittest.TestCase):
             harness.wait_for(lambda a=a: a.status()["certificate"], 10,
                              what="%s's certificate" % a.name)
 
+    def test_sigterm_with_agents_connected_exits_quickly(self):
+        self.replicas(3)
+        self.tree()
+        for c in self.ctls:
+            harness.wait_for(lambda c=c: self.all_online(c), 10, what="every node online")
+        took = []
+        for c in self.ctls:
+            t0 = time.monotonic()
+            c.stop(expected_errors=CTL_ERRORS, timeout=20)
+            took.append(time.monotonic() - t0)
+        print("\nSIGTERM with agents connected: exit after %s s"
+              % ", ".join("%.2f" % t for t in took))
+        self.assertLess(max(took), 5.0, took)
+
     def test_init_ca_refuses_to_overwrite(self):
         d = tempfile.mkdtemp(prefix="cascade-ca-")
         rc, out, _ = harness.run_controller(["--init-ca", d])
