@@ -1364,6 +1364,15 @@ static json_t *report_json(const sess_t *x) {
                    streams ? streams : json_array(), "total", (json_int_t)x->streams_total);
 }
 
+/* is_stopping: ctlsrv_stop has begun (the sweeper skips what is left of a
+ * pass: each statement may wait database.timeout). */
+static int is_stopping(ctlsrv_t *s) {
+  pthread_mutex_lock(&s->mu);
+  int st = s->stopping;
+  pthread_mutex_unlock(&s->mu);
+  return st;
+}
+
 /* renew renews this replica's lease and those of its sessions |ids| in
  * one statement. A claimed session whose row another replica now holds
  * (its agent authenticated there) is revoked here: the agent left. */
@@ -1529,7 +1538,7 @@ static void sweep(ctlsrv_t *s, int reconcile) {
     const char *p[3] = {a.buf, "heartbeat timeout", s->replica};
     PQclear(exec1(s, DB_CTL_OFFLINE, 3, p));
   }
-  if (reconcile && nall) {
+  if (reconcile && nall && !is_stopping(s)) {
     sb_array(&a, all_id, nall);
     const char *p[1] = {a.buf};
     PGresult *r = exec1(s, DB_CTL_GENERATIONS, 1, p);
@@ -1608,11 +1617,11 @@ static void sweep(ctlsrv_t *s, int reconcile) {
       PQclear(r);
     }
   }
-  if (now - s->last_renew_ms >= cfg->control_sessionlease_ms / 3) {
+  if (now - s->last_renew_ms >= cfg->control_sessionlease_ms / 3 && !is_stopping(s)) {
     s->last_renew_ms = now;
     renew(s, all_id, nall, &a, now);
   }
-  if (now - s->last_lease_sweep_ms >= LEASE_SWEEP_MS) {
+  if (now - s->last_lease_sweep_ms >= LEASE_SWEEP_MS && !is_stopping(s)) {
     s->last_lease_sweep_ms = now;
     char lease[24];
     snprintf(lease, sizeof(lease), "%lld", cfg->control_sessionlease_ms);
@@ -1667,13 +1676,6 @@ void ctlsrv_wake(ctlsrv_t *s) {
 }
 
 /* ---- wake-ups from other replicas (LISTEN cascade_wake) --------------------- */
-
-static int is_stopping(ctlsrv_t *s) {
-  pthread_mutex_lock(&s->mu);
-  int st = s->stopping;
-  pthread_mutex_unlock(&s->mu);
-  return st;
-}
 
 /* listen_wait waits for |pg|'s socket until |deadline| in short slices.
  * 1 ready, 0 timeout, -1 error or stopping. */
@@ -1853,11 +1855,23 @@ void ctlsrv_metrics(ctlsrv_t *s, FILE *out) {
           "# HELP cascade_control_auth_timeouts_total Connections closed: no node authenticated "
           "within control.authtimeout.\n"
           "# TYPE cascade_control_auth_timeouts_total counter\n"
-          "cascade_control_auth_timeouts_total %lu\n",
+          "cascade_control_auth_timeouts_total %lu\n"
+          "# HELP cascade_replica_wakeups_heard_total Wake-ups (NOTIFY cascade_wake) heard.\n"
+          "# TYPE cascade_replica_wakeups_heard_total counter\n"
+          "cascade_replica_wakeups_heard_total %lu\n"
+          "# HELP cascade_replica_listen_reconnects_total LISTEN connections made again after "
+          "a loss.\n"
+          "# TYPE cascade_replica_listen_reconnects_total counter\n"
+          "cascade_replica_listen_reconnects_total %lu\n"
+          "# HELP cascade_replica_sessions_taken_total Sessions here another replica took over.\n"
+          "# TYPE cascade_replica_sessions_taken_total counter\n"
+          "cascade_replica_sessions_taken_total %lu\n",
           ctlsrv_sessions(s), atomic_load(&s->requests), atomic_load(&s->bad_messages),
           atomic_load(&s->auth_failures), atomic_load(&s->registrations),
           atomic_load(&s->registrations_refused), atomic_load(&s->pending_refused),
-          atomic_load(&s->events_dropped), atomic_load(&s->auth_timeouts));
+          atomic_load(&s->events_dropped), atomic_load(&s->auth_timeouts),
+          atomic_load(&s->wakeups_heard), atomic_load(&s->listen_reconnects),
+          atomic_load(&s->sessions_taken));
 }
 
 static char *read_pem(const char *path, char *err, size_t errlen) {
