@@ -515,7 +515,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
   /* The caller's credentials are for the controller, never for the node;
    * Host and the framing are the relay's own. */
   if (strcasecmp(key, "authorization") == 0 || strcasecmp(key, "host") == 0 ||
-      strcasecmp(key, "expect") == 0 || hop_header(key, hc->connection))
+      strcasecmp(key, "expect") == 0 || strcasecmp(key, FWDSIG_HEADER) == 0 ||
+      hop_header(key, hc->connection))
     return MHD_YES;
   /* The node judges the headers with the same bounds: refuse here what it
    * would refuse, keeping one slot for X-Forwarded-For. */
