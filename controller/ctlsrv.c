@@ -1697,7 +1697,13 @@ static int listen_wait(ctlsrv_t *s, PGconn *pg, int for_write, int64_t deadline)
 static PGconn *listen_open(ctlsrv_t *s, char *why, size_t len) {
   int64_t deadline = db_now_ms() + s->ctl->cfg->db_timeout_ms;
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-  PGconn *pg = PQconnectStart(s->ctl->db.dsn);
+  /* TCP keepalives: a connection that only listens must notice a silent
+   * loss of the server (a restart closes it; a vanished host does not). The
+   * DSN is expanded first, so these override it. */
+  static const char *const keys[] = {"dbname",           "keepalives", "keepalives_idle",
+                                     "keepalives_interval", "keepalives_count", NULL};
+  const char *const vals[] = {s->ctl->db.dsn, "1", "10", "5", "3", NULL};
+  PGconn *pg = PQconnectStartParams(keys, vals, 1);
   PGresult *r;
   int f, ok = 0;
   if (pg == NULL) {
