@@ -37,6 +37,7 @@
 #include "scram.h"
 #include "valid.h"
 #include "wake.h"
+#include "lease.h"
 #include "fwdsig.h"
 #include "x509.h"
 
@@ -1402,9 +1403,10 @@ static void renew(ctlsrv_t *s, const int64_t *ids, size_t n, sbuf_t *a, int64_t 
     int revoke = 0;
     pthread_mutex_lock(&s->mu);
     sess_t *x = sess_by_id(s, ids[k]);
-    if (x && mine) {
+    lease_verdict_t v = x ? lease_verdict(x->claimed, mine) : LEASE_KEEP;
+    if (v == LEASE_CLAIM) {
       x->claimed = 1;
-    } else if (x && x->claimed) {
+    } else if (v == LEASE_LOST) {
       dropped = x->relays;
       x->relays = x->relays_tail = NULL;
       x->revoked = 1;
@@ -1617,7 +1619,7 @@ static void sweep(ctlsrv_t *s, int reconcile) {
       PQclear(r);
     }
   }
-  if (now - s->last_renew_ms >= cfg->control_sessionlease_ms / 3 && !is_stopping(s)) {
+  if (lease_renew_due(now, s->last_renew_ms, cfg->control_sessionlease_ms) && !is_stopping(s)) {
     s->last_renew_ms = now;
     renew(s, all_id, nall, &a, now);
   }
