@@ -248,8 +248,10 @@ class ReplicasTest(unittest.TestCase):
         self.tree()
         times = []
         # edge1 is held by replica 2, edge2 by replica 1, hq by replica 0
+        # ten changes: without wake-ups a replica still reconciles every 2 s, which would
+        # make all ten within 1 s unlikely (about 1 in 1000)
         for via, name in ((0, "edge1"), (1, "edge1"), (0, "edge2"), (2, "hq"), (2, "edge2"),
-                          (1, "hq")):
+                          (1, "hq"), (0, "region"), (2, "region"), (1, "edge1"), (0, "edge2")):
             times.append(self.propagate(self.ctls[via], name))
         print("\nrule change through one replica -> agent held by another: max %.0f ms, "
               "median %.0f ms" % (max(times) * 1000, sorted(times)[len(times) // 2] * 1000))
