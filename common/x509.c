@@ -735,6 +735,58 @@ out:
   return rc;
 }
 
+int x509_server_issue(const char *ca_cert_pem, const char *ca_key_pem, char **cert_pem,
+                      char **key_pem, char *err, size_t errlen) {
+  gnutls_x509_crt_t ca_crt = NULL;
+  gnutls_x509_privkey_t ca_key = NULL, key = NULL;
+  char host[256] = "", *pem = NULL;
+  const char *dns[6];
+  size_t n = 0;
+  int rc = -1;
+
+  *cert_pem = *key_pem = NULL;
+  if (crt_import(ca_cert_pem, &ca_crt, "CA certificate", err, errlen) != 0 ||
+      key_import(ca_key_pem, &ca_key, "CA key", err, errlen) != 0)
+    goto out;
+  if (!key_matches_crt(ca_key, ca_crt)) {
+    set_err(err, errlen, "the CA key is not the CA certificate's");
+    goto out;
+  }
+  /* The names x509_ca_ensure gives the server certificate. */
+  dns[n++] = "cascade-controller";
+  dns[n++] = "localhost";
+  if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0' &&
+      strcasecmp(host, "localhost") != 0 && strcasecmp(host, "cascade-controller") != 0)
+    dns[n++] = host;
+  dns[n++] = "127.0.0.1";
+  dns[n++] = "::1";
+  dns[n] = NULL;
+  time_t now = time(NULL);
+  cert_spec_t srv = {
+      .cn = "cascade-controller",
+      .not_before = now - X509_CLOCK_SKEW,
+      .not_after = now + SERVER_LIFETIME,
+      .key_usage = GNUTLS_KEY_DIGITAL_SIGNATURE,
+      .kp_oids = server_kp,
+      .dns = dns,
+      .with_loopback_ips = 1,
+  };
+  if (key_generate(&key, err, errlen) != 0 ||
+      issue_with_key(&srv, key, ca_crt, ca_key, &pem, err, errlen) != 0)
+    goto out;
+  if ((*key_pem = key_export(key, err, errlen)) == NULL) goto out;
+  *cert_pem = pem;
+  pem = NULL;
+  rc = 0;
+
+out:
+  free(pem);
+  gnutls_x509_crt_deinit(ca_crt);
+  gnutls_x509_privkey_deinit(ca_key);
+  gnutls_x509_privkey_deinit(key);
+  return rc;
+}
+
 /* ---- fingerprints ----------------------------------------------------- */
 
 int x509_fingerprint(const char *cert_pem, char out[X509_FPR_LEN]) {

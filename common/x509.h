@@ -27,6 +27,12 @@
  * already present is left alone; a key without its certificate gets one. */
 int x509_ca_ensure(const char *dir, char *err, size_t errlen);
 
+/* x509_server_issue makes a controller server certificate (the names and
+ * lifetime of x509_ca_ensure's) for a fresh key, signed by the CA
+ * |ca_cert_pem| / |ca_key_pem|, in memory: a replica given the deployment's
+ * CA (control.tls.ca) presents a certificate agents verify against it. */
+int x509_server_issue(const char *ca_cert_pem, const char *ca_key_pem, char **cert_pem,
+                      char **key_pem, char *err, size_t errlen);
 /* x509_fingerprint writes the SHA-256 of the DER of the first certificate in
  * |cert_pem| as uppercase hex pairs joined by ':' (openssl's form). */
 int x509_fingerprint(const char *cert_pem, char out[X509_FPR_LEN]);

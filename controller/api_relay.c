@@ -1,6 +1,7 @@
 /* ANY /api/relay/{instanceId}/{path}: see relay.h and docs/api.md. */
 #define _GNU_SOURCE
 #include "relay.h"
+#include "fwdsig.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -79,6 +80,8 @@ struct relay_reg {
   size_t n, cap;
   uint64_t next_id;
   int stopping;
+  int fwd_threads;            /* forwarding threads running (relay_fwd.c) */
+  int fwd_stop;               /* they must end: the controller is shutting down */
   pthread_t reaper;
 };
 
@@ -231,6 +234,8 @@ void relay_reg_shutdown(relay_reg_t *g) {
   for (;;) {
     int suspended = 0;
     pthread_mutex_lock(&g->mu);
+    g->fwd_stop = 1;
+    suspended += g->fwd_threads; /* they see fwd_stop within their poll slice */
     for (size_t i = 0; i < g->n; i++) {
       ctl_relay_t *rl = g->v[i];
       pthread_mutex_lock(&rl->mu);
@@ -249,6 +254,13 @@ void relay_reg_shutdown(relay_reg_t *g) {
 void relay_reg_free(relay_reg_t *g) {
   if (g == NULL) return;
   pthread_mutex_lock(&g->mu);
+  if (g->fwd_threads > 0) {
+    /* A forwarding thread stuck past relay_reg_shutdown's wait: leave the
+     * registry to the process exit rather than free it under the thread. */
+    pthread_mutex_unlock(&g->mu);
+    log_warn(MOD, "%d relay forwarding thread(s) still running at exit", g->fwd_threads);
+    return;
+  }
   g->stopping = 1;
   pthread_cond_signal(&g->cv);
   pthread_mutex_unlock(&g->mu);
@@ -417,6 +429,44 @@ out:
   return rv;
 }
 
+void relay_fail(ctl_relay_t *rl, int status, const char *why) {
+  pthread_mutex_lock(&rl->mu);
+  fail_locked(rl, status, "%s", why);
+  pthread_mutex_unlock(&rl->mu);
+}
+
+long long relay_backlog(ctl_relay_t *rl) {
+  pthread_mutex_lock(&rl->mu);
+  long long v = rl->cancelled || rl->state == R_FAILED ? -1 : (long long)(rl->len - rl->off);
+  pthread_mutex_unlock(&rl->mu);
+  return v;
+}
+
+uint64_t relay_id(ctl_relay_t *rl) { return rl->id; }
+
+int64_t relay_node(ctl_relay_t *rl) { return rl->node; }
+
+int relay_reg_fwd_enter(relay_reg_t *g) {
+  pthread_mutex_lock(&g->mu);
+  int ok = !g->fwd_stop && !g->stopping;
+  if (ok) g->fwd_threads++;
+  pthread_mutex_unlock(&g->mu);
+  return ok ? 0 : -1;
+}
+
+void relay_reg_fwd_leave(relay_reg_t *g) {
+  pthread_mutex_lock(&g->mu);
+  g->fwd_threads--;
+  pthread_mutex_unlock(&g->mu);
+}
+
+int relay_reg_fwd_stopping(relay_reg_t *g) {
+  pthread_mutex_lock(&g->mu);
+  int st = g->fwd_stop || g->stopping;
+  pthread_mutex_unlock(&g->mu);
+  return st;
+}
+
 void relay_node_gone(relay_reg_t *g, int64_t node, const char *why) {
   if (g == NULL) return;
   pthread_mutex_lock(&g->mu);
@@ -465,7 +515,8 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
   /* The caller's credentials are for the controller, never for the node;
    * Host and the framing are the relay's own. */
   if (strcasecmp(key, "authorization") == 0 || strcasecmp(key, "host") == 0 ||
-      strcasecmp(key, "expect") == 0 || hop_header(key, hc->connection))
+      strcasecmp(key, "expect") == 0 || strcasecmp(key, FWDSIG_HEADER) == 0 ||
+      hop_header(key, hc->connection))
     return MHD_YES;
   /* The node judges the headers with the same bounds: refuse here what it
    * would refuse, keeping one slot for X-Forwarded-For. */
@@ -619,7 +670,23 @@ int api_relay(http_req_t *r) {
     rv = http_reply_error(r, st, "%s", msg);
     goto out;
   }
-  if (!ctlsrv_node_online(ctl->ctlsrv, node)) {
+  char remote[300] = "";
+  if (!ctlsrv_node_online(ctl->ctlsrv, node) && !r->forwarded && ctl->has_fwd_key) {
+    /* Held by another replica: forward it there (relay_fwd.c). */
+    char idbuf[24];
+    snprintf(idbuf, sizeof(idbuf), "%lld", (long long)node);
+    const char *p[1] = {idbuf};
+    PGresult *res = api_exec(r, DB_NODE_HOLDER, 1, p);
+    if (res == NULL) {
+      relay_unref(rl);
+      rv = API_ANSWERED;
+      goto out;
+    }
+    if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), ctlsrv_replica(ctl->ctlsrv)) != 0)
+      snprintf(remote, sizeof(remote), "%s", PQgetvalue(res, 0, 1));
+    PQclear(res);
+  }
+  if (!remote[0] && !ctlsrv_node_online(ctl->ctlsrv, node)) {
     relay_unref(rl);
     char idbuf[24];
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long)node);
@@ -670,7 +737,20 @@ int api_relay(http_req_t *r) {
     rv = http_reply_error(r, 400, "invalid relay request: %s", bad);
     goto out;
   }
-  if (ctlsrv_relay_submit(ctl->ctlsrv, node, rl) != 0) {
+  if (remote[0]) {
+    char sig[FWDSIG_VALUE_MAX + 1], why[200];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (fwdsig_make(ctl->fwd_key, wall, r->role, r->actor, r->method, target, r->body,
+                    r->body_len, sig, sizeof(sig)) != 0 ||
+        relay_forward(ctl, rl, remote, target, sig, why, sizeof(why)) != 0) {
+      reg_unlist(g, rl);
+      rv = http_reply_error(r, 502, "node %lld: its controller replica cannot be reached",
+                            (long long)node);
+      goto out;
+    }
+  } else if (ctlsrv_relay_submit(ctl->ctlsrv, node, rl) != 0) {
     reg_unlist(g, rl);
     rv = http_reply_error(r, 502, "node %lld is offline", (long long)node);
     goto out;

@@ -1,6 +1,7 @@
 /* GET /api/cascade/streams: the stream directory, from the stream reports
- * the agents' heartbeats carry (kept in memory per live session; a node
- * that goes offline takes its streams with it). See docs/api.md. */
+ * the agents' heartbeats carry (kept with each live session in the
+ * database by the replica holding it: any replica answers; a node that goes
+ * offline takes its streams with it). See docs/api.md. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include "ctlsrv.h"
 #include "control.pb-c.h"
 #include "reply.h"
+#include "report.h"
 
 typedef struct entry {
   int64_t node;
@@ -82,23 +84,32 @@ static json_t *node_players(const entry_t *e, json_int_t *total) {
   return json_pack("{s:I,s:s,s:o}", "id", (json_int_t)e->node, "name", e->name, "players", p);
 }
 
-static void add_incomplete(int64_t node, const char *name, size_t reported, uint32_t total,
-                           void *arg) {
+static void add_incomplete(json_t *arg, int64_t node, const char *name, size_t reported,
+                           uint32_t total) {
   json_array_append_new(arg, json_pack("{s:I,s:s,s:I,s:I}", "id", (json_int_t)node, "name", name,
                                        "reported", (json_int_t)reported, "total",
                                        (json_int_t)total));
 }
 
-static int by_id(const void *a, const void *b) {
-  json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "id"));
-  json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "id"));
-  return x < y ? -1 : x > y;
-}
-
 int api_streams(http_req_t *r) {
   collect_t c = {0};
-  ctlsrv_foreach_stream(r->ctl->ctlsrv, add, &c);
+  PGresult *res = api_exec(r, DB_SESSION_REPORTS_READ, 0, NULL);
+  if (res == NULL) return API_ANSWERED;
+  if (!db_ok(res)) return api_reply_failed(r, res);
+  json_t *inc = json_array();
+  for (int i = 0; i < PQntuples(res); i++) {
+    json_t *rep = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+    int64_t node = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    uint32_t total = 0;
+    size_t n = report_streams(rep, node, PQgetvalue(res, i, 1), add, &c, &total);
+    /* Nodes with more streams than a heartbeat carries: listed, so that a
+     * partial directory says so (rows come by id). */
+    if (rep && total > n) add_incomplete(inc, node, PQgetvalue(res, i, 1), n, total);
+    json_decref(rep);
+  }
+  PQclear(res);
   if (c.oom) {
+    json_decref(inc);
     for (size_t i = 0; i < c.n; i++) free(c.v[i].st.path);
     free(c.v);
     return http_reply_error(r, 500, "internal error");
@@ -144,21 +155,6 @@ int api_streams(http_req_t *r) {
   }
   for (size_t i = 0; i < c.n; i++) free(c.v[i].st.path);
   free(c.v);
-  /* Nodes with more streams than a heartbeat carries: listed, so that a
-   * partial directory says so. */
-  json_t *inc = json_array();
-  ctlsrv_foreach_incomplete(r->ctl->ctlsrv, add_incomplete, inc);
-  size_t ni = json_array_size(inc);
-  if (ni > 1) {
-    json_t **v = malloc(ni * sizeof(*v));
-    if (v) {
-      for (size_t i = 0; i < ni; i++) v[i] = json_incref(json_array_get(inc, i));
-      qsort(v, ni, sizeof(*v), by_id);
-      json_array_clear(inc);
-      for (size_t i = 0; i < ni; i++) json_array_append_new(inc, v[i]);
-      free(v);
-    }
-  }
   json_t *body = reply_envelope(0, NULL, list);
   if (body) json_object_set_new(body, "incomplete", inc);
   else json_decref(inc);

@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "ctlsrv.h"
+#include "report.h"
 #include "valid.h"
 
 /* api_unix_time formats unix seconds like the API's other times. */
@@ -19,15 +20,58 @@ static json_t *api_unix_time(int64_t t) {
   return json_string(buf);
 }
 
+/* reports_of loads every live session's report: |ids| ascending, |reps|
+ * parsed (NULL when unreadable). Returns how many, or -1 (answered). */
+static int reports_of(http_req_t *r, int64_t **ids, json_t ***reps) {
+  PGresult *res = api_exec(r, DB_SESSION_REPORTS_READ, 0, NULL);
+  if (res == NULL) return -1;
+  if (!db_ok(res)) {
+    api_reply_failed(r, res);
+    return -1;
+  }
+  int n = PQntuples(res);
+  *ids = calloc((size_t)n + 1, sizeof(**ids));
+  *reps = calloc((size_t)n + 1, sizeof(**reps));
+  if (*ids == NULL || *reps == NULL) n = 0;
+  for (int i = 0; i < n; i++) {
+    (*ids)[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    (*reps)[i] = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+  }
+  PQclear(res);
+  return n;
+}
+
+static const json_t *report_of(int64_t *ids, json_t **reps, int n, int64_t id) {
+  int lo = 0, hi = n - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2;
+    if (ids[mid] == id) return reps[mid];
+    if (ids[mid] < id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return NULL;
+}
+
 int api_topology(http_req_t *r) {
+  int64_t *rids = NULL;
+  json_t **reps = NULL;
+  int nrep = reports_of(r, &rids, &reps);
+  if (nrep < 0) return API_ANSWERED;
   PGresult *res = api_exec(r, DB_NODE_TOPOLOGY, 0, NULL);
-  if (res == NULL) return API_ANSWERED;
-  if (!db_ok(res)) return api_reply_failed(r, res);
+  if (res == NULL || !db_ok(res)) {
+    for (int i = 0; i < nrep; i++) json_decref(reps[i]);
+    free(rids);
+    free(reps);
+    return res == NULL ? API_ANSWERED : api_reply_failed(r, res);
+  }
   int n = PQntuples(res);
   json_t **nodes = calloc((size_t)(n ? n : 1), sizeof(json_t *));
   int64_t *ids = calloc((size_t)(n ? n : 1), sizeof(int64_t));
   json_t *roots = json_array();
   if (nodes == NULL || ids == NULL || roots == NULL) {
+    for (int i = 0; i < nrep; i++) json_decref(reps[i]);
+    free(rids);
+    free(reps);
     free(nodes);
     free(ids);
     json_decref(roots);
@@ -58,11 +102,14 @@ int api_topology(http_req_t *r) {
       }
     }
     if (!PQgetisnull(res, i, 3)) {
-      /* The QUIC link to its parent, from the agents' heartbeats. */
+      /* The QUIC link to its parent, from the agents' heartbeats: the
+       * child's view first (it dials, it knows best), else the parent's. */
       ctlsrv_link_t l;
       int64_t pid = strtoll(PQgetvalue(res, i, 3), NULL, 10);
       json_t *link = json_null();
-      if (PQgetvalue(res, i, 2)[0] == 't' && ctlsrv_link_of(r->ctl->ctlsrv, ids[i], pid, &l))
+      if (PQgetvalue(res, i, 2)[0] == 't' &&
+          (report_link(report_of(rids, reps, nrep, ids[i]), CTLSRV_LINK_PARENT, pid, &l) ||
+           report_link(report_of(rids, reps, nrep, pid), CTLSRV_LINK_CHILD, ids[i], &l)))
         link = json_pack("{s:b,s:o,s:o}", "up", l.up, "rtt_ms",
                          l.up ? json_real((double)l.rtt_us / 1000.0) : json_null(), "since",
                          l.up && l.up_since ? api_unix_time(l.up_since) : json_null());
@@ -71,6 +118,9 @@ int api_topology(http_req_t *r) {
     json_array_append(parent ? json_object_get(parent, "children") : roots, nodes[i]);
   }
   for (int i = 0; i < n; i++) json_decref(nodes[i]);
+  for (int i = 0; i < nrep; i++) json_decref(reps[i]);
+  free(rids);
+  free(reps);
   free(nodes);
   free(ids);
   PQclear(res);

@@ -7,6 +7,7 @@
 #include "ctl_config.h"
 #include "ctl_metrics.h"
 #include "db.h"
+#include <stdint.h>
 
 struct MHD_Daemon;
 struct relay_reg;
@@ -25,6 +26,8 @@ typedef struct ctl {
   char *tls_cert;             /* PEM text, owned */
   char *tls_key;              /* PEM text, owned */
   char url[128];              /* where the API listens, for people */
+  uint8_t fwd_key[32];        /* relay forwarding between replicas (fwdsig.h), from the CA key */
+  int has_fwd_key;
 } ctl_t;
 
 #endif

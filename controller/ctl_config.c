@@ -30,6 +30,11 @@ const cfg_key_t ctl_config_table[] = {
      0,
      "A connection must send a whole request head (and finish TLS) within this long of "
      "opening, or of its previous answer on a kept-alive connection; else it is closed."},
+    {"http.replicaaddr", CFG_STR, OFF(http_replicaaddr), NULL, 0, 256, NULL, CFG_EMPTY_OK,
+     "host:port on which the other replicas reach this one's API (plain HTTP) to forward API "
+     "relay requests for the nodes it holds; empty = the API's own address (http.listenaddr; "
+     "a wildcard host is no use to others). Environment CASCADE_REPLICA_ADDR overrides it (a "
+     "pod's IP)."},
     {"database.dsn", CFG_STR, OFF(db_dsn), NULL, 1, 4096, NULL, CFG_REQUIRED | CFG_SECRET,
      "libpq connection string. Environment CASCADE_DB_DSN overrides it."},
     {"database.poolsize", CFG_INT, OFF(db_poolsize), "4", 1, 64, NULL, 0,
@@ -107,6 +112,12 @@ const cfg_key_t ctl_config_table[] = {
      "Milliseconds a configuration long poll is held before an empty answer."},
     {"control.certlifetime", CFG_INT, OFF(control_certlifetime_s), "86400", 300, 31536000, NULL,
      0, "Seconds a node certificate is valid; agents renew at two thirds."},
+    {"control.sessionlease", CFG_DURATION, OFF(control_sessionlease_ms), "15s", 1000, 600000,
+     NULL, 0,
+     "Lease of a node's control session in the database: the replica holding it renews it "
+     "every third of this; a node whose lease ran out with no replica holding it (its "
+     "replica died) is offline, and any replica may then take it. Also how long a replica "
+     "that stops keeps its nodes online for their agents to reach another replica."},
     {"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, 0,
      "Lowest level logged: debug, info, warn or error."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
@@ -130,6 +141,9 @@ int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen)
   }
   if ((env = getenv("CASCADE_ADMIN_TOKEN")) != NULL && *env) {
     if (cfg_set_str(&c->admintoken, env) != 0) goto fail_oom;
+  }
+  if ((env = getenv("CASCADE_REPLICA_ADDR")) != NULL && *env) {
+    if (cfg_set_str(&c->http_replicaaddr, env) != 0) goto fail_oom;
   }
   if ((env = getenv("CASCADE_JOIN_TOKEN")) != NULL && *env) {
     if (cfg_set_str(&c->jointoken, env) != 0) goto fail_oom;

@@ -12,6 +12,7 @@ typedef struct ctl_config {
   long long http_maxconns;
   long long http_maxconnperaddr;
   long long http_headertimeout_ms;
+  char *http_replicaaddr;
   char *db_dsn;
   long long db_poolsize;
   long long db_timeout_ms;
@@ -39,6 +40,7 @@ typedef struct ctl_config {
   long long control_heartbeat_ms;
   long long control_polltimeout_ms;
   long long control_certlifetime_s;
+  long long control_sessionlease_ms;
 } ctl_config_t;
 
 /* ctl_config_table is the table of every controller key. */

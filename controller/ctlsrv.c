@@ -16,11 +16,13 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/tls/tls.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth.h"
 #include "b64.h"
@@ -34,6 +36,9 @@
 #include "relay.h"
 #include "scram.h"
 #include "valid.h"
+#include "wake.h"
+#include "lease.h"
+#include "fwdsig.h"
 #include "x509.h"
 
 #define SESS_BUCKETS 16384
@@ -48,6 +53,11 @@
 #define MINUTE_MS 60000
 #define CTLSRV_CLOSE_WAIT_S 2.0
 #define EVENTS_RL_PER_MIN 120      /* unauthenticated audit events (auth failures) per minute */
+#define LEASE_SWEEP_MS 1000        /* the sessions' lease sweep, at most this often */
+#define LISTEN_SLICE_MS 250        /* the LISTEN thread looks at s->stopping this often */
+#define LISTEN_RETRY_MS 1000       /* between attempts to reconnect the LISTEN connection */
+#define WAKE_IDS_MAX 1024
+#define REPLICA_ID_LEN 32          /* hex digits */
 
 typedef Cascade__Control__Request req_t;
 typedef Cascade__Control__Response resp_t;
@@ -98,6 +108,9 @@ typedef struct sess {
   size_t nstreams;
   uint32_t streams_total;    /* the node's own count (above nstreams: not all reported) */
   int64_t static_tried;      /* the static parent id last tried (Heartbeat.static_parent_id) */
+  int report_dirty;          /* links or streams changed since the last DB_SESSION_REPORTS */
+  int claimed;               /* this replica holds the node's session row (DB_CTL_CONNECT or
+                              * DB_REPLICA_RENEW said so) */
   struct sess *tok_next;
   struct sess *id_next;
 } sess_t;
@@ -153,6 +166,15 @@ struct ctlsrv {
   int64_t last_bad_log_ms;
   int64_t last_reg_log_ms;
   int64_t last_pending_log_ms;
+  char replica[REPLICA_ID_LEN + 1]; /* this process's replica id, random per start */
+  char address[160];         /* under mu: where other replicas reach this one (its API) */
+  int64_t last_renew_ms;     /* sweeper only: the last DB_REPLICA_RENEW */
+  int64_t last_lease_sweep_ms; /* sweeper only: the last DB_CTL_SWEEP */
+  pthread_t waker;           /* LISTEN cascade_wake (wake-ups from other replicas) */
+  int has_listener;
+  atomic_ulong wakeups_heard;
+  atomic_ulong listen_reconnects;
+  atomic_ulong sessions_taken;  /* local sessions another replica took over */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -843,9 +865,18 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
 
   const Cascade__Control__Advertise *a = f->advertise;
   snprintf(ids, sizeof(ids), "%lld", (long long)x->id);
-  const char *p[7] = {ids, ip, a ? a->quic : "", a ? a->http : "", a ? a->rtmp : "",
-                      a ? a->version : "", a ? a->static_parent : ""};
-  PQclear(exec1(s, DB_CTL_CONNECT, 7, p));
+  char lease[24];
+  snprintf(lease, sizeof(lease), "%lld", s->ctl->cfg->control_sessionlease_ms);
+  const char *p[9] = {ids, ip, a ? a->quic : "", a ? a->http : "", a ? a->rtmp : "",
+                      a ? a->version : "", a ? a->static_parent : "", s->replica, lease};
+  PGresult *cr = exec1(s, DB_CTL_CONNECT, 9, p);
+  if (cr != NULL && PQntuples(cr) == 1) {
+    pthread_mutex_lock(&s->mu);
+    sess_t *me = sess_by_token(s, n->token);
+    if (me) me->claimed = 1;
+    pthread_mutex_unlock(&s->mu);
+  }
+  PQclear(cr);
   log_info("control", "node connected id=%lld name=%s source=%s", (long long)x->id, n->name, ip);
   ctlsrv_wake(s);
 
@@ -953,6 +984,7 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
     x->last_hb_ms = now;
     x->applied = hb->applied_generation;
     x->hb_dirty = 1;
+    x->report_dirty = 1;
     desired = x->desired;
     ctlsrv_link_t *old = x->links;
     x->links = links;
@@ -1310,6 +1342,93 @@ static void pipes_free(ctlsrv_t *s) {
     }
 }
 
+/* report_json is what session |x| last reported, for the sessions table
+ * (format in sql/004_replicas.sql). Under s->mu. */
+static json_t *report_json(const sess_t *x) {
+  json_t *links = json_array(), *streams = json_array();
+  for (size_t i = 0; links && i < x->nlinks; i++) {
+    const ctlsrv_link_t *l = &x->links[i];
+    json_array_append_new(links, json_pack("[I,i,b,I,I]", (json_int_t)l->peer_id, l->role, l->up,
+                                           (json_int_t)l->rtt_us, (json_int_t)l->up_since));
+  }
+  for (size_t i = 0; streams && i < x->nstreams; i++) {
+    const ctlsrv_stream_t *st = &x->streams[i];
+    json_t *players = json_array();
+    for (size_t k = 0; players && k < st->nplayers; k++)
+      json_array_append_new(players, json_pack("[s,I]", st->players[k].protocol,
+                                               (json_int_t)st->players[k].count));
+    json_array_append_new(streams, json_pack("[s,i,I,I,o]", st->path, st->origin,
+                                             (json_int_t)st->origin_node, (json_int_t)st->since,
+                                             players ? players : json_array()));
+  }
+  return json_pack("{s:o,s:o,s:I}", "links", links ? links : json_array(), "streams",
+                   streams ? streams : json_array(), "total", (json_int_t)x->streams_total);
+}
+
+/* is_stopping: ctlsrv_stop has begun (the sweeper skips what is left of a
+ * pass: each statement may wait database.timeout). */
+static int is_stopping(ctlsrv_t *s) {
+  pthread_mutex_lock(&s->mu);
+  int st = s->stopping;
+  pthread_mutex_unlock(&s->mu);
+  return st;
+}
+
+/* renew renews this replica's lease and those of its sessions |ids| in
+ * one statement. A claimed session whose row another replica now holds
+ * (its agent authenticated there) is revoked here: the agent left. */
+static void renew(ctlsrv_t *s, const int64_t *ids, size_t n, sbuf_t *a, int64_t now) {
+  char lease[24], addr[sizeof(s->address)];
+  snprintf(lease, sizeof(lease), "%lld", s->ctl->cfg->control_sessionlease_ms);
+  pthread_mutex_lock(&s->mu);
+  snprintf(addr, sizeof(addr), "%s", s->address);
+  pthread_mutex_unlock(&s->mu);
+  sb_array(a, ids, n);
+  const char *p[4] = {s->replica, addr, lease, a->buf ? a->buf : "{}"};
+  PGresult *r = exec1(s, DB_REPLICA_RENEW, 4, p);
+  if (r == NULL) return; /* the database cannot say: keep everything */
+  int got = PQntuples(r);
+  int64_t *held = malloc((size_t)(got + 1) * sizeof(int64_t));
+  if (held == NULL) {
+    PQclear(r);
+    return;
+  }
+  for (int i = 0; i < got; i++) held[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+  PQclear(r);
+  for (size_t k = 0; k < n; k++) {
+    int mine = 0;
+    for (int i = 0; i < got && !mine; i++) mine = held[i] == ids[k];
+    park_t *answer = NULL;
+    pend_t *dropped = NULL;
+    int revoke = 0;
+    pthread_mutex_lock(&s->mu);
+    sess_t *x = sess_by_id(s, ids[k]);
+    lease_verdict_t v = x ? lease_verdict(x->claimed, mine) : LEASE_KEEP;
+    if (v == LEASE_CLAIM) {
+      x->claimed = 1;
+    } else if (v == LEASE_LOST) {
+      dropped = x->relays;
+      x->relays = x->relays_tail = NULL;
+      x->revoked = 1;
+      x->revoked_ms = now;
+      answer = x->park;
+      x->park = NULL;
+      revoke = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    pend_free(dropped);
+    if (!revoke) continue;
+    atomic_fetch_add(&s->sessions_taken, 1);
+    log_info("control", "session of node %lld ended: another controller holds it now",
+             (long long)ids[k]);
+    if (answer)
+      park_answer(answer, status_reply(answer->req_id, CASCADE__CONTROL__CODE__REVOKED,
+                                       "session taken over by another controller"));
+    relay_node_gone(s->ctl->relays, ids[k], "its session moved to another controller");
+  }
+  free(held);
+}
+
 static void sweep(ctlsrv_t *s, int reconcile) {
   pipes_expire(s);
   const ctl_config_t *cfg = s->ctl->cfg;
@@ -1345,10 +1464,17 @@ static void sweep(ctlsrv_t *s, int reconcile) {
       }
     }
   }
+  json_t *reports = json_object();
   for (size_t b = 0; b < SESS_BUCKETS; b++) {
     sess_t *x = s->by_token[b];
     while (x) {
       sess_t *next = x->tok_next;
+      if (x->report_dirty && !x->revoked && reports) {
+        char key[24];
+        snprintf(key, sizeof(key), "%lld", (long long)x->id);
+        json_object_set_new(reports, key, report_json(x));
+        x->report_dirty = 0;
+      }
       int expired = !x->revoked && now - x->last_hb_ms > 3 * cfg->control_heartbeat_ms;
       if (expired || (x->revoked && now - x->revoked_ms > REVOKED_TTL_MS)) {
         if (expired) off_id[noff++] = x->id;
@@ -1395,6 +1521,13 @@ static void sweep(ctlsrv_t *s, int reconcile) {
   }
   for (size_t i = 0; i < nto; i++) park_answer(timed_out[i], empty_config(timed_out[i]->req_id, NULL));
 
+  if (reports && json_object_size(reports) > 0) {
+    char *text = json_dumps(reports, JSON_COMPACT);
+    const char *p[2] = {text, s->replica};
+    if (text) PQclear(exec1(s, DB_SESSION_REPORTS, 2, p));
+    free(text);
+  }
+  json_decref(reports);
   sbuf_t a = {0}, g = {0};
   if (nhb) {
     sb_array(&a, hb_id, nhb);
@@ -1404,10 +1537,10 @@ static void sweep(ctlsrv_t *s, int reconcile) {
   }
   if (noff) {
     sb_array(&a, off_id, noff);
-    const char *p[2] = {a.buf, "heartbeat timeout"};
-    PQclear(exec1(s, DB_CTL_OFFLINE, 2, p));
+    const char *p[3] = {a.buf, "heartbeat timeout", s->replica};
+    PQclear(exec1(s, DB_CTL_OFFLINE, 3, p));
   }
-  if (reconcile && nall) {
+  if (reconcile && nall && !is_stopping(s)) {
     sb_array(&a, all_id, nall);
     const char *p[1] = {a.buf};
     PGresult *r = exec1(s, DB_CTL_GENERATIONS, 1, p);
@@ -1475,8 +1608,8 @@ static void sweep(ctlsrv_t *s, int reconcile) {
         }
         if (nrev) {
           sb_array(&a, revoked_ids, nrev);
-          const char *p2[2] = {a.buf, "secret changed"};
-          PQclear(exec1(s, DB_CTL_OFFLINE, 2, p2));
+          const char *p2[3] = {a.buf, "secret changed", s->replica};
+          PQclear(exec1(s, DB_CTL_OFFLINE, 3, p2));
         }
       }
       free(rid);
@@ -1485,6 +1618,21 @@ static void sweep(ctlsrv_t *s, int reconcile) {
       free(revoked_ids);
       PQclear(r);
     }
+  }
+  if (lease_renew_due(now, s->last_renew_ms, cfg->control_sessionlease_ms) && !is_stopping(s)) {
+    s->last_renew_ms = now;
+    renew(s, all_id, nall, &a, now);
+  }
+  if (now - s->last_lease_sweep_ms >= LEASE_SWEEP_MS && !is_stopping(s)) {
+    s->last_lease_sweep_ms = now;
+    char lease[24];
+    snprintf(lease, sizeof(lease), "%lld", cfg->control_sessionlease_ms);
+    const char *p[1] = {lease};
+    PGresult *r = exec1(s, DB_CTL_SWEEP, 1, p);
+    if (r != NULL && PQntuples(r) > 0)
+      log_info("control", "%d node(s) offline: their session lease ran out with no controller "
+                          "holding it", PQntuples(r));
+    PQclear(r);
   }
   free(a.buf);
   free(g.buf);
@@ -1529,56 +1677,155 @@ void ctlsrv_wake(ctlsrv_t *s) {
   pthread_mutex_unlock(&s->mu);
 }
 
-/* find_link looks in node |id|'s live session for its report of |peer|
- * in |role|; 1 with |out| set when there is one. Under s->mu. */
-static int find_link(ctlsrv_t *s, int64_t id, int role, int64_t peer, ctlsrv_link_t *out) {
-  sess_t *x = sess_by_id(s, id);
-  if (x == NULL) return 0;
-  for (size_t i = 0; i < x->nlinks; i++) {
-    if (x->links[i].role == role && x->links[i].peer_id == peer) {
-      *out = x->links[i];
-      return 1;
+/* ---- wake-ups from other replicas (LISTEN cascade_wake) --------------------- */
+
+/* listen_wait waits for |pg|'s socket until |deadline| in short slices.
+ * 1 ready, 0 timeout, -1 error or stopping. */
+static int listen_wait(ctlsrv_t *s, PGconn *pg, int for_write, int64_t deadline) {
+  struct pollfd pfd = {.fd = PQsocket(pg), .events = for_write ? POLLOUT : POLLIN};
+  if (pfd.fd < 0) return -1;
+  for (;;) {
+    if (is_stopping(s)) return -1;
+    int64_t left = deadline - db_now_ms();
+    if (left <= 0) return 0;
+    int r = poll(&pfd, 1, (int)(left < LISTEN_SLICE_MS ? left : LISTEN_SLICE_MS));
+    if (r > 0) return 1;
+    if (r < 0 && errno != EINTR) return -1;
+  }
+}
+
+/* listen_open connects a connection of its own (not the pool's: it stays
+ * busy listening) and runs LISTEN, every wait bounded. */
+static PGconn *listen_open(ctlsrv_t *s, char *why, size_t len) {
+  int64_t deadline = db_now_ms() + s->ctl->cfg->db_timeout_ms;
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  /* TCP keepalives: a connection that only listens must notice a silent
+   * loss of the server (a restart closes it; a vanished host does not). The
+   * DSN is expanded first, so these override it. */
+  static const char *const keys[] = {"dbname",           "keepalives", "keepalives_idle",
+                                     "keepalives_interval", "keepalives_count", NULL};
+  const char *const vals[] = {s->ctl->db.dsn, "1", "10", "5", "3", NULL};
+  PGconn *pg = PQconnectStartParams(keys, vals, 1);
+  PGresult *r;
+  int f, ok = 0;
+  if (pg == NULL) {
+    snprintf(why, len, "out of memory");
+    return NULL;
+  }
+  if (PQstatus(pg) == CONNECTION_BAD) goto fail;
+  while (st != PGRES_POLLING_OK) {
+    if (st == PGRES_POLLING_FAILED) goto fail;
+    if (listen_wait(s, pg, st == PGRES_POLLING_WRITING, deadline) <= 0) goto fail;
+    st = PQconnectPoll(pg);
+  }
+  if (PQsetnonblocking(pg, 1) != 0 || !PQsendQuery(pg, "LISTEN " WAKE_CHANNEL)) goto fail;
+  while ((f = PQflush(pg)) == 1)
+    if (listen_wait(s, pg, 1, deadline) <= 0) goto fail;
+  if (f < 0) goto fail;
+  for (;;) {
+    while (PQisBusy(pg))
+      if (listen_wait(s, pg, 0, deadline) <= 0 || !PQconsumeInput(pg)) goto fail;
+    if ((r = PQgetResult(pg)) == NULL) break;
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+  }
+  if (ok) return pg;
+fail:
+  {
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s", PQerrorMessage(pg));
+    for (size_t n = strlen(msg); n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '); n--)
+      msg[n - 1] = '\0';
+    snprintf(why, len, "%s", msg[0] ? msg : "no answer in time");
+  }
+  PQfinish(pg);
+  return NULL;
+}
+
+/* on_wake_payload wakes the sweeper when a notified node has a session
+ * here (or for "all", or a payload it cannot read). */
+static void on_wake_payload(ctlsrv_t *s, const char *payload) {
+  int64_t ids[WAKE_IDS_MAX];
+  size_t n = 0;
+  int rv = wake_parse(payload, ids, WAKE_IDS_MAX, &n);
+  int ours = rv != 0;
+  if (rv < 0) {
+    char q[80];
+    log_warn("control", "unreadable %s payload %s: waking every session", WAKE_CHANNEL,
+             log_quote(payload, q, sizeof(q)));
+  }
+  pthread_mutex_lock(&s->mu);
+  for (size_t i = 0; i < n && !ours; i++) ours = sess_by_id(s, ids[i]) != NULL;
+  pthread_mutex_unlock(&s->mu);
+  atomic_fetch_add(&s->wakeups_heard, 1);
+  if (ours) ctlsrv_wake(s);
+}
+
+static void *listener_main(void *arg) {
+  ctlsrv_t *s = arg;
+  PGconn *pg = NULL;
+  int64_t retry_at = 0;
+  int down = 0;
+  char why[256];
+  while (!is_stopping(s)) {
+    if (pg == NULL) {
+      int64_t now = db_now_ms();
+      if (now < retry_at) {
+        struct timespec ts = {0, 100 * 1000000};
+        nanosleep(&ts, NULL);
+        continue;
+      }
+      if ((pg = listen_open(s, why, sizeof(why))) == NULL) {
+        retry_at = db_now_ms() + LISTEN_RETRY_MS;
+        if (!down++ && !is_stopping(s)) {
+          char q[300];
+          log_warn("control", "cannot listen for wake-ups from other controllers: %s "
+                              "(retrying every %d ms)",
+                   log_quote(why, q, sizeof(q)), LISTEN_RETRY_MS);
+        }
+        continue;
+      }
+      if (down) {
+        log_info("control", "listening for wake-ups from other controllers again");
+        atomic_fetch_add(&s->listen_reconnects, 1);
+      }
+      down = 0;
+      /* What was notified while nobody listened is lost: reconcile now. */
+      ctlsrv_wake(s);
+    }
+    struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+    int r = pfd.fd < 0 ? -1 : poll(&pfd, 1, LISTEN_SLICE_MS);
+    if (r < 0 && errno == EINTR) continue;
+    if (r != 0 && (r < 0 || !PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK)) {
+      char q[300];
+      snprintf(why, sizeof(why), "%s", PQerrorMessage(pg));
+      why[strcspn(why, "\n")] = '\0';
+      log_warn("control", "lost the connection that listens for wake-ups: %s",
+               log_quote(why, q, sizeof(q)));
+      PQfinish(pg);
+      pg = NULL;
+      down = 1;
+      retry_at = db_now_ms() + LISTEN_SLICE_MS;
+      continue;
+    }
+    PGnotify *nt;
+    while ((nt = PQnotifies(pg)) != NULL) {
+      on_wake_payload(s, nt->extra);
+      PQfreemem(nt);
     }
   }
-  return 0;
+  PQfinish(pg);
+  return NULL;
 }
 
-int ctlsrv_link_of(ctlsrv_t *s, int64_t child, int64_t parent, ctlsrv_link_t *out) {
-  int found;
-  if (s == NULL) return 0;
-  pthread_mutex_lock(&s->mu);
-  /* The child's own view first: it dials, it knows best whether it is up. */
-  found = find_link(s, child, CTLSRV_LINK_PARENT, parent, out) ||
-          find_link(s, parent, CTLSRV_LINK_CHILD, child, out);
-  pthread_mutex_unlock(&s->mu);
-  return found;
-}
-
-void ctlsrv_foreach_stream(ctlsrv_t *s,
-                           void (*fn)(int64_t node, const char *name, const ctlsrv_stream_t *st,
-                                      void *arg),
-                           void *arg) {
+void ctlsrv_set_address(ctlsrv_t *s, const char *address) {
   if (s == NULL) return;
   pthread_mutex_lock(&s->mu);
-  for (size_t b = 0; b < SESS_BUCKETS; b++)
-    for (sess_t *x = s->by_id[b]; x; x = x->id_next)
-      if (!x->revoked)
-        for (size_t i = 0; i < x->nstreams; i++) fn(x->id, x->name, &x->streams[i], arg);
+  snprintf(s->address, sizeof(s->address), "%s", address);
   pthread_mutex_unlock(&s->mu);
 }
 
-void ctlsrv_foreach_incomplete(ctlsrv_t *s,
-                               void (*fn)(int64_t node, const char *name, size_t reported,
-                                          uint32_t total, void *arg),
-                               void *arg) {
-  if (s == NULL) return;
-  pthread_mutex_lock(&s->mu);
-  for (size_t b = 0; b < SESS_BUCKETS; b++)
-    for (sess_t *x = s->by_id[b]; x; x = x->id_next)
-      if (!x->revoked && x->streams_total > x->nstreams)
-        fn(x->id, x->name, x->nstreams, x->streams_total, arg);
-  pthread_mutex_unlock(&s->mu);
-}
+const char *ctlsrv_replica(ctlsrv_t *s) { return s ? s->replica : ""; }
 
 size_t ctlsrv_sessions(ctlsrv_t *s) {
   if (s == NULL) return 0;
@@ -1616,15 +1863,58 @@ void ctlsrv_metrics(ctlsrv_t *s, FILE *out) {
           "# HELP cascade_control_auth_timeouts_total Connections closed: no node authenticated "
           "within control.authtimeout.\n"
           "# TYPE cascade_control_auth_timeouts_total counter\n"
-          "cascade_control_auth_timeouts_total %lu\n",
+          "cascade_control_auth_timeouts_total %lu\n"
+          "# HELP cascade_replica_wakeups_heard_total Wake-ups (NOTIFY cascade_wake) heard.\n"
+          "# TYPE cascade_replica_wakeups_heard_total counter\n"
+          "cascade_replica_wakeups_heard_total %lu\n"
+          "# HELP cascade_replica_listen_reconnects_total LISTEN connections made again after "
+          "a loss.\n"
+          "# TYPE cascade_replica_listen_reconnects_total counter\n"
+          "cascade_replica_listen_reconnects_total %lu\n"
+          "# HELP cascade_replica_sessions_taken_total Sessions here another replica took over.\n"
+          "# TYPE cascade_replica_sessions_taken_total counter\n"
+          "cascade_replica_sessions_taken_total %lu\n",
           ctlsrv_sessions(s), atomic_load(&s->requests), atomic_load(&s->bad_messages),
           atomic_load(&s->auth_failures), atomic_load(&s->registrations),
           atomic_load(&s->registrations_refused), atomic_load(&s->pending_refused),
-          atomic_load(&s->events_dropped), atomic_load(&s->auth_timeouts));
+          atomic_load(&s->events_dropped), atomic_load(&s->auth_timeouts),
+          atomic_load(&s->wakeups_heard), atomic_load(&s->listen_reconnects),
+          atomic_load(&s->sessions_taken));
 }
 
 static char *read_pem(const char *path, char *err, size_t errlen) {
   return x509_read_file(path, 64 * 1024, err, errlen);
+}
+
+/* check_deployment_ca records the CA fingerprint on the deployment's first
+ * start, or checks that this replica's CA (|path|) is the recorded one. */
+static int check_deployment_ca(ctlsrv_t *s, const char *path, const char *fpr, char *err,
+                               size_t errlen) {
+  const char *p[1] = {fpr};
+  for (int attempt = 0; attempt < 3; attempt++) {
+    PGresult *r = exec1(s, DB_DEPLOYMENT_CA, 1, p);
+    if (r == NULL) {
+      snprintf(err, errlen, "control CA: cannot read the deployment's CA fingerprint "
+                            "(database unavailable)");
+      return -1;
+    }
+    if (PQntuples(r) == 0) { /* another replica's first start is committing */
+      PQclear(r);
+      continue;
+    }
+    int same = strcasecmp(PQgetvalue(r, 0, 0), fpr) == 0;
+    if (!same)
+      snprintf(err, errlen,
+               "control CA: this controller's CA %s has fingerprint SHA256 %s, but the "
+               "deployment's CA (recorded in the database by its first controller) has SHA256 "
+               "%s: give every replica the same CA files (cascade-controller --init-ca DIR; "
+               "control.tls.ca or control.datadir)",
+               path, fpr, PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return same ? 0 : -1;
+  }
+  snprintf(err, errlen, "control CA: the deployment's CA fingerprint could not be read");
+  return -1;
 }
 
 ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
@@ -1662,19 +1952,34 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   }
   gnutls_rnd(GNUTLS_RND_KEY, s->fake_key, sizeof(s->fake_key));
 
-  /* The CA that signs node certificates, made on first start. */
-  if (x509_ca_ensure(c->control_datadir, err, errlen) != 0) goto fail;
+  /* The CA that signs node certificates: the deployment's (control.tls.ca,
+   * read only), or control.datadir's, made on first start. */
   if (c->control_tls_ca[0]) {
     snprintf(path, sizeof(path), "%s", c->control_tls_ca);
   } else {
+    if (x509_ca_ensure(c->control_datadir, err, errlen) != 0) goto fail;
     snprintf(path, sizeof(path), "%s/ca.crt", c->control_datadir);
   }
   if ((s->ca_cert = read_pem(path, err, errlen)) == NULL) goto fail;
+  char ca_path[sizeof(path)];
+  snprintf(ca_path, sizeof(ca_path), "%s", path);
   size_t pl = strlen(path);
   if (pl > 4 && strcmp(path + pl - 4, ".crt") == 0) memcpy(path + pl - 4, ".key", 4);
   else snprintf(path + pl, sizeof(path) - pl, ".key");
   if ((s->ca_key = read_pem(path, err, errlen)) == NULL) goto fail;
   x509_fingerprint(s->ca_cert, fpr);
+  ctl->has_fwd_key = fwdsig_key(s->ca_key, ctl->fwd_key) == 0;
+  if (check_deployment_ca(s, ca_path, fpr, err, errlen) != 0) goto fail;
+  {
+    uint8_t rid[REPLICA_ID_LEN / 2];
+    static const char hex[] = "0123456789abcdef";
+    gnutls_rnd(GNUTLS_RND_NONCE, rid, sizeof(rid));
+    for (size_t i = 0; i < sizeof(rid); i++) {
+      s->replica[2 * i] = hex[rid[i] >> 4];
+      s->replica[2 * i + 1] = hex[rid[i] & 15];
+    }
+    s->replica[REPLICA_ID_LEN] = '\0';
+  }
 
   /* The gate takes control.listenaddr; nng listens behind it on loopback. */
   char inner[64];
@@ -1696,6 +2001,14 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
     if (c->control_tls_cert[0]) {
       cert = read_pem(c->control_tls_cert, err, errlen);
       key = cert ? read_pem(c->control_tls_key, err, errlen) : NULL;
+    } else if (c->control_tls_ca[0]) {
+      /* Issued by the deployment's CA at each start, never written: every
+       * replica's certificate chains to the CA agents trust or pin. */
+      char why[256];
+      if (x509_server_issue(s->ca_cert, s->ca_key, &cert, &key, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "control TLS: server certificate from control.tls.ca: %s", why);
+        goto fail;
+      }
     } else {
       snprintf(path, sizeof(path), "%s/server.crt", c->control_datadir);
       cert = read_pem(path, err, errlen);
@@ -1714,8 +2027,8 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
     log_warn("control", "control channel WITHOUT TLS on %s: for tests only",
              c->control_listenaddr);
   }
-  /* Sessions do not survive a restart: nobody is online until they are back. */
-  PQclear(exec1(s, DB_CTL_ALL_OFFLINE, 0, NULL));
+  /* A replica that starts changes no node's status: sessions live in the
+   * database with their leases (another replica may hold them). */
   int port = 0;
   if ((rv = nng_listener_start(s->listener, 0)) != 0 ||
       (rv = nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &port)) != 0) {
@@ -1728,8 +2041,9 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   if (s->workers == NULL) goto fail;
   for (int i = 0; i < s->nworkers; i++) pthread_create(&s->workers[i], NULL, worker_main, s);
   pthread_create(&s->sweeper, NULL, sweeper_main, s);
-  log_info("control", "agents connect to %s; CA %s/ca.crt fingerprint SHA256 %s",
-           c->control_listenaddr, c->control_datadir, fpr);
+  s->has_listener = pthread_create(&s->waker, NULL, listener_main, s) == 0;
+  log_info("control", "agents connect to %s; CA %s fingerprint SHA256 %s; replica %s",
+           c->control_listenaddr, ca_path, fpr, s->replica);
   free(cert);
   if (key) {
     gnutls_memset(key, 0, strlen(key));
@@ -1766,6 +2080,13 @@ void ctlsrv_stop(ctlsrv_t *s) {
   pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->sweeper, NULL);
+  if (s->has_listener) pthread_join(s->waker, NULL); /* its waits are LISTEN_SLICE_MS */
+  {
+    /* Other replicas stop sending this one relays; the sessions keep their
+     * leases while the agents move. */
+    const char *p[1] = {s->replica};
+    PQclear(exec1(s, DB_REPLICA_GONE, 1, p));
+  }
   if (nng_close_within(s->sock, CTLSRV_CLOSE_WAIT_S) != 0) {
     /* nng 1.5.2 can wait forever for a pipe the close raced with (seen with
      * an agent stopped by SIGSTOP): the socket, its workers and what they

@@ -23,10 +23,18 @@ void ctlsrv_stop(ctlsrv_t *s);
  * changed (a node's rules, topology, secret, or the node is gone). */
 void ctlsrv_wake(ctlsrv_t *s);
 
+/* ctlsrv_set_address records where other replicas reach this one (its
+ * API's URL), written to the replicas table with its lease. */
+void ctlsrv_set_address(ctlsrv_t *s, const char *address);
+
+/* ctlsrv_replica is this process's replica id ("" for NULL). */
+const char *ctlsrv_replica(ctlsrv_t *s);
+
 #define CTLSRV_LINK_PARENT 1
 #define CTLSRV_LINK_CHILD 2
 
-/* One QUIC link as a node's last heartbeat reported it. */
+/* One QUIC link as a node's last heartbeat reported it (the sessions
+ * table's report: any replica reads it, see api_topology.c). */
 typedef struct ctlsrv_link {
   int64_t peer_id;
   int role;                  /* CTLSRV_LINK_PARENT: the reporter's parent */
@@ -35,11 +43,6 @@ typedef struct ctlsrv_link {
   int64_t up_since;          /* unix seconds, 0 when down */
   int64_t reported_ms;
 } ctlsrv_link_t;
-
-/* ctlsrv_link_of finds the link between |child| and its parent |parent|:
- * the child's report if it has a live session and reports it, else the
- * parent's. Returns 1 with |out| set, 0 when neither knows. */
-int ctlsrv_link_of(ctlsrv_t *s, int64_t child, int64_t parent, ctlsrv_link_t *out);
 
 /* ---- API relay (relay.h) ---- */
 
@@ -63,7 +66,8 @@ int ctlsrv_node_online(ctlsrv_t *s, int64_t node);
 
 #define CTLSRV_STREAM_PROTOS 16
 
-/* One stream as a node's last heartbeat reported it. */
+/* One stream as a node's last heartbeat reported it (the sessions table's
+ * report: any replica reads it, see api_streams.c). */
 typedef struct ctlsrv_stream {
   char *path;
   int origin;                /* Cascade__Control__StreamOrigin */
@@ -75,22 +79,6 @@ typedef struct ctlsrv_stream {
     unsigned count;
   } players[CTLSRV_STREAM_PROTOS];
 } ctlsrv_stream_t;
-
-/* ctlsrv_foreach_stream calls |fn| for every stream report of every live
- * session (node id and name), under the server's lock: |fn| must not call
- * back into the control server. */
-void ctlsrv_foreach_stream(ctlsrv_t *s,
-                           void (*fn)(int64_t node, const char *name, const ctlsrv_stream_t *st,
-                                      void *arg),
-                           void *arg);
-
-/* ctlsrv_foreach_incomplete calls |fn| for every live session whose node
- * has more streams (|total|, its own count) than its heartbeat reported
- * (|reported|: at most CTLMSG_STREAMS_MAX), under the server's lock. */
-void ctlsrv_foreach_incomplete(ctlsrv_t *s,
-                               void (*fn)(int64_t node, const char *name, size_t reported,
-                                          uint32_t total, void *arg),
-                               void *arg);
 
 /* ctlsrv_sessions counts live sessions (for metrics). */
 size_t ctlsrv_sessions(ctlsrv_t *s);

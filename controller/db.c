@@ -158,17 +158,25 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " SELECT 'node:' || id, 'node.register', id, $3,"
         " jsonb_build_object('name', name, 'pending', pending) FROM n)"
         " SELECT id, pending FROM n",
-    /* $1 id $2 ip $3 quic $4 http $5 rtmp $6 version $7 static parent.
-     * Children learn a new parent address through their generation. */
+    /* $1 id $2 ip $3 quic $4 http $5 rtmp $6 version $7 static parent
+     * $8 replica $9 lease (ms). The replica takes the node's session row
+     * (whoever held it). Children learn a new parent address through their
+     * generation. */
     [DB_CTL_CONNECT] =
         "WITH o AS (SELECT quic_addr FROM instances WHERE id = $1::bigint),"
         " n AS (UPDATE instances SET online = true, last_seen = now(), ip = $2, quic_addr = $3,"
         " http_addr = $4, rtmp_addr = $5, version = $6, static_parent = $7"
-        " WHERE id = $1::bigint RETURNING id, name),"
+        " WHERE id = $1::bigint RETURNING id, name, secret_epoch),"
+        " s AS (INSERT INTO sessions AS s (node_id, replica_id, epoch, lease_until)"
+        " SELECT id, $8, secret_epoch, now() + $9::bigint * interval '1 millisecond' FROM n"
+        " ON CONFLICT (node_id) DO UPDATE SET replica_id = EXCLUDED.replica_id,"
+        " epoch = EXCLUDED.epoch, since = now(), lease_until = EXCLUDED.lease_until,"
+        " report = NULL),"
         " k AS (UPDATE instances SET config_generation = config_generation + 1"
         " WHERE parent_id = $1::bigint AND (SELECT quic_addr FROM o) IS DISTINCT FROM $3),"
         " e AS (INSERT INTO events (actor, action, instance_id, source, detail)"
-        " SELECT 'node:' || id, 'node.connect', id, $2, jsonb_build_object('name', name) FROM n)"
+        " SELECT 'node:' || id, 'node.connect', id, $2, jsonb_build_object('name', name,"
+        " 'replica', $8::text) FROM n)"
         " SELECT id FROM n",
     /* $1 node $2 parent: only while the node has no parent, and only under
      * an approved node. */
@@ -208,14 +216,69 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " SELECT 'node:' || o.id, 'config.applied', o.id, jsonb_build_object('generation', v.g)"
         " FROM o JOIN v ON v.id = o.id WHERE v.g <> o.applied_generation AND v.g > 0)"
         " SELECT count(*) FROM v",
-    /* $1 ids $2 reason */
+    /* $1 ids $2 reason $3 replica: the sessions this replica still holds
+     * end, and their nodes go offline; a node another replica took stays. */
     [DB_CTL_OFFLINE] =
-        "WITH n AS (UPDATE instances SET online = false WHERE id = ANY($1::bigint[])"
+        "WITH d AS (DELETE FROM sessions WHERE node_id = ANY($1::bigint[]) AND replica_id = $3"
+        " RETURNING node_id),"
+        " n AS (UPDATE instances SET online = false WHERE id IN (SELECT node_id FROM d)"
         " RETURNING id, name)"
         " INSERT INTO events (actor, action, instance_id, detail)"
         " SELECT 'controller', 'node.disconnect', id, jsonb_build_object('name', name,"
         " 'reason', $2::text) FROM n",
-    [DB_CTL_ALL_OFFLINE] = "UPDATE instances SET online = false WHERE online",
+    /* $1 lease (ms). Any replica, idempotent: sessions whose lease ran out
+     * end; a node online without a live session and silent for a lease goes
+     * offline (the silence: a session taken meanwhile is not undone). */
+    [DB_CTL_SWEEP] =
+        "WITH d AS (DELETE FROM sessions WHERE lease_until < now() RETURNING node_id),"
+        " r AS (DELETE FROM replicas WHERE lease_until < now() - interval '1 hour'),"
+        " n AS (UPDATE instances i SET online = false WHERE i.online"
+        " AND (i.last_seen IS NULL OR i.last_seen < now() - $1::bigint * interval '1 millisecond')"
+        " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.node_id = i.id"
+        " AND s.lease_until >= now())"
+        " RETURNING id, name)"
+        " INSERT INTO events (actor, action, instance_id, detail)"
+        " SELECT 'controller', 'node.disconnect', id, jsonb_build_object('name', name,"
+        " 'reason', 'session lease expired') FROM n RETURNING instance_id",
+    /* $1 replica $2 its address $3 lease (ms) $4 node ids of its live
+     * sessions. One statement renews the replica and every session it holds
+     * (taking back a row whose lease ran out meanwhile); returns the ids
+     * renewed: a node missing was taken by another replica. */
+    [DB_REPLICA_RENEW] =
+        "WITH r AS (INSERT INTO replicas (id, address, lease_until)"
+        " VALUES ($1, $2, now() + $3::bigint * interval '1 millisecond')"
+        " ON CONFLICT (id) DO UPDATE SET address = EXCLUDED.address,"
+        " lease_until = EXCLUDED.lease_until)"
+        " INSERT INTO sessions AS s (node_id, replica_id, epoch, lease_until)"
+        " SELECT i.id, $1, i.secret_epoch, now() + $3::bigint * interval '1 millisecond'"
+        " FROM instances i WHERE i.id = ANY($4::bigint[])"
+        " ON CONFLICT (node_id) DO UPDATE SET lease_until = EXCLUDED.lease_until,"
+        " replica_id = EXCLUDED.replica_id"
+        " WHERE s.replica_id = $1 OR s.lease_until < now()"
+        " RETURNING node_id",
+    /* $1 replica: it stops; its sessions keep their leases (the agents
+     * move to another replica meanwhile). */
+    [DB_REPLICA_GONE] = "UPDATE replicas SET lease_until = now() WHERE id = $1",
+    /* $1 this replica's CA fingerprint: recorded by the first replica of the
+     * deployment; returns the deployment's (no row: ask again). */
+    [DB_DEPLOYMENT_CA] =
+        "WITH i AS (INSERT INTO deployment (id, ca_fingerprint) VALUES (1, $1)"
+        " ON CONFLICT (id) DO NOTHING RETURNING ca_fingerprint)"
+        " SELECT ca_fingerprint FROM i UNION ALL SELECT ca_fingerprint FROM deployment",
+    /* $1 {"node id": report, ...} $2 replica: the reports of the sessions it holds. */
+    [DB_SESSION_REPORTS] =
+        "UPDATE sessions s SET report = e.value FROM jsonb_each($1::jsonb) e"
+        " WHERE s.node_id = e.key::bigint AND s.replica_id = $2",
+    /* Every live session's last report, with its node's name. */
+    [DB_SESSION_REPORTS_READ] =
+        "SELECT s.node_id, i.name, s.report::text FROM sessions s"
+        " JOIN instances i ON i.id = s.node_id"
+        " WHERE s.lease_until >= now() AND s.report IS NOT NULL ORDER BY s.node_id",
+    /* $1 node: the replica holding its live session and that replica's address. */
+    [DB_NODE_HOLDER] =
+        "SELECT s.replica_id, coalesce(r.address, '') FROM sessions s"
+        " LEFT JOIN replicas r ON r.id = s.replica_id AND r.lease_until >= now()"
+        " WHERE s.node_id = $1::bigint AND s.lease_until >= now()",
     /* $1 id $2 not_after (unix s) */
     [DB_CTL_CERT] =
         "WITH n AS (UPDATE instances SET cert_not_after = to_timestamp($2::bigint)"

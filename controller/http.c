@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "conntrack.h"
+#include "fwdsig.h"
 #include "http_framing.h"
 #include "log.h"
 #include "net.h"
@@ -409,6 +410,32 @@ static int dispatch(http_req_t *r) {
   int ri = relay ? -1 : match_path(r->url, &id_str);
   r->route = relay ? ROUTE_RELAY : ri >= 0 ? ri : ROUTE_OTHER;
 
+  const char *fw = relay ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, FWDSIG_HEADER)
+                         : NULL;
+  if (fw != NULL) {
+    /* Another replica forwards a relay it authenticated (fwdsig.h). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int role = 0;
+    int rv = r->ctl->has_fwd_key
+                 ? fwdsig_check(r->ctl->fwd_key, fw, now, r->method, raw, r->body, r->body_len,
+                                &role, r->actor, sizeof(r->actor))
+                 : FWDSIG_MALFORMED;
+    if (rv != FWDSIG_OK) {
+      atomic_fetch_add(&r->ctl->metrics.auth_failures, 1);
+      if (auth_failed(&r->ctl->auth, r->source))
+        log_warn("http", "forwarded relay refused source=%s reason=%s", r->source,
+                 rv == FWDSIG_STALE ? "stale" : rv == FWDSIG_BAD_MAC ? "bad-signature"
+                                                                     : "malformed");
+      return http_reply_error(r, 401, "forwarded relay refused: %s",
+                              rv == FWDSIG_STALE ? "stale signature (clocks apart?)"
+                                                 : "bad signature");
+    }
+    r->role = role;
+    r->forwarded = 1;
+    return api_relay(r);
+  }
   /* Authenticate every /api/ request before saying whether a route exists. */
   if (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/api") == 0) {
     int rv = authenticate(r, &answered);

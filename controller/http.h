@@ -30,6 +30,7 @@ typedef struct http_req {
   char source[64];         /* peer address */
   char *raw_uri;           /* owned: the request target as sent (not decoded) */
   struct ctl_relay *relay; /* API relay in progress (a reference), or NULL */
+  int forwarded;           /* a relay forwarded by another replica (fwdsig.h) */
 } http_req_t;
 
 /* http_start binds http.listenaddr and starts serving. 0 or -1 with |err|. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "ctlsrv.h"
@@ -13,15 +14,19 @@
 #include "log.h"
 #include "net.h"
 #include "relay.h"
+#include "x509.h"
 
 #define EXIT_CONFIG 2
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: cascade-controller -c FILE [--check]\n"
+          "       cascade-controller --init-ca DIR\n"
           "       cascade-controller --print-config-doc | --version\n"
           "  -c FILE             configuration file (YAML)\n"
           "  --check             validate the configuration and exit\n"
+          "  --init-ca DIR       make the deployment's CA (ca.crt, ca.key) and a server\n"
+          "                      certificate in DIR for every replica; refuses to overwrite\n"
           "  --print-config-doc  print the configuration reference (Markdown)\n");
 }
 
@@ -48,6 +53,39 @@ static int wait_for_database(ctl_t *ctl) {
   return 0;
 }
 
+/* init_ca makes the CA of a deployment of several replicas in |dir|: every
+ * replica is given these files (control.datadir, or control.tls.ca). */
+static int init_ca(const char *dir) {
+  char err[1024], path[4200], fpr[X509_FPR_LEN];
+  static const char *const names[] = {"ca.crt", "ca.key", "server.crt", "server.key"};
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+    if (access(path, F_OK) == 0) {
+      fprintf(stderr, "--init-ca: %s exists: refusing to overwrite a CA\n", path);
+      return EXIT_CONFIG;
+    }
+  }
+  gnutls_global_init();
+  int rc = x509_ca_ensure(dir, err, sizeof(err));
+  char *pem = NULL;
+  if (rc == 0) {
+    snprintf(path, sizeof(path), "%s/ca.crt", dir);
+    pem = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
+  }
+  if (pem == NULL || x509_fingerprint(pem, fpr) != 0) {
+    fprintf(stderr, "--init-ca: %s\n", err);
+    free(pem);
+    gnutls_global_deinit();
+    return 1;
+  }
+  printf("CA written to %s/ca.crt and %s/ca.key (server certificate %s/server.crt)\n"
+         "fingerprint SHA256 %s\n",
+         dir, dir, dir, fpr);
+  free(pem);
+  gnutls_global_deinit();
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *path = NULL;
   int check = 0;
@@ -65,6 +103,8 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[i], "--version") == 0) {
       printf("cascade-controller %s\n", CASCADE_VERSION);
       return 0;
+    } else if (strcmp(argv[i], "--init-ca") == 0 && i + 1 < argc) {
+      return init_ca(argv[i + 1]);
     } else if (strcmp(argv[i], "--print-config-doc") == 0) {
       cfg_print_markdown(ctl_config_table, stdout);
       return 0;
@@ -124,6 +164,15 @@ int main(int argc, char **argv) {
   if (http_start(&ctl, err, sizeof(err)) != 0) {
     log_error("main", "%s", err);
     goto fail_http;
+  }
+  {
+    /* Other replicas forward relay requests here (plain HTTP). */
+    char addr[300];
+    if (cfg.http_replicaaddr[0])
+      snprintf(addr, sizeof(addr), "http://%s", cfg.http_replicaaddr);
+    else
+      snprintf(addr, sizeof(addr), "%s", ctl.url);
+    ctlsrv_set_address(ctl.ctlsrv, addr);
   }
   log_info("main", "cascade-controller %s serving the API on %s", CASCADE_VERSION, ctl.url);
 

@@ -71,6 +71,33 @@ int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayRes
  * before the first answer, a cut answer after. */
 void relay_node_gone(relay_reg_t *g, int64_t node, const char *why);
 
+/* ---- forwarding to the replica holding the node (relay_fwd.c) ---- */
+
+/* relay_forward sends |rl| (as signed: |sig|, an X-Cascade-Forwarded
+ * value) for request target |target| (as the caller sent it) to the
+ * replica API at |address| ("http://host:port") on a thread
+ * of its own that feeds the answer to |rl| like a node's RelayResponses.
+ * 0, or -1 with |why| when no thread could start. */
+int relay_forward(struct ctl *ctl, ctl_relay_t *rl, const char *address, const char *target,
+                  const char *sig, char *why, size_t whylen);
+
+/* relay_fail ends |rl| with |status| and |why| (a cut body once started). */
+void relay_fail(ctl_relay_t *rl, int status, const char *why);
+
+/* relay_backlog: answer bytes the caller has yet to read, or -1 when the
+ * relay is over (cancelled, failed). */
+long long relay_backlog(ctl_relay_t *rl);
+
+/* relay_id and relay_node: what |rl| is (fixed at creation). */
+uint64_t relay_id(ctl_relay_t *rl);
+int64_t relay_node(ctl_relay_t *rl);
+
+/* relay_reg_fwd_enter counts a forwarding thread in (-1: shutting down);
+ * relay_reg_fwd_leave counts it out; relay_reg_fwd_stopping: it must end. */
+int relay_reg_fwd_enter(relay_reg_t *g);
+void relay_reg_fwd_leave(relay_reg_t *g);
+int relay_reg_fwd_stopping(relay_reg_t *g);
+
 /* ---- for the HTTP server (api_relay.c) ---- */
 
 /* api_relay serves ANY /api/relay/{id}/{path}: checks, then suspends the

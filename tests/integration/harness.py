@@ -598,6 +598,9 @@ def _thread_stacks(pid):
         return "(gdb failed: %s)" % e
 
 
+_control_dirs = {}  # dsn -> the control.datadir of the first Controller on it
+
+
 class ControllerError(AssertionError):
     pass
 
@@ -610,13 +613,22 @@ class Controller:
     """
 
     def __init__(self, dsn, config=None, env=None, admin_token=None, start=True, timeout=30,
-                 workdir=None):
+                 workdir=None, control_dir=None, join_token=None):
+        """control_dir: the control.datadir (CA and server certificate) to use, e.g. another
+        replica's to share its CA; join_token: the deployment's (replicas share it)."""
         self.dsn = dsn
         self.admin_token = admin_token or ("adm_" + secrets.token_hex(16))
         # The deployment join token: agents of the harness present it (so they join
         # approved), tests of admission leave it out.
-        self.join_token = "join_" + secrets.token_hex(16)
+        self.join_token = join_token or ("join_" + secrets.token_hex(16))
         self.workdir = workdir or tempfile.mkdtemp(prefix="cascade-ctl-")
+        if control_dir is None and dsn is not None:
+            # Controllers of one database are replicas of one deployment: they share the CA
+            # (a controller with another CA refuses to start), so a later one on the same
+            # database takes the first one's control.datadir unless told otherwise.
+            key = (env or {}).get("CASCADE_DB_DSN") or dsn
+            control_dir = _control_dirs.setdefault(key, os.path.join(self.workdir, "control"))
+        self.control_dir = control_dir or os.path.join(self.workdir, "control")
         self._own_workdir = workdir is None
         self.config_path = os.path.join(self.workdir, "controller.yaml")
         self.log_path = os.path.join(self.workdir, "controller.log")
@@ -637,7 +649,7 @@ class Controller:
         cfg = {
             "http": {"listenaddr": "%s:%d" % (self.host, self.port)},
             "control": {"listenaddr": "tls+tcp://127.0.0.1:%d" % self.control_port,
-                        "datadir": os.path.join(self.workdir, "control")},
+                        "datadir": self.control_dir},
             "database": {"dsn": self.dsn, "poolsize": 4, "timeout": 3000},
             "auth": {"admintoken": self.admin_token},
             "cascadeserver": {"jointoken": self.join_token},
@@ -847,7 +859,7 @@ class Agent(Controller):
         cfg = {
             "node": {"name": self.name, "secret": self.secret, "datadir": self.datadir},
             "controller": {"url": "tls+tcp://127.0.0.1:%d" % self.ctl.control_port,
-                           "ca": os.path.join(self.ctl.workdir, "control", "ca.crt")},
+                           "ca": os.path.join(self.ctl.control_dir, "ca.crt")},
             "http": {"listenaddr": "%s:%d" % (self.host, self.port),
                      "adminaddr": "%s:%d" % (self.host, free_port())},
             "rtmp": {"listenaddr": "%s:%d" % (self.host, self.rtmp_port)},
