@@ -46,28 +46,6 @@ def ca_fingerprint(path):
     return ":".join(h[i:i + 2] for i in range(0, 64, 2))
 
 
-def agent_takes_url_list():
-    """Whether cascade-agent accepts controller.url as a list of replicas (the agent side of
-    issue 15); CASCADE_AGENT_URL_LIST=1/0 overrides the probe."""
-    env = os.environ.get("CASCADE_AGENT_URL_LIST")
-    if env in ("0", "1"):
-        return env == "1"
-    d = tempfile.mkdtemp(prefix="cascade-probe-")
-    path = os.path.join(d, "agent.yaml")
-    with open(path, "w") as f:
-        f.write(harness.to_yaml({
-            "node": {"name": "probe", "secret": "probe-secret-1234", "datadir": d},
-            "controller": {"url": ["tls+tcp://127.0.0.1:1", "tls+tcp://127.0.0.1:2"],
-                           "pin": "sha256:" + "00" * 32}}))
-    try:
-        r = subprocess.run([harness.agent_path(), "-c", path, "--check"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30,
-                           env=harness.sanitizer_env())
-        return r.returncode == 0
-    except OSError:
-        return False
-
-
 class ReplicasTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -308,8 +286,6 @@ class ReplicasTest(unittest.TestCase):
         self.assertTrue(all(others[n]["online"] for n in ("hq", "region", "edge2")), others)
         del victim
 
-    @unittest.skipUnless(agent_takes_url_list(), "cascade-agent takes one controller.url "
-                         "(the agent side of issue 15 is not merged)")
     def test_kill9_agent_moves_to_another_replica(self):
         self.replicas(3, control={"sessionlease": "15s"})
         urls = ["tls+tcp://127.0.0.1:%d" % c.control_port for c in self.ctls]
