@@ -296,7 +296,9 @@ class OnDemandTest(unittest.TestCase):
             self.assertFalse(p.is_alive(), "%s player at edge2 never ended" % name)
             took = p.ended_at - t_end
             self.assertLess(took, DELAY_S + 2.5, "%s player ended %.1f s after" % (name, took))
-            self.assertGreaterEqual(len(video_packets(p.path)), 0.9 * self.src_video, name)
+            # the players start after the push reached region, at the GOP (25 frames) then in
+            # progress: on a busy machine that is a GOP or two into the stream
+            self.assertGreaterEqual(len(video_packets(p.path)), self.src_video - 50, name)
             print("  %s player of the pulled copy ended %.1f s after the publisher" % (name, took))
         harness.wait_for(lambda: path not in self.streams("edge2"), 5, what="edge2's copy gone")
         # the republished stream goes up (no stale copy refuses it)
