@@ -31,3 +31,11 @@ double agent_rng_next(uint64_t *state) {
   *state = x;
   return (double)((x * 0x2545f4914f6cdd1dull) >> 11) / (double)(1ull << 53);
 }
+
+size_t agent_first_url(const char *name, size_t n) {
+  if (n < 2) return 0;
+  uint64_t h = 14695981039346656037ull; /* FNV-1a, 64 bits */
+  for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 1099511628211ull;
+  h ^= h >> 29; /* the low bits of FNV alone spread short names poorly */
+  return (size_t)(h % n);
+}

@@ -4,6 +4,7 @@
 #ifndef CASCADE_AGENT_BACKOFF_H
 #define CASCADE_AGENT_BACKOFF_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define AGENT_BACKOFF_BASE_MS 500
@@ -24,6 +25,12 @@ long long agent_backoff_ms(unsigned n, long long cap_ms, double r);
  * failed attempt it is agent_backoff_ms capped at AGENT_FAILOVER_CAP_MS
  * (and |cap_ms|), so every URL is tried again within a few seconds. */
 long long agent_failover_ms(unsigned n, long long cap_ms, int lost, double r);
+
+/* agent_first_url picks which of |n| controller URLs node |name| tries
+ * first: a stable hash of the name, so a fleet given the same list spreads
+ * evenly over the replicas and a node goes back to the same one after a
+ * restart (0 when |n| is 0 or 1). */
+size_t agent_first_url(const char *name, size_t n);
 
 /* agent_rng_next advances a xorshift64* state (never 0) and returns a draw
  * in [0, 1]. Jitter only: not for anything secret. */

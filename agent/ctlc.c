@@ -1340,6 +1340,7 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
     c->has_names |= !ctl_urls_host_is_numeric(c->targets[i]);
   }
   if (agent_rules_build(hub->cfg, NULL, &c->rules, err, errlen) != 0) goto fail_targets;
+  c->url_idx = agent_first_url(name, c->ntargets); /* spread over the replicas */
   c->poll.c = c->rpc.c = c;
   c->poll.kind = OP_POLL;
   c->rpc.kind = OP_RPC;

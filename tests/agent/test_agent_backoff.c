@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <stdio.h>
+
 #include <cmocka.h>
 
 #include "agent_backoff.h"
@@ -119,12 +121,38 @@ static void test_failover(void **state) {
   for (int i = 0; i < 31; i++) assert_true(bins[i] < 600);
 }
 
+/* agent_first_url spreads a fleet over its controller URLs, stably; the
+ * values are pinned (tests/integration/test_autonomy.py computes the same). */
+static void test_first_url(void **state) {
+  (void)state;
+  assert_int_equal(agent_first_url("anything", 0), 0);
+  assert_int_equal(agent_first_url("anything", 1), 0);
+  assert_int_equal(agent_first_url("two-urls", 2), 1);
+  assert_int_equal(agent_first_url("mover", 2), 1);
+  assert_int_equal(agent_first_url("sim-0", 3), 0);
+  assert_int_equal(agent_first_url("sim-1", 3), 2);
+  assert_int_equal(agent_first_url("edge-a1", 5), 3);
+  assert_int_equal(agent_first_url("hq", 4), 3);
+  /* 3,000 simulated agents over 3 replicas: each gets its share within 10 % */
+  unsigned count[3] = {0};
+  char name[32];
+  for (int i = 0; i < 3000; i++) {
+    snprintf(name, sizeof(name), "sim%d", i);
+    size_t k = agent_first_url(name, 3);
+    assert_true(k < 3);
+    count[k]++;
+    assert_int_equal(agent_first_url(name, 3), k); /* stable */
+  }
+  for (int k = 0; k < 3; k++) assert_true(count[k] >= 900 && count[k] <= 1100);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_backoff_bounds),
       cmocka_unit_test(test_backoff_reset),
       cmocka_unit_test(test_jitter),
       cmocka_unit_test(test_failover),
+      cmocka_unit_test(test_first_url),
       cmocka_unit_test(test_scram_agrees),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
