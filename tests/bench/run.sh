@@ -12,7 +12,7 @@ export CASCADE_BIN_DIR="$PWD/build-bench/bin"
 benches=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do benches+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
-[ ${#benches[@]} -eq 0 ] && benches=(api control media quic cascade)
+[ ${#benches[@]} -eq 0 ] && benches=(api control media quic cascade)  # also: rejoin
 for b in "${benches[@]}"; do
   echo "== $b"
   python3 "tests/bench/bench_$b.py" "$@"
