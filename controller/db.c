@@ -286,7 +286,7 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " INSERT INTO events (actor, action, instance_id, detail)"
         " SELECT 'controller', 'cert.issue', id, jsonb_build_object('name', name,"
         " 'not_after', to_timestamp($2::bigint)) FROM n",
-    /* $1 actor $2 action $3 instance (or NULL) $4 source $5 detail */
+    /* $1 actor $2 action $3 node (or NULL) $4 source $5 detail */
     [DB_CTL_EVENT] = "INSERT INTO events (actor, action, instance_id, source, detail)"
                      " VALUES ($1, $2, $3::bigint, $4, $5::jsonb)",
     [DB_NODE_TOPOLOGY] = "SELECT id, name, online, parent_id FROM instances ORDER BY id",
