@@ -1,6 +1,6 @@
-/* ANY /api/relay/{instanceId}/{path}: see relay.h and docs/api.md. */
+/* ANY /api/relay/{instanceId}/{path}: see api_relay.h and docs/api.md. */
 #define _GNU_SOURCE
-#include "relay.h"
+#include "api_relay.h"
 #include "fwdsig.h"
 
 #include <errno.h>

@@ -21,7 +21,7 @@ typedef struct ctl {
   struct http_watch *hwatch;  /* owned; the header deadline, see http.c */
   struct ctlsrv *ctlsrv;      /* owned; see ctlsrv.c; NULL when disabled */
   struct ctlgate *ctlgate;    /* owned by ctlsrv (see ctlgate.h); for metrics */
-  struct relay_reg *relays;    /* owned; see relay.h */
+  struct relay_reg *relays;    /* owned; see api_relay.h */
   int listen_fd;              /* owned by httpd once started */
   char *tls_cert;             /* PEM text, owned */
   char *tls_key;              /* PEM text, owned */

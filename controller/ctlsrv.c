@@ -33,7 +33,7 @@
 #include "log.h"
 #include "nngclose.h"
 #include "reglimit.h"
-#include "relay.h"
+#include "api_relay.h"
 #include "scram.h"
 #include "valid.h"
 #include "wake.h"

@@ -44,7 +44,7 @@ typedef struct ctlsrv_link {
   int64_t reported_ms;
 } ctlsrv_link_t;
 
-/* ---- API relay (relay.h) ---- */
+/* ---- API relay (api_relay.h) ---- */
 
 struct ctl_relay;
 /* A relay ack held back for backpressure (a parked reply context). */

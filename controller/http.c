@@ -21,7 +21,7 @@
 #include "http_framing.h"
 #include "log.h"
 #include "net.h"
-#include "relay.h"
+#include "api_relay.h"
 #include "reply.h"
 #include "valid.h"
 

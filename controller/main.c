@@ -13,7 +13,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
-#include "relay.h"
+#include "api_relay.h"
 #include "x509.h"
 
 #define EXIT_CONFIG 2

@@ -1,7 +1,7 @@
 /* The API relay between replicas: a request for a node another replica
  * holds goes to that replica's API, signed (fwdsig.h), on a thread of its
  * own; the answer comes back into the relay as if the node had sent it
- * (relay.h). The thread's waits are short slices so that the caller
+ * (api_relay.h). The thread's waits are short slices so that the caller
  * leaving or the controller stopping ends it promptly. */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
@@ -19,7 +19,7 @@
 #include "ctl.h"
 #include "fwdsig.h"
 #include "log.h"
-#include "relay.h"
+#include "api_relay.h"
 
 #define MOD "relay"
 #define SLICE_MS 250

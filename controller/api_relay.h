@@ -10,8 +10,8 @@
  *   - the registry's reaper thread: the first-answer deadline (504) and
  *     idle relays.
  * A relay is freed when its last reference goes. */
-#ifndef CASCADE_RELAY_H
-#define CASCADE_RELAY_H
+#ifndef CASCADE_API_RELAY_H
+#define CASCADE_API_RELAY_H
 
 #include <stddef.h>
 #include <stdint.h>
