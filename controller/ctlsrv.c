@@ -1429,80 +1429,106 @@ static void renew(ctlsrv_t *s, const int64_t *ids, size_t n, sbuf_t *a, int64_t 
   free(held);
 }
 
-static void sweep(ctlsrv_t *s, int reconcile) {
-  pipes_expire(s);
-  const ctl_config_t *cfg = s->ctl->cfg;
-  int64_t now = db_now_ms();
-  int64_t *hb_id = NULL, *hb_gen = NULL, *off_id = NULL, *all_id = NULL;
-  park_t **timed_out = NULL;
-  size_t nhb = 0, noff = 0, nall = 0, nto = 0;
-  exch_t *dead_exch = NULL;
-  sess_t *dead = NULL;
+/* What one pass of the sweeper collected under s->mu, for the statements
+ * and answers made after it is released. */
+typedef struct sweep_pass {
+  int64_t now;
+  int64_t *hb_id, *hb_gen;   /* heartbeats to write: node, applied generation */
+  int64_t *off_id;           /* sessions that went silent: nodes now offline */
+  int64_t *all_id;           /* every live session's node */
+  park_t **timed_out;        /* polls that waited control.polltimeout */
+  size_t nhb, noff, nall, nto;
+  sess_t *dead;              /* unlinked sessions to end, by tok_next */
+  json_t *reports;           /* changed reports by node id, for DB_SESSION_REPORTS */
+  sbuf_t a, g;               /* scratch array literals */
+} sweep_pass_t;
 
-  pthread_mutex_lock(&s->mu);
-  size_t cap = s->nsessions + 1;
-  hb_id = malloc(cap * sizeof(int64_t));
-  hb_gen = malloc(cap * sizeof(int64_t));
-  off_id = malloc(cap * sizeof(int64_t));
-  all_id = malloc(cap * sizeof(int64_t));
-  timed_out = malloc(cap * sizeof(park_t *));
-  if (!hb_id || !hb_gen || !off_id || !all_id || !timed_out) {
-    pthread_mutex_unlock(&s->mu);
-    goto out;
-  }
+static int sweep_pass_init(sweep_pass_t *w, size_t cap, int64_t now) {
+  memset(w, 0, sizeof(*w));
+  w->now = now;
+  w->hb_id = malloc(cap * sizeof(int64_t));
+  w->hb_gen = malloc(cap * sizeof(int64_t));
+  w->off_id = malloc(cap * sizeof(int64_t));
+  w->all_id = malloc(cap * sizeof(int64_t));
+  w->timed_out = malloc(cap * sizeof(park_t *));
+  return w->hb_id && w->hb_gen && w->off_id && w->all_id && w->timed_out ? 0 : -1;
+}
+
+static void sweep_pass_free(sweep_pass_t *w) {
+  free(w->hb_id);
+  free(w->hb_gen);
+  free(w->off_id);
+  free(w->all_id);
+  free(w->timed_out);
+  json_decref(w->reports);
+  free(w->a.buf);
+  free(w->g.buf);
+}
+
+/* exch_expire unlinks the SCRAM exchanges older than EXCH_TTL_MS and
+ * returns them (by next) for freeing. Under s->mu. */
+static exch_t *exch_expire(ctlsrv_t *s, int64_t now) {
+  exch_t *dead = NULL;
   for (size_t b = 0; b < EXCH_BUCKETS; b++) {
     exch_t **pp = &s->exch[b];
     while (*pp) {
       if (now - (*pp)->created_ms > EXCH_TTL_MS) {
         exch_t *x = *pp;
         *pp = x->next;
-        x->next = dead_exch;
-        dead_exch = x;
+        x->next = dead;
+        dead = x;
         s->nexch--;
       } else {
         pp = &(*pp)->next;
       }
     }
   }
-  json_t *reports = json_object();
+  return dead;
+}
+
+/* sessions_scan goes through every session once: changed reports, silent
+ * or long-revoked sessions (unlinked into w->dead), heartbeats to write,
+ * polls that timed out, the live sessions' ids. Under s->mu. */
+static void sessions_scan(ctlsrv_t *s, sweep_pass_t *w) {
+  const ctl_config_t *cfg = s->ctl->cfg;
+  int64_t now = w->now;
+  w->reports = json_object();
   for (size_t b = 0; b < SESS_BUCKETS; b++) {
     sess_t *x = s->by_token[b];
     while (x) {
       sess_t *next = x->tok_next;
-      if (x->report_dirty && !x->revoked && reports) {
+      if (x->report_dirty && !x->revoked && w->reports) {
         char key[24];
         snprintf(key, sizeof(key), "%lld", (long long)x->id);
-        json_object_set_new(reports, key, report_json(x));
+        json_object_set_new(w->reports, key, report_json(x));
         x->report_dirty = 0;
       }
       int expired = !x->revoked && now - x->last_hb_ms > 3 * cfg->control_heartbeat_ms;
       if (expired || (x->revoked && now - x->revoked_ms > REVOKED_TTL_MS)) {
-        if (expired) off_id[noff++] = x->id;
+        if (expired) w->off_id[w->noff++] = x->id;
         sess_unlink(s, x);
-        x->tok_next = dead;
-        dead = x;
+        x->tok_next = w->dead;
+        w->dead = x;
       } else {
         if (x->hb_dirty && !x->revoked) {
-          hb_id[nhb] = x->id;
-          hb_gen[nhb++] = (int64_t)x->applied;
+          w->hb_id[w->nhb] = x->id;
+          w->hb_gen[w->nhb++] = (int64_t)x->applied;
           x->hb_dirty = 0;
         }
         if (x->park && now - x->park->since_ms > cfg->control_polltimeout_ms) {
-          timed_out[nto++] = x->park;
+          w->timed_out[w->nto++] = x->park;
           x->park = NULL;
         }
-        if (!x->revoked) all_id[nall++] = x->id;
+        if (!x->revoked) w->all_id[w->nall++] = x->id;
       }
       x = next;
     }
   }
-  pthread_mutex_unlock(&s->mu);
+}
 
-  while (dead_exch) {
-    exch_t *x = dead_exch;
-    dead_exch = x->next;
-    free(x);
-  }
+/* sessions_end ends the sessions sessions_scan unlinked: their parked poll
+ * is told, a silent node's relays fail, and they are freed. */
+static void sessions_end(ctlsrv_t *s, sess_t *dead) {
   while (dead) {
     sess_t *x = dead;
     dead = x->tok_next;
@@ -1519,129 +1545,174 @@ static void sweep(ctlsrv_t *s, int reconcile) {
     free(x->links);
     free(x);
   }
-  for (size_t i = 0; i < nto; i++) park_answer(timed_out[i], empty_config(timed_out[i]->req_id, NULL));
+}
 
-  if (reports && json_object_size(reports) > 0) {
-    char *text = json_dumps(reports, JSON_COMPACT);
-    const char *p[2] = {text, s->replica};
-    if (text) PQclear(exec1(s, DB_SESSION_REPORTS, 2, p));
-    free(text);
-  }
-  json_decref(reports);
-  sbuf_t a = {0}, g = {0};
-  if (nhb) {
-    sb_array(&a, hb_id, nhb);
-    sb_array(&g, hb_gen, nhb);
-    const char *p[2] = {a.buf, g.buf};
+/* reports_flush writes the changed reports to the sessions table. */
+static void reports_flush(ctlsrv_t *s, json_t *reports) {
+  if (reports == NULL || json_object_size(reports) == 0) return;
+  char *text = json_dumps(reports, JSON_COMPACT);
+  const char *p[2] = {text, s->replica};
+  if (text) PQclear(exec1(s, DB_SESSION_REPORTS, 2, p));
+  free(text);
+}
+
+/* heartbeats_flush writes the heartbeats of the pass in one statement, and
+ * marks the silent nodes offline in another. */
+static void heartbeats_flush(ctlsrv_t *s, sweep_pass_t *w) {
+  if (w->nhb) {
+    sb_array(&w->a, w->hb_id, w->nhb);
+    sb_array(&w->g, w->hb_gen, w->nhb);
+    const char *p[2] = {w->a.buf, w->g.buf};
     PQclear(exec1(s, DB_CTL_HEARTBEATS, 2, p));
   }
-  if (noff) {
-    sb_array(&a, off_id, noff);
-    const char *p[3] = {a.buf, "heartbeat timeout", s->replica};
+  if (w->noff) {
+    sb_array(&w->a, w->off_id, w->noff);
+    const char *p[3] = {w->a.buf, "heartbeat timeout", s->replica};
     PQclear(exec1(s, DB_CTL_OFFLINE, 3, p));
   }
-  if (reconcile && nall && !is_stopping(s)) {
-    sb_array(&a, all_id, nall);
-    const char *p[1] = {a.buf};
-    PGresult *r = exec1(s, DB_CTL_GENERATIONS, 1, p);
-    if (r != NULL) {
-      /* Rows by id; a session whose node has no row was deleted. */
-      int n = PQntuples(r);
-      int64_t *rid = malloc((size_t)(n + 1) * sizeof(int64_t));
-      int64_t *rgen = malloc((size_t)(n + 1) * sizeof(int64_t));
-      int64_t *repoch = malloc((size_t)(n + 1) * sizeof(int64_t));
-      int64_t *revoked_ids = malloc((nall + 1) * sizeof(int64_t));
-      size_t nrev = 0;
-      if (rid && rgen && repoch && revoked_ids) {
-        for (int i = 0; i < n; i++) {
-          rid[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-          rgen[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-          repoch[i] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
-        }
-        for (size_t k = 0; k < nall; k++) {
-          int64_t id = all_id[k], gen = -1, epoch = -1;
-          for (int i = 0; i < n; i++)
-            if (rid[i] == id) {
-              gen = rgen[i];
-              epoch = repoch[i];
-              break;
-            }
-          park_t *answer = NULL;
-          pend_t *dropped = NULL;
-          int revoke = 0;
-          uint64_t req_id = 0;
-          pthread_mutex_lock(&s->mu);
-          sess_t *x = sess_by_id(s, id);
-          if (x) {
-            if (gen < 0 || epoch != x->epoch) {
-              dropped = x->relays;
-              x->relays = x->relays_tail = NULL;
-              x->revoked = 1;
-              x->revoked_ms = now;
-              answer = x->park;
-              x->park = NULL;
-              revoke = 1;
-              if (gen >= 0) revoked_ids[nrev++] = id;
-            } else {
-              x->desired = (uint64_t)gen;
-              if (x->park && x->park->known != (uint64_t)gen) {
-                answer = x->park;
-                x->park = NULL;
-              }
-            }
-          }
-          pthread_mutex_unlock(&s->mu);
-          pend_free(dropped);
-          if (answer) req_id = answer->req_id;
-          if (revoke) {
-            log_info("control", "session of node %lld revoked (%s)", (long long)id,
-                     gen < 0 ? "node deleted" : "secret changed");
-            if (answer)
-              park_answer(answer, status_reply(req_id, CASCADE__CONTROL__CODE__REVOKED,
-                                               gen < 0 ? "node deleted" : "secret changed"));
-            relay_node_gone(s->ctl->relays, id, gen < 0 ? "node deleted" : "secret changed");
-          } else if (answer) {
-            uint64_t got = 0;
-            nng_msg *m = config_reply(s, req_id, id, &got, NULL);
-            park_answer(answer, m ? m : empty_config(req_id, NULL));
-          }
-        }
-        if (nrev) {
-          sb_array(&a, revoked_ids, nrev);
-          const char *p2[3] = {a.buf, "secret changed", s->replica};
-          PQclear(exec1(s, DB_CTL_OFFLINE, 3, p2));
-        }
+}
+
+/* reconcile_one applies node |id|'s row (|gen| -1: the node is gone; its
+ * secret |epoch|) to its session: revoked when the node was deleted or its
+ * secret changed, else its parked poll answered when the generation moved.
+ * 1 when the session was revoked for a changed secret. */
+static int reconcile_one(ctlsrv_t *s, int64_t id, int64_t gen, int64_t epoch, int64_t now) {
+  park_t *answer = NULL;
+  pend_t *dropped = NULL;
+  int revoke = 0, secret = 0;
+  uint64_t req_id = 0;
+  pthread_mutex_lock(&s->mu);
+  sess_t *x = sess_by_id(s, id);
+  if (x) {
+    if (gen < 0 || epoch != x->epoch) {
+      dropped = x->relays;
+      x->relays = x->relays_tail = NULL;
+      x->revoked = 1;
+      x->revoked_ms = now;
+      answer = x->park;
+      x->park = NULL;
+      revoke = 1;
+      if (gen >= 0) secret = 1;
+    } else {
+      x->desired = (uint64_t)gen;
+      if (x->park && x->park->known != (uint64_t)gen) {
+        answer = x->park;
+        x->park = NULL;
       }
-      free(rid);
-      free(rgen);
-      free(repoch);
-      free(revoked_ids);
-      PQclear(r);
     }
   }
+  pthread_mutex_unlock(&s->mu);
+  pend_free(dropped);
+  if (answer) req_id = answer->req_id;
+  if (revoke) {
+    log_info("control", "session of node %lld revoked (%s)", (long long)id,
+             gen < 0 ? "node deleted" : "secret changed");
+    if (answer)
+      park_answer(answer, status_reply(req_id, CASCADE__CONTROL__CODE__REVOKED,
+                                       gen < 0 ? "node deleted" : "secret changed"));
+    relay_node_gone(s->ctl->relays, id, gen < 0 ? "node deleted" : "secret changed");
+  } else if (answer) {
+    uint64_t got = 0;
+    nng_msg *m = config_reply(s, req_id, id, &got, NULL);
+    park_answer(answer, m ? m : empty_config(req_id, NULL));
+  }
+  return secret;
+}
+
+/* reconcile compares every live session with the registry (generations,
+ * deletions, secret epochs) in one statement. */
+static void reconcile(ctlsrv_t *s, sweep_pass_t *w) {
+  sb_array(&w->a, w->all_id, w->nall);
+  const char *p[1] = {w->a.buf};
+  PGresult *r = exec1(s, DB_CTL_GENERATIONS, 1, p);
+  if (r == NULL) return;
+  /* Rows by id; a session whose node has no row was deleted. */
+  int n = PQntuples(r);
+  int64_t *rid = malloc((size_t)(n + 1) * sizeof(int64_t));
+  int64_t *rgen = malloc((size_t)(n + 1) * sizeof(int64_t));
+  int64_t *repoch = malloc((size_t)(n + 1) * sizeof(int64_t));
+  int64_t *revoked_ids = malloc((w->nall + 1) * sizeof(int64_t));
+  size_t nrev = 0;
+  if (rid && rgen && repoch && revoked_ids) {
+    for (int i = 0; i < n; i++) {
+      rid[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+      rgen[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+      repoch[i] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    }
+    for (size_t k = 0; k < w->nall; k++) {
+      int64_t id = w->all_id[k], gen = -1, epoch = -1;
+      for (int i = 0; i < n; i++)
+        if (rid[i] == id) {
+          gen = rgen[i];
+          epoch = repoch[i];
+          break;
+        }
+      if (reconcile_one(s, id, gen, epoch, w->now)) revoked_ids[nrev++] = id;
+    }
+    if (nrev) {
+      sb_array(&w->a, revoked_ids, nrev);
+      const char *p2[3] = {w->a.buf, "secret changed", s->replica};
+      PQclear(exec1(s, DB_CTL_OFFLINE, 3, p2));
+    }
+  }
+  free(rid);
+  free(rgen);
+  free(repoch);
+  free(revoked_ids);
+  PQclear(r);
+}
+
+/* lease_sweep marks offline the nodes whose session lease ran out with no
+ * replica renewing it (any replica may do it; at most every LEASE_SWEEP_MS). */
+static void lease_sweep(ctlsrv_t *s) {
+  char lease[24];
+  snprintf(lease, sizeof(lease), "%lld", s->ctl->cfg->control_sessionlease_ms);
+  const char *p[1] = {lease};
+  PGresult *r = exec1(s, DB_CTL_SWEEP, 1, p);
+  if (r != NULL && PQntuples(r) > 0)
+    log_info("control", "%d node(s) offline: their session lease ran out with no controller "
+                        "holding it", PQntuples(r));
+  PQclear(r);
+}
+
+/* sweep is one pass of the sweeper: each job above in turn; |reconcile|:
+ * compare the sessions with the registry too. */
+static void sweep(ctlsrv_t *s, int reconcile_now) {
+  const ctl_config_t *cfg = s->ctl->cfg;
+  sweep_pass_t w;
+  pipes_expire(s);
+  int64_t now = db_now_ms();
+
+  pthread_mutex_lock(&s->mu);
+  if (sweep_pass_init(&w, s->nsessions + 1, now) != 0) {
+    pthread_mutex_unlock(&s->mu);
+    sweep_pass_free(&w);
+    return;
+  }
+  exch_t *dead_exch = exch_expire(s, now);
+  sessions_scan(s, &w);
+  pthread_mutex_unlock(&s->mu);
+
+  while (dead_exch) {
+    exch_t *x = dead_exch;
+    dead_exch = x->next;
+    free(x);
+  }
+  sessions_end(s, w.dead);
+  for (size_t i = 0; i < w.nto; i++)
+    park_answer(w.timed_out[i], empty_config(w.timed_out[i]->req_id, NULL));
+  reports_flush(s, w.reports);
+  heartbeats_flush(s, &w);
+  if (reconcile_now && w.nall && !is_stopping(s)) reconcile(s, &w);
   if (lease_renew_due(now, s->last_renew_ms, cfg->control_sessionlease_ms) && !is_stopping(s)) {
     s->last_renew_ms = now;
-    renew(s, all_id, nall, &a, now);
+    renew(s, w.all_id, w.nall, &w.a, now);
   }
   if (now - s->last_lease_sweep_ms >= LEASE_SWEEP_MS && !is_stopping(s)) {
     s->last_lease_sweep_ms = now;
-    char lease[24];
-    snprintf(lease, sizeof(lease), "%lld", cfg->control_sessionlease_ms);
-    const char *p[1] = {lease};
-    PGresult *r = exec1(s, DB_CTL_SWEEP, 1, p);
-    if (r != NULL && PQntuples(r) > 0)
-      log_info("control", "%d node(s) offline: their session lease ran out with no controller "
-                          "holding it", PQntuples(r));
-    PQclear(r);
+    lease_sweep(s);
   }
-  free(a.buf);
-  free(g.buf);
-out:
-  free(hb_id);
-  free(hb_gen);
-  free(off_id);
-  free(all_id);
-  free(timed_out);
+  sweep_pass_free(&w);
 }
 
 static void *sweeper_main(void *arg) {
@@ -1658,9 +1729,9 @@ static void *sweeper_main(void *arg) {
     s->wake = 0;
     pthread_mutex_unlock(&s->mu);
     int64_t now = db_now_ms();
-    int reconcile = woken || now - last_reconcile >= RECONCILE_MS;
-    if (reconcile) last_reconcile = now;
-    sweep(s, reconcile);
+    int reconcile_now = woken || now - last_reconcile >= RECONCILE_MS;
+    if (reconcile_now) last_reconcile = now;
+    sweep(s, reconcile_now);
     pthread_mutex_lock(&s->mu);
   }
   pthread_mutex_unlock(&s->mu);
