@@ -35,19 +35,19 @@
 #include "reglimit.h"
 #include "api_relay.h"
 #include "scram.h"
+#include "session.h"
 #include "valid.h"
 #include "wake.h"
 #include "lease.h"
 #include "fwdsig.h"
 #include "x509.h"
 
-#define SESS_BUCKETS 16384
 #define EXCH_BUCKETS 4096
 #define EXCH_MAX 65536
 #define EXCH_TTL_MS 10000
 #define REVOKED_TTL_MS 30000
 #define RECONCILE_MS 2000
-#define TOKEN_LEN CTLMSG_SESSION_LEN
+#define TOKEN_LEN SESS_TOKEN_LEN
 #define LINKS_MAX 1024             /* link reports read per heartbeat */
 #define POLL_RELAY_BYTES (CTLMSG_MAX - 96 * 1024) /* relay requests per poll answer */
 #define MINUTE_MS 60000
@@ -59,17 +59,19 @@
 #define WAKE_IDS_MAX 1024
 #define REPLICA_ID_LEN 32          /* hex digits */
 
+_Static_assert(SESS_TOKEN_LEN == CTLMSG_SESSION_LEN, "a session token is CTLMSG_SESSION_LEN bytes");
+_Static_assert(SESS_RELAYS_MAX >= RELAY_MAX_PER_NODE,
+               "a session queues every relay the registry admits for its node");
+
 typedef Cascade__Control__Request req_t;
 typedef Cascade__Control__Response resp_t;
 
 /* A long poll waiting for something to say, or a relay ack held back
  * (ctlsrv_reply_t). */
 typedef struct park {
+  sess_park_t core;          /* first: what the session core sees */
   nng_ctx ctx;
   nng_aio *aio;
-  uint64_t req_id;
-  uint64_t known;
-  int64_t since_ms;
 } park_t;
 
 /* A connection (nng pipe) of the control socket: until a node authenticates
@@ -83,37 +85,26 @@ typedef struct pipe_ent {
 
 #define PIPE_BUCKETS 4096
 
-/* A relay request waiting for the node's next poll. */
-typedef struct pend {
-  ctl_relay_t *rl;           /* a reference */
-  struct pend *next;
-} pend_t;
+/* A relay request waiting for the node's next poll: a sess_relay_t whose
+ * item is a ctl_relay_t reference. */
+typedef sess_relay_t pend_t;
 
-typedef struct sess {
-  uint8_t token[TOKEN_LEN];
-  int64_t id;
-  int64_t epoch;             /* secret_epoch when authenticated */
+/* A node's session: the core's bookkeeping (session.h), and what its
+ * heartbeats reported. */
+typedef struct node_sess {
+  sess_t core;               /* first; its park is a park_t (owned) */
   char name[VALID_NAME_MAX + 1];
-  int64_t last_hb_ms;
-  uint64_t applied;
-  uint64_t desired;          /* as of the last reconcile; 0 unknown */
-  int hb_dirty;
-  int revoked;
-  int64_t revoked_ms;
-  park_t *park;              /* owned */
   ctlsrv_link_t *links;      /* owned: the last heartbeat's link reports */
   size_t nlinks;
-  pend_t *relays, *relays_tail; /* owned: relay requests not yet sent */
   ctlsrv_stream_t *streams;  /* owned: the last heartbeat's stream reports */
   size_t nstreams;
   uint32_t streams_total;    /* the node's own count (above nstreams: not all reported) */
   int64_t static_tried;      /* the static parent id last tried (Heartbeat.static_parent_id) */
   int report_dirty;          /* links or streams changed since the last DB_SESSION_REPORTS */
-  int claimed;               /* this replica holds the node's session row (DB_CTL_CONNECT or
-                              * DB_REPLICA_RENEW said so) */
-  struct sess *tok_next;
-  struct sess *id_next;
-} sess_t;
+} node_sess_t;
+
+#define NODE_SESS(x) ((node_sess_t *)(x))
+#define PARK(p) ((park_t *)(p))
 
 /* A SCRAM exchange between AuthStart and AuthFinish. */
 typedef struct exch {
@@ -141,9 +132,7 @@ struct ctlsrv {
   pthread_cond_t cv;
   int stopping;
   int wake;
-  sess_t *by_token[SESS_BUCKETS];
-  sess_t *by_id[SESS_BUCKETS];
-  size_t nsessions;
+  sess_table_t sessions;
   exch_t *exch[EXCH_BUCKETS];
   size_t nexch;
   auth_t fails;              /* auth failures per source address */
@@ -185,7 +174,6 @@ static unsigned hash_bytes(const uint8_t *b, size_t n) {
   return h;
 }
 
-static unsigned hash_id(int64_t id) { return (unsigned)((uint64_t)id * 0x9e3779b97f4a7c15ull >> 40); }
 
 static nng_msg *pack(const resp_t *resp) {
   size_t len = 0;
@@ -312,28 +300,14 @@ static PGresult *exec1(ctlsrv_t *s, db_stmt_t st, int n, const char *const *p) {
   return r;
 }
 
-/* ---- sessions (callers hold s->mu) --------------------------------------- */
+/* ---- sessions (callers hold s->mu; the bookkeeping is session.c's) -------- */
 
-static sess_t *sess_by_token(ctlsrv_t *s, const uint8_t *tok) {
-  for (sess_t *x = s->by_token[hash_bytes(tok, TOKEN_LEN) % SESS_BUCKETS]; x; x = x->tok_next)
-    if (memcmp(x->token, tok, TOKEN_LEN) == 0) return x;
-  return NULL;
+static node_sess_t *sess_by_token(ctlsrv_t *s, const uint8_t *tok) {
+  return NODE_SESS(sess_find_token(&s->sessions, tok));
 }
 
-static sess_t *sess_by_id(ctlsrv_t *s, int64_t id) {
-  for (sess_t *x = s->by_id[hash_id(id) % SESS_BUCKETS]; x; x = x->id_next)
-    if (x->id == id && !x->revoked) return x;
-  return NULL;
-}
-
-static void sess_unlink(ctlsrv_t *s, sess_t *x) {
-  sess_t **pp = &s->by_token[hash_bytes(x->token, TOKEN_LEN) % SESS_BUCKETS];
-  while (*pp && *pp != x) pp = &(*pp)->tok_next;
-  if (*pp) *pp = x->tok_next;
-  pp = &s->by_id[hash_id(x->id) % SESS_BUCKETS];
-  while (*pp && *pp != x) pp = &(*pp)->id_next;
-  if (*pp) *pp = x->id_next;
-  s->nsessions--;
+static node_sess_t *sess_by_id(ctlsrv_t *s, int64_t id) {
+  return NODE_SESS(sess_find_id(&s->sessions, id));
 }
 
 /* ---- parked polls --------------------------------------------------------- */
@@ -363,32 +337,20 @@ static void streams_free(ctlsrv_stream_t *v, size_t n) {
   free(v);
 }
 
-static void pend_free(pend_t *p) {
-  while (p) {
-    pend_t *next = p->next;
-    relay_unref(p->rl);
-    free(p);
-    p = next;
-  }
+static void relay_release(void *rl) { relay_unref(rl); }
+
+static void pend_free(pend_t *p) { sess_relays_free(p, relay_release); }
+
+/* relay_size: the bytes relay |rl| adds to a poll answer (0: it is over). */
+static size_t relay_size(void *rl) {
+  Cascade__Control__RelayRequest tmp;
+  return relay_fill(rl, &tmp);
 }
 
 /* take_relays takes from session |x| the relay requests that fit in one
  * poll answer (at least one). Under s->mu. */
-static pend_t *take_relays(sess_t *x) {
-  pend_t *head = x->relays, **pp = &x->relays, *p;
-  size_t bytes = 0, n = 0;
-  Cascade__Control__RelayRequest tmp;
-  while ((p = *pp) != NULL && n < CTLMSG_RELAY_PER_POLL) {
-    size_t sz = relay_fill(p->rl, &tmp);
-    if (n > 0 && bytes + sz > POLL_RELAY_BYTES) break;
-    bytes += sz;
-    n++;
-    pp = &p->next;
-  }
-  x->relays = *pp;
-  if (x->relays == NULL) x->relays_tail = NULL;
-  *pp = NULL;
-  return n ? head : NULL;
+static pend_t *take_relays(node_sess_t *x) {
+  return sess_relays_take(&x->core, CTLMSG_RELAY_PER_POLL, POLL_RELAY_BYTES, relay_size);
 }
 
 void ctlsrv_reply_ack(ctlsrv_reply_t *p, int cancelled) {
@@ -397,7 +359,7 @@ void ctlsrv_reply_ack(ctlsrv_reply_t *p, int cancelled) {
   Cascade__Control__RelayAck ack = CASCADE__CONTROL__RELAY_ACK__INIT;
   st.message = "";
   ack.cancelled = cancelled != 0;
-  resp.id = p->req_id;
+  resp.id = p->core.req_id;
   resp.status = &st;
   resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_RELAY_ACK;
   resp.relay_ack = &ack;
@@ -413,7 +375,7 @@ static nng_msg *pack_with_relays(resp_t *resp, pend_t *rel) {
   size_t k = 0;
   if (n && (v == NULL || pv == NULL)) n = 0;
   for (pend_t *p = rel; p && n; p = p->next)
-    if (relay_fill(p->rl, &v[k])) {
+    if (relay_fill(p->item, &v[k])) {
       pv[k] = &v[k];
       k++;
     }
@@ -421,7 +383,7 @@ static nng_msg *pack_with_relays(resp_t *resp, pend_t *rel) {
   resp->relay = pv;
   nng_msg *m = pack(resp);
   if (m)
-    for (pend_t *p = rel; p; p = p->next) relay_sent(p->rl);
+    for (pend_t *p = rel; p; p = p->next) relay_sent(p->item);
   free(v);
   free(pv);
   resp->n_relay = 0;
@@ -826,36 +788,26 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
 
   /* The session, replacing any older one of this node without a gap in
    * its online state. */
-  sess_t *n = calloc(1, sizeof(*n));
+  node_sess_t *n = calloc(1, sizeof(*n));
   if (n == NULL) {
     free(x);
     return NULL;
   }
-  gnutls_rnd(GNUTLS_RND_KEY, n->token, TOKEN_LEN);
-  n->id = x->id;
-  n->epoch = x->epoch;
+  gnutls_rnd(GNUTLS_RND_KEY, n->core.token, TOKEN_LEN);
+  n->core.id = x->id;
+  n->core.epoch = x->epoch;
   snprintf(n->name, sizeof(n->name), "%s", x->name);
-  n->last_hb_ms = db_now_ms();
-  pthread_mutex_lock(&s->mu);
-  sess_t *old = sess_by_id(s, x->id);
+  n->core.last_hb_ms = db_now_ms();
+  uint8_t token[TOKEN_LEN];
+  memcpy(token, n->core.token, TOKEN_LEN);
   pend_t *old_relays = NULL;
-  if (old) {
-    old->revoked = 1;
-    old->revoked_ms = db_now_ms();
-    old_park = old->park;
-    old->park = NULL;
-    old_relays = old->relays;
-    old->relays = old->relays_tail = NULL;
-  }
-  unsigned bt = hash_bytes(n->token, TOKEN_LEN) % SESS_BUCKETS, bi = hash_id(n->id) % SESS_BUCKETS;
-  n->tok_next = s->by_token[bt];
-  s->by_token[bt] = n;
-  n->id_next = s->by_id[bi];
-  s->by_id[bi] = n;
-  s->nsessions++;
+  sess_park_t *replaced_park = NULL;
+  pthread_mutex_lock(&s->mu);
+  sess_t *old = sess_add(&s->sessions, &n->core, db_now_ms(), &replaced_park, &old_relays);
   pthread_mutex_unlock(&s->mu);
+  old_park = PARK(replaced_park);
   if (old_park)
-    park_answer(old_park, status_reply(old_park->req_id, CASCADE__CONTROL__CODE__REVOKED,
+    park_answer(old_park, status_reply(old_park->core.req_id, CASCADE__CONTROL__CODE__REVOKED,
                                        "replaced by a newer session"));
   if (old) {
     /* The agent restarted: what its old process was answering is lost. */
@@ -872,12 +824,12 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   PGresult *cr = exec1(s, DB_CTL_CONNECT, 9, p);
   if (cr != NULL && PQntuples(cr) == 1) {
     pthread_mutex_lock(&s->mu);
-    sess_t *me = sess_by_token(s, n->token);
-    if (me) me->claimed = 1;
+    node_sess_t *me = sess_by_token(s, token);
+    if (me) me->core.claimed = 1;
     pthread_mutex_unlock(&s->mu);
   }
   PQclear(cr);
-  log_info("control", "node connected id=%lld name=%s source=%s", (long long)x->id, n->name, ip);
+  log_info("control", "node connected id=%lld name=%s source=%s", (long long)x->id, x->name, ip);
   ctlsrv_wake(s);
 
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
@@ -886,7 +838,7 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   st.message = "";
   ok.server_signature.data = sig;
   ok.server_signature.len = sizeof(sig);
-  ok.session.data = n->token;
+  ok.session.data = token;
   ok.session.len = TOKEN_LEN;
   ok.instance_id = x->id;
   ok.heartbeat_ms = (uint32_t)s->ctl->cfg->control_heartbeat_ms;
@@ -905,7 +857,7 @@ static int session_epoch(ctlsrv_t *s, const req_t *q, int64_t *id, int64_t *epoc
                          nng_msg **reply) {
   int rv = -1;
   pthread_mutex_lock(&s->mu);
-  sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
+  sess_t *x = q->session.len == TOKEN_LEN ? sess_find_token(&s->sessions, q->session.data) : NULL;
   if (x == NULL)
     *reply = status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
   else if (x->revoked)
@@ -963,8 +915,8 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
     }
   }
   pthread_mutex_lock(&s->mu);
-  sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
-  state = x == NULL ? 1 : x->revoked ? 2 : 0;
+  node_sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
+  state = x == NULL ? 1 : x->core.revoked ? 2 : 0;
   if (state == 0 && hb->streams_reported) {
     ctlsrv_stream_t *old = x->streams;
     size_t oldn = x->nstreams;
@@ -976,16 +928,13 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
   }
   int64_t static_pid = 0, self = 0;
   if (state == 0 && hb->static_parent_id > 0 && hb->static_parent_id != x->static_tried &&
-      hb->static_parent_id != x->id) {
+      hb->static_parent_id != x->core.id) {
     x->static_tried = static_pid = hb->static_parent_id;
-    self = x->id;
+    self = x->core.id;
   }
   if (state == 0) {
-    x->last_hb_ms = now;
-    x->applied = hb->applied_generation;
-    x->hb_dirty = 1;
+    desired = sess_heartbeat(&x->core, now, hb->applied_generation);
     x->report_dirty = 1;
-    desired = x->desired;
     ctlsrv_link_t *old = x->links;
     x->links = links;
     x->nlinks = n;
@@ -1029,8 +978,8 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
     return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "database unavailable");
   if (gen != q->poll->known_generation) {
     pthread_mutex_lock(&s->mu);
-    sess_t *x = sess_by_token(s, q->session.data);
-    if (x && !x->revoked) rel = take_relays(x);
+    node_sess_t *x = sess_by_token(s, q->session.data);
+    if (x && !x->core.revoked) rel = take_relays(x);
     pthread_mutex_unlock(&s->mu);
     if (rel) {
       nng_msg_free(m);
@@ -1048,20 +997,19 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
     return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
   }
   p->ctx = ctx;
-  p->req_id = q->id;
-  p->known = q->poll->known_generation;
-  p->since_ms = db_now_ms();
+  p->core.req_id = q->id;
+  p->core.known = q->poll->known_generation;
+  p->core.since_ms = db_now_ms();
   park_t *prev = NULL;
   int gone = 1;
   pthread_mutex_lock(&s->mu);
-  sess_t *x = sess_by_token(s, q->session.data);
-  if (x && !x->revoked) {
+  node_sess_t *x = sess_by_token(s, q->session.data);
+  if (x && !x->core.revoked) {
     gone = 0;
-    x->desired = gen;
+    x->core.desired = gen;
     /* Relay requests waiting: answer now instead of parking. */
     if ((rel = take_relays(x)) == NULL) {
-      prev = x->park;
-      x->park = p;
+      prev = PARK(sess_park_set(&x->core, &p->core, gen));
       p = NULL;
     }
   }
@@ -1074,39 +1022,27 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
     pend_free(rel);
     return m;
   }
-  if (prev) park_answer(prev, empty_config(prev->req_id, NULL));
+  if (prev) park_answer(prev, empty_config(prev->core.req_id, NULL));
   *parked = 1;
   return NULL;
 }
 
 int ctlsrv_relay_submit(ctlsrv_t *s, int64_t node, ctl_relay_t *rl) {
-  pend_t *p = calloc(1, sizeof(*p)), *rel = NULL;
-  park_t *answer = NULL;
-  if (s == NULL || p == NULL) {
-    free(p);
-    return -1;
-  }
+  pend_t *rel = NULL;
+  sess_park_t *answer = NULL;
+  if (s == NULL) return -1;
   relay_ref(rl);
-  p->rl = rl;
   pthread_mutex_lock(&s->mu);
-  sess_t *x = sess_by_id(s, node);
-  if (x == NULL) {
+  node_sess_t *x = sess_by_id(s, node);
+  if (x == NULL || sess_relay_push(&x->core, rl, &answer) != 0) {
     pthread_mutex_unlock(&s->mu);
     relay_unref(rl);
-    free(p);
     return -1;
   }
-  if (x->relays_tail) x->relays_tail->next = p;
-  else x->relays = p;
-  x->relays_tail = p;
-  if (x->park) {
-    answer = x->park;
-    x->park = NULL;
-    rel = take_relays(x);
-  }
+  if (answer) rel = take_relays(x);
   pthread_mutex_unlock(&s->mu);
   if (answer) {
-    park_answer(answer, empty_config(answer->req_id, rel));
+    park_answer(PARK(answer), empty_config(answer->req_id, rel));
     pend_free(rel);
   }
   return 0;
@@ -1133,8 +1069,8 @@ static nng_msg *on_relay_response(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int 
     return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
   }
   p->ctx = ctx;
-  p->req_id = q->id;
-  p->since_ms = db_now_ms();
+  p->core.req_id = q->id;
+  p->core.since_ms = db_now_ms();
   int rv = relay_deliver(s->ctl->relays, id, q->relay_response, p);
   if (rv == 1) {
     *parked = 1;
@@ -1220,7 +1156,7 @@ static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
     return status_reply(0, CASCADE__CONTROL__CODE__BAD_REQUEST, why);
   }
   pthread_mutex_lock(&s->mu);
-  sess_t *live = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
+  sess_t *live = q->session.len == TOKEN_LEN ? sess_find_token(&s->sessions, q->session.data) : NULL;
   int authed = live != NULL && !live->revoked;
   pthread_mutex_unlock(&s->mu);
   pipe_seen(s, in, authed);
@@ -1344,7 +1280,7 @@ static void pipes_free(ctlsrv_t *s) {
 
 /* report_json is what session |x| last reported, for the sessions table
  * (format in sql/004_replicas.sql). Under s->mu. */
-static json_t *report_json(const sess_t *x) {
+static json_t *report_json(const node_sess_t *x) {
   json_t *links = json_array(), *streams = json_array();
   for (size_t i = 0; links && i < x->nlinks; i++) {
     const ctlsrv_link_t *l = &x->links[i];
@@ -1398,31 +1334,20 @@ static void renew(ctlsrv_t *s, const int64_t *ids, size_t n, sbuf_t *a, int64_t 
   for (size_t k = 0; k < n; k++) {
     int mine = 0;
     for (int i = 0; i < got && !mine; i++) mine = held[i] == ids[k];
-    park_t *answer = NULL;
+    sess_park_t *taken = NULL;
     pend_t *dropped = NULL;
-    int revoke = 0;
     pthread_mutex_lock(&s->mu);
-    sess_t *x = sess_by_id(s, ids[k]);
-    lease_verdict_t v = x ? lease_verdict(x->claimed, mine) : LEASE_KEEP;
-    if (v == LEASE_CLAIM) {
-      x->claimed = 1;
-    } else if (v == LEASE_LOST) {
-      dropped = x->relays;
-      x->relays = x->relays_tail = NULL;
-      x->revoked = 1;
-      x->revoked_ms = now;
-      answer = x->park;
-      x->park = NULL;
-      revoke = 1;
-    }
+    sess_t *x = sess_find_id(&s->sessions, ids[k]);
+    int v = x ? sess_lease_apply(x, mine, now, &taken, &dropped) : LEASE_KEEP;
     pthread_mutex_unlock(&s->mu);
+    park_t *answer = PARK(taken);
     pend_free(dropped);
-    if (!revoke) continue;
+    if (v != LEASE_LOST) continue;
     atomic_fetch_add(&s->sessions_taken, 1);
     log_info("control", "session of node %lld ended: another controller holds it now",
              (long long)ids[k]);
     if (answer)
-      park_answer(answer, status_reply(answer->req_id, CASCADE__CONTROL__CODE__REVOKED,
+      park_answer(answer, status_reply(answer->core.req_id, CASCADE__CONTROL__CODE__REVOKED,
                                        "session taken over by another controller"));
     relay_node_gone(s->ctl->relays, ids[k], "its session moved to another controller");
   }
@@ -1489,42 +1414,62 @@ static exch_t *exch_expire(ctlsrv_t *s, int64_t now) {
 /* sessions_scan goes through every session once: changed reports, silent
  * or long-revoked sessions (unlinked into w->dead), heartbeats to write,
  * polls that timed out, the live sessions' ids. Under s->mu. */
-static void sessions_scan(ctlsrv_t *s, sweep_pass_t *w) {
-  const ctl_config_t *cfg = s->ctl->cfg;
-  int64_t now = w->now;
-  w->reports = json_object();
-  for (size_t b = 0; b < SESS_BUCKETS; b++) {
-    sess_t *x = s->by_token[b];
-    while (x) {
-      sess_t *next = x->tok_next;
-      if (x->report_dirty && !x->revoked && w->reports) {
-        char key[24];
-        snprintf(key, sizeof(key), "%lld", (long long)x->id);
-        json_object_set_new(w->reports, key, report_json(x));
-        x->report_dirty = 0;
-      }
-      int expired = !x->revoked && now - x->last_hb_ms > 3 * cfg->control_heartbeat_ms;
-      if (expired || (x->revoked && now - x->revoked_ms > REVOKED_TTL_MS)) {
-        if (expired) w->off_id[w->noff++] = x->id;
-        sess_unlink(s, x);
-        x->tok_next = w->dead;
-        w->dead = x;
-      } else {
-        if (x->hb_dirty && !x->revoked) {
-          w->hb_id[w->nhb] = x->id;
-          w->hb_gen[w->nhb++] = (int64_t)x->applied;
-          x->hb_dirty = 0;
-        }
-        if (x->park && now - x->park->since_ms > cfg->control_polltimeout_ms) {
-          w->timed_out[w->nto++] = x->park;
-          x->park = NULL;
-        }
-        if (!x->revoked) w->all_id[w->nall++] = x->id;
-      }
-      x = next;
-    }
+typedef struct {
+  ctlsrv_t *s;
+  sweep_pass_t *w;
+} scan_t;
+
+static void scan_one(sess_t *x, void *arg) {
+  scan_t *sc = arg;
+  sweep_pass_t *w = sc->w;
+  const ctl_config_t *cfg = sc->s->ctl->cfg;
+  node_sess_t *ns = NODE_SESS(x);
+  if (ns->report_dirty && !x->revoked && w->reports) {
+    char key[24];
+    snprintf(key, sizeof(key), "%lld", (long long)x->id);
+    json_object_set_new(w->reports, key, report_json(ns));
+    ns->report_dirty = 0;
   }
+  int expired = sess_expired(x, w->now, 3 * cfg->control_heartbeat_ms, REVOKED_TTL_MS);
+  if (expired) {
+    if (expired == 2) w->off_id[w->noff++] = x->id;
+    sess_remove(&sc->s->sessions, x);
+    x->tok_next = w->dead;
+    w->dead = x;
+    return;
+  }
+  uint64_t applied;
+  if (sess_take_heartbeat(x, &applied)) {
+    w->hb_id[w->nhb] = x->id;
+    w->hb_gen[w->nhb++] = (int64_t)applied;
+  }
+  sess_park_t *p = sess_poll_timeout(x, w->now, cfg->control_polltimeout_ms);
+  if (p) w->timed_out[w->nto++] = PARK(p);
+  if (!x->revoked) w->all_id[w->nall++] = x->id;
 }
+
+static void sessions_scan(ctlsrv_t *s, sweep_pass_t *w) {
+  scan_t sc = {s, w};
+  w->reports = json_object();
+  sess_foreach(&s->sessions, scan_one, &sc);
+}
+
+/* node_sess_free frees session |x| and what it holds; its parked context
+ * is closed unanswered. */
+static void node_sess_free(sess_t *x) {
+  park_t *p = PARK(x->park);
+  if (p) {
+    nng_ctx_close(p->ctx);
+    nng_aio_free(p->aio);
+    free(p);
+  }
+  pend_free(x->relays);
+  streams_free(NODE_SESS(x)->streams, NODE_SESS(x)->nstreams);
+  free(NODE_SESS(x)->links);
+  free(x);
+}
+
+static void node_sess_free_cb(sess_t *x, void *arg) { node_sess_free(x); }
 
 /* sessions_end ends the sessions sessions_scan unlinked: their parked poll
  * is told, a silent node's relays fail, and they are freed. */
@@ -1532,18 +1477,15 @@ static void sessions_end(ctlsrv_t *s, sess_t *dead) {
   while (dead) {
     sess_t *x = dead;
     dead = x->tok_next;
-    if (x->park) park_answer(x->park, status_reply(x->park->req_id,
-                                                   CASCADE__CONTROL__CODE__NO_SESSION,
-                                                   "session expired"));
+    park_t *p = PARK(sess_park_take(x));
+    if (p) park_answer(p, status_reply(p->core.req_id, CASCADE__CONTROL__CODE__NO_SESSION,
+                                       "session expired"));
     if (!x->revoked) {
       log_info("control", "node offline id=%lld name=%s (no heartbeat)", (long long)x->id,
-               x->name);
+               NODE_SESS(x)->name);
       relay_node_gone(s->ctl->relays, x->id, "offline (no heartbeat)");
     }
-    pend_free(x->relays);
-    streams_free(x->streams, x->nstreams);
-    free(x->links);
-    free(x);
+    node_sess_free(x);
   }
 }
 
@@ -1577,33 +1519,17 @@ static void heartbeats_flush(ctlsrv_t *s, sweep_pass_t *w) {
  * secret changed, else its parked poll answered when the generation moved.
  * 1 when the session was revoked for a changed secret. */
 static int reconcile_one(ctlsrv_t *s, int64_t id, int64_t gen, int64_t epoch, int64_t now) {
-  park_t *answer = NULL;
+  sess_park_t *taken = NULL;
   pend_t *dropped = NULL;
-  int revoke = 0, secret = 0;
   uint64_t req_id = 0;
   pthread_mutex_lock(&s->mu);
-  sess_t *x = sess_by_id(s, id);
-  if (x) {
-    if (gen < 0 || epoch != x->epoch) {
-      dropped = x->relays;
-      x->relays = x->relays_tail = NULL;
-      x->revoked = 1;
-      x->revoked_ms = now;
-      answer = x->park;
-      x->park = NULL;
-      revoke = 1;
-      if (gen >= 0) secret = 1;
-    } else {
-      x->desired = (uint64_t)gen;
-      if (x->park && x->park->known != (uint64_t)gen) {
-        answer = x->park;
-        x->park = NULL;
-      }
-    }
-  }
+  sess_t *x = sess_find_id(&s->sessions, id);
+  sess_reconcile_t v = x ? sess_reconcile(x, gen, epoch, now, &taken, &dropped) : SESS_KEEP;
   pthread_mutex_unlock(&s->mu);
+  park_t *answer = PARK(taken);
+  int revoke = v == SESS_DELETED || v == SESS_SECRET, secret = v == SESS_SECRET;
   pend_free(dropped);
-  if (answer) req_id = answer->req_id;
+  if (answer) req_id = answer->core.req_id;
   if (revoke) {
     log_info("control", "session of node %lld revoked (%s)", (long long)id,
              gen < 0 ? "node deleted" : "secret changed");
@@ -1684,7 +1610,7 @@ static void sweep(ctlsrv_t *s, int reconcile_now) {
   int64_t now = db_now_ms();
 
   pthread_mutex_lock(&s->mu);
-  if (sweep_pass_init(&w, s->nsessions + 1, now) != 0) {
+  if (sweep_pass_init(&w, sess_count(&s->sessions) + 1, now) != 0) {
     pthread_mutex_unlock(&s->mu);
     sweep_pass_free(&w);
     return;
@@ -1700,7 +1626,7 @@ static void sweep(ctlsrv_t *s, int reconcile_now) {
   }
   sessions_end(s, w.dead);
   for (size_t i = 0; i < w.nto; i++)
-    park_answer(w.timed_out[i], empty_config(w.timed_out[i]->req_id, NULL));
+    park_answer(w.timed_out[i], empty_config(w.timed_out[i]->core.req_id, NULL));
   reports_flush(s, w.reports);
   heartbeats_flush(s, &w);
   if (reconcile_now && w.nall && !is_stopping(s)) reconcile(s, &w);
@@ -1901,7 +1827,7 @@ const char *ctlsrv_replica(ctlsrv_t *s) { return s ? s->replica : ""; }
 size_t ctlsrv_sessions(ctlsrv_t *s) {
   if (s == NULL) return 0;
   pthread_mutex_lock(&s->mu);
-  size_t n = s->nsessions;
+  size_t n = sess_count(&s->sessions);
   pthread_mutex_unlock(&s->mu);
   return n;
 }
@@ -2170,22 +2096,7 @@ void ctlsrv_stop(ctlsrv_t *s) {
   for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i], NULL);
   ctlgate_free(s->gate);
   pipes_free(s);
-  for (size_t b = 0; b < SESS_BUCKETS; b++) {
-    sess_t *x = s->by_token[b];
-    while (x) {
-      sess_t *next = x->tok_next;
-      if (x->park) {
-        nng_ctx_close(x->park->ctx);
-        nng_aio_free(x->park->aio);
-        free(x->park);
-      }
-      pend_free(x->relays);
-      streams_free(x->streams, x->nstreams);
-      free(x->links);
-      free(x);
-      x = next;
-    }
-  }
+  sess_foreach(&s->sessions, node_sess_free_cb, NULL);
   for (size_t b = 0; b < EXCH_BUCKETS; b++) {
     exch_t *x = s->exch[b];
     while (x) {
