@@ -1,4 +1,5 @@
-/* ANY /api/relay/{instanceId}/{path}: see api_relay.h and docs/api.md. */
+/* ANY /api/relay/{instanceId}/{path}: see api_relay.h and docs/api.md. The
+ * control sessions are reached only through relay_sessions_t. */
 #define _GNU_SOURCE
 #include "api_relay.h"
 #include "fwdsig.h"
@@ -17,7 +18,6 @@
 #include "api.h"
 #include "ctl.h"
 #include "ctlmsg.h"
-#include "ctlsrv.h"
 #include "http.h"
 #include "log.h"
 #include "relaybounds.h"
@@ -82,6 +82,7 @@ struct relay_reg {
   int stopping;
   int fwd_threads;            /* forwarding threads running (relay_fwd.c) */
   int fwd_stop;               /* they must end: the controller is shutting down */
+  relay_sessions_t sess;      /* set before the HTTP server starts, then read only */
   pthread_t reaper;
 };
 
@@ -89,6 +90,26 @@ static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the control sessions (relay_sessions.h) ------------------------------ */
+
+void relay_reg_set_sessions(relay_reg_t *g, relay_sessions_t sessions) { g->sess = sessions; }
+
+static int sess_submit(relay_reg_t *g, int64_t node, ctl_relay_t *rl) {
+  return g->sess.submit ? g->sess.submit(g->sess.arg, node, rl) : -1;
+}
+
+static int sess_held_here(relay_reg_t *g, int64_t node) {
+  return g->sess.held_here ? g->sess.held_here(g->sess.arg, node) : 0;
+}
+
+static const char *sess_replica(relay_reg_t *g) {
+  return g->sess.replica ? g->sess.replica(g->sess.arg) : "";
+}
+
+static void sess_ack(relay_reg_t *g, struct park *ack, int cancelled) {
+  g->sess.ack(g->sess.arg, ack, cancelled);
 }
 
 /* ---- references --------------------------------------------------------- */
@@ -105,7 +126,7 @@ void relay_unref(ctl_relay_t *rl) {
   int last = --rl->refs == 0;
   pthread_mutex_unlock(&rl->mu);
   if (!last) return;
-  if (rl->ack) ctlsrv_reply_ack(rl->ack, 1);
+  if (rl->ack) sess_ack(rl->reg, rl->ack, 1);
   for (size_t i = 0; i < rl->nh; i++) {
     free(rl->hv[i].name);
     free(rl->hv[i].value);
@@ -671,7 +692,7 @@ int api_relay(http_req_t *r) {
     goto out;
   }
   char remote[300] = "";
-  if (!ctlsrv_node_online(ctl->ctlsrv, node) && !r->forwarded && ctl->has_fwd_key) {
+  if (!sess_held_here(ctl->relays, node) && !r->forwarded && ctl->has_fwd_key) {
     /* Held by another replica: forward it there (relay_fwd.c). */
     char idbuf[24];
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long)node);
@@ -682,11 +703,11 @@ int api_relay(http_req_t *r) {
       rv = API_ANSWERED;
       goto out;
     }
-    if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), ctlsrv_replica(ctl->ctlsrv)) != 0)
+    if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), sess_replica(ctl->relays)) != 0)
       snprintf(remote, sizeof(remote), "%s", PQgetvalue(res, 0, 1));
     PQclear(res);
   }
-  if (!remote[0] && !ctlsrv_node_online(ctl->ctlsrv, node)) {
+  if (!remote[0] && !sess_held_here(ctl->relays, node)) {
     relay_unref(rl);
     char idbuf[24];
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long)node);
@@ -750,7 +771,7 @@ int api_relay(http_req_t *r) {
                             (long long)node);
       goto out;
     }
-  } else if (ctlsrv_relay_submit(ctl->ctlsrv, node, rl) != 0) {
+  } else if (sess_submit(g, node, rl) != 0) {
     reg_unlist(g, rl);
     rv = http_reply_error(r, 502, "node %lld is offline", (long long)node);
     goto out;
@@ -804,7 +825,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
     MHD_suspend_connection(rl->conn);
   }
   pthread_mutex_unlock(&rl->mu);
-  if (ack) ctlsrv_reply_ack(ack, 0);
+  if (ack) sess_ack(rl->reg, ack, 0);
   return n;
 }
 
@@ -862,8 +883,13 @@ void api_relay_done(http_req_t *r) {
             (unsigned long long)rl->id, rl->state == R_HEAD ? rl->status : rl->fail_status,
             (unsigned long long)rl->bytes, (long long)took, rl->cancelled ? ", cancelled" : "");
   pthread_mutex_unlock(&rl->mu);
-  if (ack) ctlsrv_reply_ack(ack, 1);
+  if (ack) sess_ack(rl->reg, ack, 1);
   reg_unlist(rl->reg, rl);
   relay_unref(rl);
   r->relay = NULL;
 }
+
+static void relay_http_shutdown(struct ctl *ctl) { relay_reg_shutdown(ctl->relays); }
+
+const http_relay_t api_relay_http = {api_relay, api_relay_resume, api_relay_done,
+                                     relay_http_shutdown};

@@ -33,7 +33,7 @@
 #include "log.h"
 #include "nngclose.h"
 #include "reglimit.h"
-#include "api_relay.h"
+#include "relay_sessions.h"
 #include "scram.h"
 #include "session.h"
 #include "valid.h"
@@ -353,7 +353,9 @@ static pend_t *take_relays(node_sess_t *x) {
   return sess_relays_take(&x->core, CTLMSG_RELAY_PER_POLL, POLL_RELAY_BYTES, relay_size);
 }
 
-void ctlsrv_reply_ack(ctlsrv_reply_t *p, int cancelled) {
+/* reply_ack answers the held-back RelayResponse |p| with a RelayAck and
+ * frees it. Any thread. */
+static void reply_ack(void *arg, park_t *p, int cancelled) {
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
   Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
   Cascade__Control__RelayAck ack = CASCADE__CONTROL__RELAY_ACK__INIT;
@@ -1027,7 +1029,11 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
   return NULL;
 }
 
-int ctlsrv_relay_submit(ctlsrv_t *s, int64_t node, ctl_relay_t *rl) {
+/* relay_submit queues relay |rl| for node |node|'s next poll (its parked
+ * poll is answered at once) and takes a reference; -1 when the node has no
+ * session here. */
+static int relay_submit(void *arg, int64_t node, struct ctl_relay *rl) {
+  ctlsrv_t *s = arg;
   pend_t *rel = NULL;
   sess_park_t *answer = NULL;
   if (s == NULL) return -1;
@@ -1048,7 +1054,9 @@ int ctlsrv_relay_submit(ctlsrv_t *s, int64_t node, ctl_relay_t *rl) {
   return 0;
 }
 
-int ctlsrv_node_online(ctlsrv_t *s, int64_t node) {
+/* node_held: node |node| has a live session here. */
+static int node_held(void *arg, int64_t node) {
+  ctlsrv_t *s = arg;
   if (s == NULL) return 0;
   pthread_mutex_lock(&s->mu);
   int on = sess_by_id(s, node) != NULL;
@@ -1823,6 +1831,13 @@ void ctlsrv_set_address(ctlsrv_t *s, const char *address) {
 }
 
 const char *ctlsrv_replica(ctlsrv_t *s) { return s ? s->replica : ""; }
+
+static const char *replica_of(void *arg) { return ctlsrv_replica(arg); }
+
+relay_sessions_t ctlsrv_relay_sessions(ctlsrv_t *s) {
+  relay_sessions_t r = {s, relay_submit, node_held, replica_of, reply_ack};
+  return r;
+}
 
 size_t ctlsrv_sessions(ctlsrv_t *s) {
   if (s == NULL) return 0;

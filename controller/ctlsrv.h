@@ -44,23 +44,14 @@ typedef struct ctlsrv_link {
   int64_t reported_ms;
 } ctlsrv_link_t;
 
-/* ---- API relay (api_relay.h) ---- */
+/* ---- API relay (relay_sessions.h) ---- */
 
-struct ctl_relay;
-/* A relay ack held back for backpressure (a parked reply context). */
-typedef struct park ctlsrv_reply_t;
+struct relay_sessions;
 
-/* ctlsrv_reply_ack answers the held-back RelayResponse |p| with a RelayAck
- * and frees it. Any thread. */
-void ctlsrv_reply_ack(ctlsrv_reply_t *p, int cancelled);
-
-/* ctlsrv_relay_submit queues relay |rl| for node |node|'s next poll (its
- * parked poll is answered at once) and takes a reference. -1 when the node
- * has no session. */
-int ctlsrv_relay_submit(ctlsrv_t *s, int64_t node, struct ctl_relay *rl);
-
-/* ctlsrv_node_online: node |node| has a live session. */
-int ctlsrv_node_online(ctlsrv_t *s, int64_t node);
+/* ctlsrv_relay_sessions is |s|'s sessions as the API relay reaches them
+ * (relay_reg_set_sessions); |s| may be NULL (no control channel: no
+ * sessions). */
+struct relay_sessions ctlsrv_relay_sessions(ctlsrv_t *s);
 
 /* ---- stream reports ---- */
 
