@@ -48,7 +48,7 @@ struct ctl_relay {
   /* The request: fixed after creation. */
   char *method, *path, *query, *body;
   size_t body_len;
-  Cascade__Control__Header *hv, **hp;
+  relay_header_t *hv;          /* owned strings */
   size_t nh;
   size_t wire_size;
   /* State, under mu. */
@@ -128,15 +128,14 @@ void relay_unref(ctl_relay_t *rl) {
   if (!last) return;
   if (rl->ack) sess_ack(rl->reg, rl->ack, 1);
   for (size_t i = 0; i < rl->nh; i++) {
-    free(rl->hv[i].name);
-    free(rl->hv[i].value);
+    free((char *)rl->hv[i].name);
+    free((char *)rl->hv[i].value);
   }
   for (size_t i = 0; i < rl->nrh; i++) {
     free(rl->rh[i].name);
     free(rl->rh[i].value);
   }
   free(rl->hv);
-  free(rl->hp);
   free(rl->rh);
   free(rl->method);
   free(rl->path);
@@ -303,20 +302,20 @@ size_t relay_reg_active(relay_reg_t *g) {
 
 /* ---- the control server's side ---------------------------------------------- */
 
-size_t relay_fill(ctl_relay_t *rl, Cascade__Control__RelayRequest *out) {
+size_t relay_fill(ctl_relay_t *rl, relay_request_t *out) {
   pthread_mutex_lock(&rl->mu);
   int live = !rl->cancelled && rl->state == R_QUEUED;
   pthread_mutex_unlock(&rl->mu);
   if (!live) return 0;
-  cascade__control__relay_request__init(out);
+  memset(out, 0, sizeof(*out));
   out->id = rl->id;
   out->method = rl->method;
   out->path = rl->path;
   out->query = rl->query;
-  out->n_headers = rl->nh;
-  out->headers = rl->hp;
-  out->body.data = (uint8_t *)rl->body;
-  out->body.len = rl->body_len;
+  out->nheaders = rl->nh;
+  out->headers = rl->hv;
+  out->body = (const uint8_t *)rl->body;
+  out->body_len = rl->body_len;
   return rl->wire_size;
 }
 
@@ -362,8 +361,7 @@ static int hop_header(const char *name, const char *connection) {
   return 0;
 }
 
-int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayResponse *m,
-                  struct park *ack) {
+int relay_deliver(relay_reg_t *g, int64_t node, const relay_response_t *m, struct park *ack) {
   ctl_relay_t *rl = reg_find(g, m->id);
   int rv = 0;
   if (rl == NULL) return -1;
@@ -381,17 +379,17 @@ int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayRes
       goto out;
     }
     const char *connection = NULL;
-    for (size_t i = 0; i < m->n_headers; i++)
-      if (strcasecmp(m->headers[i]->name, "connection") == 0) connection = m->headers[i]->value;
-    rl->rh = calloc(m->n_headers ? m->n_headers : 1, sizeof(*rl->rh));
+    for (size_t i = 0; i < m->nheaders; i++)
+      if (strcasecmp(m->headers[i].name, "connection") == 0) connection = m->headers[i].value;
+    rl->rh = calloc(m->nheaders ? m->nheaders : 1, sizeof(*rl->rh));
     if (rl->rh == NULL) {
       fail_locked(rl, 500, "out of memory");
       rv = -1;
       goto out;
     }
     rl->content_length = -1;
-    for (size_t i = 0; i < m->n_headers; i++) {
-      const Cascade__Control__Header *h = m->headers[i];
+    for (size_t i = 0; i < m->nheaders; i++) {
+      const relay_header_t *h = &m->headers[i];
       if (strcasecmp(h->name, "content-length") == 0) {
         char *end = NULL;
         long long v = strtoll(h->value, &end, 10);
@@ -412,16 +410,16 @@ int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayRes
     rv = -1;
     goto out;
   }
-  if (m->data.len) {
+  if (m->len) {
     if (rl->off > 0 && rl->off == rl->len) rl->off = rl->len = 0;
-    if (rl->len + m->data.len > rl->cap) {
+    if (rl->len + m->len > rl->cap) {
       if (rl->off) {
         memmove(rl->buf, rl->buf + rl->off, rl->len - rl->off);
         rl->len -= rl->off;
         rl->off = 0;
       }
       size_t cap = rl->cap ? rl->cap : 64 * 1024;
-      while (cap < rl->len + m->data.len) cap *= 2;
+      while (cap < rl->len + m->len) cap *= 2;
       if (cap != rl->cap) {
         uint8_t *b = realloc(rl->buf, cap);
         if (b == NULL) {
@@ -433,9 +431,9 @@ int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayRes
         rl->cap = cap;
       }
     }
-    memcpy(rl->buf + rl->len, m->data.data, m->data.len);
-    rl->len += m->data.len;
-    rl->bytes += m->data.len;
+    memcpy(rl->buf + rl->len, m->data, m->len);
+    rl->len += m->len;
+    rl->bytes += m->len;
   }
   if (m->end) rl->end = 1;
   resume_locked(rl);
@@ -547,28 +545,30 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     header_error(hc, key, why);
     return MHD_NO; /* stop: the request is refused */
   }
-  Cascade__Control__Header *h = &rl->hv[rl->nh];
-  cascade__control__header__init(h);
-  if ((h->name = strdup(key)) == NULL || (h->value = strdup(value)) == NULL) {
-    free(h->name);
-    h->name = NULL;
+  relay_header_t *h = &rl->hv[rl->nh];
+  char *name = strdup(key), *val = name ? strdup(value) : NULL;
+  if (val == NULL) {
+    free(name);
     snprintf(hc->err, sizeof(hc->err), "out of memory");
     return MHD_NO;
   }
-  rl->hp[rl->nh++] = h;
+  h->name = name;
+  h->value = val;
+  rl->nh++;
   rl->wire_size += strlen(key) + strlen(value) + 8;
   return MHD_YES;
 }
 
 static int add_forwarded(ctl_relay_t *rl, const char *source) {
-  Cascade__Control__Header *h = &rl->hv[rl->nh];
-  cascade__control__header__init(h);
-  if ((h->name = strdup("X-Forwarded-For")) == NULL || (h->value = strdup(source)) == NULL) {
-    free(h->name);
-    h->name = NULL;
+  relay_header_t *h = &rl->hv[rl->nh];
+  char *name = strdup("X-Forwarded-For"), *val = name ? strdup(source) : NULL;
+  if (val == NULL) {
+    free(name);
     return -1;
   }
-  rl->hp[rl->nh++] = h;
+  h->name = name;
+  h->value = val;
+  rl->nh++;
   rl->wire_size += strlen(source) + 24;
   return 0;
 }
@@ -587,12 +587,11 @@ static ctl_relay_t *relay_new(http_req_t *r, int64_t node, const char *method, c
   rl->state = R_QUEUED;
   rl->content_length = -1;
   rl->hv = calloc(RELAYBOUNDS_HEADERS_MAX, sizeof(*rl->hv));
-  rl->hp = calloc(RELAYBOUNDS_HEADERS_MAX, sizeof(*rl->hp));
   rl->method = strdup(method);
   rl->path = strdup(path);
   rl->query = strdup(query);
   rl->body = malloc(r->body_len + 1);
-  if (!rl->hv || !rl->hp || !rl->method || !rl->path || !rl->query || !rl->body) {
+  if (!rl->hv || !rl->method || !rl->path || !rl->query || !rl->body) {
     relay_unref(rl);
     return NULL;
   }
@@ -751,9 +750,9 @@ int api_relay(http_req_t *r) {
 
   /* The node's own judgement of what goes out, so that a gap between the
    * checks above and it is a 400 here, not a refusal there. */
-  Cascade__Control__RelayRequest wire;
+  relay_request_t wire;
   char bad[128] = "it was cancelled";
-  if (relay_fill(rl, &wire) == 0 || ctlmsg_relay_request_check(&wire, bad, sizeof(bad)) != 0) {
+  if (relay_fill(rl, &wire) == 0 || ctlmsg_relay_request_judge(&wire, bad, sizeof(bad)) != 0) {
     reg_unlist(g, rl);
     rv = http_reply_error(r, 400, "invalid relay request: %s", bad);
     goto out;

@@ -60,6 +60,11 @@
 #define REPLICA_ID_LEN 32          /* hex digits */
 
 _Static_assert(SESS_TOKEN_LEN == CTLMSG_SESSION_LEN, "a session token is CTLMSG_SESSION_LEN bytes");
+_Static_assert(CTLSRV_ORIGIN_UNKNOWN == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_UNKNOWN &&
+                   CTLSRV_ORIGIN_LOCAL == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_LOCAL &&
+                   CTLSRV_ORIGIN_PUSHED == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PUSHED &&
+                   CTLSRV_ORIGIN_PULLED == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PULLED,
+               "stream origins keep the wire's numbers (stored in sessions.report)");
 _Static_assert(SESS_RELAYS_MAX >= RELAY_MAX_PER_NODE,
                "a session queues every relay the registry admits for its node");
 
@@ -343,7 +348,7 @@ static void pend_free(pend_t *p) { sess_relays_free(p, relay_release); }
 
 /* relay_size: the bytes relay |rl| adds to a poll answer (0: it is over). */
 static size_t relay_size(void *rl) {
-  Cascade__Control__RelayRequest tmp;
+  relay_request_t tmp;
   return relay_fill(rl, &tmp);
 }
 
@@ -370,24 +375,32 @@ static void reply_ack(void *arg, park_t *p, int cancelled) {
 
 /* pack_with_relays packs |resp| carrying the relay requests of |rel|. */
 static nng_msg *pack_with_relays(resp_t *resp, pend_t *rel) {
-  size_t n = 0;
+  size_t n = 0, nh = 0;
   for (pend_t *p = rel; p; p = p->next) n++;
+  relay_request_t *views = n ? calloc(n, sizeof(*views)) : NULL;
   Cascade__Control__RelayRequest *v = n ? calloc(n, sizeof(*v)) : NULL;
   Cascade__Control__RelayRequest **pv = n ? calloc(n, sizeof(*pv)) : NULL;
+  Cascade__Control__Header *hv = NULL, **hp = NULL;
   size_t k = 0;
-  if (n && (v == NULL || pv == NULL)) n = 0;
+  if (n && (views == NULL || v == NULL || pv == NULL)) n = 0;
   for (pend_t *p = rel; p && n; p = p->next)
-    if (relay_fill(p->item, &v[k])) {
-      pv[k] = &v[k];
-      k++;
-    }
+    if (relay_fill(p->item, &views[k])) nh += views[k++].nheaders;
+  if (nh && ((hv = calloc(nh, sizeof(*hv))) == NULL || (hp = calloc(nh, sizeof(*hp))) == NULL))
+    k = 0;
+  for (size_t i = 0, h = 0; i < k; h += views[i++].nheaders) {
+    ctlmsg_relay_request_wire(&views[i], &v[i], hv ? hv + h : NULL, hp ? hp + h : NULL);
+    pv[i] = &v[i];
+  }
   resp->n_relay = k;
   resp->relay = pv;
   nng_msg *m = pack(resp);
   if (m)
     for (pend_t *p = rel; p; p = p->next) relay_sent(p->item);
+  free(views);
   free(v);
   free(pv);
+  free(hv);
+  free(hp);
   resp->n_relay = 0;
   resp->relay = NULL;
   return m;
@@ -1079,7 +1092,10 @@ static nng_msg *on_relay_response(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int 
   p->ctx = ctx;
   p->core.req_id = q->id;
   p->core.since_ms = db_now_ms();
-  int rv = relay_deliver(s->ctl->relays, id, q->relay_response, p);
+  relay_header_t hv[CTLMSG_RELAY_HEADERS_MAX];
+  relay_response_t view;
+  ctlmsg_relay_response_view(q->relay_response, &view, hv);
+  int rv = relay_deliver(s->ctl->relays, id, &view, p);
   if (rv == 1) {
     *parked = 1;
     return NULL;

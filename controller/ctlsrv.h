@@ -57,11 +57,18 @@ struct relay_sessions ctlsrv_relay_sessions(ctlsrv_t *s);
 
 #define CTLSRV_STREAM_PROTOS 16
 
+/* Where a reported stream comes from: the numbers of control.proto's
+ * StreamOrigin, which the sessions table's reports keep. */
+#define CTLSRV_ORIGIN_UNKNOWN 0
+#define CTLSRV_ORIGIN_LOCAL 1      /* published at the reporting node */
+#define CTLSRV_ORIGIN_PUSHED 2     /* pushed up by a child */
+#define CTLSRV_ORIGIN_PULLED 3     /* pulled from the parent or an outside source */
+
 /* One stream as a node's last heartbeat reported it (the sessions table's
  * report: any replica reads it, see api_streams.c). */
 typedef struct ctlsrv_stream {
   char *path;
-  int origin;                /* Cascade__Control__StreamOrigin */
+  int origin;                /* CTLSRV_ORIGIN_* */
   int64_t origin_node;       /* 0: the reporter itself or unknown */
   int64_t since;             /* unix seconds of the publisher, 0 none */
   size_t nplayers;

@@ -13,13 +13,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "control.pb-c.h"
+#include "relaymsg.h"
 
 struct relay_reg;
 struct ctl_relay;
 struct park; /* a RelayResponse whose ack is held back (the control server's) */
 
 #define RELAY_MAX_PER_NODE 16        /* relays in progress to one node */
+
 
 /* The control sessions as the API relay sees them. |arg| is the first
  * argument of each; a NULL |arg| (no control server) has no sessions. */
@@ -50,7 +51,7 @@ void relay_unref(struct ctl_relay *rl);
 /* relay_fill points |out| at |rl|'s request (valid while a reference is
  * held); returns the bytes it adds to a message, or 0 when the relay is
  * over (cancelled, failed) and must not be sent. */
-size_t relay_fill(struct ctl_relay *rl, Cascade__Control__RelayRequest *out);
+size_t relay_fill(struct ctl_relay *rl, relay_request_t *out);
 
 /* relay_sent notes that |rl| went out in a poll answer. */
 void relay_sent(struct ctl_relay *rl);
@@ -60,7 +61,7 @@ void relay_sent(struct ctl_relay *rl);
  * through relay_sessions_t.ack when the caller has read enough; -1: ack
  * "cancelled" (unknown relay, another node's, caller gone, or a protocol
  * error). */
-int relay_deliver(struct relay_reg *g, int64_t node, const Cascade__Control__RelayResponse *m,
+int relay_deliver(struct relay_reg *g, int64_t node, const relay_response_t *m,
                   struct park *ack);
 
 /* relay_node_gone ends every relay of |node| (its session ended): 502
