@@ -33,6 +33,7 @@
 #include "log.h"
 #include "nngclose.h"
 #include "reglimit.h"
+#include "report.h"
 #include "relay_sessions.h"
 #include "scram.h"
 #include "session.h"
@@ -72,7 +73,7 @@ typedef Cascade__Control__Request req_t;
 typedef Cascade__Control__Response resp_t;
 
 /* A long poll waiting for something to say, or a relay ack held back
- * (ctlsrv_reply_t). */
+ * (relay_sessions_t.ack answers it). */
 typedef struct park {
   sess_park_t core;          /* first: what the session core sees */
   nng_ctx ctx;
@@ -178,7 +179,6 @@ static unsigned hash_bytes(const uint8_t *b, size_t n) {
   for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
   return h;
 }
-
 
 static nng_msg *pack(const resp_t *resp) {
   size_t len = 0;
@@ -1302,29 +1302,6 @@ static void pipes_free(ctlsrv_t *s) {
     }
 }
 
-/* report_json is what session |x| last reported, for the sessions table
- * (format in sql/004_replicas.sql). Under s->mu. */
-static json_t *report_json(const node_sess_t *x) {
-  json_t *links = json_array(), *streams = json_array();
-  for (size_t i = 0; links && i < x->nlinks; i++) {
-    const ctlsrv_link_t *l = &x->links[i];
-    json_array_append_new(links, json_pack("[I,i,b,I,I]", (json_int_t)l->peer_id, l->role, l->up,
-                                           (json_int_t)l->rtt_us, (json_int_t)l->up_since));
-  }
-  for (size_t i = 0; streams && i < x->nstreams; i++) {
-    const ctlsrv_stream_t *st = &x->streams[i];
-    json_t *players = json_array();
-    for (size_t k = 0; players && k < st->nplayers; k++)
-      json_array_append_new(players, json_pack("[s,I]", st->players[k].protocol,
-                                               (json_int_t)st->players[k].count));
-    json_array_append_new(streams, json_pack("[s,i,I,I,o]", st->path, st->origin,
-                                             (json_int_t)st->origin_node, (json_int_t)st->since,
-                                             players ? players : json_array()));
-  }
-  return json_pack("{s:o,s:o,s:I}", "links", links ? links : json_array(), "streams",
-                   streams ? streams : json_array(), "total", (json_int_t)x->streams_total);
-}
-
 /* is_stopping: ctlsrv_stop has begun (the sweeper skips what is left of a
  * pass: each statement may wait database.timeout). */
 static int is_stopping(ctlsrv_t *s) {
@@ -1451,7 +1428,9 @@ static void scan_one(sess_t *x, void *arg) {
   if (ns->report_dirty && !x->revoked && w->reports) {
     char key[24];
     snprintf(key, sizeof(key), "%lld", (long long)x->id);
-    json_object_set_new(w->reports, key, report_json(ns));
+    json_object_set_new(w->reports, key,
+                        report_json(ns->links, ns->nlinks, ns->streams, ns->nstreams,
+                                    ns->streams_total));
     ns->report_dirty = 0;
   }
   int expired = sess_expired(x, w->now, 3 * cfg->control_heartbeat_ms, REVOKED_TTL_MS);
