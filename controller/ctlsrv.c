@@ -30,6 +30,7 @@
 #include "ctlgate.h"
 #include "ctlmsg.h"
 #include "db.h"
+#include "exch.h"
 #include "log.h"
 #include "nngclose.h"
 #include "reglimit.h"
@@ -43,9 +44,6 @@
 #include "fwdsig.h"
 #include "x509.h"
 
-#define EXCH_BUCKETS 4096
-#define EXCH_MAX 65536
-#define EXCH_TTL_MS 10000
 #define REVOKED_TTL_MS 30000
 #define RECONCILE_MS 2000
 #define TOKEN_LEN SESS_TOKEN_LEN
@@ -61,6 +59,7 @@
 #define REPLICA_ID_LEN 32          /* hex digits */
 
 _Static_assert(SESS_TOKEN_LEN == CTLMSG_SESSION_LEN, "a session token is CTLMSG_SESSION_LEN bytes");
+_Static_assert(EXCH_HANDLE_LEN == CTLMSG_SESSION_LEN, "an exchange handle is as long");
 _Static_assert(CTLSRV_ORIGIN_UNKNOWN == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_UNKNOWN &&
                    CTLSRV_ORIGIN_LOCAL == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_LOCAL &&
                    CTLSRV_ORIGIN_PUSHED == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PUSHED &&
@@ -114,15 +113,13 @@ typedef struct node_sess {
 
 /* A SCRAM exchange between AuthStart and AuthFinish. */
 typedef struct exch {
-  uint8_t handle[TOKEN_LEN];
+  exch_entry_t core;         /* first: handle, creation time (exch.h) */
   int64_t id;                /* 0: the name is unknown; the proof cannot pass */
   int64_t epoch;
   int pending;               /* the node awaits approval: no session */
   scram_verifier_t v;
   char name[VALID_NAME_MAX + 1];
   char auth_msg[640];
-  int64_t created_ms;
-  struct exch *next;
 } exch_t;
 
 struct ctlsrv {
@@ -139,8 +136,7 @@ struct ctlsrv {
   int stopping;
   int wake;
   sess_table_t sessions;
-  exch_t *exch[EXCH_BUCKETS];
-  size_t nexch;
+  exch_table_t exch;
   auth_t fails;              /* auth failures per source address */
   pipe_ent_t *pipes[PIPE_BUCKETS]; /* under mu: the socket's connections */
   atomic_ulong auth_timeouts;
@@ -173,12 +169,6 @@ struct ctlsrv {
 };
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static unsigned hash_bytes(const uint8_t *b, size_t n) {
-  unsigned h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
-  return h;
-}
 
 static nng_msg *pack(const resp_t *resp) {
   size_t len = 0;
@@ -671,7 +661,7 @@ static nng_msg *on_auth_start(ctlsrv_t *s, const req_t *q, const char *ip) {
     x->id = 0;
   }
   PQclear(r);
-  gnutls_rnd(GNUTLS_RND_NONCE, x->handle, sizeof(x->handle));
+  gnutls_rnd(GNUTLS_RND_NONCE, x->core.handle, sizeof(x->core.handle));
   gnutls_rnd(GNUTLS_RND_NONCE, snonce_raw, sizeof(snonce_raw));
   b64url_encode(snonce_raw, sizeof(snonce_raw), snonce, sizeof(snonce));
   b64_encode(x->v.salt, x->v.salt_len, salt64, sizeof(salt64));
@@ -680,25 +670,21 @@ static nng_msg *on_auth_start(ctlsrv_t *s, const req_t *q, const char *ip) {
   snprintf(nonce, sizeof(nonce), "%s%s", a->client_nonce, snonce);
   snprintf(x->auth_msg, sizeof(x->auth_msg), "n=%s,r=%s,r=%s,s=%s,i=%u,c=biws,r=%s", esc,
            a->client_nonce, nonce, salt64, x->v.iter, nonce);
-  x->created_ms = db_now_ms();
+  x->core.created_ms = db_now_ms();
 
   pthread_mutex_lock(&s->mu);
-  if (s->nexch >= EXCH_MAX) {
+  if (exch_add(&s->exch, &x->core) != 0) {
     pthread_mutex_unlock(&s->mu);
     free(x);
     return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "busy");
   }
-  unsigned b = hash_bytes(x->handle, TOKEN_LEN) % EXCH_BUCKETS;
-  x->next = s->exch[b];
-  s->exch[b] = x;
-  s->nexch++;
   pthread_mutex_unlock(&s->mu);
 
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
   Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
   Cascade__Control__AuthChallenge ch = CASCADE__CONTROL__AUTH_CHALLENGE__INIT;
   st.message = "";
-  ch.exchange.data = x->handle;
+  ch.exchange.data = x->core.handle;
   ch.exchange.len = TOKEN_LEN;
   ch.salt.data = x->v.salt;
   ch.salt.len = x->v.salt_len;
@@ -713,17 +699,20 @@ static nng_msg *on_auth_start(ctlsrv_t *s, const req_t *q, const char *ip) {
   return m;
 }
 
-static exch_t *exch_take(ctlsrv_t *s, const uint8_t *handle) {
+static exch_t *exchange_take(ctlsrv_t *s, const uint8_t *handle) {
   pthread_mutex_lock(&s->mu);
-  exch_t **pp = &s->exch[hash_bytes(handle, TOKEN_LEN) % EXCH_BUCKETS];
-  while (*pp && memcmp((*pp)->handle, handle, TOKEN_LEN) != 0) pp = &(*pp)->next;
-  exch_t *x = *pp;
-  if (x) {
-    *pp = x->next;
-    s->nexch--;
-  }
+  exch_t *x = (exch_t *)exch_take(&s->exch, handle);
   pthread_mutex_unlock(&s->mu);
   return x;
+}
+
+/* exchanges_free frees a list of exchanges (exch_expire, exch_drain). */
+static void exchanges_free(exch_entry_t *e) {
+  while (e) {
+    exch_entry_t *next = e->next;
+    free(e);
+    e = next;
+  }
 }
 
 /* link gives parentless node |id| the parent |pid| unless that would make a
@@ -776,12 +765,12 @@ static nng_msg *auth_failed_reply(ctlsrv_t *s, const req_t *q, const char *ip,
 
 static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   const Cascade__Control__AuthFinish *f = q->auth_finish;
-  exch_t *x = exch_take(s, f->exchange.data);
+  exch_t *x = exchange_take(s, f->exchange.data);
   uint8_t sig[SCRAM_KEY_LEN];
   char ids[24];
   park_t *old_park = NULL;
 
-  if (x == NULL || db_now_ms() - x->created_ms > EXCH_TTL_MS || x->id == 0 ||
+  if (x == NULL || !exch_live(&x->core, db_now_ms()) || x->id == 0 ||
       scram_verify_proof(&x->v, x->auth_msg, strlen(x->auth_msg), f->proof.data) != 0) {
     nng_msg *m = auth_failed_reply(s, q, ip, x ? x->name : "?", x ? x->id : 0);
     free(x);
@@ -1391,27 +1380,6 @@ static void sweep_pass_free(sweep_pass_t *w) {
   free(w->g.buf);
 }
 
-/* exch_expire unlinks the SCRAM exchanges older than EXCH_TTL_MS and
- * returns them (by next) for freeing. Under s->mu. */
-static exch_t *exch_expire(ctlsrv_t *s, int64_t now) {
-  exch_t *dead = NULL;
-  for (size_t b = 0; b < EXCH_BUCKETS; b++) {
-    exch_t **pp = &s->exch[b];
-    while (*pp) {
-      if (now - (*pp)->created_ms > EXCH_TTL_MS) {
-        exch_t *x = *pp;
-        *pp = x->next;
-        x->next = dead;
-        dead = x;
-        s->nexch--;
-      } else {
-        pp = &(*pp)->next;
-      }
-    }
-  }
-  return dead;
-}
-
 /* sessions_scan goes through every session once: changed reports, silent
  * or long-revoked sessions (unlinked into w->dead), heartbeats to write,
  * polls that timed out, the live sessions' ids. Under s->mu. */
@@ -1618,15 +1586,11 @@ static void sweep(ctlsrv_t *s, int reconcile_now) {
     sweep_pass_free(&w);
     return;
   }
-  exch_t *dead_exch = exch_expire(s, now);
+  exch_entry_t *dead_exch = exch_expire(&s->exch, now);
   sessions_scan(s, &w);
   pthread_mutex_unlock(&s->mu);
 
-  while (dead_exch) {
-    exch_t *x = dead_exch;
-    dead_exch = x->next;
-    free(x);
-  }
+  exchanges_free(dead_exch);
   sessions_end(s, w.dead);
   for (size_t i = 0; i < w.nto; i++)
     park_answer(w.timed_out[i], empty_config(w.timed_out[i]->core.req_id, NULL));
@@ -2107,14 +2071,7 @@ void ctlsrv_stop(ctlsrv_t *s) {
   ctlgate_free(s->gate);
   pipes_free(s);
   sess_foreach(&s->sessions, node_sess_free_cb, NULL);
-  for (size_t b = 0; b < EXCH_BUCKETS; b++) {
-    exch_t *x = s->exch[b];
-    while (x) {
-      exch_t *next = x->next;
-      free(x);
-      x = next;
-    }
-  }
+  exchanges_free(exch_drain(&s->exch));
   if (s->tls) nng_tls_config_free(s->tls);
   free(s->workers);
   free(s->ca_cert);
