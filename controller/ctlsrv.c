@@ -6,7 +6,14 @@
  * the session and the worker opens a fresh one. One sweeper thread, woken
  * every second or by ctlsrv_wake(), flushes heartbeats in one statement,
  * ends silent sessions, answers polls that timed out, and reconciles every
- * session with the registry (generations, deletions, secret changes). */
+ * session with the registry (generations, deletions, secret changes).
+ *
+ * The bookkeeping without I/O is elsewhere and unit-tested alone: the
+ * sessions, their parked polls, generations, relay queues and lease state
+ * in session.c, the SCRAM exchanges in exch.c, the connections awaiting
+ * authentication in authwait.c, the lease decisions in lease.c. This file holds the lock around them and does the nng,
+ * PostgreSQL and thread work. The API relay is reached through
+ * relay_sessions.h only. */
 #include "ctlsrv.h"
 
 #include <arpa/inet.h>
@@ -25,6 +32,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "authwait.h"
 #include "b64.h"
 #include "ctl.h"
 #include "ctlgate.h"
@@ -79,16 +87,6 @@ typedef struct park {
   nng_aio *aio;
 } park_t;
 
-/* A connection (nng pipe) of the control socket: until a node authenticates
- * on it, it must keep sending requests (control.authtimeout). */
-typedef struct pipe_ent {
-  uint32_t id;
-  int authed;
-  int64_t last_ms;           /* added, or its last request */
-  struct pipe_ent *next;
-} pipe_ent_t;
-
-#define PIPE_BUCKETS 4096
 
 /* A relay request waiting for the node's next poll: a sess_relay_t whose
  * item is a ctl_relay_t reference. */
@@ -138,7 +136,7 @@ struct ctlsrv {
   sess_table_t sessions;
   exch_table_t exch;
   auth_t fails;              /* auth failures per source address */
-  pipe_ent_t *pipes[PIPE_BUCKETS]; /* under mu: the socket's connections */
+  authwait_t pipes;          /* under mu: the socket's connections (authwait.h) */
   atomic_ulong auth_timeouts;
   reglimit_t reg;            /* self-registrations per address and overall */
   reglimit_t events_rl;      /* audit events unauthenticated peers cause */
@@ -196,40 +194,24 @@ static nng_msg *status_reply(uint64_t id, Cascade__Control__Code code, const cha
 /* peer_ip is the agent's address: nng sees the gate's loopback end. */
 /* ---- connections and their authentication deadline ----------------------- */
 
-static pipe_ent_t **pipe_slot(ctlsrv_t *s, uint32_t id) {
-  pipe_ent_t **pp = &s->pipes[(id * 2654435761u) % PIPE_BUCKETS];
-  while (*pp && (*pp)->id != id) pp = &(*pp)->next;
-  return pp;
-}
-
 /* Runs on nng's threads. */
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
   ctlsrv_t *s = arg;
   uint32_t id = (uint32_t)nng_pipe_id(p);
-  pipe_ent_t *n = ev == NNG_PIPE_EV_ADD_POST ? calloc(1, sizeof(*n)) : NULL;
+  int64_t now = db_now_ms();
   pthread_mutex_lock(&s->mu);
-  pipe_ent_t **pp = pipe_slot(s, id), *old = *pp;
-  if (old) *pp = old->next;
-  if (n) {
-    n->id = id;
-    n->last_ms = db_now_ms();
-    n->next = s->pipes[(id * 2654435761u) % PIPE_BUCKETS];
-    s->pipes[(id * 2654435761u) % PIPE_BUCKETS] = n;
-  }
+  if (ev == NNG_PIPE_EV_ADD_POST) authwait_add(&s->pipes, id, now);
+  else authwait_remove(&s->pipes, id);
   pthread_mutex_unlock(&s->mu);
-  free(old);
 }
 
 /* pipe_seen notes a request on the connection of |m|; |authed|: it carries
  * a live session. */
 static void pipe_seen(ctlsrv_t *s, nng_msg *m, int authed) {
   uint32_t id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(m));
+  int64_t now = db_now_ms();
   pthread_mutex_lock(&s->mu);
-  pipe_ent_t *e = *pipe_slot(s, id);
-  if (e) {
-    e->last_ms = db_now_ms();
-    if (authed) e->authed = 1;
-  }
+  authwait_seen(&s->pipes, id, now, authed);
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -239,15 +221,9 @@ static void pipe_seen(ctlsrv_t *s, nng_msg *m, int authed) {
  * would still keep agents out. */
 static void pipes_expire(ctlsrv_t *s) {
   uint32_t ids[256];
-  size_t n = 0;
   int64_t now = db_now_ms(), limit = s->ctl->cfg->control_auth_ms;
   pthread_mutex_lock(&s->mu);
-  for (size_t b = 0; b < PIPE_BUCKETS && n < sizeof(ids) / sizeof(ids[0]); b++)
-    for (pipe_ent_t *e = s->pipes[b]; e && n < sizeof(ids) / sizeof(ids[0]); e = e->next)
-      if (!e->authed && now - e->last_ms > limit) {
-        ids[n++] = e->id;
-        e->last_ms = now; /* closed below; not again before it is gone */
-      }
+  size_t n = authwait_expire(&s->pipes, now, limit, ids, sizeof(ids) / sizeof(ids[0]));
   pthread_mutex_unlock(&s->mu);
   for (size_t i = 0; i < n; i++) {
     nng_pipe p = NNG_PIPE_INITIALIZER;
@@ -1282,14 +1258,7 @@ static void sb_array(sbuf_t *b, const int64_t *v, size_t n) {
   sb_put(b, "}");
 }
 
-static void pipes_free(ctlsrv_t *s) {
-  for (size_t b = 0; b < PIPE_BUCKETS; b++)
-    while (s->pipes[b]) {
-      pipe_ent_t *e = s->pipes[b];
-      s->pipes[b] = e->next;
-      free(e);
-    }
-}
+static void pipes_free(ctlsrv_t *s) { authwait_clear(&s->pipes); }
 
 /* is_stopping: ctlsrv_stop has begun (the sweeper skips what is left of a
  * pass: each statement may wait database.timeout). */
