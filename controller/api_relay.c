@@ -1,6 +1,7 @@
-/* ANY /api/relay/{instanceId}/{path}: see relay.h and docs/api.md. */
+/* ANY /api/relay/{instanceId}/{path}: see api_relay.h and docs/api.md. The
+ * control sessions are reached only through relay_sessions_t. */
 #define _GNU_SOURCE
-#include "relay.h"
+#include "api_relay.h"
 #include "fwdsig.h"
 
 #include <errno.h>
@@ -17,7 +18,6 @@
 #include "api.h"
 #include "ctl.h"
 #include "ctlmsg.h"
-#include "ctlsrv.h"
 #include "http.h"
 #include "log.h"
 #include "relaybounds.h"
@@ -48,7 +48,7 @@ struct ctl_relay {
   /* The request: fixed after creation. */
   char *method, *path, *query, *body;
   size_t body_len;
-  Cascade__Control__Header *hv, **hp;
+  relay_header_t *hv;          /* owned strings */
   size_t nh;
   size_t wire_size;
   /* State, under mu. */
@@ -82,6 +82,7 @@ struct relay_reg {
   int stopping;
   int fwd_threads;            /* forwarding threads running (relay_fwd.c) */
   int fwd_stop;               /* they must end: the controller is shutting down */
+  relay_sessions_t sess;      /* set before the HTTP server starts, then read only */
   pthread_t reaper;
 };
 
@@ -89,6 +90,26 @@ static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the control sessions (relay_sessions.h) ------------------------------ */
+
+void relay_reg_set_sessions(relay_reg_t *g, relay_sessions_t sessions) { g->sess = sessions; }
+
+static int sess_submit(relay_reg_t *g, int64_t node, ctl_relay_t *rl) {
+  return g->sess.submit ? g->sess.submit(g->sess.arg, node, rl) : -1;
+}
+
+static int sess_held_here(relay_reg_t *g, int64_t node) {
+  return g->sess.held_here ? g->sess.held_here(g->sess.arg, node) : 0;
+}
+
+static const char *sess_replica(relay_reg_t *g) {
+  return g->sess.replica ? g->sess.replica(g->sess.arg) : "";
+}
+
+static void sess_ack(relay_reg_t *g, struct park *ack, int cancelled) {
+  g->sess.ack(g->sess.arg, ack, cancelled);
 }
 
 /* ---- references --------------------------------------------------------- */
@@ -105,17 +126,16 @@ void relay_unref(ctl_relay_t *rl) {
   int last = --rl->refs == 0;
   pthread_mutex_unlock(&rl->mu);
   if (!last) return;
-  if (rl->ack) ctlsrv_reply_ack(rl->ack, 1);
+  if (rl->ack) sess_ack(rl->reg, rl->ack, 1);
   for (size_t i = 0; i < rl->nh; i++) {
-    free(rl->hv[i].name);
-    free(rl->hv[i].value);
+    free((char *)rl->hv[i].name);
+    free((char *)rl->hv[i].value);
   }
   for (size_t i = 0; i < rl->nrh; i++) {
     free(rl->rh[i].name);
     free(rl->rh[i].value);
   }
   free(rl->hv);
-  free(rl->hp);
   free(rl->rh);
   free(rl->method);
   free(rl->path);
@@ -282,20 +302,20 @@ size_t relay_reg_active(relay_reg_t *g) {
 
 /* ---- the control server's side ---------------------------------------------- */
 
-size_t relay_fill(ctl_relay_t *rl, Cascade__Control__RelayRequest *out) {
+size_t relay_fill(ctl_relay_t *rl, relay_request_t *out) {
   pthread_mutex_lock(&rl->mu);
   int live = !rl->cancelled && rl->state == R_QUEUED;
   pthread_mutex_unlock(&rl->mu);
   if (!live) return 0;
-  cascade__control__relay_request__init(out);
+  memset(out, 0, sizeof(*out));
   out->id = rl->id;
   out->method = rl->method;
   out->path = rl->path;
   out->query = rl->query;
-  out->n_headers = rl->nh;
-  out->headers = rl->hp;
-  out->body.data = (uint8_t *)rl->body;
-  out->body.len = rl->body_len;
+  out->nheaders = rl->nh;
+  out->headers = rl->hv;
+  out->body = (const uint8_t *)rl->body;
+  out->body_len = rl->body_len;
   return rl->wire_size;
 }
 
@@ -341,8 +361,7 @@ static int hop_header(const char *name, const char *connection) {
   return 0;
 }
 
-int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayResponse *m,
-                  struct park *ack) {
+int relay_deliver(relay_reg_t *g, int64_t node, const relay_response_t *m, struct park *ack) {
   ctl_relay_t *rl = reg_find(g, m->id);
   int rv = 0;
   if (rl == NULL) return -1;
@@ -360,17 +379,17 @@ int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayRes
       goto out;
     }
     const char *connection = NULL;
-    for (size_t i = 0; i < m->n_headers; i++)
-      if (strcasecmp(m->headers[i]->name, "connection") == 0) connection = m->headers[i]->value;
-    rl->rh = calloc(m->n_headers ? m->n_headers : 1, sizeof(*rl->rh));
+    for (size_t i = 0; i < m->nheaders; i++)
+      if (strcasecmp(m->headers[i].name, "connection") == 0) connection = m->headers[i].value;
+    rl->rh = calloc(m->nheaders ? m->nheaders : 1, sizeof(*rl->rh));
     if (rl->rh == NULL) {
       fail_locked(rl, 500, "out of memory");
       rv = -1;
       goto out;
     }
     rl->content_length = -1;
-    for (size_t i = 0; i < m->n_headers; i++) {
-      const Cascade__Control__Header *h = m->headers[i];
+    for (size_t i = 0; i < m->nheaders; i++) {
+      const relay_header_t *h = &m->headers[i];
       if (strcasecmp(h->name, "content-length") == 0) {
         char *end = NULL;
         long long v = strtoll(h->value, &end, 10);
@@ -391,16 +410,16 @@ int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayRes
     rv = -1;
     goto out;
   }
-  if (m->data.len) {
+  if (m->len) {
     if (rl->off > 0 && rl->off == rl->len) rl->off = rl->len = 0;
-    if (rl->len + m->data.len > rl->cap) {
+    if (rl->len + m->len > rl->cap) {
       if (rl->off) {
         memmove(rl->buf, rl->buf + rl->off, rl->len - rl->off);
         rl->len -= rl->off;
         rl->off = 0;
       }
       size_t cap = rl->cap ? rl->cap : 64 * 1024;
-      while (cap < rl->len + m->data.len) cap *= 2;
+      while (cap < rl->len + m->len) cap *= 2;
       if (cap != rl->cap) {
         uint8_t *b = realloc(rl->buf, cap);
         if (b == NULL) {
@@ -412,9 +431,9 @@ int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayRes
         rl->cap = cap;
       }
     }
-    memcpy(rl->buf + rl->len, m->data.data, m->data.len);
-    rl->len += m->data.len;
-    rl->bytes += m->data.len;
+    memcpy(rl->buf + rl->len, m->data, m->len);
+    rl->len += m->len;
+    rl->bytes += m->len;
   }
   if (m->end) rl->end = 1;
   resume_locked(rl);
@@ -526,28 +545,30 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
     header_error(hc, key, why);
     return MHD_NO; /* stop: the request is refused */
   }
-  Cascade__Control__Header *h = &rl->hv[rl->nh];
-  cascade__control__header__init(h);
-  if ((h->name = strdup(key)) == NULL || (h->value = strdup(value)) == NULL) {
-    free(h->name);
-    h->name = NULL;
+  relay_header_t *h = &rl->hv[rl->nh];
+  char *name = strdup(key), *val = name ? strdup(value) : NULL;
+  if (val == NULL) {
+    free(name);
     snprintf(hc->err, sizeof(hc->err), "out of memory");
     return MHD_NO;
   }
-  rl->hp[rl->nh++] = h;
+  h->name = name;
+  h->value = val;
+  rl->nh++;
   rl->wire_size += strlen(key) + strlen(value) + 8;
   return MHD_YES;
 }
 
 static int add_forwarded(ctl_relay_t *rl, const char *source) {
-  Cascade__Control__Header *h = &rl->hv[rl->nh];
-  cascade__control__header__init(h);
-  if ((h->name = strdup("X-Forwarded-For")) == NULL || (h->value = strdup(source)) == NULL) {
-    free(h->name);
-    h->name = NULL;
+  relay_header_t *h = &rl->hv[rl->nh];
+  char *name = strdup("X-Forwarded-For"), *val = name ? strdup(source) : NULL;
+  if (val == NULL) {
+    free(name);
     return -1;
   }
-  rl->hp[rl->nh++] = h;
+  h->name = name;
+  h->value = val;
+  rl->nh++;
   rl->wire_size += strlen(source) + 24;
   return 0;
 }
@@ -566,12 +587,11 @@ static ctl_relay_t *relay_new(http_req_t *r, int64_t node, const char *method, c
   rl->state = R_QUEUED;
   rl->content_length = -1;
   rl->hv = calloc(RELAYBOUNDS_HEADERS_MAX, sizeof(*rl->hv));
-  rl->hp = calloc(RELAYBOUNDS_HEADERS_MAX, sizeof(*rl->hp));
   rl->method = strdup(method);
   rl->path = strdup(path);
   rl->query = strdup(query);
   rl->body = malloc(r->body_len + 1);
-  if (!rl->hv || !rl->hp || !rl->method || !rl->path || !rl->query || !rl->body) {
+  if (!rl->hv || !rl->method || !rl->path || !rl->query || !rl->body) {
     relay_unref(rl);
     return NULL;
   }
@@ -671,7 +691,7 @@ int api_relay(http_req_t *r) {
     goto out;
   }
   char remote[300] = "";
-  if (!ctlsrv_node_online(ctl->ctlsrv, node) && !r->forwarded && ctl->has_fwd_key) {
+  if (!sess_held_here(ctl->relays, node) && !r->forwarded && ctl->has_fwd_key) {
     /* Held by another replica: forward it there (relay_fwd.c). */
     char idbuf[24];
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long)node);
@@ -682,11 +702,11 @@ int api_relay(http_req_t *r) {
       rv = API_ANSWERED;
       goto out;
     }
-    if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), ctlsrv_replica(ctl->ctlsrv)) != 0)
+    if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), sess_replica(ctl->relays)) != 0)
       snprintf(remote, sizeof(remote), "%s", PQgetvalue(res, 0, 1));
     PQclear(res);
   }
-  if (!remote[0] && !ctlsrv_node_online(ctl->ctlsrv, node)) {
+  if (!remote[0] && !sess_held_here(ctl->relays, node)) {
     relay_unref(rl);
     char idbuf[24];
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long)node);
@@ -730,9 +750,9 @@ int api_relay(http_req_t *r) {
 
   /* The node's own judgement of what goes out, so that a gap between the
    * checks above and it is a 400 here, not a refusal there. */
-  Cascade__Control__RelayRequest wire;
+  relay_request_t wire;
   char bad[128] = "it was cancelled";
-  if (relay_fill(rl, &wire) == 0 || ctlmsg_relay_request_check(&wire, bad, sizeof(bad)) != 0) {
+  if (relay_fill(rl, &wire) == 0 || ctlmsg_relay_request_judge(&wire, bad, sizeof(bad)) != 0) {
     reg_unlist(g, rl);
     rv = http_reply_error(r, 400, "invalid relay request: %s", bad);
     goto out;
@@ -750,7 +770,7 @@ int api_relay(http_req_t *r) {
                             (long long)node);
       goto out;
     }
-  } else if (ctlsrv_relay_submit(ctl->ctlsrv, node, rl) != 0) {
+  } else if (sess_submit(g, node, rl) != 0) {
     reg_unlist(g, rl);
     rv = http_reply_error(r, 502, "node %lld is offline", (long long)node);
     goto out;
@@ -804,7 +824,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
     MHD_suspend_connection(rl->conn);
   }
   pthread_mutex_unlock(&rl->mu);
-  if (ack) ctlsrv_reply_ack(ack, 0);
+  if (ack) sess_ack(rl->reg, ack, 0);
   return n;
 }
 
@@ -862,8 +882,13 @@ void api_relay_done(http_req_t *r) {
             (unsigned long long)rl->id, rl->state == R_HEAD ? rl->status : rl->fail_status,
             (unsigned long long)rl->bytes, (long long)took, rl->cancelled ? ", cancelled" : "");
   pthread_mutex_unlock(&rl->mu);
-  if (ack) ctlsrv_reply_ack(ack, 1);
+  if (ack) sess_ack(rl->reg, ack, 1);
   reg_unlist(rl->reg, rl);
   relay_unref(rl);
   r->relay = NULL;
 }
+
+static void relay_http_shutdown(struct ctl *ctl) { relay_reg_shutdown(ctl->relays); }
+
+const http_relay_t api_relay_http = {api_relay, api_relay_resume, api_relay_done,
+                                     relay_http_shutdown};

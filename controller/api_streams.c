@@ -10,7 +10,6 @@
 #include "timefmt.h"
 #include "ctl.h"
 #include "ctlsrv.h"
-#include "control.pb-c.h"
 #include "reply.h"
 #include "report.h"
 
@@ -59,9 +58,9 @@ static int by_path_node(const void *a, const void *b) {
 
 static const char *kind_name(int origin) {
   switch (origin) {
-  case CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_LOCAL: return "local";
-  case CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PUSHED: return "pushed";
-  case CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PULLED: return "pulled";
+  case CTLSRV_ORIGIN_LOCAL: return "local";
+  case CTLSRV_ORIGIN_PUSHED: return "pushed";
+  case CTLSRV_ORIGIN_PULLED: return "pulled";
   default: return "unknown";
   }
 }
@@ -123,7 +122,7 @@ int api_streams(http_req_t *r) {
     json_int_t total = 0;
     const entry_t *o = NULL;
     for (size_t k = i; k < j; k++)
-      if (c.v[k].st.origin == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_LOCAL) {
+      if (c.v[k].st.origin == CTLSRV_ORIGIN_LOCAL) {
         o = &c.v[k];
         break;
       }

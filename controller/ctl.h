@@ -11,6 +11,7 @@
 
 struct MHD_Daemon;
 struct relay_reg;
+struct http_relay;
 
 typedef struct ctl {
   const ctl_config_t *cfg;
@@ -21,7 +22,8 @@ typedef struct ctl {
   struct http_watch *hwatch;  /* owned; the header deadline, see http.c */
   struct ctlsrv *ctlsrv;      /* owned; see ctlsrv.c; NULL when disabled */
   struct ctlgate *ctlgate;    /* owned by ctlsrv (see ctlgate.h); for metrics */
-  struct relay_reg *relays;    /* owned; see relay.h */
+  struct relay_reg *relays;    /* owned; see api_relay.h */
+  const struct http_relay *http_relay; /* the relay route's handlers (http.h), set by main.c */
   int listen_fd;              /* owned by httpd once started */
   char *tls_cert;             /* PEM text, owned */
   char *tls_key;              /* PEM text, owned */

@@ -6,7 +6,14 @@
  * the session and the worker opens a fresh one. One sweeper thread, woken
  * every second or by ctlsrv_wake(), flushes heartbeats in one statement,
  * ends silent sessions, answers polls that timed out, and reconciles every
- * session with the registry (generations, deletions, secret changes). */
+ * session with the registry (generations, deletions, secret changes).
+ *
+ * The bookkeeping without I/O is elsewhere and unit-tested alone: the
+ * sessions, their parked polls, generations, relay queues and lease state
+ * in session.c, the SCRAM exchanges in exch.c, the connections awaiting
+ * authentication in authwait.c, the lease decisions in lease.c. This file holds the lock around them and does the nng,
+ * PostgreSQL and thread work. The API relay is reached through
+ * relay_sessions.h only. */
 #include "ctlsrv.h"
 
 #include <arpa/inet.h>
@@ -25,29 +32,29 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "authwait.h"
 #include "b64.h"
 #include "ctl.h"
 #include "ctlgate.h"
 #include "ctlmsg.h"
 #include "db.h"
+#include "exch.h"
 #include "log.h"
 #include "nngclose.h"
 #include "reglimit.h"
-#include "relay.h"
+#include "report.h"
+#include "relay_sessions.h"
 #include "scram.h"
+#include "session.h"
 #include "valid.h"
 #include "wake.h"
 #include "lease.h"
 #include "fwdsig.h"
 #include "x509.h"
 
-#define SESS_BUCKETS 16384
-#define EXCH_BUCKETS 4096
-#define EXCH_MAX 65536
-#define EXCH_TTL_MS 10000
 #define REVOKED_TTL_MS 30000
 #define RECONCILE_MS 2000
-#define TOKEN_LEN CTLMSG_SESSION_LEN
+#define TOKEN_LEN SESS_TOKEN_LEN
 #define LINKS_MAX 1024             /* link reports read per heartbeat */
 #define POLL_RELAY_BYTES (CTLMSG_MAX - 96 * 1024) /* relay requests per poll answer */
 #define MINUTE_MS 60000
@@ -59,73 +66,58 @@
 #define WAKE_IDS_MAX 1024
 #define REPLICA_ID_LEN 32          /* hex digits */
 
+_Static_assert(SESS_TOKEN_LEN == CTLMSG_SESSION_LEN, "a session token is CTLMSG_SESSION_LEN bytes");
+_Static_assert(EXCH_HANDLE_LEN == CTLMSG_SESSION_LEN, "an exchange handle is as long");
+_Static_assert(CTLSRV_ORIGIN_UNKNOWN == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_UNKNOWN &&
+                   CTLSRV_ORIGIN_LOCAL == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_LOCAL &&
+                   CTLSRV_ORIGIN_PUSHED == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PUSHED &&
+                   CTLSRV_ORIGIN_PULLED == CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PULLED,
+               "stream origins keep the wire's numbers (stored in sessions.report)");
+_Static_assert(SESS_RELAYS_MAX >= RELAY_MAX_PER_NODE,
+               "a session queues every relay the registry admits for its node");
+
 typedef Cascade__Control__Request req_t;
 typedef Cascade__Control__Response resp_t;
 
 /* A long poll waiting for something to say, or a relay ack held back
- * (ctlsrv_reply_t). */
+ * (relay_sessions_t.ack answers it). */
 typedef struct park {
+  sess_park_t core;          /* first: what the session core sees */
   nng_ctx ctx;
   nng_aio *aio;
-  uint64_t req_id;
-  uint64_t known;
-  int64_t since_ms;
 } park_t;
 
-/* A connection (nng pipe) of the control socket: until a node authenticates
- * on it, it must keep sending requests (control.authtimeout). */
-typedef struct pipe_ent {
-  uint32_t id;
-  int authed;
-  int64_t last_ms;           /* added, or its last request */
-  struct pipe_ent *next;
-} pipe_ent_t;
 
-#define PIPE_BUCKETS 4096
+/* A relay request waiting for the node's next poll: a sess_relay_t whose
+ * item is a ctl_relay_t reference. */
+typedef sess_relay_t pend_t;
 
-/* A relay request waiting for the node's next poll. */
-typedef struct pend {
-  ctl_relay_t *rl;           /* a reference */
-  struct pend *next;
-} pend_t;
-
-typedef struct sess {
-  uint8_t token[TOKEN_LEN];
-  int64_t id;
-  int64_t epoch;             /* secret_epoch when authenticated */
+/* A node's session: the core's bookkeeping (session.h), and what its
+ * heartbeats reported. */
+typedef struct node_sess {
+  sess_t core;               /* first; its park is a park_t (owned) */
   char name[VALID_NAME_MAX + 1];
-  int64_t last_hb_ms;
-  uint64_t applied;
-  uint64_t desired;          /* as of the last reconcile; 0 unknown */
-  int hb_dirty;
-  int revoked;
-  int64_t revoked_ms;
-  park_t *park;              /* owned */
   ctlsrv_link_t *links;      /* owned: the last heartbeat's link reports */
   size_t nlinks;
-  pend_t *relays, *relays_tail; /* owned: relay requests not yet sent */
   ctlsrv_stream_t *streams;  /* owned: the last heartbeat's stream reports */
   size_t nstreams;
   uint32_t streams_total;    /* the node's own count (above nstreams: not all reported) */
   int64_t static_tried;      /* the static parent id last tried (Heartbeat.static_parent_id) */
   int report_dirty;          /* links or streams changed since the last DB_SESSION_REPORTS */
-  int claimed;               /* this replica holds the node's session row (DB_CTL_CONNECT or
-                              * DB_REPLICA_RENEW said so) */
-  struct sess *tok_next;
-  struct sess *id_next;
-} sess_t;
+} node_sess_t;
+
+#define NODE_SESS(x) ((node_sess_t *)(x))
+#define PARK(p) ((park_t *)(p))
 
 /* A SCRAM exchange between AuthStart and AuthFinish. */
 typedef struct exch {
-  uint8_t handle[TOKEN_LEN];
+  exch_entry_t core;         /* first: handle, creation time (exch.h) */
   int64_t id;                /* 0: the name is unknown; the proof cannot pass */
   int64_t epoch;
   int pending;               /* the node awaits approval: no session */
   scram_verifier_t v;
   char name[VALID_NAME_MAX + 1];
   char auth_msg[640];
-  int64_t created_ms;
-  struct exch *next;
 } exch_t;
 
 struct ctlsrv {
@@ -141,13 +133,10 @@ struct ctlsrv {
   pthread_cond_t cv;
   int stopping;
   int wake;
-  sess_t *by_token[SESS_BUCKETS];
-  sess_t *by_id[SESS_BUCKETS];
-  size_t nsessions;
-  exch_t *exch[EXCH_BUCKETS];
-  size_t nexch;
+  sess_table_t sessions;
+  exch_table_t exch;
   auth_t fails;              /* auth failures per source address */
-  pipe_ent_t *pipes[PIPE_BUCKETS]; /* under mu: the socket's connections */
+  authwait_t pipes;          /* under mu: the socket's connections (authwait.h) */
   atomic_ulong auth_timeouts;
   reglimit_t reg;            /* self-registrations per address and overall */
   reglimit_t events_rl;      /* audit events unauthenticated peers cause */
@@ -179,14 +168,6 @@ struct ctlsrv {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static unsigned hash_bytes(const uint8_t *b, size_t n) {
-  unsigned h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
-  return h;
-}
-
-static unsigned hash_id(int64_t id) { return (unsigned)((uint64_t)id * 0x9e3779b97f4a7c15ull >> 40); }
-
 static nng_msg *pack(const resp_t *resp) {
   size_t len = 0;
   uint8_t *buf = ctlmsg_pack_response(resp, &len);
@@ -213,40 +194,24 @@ static nng_msg *status_reply(uint64_t id, Cascade__Control__Code code, const cha
 /* peer_ip is the agent's address: nng sees the gate's loopback end. */
 /* ---- connections and their authentication deadline ----------------------- */
 
-static pipe_ent_t **pipe_slot(ctlsrv_t *s, uint32_t id) {
-  pipe_ent_t **pp = &s->pipes[(id * 2654435761u) % PIPE_BUCKETS];
-  while (*pp && (*pp)->id != id) pp = &(*pp)->next;
-  return pp;
-}
-
 /* Runs on nng's threads. */
 static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
   ctlsrv_t *s = arg;
   uint32_t id = (uint32_t)nng_pipe_id(p);
-  pipe_ent_t *n = ev == NNG_PIPE_EV_ADD_POST ? calloc(1, sizeof(*n)) : NULL;
+  int64_t now = db_now_ms();
   pthread_mutex_lock(&s->mu);
-  pipe_ent_t **pp = pipe_slot(s, id), *old = *pp;
-  if (old) *pp = old->next;
-  if (n) {
-    n->id = id;
-    n->last_ms = db_now_ms();
-    n->next = s->pipes[(id * 2654435761u) % PIPE_BUCKETS];
-    s->pipes[(id * 2654435761u) % PIPE_BUCKETS] = n;
-  }
+  if (ev == NNG_PIPE_EV_ADD_POST) authwait_add(&s->pipes, id, now);
+  else authwait_remove(&s->pipes, id);
   pthread_mutex_unlock(&s->mu);
-  free(old);
 }
 
 /* pipe_seen notes a request on the connection of |m|; |authed|: it carries
  * a live session. */
 static void pipe_seen(ctlsrv_t *s, nng_msg *m, int authed) {
   uint32_t id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(m));
+  int64_t now = db_now_ms();
   pthread_mutex_lock(&s->mu);
-  pipe_ent_t *e = *pipe_slot(s, id);
-  if (e) {
-    e->last_ms = db_now_ms();
-    if (authed) e->authed = 1;
-  }
+  authwait_seen(&s->pipes, id, now, authed);
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -256,15 +221,9 @@ static void pipe_seen(ctlsrv_t *s, nng_msg *m, int authed) {
  * would still keep agents out. */
 static void pipes_expire(ctlsrv_t *s) {
   uint32_t ids[256];
-  size_t n = 0;
   int64_t now = db_now_ms(), limit = s->ctl->cfg->control_auth_ms;
   pthread_mutex_lock(&s->mu);
-  for (size_t b = 0; b < PIPE_BUCKETS && n < sizeof(ids) / sizeof(ids[0]); b++)
-    for (pipe_ent_t *e = s->pipes[b]; e && n < sizeof(ids) / sizeof(ids[0]); e = e->next)
-      if (!e->authed && now - e->last_ms > limit) {
-        ids[n++] = e->id;
-        e->last_ms = now; /* closed below; not again before it is gone */
-      }
+  size_t n = authwait_expire(&s->pipes, now, limit, ids, sizeof(ids) / sizeof(ids[0]));
   pthread_mutex_unlock(&s->mu);
   for (size_t i = 0; i < n; i++) {
     nng_pipe p = NNG_PIPE_INITIALIZER;
@@ -312,28 +271,14 @@ static PGresult *exec1(ctlsrv_t *s, db_stmt_t st, int n, const char *const *p) {
   return r;
 }
 
-/* ---- sessions (callers hold s->mu) --------------------------------------- */
+/* ---- sessions (callers hold s->mu; the bookkeeping is session.c's) -------- */
 
-static sess_t *sess_by_token(ctlsrv_t *s, const uint8_t *tok) {
-  for (sess_t *x = s->by_token[hash_bytes(tok, TOKEN_LEN) % SESS_BUCKETS]; x; x = x->tok_next)
-    if (memcmp(x->token, tok, TOKEN_LEN) == 0) return x;
-  return NULL;
+static node_sess_t *sess_by_token(ctlsrv_t *s, const uint8_t *tok) {
+  return NODE_SESS(sess_find_token(&s->sessions, tok));
 }
 
-static sess_t *sess_by_id(ctlsrv_t *s, int64_t id) {
-  for (sess_t *x = s->by_id[hash_id(id) % SESS_BUCKETS]; x; x = x->id_next)
-    if (x->id == id && !x->revoked) return x;
-  return NULL;
-}
-
-static void sess_unlink(ctlsrv_t *s, sess_t *x) {
-  sess_t **pp = &s->by_token[hash_bytes(x->token, TOKEN_LEN) % SESS_BUCKETS];
-  while (*pp && *pp != x) pp = &(*pp)->tok_next;
-  if (*pp) *pp = x->tok_next;
-  pp = &s->by_id[hash_id(x->id) % SESS_BUCKETS];
-  while (*pp && *pp != x) pp = &(*pp)->id_next;
-  if (*pp) *pp = x->id_next;
-  s->nsessions--;
+static node_sess_t *sess_by_id(ctlsrv_t *s, int64_t id) {
+  return NODE_SESS(sess_find_id(&s->sessions, id));
 }
 
 /* ---- parked polls --------------------------------------------------------- */
@@ -363,41 +308,31 @@ static void streams_free(ctlsrv_stream_t *v, size_t n) {
   free(v);
 }
 
-static void pend_free(pend_t *p) {
-  while (p) {
-    pend_t *next = p->next;
-    relay_unref(p->rl);
-    free(p);
-    p = next;
-  }
+static void relay_release(void *rl) { relay_unref(rl); }
+
+static void pend_free(pend_t *p) { sess_relays_free(p, relay_release); }
+
+/* relay_size: the bytes relay |rl| adds to a poll answer (0: it is over). */
+static size_t relay_size(void *rl) {
+  relay_request_t tmp;
+  return relay_fill(rl, &tmp);
 }
 
 /* take_relays takes from session |x| the relay requests that fit in one
  * poll answer (at least one). Under s->mu. */
-static pend_t *take_relays(sess_t *x) {
-  pend_t *head = x->relays, **pp = &x->relays, *p;
-  size_t bytes = 0, n = 0;
-  Cascade__Control__RelayRequest tmp;
-  while ((p = *pp) != NULL && n < CTLMSG_RELAY_PER_POLL) {
-    size_t sz = relay_fill(p->rl, &tmp);
-    if (n > 0 && bytes + sz > POLL_RELAY_BYTES) break;
-    bytes += sz;
-    n++;
-    pp = &p->next;
-  }
-  x->relays = *pp;
-  if (x->relays == NULL) x->relays_tail = NULL;
-  *pp = NULL;
-  return n ? head : NULL;
+static pend_t *take_relays(node_sess_t *x) {
+  return sess_relays_take(&x->core, CTLMSG_RELAY_PER_POLL, POLL_RELAY_BYTES, relay_size);
 }
 
-void ctlsrv_reply_ack(ctlsrv_reply_t *p, int cancelled) {
+/* reply_ack answers the held-back RelayResponse |p| with a RelayAck and
+ * frees it. Any thread. */
+static void reply_ack(void *arg, park_t *p, int cancelled) {
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
   Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
   Cascade__Control__RelayAck ack = CASCADE__CONTROL__RELAY_ACK__INIT;
   st.message = "";
   ack.cancelled = cancelled != 0;
-  resp.id = p->req_id;
+  resp.id = p->core.req_id;
   resp.status = &st;
   resp.body_case = CASCADE__CONTROL__RESPONSE__BODY_RELAY_ACK;
   resp.relay_ack = &ack;
@@ -406,24 +341,32 @@ void ctlsrv_reply_ack(ctlsrv_reply_t *p, int cancelled) {
 
 /* pack_with_relays packs |resp| carrying the relay requests of |rel|. */
 static nng_msg *pack_with_relays(resp_t *resp, pend_t *rel) {
-  size_t n = 0;
+  size_t n = 0, nh = 0;
   for (pend_t *p = rel; p; p = p->next) n++;
+  relay_request_t *views = n ? calloc(n, sizeof(*views)) : NULL;
   Cascade__Control__RelayRequest *v = n ? calloc(n, sizeof(*v)) : NULL;
   Cascade__Control__RelayRequest **pv = n ? calloc(n, sizeof(*pv)) : NULL;
+  Cascade__Control__Header *hv = NULL, **hp = NULL;
   size_t k = 0;
-  if (n && (v == NULL || pv == NULL)) n = 0;
+  if (n && (views == NULL || v == NULL || pv == NULL)) n = 0;
   for (pend_t *p = rel; p && n; p = p->next)
-    if (relay_fill(p->rl, &v[k])) {
-      pv[k] = &v[k];
-      k++;
-    }
+    if (relay_fill(p->item, &views[k])) nh += views[k++].nheaders;
+  if (nh && ((hv = calloc(nh, sizeof(*hv))) == NULL || (hp = calloc(nh, sizeof(*hp))) == NULL))
+    k = 0;
+  for (size_t i = 0, h = 0; i < k; h += views[i++].nheaders) {
+    ctlmsg_relay_request_wire(&views[i], &v[i], hv ? hv + h : NULL, hp ? hp + h : NULL);
+    pv[i] = &v[i];
+  }
   resp->n_relay = k;
   resp->relay = pv;
   nng_msg *m = pack(resp);
   if (m)
-    for (pend_t *p = rel; p; p = p->next) relay_sent(p->rl);
+    for (pend_t *p = rel; p; p = p->next) relay_sent(p->item);
+  free(views);
   free(v);
   free(pv);
+  free(hv);
+  free(hp);
   resp->n_relay = 0;
   resp->relay = NULL;
   return m;
@@ -694,7 +637,7 @@ static nng_msg *on_auth_start(ctlsrv_t *s, const req_t *q, const char *ip) {
     x->id = 0;
   }
   PQclear(r);
-  gnutls_rnd(GNUTLS_RND_NONCE, x->handle, sizeof(x->handle));
+  gnutls_rnd(GNUTLS_RND_NONCE, x->core.handle, sizeof(x->core.handle));
   gnutls_rnd(GNUTLS_RND_NONCE, snonce_raw, sizeof(snonce_raw));
   b64url_encode(snonce_raw, sizeof(snonce_raw), snonce, sizeof(snonce));
   b64_encode(x->v.salt, x->v.salt_len, salt64, sizeof(salt64));
@@ -703,25 +646,21 @@ static nng_msg *on_auth_start(ctlsrv_t *s, const req_t *q, const char *ip) {
   snprintf(nonce, sizeof(nonce), "%s%s", a->client_nonce, snonce);
   snprintf(x->auth_msg, sizeof(x->auth_msg), "n=%s,r=%s,r=%s,s=%s,i=%u,c=biws,r=%s", esc,
            a->client_nonce, nonce, salt64, x->v.iter, nonce);
-  x->created_ms = db_now_ms();
+  x->core.created_ms = db_now_ms();
 
   pthread_mutex_lock(&s->mu);
-  if (s->nexch >= EXCH_MAX) {
+  if (exch_add(&s->exch, &x->core) != 0) {
     pthread_mutex_unlock(&s->mu);
     free(x);
     return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "busy");
   }
-  unsigned b = hash_bytes(x->handle, TOKEN_LEN) % EXCH_BUCKETS;
-  x->next = s->exch[b];
-  s->exch[b] = x;
-  s->nexch++;
   pthread_mutex_unlock(&s->mu);
 
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
   Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
   Cascade__Control__AuthChallenge ch = CASCADE__CONTROL__AUTH_CHALLENGE__INIT;
   st.message = "";
-  ch.exchange.data = x->handle;
+  ch.exchange.data = x->core.handle;
   ch.exchange.len = TOKEN_LEN;
   ch.salt.data = x->v.salt;
   ch.salt.len = x->v.salt_len;
@@ -736,17 +675,20 @@ static nng_msg *on_auth_start(ctlsrv_t *s, const req_t *q, const char *ip) {
   return m;
 }
 
-static exch_t *exch_take(ctlsrv_t *s, const uint8_t *handle) {
+static exch_t *exchange_take(ctlsrv_t *s, const uint8_t *handle) {
   pthread_mutex_lock(&s->mu);
-  exch_t **pp = &s->exch[hash_bytes(handle, TOKEN_LEN) % EXCH_BUCKETS];
-  while (*pp && memcmp((*pp)->handle, handle, TOKEN_LEN) != 0) pp = &(*pp)->next;
-  exch_t *x = *pp;
-  if (x) {
-    *pp = x->next;
-    s->nexch--;
-  }
+  exch_t *x = (exch_t *)exch_take(&s->exch, handle);
   pthread_mutex_unlock(&s->mu);
   return x;
+}
+
+/* exchanges_free frees a list of exchanges (exch_expire, exch_drain). */
+static void exchanges_free(exch_entry_t *e) {
+  while (e) {
+    exch_entry_t *next = e->next;
+    free(e);
+    e = next;
+  }
 }
 
 /* link gives parentless node |id| the parent |pid| unless that would make a
@@ -799,12 +741,12 @@ static nng_msg *auth_failed_reply(ctlsrv_t *s, const req_t *q, const char *ip,
 
 static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   const Cascade__Control__AuthFinish *f = q->auth_finish;
-  exch_t *x = exch_take(s, f->exchange.data);
+  exch_t *x = exchange_take(s, f->exchange.data);
   uint8_t sig[SCRAM_KEY_LEN];
   char ids[24];
   park_t *old_park = NULL;
 
-  if (x == NULL || db_now_ms() - x->created_ms > EXCH_TTL_MS || x->id == 0 ||
+  if (x == NULL || !exch_live(&x->core, db_now_ms()) || x->id == 0 ||
       scram_verify_proof(&x->v, x->auth_msg, strlen(x->auth_msg), f->proof.data) != 0) {
     nng_msg *m = auth_failed_reply(s, q, ip, x ? x->name : "?", x ? x->id : 0);
     free(x);
@@ -826,36 +768,26 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
 
   /* The session, replacing any older one of this node without a gap in
    * its online state. */
-  sess_t *n = calloc(1, sizeof(*n));
+  node_sess_t *n = calloc(1, sizeof(*n));
   if (n == NULL) {
     free(x);
     return NULL;
   }
-  gnutls_rnd(GNUTLS_RND_KEY, n->token, TOKEN_LEN);
-  n->id = x->id;
-  n->epoch = x->epoch;
+  gnutls_rnd(GNUTLS_RND_KEY, n->core.token, TOKEN_LEN);
+  n->core.id = x->id;
+  n->core.epoch = x->epoch;
   snprintf(n->name, sizeof(n->name), "%s", x->name);
-  n->last_hb_ms = db_now_ms();
-  pthread_mutex_lock(&s->mu);
-  sess_t *old = sess_by_id(s, x->id);
+  n->core.last_hb_ms = db_now_ms();
+  uint8_t token[TOKEN_LEN];
+  memcpy(token, n->core.token, TOKEN_LEN);
   pend_t *old_relays = NULL;
-  if (old) {
-    old->revoked = 1;
-    old->revoked_ms = db_now_ms();
-    old_park = old->park;
-    old->park = NULL;
-    old_relays = old->relays;
-    old->relays = old->relays_tail = NULL;
-  }
-  unsigned bt = hash_bytes(n->token, TOKEN_LEN) % SESS_BUCKETS, bi = hash_id(n->id) % SESS_BUCKETS;
-  n->tok_next = s->by_token[bt];
-  s->by_token[bt] = n;
-  n->id_next = s->by_id[bi];
-  s->by_id[bi] = n;
-  s->nsessions++;
+  sess_park_t *replaced_park = NULL;
+  pthread_mutex_lock(&s->mu);
+  sess_t *old = sess_add(&s->sessions, &n->core, db_now_ms(), &replaced_park, &old_relays);
   pthread_mutex_unlock(&s->mu);
+  old_park = PARK(replaced_park);
   if (old_park)
-    park_answer(old_park, status_reply(old_park->req_id, CASCADE__CONTROL__CODE__REVOKED,
+    park_answer(old_park, status_reply(old_park->core.req_id, CASCADE__CONTROL__CODE__REVOKED,
                                        "replaced by a newer session"));
   if (old) {
     /* The agent restarted: what its old process was answering is lost. */
@@ -872,12 +804,12 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   PGresult *cr = exec1(s, DB_CTL_CONNECT, 9, p);
   if (cr != NULL && PQntuples(cr) == 1) {
     pthread_mutex_lock(&s->mu);
-    sess_t *me = sess_by_token(s, n->token);
-    if (me) me->claimed = 1;
+    node_sess_t *me = sess_by_token(s, token);
+    if (me) me->core.claimed = 1;
     pthread_mutex_unlock(&s->mu);
   }
   PQclear(cr);
-  log_info("control", "node connected id=%lld name=%s source=%s", (long long)x->id, n->name, ip);
+  log_info("control", "node connected id=%lld name=%s source=%s", (long long)x->id, x->name, ip);
   ctlsrv_wake(s);
 
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
@@ -886,7 +818,7 @@ static nng_msg *on_auth_finish(ctlsrv_t *s, const req_t *q, const char *ip) {
   st.message = "";
   ok.server_signature.data = sig;
   ok.server_signature.len = sizeof(sig);
-  ok.session.data = n->token;
+  ok.session.data = token;
   ok.session.len = TOKEN_LEN;
   ok.instance_id = x->id;
   ok.heartbeat_ms = (uint32_t)s->ctl->cfg->control_heartbeat_ms;
@@ -905,7 +837,7 @@ static int session_epoch(ctlsrv_t *s, const req_t *q, int64_t *id, int64_t *epoc
                          nng_msg **reply) {
   int rv = -1;
   pthread_mutex_lock(&s->mu);
-  sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
+  sess_t *x = q->session.len == TOKEN_LEN ? sess_find_token(&s->sessions, q->session.data) : NULL;
   if (x == NULL)
     *reply = status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
   else if (x->revoked)
@@ -963,8 +895,8 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
     }
   }
   pthread_mutex_lock(&s->mu);
-  sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
-  state = x == NULL ? 1 : x->revoked ? 2 : 0;
+  node_sess_t *x = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
+  state = x == NULL ? 1 : x->core.revoked ? 2 : 0;
   if (state == 0 && hb->streams_reported) {
     ctlsrv_stream_t *old = x->streams;
     size_t oldn = x->nstreams;
@@ -976,16 +908,13 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
   }
   int64_t static_pid = 0, self = 0;
   if (state == 0 && hb->static_parent_id > 0 && hb->static_parent_id != x->static_tried &&
-      hb->static_parent_id != x->id) {
+      hb->static_parent_id != x->core.id) {
     x->static_tried = static_pid = hb->static_parent_id;
-    self = x->id;
+    self = x->core.id;
   }
   if (state == 0) {
-    x->last_hb_ms = now;
-    x->applied = hb->applied_generation;
-    x->hb_dirty = 1;
+    desired = sess_heartbeat(&x->core, now, hb->applied_generation);
     x->report_dirty = 1;
-    desired = x->desired;
     ctlsrv_link_t *old = x->links;
     x->links = links;
     x->nlinks = n;
@@ -1029,8 +958,8 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
     return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "database unavailable");
   if (gen != q->poll->known_generation) {
     pthread_mutex_lock(&s->mu);
-    sess_t *x = sess_by_token(s, q->session.data);
-    if (x && !x->revoked) rel = take_relays(x);
+    node_sess_t *x = sess_by_token(s, q->session.data);
+    if (x && !x->core.revoked) rel = take_relays(x);
     pthread_mutex_unlock(&s->mu);
     if (rel) {
       nng_msg_free(m);
@@ -1048,20 +977,19 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
     return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
   }
   p->ctx = ctx;
-  p->req_id = q->id;
-  p->known = q->poll->known_generation;
-  p->since_ms = db_now_ms();
+  p->core.req_id = q->id;
+  p->core.known = q->poll->known_generation;
+  p->core.since_ms = db_now_ms();
   park_t *prev = NULL;
   int gone = 1;
   pthread_mutex_lock(&s->mu);
-  sess_t *x = sess_by_token(s, q->session.data);
-  if (x && !x->revoked) {
+  node_sess_t *x = sess_by_token(s, q->session.data);
+  if (x && !x->core.revoked) {
     gone = 0;
-    x->desired = gen;
+    x->core.desired = gen;
     /* Relay requests waiting: answer now instead of parking. */
     if ((rel = take_relays(x)) == NULL) {
-      prev = x->park;
-      x->park = p;
+      prev = PARK(sess_park_set(&x->core, &p->core, gen));
       p = NULL;
     }
   }
@@ -1074,45 +1002,39 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
     pend_free(rel);
     return m;
   }
-  if (prev) park_answer(prev, empty_config(prev->req_id, NULL));
+  if (prev) park_answer(prev, empty_config(prev->core.req_id, NULL));
   *parked = 1;
   return NULL;
 }
 
-int ctlsrv_relay_submit(ctlsrv_t *s, int64_t node, ctl_relay_t *rl) {
-  pend_t *p = calloc(1, sizeof(*p)), *rel = NULL;
-  park_t *answer = NULL;
-  if (s == NULL || p == NULL) {
-    free(p);
-    return -1;
-  }
+/* relay_submit queues relay |rl| for node |node|'s next poll (its parked
+ * poll is answered at once) and takes a reference; -1 when the node has no
+ * session here. */
+static int relay_submit(void *arg, int64_t node, struct ctl_relay *rl) {
+  ctlsrv_t *s = arg;
+  pend_t *rel = NULL;
+  sess_park_t *answer = NULL;
+  if (s == NULL) return -1;
   relay_ref(rl);
-  p->rl = rl;
   pthread_mutex_lock(&s->mu);
-  sess_t *x = sess_by_id(s, node);
-  if (x == NULL) {
+  node_sess_t *x = sess_by_id(s, node);
+  if (x == NULL || sess_relay_push(&x->core, rl, &answer) != 0) {
     pthread_mutex_unlock(&s->mu);
     relay_unref(rl);
-    free(p);
     return -1;
   }
-  if (x->relays_tail) x->relays_tail->next = p;
-  else x->relays = p;
-  x->relays_tail = p;
-  if (x->park) {
-    answer = x->park;
-    x->park = NULL;
-    rel = take_relays(x);
-  }
+  if (answer) rel = take_relays(x);
   pthread_mutex_unlock(&s->mu);
   if (answer) {
-    park_answer(answer, empty_config(answer->req_id, rel));
+    park_answer(PARK(answer), empty_config(answer->req_id, rel));
     pend_free(rel);
   }
   return 0;
 }
 
-int ctlsrv_node_online(ctlsrv_t *s, int64_t node) {
+/* node_held: node |node| has a live session here. */
+static int node_held(void *arg, int64_t node) {
+  ctlsrv_t *s = arg;
   if (s == NULL) return 0;
   pthread_mutex_lock(&s->mu);
   int on = sess_by_id(s, node) != NULL;
@@ -1133,9 +1055,12 @@ static nng_msg *on_relay_response(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int 
     return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
   }
   p->ctx = ctx;
-  p->req_id = q->id;
-  p->since_ms = db_now_ms();
-  int rv = relay_deliver(s->ctl->relays, id, q->relay_response, p);
+  p->core.req_id = q->id;
+  p->core.since_ms = db_now_ms();
+  relay_header_t hv[CTLMSG_RELAY_HEADERS_MAX];
+  relay_response_t view;
+  ctlmsg_relay_response_view(q->relay_response, &view, hv);
+  int rv = relay_deliver(s->ctl->relays, id, &view, p);
   if (rv == 1) {
     *parked = 1;
     return NULL;
@@ -1220,7 +1145,7 @@ static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
     return status_reply(0, CASCADE__CONTROL__CODE__BAD_REQUEST, why);
   }
   pthread_mutex_lock(&s->mu);
-  sess_t *live = q->session.len == TOKEN_LEN ? sess_by_token(s, q->session.data) : NULL;
+  sess_t *live = q->session.len == TOKEN_LEN ? sess_find_token(&s->sessions, q->session.data) : NULL;
   int authed = live != NULL && !live->revoked;
   pthread_mutex_unlock(&s->mu);
   pipe_seen(s, in, authed);
@@ -1333,37 +1258,7 @@ static void sb_array(sbuf_t *b, const int64_t *v, size_t n) {
   sb_put(b, "}");
 }
 
-static void pipes_free(ctlsrv_t *s) {
-  for (size_t b = 0; b < PIPE_BUCKETS; b++)
-    while (s->pipes[b]) {
-      pipe_ent_t *e = s->pipes[b];
-      s->pipes[b] = e->next;
-      free(e);
-    }
-}
-
-/* report_json is what session |x| last reported, for the sessions table
- * (format in sql/004_replicas.sql). Under s->mu. */
-static json_t *report_json(const sess_t *x) {
-  json_t *links = json_array(), *streams = json_array();
-  for (size_t i = 0; links && i < x->nlinks; i++) {
-    const ctlsrv_link_t *l = &x->links[i];
-    json_array_append_new(links, json_pack("[I,i,b,I,I]", (json_int_t)l->peer_id, l->role, l->up,
-                                           (json_int_t)l->rtt_us, (json_int_t)l->up_since));
-  }
-  for (size_t i = 0; streams && i < x->nstreams; i++) {
-    const ctlsrv_stream_t *st = &x->streams[i];
-    json_t *players = json_array();
-    for (size_t k = 0; players && k < st->nplayers; k++)
-      json_array_append_new(players, json_pack("[s,I]", st->players[k].protocol,
-                                               (json_int_t)st->players[k].count));
-    json_array_append_new(streams, json_pack("[s,i,I,I,o]", st->path, st->origin,
-                                             (json_int_t)st->origin_node, (json_int_t)st->since,
-                                             players ? players : json_array()));
-  }
-  return json_pack("{s:o,s:o,s:I}", "links", links ? links : json_array(), "streams",
-                   streams ? streams : json_array(), "total", (json_int_t)x->streams_total);
-}
+static void pipes_free(ctlsrv_t *s) { authwait_clear(&s->pipes); }
 
 /* is_stopping: ctlsrv_stop has begun (the sweeper skips what is left of a
  * pass: each statement may wait database.timeout). */
@@ -1398,250 +1293,288 @@ static void renew(ctlsrv_t *s, const int64_t *ids, size_t n, sbuf_t *a, int64_t 
   for (size_t k = 0; k < n; k++) {
     int mine = 0;
     for (int i = 0; i < got && !mine; i++) mine = held[i] == ids[k];
-    park_t *answer = NULL;
+    sess_park_t *taken = NULL;
     pend_t *dropped = NULL;
-    int revoke = 0;
     pthread_mutex_lock(&s->mu);
-    sess_t *x = sess_by_id(s, ids[k]);
-    lease_verdict_t v = x ? lease_verdict(x->claimed, mine) : LEASE_KEEP;
-    if (v == LEASE_CLAIM) {
-      x->claimed = 1;
-    } else if (v == LEASE_LOST) {
-      dropped = x->relays;
-      x->relays = x->relays_tail = NULL;
-      x->revoked = 1;
-      x->revoked_ms = now;
-      answer = x->park;
-      x->park = NULL;
-      revoke = 1;
-    }
+    sess_t *x = sess_find_id(&s->sessions, ids[k]);
+    int v = x ? sess_lease_apply(x, mine, now, &taken, &dropped) : LEASE_KEEP;
     pthread_mutex_unlock(&s->mu);
+    park_t *answer = PARK(taken);
     pend_free(dropped);
-    if (!revoke) continue;
+    if (v != LEASE_LOST) continue;
     atomic_fetch_add(&s->sessions_taken, 1);
     log_info("control", "session of node %lld ended: another controller holds it now",
              (long long)ids[k]);
     if (answer)
-      park_answer(answer, status_reply(answer->req_id, CASCADE__CONTROL__CODE__REVOKED,
+      park_answer(answer, status_reply(answer->core.req_id, CASCADE__CONTROL__CODE__REVOKED,
                                        "session taken over by another controller"));
     relay_node_gone(s->ctl->relays, ids[k], "its session moved to another controller");
   }
   free(held);
 }
 
-static void sweep(ctlsrv_t *s, int reconcile) {
-  pipes_expire(s);
-  const ctl_config_t *cfg = s->ctl->cfg;
-  int64_t now = db_now_ms();
-  int64_t *hb_id = NULL, *hb_gen = NULL, *off_id = NULL, *all_id = NULL;
-  park_t **timed_out = NULL;
-  size_t nhb = 0, noff = 0, nall = 0, nto = 0;
-  exch_t *dead_exch = NULL;
-  sess_t *dead = NULL;
+/* What one pass of the sweeper collected under s->mu, for the statements
+ * and answers made after it is released. */
+typedef struct sweep_pass {
+  int64_t now;
+  int64_t *hb_id, *hb_gen;   /* heartbeats to write: node, applied generation */
+  int64_t *off_id;           /* sessions that went silent: nodes now offline */
+  int64_t *all_id;           /* every live session's node */
+  park_t **timed_out;        /* polls that waited control.polltimeout */
+  size_t nhb, noff, nall, nto;
+  sess_t *dead;              /* unlinked sessions to end, by tok_next */
+  json_t *reports;           /* changed reports by node id, for DB_SESSION_REPORTS */
+  sbuf_t a, g;               /* scratch array literals */
+} sweep_pass_t;
 
-  pthread_mutex_lock(&s->mu);
-  size_t cap = s->nsessions + 1;
-  hb_id = malloc(cap * sizeof(int64_t));
-  hb_gen = malloc(cap * sizeof(int64_t));
-  off_id = malloc(cap * sizeof(int64_t));
-  all_id = malloc(cap * sizeof(int64_t));
-  timed_out = malloc(cap * sizeof(park_t *));
-  if (!hb_id || !hb_gen || !off_id || !all_id || !timed_out) {
-    pthread_mutex_unlock(&s->mu);
-    goto out;
-  }
-  for (size_t b = 0; b < EXCH_BUCKETS; b++) {
-    exch_t **pp = &s->exch[b];
-    while (*pp) {
-      if (now - (*pp)->created_ms > EXCH_TTL_MS) {
-        exch_t *x = *pp;
-        *pp = x->next;
-        x->next = dead_exch;
-        dead_exch = x;
-        s->nexch--;
-      } else {
-        pp = &(*pp)->next;
-      }
-    }
-  }
-  json_t *reports = json_object();
-  for (size_t b = 0; b < SESS_BUCKETS; b++) {
-    sess_t *x = s->by_token[b];
-    while (x) {
-      sess_t *next = x->tok_next;
-      if (x->report_dirty && !x->revoked && reports) {
-        char key[24];
-        snprintf(key, sizeof(key), "%lld", (long long)x->id);
-        json_object_set_new(reports, key, report_json(x));
-        x->report_dirty = 0;
-      }
-      int expired = !x->revoked && now - x->last_hb_ms > 3 * cfg->control_heartbeat_ms;
-      if (expired || (x->revoked && now - x->revoked_ms > REVOKED_TTL_MS)) {
-        if (expired) off_id[noff++] = x->id;
-        sess_unlink(s, x);
-        x->tok_next = dead;
-        dead = x;
-      } else {
-        if (x->hb_dirty && !x->revoked) {
-          hb_id[nhb] = x->id;
-          hb_gen[nhb++] = (int64_t)x->applied;
-          x->hb_dirty = 0;
-        }
-        if (x->park && now - x->park->since_ms > cfg->control_polltimeout_ms) {
-          timed_out[nto++] = x->park;
-          x->park = NULL;
-        }
-        if (!x->revoked) all_id[nall++] = x->id;
-      }
-      x = next;
-    }
-  }
-  pthread_mutex_unlock(&s->mu);
+static int sweep_pass_init(sweep_pass_t *w, size_t cap, int64_t now) {
+  memset(w, 0, sizeof(*w));
+  w->now = now;
+  w->hb_id = malloc(cap * sizeof(int64_t));
+  w->hb_gen = malloc(cap * sizeof(int64_t));
+  w->off_id = malloc(cap * sizeof(int64_t));
+  w->all_id = malloc(cap * sizeof(int64_t));
+  w->timed_out = malloc(cap * sizeof(park_t *));
+  return w->hb_id && w->hb_gen && w->off_id && w->all_id && w->timed_out ? 0 : -1;
+}
 
-  while (dead_exch) {
-    exch_t *x = dead_exch;
-    dead_exch = x->next;
-    free(x);
+static void sweep_pass_free(sweep_pass_t *w) {
+  free(w->hb_id);
+  free(w->hb_gen);
+  free(w->off_id);
+  free(w->all_id);
+  free(w->timed_out);
+  json_decref(w->reports);
+  free(w->a.buf);
+  free(w->g.buf);
+}
+
+/* sessions_scan goes through every session once: changed reports, silent
+ * or long-revoked sessions (unlinked into w->dead), heartbeats to write,
+ * polls that timed out, the live sessions' ids. Under s->mu. */
+typedef struct {
+  ctlsrv_t *s;
+  sweep_pass_t *w;
+} scan_t;
+
+static void scan_one(sess_t *x, void *arg) {
+  scan_t *sc = arg;
+  sweep_pass_t *w = sc->w;
+  const ctl_config_t *cfg = sc->s->ctl->cfg;
+  node_sess_t *ns = NODE_SESS(x);
+  if (ns->report_dirty && !x->revoked && w->reports) {
+    char key[24];
+    snprintf(key, sizeof(key), "%lld", (long long)x->id);
+    json_object_set_new(w->reports, key,
+                        report_json(ns->links, ns->nlinks, ns->streams, ns->nstreams,
+                                    ns->streams_total));
+    ns->report_dirty = 0;
   }
+  int expired = sess_expired(x, w->now, 3 * cfg->control_heartbeat_ms, REVOKED_TTL_MS);
+  if (expired) {
+    if (expired == 2) w->off_id[w->noff++] = x->id;
+    sess_remove(&sc->s->sessions, x);
+    x->tok_next = w->dead;
+    w->dead = x;
+    return;
+  }
+  uint64_t applied;
+  if (sess_take_heartbeat(x, &applied)) {
+    w->hb_id[w->nhb] = x->id;
+    w->hb_gen[w->nhb++] = (int64_t)applied;
+  }
+  sess_park_t *p = sess_poll_timeout(x, w->now, cfg->control_polltimeout_ms);
+  if (p) w->timed_out[w->nto++] = PARK(p);
+  if (!x->revoked) w->all_id[w->nall++] = x->id;
+}
+
+static void sessions_scan(ctlsrv_t *s, sweep_pass_t *w) {
+  scan_t sc = {s, w};
+  w->reports = json_object();
+  sess_foreach(&s->sessions, scan_one, &sc);
+}
+
+/* node_sess_free frees session |x| and what it holds; its parked context
+ * is closed unanswered. */
+static void node_sess_free(sess_t *x) {
+  park_t *p = PARK(x->park);
+  if (p) {
+    nng_ctx_close(p->ctx);
+    nng_aio_free(p->aio);
+    free(p);
+  }
+  pend_free(x->relays);
+  streams_free(NODE_SESS(x)->streams, NODE_SESS(x)->nstreams);
+  free(NODE_SESS(x)->links);
+  free(x);
+}
+
+static void node_sess_free_cb(sess_t *x, void *arg) { node_sess_free(x); }
+
+/* sessions_end ends the sessions sessions_scan unlinked: their parked poll
+ * is told, a silent node's relays fail, and they are freed. */
+static void sessions_end(ctlsrv_t *s, sess_t *dead) {
   while (dead) {
     sess_t *x = dead;
     dead = x->tok_next;
-    if (x->park) park_answer(x->park, status_reply(x->park->req_id,
-                                                   CASCADE__CONTROL__CODE__NO_SESSION,
-                                                   "session expired"));
+    park_t *p = PARK(sess_park_take(x));
+    if (p) park_answer(p, status_reply(p->core.req_id, CASCADE__CONTROL__CODE__NO_SESSION,
+                                       "session expired"));
     if (!x->revoked) {
       log_info("control", "node offline id=%lld name=%s (no heartbeat)", (long long)x->id,
-               x->name);
+               NODE_SESS(x)->name);
       relay_node_gone(s->ctl->relays, x->id, "offline (no heartbeat)");
     }
-    pend_free(x->relays);
-    streams_free(x->streams, x->nstreams);
-    free(x->links);
-    free(x);
+    node_sess_free(x);
   }
-  for (size_t i = 0; i < nto; i++) park_answer(timed_out[i], empty_config(timed_out[i]->req_id, NULL));
+}
 
-  if (reports && json_object_size(reports) > 0) {
-    char *text = json_dumps(reports, JSON_COMPACT);
-    const char *p[2] = {text, s->replica};
-    if (text) PQclear(exec1(s, DB_SESSION_REPORTS, 2, p));
-    free(text);
-  }
-  json_decref(reports);
-  sbuf_t a = {0}, g = {0};
-  if (nhb) {
-    sb_array(&a, hb_id, nhb);
-    sb_array(&g, hb_gen, nhb);
-    const char *p[2] = {a.buf, g.buf};
+/* reports_flush writes the changed reports to the sessions table. */
+static void reports_flush(ctlsrv_t *s, json_t *reports) {
+  if (reports == NULL || json_object_size(reports) == 0) return;
+  char *text = json_dumps(reports, JSON_COMPACT);
+  const char *p[2] = {text, s->replica};
+  if (text) PQclear(exec1(s, DB_SESSION_REPORTS, 2, p));
+  free(text);
+}
+
+/* heartbeats_flush writes the heartbeats of the pass in one statement, and
+ * marks the silent nodes offline in another. */
+static void heartbeats_flush(ctlsrv_t *s, sweep_pass_t *w) {
+  if (w->nhb) {
+    sb_array(&w->a, w->hb_id, w->nhb);
+    sb_array(&w->g, w->hb_gen, w->nhb);
+    const char *p[2] = {w->a.buf, w->g.buf};
     PQclear(exec1(s, DB_CTL_HEARTBEATS, 2, p));
   }
-  if (noff) {
-    sb_array(&a, off_id, noff);
-    const char *p[3] = {a.buf, "heartbeat timeout", s->replica};
+  if (w->noff) {
+    sb_array(&w->a, w->off_id, w->noff);
+    const char *p[3] = {w->a.buf, "heartbeat timeout", s->replica};
     PQclear(exec1(s, DB_CTL_OFFLINE, 3, p));
   }
-  if (reconcile && nall && !is_stopping(s)) {
-    sb_array(&a, all_id, nall);
-    const char *p[1] = {a.buf};
-    PGresult *r = exec1(s, DB_CTL_GENERATIONS, 1, p);
-    if (r != NULL) {
-      /* Rows by id; a session whose node has no row was deleted. */
-      int n = PQntuples(r);
-      int64_t *rid = malloc((size_t)(n + 1) * sizeof(int64_t));
-      int64_t *rgen = malloc((size_t)(n + 1) * sizeof(int64_t));
-      int64_t *repoch = malloc((size_t)(n + 1) * sizeof(int64_t));
-      int64_t *revoked_ids = malloc((nall + 1) * sizeof(int64_t));
-      size_t nrev = 0;
-      if (rid && rgen && repoch && revoked_ids) {
-        for (int i = 0; i < n; i++) {
-          rid[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-          rgen[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-          repoch[i] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+}
+
+/* reconcile_one applies node |id|'s row (|gen| -1: the node is gone; its
+ * secret |epoch|) to its session: revoked when the node was deleted or its
+ * secret changed, else its parked poll answered when the generation moved.
+ * 1 when the session was revoked for a changed secret. */
+static int reconcile_one(ctlsrv_t *s, int64_t id, int64_t gen, int64_t epoch, int64_t now) {
+  sess_park_t *taken = NULL;
+  pend_t *dropped = NULL;
+  uint64_t req_id = 0;
+  pthread_mutex_lock(&s->mu);
+  sess_t *x = sess_find_id(&s->sessions, id);
+  sess_reconcile_t v = x ? sess_reconcile(x, gen, epoch, now, &taken, &dropped) : SESS_KEEP;
+  pthread_mutex_unlock(&s->mu);
+  park_t *answer = PARK(taken);
+  int revoke = v == SESS_DELETED || v == SESS_SECRET, secret = v == SESS_SECRET;
+  pend_free(dropped);
+  if (answer) req_id = answer->core.req_id;
+  if (revoke) {
+    log_info("control", "session of node %lld revoked (%s)", (long long)id,
+             gen < 0 ? "node deleted" : "secret changed");
+    if (answer)
+      park_answer(answer, status_reply(req_id, CASCADE__CONTROL__CODE__REVOKED,
+                                       gen < 0 ? "node deleted" : "secret changed"));
+    relay_node_gone(s->ctl->relays, id, gen < 0 ? "node deleted" : "secret changed");
+  } else if (answer) {
+    uint64_t got = 0;
+    nng_msg *m = config_reply(s, req_id, id, &got, NULL);
+    park_answer(answer, m ? m : empty_config(req_id, NULL));
+  }
+  return secret;
+}
+
+/* reconcile compares every live session with the registry (generations,
+ * deletions, secret epochs) in one statement. */
+static void reconcile(ctlsrv_t *s, sweep_pass_t *w) {
+  sb_array(&w->a, w->all_id, w->nall);
+  const char *p[1] = {w->a.buf};
+  PGresult *r = exec1(s, DB_CTL_GENERATIONS, 1, p);
+  if (r == NULL) return;
+  /* Rows by id; a session whose node has no row was deleted. */
+  int n = PQntuples(r);
+  int64_t *rid = malloc((size_t)(n + 1) * sizeof(int64_t));
+  int64_t *rgen = malloc((size_t)(n + 1) * sizeof(int64_t));
+  int64_t *repoch = malloc((size_t)(n + 1) * sizeof(int64_t));
+  int64_t *revoked_ids = malloc((w->nall + 1) * sizeof(int64_t));
+  size_t nrev = 0;
+  if (rid && rgen && repoch && revoked_ids) {
+    for (int i = 0; i < n; i++) {
+      rid[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+      rgen[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+      repoch[i] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    }
+    for (size_t k = 0; k < w->nall; k++) {
+      int64_t id = w->all_id[k], gen = -1, epoch = -1;
+      for (int i = 0; i < n; i++)
+        if (rid[i] == id) {
+          gen = rgen[i];
+          epoch = repoch[i];
+          break;
         }
-        for (size_t k = 0; k < nall; k++) {
-          int64_t id = all_id[k], gen = -1, epoch = -1;
-          for (int i = 0; i < n; i++)
-            if (rid[i] == id) {
-              gen = rgen[i];
-              epoch = repoch[i];
-              break;
-            }
-          park_t *answer = NULL;
-          pend_t *dropped = NULL;
-          int revoke = 0;
-          uint64_t req_id = 0;
-          pthread_mutex_lock(&s->mu);
-          sess_t *x = sess_by_id(s, id);
-          if (x) {
-            if (gen < 0 || epoch != x->epoch) {
-              dropped = x->relays;
-              x->relays = x->relays_tail = NULL;
-              x->revoked = 1;
-              x->revoked_ms = now;
-              answer = x->park;
-              x->park = NULL;
-              revoke = 1;
-              if (gen >= 0) revoked_ids[nrev++] = id;
-            } else {
-              x->desired = (uint64_t)gen;
-              if (x->park && x->park->known != (uint64_t)gen) {
-                answer = x->park;
-                x->park = NULL;
-              }
-            }
-          }
-          pthread_mutex_unlock(&s->mu);
-          pend_free(dropped);
-          if (answer) req_id = answer->req_id;
-          if (revoke) {
-            log_info("control", "session of node %lld revoked (%s)", (long long)id,
-                     gen < 0 ? "node deleted" : "secret changed");
-            if (answer)
-              park_answer(answer, status_reply(req_id, CASCADE__CONTROL__CODE__REVOKED,
-                                               gen < 0 ? "node deleted" : "secret changed"));
-            relay_node_gone(s->ctl->relays, id, gen < 0 ? "node deleted" : "secret changed");
-          } else if (answer) {
-            uint64_t got = 0;
-            nng_msg *m = config_reply(s, req_id, id, &got, NULL);
-            park_answer(answer, m ? m : empty_config(req_id, NULL));
-          }
-        }
-        if (nrev) {
-          sb_array(&a, revoked_ids, nrev);
-          const char *p2[3] = {a.buf, "secret changed", s->replica};
-          PQclear(exec1(s, DB_CTL_OFFLINE, 3, p2));
-        }
-      }
-      free(rid);
-      free(rgen);
-      free(repoch);
-      free(revoked_ids);
-      PQclear(r);
+      if (reconcile_one(s, id, gen, epoch, w->now)) revoked_ids[nrev++] = id;
+    }
+    if (nrev) {
+      sb_array(&w->a, revoked_ids, nrev);
+      const char *p2[3] = {w->a.buf, "secret changed", s->replica};
+      PQclear(exec1(s, DB_CTL_OFFLINE, 3, p2));
     }
   }
+  free(rid);
+  free(rgen);
+  free(repoch);
+  free(revoked_ids);
+  PQclear(r);
+}
+
+/* lease_sweep marks offline the nodes whose session lease ran out with no
+ * replica renewing it (any replica may do it; at most every LEASE_SWEEP_MS). */
+static void lease_sweep(ctlsrv_t *s) {
+  char lease[24];
+  snprintf(lease, sizeof(lease), "%lld", s->ctl->cfg->control_sessionlease_ms);
+  const char *p[1] = {lease};
+  PGresult *r = exec1(s, DB_CTL_SWEEP, 1, p);
+  if (r != NULL && PQntuples(r) > 0)
+    log_info("control", "%d node(s) offline: their session lease ran out with no controller "
+                        "holding it", PQntuples(r));
+  PQclear(r);
+}
+
+/* sweep is one pass of the sweeper: each job above in turn; |reconcile|:
+ * compare the sessions with the registry too. */
+static void sweep(ctlsrv_t *s, int reconcile_now) {
+  const ctl_config_t *cfg = s->ctl->cfg;
+  sweep_pass_t w;
+  pipes_expire(s);
+  int64_t now = db_now_ms();
+
+  pthread_mutex_lock(&s->mu);
+  if (sweep_pass_init(&w, sess_count(&s->sessions) + 1, now) != 0) {
+    pthread_mutex_unlock(&s->mu);
+    sweep_pass_free(&w);
+    return;
+  }
+  exch_entry_t *dead_exch = exch_expire(&s->exch, now);
+  sessions_scan(s, &w);
+  pthread_mutex_unlock(&s->mu);
+
+  exchanges_free(dead_exch);
+  sessions_end(s, w.dead);
+  for (size_t i = 0; i < w.nto; i++)
+    park_answer(w.timed_out[i], empty_config(w.timed_out[i]->core.req_id, NULL));
+  reports_flush(s, w.reports);
+  heartbeats_flush(s, &w);
+  if (reconcile_now && w.nall && !is_stopping(s)) reconcile(s, &w);
   if (lease_renew_due(now, s->last_renew_ms, cfg->control_sessionlease_ms) && !is_stopping(s)) {
     s->last_renew_ms = now;
-    renew(s, all_id, nall, &a, now);
+    renew(s, w.all_id, w.nall, &w.a, now);
   }
   if (now - s->last_lease_sweep_ms >= LEASE_SWEEP_MS && !is_stopping(s)) {
     s->last_lease_sweep_ms = now;
-    char lease[24];
-    snprintf(lease, sizeof(lease), "%lld", cfg->control_sessionlease_ms);
-    const char *p[1] = {lease};
-    PGresult *r = exec1(s, DB_CTL_SWEEP, 1, p);
-    if (r != NULL && PQntuples(r) > 0)
-      log_info("control", "%d node(s) offline: their session lease ran out with no controller "
-                          "holding it", PQntuples(r));
-    PQclear(r);
+    lease_sweep(s);
   }
-  free(a.buf);
-  free(g.buf);
-out:
-  free(hb_id);
-  free(hb_gen);
-  free(off_id);
-  free(all_id);
-  free(timed_out);
+  sweep_pass_free(&w);
 }
 
 static void *sweeper_main(void *arg) {
@@ -1658,9 +1591,9 @@ static void *sweeper_main(void *arg) {
     s->wake = 0;
     pthread_mutex_unlock(&s->mu);
     int64_t now = db_now_ms();
-    int reconcile = woken || now - last_reconcile >= RECONCILE_MS;
-    if (reconcile) last_reconcile = now;
-    sweep(s, reconcile);
+    int reconcile_now = woken || now - last_reconcile >= RECONCILE_MS;
+    if (reconcile_now) last_reconcile = now;
+    sweep(s, reconcile_now);
     pthread_mutex_lock(&s->mu);
   }
   pthread_mutex_unlock(&s->mu);
@@ -1827,10 +1760,17 @@ void ctlsrv_set_address(ctlsrv_t *s, const char *address) {
 
 const char *ctlsrv_replica(ctlsrv_t *s) { return s ? s->replica : ""; }
 
+static const char *replica_of(void *arg) { return ctlsrv_replica(arg); }
+
+relay_sessions_t ctlsrv_relay_sessions(ctlsrv_t *s) {
+  relay_sessions_t r = {s, relay_submit, node_held, replica_of, reply_ack};
+  return r;
+}
+
 size_t ctlsrv_sessions(ctlsrv_t *s) {
   if (s == NULL) return 0;
   pthread_mutex_lock(&s->mu);
-  size_t n = s->nsessions;
+  size_t n = sess_count(&s->sessions);
   pthread_mutex_unlock(&s->mu);
   return n;
 }
@@ -2099,30 +2039,8 @@ void ctlsrv_stop(ctlsrv_t *s) {
   for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i], NULL);
   ctlgate_free(s->gate);
   pipes_free(s);
-  for (size_t b = 0; b < SESS_BUCKETS; b++) {
-    sess_t *x = s->by_token[b];
-    while (x) {
-      sess_t *next = x->tok_next;
-      if (x->park) {
-        nng_ctx_close(x->park->ctx);
-        nng_aio_free(x->park->aio);
-        free(x->park);
-      }
-      pend_free(x->relays);
-      streams_free(x->streams, x->nstreams);
-      free(x->links);
-      free(x);
-      x = next;
-    }
-  }
-  for (size_t b = 0; b < EXCH_BUCKETS; b++) {
-    exch_t *x = s->exch[b];
-    while (x) {
-      exch_t *next = x->next;
-      free(x);
-      x = next;
-    }
-  }
+  sess_foreach(&s->sessions, node_sess_free_cb, NULL);
+  exchanges_free(exch_drain(&s->exch));
   if (s->tls) nng_tls_config_free(s->tls);
   free(s->workers);
   free(s->ca_cert);

@@ -44,33 +44,31 @@ typedef struct ctlsrv_link {
   int64_t reported_ms;
 } ctlsrv_link_t;
 
-/* ---- API relay (relay.h) ---- */
+/* ---- API relay (relay_sessions.h) ---- */
 
-struct ctl_relay;
-/* A relay ack held back for backpressure (a parked reply context). */
-typedef struct park ctlsrv_reply_t;
+struct relay_sessions;
 
-/* ctlsrv_reply_ack answers the held-back RelayResponse |p| with a RelayAck
- * and frees it. Any thread. */
-void ctlsrv_reply_ack(ctlsrv_reply_t *p, int cancelled);
-
-/* ctlsrv_relay_submit queues relay |rl| for node |node|'s next poll (its
- * parked poll is answered at once) and takes a reference. -1 when the node
- * has no session. */
-int ctlsrv_relay_submit(ctlsrv_t *s, int64_t node, struct ctl_relay *rl);
-
-/* ctlsrv_node_online: node |node| has a live session. */
-int ctlsrv_node_online(ctlsrv_t *s, int64_t node);
+/* ctlsrv_relay_sessions is |s|'s sessions as the API relay reaches them
+ * (relay_reg_set_sessions); |s| may be NULL (no control channel: no
+ * sessions). */
+struct relay_sessions ctlsrv_relay_sessions(ctlsrv_t *s);
 
 /* ---- stream reports ---- */
 
 #define CTLSRV_STREAM_PROTOS 16
 
+/* Where a reported stream comes from: the numbers of control.proto's
+ * StreamOrigin, which the sessions table's reports keep. */
+#define CTLSRV_ORIGIN_UNKNOWN 0
+#define CTLSRV_ORIGIN_LOCAL 1      /* published at the reporting node */
+#define CTLSRV_ORIGIN_PUSHED 2     /* pushed up by a child */
+#define CTLSRV_ORIGIN_PULLED 3     /* pulled from the parent or an outside source */
+
 /* One stream as a node's last heartbeat reported it (the sessions table's
  * report: any replica reads it, see api_streams.c). */
 typedef struct ctlsrv_stream {
   char *path;
-  int origin;                /* Cascade__Control__StreamOrigin */
+  int origin;                /* CTLSRV_ORIGIN_* */
   int64_t origin_node;       /* 0: the reporter itself or unknown */
   int64_t since;             /* unix seconds of the publisher, 0 none */
   size_t nplayers;

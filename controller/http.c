@@ -21,7 +21,6 @@
 #include "http_framing.h"
 #include "log.h"
 #include "net.h"
-#include "relay.h"
 #include "reply.h"
 #include "valid.h"
 
@@ -396,6 +395,12 @@ static int match_path(const char *url, const char **id_str) {
   return -1;
 }
 
+/* relay_serve hands a /api/relay/ request to the API relay. */
+static int relay_serve(http_req_t *r) {
+  if (r->ctl->http_relay == NULL) return http_reply_error(r, 404, "no such route");
+  return r->ctl->http_relay->serve(r);
+}
+
 static int dispatch(http_req_t *r) {
   const char *id_str = NULL;
   int answered;
@@ -434,14 +439,14 @@ static int dispatch(http_req_t *r) {
     }
     r->role = role;
     r->forwarded = 1;
-    return api_relay(r);
+    return relay_serve(r);
   }
   /* Authenticate every /api/ request before saying whether a route exists. */
   if (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/api") == 0) {
     int rv = authenticate(r, &answered);
     if (answered) return rv;
   }
-  if (relay) return api_relay(r);
+  if (relay) return relay_serve(r);
   if (ri < 0) return http_reply_error(r, 404, "no such route");
 
   const route_t *rt = &routes[ri];
@@ -529,7 +534,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   }
   if (r->dispatched) {
     /* A relay resumed: its answer (or its failure) is there. */
-    if (r->relay) return (enum MHD_Result)api_relay_resume(r);
+    if (r->relay) return (enum MHD_Result)r->ctl->http_relay->resume(r);
     return MHD_YES;
   }
   r->dispatched = 1;
@@ -560,7 +565,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     log_debug("http", "%s %s status=%d ms=%.3f source=%s", r->method,
               log_quote(r->url, q, sizeof(q)), r->status, (double)us / 1000.0, r->source);
   }
-  api_relay_done(r);
+  if (ctl->http_relay) ctl->http_relay->done(r);
   free(r->raw_uri);
   free(r->body);
   free(r);
@@ -660,7 +665,7 @@ fail:
 void http_stop(ctl_t *ctl) {
   if (ctl->httpd) {
     /* MHD must not stop with a suspended (relay) connection. */
-    relay_reg_shutdown(ctl->relays);
+    if (ctl->http_relay) ctl->http_relay->shutdown(ctl);
     /* MHD closes the listening socket it was given. */
     MHD_stop_daemon(ctl->httpd);
     ctl->httpd = NULL;

@@ -33,6 +33,16 @@ typedef struct http_req {
   int forwarded;           /* a relay forwarded by another replica (fwdsig.h) */
 } http_req_t;
 
+/* The API relay as the HTTP server sees it: api_relay.c fills it in
+ * (api_relay_http) and main.c sets ctl->http_relay, so that http.c routes
+ * /api/relay/ without depending on the relay. */
+typedef struct http_relay {
+  int (*serve)(http_req_t *r);   /* ANY /api/relay/{id}/{path} */
+  int (*resume)(http_req_t *r);  /* a suspended relay request was resumed */
+  void (*done)(http_req_t *r);   /* the request ended (answered or gone) */
+  void (*shutdown)(ctl_t *ctl);  /* before MHD stops: no connection may stay suspended */
+} http_relay_t;
+
 /* http_start binds http.listenaddr and starts serving. 0 or -1 with |err|. */
 int http_start(ctl_t *ctl, char *err, size_t errlen);
 

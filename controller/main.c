@@ -13,7 +13,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
-#include "relay.h"
+#include "api_relay.h"
 #include "x509.h"
 
 #define EXIT_CONFIG 2
@@ -161,6 +161,10 @@ int main(int argc, char **argv) {
       goto fail_start;
     }
   }
+  /* The API relay reaches the sessions, and the HTTP server the relay,
+   * through tables of functions (docs/architecture.md, "who calls whom"). */
+  relay_reg_set_sessions(ctl.relays, ctlsrv_relay_sessions(ctl.ctlsrv));
+  ctl.http_relay = &api_relay_http;
   if (http_start(&ctl, err, sizeof(err)) != 0) {
     log_error("main", "%s", err);
     goto fail_http;

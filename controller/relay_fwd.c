@@ -1,7 +1,7 @@
 /* The API relay between replicas: a request for a node another replica
  * holds goes to that replica's API, signed (fwdsig.h), on a thread of its
  * own; the answer comes back into the relay as if the node had sent it
- * (relay.h). The thread's waits are short slices so that the caller
+ * (api_relay.h). The thread's waits are short slices so that the caller
  * leaving or the controller stopping ends it promptly. */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
@@ -19,7 +19,7 @@
 #include "ctl.h"
 #include "fwdsig.h"
 #include "log.h"
-#include "relay.h"
+#include "api_relay.h"
 
 #define MOD "relay"
 #define SLICE_MS 250
@@ -85,20 +85,18 @@ static int dial(fwd_t *f, char *why, size_t len) {
  * caller has much to read. -1 when the relay is over. */
 static int deliver(fwd_t *f, unsigned status, fwdsig_hdr_t *h, size_t nh, const uint8_t *data,
                    size_t n, int end) {
-  Cascade__Control__RelayResponse m = CASCADE__CONTROL__RELAY_RESPONSE__INIT;
-  Cascade__Control__Header hv[HEADERS_MAX], *hp[HEADERS_MAX];
+  relay_response_t m = {0};
+  relay_header_t hv[HEADERS_MAX];
   for (size_t i = 0; i < nh && i < HEADERS_MAX; i++) {
-    cascade__control__header__init(&hv[i]);
-    hv[i].name = (char *)h[i].name;
-    hv[i].value = (char *)h[i].value;
-    hp[i] = &hv[i];
+    hv[i].name = h[i].name;
+    hv[i].value = h[i].value;
   }
   m.id = relay_id(f->rl);
   m.status = status;
-  m.n_headers = nh;
-  m.headers = nh ? hp : NULL;
-  m.data.data = (uint8_t *)data;
-  m.data.len = n;
+  m.nheaders = nh;
+  m.headers = nh ? hv : NULL;
+  m.data = data;
+  m.len = n;
   m.end = end;
   if (relay_deliver(f->ctl->relays, relay_node(f->rl), &m, NULL) < 0) return -1;
   long long b;
@@ -237,7 +235,7 @@ static int split_address(const char *a, char *host, size_t hl, char *port, size_
 
 int relay_forward(ctl_t *ctl, ctl_relay_t *rl, const char *address, const char *target,
                   const char *sig, char *why, size_t whylen) {
-  Cascade__Control__RelayRequest wire;
+  relay_request_t wire;
   fwd_t *f = calloc(1, sizeof(*f));
   if (f == NULL) {
     snprintf(why, whylen, "out of memory");
@@ -255,9 +253,9 @@ int relay_forward(ctl_t *ctl, ctl_relay_t *rl, const char *address, const char *
   }
   /* HTTP/1.0: the replica answers without chunks and closes at the end. */
   size_t cap = strlen(wire.method) + strlen(target) + strlen(address) + strlen(sig) + 256 +
-               wire.body.len;
-  for (size_t i = 0; i < wire.n_headers; i++)
-    cap += strlen(wire.headers[i]->name) + strlen(wire.headers[i]->value) + 4;
+               wire.body_len;
+  for (size_t i = 0; i < wire.nheaders; i++)
+    cap += strlen(wire.headers[i].name) + strlen(wire.headers[i].value) + 4;
   if ((f->req = malloc(cap)) == NULL) {
     snprintf(why, whylen, "out of memory");
     free(f);
@@ -266,19 +264,19 @@ int relay_forward(ctl_t *ctl, ctl_relay_t *rl, const char *address, const char *
   int w = snprintf(f->req, cap,
                    "%s %s HTTP/1.0\r\nHost: %s:%s\r\nConnection: close\r\n"
                    "Content-Length: %zu\r\n" FWDSIG_HEADER ": %s\r\n",
-                   wire.method, target, f->host, f->port, wire.body.len, sig);
+                   wire.method, target, f->host, f->port, wire.body_len, sig);
   size_t len = (size_t)w;
-  for (size_t i = 0; i < wire.n_headers; i++) {
-    const char *n = wire.headers[i]->name;
+  for (size_t i = 0; i < wire.nheaders; i++) {
+    const char *n = wire.headers[i].name;
     if (strcasecmp(n, "host") == 0 || strcasecmp(n, "content-length") == 0 ||
         strcasecmp(n, "connection") == 0 || strcasecmp(n, FWDSIG_HEADER) == 0 ||
         strcasecmp(n, "authorization") == 0 || strcasecmp(n, "transfer-encoding") == 0)
       continue;
-    len += (size_t)snprintf(f->req + len, cap - len, "%s: %s\r\n", n, wire.headers[i]->value);
+    len += (size_t)snprintf(f->req + len, cap - len, "%s: %s\r\n", n, wire.headers[i].value);
   }
   len += (size_t)snprintf(f->req + len, cap - len, "\r\n");
-  if (wire.body.len) memcpy(f->req + len, wire.body.data, wire.body.len);
-  f->req_len = len + wire.body.len;
+  if (wire.body_len) memcpy(f->req + len, wire.body, wire.body_len);
+  f->req_len = len + wire.body_len;
   f->ctl = ctl;
   f->deadline_ms = mono_ms() + ctl->cfg->relay_timeout_ms;
   if (relay_reg_fwd_enter(ctl->relays) != 0) {

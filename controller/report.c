@@ -1,8 +1,30 @@
-/* Session reports read back: see report.h. */
+/* Session reports, written and read back: see report.h. */
 #include "report.h"
 
 #include <stdio.h>
 #include <string.h>
+
+json_t *report_json(const ctlsrv_link_t *lv, size_t nlinks, const ctlsrv_stream_t *sv,
+                    size_t nstreams, uint32_t total) {
+  json_t *links = json_array(), *streams = json_array();
+  for (size_t i = 0; links && i < nlinks; i++) {
+    const ctlsrv_link_t *l = &lv[i];
+    json_array_append_new(links, json_pack("[I,i,b,I,I]", (json_int_t)l->peer_id, l->role, l->up,
+                                           (json_int_t)l->rtt_us, (json_int_t)l->up_since));
+  }
+  for (size_t i = 0; streams && i < nstreams; i++) {
+    const ctlsrv_stream_t *st = &sv[i];
+    json_t *players = json_array();
+    for (size_t k = 0; players && k < st->nplayers; k++)
+      json_array_append_new(players, json_pack("[s,I]", st->players[k].protocol,
+                                               (json_int_t)st->players[k].count));
+    json_array_append_new(streams, json_pack("[s,i,I,I,o]", st->path, st->origin,
+                                             (json_int_t)st->origin_node, (json_int_t)st->since,
+                                             players ? players : json_array()));
+  }
+  return json_pack("{s:o,s:o,s:I}", "links", links ? links : json_array(), "streams",
+                   streams ? streams : json_array(), "total", (json_int_t)total);
+}
 
 static int int_at(const json_t *a, size_t i, json_int_t *v) {
   const json_t *e = json_array_get(a, i);

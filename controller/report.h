@@ -1,7 +1,7 @@
 /* A node's last heartbeat report as the sessions table keeps it (JSON,
- * format in sql/004_replicas.sql), read back by any replica: the links for
- * the topology, the streams for the stream directory. Written by ctlsrv.c;
- * what is malformed is skipped, never trusted. */
+ * format in sql/004_replicas.sql): written here for ctlsrv.c's sweeper, read
+ * back by any replica: the links for the topology, the streams for the
+ * stream directory. What is malformed is skipped, never trusted. */
 #ifndef CASCADE_REPORT_H
 #define CASCADE_REPORT_H
 
@@ -9,6 +9,11 @@
 #include <stdint.h>
 
 #include "ctlsrv.h"
+
+/* report_json is the report of |nlinks| links |lv|, |nstreams| streams
+ * |sv| and the node's own stream count |total|; NULL on out of memory. */
+json_t *report_json(const ctlsrv_link_t *lv, size_t nlinks, const ctlsrv_stream_t *sv,
+                    size_t nstreams, uint32_t total);
 
 /* report_link finds in |report| the link in |role| (CTLSRV_LINK_*) to
  * |peer|: 1 with |out| set, 0 when it has none. */

@@ -203,6 +203,54 @@ static void test_bad_relay_among_good(void **state) {
   free(b);
 }
 
+/* The relay's plain views (relaymsg.h) convert both ways without loss, and
+ * a view is judged like the wire message it stands for. */
+static void test_relay_views(void **state) {
+  (void)state;
+  relay_header_t h[2] = {{"Accept", "*/*"}, {"X-Forwarded-For", "10.0.0.1"}};
+  relay_request_t in = {42, "GET", "/api/x", "a=1", h, 2, (const uint8_t *)"body", 4};
+  Cascade__Control__RelayRequest w;
+  Cascade__Control__Header hv[2], *hp[2];
+  ctlmsg_relay_request_wire(&in, &w, hv, hp);
+  assert_int_equal(w.id, 42);
+  assert_string_equal(w.method, "GET");
+  assert_string_equal(w.path, "/api/x");
+  assert_string_equal(w.query, "a=1");
+  assert_int_equal(w.n_headers, 2);
+  assert_string_equal(w.headers[1]->name, "X-Forwarded-For");
+  assert_string_equal(w.headers[1]->value, "10.0.0.1");
+  assert_int_equal(w.body.len, 4);
+  assert_memory_equal(w.body.data, "body", 4);
+  char why[128] = "";
+  if (ctlmsg_relay_request_judge(&in, why, sizeof(why)) != 0) fail_msg("%s", why);
+  in.method = "get";
+  assert_int_equal(ctlmsg_relay_request_judge(&in, why, sizeof(why)), -1);
+  assert_non_null(strstr(why, "method"));
+  in.method = "GET";
+  in.id = 0;
+  assert_int_equal(ctlmsg_relay_request_judge(&in, why, sizeof(why)), -1);
+
+  Cascade__Control__RelayResponse m = CASCADE__CONTROL__RELAY_RESPONSE__INIT;
+  m.id = 7;
+  m.status = 200;
+  m.n_headers = 2;
+  m.headers = hp;
+  m.data.data = (uint8_t *)"abc";
+  m.data.len = 3;
+  m.end = 1;
+  relay_response_t v;
+  relay_header_t vh[CTLMSG_RELAY_HEADERS_MAX];
+  ctlmsg_relay_response_view(&m, &v, vh);
+  assert_int_equal(v.id, 7);
+  assert_int_equal(v.status, 200);
+  assert_int_equal(v.nheaders, 2);
+  assert_string_equal(v.headers[0].name, "Accept");
+  assert_string_equal(v.headers[0].value, "*/*");
+  assert_int_equal(v.len, 3);
+  assert_memory_equal(v.data, "abc", 3);
+  assert_true(v.end);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_auth_start_round_trip),
@@ -210,6 +258,7 @@ int main(void) {
       cmocka_unit_test(test_garbage_and_cap),
       cmocka_unit_test(test_response_bounds),
       cmocka_unit_test(test_bad_relay_among_good),
+      cmocka_unit_test(test_relay_views),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

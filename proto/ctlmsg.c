@@ -71,6 +71,52 @@ int ctlmsg_relay_request_check(const Cascade__Control__RelayRequest *q, char *wh
   return 0;
 }
 
+void ctlmsg_relay_request_wire(const relay_request_t *in, Cascade__Control__RelayRequest *out,
+                               Cascade__Control__Header *hv, Cascade__Control__Header **hp) {
+  cascade__control__relay_request__init(out);
+  out->id = in->id;
+  out->method = (char *)in->method;
+  out->path = (char *)in->path;
+  out->query = (char *)in->query;
+  for (size_t i = 0; i < in->nheaders; i++) {
+    cascade__control__header__init(&hv[i]);
+    hv[i].name = (char *)in->headers[i].name;
+    hv[i].value = (char *)in->headers[i].value;
+    hp[i] = &hv[i];
+  }
+  out->n_headers = in->nheaders;
+  out->headers = in->nheaders ? hp : NULL;
+  out->body.data = (uint8_t *)in->body;
+  out->body.len = in->body_len;
+}
+
+int ctlmsg_relay_request_judge(const relay_request_t *in, char *why, size_t whylen) {
+  Cascade__Control__RelayRequest q;
+  Cascade__Control__Header hv[RELAYBOUNDS_HEADERS_MAX], *hp[RELAYBOUNDS_HEADERS_MAX];
+  if (in->nheaders > RELAYBOUNDS_HEADERS_MAX) {
+    snprintf(why, whylen, "headers: too many");
+    return -1;
+  }
+  ctlmsg_relay_request_wire(in, &q, hv, hp);
+  return ctlmsg_relay_request_check(&q, why, whylen);
+}
+
+void ctlmsg_relay_response_view(const Cascade__Control__RelayResponse *m, relay_response_t *out,
+                                relay_header_t *hv) {
+  size_t n = m->n_headers < CTLMSG_RELAY_HEADERS_MAX ? m->n_headers : CTLMSG_RELAY_HEADERS_MAX;
+  for (size_t i = 0; i < n; i++) {
+    hv[i].name = m->headers[i]->name;
+    hv[i].value = m->headers[i]->value;
+  }
+  out->id = m->id;
+  out->status = m->status;
+  out->headers = n ? hv : NULL;
+  out->nheaders = n;
+  out->data = m->data.data;
+  out->len = m->data.len;
+  out->end = m->end;
+}
+
 static int check_request(const Cascade__Control__Request *r, char *why, size_t whylen) {
   CHECK(r->session.len == 0 || r->session.len == CTLMSG_SESSION_LEN, "bad session length");
   switch (r->body_case) {

@@ -10,22 +10,20 @@
  *   - the registry's reaper thread: the first-answer deadline (504) and
  *     idle relays.
  * A relay is freed when its last reference goes. */
-#ifndef CASCADE_RELAY_H
-#define CASCADE_RELAY_H
+#ifndef CASCADE_API_RELAY_H
+#define CASCADE_API_RELAY_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "control.pb-c.h"
+#include "relay_sessions.h"
 
 struct ctl;
 struct http_req;
-struct park;
 
 typedef struct relay_reg relay_reg_t;
 typedef struct ctl_relay ctl_relay_t;
 
-#define RELAY_MAX_PER_NODE 16        /* relays in progress to one node */
 #define RELAY_IDLE_MS 60000          /* a started answer with nothing new for this long ends */
 #define RELAY_QUEUE_HIGH (512 * 1024) /* buffered answer bytes above which acks wait */
 #define RELAY_QUEUE_LOW (256 * 1024)  /* ... until the caller has drained below this */
@@ -46,30 +44,8 @@ void relay_reg_free(relay_reg_t *g);
 /* relay_reg_active counts relays in progress (for metrics). */
 size_t relay_reg_active(relay_reg_t *g);
 
-/* ---- for the control server ---- */
-
-/* relay_ref / relay_unref count the references of |rl|. */
-void relay_ref(ctl_relay_t *rl);
-void relay_unref(ctl_relay_t *rl);
-
-/* relay_fill points |out| at |rl|'s request (valid while a reference is
- * held); returns the bytes it adds to a message, or 0 when the relay is
- * over (cancelled, failed) and must not be sent. */
-size_t relay_fill(ctl_relay_t *rl, Cascade__Control__RelayRequest *out);
-
-/* relay_sent notes that |rl| went out in a poll answer. */
-void relay_sent(ctl_relay_t *rl);
-
-/* relay_deliver hands node |node|'s RelayResponse |m| to its relay. Returns
- * 0: ack now; 1: |ack| (a parked reply) was kept and will be answered when
- * the caller has read enough; -1: ack "cancelled" (unknown relay, another
- * node's, caller gone, or a protocol error). */
-int relay_deliver(relay_reg_t *g, int64_t node, const Cascade__Control__RelayResponse *m,
-                  struct park *ack);
-
-/* relay_node_gone ends every relay of |node| (its session ended): 502
- * before the first answer, a cut answer after. */
-void relay_node_gone(relay_reg_t *g, int64_t node, const char *why);
+/* The control server's side (relay_ref, relay_fill, relay_deliver, ...)
+ * is in relay_sessions.h. */
 
 /* ---- forwarding to the replica holding the node (relay_fwd.c) ---- */
 
@@ -99,6 +75,10 @@ void relay_reg_fwd_leave(relay_reg_t *g);
 int relay_reg_fwd_stopping(relay_reg_t *g);
 
 /* ---- for the HTTP server (api_relay.c) ---- */
+
+/* api_relay_http is the relay's HTTP side (the three functions below and
+ * relay_reg_shutdown), which main.c gives the HTTP server (ctl->http_relay). */
+extern const struct http_relay api_relay_http;
 
 /* api_relay serves ANY /api/relay/{id}/{path}: checks, then suspends the
  * connection until the node answers (or fails it at once). */

@@ -9,6 +9,7 @@
 
 #include "control.pb-c.h"
 #include "relaybounds.h"
+#include "relaymsg.h"
 
 #define CTLMSG_MAX (1024 * 1024)
 #define CTLMSG_SESSION_LEN 16
@@ -46,6 +47,21 @@ void ctlmsg_free_response(Cascade__Control__Response *r);
  * bounds (relaybounds.h): 0, or -1 with |why| saying which. */
 int ctlmsg_relay_request_check(const Cascade__Control__RelayRequest *q, char *why,
                                size_t whylen);
+
+/* ctlmsg_relay_request_wire points |out| at |in|'s fields, its headers
+ * through |hv| and |hp| (|in->nheaders| of each, the caller's). */
+void ctlmsg_relay_request_wire(const relay_request_t *in, Cascade__Control__RelayRequest *out,
+                               Cascade__Control__Header *hv, Cascade__Control__Header **hp);
+
+/* ctlmsg_relay_request_judge is ctlmsg_relay_request_check of |in| (the
+ * node's own judgement, before the request is sent). */
+int ctlmsg_relay_request_judge(const relay_request_t *in, char *why, size_t whylen);
+
+/* ctlmsg_relay_response_view points |out| at decoded RelayResponse |m|'s
+ * fields (valid while |m| is), its headers through |hv| (room for
+ * CTLMSG_RELAY_HEADERS_MAX, the decoder's bound). */
+void ctlmsg_relay_response_view(const Cascade__Control__RelayResponse *m, relay_response_t *out,
+                                relay_header_t *hv);
 
 /* ctlmsg_pack_request / ctlmsg_pack_response serialise into a malloc'd
  * buffer; NULL on OOM or when the result would exceed the cap. */
