@@ -33,7 +33,7 @@ class ZombieProxy:
     connection that stays up but carries nothing, as the controller end of a half-dead TCP
     connection does. Connections accepted later are forwarded."""
 
-    ZOMBIE_AFTER_S = 0.5
+    ZOMBIE_AFTER_S = 1.0
 
     def __init__(self, target_port):
         self.target = ("127.0.0.1", target_port)
@@ -146,7 +146,7 @@ class RejoinTest(unittest.TestCase):
         try:
             harness.wait_for(lambda: sim.running() >= n, 30, interval=0.2,
                              what="%d agents running through the proxy" % n)
-            self.assertEqual(proxy.zombies, n)
+            self.assertGreaterEqual(proxy.zombies, n)  # more: some started over in the window
             proxy.zombie = False  # connections from now on are forwarded
             # Their connections carry nothing now: a heartbeat goes unanswered (5 s apart,
             # 10 s to answer) and each agent starts again.
