@@ -414,6 +414,7 @@ static int sock_open(ctlc_t *c, int verified) {
 
   if ((rv = nng_req0_open(&c->sock)) != 0) return rv;
   c->sock_open = 1;
+  c->sock_stale = 0;
   c->sock_verified = verified;
   nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX);
   /* Our own timeouts and backoff decide; REQ must not resend behind us. */
@@ -532,6 +533,13 @@ static void go_backoff(ctlc_t *c) {
       log_info(MOD, "[%s] trying controller %s in %lld ms", c->name, ctlc_url(c), ms);
   } else {
     ms = agent_backoff_ms(c->attempt, hub->cfg->backoffmax_ms, agent_rng_next(&hub->rng));
+    /* nng 1.5.2's dialer stops redialling for good when an attempt ends
+     * in NNG_ECLOSED (the peer closed during TLS or SP negotiation, as a
+     * restarting or overloaded controller does): a request then waits for
+     * a pipe that never comes. With no connection, or after a request
+     * that went unanswered, the next attempt gets a new socket, so a new
+     * dialer and a new connection. */
+    if (!c->pipe_up || c->sock_stale) sock_close(c);
   }
   c->was_up = 0;
   if (c->attempt < 64) c->attempt++;
@@ -569,6 +577,7 @@ static void auth_failed(ctlc_t *c, const char *why) {
   }
   snprintf(c->last_error, sizeof(c->last_error), "authentication failed");
   if (c->hub->simulate) log_failure(c, LOG_ERROR, "authentication failed");
+  c->known = 0; /* the node may be gone (database restored): register again */
   c->failed = 1;
   session_close(c);
   go_backoff(c);
@@ -1001,6 +1010,7 @@ static void on_auth_ok(ctlc_t *c, const Cascade__Control__AuthOk *ok) {
   c->instance_id = ok->instance_id;
   c->heartbeat_ms = ok->heartbeat_ms;
   c->node_epoch = ok->epoch;
+  c->known = 1;
   c->attempt = 0;
   c->failed = 0;
   c->auth_failed_logged = 0;
@@ -1035,6 +1045,7 @@ static int session_code(ctlc_t *c, const Cascade__Control__Status *st) {
     ctlc_fail(c, "session unknown to the controller (restarted?): authenticating again");
     return 1;
   case CASCADE__CONTROL__CODE__REVOKED:
+    c->known = 0; /* deleted, perhaps: Register makes it again where that is allowed */
     ctlc_fail(c, "session revoked: node deleted or its secret changed");
     return 1;
   case CASCADE__CONTROL__CODE__RATE_LIMITED:
@@ -1152,9 +1163,13 @@ static void on_op(ctlc_t *c, ctlc_event_t *ev) {
   op->busy = 0;
   if (ev->rv != 0) {
     if (ev->rv == NNG_ETIMEDOUT) {
-      ctlc_fail(c, "no answer from the controller within %d s (unreachable, or its certificate "
-                   "did not verify)",
-                (ev->kind == OP_POLL ? POLL_TIMEOUT_MS : rpc_timeout_ms(c)) / 1000);
+      int ms = ev->kind == OP_POLL ? POLL_TIMEOUT_MS : rpc_timeout_ms(c);
+      c->sock_stale = 1;
+      if (op->phase == PHASE_SEND)
+        ctlc_fail(c, "no connection to the controller within %d s (unreachable, or its "
+                     "certificate did not verify)", ms / 1000);
+      else
+        ctlc_fail(c, "no answer from the controller within %d s", ms / 1000);
       probe_start(c); /* says which of the two, and why */
     }
     else
@@ -1252,6 +1267,10 @@ static void start_connect(ctlc_t *c) {
     c->state = CTLC_CA_FETCH;
     changed(c);
     send_ca_request(c);
+  } else if (c->known) {
+    /* The controller already has this node: a rejoin costs it two
+     * requests, not three (Register would create nothing). */
+    send_auth_start(c);
   } else {
     send_register(c);
     changed(c);

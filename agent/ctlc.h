@@ -115,6 +115,8 @@ struct ctlc {
   int resolving;
   ev_tstamp resolved_at;
   int pipe_up;                   /* the socket has a connection (pipe events) */
+  int sock_stale;                /* a request on it went unanswered: replace it */
+  int known;                     /* authenticated before: the next session skips Register */
   int was_up;                    /* the session that just ended had authenticated */
   uint64_t url_moves;            /* times the client moved to another URL */
   pthread_t probe_thread;        /* agent/ctlprobe.c, while probe_running */

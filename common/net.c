@@ -61,7 +61,9 @@ int net_listen_tcp(const char *key, const char *addr, int nonblock, char *shown,
     int zero = 0;
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
   }
-  if (bind(fd, pick->ai_addr, pick->ai_addrlen) != 0 || listen(fd, 1024) != 0) goto fail;
+  /* A fleet reconnecting at once arrives faster than one accept loop takes it:
+   * the kernel clamps this to net.core.somaxconn. */
+  if (bind(fd, pick->ai_addr, pick->ai_addrlen) != 0 || listen(fd, 4096) != 0) goto fail;
   {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
