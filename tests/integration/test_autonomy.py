@@ -279,7 +279,9 @@ def name_dialing_first(prefix, n=2):
     they mean to start on first)."""
     return next("%s-%d" % (prefix, k) for k in range(100) if first_url("%s-%d" % (prefix, k), n) == 0)
 
-class FailoverTest(unittest.TestCase):
+class OneAgentTest(unittest.TestCase):
+    """One controller on a fresh database and at most one agent (self.agent)."""
+
     @classmethod
     def setUpClass(cls):
         harness.require_controller()
@@ -296,6 +298,8 @@ class FailoverTest(unittest.TestCase):
         if self.ctl.proc is not None:
             self.ctl.stop()
 
+
+class FailoverTest(OneAgentTest):
     def create(self, name):
         return harness.envelope_ok(self, self.ctl.api("POST", CLIENTS,
                                                       {"name": name, "secret": name + "-secret"}),
@@ -442,24 +446,8 @@ class CachedParentTest(unittest.TestCase):
         self.assertTrue(child_up(par, ids["kid"]))
 
 
-class BadStateTest(unittest.TestCase):
+class BadStateTest(OneAgentTest):
     """A state file the agent must not trust is logged and ignored."""
-
-    @classmethod
-    def setUpClass(cls):
-        harness.require_controller()
-        cls.pg = harness.shared_cluster()
-
-    def setUp(self):
-        self.db = self.pg.create_database()
-        self.ctl = harness.Controller(self.pg.dsn(self.db), config=CTL_CONFIG)
-        self.agent = None
-
-    def tearDown(self):
-        if self.agent is not None and self.agent.proc is not None:
-            self.agent.stop(expected_errors=AGENT_ERRORS)
-        if self.ctl.proc is not None:
-            self.ctl.stop()
 
     def test_bad_state_files(self):
         nid = harness.envelope_ok(self, self.ctl.api("POST", CLIENTS, {
