@@ -110,6 +110,14 @@ static void test_bounded_when_close_waits(void **state) {
   assert_int_equal(nng_close_pending(), 0);
 }
 
+/* nng 1.5.2 frees a closed listener's and its pipes' objects on its own
+ * reaper thread, and nng_fini does not always wait for the last of them:
+ * under load LeakSanitizer then finds them at exit (seen about once in
+ * 240 runs at four in parallel). They are nng's, not this unit's: the
+ * code under test allocates nothing through nng. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libnng.so\n"; }
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_closes_at_once),
