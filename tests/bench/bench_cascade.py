@@ -295,6 +295,27 @@ def ttff(chain, media, cfg, lvl, tag):
     return res
 
 
+def perf_start(chain, n):
+    """With CASCADE_BENCH_PERF=DIR, `perf record -g` of the bottom and middle servers over a push
+    step's window, into DIR/<chain>-<level>-<streams>.data (for `perf report -i`)."""
+    out = os.environ.get("CASCADE_BENCH_PERF")
+    if not out or not shutil.which("perf") or not hasattr(chain, "agents"):
+        return []
+    os.makedirs(out, exist_ok=True)
+    return [subprocess.Popen(["perf", "record", "-F", "999", "-g", "-p",
+                              str(chain.agents[lvl].proc.pid), "-o",
+                              os.path.join(out, "%s-%s-%d.data" % (chain.name, lvl, n))],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for lvl in ("bottom", "middle")]
+
+
+def perf_stop(perfs):
+    for p in perfs:
+        p.send_signal(signal.SIGINT)
+    for p in perfs:
+        p.wait(30)
+
+
 def push(chain, media, cfg):
     """N streams published at the bottom, one player each at the middle, N in steps until loss."""
     steps, best, bound = [], None, None
@@ -311,12 +332,14 @@ def push(chain, media, cfg):
             time.sleep(0.05)
         c0 = {lvl: chain.cpu(lvl) for lvl in ("bottom", "middle")}
         lg0 = lg.cpu() if lg.proc.poll() is None else float("nan")
+        perfs = perf_start(chain, n)
         drop0 = {lvl: chain.metric(lvl, "cascade_frames_dropped_total")
                  for lvl in ("bottom", "middle")} if hasattr(chain, "metric") else None
         while lg.proc.poll() is None and time.monotonic() < t_end_warm + cfg["window"] - 0.2:
             time.sleep(0.05)
         c1 = {lvl: chain.cpu(lvl) for lvl in ("bottom", "middle")}
         lg1 = lg.cpu() if lg.proc.poll() is None else float("nan")
+        perf_stop(perfs)
         drop1 = {lvl: chain.metric(lvl, "cascade_frames_dropped_total")
                  for lvl in ("bottom", "middle")} if drop0 is not None else None
         s = lg.summary(cfg["window"] + 30)
@@ -504,6 +527,11 @@ def main():
                         help="quic.cc of the Cascade agents (default: the agent's default)")
         ap.add_argument("--streams", type=int, metavar="N",
                         help="streams of the loaded latency rows (default 100; 50 with --quick)")
+        ap.add_argument("--push-only", action="store_true",
+                        help="only the push rows (no time to first frame, no latency)")
+        ap.add_argument("--push-steps", metavar="N,N,...",
+                        help="streams of the push steps (default 100,250,375,500; 50,100,250 "
+                             "with --quick)")
     args = bm.bench_args(__doc__, "short run (about 3 minutes)", extra)
     if args.only != "nginx":
         harness.require_controller()
@@ -522,6 +550,8 @@ def main():
 
     if args.streams:
         cfg["lat_core_half"] = args.streams
+    if args.push_steps:
+        cfg["push_steps"] = [int(x) for x in args.push_steps.split(",")]
     tmp = tempfile.mkdtemp(prefix="cascade-bench-cascade-")
     if not args.keep:
         harness.at_exit(lambda: shutil.rmtree(tmp, ignore_errors=True))
@@ -538,9 +568,10 @@ def main():
 
     def run_chain(chain):
         r = res.setdefault(chain.name, {})
-        r["ttff_top"] = ttff(chain, m4, cfg, "top", "tt")
-        r["ttff_middle"] = ttff(chain, m4, cfg, "middle", "tm")
-        r["ttff_bottom"] = ttff(chain, m4, cfg, "bottom", "tb")
+        if not args.push_only:
+            r["ttff_top"] = ttff(chain, m4, cfg, "top", "tt")
+            r["ttff_middle"] = ttff(chain, m4, cfg, "middle", "tm")
+            r["ttff_bottom"] = ttff(chain, m4, cfg, "bottom", "tb")
         r["push"] = push(chain, m4, cfg)
 
     if args.latency_only:
@@ -579,10 +610,13 @@ def main():
         if bm.pinning():
             r["latency_split"] = latency(chain, m4, cfg, cfg["lat_core_half"], split=True)
 
-    if ng is not None:
+    if args.push_only:
+        if ng is not None:
+            ng.stop()
+    elif ng is not None:
         run_latency(ng, res["nginx-rtmp"])
         ng.stop()
-    if args.only != "nginx":
+    if args.only != "nginx" and not args.push_only:
         c = CascadeChain(pg, merge="0s", name="cascade-mw0", cc=args.cc)
         try:
             run_latency(c, res.setdefault("cascade-mw0", {}))
