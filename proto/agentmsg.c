@@ -355,7 +355,8 @@ uint8_t *agentmsg_pack_heartbeat(const agentmsg_head_t *h, const agentmsg_heartb
   if (nl && ((lr = calloc(nl, sizeof(*lr))) == NULL || (lp = calloc(nl, sizeof(*lp))) == NULL))
     nl = 0;
   if ((ns && ((sr = calloc(ns, sizeof(*sr))) == NULL || (sp = calloc(ns, sizeof(*sp))) == NULL)) ||
-      (npc && ((pc = calloc(npc, sizeof(*pc))) == NULL || (pp = calloc(npc, sizeof(*pp))) == NULL))) {
+      (npc &&
+       ((pc = calloc(npc, sizeof(*pc))) == NULL || (pp = calloc(npc, sizeof(*pp))) == NULL))) {
     ns = 0;
     reported = 0;
     total = 0;

@@ -150,7 +150,8 @@ static void test_config_every_field(void **state) {
   pr.n_rules = 0;
   ap.value = 0;
   assert_int_equal(decode_resp(&r, &d, why, sizeof(why)), 0);
-  assert_true(d.config.rules.has_relayapi && d.config.rules.has_pull && d.config.rules.has_autopush);
+  assert_true(d.config.rules.has_relayapi && d.config.rules.has_pull &&
+              d.config.rules.has_autopush);
   assert_int_equal(d.config.rules.nallow + d.config.rules.ndeny + d.config.rules.npull, 0);
   assert_int_equal(d.config.rules.autopush, 0);
   agentmsg_response_free(&d);
