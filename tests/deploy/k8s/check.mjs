@@ -5,7 +5,7 @@
 // the schema does not know (a misspelt key is silently dropped by a real API
 // server's client-side apply in some versions: here it is an error), then the
 // project's own rules: workload selectors match their pod template's labels,
-// every Service selects a workload, every image is IMAGE, every ConfigMap or
+// every Service selects a workload, every Cascade container runs IMAGE, every ConfigMap or
 // Secret a pod uses exists (or is one the operator makes: OPERATOR_SECRETS),
 // probes name a port the container has.
 import { render } from "./render.mjs";
@@ -92,7 +92,11 @@ function projectErrors(objs, image) {
       templates.push(o.metadata.labels || {});
     }
     for (const c of [...(pod.containers || []), ...(pod.initContainers || [])]) {
-      if (c.image !== image) errs.push(`${name}: container ${c.name} image ${c.image}, not ${image}`);
+      // Cascade's own containers run the image build.sh tags; others (the example
+      // PostgreSQL) are what they are
+      const ours = c.image.split(/:(?=[^/]*$)/)[0] === image.split(/:(?=[^/]*$)/)[0] ||
+        /cascade-(agent|controller)/.test(JSON.stringify(c.command || []));
+      if (ours && c.image !== image) errs.push(`${name}: container ${c.name} image ${c.image}, not ${image}`);
       const ports = new Set((c.ports || []).map((p) => p.name));
       for (const pr of ["readinessProbe", "livenessProbe", "startupProbe"]) {
         const port = c[pr] && c[pr].httpGet && c[pr].httpGet.port;
@@ -111,7 +115,8 @@ function projectErrors(objs, image) {
         errs.push(`${name}: volume ${v.name}: no Secret ${v.secret.secretName}`);
       }
     }
-    const mounted = new Set((pod.volumes || []).map((v) => v.name));
+    const mounted = new Set([...(pod.volumes || []).map((v) => v.name),
+      ...((o.spec && o.spec.volumeClaimTemplates) || []).map((v) => v.metadata.name)]);
     for (const c of [...(pod.containers || []), ...(pod.initContainers || [])]) {
       for (const m of c.volumeMounts || []) {
         if (!mounted.has(m.name)) errs.push(`${name}: container ${c.name} mounts ${m.name}, which is no volume`);
