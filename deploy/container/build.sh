@@ -23,6 +23,11 @@ version=$(sed -n 's/^project(cascade VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 base=${BASE:-localhost/cascade-base:bookworm}
 mirror=${MIRROR:-http://deb.debian.org/debian}
 
+# one build at a time (two test programs may ask at once)
+mkdir -p /var/lib/cascade-build
+exec 9>/var/lib/cascade-build/build.lock
+flock 9
+
 need=()
 for p in podman buildah runc debootstrap; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
@@ -39,7 +44,6 @@ fi
 # (nproc above 32768 is refused too): a configuration of our own.
 if [ -z "${CONTAINERS_CONF:-}" ]; then
   conf=/var/lib/cascade-build/containers.conf
-  mkdir -p "$(dirname "$conf")"
   hn=$(ulimit -Hn); hu=$(ulimit -Hu)
   [ "$hu" = unlimited ] || [ "$hu" -gt 32768 ] && hu=32768
   cat > "$conf" <<CONF
