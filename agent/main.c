@@ -8,11 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "agent_config.h"
 #include "ctlc.h"
 #include "log.h"
+#include "nngclose.h"
 #include "net.h"
 
 #ifndef CASCADE_VERSION
@@ -48,6 +51,28 @@ static int mkdir_p(const char *dir) {
     *p = '/';
   }
   if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -1;
+  return 0;
+}
+
+/* exit_nng finishes nng: a control socket close that outlived its bound
+ * (ctlc_nng_wedged) is often only slow under load, so it gets up to
+ * EXIT_CLOSE_WAIT_S more; then nng_fini frees what nng still holds. -1 when
+ * a close is still running (nng cannot be finished). */
+#define EXIT_CLOSE_WAIT_S 3.0
+static int exit_nng(void) {
+  if (ctlc_nng_wedged()) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+      if (nng_close_pending() == 0) break;
+      struct timespec nap = {0, 10 * 1000 * 1000};
+      nanosleep(&nap, NULL);
+      clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 <
+             EXIT_CLOSE_WAIT_S);
+    if (nng_close_pending() != 0) return -1;
+  }
+  nng_fini();
   return 0;
 }
 
@@ -133,7 +158,13 @@ int main(int argc, char **argv) {
 out_loop:
   ev_loop_destroy(loop);
 out_tls:
-  if (!ctlc_nng_wedged()) nng_fini(); /* it would wait for that socket too */
+  if (exit_nng() != 0) {
+    /* A socket whose close never returned (nanomsg/nng#1543) still holds
+     * nng's objects and threads: nng_fini would wait for it forever, and a
+     * leak check at exit would report nng's objects, not ours. */
+    fflush(NULL);
+    _exit(rc);
+  }
   gnutls_global_deinit();
   agent_config_free(&cfg);
   return rc;
