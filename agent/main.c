@@ -15,6 +15,8 @@
 #include "log.h"
 #include "net.h"
 
+extern char **environ;
+
 #ifndef CASCADE_VERSION
 #define CASCADE_VERSION "0"
 #endif
@@ -76,7 +78,7 @@ int main(int argc, char **argv) {
       printf("cascade-agent %s\n", CASCADE_VERSION);
       return 0;
     } else if (strcmp(argv[i], "--print-config-doc") == 0) {
-      cfg_print_markdown(agent_config_table, stdout);
+      cfg_print_markdown(agent_config_table, &agent_config_env, stdout);
       return 0;
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       usage(stdout);
@@ -96,6 +98,10 @@ int main(int argc, char **argv) {
   }
   if (check) {
     printf("%s: configuration ok\n", path);
+    /* The variables that took part, by name only: values may be secrets. */
+    char vars[2048];
+    if (cfg_env_used(agent_config_table, &agent_config_env, environ, vars, sizeof(vars)) > 0)
+      printf("environment: %s\n", vars);
     agent_config_free(&cfg);
     return 0;
   }
