@@ -76,6 +76,10 @@ const cfg_key_t agent_config_table[] = {
     {"cascadeclient.reconnectmax", CFG_DURATION, OFF(reconnectmax_ms), "5s", 100, 300000, NULL, 0,
      "Longest wait between attempts to link to the parent (exponential backoff from 100ms with "
      "full jitter)."},
+    {"cascadeserver.autoregister", CFG_BOOL, OFF(seed_autoregister), "true", 0, 0, NULL, 0,
+     "Seed key, accepted so that the seed's parent configuration loads as written; whether "
+     "nodes may register themselves is the controller's cascadeserver.autoregister. false "
+     "here is logged at start and changes nothing."},
     {"cascadeserver.maxchildren", CFG_INT, OFF(maxchildren), "100", 1, 10000, NULL, 0,
      "Child links at once; more children are refused (application error 0x202) with a log "
      "line."},

@@ -26,6 +26,7 @@ typedef struct agent_config {
   int client_enable;
   char *client_server;
   int autopush;
+  int seed_autoregister;  /* cascadeserver.autoregister: read, not used (the controller's) */
   cfg_strlist_t relay_allow;
   cfg_strlist_t relay_deny;
   cfg_strmap_t onsub_pull;

@@ -106,6 +106,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   log_set_level((log_level_t)cfg.log_level);
+  if (!cfg.seed_autoregister)
+    log_info("main", "cascadeserver.autoregister: false is ignored here: the controller's "
+                     "cascadeserver.autoregister decides who may register");
   if (mkdir_p(cfg.datadir) != 0) {
     fprintf(stderr, "%s: key 'node.datadir': cannot create %s: %s\n", path, cfg.datadir,
             strerror(errno));
