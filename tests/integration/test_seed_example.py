@@ -104,8 +104,7 @@ class SeedExampleTest(unittest.TestCase):
                          what="the child's link to the parent up")
         link = next(l for l in child.status()["links"] if l["role"] == "parent")
         self.assertEqual(link["peer_id"], p["id"])
-        self.assertEqual(link["address"] if "address" in link else "127.0.0.2:%d" % port,
-                         "127.0.0.2:%d" % port)
+        self.assertEqual(link["address"], "127.0.0.2:%d" % port)  # the address its file names
         # the controller placed it there (no operator did), and the parent sees its child
         self.assertEqual(harness.envelope_ok(self, self.ctl.api(
             "GET", "%s/%d" % (CLIENTS, c["id"])))["parent_id"], p["id"])
