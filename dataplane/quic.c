@@ -373,6 +373,7 @@ static void ep_socket_fast(quic_endpoint *ep) {
  * parent on ":44944" dialled at one of them). */
 static void ep_socket_pktinfo(quic_endpoint *ep) {
   int on = 1;
+  if (!ep->cfg.accept) return; /* a client's peers answer what it sent */
   if (ep->local.ss_family == AF_INET) {
     const struct sockaddr_in *in = (const struct sockaddr_in *)&ep->local;
     if (in->sin_addr.s_addr == htonl(INADDR_ANY))
