@@ -5,8 +5,9 @@ A parent listening on every address advertises a host name ("localhost:PORT"); t
 hands that name to the child it assigns, the child resolves it off its loop and the link comes
 up. A parent advertising a name that does not resolve: the child's link backs off and retries,
 and its status and log say why; once the parent advertises a name that resolves (restarted with
-another node.advertise), the child follows at its next attempt. A static parent named by host
-name (cascadeclient.server) links too."""
+another node.advertise), the child follows at its next attempt. A parent listening on a wildcard
+(":P", "0.0.0.0:P", "[::]:P") is dialled at the address its control connection comes from. A
+static parent named by host name (cascadeclient.server) links too."""
 
 import unittest
 
@@ -96,6 +97,20 @@ class AdvertiseTest(unittest.TestCase):
         parent.start()
         harness.wait_for(lambda: child.parent_up(p["id"]), 30, interval=0.1,
                          what="link up once the name resolves")
+
+    def test_wildcard_listen_addresses_completed(self):
+        # Every spelling of "all addresses": children get the address the parent's control
+        # connection comes from, never the wildcard itself.
+        for i, wild in enumerate((":%d", "0.0.0.0:%d", "[::]:%d")):
+            port = harness.free_udp_port()
+            p = self.create("wild-parent-%d" % i)
+            self.create("wild-child-%d" % i, parent=p["id"])
+            self.agent("wild-parent-%d" % i,
+                       cascadeserver={"quic": {"listenaddr": wild % port}})
+            child = self.agent("wild-child-%d" % i)
+            harness.wait_for(lambda: child.parent_up(p["id"]), 20, interval=0.1,
+                             what="link to a parent on %s" % (wild % port))
+            self.assertEqual(self.parent_link(child)["address"], "127.0.0.1:%d" % port)
 
     def test_static_parent_by_host_name(self):
         port = harness.free_udp_port()
