@@ -183,8 +183,10 @@ const cfg_key_t agent_config_table[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
 };
 
-/* Older variables kept working beside the rule's names. */
+/* Older and shorter variables kept working beside the rule's names. */
 static const cfg_env_alias_t env_aliases[] = {
+    {"CASCADE_NODE_NAME", "node.name"}, /* deploy/kubernetes (spec.nodeName) */
+    {"CASCADE_NODE_ADVERTISE", "node.advertise"},
     {"CASCADE_NODE_SECRET", "node.secret"},
     {"CASCADE_JOIN_TOKEN", "node.jointoken"},
     {NULL, NULL},

@@ -319,6 +319,14 @@ static void test_env_rule(void **state) {
   assert_string_equal(c.node_secret, "from-the-file");
   agent_config_free(&c);
 
+  /* The short names the Kubernetes manifests use. */
+  char *k8s[] = {"CASCADE_NODE_NAME=worker-7", "CASCADE_NODE_ADVERTISE=10.1.0.7:44944",
+                 "CASCADE_AGENT_CASCADESERVER_QUIC_LISTENADDR=:44944", NULL};
+  assert_int_equal(load_env(&c, yaml, k8s, err, sizeof(err)), 0);
+  assert_string_equal(c.node_name, "worker-7");
+  assert_string_equal(c.advertise, "10.1.0.7:44944");
+  agent_config_free(&c);
+
   /* The checks that span keys run on the merged result. */
   char *keepalive[] = {"CASCADE_AGENT_QUIC_KEEPALIVE=20s", NULL};
   assert_int_equal(load_env(&c, yaml, keepalive, err, sizeof(err)), -1);
