@@ -16,11 +16,20 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 static const char *const ctl_schemes[] = {"tls+tcp://", "tcp://", NULL};
 static const char *const quic_ccs[] = {"auto", "bbr", "bbr2", "cubic", "reno", NULL};
 
+extern char **environ;
+
 #define OFF(f) offsetof(agent_config_t, f)
 
 const cfg_key_t agent_config_table[] = {
     {"node.name", CFG_STR, OFF(node_name), NULL, 0, 64, NULL, 0,
-     "Name of this node in the registry; default: the host name."},
+     "Name of this node in the registry; default: the host name. In Kubernetes, set "
+     "CASCADE_AGENT_NODE_NAME from spec.nodeName (the downward API)."},
+    {"node.advertise", CFG_STR, OFF(advertise), NULL, 0, 256, NULL,
+     CFG_EMPTY_OK | CFG_HOSTPORT,
+     "Where children dial this node's QUIC listener: host:port, [v6]:port or name:port (a DNS "
+     "name, resolved by each child when it dials). Empty: cascadeserver.quic.listenaddr, with "
+     "a wildcard host completed by the controller with the address the node's control "
+     "connection comes from."},
     {"node.secret", CFG_STR, OFF(node_secret), NULL, 8, 1024, NULL,
      CFG_REQUIRED | CFG_SECRET | CFG_EMPTY_OK,
      "Secret proving this node's identity (SCRAM; never sent). Environment "
@@ -62,11 +71,15 @@ const cfg_key_t agent_config_table[] = {
      "QUIC address children dial (seed key); empty: this node accepts no children."},
     {"cascadeclient.enable", CFG_BOOL, OFF(client_enable), "false", 0, 0, NULL, 0,
      "Link to a parent node (seed key)."},
-    {"cascadeclient.server", CFG_STR, OFF(client_server), NULL, 0, 256, NULL, 0,
+    {"cascadeclient.server", CFG_STR, OFF(client_server), NULL, 0, 256, NULL, CFG_HOSTPORT,
      "Static parent QUIC address (seed key); the controller's assignment wins when set."},
     {"cascadeclient.reconnectmax", CFG_DURATION, OFF(reconnectmax_ms), "5s", 100, 300000, NULL, 0,
      "Longest wait between attempts to link to the parent (exponential backoff from 100ms with "
      "full jitter)."},
+    {"cascadeserver.autoregister", CFG_BOOL, OFF(seed_autoregister), "true", 0, 0, NULL, 0,
+     "Seed key, accepted so that the seed's parent configuration loads as written; whether "
+     "nodes may register themselves is the controller's cascadeserver.autoregister. false "
+     "here is logged at start and changes nothing."},
     {"cascadeserver.maxchildren", CFG_INT, OFF(maxchildren), "100", 1, 10000, NULL, 0,
      "Child links at once; more children are refused (application error 0x202) with a log "
      "line."},
@@ -170,34 +183,25 @@ const cfg_key_t agent_config_table[] = {
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
 };
 
+/* Older and shorter variables kept working beside the rule's names. */
+static const cfg_env_alias_t env_aliases[] = {
+    {"CASCADE_NODE_NAME", "node.name"}, /* deploy/kubernetes (spec.nodeName) */
+    {"CASCADE_NODE_ADVERTISE", "node.advertise"},
+    {"CASCADE_NODE_SECRET", "node.secret"},
+    {"CASCADE_JOIN_TOKEN", "node.jointoken"},
+    {NULL, NULL},
+};
+
+const cfg_env_t agent_config_env = {AGENT_ENV_PREFIX, env_aliases};
+
 void agent_config_free(agent_config_t *c) { cfg_free(agent_config_table, c); }
 
 /* check runs after the file and the environment: the checks that span keys
  * or need more than the table's bounds. */
 static int check(agent_config_t *c, const char *path, char *err, size_t errlen) {
-  const char *env;
-  size_t n;
-
-  if ((env = getenv("CASCADE_NODE_SECRET")) != NULL && *env) {
-    if (cfg_set_str(&c->node_secret, env) != 0) goto fail_oom;
-  }
-  n = strlen(c->node_secret);
-  if (n == 0) {
+  if (c->node_secret[0] == '\0') {
     snprintf(err, errlen, "%s: key 'node.secret': required (or cascadeclient.secret, or set "
-             "CASCADE_NODE_SECRET)", path);
-    return -1;
-  }
-  if (n < 8 || n > 1024) {
-    /* Only the environment can get here: the file's value was checked. */
-    snprintf(err, errlen, "CASCADE_NODE_SECRET: must be between 8 and 1024 bytes long");
-    return -1;
-  }
-  if ((env = getenv("CASCADE_JOIN_TOKEN")) != NULL && *env) {
-    if (cfg_set_str(&c->jointoken, env) != 0) goto fail_oom;
-  }
-  n = strlen(c->jointoken);
-  if (n != 0 && (n < 16 || n > 128)) {
-    snprintf(err, errlen, "CASCADE_JOIN_TOKEN: must be between 16 and 128 bytes long");
+             AGENT_ENV_PREFIX "NODE_SECRET or CASCADE_NODE_SECRET)", path);
     return -1;
   }
   if (c->node_name[0] == '\0') {
@@ -247,6 +251,14 @@ static int check(agent_config_t *c, const char *path, char *err, size_t errlen) 
              path);
     return -1;
   }
+  if (c->advertise[0]) {
+    if (c->quic_listenaddr[0] == '\0') {
+      snprintf(err, errlen,
+               "%s: key 'node.advertise': set, but cascadeserver.quic.listenaddr is empty (this "
+               "node accepts no children: there is nothing to advertise)", path);
+      return -1;
+    }
+  }
   if (c->quic_maxudppayload != 0 && c->quic_maxudppayload < QUIC_MIN_UDP_PAYLOAD) {
     snprintf(err, errlen, "%s: key 'quic.maxudppayload': must be 0 (automatic) or %d..%d", path,
              QUIC_MIN_UDP_PAYLOAD, QUIC_MAX_UDP_PAYLOAD);
@@ -281,8 +293,8 @@ fail_oom:
   return -1;
 }
 
-static int load(agent_config_t *c, const char *name, const char *buf, size_t len, char *err,
-                size_t errlen) {
+static int load(agent_config_t *c, const char *name, const char *buf, size_t len,
+                char *const *envp, char *err, size_t errlen) {
   memset(c, 0, sizeof(*c));
   if (cfg_defaults(agent_config_table, c) != 0) {
     snprintf(err, errlen, "%s: out of memory", name);
@@ -291,6 +303,7 @@ static int load(agent_config_t *c, const char *name, const char *buf, size_t len
   if ((buf ? cfg_load_buf(agent_config_table, c, name, buf, len, err, errlen)
            : cfg_load_file(agent_config_table, c, name, err, errlen)) != 0)
     goto fail;
+  if (cfg_load_env(agent_config_table, c, &agent_config_env, envp, err, errlen) != 0) goto fail;
   if (check(c, name, err, errlen) != 0) goto fail;
   return 0;
 
@@ -300,10 +313,15 @@ fail:
 }
 
 int agent_config_load(agent_config_t *c, const char *path, char *err, size_t errlen) {
-  return load(c, path, NULL, 0, err, errlen);
+  return load(c, path, NULL, 0, environ, err, errlen);
 }
 
 int agent_config_load_buf(agent_config_t *c, const char *name, const char *buf, size_t len,
                           char *err, size_t errlen) {
-  return load(c, name, buf, len, err, errlen);
+  return load(c, name, buf, len, environ, err, errlen);
+}
+
+int agent_config_load_env(agent_config_t *c, const char *name, const char *buf, size_t len,
+                          char *const *envp, char *err, size_t errlen) {
+  return load(c, name, buf, len, envp, err, errlen);
 }

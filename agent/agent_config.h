@@ -11,6 +11,7 @@
 
 typedef struct agent_config {
   char *node_name;
+  char *advertise;        /* node.advertise: what children dial; "" = quic_listenaddr */
   char *node_secret;      /* also cascadeclient.secret; CASCADE_NODE_SECRET wins */
   char *jointoken;        /* CASCADE_JOIN_TOKEN wins */
   char *datadir;
@@ -25,6 +26,7 @@ typedef struct agent_config {
   int client_enable;
   char *client_server;
   int autopush;
+  int seed_autoregister;  /* cascadeserver.autoregister: read, not used (the controller's) */
   cfg_strlist_t relay_allow;
   cfg_strlist_t relay_deny;
   cfg_strmap_t onsub_pull;
@@ -67,8 +69,13 @@ typedef struct agent_config {
 /* agent_config_table is the table of every agent key. */
 extern const cfg_key_t agent_config_table[];
 
+/* Every key also comes from the environment: CASCADE_AGENT_ and the key in
+ * upper case with '_' for '.' (docs/configuration.md, "Environment"). */
+#define AGENT_ENV_PREFIX "CASCADE_AGENT_"
+extern const cfg_env_t agent_config_env;
+
 /* agent_config_load fills |c| from defaults, the file |path| and the
- * environment (CASCADE_NODE_SECRET), then checks what the table cannot:
+ * environment (agent_config_env), then checks what the table cannot:
  * the secret's presence and length, the controller URL's scheme and trust
  * anchor, and that every onsub.pull pattern compiles with pcre2. On error
  * writes "FILE[:LINE:COL]: key 'x.y': message" to |err|, frees |c| and
@@ -79,6 +86,11 @@ int agent_config_load(agent_config_t *c, const char *path, char *err, size_t err
  * |name| stands for the file name in errors. */
 int agent_config_load_buf(agent_config_t *c, const char *name, const char *buf, size_t len,
                           char *err, size_t errlen);
+
+/* agent_config_load_env is agent_config_load_buf with the environment
+ * |envp| (NULL-terminated "NAME=VALUE" strings) instead of the process's. */
+int agent_config_load_env(agent_config_t *c, const char *name, const char *buf, size_t len,
+                          char *const *envp, char *err, size_t errlen);
 
 /* agent_config_free frees |c|'s values; accepts a zeroed struct. */
 void agent_config_free(agent_config_t *c);

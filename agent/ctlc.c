@@ -671,7 +671,7 @@ static void on_challenge(ctlc_t *c, const agentmsg_response_t *r) {
     return;
   }
   memcpy(c->exchange, r->challenge.exchange, sizeof(c->exchange));
-  adv.quic = cfg->quic_listenaddr;
+  adv.quic = cfg->advertise[0] ? cfg->advertise : cfg->quic_listenaddr; /* node.advertise */
   adv.http = cfg->http_listenaddr;
   adv.rtmp = "";
   adv.static_parent = cfg->client_enable ? cfg->client_server : "";

@@ -21,12 +21,14 @@
 #include <time.h>
 
 #include "agent_backoff.h"
+#include "hostaddr.h"
 #include "link_fsm.h"
 #include "log.h"
 #include "timefmt.h"
 #include "qsvc.h"
 #include "quic.h"
 #include "relay.h"
+#include "resolve.h"
 #include "x509.h"
 
 #define MOD "link"
@@ -113,6 +115,7 @@ struct links {
   link_fsm_t fsm;
   time_t p_since_wall;
   link_peer_t *parent;        /* connecting or up */
+  resolve_req_t *presolve;    /* owned: the lookup of paddr's host name under way */
   char paddr[260];
   int64_t pepoch;             /* credential epoch the parent must present, 0: any */
   int64_t pexpect;            /* 0: a static parent address to probe (no media) */
@@ -368,28 +371,67 @@ static void parent_failed(links_t *L, const char *why) {
 
 static int ep_make(links_t *L, int family);
 
+static void parent_dial_to(links_t *L, const struct sockaddr_storage *ssp, socklen_t sl);
+
+/* parent_resolved gets the addresses of the parent's host name (looked up
+ * at each attempt: the name may point elsewhere since the last one). With
+ * several, attempts take them in turn, so one that does not answer (an
+ * IPv6 address of a parent listening on IPv4 only) does not stop the
+ * others. */
+static void parent_resolved(void *arg, size_t n, const struct sockaddr_storage *ss,
+                            const socklen_t *sslen, const char *why) {
+  links_t *L = arg;
+  L->presolve = NULL;
+  if (L->parent != NULL || L->paddr[0] == '\0') return;
+  if (n == 0) {
+    char msg[300], host[HOSTADDR_HOST_MAX + 1], port[8], q[128];
+    if (hostaddr_split(L->paddr, host, sizeof(host), port, sizeof(port), NULL, 0) != 0)
+      snprintf(host, sizeof(host), "?");
+    snprintf(msg, sizeof(msg), "cannot resolve '%s': %s", log_quote(host, q, sizeof(q)), why);
+    parent_failed(L, msg);
+    return;
+  }
+  size_t i = (size_t)((L->fsm.connects ? L->fsm.connects - 1 : 0) % n);
+  parent_dial_to(L, &ss[i], sslen[i]);
+}
+
 static void parent_dial(links_t *L) {
   struct sockaddr_storage ss;
   socklen_t sl;
   char err[200];
-  if (L->parent != NULL || L->paddr[0] == '\0') return;
+  if (L->parent != NULL || L->presolve != NULL || L->paddr[0] == '\0') return;
   if (parse_addr(L->paddr, 0, &ss, &sl, err, sizeof(err)) != 0) {
+    char host[HOSTADDR_HOST_MAX + 1], port[8];
     link_fsm_connecting(&L->fsm, ev_now(L->loop));
+    L->p_since_wall = time(NULL);
+    if (hostaddr_split(L->paddr, host, sizeof(host), port, sizeof(port), NULL, 0) == 0 &&
+        hostaddr_is_name(host)) {
+      /* A host name: looked up off the loop, the dial follows. A listening
+       * endpoint can only reach its own address family. */
+      L->presolve = resolve_start(L->loop, host, port, L->ep_server ? L->ep_family : AF_UNSPEC,
+                                  parent_resolved, L);
+      if (L->presolve == NULL) parent_failed(L, "cannot start a name lookup");
+      return;
+    }
     parent_failed(L, err);
     return;
   }
+  link_fsm_connecting(&L->fsm, ev_now(L->loop));
+  parent_dial_to(L, &ss, sl);
+}
+
+static void parent_dial_to(links_t *L, const struct sockaddr_storage *ssp, socklen_t sl) {
+  struct sockaddr_storage ss = *ssp;
   if ((int)ss.ss_family != L->ep_family) {
     /* A client-only endpoint follows the parent's address family. */
     if (!L->ep_server && L->nconns == 0 && ep_make(L, ss.ss_family) == 0) {
       /* made anew */
     } else {
-      link_fsm_connecting(&L->fsm, ev_now(L->loop));
       parent_failed(L, "the parent's address family differs from cascadeserver.quic.listenaddr");
       return;
     }
   }
   link_peer_t *p = peer_new(L, ROLE_PARENT);
-  link_fsm_connecting(&L->fsm, ev_now(L->loop));
   L->p_since_wall = time(NULL);
   if (p == NULL) {
     parent_failed(L, "out of memory");
@@ -891,6 +933,8 @@ void links_reconcile(links_t *L) {
       log_info(MOD, "parent link: %s at %s (node %lld)", name, addr, (long long)id);
     else if (L->paddr[0])
       log_info(MOD, "parent link: none");
+    resolve_cancel(L->presolve); /* a lookup for the old target */
+    L->presolve = NULL;
     snprintf(L->paddr, sizeof(L->paddr), "%s", addr);
     snprintf(L->pname, sizeof(L->pname), "%s", name);
     L->pexpect = id;
@@ -1180,6 +1224,7 @@ void links_free(links_t *L) {
   if (L == NULL) return;
   ev_timer_stop(L->loop, &L->tick);
   ev_timer_stop(L->loop, &L->retry);
+  resolve_cancel(L->presolve);
   ep_drop(L);
   while (L->children) {
     link_rec_t *r = L->children;

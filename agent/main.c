@@ -18,6 +18,8 @@
 #include "nngclose.h"
 #include "net.h"
 
+extern char **environ;
+
 #ifndef CASCADE_VERSION
 #define CASCADE_VERSION "0"
 #endif
@@ -101,7 +103,7 @@ int main(int argc, char **argv) {
       printf("cascade-agent %s\n", CASCADE_VERSION);
       return 0;
     } else if (strcmp(argv[i], "--print-config-doc") == 0) {
-      cfg_print_markdown(agent_config_table, stdout);
+      cfg_print_markdown(agent_config_table, &agent_config_env, stdout);
       return 0;
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       usage(stdout);
@@ -121,10 +123,17 @@ int main(int argc, char **argv) {
   }
   if (check) {
     printf("%s: configuration ok\n", path);
+    /* The variables that took part, by name only: values may be secrets. */
+    char vars[2048];
+    if (cfg_env_used(agent_config_table, &agent_config_env, environ, vars, sizeof(vars)) > 0)
+      printf("environment: %s\n", vars);
     agent_config_free(&cfg);
     return 0;
   }
   log_set_level((log_level_t)cfg.log_level);
+  if (!cfg.seed_autoregister)
+    log_info("main", "cascadeserver.autoregister: false is ignored here: the controller's "
+                     "cascadeserver.autoregister decides who may register");
   if (mkdir_p(cfg.datadir) != 0) {
     fprintf(stderr, "%s: key 'node.datadir': cannot create %s: %s\n", path, cfg.datadir,
             strerror(errno));

@@ -7,6 +7,7 @@
  * Nothing here is global, so loads may run concurrently on separate tables. */
 #include "cfg.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "hostaddr.h"
 #include "relpath.h"
 
 #define CFG_MAX_INPUT (1024 * 1024)
@@ -35,6 +37,7 @@ typedef struct {
   size_t errlen;
   yaml_document_t *doc;
   unsigned char *set; /* per table entry: set by this file (alias check) */
+  int env;            /* |name| is an environment variable: no line and column */
 } cfg_load_t;
 
 /* A converted scalar, held until it replaces the old field value. */
@@ -112,7 +115,13 @@ static int fail_at(cfg_load_t *c, const yaml_mark_t *mark, const char *path, siz
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  if (path != NULL) {
+  if (c->env) {
+    show(shown, sizeof(shown), path ? path : "", path ? plen : 0);
+    if (path != NULL)
+      set_err(c->err, c->errlen, "%s: key '%s': %s", c->name, shown, msg);
+    else
+      set_err(c->err, c->errlen, "%s: %s", c->name, msg);
+  } else if (path != NULL) {
     show(shown, sizeof(shown), path, plen);
     set_err(c->err, c->errlen, "%s:%zu:%zu: key '%s': %s", c->name, mark->line + 1,
             mark->column + 1, shown, msg);
@@ -360,6 +369,18 @@ static int conv_scalar(const cfg_key_t *k, const char *s, size_t len, int isnull
     if (out->s == NULL) {
       snprintf(msg, msglen, "out of memory");
       return -1;
+    }
+    if ((k->flags & CFG_HOSTPORT) && len > 0) {
+      char why[200] = "invalid";
+      if (hostaddr_check(out->s, why, sizeof(why)) != 0) {
+        if (k->flags & CFG_SECRET)
+          snprintf(msg, msglen, "%s", why);
+        else
+          snprintf(msg, msglen, "'%.200s': %s", out->s, why);
+        free(out->s);
+        out->s = NULL;
+        return -1;
+      }
     }
     return 0;
   case CFG_BOOL:
@@ -723,7 +744,7 @@ static int walk(cfg_load_t *c, const yaml_node_t *map, const char *prefix, size_
 
 int cfg_load_buf(const cfg_key_t *table, void *dst, const char *name, const char *buf,
                  size_t len, char *err, size_t errlen) {
-  cfg_load_t c = {table, dst, name, err, errlen, NULL, NULL};
+  cfg_load_t c = {table, dst, name, err, errlen, NULL, NULL, 0};
   yaml_document_t doc;
   int rc = -1;
 
@@ -798,7 +819,7 @@ static void zero_field(const cfg_key_t *k, void *dst) {
 /* STRLIST/STRMAP defaults are flow YAML, e.g. ["/api/"] or {a: b}. */
 static int default_collection(const cfg_key_t *table, size_t idx, void *dst) {
   char err[256];
-  cfg_load_t c = {table, dst, "default", err, sizeof(err), NULL, NULL};
+  cfg_load_t c = {table, dst, "default", err, sizeof(err), NULL, NULL, 0};
   yaml_document_t doc;
   const char *text = table[idx].defval;
 
@@ -871,6 +892,178 @@ int cfg_set_str(char **field, const char *value) {
   return 0;
 }
 
+/* ---- environment ----------------------------------------------------------- */
+
+int cfg_env_name(const char *prefix, const char *key, char *out, size_t outlen) {
+  size_t o = strlen(prefix);
+  if (o >= outlen) return -1;
+  memcpy(out, prefix, o);
+  for (const char *p = key; *p; p++) {
+    if (o + 1 >= outlen) return -1;
+    out[o++] = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+/* env_key finds the table entry whose variable is |var| (|len| bytes, no
+ * '='): the rule's name, or an alias of |env|. -1 when none. */
+static long env_key(const cfg_key_t *table, const cfg_env_t *env, const char *var, size_t len) {
+  char name[CFG_PATH_MAX + 64];
+  for (long i = 0; table[i].name != NULL; i++) {
+    if (cfg_env_name(env->prefix, table[i].name, name, sizeof(name)) == 0 &&
+        strlen(name) == len && memcmp(name, var, len) == 0)
+      return i;
+  }
+  for (size_t a = 0; env->aliases != NULL && env->aliases[a].var != NULL; a++) {
+    if (strlen(env->aliases[a].var) == len && memcmp(env->aliases[a].var, var, len) == 0)
+      return find_exact(table, env->aliases[a].key, strlen(env->aliases[a].key));
+  }
+  return -1;
+}
+
+static int env_prefixed(const cfg_env_t *env, const char *var, size_t len) {
+  size_t pl = strlen(env->prefix);
+  return len > pl && memcmp(var, env->prefix, pl) == 0;
+}
+
+/* One variable that names a key. */
+typedef struct {
+  const char *var; /* in the environment block; name up to '=' */
+  size_t varlen;
+  const char *val;
+} env_hit_t;
+
+/* env_collection sets list or map entry |idx| from |val|: a YAML flow
+ * sequence or mapping ("[...]", "{...}"), or for a list comma-separated
+ * items. */
+static int env_collection(cfg_load_t *c, size_t idx, const char *val, size_t vlen) {
+  const cfg_key_t *k = &c->table[idx];
+  const char *p = val;
+  while (*p == ' ' || *p == '\t') p++;
+  if (k->type == CFG_STRMAP || *p == '[') {
+    yaml_document_t doc;
+    if (k->type == CFG_STRMAP && *p != '{')
+      return fail_at(c, NULL, k->name, strlen(k->name),
+                     "expected a YAML flow mapping such as {\"live/.*\": \"m7s://$0\"}");
+    if (parse_doc(c, val, vlen, &doc) < 0) return -1;
+    c->doc = &doc;
+    const yaml_node_t *root = yaml_document_get_root_node(&doc);
+    int rc = root == NULL ? fail_at(c, NULL, k->name, strlen(k->name), "%s",
+                                    expected_what(k->type))
+                          : load_leaf(c, idx, NULL, root);
+    yaml_document_delete(&doc);
+    c->doc = NULL;
+    return rc;
+  }
+  yaml_node_t n;
+  cfg_strlist_t l = {NULL, 0};
+  memset(&n, 0, sizeof(n));
+  n.type = YAML_SCALAR_NODE;
+  n.data.scalar.value = (yaml_char_t *)(uintptr_t)val;
+  n.data.scalar.length = vlen;
+  n.data.scalar.style = YAML_PLAIN_SCALAR_STYLE;
+  if (load_scalar_list(c, k, &n, &l) < 0) {
+    strlist_clear(&l);
+    return -1;
+  }
+  strlist_clear(field_of(k, c->dst));
+  *(cfg_strlist_t *)field_of(k, c->dst) = l;
+  return 0;
+}
+
+int cfg_load_env(const cfg_key_t *table, void *dst, const cfg_env_t *env, char *const *envp,
+                 char *err, size_t errlen) {
+  size_t n = table_len(table);
+  char shown[CFG_SHOW_MAX + 8], other[CFG_SHOW_MAX + 8];
+  int rc = -1;
+
+  set_err(err, errlen, "%s", "");
+  for (size_t a = 0; env->aliases != NULL && env->aliases[a].var != NULL; a++) {
+    if (find_exact(table, env->aliases[a].key, strlen(env->aliases[a].key)) < 0) {
+      set_err(err, errlen, "internal error: variable %s names no key", env->aliases[a].var);
+      return -1;
+    }
+  }
+  env_hit_t *hit = calloc(n + 1, sizeof(*hit));
+  if (hit == NULL) {
+    set_err(err, errlen, "environment: out of memory");
+    return -1;
+  }
+  for (char *const *e = envp; e != NULL && *e != NULL; e++) {
+    const char *eq = strchr(*e, '=');
+    if (eq == NULL) continue;
+    size_t nl = (size_t)(eq - *e);
+    long idx = env_key(table, env, *e, nl);
+    if (idx < 0) {
+      if (!env_prefixed(env, *e, nl)) continue; /* not ours */
+      show(shown, sizeof(shown), *e, nl);
+      set_err(err, errlen,
+              "%s: unknown configuration variable (%s... names a key: %s followed by the key "
+              "in upper case with '_' for '.'; see --print-config-doc)",
+              shown, env->prefix, env->prefix);
+      goto done;
+    }
+    if (eq[1] == '\0') continue; /* empty: unset */
+    /* Two variables for one field (a key and its alias, a name and its
+     * older name) must agree: which one wins would be a guess. */
+    for (size_t j = 0; j < n; j++) {
+      if (hit[j].var == NULL || table[j].offset != table[idx].offset) continue;
+      if (strcmp(hit[j].val, eq + 1) == 0) continue;
+      show(shown, sizeof(shown), *e, nl);
+      show(other, sizeof(other), hit[j].var, hit[j].varlen);
+      set_err(err, errlen, "%s: key '%s': also set, differently, by %s; set only one", shown,
+              table[idx].name, other);
+      goto done;
+    }
+    if (hit[idx].var == NULL) hit[idx] = (env_hit_t){*e, nl, eq + 1};
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (hit[i].var == NULL) continue;
+    const cfg_key_t *k = &table[i];
+    size_t vlen = strlen(hit[i].val);
+    char msg[256];
+    cfg_val_t v;
+    show(shown, sizeof(shown), hit[i].var, hit[i].varlen);
+    cfg_load_t c = {table, dst, shown, err, errlen, NULL, NULL, 1};
+    if (vlen > CFG_MAX_INPUT) {
+      set_err(err, errlen, "%s: key '%s': larger than 1 MiB", shown, k->name);
+      goto done;
+    }
+    if (k->type == CFG_STRLIST || k->type == CFG_STRMAP) {
+      if (env_collection(&c, i, hit[i].val, vlen) < 0) goto done;
+      continue;
+    }
+    if (conv_scalar(k, hit[i].val, vlen, 0, &v, msg, sizeof(msg)) < 0) {
+      set_err(err, errlen, "%s: key '%s': %s", shown, k->name, msg);
+      goto done;
+    }
+    store_scalar(k, dst, &v);
+  }
+  rc = 0;
+done:
+  free(hit);
+  return rc;
+}
+
+size_t cfg_env_used(const cfg_key_t *table, const cfg_env_t *env, char *const *envp, char *out,
+                    size_t outlen) {
+  size_t cnt = 0, o = 0;
+  if (outlen > 0) out[0] = '\0';
+  for (char *const *e = envp; e != NULL && *e != NULL; e++) {
+    const char *eq = strchr(*e, '=');
+    if (eq == NULL || eq[1] == '\0') continue;
+    size_t nl = (size_t)(eq - *e);
+    if (env_key(table, env, *e, nl) < 0) continue;
+    cnt++;
+    if (o < outlen) {
+      int w = snprintf(out + o, outlen - o, "%s%.*s", o ? ", " : "", (int)nl, *e);
+      if (w > 0) o += (size_t)w;
+    }
+  }
+  return cnt;
+}
+
 void cfg_free(const cfg_key_t *table, void *dst) {
   if (table == NULL || dst == NULL) return;
   for (size_t i = 0; table[i].name != NULL; i++) {
@@ -921,13 +1114,24 @@ static const char *type_name(cfg_type_t t) {
   return "?";
 }
 
-void cfg_print_markdown(const cfg_key_t *table, FILE *out) {
-  fputs("| key | type | default | bounds | description |\n", out);
-  fputs("|---|---|---|---|---|\n", out);
+void cfg_print_markdown(const cfg_key_t *table, const cfg_env_t *env, FILE *out) {
+  fputs(env ? "| key | environment | type | default | bounds | description |\n"
+            : "| key | type | default | bounds | description |\n", out);
+  fputs(env ? "|---|---|---|---|---|---|\n" : "|---|---|---|---|---|\n", out);
   for (size_t i = 0; table[i].name != NULL; i++) {
     const cfg_key_t *k = &table[i];
     fputs("| ", out);
     md_code(out, k->name);
+    if (env != NULL) {
+      char var[CFG_PATH_MAX + 64];
+      fputs(" | ", out);
+      if (cfg_env_name(env->prefix, k->name, var, sizeof(var)) == 0) md_code(out, var);
+      for (size_t a = 0; env->aliases != NULL && env->aliases[a].var != NULL; a++) {
+        if (strcmp(env->aliases[a].key, k->name) != 0) continue;
+        fputs(" or ", out);
+        md_code(out, env->aliases[a].var);
+      }
+    }
     fprintf(out, " | %s%s | ", type_name(k->type),
             (k->flags & CFG_LIST_SCALAR) ? " (or one comma-separated string)" : "");
     if (k->defval != NULL) md_code(out, k->defval);

@@ -25,6 +25,9 @@ typedef enum {
 #define CFG_EMPTY_OK 0x4   /* CFG_STR: "" means unset; min applies to other values */
 #define CFG_RELPATH_RULE 0x8 /* CFG_STRLIST: each entry an API relay prefix rule
                                 (relpath_rule_check) */
+#define CFG_HOSTPORT 0x20   /* CFG_STR: when not empty, an address others dial:
+                               host:port with an IP literal or a DNS name
+                               (hostaddr_check) */
 #define CFG_LIST_SCALAR 0x10 /* CFG_STRLIST: a scalar is a list too, split at
                                 commas (blanks around items dropped), so one
                                 environment variable can carry several values */
@@ -95,8 +98,44 @@ int cfg_set_str(char **field, const char *value);
 /* cfg_free frees every heap value of |table| in |dst| and zeroes them. */
 void cfg_free(const cfg_key_t *table, void *dst);
 
-/* cfg_print_markdown writes the table as a Markdown table (key, type,
- * default, bounds, description) for docs/configuration.md. */
-void cfg_print_markdown(const cfg_key_t *table, FILE *out);
+/* The environment a program reads its keys from (docs/configuration.md,
+ * "Environment"): key "a.b" is variable PREFIX "A_B" ('.' becomes '_',
+ * letters upper case). Every variable that starts with the prefix must name
+ * a key. |aliases| are older variable names kept for some keys. */
+typedef struct cfg_env_alias {
+  const char *var;
+  const char *key;
+} cfg_env_alias_t;
+
+typedef struct cfg_env {
+  const char *prefix;              /* e.g. "CASCADE_AGENT_" */
+  const cfg_env_alias_t *aliases;  /* ends with var NULL; or NULL */
+} cfg_env_t;
+
+/* cfg_env_name writes key |key|'s variable under |prefix| to |out|.
+ * Returns 0 or -1 when it does not fit. */
+int cfg_env_name(const char *prefix, const char *key, char *out, size_t outlen);
+
+/* cfg_load_env applies the variables of |envp| (NULL-terminated "NAME=VALUE"
+ * strings, e.g. environ) over what |dst| holds: the environment wins over
+ * the file. An empty value counts as unset. Scalars are literal text
+ * (checked like the file's); a list is comma-separated items or a YAML flow
+ * sequence ("[a, b]"); a map is a YAML flow mapping ("{k: v}"). Variables
+ * outside |env|'s prefix and aliases are ignored. On error returns -1,
+ * leaves |dst| freeable, and writes "VARIABLE: key 'x.y': message" (or
+ * "VARIABLE: message" for an unknown variable) to |err|; no value is ever
+ * quoted for a secret key. */
+int cfg_load_env(const cfg_key_t *table, void *dst, const cfg_env_t *env, char *const *envp,
+                 char *err, size_t errlen);
+
+/* cfg_env_used writes the names (never values) of the variables of |envp|
+ * that cfg_load_env applies, comma-separated, to |out|; returns how many. */
+size_t cfg_env_used(const cfg_key_t *table, const cfg_env_t *env, char *const *envp, char *out,
+                    size_t outlen);
+
+/* cfg_print_markdown writes the table as a Markdown table (key, with |env|
+ * its environment variable, type, default, bounds, description) for
+ * docs/configuration.md. */
+void cfg_print_markdown(const cfg_key_t *table, const cfg_env_t *env, FILE *out);
 
 #endif

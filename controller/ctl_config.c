@@ -9,6 +9,8 @@
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
+extern char **environ;
+
 #define OFF(f) offsetof(ctl_config_t, f)
 
 const cfg_key_t ctl_config_table[] = {
@@ -125,40 +127,35 @@ const cfg_key_t ctl_config_table[] = {
 
 void ctl_config_free(ctl_config_t *c) { cfg_free(ctl_config_table, c); }
 
-int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen) {
-  const char *env;
+/* Older variables kept working beside the rule's names. */
+static const cfg_env_alias_t env_aliases[] = {
+    {"CASCADE_DB_DSN", "database.dsn"},
+    {"CASCADE_ADMIN_TOKEN", "auth.admintoken"},
+    {"CASCADE_REPLICA_ADDR", "http.replicaaddr"},
+    {"CASCADE_JOIN_TOKEN", "cascadeserver.jointoken"},
+    {NULL, NULL},
+};
 
+const cfg_env_t ctl_config_env = {CTL_ENV_PREFIX, env_aliases};
+
+int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen) {
+  return ctl_config_load_env(c, path, environ, err, errlen);
+}
+
+int ctl_config_load_env(ctl_config_t *c, const char *path, char *const *envp, char *err,
+                        size_t errlen) {
   memset(c, 0, sizeof(*c));
   if (cfg_defaults(ctl_config_table, c) != 0) {
     snprintf(err, errlen, "%s: out of memory", path);
     goto fail;
   }
   if (cfg_load_file(ctl_config_table, c, path, err, errlen) != 0) goto fail;
-
-  /* Secrets and the DSN come from the environment in container deployments. */
-  if ((env = getenv("CASCADE_DB_DSN")) != NULL && *env) {
-    if (cfg_set_str(&c->db_dsn, env) != 0) goto fail_oom;
-  }
-  if ((env = getenv("CASCADE_ADMIN_TOKEN")) != NULL && *env) {
-    if (cfg_set_str(&c->admintoken, env) != 0) goto fail_oom;
-  }
-  if ((env = getenv("CASCADE_REPLICA_ADDR")) != NULL && *env) {
-    if (cfg_set_str(&c->http_replicaaddr, env) != 0) goto fail_oom;
-  }
-  if ((env = getenv("CASCADE_JOIN_TOKEN")) != NULL && *env) {
-    if (cfg_set_str(&c->jointoken, env) != 0) goto fail_oom;
-  }
+  /* Container deployments set keys (secrets, the DSN) in the environment. */
+  if (cfg_load_env(ctl_config_table, c, &ctl_config_env, envp, err, errlen) != 0) goto fail;
   if (c->db_dsn == NULL || c->db_dsn[0] == '\0') {
-    snprintf(err, errlen, "%s: key 'database.dsn': required (or set CASCADE_DB_DSN)", path);
-    goto fail;
-  }
-  if (c->admintoken[0] && (strlen(c->admintoken) < 16 || strlen(c->admintoken) > 128)) {
-    /* Only the environment can get here: the file's value was checked. */
-    snprintf(err, errlen, "CASCADE_ADMIN_TOKEN: must be between 16 and 128 bytes long");
-    goto fail;
-  }
-  if (c->jointoken[0] && (strlen(c->jointoken) < 16 || strlen(c->jointoken) > 128)) {
-    snprintf(err, errlen, "CASCADE_JOIN_TOKEN: must be between 16 and 128 bytes long");
+    snprintf(err, errlen,
+             "%s: key 'database.dsn': required (or set " CTL_ENV_PREFIX
+             "DATABASE_DSN or CASCADE_DB_DSN)", path);
     goto fail;
   }
   if ((c->control_tls_cert[0] == '\0') != (c->control_tls_key[0] == '\0')) {
@@ -177,8 +174,6 @@ int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen)
   }
   return 0;
 
-fail_oom:
-  snprintf(err, errlen, "%s: out of memory", path);
 fail:
   ctl_config_free(c);
   return -1;

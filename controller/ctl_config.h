@@ -46,11 +46,21 @@ typedef struct ctl_config {
 /* ctl_config_table is the table of every controller key. */
 extern const cfg_key_t ctl_config_table[];
 
+/* Every key also comes from the environment: CASCADE_CONTROLLER_ and the
+ * key in upper case with '_' for '.' (docs/configuration.md, "Environment"). */
+#define CTL_ENV_PREFIX "CASCADE_CONTROLLER_"
+extern const cfg_env_t ctl_config_env;
+
 /* ctl_config_load fills |c| from defaults, the file |path| and the
- * environment (CASCADE_DB_DSN, CASCADE_ADMIN_TOKEN, CASCADE_JOIN_TOKEN), then checks required
+ * environment (ctl_config_env), then checks required
  * keys. On error writes "FILE:LINE:COL: key ...: message" to |err| and
  * returns -1; |c| is then freed. */
 int ctl_config_load(ctl_config_t *c, const char *path, char *err, size_t errlen);
+
+/* ctl_config_load_env is ctl_config_load with the environment |envp|
+ * (NULL-terminated "NAME=VALUE" strings) instead of the process's. */
+int ctl_config_load_env(ctl_config_t *c, const char *path, char *const *envp, char *err,
+                        size_t errlen);
 
 /* ctl_config_free frees |c|'s values. */
 void ctl_config_free(ctl_config_t *c);

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "advert.h"
 #include "auth.h"
 #include "authwait.h"
 #include "b64.h"
@@ -409,14 +410,12 @@ static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t 
     topo.parent_name = PQgetvalue(r, 0, 2);
     topo.parent_quic = PQgetvalue(r, 0, 3);
     topo.parent_epoch = strtoll(PQgetvalue(r, 0, 10), NULL, 10);
-    /* ":port" (every address of the parent) is completed with the address
-     * the parent's control connection comes from. */
-    const char *ip = PQgetvalue(r, 0, 9);
-    if (topo.parent_quic[0] == ':' && ip[0]) {
-      snprintf(parent_addr, sizeof(parent_addr), strchr(ip, ':') ? "[%s]%s" : "%s%s", ip,
-               topo.parent_quic);
+    /* A wildcard (":port", "0.0.0.0:port", "[::]:port": every address of
+     * the parent) is completed with the address the parent's control
+     * connection comes from. */
+    if (advert_parent_addr(topo.parent_quic, PQgetvalue(r, 0, 9), parent_addr,
+                           sizeof(parent_addr)) == 1)
       topo.parent_quic = parent_addr;
-    }
   }
   if (!PQgetisnull(r, 0, 8) && (kids = json_loads(PQgetvalue(r, 0, 8), 0, NULL)) != NULL) {
     size_t n = json_array_size(kids);

@@ -16,6 +16,8 @@
 #include "api_relay.h"
 #include "x509.h"
 
+extern char **environ;
+
 #define EXIT_CONFIG 2
 
 static void usage(FILE *out) {
@@ -106,7 +108,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[i], "--init-ca") == 0 && i + 1 < argc) {
       return init_ca(argv[i + 1]);
     } else if (strcmp(argv[i], "--print-config-doc") == 0) {
-      cfg_print_markdown(ctl_config_table, stdout);
+      cfg_print_markdown(ctl_config_table, &ctl_config_env, stdout);
       return 0;
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       usage(stdout);
@@ -126,6 +128,10 @@ int main(int argc, char **argv) {
   }
   if (check) {
     printf("%s: ok\n", path);
+    /* The variables that took part, by name only: values may be secrets. */
+    char vars[2048];
+    if (cfg_env_used(ctl_config_table, &ctl_config_env, environ, vars, sizeof(vars)) > 0)
+      printf("environment: %s\n", vars);
     ctl_config_free(&cfg);
     return 0;
   }

@@ -70,7 +70,7 @@ int quic_rl_take(quic_rl *rl, double rate, double burst) {
  * Version Negotiation, stateless reset). */
 static void ep_send_reply(quic_endpoint *ep, const struct sockaddr *to,
                           socklen_t tolen, const uint8_t *data, size_t len) {
-  quic_ep_sendto(ep, to, tolen, data, len, 0);
+  quic_ep_sendto(ep, to, tolen, &ep->rx_dst, data, len, 0);
 }
 
 /* ep_version_negotiation answers a long-header packet of a version we do
@@ -210,6 +210,7 @@ static void ep_unknown(quic_endpoint *ep, const ngtcp2_version_cid *vc,
     ep->st.dropped++;
     return;
   }
+  c->src = ep->rx_dst; /* its answers leave from the address the child dialled */
   quic_conn_read(c, from, fromlen, pkt, len);
 }
 
@@ -247,14 +248,30 @@ static void ep_service_dirty(quic_endpoint *ep) {
   }
 }
 
-static int gro_segment(struct msghdr *mh) {
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm))
+/* rx_cmsgs reads a datagram's GRO segment size (0: none) and, on a
+ * wildcard endpoint, the local address it came to into |dst|. */
+static int rx_cmsgs(struct msghdr *mh, quic_src *dst) {
+  int seg = 0;
+  memset(dst, 0, sizeof(*dst));
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
     if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
-      int seg;
       memcpy(&seg, CMSG_DATA(cm), sizeof(seg));
-      return seg;
+    } else if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+      struct in_pktinfo pi;
+      memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
+      dst->family = AF_INET;
+      dst->a4 = pi.ipi_addr; /* the header's destination */
+    } else if (cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO) {
+      struct in6_pktinfo pi6;
+      memcpy(&pi6, CMSG_DATA(cm), sizeof(pi6));
+      /* An IPv4 peer of a dual-stack socket: the kernel picks, as before. */
+      if (IN6_IS_ADDR_V4MAPPED(&pi6.ipi6_addr)) continue;
+      dst->family = AF_INET6;
+      dst->a6 = pi6.ipi6_addr;
+      dst->ifindex = (int)pi6.ipi6_ifindex;
     }
-  return 0;
+  }
+  return seg;
 }
 
 static void ep_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
@@ -266,8 +283,8 @@ static void ep_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
       mh->msg_namelen = sizeof(ep->rxm[i].addr);
       mh->msg_iov = &ep->rxm[i].iov;
       mh->msg_iovlen = 1;
-      mh->msg_control = ep->gro ? ep->rxm[i].ctl.buf : NULL;
-      mh->msg_controllen = ep->gro ? sizeof(ep->rxm[i].ctl.buf) : 0;
+      mh->msg_control = ep->gro || ep->pktinfo ? ep->rxm[i].ctl.buf : NULL;
+      mh->msg_controllen = ep->gro || ep->pktinfo ? sizeof(ep->rxm[i].ctl.buf) : 0;
       mh->msg_flags = 0;
     }
     int n = recvmmsg(ep->fd, ep->rxh, QUIC_RX_BATCH, 0, NULL);
@@ -280,7 +297,7 @@ static void ep_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
       struct msghdr *mh = &ep->rxh[i].msg_hdr;
       const uint8_t *p = ep->rxm[i].iov.iov_base;
       size_t len = ep->rxh[i].msg_len;
-      size_t seg = ep->gro ? (size_t)gro_segment(mh) : 0;
+      size_t seg = (size_t)rx_cmsgs(mh, &ep->rx_dst);
       if (seg == 0 || seg > len) seg = len;
       for (size_t off = 0; off < len; off += seg) {
         size_t l = len - off < seg ? len - off : seg;
@@ -348,6 +365,25 @@ static void ep_socket_fast(quic_endpoint *ep) {
   /* Reading UDP_SEGMENT tells whether the kernel knows it; a send that
    * the device cannot segment fails later with EIO and turns it off. */
   ep->gso = getsockopt(ep->fd, SOL_UDP, UDP_SEGMENT, &seg, &sl) == 0;
+}
+
+/* ep_socket_pktinfo asks, on an endpoint bound to a wildcard address, for
+ * the local address of each datagram, so that answers leave from the
+ * address the peer dialled (a host with several addresses: the seed's
+ * parent on ":44944" dialled at one of them). */
+static void ep_socket_pktinfo(quic_endpoint *ep) {
+  int on = 1;
+  if (!ep->cfg.accept) return; /* a client's peers answer what it sent */
+  if (ep->local.ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&ep->local;
+    if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+      ep->pktinfo = setsockopt(ep->fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) == 0;
+  } else if (ep->local.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ep->local;
+    if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+      ep->pktinfo =
+          setsockopt(ep->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on)) == 0;
+  }
 }
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
@@ -443,6 +479,7 @@ quic_endpoint *quic_endpoint_new(struct ev_loop *loop, const quic_config *cfg,
   ep->locallen = sizeof(ep->local);
   if (getsockname(ep->fd, (struct sockaddr *)&ep->local, &ep->locallen) != 0)
     goto fail_sock;
+  ep_socket_pktinfo(ep);
   ev_io_init(&ep->rio, ep_read_cb, ep->fd, EV_READ);
   ep->rio.data = ep;
   ev_io_start(loop, &ep->rio);

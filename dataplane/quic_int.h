@@ -38,6 +38,7 @@
 
 #define MOD "quic"
 #define QUIC_CIDLEN 16
+#define QUIC_PKTINFO_MAX 32  /* bytes of an in_pktinfo or in6_pktinfo, rounded up */
 #define QUIC_CID_BUCKETS 1024
 #define QUIC_MAX_PKT 1500          /* a CONNECTION_CLOSE packet */
 #define QUIC_RX_SLOT 65536         /* one datagram, or a GRO batch of them */
@@ -102,6 +103,17 @@ typedef struct quic_stream {
 
 enum conn_state { CS_OPEN, CS_CLOSING, CS_DRAINING, CS_DEAD };
 
+/* The local address a datagram came to, which its answers must come from:
+ * an endpoint bound to a wildcard address would otherwise answer from the
+ * address the kernel picks for the route, which a peer that dialled
+ * another of the host's addresses does not recognise (IP_PKTINFO). */
+typedef struct quic_src {
+  int family;                        /* AF_INET, AF_INET6, 0: the kernel chooses */
+  int ifindex;                       /* IPv6: the interface (link-local scopes) */
+  struct in_addr a4;
+  struct in6_addr a6;
+} quic_src;
+
 struct quic_conn {
   struct quic_conn *next;
   struct quic_conn *dirty_next;      /* endpoint's to-service list */
@@ -142,6 +154,7 @@ struct quic_conn {
                                         in flight, or a probe forced */
   struct sockaddr_storage remote;
   socklen_t remotelen;
+  quic_src src;                      /* server side: the local address it came to */
   char peer[64];
   void *user;
   uint64_t pkts_sent, pkts_recv, bytes_sent, bytes_recv;
@@ -170,12 +183,13 @@ typedef struct token_entry {
   quic_conn *c;
 } token_entry;
 
+
 /* One message of a recvmmsg / sendmmsg batch with its address and cmsg. */
 typedef struct quic_mmsg {
   struct iovec iov;
   struct sockaddr_storage addr;
   union {
-    char buf[CMSG_SPACE(sizeof(int))];
+    char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(QUIC_PKTINFO_MAX)];
     struct cmsghdr align;
   } ctl;
 } quic_mmsg;
@@ -209,6 +223,8 @@ struct quic_endpoint {
   cid_entry *cids[QUIC_CID_BUCKETS]; /* owned entries */
   token_entry *tokens[QUIC_TOKEN_BUCKETS]; /* owned entries */
   int gso, gro;                      /* kernel features in use */
+  int pktinfo;                       /* bound to a wildcard: answers name their source */
+  quic_src rx_dst;                   /* where the datagram being read came to */
   uint8_t *rxbuf;                    /* owned, QUIC_RX_BATCH slots */
   uint8_t *txbuf;                    /* owned, QUIC_TX_BUF */
   quic_mmsg rxm[QUIC_RX_BATCH];
@@ -316,8 +332,8 @@ quic_gso_out quic_gso_room(quic_gso_run *r, size_t maxpkt);
  * |r| and returns the run to send, if that packet ended one. */
 quic_gso_out quic_gso_add(quic_gso_run *r, size_t len);
 size_t quic_ep_sendto(quic_endpoint *ep, const struct sockaddr *to,
-                      socklen_t tolen, const uint8_t *data, size_t len,
-                      size_t gso);
+                      socklen_t tolen, const quic_src *src, const uint8_t *data,
+                      size_t len, size_t gso);
 int quic_send_pkt(quic_conn *c, const uint8_t *data, size_t len);
 int quic_conn_write(quic_conn *c);
 

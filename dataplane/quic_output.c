@@ -3,31 +3,61 @@
 #define _GNU_SOURCE
 #include "quic_int.h"
 
-/* quic_ep_sendto sends |len| bytes to |to|: one datagram, or with |gso| < |len|
- * datagrams of |gso| bytes (the last may be shorter) by UDP GSO, or by
- * sendmmsg once the kernel has refused GSO. Returns the datagrams sent. A
- * full socket buffer drops the rest: QUIC recovers it like any loss. */
+/* put_src appends the cmsg naming |src| as the source address at |cm|;
+ * returns its space, 0 when there is none to name. */
+static size_t put_src(struct cmsghdr *cm, const quic_src *src) {
+  if (src == NULL || src->family == 0) return 0;
+  if (src->family == AF_INET) {
+    struct in_pktinfo pi;
+    memset(&pi, 0, sizeof(pi));
+    pi.ipi_spec_dst = src->a4;
+    cm->cmsg_level = IPPROTO_IP;
+    cm->cmsg_type = IP_PKTINFO;
+    cm->cmsg_len = CMSG_LEN(sizeof(pi));
+    memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
+    return CMSG_SPACE(sizeof(pi));
+  }
+  struct in6_pktinfo pi6;
+  memset(&pi6, 0, sizeof(pi6));
+  pi6.ipi6_addr = src->a6;
+  pi6.ipi6_ifindex = (unsigned)src->ifindex;
+  cm->cmsg_level = IPPROTO_IPV6;
+  cm->cmsg_type = IPV6_PKTINFO;
+  cm->cmsg_len = CMSG_LEN(sizeof(pi6));
+  memcpy(CMSG_DATA(cm), &pi6, sizeof(pi6));
+  return CMSG_SPACE(sizeof(pi6));
+}
+
+/* quic_ep_sendto sends |len| bytes to |to| (from |src| when it names an
+ * address): one datagram, or with |gso| < |len| datagrams of |gso| bytes
+ * (the last may be shorter) by UDP GSO, or by sendmmsg once the kernel has
+ * refused GSO. Returns the datagrams sent. A full socket buffer drops the
+ * rest: QUIC recovers it like any loss. */
 size_t quic_ep_sendto(quic_endpoint *ep, const struct sockaddr *to,
-                      socklen_t tolen, const uint8_t *data, size_t len,
-                      size_t gso) {
+                      socklen_t tolen, const quic_src *src, const uint8_t *data,
+                      size_t len, size_t gso) {
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(QUIC_PKTINFO_MAX)];
+    struct cmsghdr align;
+  } ctl;
   if (gso == 0 || gso > len) gso = len;
   size_t nseg = (len + gso - 1) / gso;
   if (nseg > 1 && ep->gso) {
-    union {
-      char buf[CMSG_SPACE(sizeof(uint16_t))];
-      struct cmsghdr align;
-    } ctl;
     struct iovec iov = {(void *)data, len};
     struct msghdr mh = {.msg_name = (void *)to, .msg_namelen = tolen,
                         .msg_iov = &iov, .msg_iovlen = 1,
                         .msg_control = ctl.buf,
                         .msg_controllen = sizeof(ctl.buf)};
+    memset(ctl.buf, 0, sizeof(ctl.buf));
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_UDP;
     cm->cmsg_type = UDP_SEGMENT;
     cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
     uint16_t seg = (uint16_t)gso;
     memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+    size_t used = CMSG_SPACE(sizeof(uint16_t));
+    used += put_src((struct cmsghdr *)(ctl.buf + used), src);
+    mh.msg_controllen = used;
     ssize_t n;
     do {
       n = sendmsg(ep->fd, &mh, 0);
@@ -51,6 +81,9 @@ size_t quic_ep_sendto(quic_endpoint *ep, const struct sockaddr *to,
              strerror(errno));
     ep->gso = 0;
   }
+  /* Every datagram of the batch names the same source: one cmsg for all. */
+  memset(ctl.buf, 0, sizeof(ctl.buf));
+  size_t srclen = put_src((struct cmsghdr *)ctl.buf, src);
   size_t sent = 0;
   while (sent < nseg) {
     unsigned k = 0;
@@ -63,6 +96,8 @@ size_t quic_ep_sendto(quic_endpoint *ep, const struct sockaddr *to,
       ep->txh[k].msg_hdr.msg_namelen = tolen;
       ep->txh[k].msg_hdr.msg_iov = &ep->txiov[k];
       ep->txh[k].msg_hdr.msg_iovlen = 1;
+      ep->txh[k].msg_hdr.msg_control = srclen ? ctl.buf : NULL;
+      ep->txh[k].msg_hdr.msg_controllen = srclen;
     }
     int n;
     do {
@@ -85,7 +120,7 @@ size_t quic_ep_sendto(quic_endpoint *ep, const struct sockaddr *to,
 /* quic_send_pkt sends one packet of |c| (closing, handshake answers). */
 int quic_send_pkt(quic_conn *c, const uint8_t *data, size_t len) {
   size_t n = quic_ep_sendto(c->ep, (struct sockaddr *)&c->remote, c->remotelen,
-                            data, len, 0);
+                            &c->src, data, len, 0);
   c->pkts_sent += n;
   c->bytes_sent += n ? len : 0;
   return 0;
@@ -180,7 +215,7 @@ inline quic_gso_out quic_gso_add(quic_gso_run *r, size_t len) {
 static void conn_flush(quic_conn *c, size_t len, size_t gso) {
   if (len == 0) return;
   size_t n = quic_ep_sendto(c->ep, (struct sockaddr *)&c->remote, c->remotelen,
-                            c->ep->txbuf, len, gso);
+                            &c->src, c->ep->txbuf, len, gso);
   c->pkts_sent += n;
   c->bytes_sent += n * gso < len ? n * gso : len;
 }

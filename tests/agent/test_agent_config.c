@@ -106,14 +106,14 @@ static void test_env_override(void **state) {
   agent_config_free(&c);
   setenv("CASCADE_NODE_SECRET", "short", 1);
   load_err("controller: {url: \"tcp://h:1\"}\n",
-           "CASCADE_NODE_SECRET: must be between 8 and 1024 bytes long");
+           "CASCADE_NODE_SECRET: key 'node.secret': must be between 8 and 1024 bytes long");
 }
 
 static void test_secret_required(void **state) {
   (void)state;
   load_err("controller: {url: \"tcp://h:1\"}\n",
            "agent.yaml: key 'node.secret': required (or cascadeclient.secret, or set "
-           "CASCADE_NODE_SECRET)");
+           "CASCADE_AGENT_NODE_SECRET or CASCADE_NODE_SECRET)");
 }
 
 static void test_bad_pattern(void **state) {
@@ -287,6 +287,135 @@ static void test_relay_rule_globs(void **state) {
   agent_config_free(&c);
 }
 
+/* Loads |yaml| with the environment |envp|; returns the loader's result. */
+static int load_env(agent_config_t *c, const char *yaml, char *const *envp, char *err,
+                    size_t errlen) {
+  memset(c, 0x5a, sizeof(*c));
+  return agent_config_load_env(c, "agent.yaml", yaml, strlen(yaml), envp, err, errlen);
+}
+
+static void test_env_rule(void **state) {
+  (void)state;
+  agent_config_t c;
+  char err[512] = "";
+  const char *yaml = "node: {secret: from-the-file}\ncontroller: {url: \"tcp://h:1\"}\n";
+  char *envp[] = {"CASCADE_AGENT_NODE_NAME=k8s-node-3",
+                  "CASCADE_AGENT_CASCADECLIENT_ENABLE=true",
+                  "CASCADE_AGENT_CASCADECLIENT_SERVER=parent.example.net:44944",
+                  "CASCADE_AGENT_CONTROLLER_URL=tcp://a:1, tcp://b:2",
+                  "CASCADE_AGENT_CASCADECLIENT_ONSUB_PULL={\"live/(.*)\": \"m7s://live/$1\"}",
+                  "CASCADE_AGENT_QUIC_IDLETIMEOUT=30s",
+                  "CASCADE_BIN_DIR=/elsewhere", /* not a key's prefix: ignored */
+                  NULL};
+  assert_int_equal(load_env(&c, yaml, envp, err, sizeof(err)), 0);
+  assert_string_equal(c.node_name, "k8s-node-3");
+  assert_int_equal(c.client_enable, 1);
+  assert_string_equal(c.client_server, "parent.example.net:44944");
+  assert_int_equal(c.ctl_urls.n, 2);
+  assert_string_equal(c.ctl_urls.v[1], "tcp://b:2");
+  assert_int_equal(c.onsub_pull.n, 1);
+  assert_string_equal(c.onsub_pull.vals[0], "m7s://live/$1");
+  assert_int_equal(c.quic_idle_ms, 30000);
+  assert_string_equal(c.node_secret, "from-the-file");
+  agent_config_free(&c);
+
+  /* The short names the Kubernetes manifests use. */
+  char *k8s[] = {"CASCADE_NODE_NAME=worker-7", "CASCADE_NODE_ADVERTISE=10.1.0.7:44944",
+                 "CASCADE_AGENT_CASCADESERVER_QUIC_LISTENADDR=:44944", NULL};
+  assert_int_equal(load_env(&c, yaml, k8s, err, sizeof(err)), 0);
+  assert_string_equal(c.node_name, "worker-7");
+  assert_string_equal(c.advertise, "10.1.0.7:44944");
+  agent_config_free(&c);
+
+  /* The checks that span keys run on the merged result. */
+  char *keepalive[] = {"CASCADE_AGENT_QUIC_KEEPALIVE=20s", NULL};
+  assert_int_equal(load_env(&c, yaml, keepalive, err, sizeof(err)), -1);
+  assert_string_equal(err, "agent.yaml: key 'quic.keepalive': must be below quic.idletimeout "
+                           "(10000 ms)");
+  char *bad[] = {"CASCADE_AGENT_QUIC_MAXSTREAMS=0", NULL};
+  assert_int_equal(load_env(&c, yaml, bad, err, sizeof(err)), -1);
+  assert_string_equal(err, "CASCADE_AGENT_QUIC_MAXSTREAMS: key 'quic.maxstreams': must be "
+                           "between 1 and 100000");
+  char *typo[] = {"CASCADE_AGENT_NODE_SECRT=x", NULL};
+  assert_int_equal(load_env(&c, yaml, typo, err, sizeof(err)), -1);
+  assert_true(strncmp(err, "CASCADE_AGENT_NODE_SECRT: unknown configuration variable", 56) == 0);
+  /* The old name and the rule's name of the secret must agree. */
+  char *both[] = {"CASCADE_NODE_SECRET=secret-one", "CASCADE_AGENT_NODE_SECRET=secret-two", NULL};
+  assert_int_equal(load_env(&c, yaml, both, err, sizeof(err)), -1);
+  assert_string_equal(err, "CASCADE_AGENT_NODE_SECRET: key 'node.secret': also set, "
+                           "differently, by CASCADE_NODE_SECRET; set only one");
+  assert_null(strstr(err, "secret-one"));
+}
+
+static void test_env_names_unique(void **state) {
+  (void)state;
+  char a[128], b[128];
+  for (size_t i = 0; agent_config_table[i].name; i++) {
+    assert_int_equal(cfg_env_name(AGENT_ENV_PREFIX, agent_config_table[i].name, a, sizeof(a)), 0);
+    for (size_t j = 0; j < i; j++) {
+      assert_int_equal(cfg_env_name(AGENT_ENV_PREFIX, agent_config_table[j].name, b, sizeof(b)),
+                       0);
+      assert_string_not_equal(a, b);
+    }
+  }
+}
+
+static void test_advertise(void **state) {
+  (void)state;
+  agent_config_t c;
+  char err[512] = "";
+  char *none[] = {NULL};
+  static const char *const good[] = {"media-1.example.net:44944", "10.0.0.1:44944",
+                                     "[2001:db8::1]:44944", "edge-7:1", "node.example.:9"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    char yaml[256];
+    snprintf(yaml, sizeof(yaml),
+             "node: {secret: from-the-file, advertise: \"%s\"}\ncontroller: {url: \"tcp://h:1\"}\n"
+             "cascadeserver: {quic: {listenaddr: \":44944\"}}\n", good[i]);
+    if (load_env(&c, yaml, none, err, sizeof(err)) != 0) fail_msg("%s: %s", good[i], err);
+    assert_string_equal(c.advertise, good[i]);
+    agent_config_free(&c);
+  }
+  static const struct {
+    const char *value, *why;
+  } bad[] = {
+      {"media_1.example.net:44944", "neither an IP address nor a valid host name"},
+      {"-edge:44944", "neither an IP address nor a valid host name"},
+      {"1.2.3.999:44944", "neither an IP address nor a valid host name"},
+      {"edge", "expected host:port"},
+      {"edge:0", "bad port"},
+      {"edge:65536", "port out of range 1..65535"},
+      {":44944", "no host (others cannot dial \":port\")"},
+      {"0.0.0.0:44944", "a wildcard address, which nobody can dial"},
+      {"[::]:44944", "a wildcard address, which nobody can dial"},
+      {"2001:db8::1:44944", "an IPv6 address needs brackets: [v6]:port"},
+      {"[edge]:44944", "not an IPv6 address"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char yaml[256], want[512];
+    snprintf(yaml, sizeof(yaml),
+             "node: {secret: from-the-file, advertise: \"%s\"}\ncontroller: {url: \"tcp://h:1\"}\n"
+             "cascadeserver: {quic: {listenaddr: \":44944\"}}\n", bad[i].value);
+    snprintf(want, sizeof(want), "agent.yaml:1:42: key 'node.advertise': '%s': %s", bad[i].value,
+             bad[i].why);
+    assert_int_equal(load_env(&c, yaml, none, err, sizeof(err)), -1);
+    assert_string_equal(err, want);
+  }
+  /* Without a listener there is nothing to advertise. */
+  assert_int_equal(load_env(&c, "node: {secret: from-the-file, advertise: \"a.b:1\"}\n"
+                                "controller: {url: \"tcp://h:1\"}\n", none, err, sizeof(err)), -1);
+  assert_string_equal(err, "agent.yaml: key 'node.advertise': set, but "
+                           "cascadeserver.quic.listenaddr is empty (this node accepts no "
+                           "children: there is nothing to advertise)");
+  /* From the environment, bad input names the variable. */
+  char *env[] = {"CASCADE_AGENT_NODE_ADVERTISE=not a name:1",
+                 "CASCADE_AGENT_CASCADESERVER_QUIC_LISTENADDR=:44944", NULL};
+  assert_int_equal(load_env(&c, "node: {secret: from-the-file}\ncontroller: {url: \"tcp://h:1\"}\n",
+                            env, err, sizeof(err)), -1);
+  assert_string_equal(err, "CASCADE_AGENT_NODE_ADVERTISE: key 'node.advertise': 'not a name:1': "
+                           "neither an IP address nor a valid host name");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_defaults, clear_env),
@@ -302,6 +431,9 @@ int main(void) {
       cmocka_unit_test_setup(test_rules_merge, clear_env),
       cmocka_unit_test_setup(test_relay_rule_globs, clear_env),
       cmocka_unit_test_setup(test_adminaddr, clear_env),
+      cmocka_unit_test_setup(test_env_rule, clear_env),
+      cmocka_unit_test_setup(test_env_names_unique, clear_env),
+      cmocka_unit_test_setup(test_advertise, clear_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -570,6 +570,8 @@ def sanitizer_env(env=None):
     # Tests pass these explicitly; an operator's own values must not leak into a test.
     e.pop("CASCADE_DB_DSN", None)
     e.pop("CASCADE_ADMIN_TOKEN", None)
+    for k in [k for k in e if k.startswith(("CASCADE_AGENT_", "CASCADE_CONTROLLER_"))]:
+        del e[k]  # configuration variables (docs/configuration.md, "Environment")
     e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=86")
     e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     return e

@@ -815,7 +815,7 @@ static void test_markdown(void **state) {
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
   assert_non_null(f);
-  cfg_print_markdown(table, f);
+  cfg_print_markdown(table, NULL, f);
   fclose(f);
   assert_non_null(strstr(text, "| key | type | default | bounds | description |\n|---|---|---|---|---|\n"));
   assert_non_null(strstr(text, "| `name` | string | `edge` | 1..16 bytes | node name |\n"));
@@ -829,6 +829,149 @@ static void test_markdown(void **state) {
   int rows = 0;
   for (char *p = text; (p = strchr(p, '\n')) != NULL; p++) rows++;
   assert_int_equal(rows, 2 + 12);
+  free(text);
+}
+
+/* ---- environment ---------------------------------------------------------- */
+
+static const cfg_env_alias_t env_aliases[] = {{"OLD_TOKEN", "token"}, {NULL, NULL}};
+static const cfg_env_t tenv = {"T_", env_aliases};
+
+/* Loads |yaml| then |envp| over it; returns cfg_load_env's result. */
+static int load_env(tcfg_t *c, const char *yaml, char *const *envp, char *err, size_t errlen) {
+  assert_int_equal(load(c, yaml, err, errlen), 0);
+  return cfg_load_env(table, c, &tenv, envp, err, errlen);
+}
+
+static void expect_env_err(char *const *envp, const char *want) {
+  tcfg_t c;
+  char err[512];
+  assert_int_equal(load_env(&c, "name: file\n", envp, err, sizeof(err)), -1);
+  assert_string_equal(err, want);
+  cfg_free(table, &c);
+}
+
+static void test_env_names(void **state) {
+  (void)state;
+  char buf[64];
+  assert_int_equal(cfg_env_name("T_", "http.tls.cert", buf, sizeof(buf)), 0);
+  assert_string_equal(buf, "T_HTTP_TLS_CERT");
+  assert_int_equal(cfg_env_name("CASCADE_AGENT_", "cascadeclient.server", buf, sizeof(buf)), 0);
+  assert_string_equal(buf, "CASCADE_AGENT_CASCADECLIENT_SERVER");
+  assert_int_equal(cfg_env_name("T_", "log.level", buf, 8), -1); /* does not fit */
+}
+
+static void test_env_overrides_file(void **state) {
+  (void)state;
+  tcfg_t c;
+  char err[512];
+  char *envp[] = {"PATH=/bin",         "T_NAME=from-env", "T_DEBUG=yes",
+                  "T_HTTP_PORT=9000",  "T_LOG_LEVEL=warn", "T_HTTP_TLS_CERT=",
+                  "T_HTTP_PATHS=/a/, /b/", "T_HTTP_HEADERS={x: \"1\", \"y z\": 2}",
+                  "T_PEERS=[\"p,1\", p2]", "OTHER_NAME=x", "T", NULL};
+  assert_int_equal(load_env(&c, "name: file\nhttp: {tls: {cert: keep}}\n", envp, err,
+                            sizeof(err)), 0);
+  assert_string_equal(c.name, "from-env");
+  assert_int_equal(c.debug, 1);
+  assert_int_equal(c.port, 9000);
+  assert_int_equal(c.level, 2);
+  assert_string_equal(c.cert, "keep"); /* empty: unset, the file's value stays */
+  assert_int_equal(c.paths.n, 2);
+  assert_string_equal(c.paths.v[0], "/a/");
+  assert_string_equal(c.paths.v[1], "/b/");
+  assert_int_equal(c.headers.n, 2);
+  assert_string_equal(c.headers.keys[1], "y z");
+  assert_string_equal(c.headers.vals[1], "2");
+  assert_int_equal(c.peers.n, 2); /* a flow sequence keeps commas inside items */
+  assert_string_equal(c.peers.v[0], "p,1");
+  cfg_free(table, &c);
+
+  /* Scalars are literal: no YAML quoting or flow syntax. */
+  char *lit[] = {"T_NAME='q: {x}'", NULL};
+  assert_int_equal(load_env(&c, "", lit, err, sizeof(err)), 0);
+  assert_string_equal(c.name, "'q: {x}'");
+  cfg_free(table, &c);
+
+  /* [] and {} empty a list or map the file set. */
+  char *empty[] = {"T_HTTP_PATHS=[]", "T_HTTP_HEADERS={}", NULL};
+  assert_int_equal(load_env(&c, "http: {headers: {a: b}}\n", empty, err, sizeof(err)), 0);
+  assert_int_equal(c.paths.n, 0);
+  assert_int_equal(c.headers.n, 0);
+  cfg_free(table, &c);
+
+  /* An older name of a key; and a key and its alias agreeing. */
+  char *old[] = {"OLD_TOKEN=s3cret-token", "T_SEED_TOKEN=s3cret-token", NULL};
+  assert_int_equal(load_env(&c, "", old, err, sizeof(err)), 0);
+  assert_string_equal(c.token, "s3cret-token");
+  cfg_free(table, &c);
+}
+
+static void test_env_errors(void **state) {
+  (void)state;
+  char *unknown[] = {"T_NAMEX=1", NULL};
+  expect_env_err(unknown, "T_NAMEX: unknown configuration variable (T_... names a key: T_ "
+                          "followed by the key in upper case with '_' for '.'; see "
+                          "--print-config-doc)");
+  char *unknown_empty[] = {"T_HTTP=", NULL}; /* a section is not a key */
+  expect_env_err(unknown_empty, "T_HTTP: unknown configuration variable (T_... names a key: T_ "
+                                "followed by the key in upper case with '_' for '.'; see "
+                                "--print-config-doc)");
+  char *port[] = {"T_HTTP_PORT=70000", NULL};
+  expect_env_err(port, "T_HTTP_PORT: key 'http.port': must be between 1 and 65535");
+  char *notnum[] = {"T_WORKERS=4 ", NULL};
+  expect_env_err(notnum, "T_WORKERS: key 'workers': expected a number");
+  char *bool_[] = {"T_DEBUG=2", NULL};
+  expect_env_err(bool_, "T_DEBUG: key 'debug': expected a boolean (true or false)");
+  char *level[] = {"T_LOG_LEVEL=loud", NULL};
+  expect_env_err(level, "T_LOG_LEVEL: key 'log.level': expected one of: debug, info, warn, error");
+  char *name[] = {"T_NAME=far-too-long-for-a-name", NULL};
+  expect_env_err(name, "T_NAME: key 'name': must be between 1 and 16 bytes long");
+  char *item[] = {"T_HTTP_PATHS=/a/,,/b/", NULL};
+  expect_env_err(item, "T_HTTP_PATHS: key 'http.paths': empty item in '/a/,,/b/'");
+  char *map[] = {"T_HTTP_HEADERS=a=b", NULL};
+  expect_env_err(map, "T_HTTP_HEADERS: key 'http.headers': expected a YAML flow mapping such as "
+                      "{\"live/.*\": \"m7s://$0\"}");
+  char *flow[] = {"T_HTTP_PATHS=[/a/, {x: y}]", NULL};
+  expect_env_err(flow, "T_HTTP_PATHS: key 'http.paths': expected a string");
+  char *yaml[] = {"T_HTTP_HEADERS={a: [}", NULL};
+  tcfg_t c;
+  char err[512];
+  assert_int_equal(load_env(&c, "", yaml, err, sizeof(err)), -1);
+  assert_true(strncmp(err, "T_HTTP_HEADERS: ", 16) == 0);
+  cfg_free(table, &c);
+  char *anchor[] = {"T_HTTP_PATHS=[&a x, *a]", NULL};
+  assert_int_equal(load_env(&c, "", anchor, err, sizeof(err)), -1);
+  assert_string_equal(err, "T_HTTP_PATHS: anchors are not allowed");
+  cfg_free(table, &c);
+  /* A key and its alias (or older name) disagreeing: which wins would be a guess. */
+  char *both[] = {"T_TOKEN=one-secret", "OLD_TOKEN=another-secret", NULL};
+  expect_env_err(both, "OLD_TOKEN: key 'token': also set, differently, by T_TOKEN; set only one");
+  /* A secret's value is never quoted back. */
+  char *secret[] = {"T_TOKEN=hunter2\x01", NULL};
+  expect_env_err(secret, "T_TOKEN: key 'token': control characters are not allowed");
+}
+
+static void test_env_used(void **state) {
+  (void)state;
+  char buf[128];
+  char *envp[] = {"T_NAME=a", "T_DEBUG=", "OLD_TOKEN=secret-value", "HOME=/", NULL};
+  assert_int_equal(cfg_env_used(table, &tenv, envp, buf, sizeof(buf)), 2);
+  assert_string_equal(buf, "T_NAME, OLD_TOKEN");
+}
+
+static void test_markdown_env(void **state) {
+  (void)state;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  assert_non_null(f);
+  cfg_print_markdown(table, &tenv, f);
+  fclose(f);
+  assert_non_null(strstr(text, "| key | environment | type | default | bounds | description |\n"
+                               "|---|---|---|---|---|---|\n"));
+  assert_non_null(strstr(text, "| `http.port` | `T_HTTP_PORT` | int | `8443` | 1..65535 | "
+                               "listen port |\n"));
+  assert_non_null(strstr(text, "| `token` | `T_TOKEN` or `OLD_TOKEN` | string |"));
   free(text);
 }
 
@@ -860,6 +1003,11 @@ int main(void) {
       cmocka_unit_test(test_relpath_rules),
       cmocka_unit_test(test_list_scalar),
       cmocka_unit_test(test_markdown),
+      cmocka_unit_test(test_env_names),
+      cmocka_unit_test(test_env_overrides_file),
+      cmocka_unit_test(test_env_errors),
+      cmocka_unit_test(test_env_used),
+      cmocka_unit_test(test_markdown_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -183,14 +183,14 @@ static void test_env_overrides(void **state) {
   /* a short or long token from the environment is refused, naming the
    * variable (the file's own value was fine) */
   setenv("CASCADE_ADMIN_TOKEN", "0123456789abcde", 1);
-  load_err_as(yaml, 0, "CASCADE_ADMIN_TOKEN: must be between 16 and 128 bytes long");
+  load_err_as(yaml, 0, "CASCADE_ADMIN_TOKEN: key 'auth.admintoken': must be between 16 and 128 bytes long");
   char *big = malloc(130);
   assert_non_null(big);
   memset(big, 't', 129);
   big[129] = '\0';
   setenv("CASCADE_ADMIN_TOKEN", big, 1);
   big[128] = '\0';
-  load_err_as(yaml, 0, "CASCADE_ADMIN_TOKEN: must be between 16 and 128 bytes long");
+  load_err_as(yaml, 0, "CASCADE_ADMIN_TOKEN: key 'auth.admintoken': must be between 16 and 128 bytes long");
   setenv("CASCADE_ADMIN_TOKEN", big, 1);
   free(big);
   load_ok(&c, yaml);
@@ -203,9 +203,12 @@ static void test_env_overrides(void **state) {
 static void test_missing_dsn(void **state) {
   (void)state;
   load_err("http:\n  threads: 2\n",
-           ": key 'database.dsn': required (or set CASCADE_DB_DSN)");
-  load_err("", ": key 'database.dsn': required (or set CASCADE_DB_DSN)");
-  load_err("database:\n", ": key 'database.dsn': required (or set CASCADE_DB_DSN)");
+           ": key 'database.dsn': required (or set CASCADE_CONTROLLER_DATABASE_DSN or "
+           "CASCADE_DB_DSN)");
+  load_err("", ": key 'database.dsn': required (or set CASCADE_CONTROLLER_DATABASE_DSN or "
+               "CASCADE_DB_DSN)");
+  load_err("database:\n", ": key 'database.dsn': required (or set "
+                         "CASCADE_CONTROLLER_DATABASE_DSN or CASCADE_DB_DSN)");
 }
 
 static void test_unknown_key(void **state) {
@@ -283,12 +286,53 @@ static void test_unreadable_file(void **state) {
   assert_null(c.db_dsn);
 }
 
+static void test_env_rule(void **state) {
+  (void)state;
+  ctl_config_t c;
+  tmpfile_t t;
+  char err[512] = "";
+  char *envp[] = {"CASCADE_CONTROLLER_HTTP_THREADS=7",
+                  "CASCADE_CONTROLLER_CASCADESERVER_RELAYAPI_ALLOW=/api/, /flv/",
+                  "CASCADE_CONTROLLER_CONTROL_SESSIONLEASE=1m",
+                  "CASCADE_REPLICA_ADDR=10.1.2.3:8080",
+                  "CASCADE_AGENT_NODE_NAME=not-the-controllers", /* the agent's: ignored */
+                  NULL};
+  tmp_write(&t, "database: {dsn: from-file}\nhttp: {threads: 2}\n");
+  int rc = ctl_config_load_env(&c, t.path, envp, err, sizeof(err));
+  if (rc != 0) fail_msg("%s", err);
+  assert_int_equal(c.http_threads, 7);
+  assert_int_equal(c.relay_allow.n, 2);
+  assert_string_equal(c.relay_allow.v[1], "/flv/");
+  assert_int_equal(c.control_sessionlease_ms, 60000);
+  assert_string_equal(c.http_replicaaddr, "10.1.2.3:8080");
+  ctl_config_free(&c);
+  char *bad[] = {"CASCADE_CONTROLLER_HTTP_THREAD=7", NULL};
+  assert_int_equal(ctl_config_load_env(&c, t.path, bad, err, sizeof(err)), -1);
+  assert_true(strncmp(err, "CASCADE_CONTROLLER_HTTP_THREAD: unknown configuration variable",
+                      62) == 0);
+  char *secret[] = {"CASCADE_CONTROLLER_AUTH_ADMINTOKEN=short-token", NULL};
+  assert_int_equal(ctl_config_load_env(&c, t.path, secret, err, sizeof(err)), -1);
+  assert_string_equal(err, "CASCADE_CONTROLLER_AUTH_ADMINTOKEN: key 'auth.admintoken': must be "
+                           "between 16 and 128 bytes long");
+  unlink(t.path);
+  /* Every key has a variable of its own. */
+  char a[128], b[128];
+  for (size_t i = 0; ctl_config_table[i].name; i++) {
+    assert_int_equal(cfg_env_name(CTL_ENV_PREFIX, ctl_config_table[i].name, a, sizeof(a)), 0);
+    for (size_t j = 0; j < i; j++) {
+      assert_int_equal(cfg_env_name(CTL_ENV_PREFIX, ctl_config_table[j].name, b, sizeof(b)), 0);
+      assert_string_not_equal(a, b);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_defaults, clear_env),
       cmocka_unit_test_setup(test_full_file, clear_env),
       cmocka_unit_test_setup(test_log_levels, clear_env),
       cmocka_unit_test_setup(test_env_overrides, clear_env),
+      cmocka_unit_test_setup_teardown(test_env_rule, clear_env, clear_env),
       cmocka_unit_test_setup(test_missing_dsn, clear_env),
       cmocka_unit_test_setup(test_unknown_key, clear_env),
       cmocka_unit_test_setup(test_poolsize_range, clear_env),
