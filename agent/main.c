@@ -100,6 +100,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   log_set_level((log_level_t)cfg.log_level);
+  log_set_format((log_format_t)cfg.log_format);
   if (mkdir_p(cfg.datadir) != 0) {
     fprintf(stderr, "%s: key 'node.datadir': cannot create %s: %s\n", path, cfg.datadir,
             strerror(errno));
