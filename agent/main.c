@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     return EXIT_CONFIG;
   }
   if (check) {
-    printf("%s: configuration ok\n", path);
+    printf("%s: ok\n", path);
     agent_config_free(&cfg);
     return 0;
   }

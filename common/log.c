@@ -199,6 +199,13 @@ void log_msg(log_level_t lvl, const char *module, const char *fmt, ...) {
     va_end(ap);
     size_t mlen = m < 0 ? 0 : (size_t)m >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)m;
     size_t n = log_format_json(obj, sizeof(obj), ts, level_names[lvl], module, msg, mlen);
+    static const char cut[] = ",\"truncated\":true}\n";
+    if (m >= (int)sizeof(msg) && n >= 3 && memcmp(obj + n - 3, "\"}\n", 3) == 0 &&
+        n - 2 + sizeof(cut) <= sizeof(obj)) {
+      /* the message itself was longer than the buffer */
+      memcpy(obj + n - 2, cut, sizeof(cut));
+      n += sizeof(cut) - 1 - 2;
+    }
     /* One write per line (whole up to PIPE_BUF on a pipe). */
     write_all(STDOUT_FILENO, obj, n);
     return;

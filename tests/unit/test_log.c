@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -131,12 +132,52 @@ static void test_truncation(void **state) {
   json_decref(o);
 }
 
+/* log_msg in JSON: one line on stdout, and a message longer than its
+ * buffer is marked truncated too. */
+static void test_log_msg_json(void **state) {
+  (void)state;
+  int fds[2], saved = dup(STDOUT_FILENO);
+  assert_int_equal(pipe(fds), 0);
+  assert_true(dup2(fds[1], STDOUT_FILENO) >= 0);
+  log_set_format(LOG_FORMAT_JSON);
+  log_msg(LOG_WARN, "unit", "[peer 10.0.0.1:1] %s", "short");
+  char big[3000];
+  memset(big, 'b', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  log_msg(LOG_ERROR, "unit", "%s", big);
+  log_set_format(LOG_FORMAT_TEXT);
+  dup2(saved, STDOUT_FILENO);
+  close(saved);
+  close(fds[1]);
+  static char buf[16384];
+  size_t n = 0;
+  ssize_t k;
+  while ((k = read(fds[0], buf + n, sizeof(buf) - 1 - n)) > 0) n += (size_t)k;
+  close(fds[0]);
+  buf[n] = '\0';
+  char *nl = strchr(buf, '\n');
+  assert_non_null(nl);
+  json_error_t e;
+  json_t *a = json_loadb(buf, (size_t)(nl - buf), 0, &e);
+  assert_non_null(a);
+  assert_string_equal(json_string_value(json_object_get(a, "level")), "warn");
+  assert_string_equal(json_string_value(json_object_get(a, "context")), "peer 10.0.0.1:1");
+  assert_string_equal(json_string_value(json_object_get(a, "message")), "short");
+  json_decref(a);
+  json_t *b = json_loads(nl + 1, JSON_DISABLE_EOF_CHECK, &e);
+  if (b == NULL) fail_msg("second line: %s", e.text);
+  assert_true(json_is_true(json_object_get(b, "truncated")));
+  assert_int_equal(json_string_length(json_object_get(b, "message")), 2047);
+  json_decref(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_keys_and_context),
       cmocka_unit_test(test_escapes),
       cmocka_unit_test(test_utf8),
       cmocka_unit_test(test_truncation),
+      cmocka_unit_test(test_log_msg_json),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
