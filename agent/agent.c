@@ -68,7 +68,7 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
       "links", l ? links_status(l) : json_array(),
       "cascade", casc ? casc_status(casc) : json_null());
   /* json_pack steals the "o" references even when it fails. */
-  if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   json_decref(d);
   return out;
 }
@@ -86,7 +86,8 @@ static char *wrap_status(const agent_t *a, size_t *len) {
 static char *envelope(int code, const char *message, json_t *data, size_t *len) {
   json_t *b = json_pack("{s:i,s:s,s:o}", "code", code, "message", message, "data",
                         data ? data : json_null());
-  char *out = b ? json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  char *out =
+      b ? json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : NULL;
   json_decref(b);
   *len = out ? strlen(out) : 0;
   return out;

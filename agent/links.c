@@ -950,6 +950,11 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- status ----------------------------------------------------------------- */
 
+/* ms_json: milliseconds (> 0) to the microsecond (3 decimals). */
+static json_t *ms_json(double ms) {
+  return json_real((double)(long long)(ms * 1000.0 + 0.5) / 1000.0);
+}
+
 static json_t *wall_json(time_t t) {
   char buf[TIMEFMT_LEN];
   const char *s = timefmt_rfc3339((int64_t)t, buf);
@@ -965,8 +970,8 @@ static json_t *link_json(int64_t id, const char *name, const char *role, const c
   json_t *o = json_pack("{s:o,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "peer_id",
                    id > 0 ? json_integer(id) : json_null(), "peer_name", name, "role", role,
                    "address", addr, "state", state, "since", wall_json(since), "rtt_ms",
-                   conn && st.srtt_ms > 0 ? json_real(st.srtt_ms) : json_null(), "min_rtt_ms",
-                   conn && st.min_rtt_ms > 0 ? json_real(st.min_rtt_ms) : json_null(), "cwnd",
+                   conn && st.srtt_ms > 0 ? ms_json(st.srtt_ms) : json_null(), "min_rtt_ms",
+                   conn && st.min_rtt_ms > 0 ? ms_json(st.min_rtt_ms) : json_null(), "cwnd",
                    (json_int_t)(conn ? st.cwnd : 0), "in_flight",
                    (json_int_t)(conn ? st.bytes_in_flight : 0), "unsent",
                    (json_int_t)(conn ? st.bytes_unsent : 0), "bytes_in",

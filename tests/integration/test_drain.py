@@ -7,6 +7,7 @@ closing as going away (0x20a) at info, no warning. The drain's bounds: a client 
 connection open makes the agent exit at shutdown.timeout all the same, and a second SIGTERM
 ends it at once. The controller exits 0 on SIGTERM."""
 
+import http.client
 import os
 import re
 import shutil
@@ -26,6 +27,17 @@ NODE_CONFIG = {
     "cascadeclient": {"reconnectmax": "1s", "autopush": True},
     "shutdown": {"timeout": "8s"},
 }
+
+
+def raw_get(host, port, path, token=None):
+    """The body of a GET as text, as a client sees it (not re-serialised)."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Authorization": "Bearer " + token} if token else {})
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8")
+    finally:
+        conn.close()
 
 
 @unittest.skipUnless(FFMPEG and FFPROBE, "ffmpeg/ffprobe not installed")
@@ -80,6 +92,28 @@ class DrainTest(unittest.TestCase):
                          and os.path.getsize(out_rtmp) > 20000, 20, what="both players playing")
         # pushed up: the parent has it from its child
         harness.wait_for(lambda: path in hq.streams(), 15, what="stream pushed to hq")
+
+        # while the tree is up: the JSON the APIs write is compact, and times in ms have at
+        # most 3 decimals (PostgreSQL's jsonb text and jansson's 17 digits used to show)
+        harness.envelope_ok(self, self.ctl.api("PUT", "/api/cascade/clients/%d" % ids["edge"], {
+            "labels": {"zone": "a", "rack": "r1"}, "onsub": {"pull": {".*": "m7s://$0"}}}))
+        st, text = raw_get(self.ctl.host, self.ctl.port, "/api/cascade/clients/%d" % ids["edge"],
+                           self.ctl.admin_token)
+        self.assertEqual(st, 200, text)
+        self.assertIn('"labels":{"rack":"r1","zone":"a"}', text)
+        self.assertIn('"onsub":{"pull":{".*":"m7s://$0"}}', text)
+        self.assertNotRegex(text, r'": |, "')
+
+        def rtt_text():
+            st, text = raw_get(self.ctl.host, self.ctl.port, "/api/cascade/topology",
+                               self.ctl.admin_token)
+            return text if st == 200 and re.search(r'"rtt_ms":\d', text) else None
+        text = harness.wait_for(rtt_text, 15, what="the link's rtt in the topology")
+        for v in re.findall(r'"rtt_ms":([^,}]*)', text):
+            self.assertRegex(v, r"^(null|\d+(\.\d{1,3})?)$", text)
+        st, text = raw_get(edge.admin_host, edge.admin_port, "/api/cascade/status")
+        for v in re.findall(r'"(?:min_)?rtt_ms":([^,}]*)', text):
+            self.assertRegex(v, r"^(null|\d+(\.\d{1,3})?)$", text)
 
         t0 = time.monotonic()
         edge.proc.send_signal(signal.SIGTERM)
