@@ -7,11 +7,12 @@
   HEALTH_WINDOW_S, then 200 again. The stall is a real one: the agent's log goes to a pipe
   that nobody reads, so the loop blocks in the write of its next log line (what a stuck log
   collector does to a daemon);
-- log.format json: every line the agent writes is one JSON object."""
+- log.format json: every line the agent and the controller write is one JSON object."""
 
 import fcntl
 import json
 import os
+import select
 import socket
 import subprocess
 import threading
@@ -40,12 +41,20 @@ class GatedPipe(threading.Thread):
         fcntl.fcntl(self.r, F_SETPIPE_SZ, 4096)
         self.gate = threading.Event()
         self.gate.set()
+        self.parked = threading.Event()  # the reader waits at the closed gate
         self.log = open(log_path, "ab")
         self.filler = b"~" * 63 + b"\n"  # dropped when copied: not the agent's
 
     def run(self):
         while True:
-            self.gate.wait()
+            if not self.gate.is_set():
+                self.parked.set()
+                self.gate.wait()
+                self.parked.clear()
+                continue
+            # never block in read: the gate may close meanwhile
+            if not select.select([self.r], [], [], 0.05)[0] or not self.gate.is_set():
+                continue
             try:
                 data = os.read(self.r, 65536)
             except OSError:
@@ -58,8 +67,7 @@ class GatedPipe(threading.Thread):
 
     def close_gate(self):
         self.gate.clear()
-        # one read may be under way: let it end
-        time.sleep(0.2)
+        assert self.parked.wait(5), "the pipe's reader did not stop"
 
     def fill(self):
         """Write into the pipe through a descriptor of our own (O_NONBLOCK on it only) until it
@@ -85,7 +93,8 @@ class ProbeTest(unittest.TestCase):
 
     def setUp(self):
         self.db = self.pg.create_database()
-        self.ctl = harness.Controller(self.pg.dsn(self.db))
+        # both binaries log JSON here (the controller's lines are checked in the first test)
+        self.ctl = harness.Controller(self.pg.dsn(self.db), config={"log": {"format": "json"}})
         self.agents = []
 
     def tearDown(self):
@@ -135,6 +144,12 @@ class ProbeTest(unittest.TestCase):
         self.assertIn("agent", modules)
         self.assertTrue(any("context" in json.loads(l) for l in lines))
         self.assertNotIn("probe-ready-secret", a.log_text())
+        # the controller's log so far: JSON lines too, with no error and no token
+        text = self.ctl.log_text()
+        ctl_lines = [json.loads(l) for l in text.splitlines() if l.strip()]
+        self.assertTrue(any(o["module"] == "main" for o in ctl_lines))
+        self.assertFalse([o for o in ctl_lines if o["level"] == "error"])
+        self.assertNotIn(self.ctl.admin_token, text)
 
     def test_healthz_fails_while_and_after_the_loop_is_stuck(self):
         harness.envelope_ok(self, self.ctl.api("POST", "/api/cascade/clients", {
