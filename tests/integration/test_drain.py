@@ -153,6 +153,8 @@ class DrainTest(unittest.TestCase):
             "name": "lone", "secret": "lone-secret"}), 201)
         a = harness.Agent(self.ctl, "lone", "lone-secret", config={"shutdown": {"timeout": "1s"}})
         self.agents["lone"] = a
+        connected = lambda: a.status()["controller"]["state"] == "running"  # noqa: E731
+        harness.wait_for(connected, 20, what="agent connected")
         # a client that asks and never closes: the agent's reply then waits for its EOF
         # (2 s), longer than shutdown.timeout
         s = socket.create_connection((a.host, a.port), timeout=5)
@@ -160,7 +162,7 @@ class DrainTest(unittest.TestCase):
         self.assertIn(b"200", s.recv(4096))
         t0 = time.monotonic()
         a.proc.send_signal(signal.SIGTERM)
-        self.assertEqual(a.wait_exit(timeout=10), 0)
+        self.assertEqual(a.wait_exit(timeout=10), 0, a.log_tail())
         took = time.monotonic() - t0
         self.assertLess(took, 1.9, "exit at shutdown.timeout (1 s), took %.1f s" % took)
         self.assertRegex(a.log_text(), r"warn agent shutdown.timeout \(1.0 s\) reached with 1 "
@@ -170,6 +172,7 @@ class DrainTest(unittest.TestCase):
         # a second signal: at once (shutdown.timeout is long now)
         a.extra_config = {"shutdown": {"timeout": "60s"}}
         a.start()
+        harness.wait_for(connected, 20, what="agent connected again")
         s = socket.create_connection((a.host, a.port), timeout=5)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertIn(b"200", s.recv(4096))
@@ -178,7 +181,7 @@ class DrainTest(unittest.TestCase):
                          what="the drain started")
         t0 = time.monotonic()
         a.proc.send_signal(signal.SIGTERM)
-        self.assertEqual(a.wait_exit(timeout=10), 0)
+        self.assertEqual(a.wait_exit(timeout=10), 0, a.log_tail())
         self.assertLess(time.monotonic() - t0, 1.5)
         self.assertIn("signal 15 again: exiting now", a.log_text())
         s.close()
