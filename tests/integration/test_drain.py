@@ -182,7 +182,9 @@ class DrainTest(unittest.TestCase):
         t0 = time.monotonic()
         a.proc.send_signal(signal.SIGTERM)
         self.assertEqual(a.wait_exit(timeout=10), 0, a.log_tail())
-        self.assertLess(time.monotonic() - t0, 1.5)
+        # at once: the loop ends; closing the control socket may still take its 2 s (nng 1.5.2,
+        # docs/operations.md), far below the 60 s the drain could take
+        self.assertLess(time.monotonic() - t0, 3.5)
         self.assertIn("signal 15 again: exiting now", a.log_text())
         s.close()
 
