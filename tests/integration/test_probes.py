@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The agent's probes on its public HTTP port (docs/operations.md, "Probes"):
 
-- /readyz answers 503 with a reason until the node runs a configuration, 200 after;
+- /readyz answers 503 with a reason until the node runs a configuration, 200 after, and 200
+  at once when it starts from its state file with no controller (cached mode);
 - /healthz follows the event loop: while the loop is stuck the probe gets no answer (its
   timeout), and once the loop turns again it answers 503 naming the stall, for
   HEALTH_WINDOW_S, then 200 again. The stall is a real one: the agent's log goes to a pipe
@@ -150,6 +151,14 @@ class ProbeTest(unittest.TestCase):
         self.assertTrue(any(o["module"] == "main" for o in ctl_lines))
         self.assertFalse([o for o in ctl_lines if o["level"] == "error"])
         self.assertNotIn(self.ctl.admin_token, text)
+
+        # no controller now: the agent starts from its state file (cached mode) and is ready
+        self.ctl.stop()
+        a.start()
+        st, body = get(a.host, a.port, "/readyz")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["data"]["from"], "state file")
+        a.stop(expected_errors=AGENT_ERRORS)
 
     def test_healthz_fails_while_and_after_the_loop_is_stuck(self):
         harness.envelope_ok(self, self.ctl.api("POST", "/api/cascade/clients", {
