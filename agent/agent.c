@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "ctlmsg.h"
+#include "agentmsg.h"
 #include "log.h"
 #include "timefmt.h"
 
@@ -322,16 +322,14 @@ static void on_parent(void *arg, quic_conn *c, relay_t *r, int64_t id) {
   casc_parent(a->casc, c, r, id);
 }
 
-static void on_relay(ctlc_t *c, const Cascade__Control__RelayRequest *q, void *arg) {
+static void on_relay(ctlc_t *c, const relay_request_t *q, const char *invalid, void *arg) {
   agent_t *a = arg;
-  if (c == a->ctl && a->relays) relayc_submit(a->relays, q);
+  if (c == a->ctl && a->relays) relayc_submit(a->relays, q, invalid);
 }
 
 /* Stream reports for the heartbeat (docs/protocol.md, "Stream reports"). */
 typedef struct sreports {
-  agent_t *a;
-  Cascade__Control__StreamReport *v, **p;
-  Cascade__Control__PlayerCount *pc, **pp;
+  agentmsg_stream_report_t *v;
   size_t n, cap;
   size_t total; /* every stream, reported or not */
 } sreports_t;
@@ -340,67 +338,33 @@ static void add_report(const hub_stream_info_t *s, void *arg) {
   sreports_t *r = arg;
   r->total++;
   if (r->n >= r->cap) return; /* the controller reads no more: counted in total */
-  Cascade__Control__StreamReport *o = &r->v[r->n];
-  cascade__control__stream_report__init(o);
-  o->path = (char *)s->path; /* valid until the heartbeat is packed: same loop turn */
-  if (!s->live) o->origin = CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_UNKNOWN;
-  else if (s->origin.kind == HUB_ORIGIN_PUSHED)
-    o->origin = CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PUSHED;
-  else if (s->origin.kind == HUB_ORIGIN_PULLED)
-    o->origin = CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_PULLED;
-  else
-    o->origin = CASCADE__CONTROL__STREAM_ORIGIN__ORIGIN_LOCAL;
+  agentmsg_stream_report_t *o = &r->v[r->n++];
+  memset(o, 0, sizeof(*o));
+  o->path = s->path; /* valid until the heartbeat is packed: same loop turn */
+  if (!s->live) o->origin = AGENTMSG_ORIGIN_UNKNOWN;
+  else if (s->origin.kind == HUB_ORIGIN_PUSHED) o->origin = AGENTMSG_ORIGIN_PUSHED;
+  else if (s->origin.kind == HUB_ORIGIN_PULLED) o->origin = AGENTMSG_ORIGIN_PULLED;
+  else o->origin = AGENTMSG_ORIGIN_LOCAL;
   /* a pushed stream names the node where it entered the cascade; a pulled
    * one only the peer it came from (an outside origin: 0) */
   o->origin_node = s->live && s->origin.kind == HUB_ORIGIN_PUSHED ? s->origin.node : 0;
   o->publisher_since = s->live && s->start_time > 0 ? (int64_t)s->start_time : 0;
   /* players only: the hub's subscribers also count pushes and pulls served */
-  unsigned flv = s->by_kind[HUB_SUB_PLAYER_HTTPFLV];
-  unsigned rtmp = s->by_kind[HUB_SUB_PLAYER_RTMP];
-  Cascade__Control__PlayerCount *pc = &r->pc[2 * r->n];
-  cascade__control__player_count__init(&pc[0]);
-  cascade__control__player_count__init(&pc[1]);
-  pc[0].protocol = "rtmp";
-  pc[0].count = rtmp;
-  pc[1].protocol = "httpflv";
-  pc[1].count = flv;
-  r->pp[2 * r->n] = &pc[0];
-  r->pp[2 * r->n + 1] = &pc[1];
-  o->n_players = 2;
-  o->players = &r->pp[2 * r->n];
-  r->p[r->n] = o;
-  r->n++;
+  o->players[0].protocol = "rtmp";
+  o->players[0].count = s->by_kind[HUB_SUB_PLAYER_RTMP];
+  o->players[1].protocol = "httpflv";
+  o->players[1].count = s->by_kind[HUB_SUB_PLAYER_HTTPFLV];
+  o->nplayers = 2;
 }
 
-static void on_stream_reports(ctlc_t *c, Cascade__Control__Heartbeat *hb, int done, void *arg) {
+static int on_stream_reports(ctlc_t *c, agentmsg_stream_report_t *out, int max, uint32_t *total,
+                             void *arg) {
   agent_t *a = arg;
-  if (c != a->ctl || !a->media_on) return;
-  if (done) {
-    free(hb->streams ? hb->streams[0] : NULL);
-    free(hb->streams);
-    hb->streams = NULL;
-    hb->n_streams = 0;
-    return;
-  }
-  /* One block: the reports, the player counts, then the pointer arrays. */
-  size_t cap = CTLMSG_STREAMS_MAX;
-  sreports_t r = {a, NULL, NULL, NULL, NULL, 0, cap, 0};
-  r.v = calloc(cap, sizeof(*r.v) + 2 * sizeof(*r.pc) + 2 * sizeof(*r.pp));
-  r.p = calloc(cap + 1, sizeof(*r.p));
-  if (r.v == NULL || r.p == NULL) {
-    free(r.v);
-    free(r.p);
-    return; /* this beat goes without a report; the previous one stays */
-  }
-  r.pc = (Cascade__Control__PlayerCount *)(r.v + cap);
-  r.pp = (Cascade__Control__PlayerCount **)(r.pc + 2 * cap);
+  if (c != a->ctl || !a->media_on) return -1;
+  sreports_t r = {out, 0, max > 0 ? (size_t)max : 0, 0};
   hub_foreach(a->media.hub, add_report, &r);
-  r.p[r.n] = r.v; /* so that done can free the block when n is 0 */
-  if (r.n == 0) r.p[0] = r.v;
-  hb->streams = r.p;
-  hb->n_streams = r.n;
-  hb->streams_reported = 1;
-  hb->streams_total = r.total > UINT32_MAX ? UINT32_MAX : (uint32_t)r.total;
+  *total = r.total > UINT32_MAX ? UINT32_MAX : (uint32_t)r.total;
+  return (int)r.n;
 }
 
 static size_t on_link_reports(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg) {

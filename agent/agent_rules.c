@@ -39,41 +39,41 @@ static int add_pull(agent_rules_t *r, const char *pattern, const char *target, c
   return 0;
 }
 
-int agent_rules_build(const agent_config_t *fc, const Cascade__Control__Rules *ctl,
+int agent_rules_build(const agent_config_t *fc, const agentmsg_rules_t *ctl,
                       agent_rules_t *out, char *err, size_t errlen) {
   memset(out, 0, sizeof(*out));
-  const Cascade__Control__RelayApi *ra = ctl ? ctl->relayapi : NULL;
-  const Cascade__Control__PullRules *pr = ctl ? ctl->onsub_pull : NULL;
+  const agentmsg_rules_t *ra = ctl && ctl->has_relayapi ? ctl : NULL;
+  const agentmsg_rules_t *pr = ctl && ctl->has_pull ? ctl : NULL;
 
   /* The controller's rules are judged as the file's are: a rule the agent
    * would refuse in its own file keeps the running set. */
-  for (size_t i = 0; ra && i < ra->n_allow + ra->n_deny; i++) {
-    int allow = i < ra->n_allow;
-    const char *rule = allow ? ra->allow[i] : ra->deny[i - ra->n_allow];
+  for (size_t i = 0; ra && i < ra->nallow + ra->ndeny; i++) {
+    int allow = i < ra->nallow;
+    const char *rule = allow ? ra->allow[i] : ra->deny[i - ra->nallow];
     const char *why = relpath_rule_check(rule);
     if (why != NULL) {
       snprintf(err, errlen, "relayapi.%s rule '%.100s': %s", allow ? "allow" : "deny", rule, why);
       return -1;
     }
   }
-  if (ra ? copy_list(ra->allow, ra->n_allow, &out->allow, &out->nallow) ||
-               copy_list(ra->deny, ra->n_deny, &out->deny, &out->ndeny)
+  if (ra ? copy_list(ra->allow, ra->nallow, &out->allow, &out->nallow) ||
+               copy_list(ra->deny, ra->ndeny, &out->deny, &out->ndeny)
          : copy_list(fc->relay_allow.v, fc->relay_allow.n, &out->allow, &out->nallow) ||
                copy_list(fc->relay_deny.v, fc->relay_deny.n, &out->deny, &out->ndeny)) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
-  size_t n = pr ? pr->n_rules : fc->onsub_pull.n;
+  size_t n = pr ? pr->npull : fc->onsub_pull.n;
   if (n > 0 && (out->pull = calloc(n, sizeof(*out->pull))) == NULL) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
   for (size_t i = 0; i < n; i++) {
-    const char *pat = pr ? pr->rules[i]->pattern : fc->onsub_pull.keys[i];
-    const char *tgt = pr ? pr->rules[i]->target : fc->onsub_pull.vals[i];
+    const char *pat = pr ? pr->pull[i].pattern : fc->onsub_pull.keys[i];
+    const char *tgt = pr ? pr->pull[i].target : fc->onsub_pull.vals[i];
     if (add_pull(out, pat ? pat : "", tgt, err, errlen) != 0) goto fail;
   }
-  out->autopush = (ctl && ctl->autopush) ? ctl->autopush->value != 0 : fc->autopush != 0;
+  out->autopush = (ctl && ctl->has_autopush) ? ctl->autopush != 0 : fc->autopush != 0;
   return 0;
 
 fail:

@@ -7,8 +7,8 @@
 #include <stddef.h>
 
 #include "agent_config.h"
+#include "agentmsg.h"
 #include "pattern.h"
-#include "control.pb-c.h"
 
 typedef struct agent_pull_rule {
   char *pattern;
@@ -26,12 +26,12 @@ typedef struct agent_rules {
   int autopush;
 } agent_rules_t;
 
-
 /* agent_rules_build makes the effective rules from the file config |fc|
- * and the controller's |ctl| (NULL or absent fields: the file's value).
+ * and the controller's |ctl| (NULL, or a list or flag it does not have:
+ * the file's value).
  * Every pattern is compiled; on any failure returns -1 with |err| naming
  * the pattern and leaves |out| zeroed. */
-int agent_rules_build(const agent_config_t *fc, const Cascade__Control__Rules *ctl,
+int agent_rules_build(const agent_config_t *fc, const agentmsg_rules_t *ctl,
                       agent_rules_t *out, char *err, size_t errlen);
 
 /* agent_rules_free frees |r|'s values and zeroes it; accepts NULL. */

@@ -19,7 +19,7 @@
 #include "agent_backoff.h"
 #include "b64.h"
 #include "ctl_urls.h"
-#include "ctlmsg.h"
+#include "agentmsg.h"
 #include "ctlprobe.h"
 #include "log.h"
 #include "nngclose.h"
@@ -58,7 +58,7 @@ struct ctlc_event {
 };
 
 static void start_connect(ctlc_t *c);
-static void save_state(ctlc_t *c, const Cascade__Control__Config *cf);
+static void save_state(ctlc_t *c, const agentmsg_config_t *cf);
 static void log_failure(ctlc_t *c, log_level_t lvl, const char *msg);
 static void changed(ctlc_t *c);
 static void ctlc_fail(ctlc_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -476,19 +476,21 @@ fail:
   return -1;
 }
 
-/* send_req packs |r| and starts it on |op| with |timeout_ms| for the whole
- * exchange. */
-static int send_req(ctlc_t *c, ctlc_op_t *op, Cascade__Control__Request *r, int timeout_ms) {
-  size_t len = 0;
-  nng_msg *m = NULL;
-  uint8_t *buf;
+/* next_head is what the next request carries: a new id, and the session
+ * once authenticated. */
+static agentmsg_head_t next_head(ctlc_t *c) {
+  agentmsg_head_t h = {++c->next_id, c->has_session ? c->session : NULL};
+  return h;
+}
 
-  r->id = ++c->next_id;
-  if (c->has_session) {
-    r->session.data = c->session;
-    r->session.len = sizeof(c->session);
-  }
-  if ((buf = ctlmsg_pack_request(r, &len)) == NULL) {
+/* send_req starts request |h| packed in |buf| (|len| bytes, taken; NULL:
+ * the codec could not pack it) on |op| with |timeout_ms| for the whole
+ * exchange. */
+static int send_req(ctlc_t *c, ctlc_op_t *op, const agentmsg_head_t *h, uint8_t *buf, size_t len,
+                    int timeout_ms) {
+  nng_msg *m = NULL;
+
+  if (buf == NULL) {
     ctlc_fail(c, "cannot pack a request");
     return -1;
   }
@@ -503,7 +505,7 @@ static int send_req(ctlc_t *c, ctlc_op_t *op, Cascade__Control__Request *r, int 
   op->phase = PHASE_SEND;
   op->deadline = nng_clock() + (nng_time)timeout_ms;
   op->busy = 1;
-  op->req_id = r->id;
+  op->req_id = h->id;
   nng_aio_set_msg(op->aio, m);
   nng_aio_set_timeout(op->aio, timeout_ms);
   nng_ctx_send(op->ctx, op->aio);
@@ -586,34 +588,30 @@ static void auth_failed(ctlc_t *c, const char *why) {
 /* ---- requests ----------------------------------------------------------- */
 
 static void send_ca_request(ctlc_t *c) {
-  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
-  Cascade__Control__CaRequest ca = CASCADE__CONTROL__CA_REQUEST__INIT;
-  r.body_case = CASCADE__CONTROL__REQUEST__BODY_CA_REQUEST;
-  r.ca_request = &ca;
-  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
+  agentmsg_head_t h = next_head(c);
+  size_t len = 0;
+  uint8_t *buf = agentmsg_pack_ca_request(&h, &len);
+  send_req(c, &c->rpc, &h, buf, len, rpc_timeout_ms(c));
 }
 
 static void send_register(ctlc_t *c) {
-  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
-  Cascade__Control__Register reg = CASCADE__CONTROL__REGISTER__INIT;
-  reg.name = c->name;
-  reg.verifier = c->hub->verifier;
-  /* Only ever to a verified controller: the pin bootstrap sends nothing
-   * but CaRequest. */
-  reg.join_token = c->hub->cfg->jointoken;
-  r.body_case = CASCADE__CONTROL__REQUEST__BODY_REGISTER;
-  r.register_ = &reg;
+  agentmsg_head_t h = next_head(c);
+  size_t len = 0;
+  /* The join token only ever goes to a verified controller: the pin
+   * bootstrap sends nothing but CaRequest. */
+  uint8_t *buf = agentmsg_pack_register(&h, c->name, c->hub->verifier, c->hub->cfg->jointoken,
+                                        &len);
   c->state = CTLC_REGISTER;
-  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
+  send_req(c, &c->rpc, &h, buf, len, rpc_timeout_ms(c));
   ev_timer_stop(c->hub->loop, &c->probe_timer);
   ev_timer_set(&c->probe_timer, PROBE_AFTER_S, 0.);
   ev_timer_start(c->hub->loop, &c->probe_timer);
 }
 
 static void send_auth_start(ctlc_t *c) {
-  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
-  Cascade__Control__AuthStart as = CASCADE__CONTROL__AUTH_START__INIT;
-  uint8_t raw[24];
+  agentmsg_head_t h;
+  size_t len = 0;
+  uint8_t raw[24], *buf;
 
   /* 24 random bytes in base64url: 32 printable characters, never a ','. */
   if (gnutls_rnd(GNUTLS_RND_NONCE, raw, sizeof(raw)) < 0 ||
@@ -621,13 +619,11 @@ static void send_auth_start(ctlc_t *c) {
     ctlc_fail(c, "cannot make a nonce");
     return;
   }
-  as.name = c->name;
-  as.client_nonce = c->nonce;
-  r.body_case = CASCADE__CONTROL__REQUEST__BODY_AUTH_START;
-  r.auth_start = &as;
+  h = next_head(c);
+  buf = agentmsg_pack_auth_start(&h, c->name, c->nonce, &len);
   c->state = CTLC_AUTH_START;
   changed(c);
-  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
+  send_req(c, &c->rpc, &h, buf, len, rpc_timeout_ms(c));
 }
 
 /* scram_name writes the saslname form of |name| (',' and '=' escaped). */
@@ -641,30 +637,31 @@ static void scram_name(const char *name, char *out, size_t outlen) {
   out[o] = '\0';
 }
 
-static void on_challenge(ctlc_t *c, const Cascade__Control__AuthChallenge *ch) {
+static void on_challenge(ctlc_t *c, const agentmsg_response_t *r) {
   const agent_config_t *cfg = c->hub->cfg;
-  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
-  Cascade__Control__AuthFinish fin = CASCADE__CONTROL__AUTH_FINISH__INIT;
-  Cascade__Control__Advertise adv = CASCADE__CONTROL__ADVERTISE__INIT;
+  const char *nonce = r->challenge.nonce;
+  agentmsg_head_t h;
+  agentmsg_advertise_t adv;
   char sname[200], salt[SCRAM_SALT_MAX / 3 * 4 + 8];
-  uint8_t proof[SCRAM_KEY_LEN];
-  size_t nl = strlen(c->nonce);
+  uint8_t proof[SCRAM_KEY_LEN], *buf;
+  size_t nl = strlen(c->nonce), len = 0;
 
   /* The combined nonce must extend ours, or this answer is not for us. */
-  if (strlen(ch->nonce) <= nl || strncmp(ch->nonce, c->nonce, nl) != 0) {
+  if (strlen(nonce) <= nl || strncmp(nonce, c->nonce, nl) != 0) {
     ctlc_fail(c, "controller's nonce does not extend ours");
     return;
   }
   c->keys = agent_scram_keys(&c->hub->keys, cfg->node_secret, strlen(cfg->node_secret),
-                             ch->salt.data, ch->salt.len, ch->iterations);
-  if (c->keys == NULL || b64_encode(ch->salt.data, ch->salt.len, salt, sizeof(salt)) < 0) {
+                             r->challenge.salt, r->challenge.salt_len, r->challenge.iterations);
+  if (c->keys == NULL ||
+      b64_encode(r->challenge.salt, r->challenge.salt_len, salt, sizeof(salt)) < 0) {
     ctlc_fail(c, "cannot derive the SCRAM keys");
     return;
   }
   scram_name(c->name, sname, sizeof(sname));
   free(c->auth_msg);
-  if (asprintf(&c->auth_msg, "n=%s,r=%s,r=%s,s=%s,i=%u,c=biws,r=%s", sname, c->nonce, ch->nonce,
-               salt, ch->iterations, ch->nonce) < 0) {
+  if (asprintf(&c->auth_msg, "n=%s,r=%s,r=%s,s=%s,i=%u,c=biws,r=%s", sname, c->nonce, nonce,
+               salt, r->challenge.iterations, nonce) < 0) {
     c->auth_msg = NULL;
     ctlc_fail(c, "out of memory");
     return;
@@ -673,74 +670,65 @@ static void on_challenge(ctlc_t *c, const Cascade__Control__AuthChallenge *ch) {
     ctlc_fail(c, "cannot compute the SCRAM proof");
     return;
   }
-  memcpy(c->exchange, ch->exchange.data, sizeof(c->exchange));
+  memcpy(c->exchange, r->challenge.exchange, sizeof(c->exchange));
   adv.quic = cfg->quic_listenaddr;
   adv.http = cfg->http_listenaddr;
   adv.rtmp = "";
   adv.static_parent = cfg->client_enable ? cfg->client_server : "";
   adv.version = CASCADE_VERSION;
-  fin.exchange.data = c->exchange;
-  fin.exchange.len = sizeof(c->exchange);
-  fin.proof.data = proof;
-  fin.proof.len = sizeof(proof);
-  fin.advertise = &adv;
-  r.body_case = CASCADE__CONTROL__REQUEST__BODY_AUTH_FINISH;
-  r.auth_finish = &fin;
+  h = next_head(c);
+  buf = agentmsg_pack_auth_finish(&h, c->exchange, proof, sizeof(proof), &adv, &len);
   c->state = CTLC_AUTH_FINISH;
-  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
+  send_req(c, &c->rpc, &h, buf, len, rpc_timeout_ms(c));
   gnutls_memset(proof, 0, sizeof(proof));
 }
 
 static void send_poll(ctlc_t *c) {
-  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
-  Cascade__Control__Poll p = CASCADE__CONTROL__POLL__INIT;
-  p.known_generation = c->known_gen;
-  r.body_case = CASCADE__CONTROL__REQUEST__BODY_POLL;
-  r.poll = &p;
-  send_req(c, &c->poll, &r, POLL_TIMEOUT_MS);
+  agentmsg_head_t h = next_head(c);
+  size_t len = 0;
+  uint8_t *buf = agentmsg_pack_poll(&h, c->known_gen, &len);
+  send_req(c, &c->poll, &h, buf, len, POLL_TIMEOUT_MS);
 }
 
 static void send_heartbeat(ctlc_t *c) {
-  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
-  Cascade__Control__Heartbeat hb = CASCADE__CONTROL__HEARTBEAT__INIT;
-  Cascade__Control__Stats st = CASCADE__CONTROL__STATS__INIT;
+  agentmsg_heartbeat_t hb;
+  agentmsg_head_t h;
   ctlc_link_report_t *rep = NULL;
-  Cascade__Control__LinkReport *lr = NULL, **lp = NULL;
-  size_t n = 0;
+  agentmsg_stream_report_t *streams = NULL;
+  size_t n = 0, len = 0;
+  uint8_t *buf;
 
+  memset(&hb, 0, sizeof(hb));
   hb.applied_generation = c->applied_gen;
   hb.static_parent_id = c->static_parent_found;
-  hb.stats = &st;
   if (c->hub->link_reports && (rep = calloc(CTLC_LINK_REPORTS_MAX, sizeof(*rep))) != NULL)
     n = c->hub->link_reports(c, rep, CTLC_LINK_REPORTS_MAX, c->hub->link_reports_arg);
-  if (n > 0 && ((lr = calloc(n, sizeof(*lr))) == NULL || (lp = calloc(n, sizeof(*lp))) == NULL))
-    n = 0; /* out of memory: this beat goes without its link reports */
   for (size_t i = 0; i < n; i++) {
-    cascade__control__link_report__init(&lr[i]);
-    lr[i].peer_id = rep[i].peer_id;
-    lr[i].role = rep[i].role == 1 ? CASCADE__CONTROL__LINK_ROLE__LINK_PARENT
-                                  : CASCADE__CONTROL__LINK_ROLE__LINK_CHILD;
-    lr[i].up = rep[i].up != 0;
-    lr[i].rtt_us = rep[i].rtt_us;
-    lr[i].bytes_sent = rep[i].bytes_sent;
-    lr[i].bytes_recv = rep[i].bytes_recv;
-    lr[i].lost = rep[i].lost;
-    lr[i].up_since = rep[i].up_since;
-    lp[i] = &lr[i];
-    if (rep[i].up) st.links++;
-    st.bytes_out += rep[i].bytes_sent;
-    st.bytes_in += rep[i].bytes_recv;
+    if (rep[i].up) hb.stats.links++;
+    hb.stats.bytes_out += rep[i].bytes_sent;
+    hb.stats.bytes_in += rep[i].bytes_recv;
   }
-  hb.n_links = n;
-  hb.links = lp;
-  if (c->hub->stream_reports) c->hub->stream_reports(c, &hb, 0, c->hub->stream_reports_arg);
-  r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
-  r.heartbeat = &hb;
-  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
-  if (c->hub->stream_reports) c->hub->stream_reports(c, &hb, 1, c->hub->stream_reports_arg);
+  hb.links = rep;
+  hb.nlinks = n;
+  /* Out of memory, this beat goes without a stream report; the
+   * controller keeps the previous one. */
+  if (c->hub->stream_reports &&
+      (streams = calloc(CTLMSG_STREAMS_MAX, sizeof(*streams))) != NULL) {
+    int ns = c->hub->stream_reports(c, streams, CTLMSG_STREAMS_MAX, &hb.streams_total,
+                                    c->hub->stream_reports_arg);
+    if (ns >= 0) {
+      hb.streams = streams;
+      hb.nstreams = (size_t)ns;
+      hb.streams_reported = 1;
+    } else {
+      hb.streams_total = 0;
+    }
+  }
+  h = next_head(c);
+  buf = agentmsg_pack_heartbeat(&h, &hb, &len);
+  send_req(c, &c->rpc, &h, buf, len, rpc_timeout_ms(c));
   free(rep);
-  free(lr);
-  free(lp);
+  free(streams);
 }
 
 static char *path_in(const char *dir, const char *name) {
@@ -796,9 +784,10 @@ static int need_cert(const ctlc_t *c, time_t now) {
 
 static void send_cert_request(ctlc_t *c) {
   const agent_config_t *cfg = c->hub->cfg;
-  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
-  Cascade__Control__CertRequest cr = CASCADE__CONTROL__CERT_REQUEST__INIT;
+  agentmsg_head_t h;
   char err[256], *csr = NULL;
+  size_t len = 0;
+  uint8_t *buf;
 
   if (c->key_pem == NULL) {
     char *path = path_in(cfg->datadir, "node.key");
@@ -817,34 +806,33 @@ static void send_cert_request(ctlc_t *c) {
     c->cert_retry_at = time(NULL) + CERT_RETRY_S;
     return;
   }
-  cr.csr = csr;
-  r.body_case = CASCADE__CONTROL__REQUEST__BODY_CERT_REQUEST;
-  r.cert_request = &cr;
-  send_req(c, &c->rpc, &r, rpc_timeout_ms(c));
+  h = next_head(c);
+  buf = agentmsg_pack_cert_request(&h, csr, &len);
+  send_req(c, &c->rpc, &h, buf, len, rpc_timeout_ms(c));
   free(csr);
 }
 
-static void on_certificate(ctlc_t *c, const Cascade__Control__Certificate *ce) {
+static void on_certificate(ctlc_t *c, const char *cert, const char *cert_ca) {
   char err[256];
   int64_t id = -1;
   time_t nb = 0, na = 0;
 
   int64_t ep = -1;
-  if (x509_cert_node(ce->cert, &id, &ep, &nb, &na, err, sizeof(err)) != 0 ||
+  if (x509_cert_node(cert, &id, &ep, &nb, &na, err, sizeof(err)) != 0 ||
       id != c->instance_id || na <= nb) {
     log_warn(MOD, "[%s] the controller sent an unusable certificate (%s)", c->name,
              id != c->instance_id ? "wrong node id" : err);
     c->cert_retry_at = time(NULL) + CERT_RETRY_S;
     return;
   }
-  if (write_file_atomic(c->hub->cfg->datadir, "node.crt", ce->cert, 0644) != 0) {
+  if (write_file_atomic(c->hub->cfg->datadir, "node.crt", cert, 0644) != 0) {
     log_error(MOD, "[%s] cannot write %s/node.crt: %s", c->name, c->hub->cfg->datadir,
               strerror(errno));
     c->cert_retry_at = time(NULL) + CERT_RETRY_S;
     return;
   }
-  char *pem = strdup(ce->cert), *ca = ce->ca && ce->ca[0] ? strdup(ce->ca) : NULL;
-  if (pem == NULL || (ce->ca && ce->ca[0] && ca == NULL)) {
+  char *pem = strdup(cert), *ca = cert_ca[0] ? strdup(cert_ca) : NULL;
+  if (pem == NULL || (cert_ca[0] && ca == NULL)) {
     free(pem);
     free(ca);
     c->cert_retry_at = time(NULL) + CERT_RETRY_S;
@@ -889,7 +877,7 @@ static void free_topology(ctlc_t *c) {
  * one and is not acknowledged. */
 /* save_state keeps the configuration just applied in the state file
  * (state.h), for a start with no controller. */
-static void save_state(ctlc_t *c, const Cascade__Control__Config *cf) {
+static void save_state(ctlc_t *c, const agentmsg_config_t *cf) {
   const char *ca = c->node_ca_pem ? c->node_ca_pem : c->hub->ca_pem;
   char fp[X509_FPR_LEN];
   if (c->hub->simulate || c->instance_id <= 0) return;
@@ -903,7 +891,7 @@ static void save_state(ctlc_t *c, const Cascade__Control__Config *cf) {
       .node_epoch = c->node_epoch,
       .ca_sha256 = fp,
       .saved_at = (int64_t)time(NULL),
-      .config = (Cascade__Control__Config *)cf,
+      .config = (agentmsg_config_t *)cf, /* only read */
   };
   if (agent_state_save(c->hub->cfg->datadir, &st) != 0)
     log_warn(MOD, "[%s] cannot write %s/%s: %s", c->name, c->hub->cfg->datadir, AGENT_STATE_FILE,
@@ -911,21 +899,22 @@ static void save_state(ctlc_t *c, const Cascade__Control__Config *cf) {
 }
 
 /* keep_config keeps a copy of |cf| in c->last_cf (none when out of memory). */
-static void keep_config(ctlc_t *c, const Cascade__Control__Config *cf) {
-  size_t n = cascade__control__config__get_packed_size(cf);
-  uint8_t *buf = c->hub->simulate ? NULL : malloc(n ? n : 1);
-  if (c->last_cf) cascade__control__config__free_unpacked(c->last_cf, NULL);
+static void keep_config(ctlc_t *c, const agentmsg_config_t *cf) {
+  agentmsg_config_t *copy = c->hub->simulate ? NULL : malloc(sizeof(*copy));
+  agentmsg_config_free(c->last_cf);
+  free(c->last_cf);
   c->last_cf = NULL;
-  if (buf == NULL) return;
-  cascade__control__config__pack(cf, buf);
-  c->last_cf = cascade__control__config__unpack(NULL, n, buf);
-  free(buf);
+  if (copy == NULL) return;
+  if (agentmsg_config_copy(cf, copy) != 0) {
+    free(copy);
+    return;
+  }
+  c->last_cf = copy;
 }
 
 /* apply_config makes |cf| the running configuration; |cached|: it comes
  * from the state file, not from a controller. */
-static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf, int cached) {
-  const Cascade__Control__Topology *t = cf->topology;
+static void apply_config(ctlc_t *c, const agentmsg_config_t *cf, int cached) {
   agent_rules_t nr;
   ctlc_child_t *kids = NULL;
   size_t nkids = 0;
@@ -935,27 +924,27 @@ static void apply_config(ctlc_t *c, const Cascade__Control__Config *cf, int cach
    * controller's, which replaces it even at the same generation. */
   if (!cached) c->known_gen = cf->generation;
   if (cf->generation == c->applied_gen && !c->cached) return;
-  if (agent_rules_build(c->hub->cfg, cf->rules, &nr, err, sizeof(err)) != 0) {
+  if (agent_rules_build(c->hub->cfg, &cf->rules, &nr, err, sizeof(err)) != 0) {
     log_error(MOD, "[%s] config generation %llu refused, previous rules kept: %s", c->name,
               (unsigned long long)cf->generation, err);
     return;
   }
-  if (t && t->n_children > 0 && (kids = calloc(t->n_children, sizeof(*kids))) == NULL)
+  if (cf->nchildren > 0 && (kids = calloc(cf->nchildren, sizeof(*kids))) == NULL)
     goto fail_oom;
-  for (size_t i = 0; t && i < t->n_children; i++, nkids++) {
-    kids[i].id = t->children[i]->id;
-    kids[i].epoch = t->children[i]->epoch;
-    if ((kids[i].name = strdup(t->children[i]->name ? t->children[i]->name : "")) == NULL)
+  for (size_t i = 0; i < cf->nchildren; i++, nkids++) {
+    kids[i].id = cf->children[i].id;
+    kids[i].epoch = cf->children[i].epoch;
+    if ((kids[i].name = strdup(cf->children[i].name ? cf->children[i].name : "")) == NULL)
       goto fail_oom;
   }
-  if (t && t->parent_id != 0 &&
-      ((pname = strdup(t->parent_name ? t->parent_name : "")) == NULL ||
-       (pquic = strdup(t->parent_quic ? t->parent_quic : "")) == NULL))
+  if (cf->parent_id != 0 &&
+      ((pname = strdup(cf->parent_name ? cf->parent_name : "")) == NULL ||
+       (pquic = strdup(cf->parent_quic ? cf->parent_quic : "")) == NULL))
     goto fail_oom;
 
   free_topology(c);
-  c->parent_id = (t && t->parent_id != 0) ? t->parent_id : 0;
-  c->parent_epoch = c->parent_id ? t->parent_epoch : 0;
+  c->parent_id = cf->parent_id;
+  c->parent_epoch = c->parent_id ? cf->parent_epoch : 0;
   c->parent_name = pname;
   c->parent_quic = pquic;
   c->children = kids;
@@ -994,22 +983,22 @@ fail_oom:
 
 /* ---- responses ---------------------------------------------------------- */
 
-static void on_auth_ok(ctlc_t *c, const Cascade__Control__AuthOk *ok) {
-  if (!agent_scram_server_ok(c->keys, c->auth_msg, strlen(c->auth_msg), ok->server_signature.data,
-                             ok->server_signature.len)) {
+static void on_auth_ok(ctlc_t *c, const agentmsg_response_t *r) {
+  if (!agent_scram_server_ok(c->keys, c->auth_msg, strlen(c->auth_msg),
+                             r->auth_ok.server_signature, r->auth_ok.server_signature_len)) {
     auth_failed(c, "the controller did not prove it knows this node's verifier");
     return;
   }
   free(c->auth_msg);
   c->auth_msg = NULL;
-  memcpy(c->session, ok->session.data, sizeof(c->session));
+  memcpy(c->session, r->auth_ok.session, sizeof(c->session));
   c->has_session = 1;
-  if (c->instance_id != 0 && c->instance_id != ok->instance_id && !c->hub->simulate)
+  if (c->instance_id != 0 && c->instance_id != r->auth_ok.instance_id && !c->hub->simulate)
     log_warn(MOD, "[%s] instance id changed from %lld to %lld", c->name,
-             (long long)c->instance_id, (long long)ok->instance_id);
-  c->instance_id = ok->instance_id;
-  c->heartbeat_ms = ok->heartbeat_ms;
-  c->node_epoch = ok->epoch;
+             (long long)c->instance_id, (long long)r->auth_ok.instance_id);
+  c->instance_id = r->auth_ok.instance_id;
+  c->heartbeat_ms = r->auth_ok.heartbeat_ms;
+  c->node_epoch = r->auth_ok.epoch;
   c->known = 1;
   c->attempt = 0;
   c->failed = 0;
@@ -1035,55 +1024,54 @@ static void on_auth_ok(ctlc_t *c, const Cascade__Control__AuthOk *ok) {
 
 /* session_code handles the status codes that end a session whatever the
  * request was. Returns 1 when it did. */
-static int session_code(ctlc_t *c, const Cascade__Control__Status *st) {
+static int session_code(ctlc_t *c, const agentmsg_response_t *r) {
   char q[200];
-  switch (st->code) {
-  case CASCADE__CONTROL__CODE__AUTH_FAILED:
+  switch (r->code) {
+  case AGENTMSG_AUTH_FAILED:
     auth_failed(c, "the controller refused the proof");
     return 1;
-  case CASCADE__CONTROL__CODE__NO_SESSION:
+  case AGENTMSG_NO_SESSION:
     ctlc_fail(c, "session unknown to the controller (restarted?): authenticating again");
     return 1;
-  case CASCADE__CONTROL__CODE__REVOKED:
+  case AGENTMSG_REVOKED:
     c->known = 0; /* deleted, perhaps: Register makes it again where that is allowed */
     ctlc_fail(c, "session revoked: node deleted or its secret changed");
     return 1;
-  case CASCADE__CONTROL__CODE__RATE_LIMITED:
+  case AGENTMSG_RATE_LIMITED:
     ctlc_fail(c, "rate limited by the controller");
     return 1;
-  case CASCADE__CONTROL__CODE__PENDING:
+  case AGENTMSG_PENDING:
     ctlc_fail(c, "awaiting approval: an operator must approve this node (PUT "
                  "/api/cascade/clients/{id} {\"pending\": false}), or give it node.jointoken");
     return 1;
   default:
-    if (st->code == CASCADE__CONTROL__CODE__OK) return 0;
+    if (r->code == AGENTMSG_OK) return 0;
     if (c->state == CTLC_CERT || c->state == CTLC_RUNNING) return 0;
-    ctlc_fail(c, "controller answered %d: %s", (int)st->code,
-              log_quote(st->message, q, sizeof(q)));
+    ctlc_fail(c, "controller answered %d: %s", r->code, log_quote(r->message, q, sizeof(q)));
     return 1;
   }
 }
 
-static void on_rpc(ctlc_t *c, const Cascade__Control__Response *r) {
+static void on_rpc(ctlc_t *c, const agentmsg_response_t *r) {
   char q[200];
-  if (session_code(c, r->status)) return;
+  if (session_code(c, r)) return;
   switch (c->state) {
   case CTLC_CA_FETCH: {
     char err[256];
-    if (r->body_case != CASCADE__CONTROL__RESPONSE__BODY_CA) break;
-    int m = x509_fingerprint_matches(r->ca->ca, c->hub->cfg->ctl_pin);
+    if (r->body != AGENTMSG_BODY_CA) break;
+    int m = x509_fingerprint_matches(r->ca, c->hub->cfg->ctl_pin);
     if (m != 0) {
       ctlc_fail(c, "the controller's CA does not match controller.pin%s",
                 m < 0 ? " (unreadable certificate)" : "");
       return;
     }
-    if (write_file_atomic(c->hub->cfg->datadir, "controller-ca.crt", r->ca->ca, 0644) != 0) {
+    if (write_file_atomic(c->hub->cfg->datadir, "controller-ca.crt", r->ca, 0644) != 0) {
       snprintf(err, sizeof(err), "%s", strerror(errno));
       log_warn(MOD, "[%s] cannot save %s/controller-ca.crt: %s", c->name, c->hub->cfg->datadir,
                err);
     }
     free(c->hub->ca_pem);
-    if ((c->hub->ca_pem = strdup(r->ca->ca)) == NULL) {
+    if ((c->hub->ca_pem = strdup(r->ca)) == NULL) {
       ctlc_fail(c, "out of memory");
       return;
     }
@@ -1095,19 +1083,19 @@ static void on_rpc(ctlc_t *c, const Cascade__Control__Response *r) {
     send_auth_start(c);
     return;
   case CTLC_AUTH_START:
-    if (r->body_case != CASCADE__CONTROL__RESPONSE__BODY_AUTH_CHALLENGE) break;
-    on_challenge(c, r->auth_challenge);
+    if (r->body != AGENTMSG_BODY_CHALLENGE) break;
+    on_challenge(c, r);
     return;
   case CTLC_AUTH_FINISH:
-    if (r->body_case != CASCADE__CONTROL__RESPONSE__BODY_AUTH_OK) break;
-    on_auth_ok(c, r->auth_ok);
+    if (r->body != AGENTMSG_BODY_AUTH_OK) break;
+    on_auth_ok(c, r);
     return;
   case CTLC_CERT:
   case CTLC_RUNNING:
-    if (r->status->code != CASCADE__CONTROL__CODE__OK) {
+    if (r->code != AGENTMSG_OK) {
       /* A certificate or heartbeat the controller cannot serve right now
        * (database down) does not end the session. */
-      log_failure(c, LOG_WARN, log_quote(r->status->message, q, sizeof(q)));
+      log_failure(c, LOG_WARN, log_quote(r->message, q, sizeof(q)));
       if (c->state == CTLC_CERT) {
         c->cert_retry_at = time(NULL) + CERT_RETRY_S;
         c->state = CTLC_RUNNING;
@@ -1115,18 +1103,18 @@ static void on_rpc(ctlc_t *c, const Cascade__Control__Response *r) {
       }
       return;
     }
-    if (r->body_case == CASCADE__CONTROL__RESPONSE__BODY_CERTIFICATE) {
-      on_certificate(c, r->certificate);
+    if (r->body == AGENTMSG_BODY_CERTIFICATE) {
+      on_certificate(c, r->certificate.cert, r->certificate.ca);
       if (c->state == CTLC_CERT) {
         c->state = CTLC_RUNNING;
         changed(c);
       }
       return;
     }
-    if (r->body_case == CASCADE__CONTROL__RESPONSE__BODY_HEARTBEAT_REPLY) {
-      if (r->heartbeat_reply->desired_generation != c->known_gen)
+    if (r->body == AGENTMSG_BODY_HEARTBEAT_REPLY) {
+      if (r->heartbeat_reply.desired_generation != c->known_gen)
         log_debug(MOD, "[%s] desired generation %llu, known %llu", c->name,
-                  (unsigned long long)r->heartbeat_reply->desired_generation,
+                  (unsigned long long)r->heartbeat_reply.desired_generation,
                   (unsigned long long)c->known_gen);
       /* Renewal rides behind a heartbeat so it never takes a beat's place. */
       if (need_cert(c, time(NULL))) send_cert_request(c);
@@ -1139,25 +1127,29 @@ static void on_rpc(ctlc_t *c, const Cascade__Control__Response *r) {
   ctlc_fail(c, "unexpected response in state %s", ctlc_state_name(c->state));
 }
 
-static void on_poll(ctlc_t *c, const Cascade__Control__Response *r) {
-  if (session_code(c, r->status)) return;
-  if (r->status->code != CASCADE__CONTROL__CODE__OK ||
-      r->body_case != CASCADE__CONTROL__RESPONSE__BODY_CONFIG) {
+static void on_poll(ctlc_t *c, const agentmsg_response_t *r) {
+  if (session_code(c, r)) return;
+  if (r->code != AGENTMSG_OK || r->body != AGENTMSG_BODY_CONFIG) {
     ctlc_fail(c, "unexpected answer to a poll");
     return;
   }
   /* Generation 0 is the controller's "nothing new" at the poll timeout. */
-  if (r->config->generation != 0) apply_config(c, r->config, 0);
+  if (r->config.generation != 0) apply_config(c, &r->config, 0);
   /* Poll again first: the next relay request should not wait for these. */
   send_poll(c);
   if (!c->open) return;
-  for (size_t i = 0; i < r->n_relay && c->hub->on_relay; i++)
-    c->hub->on_relay(c, r->relay[i], c->hub->on_relay_arg);
+  for (size_t i = 0; i < r->nrelay && c->hub->on_relay; i++) {
+    relay_header_t hv[RELAYBOUNDS_HEADERS_MAX];
+    relay_request_t q;
+    char bad[128];
+    int ok = agentmsg_relay_request(r, i, &q, hv, bad, sizeof(bad)) == 0;
+    c->hub->on_relay(c, &q, ok ? NULL : bad, c->hub->on_relay_arg);
+  }
 }
 
 static void on_op(ctlc_t *c, ctlc_event_t *ev) {
   ctlc_op_t *op = ev->kind == OP_POLL ? &c->poll : &c->rpc;
-  Cascade__Control__Response *r;
+  agentmsg_response_t r;
   char why[128];
 
   op->busy = 0;
@@ -1176,16 +1168,16 @@ static void on_op(ctlc_t *c, ctlc_event_t *ev) {
       ctlc_fail(c, "control request failed: %s", nng_strerror(ev->rv));
     return;
   }
-  r = ctlmsg_decode_response(nng_msg_body(ev->msg), nng_msg_len(ev->msg), why, sizeof(why));
-  if (r == NULL) {
+  if (agentmsg_decode_response(nng_msg_body(ev->msg), nng_msg_len(ev->msg), &r, why,
+                               sizeof(why)) != 0) {
     c->hub->bad_messages++;
     ctlc_fail(c, "bad message from the controller: %s", why);
     return;
   }
-  if (r->id != op->req_id) ctlc_fail(c, "response id does not match the request");
-  else if (ev->kind == OP_POLL) on_poll(c, r);
-  else on_rpc(c, r);
-  ctlmsg_free_response(r);
+  if (r.id != op->req_id) ctlc_fail(c, "response id does not match the request");
+  else if (ev->kind == OP_POLL) on_poll(c, &r);
+  else on_rpc(c, &r);
+  agentmsg_response_free(&r);
 }
 
 static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
@@ -1419,7 +1411,8 @@ void ctlc_destroy(ctlc_t *c) {
   pthread_mutex_unlock(&c->hub->mu);
   free_topology(c);
   agent_rules_free(&c->rules);
-  if (c->last_cf) cascade__control__config__free_unpacked(c->last_cf, NULL);
+  agentmsg_config_free(c->last_cf);
+  free(c->last_cf);
   if (c->key_pem) {
     gnutls_memset(c->key_pem, 0, strlen(c->key_pem));
     free(c->key_pem);

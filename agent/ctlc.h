@@ -18,6 +18,7 @@
 #include "agent_config.h"
 #include "agent_rules.h"
 #include "agent_scram.h"
+#include "agentmsg.h"
 
 typedef enum {
   CTLC_BACKOFF = 0,
@@ -32,14 +33,10 @@ typedef enum {
 typedef struct ctlc ctlc_t;
 typedef struct ctlc_event ctlc_event_t;
 
-/* One QUIC link as the heartbeat reports it (proto LinkReport). */
-typedef struct ctlc_link_report {
-  int64_t peer_id;
-  int role;                      /* 1: our parent, 2: one of our children */
-  int up;
-  uint64_t rtt_us, bytes_sent, bytes_recv, lost;
-  int64_t up_since;              /* unix seconds, 0 when down */
-} ctlc_link_report_t;
+/* One QUIC link as the heartbeat reports it (agentmsg.h); role
+ * AGENTMSG_LINK_PARENT (1): our parent, AGENTMSG_LINK_CHILD (2): one of our
+ * children. */
+typedef agentmsg_link_report_t ctlc_link_report_t;
 
 #define CTLC_LINK_REPORTS_MAX 1024
 
@@ -67,12 +64,17 @@ typedef struct ctlc_hub {
   size_t (*link_reports)(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg);
   void *link_reports_arg;
   /* Called on the loop thread with each API relay request of a poll answer
-   * (docs/protocol.md, "API relay"); NULL: relays are ignored. */
-  void (*on_relay)(ctlc_t *c, const Cascade__Control__RelayRequest *q, void *arg);
+   * (docs/protocol.md, "API relay"), valid during the call; |invalid| is
+   * NULL, or the relay bound the request breaks (then only its id is set).
+   * NULL: relays are ignored. */
+  void (*on_relay)(ctlc_t *c, const relay_request_t *q, const char *invalid, void *arg);
   void *on_relay_arg;
-  /* Called on the loop thread around each heartbeat: with |done| 0 it may
-   * set hb->streams (and streams_reported); with |done| 1 it frees them. */
-  void (*stream_reports)(ctlc_t *c, Cascade__Control__Heartbeat *hb, int done, void *arg);
+  /* Called on the loop thread before each heartbeat: writes at most |max|
+   * stream reports to |out| (their strings valid until the heartbeat is
+   * packed, in the same loop turn) and |total|, every stream of the node;
+   * returns how many, or -1 to send no report (the previous one stays). */
+  int (*stream_reports)(ctlc_t *c, agentmsg_stream_report_t *out, int max, uint32_t *total,
+                        void *arg);
   void *stream_reports_arg;
 } ctlc_hub_t;
 
@@ -155,7 +157,7 @@ struct ctlc {
   ctlc_child_t *children;
   size_t nchildren;
   agent_rules_t rules;
-  Cascade__Control__Config *last_cf; /* owned: a copy of the configuration applied, for the
+  agentmsg_config_t *last_cf;    /* owned: a copy of the configuration applied, for the
                                     state file when the certificate or epoch changes */
   int cached;                    /* the configuration runs from the state file, not yet
                                     confirmed by a controller (cached mode) */

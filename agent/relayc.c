@@ -20,7 +20,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "ctlmsg.h"
+#include "agentmsg.h"
 #include "httpresp.h"
 #include "log.h"
 #include "relpath.h"
@@ -48,7 +48,7 @@ typedef struct rop {
   int status;
   int chunked;
   httpresp_chunked_t chd;
-  Cascade__Control__Header hv[MAX_HEADERS], *hp[MAX_HEADERS];
+  char *hname[MAX_HEADERS], *hvalue[MAX_HEADERS]; /* owned: the head's headers */
   size_t nh;
   uint8_t *chunk;              /* response data for the next message */
   size_t chunklen;
@@ -138,8 +138,8 @@ static void rop_free(rop_t *o) {
   }
   ev_timer_stop(rc->loop, &o->timer);
   for (size_t i = 0; i < o->nh; i++) {
-    free(o->hv[i].name);
-    free(o->hv[i].value);
+    free(o->hname[i]);
+    free(o->hvalue[i]);
   }
   if (o->prev) o->prev->next = o->next;
   else rc->ops = o->next;
@@ -180,16 +180,17 @@ static void rop_local_failed(rop_t *o, int status, const char *msg) {
       o->chunklen = (size_t)n;
     }
     for (size_t i = 0; i < o->nh; i++) {
-      free(o->hv[i].name);
-      free(o->hv[i].value);
+      free(o->hname[i]);
+      free(o->hvalue[i]);
     }
     o->nh = 0;
-    cascade__control__header__init(&o->hv[0]);
-    o->hv[0].name = strdup("Content-Type");
-    o->hv[0].value = strdup("application/json");
-    if (o->hv[0].name && o->hv[0].value) {
-      o->hp[0] = &o->hv[0];
+    o->hname[0] = strdup("Content-Type");
+    o->hvalue[0] = strdup("application/json");
+    if (o->hname[0] && o->hvalue[0]) {
       o->nh = 1;
+    } else {
+      free(o->hname[0]);
+      free(o->hvalue[0]);
     }
   }
 }
@@ -199,8 +200,9 @@ static void rop_local_failed(rop_t *o, int status, const char *msg) {
 static int send_msg(rop_t *o) {
   relayc_t *rc = o->rc;
   ctlc_t *c = rc->c;
-  Cascade__Control__Request r = CASCADE__CONTROL__REQUEST__INIT;
-  Cascade__Control__RelayResponse m = CASCADE__CONTROL__RELAY_RESPONSE__INIT;
+  relay_header_t hv[MAX_HEADERS];
+  relay_response_t m;
+  agentmsg_head_t h;
   size_t len = 0;
   uint8_t *buf;
   nng_msg *msg = NULL;
@@ -209,21 +211,23 @@ static int send_msg(rop_t *o) {
     rop_free(o);
     return -1;
   }
+  memset(&m, 0, sizeof(m));
   m.id = o->id;
   if (!o->sent_first) {
-    m.status = (uint32_t)o->status;
-    m.n_headers = o->nh;
-    m.headers = o->hp;
+    m.status = (unsigned)o->status;
+    for (size_t i = 0; i < o->nh; i++) {
+      hv[i].name = o->hname[i];
+      hv[i].value = o->hvalue[i];
+    }
+    m.headers = o->nh ? hv : NULL;
+    m.nheaders = o->nh;
   }
-  m.data.data = o->chunk;
-  m.data.len = o->chunklen;
+  m.data = o->chunk;
+  m.len = o->chunklen;
   m.end = o->eof;
-  r.id = ++rc->next_req_id;
-  r.session.data = c->session;
-  r.session.len = sizeof(c->session);
-  r.body_case = CASCADE__CONTROL__REQUEST__BODY_RELAY_RESPONSE;
-  r.relay_response = &m;
-  if ((buf = ctlmsg_pack_request(&r, &len)) == NULL || nng_msg_alloc(&msg, 0) != 0 ||
+  h.id = ++rc->next_req_id;
+  h.session = c->session;
+  if ((buf = agentmsg_pack_relay_response(&h, &m, &len)) == NULL || nng_msg_alloc(&msg, 0) != 0 ||
       nng_msg_append(msg, buf, len) != 0) {
     free(buf);
     if (msg) nng_msg_free(msg);
@@ -269,24 +273,22 @@ static int parse_head(rop_t *o) {
       char *v = colon + 1;
       while (v < le && (*v == ' ' || *v == '\t')) v++;
       size_t vl = (size_t)(le - v);
-      Cascade__Control__Header *h = &o->hv[o->nh];
-      cascade__control__header__init(h);
-      h->name = strndup(p, (size_t)(colon - p));
-      h->value = strndup(v, vl);
-      int ok = h->name && h->value && strlen(h->name) < CTLMSG_RELAY_HNAME_MAX &&
+      char *name = strndup(p, (size_t)(colon - p)), *value = strndup(v, vl);
+      int ok = name && value && strlen(name) < CTLMSG_RELAY_HNAME_MAX &&
                vl < CTLMSG_RELAY_HVALUE_MAX;
-      for (char *q = h->name; ok && *q; q++)
+      for (char *q = name; ok && *q; q++)
         if (*q <= 0x20 || *q >= 0x7f) ok = 0;
-      for (char *q = h->value; ok && *q; q++)
+      for (char *q = value; ok && *q; q++)
         if ((unsigned char)*q < 0x20 || (unsigned char)*q >= 0x7f) ok = 0;
       /* The controller frames the body itself. */
-      if (ok && o->chunked && strcasecmp(h->name, "transfer-encoding") == 0) ok = 0;
+      if (ok && o->chunked && strcasecmp(name, "transfer-encoding") == 0) ok = 0;
       if (ok) {
-        o->hp[o->nh++] = h;
+        o->hname[o->nh] = name;
+        o->hvalue[o->nh] = value;
+        o->nh++;
       } else {
-        free(h->name);
-        free(h->value);
-        h->name = h->value = NULL;
+        free(name);
+        free(value);
       }
     }
     p = e;
@@ -438,7 +440,6 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void on_ack(rop_t *o, int rv, nng_msg *msg) {
   relayc_t *rc = o->rc;
-  char why[128];
   o->busy = 0;
   if (rv != 0) {
     log_warn(MOD, "relay %llu: no ack from the controller: %s", (unsigned long long)o->id,
@@ -447,13 +448,7 @@ static void on_ack(rop_t *o, int rv, nng_msg *msg) {
     rop_free(o);
     return;
   }
-  Cascade__Control__Response *r =
-      ctlmsg_decode_response(nng_msg_body(msg), nng_msg_len(msg), why, sizeof(why));
-  int cancelled = r == NULL || r->status->code != CASCADE__CONTROL__CODE__OK ||
-                  r->body_case != CASCADE__CONTROL__RESPONSE__BODY_RELAY_ACK ||
-                  r->relay_ack->cancelled;
-  ctlmsg_free_response(r);
-  if (cancelled) {
+  if (agentmsg_relay_ack_cancelled(nng_msg_body(msg), nng_msg_len(msg))) {
     if (!o->sent_end) {
       rc->cancelled++;
       log_debug(MOD, "relay %llu cancelled by the controller after %llu bytes",
@@ -488,26 +483,25 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
 /* ---- requests ------------------------------------------------------------------- */
 
 /* build_request writes the HTTP request for |q| with path |enc|. */
-static char *build_request(const Cascade__Control__RelayRequest *q, const char *enc,
-                           size_t *len) {
+static char *build_request(const relay_request_t *q, const char *enc, size_t *len) {
   char *buf = NULL;
   size_t n = 0;
   FILE *f = open_memstream(&buf, &n);
   if (f == NULL) return NULL;
   fprintf(f, "%s %s%s%s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n", q->method, enc,
           q->query && q->query[0] ? "?" : "", q->query ? q->query : "");
-  for (size_t i = 0; i < q->n_headers; i++) {
-    const char *k = q->headers[i]->name;
+  for (size_t i = 0; i < q->nheaders; i++) {
+    const char *k = q->headers[i].name;
     if (strcasecmp(k, "host") == 0 || strcasecmp(k, "content-length") == 0 ||
         strcasecmp(k, "connection") == 0 || strcasecmp(k, "transfer-encoding") == 0 ||
         strcasecmp(k, "expect") == 0 || strcasecmp(k, "origin") == 0)
       continue; /* Origin: the caller's browser context means nothing to the node's API */
-    fprintf(f, "%s: %s\r\n", k, q->headers[i]->value);
+    fprintf(f, "%s: %s\r\n", k, q->headers[i].value);
   }
-  if (q->body.len || (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0))
-    fprintf(f, "Content-Length: %zu\r\n", q->body.len);
+  if (q->body_len || (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0))
+    fprintf(f, "Content-Length: %zu\r\n", q->body_len);
   fputs("\r\n", f);
-  if (q->body.len) fwrite(q->body.data, 1, q->body.len, f);
+  if (q->body_len) fwrite(q->body, 1, q->body_len, f);
   if (fclose(f) != 0) {
     free(buf);
     return NULL;
@@ -516,12 +510,12 @@ static char *build_request(const Cascade__Control__RelayRequest *q, const char *
   return buf;
 }
 
-void relayc_submit(relayc_t *rc, const Cascade__Control__RelayRequest *q) {
+void relayc_submit(relayc_t *rc, const relay_request_t *q, const char *invalid) {
   ctlc_t *c = rc->c;
   rop_t *o = calloc(1, sizeof(*o));
   char *norm = NULL, *enc = NULL, msg[256];
   const char *why = NULL, *rule = NULL;
-  size_t pl = strlen(q->path);
+  size_t pl = invalid ? 0 : strlen(q->path);
   int status = 0;
 
   if (q->id == 0) {
@@ -552,14 +546,14 @@ void relayc_submit(relayc_t *rc, const Cascade__Control__RelayRequest *q) {
   }
   o->ctx_open = 1;
 
-  /* Never trust the controller: check the bounds, normalise again and judge
-   * by our own rules. A bad request fails alone (400), never the session. */
-  char bad[128];
+  /* Never trust the controller: the bounds were checked (|invalid|), the
+   * path is normalised again and judged by our own rules. A bad request
+   * fails alone (400), never the session. */
   norm = malloc(pl + 1);
   enc = malloc(3 * pl + 1);
-  if (ctlmsg_relay_request_check(q, bad, sizeof(bad)) != 0) {
+  if (invalid != NULL) {
     status = 400;
-    snprintf(msg, sizeof(msg), "invalid relay request: %s", bad);
+    snprintf(msg, sizeof(msg), "invalid relay request: %s", invalid);
     log_warn(MOD, "relay %llu refused: %s", (unsigned long long)q->id, msg);
   } else if (norm == NULL || enc == NULL) {
     status = 500;

@@ -14,8 +14,8 @@
 #include <ev.h>
 #include <sys/socket.h>
 
-#include "control.pb-c.h"
 #include "ctlc.h"
+#include "relaymsg.h"
 
 #define RELAYC_MAX 16              /* relays in progress on one node */
 #define RELAYC_HEAD_TIMEOUT_S 60.0 /* the local server must answer within it */
@@ -33,8 +33,10 @@ relayc_t *relayc_new(struct ev_loop *loop, ctlc_t *c, int listen_fd);
 /* relayc_free aborts every relay and frees |r|; accepts NULL. */
 void relayc_free(relayc_t *r);
 
-/* relayc_submit starts relay request |q| (from a poll answer). */
-void relayc_submit(relayc_t *r, const Cascade__Control__RelayRequest *q);
+/* relayc_submit starts relay request |q| (from a poll answer; only read
+ * during the call). |invalid|: NULL, or the relay bound |q| breaks, which
+ * gets it answered 400 by itself (only its id is read then). */
+void relayc_submit(relayc_t *r, const relay_request_t *q, const char *invalid);
 
 /* relayc_check aborts the relays of a session that ended; call it when the
  * control client's state changed. */

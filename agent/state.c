@@ -21,44 +21,44 @@ static json_t *str_list(char **v, size_t n) {
   return a;
 }
 
-static json_t *rules_json(const Cascade__Control__Rules *r) {
+static json_t *rules_json(const agentmsg_rules_t *r) {
   json_t *o = json_object();
-  if (o == NULL || r == NULL) return o;
-  if (r->relayapi)
+  if (o == NULL) return o;
+  if (r->has_relayapi)
     json_object_set_new(o, "relayapi",
-                        json_pack("{s:o,s:o}", "allow",
-                                  str_list(r->relayapi->allow, r->relayapi->n_allow), "deny",
-                                  str_list(r->relayapi->deny, r->relayapi->n_deny)));
-  if (r->onsub_pull) {
+                        json_pack("{s:o,s:o}", "allow", str_list(r->allow, r->nallow), "deny",
+                                  str_list(r->deny, r->ndeny)));
+  if (r->has_pull) {
     json_t *a = json_array();
-    for (size_t i = 0; a && i < r->onsub_pull->n_rules; i++) {
-      const Cascade__Control__PullRule *p = r->onsub_pull->rules[i];
+    for (size_t i = 0; a && i < r->npull; i++) {
+      const agentmsg_pull_rule_t *p = &r->pull[i];
       json_array_append_new(a, json_pack("{s:s,s:s}", "pattern", p->pattern ? p->pattern : "",
                                          "target", p->target ? p->target : ""));
     }
     json_object_set_new(o, "onsub_pull", a);
   }
-  if (r->autopush) json_object_set_new(o, "autopush", json_boolean(r->autopush->value));
+  if (r->has_autopush) json_object_set_new(o, "autopush", json_boolean(r->autopush));
   return o;
 }
 
 char *agent_state_encode(const agent_state_t *st) {
-  const Cascade__Control__Config *cf = st->config;
-  const Cascade__Control__Topology *t = cf ? cf->topology : NULL;
-  json_t *kids = json_array(), *parent = json_null();
+  const agentmsg_config_t *cf = st->config;
+  json_t *kids, *parent;
   char *out = NULL;
 
   if (cf == NULL) return NULL;
-  for (size_t i = 0; kids && t && i < t->n_children; i++)
-    json_array_append_new(kids, json_pack("{s:I,s:s,s:I}", "id", (json_int_t)t->children[i]->id,
-                                          "name", t->children[i]->name ? t->children[i]->name : "",
-                                          "epoch", (json_int_t)t->children[i]->epoch));
-  if (t && t->parent_id != 0) {
+  kids = json_array();
+  parent = json_null();
+  for (size_t i = 0; kids && i < cf->nchildren; i++)
+    json_array_append_new(kids, json_pack("{s:I,s:s,s:I}", "id", (json_int_t)cf->children[i].id,
+                                          "name", cf->children[i].name ? cf->children[i].name : "",
+                                          "epoch", (json_int_t)cf->children[i].epoch));
+  if (cf->parent_id != 0) {
     json_decref(parent);
-    parent = json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)t->parent_id, "name",
-                       t->parent_name ? t->parent_name : "", "quic",
-                       t->parent_quic ? t->parent_quic : "", "epoch",
-                       (json_int_t)t->parent_epoch);
+    parent = json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)cf->parent_id, "name",
+                       cf->parent_name ? cf->parent_name : "", "quic",
+                       cf->parent_quic ? cf->parent_quic : "", "epoch",
+                       (json_int_t)cf->parent_epoch);
   }
   json_t *d = json_pack("{s:s,s:i,s:{s:I,s:s,s:I},s:s,s:I,s:I,s:o,s:o,s:o}", "format",
                         AGENT_STATE_FORMAT, "version", AGENT_STATE_VERSION, "node", "id",
@@ -66,7 +66,7 @@ char *agent_state_encode(const agent_state_t *st) {
                         "epoch", (json_int_t)st->node_epoch, "ca_sha256",
                         st->ca_sha256 ? st->ca_sha256 : "", "saved_at",
                         (json_int_t)st->saved_at, "generation", (json_int_t)cf->generation,
-                        "parent", parent, "children", kids, "rules", rules_json(cf->rules));
+                        "parent", parent, "children", kids, "rules", rules_json(&cf->rules));
   if (d) out = json_dumps(d, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
   json_decref(d);
   return out;
@@ -126,48 +126,36 @@ static int get_strs(dec_t *d, json_t *o, const char *key, char ***out, size_t *n
   return 0;
 }
 
-/* The message is built over borrowed strings, packed and unpacked again,
- * so the caller gets one that protobuf-c owns and frees. */
+/* The configuration is built over borrowed strings (the JSON document's),
+ * then copied, so the caller gets one that it owns and frees. */
 typedef struct {
-  Cascade__Control__Config cf;
-  Cascade__Control__Topology topo;
-  Cascade__Control__Child *kid;
-  Cascade__Control__Child **kidp;
-  Cascade__Control__Rules rules;
-  Cascade__Control__RelayApi relay;
-  Cascade__Control__PullRules pulls;
-  Cascade__Control__PullRule *pull;
-  Cascade__Control__PullRule **pullp;
-  Cascade__Control__Flag autopush;
+  agentmsg_config_t cf;          /* the arrays are this build's, the strings borrowed */
 } build_t;
 
 static void build_free(build_t *b) {
-  free(b->kid);
-  free(b->kidp);
-  free(b->relay.allow);
-  free(b->relay.deny);
-  free(b->pull);
-  free(b->pullp);
+  free(b->cf.children);
+  free(b->cf.rules.allow);
+  free(b->cf.rules.deny);
+  free(b->cf.rules.pull);
 }
 
 static int decode_rules(dec_t *d, json_t *r, build_t *b) {
+  agentmsg_rules_t *ru = &b->cf.rules;
   json_t *v;
   if (!json_is_object(r)) return bad(d, "'%s': expected an object", "rules");
-  b->cf.rules = &b->rules;
   if ((v = json_object_get(r, "relayapi")) != NULL) {
     if (!json_is_object(v)) return bad(d, "'%s': expected an object", "relayapi");
-    b->rules.relayapi = &b->relay;
-    if (get_strs(d, v, "allow", &b->relay.allow, &b->relay.n_allow) != 0 ||
-        get_strs(d, v, "deny", &b->relay.deny, &b->relay.n_deny) != 0)
+    ru->has_relayapi = 1;
+    if (get_strs(d, v, "allow", &ru->allow, &ru->nallow) != 0 ||
+        get_strs(d, v, "deny", &ru->deny, &ru->ndeny) != 0)
       return -1;
   }
   if ((v = json_object_get(r, "onsub_pull")) != NULL) {
     size_t n = json_array_size(v);
     if (!json_is_array(v) || n > AGENT_STATE_MAX_RULES)
       return bad(d, "'%s': expected a list of rules", "onsub_pull");
-    b->rules.onsub_pull = &b->pulls;
-    if (n && ((b->pull = calloc(n, sizeof(*b->pull))) == NULL ||
-              (b->pullp = calloc(n, sizeof(*b->pullp))) == NULL))
+    ru->has_pull = 1;
+    if (n && (ru->pull = calloc(n, sizeof(*ru->pull))) == NULL)
       return bad(d, "%s: out of memory", "onsub_pull");
     for (size_t i = 0; i < n; i++) {
       json_t *e = json_array_get(v, i);
@@ -175,62 +163,55 @@ static int decode_rules(dec_t *d, json_t *r, build_t *b) {
       if (!json_is_object(e)) return bad(d, "'%s': expected a list of rules", "onsub_pull");
       if (get_str(d, e, "pattern", 0, &pat) != 0 || get_str(d, e, "target", 0, &tgt) != 0)
         return -1;
-      cascade__control__pull_rule__init(&b->pull[i]);
-      b->pull[i].pattern = (char *)pat;
-      b->pull[i].target = (char *)tgt;
-      b->pullp[i] = &b->pull[i];
+      ru->pull[i].pattern = (char *)pat;
+      ru->pull[i].target = (char *)tgt;
     }
-    b->pulls.n_rules = n;
-    b->pulls.rules = b->pullp;
+    ru->npull = n;
   }
   if ((v = json_object_get(r, "autopush")) != NULL) {
     if (!json_is_boolean(v)) return bad(d, "'%s': expected true or false", "autopush");
-    b->rules.autopush = &b->autopush;
-    b->autopush.value = json_is_true(v);
+    ru->has_autopush = 1;
+    ru->autopush = json_is_true(v);
   }
   return 0;
 }
 
 static int decode_topology(dec_t *d, json_t *root, build_t *b) {
   json_t *p = json_object_get(root, "parent"), *k = json_object_get(root, "children");
+  agentmsg_config_t *cf = &b->cf;
   json_int_t id, ep;
   const char *s;
 
-  b->cf.topology = &b->topo;
   if (p == NULL || (!json_is_null(p) && !json_is_object(p)))
     return bad(d, "'%s': expected an object or null", "parent");
   if (json_is_object(p)) {
     if (get_int(d, p, "id", 1, &id) != 0 || get_int(d, p, "epoch", 0, &ep) != 0) return -1;
-    b->topo.parent_id = id;
-    b->topo.parent_epoch = ep;
+    cf->parent_id = id;
+    cf->parent_epoch = ep;
     if (get_str(d, p, "name", 0, &s) != 0) return -1;
-    b->topo.parent_name = (char *)s;
+    cf->parent_name = (char *)s;
     if (get_str(d, p, "quic", 1, &s) != 0) return -1;
-    b->topo.parent_quic = (char *)s;
+    cf->parent_quic = (char *)s;
   }
   size_t n = json_array_size(k);
   if (!json_is_array(k) || n > AGENT_STATE_MAX_CHILDREN)
     return bad(d, "'%s': expected a list of at most 10000 nodes", "children");
-  if (n && ((b->kid = calloc(n, sizeof(*b->kid))) == NULL ||
-            (b->kidp = calloc(n, sizeof(*b->kidp))) == NULL))
+  if (n && (cf->children = calloc(n, sizeof(*cf->children))) == NULL)
     return bad(d, "%s: out of memory", "children");
   for (size_t i = 0; i < n; i++) {
     json_t *e = json_array_get(k, i);
     if (!json_is_object(e)) return bad(d, "'%s': expected a list of nodes", "children");
-    cascade__control__child__init(&b->kid[i]);
     if (get_int(d, e, "id", 1, &id) != 0 || get_int(d, e, "epoch", 0, &ep) != 0 ||
         get_str(d, e, "name", 0, &s) != 0)
       return -1;
-    if (id == b->topo.parent_id) return bad(d, "'%s': a child is also the parent", "children");
+    if (id == cf->parent_id) return bad(d, "'%s': a child is also the parent", "children");
     for (size_t j = 0; j < i; j++)
-      if (b->kid[j].id == id) return bad(d, "'%s': a node twice", "children");
-    b->kid[i].id = id;
-    b->kid[i].epoch = ep;
-    b->kid[i].name = (char *)s;
-    b->kidp[i] = &b->kid[i];
+      if (cf->children[j].id == id) return bad(d, "'%s': a node twice", "children");
+    cf->children[i].id = id;
+    cf->children[i].epoch = ep;
+    cf->children[i].name = (char *)s;
   }
-  b->topo.n_children = n;
-  b->topo.children = b->kidp;
+  cf->nchildren = n;
   return 0;
 }
 
@@ -242,17 +223,10 @@ int agent_state_decode(const char *buf, size_t len, agent_state_t *out, char *er
   json_t *root, *node;
   json_int_t v, id, ep, gen, at;
   const char *s, *name, *fp;
-  uint8_t *packed = NULL;
   int rv = -1;
 
   memset(out, 0, sizeof(*out));
   memset(&b, 0, sizeof(b));
-  cascade__control__config__init(&b.cf);
-  cascade__control__topology__init(&b.topo);
-  cascade__control__rules__init(&b.rules);
-  cascade__control__relay_api__init(&b.relay);
-  cascade__control__pull_rules__init(&b.pulls);
-  cascade__control__flag__init(&b.autopush);
   if (len > AGENT_STATE_MAX_BYTES) {
     snprintf(err, errlen, "larger than %u bytes", AGENT_STATE_MAX_BYTES);
     return -1;
@@ -289,25 +263,23 @@ int agent_state_decode(const char *buf, size_t len, agent_state_t *out, char *er
     goto out;
   b.cf.generation = (uint64_t)gen;
   if (decode_topology(&d, root, &b) != 0) goto out;
-  if (b.topo.parent_id == id) {
+  if (b.cf.parent_id == id) {
     bad(&d, "'%s': the node is its own parent", "parent");
     goto out;
   }
-  for (size_t i = 0; i < b.topo.n_children; i++) {
-    if (b.kid[i].id == id) {
+  for (size_t i = 0; i < b.cf.nchildren; i++) {
+    if (b.cf.children[i].id == id) {
       bad(&d, "'%s': the node is its own child", "children");
       goto out;
     }
   }
   if (decode_rules(&d, json_object_get(root, "rules"), &b) != 0) goto out;
 
-  size_t plen = cascade__control__config__get_packed_size(&b.cf);
-  if ((packed = malloc(plen ? plen : 1)) == NULL) {
-    bad(&d, "%s", "out of memory");
-    goto out;
+  if ((out->config = malloc(sizeof(*out->config))) != NULL &&
+      agentmsg_config_copy(&b.cf, out->config) != 0) {
+    free(out->config);
+    out->config = NULL;
   }
-  cascade__control__config__pack(&b.cf, packed);
-  out->config = cascade__control__config__unpack(NULL, plen, packed);
   out->node_name = strdup(name);
   out->ca_sha256 = strdup(fp);
   if (out->config == NULL || out->node_name == NULL || out->ca_sha256 == NULL) {
@@ -320,7 +292,6 @@ int agent_state_decode(const char *buf, size_t len, agent_state_t *out, char *er
   out->saved_at = at;
   rv = 0;
 out:
-  free(packed);
   build_free(&b);
   json_decref(root);
   return rv;
@@ -349,7 +320,8 @@ void agent_state_free(agent_state_t *st) {
   if (st == NULL) return;
   free(st->node_name);
   free(st->ca_sha256);
-  if (st->config) cascade__control__config__free_unpacked(st->config, NULL);
+  agentmsg_config_free(st->config);
+  free(st->config);
   memset(st, 0, sizeof(*st));
 }
 

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "control.pb-c.h"
+#include "agentmsg.h"
 
 #define AGENT_STATE_FILE "state.json"
 #define AGENT_STATE_FORMAT "cascade-agent-state"
@@ -29,7 +29,7 @@ typedef struct agent_state {
   int64_t node_epoch;                 /* credential epoch, 0 unknown */
   char *ca_sha256;                    /* owned: fingerprint of node-ca.crt (x509_fingerprint) */
   int64_t saved_at;                   /* unix seconds, informative */
-  Cascade__Control__Config *config;   /* owned: generation, topology, rules */
+  agentmsg_config_t *config;          /* owned: generation, topology, rules */
 } agent_state_t;
 
 /* agent_state_encode renders |st| (its config must be set) as JSON text

@@ -1,6 +1,7 @@
 /* The control channel's codec: the one place Request and Response messages
  * are decoded, with the size cap and the field bounds of docs/protocol.md.
- * Callers get protobuf-c structs and free them with the matching free. */
+ * Callers get protobuf-c structs and free them with the matching free; the
+ * agent goes through agentmsg.h instead and sees plain structs. */
 #ifndef CASCADE_CTLMSG_H
 #define CASCADE_CTLMSG_H
 
@@ -8,24 +9,8 @@
 #include <stdint.h>
 
 #include "control.pb-c.h"
-#include "relaybounds.h"
+#include "ctlmsg_bounds.h"
 #include "relaymsg.h"
-
-#define CTLMSG_MAX (1024 * 1024)
-#define CTLMSG_SESSION_LEN 16
-#define CTLMSG_FIELD_MAX 256
-#define CTLMSG_CSR_MAX (16 * 1024)
-#define CTLMSG_JOIN_TOKEN_MAX 128           /* Register.join_token */
-#define CTLMSG_CERT_MAX (16 * 1024)
-/* API relay bounds (docs/protocol.md, "API relay"); those of a request are
- * relaybounds.h's, shared with the controller's checks. */
-#define CTLMSG_RELAY_BODY_MAX RELAYBOUNDS_BODY_MAX /* request body carried to the node */
-#define CTLMSG_RELAY_CHUNK_MAX (256 * 1024) /* response data per RelayResponse */
-#define CTLMSG_RELAY_HEADERS_MAX 64         /* of a RelayResponse */
-#define CTLMSG_RELAY_HNAME_MAX 256
-#define CTLMSG_RELAY_HVALUE_MAX 4096
-#define CTLMSG_RELAY_PER_POLL 64            /* RelayRequests in one poll answer */
-#define CTLMSG_STREAMS_MAX 1024             /* stream reports read per heartbeat */
 
 /* ctlmsg_decode_request decodes and checks a Request. NULL when the bytes
  * are over the cap, do not decode, carry no body, or break a bound; |why|

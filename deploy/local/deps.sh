@@ -56,21 +56,7 @@ fi
 echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 if [[ " ${missing[*]}" == *ngtcp2* ]]; then
-  # bookworm-backports for ngtcp2 (and libnghttp3-9, which the example peers
-  # need) only: everything else from backports keeps the default priority
-  # 100, so no other package moves.
-  cat > /etc/apt/sources.list.d/cascade-backports.sources <<'SRC'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  cat > /etc/apt/preferences.d/cascade-ngtcp2 <<'PIN'
-Package: libngtcp2-dev libngtcp2-16 libngtcp2-crypto-gnutls-dev libngtcp2-crypto-gnutls8 ngtcp2-server ngtcp2-client libnghttp3-9
-Pin: release n=bookworm-backports
-Pin-Priority: 990
-PIN
+  sh "$(dirname "$0")/backports.sh"
 fi
 apt-get update -q
 # The postgresql package would start a system cluster; we run our own.

@@ -223,24 +223,27 @@ static void test_rules_merge(void **state) {
   assert_non_null(r.pull[0].re);
   agent_rules_free(&r);
 
-  Cascade__Control__Rules rules = CASCADE__CONTROL__RULES__INIT;
-  Cascade__Control__Flag f = CASCADE__CONTROL__FLAG__INIT;
-  Cascade__Control__PullRules pr = CASCADE__CONTROL__PULL_RULES__INIT;
-  Cascade__Control__PullRule p1 = CASCADE__CONTROL__PULL_RULE__INIT;
-  Cascade__Control__PullRule *pv[1] = {&p1};
-  f.value = 0;
-  rules.autopush = &f;
+  agentmsg_rules_t rules;
+  agentmsg_pull_rule_t p1;
+  memset(&rules, 0, sizeof(rules));
+  rules.has_autopush = 1;
+  rules.autopush = 0;
   assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), 0);
   assert_int_equal(r.autopush, 0);
   assert_int_equal(r.nallow, 1);   /* absent relayapi: the file's */
   assert_int_equal(r.npull, 1);
   agent_rules_free(&r);
 
+  /* A controller's empty pull list replaces the file's. */
+  rules.has_pull = 1;
+  assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), 0);
+  assert_int_equal(r.npull, 0);
+  agent_rules_free(&r);
+
   p1.pattern = (char *)"([";
   p1.target = (char *)"x";
-  pr.rules = pv;
-  pr.n_rules = 1;
-  rules.onsub_pull = &pr;
+  rules.pull = &p1;
+  rules.npull = 1;
   assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), -1);
   assert_non_null(strstr(err, "onsub.pull pattern '(['"));
   assert_int_equal(r.npull, 0);
@@ -263,21 +266,21 @@ static void test_relay_rule_globs(void **state) {
     fail_msg("%s", err);
   load_ok(&c, "node: {secret: aaaaaaaa}\ncontroller: {url: \"tcp://h:1\"}\n"
               "cascadeclient: {relayapi: {allow: [/api/]}}\n");
-  Cascade__Control__Rules rules = CASCADE__CONTROL__RULES__INIT;
-  Cascade__Control__RelayApi ra = CASCADE__CONTROL__RELAY_API__INIT;
+  agentmsg_rules_t rules, *ra = &rules;
   char *allow[2] = {"/api/", "/api/x?"}, *deny[1] = {"/api/%61dmin/"};
-  rules.relayapi = &ra;
-  ra.allow = allow;
-  ra.n_allow = 2;
+  memset(&rules, 0, sizeof(rules));
+  rules.has_relayapi = 1;
+  ra->allow = allow;
+  ra->nallow = 2;
   assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), -1);
   assert_non_null(strstr(err, "relayapi.allow rule '/api/x?'"));
   assert_int_equal(r.nallow, 0);
-  ra.n_allow = 1;
-  ra.deny = deny;
-  ra.n_deny = 1;
+  ra->nallow = 1;
+  ra->deny = deny;
+  ra->ndeny = 1;
   assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), -1);
   assert_non_null(strstr(err, "relayapi.deny rule '/api/%61dmin/'"));
-  ra.n_deny = 0;
+  ra->ndeny = 0;
   assert_int_equal(agent_rules_build(&c, &rules, &r, err, sizeof(err)), 0);
   assert_int_equal(r.nallow, 1);
   agent_rules_free(&r);

@@ -54,26 +54,28 @@ static void test_round_trip(void **state) {
   assert_string_equal(st.node_name, "region");
   assert_int_equal(st.node_epoch, 1);
   assert_string_equal(st.ca_sha256, "AB:CD");
-  const Cascade__Control__Config *cf = st.config;
+  const agentmsg_config_t *cf = st.config;
   assert_int_equal(cf->generation, 12);
-  assert_int_equal(cf->topology->parent_id, 3);
-  assert_string_equal(cf->topology->parent_quic, "127.0.0.1:44944");
-  assert_int_equal(cf->topology->n_children, 1);
-  assert_int_equal(cf->topology->children[0]->id, 9);
-  assert_int_equal(cf->topology->children[0]->epoch, 2);
+  assert_int_equal(cf->parent_id, 3);
+  assert_string_equal(cf->parent_quic, "127.0.0.1:44944");
+  assert_int_equal(cf->nchildren, 1);
+  assert_int_equal(cf->children[0].id, 9);
+  assert_int_equal(cf->children[0].epoch, 2);
   /* Absent rules stay absent (the file's value applies), present ones kept. */
-  assert_null(cf->rules->relayapi);
-  assert_int_equal(cf->rules->onsub_pull->n_rules, 1);
-  assert_string_equal(cf->rules->onsub_pull->rules[0]->target, "m7s://$0");
-  assert_true(cf->rules->autopush->value);
+  assert_false(cf->rules.has_relayapi);
+  assert_true(cf->rules.has_pull);
+  assert_int_equal(cf->rules.npull, 1);
+  assert_string_equal(cf->rules.pull[0].target, "m7s://$0");
+  assert_true(cf->rules.has_autopush);
+  assert_true(cf->rules.autopush);
 
   char *text = agent_state_encode(&st);
   assert_non_null(text);
   assert_int_equal(agent_state_decode(text, strlen(text), &again, err, sizeof(err)), 0);
   assert_int_equal(again.config->generation, 12);
-  assert_null(again.config->rules->relayapi);
-  assert_non_null(again.config->rules->autopush);
-  assert_string_equal(again.config->topology->children[0]->name, "edge");
+  assert_false(again.config->rules.has_relayapi);
+  assert_true(again.config->rules.has_autopush);
+  assert_string_equal(again.config->children[0].name, "edge");
   free(text);
   agent_state_free(&again);
   agent_state_free(&st);
@@ -84,8 +86,76 @@ static void test_round_trip(void **state) {
                          "\"epoch\":1},\"children\":[{\"id\":9,\"name\":\"edge\",\"epoch\":2}]",
                          "\"parent\":null,\"children\":[]");
   assert_int_equal(agent_state_decode(root, strlen(root), &st, err, sizeof(err)), 0);
-  assert_int_equal(st.config->topology->parent_id, 0);
+  assert_int_equal(st.config->parent_id, 0);
+  assert_int_equal(st.config->nchildren, 0);
+  assert_string_equal(st.config->parent_name, ""); /* owned strings are never NULL */
   free(root);
+  agent_state_free(&st);
+}
+
+/* Files written by the agent before its configuration became a plain
+ * struct (agentmsg.h) -- the texts below are what that agent wrote --
+ * load, and are written again byte for byte: every field, lists present
+ * but empty, and rules all absent. */
+static const char *const WRITTEN_BEFORE[] = {
+    "{\n \"format\": \"cascade-agent-state\",\n \"version\": 1,\n \"node\": {\n  \"id\": 7,\n"
+    "  \"name\": \"region \xc3\xa9\",\n  \"epoch\": 3\n },\n \"ca_sha256\": \"AB:CD:EF\",\n"
+    " \"saved_at\": 1700000000,\n \"generation\": 4294967299,\n \"parent\": {\n  \"id\": 3,\n"
+    "  \"name\": \"hq\",\n  \"quic\": \"127.0.0.1:44944\",\n  \"epoch\": 2\n },\n"
+    " \"children\": [\n  {\n   \"id\": 9,\n   \"name\": \"edge-a\",\n   \"epoch\": 0\n  },\n"
+    "  {\n   \"id\": 11,\n   \"name\": \"edge-b\",\n   \"epoch\": 5\n  }\n ],\n \"rules\": {\n"
+    "  \"relayapi\": {\n   \"allow\": [\n    \"/api/\",\n    \"/x/\"\n   ],\n   \"deny\": [\n"
+    "    \"/api/admin/\"\n   ]\n  },\n  \"onsub_pull\": [\n   {\n    \"pattern\": \"^live/.*\",\n"
+    "    \"target\": \"m7s://$0\"\n   },\n   {\n    \"pattern\": \"^vod/(.*)\",\n"
+    "    \"target\": \"rtmp://h/$1\"\n   }\n  ],\n  \"autopush\": false\n }\n}",
+    "{\n \"format\": \"cascade-agent-state\",\n \"version\": 1,\n \"node\": {\n  \"id\": 1,\n"
+    "  \"name\": \"hq\",\n  \"epoch\": 0\n },\n \"ca_sha256\": \"00\",\n \"saved_at\": 0,\n"
+    " \"generation\": 1,\n \"parent\": null,\n \"children\": [],\n \"rules\": {\n"
+    "  \"relayapi\": {\n   \"allow\": [],\n   \"deny\": []\n  },\n  \"onsub_pull\": []\n }\n}",
+    "{\n \"format\": \"cascade-agent-state\",\n \"version\": 1,\n \"node\": {\n  \"id\": 1,\n"
+    "  \"name\": \"hq\",\n  \"epoch\": 0\n },\n \"ca_sha256\": \"00\",\n \"saved_at\": 0,\n"
+    " \"generation\": 1,\n \"parent\": null,\n \"children\": [],\n \"rules\": {}\n}",
+};
+
+static void test_written_before(void **state) {
+  (void)state;
+  agent_state_t st;
+  char err[320];
+  for (size_t i = 0; i < sizeof(WRITTEN_BEFORE) / sizeof(*WRITTEN_BEFORE); i++) {
+    const char *t = WRITTEN_BEFORE[i];
+    assert_int_equal(agent_state_decode(t, strlen(t), &st, err, sizeof(err)), 0);
+    char *again = agent_state_encode(&st);
+    assert_non_null(again);
+    assert_string_equal(again, t);
+    free(again);
+    agent_state_free(&st);
+  }
+  /* The first one, field by field. */
+  assert_int_equal(agent_state_decode(WRITTEN_BEFORE[0], strlen(WRITTEN_BEFORE[0]), &st, err,
+                                      sizeof(err)), 0);
+  const agentmsg_config_t *cf = st.config;
+  assert_int_equal(st.node_id, 7);
+  assert_string_equal(st.node_name, "region \xc3\xa9");
+  assert_int_equal(st.node_epoch, 3);
+  assert_int_equal(st.saved_at, 1700000000);
+  assert_true(cf->generation == 4294967299ull);
+  assert_int_equal(cf->parent_id, 3);
+  assert_string_equal(cf->parent_name, "hq");
+  assert_int_equal(cf->parent_epoch, 2);
+  assert_int_equal(cf->nchildren, 2);
+  assert_int_equal(cf->children[1].id, 11);
+  assert_string_equal(cf->children[1].name, "edge-b");
+  assert_int_equal(cf->children[1].epoch, 5);
+  assert_true(cf->rules.has_relayapi);
+  assert_int_equal(cf->rules.nallow, 2);
+  assert_string_equal(cf->rules.allow[1], "/x/");
+  assert_int_equal(cf->rules.ndeny, 1);
+  assert_string_equal(cf->rules.deny[0], "/api/admin/");
+  assert_int_equal(cf->rules.npull, 2);
+  assert_string_equal(cf->rules.pull[1].pattern, "^vod/(.*)");
+  assert_string_equal(cf->rules.pull[1].target, "rtmp://h/$1");
+  assert_true(cf->rules.has_autopush);
+  assert_false(cf->rules.autopush);
   agent_state_free(&st);
 }
 
@@ -266,6 +336,7 @@ static void test_save_load(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_written_before),
       cmocka_unit_test(test_truncated_everywhere),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test_setup_teardown(test_check, fix_setup, fix_teardown),

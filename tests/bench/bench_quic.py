@@ -179,6 +179,30 @@ def gtls_bulk(work, nbytes, loss=0, cc="cubic", delay=5):
             "srv_cpu": scpu}
 
 
+def paired(n, ours, peer):
+    """Runs |ours| and |peer| n times, alternating; each side's run with the median goodput, and
+    on ours the n ratios and their median (same-run pairs: the machine's load moves both)."""
+    qs, gs = [], []
+    for _ in range(n):
+        qs.append(ours())
+        if peer:
+            gs.append(peer())
+
+    def median(runs):
+        return sorted(runs, key=lambda r: r["mbps"])[len(runs) // 2]
+    q = dict(median(qs))
+    q["ok"] = all(r["ok"] for r in qs)
+    if not gs:
+        return q, None
+    g = dict(median(gs))
+    g["ok"] = all(r["ok"] for r in gs)
+    ratios = sorted(a["mbps"] / b["mbps"] for a, b in zip(qs, gs) if b["mbps"] > 0)
+    if ratios:
+        q["ratios"] = ratios
+        q["ratio"] = ratios[len(ratios) // 2]
+    return q, g
+
+
 def free_udp_port():
     import socket
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -241,6 +265,10 @@ def main():
     ap.add_argument("--bytes", type=int, default=1 << 30, help="bulk transfer size")
     ap.add_argument("--loss-bytes", type=int, default=16 << 20, help="transfer size under loss")
     ap.add_argument("--conns", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run each goodput row N times, the two sides alternating, and report "
+                         "the medians and the median of the N ratios (the peer's loss rows vary "
+                         "from run to run far more than ours)")
     args = ap.parse_args()
     ensure_build()
     have_gtls = GTLSSERVER and GTLSCLIENT
@@ -249,13 +277,15 @@ def main():
     os.makedirs(pki)
     rows = []
     try:
-        q = quicperf_bulk(pki, args.bytes)
-        g = gtls_bulk(work, args.bytes) if have_gtls else None
+        q, g = paired(args.repeat, lambda: quicperf_bulk(pki, args.bytes),
+                      (lambda: gtls_bulk(work, args.bytes)) if have_gtls else None)
         rows.append(("bulk goodput, 1 link, Mbit/s (>= 4000)", q, g, "mbps"))
         for loss in (1, 5):
             for cc in ("cubic", "bbr"):
-                q = quicperf_bulk(pki, args.loss_bytes, loss=loss, cc=cc)
-                g = gtls_bulk(work, args.loss_bytes, loss=loss, cc=cc) if have_gtls else None
+                q, g = paired(args.repeat,
+                              lambda: quicperf_bulk(pki, args.loss_bytes, loss=loss, cc=cc),
+                              (lambda: gtls_bulk(work, args.loss_bytes, loss=loss, cc=cc))
+                              if have_gtls else None)
                 rows.append(("goodput %d%% loss, 10 ms RTT, %s, Mbit/s" % (loss, cc), q, g, "mbps"))
         h = handshake_rate(pki, args.conns * 2)
         rows.append(("new links/s, one server core (>= 500)", h, None, "per_s"))
@@ -266,13 +296,15 @@ def main():
     print("%-48s %12s %12s %7s  %s" % ("measure", "quic.c", "gtls peer", "ratio", "CPU s (srv/cli)"))
     for name, q, g, key in rows:
         gv = g[key] if g else None
-        ratio = "%.2f" % (q[key] / gv) if gv else "-"
+        ratio = "%.2f" % (q.get("ratio") or q[key] / gv) if gv else "-"
         cpu = "%.2f/%.2f" % (q.get("srv_cpu", 0), q.get("cli_cpu", 0)) if "srv_cpu" in q else ""
         if g:
             cpu += "  peer %.2f/%.2f" % (g["srv_cpu"], g["cli_cpu"])
         flag = "" if q.get("ok", True) and (not g or g["ok"]) else "  (FAILED RUN)"
-        print("%-48s %12.1f %12s %7s  %s%s" % (name, q[key], "%.1f" % gv if gv else "-", ratio, cpu,
-                                               flag))
+        spread = "  ratios %s" % " ".join("%.2f" % r for r in q["ratios"]) \
+            if len(q.get("ratios", ())) > 1 else ""
+        print("%-48s %12.1f %12s %7s  %s%s%s" % (name, q[key], "%.1f" % gv if gv else "-", ratio,
+                                                 cpu, flag, spread))
     print("command: %s %s" % (os.path.relpath(__file__, ROOT), " ".join(sys.argv[1:])))
 
 

@@ -7,11 +7,16 @@
  * value, also make an API relay request: whatever the controller's check
  * (relaybounds_target) accepts, the agent's (ctlmsg_relay_request_check)
  * accepts; and a poll answer carrying it between two good requests always
- * decodes, with the good ones and the configuration intact. */
+ * decodes, with the good ones and the configuration intact.
+ *
+ * The agent's side of the codec (agentmsg.c) reads the same bytes as a
+ * Response: it accepts exactly what ctlmsg accepts, and every relay request
+ * and the configuration of what it accepts convert without a memory error. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "agentmsg.h"
 #include "ctlmsg.h"
 #include "relaybounds.h"
 #include "relpath.h"
@@ -98,6 +103,22 @@ static void relay_request(const uint8_t *data, size_t size) {
     abort();
   ctlmsg_relay_request_check(d->relay[1], why, sizeof(why));
   ctlmsg_free_response(d);
+  /* As the agent reads it: the good ones whole, the middle one judged alone. */
+  agentmsg_response_t a;
+  relay_header_t hv[RELAYBOUNDS_HEADERS_MAX];
+  relay_request_t rq;
+  if (agentmsg_decode_response(buf, len, &a, why, sizeof(why)) != 0 || a.nrelay != 3 ||
+      a.config.generation != 7)
+    abort();
+  if (agentmsg_relay_request(&a, 0, &rq, hv, why, sizeof(why)) != 0 || rq.id != 1 ||
+      strcmp(rq.path, "/api/stream/list") != 0 ||
+      agentmsg_relay_request(&a, 2, &rq, hv, why, sizeof(why)) != 0 || rq.id != 3)
+    abort();
+  if (agentmsg_relay_request(&a, 1, &rq, hv, why, sizeof(why)) == 0 &&
+      (rq.nheaders != 1 || strcmp(rq.method, method) != 0 || strcmp(rq.headers[0].name, hname)))
+    abort();
+  if (rq.id != 2) abort();
+  agentmsg_response_free(&a);
   free(buf);
   free(raw);
   free(norm);
@@ -127,12 +148,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   why[0] = '\0';
   Cascade__Control__Response *r = ctlmsg_decode_response(data, size, why, sizeof(why));
   if (r == NULL && why[0] == '\0') abort();
+  int decoded = r != NULL;
   if (r) {
     if (r->status == NULL) abort();
     uint8_t *buf = ctlmsg_pack_response(r, &len);
     if (buf == NULL) abort();
     free(buf);
     ctlmsg_free_response(r);
+  }
+  agentmsg_response_t a;
+  why[0] = '\0';
+  int arv = agentmsg_decode_response(data, size, &a, why, sizeof(why));
+  if ((arv == 0) != decoded || (arv != 0 && why[0] == '\0')) abort();
+  if (arv == 0) {
+    relay_header_t hv[RELAYBOUNDS_HEADERS_MAX];
+    relay_request_t rq;
+    agentmsg_config_t copy;
+    for (size_t i = 0; i < a.nrelay; i++)
+      if (agentmsg_relay_request(&a, i, &rq, hv, why, sizeof(why)) == 0 &&
+          (rq.nheaders > RELAYBOUNDS_HEADERS_MAX || rq.method == NULL || rq.path == NULL))
+        abort();
+    if (agentmsg_config_copy(&a.config, &copy) != 0 || copy.nchildren != a.config.nchildren ||
+        copy.rules.npull != a.config.rules.npull)
+      abort();
+    agentmsg_config_free(&copy);
+    agentmsg_response_free(&a);
   }
   return 0;
 }

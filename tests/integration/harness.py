@@ -667,17 +667,24 @@ class Controller:
     def binary(self):
         return controller_path()
 
+    def command(self):
+        """The argv that runs this server (a subclass may run it elsewhere, e.g. in a container)."""
+        return [self.binary(), "-c", self.config_path]
+
+    def popen_env(self):
+        env = sanitizer_env()
+        env.update(self.extra_env)
+        return env
+
     def restart_after_kill(self, timeout=30):
         """kill -9 the process, then start it again on the same ports with the same config."""
         self.proc.kill()
         self.proc.wait()
         self._logf.close()
-        env = sanitizer_env()
-        env.update(self.extra_env)
         self._logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary(), "-c", self.config_path],
-                                     stdin=subprocess.DEVNULL, stdout=self._logf,
-                                     stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._logf,
+                                     stderr=subprocess.STDOUT, env=self.popen_env(),
+                                     preexec_fn=_die_with_parent)
         self.wait_healthy(timeout)
         return self
 
@@ -686,13 +693,10 @@ class Controller:
         for attempt in range(3):
             self.port = free_port()
             self.write_config()
-            env = sanitizer_env()
-            env.update(self.extra_env)
             self._logf = open(self.log_path, "ab")
-            self.proc = subprocess.Popen([self.binary(), "-c", self.config_path],
-                                         stdin=subprocess.DEVNULL, stdout=self._logf,
-                                         stderr=subprocess.STDOUT, env=env,
-                                         preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                         stdout=self._logf, stderr=subprocess.STDOUT,
+                                         env=self.popen_env(), preexec_fn=_die_with_parent)
             self.returncode = None
             if not wait:
                 return self
@@ -920,7 +924,7 @@ class Agent(Controller):
                    for l in self.status()["links"])
 
 
-def start_tree(ctl, layout, config, agents, timeout=30):
+def start_tree(ctl, layout, config, agents, timeout=30, agent_class=None):
     """A cascade as the controller's registry and real agents: |layout| lists (name, parent
     name or None) parents first; each node is created over the REST API (secret name +
     "-secret") and started with a copy of |config|, nodes with children listening for QUIC on a
@@ -942,7 +946,7 @@ def start_tree(ctl, layout, config, agents, timeout=30):
         if name in parents:
             cfg = deep_merge(cfg, {"cascadeserver": {"quic": {
                 "listenaddr": "127.0.0.1:%d" % free_udp_port()}}})
-        agents[name] = Agent(ctl, name, name + "-secret", config=cfg)
+        agents[name] = (agent_class or Agent)(ctl, name, name + "-secret", config=cfg)
     for name, parent in layout:
         if parent:
             wait_for(lambda a=agents[name], pid=ids[parent]: a.parent_up(pid), timeout,

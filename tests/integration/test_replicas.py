@@ -5,9 +5,11 @@ Three cascade-controller processes share one database and one CA; agents of a sm
 (hq <- region <- edge1/edge2) each dial one replica. Checked: every REST call answers the same on
 every replica; a rule changed through one replica reaches a node held by another within 1 s
 (LISTEN/NOTIFY); starting or restarting a replica changes no node's status; after kill -9 of a
-replica its nodes stay online until their session lease runs out; a replica with another CA
-refuses to start naming both fingerprints; PostgreSQL restarted under the replicas; three
-replicas started at once on an empty database."""
+replica its nodes stay online until their session lease runs out, and its agents move to
+another replica within 5 s while REST calls and relays through the others keep succeeding
+(started again, it changes no node's status); a replica with another CA refuses to start naming
+both fingerprints; PostgreSQL restarted under the replicas; three replicas started at once on an
+empty database."""
 
 import base64
 import hashlib
@@ -16,6 +18,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -44,6 +47,46 @@ def ca_fingerprint(path):
     der = base64.b64decode("".join(b64.group(1).split()))
     h = hashlib.sha256(der).hexdigest().upper()
     return ":".join(h[i:i + 2] for i in range(0, 64, 2))
+
+
+class RestLoop(threading.Thread):
+    """REST calls in a loop against |ctls| in turn until stop(): the node list and the API relay
+    to each of |relay_ids| (nodes whose sessions the failover does not move). Every call that
+    does not answer 200 with what it asked for is kept in |failures|."""
+
+    def __init__(self, ctls, relay_ids):
+        super().__init__(daemon=True)
+        self.ctls, self.relay_ids = list(ctls), list(relay_ids)
+        self.nnodes = len(LAYOUT)
+        self.calls = 0
+        self.failures = []
+        self._halt = threading.Event()
+
+    def call(self, c, path, check):
+        try:
+            st, _, body = c.api("GET", path, timeout=5)
+            ok = st == 200 and check(body)
+        except Exception as e:  # noqa: BLE001 - a refused or reset connection is a failure too
+            st, body, ok = None, repr(e), False
+        self.calls += 1
+        if not ok:
+            self.failures.append((round(time.monotonic(), 2), c.port, path, st, str(body)[:200]))
+
+    def run(self):
+        i = 0
+        while not self._halt.is_set():
+            c = self.ctls[i % len(self.ctls)]
+            self.call(c, CLIENTS + "?size=1000",
+                      lambda b: len(b["data"]) == self.nnodes)
+            if self.relay_ids:
+                nid = self.relay_ids[i % len(self.relay_ids)]
+                self.call(c, "/api/relay/%d/api/cascade/status" % nid,
+                          lambda b, nid=nid: b["data"]["instance_id"] == nid)
+            i += 1
+
+    def stop(self):
+        self._halt.set()
+        self.join(30)
 
 
 class ReplicasTest(unittest.TestCase):
@@ -287,30 +330,73 @@ class ReplicasTest(unittest.TestCase):
         del victim
 
     def test_kill9_agent_moves_to_another_replica(self):
+        """kill -9 of the replica holding sessions (issue 15, "Tests"): its nodes are back on
+        another replica within 5 s; a REST loop against the surviving replicas sees no failed
+        call meanwhile; the API relay reaches every node through every surviving replica; the
+        killed replica started again changes no node's status."""
         self.replicas(3, control={"sessionlease": "15s"})
         urls = ["tls+tcp://127.0.0.1:%d" % c.control_port for c in self.ctls]
         self.tree(agent_config={"controller": {"url": urls}})
         for c in self.ctls:
             harness.wait_for(lambda c=c: self.all_online(c), 10, what="every node online")
-        victim_id = self.replica_id(self.ctls[0])
+        victim, survivors = self.ctls[0], self.ctls[1:]
+        victim_id = self.replica_id(victim)
         moving = [n for n in self.ids if self.holder(self.ids[n]) == victim_id]
         self.assertTrue(moving, "no node held by replica 0")
+        staying = [n for n in self.ids if n not in moving]
         before = self.disconnects()
-        self.ctls[0].proc.kill()
-        t_kill = time.monotonic()
-        self.ctls[0].proc.wait()
-        self.ctls[0].proc = None
-        self.ctls[0]._logf.close()
-        for n in moving:
-            harness.wait_for(lambda n=n: self.holder(self.ids[n]) not in (None, victim_id), 10,
-                             interval=0.05, what="%s taken by another replica" % n)
-        took = time.monotonic() - t_kill
-        print("\nkill -9 of a replica: its %d node(s) held by another replica after %.2f s"
-              % (len(moving), took))
+        loop = RestLoop(survivors, [self.ids[n] for n in staying])
+        loop.start()
+        try:
+            harness.wait_for(lambda: loop.calls >= 10, 10, what="the REST loop under way")
+            victim.proc.kill()
+            t_kill = time.monotonic()
+            calls_at_kill = loop.calls
+            victim.proc.wait()
+            victim.proc = None
+            victim._logf.close()
+            for n in moving:
+                harness.wait_for(lambda n=n: self.holder(self.ids[n]) not in (None, victim_id),
+                                 10, interval=0.05, what="%s taken by another replica" % n)
+            took = time.monotonic() - t_kill
+            during = loop.calls - calls_at_kill
+            # the API relay to every node (the moved ones too) through every surviving replica
+            for c in survivors:
+                for name, nid in self.ids.items():
+                    st, _, body = c.api("GET", "/api/relay/%d/api/cascade/status" % nid)
+                    self.assertEqual(st, 200, "%s through replica %d after the kill: %r"
+                                     % (name, self.ctls.index(c), body))
+                    self.assertEqual((body["data"]["name"], body["data"]["instance_id"]),
+                                     (name, nid), body)
+        finally:
+            loop.stop()
+        print("\nkill -9 of a replica: its %d node(s) held by another replica after %.2f s; "
+              "REST loop: %d calls, %d during the failover, %d failed"
+              % (len(moving), took, loop.calls, during, len(loop.failures)))
         self.assertLess(took, 5.0)
+        self.assertEqual(len(loop.failures), 0, "calls to the surviving replicas failed (time, "
+                         "port, path, status, body), the first five: %r" % loop.failures[:5])
+        self.assertGreater(during, 10, "the REST loop made too few calls to show anything")
         self.assertTrue(self.all_online(self.ctls[1]))
         self.assertEqual(self.disconnects(), before, "a node went offline")
-        self.ctls.pop(0)
+
+        # the killed replica starts again: no node's status changes on any replica, for a
+        # while after it is ready (a start that marked nodes offline, or took sessions
+        # and dropped them, would show here)
+        victim.start()
+        t_ready = time.monotonic()
+        seen = 0
+        while time.monotonic() - t_ready < 3.0:
+            for c in self.ctls:
+                n = self.nodes(c)
+                self.assertEqual({k: v["online"] for k, v in n.items()},
+                                 {k: True for k in self.ids},
+                                 "a status changed %.2f s after replica 0 started again (on "
+                                 "replica %d)" % (time.monotonic() - t_ready, self.ctls.index(c)))
+                seen += 1
+        self.assertGreater(seen, 3)
+        self.assertEqual(self.disconnects(), before, "a node went offline after the restart")
+        # its log holds the killed run's lines too: checked against the same list at teardown
 
     def test_replica_with_another_ca_refuses_to_start(self):
         first = self.replica()

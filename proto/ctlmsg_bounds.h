@@ -1,0 +1,25 @@
+/* The control channel's size cap and field bounds (docs/protocol.md), apart
+ * from the codec (ctlmsg.h) so that code which never sees a generated type
+ * (the agent, through agentmsg.h) can size its buffers by them. */
+#ifndef CASCADE_CTLMSG_BOUNDS_H
+#define CASCADE_CTLMSG_BOUNDS_H
+
+#include "relaybounds.h"
+
+#define CTLMSG_MAX (1024 * 1024)
+#define CTLMSG_SESSION_LEN 16
+#define CTLMSG_FIELD_MAX 256
+#define CTLMSG_CSR_MAX (16 * 1024)
+#define CTLMSG_JOIN_TOKEN_MAX 128           /* Register.join_token */
+#define CTLMSG_CERT_MAX (16 * 1024)
+/* API relay bounds (docs/protocol.md, "API relay"); those of a request are
+ * relaybounds.h's, shared with the controller's checks. */
+#define CTLMSG_RELAY_BODY_MAX RELAYBOUNDS_BODY_MAX /* request body carried to the node */
+#define CTLMSG_RELAY_CHUNK_MAX (256 * 1024) /* response data per RelayResponse */
+#define CTLMSG_RELAY_HEADERS_MAX 64         /* of a RelayResponse */
+#define CTLMSG_RELAY_HNAME_MAX 256
+#define CTLMSG_RELAY_HVALUE_MAX 4096
+#define CTLMSG_RELAY_PER_POLL 64            /* RelayRequests in one poll answer */
+#define CTLMSG_STREAMS_MAX 1024             /* stream reports read per heartbeat */
+
+#endif
