@@ -1,21 +1,22 @@
 #!/usr/bin/env python3
-"""cmake --install into a DESTDIR (prefix /usr): the binaries, the example configurations, the
-documentation and the systemd units of deploy/systemd/ (when there are any) land where
-docs/operations.md says; the installed binaries run --version and accept the installed
-examples with --check; a broken copy of an example is refused with exit code 2.
+"""cmake --install into a DESTDIR (the configured prefix): the binaries, the example
+configurations, the documentation and the systemd units (one per deploy/systemd/*.service.in)
+land where docs/operations.md says; each unit starts the installed binary; the installed binaries
+run --version and accept the installed examples with --check; a broken copy of an example is
+refused with exit code 2.
 
-usage: test_install.py CMAKE BUILD_DIR SOURCE_DIR"""
+usage: test_install.py CMAKE BUILD_DIR SOURCE_DIR PREFIX"""
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import unittest
 
-CMAKE, BUILD, SOURCE = sys.argv[1:4] if len(sys.argv) >= 4 else (None, None, None)
-PREFIX = "/usr"
+CMAKE, BUILD, SOURCE, PREFIX = sys.argv[1:5] if len(sys.argv) >= 5 else (None,) * 4
 
 
 def sanitizer_env():
@@ -31,7 +32,8 @@ class InstallTest(unittest.TestCase):
         cls.dest = tempfile.mkdtemp(prefix="cascade-install-")
         env = sanitizer_env()
         env["DESTDIR"] = cls.dest
-        r = subprocess.run([CMAKE, "--install", BUILD, "--prefix", PREFIX], env=env,
+        # the configured prefix: the units name the binaries' installed paths
+        r = subprocess.run([CMAKE, "--install", BUILD], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=120)
         cls.install_log = r.stdout
@@ -60,11 +62,18 @@ class InstallTest(unittest.TestCase):
             self.assertTrue(os.path.isfile(os.path.join(doc, name)), name)
         for name in ("controller.yaml", "agent.yaml"):
             self.assertTrue(os.path.isfile(os.path.join(doc, "examples", name)), name)
-        units = sorted(os.path.basename(u)
-                       for u in glob.glob(os.path.join(SOURCE, "deploy", "systemd", "*.service")))
-        installed = sorted(os.path.basename(u) for u in glob.glob(
-            self.path("lib", "systemd", "system", "*.service")))
-        self.assertEqual(installed, units)
+        units = sorted(os.path.basename(u)[:-3] for u in glob.glob(
+            os.path.join(SOURCE, "deploy", "systemd", "*.service.in")))
+        installed = glob.glob(self.path("lib", "systemd", "system", "*.service"))
+        self.assertEqual(sorted(os.path.basename(u) for u in installed), units)
+        for u in installed:
+            with open(u) as f:
+                text = f.read()
+            m = re.search(r"^ExecStart=(\S+)", text, re.M)
+            self.assertIsNotNone(m, u)
+            # the path the unit starts is the binary installed (under DESTDIR)
+            self.assertTrue(os.path.isfile(self.dest + m.group(1)), m.group(1))
+            self.assertNotIn("@", text, u)
         # nothing of the test suite is installed
         self.assertEqual(sorted(os.listdir(self.path("bin"))),
                          ["cascade-agent", "cascade-controller"])
