@@ -105,10 +105,17 @@ class ProbeTest(unittest.TestCase):
         self.ctl.stop()
 
     def test_readyz_waits_for_a_configuration_and_logs_are_json(self):
-        # the node does not exist yet: the agent cannot authenticate, so it has no configuration
-        a = harness.Agent(self.ctl, "probe-ready", "probe-ready-secret", config={
+        # without the join token the node registers itself pending: no configuration until an
+        # operator approves it
+        a = harness.Agent(self.ctl, "probe-ready", "probe-ready-secret", join=False, config={
             "controller": {"backoffmax": 1000}, "log": {"format": "json"}})
         self.agents.append(a)
+
+        def pending_id():
+            st, _, body = self.ctl.api("GET", "/api/cascade/clients?name=probe-ready")
+            nodes = body["data"] if st == 200 else []
+            return nodes[0]["id"] if nodes and nodes[0]["pending"] else None
+        node = harness.wait_for(pending_id, 30, what="the node registered, pending")
         st, body = get(a.host, a.port, "/readyz")
         self.assertEqual(st, 503, body)
         self.assertIn("no configuration", body["message"])
@@ -118,8 +125,8 @@ class ProbeTest(unittest.TestCase):
         # the probes are the public port's only routes besides /flv/
         self.assertEqual(get(a.host, a.port, "/api/cascade/status")[0], 404)
 
-        harness.envelope_ok(self, self.ctl.api("POST", "/api/cascade/clients", {
-            "name": "probe-ready", "secret": "probe-ready-secret"}), 201)
+        harness.envelope_ok(self, self.ctl.api("PUT", "/api/cascade/clients/%d" % node,
+                                               {"pending": False}))
         harness.wait_for(lambda: get(a.host, a.port, "/readyz")[0] == 200, 30,
                          what="/readyz 200 once configured")
         st, body = get(a.host, a.port, "/readyz")
