@@ -68,12 +68,11 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
       "links", l ? links_status(l) : json_array(),
       "cascade", casc ? casc_status(casc) : json_null());
   /* json_pack steals the "o" references even when it fails. */
-  if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   json_decref(d);
   return out;
 }
 
-static const char HEALTHZ[] = "{\"code\":0,\"message\":\"success\",\"data\":{\"status\":\"ok\"}}";
 
 static char *wrap_status(const agent_t *a, size_t *len) {
   char *d = agent_status_json(a->ctl, a->links, a->casc, a->cfg), *out = NULL;
@@ -87,7 +86,8 @@ static char *wrap_status(const agent_t *a, size_t *len) {
 static char *envelope(int code, const char *message, json_t *data, size_t *len) {
   json_t *b = json_pack("{s:i,s:s,s:o}", "code", code, "message", message, "data",
                         data ? data : json_null());
-  char *out = b ? json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  char *out =
+      b ? json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) : NULL;
   json_decref(b);
   *len = out ? strlen(out) : 0;
   return out;
@@ -170,6 +170,46 @@ static int echo(const httpflv_request_t *rq, httpflv_reply_t *out) {
   return out->body ? 200 : 500;
 }
 
+/* probe answers /healthz (the loop turns: see health.h) and /readyz (the
+ * listeners are bound and a configuration runs). Both are answered by the
+ * loop itself: a loop stuck for good answers neither, which a probe sees
+ * as its timeout. */
+static int probe(agent_t *a, const char *path, httpflv_reply_t *out) {
+  char why[256];
+  int ok;
+  json_t *d;
+  if (strcmp(path, "/healthz") == 0) {
+    ok = health_live(&a->health, health_interval(a->health.bound), ev_time(), why, sizeof(why));
+    d = json_pack("{s:s}", "status", "ok");
+  } else if (a->draining) {
+    ok = 0;
+    snprintf(why, sizeof(why), "shutting down");
+    d = NULL;
+  } else {
+    const ctlc_t *c = a->ctl;
+    ok = health_ready(a->media_on, c ? (unsigned long long)c->applied_gen : 0,
+                      c ? c->cached : 0, why, sizeof(why));
+    d = ok ? json_pack("{s:s,s:I,s:s}", "status", "ready", "config_generation",
+                       (json_int_t)c->applied_gen, "from",
+                       c->cached ? "state file" : "controller")
+           : NULL;
+  }
+  if (!ok) {
+    json_decref(d);
+    out->body = envelope(503, why, NULL, &out->len);
+    return out->body ? 503 : 500;
+  }
+  out->body = envelope(0, "success", d, &out->len);
+  return out->body ? 200 : 500;
+}
+
+static void on_health_tick(struct ev_loop *loop, ev_timer *w, int revents) {
+  agent_t *a = w->data;
+  (void)loop;
+  (void)revents;
+  health_tick(&a->health, health_interval(a->health.bound), ev_time());
+}
+
 /* on_api answers the local API on the loop thread: the state it shows is
  * read where it lives. */
 static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) {
@@ -179,16 +219,16 @@ static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) 
   out->ctype = "application/json";
   if (strcmp(path, "/api/cascade/linktest") == 0) return linktest(a, rq, out);
   if (strcmp(path, "/api/cascade/echo") == 0) return echo(rq, out);
-  if (strcmp(path, "/healthz") != 0 && strcmp(path, "/api/cascade/status") != 0 &&
+  if (strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0 &&
+      strcmp(path, "/api/cascade/status") != 0 &&
       strcmp(path, "/api/stream/list") != 0 && strcmp(path, "/metrics") != 0)
     return 0;
   if (!get) {
     out->allow = "GET, HEAD";
     return 405;
   }
-  if (strcmp(path, "/healthz") == 0) {
-    out->body = strdup(HEALTHZ);
-    out->len = out->body ? strlen(out->body) : 0;
+  if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
+    return probe(a, path, out);
   } else if (strcmp(path, "/api/cascade/status") == 0) {
     out->body = wrap_status(a, &out->len);
   } else if (strcmp(path, "/api/stream/list") == 0) {
@@ -218,10 +258,55 @@ static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) 
   return out->body ? 200 : 500;
 }
 
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
+static void on_drain_check(struct ev_loop *loop, ev_timer *w, int revents) {
+  agent_t *a = w->data;
   (void)revents;
-  log_info(MOD, "signal %d: shutting down", w->signum);
+  unsigned conns = media_connections(&a->media);
+  size_t links = links_open(a->links);
+  if (conns > 0 || links > 0) return;
+  log_info(MOD, "drained in %.2f s: exiting", ev_now(loop) - a->drain_start);
   ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_drain_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
+  agent_t *a = w->data;
+  (void)revents;
+  log_warn(MOD, "shutdown.timeout (%.1f s) reached with %u connections and %zu links still "
+           "open: exiting", (double)a->cfg->shutdown_ms / 1000.0,
+           media_connections(&a->media), links_open(a->links));
+  ev_break(loop, EVBREAK_ALL);
+}
+
+/* on_signal drains on the first SIGTERM or SIGINT (docs/operations.md,
+ * "Stopping"): listeners close, links close as going away, players get the
+ * end of their streams; the loop ends when nothing is left open or at
+ * shutdown.timeout. A second signal ends it at once. */
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
+  agent_t *a = w->data;
+  (void)revents;
+  if (a->draining) {
+    log_info(MOD, "signal %d again: exiting now", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+    return;
+  }
+  if (!a->media_on || a->cfg->shutdown_ms == 0) {
+    log_info(MOD, "signal %d: shutting down", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+    return;
+  }
+  a->draining = 1;
+  a->drain_start = ev_now(loop);
+  log_info(MOD, "signal %d: draining for at most %.1f s (shutdown.timeout): listeners closed, "
+           "links closing as going away, players ending", w->signum,
+           (double)a->cfg->shutdown_ms / 1000.0);
+  media_drain(&a->media);
+  links_drain(a->links);
+  ev_timer_init(&a->drain_check, on_drain_check, 0.05, 0.05);
+  a->drain_check.data = a;
+  ev_timer_start(loop, &a->drain_check);
+  ev_timer_init(&a->drain_deadline, on_drain_deadline, (double)a->cfg->shutdown_ms / 1000.0, 0.);
+  a->drain_deadline.data = a;
+  ev_timer_start(loop, &a->drain_deadline);
 }
 
 static void on_ctl_change(ctlc_t *c, void *arg) {
@@ -310,8 +395,16 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
   if (ctlc_hub_init(&a->hub, loop, cfg, nsim > 0, err, errlen) != 0) return -1;
   ev_signal_init(&a->sigint, on_signal, SIGINT);
   ev_signal_init(&a->sigterm, on_signal, SIGTERM);
+  a->sigint.data = a->sigterm.data = a;
   ev_signal_start(loop, &a->sigint);
   ev_signal_start(loop, &a->sigterm);
+  {
+    double bound = (double)cfg->health_stall_ms / 1000.0, iv = health_interval(bound);
+    health_init(&a->health, bound, ev_time());
+    ev_timer_init(&a->health_tick, on_health_tick, iv, iv);
+    a->health_tick.data = a;
+    ev_timer_start(loop, &a->health_tick);
+  }
 
   if (nsim > 0) {
     if ((a->sim = calloc(nsim, sizeof(*a->sim))) == NULL) {
@@ -372,6 +465,9 @@ fail:
 void agent_stop(agent_t *a) {
   if (a == NULL || a->loop == NULL) return;
   ev_timer_stop(a->loop, &a->sim_report);
+  ev_timer_stop(a->loop, &a->health_tick);
+  ev_timer_stop(a->loop, &a->drain_check);
+  ev_timer_stop(a->loop, &a->drain_deadline);
   ev_signal_stop(a->loop, &a->sigint);
   ev_signal_stop(a->loop, &a->sigterm);
   /* Relays first: they use the control socket and the local server. */

@@ -8,6 +8,7 @@
 #include "agent_config.h"
 #include "cascade.h"
 #include "ctlc.h"
+#include "health.h"
 #include "links.h"
 #include "media.h"
 #include "relayc.h"
@@ -24,8 +25,13 @@ typedef struct agent {
   casc_t *casc;                  /* autopush and on-demand pull over the links */
   relayc_t *relays;              /* the API relay's requests to our admin listener */
   int media_on;
+  int draining;                  /* SIGTERM: stopping (readiness fails) */
   ev_signal sigint, sigterm;
   ev_timer sim_report;
+  health_t health;               /* the loop's turns, for /healthz */
+  ev_timer health_tick;
+  double drain_start;
+  ev_timer drain_check, drain_deadline;
 } agent_t;
 
 /* agent_status_json renders the "data" object of GET /api/cascade/status

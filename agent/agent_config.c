@@ -13,6 +13,7 @@
 #include "log.h"
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const ctl_schemes[] = {"tls+tcp://", "tcp://", NULL};
 static const char *const quic_ccs[] = {"auto", "bbr", "bbr2", "cubic", "reno", NULL};
 
@@ -180,6 +181,15 @@ const cfg_key_t agent_config_table[] = {
      "An on-demand pull with no player left stops after this; a player within it reuses it."},
     {"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, 0,
      "Lowest level logged: debug, info, warn or error."},
+    {"shutdown.timeout", CFG_DURATION, OFF(shutdown_ms), "10s", 0, 300000, NULL, 0,
+     "On SIGTERM the agent stops accepting, closes its links as going away and ends its "
+     "players' streams, then exits 0; it exits anyway after this (or at a second SIGTERM)."},
+    {"health.loopstall", CFG_DURATION, OFF(health_stall_ms), "5s", 100, 600000, NULL, 0,
+     "GET /healthz answers 503 for 10 s after the event loop went this long without turning "
+     "(a loop stuck for good cannot answer at all: the probe times out)."},
+    {"log.format", CFG_ENUM, OFF(log_format), "text", 0, 0, log_formats, 0,
+     "text: one line per event on stderr; json: one JSON object per line on stdout (time, "
+     "level, module, context, message)."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
 };
 

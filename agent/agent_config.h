@@ -31,6 +31,9 @@ typedef struct agent_config {
   cfg_strlist_t relay_deny;
   cfg_strmap_t onsub_pull;
   int log_level;
+  int log_format;              /* LOG_FORMAT_TEXT or LOG_FORMAT_JSON */
+  long long shutdown_ms;       /* SIGTERM: the longest a drain takes */
+  long long health_stall_ms;   /* /healthz fails after a loop turn this long */
   /* media (docs/media.md) */
   char *rtmp_listenaddr;
   long long rtmp_maxconns;

@@ -105,6 +105,7 @@ struct links {
   time_t ep_not_before, ep_not_after;
   int ep_server, ep_family;
   int renewing;               /* links closed to restart the endpoint */
+  int draining;               /* links_drain: shutting down */
   double ep_retry_at, ep_retry_s;
   size_t nconns;              /* connections with a peer, until on_close */
   link_peer_t *peers;         /* owned list: every connection with a peer */
@@ -174,6 +175,7 @@ static const char *err_name(uint64_t code) {
   case LINK_ERR_RENEW: return "certificate renewed";
   case LINK_ERR_STALE_CERT: return "certificate of old credentials";
   case LINK_ERR_PROBE: return "static parent probed";
+  case LINK_ERR_GOING_AWAY: return "going away (the node shuts down)";
   default: return "application error";
   }
 }
@@ -484,6 +486,11 @@ static void on_accept(quic_conn *c, void *ud) {
   int64_t id = peer_node(c, &epoch);
   const ctlc_child_t *k;
 
+  if (L->draining) {
+    quic_conn_set_user_data(c, NULL);
+    quic_conn_close(c, LINK_ERR_GOING_AWAY);
+    return;
+  }
   if (id < 0) {
     refuse(L, c, REF_BAD_CERT, RL_BAD_CERT, LINK_ERR_BAD_CERT,
            "its certificate names no cascade node");
@@ -687,7 +694,22 @@ static void on_close(quic_conn *c, const quic_close_info *info, void *ud) {
     if (p->up && L->on_parent) L->on_parent(L->on_parent_arg, NULL, NULL, 0);
     quic_conn_get_stats(c, &L->plast);
     if (p->up) log_info(MOD, "[link %s %s] parent down: %s", L->pname, L->paddr, why);
-    parent_failed(L, why);
+    if (L->draining) {
+      link_fsm_stop(&L->fsm, ev_now(L->loop));
+    } else if (info->by_peer && info->is_app && info->code == LINK_ERR_GOING_AWAY) {
+      /* The parent shuts down (a restart, most often): no failure to warn
+       * about; the backoff starts over and the next failures, while it is
+       * away, are logged as usual. */
+      snprintf(L->plast_error, sizeof(L->plast_error), "%s", why);
+      if (L->fsm.state == LINK_FSM_UP) L->fsm.since = 0; /* counts as stable */
+      long long ms = link_fsm_failed(&L->fsm, ev_now(L->loop), L->cfg->reconnectmax_ms, rnd(L));
+      L->p_since_wall = time(NULL);
+      log_info(MOD, "[link %s %s] the parent is going away; reconnecting in %lld ms", L->pname,
+               L->paddr, ms);
+      arm_retry(L);
+    } else {
+      parent_failed(L, why);
+    }
   }
   peer_free(L, p);
 }
@@ -859,7 +881,7 @@ void links_reconcile(links_t *L) {
   char addr[260], name[80];
   int64_t id;
 
-  if (L == NULL || !ready(L)) return;
+  if (L == NULL || L->draining || !ready(L)) return;
   const ctlc_t *c = L->ctl;
   double now = ev_now(L->loop);
   parent_target(L, addr, sizeof(addr), &id, name, sizeof(name));
@@ -972,6 +994,11 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- status ----------------------------------------------------------------- */
 
+/* ms_json: milliseconds (> 0) to the microsecond (3 decimals). */
+static json_t *ms_json(double ms) {
+  return json_real((double)(long long)(ms * 1000.0 + 0.5) / 1000.0);
+}
+
 static json_t *wall_json(time_t t) {
   char buf[TIMEFMT_LEN];
   const char *s = timefmt_rfc3339((int64_t)t, buf);
@@ -987,8 +1014,8 @@ static json_t *link_json(int64_t id, const char *name, const char *role, const c
   json_t *o = json_pack("{s:o,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "peer_id",
                    id > 0 ? json_integer(id) : json_null(), "peer_name", name, "role", role,
                    "address", addr, "state", state, "since", wall_json(since), "rtt_ms",
-                   conn && st.srtt_ms > 0 ? json_real(st.srtt_ms) : json_null(), "min_rtt_ms",
-                   conn && st.min_rtt_ms > 0 ? json_real(st.min_rtt_ms) : json_null(), "cwnd",
+                   conn && st.srtt_ms > 0 ? ms_json(st.srtt_ms) : json_null(), "min_rtt_ms",
+                   conn && st.min_rtt_ms > 0 ? ms_json(st.min_rtt_ms) : json_null(), "cwnd",
                    (json_int_t)(conn ? st.cwnd : 0), "in_flight",
                    (json_int_t)(conn ? st.bytes_in_flight : 0), "unsent",
                    (json_int_t)(conn ? st.bytes_unsent : 0), "bytes_in",
@@ -1218,6 +1245,26 @@ void links_set_media(links_t *L, hub_t *hub, links_parent_fn fn, void *arg) {
   L->hub = hub;
   L->on_parent = fn;
   L->on_parent_arg = arg;
+}
+
+void links_drain(links_t *L) {
+  if (L == NULL || L->draining) return;
+  L->draining = 1;
+  ev_timer_stop(L->loop, &L->retry);
+  for (link_peer_t *p = L->peers; p; p = p->next) {
+    if (p->conn == NULL) continue;
+    if (p->role == ROLE_CHILD && p->up)
+      log_info(MOD, "[link %s %s] closing: this node shuts down", p->rec ? p->rec->name : "-",
+               quic_conn_peer_name(p->conn));
+    close_peer(p, LINK_ERR_GOING_AWAY, "this node shuts down");
+  }
+  if (L->parent == NULL) link_fsm_stop(&L->fsm, ev_now(L->loop));
+}
+
+size_t links_open(const links_t *L) {
+  size_t n = 0;
+  for (const link_peer_t *p = L ? L->peers : NULL; p; p = p->next) n++;
+  return n;
 }
 
 void links_free(links_t *L) {

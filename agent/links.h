@@ -34,6 +34,7 @@
 #define LINK_ERR_RENEW 0x207          /* the endpoint restarts with a renewed certificate */
 #define LINK_ERR_STALE_CERT 0x208     /* the peer's certificate names an old credential epoch */
 #define LINK_ERR_PROBE 0x209          /* child: static parent found, waiting for the assignment */
+#define LINK_ERR_GOING_AWAY 0x20a     /* the node shuts down (SIGTERM): a normal close */
 
 #define LINKTEST_MAX_BYTES (1024ull * 1024 * 1024)
 
@@ -52,6 +53,14 @@ typedef void (*links_parent_fn)(void *arg, quic_conn *c, relay_t *r, int64_t id)
  * served on every verified link through a relay) and the parent hook.
  * Call it before the first links_reconcile. */
 void links_set_media(links_t *L, hub_t *hub, links_parent_fn fn, void *arg);
+
+/* links_drain closes every link as going away (LINK_ERR_GOING_AWAY),
+ * refuses new children with that code and dials no parent any more: the
+ * node shuts down. links_open then counts down to 0 as the closes finish. */
+void links_drain(links_t *L);
+
+/* links_open is the number of connections with a peer still open. */
+size_t links_open(const links_t *L);
 
 /* links_free drops every link at once (peers notice by their idle timeout)
  * and frees |L|; accepts NULL. Not from a quic callback. */

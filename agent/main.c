@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
     return EXIT_CONFIG;
   }
   if (check) {
-    printf("%s: configuration ok\n", path);
+    printf("%s: ok\n", path);
     /* The variables that took part, by name only: values may be secrets. */
     char vars[2048];
     if (cfg_env_used(agent_config_table, &agent_config_env, environ, vars, sizeof(vars)) > 0)
@@ -131,6 +131,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   log_set_level((log_level_t)cfg.log_level);
+  log_set_format((log_format_t)cfg.log_format);
   if (!cfg.seed_autoregister)
     log_info("main", "cascadeserver.autoregister: false is ignored here: the controller's "
                      "cascadeserver.autoregister decides who may register");

@@ -22,11 +22,12 @@ static int on_http(void *arg, const httpflv_request_t *req, httpflv_reply_t *out
   return m->api ? m->api(m->api_arg, req, out) : 0;
 }
 
-/* An allow list of one: the path arrives percent-decoded, so every spelling
- * of a local-API route (a trailing or doubled slash, %-escapes, other case)
- * is simply not "/healthz" and gets 404. */
+/* An allow list of the two probes: the path arrives percent-decoded, so
+ * every spelling of a local-API route (a trailing or doubled slash,
+ * %-escapes, other case) is simply neither "/healthz" nor "/readyz" and
+ * gets 404. */
 int media_public_api(void *arg, const httpflv_request_t *req, httpflv_reply_t *out) {
-  if (strcmp(req->path, "/healthz") != 0) return 0;
+  if (strcmp(req->path, "/healthz") != 0 && strcmp(req->path, "/readyz") != 0) return 0;
   return on_http(arg, req, out);
 }
 
@@ -125,6 +126,29 @@ void media_stop(media_t *m) {
   memset(m, 0, sizeof(*m));
   m->http_fd = -1;
   m->admin_fd = -1;
+}
+
+void media_drain(media_t *m) {
+  if (m == NULL || m->loop == NULL) return;
+  /* Players first, while their connections are whole; then what is left. */
+  hub_drain(m->hub);
+  rtmp_server_drain(m->rtmp);
+  httpflv_drain(m->http);
+  if (m->http_fd >= 0) close(m->http_fd);
+  m->http_fd = -1;
+  httpflv_drain(m->admin);
+  if (m->admin_fd >= 0) close(m->admin_fd);
+  m->admin_fd = -1;
+}
+
+unsigned media_connections(const media_t *m) {
+  httpflv_stats_t f;
+  rtmp_server_stats_t r;
+  unsigned n = 0;
+  if (m->http) httpflv_get_stats(m->http, &f), n += f.current;
+  if (m->admin) httpflv_get_stats(m->admin, &f), n += f.current;
+  if (m->rtmp) rtmp_server_get_stats(m->rtmp, &r), n += r.active;
+  return n;
 }
 
 static json_t *time_json(double t) {

@@ -1,6 +1,6 @@
 /* The agent's media node: the stream hub, the RTMP server and two HTTP
  * servers on the agent's loop: the public one (http.listenaddr: HTTP-FLV
- * play and the /healthz probe, nothing else) and the admin one
+ * play and the /healthz and /readyz probes, nothing else) and the admin one
  * (http.adminaddr, loopback by default: the local API and HTTP-FLV, what
  * the controller's relay reaches). */
 #ifndef CASCADE_AGENT_MEDIA_H
@@ -34,7 +34,7 @@ typedef struct media {
   void *api_arg;
 } media_t;
 
-/* media_public_api is the public listener's handler: the probe goes to the
+/* media_public_api is the public listener's handler: the probes go to the
  * agent's routes (m->api), every other path answers 404 whatever the
  * method, so the local API is never served there. |arg| is the media_t. */
 int media_public_api(void *arg, const httpflv_request_t *req, httpflv_reply_t *out);
@@ -47,6 +47,15 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
 
 /* media_stop closes every connection and stream; accepts a zeroed media_t. */
 void media_stop(media_t *m);
+
+/* media_drain stops accepting on every listener (their sockets close, so
+ * connections are refused) and ends every player cleanly: RTMP players get
+ * NetStream.Play.Stop, HTTP-FLV players the end of their body at a tag
+ * boundary; publishers and requests not yet answered are closed. */
+void media_drain(media_t *m);
+
+/* media_connections counts the RTMP and HTTP connections still open. */
+unsigned media_connections(const media_t *m);
 
 /* media_stream_list renders GET /api/stream/list (Monibuca's shape). */
 char *media_stream_list(media_t *m, size_t *len);

@@ -107,6 +107,22 @@ static void jb_col(jbuf_t *b, const PGresult *res, int i, int col, const char *d
   jb_str(b, PQgetisnull(res, i, col) ? dflt : PQgetvalue(res, i, col));
 }
 
+/* jb_json writes a JSON column compactly, or |dflt| for SQL NULL:
+ * PostgreSQL's text of jsonb and json_build_object puts blanks after ':'
+ * and ',' ({"a": "b"}, {"pull" : {...}}), which the API does not. */
+static void jb_json(jbuf_t *b, const PGresult *res, int i, int col, const char *dflt) {
+  if (PQgetisnull(res, i, col)) {
+    jb_str(b, dflt);
+    return;
+  }
+  const char *v = PQgetvalue(res, i, col);
+  json_t *j = json_loads(v, JSON_DECODE_ANY, NULL);
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) : NULL;
+  jb_str(b, s ? s : v);
+  free(s);
+  json_decref(j);
+}
+
 void api_node_write(jbuf_t *b, const PGresult *res, int i) {
   jb_str(b, "{\"id\":");
   jb_str(b, PQgetvalue(res, i, 0));
@@ -118,7 +134,7 @@ void api_node_write(jbuf_t *b, const PGresult *res, int i) {
   jb_str(b, ",\"parent_id\":");
   jb_col(b, res, i, 4, "null");
   jb_str(b, ",\"labels\":");
-  jb_col(b, res, i, 5, "{}");
+  jb_json(b, res, i, 5, "{}");
   jb_str(b, ",\"created_time\":");
   jb_time(b, res, i, 6);
   jb_str(b, ",\"updated_time\":");
@@ -139,13 +155,13 @@ void api_node_write(jbuf_t *b, const PGresult *res, int i) {
     jb_str(b, "null");
   } else {
     jb_str(b, "{\"allow\":");
-    jb_col(b, res, i, 13, "null");
+    jb_json(b, res, i, 13, "null");
     jb_str(b, ",\"deny\":");
-    jb_col(b, res, i, 14, "null");
+    jb_json(b, res, i, 14, "null");
     jb_str(b, "}");
   }
   jb_str(b, ",\"onsub\":");
-  jb_col(b, res, i, 15, "null");
+  jb_json(b, res, i, 15, "null");
   jb_str(b, ",\"autopush\":");
   jb_str(b, PQgetisnull(res, i, 16) ? "null" : PQgetvalue(res, i, 16)[0] == 't' ? "true" : "false");
   jb_str(b, PQgetvalue(res, i, 17)[0] == 't' ? ",\"pending\":true}" : ",\"pending\":false}");

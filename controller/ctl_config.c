@@ -8,6 +8,7 @@
 #include <string.h>
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 
 extern char **environ;
 
@@ -122,6 +123,9 @@ const cfg_key_t ctl_config_table[] = {
      "that stops keeps its nodes online for their agents to reach another replica."},
     {"log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, log_levels, 0,
      "Lowest level logged: debug, info, warn or error."},
+    {"log.format", CFG_ENUM, OFF(log_format), "text", 0, 0, log_formats, 0,
+     "text: one line per event on stderr; json: one JSON object per line on stdout (time, "
+     "level, module, context, message)."},
     {NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL},
 };
 

@@ -27,6 +27,7 @@ typedef struct ctl_config {
   long long relay_timeout_ms;
   long long relay_max;
   int log_level;
+  int log_format;              /* LOG_FORMAT_TEXT or LOG_FORMAT_JSON */
   char *control_listenaddr;
   char *control_tls_cert;
   char *control_tls_key;

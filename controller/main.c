@@ -136,6 +136,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   log_set_level((log_level_t)cfg.log_level);
+  log_set_format((log_format_t)cfg.log_format);
 
   /* Signals are taken by sigwait in this thread only: block them before
    * any thread starts so every thread inherits the mask. */

@@ -24,7 +24,9 @@ json_t *reply_envelope(int code, const char *message, json_t *data) {
 }
 
 char *reply_dump(const json_t *obj, size_t *len) {
-  char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  /* 15 significant digits: a value such as 0.658 comes out as 0.658, not
+   * as the 17 digits of its binary approximation (0.65800000000000003). */
+  char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   if (s) *len = strlen(s);
   return s;
 }

@@ -1,5 +1,6 @@
-/* The media path as a library (RTMP, FLV, the stream hub; QUIC later). It
- * knows nothing of the agent or the controller. */
+/* The media path as a library (RTMP, HTTP-FLV, FLV, the stream hub, the QUIC
+ * endpoint and the push/pull relay over it). It knows nothing of the agent
+ * or the controller. */
 #ifndef CASCADE_DATAPLANE_H
 #define CASCADE_DATAPLANE_H
 

@@ -871,4 +871,13 @@ void httpflv_free(httpflv_t *srv) {
   free(srv);
 }
 
+void httpflv_drain(httpflv_t *srv) {
+  if (srv == NULL) return;
+  ev_io_stop(srv->loop, &srv->lio);
+  for (conn_t *c = srv->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->state == C_REQ || c->state == C_BODY) conn_close(c);
+  }
+}
+
 void httpflv_get_stats(const httpflv_t *srv, httpflv_stats_t *out) { *out = srv->st; }

@@ -95,6 +95,12 @@ int httpflv_host_is_local(const char *v, size_t len);
  * It does not close the listening socket. */
 void httpflv_free(httpflv_t *srv);
 
+/* httpflv_drain stops accepting and closes the connections still reading
+ * a request; replies and players finish (players end when the hub ends
+ * their subscriptions: hub_drain). The listening socket stays the
+ * caller's. */
+void httpflv_drain(httpflv_t *srv);
+
 /* httpflv_get_stats fills |out| with the server's counters. */
 void httpflv_get_stats(const httpflv_t *srv, httpflv_stats_t *out);
 

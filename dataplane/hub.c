@@ -915,6 +915,21 @@ hub_t *hub_new(struct ev_loop *loop, const hub_config_t *cfg) {
   return h;
 }
 
+void hub_drain(hub_t *h) {
+  if (h == NULL) return;
+  h->closing = 1;
+  while (h->limbo) sub_end(h->limbo, HUB_END_SHUTDOWN);
+  for (unsigned i = 0; i < h->nbuckets; i++) {
+    for (hub_stream_t *st = h->buckets[i]; st; st = st->hnext) {
+      st->dispatching++;
+      for (hub_sub_t *s = st->subs; s; s = s->next)
+        if (s->state == SUB_WAITING || s->state == SUB_ACTIVE) sub_end(s, HUB_END_SHUTDOWN);
+      st->dispatching--;
+      stream_sweep(st);
+    }
+  }
+}
+
 void hub_free(hub_t *h) {
   if (h == NULL) return;
   h->closing = 1;

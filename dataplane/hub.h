@@ -137,6 +137,11 @@ typedef struct hub_sub_ops {
 
 hub_t *hub_new(struct ev_loop *loop, const hub_config_t *cfg);
 
+/* hub_drain ends every subscription now (HUB_END_SHUTDOWN, through
+ * on_end, so each protocol ends its player cleanly) and refuses new ones
+ * from then on: the node shuts down. Publishers stay until they leave. */
+void hub_drain(hub_t *h);
+
 /* hub_free ends every subscription (HUB_END_SHUTDOWN) and frees all. */
 void hub_free(hub_t *h);
 

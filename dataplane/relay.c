@@ -347,11 +347,16 @@ static void sub_end(hub_sub_t *sub, void *arg, int why) {
   rstream *s = arg;
   (void)sub;
   s->sub = NULL; /* the hub frees it when this returns */
-  if (s->role == OUT_PUSH && why == HUB_END_UNPUBLISHED && s->state == ST_RUN) {
-    /* The local stream ended: finish the tag in flight, then FIN; the
-     * parent unpublishes and its delayclose keeps its players. */
-    rs_log(s, LOG_INFO, "local stream ended, finishing the push");
-    rs_end(s, RELAY_END_FINISHED, RELAY_ERR_UNPUBLISHED, "the local stream ended");
+  if (s->role == OUT_PUSH && (why == HUB_END_UNPUBLISHED || why == HUB_END_SHUTDOWN) &&
+      s->state == ST_RUN) {
+    /* The local stream ended, or this node shuts down (a drain, not a
+     * failure): finish the tag in flight, then FIN; the parent unpublishes
+     * and its delayclose keeps its players. */
+    int down = why == HUB_END_SHUTDOWN;
+    rs_log(s, LOG_INFO, down ? "this node shuts down, finishing the push"
+                             : "local stream ended, finishing the push");
+    rs_end(s, RELAY_END_FINISHED, down ? RELAY_ERR_SHUTDOWN : RELAY_ERR_UNPUBLISHED,
+           down ? "this node shuts down" : "the local stream ended");
     s->ending = 1;
     rs_drain(s);
     return;

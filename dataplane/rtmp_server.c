@@ -412,6 +412,14 @@ static void sub_on_end(hub_sub_t *s, void *arg, int why) {
     rtmp_put_user_control(&c->wr, &c->out, RTMP_UC_STREAM_EOF, c->play_sid);
     conn_log(c, LOG_INFO, "play %s: publisher gone", c->play_path);
     break;
+  case HUB_END_SHUTDOWN:
+    /* The end of the stream as a player knows it (ffmpeg stops at
+     * NetStream.Play.Stop), then the connection closes. */
+    snprintf(desc, sizeof(desc), "Stopped playing %s: the server shuts down.", c->play_path);
+    send_status(c, c->play_sid, "status", "NetStream.Play.Stop", desc);
+    rtmp_put_user_control(&c->wr, &c->out, RTMP_UC_STREAM_EOF, c->play_sid);
+    conn_log(c, LOG_INFO, "play %s: ended, the server shuts down", c->play_path);
+    break;
   case HUB_END_SLOW:
     /* The hub logged it; what is queued would only lag further. */
     conn_log(c, LOG_WARN, "play %s: too slow, disconnected", c->play_path);
@@ -1000,8 +1008,21 @@ void rtmp_server_free(rtmp_server_t *s) {
   ev_io_stop(s->loop, &s->lio);
   ev_timer_stop(s->loop, &s->retry);
   while (s->conns) conn_close(s->conns);
-  close(s->lfd);
+  if (s->lfd >= 0) close(s->lfd);
   free(s);
+}
+
+void rtmp_server_drain(rtmp_server_t *s) {
+  if (s == NULL || s->lfd < 0) return;
+  ev_io_stop(s->loop, &s->lio);
+  ev_timer_stop(s->loop, &s->retry);
+  close(s->lfd);
+  s->lfd = -1;
+  for (rtmp_conn_t *c = s->conns; c; c = c->next) {
+    if (c->sub != NULL || c->dead || c->closing) continue;
+    if (c->pub) conn_log(c, LOG_INFO, "publisher closed: the server shuts down");
+    conn_schedule_close(c);
+  }
 }
 
 void rtmp_server_get_stats(const rtmp_server_t *s, rtmp_server_stats_t *out) {

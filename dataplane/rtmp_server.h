@@ -53,6 +53,12 @@ rtmp_server_t *rtmp_server_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
  * Call it before hub_free. */
 void rtmp_server_free(rtmp_server_t *srv);
 
+/* rtmp_server_drain stops accepting (the listening socket is closed) and
+ * closes every connection that is not a player: publishers, handshakes,
+ * idle sessions. Players end when the hub ends their subscriptions
+ * (hub_drain: NetStream.Play.Stop, then Stream EOF). */
+void rtmp_server_drain(rtmp_server_t *srv);
+
 /* rtmp_server_get_stats fills |out| with the counters, for /metrics. */
 void rtmp_server_get_stats(const rtmp_server_t *srv, rtmp_server_stats_t *out);
 

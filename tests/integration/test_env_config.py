@@ -140,7 +140,7 @@ class EnvConfigTest(unittest.TestCase):
         rc, out, err = self.agent_check(no_secret, {"CASCADE_AGENT_NODE_SECRET": secret,
                                                     "CASCADE_AGENT_LOG_LEVEL": "warn"})
         self.assertEqual(rc, 0, err)
-        self.assertRegex(out, r"agent\.yaml: configuration ok\n")
+        self.assertRegex(out, r"agent\.yaml: ok\n")
         self.assertIn("environment: CASCADE_AGENT_", out)
         self.assertIn("CASCADE_AGENT_NODE_SECRET", out)
         self.assertIn("CASCADE_AGENT_LOG_LEVEL", out)
