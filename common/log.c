@@ -187,10 +187,12 @@ void log_msg(log_level_t lvl, const char *module, const char *fmt, ...) {
   struct tm tm;
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
-  char ts[40];
-  snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+  /* room for any int the compiler cannot rule out (-Wformat-truncation in
+   * release builds); the text is always 24 characters */
+  char ts[96];
+  snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           (long)tv.tv_usec / 1000);
+           (int)(tv.tv_usec / 1000) % 1000);
   va_list ap;
   if (format == LOG_FORMAT_JSON) {
     char msg[2048], obj[4096];
