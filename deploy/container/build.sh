@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Cascade image with podman: localhost/cascade:<version> and
 # localhost/cascade:latest. Run as root on Debian 12; installs podman, buildah,
-# runc and debootstrap when missing.
+# runc, debootstrap and podman-compose when missing.
 #
 # No registry is needed: when BASE is not given and the default Debian image
 # cannot be pulled, the base is made here with debootstrap (Debian 12
@@ -29,7 +29,7 @@ exec 9>/var/lib/cascade-build/build.lock
 flock 9
 
 need=()
-for p in podman buildah runc debootstrap; do
+for p in podman buildah runc debootstrap podman-compose; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
