@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,8 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 COMPOSE = os.path.join(ROOT, "deploy", "compose")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402
-from test_container import build_image, podman, podman_env  # noqa: E402
-from test_media import FFMPEG, decodes, make_media, video_packets  # noqa: E402
+from test_container import build_image, podman, podman_env, publish_and_play  # noqa: E402
+from test_media import make_media  # noqa: E402
 
 PG_IMAGE = "localhost/cascade-postgres-test:latest"
 ADMIN = "compose-test-admin-token-" + harness.random_suffix(12)
@@ -99,27 +98,9 @@ class ComposeTest(unittest.TestCase):
             raise
 
         path = "live/compose"
-        cap = os.path.join(self.tmp, "hq.flv")
-        deadline = time.monotonic() + 60
-        while True:   # until the edge's link is up its push has nowhere to go: publish again
-            pub = subprocess.Popen([FFMPEG, "-v", "error", "-re", "-i", self.media, "-c", "copy",
-                                    "-f", "flv", "rtmp://127.0.0.1:%d/%s" % (
-                                        self.ports["EDGE_RTMP_PORT"], path)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            play = subprocess.run([FFMPEG, "-v", "error", "-rw_timeout", "20000000", "-i",
-                                   "http://127.0.0.1:%d/flv/%s.flv" % (self.ports["HQ_HTTP_PORT"],
-                                                                      path),
-                                   "-c", "copy", "-t", "3", "-f", "flv", "-y", cap],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                  timeout=60)
-            pub.kill()
-            pub.wait()
-            if play.returncode == 0 or time.monotonic() > deadline:
-                break
-        self.assertEqual(play.returncode, 0, play.stderr)
-        self.assertGreaterEqual(len(video_packets(cap)), 50)
-        ok, err = decodes(cap)
-        self.assertTrue(ok, err[-500:])
+        publish_and_play(self, "rtmp://127.0.0.1:%d/%s" % (self.ports["EDGE_RTMP_PORT"], path),
+                         "http://127.0.0.1:%d/flv/%s.flv" % (self.ports["HQ_HTTP_PORT"], path),
+                         self.media, os.path.join(self.tmp, "hq.flv"))
 
         r = self.compose("stop", "-t", "30")
         self.assertEqual(r.returncode, 0, r.stdout[-3000:])

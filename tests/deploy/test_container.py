@@ -52,6 +52,30 @@ def build_image():
     sys.stderr.write("image built in %.0f s\n" % (time.monotonic() - t0))
 
 
+def publish_and_play(testcase, rtmp_url, flv_url, media, cap, within=60):
+    """ffmpeg publishes |media| at |rtmp_url| while another ffmpeg plays 3 s of |flv_url| into
+    |cap|; both again until the play works or |within| s passed (until a new node's links are up
+    a push has nowhere to go). Asserts a decodable capture with at least 50 video frames."""
+    deadline = time.monotonic() + within
+    while True:
+        pub = subprocess.Popen([FFMPEG, "-v", "error", "-re", "-i", media, "-c", "copy", "-f",
+                                "flv", rtmp_url], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        play = subprocess.run([FFMPEG, "-v", "error", "-rw_timeout", "20000000", "-i", flv_url,
+                               "-c", "copy", "-t", "3", "-f", "flv", "-y", cap],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              timeout=60)
+        pub.kill()
+        pub.wait()
+        if play.returncode == 0 or time.monotonic() > deadline:
+            break
+    testcase.assertEqual(play.returncode, 0, play.stderr)
+    n = len(video_packets(cap))
+    testcase.assertGreaterEqual(n, 50, "%d video frames played" % n)
+    ok, err = decodes(cap)
+    testcase.assertTrue(ok, err[-500:])
+
+
 class InContainer:
     """Mixin for harness.Controller / harness.Agent: the same server, run from the image. The
     work directory is mounted at the same path (owned by the image's user: `:U`), the process
@@ -152,25 +176,8 @@ class ContainerTest(unittest.TestCase):
             harness.start_tree(ctl, [("hq", None), ("region", "hq"), ("edge", "region")], cfg,
                                agents, timeout=60, agent_class=ContainerAgent)
             path = "live/container"
-            cap = os.path.join(self.tmp, "hq.flv")
-            pub = subprocess.Popen([FFMPEG, "-v", "error", "-re", "-i", self.media, "-c", "copy",
-                                    "-f", "flv", agents["edge"].rtmp_url(path)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                harness.wait_for(lambda: path in agents["hq"].streams(), 20,
-                                 what="the stream pushed up to hq")
-                play = subprocess.run([FFMPEG, "-v", "error", "-rw_timeout", "20000000", "-i",
-                                       agents["hq"].flv_url(path), "-c", "copy", "-t", "3",
-                                       "-f", "flv", "-y", cap], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True, timeout=60)
-                self.assertEqual(play.returncode, 0, play.stderr)
-            finally:
-                pub.kill()
-                pub.wait()
-            pk = video_packets(cap)
-            self.assertGreaterEqual(len(pk), 2 * 25, "%d video frames played at hq" % len(pk))
-            ok, err = decodes(cap)
-            self.assertTrue(ok, err[-500:])
+            publish_and_play(self, agents["edge"].rtmp_url(path), agents["hq"].flv_url(path),
+                             self.media, os.path.join(self.tmp, "hq.flv"))
             # SIGTERM: every container exits 0 within its timeout, children first
             for name in ("edge", "region", "hq"):
                 t = time.monotonic()
