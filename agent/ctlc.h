@@ -99,6 +99,7 @@ struct ctlc {
   char *name;                    /* owned */
   ctlc_state_t state;
   unsigned attempt;              /* failures since the last AuthOk */
+  unsigned slow;                 /* waits in a row that ran out (agent_patience_ms) */
   int failed;                    /* last session ended in an error */
   ev_timer retry;                /* backoff */
   ev_timer beat;                 /* heartbeat; also drives certificate renewal */
