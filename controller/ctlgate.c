@@ -479,6 +479,11 @@ static int handshake(ctlgate_t *g, gconn_t *c) {
     if (rc == 0) {
       c->hs = 0;
       atomic_fetch_add(&g->tls_ok, 1);
+      if (log_enabled(LOG_DEBUG)) {
+        char *d = gnutls_session_get_desc(c->tls);
+        log_debug("control", "TLS with %s: %s", c->ip, d ? d : "?");
+        gnutls_free(d);
+      }
       /* The client's first records may already sit in GnuTLS's buffer. */
       c->readable[0] = 1;
       if (inner_open(g, c) != 0) {

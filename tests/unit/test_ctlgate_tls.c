@@ -130,15 +130,19 @@ static void test_settles_for_aes_gcm(void **state) {
   ctlgate_tls_t *t = ctlgate_tls_new(p->cert, p->key, err, sizeof(err));
   assert_non_null(t);
   gnutls_session_t srv, cli;
-  /* a client that prefers ChaCha20 (as OpenSSL's and GnuTLS's do without AES-NI) */
+  /* A client that prefers ChaCha20 and the largest curve first (as nng's
+   * mbedTLS 2.28 client lists its curves) gets AES-GCM and X25519. */
   static const char *const versions[] = {
-      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-128-GCM",
-      "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM"};
+      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM:+AES-128-GCM:"
+      "-GROUP-ALL:+GROUP-SECP521R1:+GROUP-SECP384R1:+GROUP-SECP256R1:+GROUP-X25519",
+      "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM:"
+      "-GROUP-ALL:+GROUP-SECP521R1:+GROUP-X25519"};
   for (size_t i = 0; i < 2; i++) {
     assert_int_equal(handshake(t, p->ca, versions[i], &srv, &cli), 0);
     gnutls_cipher_algorithm_t c = gnutls_cipher_get(srv);
     assert_true(c == GNUTLS_CIPHER_AES_128_GCM || c == GNUTLS_CIPHER_AES_256_GCM);
     assert_int_equal(gnutls_protocol_get_version(srv), i == 0 ? GNUTLS_TLS1_2 : GNUTLS_TLS1_3);
+    assert_int_equal(gnutls_group_get(srv), GNUTLS_GROUP_X25519);
     gnutls_deinit(srv);
     gnutls_deinit(cli);
   }
@@ -155,7 +159,8 @@ static void test_refuses_the_rest(void **state) {
       "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305",
       "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC",
       "NORMAL:-VERS-ALL:+VERS-TLS1.1",
-      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA"}; /* no forward secrecy */
+      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA", /* no forward secrecy */
+      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-GROUP-ALL:+GROUP-FFDHE2048"};
   for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
     int rs = handshake(t, p->ca, refused[i], &srv, &cli);
     assert_int_not_equal(rs, 0);
