@@ -63,12 +63,23 @@ def thread_cpu_s(pid, comm):
     return total
 
 
-def cpu_line(ctls, sims, sim0, wall):
+def machine_busy_s():
+    """CPU seconds the whole machine spent busy (every process, others' too)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / TICKS
+
+
+def cpu_line(ctls, sims, sim0, busy0, wall):
     ctl = sum(cpu_s(c.proc.pid) for c in ctls)
     gate = sum(thread_cpu_s(c.proc.pid, "ctlgate") for c in ctls)
     sim = sum(cpu_s(s.proc.pid) for s in sims) - sim0
+    busy = machine_busy_s() - busy0
     return ("CPU over %.1f s: controllers %.1f s (%.2f cores; control gate threads %.1f s), "
-            "simulators %.1f s (%.2f cores)" % (wall, ctl, ctl / wall, gate, sim, sim / wall))
+            "simulators %.1f s (%.2f cores), whole machine %.1f s (%.2f of %d cores)"
+            % (wall, ctl, ctl / wall, gate, sim, sim / wall, busy, busy / wall,
+               os.cpu_count()))
 
 
 def log(msg):
@@ -172,6 +183,7 @@ def main():
     # measure: the processes start 5 s apart and the set-up may take its time.
     sims = []
     t0 = time.monotonic()
+    busy_start = machine_busy_s()
     left = args.agents
     for k in range(args.procs):
         n = min(per, left)
@@ -182,7 +194,7 @@ def main():
         sims.append(Sim(ctls, n, work, "p%d" % k))
         left -= n
     took, _ = wait_running(sims, args.agents, args.timeout * 3, t0)
-    log(cpu_line(ctls, sims, 0.0, time.monotonic() - t0))
+    log(cpu_line(ctls, sims, 0.0, busy_start, time.monotonic() - t0))
     log("first join of %d agents (registration; %d processes started 5 s apart) under %d "
         "controller(s): %s" % (args.agents, len(sims), args.replicas,
                                "%.1f s" % took if took is not None else
@@ -196,12 +208,13 @@ def main():
         harness.wait_for(lambda: running(sims) < args.agents * 0.05, 60,
                          what="the simulators noticing the controllers gone")
         sim0 = sum(cpu_s(s.proc.pid) for s in sims)
+        busy0 = machine_busy_s()
         for c in ctls:
             c.start()
         t_up = time.monotonic()
         log("controllers restarted (down %.1f s)" % (t_up - t_down))
         took, marks = wait_running(sims, args.agents, args.timeout, t_up)
-        log(cpu_line(ctls, sims, sim0, time.monotonic() - t_up))
+        log(cpu_line(ctls, sims, sim0, busy0, time.monotonic() - t_up))
         if took is not None:
             log("REJOIN: %d agents all running again %.1f s after %d controller(s) restarted "
                 "(50 %% at %.1f s, 90 %% at %.1f s); target %d s"
