@@ -63,6 +63,18 @@ def thread_cpu_s(pid, comm):
     return total
 
 
+def rss_mib(pid):
+    """Resident memory of process |pid| in MiB (0 when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def machine_busy_s():
     """CPU seconds the whole machine spent busy (every process, others' too)."""
     with open("/proc/stat") as f:
@@ -76,10 +88,12 @@ def cpu_line(ctls, sims, sim0, busy0, wall):
     gate = sum(thread_cpu_s(c.proc.pid, "ctlgate") for c in ctls)
     sim = sum(cpu_s(s.proc.pid) for s in sims) - sim0
     busy = machine_busy_s() - busy0
+    rss = sum(rss_mib(c.proc.pid) for c in ctls)
     return ("CPU over %.1f s: controllers %.1f s (%.2f cores; control gate threads %.1f s), "
-            "simulators %.1f s (%.2f cores), whole machine %.1f s (%.2f of %d cores)"
+            "simulators %.1f s (%.2f cores), whole machine %.1f s (%.2f of %d cores); "
+            "controllers' RSS %.0f MiB"
             % (wall, ctl, ctl / wall, gate, sim, sim / wall, busy, busy / wall,
-               os.cpu_count()))
+               os.cpu_count(), rss))
 
 
 def log(msg):
