@@ -315,15 +315,14 @@ static void conn_close(ctlgate_t *g, gconn_t *c, int reset) {
   g->to_free = c;
 }
 
-/* GnuTLS's transport: the client's socket. Bytes that cross it move the
- * handshake deadline's turn (ctlgate_verdict) as forwarded bytes do. */
+/* GnuTLS's transport: the client's socket. During the handshake the gate
+ * answers each flight at once, so it is always the client's turn
+ * (ctlgate_verdict): from the accept, then from each flight the gate sent.
+ * A client's whole flight must arrive within the deadline; bytes trickled
+ * in do not restart it. After the handshake, flow() keeps the turn. */
 static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len) {
   gconn_t *c = p;
   ssize_t n = recv(c->fd[0], buf, len, 0);
-  if (n > 0 && !c->settled) {
-    c->server_turn = 1;
-    c->turn_ms = now_ms();
-  }
   if (n < 0) gnutls_transport_set_errno(c->tls, errno);
   return n;
 }
@@ -331,7 +330,7 @@ static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len) {
 static ssize_t tls_push(gnutls_transport_ptr_t p, const void *buf, size_t len) {
   gconn_t *c = p;
   ssize_t n = send(c->fd[0], buf, len, MSG_NOSIGNAL);
-  if (n > 0 && !c->settled) {
+  if (n > 0 && c->hs) {
     c->server_turn = 0;
     c->turn_ms = now_ms();
   }
