@@ -40,7 +40,7 @@
 #define EVENTS 256
 #define LOG_EVERY_MS 5000
 #define ACCEPT_PAUSE_MS 100
-#define FD_RESERVE 64
+#define FD_RESERVE 64            /* logs, PEM files, epoll, eventfds, nng's own */
 #define TLS_RETRIES 16           /* harmless GnuTLS returns in a row before giving up */
 
 typedef struct gconn gconn_t;
