@@ -367,7 +367,15 @@ static void next_target(ctlc_t *c) {
 
 static int is_tls(const ctlc_t *c) { return strncmp(ctlc_url(c), "tls+", 4) == 0; }
 
+/* join_end gives back a simulated client's place among those joining. */
+static void join_end(ctlc_t *c) {
+  if (!c->joining) return;
+  c->joining = 0;
+  c->hub->joining--;
+}
+
 static void session_close(ctlc_t *c) {
+  join_end(c);
   if (!c->open) return;
   c->open = 0;
   c->was_up = c->has_session;
@@ -400,15 +408,15 @@ static void sock_close(ctlc_t *c) {
     t->c = NULL; /* no callback of this socket reaches |c| any more */
     pthread_mutex_unlock(&pipe_mu);
   }
-  if (nng_close_within(c->sock, CTLC_CLOSE_WAIT_S) == 0) {
+  double wait = c->hub->simulate ? CTLC_CLOSE_WAIT_SIM_S : CTLC_CLOSE_WAIT_S;
+  if (nng_close_within(c->sock, wait) == 0) {
     free(t); /* closed: no callback runs any more */
     return;
   }
   /* |t| stays: the wedged socket may still run a callback */
   __atomic_store_n(&nng_wedged, 1, __ATOMIC_RELAXED);
-  log_warn(MOD, "[%s] the control socket did not close within %.0f s (an nng 1.5.2 "
-           "bug, nanomsg/nng#1543); it is left to the process exit", c->name,
-           CTLC_CLOSE_WAIT_S);
+  log_warn(MOD, "[%s] the control socket did not close within %.2f s (an nng 1.5.2 "
+           "bug, nanomsg/nng#1543); it is left to the process exit", c->name, wait);
 }
 
 /* sock_open makes the client's socket: a REQ socket with its two contexts
@@ -1020,6 +1028,7 @@ static void on_auth_ok(ctlc_t *c, const Cascade__Control__AuthOk *ok) {
   c->known = 1;
   c->attempt = 0;
   c->slow = 0;
+  join_end(c);
   c->failed = 0;
   c->auth_failed_logged = 0;
   c->last_error[0] = '\0';
@@ -1267,9 +1276,19 @@ static void connect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void start_connect(ctlc_t *c) {
   int bootstrap = is_tls(c) && c->hub->ca_pem == NULL;
-  ev_timer_stop(c->hub->loop, &c->retry);
+  ctlc_hub_t *hub = c->hub;
+  ev_timer_stop(hub->loop, &c->retry);
+  if (hub->simulate && !c->joining && hub->joining >= CTLC_SIM_JOINING_MAX) {
+    ev_timer_set(&c->retry, 0.02 + 0.08 * agent_rng_next(&hub->rng), 0.);
+    ev_timer_start(hub->loop, &c->retry);
+    return;
+  }
   session_close(c);
   if (session_open(c, !bootstrap) != 0) return;
+  if (hub->simulate) {
+    c->joining = 1;
+    hub->joining++;
+  }
   if (several_targets(c) && !c->pipe_up) {
     ev_timer_set(&c->connect_timer, connect_timeout_s(c), 0.);
     ev_timer_start(c->hub->loop, &c->connect_timer);
@@ -1404,6 +1423,7 @@ fail:
 
 void ctlc_destroy(ctlc_t *c) {
   if (c == NULL) return;
+  join_end(c);
   sock_close(c);
   ev_timer_stop(c->hub->loop, &c->retry);
   ev_timer_stop(c->hub->loop, &c->beat);
