@@ -409,11 +409,8 @@ static void sock_close(ctlc_t *c) {
     pthread_mutex_unlock(&pipe_mu);
   }
   double wait = c->hub->simulate ? CTLC_CLOSE_WAIT_SIM_S : CTLC_CLOSE_WAIT_S;
-  if (nng_close_within(c->sock, wait) == 0) {
-    free(t); /* closed: no callback runs any more */
-    return;
-  }
-  /* |t| stays: the wedged socket may still run a callback */
+  /* |t| is freed once the close returns: until then a callback may run */
+  if (nng_close_within_then(c->sock, wait, free, t) == 0) return;
   __atomic_store_n(&nng_wedged, 1, __ATOMIC_RELAXED);
   log_warn(MOD, "[%s] the control socket did not close within %.2f s (an nng 1.5.2 "
            "bug, nanomsg/nng#1543); it is left to the process exit", c->name, wait);
