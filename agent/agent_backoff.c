@@ -23,6 +23,12 @@ long long agent_failover_ms(unsigned n, long long cap_ms, int lost, double r) {
   return agent_backoff_ms(n, cap_ms < AGENT_FAILOVER_CAP_MS ? cap_ms : AGENT_FAILOVER_CAP_MS, r);
 }
 
+long long agent_patience_ms(long long base_ms, long long cap_ms, unsigned slow) {
+  long long ms = base_ms;
+  for (unsigned i = 0; i < slow && ms < cap_ms; i++) ms *= 2;
+  return ms < cap_ms ? ms : cap_ms;
+}
+
 double agent_rng_next(uint64_t *state) {
   uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
   x ^= x >> 12;

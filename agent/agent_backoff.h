@@ -26,6 +26,21 @@ long long agent_backoff_ms(unsigned n, long long cap_ms, double r);
  * (and |cap_ms|), so every URL is tried again within a few seconds. */
 long long agent_failover_ms(unsigned n, long long cap_ms, int lost, double r);
 
+#define AGENT_CONNECT_BASE_MS 2000  /* several URLs: no connection this long, the next one */
+#define AGENT_CONNECT_CAP_MS 8000
+#define AGENT_ANSWER_BASE_MS 4000   /* several URLs: no answer this long, the next one */
+#define AGENT_ANSWER_CAP_MS 10000   /* what an agent with one URL always waits */
+
+/* agent_patience_ms is how long an agent with several controller URLs
+ * waits for a connection (base AGENT_CONNECT_BASE_MS, cap
+ * AGENT_CONNECT_CAP_MS) or an answer (AGENT_ANSWER_*) after |slow| waits
+ * in a row that ran out since it last ran: |base_ms| doubled per such
+ * wait, at most |cap_ms|. A dead replica is left after |base_ms| (a session
+ * that was running starts again at 0); replicas that are all slow, as in
+ * a storm of agents after a restart, are waited for longer instead of
+ * being left half-way through a handshake for another equally busy one. */
+long long agent_patience_ms(long long base_ms, long long cap_ms, unsigned slow);
+
 /* agent_first_url picks which of |n| controller URLs node |name| tries
  * first: a stable hash of the name, so a fleet given the same list spreads
  * evenly over the replicas and a node goes back to the same one after a

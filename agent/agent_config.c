@@ -50,7 +50,8 @@ const cfg_key_t agent_config_table[] = {
      "Control endpoints of the controller (its replicas): tls+tcp://host:port, or tcp:// for "
      "tests only; a list, or one string of comma-separated URLs; 16 URLs at most, a host name "
      "counting as one URL per address. The agent stays on the one that works and moves to the "
-     "next when its session is lost or it cannot connect within 2 s (docs/operations.md)."},
+     "next when its session is lost or it cannot connect within 2 s (up to 8 s after waits that "
+     "ran out in a row; docs/operations.md)."},
     {"controller.ca", CFG_STR, OFF(ctl_ca), NULL, 0, 4096, NULL, 0,
      "PEM CA file the controller's certificate must verify against."},
     {"controller.pin", CFG_STR, OFF(ctl_pin), NULL, 0, 128, NULL, 0,

@@ -31,15 +31,13 @@
 #endif
 
 #define MOD "ctlc"
-#define RPC_TIMEOUT_MS 10000
-#define RPC_TIMEOUT_SEVERAL_MS 4000 /* with somewhere else to go, a silent controller is left sooner */
+#define RPC_TIMEOUT_MS AGENT_ANSWER_CAP_MS
 #define POLL_TIMEOUT_MS 40000
 #define CERT_RETRY_S 30
 #define LOG_REPEAT_S 60.0
 
 enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE, EV_PIPE_UP, EV_PROBE, EV_RESOLVED };
 #define RESOLVE_EVERY_S 30.0  /* names in controller.url: resolved again at most this often */
-#define CONNECT_TIMEOUT_S 2.0 /* several URLs: no connection within this, the next one */
 #define PROBE_AFTER_S 2.0    /* no answer this long: find out why with a handshake of our own */
 #define PROBE_TIMEOUT_MS 3000
 enum { PHASE_SEND = 1, PHASE_RECV };
@@ -267,8 +265,17 @@ static int several_targets(const ctlc_t *c) {
   return c->ntargets > 1 || (c->next_targets && c->nnext > 1);
 }
 
+/* With somewhere else to go, a silent controller is left sooner, unless
+ * waits ran out in a row (agent_patience_ms). */
 static int rpc_timeout_ms(const ctlc_t *c) {
-  return several_targets(c) ? RPC_TIMEOUT_SEVERAL_MS : RPC_TIMEOUT_MS;
+  return several_targets(c)
+             ? (int)agent_patience_ms(AGENT_ANSWER_BASE_MS, AGENT_ANSWER_CAP_MS, c->slow)
+             : RPC_TIMEOUT_MS;
+}
+
+static double connect_timeout_s(const ctlc_t *c) {
+  return (double)agent_patience_ms(AGENT_CONNECT_BASE_MS, AGENT_CONNECT_CAP_MS, c->slow) /
+         1000.0;
 }
 
 /* ---- host names in controller.url ---------------------------------------- */
@@ -360,7 +367,15 @@ static void next_target(ctlc_t *c) {
 
 static int is_tls(const ctlc_t *c) { return strncmp(ctlc_url(c), "tls+", 4) == 0; }
 
+/* join_end gives back a simulated client's place among those joining. */
+static void join_end(ctlc_t *c) {
+  if (!c->joining) return;
+  c->joining = 0;
+  c->hub->joining--;
+}
+
 static void session_close(ctlc_t *c) {
+  join_end(c);
   if (!c->open) return;
   c->open = 0;
   c->was_up = c->has_session;
@@ -393,15 +408,12 @@ static void sock_close(ctlc_t *c) {
     t->c = NULL; /* no callback of this socket reaches |c| any more */
     pthread_mutex_unlock(&pipe_mu);
   }
-  if (nng_close_within(c->sock, CTLC_CLOSE_WAIT_S) == 0) {
-    free(t); /* closed: no callback runs any more */
-    return;
-  }
-  /* |t| stays: the wedged socket may still run a callback */
+  double wait = c->hub->simulate ? CTLC_CLOSE_WAIT_SIM_S : CTLC_CLOSE_WAIT_S;
+  /* |t| is freed once the close returns: until then a callback may run */
+  if (nng_close_within_then(c->sock, wait, free, t) == 0) return;
   __atomic_store_n(&nng_wedged, 1, __ATOMIC_RELAXED);
-  log_warn(MOD, "[%s] the control socket did not close within %.0f s (an nng 1.5.2 "
-           "bug, nanomsg/nng#1543); it is left to the process exit", c->name,
-           CTLC_CLOSE_WAIT_S);
+  log_warn(MOD, "[%s] the control socket did not close within %.2f s (an nng 1.5.2 "
+           "bug, nanomsg/nng#1543); it is left to the process exit", c->name, wait);
 }
 
 /* sock_open makes the client's socket: a REQ socket with its two contexts
@@ -1001,6 +1013,8 @@ static void on_auth_ok(ctlc_t *c, const agentmsg_response_t *r) {
   c->node_epoch = r->auth_ok.epoch;
   c->known = 1;
   c->attempt = 0;
+  c->slow = 0;
+  join_end(c);
   c->failed = 0;
   c->auth_failed_logged = 0;
   c->last_error[0] = '\0';
@@ -1157,6 +1171,7 @@ static void on_op(ctlc_t *c, ctlc_event_t *ev) {
     if (ev->rv == NNG_ETIMEDOUT) {
       int ms = ev->kind == OP_POLL ? POLL_TIMEOUT_MS : rpc_timeout_ms(c);
       c->sock_stale = 1;
+      if (ev->kind != OP_POLL && c->slow < 16) c->slow++;
       if (op->phase == PHASE_SEND)
         ctlc_fail(c, "no connection to the controller within %d s (unreachable, or its "
                      "certificate did not verify)", ms / 1000);
@@ -1241,18 +1256,30 @@ static void connect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)loop;
   (void)revents;
   if (c->open && !c->pipe_up && !c->has_session) {
+    double s = connect_timeout_s(c);
     probe_start(c); /* a refused certificate looks the same from here: it says which */
-    ctlc_fail(c, "no connection to %s within %.0f s", ctlc_url(c), CONNECT_TIMEOUT_S);
+    if (c->slow < 16) c->slow++;
+    ctlc_fail(c, "no connection to %s within %.0f s", ctlc_url(c), s);
   }
 }
 
 static void start_connect(ctlc_t *c) {
   int bootstrap = is_tls(c) && c->hub->ca_pem == NULL;
-  ev_timer_stop(c->hub->loop, &c->retry);
+  ctlc_hub_t *hub = c->hub;
+  ev_timer_stop(hub->loop, &c->retry);
+  if (hub->simulate && !c->joining && hub->joining >= CTLC_SIM_JOINING_MAX) {
+    ev_timer_set(&c->retry, 0.02 + 0.08 * agent_rng_next(&hub->rng), 0.);
+    ev_timer_start(hub->loop, &c->retry);
+    return;
+  }
   session_close(c);
   if (session_open(c, !bootstrap) != 0) return;
+  if (hub->simulate) {
+    c->joining = 1;
+    hub->joining++;
+  }
   if (several_targets(c) && !c->pipe_up) {
-    ev_timer_set(&c->connect_timer, CONNECT_TIMEOUT_S, 0.);
+    ev_timer_set(&c->connect_timer, connect_timeout_s(c), 0.);
     ev_timer_start(c->hub->loop, &c->connect_timer);
   }
   if (bootstrap) {
@@ -1361,7 +1388,7 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
   c->beat.data = c;
   ev_timer_init(&c->probe_timer, probe_timer_cb, PROBE_AFTER_S, 0.);
   c->probe_timer.data = c;
-  ev_timer_init(&c->connect_timer, connect_timer_cb, CONNECT_TIMEOUT_S, 0.);
+  ev_timer_init(&c->connect_timer, connect_timer_cb, AGENT_CONNECT_BASE_MS / 1000.0, 0.);
   c->connect_timer.data = c;
   if (!hub->simulate) {
     load_cert(c);
@@ -1385,6 +1412,7 @@ fail:
 
 void ctlc_destroy(ctlc_t *c) {
   if (c == NULL) return;
+  join_end(c);
   sock_close(c);
   ev_timer_stop(c->hub->loop, &c->retry);
   ev_timer_stop(c->hub->loop, &c->beat);

@@ -55,6 +55,7 @@ typedef struct ctlc_hub {
   uint64_t rng;
   uint64_t bad_messages;         /* answers the codec refused (for /metrics) */
   ev_tstamp log_last;            /* simulate: shared log rate limit */
+  unsigned joining;              /* simulate: clients between a connect and running */
   unsigned log_suppressed;
   /* Called on the loop thread whenever a client's visible state changed. */
   void (*on_change)(ctlc_t *c, void *arg);
@@ -101,6 +102,8 @@ struct ctlc {
   char *name;                    /* owned */
   ctlc_state_t state;
   unsigned attempt;              /* failures since the last AuthOk */
+  unsigned slow;                 /* waits in a row that ran out (agent_patience_ms) */
+  int joining;                   /* simulate: counted in hub->joining */
   int failed;                    /* last session ended in an error */
   ev_timer retry;                /* backoff */
   ev_timer beat;                 /* heartbeat; also drives certificate renewal */
@@ -199,6 +202,15 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen);
 void ctlc_destroy(ctlc_t *c);
 
 #define CTLC_CLOSE_WAIT_S 2.0
+/* In simulation at most this many clients of one process join at once (TLS
+ * handshake to AuthOk); the others wait for a place. A real agent has its
+ * own CPU; a thousand simulated ones share nng's four task threads, which
+ * advanced their handshakes in lockstep until all timed out together. */
+#define CTLC_SIM_JOINING_MAX 64
+/* In simulation one loop carries every simulated agent: a close nng wedges
+ * would stall all of them for CTLC_CLOSE_WAIT_S (a real agent stalls only
+ * itself), and under a join storm wedged closes came one after another. */
+#define CTLC_CLOSE_WAIT_SIM_S 0.05
 
 /* ctlc_nng_wedged tells whether an nng_close did not return within
  * CTLC_CLOSE_WAIT_S: nng 1.5.2 can wait forever for a pipe or dialer a close

@@ -11,6 +11,8 @@ typedef struct closer {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   nng_socket sock;
+  void (*then)(void *);
+  void *arg;
   int done, refs; /* refs: the closing thread and the waiter */
 } closer_t;
 
@@ -31,6 +33,7 @@ static void closer_rele(closer_t *k) {
 static void *closer_main(void *arg) {
   closer_t *k = arg;
   nng_close(k->sock);
+  if (k->then) k->then(k->arg);
   __atomic_sub_fetch(&pending, 1, __ATOMIC_RELEASE); /* before |done|: see nng_close_pending */
   pthread_mutex_lock(&k->mu);
   k->done = 1;
@@ -40,6 +43,10 @@ static void *closer_main(void *arg) {
 }
 
 int nng_close_within(nng_socket s, double secs) {
+  return nng_close_within_then(s, secs, NULL, NULL);
+}
+
+int nng_close_within_then(nng_socket s, double secs, void (*then)(void *), void *arg) {
   closer_t *k = calloc(1, sizeof(*k));
   pthread_condattr_t ca;
   pthread_attr_t ta;
@@ -47,9 +54,12 @@ int nng_close_within(nng_socket s, double secs) {
   int started = 0;
   if (k == NULL) {
     nng_close(s);
+    if (then) then(arg);
     return 0;
   }
   k->sock = s;
+  k->then = then;
+  k->arg = arg;
   k->refs = 2;
   pthread_mutex_init(&k->mu, NULL);
   pthread_condattr_init(&ca);
@@ -65,6 +75,7 @@ int nng_close_within(nng_socket s, double secs) {
   if (!started) {
     __atomic_sub_fetch(&pending, 1, __ATOMIC_RELEASE);
     nng_close(s);
+    if (then) then(arg);
     pthread_mutex_lock(&k->mu);
     k->refs = 1;
     closer_rele(k);

@@ -14,6 +14,12 @@
  * called). */
 int nng_close_within(nng_socket s, double secs);
 
+/* nng_close_within_then is nng_close_within that calls |then|(|arg|), if
+ * not NULL, once nng_close has returned, whenever that is (on the closing
+ * thread, or before returning): what the socket's callbacks use can be
+ * freed there and not before. */
+int nng_close_within_then(nng_socket s, double secs, void (*then)(void *), void *arg);
+
 /* nng_close_pending counts the closes started by nng_close_within whose
  * nng_close has not returned yet (0 before nng_fini may be called). A close
  * that signalled its waiter can still be inside nng_close for a moment, and

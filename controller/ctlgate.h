@@ -1,11 +1,13 @@
 /* The control gate: the controller's own listener on control.listenaddr in
  * front of nng's. nng 1.5.2 has no hook before a connection's TLS handshake
- * and SP negotiation end, and never closes a connection that sends no TLS
- * hello; so one thread (epoll) accepts for it, limits connections per client
- * address and in all, and forwards bytes to nng's listener on a loopback
- * port. A connection that has not become an nng pipe within the handshake
- * deadline is closed. The gate also knows each pipe's real client address.
- * See docs/architecture.md ("Control gate"). */
+ * and SP negotiation end, never closes a connection that sends no TLS
+ * hello, and accepts one connection per round behind the TLS handshakes it
+ * runs on its task queue; so one thread (epoll) accepts for it, limits
+ * connections per client address and in all, runs the TLS handshake itself
+ * (ctlgate_tls.h), and forwards the plaintext to nng's listener, plain TCP
+ * on a loopback port. A connection that has not become an nng pipe within
+ * the handshake deadline is closed. The gate also knows each pipe's real
+ * client address. See docs/architecture.md ("Control gate"). */
 #ifndef CASCADE_CTLGATE_H
 #define CASCADE_CTLGATE_H
 
@@ -23,6 +25,8 @@ typedef struct ctlgate_config {
   size_t max_conns;         /* control.maxconnections; 0: from the open-file limit */
   size_t http_max;          /* http.maxconnections, for the descriptor budget */
   size_t db_pool;           /* database.poolsize, likewise */
+  const char *cert_pem;     /* tls+tcp: the server certificate chain (PEM) */
+  const char *key_pem;      /* tls+tcp: its key (PEM) */
 } ctlgate_config_t;
 
 /* ctlgate_split_url splits an nng URL "tls+tcp://host:port" or
@@ -53,8 +57,9 @@ int ctlgate_verdict(int server_turn, int64_t born_ms, int64_t turn_ms, int64_t n
                     int64_t timeout_ms);
 
 /* ctlgate_new binds cfg->url (errors name control.listenaddr) and writes
- * to |inner| the URL nng must listen on (same scheme, 127.0.0.1, port 0).
- * NULL with |err| on failure. */
+ * to |inner| the URL nng must listen on (tcp://127.0.0.1:0: with tls+tcp
+ * the gate terminates TLS with cfg->cert_pem and cfg->key_pem). NULL with
+ * |err| on failure. */
 ctlgate_t *ctlgate_new(const ctlgate_config_t *cfg, char *inner, size_t innerlen, char *err,
                        size_t errlen);
 

@@ -22,7 +22,6 @@
 #include <gnutls/gnutls.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
-#include <nng/supplemental/tls/tls.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -126,7 +125,6 @@ struct ctlsrv {
   nng_socket sock;
   nng_listener listener;     /* on loopback, behind the gate */
   ctlgate_t *gate;           /* owns control.listenaddr */
-  nng_tls_config *tls;
   int nworkers;
   pthread_t *workers;
   pthread_t sweeper;
@@ -1920,22 +1918,6 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
     s->replica[REPLICA_ID_LEN] = '\0';
   }
 
-  /* The gate takes control.listenaddr; nng listens behind it on loopback. */
-  char inner[64];
-  ctlgate_config_t gc = {c->control_listenaddr, c->control_handshake_ms,
-                         (size_t)c->control_maxconnperaddr, (size_t)c->control_maxconns,
-                         (size_t)c->http_maxconns, (size_t)c->db_poolsize};
-  if ((s->gate = ctlgate_new(&gc, inner, sizeof(inner), err, errlen)) == NULL) goto fail;
-  ctl->ctlgate = s->gate;
-  if ((rv = nng_rep0_open(&s->sock)) != 0 ||
-      (rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX)) != 0 ||
-      (rv = ctlgate_attach(s->gate, s->sock)) != 0 ||
-      (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, s)) != 0 ||
-      (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, s)) != 0 ||
-      (rv = nng_listener_create(&s->listener, s->sock, inner)) != 0) {
-    snprintf(err, errlen, "control.listenaddr '%s': %s", c->control_listenaddr, nng_strerror(rv));
-    goto fail;
-  }
   if (tls) {
     if (c->control_tls_cert[0]) {
       cert = read_pem(c->control_tls_cert, err, errlen);
@@ -1955,16 +1937,27 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
       key = cert ? read_pem(path, err, errlen) : NULL;
     }
     if (key == NULL) goto fail;
-    if ((rv = nng_tls_config_alloc(&s->tls, NNG_TLS_MODE_SERVER)) != 0 ||
-        (rv = nng_tls_config_own_cert(s->tls, cert, key, NULL)) != 0 ||
-        (rv = nng_tls_config_auth_mode(s->tls, NNG_TLS_AUTH_MODE_NONE)) != 0 ||
-        (rv = nng_listener_set_ptr(s->listener, NNG_OPT_TLS_CONFIG, s->tls)) != 0) {
-      snprintf(err, errlen, "control TLS: %s", nng_strerror(rv));
-      goto fail;
-    }
   } else {
     log_warn("control", "control channel WITHOUT TLS on %s: for tests only",
              c->control_listenaddr);
+  }
+
+  /* The gate takes control.listenaddr and ends TLS there; nng listens
+   * behind it in plain TCP on loopback. */
+  char inner[64];
+  ctlgate_config_t gc = {c->control_listenaddr, c->control_handshake_ms,
+                         (size_t)c->control_maxconnperaddr, (size_t)c->control_maxconns,
+                         (size_t)c->http_maxconns, (size_t)c->db_poolsize, cert, key};
+  if ((s->gate = ctlgate_new(&gc, inner, sizeof(inner), err, errlen)) == NULL) goto fail;
+  ctl->ctlgate = s->gate;
+  if ((rv = nng_rep0_open(&s->sock)) != 0 ||
+      (rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX)) != 0 ||
+      (rv = ctlgate_attach(s->gate, s->sock)) != 0 ||
+      (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, s)) != 0 ||
+      (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, s)) != 0 ||
+      (rv = nng_listener_create(&s->listener, s->sock, inner)) != 0) {
+    snprintf(err, errlen, "control.listenaddr '%s': %s", c->control_listenaddr, nng_strerror(rv));
+    goto fail;
   }
   /* A replica that starts changes no node's status: sessions live in the
    * database with their leases (another replica may hold them). */
@@ -1992,12 +1985,14 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
 
 fail:
   free(cert);
-  free(key);
+  if (key) {
+    gnutls_memset(key, 0, strlen(key));
+    free(key);
+  }
   if (s->workers == NULL) {
     nng_close(s->sock);
     ctlgate_free(s->gate);
     pipes_free(s);
-    if (s->tls) nng_tls_config_free(s->tls);
     free(s->ca_cert);
     if (s->ca_key) free(s->ca_key);
     auth_free(&s->fails);
@@ -2040,7 +2035,6 @@ void ctlsrv_stop(ctlsrv_t *s) {
   pipes_free(s);
   sess_foreach(&s->sessions, node_sess_free_cb, NULL);
   exchanges_free(exch_drain(&s->exch));
-  if (s->tls) nng_tls_config_free(s->tls);
   free(s->workers);
   free(s->ca_cert);
   if (s->ca_key) {

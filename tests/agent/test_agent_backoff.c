@@ -146,8 +146,27 @@ static void test_first_url(void **state) {
   for (int k = 0; k < 3; k++) assert_true(count[k] >= 900 && count[k] <= 1100);
 }
 
+/* agent_patience_ms: the first waits are the short ones (a dead replica
+ * is left at once), waits that run out in a row double up to the cap. */
+static void test_patience(void **state) {
+  (void)state;
+  assert_int_equal(agent_patience_ms(AGENT_CONNECT_BASE_MS, AGENT_CONNECT_CAP_MS, 0), 2000);
+  assert_int_equal(agent_patience_ms(AGENT_CONNECT_BASE_MS, AGENT_CONNECT_CAP_MS, 1), 4000);
+  assert_int_equal(agent_patience_ms(AGENT_CONNECT_BASE_MS, AGENT_CONNECT_CAP_MS, 2), 8000);
+  assert_int_equal(agent_patience_ms(AGENT_CONNECT_BASE_MS, AGENT_CONNECT_CAP_MS, 3), 8000);
+  assert_int_equal(agent_patience_ms(AGENT_ANSWER_BASE_MS, AGENT_ANSWER_CAP_MS, 0), 4000);
+  assert_int_equal(agent_patience_ms(AGENT_ANSWER_BASE_MS, AGENT_ANSWER_CAP_MS, 1), 8000);
+  assert_int_equal(agent_patience_ms(AGENT_ANSWER_BASE_MS, AGENT_ANSWER_CAP_MS, 2), 10000);
+  /* no overflow however long the run */
+  assert_int_equal(agent_patience_ms(AGENT_ANSWER_BASE_MS, AGENT_ANSWER_CAP_MS, 4000000000u),
+                   10000);
+  /* never beyond what an agent with one URL waits */
+  assert_true(AGENT_CONNECT_CAP_MS <= AGENT_ANSWER_CAP_MS);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_patience),
       cmocka_unit_test(test_backoff_bounds),
       cmocka_unit_test(test_backoff_reset),
       cmocka_unit_test(test_jitter),

@@ -5,7 +5,12 @@ under R controllers on one PostgreSQL; then every controller is restarted at onc
 all of them, come back on their own (their backoff and jitter, no waves).
 
 Reported: the time from the restart until every agent's control channel is running again (read
-from the simulators' own once-a-second counts), with the 50 % and 90 % points. The fleet's first
+from the simulators' own once-a-second counts), with the 50 % and 90 % points, and the CPU spent
+meanwhile by the controllers (of which their control gate threads) and by the simulators, apart:
+they share the machine's cores. Simulated clients of one process join at most 64 at a time
+(CTLC_SIM_JOINING_MAX, agent/ctlc.h): a thousand TLS handshakes on one process's nng threads
+advance in lockstep and time out together, which no real fleet does. Most of the simulators' CPU
+is mbedTLS's public-key arithmetic (two ECDSA P-256 verifications and an X25519 per join). The fleet's first
 join (each agent registering and deriving its SCRAM key) is set-up, its processes started 5 s
 apart. Targets: 10,000 agents back within 60 s with one
 controller, within 30 s with three.
@@ -26,6 +31,72 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 
 RUNNING_RE = re.compile(rb"simulate: running=(\d+) connecting=(\d+) failed=(\d+)")
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    """User + system CPU seconds of process |pid| so far (0 when it is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def thread_cpu_s(pid, comm):
+    """CPU seconds of the threads of |pid| named |comm|."""
+    total = 0.0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().strip() != comm:
+                    continue
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def rss_mib(pid):
+    """Resident memory of process |pid| in MiB (0 when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def machine_busy_s():
+    """CPU seconds the whole machine spent busy (every process, others' too)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / TICKS
+
+
+def cpu_line(ctls, sims, sim0, busy0, wall):
+    ctl = sum(cpu_s(c.proc.pid) for c in ctls)
+    gate = sum(thread_cpu_s(c.proc.pid, "ctlgate") for c in ctls)
+    sim = sum(cpu_s(s.proc.pid) for s in sims) - sim0
+    busy = machine_busy_s() - busy0
+    rss = sum(rss_mib(c.proc.pid) for c in ctls)
+    return ("CPU over %.1f s: controllers %.1f s (%.2f cores; control gate threads %.1f s), "
+            "simulators %.1f s (%.2f cores), whole machine %.1f s (%.2f of %d cores); "
+            "controllers' RSS %.0f MiB"
+            % (wall, ctl, ctl / wall, gate, sim, sim / wall, busy, busy / wall,
+               os.cpu_count(), rss))
 
 
 def log(msg):
@@ -129,6 +200,7 @@ def main():
     # measure: the processes start 5 s apart and the set-up may take its time.
     sims = []
     t0 = time.monotonic()
+    busy_start = machine_busy_s()
     left = args.agents
     for k in range(args.procs):
         n = min(per, left)
@@ -139,6 +211,7 @@ def main():
         sims.append(Sim(ctls, n, work, "p%d" % k))
         left -= n
     took, _ = wait_running(sims, args.agents, args.timeout * 3, t0)
+    log(cpu_line(ctls, sims, 0.0, busy_start, time.monotonic() - t0))
     log("first join of %d agents (registration; %d processes started 5 s apart) under %d "
         "controller(s): %s" % (args.agents, len(sims), args.replicas,
                                "%.1f s" % took if took is not None else
@@ -151,11 +224,14 @@ def main():
         t_down = time.monotonic()
         harness.wait_for(lambda: running(sims) < args.agents * 0.05, 60,
                          what="the simulators noticing the controllers gone")
+        sim0 = sum(cpu_s(s.proc.pid) for s in sims)
+        busy0 = machine_busy_s()
         for c in ctls:
             c.start()
         t_up = time.monotonic()
         log("controllers restarted (down %.1f s)" % (t_up - t_down))
         took, marks = wait_running(sims, args.agents, args.timeout, t_up)
+        log(cpu_line(ctls, sims, sim0, busy0, time.monotonic() - t_up))
         if took is not None:
             log("REJOIN: %d agents all running again %.1f s after %d controller(s) restarted "
                 "(50 %% at %.1f s, 90 %% at %.1f s); target %d s"

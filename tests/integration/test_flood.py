@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Connection floods against the controller's two ports.
 
-Control port (the gate in front of nng): a connection that sends no TLS hello, one that stalls in
-the middle of the TLS handshake and one that stalls after it (no SP header) are closed after
-control.handshaketimeout; connections over control.maxconnperaddr are refused at once; with the
+Control port (the gate in front of nng): a connection that sends no TLS hello, one that trickles
+its hello a byte at a time, one that stalls in the middle of the TLS handshake and one that stalls
+after it (no SP header) are closed after control.handshaketimeout; connections over control.maxconnperaddr are refused at once; with the
 controller held to 1,024 open files (the limit of the reported attack), 1,100 idle connections
 from 127.0.0.2 leave /healthz, the REST API and a real agent joining from 127.0.0.1 working.
 
@@ -177,6 +177,34 @@ class ControlFloodTest(unittest.TestCase):
             self.assertEqual(flight[0], 0x16, "a TLS handshake record")
             took = closed_after([s], HANDSHAKE_S + 4)
             self.assertIsNotNone(took, "a connection stalled mid-handshake stayed open")
+        finally:
+            s.close()
+
+    def test_hello_trickled_closed_at_the_deadline(self):
+        """A ClientHello sent a byte every 0.5 s (it would take minutes): the gate, which runs the
+        handshake, waits for the whole flight for the deadline, not for six (each byte used to
+        count as the client having spoken)."""
+        s = connect_from(FLOOD_SRC, self.port)
+        self.assertIsNotNone(s)
+        try:
+            inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            obj = tls_context().wrap_bio(inc, out, server_hostname="cascade-controller")
+            with self.assertRaises(ssl.SSLWantReadError):
+                obj.do_handshake()
+            hello = out.read()
+            t0 = time.monotonic()
+            closed = None
+            for b in hello:
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    closed = time.monotonic() - t0
+                    break
+                if is_closed(s, 0.5):
+                    closed = time.monotonic() - t0
+                    break
+            self.assertIsNotNone(closed, "a trickled ClientHello kept its connection open")
+            self.assertLess(closed, HANDSHAKE_S + 2.5, "closed only after %.1f s" % closed)
         finally:
             s.close()
 

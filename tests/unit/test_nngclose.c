@@ -110,6 +110,48 @@ static void test_bounded_when_close_waits(void **state) {
   assert_int_equal(nng_close_pending(), 0);
 }
 
+static int then_calls;
+static int then_gate_was_open; /* the callback ran after the held close let go */
+
+static void then_cb(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&gate_mu);
+  then_gate_was_open = gate_open;
+  then_calls++;
+  pthread_mutex_unlock(&gate_mu);
+}
+
+/* nng_close_within_then calls |then| once nng_close returned: at once for
+ * a quick close, and only after a held one let go (so what the socket's
+ * callbacks use is freed after the last of them). */
+static void test_then_after_the_close(void **state) {
+  (void)state;
+  nng_socket rep, req;
+  pair_up(&rep, &req);
+  then_calls = 0;
+  pthread_mutex_lock(&gate_mu);
+  gate_open = 0;
+  gate_entered = gate_left = 0;
+  pthread_mutex_unlock(&gate_mu);
+  assert_int_equal(nng_pipe_notify(req, NNG_PIPE_EV_REM_POST, held_cb, NULL), 0);
+  assert_int_equal(nng_close_within_then(req, 0.2, then_cb, NULL), -1);
+  pthread_mutex_lock(&gate_mu);
+  assert_int_equal(then_calls, 0); /* the close still waits in the held callback */
+  gate_open = 1;
+  pthread_cond_broadcast(&gate_cv);
+  pthread_mutex_unlock(&gate_mu);
+  double until = now_s() + 5.0;
+  while (nng_close_pending() > 0 && now_s() < until) usleep(1000);
+  assert_int_equal(nng_close_pending(), 0);
+  pthread_mutex_lock(&gate_mu);
+  assert_int_equal(then_calls, 1);
+  assert_int_equal(then_gate_was_open, 1);
+  pthread_mutex_unlock(&gate_mu);
+  /* a close that returns in time has called |then| before it returns */
+  assert_int_equal(nng_close_within_then(rep, 5.0, then_cb, NULL), 0);
+  assert_int_equal(then_calls, 2);
+}
+
 /* nng 1.5.2 frees a closed listener's and its pipes' objects on its own
  * reaper thread, and nng_fini does not always wait for the last of them:
  * under load LeakSanitizer then finds them at exit (seen about once in
@@ -122,6 +164,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_closes_at_once),
       cmocka_unit_test(test_bounded_when_close_waits),
+      cmocka_unit_test(test_then_after_the_close),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   if (nng_close_pending() == 0) nng_fini(); /* else it would use a closing socket */

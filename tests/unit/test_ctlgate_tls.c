@@ -1,0 +1,185 @@
+/* Unit tests for controller/ctlgate_tls.c: what the gate does with each
+ * GnuTLS outcome, the certificate it refuses to load, and the versions and
+ * ciphers it settles for, with a GnuTLS client over a socketpair in this
+ * process (the gate's loop itself runs in tests/integration/test_join_storm.py). */
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <gnutls/gnutls.h>
+
+#include "ctlgate_tls.h"
+#include "x509.h"
+
+static void test_outcome(void **state) {
+  (void)state;
+  assert_int_equal(ctlgate_tls_outcome(GNUTLS_E_AGAIN), CTLGATE_TLS_AGAIN);
+  assert_int_equal(ctlgate_tls_outcome(GNUTLS_E_INTERRUPTED), CTLGATE_TLS_RETRY);
+  assert_int_equal(ctlgate_tls_outcome(GNUTLS_E_WARNING_ALERT_RECEIVED), CTLGATE_TLS_RETRY);
+  assert_int_equal(ctlgate_tls_outcome(GNUTLS_E_PREMATURE_TERMINATION), CTLGATE_TLS_EOF);
+  /* renegotiation is refused, though GnuTLS calls it non-fatal */
+  assert_int_equal(ctlgate_tls_outcome(GNUTLS_E_REHANDSHAKE), CTLGATE_TLS_FATAL);
+  assert_int_equal(ctlgate_tls_outcome(GNUTLS_E_UNEXPECTED_PACKET_LENGTH), CTLGATE_TLS_FATAL);
+  assert_int_equal(ctlgate_tls_outcome(GNUTLS_E_NO_CIPHER_SUITES), CTLGATE_TLS_FATAL);
+  assert_int_equal(ctlgate_tls_outcome(GNUTLS_E_DECRYPTION_FAILED), CTLGATE_TLS_FATAL);
+}
+
+typedef struct pems {
+  char dir[64];
+  char *cert, *key, *ca;
+} pems_t;
+
+static int pems_setup(void **state) {
+  pems_t *p = calloc(1, sizeof(*p));
+  char err[256], path[128];
+  snprintf(p->dir, sizeof(p->dir), "/tmp/cascade-gtls-XXXXXX");
+  assert_non_null(mkdtemp(p->dir));
+  assert_int_equal(x509_ca_ensure(p->dir, err, sizeof(err)), 0);
+  snprintf(path, sizeof(path), "%s/server.crt", p->dir);
+  assert_non_null(p->cert = x509_read_file(path, X509_PEM_MAX, err, sizeof(err)));
+  snprintf(path, sizeof(path), "%s/server.key", p->dir);
+  assert_non_null(p->key = x509_read_file(path, X509_PEM_MAX, err, sizeof(err)));
+  snprintf(path, sizeof(path), "%s/ca.crt", p->dir);
+  assert_non_null(p->ca = x509_read_file(path, X509_PEM_MAX, err, sizeof(err)));
+  *state = p;
+  return 0;
+}
+
+static int pems_teardown(void **state) {
+  pems_t *p = *state;
+  static const char *const files[] = {"ca.crt", "ca.key", "server.crt", "server.key"};
+  char path[128];
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    snprintf(path, sizeof(path), "%s/%s", p->dir, files[i]);
+    unlink(path);
+  }
+  rmdir(p->dir);
+  free(p->cert);
+  free(p->key);
+  free(p->ca);
+  free(p);
+  return 0;
+}
+
+static void test_bad_key(void **state) {
+  pems_t *p = *state;
+  char err[256] = "";
+  assert_null(ctlgate_tls_new(p->cert, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE "
+                                        "KEY-----\n", err, sizeof(err)));
+  assert_non_null(strstr(err, "control TLS"));
+  assert_null(ctlgate_tls_new("not a certificate", p->key, err, sizeof(err)));
+}
+
+/* The server's transport: a non-blocking socket, as in the gate. */
+static ssize_t pull(gnutls_transport_ptr_t ptr, void *buf, size_t len) {
+  return recv((int)(intptr_t)ptr, buf, len, 0);
+}
+
+static ssize_t push(gnutls_transport_ptr_t ptr, const void *buf, size_t len) {
+  return send((int)(intptr_t)ptr, buf, len, MSG_NOSIGNAL);
+}
+
+/* handshake runs a gate session and a client with priority |prio| over a
+ * socketpair, both non-blocking, taking turns until both are done or one
+ * fails. Returns the server's last GnuTLS code (0: done); the sockets are
+ * closed, the sessions left to the caller. */
+static int handshake(ctlgate_tls_t *t, const char *ca, const char *prio, gnutls_session_t *srv_out,
+                     gnutls_session_t *cli_out) {
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  gnutls_session_t srv, cli;
+  gnutls_certificate_credentials_t cc;
+  assert_int_equal(ctlgate_tls_session(t, &srv, (gnutls_transport_ptr_t)(intptr_t)sv[0], pull,
+                                       push), 0);
+  assert_int_equal(gnutls_certificate_allocate_credentials(&cc), 0);
+  gnutls_datum_t d = {(unsigned char *)ca, (unsigned)strlen(ca)};
+  assert_true(gnutls_certificate_set_x509_trust_mem(cc, &d, GNUTLS_X509_FMT_PEM) > 0);
+  assert_int_equal(gnutls_init(&cli, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
+  assert_int_equal(gnutls_priority_set_direct(cli, prio, NULL), 0);
+  gnutls_credentials_set(cli, GNUTLS_CRD_CERTIFICATE, cc);
+  gnutls_session_set_verify_cert(cli, "cascade-controller", 0);
+  gnutls_transport_set_int(cli, sv[1]);
+  int rs = GNUTLS_E_AGAIN, rc = GNUTLS_E_AGAIN;
+  for (int i = 0; i < 200 && (rs != 0 || rc != 0); i++) {
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) rc = gnutls_handshake(cli);
+    if (rs == GNUTLS_E_AGAIN || rs == GNUTLS_E_INTERRUPTED) rs = gnutls_handshake(srv);
+    if ((rs < 0 && ctlgate_tls_outcome(rs) == CTLGATE_TLS_FATAL) ||
+        (rc < 0 && gnutls_error_is_fatal(rc)))
+      break;
+  }
+  *srv_out = srv;
+  *cli_out = cli;
+  gnutls_certificate_free_credentials(cc);
+  close(sv[1]);
+  close(sv[0]);
+  return rs;
+}
+
+static void test_settles_for_aes_gcm(void **state) {
+  pems_t *p = *state;
+  char err[256];
+  ctlgate_tls_t *t = ctlgate_tls_new(p->cert, p->key, err, sizeof(err));
+  assert_non_null(t);
+  gnutls_session_t srv, cli;
+  /* A client that prefers ChaCha20 and the largest curve first (as nng's
+   * mbedTLS 2.28 client lists its curves) gets AES-GCM and X25519. */
+  static const char *const versions[] = {
+      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM:+AES-128-GCM:"
+      "-GROUP-ALL:+GROUP-SECP521R1:+GROUP-SECP384R1:+GROUP-SECP256R1:+GROUP-X25519",
+      "NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM:"
+      "-GROUP-ALL:+GROUP-SECP521R1:+GROUP-X25519"};
+  for (size_t i = 0; i < 2; i++) {
+    assert_int_equal(handshake(t, p->ca, versions[i], &srv, &cli), 0);
+    gnutls_cipher_algorithm_t c = gnutls_cipher_get(srv);
+    assert_true(c == GNUTLS_CIPHER_AES_128_GCM || c == GNUTLS_CIPHER_AES_256_GCM);
+    assert_int_equal(gnutls_protocol_get_version(srv), i == 0 ? GNUTLS_TLS1_2 : GNUTLS_TLS1_3);
+    assert_int_equal(gnutls_group_get(srv), GNUTLS_GROUP_X25519);
+    gnutls_deinit(srv);
+    gnutls_deinit(cli);
+  }
+  ctlgate_tls_free(t);
+}
+
+static void test_refuses_the_rest(void **state) {
+  pems_t *p = *state;
+  char err[256];
+  ctlgate_tls_t *t = ctlgate_tls_new(p->cert, p->key, err, sizeof(err));
+  assert_non_null(t);
+  gnutls_session_t srv, cli;
+  static const char *const refused[] = {
+      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305",
+      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-CBC",
+      "NORMAL:-VERS-ALL:+VERS-TLS1.1",
+      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-KX-ALL:+RSA", /* no forward secrecy */
+      "NORMAL:-VERS-ALL:+VERS-TLS1.2:-GROUP-ALL:+GROUP-FFDHE2048"};
+  for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+    int rs = handshake(t, p->ca, refused[i], &srv, &cli);
+    assert_int_not_equal(rs, 0);
+    assert_int_equal(ctlgate_tls_outcome(rs), CTLGATE_TLS_FATAL);
+    gnutls_deinit(srv);
+    gnutls_deinit(cli);
+  }
+  ctlgate_tls_free(t);
+}
+
+int main(void) {
+  gnutls_global_init();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_outcome),
+      cmocka_unit_test_setup_teardown(test_bad_key, pems_setup, pems_teardown),
+      cmocka_unit_test_setup_teardown(test_settles_for_aes_gcm, pems_setup, pems_teardown),
+      cmocka_unit_test_setup_teardown(test_refuses_the_rest, pems_setup, pems_teardown),
+  };
+  int rv = cmocka_run_group_tests(tests, NULL, NULL);
+  gnutls_global_deinit();
+  return rv;
+}
