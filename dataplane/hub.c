@@ -915,9 +915,10 @@ hub_t *hub_new(struct ev_loop *loop, const hub_config_t *cfg) {
   return h;
 }
 
-void hub_drain(hub_t *h) {
-  if (h == NULL) return;
-  h->closing = 1;
+/* subs_end_all ends every subscriber (those in limbo too) with
+ * HUB_END_SHUTDOWN; |sweep|: then drop what each stream no longer needs
+ * (hub_drain; hub_free frees the streams itself). */
+static void subs_end_all(hub_t *h, int sweep) {
   while (h->limbo) sub_end(h->limbo, HUB_END_SHUTDOWN);
   for (unsigned i = 0; i < h->nbuckets; i++) {
     for (hub_stream_t *st = h->buckets[i]; st; st = st->hnext) {
@@ -925,9 +926,15 @@ void hub_drain(hub_t *h) {
       for (hub_sub_t *s = st->subs; s; s = s->next)
         if (s->state == SUB_WAITING || s->state == SUB_ACTIVE) sub_end(s, HUB_END_SHUTDOWN);
       st->dispatching--;
-      stream_sweep(st);
+      if (sweep) stream_sweep(st);
     }
   }
+}
+
+void hub_drain(hub_t *h) {
+  if (h == NULL) return;
+  h->closing = 1;
+  subs_end_all(h, 1);
 }
 
 void hub_free(hub_t *h) {
@@ -937,15 +944,7 @@ void hub_free(hub_t *h) {
   ev_prepare_stop(h->loop, &h->load_prep);
   ev_ref(h->loop);
   ev_check_stop(h->loop, &h->load_check);
-  while (h->limbo) sub_end(h->limbo, HUB_END_SHUTDOWN);
-  for (unsigned i = 0; i < h->nbuckets; i++) {
-    for (hub_stream_t *st = h->buckets[i]; st; st = st->hnext) {
-      st->dispatching++;
-      for (hub_sub_t *s = st->subs; s; s = s->next)
-        if (s->state == SUB_WAITING || s->state == SUB_ACTIVE) sub_end(s, HUB_END_SHUTDOWN);
-      st->dispatching--;
-    }
-  }
+  subs_end_all(h, 0);
   for (unsigned i = 0; i < h->nbuckets; i++) {
     hub_stream_t *st = h->buckets[i], *next;
     for (; st; st = next) {

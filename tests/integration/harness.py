@@ -512,6 +512,25 @@ def http_request(host, port, method, path, body=None, headers=None, token=None, 
     return status, rh, parsed
 
 
+def tcp_pump(a, b, until=None):
+    """Copies bytes from socket |a| to socket |b| until |a| ends (bytes after the monotonic time
+    |until| are read and dropped), then shuts both down: one direction of a test's TCP relay."""
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            if until is None or time.monotonic() < until:
+                b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def raw_request(host, port, request_bytes, timeout=15):
     """Send a pre-built HTTP request, tolerating the server closing early (e.g. a 413 sent before
     the whole body arrived). Returns (status, headers, parsed JSON or text) or raises OSError when

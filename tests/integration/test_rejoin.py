@@ -65,25 +65,8 @@ class ZombieProxy:
             if self.zombie:
                 self.zombies += 1
                 until = time.monotonic() + self.ZOMBIE_AFTER_S
-            threading.Thread(target=self._pump, args=(c, u, until), daemon=True).start()
-            threading.Thread(target=self._pump, args=(u, c, None), daemon=True).start()
-
-    @staticmethod
-    def _pump(a, b, until):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                if until is None or time.monotonic() < until:
-                    b.sendall(d)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            threading.Thread(target=harness.tcp_pump, args=(c, u, until), daemon=True).start()
+            threading.Thread(target=harness.tcp_pump, args=(u, c, None), daemon=True).start()
 
     def stop(self):
         self.stopped = True

@@ -54,24 +54,8 @@ class SlowRelay:
             return
         u.settimeout(None)
         self.socks.append(u)
-        threading.Thread(target=self.copy, args=(u, c), daemon=True).start()
-        self.copy(c, u)
-
-    @staticmethod
-    def copy(a, b):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                b.sendall(d)
-        except OSError:
-            pass
-        for s in (a, b):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        threading.Thread(target=harness.tcp_pump, args=(u, c), daemon=True).start()
+        harness.tcp_pump(c, u)
 
     def close(self):
         self.stopped = True
