@@ -1,0 +1,72 @@
+/* HTTP hooks: the operator's on_publish / on_play answer whether a client
+ * may publish or play a path; on_stop / on_unpublish are told when a player
+ * or a publisher ends. Every request runs on the agent's loop and never
+ * blocks it; answers may be cached for a configured time. */
+#ifndef CASCADE_AGENT_HOOKS_H
+#define CASCADE_AGENT_HOOKS_H
+
+#include <stdint.h>
+
+struct ev_loop;
+
+typedef enum {
+  HOOK_ON_PUBLISH = 0,
+  HOOK_ON_PLAY,
+  HOOK_ON_STOP,      /* a player ended */
+  HOOK_ON_UNPUBLISH, /* a publisher ended */
+  HOOK_N
+} hook_event;
+
+/* hook_conf is what the controller's rules say about hooks. */
+typedef struct hook_conf {
+  char *url[HOOK_N];   /* http:// (or https://) URL, NULL: none */
+  uint32_t timeout_ms; /* per request, connect included */
+  uint32_t cache_ms;   /* how long an answer is reused; 0: never */
+  int fail_open;       /* hook down, timed out or garbage: 1 allows, 0 refuses */
+} hook_conf;
+
+/* hook_req describes one client; strings are copied by the calls below. */
+typedef struct hook_req {
+  hook_event event;
+  const char *node;  /* this node's name */
+  const char *path;  /* app/name */
+  const char *addr;  /* the client's address, no port */
+  const char *proto; /* "rtmp" or "httpflv" */
+  const char *query; /* the client's query string without '?', or NULL */
+} hook_req;
+
+enum { HOOK_ALLOW = 0, HOOK_DENY = 1, HOOK_PENDING = 2 };
+
+/* hook_done_fn gets the verdict (HOOK_ALLOW / HOOK_DENY) and a short reason
+ * fit for a client and a log (never the query). */
+typedef void (*hook_done_fn)(void *arg, int verdict, const char *reason);
+
+typedef struct hooks hooks_t;
+typedef struct hook_call hook_call_t;
+
+/* hooks_new makes an idle hook client on |loop|; NULL when out of memory. */
+hooks_t *hooks_new(struct ev_loop *loop);
+
+/* hooks_free cancels every call in flight (no callbacks) and frees |h|. */
+void hooks_free(hooks_t *h);
+
+/* hooks_configure replaces the configuration (copied); a change empties
+ * the cache. Returns 0 or a negative error. */
+int hooks_configure(hooks_t *h, const hook_conf *conf);
+
+/* hooks_check asks on_publish or on_play about |r|. Returns HOOK_ALLOW or
+ * HOOK_DENY when the answer is known at once (cached, or no URL for the
+ * event: HOOK_DENY with reason "no hook configured"), setting *reason; or
+ * HOOK_PENDING with *call set, |done| then called exactly once on the loop
+ * unless hooks_cancel comes first. */
+int hooks_check(hooks_t *h, const hook_req *r, hook_done_fn done, void *arg,
+                hook_call_t **call, const char **reason);
+
+/* hooks_cancel drops a pending call: |done| is never called for it. */
+void hooks_cancel(hook_call_t *call);
+
+/* hooks_notify posts on_stop / on_unpublish, fire and forget (bounded:
+ * beyond the queue's room it is dropped and counted). */
+void hooks_notify(hooks_t *h, const hook_req *r);
+
+#endif
