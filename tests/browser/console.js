@@ -98,7 +98,20 @@ const ops = {
     let csp = [];
     try { csp = await p.evaluate(() => window.__csp || []); } catch (e) { /* navigating */ }
     return { errors: rec.errors, dialogs: rec.dialogs, csp: rec.csp.concat(csp), url: p.url(),
-             requests: rec.requests };
+             requests: rec.requests, feed: rec.feed || [] };
+  },
+  // feed: /api/feed answers |body| as Server-Sent Events (the controller
+  // may not have the route); records whether each request had a token
+  async feed(cmd) {
+    const rec = pages[cmd.page];
+    rec.feed = [];
+    await rec.context.route("**/api/feed", (route) => {
+      const req = route.request();
+      rec.feed.push({ auth: (req.headers()["authorization"] || "").startsWith("Bearer "),
+                      url: req.url() });
+      route.fulfill({ status: 200, body: cmd.body,
+                      headers: { "Content-Type": "text/event-stream", "Cache-Control": "no-store" } });
+    });
   },
   async close(cmd) {
     await pages[cmd.page].context.close();

@@ -414,6 +414,16 @@ class ConsoleTest(unittest.TestCase):
         """A viewer token: everything readable, write controls disabled, forced writes 403."""
         b = self.b
         b.call("open", page="viewer", url=self.base + "/console/")
+        # this page's /api/feed is a stand-in with every kind of event, in pieces of
+        # several shapes (comments, CRLF, a data line split in two)
+        b.call("feed", page="viewer", body=(
+            ": keepalive\n\n"
+            "id: 1\nevent: node\ndata: {\"id\":%d,\"name\":\"hq\",\"online\":true}\n\n"
+            "id: 2\r\nevent: generation\r\ndata: {\"id\":%d,\"desired\":5,\"applied\":5}\r\n\r\n"
+            "id: 3\nevent: link\ndata: {\"node\":4,\"peer\":1,\"role\":\"parent\",\n"
+            "data: \"up\":true,\"rtt_ms\":0.4}\n\n"
+            "id: 4\nevent: stream\ndata: {\"node\":6,\"path\":\"live/x\",\"state\":\"start\","
+            "\"origin\":6}\n\n: keepalive\n\n") % (self.hq, self.hq))
         b.call("fill", page="viewer", selector="#signin-token", value=self.viewer_token)
         b.call("click", page="viewer", selector="#signin-submit")
         b.wait("document.querySelector('#nodes-table tr[data-name=\"hq\"]')", page="viewer")
@@ -446,6 +456,12 @@ class ConsoleTest(unittest.TestCase):
           })()""", arg=self.hq)
         self.assertEqual(st, [403, 403])
         self.assertNotIn("forced", [n["name"] for n in self.api("GET", "/api/cascade/clients")])
+        # the feed was read, with the token in the header only
+        kinds = b.wait("document.getElementById('live-state').dataset.kinds", page="viewer")
+        self.assertEqual(kinds, "generation link node reset stream")
+        feed = b.call("report", page="viewer")["feed"]
+        self.assertTrue(feed and all(f["auth"] for f in feed), feed)
+        self.assertTrue(all(f["url"].endswith("/api/feed") for f in feed), feed)
         self.check_clean("viewer")
         b.call("close", page="viewer")
 

@@ -75,7 +75,17 @@ function enter() {
   badge.className = "badge role-" + session.role;
   document.body.classList.toggle("viewer", !session.admin);
   if (!live) {
-    live = new Live(refresh, (mode) => {
+    const seen = new Set();
+    let count = 0;
+    live = new Live((kind, data) => {
+      if (kind !== "poll") {
+        // what the feed brought, for people and tests to see
+        seen.add(kind);
+        $("live-state").dataset.events = String(++count);
+        $("live-state").dataset.kinds = [...seen].sort().join(" ");
+      }
+      refresh(kind, data);
+    }, (mode) => {
       $("live-state").textContent = mode === "feed" ? "live" : "polling every 2 s";
       $("live-state").dataset.mode = mode;
     });
