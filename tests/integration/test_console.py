@@ -299,6 +299,7 @@ class ConsoleTest(unittest.TestCase):
         self.assertIn("onsub", msg)
         b.call("select", selector="#f-autopush", value="true")
         b.call("fill", selector="#f-onsub", value="live/.* m7s://$0")
+        self.shot("04-node-edit")
         b.call("click", selector="#node-save")
         b.wait("document.getElementById('node-title')")
         n = self.api("GET", "/api/cascade/clients/%d" % self.hq)
@@ -310,7 +311,7 @@ class ConsoleTest(unittest.TestCase):
                      " return g && g.dataset.applied === String(arg) && g.dataset.desired === "
                      "String(arg) && g.textContent; })()", arg=want, timeout=20000)
         self.assertEqual(got, "%d / %d" % (want, want))
-        self.shot("04-node-page")
+        self.shot("04-node-page-generation")
 
     def topology(self):
         """A five-node tree: every node and link in the picture, links up with an RTT."""
@@ -370,6 +371,13 @@ class ConsoleTest(unittest.TestCase):
                       "\n".join(b.call("report")["requests"]))
         self.shot("07-player")
         b.call("click", selector="#play-stop")
+        # the node's own page: its links and streams through the API relay
+        b.call("hash", hash="#/nodes/%d" % self.ids["edge-a1"])
+        b.wait("(() => { const l = document.querySelector('#links-table tbody tr');"
+               " const s = [...document.querySelectorAll('#node-streams-table td')];"
+               " return l && l.dataset.state === 'up' && l.textContent.includes('region-a') &&"
+               " s.some((td) => td.textContent === 'live/console'); })()", timeout=20000)
+        self.shot("07-node-links-streams")
 
     def events(self):
         b = self.b

@@ -28,7 +28,8 @@ function list(main) {
                              "aria-label": "search by name"});
   const online = h("select", {id: "node-online", "aria-label": "online state"},
                    h("option", {value: ""}, "all"), h("option", {value: "true"}, "online"),
-                   h("option", {value: "false"}, "offline"));
+                   h("option", {value: "false"}, "offline"),
+                   h("option", {value: "pending"}, "awaiting approval"));
   const create = h("a", {href: "#/nodes/new", class: "button write", id: "node-new",
                          role: "button"}, "New node");
   const tbody = h("tbody");
@@ -54,7 +55,8 @@ function list(main) {
     const my = ++seq;
     const q = new URLSearchParams({page, size: PAGE_SIZE});
     if (search.value) q.set("name", search.value);
-    if (online.value) q.set("online", online.value);
+    if (online.value === "pending") q.set("pending", "true");
+    else if (online.value) q.set("online", online.value);
     let body, names;
     try {
       [body, names] = await Promise.all([get("/api/cascade/clients?" + q), nodeNames()]);
@@ -140,9 +142,11 @@ function detail(main, id) {
   }
 
   async function load() {
-    let n;
+    let n, names;
     try {
-      n = (await get("/api/cascade/clients/" + encodeURIComponent(id))).data;
+      [n, names] = await Promise.all([get("/api/cascade/clients/" + encodeURIComponent(id)),
+                                      nodeNames()]);
+      n = n.data;
     } catch (e) {
       replace(info, h("p", {class: "error"}, e.message));
       return;
@@ -150,7 +154,8 @@ function detail(main, id) {
     const rows = [
       ["State", badge(stateOf(n))], ["Address", n.ip], ["Version", n.version],
       ["QUIC", n.quic], ["Generation (applied / desired)", gen(n)],
-      ["Parent", n.parent_id ? h("a", {href: "#/nodes/" + n.parent_id}, "#" + n.parent_id) : "none"],
+      ["Parent", n.parent_id ? h("a", {href: "#/nodes/" + n.parent_id},
+                                 names.get(n.parent_id) || "#" + n.parent_id) : "none"],
       ["Labels", labels(n.labels)], ["Last seen", fmtTime(n.last_seen)],
       ["Created", fmtTime(n.created_time)], ["Updated", fmtTime(n.updated_time)],
       ["Autopush", n.autopush === null ? "agent's file" : String(n.autopush)],
