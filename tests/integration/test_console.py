@@ -209,6 +209,8 @@ class ConsoleTest(unittest.TestCase):
         self.assertNotRegex(body, r"<script>|\son[a-z]+=", "inline script in index.html")
         st, h2, _ = self.ctl.request("GET", "/console/", headers={"If-None-Match": h["ETag"]})
         self.assertEqual(st, 304)
+        st, h2, body2 = self.ctl.request("HEAD", "/console/")
+        self.assertEqual((st, h2["Content-Security-Policy"], body2), (200, CSP, ""))
         st, h, _ = self.ctl.request("GET", "/console/js/app.js")
         self.assertEqual((st, h["Content-Type"]), (200, "text/javascript; charset=utf-8"))
         st, h, _ = self.ctl.request("GET", "/console/style.css")
