@@ -109,7 +109,10 @@ function route() {
   const view = {};
   current = {name, view};
   Promise.resolve(PAGES[name].render(main, parts.slice(1), params))
-    .then((v) => { if (current && current.view === view) Object.assign(view, v || {}); })
+    .then((v) => {
+      if (current && current.view === view) Object.assign(view, v || {});
+      else if (v && v.stop) v.stop();  // left before it was ready: a player must not go on
+    })
     .catch((e) => replace(main, h("p", {class: "error"}, "This page failed: " + e.message)));
 }
 

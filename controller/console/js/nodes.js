@@ -59,7 +59,8 @@ function list(main) {
     else if (online.value) q.set("online", online.value);
     let body, names;
     try {
-      [body, names] = await Promise.all([get("/api/cascade/clients?" + q), nodeNames()]);
+      body = await get("/api/cascade/clients?" + q);
+      names = await namesOf(body.data.filter((n) => n.parent_id).map((n) => n.parent_id), body.data);
     } catch (e) {
       error.textContent = e.message;
       return;
@@ -92,13 +93,21 @@ function list(main) {
   return {refresh: load};
 }
 
-let namesCache = {at: 0, map: new Map()};
-// nodeNames maps ids to names, for parents shown by name (fetched at most every 2 s).
-async function nodeNames() {
-  if (Date.now() - namesCache.at < 2000) return namesCache.map;
-  const map = new Map((await allNodes()).map((n) => [n.id, n.name]));
-  namesCache = {at: Date.now(), map};
-  return map;
+const nameCache = new Map();  // id -> {name, at}
+// namesOf maps |ids| to node names, for parents shown by name: from |known|
+// (nodes at hand), else asked one by one and kept for 10 s, so a page of a
+// large registry does not fetch the whole list every refresh.
+async function namesOf(ids, known) {
+  const now = Date.now();
+  for (const n of known || []) nameCache.set(n.id, {name: n.name, at: now});
+  await Promise.all([...new Set(ids)].filter((id) => {
+    const c = nameCache.get(id);
+    return !c || now - c.at > 10000;
+  }).map(async (id) => {
+    const r = await call("GET", "/api/cascade/clients/" + id);
+    if (r.status === 200 && r.body) nameCache.set(id, {name: r.body.data.name, at: now});
+  }));
+  return new Map(ids.map((id) => [id, nameCache.has(id) ? nameCache.get(id).name : null]));
 }
 
 function labels(obj) {
@@ -144,9 +153,8 @@ function detail(main, id) {
   async function load() {
     let n, names;
     try {
-      [n, names] = await Promise.all([get("/api/cascade/clients/" + encodeURIComponent(id)),
-                                      nodeNames()]);
-      n = n.data;
+      n = (await get("/api/cascade/clients/" + encodeURIComponent(id))).data;
+      names = await namesOf(n.parent_id ? [n.parent_id] : [], [n]);
     } catch (e) {
       replace(info, h("p", {class: "error"}, e.message));
       return;
