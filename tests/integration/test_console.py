@@ -346,6 +346,12 @@ class ConsoleTest(unittest.TestCase):
         b.wait("[...document.querySelectorAll('#topology-svg g.link text')].some("
                "(t) => /bit\\/s/.test(t.textContent))", timeout=20000)
         self.shot("05-topology")
+        # live: region-b's agent stops; its box turns grey and its link is drawn down
+        self.agents["region-b"].stop()
+        b.wait("document.querySelector('#topology-svg g.node[data-name=\"region-b\"][data-state=\"offline\"]')"
+               " && document.querySelector('#topology-svg g.link[data-child=\"%d\"][data-up=\"false\"]')"
+               % ids["region-b"], timeout=20000)
+        self.shot("05-topology-offline")
 
     def streams_and_player(self):
         """A stream published with ffmpeg at edge-a1 is in the directory and plays in the page."""

@@ -5,10 +5,11 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 
 function fill(el, attrs, kids) {
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
+    const data = k.startsWith("data-");
+    if (v === null || v === undefined || (v === false && !data)) continue;
     if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
     else if (k === "text") el.textContent = String(v);
-    else el.setAttribute(k, v === true && !k.startsWith("data-") ? "" : String(v));
+    else el.setAttribute(k, v === true && !data ? "" : String(v));  // data-x="true"/"false"
   }
   append(el, kids);
   return el;

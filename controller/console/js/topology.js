@@ -71,7 +71,8 @@ export function render(main) {
       const x1 = cx(n.parent), y1 = cy(n.parent) + BOX_H / 2, x2 = cx(n), y2 = cy(n) - BOX_H / 2;
       const rtt = l && l.rtt_ms !== null && l.rtt_ms !== undefined ? l.rtt_ms.toFixed(2) + " ms" : "";
       const rate = up && rates.has(n.id) ? fmtRate(rates.get(n.id)) : "";
-      const label = up ? [rtt, rate].filter(Boolean).join(" · ") : (l ? "down" : "no report");
+      const label = up ? [rtt, rate].filter(Boolean).join(" · ") :
+                    !n.online ? "node offline" : l ? "down" : "no report yet";
       return s("g", {class: "link " + (up ? "up" : "down"), "data-child": n.id,
                      "data-parent": n.parent.id, "data-up": up, "data-rtt": rtt},
         s("line", {x1, y1, x2, y2}),
