@@ -32,7 +32,7 @@ CTL_CONFIG = {"control": {"heartbeat": 500, "polltimeout": 3000},
               "cascadeserver": {"relayapi": RELAY_RULES}}
 NODE_CONFIG = {
     "quic": {"idletimeout": "1s", "keepalive": "200ms", "handshaketimeout": "1s"},
-    "cascadeclient": {"reconnectmax": "500ms", "relayapi": RELAY_RULES},
+    "cascadeclient": {"reconnectmax": "500ms", "relayapi": RELAY_RULES, "autopush": True},
     "subscribe": {"waittimeout": "15s"},
 }
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -367,8 +367,9 @@ class ConsoleTest(unittest.TestCase):
         self.procs.append(p)
         b = self.b
         b.call("hash", hash="#/streams")
-        b.wait("document.querySelector('#streams-table tr[data-path=\"live/console\"] a.play')",
-               timeout=20000)
+        # it enters at edge-a1 and is pushed up to region-a and hq
+        b.wait("(() => { const r = document.querySelector('#streams-table tr[data-path=\"live/console\"]');"
+               " return r && r.querySelectorAll('a.play').length === 3; })()", timeout=20000)
         self.shot("06-streams")
         b.call("click", selector="#streams-table tr[data-path=\"live/console\"] a.play")
         q = b.wait("(() => { const v = document.getElementById('play-video');"
@@ -385,8 +386,12 @@ class ConsoleTest(unittest.TestCase):
         b.call("hash", hash="#/nodes/%d" % self.ids["edge-a1"])
         b.wait("(() => { const l = document.querySelector('#links-table tbody tr');"
                " const s = [...document.querySelectorAll('#node-streams-table td')];"
+               " const p = [...document.querySelectorAll('#relays-table td')];"
                " return l && l.dataset.state === 'up' && l.textContent.includes('region-a') &&"
-               " s.some((td) => td.textContent === 'live/console'); })()", timeout=20000)
+               " s.some((td) => td.textContent === 'live/console') &&"
+               " p.some((td) => td.textContent === 'pushing') &&"
+               " document.getElementById('node-status').textContent.includes('region-a'); })()",
+               timeout=20000)
         self.shot("07-node-links-streams")
 
     def events(self):

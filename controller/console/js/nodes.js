@@ -121,8 +121,12 @@ function detail(main, id) {
   const links = h("div", {id: "node-links"});
   const streams = h("div", {id: "node-streams"});
   const actions = h("div", {class: "actions"});
+  const status = h("div", {id: "node-status"});
+  const relays = h("div", {id: "node-relays"});
   replace(main, h("p", {}, h("a", {href: "#/nodes"}, "‹ Nodes")), info, actions,
-          h("h2", {}, "Links"), links, h("h2", {}, "Streams"), streams);
+          h("h2", {}, "Status, as the node reports it"), status,
+          h("h2", {}, "Links"), links, h("h2", {}, "Pushes and pulls"), relays,
+          h("h2", {}, "Streams"), streams);
   let confirming = false;
   let last = null;   // {at, bytes per link} for rates
 
@@ -175,14 +179,37 @@ function detail(main, id) {
       h("table", {class: "kv"}, rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v)))));
     if (!actions.firstChild || !confirming) drawActions(n);
     if (!n.online) {
-      replace(links, h("p", {class: "muted"}, "The node is offline."));
-      replace(streams, h("p", {class: "muted"}, "The node is offline."));
+      for (const el of [status, links, relays, streams])
+        replace(el, h("p", {class: "muted"}, "The node is offline."));
       return;
     }
     const [st, sl] = await Promise.all([
       call("GET", relayPath(n.id, "/api/cascade/status")),
       call("GET", relayPath(n.id, "/api/stream/list"))]);
     if (st.status === 200 && st.body && st.body.data) {
+      const d = st.body.data;
+      const c = d.controller || {}, g = d.config_generation || {}, r = d.rules || {};
+      replace(status, h("table", {class: "kv"}, [
+        ["Control link", (c.state || "") + (c.url ? " to " + c.url : "") +
+                         (c.connected_since ? " since " + fmtTime(c.connected_since) : "")],
+        ["Last control error", c.last_error || "none"],
+        ["Configuration applied", String(g.applied) + (g.cached ? " (from its saved state)" : "")],
+        ["Certificate valid until", d.certificate ? fmtTime(d.certificate.not_after) : "none"],
+        ["Parent", d.parent ? d.parent.name + (d.parent.quic ? " at " + d.parent.quic : "") : "none"],
+        ["Children", (d.children || []).map((x) => x.name).join(", ") || "none"],
+        ["Autopush in effect", String(!!r.autopush)],
+        ["Relay API in effect", "allow " + JSON.stringify((r.relayapi || {}).allow || []) +
+                                ", deny " + JSON.stringify((r.relayapi || {}).deny || [])],
+        ["Pull rules in effect", JSON.stringify((r.onsub || {}).pull || {})],
+      ].map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v)))));
+      const cas = d.cascade || {pushes: [], pulls: []};
+      const rows = cas.pushes.map((p) => ["push", p.path, "parent", p.state, "", p.last_error])
+        .concat(cas.pulls.map((p) => ["pull", p.path, p.source, p.state, String(p.failures), p.last_error]));
+      replace(relays, rows.length === 0 ? h("p", {class: "muted"}, "None.") :
+        h("table", {class: "grid", id: "relays-table"},
+          h("thead", {}, h("tr", {}, ["Kind", "Path", "To / from", "State", "Failures", "Last error"]
+                                       .map((t) => h("th", {}, t)))),
+          h("tbody", {}, rows.map((row) => h("tr", {}, row.map((x) => h("td", {}, x || "")))))));
       const now = performance.now();
       const ls = st.body.data.links || [];
       const bytes = new Map(ls.map((l) => [l.role + ":" + l.peer_id, l.bytes_in + l.bytes_out]));
@@ -204,7 +231,8 @@ function detail(main, id) {
             h("td", {}, rate(l)), h("td", {}, fmtTime(l.since)))))));
       last = {at: now, bytes};
     } else {
-      replace(links, h("p", {class: "error"}, "Status through the relay: " + st.message));
+      for (const el of [status, links, relays])
+        replace(el, h("p", {class: "error"}, "Status through the relay: " + st.message));
     }
     if (sl.status === 200 && sl.body) {
       const data = sl.body.data || [];
