@@ -7,6 +7,7 @@ import {h, s, replace, fmtRate} from "./dom.js";
 
 const W = 170, H = 120, BOX_W = 140, BOX_H = 46, PAD = 30;
 const MAX_STATUS = 32;   // nodes whose status is fetched for throughput
+const STATUS_EVERY_MS = 4000;
 
 export function render(main) {
   const pic = h("div", {id: "topology", class: "topology"});
@@ -19,7 +20,12 @@ export function render(main) {
   const prev = new Map();   // child id -> {at, bytes}
   const rates = new Map();  // child id -> bit/s
 
+  let fetched = -Infinity;
   async function throughput(nodes) {
+    // at most every 4 s, however often the picture is redrawn: each figure
+    // costs a relayed request to a node
+    if (performance.now() - fetched < STATUS_EVERY_MS) return;
+    fetched = performance.now();
     const online = nodes.filter((n) => n.online && n.parent).slice(0, MAX_STATUS);
     await Promise.all(online.map(async (n) => {
       const r = await call("GET", relayPath(n.id, "/api/cascade/status"));
