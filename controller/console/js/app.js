@@ -78,7 +78,7 @@ function enter() {
     const seen = new Set();
     let count = 0;
     live = new Live((kind, data) => {
-      if (kind !== "poll") {
+      if (kind !== "poll" && kind !== "tick") {
         // what the feed brought, for people and tests to see
         seen.add(kind);
         $("live-state").dataset.events = String(++count);

@@ -5,6 +5,9 @@
 import {authHeaders} from "./api.js";
 
 const POLL_MS = 2000;
+// With the feed, pages still reload this often: what nodes report through
+// the relay (links, throughput, pushes) is not in the feed.
+const TICK_MS = 5000;
 
 // parse splits SSE text into events; returns the unparsed rest.
 function parse(buf, emit) {
@@ -38,6 +41,7 @@ export class Live {
     this.onMode = onMode || (() => {});
     this.stopped = false;
     this.timer = null;
+    this.polling = null;
     this.abort = null;
     this.lastId = null;
     this.backoff = 1000;
@@ -54,13 +58,11 @@ export class Live {
   }
 
   poll(on) {
-    if (on && this.timer === null) {
-      this.onMode("polling");
-      this.timer = setInterval(() => this.onEvent("poll", null), POLL_MS);
-    } else if (!on && this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
-    }
+    if (on === this.polling) return;
+    this.polling = on;
+    clearInterval(this.timer);
+    if (on) this.onMode("polling");
+    this.timer = setInterval(() => this.onEvent(on ? "poll" : "tick", null), on ? POLL_MS : TICK_MS);
   }
 
   async connect() {
