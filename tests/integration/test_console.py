@@ -13,6 +13,7 @@ build/tests/console-shots/ (CASCADE_SCREENSHOTS overrides)."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -81,8 +82,10 @@ class Browser:
                                                                    "".join(self.stderr)[-3000:]))
         out = json.loads(line)
         if not out["ok"]:
-            raise AssertionError("browser step %s %s failed: %s" % (op, {k: v for k, v in kw.items()
-                                 if k not in ("id", "op")}, out["error"]))
+            shown = {k: v for k, v in kw.items() if k not in ("id", "op")}
+            if re.search(r"token|secret", shown.get("selector", "")):
+                shown["value"] = "(not shown)"  # never a token or a secret in the test's output
+            raise AssertionError("browser step %s %s failed: %s" % (op, shown, out["error"]))
         return out["value"]
 
     def wait(self, expr, arg=None, page="admin", timeout=15000):
