@@ -319,6 +319,13 @@ class ConsoleTest(unittest.TestCase):
                      "String(arg) && g.textContent; })()", arg=want, timeout=20000)
         self.assertEqual(got, "%d / %d" % (want, want))
         self.shot("04-node-page-generation")
+        # saving an unchanged form sends no rules: the generation stays
+        b.call("hash", hash="#/nodes/%d/edit" % self.hq)
+        b.wait("document.querySelector('#node-form #f-autopush')")
+        b.call("click", selector="#node-save")
+        b.wait("location.hash === '#/nodes/%d' && document.getElementById('node-title')" % self.hq)
+        self.assertEqual(self.api("GET", "/api/cascade/clients/%d" % self.hq)["config_generation"]
+                         ["desired"], want)
 
     def topology(self):
         """A five-node tree: every node and link in the picture, links up with an RTT."""

@@ -314,8 +314,9 @@ async function form(main, id) {
       field("autopush", "Autopush", autopush, "push every stream published here to the parent"),
       field("relayapi_set", "Relay API rules set here", useRelay,
             "unchecked: the agent's own cascadeclient.relayapi decides"),
-      field("relayapi", "Relay API allow (prefixes, one a line)", allow),
-      field("relayapi_deny", "Relay API deny", deny),
+      field("relayapi", "Relay API allow (prefixes, one a line)", allow,
+            "empty: the agent's file decides this list"),
+      field("relayapi_deny", "Relay API deny", deny, "empty: the agent's file decides this list"),
       field("onsub", "On-demand pull (pattern target, one a line; empty: the agent's file)", pull),
       field("pending", "Awaiting approval", pending, "uncheck to approve a self-registered node"));
   }
@@ -348,8 +349,16 @@ async function form(main, id) {
     }
     if (!editing || JSON.stringify(labels) !== JSON.stringify(n.labels)) body.labels = labels;
     if (editing) {
-      body.autopush = JSON.parse(autopush.value);
-      body.relayapi = useRelay.checked ? {allow: lines(allow.value), deny: lines(deny.value)} : null;
+      // Rules are sent only when changed: any rule in a PUT raises the
+      // node's generation and reconfigures its agent.
+      const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+      const ap = JSON.parse(autopush.value);
+      if (ap !== n.autopush) body.autopush = ap;
+      const list = (t) => (lines(t.value).length ? lines(t.value) : null);
+      const ra = useRelay.checked ? {allow: list(allow), deny: list(deny)} : null;
+      const was = n.relayapi ? {allow: n.relayapi.allow, deny: n.relayapi.deny} : null;
+      if (!same(ra, was)) body.relayapi = ra;
+      let os = null;
       const rules = lines(pull.value);
       if (rules.length) {
         const p = {};
@@ -358,11 +367,14 @@ async function form(main, id) {
           if (!m) return bad("onsub", "onsub: write a pattern and a target, one pair a line");
           p[m[1]] = m[2];
         }
-        body.onsub = {pull: p};
-      } else {
-        body.onsub = null;
+        os = {pull: p};
       }
+      if (!same(os, n.onsub)) body.onsub = os;
       if (pending.checked !== n.pending) body.pending = pending.checked;
+      if (Object.keys(body).length === 0) {
+        location.hash = "#/nodes/" + n.id;  // nothing changed
+        return;
+      }
     }
     submit.disabled = true;
     const r = editing ? await call("PUT", "/api/cascade/clients/" + n.id, body)
