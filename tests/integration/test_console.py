@@ -141,7 +141,7 @@ class ConsoleTest(unittest.TestCase):
         if errors:
             raise AssertionError("\n".join(errors))
 
-    # helpers -------------------------------------------------------------------------------------
+    # steps ---------------------------------------------------------------------------------------
 
     def api(self, method, path, body=None, token=None):
         st, _, resp = self.ctl.api(method, path, body, token=token)

@@ -1,4 +1,4 @@
-// DOM helpers. Every string becomes a text node: names, labels and stream
+// Building the DOM. Every string becomes a text node: names, labels and stream
 // paths come from the network and are never parsed as HTML.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
