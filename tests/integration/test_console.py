@@ -237,6 +237,11 @@ class ConsoleTest(unittest.TestCase):
         b.call("click", selector="#signin-submit")
         msg = b.wait("document.getElementById('signin-error').textContent")
         self.assertIn("Wrong token", msg)
+        # signed out, nothing but the form is shown
+        self.assertEqual(b.call("eval", expr="['nav', 'who', 'main'].map((id) => {"
+                                " const el = document.getElementById(id);"
+                                " return getComputedStyle(el).display === 'none' || !el.textContent.trim(); })"),
+                         [True, True, True])
         self.shot("01-signin-wrong-token")
         b.call("fill", selector="#signin-token", value=self.ctl.admin_token)
         b.call("click", selector="#signin-submit")
