@@ -478,6 +478,7 @@ class ConsoleTest(unittest.TestCase):
                                " document.querySelector('#node-form fieldset').disabled &&"
                                " document.getElementById('node-save').matches(':disabled')",
                                page="viewer"))
+        self.shot("10-viewer-edit-disabled", page="viewer")
         b.call("hash", page="viewer", hash="#/topology")
         b.wait("document.querySelectorAll('#topology-svg g.node').length === 5", page="viewer")
         b.call("hash", page="viewer", hash="#/tokens")
