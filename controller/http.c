@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "conntrack.h"
+#include "console.h"
 #include "fwdsig.h"
 #include "http_framing.h"
 #include "log.h"
@@ -441,6 +442,8 @@ static int dispatch(http_req_t *r) {
     r->forwarded = 1;
     return relay_serve(r);
   }
+  /* The web console's files are public, and not part of the REST API. */
+  if (console_owns(r->url)) return console_serve(r);
   /* Authenticate every /api/ request before saying whether a route exists. */
   if (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/api") == 0) {
     int rv = authenticate(r, &answered);

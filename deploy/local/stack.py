@@ -113,6 +113,7 @@ def main():
     edge2_rtmp = "rtmp://127.0.0.1:%d/live/cam1" % (1935 + 3)
     print(f"""
 Cascade is running.
+  web console   {url}/console/   (sign in with the admin token below)
   REST API      {url}/api/cascade/clients
   admin token   {token}
   join token    {join}   (an agent with node.jointoken set to it joins at once;
