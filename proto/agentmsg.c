@@ -408,9 +408,34 @@ uint8_t *agentmsg_pack_heartbeat(const agentmsg_head_t *h, const agentmsg_heartb
   w.streams = sp;
   w.streams_reported = reported;
   w.streams_total = total;
+  /* Out of memory, the events wait for the next beat (the caller keeps
+   * them until the controller answered). */
+  Cascade__Control__StreamEvent *ev = NULL, **evp = NULL;
+  size_t ne = hb->nevents;
+  if (ne && ((ev = calloc(ne, sizeof(*ev))) == NULL || (evp = calloc(ne, sizeof(*evp))) == NULL))
+    ne = 0;
+  for (size_t i = 0; i < ne; i++) {
+    const agentmsg_stream_event_t *e = &hb->events[i];
+    cascade__control__stream_event__init(&ev[i]);
+    ev[i].seq = e->seq;
+    ev[i].time = e->time;
+    ev[i].action = (char *)(e->action ? e->action : "");
+    ev[i].path = (char *)(e->path ? e->path : "");
+    ev[i].connection = e->connection;
+    ev[i].addr = (char *)(e->addr ? e->addr : "");
+    ev[i].kind = (char *)(e->kind ? e->kind : "");
+    ev[i].protocol = (char *)(e->protocol ? e->protocol : "");
+    ev[i].ended = e->ended;
+    evp[i] = &ev[i];
+  }
+  w.n_stream_events = ne;
+  w.stream_events = evp;
+  w.stream_events_dropped = hb->events_dropped;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
   r.heartbeat = &w;
   buf = pack(h, &r, len);
+  free(ev);
+  free(evp);
   free(lr);
   free(lp);
   free(sr);
