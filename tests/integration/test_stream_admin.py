@@ -315,5 +315,95 @@ class StreamAdminTest(unittest.TestCase):
         self.assertRegex(m, r'(?m)^cascade_players_refused_total\{limit="bandwidth"\} [1-9]')
 
 
+
+TREE_CONFIG = harness.deep_merge(BASE, {
+    "quic": {"idletimeout": "2s", "keepalive": "200ms", "handshaketimeout": "1s"},
+    "cascadeclient": {"reconnectmax": "500ms", "autopush": True,
+                      "onsub": {"pull": {".*": "m7s://$0"}}},
+    "subscribe": {"maxplayers": 1},
+})
+
+
+@unittest.skipUnless(FFMPEG, "ffmpeg not installed")
+class StreamAdminTreeTest(StreamAdminTest):
+    """Relays are connections too: a push up and a pull down are listed at both ends (quic-push,
+    quic-pull), are not players for subscribe.maxplayers, a drop at the origin ends the push up
+    (the parent's copy goes), and a drop of a pulled copy ends that copy only."""
+
+    @classmethod
+    def setUpClass(cls):
+        harness.require_controller()
+        cls.tmp = tempfile.mkdtemp(prefix="cascade-streamadm-tree-")
+        cls.media = os.path.join(cls.tmp, "src.flv")
+        make_media(cls.media, 60)
+        cls.procs = []
+        cls.pg = harness.shared_cluster()
+        cls.db = cls.pg.create_database()
+        cls.ctl = harness.Controller(cls.pg.dsn(cls.db), config=CTL_CONFIG)
+        cls.agents = {}
+        cls.ids = harness.start_tree(cls.ctl, (("hq", None), ("edge", "hq")), TREE_CONFIG,
+                                     cls.agents)
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in cls.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        for a in cls.agents.values():
+            a.stop(expected_errors=AGENT_ERRORS)
+        cls.ctl.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    # the single-node tests are the base class's
+    test_1_list_kick_drop_through_relay = None
+    test_2_kick_publisher = None
+    test_3_maxplayers = None
+    test_4_maxbandwidth = None
+
+    def test_push_listed_not_a_player_dropped_at_origin(self):
+        hq, edge = self.agents["hq"], self.agents["edge"]
+        path = "live/up"
+        pub = self.publish(edge, path)
+        self.wait_conns(edge, path, [("publisher", "rtmp"), ("player", "quic-push")],
+                        "the push up listed at the edge")
+        c = self.wait_conns(hq, path, [("publisher", "quic-push")], "the push listed at hq")
+        self.assertTrue(c[0]["addr"])
+        # the push is no player: one player is allowed beside it, a second is refused
+        http = self.play(edge.flv_url(path))
+        self.wait_conns(edge, path, [("publisher", "rtmp"), ("player", "quic-push"),
+                                     ("player", "httpflv")], "a player beside the push")
+        st, _, body = edge.request("GET", "/flv/%s.flv" % path, timeout=10)
+        self.assertEqual(st, 503, body)
+        # a drop at the origin: the player ends, the publisher is cut, the push up ends and
+        # the parent's copy goes (it had no player to keep)
+        st, _, b = edge.admin_request("POST", "/api/stream/drop", body={"path": path})
+        self.assertEqual(st, 200, b)
+        self.assertEqual(b["data"]["ended"], 3)
+        self.assertIsNotNone(ended(http, 15), "the player did not end")
+        self.assertIsNotNone(ended(pub, 15), "the publisher was not cut")
+        harness.wait_for(lambda: path not in self.streams(edge), 5, what="gone at the edge")
+        harness.wait_for(lambda: path not in self.streams(hq), 10, what="gone at hq")
+
+    def test_pulled_copy_dropped_alone(self):
+        hq, edge = self.agents["hq"], self.agents["edge"]
+        path = "live/down"
+        pub = self.publish(hq, path)
+        harness.wait_for(lambda: path in self.streams(hq), 15, what="live at hq")
+        http = self.play(edge.flv_url(path))
+        self.wait_conns(edge, path, [("publisher", "quic-pull"), ("player", "httpflv")],
+                        "the pulled copy at the edge")
+        self.wait_conns(hq, path, [("publisher", "rtmp"), ("player", "quic-pull")],
+                        "the pull served at hq")
+        st, _, b = edge.admin_request("POST", "/api/stream/drop", body={"path": path})
+        self.assertEqual(st, 200, b)
+        self.assertIsNotNone(ended(http, 15), "the edge's player did not end")
+        harness.wait_for(lambda: path not in self.streams(edge), 5, what="copy gone")
+        # the origin goes on, without the pull it served
+        self.wait_conns(hq, path, [("publisher", "rtmp")], "hq without the pull")
+        self.assertIsNone(pub.poll(), "the publisher at hq was cut")
+        self.assertIn(path, self.streams(hq))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
