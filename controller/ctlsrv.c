@@ -886,8 +886,8 @@ static int stream_events(ctlsrv_t *s, const Cascade__Control__Heartbeat *hb, int
   if (text == NULL) return -1;
   char ids[24];
   snprintf(ids, sizeof(ids), "%lld", (long long)id);
-  const char *p[3] = {ids, name, text};
-  PGresult *r = exec1(s, DB_CTL_STREAM_EVENTS, 3, p);
+  const char *p[2] = {ids, text};
+  PGresult *r = exec1(s, DB_CTL_STREAM_EVENTS, 2, p);
   free(text);
   if (r == NULL) return -1;
   PQclear(r);

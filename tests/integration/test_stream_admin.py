@@ -229,7 +229,8 @@ class StreamAdminTest(unittest.TestCase):
                                          if e["detail"].get("connection") == r["id"]], 30,
                                 what="kick event")[0]
         self.assertEqual(kick["node"], self.node)
-        self.assertEqual(kick["actor"], "node")
+        self.assertEqual(kick["actor"], "node:%d" % self.node)
+        self.assertEqual(kick["detail"]["node_name"], "adm-a")
         self.assertEqual(kick["detail"]["path"], path)
         self.assertEqual(kick["detail"]["addr"], r["addr"])
         self.assertEqual((kick["detail"]["kind"], kick["detail"]["protocol"]), ("player", "rtmp"))
