@@ -139,6 +139,20 @@ int streamadm_query_path(const char *query, char *path, size_t plen) {
   return hub_path_ok(path) ? 1 : -1;
 }
 
+/* text_json is |s| as a JSON string; a path that is not UTF-8 (any byte
+ * but control ones is allowed) has its non-ASCII bytes shown as '?'. */
+static json_t *text_json(const char *s) {
+  json_t *j = json_string(s);
+  if (j) return j;
+  char *c = strdup(s);
+  if (c == NULL) return NULL;
+  for (char *p = c; *p; p++)
+    if ((unsigned char)*p >= 0x80) *p = '?';
+  j = json_string(c);
+  free(c);
+  return j;
+}
+
 static const char *kind_name(int kind) {
   return kind == CONNREG_PUBLISHER ? "publisher" : "player";
 }
@@ -158,9 +172,9 @@ static int connections(hub_t *hub, double now, const httpflv_request_t *rq, http
   for (const connreg_ent_t *e = reg->head; list && e; e = e->next) {
     if (has && strcmp(e->path, path) != 0) continue;
     double dur = now - e->since;
-    json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:I,s:o,s:I}", "id", (json_int_t)e->id,
-                          "path", e->path, "kind", kind_name(e->kind), "protocol", e->protocol,
-                          "addr", e->addr, "bytes_in",
+    json_t *o = json_pack("{s:I,s:o,s:s,s:s,s:o,s:I,s:I,s:o,s:I}", "id", (json_int_t)e->id,
+                          "path", text_json(e->path), "kind", kind_name(e->kind), "protocol",
+                          e->protocol, "addr", text_json(e->addr), "bytes_in",
                           (json_int_t)(e->bytes_in ? *e->bytes_in : 0), "bytes_out",
                           (json_int_t)(e->bytes_out ? *e->bytes_out : 0), "since",
                           time_json(e->since), "duration_ms",
@@ -213,8 +227,9 @@ static int kick(hub_t *hub, streamev_q_t *q, const httpflv_request_t *rq, httpfl
   snprintf(ev.kind, sizeof(ev.kind), "%s", kind_name(e->kind));
   snprintf(ev.protocol, sizeof(ev.protocol), "%s", e->protocol);
   ev.ended = 1;
-  json_t *d = json_pack("{s:I,s:s,s:s,s:s,s:s}", "id", (json_int_t)id, "path", ev.path, "kind",
-                        ev.kind, "protocol", ev.protocol, "addr", ev.addr);
+  json_t *d = json_pack("{s:I,s:o,s:s,s:s,s:o}", "id", (json_int_t)id, "path",
+                        text_json(ev.path), "kind", ev.kind, "protocol", ev.protocol, "addr",
+                        text_json(ev.addr));
   log_info(MOD, "kick: connection %llu (%s %s from %s) of %s", (unsigned long long)id,
            ev.protocol, ev.kind, ev.addr, log_quote(ev.path, qp, sizeof(qp)));
   connreg_kick(reg, id);
@@ -246,7 +261,7 @@ static int drop(hub_t *hub, streamev_q_t *q, const httpflv_request_t *rq, httpfl
   snprintf(ev.path, sizeof(ev.path), "%s", path);
   ev.ended = n;
   queue_event(q, &ev);
-  return reply(out, 200, "dropped", json_pack("{s:s,s:i}", "path", path, "ended", (int)n));
+  return reply(out, 200, "dropped", json_pack("{s:o,s:i}", "path", text_json(path), "ended", (int)n));
 }
 
 int streamadm_route(hub_t *hub, streamev_q_t *q, double now, const httpflv_request_t *rq,

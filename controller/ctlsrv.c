@@ -852,6 +852,21 @@ static int session_of(ctlsrv_t *s, const req_t *q, int64_t *id, nng_msg **reply)
   return session_epoch(s, q, id, NULL, reply);
 }
 
+/* text_json is |s| as a JSON string; a node's text that is not UTF-8 (a
+ * stream path may hold any byte but control ones) has its non-ASCII bytes
+ * shown as '?', so that its event is recorded rather than refused forever. */
+static json_t *text_json(const char *s) {
+  json_t *j = json_string(s ? s : "");
+  if (j) return j;
+  char *c = strdup(s);
+  if (c == NULL) return NULL;
+  for (char *p = c; *p; p++)
+    if ((unsigned char)*p >= 0x80) *p = '?';
+  j = json_string(c);
+  free(c);
+  return j;
+}
+
 /* stream_events writes the kicks and drops a node reports (at most
  * CTLMSG_STREAM_EVENTS_MAX a heartbeat) into the audit trail, in one
  * statement: all or none, so that a node whose heartbeat failed sends them
@@ -863,14 +878,15 @@ static int stream_events(ctlsrv_t *s, const Cascade__Control__Heartbeat *hb, int
   json_t *a = json_array();
   for (size_t i = 0; a && i < n; i++) {
     const Cascade__Control__StreamEvent *e = hb->stream_events[i];
-    json_t *d = json_pack("{s:s,s:s,s:s,s:I,s:I}", "action", e->action, "path", e->path,
-                          "node_name", name, "seq", (json_int_t)e->seq, "node_time",
-                          (json_int_t)e->time);
+    /* json_pack takes the "o" references even when it fails */
+    json_t *d = json_pack("{s:s,s:o,s:o,s:I,s:I}", "action", e->action, "path",
+                          text_json(e->path), "node_name", text_json(name), "seq",
+                          (json_int_t)e->seq, "node_time", (json_int_t)e->time);
     if (d && e->connection) {
       json_object_set_new(d, "connection", json_integer((json_int_t)e->connection));
-      json_object_set_new(d, "addr", json_string(e->addr));
-      json_object_set_new(d, "kind", json_string(e->kind));
-      json_object_set_new(d, "protocol", json_string(e->protocol));
+      json_object_set_new(d, "addr", text_json(e->addr));
+      json_object_set_new(d, "kind", text_json(e->kind));
+      json_object_set_new(d, "protocol", text_json(e->protocol));
     }
     if (d) json_object_set_new(d, "ended", json_integer(e->ended));
     if (d && hb->stream_events_dropped)
