@@ -1016,8 +1016,10 @@ void hub_stream_set_preempt(hub_stream_t *s, void (*fn)(hub_stream_t *s, void *a
   s->preempt_arg = arg;
 }
 
-/* stream_preempt displaces the PULLED publisher of |st|: it is told, and
- * the stream stays with its subscribers for the newcomer. */
+/* stream_preempt_locked displaces the PULLED publisher of |st|: it is
+ * told, and the stream stays with its subscribers (for a newcomer, or for
+ * hub_drop to end). The caller holds st->dispatching: |fn| must not free
+ * |st| under it. */
 static void stream_preempt_locked(hub_stream_t *st) {
   hub_t *h = st->hub;
   void (*fn)(hub_stream_t *, void *) = st->preempt;
@@ -1029,8 +1031,9 @@ static void stream_preempt_locked(hub_stream_t *st) {
   fn(st, arg);
 }
 
+/* stream_preempt is stream_preempt_locked outside a walk of |st|. */
 static void stream_preempt(hub_stream_t *st) {
-  st->dispatching++; /* |fn| must not free |st| under us */
+  st->dispatching++;
   stream_preempt_locked(st);
   st->dispatching--;
   stream_sweep(st);

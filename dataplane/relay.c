@@ -394,7 +394,9 @@ static void rs_kick(connreg_ent_t *e, void *arg) {
   } else if (s->pub) {
     relay_t *r = s->r;
     char *path = strdup(s->local ? s->local : s->path);
-    rs_fail(s, RELAY_ERR_STOPPED, "ended by the operator");
+    rs_log(s, LOG_INFO, "reset (code 0x%x): ended by the operator", RELAY_ERR_STOPPED);
+    rs_end(s, RELAY_END_LOCAL, RELAY_ERR_STOPPED, "ended by the operator");
+    rs_reset(s, RELAY_ERR_STOPPED);
     if (path) hub_drop(r->hub, path);
     free(path);
   }
