@@ -198,7 +198,9 @@ class StreamAdminTest(unittest.TestCase):
         self.assertEqual(st, 200, b)
         self.assertEqual(b["data"]["id"], r["id"])
         self.assertEqual((b["data"]["kind"], b["data"]["protocol"]), ("player", "rtmp"))
-        self.assertIsNotNone(ended(rtmp, 15), "the kicked RTMP player did not end")
+        # NetStream.Play.Stop: the end of the stream as ffmpeg knows it, a clean exit
+        self.assertEqual(ended(rtmp, 15), 0, "the kicked RTMP player did not end cleanly")
+        self.assertRegex(self.agent.log_text(), r"play live/adm: ended by the operator")
         self.assertIsNone(http.poll(), "the other player ended too")
         left = harness.wait_for(
             lambda: (lambda c: c if r["id"] not in {x["id"] for x in c} else None)(
@@ -211,14 +213,18 @@ class StreamAdminTest(unittest.TestCase):
         st, _, b = self.relay("POST", "/api/stream/kick", body={"id": r["id"]})
         self.assertEqual(st, 404, b)
 
-        # drop the stream through the relay: the player ends, the publisher is cut, the stream
+        # drop the stream through the relay: the players end, the publisher is cut, the stream
         # is gone at once (publish.delayclosetimeout is 30 s)
+        rtmp2 = self.play(self.agent.rtmp_url(path))
+        self.wait_conns(self.agent, path, [("publisher", "rtmp"), ("player", "rtmp"),
+                                           ("player", "httpflv")], "a new RTMP player")
         t0 = time.monotonic()
         st, _, b = self.relay("POST", "/api/stream/drop", body={"path": path})
         self.assertEqual(st, 200, b)
         self.assertEqual(b["data"]["path"], path)
-        self.assertEqual(b["data"]["ended"], 2)
-        self.assertIsNotNone(ended(http, 15), "the HTTP-FLV player did not end")
+        self.assertEqual(b["data"]["ended"], 3)
+        self.assertEqual(ended(http, 15), 0, "the HTTP-FLV player did not end cleanly")
+        self.assertEqual(ended(rtmp2, 15), 0, "the RTMP player did not end cleanly")
         self.assertIsNotNone(ended(pub, 15), "the publisher was not cut")
         harness.wait_for(lambda: path not in self.streams(self.agent), 5, what="stream gone")
         self.assertLess(time.monotonic() - t0, 15)
@@ -238,7 +244,7 @@ class StreamAdminTest(unittest.TestCase):
                                          if e["detail"].get("path") == path], 30,
                                 what="drop event")[0]
         self.assertEqual(drop["node"], self.node)
-        self.assertEqual(drop["detail"]["ended"], 2)
+        self.assertEqual(drop["detail"]["ended"], 3)
         # the refused requests left no event
         self.assertEqual(len([e for e in self.events("stream.kick")
                               if e["node"] == self.node and e["detail"]["path"] == path]), 1)
@@ -247,15 +253,17 @@ class StreamAdminTest(unittest.TestCase):
         path = "live/admpub"
         pub = self.publish(self.agent, path)
         http = self.play(self.agent.flv_url(path))
-        c = self.wait_conns(self.agent, path, [("publisher", "rtmp"), ("player", "httpflv")],
-                            "publisher and player")
+        rtmp = self.play(self.agent.rtmp_url(path))
+        c = self.wait_conns(self.agent, path, [("publisher", "rtmp"), ("player", "httpflv"),
+                                               ("player", "rtmp")], "publisher and players")
         pid = [x for x in c if x["kind"] == "publisher"][0]["id"]
         st, _, b = self.relay("POST", "/api/stream/kick", body={"id": pid})
         self.assertEqual(st, 200, b)
         self.assertEqual(b["data"]["kind"], "publisher")
         # the stream ends at once: its player sees the end, the list forgets it
         self.assertIsNotNone(ended(pub, 15), "the kicked publisher was not cut")
-        self.assertIsNotNone(ended(http, 15), "the player did not see the end")
+        self.assertIsNotNone(ended(http, 15), "the HTTP-FLV player did not see the end")
+        self.assertIsNotNone(ended(rtmp, 15), "the RTMP player did not see the end")
         harness.wait_for(lambda: path not in self.streams(self.agent), 5, what="stream gone")
         # and it may publish again
         pub2 = self.publish(self.agent, path)
