@@ -408,12 +408,10 @@ uint8_t *agentmsg_pack_heartbeat(const agentmsg_head_t *h, const agentmsg_heartb
   w.streams = sp;
   w.streams_reported = reported;
   w.streams_total = total;
-  /* Out of memory, the events wait for the next beat (the caller keeps
-   * them until the controller answered). */
-  Cascade__Control__StreamEvent *ev = NULL, **evp = NULL;
-  size_t ne = hb->nevents;
-  if (ne && ((ev = calloc(ne, sizeof(*ev))) == NULL || (evp = calloc(ne, sizeof(*evp))) == NULL))
-    ne = 0;
+  /* On the stack: the events a beat carries always go with it (the caller
+   * drops them once this beat is answered). */
+  Cascade__Control__StreamEvent ev[CTLMSG_STREAM_EVENTS_MAX], *evp[CTLMSG_STREAM_EVENTS_MAX];
+  size_t ne = hb->nevents < CTLMSG_STREAM_EVENTS_MAX ? hb->nevents : CTLMSG_STREAM_EVENTS_MAX;
   for (size_t i = 0; i < ne; i++) {
     const agentmsg_stream_event_t *e = &hb->events[i];
     cascade__control__stream_event__init(&ev[i]);
@@ -429,13 +427,11 @@ uint8_t *agentmsg_pack_heartbeat(const agentmsg_head_t *h, const agentmsg_heartb
     evp[i] = &ev[i];
   }
   w.n_stream_events = ne;
-  w.stream_events = evp;
+  w.stream_events = ne ? evp : NULL;
   w.stream_events_dropped = hb->events_dropped;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
   r.heartbeat = &w;
   buf = pack(h, &r, len);
-  free(ev);
-  free(evp);
   free(lr);
   free(lp);
   free(sr);

@@ -226,7 +226,7 @@ typedef struct agentmsg_heartbeat {
   size_t nstreams;
   int streams_reported;          /* |streams| is the full list (may be empty) */
   uint32_t streams_total;
-  const agentmsg_stream_event_t *events; /* at most CTLMSG_STREAM_EVENTS_MAX are read */
+  const agentmsg_stream_event_t *events; /* at most CTLMSG_STREAM_EVENTS_MAX are packed */
   size_t nevents;
   uint64_t events_dropped;
 } agentmsg_heartbeat_t;
