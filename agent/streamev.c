@@ -5,6 +5,14 @@
 
 void streamev_init(streamev_q_t *q) { memset(q, 0, sizeof(*q)); }
 
+/* printable keeps |s| within what the controller takes (docs/protocol.md,
+ * "Bounds"): control bytes, and with |ascii| non-ASCII ones, become '?', so
+ * that an event can never make the controller refuse the heartbeats. */
+static void printable(char *s, int ascii) {
+  for (unsigned char *p = (unsigned char *)s; *p; p++)
+    if (*p < 0x20 || *p == 0x7f || (ascii && *p >= 0x80)) *p = '?';
+}
+
 int streamev_push(streamev_q_t *q, const streamev_t *e) {
   if (q->n >= STREAMEV_MAX) {
     q->dropped++;
@@ -18,6 +26,11 @@ int streamev_push(streamev_q_t *q, const streamev_t *e) {
   o->addr[sizeof(o->addr) - 1] = '\0';
   o->kind[sizeof(o->kind) - 1] = '\0';
   o->protocol[sizeof(o->protocol) - 1] = '\0';
+  printable(o->action, 1);
+  printable(o->path, 0);
+  printable(o->addr, 1);
+  printable(o->kind, 1);
+  printable(o->protocol, 1);
   o->seq = ++q->seq;
   q->n++;
   return 0;

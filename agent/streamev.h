@@ -36,7 +36,8 @@ typedef struct streamev_q {
 void streamev_init(streamev_q_t *q);
 
 /* streamev_push queues a copy of |e| (its strings truncated to their
- * fields) with the next seq: 0, or -1 when the queue is full (counted in
+ * fields, control bytes, and in all but the path non-ASCII bytes, as '?')
+ * with the next seq: 0, or -1 when the queue is full (counted in
  * dropped). */
 int streamev_push(streamev_q_t *q, const streamev_t *e);
 

@@ -81,6 +81,15 @@ static void test_fields_cut(void **state) {
   assert_int_equal(strlen(o->path), STREAMEV_PATH_MAX);
   assert_int_equal(strlen(o->addr), sizeof(o->addr) - 1);
   assert_int_equal(strlen(o->protocol), sizeof(o->protocol) - 1);
+  /* what the controller would refuse is made printable */
+  streamev_t b = ev("live/\xc3\xa9t\x01\xe9");
+  snprintf(b.addr, sizeof(b.addr), "1.2.3.4:5\n\xff");
+  snprintf(b.protocol, sizeof(b.protocol), "rtmp\x7f");
+  assert_int_equal(streamev_push(&q, &b), 0);
+  o = streamev_at(&q, 1);
+  assert_string_equal(o->path, "live/\xc3\xa9t?\xe9");
+  assert_string_equal(o->addr, "1.2.3.4:5??");
+  assert_string_equal(o->protocol, "rtmp?");
 }
 
 int main(void) {
