@@ -14,6 +14,7 @@
 
 #include "agentmsg.h"
 #include "log.h"
+#include "streamadm.h"
 #include "timefmt.h"
 
 #define MOD "agent"
@@ -30,8 +31,20 @@ static json_t *str_array(char *const *v, size_t n) {
   return a;
 }
 
+/* media_json is the media node's limits and what they measure now. */
+static json_t *media_json(media_t *m, const agent_config_t *cfg) {
+  if (m == NULL || m->hub == NULL) return json_null();
+  connreg_t *r = hub_connreg(m->hub);
+  return json_pack("{s:I,s:I,s:I,s:I,s:{s:I,s:I}}", "maxplayers",
+                   (json_int_t)cfg->subscribe_maxplayers, "maxbandwidth_kbps",
+                   (json_int_t)cfg->subscribe_maxbandwidth_kbps, "egress_bps",
+                   (json_int_t)connreg_egress_bps(r, ev_now(m->loop)), "connections",
+                   (json_int_t)r->count, "refused", "players", (json_int_t)r->refused_players,
+                   "bandwidth", (json_int_t)r->refused_bandwidth);
+}
+
 char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
-                        const agent_config_t *cfg) {
+                        const agent_config_t *cfg, media_t *m) {
   json_t *pull = json_object(), *children = json_array(), *d;
   char *out = NULL;
 
@@ -49,7 +62,7 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
                      ? json_pack("{s:o}", "not_after", rfc3339(c->cert_not_after))
                      : json_null();
   d = json_pack(
-      "{s:o,s:s,s:{s:s,s:o,s:o,s:I,s:s,s:o,s:o},s:{s:I,s:b},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o,s:o}",
+      "{s:o,s:s,s:{s:s,s:o,s:o,s:I,s:s,s:o,s:o},s:{s:I,s:b},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o,s:o,s:o}",
       "instance_id", c->instance_id ? json_integer(c->instance_id) : json_null(),
       "name", c->name,
       "controller", "url", ctlc_url(c), "urls",
@@ -66,7 +79,8 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
       c->rules.autopush,
       "certificate", cert,
       "links", l ? links_status(l) : json_array(),
-      "cascade", casc ? casc_status(casc) : json_null());
+      "cascade", casc ? casc_status(casc) : json_null(),
+      "media", media_json(m, cfg));
   /* json_pack steals the "o" references even when it fails. */
   if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   json_decref(d);
@@ -74,8 +88,10 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
 }
 
 
-static char *wrap_status(const agent_t *a, size_t *len) {
-  char *d = agent_status_json(a->ctl, a->links, a->casc, a->cfg), *out = NULL;
+static char *wrap_status(agent_t *a, size_t *len) {
+  char *d = agent_status_json(a->ctl, a->links, a->casc, a->cfg,
+                              a->media_on ? (media_t *)&a->media : NULL),
+       *out = NULL;
   if (d && asprintf(&out, "{\"code\":0,\"message\":\"success\",\"data\":%s}", d) < 0)
     out = NULL;
   free(d);
@@ -219,6 +235,10 @@ static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) 
   out->ctype = "application/json";
   if (strcmp(path, "/api/cascade/linktest") == 0) return linktest(a, rq, out);
   if (strcmp(path, "/api/cascade/echo") == 0) return echo(rq, out);
+  if (a->media_on) {
+    int st = streamadm_route(a->media.hub, &a->events, ev_now(a->loop), rq, out);
+    if (st) return st;
+  }
   if (strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0 &&
       strcmp(path, "/api/cascade/status") != 0 &&
       strcmp(path, "/api/stream/list") != 0 && strcmp(path, "/metrics") != 0)
@@ -243,10 +263,13 @@ static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) 
                       "# TYPE cascade_control_applied_generation gauge\n"
                       "cascade_control_applied_generation %llu\n"
                       "# TYPE cascade_control_bad_messages_total counter\n"
-                      "cascade_control_bad_messages_total %llu\n%s",
+                      "cascade_control_bad_messages_total %llu\n"
+                      "# TYPE cascade_stream_events_dropped_total counter\n"
+                      "cascade_stream_events_dropped_total %llu\n%s",
                       m, lm, cm ? cm : "", ctlc_state_name(a->ctl->state),
                       (unsigned long long)a->ctl->applied_gen,
                       (unsigned long long)a->hub.bad_messages,
+                      (unsigned long long)a->events.dropped,
                       a->relays ? relayc_metrics(a->relays) : "") < 0)
       o = NULL;
     free(m);
@@ -367,6 +390,32 @@ static int on_stream_reports(ctlc_t *c, agentmsg_stream_report_t *out, int max, 
   return (int)r.n;
 }
 
+static size_t on_stream_events(ctlc_t *c, agentmsg_stream_event_t *out, size_t max,
+                               uint64_t *dropped, void *arg) {
+  agent_t *a = arg;
+  size_t n = 0;
+  if (c != a->ctl) return 0;
+  for (const streamev_t *e; n < max && (e = streamev_at(&a->events, n)) != NULL; n++) {
+    agentmsg_stream_event_t *o = &out[n];
+    o->seq = e->seq;
+    o->time = e->time;
+    o->action = e->action;
+    o->path = e->path;
+    o->connection = e->connection;
+    o->addr = e->addr;
+    o->kind = e->kind;
+    o->protocol = e->protocol;
+    o->ended = e->ended;
+  }
+  *dropped = a->events.dropped;
+  return n;
+}
+
+static void on_stream_events_ack(ctlc_t *c, size_t n, void *arg) {
+  agent_t *a = arg;
+  if (c == a->ctl) streamev_ack(&a->events, n);
+}
+
 static size_t on_link_reports(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg) {
   agent_t *a = arg;
   return c == a->ctl ? links_reports(a->links, out, max) : 0;
@@ -390,6 +439,7 @@ static void on_sim_report(struct ev_loop *loop, ev_timer *w, int revents) {
 int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t nsim, char *err,
                 size_t errlen) {
   memset(a, 0, sizeof(*a));
+  streamev_init(&a->events);
   a->loop = loop;
   a->cfg = cfg;
   if (ctlc_hub_init(&a->hub, loop, cfg, nsim > 0, err, errlen) != 0) return -1;
@@ -449,6 +499,9 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
   a->hub.on_relay_arg = a;
   a->hub.stream_reports = on_stream_reports;
   a->hub.stream_reports_arg = a;
+  a->hub.stream_events = on_stream_events;
+  a->hub.stream_events_ack = on_stream_events_ack;
+  a->hub.stream_events_arg = a;
   log_info(MOD, "agent %s started: HTTP-FLV http://%s, local API %s%s, RTMP %s, controller %s",
            cfg->node_name, a->media.http_url, a->media.admin_url[0] ? "http://" : "",
            a->media.admin_url[0] ? a->media.admin_url : "off (http.adminaddr is empty)",
@@ -473,6 +526,8 @@ void agent_stop(agent_t *a) {
   /* Relays first: they use the control socket and the local server. */
   a->hub.on_relay = NULL;
   a->hub.stream_reports = NULL;
+  a->hub.stream_events = NULL;
+  a->hub.stream_events_ack = NULL;
   relayc_free(a->relays);
   a->relays = NULL;
   a->hub.on_change = NULL;

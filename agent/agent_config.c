@@ -168,7 +168,14 @@ const cfg_key_t agent_config_table[] = {
     {"subscribe.waittimeout", CFG_DURATION, OFF(subscribe_wait_ms), "10s", 0, 3600000, NULL, 0,
      "How long a player waits for a stream that does not exist yet (seed key)."},
     {"subscribe.maxplayers", CFG_INT, OFF(subscribe_maxplayers), "0", 0, 100000, NULL, 0,
-     "Players per stream; 0: no limit."},
+     "RTMP and HTTP-FLV players per stream (relays to other nodes not counted); 0: no limit. "
+     "A player beyond it is refused: RTMP NetStream.Play.Failed, HTTP 503, with the reason."},
+    {"subscribe.maxbandwidth", CFG_INT, OFF(subscribe_maxbandwidth_kbps), "0", 0, 100000000,
+     NULL, 0,
+     "Outgoing bandwidth to players, in kbit/s (1000 bit/s), measured over the last 2 s "
+     "(RTMP and HTTP-FLV players; relays to other nodes not counted); 0: no limit. At or over "
+     "it, new players are refused (RTMP NetStream.Play.Failed, HTTP 503 with Retry-After); "
+     "players already playing go on."},
     {"subscribe.queuesize", CFG_INT, OFF(subscribe_queuebytes), "4194304", 65536, 268435456, NULL,
      0, "Bytes queued per player at most; beyond, it skips to the next keyframe."},
     {"subscribe.queuetime", CFG_DURATION, OFF(subscribe_queuetime_ms), "5s", 100, 600000, NULL, 0,

@@ -45,6 +45,7 @@ typedef struct agent_config {
   long long publish_maxstreams;
   long long subscribe_wait_ms;
   long long subscribe_maxplayers;
+  long long subscribe_maxbandwidth_kbps; /* 0: no limit */
   long long subscribe_queuebytes;
   long long subscribe_queuetime_ms;
   long long subscribe_slow_ms;

@@ -62,12 +62,15 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
       .slow_s = (double)cfg->subscribe_slow_ms / 1000.0,
       .merge_s = (double)cfg->subscribe_merge_ms / 1000.0,
       .max_streams = (unsigned)cfg->publish_maxstreams,
-      .max_subscribers = (unsigned)cfg->subscribe_maxplayers,
+      /* players per stream are the registry's limit: the hub's would count relays too */
+      .max_subscribers = 0,
   };
   if ((m->hub = hub_new(loop, &hc)) == NULL) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
+  connreg_set_limits(hub_connreg(m->hub), (unsigned)cfg->subscribe_maxplayers,
+                     (uint64_t)cfg->subscribe_maxbandwidth_kbps * 1000u);
   m->http_fd = net_listen_tcp("http.listenaddr", cfg->http_listenaddr, 1, m->http_url,
                               sizeof(m->http_url), err, errlen);
   if (m->http_fd < 0) goto fail;
@@ -201,6 +204,7 @@ char *media_metrics(media_t *m, size_t *len) {
   FILE *out = open_memstream(&buf, &n);
   if (out == NULL) return NULL;
   hub_get_stats(m->hub, &h);
+  connreg_t *reg = hub_connreg(m->hub);
   httpflv_get_stats(m->http, &f);
   if (m->admin) { /* both listeners together: players reach either */
     httpflv_stats_t a;
@@ -233,13 +237,22 @@ char *media_metrics(media_t *m, size_t *len) {
           "cascade_rtmp_limit_closes_total{limit=\"pending\"} %llu\n"
           "cascade_rtmp_limit_closes_total{limit=\"budget\"} %llu\n"
           "# TYPE cascade_http_connections gauge\ncascade_http_connections %u\n"
-          "# TYPE cascade_http_bad_requests_total counter\ncascade_http_bad_requests_total %llu\n",
+          "# TYPE cascade_http_bad_requests_total counter\ncascade_http_bad_requests_total %llu\n"
+          "# TYPE cascade_egress_bps gauge\ncascade_egress_bps %llu\n"
+          "# TYPE cascade_players_refused_total counter\n"
+          "cascade_players_refused_total{limit=\"players\"} %llu\n"
+          "cascade_players_refused_total{limit=\"bandwidth\"} %llu\n"
+          "# TYPE cascade_stream_connections gauge\ncascade_stream_connections %zu\n"
+          "# TYPE cascade_stream_kicks_total counter\ncascade_stream_kicks_total %llu\n",
           h.streams, r.publishers, r.players, f.players, (unsigned long long)h.bytes_in,
           (unsigned long long)r.bytes_out, (unsigned long long)f.bytes_out,
           (unsigned long long)h.frames_dropped, (unsigned long long)h.slow_disconnects,
           h.queued_bytes, r.active, (unsigned long long)r.refused,
           (unsigned long long)r.protocol_errors, r.ingest_held,
-          (unsigned long long)r.pending_closes, (unsigned long long)r.budget_closes, f.current, (unsigned long long)f.bad_requests);
+          (unsigned long long)r.pending_closes, (unsigned long long)r.budget_closes, f.current, (unsigned long long)f.bad_requests,
+          (unsigned long long)connreg_egress_bps(reg, ev_now(m->loop)),
+          (unsigned long long)reg->refused_players, (unsigned long long)reg->refused_bandwidth,
+          reg->count, (unsigned long long)reg->kicks);
   fclose(out);
   *len = n;
   return buf;

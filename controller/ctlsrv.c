@@ -852,6 +852,64 @@ static int session_of(ctlsrv_t *s, const req_t *q, int64_t *id, nng_msg **reply)
   return session_epoch(s, q, id, NULL, reply);
 }
 
+/* text_json is |s| as a JSON string; a node's text that is not UTF-8 (a
+ * stream path may hold any byte but control ones) has its non-ASCII bytes
+ * shown as '?', so that its event is recorded rather than refused forever. */
+static json_t *text_json(const char *s) {
+  json_t *j = json_string(s ? s : "");
+  if (j) return j;
+  char *c = strdup(s);
+  if (c == NULL) return NULL;
+  for (char *p = c; *p; p++)
+    if ((unsigned char)*p >= 0x80) *p = '?';
+  j = json_string(c);
+  free(c);
+  return j;
+}
+
+/* stream_events writes the kicks and drops a node reports (at most
+ * CTLMSG_STREAM_EVENTS_MAX a heartbeat) into the audit trail, in one
+ * statement: all or none, so that a node whose heartbeat failed sends them
+ * again. 0, or -1 when the database did not take them. */
+static int stream_events(ctlsrv_t *s, const Cascade__Control__Heartbeat *hb, int64_t id,
+                         const char *name) {
+  size_t n = hb->n_stream_events < CTLMSG_STREAM_EVENTS_MAX ? hb->n_stream_events
+                                                            : CTLMSG_STREAM_EVENTS_MAX;
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < n; i++) {
+    const Cascade__Control__StreamEvent *e = hb->stream_events[i];
+    /* json_pack takes the "o" references even when it fails */
+    json_t *d = json_pack("{s:s,s:o,s:o,s:I,s:I}", "action", e->action, "path",
+                          text_json(e->path), "node_name", text_json(name), "seq",
+                          (json_int_t)e->seq, "node_time", (json_int_t)e->time);
+    if (d && e->connection) {
+      json_object_set_new(d, "connection", json_integer((json_int_t)e->connection));
+      json_object_set_new(d, "addr", text_json(e->addr));
+      json_object_set_new(d, "kind", text_json(e->kind));
+      json_object_set_new(d, "protocol", text_json(e->protocol));
+    }
+    if (d) json_object_set_new(d, "ended", json_integer(e->ended));
+    if (d && hb->stream_events_dropped)
+      json_object_set_new(d, "node_dropped",
+                          json_integer((json_int_t)hb->stream_events_dropped));
+    if (d == NULL || json_array_append_new(a, d) != 0) {
+      json_decref(a);
+      return -1;
+    }
+  }
+  char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+  json_decref(a);
+  if (text == NULL) return -1;
+  char ids[24];
+  snprintf(ids, sizeof(ids), "%lld", (long long)id);
+  const char *p[2] = {ids, text};
+  PGresult *r = exec1(s, DB_CTL_STREAM_EVENTS, 2, p);
+  free(text);
+  if (r == NULL) return -1;
+  PQclear(r);
+  return 0;
+}
+
 static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
   uint64_t desired = 0;
   int state; /* 0 live, 1 none, 2 revoked */
@@ -903,6 +961,9 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
     streams = old;
     ns = oldn;
   }
+  int64_t node_id = state == 0 ? x->core.id : 0;
+  char node_name[VALID_NAME_MAX + 1] = "";
+  if (state == 0) snprintf(node_name, sizeof(node_name), "%s", x->name);
   int64_t static_pid = 0, self = 0;
   if (state == 0 && hb->static_parent_id > 0 && hb->static_parent_id != x->static_tried &&
       hb->static_parent_id != x->core.id) {
@@ -922,6 +983,8 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
   streams_free(streams, ns);
   if (state == 1) return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
   if (state == 2) return status_reply(q->id, CASCADE__CONTROL__CODE__REVOKED, "session revoked");
+  if (hb->n_stream_events && stream_events(s, hb, node_id, node_name) != 0)
+    return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "database unavailable");
   if (static_pid) {
     /* Only while the node has no parent, only under an approved node, never
      * into a loop (link, DB_CTL_SET_PARENT); once per id the node reports. */

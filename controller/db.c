@@ -289,6 +289,12 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
     /* $1 actor $2 action $3 node (or NULL) $4 source $5 detail */
     [DB_CTL_EVENT] = "INSERT INTO events (actor, action, instance_id, source, detail)"
                      " VALUES ($1, $2, $3::bigint, $4, $5::jsonb)",
+    /* $1 node $2 JSON array of details, each with its action: the kicks and
+     * drops a node reports (Heartbeat.stream_events), in their order */
+    [DB_CTL_STREAM_EVENTS] =
+        "INSERT INTO events (actor, action, instance_id, detail)"
+        " SELECT 'node:' || $1, d->>'action', $1::bigint, d - 'action'"
+        " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(d, i) ORDER BY i",
     [DB_NODE_TOPOLOGY] = "SELECT id, name, online, parent_id FROM instances ORDER BY id",
     /* $1 node or NULL, $2 limit, $3 offset */
     [DB_EVENTS_LIST] =

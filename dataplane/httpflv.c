@@ -90,6 +90,8 @@ typedef struct conn {
   tsmap_t tsmap;                   /* the player's timeline, from 0 (zeroed by calloc) */
   int ended;                       /* no more frames will come */
   int peer_eof;                    /* the peer half-closed while we replied */
+  uint64_t rx, tx;                 /* bytes of this connection, for the registry */
+  connreg_ent_t ent;               /* in the hub's registry while it plays */
 } conn_t;
 
 typedef struct ratelimit {
@@ -145,6 +147,7 @@ static void rbody_drop(conn_t *c) {
 
 static void conn_close(conn_t *c) {
   httpflv_t *srv = c->srv;
+  connreg_remove(hub_connreg(srv->hub), &c->ent);
   if (c->sub) {
     hub_unsubscribe(c->sub);
     c->sub = NULL;
@@ -354,6 +357,9 @@ static int conn_flush(conn_t *c) {
       return -1;
     }
     srv->st.bytes_out += (uint64_t)n;
+    c->tx += (uint64_t)n;
+    /* a player's bytes count toward the node's egress (subscribe.maxbandwidth) */
+    if (c->state == C_STREAM) connreg_egress(hub_connreg(srv->hub), ev_now(srv->loop), (uint64_t)n);
     size_t left = (size_t)n, k;
     k = c->outlen - c->outoff < left ? c->outlen - c->outoff : left;
     c->outoff += k;
@@ -437,11 +443,15 @@ static void on_end(hub_sub_t *s, void *arg, int why) {
   conn_t *c = arg;
   (void)s;
   c->sub = NULL;
+  connreg_remove(hub_connreg(c->srv->hub), &c->ent);
   if (c->state == C_WAIT) {
     if (why == HUB_END_NOT_FOUND) conn_error(c, 404, "stream not found");
-    else conn_error(c, 503, why == HUB_END_LIMIT ? "too many players" : "unavailable");
+    else conn_error(c, 503, why == HUB_END_LIMIT    ? "too many players"
+                            : why == HUB_END_KICKED ? "ended by the operator"
+                                                    : "unavailable");
     return;
   }
+  if (why == HUB_END_KICKED) log_info("httpflv", "[%s] player ended by the operator", c->peer);
   if (why == HUB_END_SLOW) {
     /* its socket is full: what is in flight would never drain either */
     log_info("httpflv", "[%s] player too slow, closed", c->peer);
@@ -457,6 +467,31 @@ static void on_end(hub_sub_t *s, void *arg, int why) {
 }
 
 static const hub_sub_ops_t sub_ops = {on_frames, on_end};
+
+/* kick_player ends a player for the operator (connreg_kick): the hub ends
+ * its subscription and on_end finishes the response body. */
+static void kick_player(connreg_ent_t *e, void *arg) {
+  conn_t *c = arg;
+  (void)e;
+  if (c->sub) hub_sub_kick(c->sub);
+}
+
+/* play_limited refuses a player over the node's limits (players per
+ * stream, outgoing bandwidth) with 503, the reason and Retry-After. 1 when
+ * refused (the reply is under way, or the connection closed). */
+static int play_limited(conn_t *c, const char *path) {
+  char why[128], q[128];
+  hub_t *h = c->srv->hub;
+  if (connreg_play_check(hub_connreg(h), hub_path_players(h, path), ev_now(c->srv->loop), why,
+                         sizeof(why)) == 0)
+    return 0;
+  WARN_RL(c->srv, "[%s] play %s refused: %s", c->peer, log_quote(path, q, sizeof(q)), why);
+  size_t len = strlen(why);
+  char *body = malloc(len + 2);
+  if (body) snprintf(body, len + 2, "%s\n", why);
+  conn_respond(c, 503, "text/plain", body, body ? len + 1 : 0, "Retry-After: 2\r\n");
+  return 1;
+}
 
 /* ---------- requests ---------- */
 
@@ -551,9 +586,16 @@ static int route(conn_t *c, const char *method, char *target) {
     if (n <= 4 || strcmp(path + n - 4, ".flv") != 0) return conn_error(c, 404, "not found");
     path[n - 4] = '\0';
     if (!hub_path_ok(path)) return conn_error(c, 404, "stream not found");
+    if (play_limited(c, path)) return 0;
     c->state = C_WAIT;
     ev_timer_stop(srv->loop, &c->timer);
     c->sub = hub_subscribe(srv->hub, path, &sub_ops, c);
+    if (c->sub) {
+      /* a player from now on, also while it waits for the stream */
+      hub_sub_set_kind(c->sub, HUB_SUB_PLAYER_HTTPFLV);
+      (void)connreg_add(hub_connreg(srv->hub), &c->ent, CONNREG_PLAYER, "httpflv", path, c->peer,
+                        &c->rx, &c->tx, ev_now(srv->loop), kick_player, c);
+    }
     free(c->req); /* |path| pointed into it */
     c->req = NULL;
     if (c->sub == NULL) return conn_error(c, 503, "out of memory");
@@ -740,6 +782,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
   }
   size_t room = HTTPFLV_MAX_REQUEST - c->reqlen;
   ssize_t n = recv(c->fd, c->req + c->reqlen, room, 0);
+  if (n > 0) c->rx += (uint64_t)n;
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
     conn_close(c);

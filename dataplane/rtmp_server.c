@@ -103,6 +103,8 @@ struct rtmp_conn {
   tsmap_t tsmap;               /* the player's timeline, from 0 (zeroed by calloc; one play a connection) */
   out_frame_t q[SEND_WINDOW];  /* frames being sent, in order */
   unsigned qn;
+  uint64_t rx, tx;             /* bytes of this connection, for the registry */
+  connreg_ent_t pub_ent, play_ent; /* in the hub's registry while publishing / playing */
 };
 
 static void conn_close(rtmp_conn_t *c);
@@ -274,6 +276,13 @@ static void send_play_start(rtmp_conn_t *c) {
   c->play_started = 1;
 }
 
+/* count_tx counts bytes sent: a player's count toward the node's egress
+ * rate (subscribe.maxbandwidth). */
+static void count_tx(rtmp_conn_t *c, uint64_t n) {
+  c->tx += n;
+  if (c->play_ent.id) connreg_egress(hub_connreg(c->srv->hub), ev_now(c->srv->loop), n);
+}
+
 /* write_out sends control output; 1 = all sent, 0 = blocked, <0 = error. */
 static int write_out(rtmp_conn_t *c) {
   while (out_pending(c)) {
@@ -285,6 +294,7 @@ static int write_out(rtmp_conn_t *c) {
     }
     c->out_off += (size_t)n;
     c->srv->st.bytes_out += (uint64_t)n;
+    count_tx(c, (uint64_t)n);
   }
   c->out.len = c->out_off = 0;
   return 1;
@@ -307,6 +317,7 @@ static int write_frames(rtmp_conn_t *c) {
       return -1;
     }
     c->srv->st.bytes_out += (uint64_t)w;
+    count_tx(c, (uint64_t)w);
     size_t left = (size_t)w;
     unsigned done = 0;
     while (done < c->qn) {
@@ -393,6 +404,7 @@ static void sub_on_end(hub_sub_t *s, void *arg, int why) {
   rtmp_conn_t *c = arg;
   (void)s;
   c->sub = NULL;
+  connreg_remove(hub_connreg(c->srv->hub), &c->play_ent);
   if (c->play_started) c->srv->st.players--;
   if (c->dead) return;
   char desc[1200];
@@ -420,6 +432,13 @@ static void sub_on_end(hub_sub_t *s, void *arg, int why) {
     rtmp_put_user_control(&c->wr, &c->out, RTMP_UC_STREAM_EOF, c->play_sid);
     conn_log(c, LOG_INFO, "play %s: ended, the server shuts down", c->play_path);
     break;
+  case HUB_END_KICKED:
+    /* As at shutdown: the end of the stream as a player knows it. */
+    snprintf(desc, sizeof(desc), "Stopped playing %s: ended by the operator.", c->play_path);
+    send_status(c, c->play_sid, "status", "NetStream.Play.Stop", desc);
+    rtmp_put_user_control(&c->wr, &c->out, RTMP_UC_STREAM_EOF, c->play_sid);
+    conn_log(c, LOG_INFO, "play %s: ended by the operator", c->play_path);
+    break;
   case HUB_END_SLOW:
     /* The hub logged it; what is queued would only lag further. */
     conn_log(c, LOG_WARN, "play %s: too slow, disconnected", c->play_path);
@@ -438,6 +457,7 @@ static const hub_sub_ops_t sub_ops = {sub_on_frames, sub_on_end};
 
 static void stop_publish(rtmp_conn_t *c) {
   if (c->pub == NULL) return;
+  connreg_remove(hub_connreg(c->srv->hub), &c->pub_ent);
   hub_unpublish(c->pub);
   c->pub = NULL;
   c->srv->st.publishers--;
@@ -450,12 +470,57 @@ static void stop_publish(rtmp_conn_t *c) {
 }
 
 static void stop_play(rtmp_conn_t *c) {
+  connreg_remove(hub_connreg(c->srv->hub), &c->play_ent);
   if (c->sub == NULL) return;
   hub_unsubscribe(c->sub);
   c->sub = NULL;
   if (c->play_started) c->srv->st.players--;
   c->play_started = 0;
   while (c->qn > 0) hub_frame_unref(c->q[--c->qn].f);
+}
+
+/* kick_player ends a player for the operator (connreg_kick): the hub
+ * ends its subscription, sub_on_end tells the client. */
+static void kick_player(connreg_ent_t *e, void *arg) {
+  rtmp_conn_t *c = arg;
+  (void)e;
+  if (c->sub) hub_sub_kick(c->sub);
+  else conn_schedule_close(c);
+}
+
+/* kick_publisher ends a publisher for the operator: its connection closes
+ * and its stream ends at once (players get the end, no delayclose); the
+ * client may publish again. */
+static void kick_publisher(connreg_ent_t *e, void *arg) {
+  rtmp_conn_t *c = arg;
+  (void)e;
+  conn_log(c, LOG_INFO, "publisher of %s ended by the operator", c->pub_path);
+  stop_publish(c);
+  hub_drop(c->srv->hub, c->pub_path);
+  conn_schedule_close(c);
+}
+
+/* conn_register puts |e| of |c| in the hub's registry (out of memory: the
+ * connection just is not listed). */
+static void conn_register(rtmp_conn_t *c, connreg_ent_t *e, int kind, const char *path) {
+  (void)connreg_add(hub_connreg(c->srv->hub), e, kind, "rtmp", path, c->peer, &c->rx, &c->tx,
+                    ev_now(c->srv->loop),
+                    kind == CONNREG_PUBLISHER ? kick_publisher : kick_player, c);
+}
+
+/* play_limited refuses a player over the node's limits (players per
+ * stream, outgoing bandwidth): NetStream.Play.Failed with the reason, then
+ * the connection closes. 1 when refused. */
+static int play_limited(rtmp_conn_t *c, const char *path) {
+  char why[128], q[128];
+  hub_t *h = c->srv->hub;
+  if (connreg_play_check(hub_connreg(h), hub_path_players(h, path), ev_now(c->srv->loop), why,
+                         sizeof(why)) == 0)
+    return 0;
+  send_status(c, c->play_sid, "error", "NetStream.Play.Failed", why);
+  conn_log(c, LOG_WARN, "play %s refused: %s", log_quote(path, q, sizeof(q)), why);
+  c->closing = 1;
+  return 1;
 }
 
 /* make_path builds "app/name" with any "?query" of the name removed. */
@@ -563,6 +628,7 @@ static int cmd_publish(rtmp_conn_t *c, const amf_value_t *args, uint32_t sid) {
   c->pub = st;
   c->pub_sid = sid;
   c->srv->st.publishers++;
+  conn_register(c, &c->pub_ent, CONNREG_PUBLISHER, path);
   /* Now it may send what media needs: a keyframe up to max_msg, within
    * the server's budget. */
   rtmp_reader_set_bound(&c->rd, rtmp_reader_default_bound(&c->rd));
@@ -590,11 +656,13 @@ static int cmd_play(rtmp_conn_t *c, const amf_value_t *args, uint32_t sid) {
     c->closing = 1;
     return out_check(c);
   }
+  if (play_limited(c, path)) return out_check(c);
   /* Play.Start is sent with the first frames (sub_on_frames), so a stream
    * that never appears gets StreamNotFound, not Start then silence. */
   c->sub = hub_subscribe(c->srv->hub, path, &sub_ops, c);
   if (c->sub == NULL) return conn_fail(c, "out of memory");
   hub_sub_set_kind(c->sub, HUB_SUB_PLAYER_RTMP);
+  conn_register(c, &c->play_ent, CONNREG_PLAYER, path);
   return 0;
 }
 
@@ -817,6 +885,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
       return;
     }
     s->st.bytes_in += (uint64_t)n;
+    c->rx += (uint64_t)n;
     c->last_rx = ev_now(s->loop);
     conn_input(c, s->rbuf, (size_t)n);
     if ((size_t)n < sizeof(s->rbuf)) break;

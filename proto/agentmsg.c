@@ -408,6 +408,27 @@ uint8_t *agentmsg_pack_heartbeat(const agentmsg_head_t *h, const agentmsg_heartb
   w.streams = sp;
   w.streams_reported = reported;
   w.streams_total = total;
+  /* On the stack: the events a beat carries always go with it (the caller
+   * drops them once this beat is answered). */
+  Cascade__Control__StreamEvent ev[CTLMSG_STREAM_EVENTS_MAX], *evp[CTLMSG_STREAM_EVENTS_MAX];
+  size_t ne = hb->nevents < CTLMSG_STREAM_EVENTS_MAX ? hb->nevents : CTLMSG_STREAM_EVENTS_MAX;
+  for (size_t i = 0; i < ne; i++) {
+    const agentmsg_stream_event_t *e = &hb->events[i];
+    cascade__control__stream_event__init(&ev[i]);
+    ev[i].seq = e->seq;
+    ev[i].time = e->time;
+    ev[i].action = (char *)(e->action ? e->action : "");
+    ev[i].path = (char *)(e->path ? e->path : "");
+    ev[i].connection = e->connection;
+    ev[i].addr = (char *)(e->addr ? e->addr : "");
+    ev[i].kind = (char *)(e->kind ? e->kind : "");
+    ev[i].protocol = (char *)(e->protocol ? e->protocol : "");
+    ev[i].ended = e->ended;
+    evp[i] = &ev[i];
+  }
+  w.n_stream_events = ne;
+  w.stream_events = ne ? evp : NULL;
+  w.stream_events_dropped = hb->events_dropped;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
   r.heartbeat = &w;
   buf = pack(h, &r, len);

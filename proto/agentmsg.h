@@ -200,6 +200,18 @@ typedef struct agentmsg_stream_report {
   size_t nplayers;
 } agentmsg_stream_report_t;
 
+/* One kick or drop at the node as the heartbeat carries it (proto
+ * StreamEvent); the strings are borrowed. */
+typedef struct agentmsg_stream_event {
+  uint64_t seq;
+  int64_t time;                  /* unix seconds */
+  const char *action;            /* "stream.kick" or "stream.drop" */
+  const char *path;
+  uint64_t connection;           /* 0 for a drop */
+  const char *addr, *kind, *protocol; /* "" for a drop */
+  uint32_t ended;
+} agentmsg_stream_event_t;
+
 typedef struct agentmsg_heartbeat {
   uint64_t applied_generation;
   int64_t static_parent_id;
@@ -214,6 +226,9 @@ typedef struct agentmsg_heartbeat {
   size_t nstreams;
   int streams_reported;          /* |streams| is the full list (may be empty) */
   uint32_t streams_total;
+  const agentmsg_stream_event_t *events; /* at most CTLMSG_STREAM_EVENTS_MAX are packed */
+  size_t nevents;
+  uint64_t events_dropped;
 } agentmsg_heartbeat_t;
 
 /* The agentmsg_pack_* functions serialise one Request into a malloc'd

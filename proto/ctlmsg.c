@@ -161,6 +161,18 @@ static int check_request(const Cascade__Control__Request *r, char *why, size_t w
                   ascii_ok(s->players[k]->protocol, 32),
               "heartbeat: bad player protocol");
     }
+    size_t ne = h->n_stream_events < CTLMSG_STREAM_EVENTS_MAX ? h->n_stream_events
+                                                              : CTLMSG_STREAM_EVENTS_MAX;
+    for (size_t i = 0; i < ne; i++) {
+      const Cascade__Control__StreamEvent *e = h->stream_events[i];
+      CHECK(e->action && (strcmp(e->action, "stream.kick") == 0 ||
+                          strcmp(e->action, "stream.drop") == 0),
+            "heartbeat: bad stream event action");
+      CHECK(e->path && e->path[0] && ctlmsg_text_ok(e->path, 1024), "heartbeat: bad stream event path");
+      CHECK(ascii_ok(e->addr, CTLMSG_EVENT_ADDR_MAX) && ascii_ok(e->kind, 32) &&
+                ascii_ok(e->protocol, 32),
+            "heartbeat: bad stream event");
+    }
     break;
   }
   case CASCADE__CONTROL__REQUEST__BODY_RELAY_RESPONSE: {

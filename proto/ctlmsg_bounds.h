@@ -21,5 +21,7 @@
 #define CTLMSG_RELAY_HVALUE_MAX 4096
 #define CTLMSG_RELAY_PER_POLL 64            /* RelayRequests in one poll answer */
 #define CTLMSG_STREAMS_MAX 1024             /* stream reports read per heartbeat */
+#define CTLMSG_STREAM_EVENTS_MAX 64         /* stream events (kick, drop) read per heartbeat */
+#define CTLMSG_EVENT_ADDR_MAX 64            /* StreamEvent.addr */
 
 #endif
