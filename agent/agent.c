@@ -309,9 +309,23 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   ev_timer_start(loop, &a->drain_deadline);
 }
 
+/* apply_streamauth hands the controller's stream authorization (in the
+ * configuration just applied) to the media node's admission. */
+static void apply_streamauth(agent_t *a) {
+  if (!a->media_on || a->media.auth == NULL) return;
+  const agentmsg_config_t *cf = a->ctl->last_cf;
+  if (cf == NULL) return; /* out of memory keeping it: the running policy stays */
+  char err[256];
+  if (edgeauth_apply_msg(a->media.auth, cf->rules.has_streamauth ? &cf->rules.streamauth : NULL,
+                         err, sizeof(err)) != 0)
+    log_error(MOD, "stream authorization of generation %llu refused, previous policy kept: %s",
+              (unsigned long long)cf->generation, err);
+}
+
 static void on_ctl_change(ctlc_t *c, void *arg) {
   agent_t *a = arg;
   if (c != a->ctl) return;
+  apply_streamauth(a);
   links_reconcile(a->links);
   relayc_check(a->relays);
   casc_kick(a->casc); /* rules (autopush, pull) may have changed */

@@ -159,6 +159,50 @@ fail:
   return -1;
 }
 
+int edgeauth_apply_msg(edgeauth_t *ea, const agentmsg_streamauth_t *a, char *err, size_t errlen) {
+  if (a == NULL) {
+    rules_free(ea->rules, ea->nrules);
+    ea->rules = NULL;
+    ea->nrules = 0;
+    gnutls_memset(ea->keys, 0, sizeof(ea->keys));
+    ea->nkeys = 0;
+    ea->has_policy = 0;
+    return 0;
+  }
+  if (a->nrules > EDGEAUTH_RULES_MAX || a->nkeys > EDGEAUTH_KEYS_MAX) {
+    snprintf(err, errlen, "too many rules or keys");
+    return -1;
+  }
+  edgeauth_rule rules[EDGEAUTH_RULES_MAX];
+  streamtoken_key keys[EDGEAUTH_KEYS_MAX];
+  _Static_assert(sizeof(keys[0].key) == sizeof(a->keys[0].key), "key length");
+  for (size_t i = 0; i < a->nrules; i++) {
+    rules[i].pattern = a->rules[i].pattern;
+    rules[i].publish = a->rules[i].publish;
+    rules[i].play = a->rules[i].play;
+  }
+  for (size_t i = 0; i < a->nkeys; i++) {
+    keys[i].id = a->keys[i].id;
+    memcpy(keys[i].key, a->keys[i].key, sizeof(keys[i].key));
+  }
+  hook_conf hc;
+  memset(&hc, 0, sizeof(hc));
+  _Static_assert((int)AGENTMSG_HOOK_PUBLISH == (int)HOOK_ON_PUBLISH &&
+                     (int)AGENTMSG_HOOK_PLAY == (int)HOOK_ON_PLAY &&
+                     (int)AGENTMSG_HOOK_STOP == (int)HOOK_ON_STOP &&
+                     (int)AGENTMSG_HOOK_UNPUBLISH == (int)HOOK_ON_UNPUBLISH,
+                 "hook events");
+  for (int i = 0; i < HOOK_N; i++)
+    hc.url[i] = a->hook_url[i] && a->hook_url[i][0] ? a->hook_url[i] : NULL;
+  hc.timeout_ms = a->hook_timeout_ms;
+  hc.cache_ms = a->hook_cache_ms;
+  hc.fail_open = a->hook_fail_open;
+  edgeauth_conf conf = {rules, a->nrules, keys, a->nkeys, &hc};
+  int rc = edgeauth_configure(ea, &conf, err, errlen);
+  gnutls_memset(keys, 0, sizeof(keys));
+  return rc;
+}
+
 int edgeauth_has_policy(const edgeauth_t *ea) { return ea->has_policy; }
 
 int edgeauth_mode_for(const edgeauth_t *ea, int action, const char *path) {

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "admit.h"
+#include "agentmsg.h"
 #include "hooks.h"
 #include "streamtoken.h"
 
@@ -72,6 +73,12 @@ void edgeauth_free(edgeauth_t *ea);
  * pattern, too many rules or keys, or a bad mode: -1 with the reason in
  * |err|, and the previous policy stays. */
 int edgeauth_configure(edgeauth_t *ea, const edgeauth_conf *conf, char *err, size_t errlen);
+
+/* edgeauth_apply_msg configures |ea| from the controller's Rules.streamauth
+ * |a|; NULL: the controller gave none, so there is no policy (everything
+ * auth.* leaves to the controller is refused). 0, or -1 with |err| and the
+ * previous policy kept. */
+int edgeauth_apply_msg(edgeauth_t *ea, const agentmsg_streamauth_t *a, char *err, size_t errlen);
 
 /* edgeauth_has_policy tells whether a policy has been configured. */
 int edgeauth_has_policy(const edgeauth_t *ea);
