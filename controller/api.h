@@ -25,6 +25,12 @@ int api_tokens_list(http_req_t *r);
 int api_tokens_create(http_req_t *r);
 int api_tokens_delete(http_req_t *r);
 
+int api_streamauth_get(http_req_t *r);
+int api_streamauth_put(http_req_t *r);
+int api_streamauth_key_create(http_req_t *r);
+int api_streamauth_key_delete(http_req_t *r);
+int api_streamauth_token_create(http_req_t *r);
+
 /* api_exec runs one prepared statement on a pooled connection. On a
  * database failure it answers the request (503/500) and returns NULL. */
 PGresult *api_exec(http_req_t *r, db_stmt_t stmt, int n, const char *const *params);

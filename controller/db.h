@@ -46,6 +46,11 @@ typedef enum {
   DB_CTL_EVENT,
   DB_NODE_TOPOLOGY,
   DB_EVENTS_LIST,
+  DB_SA_GET,
+  DB_SA_UPDATE,
+  DB_SA_KEY_ADD,
+  DB_SA_KEY_DELETE,
+  DB_SA_KEY_SIGNING,
   DB_STMT_COUNT
 } db_stmt_t;
 
