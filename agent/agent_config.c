@@ -146,12 +146,12 @@ const cfg_key_t agent_config_table[] = {
     {"cascadeclient.onsub.pull", CFG_STRMAP, OFF(onsub_pull), NULL, 1, 1024, NULL, 0,
      "On-demand pull: pcre2 pattern on app/name -> target template such as m7s://$0 (seed "
      "key)."},
-    {"auth.publish", CFG_ENUM, OFF(auth_publish), "none", 0, 0, auth_modes, 0,
+    {"auth.publish", CFG_ENUM, OFF(auth_publish), "controller", 0, 0, auth_modes, 0,
      "Who may publish at this node: controller (the controller's stream authorization "
      "policy: signed tokens by default, docs/media.md \"Authorization\"; until a policy has "
      "come from the controller or the state file, every publish is refused) or none (anyone "
      "who reaches the RTMP port: a standalone media node, or one the operator keeps open)."},
-    {"auth.play", CFG_ENUM, OFF(auth_play), "none", 0, 0, auth_modes, 0,
+    {"auth.play", CFG_ENUM, OFF(auth_play), "controller", 0, 0, auth_modes, 0,
      "Who may play at this node (RTMP, and HTTP-FLV on http.listenaddr; the admin listener "
      "and pulls inside the cascade are never checked): controller or none, as auth.publish."},
     {"rtmp.listenaddr", CFG_STR, OFF(rtmp_listenaddr), ":1935", 1, 256, NULL, CFG_EMPTY_OK,
