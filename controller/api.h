@@ -43,7 +43,7 @@ int api_reply_failed(http_req_t *r, PGresult *res);
 json_t *api_time(const PGresult *res, int i, int col);
 
 /* Columns of a node row (NODE_COLS in db.c). */
-#define API_NODE_NCOLS 18
+#define API_NODE_NCOLS 19
 
 /* A growing JSON text buffer. */
 typedef struct {

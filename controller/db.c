@@ -19,7 +19,7 @@
   "array_to_json(relay_allow)::text, array_to_json(relay_deny)::text, " \
   "CASE WHEN onsub_pull IS NULL THEN NULL ELSE json_build_object('pull', (SELECT" \
   " COALESCE(json_object_agg(e->>0, e->>1), '{}'::json) FROM jsonb_array_elements(onsub_pull) e))" \
-  "::text END, autopush, pending"
+  "::text END, autopush, pending, streamauth::text"
 
 static const char *const stmt_sql[DB_STMT_COUNT] = {
     [DB_NODE_GET] = "SELECT " NODE_COLS " FROM instances WHERE id = $1",
@@ -53,7 +53,7 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
     /* $1 id; $2/$3 name, $4/$5 verifier, $6/$7 parent, $8/$9 labels,
      * $10/$11 relay allow, $12/$13 relay deny, $14/$15 onsub pull,
      * $16/$17 autopush (set?, value); $18 actor $19 source; $20/$21
-     * pending (set?, value).
+     * pending (set?, value); $22/$23 streamauth (set?, rules or NULL).
      * The node's generation rises when its topology or rules change; its
      * old and new parents' when their children change; secret_epoch when
      * the secret changes or the node is suspended (pending again): its
@@ -74,8 +74,10 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " ELSE ARRAY(SELECT jsonb_array_elements_text($13::jsonb)) END,"
         " onsub_pull = CASE WHEN $14::boolean THEN $15::jsonb ELSE onsub_pull END,"
         " autopush = CASE WHEN $16::boolean THEN $17::boolean ELSE autopush END,"
+        " streamauth = CASE WHEN $22::boolean THEN $23::jsonb ELSE streamauth END,"
         " config_generation = config_generation + CASE WHEN $6::boolean OR $10::boolean"
-        " OR $12::boolean OR $14::boolean OR $16::boolean OR $2::boolean THEN 1 ELSE 0 END,"
+        " OR $12::boolean OR $14::boolean OR $16::boolean OR $2::boolean OR $22::boolean"
+        " THEN 1 ELSE 0 END,"
         " updated_time = now() WHERE id = $1::bigint RETURNING *),"
         /* The neighbours learn of a moved node, and of a node whose
          * credentials changed (secret, pending): they check its certificate

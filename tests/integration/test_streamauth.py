@@ -310,6 +310,21 @@ class StreamAuthTest(unittest.TestCase):
         self.publish("edgeb", path, self.token(path, "publish"))
         self.live("edgeb", path)
         self.assertEqual(http_status(self.flv("edgeb", path)), 401)
+        # a node's own rules come first: edgeb opens playing open/..., edgea does not
+        node = self.api_ok("PUT", "/api/cascade/clients/%d" % self.ids["edgeb"], {"streamauth": [
+            {"pattern": "open/.*", "publish": "token", "play": "none"}]})
+        self.assertEqual(node["streamauth"][0]["play"], "none")
+        self.applied()
+        self.assertEqual(http_status(self.flv("edgeb", path)), 200)
+        self.assertEqual(http_status(self.flv("edgea", path, self.token(path, "play"))), 200)
+        harness.envelope_err(self, self.ctl.api("PUT", "/api/cascade/clients/%d" % self.ids["edgeb"],
+                                                {"streamauth": [{"pattern": "(", "publish": "none",
+                                                                 "play": "none"}]}), 400)
+        harness.envelope_err(self, self.ctl.api("PUT", "/api/cascade/clients/%d" % self.ids["edgeb"],
+                                                {"streamauth": {"pattern": "x"}}), 400)
+        self.api_ok("PUT", "/api/cascade/clients/%d" % self.ids["edgeb"], {"streamauth": None})
+        self.applied()
+        self.assertEqual(http_status(self.flv("edgeb", path)), 401)
         # the deployment opens playing open/...
         self.api_ok("PUT", "/api/cascade/streamauth", {"policy": [
             {"pattern": "open/.*", "publish": "token", "play": "none"},
