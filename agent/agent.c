@@ -14,6 +14,7 @@
 
 #include "agentmsg.h"
 #include "log.h"
+#include "urlredact.h"
 #include "timefmt.h"
 
 #define MOD "agent"
@@ -35,8 +36,12 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
   json_t *pull = json_object(), *children = json_array(), *d;
   char *out = NULL;
 
-  for (size_t i = 0; pull && i < c->rules.npull; i++)
-    json_object_set_new(pull, c->rules.pull[i].pattern, json_string(c->rules.pull[i].target));
+  /* Targets may carry credentials (?key=...): shown redacted. */
+  for (size_t i = 0; pull && i < c->rules.npull; i++) {
+    char shown[1100];
+    json_object_set_new(pull, c->rules.pull[i].pattern,
+                        json_string(urlredact(c->rules.pull[i].target, shown, sizeof(shown))));
+  }
   for (size_t i = 0; children && i < c->nchildren; i++)
     json_array_append_new(children, json_pack("{s:I,s:s}", "id", (json_int_t)c->children[i].id,
                                               "name", c->children[i].name));

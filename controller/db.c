@@ -12,13 +12,17 @@
 
 /* The statements, by db_stmt_t. Sessions run with TimeZone UTC; timestamps
  * come back in PostgreSQL's text form and api_time() makes them RFC 3339
- * (to_char in SQL costs more than the rest of a page query together). */
+ * (to_char in SQL costs more than the rest of a page query together).
+ * Pull targets are shown with their userinfo and query masked: they may
+ * carry the credentials of an outside source. */
 #define NODE_COLS \
   "id, name, ip, online, parent_id, labels::text, created_time, updated_time, last_seen, " \
   "config_generation, applied_generation, quic_addr, version, " \
   "array_to_json(relay_allow)::text, array_to_json(relay_deny)::text, " \
   "CASE WHEN onsub_pull IS NULL THEN NULL ELSE json_build_object('pull', (SELECT" \
-  " COALESCE(json_object_agg(e->>0, e->>1), '{}'::json) FROM jsonb_array_elements(onsub_pull) e))" \
+  " COALESCE(json_object_agg(e->>0, regexp_replace(regexp_replace(e->>1," \
+  " '^([A-Za-z0-9+.-]+://)[^/?#@]*@', '\\1***@'), '[?#].*$', '?***')), '{}'::json)" \
+  " FROM jsonb_array_elements(onsub_pull) e))" \
   "::text END, autopush, pending, streamauth::text"
 
 static const char *const stmt_sql[DB_STMT_COUNT] = {

@@ -368,6 +368,28 @@ class StreamAuthTest(unittest.TestCase):
         self.applied()
         self.assertEqual(http_status(self.flv("edgeb", path)), 401)
 
+    def test_4_pull_credentials_never_shown(self):
+        """An outside pull template's credentials (a ?key= query) stay out of the controller's
+        node object, the agent's status and its log lines."""
+        if not self.keys:
+            self.new_key()
+        nid = self.ids["edgeb"]
+        node = self.api_ok("PUT", "/api/cascade/clients/%d" % nid, {"onsub": {"pull": {
+            "ext/.*": "rtmp://127.0.0.1:9/$0?key=s3cretvalue", ".*": "m7s://$0"}}})
+        self.assertNotIn("s3cretvalue", str(node))
+        self.assertEqual(node["onsub"]["pull"]["ext/.*"], "rtmp://127.0.0.1:9/$0?***")
+        self.applied()
+        edgeb = self.agents["edgeb"]
+        self.assertEqual(http_status(self.flv("edgeb", "ext/x", self.token("ext/x", "play"))), 404)
+        harness.wait_for(lambda: "[pull ext/x]" in edgeb.log_text(), 10, what="the pull's log")
+        st = edgeb.status()
+        self.assertNotIn("s3cretvalue", str(st))
+        self.assertNotIn("s3cretvalue", edgeb.log_text())
+        self.assertIn("?***", edgeb.log_text())
+        self.assertNotIn("s3cretvalue", str(self.api_ok("GET", "/api/cascade/clients/%d" % nid)))
+        self.api_ok("PUT", "/api/cascade/clients/%d" % nid, {"onsub": None})
+        self.applied()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
