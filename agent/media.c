@@ -252,6 +252,12 @@ char *media_metrics(media_t *m, size_t *len) {
           h.queued_bytes, r.active, (unsigned long long)r.refused,
           (unsigned long long)r.protocol_errors, r.ingest_held,
           (unsigned long long)r.pending_closes, (unsigned long long)r.budget_closes, f.current, (unsigned long long)f.bad_requests);
+  /* Refusals by the edge's authorization (docs/media.md, "Authorization"). */
+  fprintf(out,
+          "# TYPE cascade_auth_refused_total counter\n"
+          "cascade_auth_refused_total{protocol=\"rtmp\"} %llu\n"
+          "cascade_auth_refused_total{protocol=\"httpflv\"} %llu\n",
+          (unsigned long long)r.admit_refused, (unsigned long long)f.admit_refused);
   fclose(out);
   *len = n;
   return buf;

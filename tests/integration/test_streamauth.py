@@ -242,6 +242,9 @@ class StreamAuthTest(unittest.TestCase):
         for tok, _ in play_bad.values():
             if tok:
                 self.assertNotIn(tok, log)
+        st, _, metrics = edgea.admin_request("GET", "/metrics", timeout=5)
+        self.assertRegex(metrics, r'cascade_auth_refused_total\{protocol="httpflv"\} [1-9]')
+        self.assertRegex(metrics, r'cascade_auth_refused_total\{protocol="rtmp"\} [1-9]')
         good = self.token(path, "play")
         self.assertEqual(http_status(self.flv("edgea", path, good)), 200)
         ok, err = rtmp_play(self.rtmp("edgea", path, good))
@@ -389,6 +392,29 @@ class StreamAuthTest(unittest.TestCase):
         self.assertNotIn("s3cretvalue", str(self.api_ok("GET", "/api/cascade/clients/%d" % nid)))
         self.api_ok("PUT", "/api/cascade/clients/%d" % nid, {"onsub": None})
         self.applied()
+
+    def test_5_cached_mode_keeps_authorizing(self):
+        """The policy and the keys are in the agent's 0600 state file: an agent that starts
+        while no controller answers still admits tokens and refuses the rest."""
+        if not self.keys:
+            self.new_key()
+        path = "live/cached"
+        pub, play = self.token(path, "publish"), self.token(path, "play")
+        edgeb = self.agents["edgeb"]
+        state = os.path.join(edgeb.datadir, "state.json")
+        self.assertEqual(os.stat(state).st_mode & 0o777, 0o600)
+        with open(state) as f:
+            self.assertIn('"streamauth"', f.read())
+        self.ctl.stop(check=False)
+        edgeb.stop(check=False)  # its log has the lost controller's lines
+        edgeb.start()
+        harness.wait_for(lambda: edgeb.status()["config_generation"]["cached"], 20,
+                         what="edgeb in cached mode")
+        self.refused_publish("edgeb", path)
+        self.publish("edgeb", path, pub)
+        self.live("edgeb", path)
+        self.assertEqual(http_status(self.flv("edgeb", path)), 401)
+        self.assertEqual(http_status(self.flv("edgeb", path, play)), 200)
 
 
 if __name__ == "__main__":
