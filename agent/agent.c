@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "agentmsg.h"
+#include "edgeauth.h"
 #include "log.h"
 #include "urlredact.h"
 #include "timefmt.h"
@@ -72,6 +73,24 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
       "certificate", cert,
       "links", l ? links_status(l) : json_array(),
       "cascade", casc ? casc_status(casc) : json_null());
+  /* Stream authorization: the local settings and what the controller's
+   * policy holds — key ids, never a key; whether hooks are set, not where. */
+  const agentmsg_config_t *lc = c->last_cf;
+  const agentmsg_streamauth_t *sa =
+      lc && lc->rules.has_streamauth ? &lc->rules.streamauth : NULL;
+  json_t *kids = json_array(), *hooks = json_array();
+  static const char *const hook_names[AGENTMSG_HOOK_N] = {"on_publish", "on_play", "on_stop",
+                                                          "on_unpublish"};
+  for (size_t i = 0; sa && i < sa->nkeys; i++) json_array_append_new(kids, json_integer(sa->keys[i].id));
+  for (int i = 0; sa && i < AGENTMSG_HOOK_N; i++)
+    if (sa->hook_url[i] && sa->hook_url[i][0]) json_array_append_new(hooks, json_string(hook_names[i]));
+  json_t *auth = json_pack("{s:s,s:s,s:b,s:I,s:o,s:o}", "publish",
+                           cfg->auth_publish == EDGEAUTH_LOCAL_NONE ? "none" : "controller",
+                           "play", cfg->auth_play == EDGEAUTH_LOCAL_NONE ? "none" : "controller",
+                           "policy", sa != NULL, "rules", (json_int_t)(sa ? sa->nrules : 0),
+                           "key_ids", kids, "hooks", hooks);
+  if (d && auth) json_object_set_new(d, "auth", auth);
+  else json_decref(auth);
   /* json_pack steals the "o" references even when it fails. */
   if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   json_decref(d);

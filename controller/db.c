@@ -312,7 +312,8 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
     [DB_SA_GET] =
         "SELECT policy::text, hooks::text, (SELECT COALESCE(json_agg(json_build_array(id,"
         " to_char(created_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
-        " ORDER BY id DESC), '[]') FROM stream_keys)::text FROM streamauth WHERE id = 1",
+        " ORDER BY id DESC), '[]') FROM (SELECT * FROM stream_keys ORDER BY id DESC LIMIT 2) k)::text"
+        " FROM streamauth WHERE id = 1",
     /* $1 policy or NULL (unchanged) $2 hooks given or NULL (merged over
      * the stored ones) $3 actor $4 source. Every node's generation rises:
      * each one's configuration carries the policy. The hooks' URLs stay out
@@ -327,7 +328,10 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " 'hooks_changed', $2::jsonb IS NOT NULL) FROM s)"
         " SELECT policy::text, hooks::text FROM s",
     /* $1 sealed key $2 actor $3 source. The new key signs; the one that
-     * signed until now stays valid; any older one goes (at most two). */
+     * signed until now stays valid; any older one goes (at most two). Two
+     * adds at once may each leave the other's predecessor: only the two
+     * newest keys are ever valid (here, in DB_SA_GET and in DB_CTL_CONFIG),
+     * and the next add removes the rest. */
     [DB_SA_KEY_ADD] =
         "WITH k AS (INSERT INTO stream_keys (sealed) VALUES ($1::bytea)"
         " RETURNING id, created_time),"

@@ -187,6 +187,9 @@ class StreamAuthTest(unittest.TestCase):
         k1 = self.new_key()
         got = self.api_ok("GET", "/api/cascade/streamauth")
         self.assertEqual([k["id"] for k in got["keys"]], [k1])
+        auth = self.agents["edgea"].status()["auth"]
+        self.assertEqual(auth, {"publish": "controller", "play": "controller", "policy": True,
+                                "rules": 1, "key_ids": [k1], "hooks": []})
         self.assertNotIn("key", got["keys"][0])  # never shown again
 
         path = "live/cam1"
