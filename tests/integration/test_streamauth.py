@@ -339,6 +339,17 @@ class StreamAuthTest(unittest.TestCase):
         self.assertEqual(http_status(self.flv("edgeb", path)), 200)
         ok, err = rtmp_play(self.rtmp("edgeb", path))
         self.assertTrue(ok, err)
+        # hook mode with no hook URL set: refused (agent/hooks.h: "no hook configured")
+        self.api_ok("PUT", "/api/cascade/streamauth", {"policy": [
+            {"pattern": "open/.*", "publish": "token", "play": "hook"},
+            {"pattern": ".*", "publish": "token", "play": "token"}]})
+        self.applied()
+        self.assertEqual(http_status(self.flv("edgeb", path)), 403)
+        self.assertIn("play open/cam refused: 403 no hook configured", self.agents["edgeb"].log_text())
+        self.api_ok("PUT", "/api/cascade/streamauth", {"policy": [
+            {"pattern": "open/.*", "publish": "token", "play": "none"},
+            {"pattern": ".*", "publish": "token", "play": "token"}]})
+        self.applied()
         # bad requests change nothing
         before = self.api_ok("GET", "/api/cascade/streamauth")
         for body in ({"policy": [{"pattern": "(", "publish": "none", "play": "none"}]},
