@@ -13,8 +13,10 @@
 #include <time.h>
 
 #include "agentmsg.h"
+#include "edgeauth.h"
 #include "log.h"
 #include "streamadm.h"
+#include "urlredact.h"
 #include "timefmt.h"
 
 #define MOD "agent"
@@ -48,8 +50,12 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
   json_t *pull = json_object(), *children = json_array(), *d;
   char *out = NULL;
 
-  for (size_t i = 0; pull && i < c->rules.npull; i++)
-    json_object_set_new(pull, c->rules.pull[i].pattern, json_string(c->rules.pull[i].target));
+  /* Targets may carry credentials (?key=...): shown redacted. */
+  for (size_t i = 0; pull && i < c->rules.npull; i++) {
+    char shown[1100];
+    json_object_set_new(pull, c->rules.pull[i].pattern,
+                        json_string(urlredact(c->rules.pull[i].target, shown, sizeof(shown))));
+  }
   for (size_t i = 0; children && i < c->nchildren; i++)
     json_array_append_new(children, json_pack("{s:I,s:s}", "id", (json_int_t)c->children[i].id,
                                               "name", c->children[i].name));
@@ -81,6 +87,24 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
       "links", l ? links_status(l) : json_array(),
       "cascade", casc ? casc_status(casc) : json_null(),
       "media", media_json(m, cfg));
+  /* Stream authorization: the local settings and what the controller's
+   * policy holds — key ids, never a key; whether hooks are set, not where. */
+  const agentmsg_config_t *lc = c->last_cf;
+  const agentmsg_streamauth_t *sa =
+      lc && lc->rules.has_streamauth ? &lc->rules.streamauth : NULL;
+  json_t *kids = json_array(), *hooks = json_array();
+  static const char *const hook_names[AGENTMSG_HOOK_N] = {"on_publish", "on_play", "on_stop",
+                                                          "on_unpublish"};
+  for (size_t i = 0; sa && i < sa->nkeys; i++) json_array_append_new(kids, json_integer(sa->keys[i].id));
+  for (int i = 0; sa && i < AGENTMSG_HOOK_N; i++)
+    if (sa->hook_url[i] && sa->hook_url[i][0]) json_array_append_new(hooks, json_string(hook_names[i]));
+  json_t *auth = json_pack("{s:s,s:s,s:b,s:I,s:o,s:o}", "publish",
+                           cfg->auth_publish == EDGEAUTH_LOCAL_NONE ? "none" : "controller",
+                           "play", cfg->auth_play == EDGEAUTH_LOCAL_NONE ? "none" : "controller",
+                           "policy", sa != NULL, "rules", (json_int_t)(sa ? sa->nrules : 0),
+                           "key_ids", kids, "hooks", hooks);
+  if (d && auth) json_object_set_new(d, "auth", auth);
+  else json_decref(auth);
   /* json_pack steals the "o" references even when it fails. */
   if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   json_decref(d);
@@ -332,9 +356,23 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   ev_timer_start(loop, &a->drain_deadline);
 }
 
+/* apply_streamauth hands the controller's stream authorization (in the
+ * configuration just applied) to the media node's admission. */
+static void apply_streamauth(agent_t *a) {
+  if (!a->media_on || a->media.auth == NULL) return;
+  const agentmsg_config_t *cf = a->ctl->last_cf;
+  if (cf == NULL) return; /* out of memory keeping it: the running policy stays */
+  char err[256];
+  if (edgeauth_apply_msg(a->media.auth, cf->rules.has_streamauth ? &cf->rules.streamauth : NULL,
+                         err, sizeof(err)) != 0)
+    log_error(MOD, "stream authorization of generation %llu refused, previous policy kept: %s",
+              (unsigned long long)cf->generation, err);
+}
+
 static void on_ctl_change(ctlc_t *c, void *arg) {
   agent_t *a = arg;
   if (c != a->ctl) return;
+  apply_streamauth(a);
   links_reconcile(a->links);
   relayc_check(a->relays);
   casc_kick(a->casc); /* rules (autopush, pull) may have changed */

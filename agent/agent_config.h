@@ -35,6 +35,8 @@ typedef struct agent_config {
   long long shutdown_ms;       /* SIGTERM: the longest a drain takes */
   long long health_stall_ms;   /* /healthz fails after a loop turn this long */
   /* media (docs/media.md) */
+  int auth_publish;            /* auth.publish: EDGEAUTH_LOCAL_CONTROLLER or _NONE */
+  int auth_play;
   char *rtmp_listenaddr;
   long long rtmp_maxconns;
   long long rtmp_chunksize;

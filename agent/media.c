@@ -71,6 +71,12 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
   }
   connreg_set_limits(hub_connreg(m->hub), (unsigned)cfg->subscribe_maxplayers,
                      (uint64_t)cfg->subscribe_maxbandwidth_kbps * 1000u);
+  /* Both actions open: no admission at all, the servers do as before. */
+  if ((cfg->auth_publish != EDGEAUTH_LOCAL_NONE || cfg->auth_play != EDGEAUTH_LOCAL_NONE) &&
+      (m->auth = edgeauth_new(loop, cfg->node_name, cfg->auth_publish, cfg->auth_play)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
   m->http_fd = net_listen_tcp("http.listenaddr", cfg->http_listenaddr, 1, m->http_url,
                               sizeof(m->http_url), err, errlen);
   if (m->http_fd < 0) goto fail;
@@ -81,6 +87,10 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
     goto fail;
   }
   httpflv_set_api(m->http, media_public_api, m);
+  /* Players on the public listener only: the admin one is the node's own
+   * and the controller's relay (trusted), and pulls inside the cascade go
+   * over QUIC links, not through either server. */
+  if (m->auth) httpflv_set_admit(m->http, &edgeauth_ops, m->auth);
   if (cfg->http_adminaddr[0]) {
     m->admin_fd = net_listen_tcp("http.adminaddr", cfg->http_adminaddr, 1, m->admin_url,
                                  sizeof(m->admin_url), err, errlen);
@@ -109,6 +119,7 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
       snprintf(err, errlen, "cannot start the RTMP server");
       goto fail;
     }
+    if (m->auth) rtmp_server_set_admit(m->rtmp, &edgeauth_ops, m->auth);
   }
   return 0;
 
@@ -125,6 +136,7 @@ void media_stop(media_t *m) {
   if (m->http_fd >= 0) close(m->http_fd);
   httpflv_free(m->admin);
   if (m->admin_fd >= 0) close(m->admin_fd);
+  edgeauth_free(m->auth); /* after the servers: they tell it of their clients' ends */
   hub_free(m->hub);
   memset(m, 0, sizeof(*m));
   m->http_fd = -1;
@@ -253,6 +265,12 @@ char *media_metrics(media_t *m, size_t *len) {
           (unsigned long long)connreg_egress_bps(reg, ev_now(m->loop)),
           (unsigned long long)reg->refused_players, (unsigned long long)reg->refused_bandwidth,
           reg->count, (unsigned long long)reg->kicks);
+  /* Refusals by the edge's authorization (docs/media.md, "Authorization"). */
+  fprintf(out,
+          "# TYPE cascade_auth_refused_total counter\n"
+          "cascade_auth_refused_total{protocol=\"rtmp\"} %llu\n"
+          "cascade_auth_refused_total{protocol=\"httpflv\"} %llu\n",
+          (unsigned long long)r.admit_refused, (unsigned long long)f.admit_refused);
   fclose(out);
   *len = n;
   return buf;
