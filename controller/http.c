@@ -73,13 +73,19 @@ const char *const http_route_labels[METRICS_ROUTES] = {
  * any method on: those a node's API answers (docs/api.md). */
 static const char *const relay_methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
 
+static const char *role_name(role_t r) {
+  return r == ROLE_ADMIN ? "admin" : r == ROLE_VIEWER ? "viewer" : "none";
+}
+
 void http_print_routes(FILE *out) {
   for (size_t i = 0; i < NROUTES; i++)
     for (size_t k = 0; k < 4 && routes[i].m[k].method; k++)
-      fprintf(out, "%s %s%s\n", routes[i].m[k].method, routes[i].path,
-              routes[i].has_id ? "/{id}" : "");
+      fprintf(out, "%s %s%s %s\n", routes[i].m[k].method, routes[i].path,
+              routes[i].has_id ? "/{id}" : "", role_name(routes[i].m[k].need));
+  /* The relay: viewers may read (GET, HEAD), the rest needs admin (api_relay.c). */
   for (size_t k = 0; relay_methods[k]; k++)
-    fprintf(out, "%s /api/relay/{id}/{path}\n", relay_methods[k]);
+    fprintf(out, "%s /api/relay/{id}/{path} %s\n", relay_methods[k],
+            strcmp(relay_methods[k], "GET") == 0 ? "viewer" : "admin");
 }
 
 #define ROUTE_RELAY (METRICS_ROUTES - 2)

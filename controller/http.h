@@ -84,9 +84,9 @@ int http_queue_response(http_req_t *r, int status, struct MHD_Response *resp);
  * to |resp| (for answers not sent through http_queue_response). */
 void http_cors_headers(http_req_t *r, struct MHD_Response *resp);
 
-/* http_print_routes writes every route as "METHOD PATH" lines (the API
- * relay as each method it passes on): what docs/api.md and
- * controller/openapi.json must describe. */
+/* http_print_routes writes every route as "METHOD PATH ROLE" lines (ROLE
+ * none, viewer or admin; the API relay as each method it passes on): what
+ * docs/api.md and controller/openapi.json must describe. */
 void http_print_routes(FILE *out);
 
 /* http_arg returns query parameter |key| or NULL. */
