@@ -59,6 +59,7 @@ struct api_feed {
   feed_sub_t *subs;
   size_t nsubs;
   uint64_t dropped;              /* slow readers dropped */
+  uint64_t taken;                /* events taken from the database */
   struct pollfd *pfd;            /* feed.maxclients slots for watch_gone_locked */
   feed_sub_t **pfd_sub;
   pthread_t thread;
@@ -445,8 +446,11 @@ static void push_rows_locked(api_feed_t *f, PGresult *res, int from, int n) {
     int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
     int rv = feed_ring_push(&f->ring, id, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
                             (size_t)PQgetlength(res, i, 2));
-    if (rv != 0) log_warn(MOD, "feed event %" PRId64 " left out (%s)", id,
-                          rv == -2 ? "out of memory" : "unusable row");
+    if (rv != 0)
+      log_warn(MOD, "feed event %" PRId64 " left out (%s)", id,
+               rv == -2 ? "out of memory" : "unusable row");
+    else
+      f->taken++;
   }
 }
 
@@ -643,6 +647,25 @@ fail_ring:
 fail_alloc:
   if (errlen && err[0] == '\0') snprintf(err, errlen, "out of memory");
   return NULL;
+}
+
+void api_feed_metrics(api_feed_t *f, FILE *out) {
+  if (f == NULL) return;
+  pthread_mutex_lock(&f->mu);
+  size_t open = f->nsubs;
+  uint64_t dropped = f->dropped, taken = f->taken;
+  int64_t last = f->ring.last;
+  pthread_mutex_unlock(&f->mu);
+  fprintf(out,
+          "# HELP cascade_feed_open Live feeds (GET /api/feed) open on this replica.\n"
+          "# TYPE cascade_feed_open gauge\ncascade_feed_open %zu\n"
+          "# HELP cascade_feed_dropped_total Feed readers dropped for falling feed.buffer events "
+          "behind.\n# TYPE cascade_feed_dropped_total counter\ncascade_feed_dropped_total %" PRIu64
+          "\n# HELP cascade_feed_events_total Feed events this replica took from the database.\n"
+          "# TYPE cascade_feed_events_total counter\ncascade_feed_events_total %" PRIu64 "\n"
+          "# HELP cascade_feed_last_id Id of the newest feed event this replica took.\n"
+          "# TYPE cascade_feed_last_id gauge\ncascade_feed_last_id %" PRId64 "\n",
+          open, dropped, taken, last);
 }
 
 void api_feed_shutdown(api_feed_t *f) {

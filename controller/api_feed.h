@@ -8,6 +8,7 @@
 #define CASCADE_API_FEED_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "http.h"
 
@@ -20,6 +21,10 @@ api_feed_t *api_feed_start(ctl_t *ctl, char *err, size_t errlen);
 /* api_feed_shutdown ends every open feed and refuses new ones: called
  * before libmicrohttpd stops, which must find no connection suspended. */
 void api_feed_shutdown(api_feed_t *f);
+
+/* api_feed_metrics writes the feed's metrics (Prometheus text) to |out|;
+ * accepts NULL. */
+void api_feed_metrics(api_feed_t *f, FILE *out);
 
 /* api_feed_stop stops the thread and frees |f|; accepts NULL. */
 void api_feed_stop(api_feed_t *f);

@@ -13,6 +13,7 @@ replica) shows a change made through the first."""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -282,6 +283,46 @@ class FeedTest(unittest.TestCase):
         for f in feeds:
             f.wait(lambda e: e["event"] == "node" and e["data"]["id"] == n["id"], 10,
                    "the event on every feed")
+        self.assertEqual(self.metric(self.ctl, "cascade_feed_open"), 20)
+
+    def metric(self, ctl, name):
+        st, _, body = ctl.request("GET", "/metrics")
+        self.assertEqual(st, 200)
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def test_slow_reader_dropped(self):
+        c = self.controller({"feed": {"buffer": 64}})
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect((c.host, c.port))
+        try:
+            s.sendall(("GET /api/feed HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+                       % c.admin_token).encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1024)
+            self.assertIn(b" 200 ", head.split(b"\r\n")[0])
+            harness.wait_for(lambda: self.metric(c, "cascade_feed_open") == 1, 10,
+                             what="the feed open")
+            # far more events than the socket buffers hold, while the reader reads nothing
+            self.pg.psql("INSERT INTO feed_events (kind, data) SELECT 'node', "
+                         "jsonb_build_object('id', g, 'name', 'n' || g, 'online', false) "
+                         "FROM generate_series(1, 100000) g; NOTIFY cascade_feed", db=self.db)
+            harness.wait_for(lambda: self.metric(c, "cascade_feed_dropped_total") == 1, 60,
+                             what="the slow reader dropped")
+            # what was buffered drains, then the connection ends
+            s.settimeout(20)
+            while s.recv(65536):
+                pass
+            self.assertEqual(self.metric(c, "cascade_feed_open"), 0)
+            # REST goes on
+            harness.envelope_ok(self, c.api("GET", CLIENTS))
+        finally:
+            s.close()
 
     def test_replica_shows_changes_of_another(self):
         b = self.controller(CTL_CONFIG)
