@@ -334,6 +334,17 @@ class FeedTest(unittest.TestCase):
         ea = fa.wait(lambda x: x["event"] == "node" and x["data"]["id"] == n["id"], 10,
                      "replica A's event")
         self.assertEqual(ea["id"], e["id"])  # one id space: Last-Event-ID works on any replica
+        # a session held by A: B shows the node online, then offline when its agent stops
+        ag = harness.Agent(self.ctl, "from-a", "from-a-secret")
+        self.agents.append(ag)
+        fb.wait(lambda e: e["event"] == "node" and e["data"]["id"] == n["id"]
+                and e["data"]["online"] is True, 20, "replica B's online event")
+        held = self.pg.psql("SELECT count(*) FROM sessions WHERE node_id = %d" % n["id"],
+                            db=self.db).strip()
+        self.assertEqual(held, "1")
+        ag.stop(expected_errors=AGENT_ERRORS)
+        fb.wait(lambda e: e["event"] == "node" and e["data"]["id"] == n["id"]
+                and e["data"]["online"] is False, 30, "replica B's offline event")
 
 
 if __name__ == "__main__":
