@@ -63,6 +63,7 @@ struct api_feed {
   struct pollfd *pfd;            /* feed.maxclients slots for watch_gone_locked */
   feed_sub_t **pfd_sub;
   pthread_t thread;
+  PGconn *pg0;                   /* the connection api_feed_start loaded with, for the thread */
 };
 
 static int64_t now_ms(void) { return db_now_ms(); }
@@ -122,13 +123,19 @@ static void watch_gone_locked(api_feed_t *f) {
   }
 }
 
-/* admit_locked checks the limits; 0, or answers and returns its result
- * through |*rv|. */
+/* admit_locked checks the limits: 0, or -1 with the status and message to
+ * answer. */
 static int admit_locked(api_feed_t *f, http_req_t *r, const char **why, int *status) {
   const ctl_config_t *c = r->ctl->cfg;
   if (f->shut) {
     *status = 503;
     *why = "the controller is stopping";
+    return -1;
+  }
+  if (!f->loaded) {
+    /* Where "from now on" starts is unknown until the ring is loaded. */
+    *status = 503;
+    *why = "the feed is not ready: its events cannot be read from the database yet";
     return -1;
   }
   if ((long long)f->nsubs >= c->feed_maxclients) {
@@ -277,7 +284,7 @@ static int serve_stream(api_feed_t *f, http_req_t *r) {
     pthread_mutex_unlock(&f->mu);
     return http_reply_error(r, status, "%s", why);
   }
-  feed_sub_t *s = sub_new_locked(f, r, cursor, 2);
+  feed_sub_t *s = sub_new_locked(f, r, last != NULL ? cursor : f->ring.last, 2);
   /* A first line at once: the client sees the answer's head without
    * waiting for an event. */
   static const char hello[] = ": cascade feed\n\n";
@@ -525,14 +532,18 @@ static int fetch(api_feed_t *f, PGconn *pg) {
   return n == FETCH_ROWS && take == (size_t)n;
 }
 
+/* prune deletes the rows older than feed.retention, and beyond the newest
+ * feed.maxrows: what publishers and links that flap can write is bounded. */
 static void prune(api_feed_t *f, PGconn *pg) {
-  char ms[24];
+  char ms[24], rows[24];
   snprintf(ms, sizeof(ms), "%lld", f->ctl->cfg->feed_retention_ms);
-  const char *params[1] = {ms};
+  snprintf(rows, sizeof(rows), "%lld", f->ctl->cfg->feed_maxrows);
+  const char *params[2] = {ms, rows};
   PGresult *res = PQexecParams(pg,
                                "DELETE FROM feed_events WHERE time < now() - $1::bigint"
-                               " * interval '1 millisecond'",
-                               1, NULL, params, NULL, NULL, 0);
+                               " * interval '1 millisecond'"
+                               " OR id <= (SELECT max(id) FROM feed_events) - $2::bigint",
+                               2, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(res) != PGRES_COMMAND_OK)
     log_warn(MOD, "cannot delete old feed events: %s", PQresultErrorMessage(res));
   PQclear(res);
@@ -540,7 +551,7 @@ static void prune(api_feed_t *f, PGconn *pg) {
 
 static void *feed_main(void *arg) {
   api_feed_t *f = arg;
-  PGconn *pg = NULL;
+  PGconn *pg = f->pg0;
   int64_t retry_at = 0, next_fetch = 0, next_prune = 0, next_tick = 0;
   int down = 0;
   char why[256];
@@ -630,6 +641,17 @@ api_feed_t *api_feed_start(ctl_t *ctl, char *err, size_t errlen) {
   f->pfd_sub = calloc((size_t)ctl->cfg->feed_maxclients, sizeof(*f->pfd_sub));
   if (f->pfd == NULL || f->pfd_sub == NULL) goto fail_mutex;
   if (pthread_mutex_init(&f->mu, NULL) != 0) goto fail_mutex;
+  /* Loaded before the API serves, so that a feed opened at once starts
+   * after what is already in the table; if the database cannot be read
+   * now, the thread tries again and feeds answer 503 meanwhile. */
+  char why[256];
+  if ((f->pg0 = feed_connect(f, why, sizeof(why))) != NULL && load(f, f->pg0) != 0) {
+    snprintf(why, sizeof(why), "%s", PQerrorMessage(f->pg0));
+    why[strcspn(why, "\n")] = '\0';
+    PQfinish(f->pg0);
+    f->pg0 = NULL;
+  }
+  if (f->pg0 == NULL) log_warn(MOD, "cannot load the feed yet: %s (retrying)", why);
   if (pthread_create(&f->thread, NULL, feed_main, f) != 0) {
     snprintf(err, errlen, "cannot start the feed's thread: %s", strerror(errno));
     goto fail_thread;
@@ -637,6 +659,7 @@ api_feed_t *api_feed_start(ctl_t *ctl, char *err, size_t errlen) {
   return f;
 
 fail_thread:
+  PQfinish(f->pg0);
   pthread_mutex_destroy(&f->mu);
 fail_mutex:
   free(f->pfd);

@@ -57,6 +57,9 @@ const cfg_key_t ctl_config_table[] = {
     {"feed.retention", CFG_DURATION, OFF(feed_retention_ms), "1h", 60000, 604800000, NULL, 0,
      "How long feed events stay in the database (table feed_events); a replica that starts "
      "loads the last feed.buffer of them."},
+    {"feed.maxrows", CFG_INT, OFF(feed_maxrows), "1000000", 1000, 100000000, NULL, 0,
+     "Feed events kept in the database at most, whatever their age (the oldest go first, "
+     "once a minute): what flapping links or publishers write is bounded."},
     {"database.dsn", CFG_STR, OFF(db_dsn), NULL, 1, 4096, NULL, CFG_REQUIRED | CFG_SECRET,
      "libpq connection string. Environment CASCADE_DB_DSN overrides it."},
     {"database.poolsize", CFG_INT, OFF(db_poolsize), "4", 1, 64, NULL, 0,

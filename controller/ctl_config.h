@@ -18,6 +18,7 @@ typedef struct ctl_config {
   long long feed_maxpertoken;
   long long feed_buffer;
   long long feed_retention_ms;
+  long long feed_maxrows;
   char *db_dsn;
   long long db_poolsize;
   long long db_timeout_ms;

@@ -324,6 +324,16 @@ class FeedTest(unittest.TestCase):
         finally:
             s.close()
 
+    def test_rows_bounded(self):
+        self.pg.psql("INSERT INTO feed_events (kind, data) SELECT 'node', "
+                     "jsonb_build_object('id', g) FROM generate_series(1, 5000) g", db=self.db)
+        # a replica prunes when it starts, then once a minute
+        self.controller({"feed": {"maxrows": 1000}})
+        count = lambda: int(self.pg.psql("SELECT count(*) FROM feed_events", db=self.db).strip())
+        harness.wait_for(lambda: count() <= 1000, 20, what="feed_events pruned to feed.maxrows")
+        newest = int(self.pg.psql("SELECT max(id) FROM feed_events", db=self.db).strip())
+        self.assertGreaterEqual(newest, 5000)  # the newest rows stay
+
     def test_replica_shows_changes_of_another(self):
         b = self.controller(CTL_CONFIG)
         fb = self.feed(ctl=b)
