@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "feed.h"
@@ -44,6 +45,8 @@ typedef struct feed_sub {
   int64_t deadline_ms;           /* long poll: answer by then */
   int64_t last_write_ms;
   uint64_t sent;                 /* events sent (a reset counts) */
+  int resuming;                  /* Last-Event-ID given, nothing sent yet: an id the ring
+                                    lacks means reset, not too slow */
   char *pend;                    /* text being written: an event not yet all taken */
   size_t pend_len, pend_off, pend_cap;
 } feed_sub_t;
@@ -86,9 +89,26 @@ static void sub_unlist_locked(api_feed_t *f, feed_sub_t *s) {
   f->nsubs--;
 }
 
-/* wake_locked resumes the suspended feeds that have something to do. */
+/* wake_locked resumes the suspended feeds that have something to do, and
+ * drops the streams whose next event the ring no longer holds: also those
+ * that read nothing (their reader is not called while the socket is full).
+ * A listed feed's request has not completed, so its descriptor is still
+ * its own (libmicrohttpd closes it after the completion, which unlists
+ * the feed under mu). */
 static void wake_locked(api_feed_t *f, int64_t now) {
   for (feed_sub_t *s = f->subs; s; s = s->next) {
+    if (!s->longpoll && !s->gone && !s->resuming && s->cursor >= 0 &&
+        s->cursor < f->ring.base) {
+      s->gone = 1;
+      f->dropped++;
+      log_info(MOD, "dropped a feed reader that fell more than feed.buffer events behind");
+      if (s->fd >= 0) shutdown(s->fd, SHUT_RDWR);
+      if (s->suspended) {
+        s->suspended = 0;
+        MHD_resume_connection(s->conn);
+      }
+      continue;
+    }
     if (!s->suspended) continue;
     int due = f->shut || (f->loaded && (s->cursor < 0 || s->cursor != f->ring.last));
     if (s->longpoll)
@@ -201,7 +221,7 @@ static int pend_event(api_feed_t *f, feed_sub_t *s) {
     /* Events it had not read were dropped from the ring: a reader that
      * fell this far behind is dropped; one resuming from an id the ring no
      * longer holds is told to reload. */
-    if (s->sent > 0) return -1;
+    if (!s->resuming) return -1;
     char head[96];
     int n = snprintf(head, sizeof(head), "id: %" PRId64 "\nevent: reset\ndata: {\"next\":%" PRId64
                      "}\n\n", f->ring.last, f->ring.last);
@@ -209,6 +229,7 @@ static int pend_event(api_feed_t *f, feed_sub_t *s) {
     memcpy(s->pend, head, (size_t)n);
     s->cursor = f->ring.last;
     s->sent++;
+    s->resuming = 0;
     return 1;
   }
   size_t need = feed_sse_format(ev, NULL, 0);
@@ -216,7 +237,18 @@ static int pend_event(api_feed_t *f, feed_sub_t *s) {
   feed_sse_format(ev, s->pend, s->pend_cap);
   s->cursor = ev->id;
   s->sent++;
+  s->resuming = 0;
   return 1;
+}
+
+/* drop ends a stream whose reader is gone or too slow. libmicrohttpd
+ * (epoll, edge-triggered) closes a connection whose reader failed only at
+ * its socket's next event, which a reader that sends nothing never makes:
+ * shutting the socket down makes one (and tells the client at once). The
+ * descriptor is the connection's while its reader runs. */
+static ssize_t drop(feed_sub_t *s) {
+  if (s->fd >= 0) shutdown(s->fd, SHUT_RDWR);
+  return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
 static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -226,8 +258,10 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
   (void)pos;
   pthread_mutex_lock(&f->mu);
   if (f->shut || !s->listed || s->gone) {
+    int gone = s->gone;
     pthread_mutex_unlock(&f->mu);
-    return s->gone ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    if (gone) return drop(s);
+    return MHD_CONTENT_READER_END_OF_STREAM;
   }
   while (n < max) {
     if (s->pend_off < s->pend_len) {
@@ -244,7 +278,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
       f->dropped++;
       pthread_mutex_unlock(&f->mu);
       log_info(MOD, "dropped a feed reader that fell more than feed.buffer events behind");
-      return MHD_CONTENT_READER_END_WITH_ERROR;
+      return drop(s);
     }
   }
   int64_t now = now_ms();
@@ -298,6 +332,7 @@ static int serve_stream(api_feed_t *f, http_req_t *r) {
     return http_reply_error(r, 500, "out of memory");
   }
   memcpy(s->pend, hello, sizeof(hello) - 1);
+  s->resuming = last != NULL;
   r->feed = s;
   pthread_mutex_unlock(&f->mu);
   struct MHD_Response *resp =
@@ -506,8 +541,11 @@ static int load(api_feed_t *f, PGconn *pg) {
 /* fetch takes the rows after the cursor. 1 more may be waiting, 0, -1. */
 static int fetch(api_feed_t *f, PGconn *pg) {
   char after[24], limit[16];
+  /* At most half the ring at once: a batch must not push out events a
+   * reader that keeps up has had no chance to take. */
+  int rows = f->ring.cap / 2 < FETCH_ROWS ? (int)(f->ring.cap / 2) : FETCH_ROWS;
   snprintf(after, sizeof(after), "%" PRId64, f->gap.cursor);
-  snprintf(limit, sizeof(limit), "%d", FETCH_ROWS);
+  snprintf(limit, sizeof(limit), "%d", rows);
   const char *params[2] = {after, limit};
   PGresult *res = PQexecParams(pg,
                                "SELECT id, kind, data::text FROM feed_events"
@@ -529,7 +567,7 @@ static int fetch(api_feed_t *f, PGconn *pg) {
     pthread_mutex_unlock(&f->mu);
   }
   PQclear(res);
-  return n == FETCH_ROWS && take == (size_t)n;
+  return n == rows && take == (size_t)n;
 }
 
 /* prune deletes the rows older than feed.retention, and beyond the newest

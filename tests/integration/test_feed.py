@@ -204,7 +204,8 @@ class FeedTest(unittest.TestCase):
         last = harness.wait_for(lambda: self.longpoll(c, 0, 0)["next"], 10, what="events")
         harness.wait_for(lambda: self.longpoll(c, 0, 0)["events"][0]["kind"] == "reset", 10,
                          what="the buffer to turn over")
-        f = self.feed(ctl=c, last_id=first["id"] and 1)
+        self.assertEqual(first["id"], 1)
+        f = self.feed(ctl=c, last_id=1)
         r = f.wait(lambda e: True, 10, "the first event")
         self.assertEqual(r["event"], "reset")
         self.assertGreaterEqual(r["id"], last)
@@ -294,7 +295,8 @@ class FeedTest(unittest.TestCase):
         return None
 
     def test_slow_reader_dropped(self):
-        c = self.controller({"feed": {"buffer": 64}})
+        # a ring larger than one batch read from the database (1000 rows): only slowness drops
+        c = self.controller({"feed": {"buffer": 2500}})
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.settimeout(10)
