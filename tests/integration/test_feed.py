@@ -135,7 +135,8 @@ class FeedTest(unittest.TestCase):
         harness.envelope_ok(self, self.ctl.api("PUT", "%s/%d" % (CLIENTS, edge["id"]),
                                                {"autopush": False}))
         d = f.wait(lambda e: e["id"] > f.snapshot()[start - 1]["id"] and e["event"] == "generation"
-                   and e["data"]["id"] == edge["id"] and e["data"]["desired"] > e["data"]["applied"],
+                   and e["data"]["id"] == edge["id"]
+                   and e["data"]["desired"] > e["data"]["applied"],
                    10, "the desired generation")
         want = d["data"]["desired"]
         f.wait(lambda e: e["event"] == "generation" and e["data"]["id"] == edge["id"]

@@ -117,14 +117,16 @@ class OpenApiTest(unittest.TestCase):
                 op_ids.append(o.get("operationId"))
                 if not o.get("operationId"):
                     problems.append("%s: no operationId" % where)
-                params = [deref(doc, p) for p in item.get("parameters", []) + o.get("parameters", [])]
+                params = [deref(doc, p)
+                          for p in item.get("parameters", []) + o.get("parameters", [])]
                 for p in params:
                     if p.get("in") not in ("path", "query", "header", "cookie"):
                         problems.append("%s: parameter %r: bad 'in'" % (where, p.get("name")))
                     if "schema" not in p and "content" not in p:
                         problems.append("%s: parameter %r: no schema" % (where, p.get("name")))
                     if p.get("in") == "path" and p.get("required") is not True:
-                        problems.append("%s: path parameter %r not required" % (where, p.get("name")))
+                        problems.append("%s: path parameter %r not required"
+                                        % (where, p.get("name")))
                 declared = {p.get("name") for p in params if p.get("in") == "path"}
                 if declared != templ:
                     problems.append("%s: path parameters %s, template %s"
