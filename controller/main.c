@@ -162,6 +162,13 @@ int main(int argc, char **argv) {
   if (db_pool_init(&ctl.db, cfg.db_dsn, (int)cfg.db_poolsize, (int)cfg.db_timeout_ms) != 0)
     goto fail_db;
   if (wait_for_database(&ctl) != 0) goto fail_start;
+  /* Before the control server: the time between its start and the HTTP
+   * server's (whose address the replica advertises) stays as short as it
+   * was. */
+  if ((ctl.feed = api_feed_start(&ctl, err, sizeof(err))) == NULL) {
+    log_error("main", "%s", err);
+    goto fail_start;
+  }
   if ((ctl.relays = relay_reg_new(&ctl)) == NULL) {
     log_error("main", "out of memory");
     goto fail_start;
@@ -176,10 +183,6 @@ int main(int argc, char **argv) {
   /* The API relay reaches the sessions, and the HTTP server the relay,
    * through tables of functions (docs/architecture.md, "who calls whom"). */
   relay_reg_set_sessions(ctl.relays, ctlsrv_relay_sessions(ctl.ctlsrv));
-  if ((ctl.feed = api_feed_start(&ctl, err, sizeof(err))) == NULL) {
-    log_error("main", "%s", err);
-    goto fail_http;
-  }
   ctl.http_relay = &api_relay_http;
   if (http_start(&ctl, err, sizeof(err)) != 0) {
     log_error("main", "%s", err);
@@ -203,9 +206,9 @@ int main(int argc, char **argv) {
   rc = 0;
 
 fail_http:
-  api_feed_stop(ctl.feed);
   ctlsrv_stop(ctl.ctlsrv);
 fail_start:
+  api_feed_stop(ctl.feed);
   relay_reg_free(ctl.relays);
   db_pool_free(&ctl.db);
 fail_db:
