@@ -21,6 +21,10 @@ int api_topology(http_req_t *r);
 int api_events(http_req_t *r);
 int api_streams(http_req_t *r);
 
+/* api_openapi answers GET /api/openapi.json: controller/openapi.json,
+ * built into the binary. */
+int api_openapi(http_req_t *r);
+
 int api_tokens_list(http_req_t *r);
 int api_tokens_create(http_req_t *r);
 int api_tokens_delete(http_req_t *r);

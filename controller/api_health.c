@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_feed.h"
 #include "ctlgate.h"
 #include "ctlsrv.h"
 
@@ -63,6 +64,7 @@ int api_metrics(http_req_t *r) {
   PQclear(res);
   ctlsrv_metrics(ctl->ctlsrv, out);
   ctlgate_metrics(ctl->ctlgate, out);
+  api_feed_metrics(ctl->feed, out);
   fclose(out);
   int rv = http_reply_text(r, 200, "text/plain; version=0.0.4", buf, len);
   free(buf);

@@ -350,6 +350,9 @@ static int hop_header(const char *name, const char *connection) {
   if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "date") == 0 ||
       strcasecmp(name, "server") == 0)
     return 1;
+  /* Which browser origins may read answers is the controller's rule
+   * (http.cors.origins), not the node's. */
+  if (strncasecmp(name, "access-control-", 15) == 0) return 1;
   if (connection) {
     size_t n = strlen(name);
     for (const char *p = connection; (p = strcasestr(p, name)) != NULL; p += n) {
@@ -861,6 +864,7 @@ int api_relay_resume(http_req_t *r) {
   /* The headers are fixed once the state is R_HEAD. */
   for (size_t i = 0; i < rl->nrh; i++)
     MHD_add_response_header(resp, rl->rh[i].name, rl->rh[i].value);
+  http_cors_headers(r, resp);
   r->status = status;
   int rv = MHD_queue_response(r->conn, (unsigned)status, resp);
   MHD_destroy_response(resp);

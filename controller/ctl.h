@@ -12,6 +12,7 @@
 struct MHD_Daemon;
 struct relay_reg;
 struct http_relay;
+struct api_feed;
 
 typedef struct ctl {
   const ctl_config_t *cfg;
@@ -24,6 +25,7 @@ typedef struct ctl {
   struct ctlgate *ctlgate;    /* owned by ctlsrv (see ctlgate.h); for metrics */
   struct relay_reg *relays;    /* owned; see api_relay.h */
   const struct http_relay *http_relay; /* the relay route's handlers (http.h), set by main.c */
+  struct api_feed *feed;      /* owned; GET /api/feed (api_feed.h); NULL before it starts */
   int listen_fd;              /* owned by httpd once started */
   char *tls_cert;             /* PEM text, owned */
   char *tls_key;              /* PEM text, owned */

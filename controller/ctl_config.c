@@ -2,6 +2,8 @@
  * generated from this table (cascade-controller --print-config-doc). */
 #include "ctl_config.h"
 
+#include "cors.h"
+
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,26 @@ const cfg_key_t ctl_config_table[] = {
      "relay requests for the nodes it holds; empty = the API's own address (http.listenaddr; "
      "a wildcard host is no use to others). Environment CASCADE_REPLICA_ADDR overrides it (a "
      "pod's IP)."},
+    {"http.cors.origins", CFG_STRLIST, OFF(http_cors_origins), NULL, 1, CORS_ORIGIN_MAX, NULL,
+     CFG_LIST_SCALAR,
+     "Browser origins (scheme://host[:port], exactly as browsers send them) whose pages may "
+     "call the API: preflights from them are answered without a token and answers to them "
+     "carry Access-Control-Allow-Origin. Empty = no CORS headers at all. \"*\" lets every "
+     "origin read answers (safe only because the API takes bearer tokens, never cookies)."},
+    {"feed.maxclients", CFG_INT, OFF(feed_maxclients), "256", 1, 65536, NULL, 0,
+     "Live feeds (GET /api/feed, streams and long polls) open on this controller at once; "
+     "more answer 503."},
+    {"feed.maxpertoken", CFG_INT, OFF(feed_maxpertoken), "16", 1, 65536, NULL, 0,
+     "Live feeds open at once with one API token; more answer 429."},
+    {"feed.buffer", CFG_INT, OFF(feed_buffer), "4096", 16, 1000000, NULL, 0,
+     "Feed events each controller keeps in memory: how far back Last-Event-ID and since= "
+     "resume, and how far a feed reader may fall behind before it is dropped."},
+    {"feed.retention", CFG_DURATION, OFF(feed_retention_ms), "1h", 60000, 604800000, NULL, 0,
+     "How long feed events stay in the database (table feed_events); a replica that starts "
+     "loads the last feed.buffer of them."},
+    {"feed.maxrows", CFG_INT, OFF(feed_maxrows), "1000000", 1000, 100000000, NULL, 0,
+     "Feed events kept in the database at most, whatever their age (the oldest go first, "
+     "once a minute): what flapping links or publishers write is bounded."},
     {"database.dsn", CFG_STR, OFF(db_dsn), NULL, 1, 4096, NULL, CFG_REQUIRED | CFG_SECRET,
      "libpq connection string. Environment CASCADE_DB_DSN overrides it."},
     {"database.poolsize", CFG_INT, OFF(db_poolsize), "4", 1, 64, NULL, 0,
@@ -171,6 +193,13 @@ int ctl_config_load_env(ctl_config_t *c, const char *path, char *const *envp, ch
     snprintf(err, errlen, "%s: key 'control.listenaddr': must start with tls+tcp:// or tcp://",
              path);
     goto fail;
+  }
+  for (size_t i = 0; i < c->http_cors_origins.n; i++) {
+    const char *why;
+    if (cors_origin_check(c->http_cors_origins.v[i], &why) != 0) {
+      snprintf(err, errlen, "%s: key 'http.cors.origins': item %zu: %s", path, i + 1, why);
+      goto fail;
+    }
   }
   if ((c->http_tls_cert[0] == '\0') != (c->http_tls_key[0] == '\0')) {
     snprintf(err, errlen, "%s: key 'http.tls': cert and key must be set together", path);

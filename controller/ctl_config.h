@@ -13,6 +13,12 @@ typedef struct ctl_config {
   long long http_maxconnperaddr;
   long long http_headertimeout_ms;
   char *http_replicaaddr;
+  cfg_strlist_t http_cors_origins;
+  long long feed_maxclients;
+  long long feed_maxpertoken;
+  long long feed_buffer;
+  long long feed_retention_ms;
+  long long feed_maxrows;
   char *db_dsn;
   long long db_poolsize;
   long long db_timeout_ms;

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "api_feed.h"
+#include "cors.h"
 #include "conntrack.h"
 #include "console.h"
 #include "fwdsig.h"
@@ -61,6 +63,9 @@ static const route_t routes[] = {
     {"/api/cascade/streamauth/keys", 0, {{"POST", api_streamauth_key_create, ROLE_ADMIN}}},
     {"/api/cascade/streamauth/keys", 1, {{"DELETE", api_streamauth_key_delete, ROLE_ADMIN}}},
     {"/api/cascade/streamauth/tokens", 0, {{"POST", api_streamauth_token_create, ROLE_ADMIN}}},
+    {"/api/feed", 0, {{"GET", api_feed, ROLE_VIEWER}}},
+    /* Public: it describes the API, no secret (docs/api.md, "OpenAPI"). */
+    {"/api/openapi.json", 0, {{"GET", api_openapi, ROLE_NONE}}},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -69,7 +74,27 @@ const char *const http_route_labels[METRICS_ROUTES] = {
     "/api/cascade/clients", "/api/cascade/clients/{id}", "/api/auth/tokens",
     "/api/auth/tokens/{id}", "/api/cascade/topology", "/api/cascade/events", "/api/cascade/streams",
     "/api/cascade/streamauth", "/api/cascade/streamauth/keys", "/api/cascade/streamauth/keys/{id}",
-    "/api/cascade/streamauth/tokens", "/api/relay/{id}/*", "other"};
+    "/api/cascade/streamauth/tokens", "/api/feed", "/api/openapi.json",
+    "/api/relay/{id}/*", "other"};
+
+/* The methods http_print_routes names for the API relay, which passes
+ * any method on: those a node's API answers (docs/api.md). */
+static const char *const relay_methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
+
+static const char *role_name(role_t r) {
+  return r == ROLE_ADMIN ? "admin" : r == ROLE_VIEWER ? "viewer" : "none";
+}
+
+void http_print_routes(FILE *out) {
+  for (size_t i = 0; i < NROUTES; i++)
+    for (size_t k = 0; k < 4 && routes[i].m[k].method; k++)
+      fprintf(out, "%s %s%s %s\n", routes[i].m[k].method, routes[i].path,
+              routes[i].has_id ? "/{id}" : "", role_name(routes[i].m[k].need));
+  /* The relay: viewers may read (GET, HEAD), the rest needs admin (api_relay.c). */
+  for (size_t k = 0; relay_methods[k]; k++)
+    fprintf(out, "%s /api/relay/{id}/{path} %s\n", relay_methods[k],
+            strcmp(relay_methods[k], "GET") == 0 ? "viewer" : "admin");
+}
 
 #define ROUTE_RELAY (METRICS_ROUTES - 2)
 
@@ -243,13 +268,30 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const c
   return MHD_YES;
 }
 
+void http_cors_headers(http_req_t *r, struct MHD_Response *resp) {
+  const cfg_strlist_t *o = &r->ctl->cfg->http_cors_origins;
+  if (o->n == 0) return;
+  /* The answer depends on Origin: caches must keep them apart. */
+  MHD_add_response_header(resp, "Vary", "Origin");
+  const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+  const char *allow = cors_match(o->v, o->n, origin);
+  if (allow == NULL) return;
+  MHD_add_response_header(resp, "Access-Control-Allow-Origin", allow);
+  MHD_add_response_header(resp, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+}
+
 static int queue(http_req_t *r, int status, struct MHD_Response *resp) {
   if (resp == NULL) return MHD_NO;
   r->status = status;
   MHD_add_response_header(resp, "Cache-Control", "no-store");
+  http_cors_headers(r, resp);
   int rv = MHD_queue_response(r->conn, (unsigned)status, resp);
   MHD_destroy_response(resp);
   return rv;
+}
+
+int http_queue_response(http_req_t *r, int status, struct MHD_Response *resp) {
+  return queue(r, status, resp);
 }
 
 int http_reply_text(http_req_t *r, int status, const char *ctype, const char *text,
@@ -380,6 +422,7 @@ static int authenticate(http_req_t *r, int *answered) {
                            h == NULL ? "authentication required" : "authentication failed");
   }
   r->role = role;
+  r->token_id = token_id;
   if (token_id)
     snprintf(r->actor, sizeof(r->actor), "token:%lld", (long long)token_id);
   else
@@ -408,12 +451,32 @@ static int relay_serve(http_req_t *r) {
   return r->ctl->http_relay->serve(r);
 }
 
+/* preflight answers a browser's CORS preflight: no token, whatever the
+ * path (it reveals nothing; the request itself is authenticated). */
+static int preflight(http_req_t *r) {
+  const cfg_strlist_t *o = &r->ctl->cfg->http_cors_origins;
+  const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+  if (cors_match(o->v, o->n, origin) == NULL)
+    return http_reply_error(r, 403, "origin not allowed (http.cors.origins)");
+  struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
+                                                              MHD_RESPMEM_PERSISTENT);
+  if (resp == NULL) return MHD_NO;
+  MHD_add_response_header(resp, "Access-Control-Allow-Methods", CORS_ALLOW_METHODS);
+  MHD_add_response_header(resp, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+  MHD_add_response_header(resp, "Access-Control-Max-Age", CORS_MAX_AGE);
+  return queue(r, 204, resp);
+}
+
 static int dispatch(http_req_t *r) {
   const char *id_str = NULL;
   int answered;
 
   if (r->too_large)
     return http_reply_error(r, 413, "request body over %d bytes", VALID_BODY_MAX);
+  if (strcmp(r->method, "OPTIONS") == 0 &&
+      MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin") != NULL &&
+      MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Access-Control-Request-Method"))
+    return preflight(r);
 
   /* The relay routes on the raw target: MHD has decoded r->url, and an
    * encoded "/" must not move the boundary between the id and the path. */
@@ -450,8 +513,10 @@ static int dispatch(http_req_t *r) {
   }
   /* The web console's files are public, and not part of the REST API. */
   if (console_owns(r->url)) return console_serve(r);
-  /* Authenticate every /api/ request before saying whether a route exists. */
-  if (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/api") == 0) {
+  /* Authenticate every /api/ request before saying whether a route exists
+   * (a public route's existence is no secret). */
+  int public_route = ri >= 0 && routes[ri].m[0].need == ROLE_NONE && routes[ri].m[1].method == NULL;
+  if (!public_route && (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/api") == 0)) {
     int rv = authenticate(r, &answered);
     if (answered) return rv;
   }
@@ -544,6 +609,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (r->dispatched) {
     /* A relay resumed: its answer (or its failure) is there. */
     if (r->relay) return (enum MHD_Result)r->ctl->http_relay->resume(r);
+    if (r->feed) return (enum MHD_Result)api_feed_resume(r);
     return MHD_YES;
   }
   r->dispatched = 1;
@@ -575,6 +641,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
               log_quote(r->url, q, sizeof(q)), r->status, (double)us / 1000.0, r->source);
   }
   if (ctl->http_relay) ctl->http_relay->done(r);
+  api_feed_done(r);
   free(r->raw_uri);
   free(r->body);
   free(r);
@@ -675,6 +742,7 @@ void http_stop(ctl_t *ctl) {
   if (ctl->httpd) {
     /* MHD must not stop with a suspended (relay) connection. */
     if (ctl->http_relay) ctl->http_relay->shutdown(ctl);
+    api_feed_shutdown(ctl->feed);
     /* MHD closes the listening socket it was given. */
     MHD_stop_daemon(ctl->httpd);
     ctl->httpd = NULL;

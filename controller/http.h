@@ -6,10 +6,13 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "ctl.h"
 
 struct MHD_Connection;
+struct MHD_Response;
+struct feed_sub;
 
 typedef struct http_req {
   ctl_t *ctl;
@@ -31,6 +34,8 @@ typedef struct http_req {
   char *raw_uri;           /* owned: the request target as sent (not decoded) */
   struct ctl_relay *relay; /* API relay in progress (a reference), or NULL */
   int forwarded;           /* a relay forwarded by another replica (fwdsig.h) */
+  int64_t token_id;        /* the API token's id; 0 for the bootstrap token */
+  struct feed_sub *feed;   /* an open live feed (api_feed.c), or NULL */
 } http_req_t;
 
 /* The API relay as the HTTP server sees it: api_relay.c fills it in
@@ -69,6 +74,20 @@ int http_reply_json_text(http_req_t *r, int status, char *text, size_t len);
 /* http_reply_text sends |len| bytes of |text| (copied). */
 int http_reply_text(http_req_t *r, int status, const char *ctype, const char *text,
                     size_t len);
+
+/* http_queue_response sends |resp| (a reference is taken; the caller's
+ * is released) with |status| and the headers every answer carries
+ * (Cache-Control, CORS). */
+int http_queue_response(http_req_t *r, int status, struct MHD_Response *resp);
+
+/* http_cors_headers adds the CORS headers of the request's Origin, if any,
+ * to |resp| (for answers not sent through http_queue_response). */
+void http_cors_headers(http_req_t *r, struct MHD_Response *resp);
+
+/* http_print_routes writes every route as "METHOD PATH ROLE" lines (ROLE
+ * none, viewer or admin; the API relay as each method it passes on): what
+ * docs/api.md and controller/openapi.json must describe. */
+void http_print_routes(FILE *out);
 
 /* http_arg returns query parameter |key| or NULL. */
 const char *http_arg(http_req_t *r, const char *key);

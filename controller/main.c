@@ -13,6 +13,7 @@
 #include "http.h"
 #include "log.h"
 #include "net.h"
+#include "api_feed.h"
 #include "api_relay.h"
 #include "x509.h"
 
@@ -24,12 +25,13 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: cascade-controller -c FILE [--check]\n"
           "       cascade-controller --init-ca DIR\n"
-          "       cascade-controller --print-config-doc | --version\n"
+          "       cascade-controller --print-config-doc | --print-routes | --version\n"
           "  -c FILE             configuration file (YAML)\n"
           "  --check             validate the configuration and exit\n"
           "  --init-ca DIR       make the deployment's CA (ca.crt, ca.key) and a server\n"
           "                      certificate in DIR for every replica; refuses to overwrite\n"
-          "  --print-config-doc  print the configuration reference (Markdown)\n");
+          "  --print-config-doc  print the configuration reference (Markdown)\n"
+          "  --print-routes      print the REST API's routes (METHOD PATH, one a line)\n");
 }
 
 /* wait_for_database applies the migrations, retrying while the database
@@ -110,6 +112,9 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[i], "--print-config-doc") == 0) {
       cfg_print_markdown(ctl_config_table, &ctl_config_env, stdout);
       return 0;
+    } else if (strcmp(argv[i], "--print-routes") == 0) {
+      http_print_routes(stdout);
+      return 0;
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       usage(stdout);
       return 0;
@@ -157,6 +162,13 @@ int main(int argc, char **argv) {
   if (db_pool_init(&ctl.db, cfg.db_dsn, (int)cfg.db_poolsize, (int)cfg.db_timeout_ms) != 0)
     goto fail_db;
   if (wait_for_database(&ctl) != 0) goto fail_start;
+  /* Before the control server: the time between its start and the HTTP
+   * server's (whose address the replica advertises) stays as short as it
+   * was. */
+  if ((ctl.feed = api_feed_start(&ctl, err, sizeof(err))) == NULL) {
+    log_error("main", "%s", err);
+    goto fail_start;
+  }
   if ((ctl.relays = relay_reg_new(&ctl)) == NULL) {
     log_error("main", "out of memory");
     goto fail_start;
@@ -196,6 +208,7 @@ int main(int argc, char **argv) {
 fail_http:
   ctlsrv_stop(ctl.ctlsrv);
 fail_start:
+  api_feed_stop(ctl.feed);
   relay_reg_free(ctl.relays);
   db_pool_free(&ctl.db);
 fail_db:

@@ -1,4 +1,4 @@
--- 005_streamauth: who may publish and play at the edges (docs/media.md,
+-- 006_streamauth: who may publish and play at the edges (docs/media.md,
 -- "Authorization"; docs/api.md, "Stream authorization").
 --
 -- One deployment-wide row: the ordered policy [{pattern, publish, play}]
