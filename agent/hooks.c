@@ -15,6 +15,7 @@
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,19 @@ static const char *const EVENT_NAME[HOOK_N] = {"on_publish", "on_play", "on_stop
                                                 "on_unpublish"};
 static const char *const ACTION[HOOK_N] = {"publish", "play", "stop", "unpublish"};
 
+/* Trust for https:// hooks, shared by the client and each TLS session
+ * that uses it: a new trust file must not pull it from under a handshake. */
+typedef struct trust {
+  gnutls_certificate_credentials_t cred;
+  int refs;
+} trust_t;
+
+static void trust_unref(trust_t *t) {
+  if (t == NULL || --t->refs > 0) return;
+  gnutls_certificate_free_credentials(t->cred);
+  free(t);
+}
+
 struct hooks {
   struct ev_loop *loop;
   char *url_s[HOOK_N];           /* as configured, to see changes; owned */
@@ -41,7 +55,7 @@ struct hooks {
   int fail_open;
   uint64_t gen;                  /* configuration generation */
   hookcache_t *cache;
-  gnutls_certificate_credentials_t cred; /* for https://; NULL until needed */
+  trust_t *trust;                /* for https://; NULL until needed */
   char *trust_file;              /* NULL: the system trust store */
   hook_call_t *calls;            /* in flight, doubly linked */
   unsigned nchecks, nnotify;
@@ -70,6 +84,7 @@ struct hook_call {
   ev_timer deadline;
   ev_timer kick;                 /* connects an IP literal on the next loop turn */
   gnutls_session_t tls;
+  trust_t *trust;                /* a reference while |tls| lives */
   int phase;
   char *out;                     /* the request; owned */
   size_t outlen, outoff;
@@ -136,6 +151,7 @@ static void release(hook_call_t *c) {
   ev_timer_stop(h->loop, &c->deadline);
   ev_timer_stop(h->loop, &c->kick);
   if (c->tls) gnutls_deinit(c->tls);
+  trust_unref(c->trust);
   if (c->fd >= 0) close(c->fd);
   if (c->out) {
     memset(c->out, 0, c->outlen); /* it may carry a token and credentials */
@@ -153,7 +169,7 @@ void hooks_free(hooks_t *h) {
     free(h->url_s[i]);
     free(h->url[i]);
   }
-  if (h->cred) gnutls_certificate_free_credentials(h->cred);
+  trust_unref(h->trust);
   free(h->trust_file);
   hookcache_free(h->cache);
   free(h);
@@ -166,9 +182,14 @@ static uint64_t now_ms(hooks_t *h) { return (uint64_t)(ev_now(h->loop) * 1000.0)
 static const char *mode(const hooks_t *h) { return h->fail_open ? "fail open" : "fail closed"; }
 
 /* The credentials of https:// hooks: the trust file's CAs or the system's. */
-static int load_cred(hooks_t *h, gnutls_certificate_credentials_t *out) {
+static int load_trust(hooks_t *h, trust_t **out) {
   gnutls_certificate_credentials_t cr;
-  if (gnutls_certificate_allocate_credentials(&cr) < 0) return -ENOMEM;
+  trust_t *t = calloc(1, sizeof(*t));
+  if (t == NULL) return -ENOMEM;
+  if (gnutls_certificate_allocate_credentials(&cr) < 0) {
+    free(t);
+    return -ENOMEM;
+  }
   int n = h->trust_file
               ? gnutls_certificate_set_x509_trust_file(cr, h->trust_file, GNUTLS_X509_FMT_PEM)
               : gnutls_certificate_set_x509_system_trust(cr);
@@ -177,9 +198,12 @@ static int load_cred(hooks_t *h, gnutls_certificate_credentials_t *out) {
               h->trust_file ? h->trust_file : "the system trust store",
               n < 0 ? gnutls_strerror(n) : "none found");
     gnutls_certificate_free_credentials(cr);
+    free(t);
     return -EINVAL;
   }
-  *out = cr;
+  t->cred = cr;
+  t->refs = 1;
+  *out = t;
   return 0;
 }
 
@@ -188,13 +212,11 @@ int hooks_set_trust_file(hooks_t *h, const char *path) {
   if (path && (p = strdup(path)) == NULL) return -ENOMEM;
   free(h->trust_file);
   h->trust_file = p;
-  if (h->cred) {
-    gnutls_certificate_free_credentials(h->cred);
-    h->cred = NULL;
-  }
+  trust_unref(h->trust);
+  h->trust = NULL;
   int tls = 0;
   for (int i = 0; i < HOOK_N; i++) tls |= h->url[i] && h->url[i]->tls;
-  return tls ? load_cred(h, &h->cred) : 0;
+  return tls ? load_trust(h, &h->trust) : 0;
 }
 
 static int same_str(const char *a, const char *b) {
@@ -223,9 +245,7 @@ int hooks_configure(hooks_t *h, const hook_conf *conf) {
     }
     tls |= u[i]->tls;
   }
-  gnutls_certificate_credentials_t cred = NULL;
-  if (tls && h->cred == NULL && (rc = load_cred(h, &cred)) != 0) goto fail;
-  if (cred) h->cred = cred;
+  if (tls && h->trust == NULL && (rc = load_trust(h, &h->trust)) != 0) goto fail;
   int changed = timeout != h->timeout_ms || conf->cache_ms != h->cache_ms ||
                 !!conf->fail_open != h->fail_open;
   for (int i = 0; i < HOOK_N; i++) {
@@ -327,6 +347,10 @@ static void connect_next(hook_call_t *c) {
       c->conn_err = errno;
       continue;
     }
+    /* a TLS Finished and the request go out as two small writes: without
+     * this, Nagle holds the second for the server's delayed ACK (40 ms) */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(fd, (const struct sockaddr *)ss, sl) == 0 || errno == EINPROGRESS) {
       c->fd = fd;
       c->phase = PH_CONNECT;
@@ -344,13 +368,19 @@ static void connect_next(hook_call_t *c) {
 
 static void start_tls(hook_call_t *c) {
   hooks_t *h = c->h;
+  if (h->trust == NULL) { /* a trust file that could not be read */
+    finish(c, 0, "hook TLS failed: no trusted CA certificate");
+    return;
+  }
   if (gnutls_init(&c->tls, GNUTLS_CLIENT | GNUTLS_NONBLOCK) < 0) {
     c->tls = NULL;
     finish(c, 0, "hook TLS failed: out of memory");
     return;
   }
+  c->trust = h->trust;
+  c->trust->refs++;
   if (gnutls_set_default_priority(c->tls) < 0 ||
-      gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, h->cred) < 0 ||
+      gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, h->trust->cred) < 0 ||
       (!hostaddr_is_numeric(c->url.host) &&
        gnutls_server_name_set(c->tls, GNUTLS_NAME_DNS, c->url.host, strlen(c->url.host)) < 0)) {
     finish(c, 0, "hook TLS failed: session setup");

@@ -56,7 +56,8 @@ int hooks_configure(hooks_t *h, const hook_conf *conf);
 
 /* hooks_check asks on_publish or on_play about |r|. Returns HOOK_ALLOW or
  * HOOK_DENY when the answer is known at once (cached, or no URL for the
- * event: HOOK_DENY with reason "no hook configured"), setting *reason; or
+ * event: HOOK_DENY with reason "no hook configured"), setting *reason
+ * (valid until the next call on |h|); or
  * HOOK_PENDING with *call set, |done| then called exactly once on the loop
  * unless hooks_cancel comes first. */
 int hooks_check(hooks_t *h, const hook_req *r, hook_done_fn done, void *arg,
@@ -91,7 +92,9 @@ void hooks_get_stats(const hooks_t *h, hooks_stats_t *out);
 
 /* hooks_set_trust_file makes https:// hooks trust the CA certificates of
  * the PEM file |path| in place of the system's trust store (a private CA);
- * NULL returns to the system store. Returns 0 or a negative error. */
+ * NULL returns to the system store. Requests in flight keep the trust they
+ * started with. Returns 0 or a negative error (https:// hooks then fail
+ * their handshake until a trust file is read). */
 int hooks_set_trust_file(hooks_t *h, const char *path);
 
 #endif
