@@ -622,6 +622,46 @@ static void test_configure_refuses_bad_urls(void **state) {
   srv_stop(s);
 }
 
+/* What the client logs about a failed hook names the event, the URL's
+ * host and path, the stream and the client, and never the client's query,
+ * the URL's credentials or the URL's query. */
+static void test_logs_keep_secrets(void **state) {
+  fx_t *f = *state;
+  snprintf(f->url, sizeof(f->url), "http://op:hunter2@127.0.0.1:%d/auth?key=urlsecret",
+           dead_port());
+  conf_url(f, HOOK_ON_PLAY, f->url, 2000, 0, 0);
+  hook_req r = play_req("token=playersecret");
+  got_t g;
+  fflush(stderr);
+  int saved = dup(2);
+  FILE *tmp = tmpfile();
+  dup2(fileno(tmp), 2);
+  check_wait(f, &r, &g, 3.0);
+  hook_req stop = r;
+  stop.event = HOOK_ON_STOP;
+  hook_conf c = {.timeout_ms = 2000};
+  c.url[HOOK_ON_STOP] = f->url;
+  assert_int_equal(hooks_configure(f->h, &c), 0);
+  hooks_notify(f->h, &stop);
+  run_until(f->loop, NULL, 0.2);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char text[4096] = "";
+  rewind(tmp);
+  size_t n = fread(text, 1, sizeof(text) - 1, tmp);
+  text[n] = '\0';
+  fclose(tmp);
+  assert_int_equal(g.verdict, HOOK_DENY);
+  assert_non_null(strstr(text, "hook down: Connection refused"));
+  assert_non_null(strstr(text, "/auth]"));
+  assert_non_null(strstr(text, "live/cam1 from 192.0.2.7"));
+  assert_null(strstr(text, "playersecret"));
+  assert_null(strstr(text, "hunter2"));
+  assert_null(strstr(text, "urlsecret"));
+  assert_null(strstr(g.reason, "playersecret"));
+}
+
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -736,6 +776,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_check_bound, setup, teardown),
       cmocka_unit_test_setup_teardown(test_configure_refuses_bad_urls, setup, teardown),
       cmocka_unit_test_setup_teardown(test_https, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_logs_keep_secrets, setup, teardown),
       cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
