@@ -13,7 +13,10 @@
 #include <time.h>
 
 #include "agentmsg.h"
+#include "edgeauth.h"
 #include "log.h"
+#include "streamadm.h"
+#include "urlredact.h"
 #include "timefmt.h"
 
 #define MOD "agent"
@@ -30,13 +33,29 @@ static json_t *str_array(char *const *v, size_t n) {
   return a;
 }
 
+/* media_json is the media node's limits and what they measure now. */
+static json_t *media_json(media_t *m, const agent_config_t *cfg) {
+  if (m == NULL || m->hub == NULL) return json_null();
+  connreg_t *r = hub_connreg(m->hub);
+  return json_pack("{s:I,s:I,s:I,s:I,s:{s:I,s:I}}", "maxplayers",
+                   (json_int_t)cfg->subscribe_maxplayers, "maxbandwidth_kbps",
+                   (json_int_t)cfg->subscribe_maxbandwidth_kbps, "egress_bps",
+                   (json_int_t)connreg_egress_bps(r, ev_now(m->loop)), "connections",
+                   (json_int_t)r->count, "refused", "players", (json_int_t)r->refused_players,
+                   "bandwidth", (json_int_t)r->refused_bandwidth);
+}
+
 char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
-                        const agent_config_t *cfg) {
+                        const agent_config_t *cfg, media_t *m) {
   json_t *pull = json_object(), *children = json_array(), *d;
   char *out = NULL;
 
-  for (size_t i = 0; pull && i < c->rules.npull; i++)
-    json_object_set_new(pull, c->rules.pull[i].pattern, json_string(c->rules.pull[i].target));
+  /* Targets may carry credentials (?key=...): shown redacted. */
+  for (size_t i = 0; pull && i < c->rules.npull; i++) {
+    char shown[1100];
+    json_object_set_new(pull, c->rules.pull[i].pattern,
+                        json_string(urlredact(c->rules.pull[i].target, shown, sizeof(shown))));
+  }
   for (size_t i = 0; children && i < c->nchildren; i++)
     json_array_append_new(children, json_pack("{s:I,s:s}", "id", (json_int_t)c->children[i].id,
                                               "name", c->children[i].name));
@@ -49,7 +68,7 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
                      ? json_pack("{s:o}", "not_after", rfc3339(c->cert_not_after))
                      : json_null();
   d = json_pack(
-      "{s:o,s:s,s:{s:s,s:o,s:o,s:I,s:s,s:o,s:o},s:{s:I,s:b},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o,s:o}",
+      "{s:o,s:s,s:{s:s,s:o,s:o,s:I,s:s,s:o,s:o},s:{s:I,s:b},s:o,s:o,s:{s:{s:o,s:o},s:{s:o},s:b},s:o,s:o,s:o,s:o}",
       "instance_id", c->instance_id ? json_integer(c->instance_id) : json_null(),
       "name", c->name,
       "controller", "url", ctlc_url(c), "urls",
@@ -66,7 +85,26 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
       c->rules.autopush,
       "certificate", cert,
       "links", l ? links_status(l) : json_array(),
-      "cascade", casc ? casc_status(casc) : json_null());
+      "cascade", casc ? casc_status(casc) : json_null(),
+      "media", media_json(m, cfg));
+  /* Stream authorization: the local settings and what the controller's
+   * policy holds — key ids, never a key; whether hooks are set, not where. */
+  const agentmsg_config_t *lc = c->last_cf;
+  const agentmsg_streamauth_t *sa =
+      lc && lc->rules.has_streamauth ? &lc->rules.streamauth : NULL;
+  json_t *kids = json_array(), *hooks = json_array();
+  static const char *const hook_names[AGENTMSG_HOOK_N] = {"on_publish", "on_play", "on_stop",
+                                                          "on_unpublish"};
+  for (size_t i = 0; sa && i < sa->nkeys; i++) json_array_append_new(kids, json_integer(sa->keys[i].id));
+  for (int i = 0; sa && i < AGENTMSG_HOOK_N; i++)
+    if (sa->hook_url[i] && sa->hook_url[i][0]) json_array_append_new(hooks, json_string(hook_names[i]));
+  json_t *auth = json_pack("{s:s,s:s,s:b,s:I,s:o,s:o}", "publish",
+                           cfg->auth_publish == EDGEAUTH_LOCAL_NONE ? "none" : "controller",
+                           "play", cfg->auth_play == EDGEAUTH_LOCAL_NONE ? "none" : "controller",
+                           "policy", sa != NULL, "rules", (json_int_t)(sa ? sa->nrules : 0),
+                           "key_ids", kids, "hooks", hooks);
+  if (d && auth) json_object_set_new(d, "auth", auth);
+  else json_decref(auth);
   /* json_pack steals the "o" references even when it fails. */
   if (d) out = json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
   json_decref(d);
@@ -74,8 +112,10 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
 }
 
 
-static char *wrap_status(const agent_t *a, size_t *len) {
-  char *d = agent_status_json(a->ctl, a->links, a->casc, a->cfg), *out = NULL;
+static char *wrap_status(agent_t *a, size_t *len) {
+  char *d = agent_status_json(a->ctl, a->links, a->casc, a->cfg,
+                              a->media_on ? (media_t *)&a->media : NULL),
+       *out = NULL;
   if (d && asprintf(&out, "{\"code\":0,\"message\":\"success\",\"data\":%s}", d) < 0)
     out = NULL;
   free(d);
@@ -219,6 +259,10 @@ static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) 
   out->ctype = "application/json";
   if (strcmp(path, "/api/cascade/linktest") == 0) return linktest(a, rq, out);
   if (strcmp(path, "/api/cascade/echo") == 0) return echo(rq, out);
+  if (a->media_on) {
+    int st = streamadm_route(a->media.hub, &a->events, ev_now(a->loop), rq, out);
+    if (st) return st;
+  }
   if (strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0 &&
       strcmp(path, "/api/cascade/status") != 0 &&
       strcmp(path, "/api/stream/list") != 0 && strcmp(path, "/metrics") != 0)
@@ -243,10 +287,13 @@ static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) 
                       "# TYPE cascade_control_applied_generation gauge\n"
                       "cascade_control_applied_generation %llu\n"
                       "# TYPE cascade_control_bad_messages_total counter\n"
-                      "cascade_control_bad_messages_total %llu\n%s",
+                      "cascade_control_bad_messages_total %llu\n"
+                      "# TYPE cascade_stream_events_dropped_total counter\n"
+                      "cascade_stream_events_dropped_total %llu\n%s",
                       m, lm, cm ? cm : "", ctlc_state_name(a->ctl->state),
                       (unsigned long long)a->ctl->applied_gen,
                       (unsigned long long)a->hub.bad_messages,
+                      (unsigned long long)a->events.dropped,
                       a->relays ? relayc_metrics(a->relays) : "") < 0)
       o = NULL;
     free(m);
@@ -309,9 +356,23 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   ev_timer_start(loop, &a->drain_deadline);
 }
 
+/* apply_streamauth hands the controller's stream authorization (in the
+ * configuration just applied) to the media node's admission. */
+static void apply_streamauth(agent_t *a) {
+  if (!a->media_on || a->media.auth == NULL) return;
+  const agentmsg_config_t *cf = a->ctl->last_cf;
+  if (cf == NULL) return; /* out of memory keeping it: the running policy stays */
+  char err[256];
+  if (edgeauth_apply_msg(a->media.auth, cf->rules.has_streamauth ? &cf->rules.streamauth : NULL,
+                         err, sizeof(err)) != 0)
+    log_error(MOD, "stream authorization of generation %llu refused, previous policy kept: %s",
+              (unsigned long long)cf->generation, err);
+}
+
 static void on_ctl_change(ctlc_t *c, void *arg) {
   agent_t *a = arg;
   if (c != a->ctl) return;
+  apply_streamauth(a);
   links_reconcile(a->links);
   relayc_check(a->relays);
   casc_kick(a->casc); /* rules (autopush, pull) may have changed */
@@ -367,6 +428,32 @@ static int on_stream_reports(ctlc_t *c, agentmsg_stream_report_t *out, int max, 
   return (int)r.n;
 }
 
+static size_t on_stream_events(ctlc_t *c, agentmsg_stream_event_t *out, size_t max,
+                               uint64_t *dropped, void *arg) {
+  agent_t *a = arg;
+  size_t n = 0;
+  if (c != a->ctl) return 0;
+  for (const streamev_t *e; n < max && (e = streamev_at(&a->events, n)) != NULL; n++) {
+    agentmsg_stream_event_t *o = &out[n];
+    o->seq = e->seq;
+    o->time = e->time;
+    o->action = e->action;
+    o->path = e->path;
+    o->connection = e->connection;
+    o->addr = e->addr;
+    o->kind = e->kind;
+    o->protocol = e->protocol;
+    o->ended = e->ended;
+  }
+  *dropped = a->events.dropped;
+  return n;
+}
+
+static void on_stream_events_ack(ctlc_t *c, size_t n, void *arg) {
+  agent_t *a = arg;
+  if (c == a->ctl) streamev_ack(&a->events, n);
+}
+
 static size_t on_link_reports(ctlc_t *c, ctlc_link_report_t *out, size_t max, void *arg) {
   agent_t *a = arg;
   return c == a->ctl ? links_reports(a->links, out, max) : 0;
@@ -390,6 +477,7 @@ static void on_sim_report(struct ev_loop *loop, ev_timer *w, int revents) {
 int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t nsim, char *err,
                 size_t errlen) {
   memset(a, 0, sizeof(*a));
+  streamev_init(&a->events);
   a->loop = loop;
   a->cfg = cfg;
   if (ctlc_hub_init(&a->hub, loop, cfg, nsim > 0, err, errlen) != 0) return -1;
@@ -449,6 +537,9 @@ int agent_start(agent_t *a, struct ev_loop *loop, agent_config_t *cfg, size_t ns
   a->hub.on_relay_arg = a;
   a->hub.stream_reports = on_stream_reports;
   a->hub.stream_reports_arg = a;
+  a->hub.stream_events = on_stream_events;
+  a->hub.stream_events_ack = on_stream_events_ack;
+  a->hub.stream_events_arg = a;
   log_info(MOD, "agent %s started: HTTP-FLV http://%s, local API %s%s, RTMP %s, controller %s",
            cfg->node_name, a->media.http_url, a->media.admin_url[0] ? "http://" : "",
            a->media.admin_url[0] ? a->media.admin_url : "off (http.adminaddr is empty)",
@@ -473,6 +564,8 @@ void agent_stop(agent_t *a) {
   /* Relays first: they use the control socket and the local server. */
   a->hub.on_relay = NULL;
   a->hub.stream_reports = NULL;
+  a->hub.stream_events = NULL;
+  a->hub.stream_events_ack = NULL;
   relayc_free(a->relays);
   a->relays = NULL;
   a->hub.on_change = NULL;

@@ -12,6 +12,7 @@
 #include "links.h"
 #include "media.h"
 #include "relayc.h"
+#include "streamev.h"
 
 typedef struct agent {
   struct ev_loop *loop;          /* not owned: created by main */
@@ -32,13 +33,15 @@ typedef struct agent {
   ev_timer health_tick;
   double drain_start;
   ev_timer drain_check, drain_deadline;
+  streamev_q_t events;           /* kicks and drops for the controller's audit trail */
 } agent_t;
 
 /* agent_status_json renders the "data" object of GET /api/cascade/status
- * for client |c| and its links |l| (may be NULL) (never a secret). NULL on
- * out of memory. */
+ * for client |c| and its links |l| (may be NULL), with the media node's
+ * limits and egress rate when |m| is running (may be NULL) (never a
+ * secret). NULL on out of memory. */
 char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
-                        const agent_config_t *cfg);
+                        const agent_config_t *cfg, media_t *m);
 
 #define AGENT_LINKTEST_SHOW 0
 #define AGENT_LINKTEST_START 1

@@ -16,6 +16,8 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const ctl_schemes[] = {"tls+tcp://", "tcp://", NULL};
 static const char *const quic_ccs[] = {"auto", "bbr", "bbr2", "cubic", "reno", NULL};
+/* Indexes are EDGEAUTH_LOCAL_CONTROLLER and EDGEAUTH_LOCAL_NONE. */
+static const char *const auth_modes[] = {"controller", "none", NULL};
 
 extern char **environ;
 
@@ -144,6 +146,14 @@ const cfg_key_t agent_config_table[] = {
     {"cascadeclient.onsub.pull", CFG_STRMAP, OFF(onsub_pull), NULL, 1, 1024, NULL, 0,
      "On-demand pull: pcre2 pattern on app/name -> target template such as m7s://$0 (seed "
      "key)."},
+    {"auth.publish", CFG_ENUM, OFF(auth_publish), "controller", 0, 0, auth_modes, 0,
+     "Who may publish at this node: controller (the controller's stream authorization "
+     "policy: signed tokens by default, docs/media.md \"Authorization\"; until a policy has "
+     "come from the controller or the state file, every publish is refused) or none (anyone "
+     "who reaches the RTMP port: a standalone media node, or one the operator keeps open)."},
+    {"auth.play", CFG_ENUM, OFF(auth_play), "controller", 0, 0, auth_modes, 0,
+     "Who may play at this node (RTMP, and HTTP-FLV on http.listenaddr; the admin listener "
+     "and pulls inside the cascade are never checked): controller or none, as auth.publish."},
     {"rtmp.listenaddr", CFG_STR, OFF(rtmp_listenaddr), ":1935", 1, 256, NULL, CFG_EMPTY_OK,
      "RTMP publish and play (host:port, [v6]:port or :port); empty: no RTMP."},
     {"rtmp.maxconnections", CFG_INT, OFF(rtmp_maxconns), "1000", 1, 100000, NULL, 0,
@@ -168,7 +178,14 @@ const cfg_key_t agent_config_table[] = {
     {"subscribe.waittimeout", CFG_DURATION, OFF(subscribe_wait_ms), "10s", 0, 3600000, NULL, 0,
      "How long a player waits for a stream that does not exist yet (seed key)."},
     {"subscribe.maxplayers", CFG_INT, OFF(subscribe_maxplayers), "0", 0, 100000, NULL, 0,
-     "Players per stream; 0: no limit."},
+     "RTMP and HTTP-FLV players per stream (relays to other nodes not counted); 0: no limit. "
+     "A player beyond it is refused: RTMP NetStream.Play.Failed, HTTP 503, with the reason."},
+    {"subscribe.maxbandwidth", CFG_INT, OFF(subscribe_maxbandwidth_kbps), "0", 0, 100000000,
+     NULL, 0,
+     "Outgoing bandwidth to players, in kbit/s (1000 bit/s), measured over the last 2 s "
+     "(RTMP and HTTP-FLV players; relays to other nodes not counted); 0: no limit. At or over "
+     "it, new players are refused (RTMP NetStream.Play.Failed, HTTP 503 with Retry-After); "
+     "players already playing go on."},
     {"subscribe.queuesize", CFG_INT, OFF(subscribe_queuebytes), "4194304", 65536, 268435456, NULL,
      0, "Bytes queued per player at most; beyond, it skips to the next keyframe."},
     {"subscribe.queuetime", CFG_DURATION, OFF(subscribe_queuetime_ms), "5s", 100, 600000, NULL, 0,

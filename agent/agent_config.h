@@ -35,6 +35,8 @@ typedef struct agent_config {
   long long shutdown_ms;       /* SIGTERM: the longest a drain takes */
   long long health_stall_ms;   /* /healthz fails after a loop turn this long */
   /* media (docs/media.md) */
+  int auth_publish;            /* auth.publish: EDGEAUTH_LOCAL_CONTROLLER or _NONE */
+  int auth_play;
   char *rtmp_listenaddr;
   long long rtmp_maxconns;
   long long rtmp_chunksize;
@@ -45,6 +47,7 @@ typedef struct agent_config {
   long long publish_maxstreams;
   long long subscribe_wait_ms;
   long long subscribe_maxplayers;
+  long long subscribe_maxbandwidth_kbps; /* 0: no limit */
   long long subscribe_queuebytes;
   long long subscribe_queuetime_ms;
   long long subscribe_slow_ms;

@@ -19,6 +19,7 @@
 #include "casc_plan.h"
 #include "link_fsm.h"
 #include "log.h"
+#include "urlredact.h"
 #include "pattern.h"
 #include "pullsrc.h"
 
@@ -42,7 +43,8 @@ typedef struct casc_pull {
   struct casc_pull *next;
   casc_t *C;
   char *path;                 /* owned: the local path players asked for */
-  char *target;               /* owned: the expanded rule target */
+  char *target;               /* owned: the expanded rule target (may hold credentials) */
+  char *shown;                /* owned: |target| redacted, for logs and the status */
   int kind;                   /* CASC_PULL_M7S, CASC_PULL_EXT */
   relay_pull_t *rh;
   pullsrc_t *ps;
@@ -126,6 +128,7 @@ static void pull_remove(casc_t *C, casc_pull_t *p) {
     }
   free(p->path);
   free(p->target);
+  free(p->shown);
   free(p);
 }
 
@@ -221,7 +224,7 @@ static void pull_started(casc_pull_t *p) {
   p->fails = 0;
   p->last_error[0] = '\0';
   p->C->pulls_started++;
-  log_info(MOD, "[pull %s] pulling from %s", p->path, p->target);
+  log_info(MOD, "[pull %s] pulling from %s", p->path, p->shown);
 }
 
 static void pull_failed(casc_pull_t *p, int refused, const char *why) {
@@ -232,7 +235,7 @@ static void pull_failed(casc_pull_t *p, int refused, const char *why) {
   snprintf(p->last_error, sizeof(p->last_error), "%s", why);
   p->retry_at = ev_now(C->loop) + backoff_s(C, p->fails, refused ? REFUSED_MIN_S / 4 : 0);
   if (p->fails == 1 || p->fails % 10 == 0)
-    log_info(MOD, "[pull %s] from %s failed (%u): %s", p->path, p->target, p->fails, why);
+    log_info(MOD, "[pull %s] from %s failed (%u): %s", p->path, p->shown, p->fails, why);
   casc_kick(C);
 }
 
@@ -299,7 +302,7 @@ static void pull_reconcile(casc_t *C, double now) {
       break;
     case CASC_PULL_LINGERED:
       log_info(MOD, "[pull %s] no player for %.0f s: stopping the pull from %s", p->path,
-               now - p->idle_since, p->target);
+               now - p->idle_since, p->shown);
       C->pulls_lingered++;
       pull_remove(C, p);
       break;
@@ -321,17 +324,22 @@ static casc_pull_t *pull_new(casc_t *C, const char *path) {
       casc_pull_target(R, path, target, sizeof(target), &rule, err, sizeof(err));
   if (kind == CASC_PULL_NONE) {
     if (rule >= 0) { /* a rule matched, its target is unusable */
-      char qp[96], qr[96], qt[160];
+      char qp[96], qr[96], qt[160], qr2[TARGET_MAX];
       int overflow = target[0] == '\0';
       log_warn(MOD, "[pull %s] rule %s: %s%s%s", log_quote(path, qp, sizeof(qp)),
                log_quote(R->pull[rule].pattern, qr, sizeof(qr)), err, overflow ? "" : ": ",
-               overflow ? "" : log_quote(target, qt, sizeof(qt)));
+               overflow ? "" : log_quote(urlredact(target, qr2, sizeof(qr2)), qt, sizeof(qt)));
     }
     return NULL;
   }
   casc_pull_t *p = calloc(1, sizeof(*p));
-  if (p == NULL || (p->path = strdup(path)) == NULL || (p->target = strdup(target)) == NULL) {
-    if (p) free(p->path);
+  char shown[TARGET_MAX];
+  if (p == NULL || (p->path = strdup(path)) == NULL || (p->target = strdup(target)) == NULL ||
+      (p->shown = strdup(urlredact(target, shown, sizeof(shown)))) == NULL) {
+    if (p) {
+      free(p->path);
+      free(p->target);
+    }
     free(p);
     return NULL;
   }
@@ -451,7 +459,7 @@ json_t *casc_status(const casc_t *C) {
   for (const casc_pull_t *p = C ? C->pulls : NULL; p && pulls; p = p->next)
     json_array_append_new(
         pulls,
-        json_pack("{s:s,s:s,s:s,s:I,s:o,s:o}", "path", p->path, "source", p->target, "state",
+        json_pack("{s:s,s:s,s:s,s:I,s:o,s:o}", "path", p->path, "source", p->shown, "state",
                   p->live ? (p->idle_since ? "lingering" : "pulling")
                   : (p->rh || p->ps) ? "waiting" : "retrying",
                   "failures", (json_int_t)p->fails,

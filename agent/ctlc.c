@@ -736,6 +736,14 @@ static void send_heartbeat(ctlc_t *c) {
       hb.streams_total = 0;
     }
   }
+  agentmsg_stream_event_t events[CTLMSG_STREAM_EVENTS_MAX];
+  c->hb_events = 0;
+  if (c->hub->stream_events) {
+    hb.nevents = c->hub->stream_events(c, events, CTLMSG_STREAM_EVENTS_MAX, &hb.events_dropped,
+                                       c->hub->stream_events_arg);
+    hb.events = events;
+    c->hb_events = hb.nevents;
+  }
   h = next_head(c);
   buf = agentmsg_pack_heartbeat(&h, &hb, &len);
   send_req(c, &c->rpc, &h, buf, len, rpc_timeout_ms(c));
@@ -1126,6 +1134,10 @@ static void on_rpc(ctlc_t *c, const agentmsg_response_t *r) {
       return;
     }
     if (r->body == AGENTMSG_BODY_HEARTBEAT_REPLY) {
+      /* the controller stored the events this beat carried */
+      if (c->hb_events && c->hub->stream_events_ack)
+        c->hub->stream_events_ack(c, c->hb_events, c->hub->stream_events_arg);
+      c->hb_events = 0;
       if (r->heartbeat_reply.desired_generation != c->known_gen)
         log_debug(MOD, "[%s] desired generation %llu, known %llu", c->name,
                   (unsigned long long)r->heartbeat_reply.desired_generation,

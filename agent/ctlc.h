@@ -77,6 +77,16 @@ typedef struct ctlc_hub {
   int (*stream_reports)(ctlc_t *c, agentmsg_stream_report_t *out, int max, uint32_t *total,
                         void *arg);
   void *stream_reports_arg;
+  /* Called on the loop thread before each heartbeat: writes at most |max|
+   * stream events (kicks, drops; their strings valid until the heartbeat
+   * is packed) to |out|, the oldest first, and *|dropped|, the events lost
+   * so far; returns how many. They stay queued until stream_events_ack. */
+  size_t (*stream_events)(ctlc_t *c, agentmsg_stream_event_t *out, size_t max,
+                          uint64_t *dropped, void *arg);
+  /* The controller answered the heartbeat that carried the first |n|
+   * events: they can go. */
+  void (*stream_events_ack)(ctlc_t *c, size_t n, void *arg);
+  void *stream_events_arg;
 } ctlc_hub_t;
 
 typedef struct ctlc_op {
@@ -152,6 +162,7 @@ struct ctlc {
   int64_t instance_id;           /* 0 until the first AuthOk */
   uint64_t known_gen;            /* generation last received */
   uint64_t applied_gen;          /* generation fully applied and acked */
+  size_t hb_events;              /* stream events the heartbeat in flight carries */
   int64_t parent_id;
   int64_t parent_epoch;          /* credential epoch the parent's certificate must name */
   char *parent_name, *parent_quic;

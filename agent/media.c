@@ -62,9 +62,18 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
       .slow_s = (double)cfg->subscribe_slow_ms / 1000.0,
       .merge_s = (double)cfg->subscribe_merge_ms / 1000.0,
       .max_streams = (unsigned)cfg->publish_maxstreams,
-      .max_subscribers = (unsigned)cfg->subscribe_maxplayers,
+      /* players per stream are the registry's limit: the hub's would count relays too */
+      .max_subscribers = 0,
   };
   if ((m->hub = hub_new(loop, &hc)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
+  connreg_set_limits(hub_connreg(m->hub), (unsigned)cfg->subscribe_maxplayers,
+                     (uint64_t)cfg->subscribe_maxbandwidth_kbps * 1000u);
+  /* Both actions open: no admission at all, the servers do as before. */
+  if ((cfg->auth_publish != EDGEAUTH_LOCAL_NONE || cfg->auth_play != EDGEAUTH_LOCAL_NONE) &&
+      (m->auth = edgeauth_new(loop, cfg->node_name, cfg->auth_publish, cfg->auth_play)) == NULL) {
     snprintf(err, errlen, "out of memory");
     goto fail;
   }
@@ -78,6 +87,10 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
     goto fail;
   }
   httpflv_set_api(m->http, media_public_api, m);
+  /* Players on the public listener only: the admin one is the node's own
+   * and the controller's relay (trusted), and pulls inside the cascade go
+   * over QUIC links, not through either server. */
+  if (m->auth) httpflv_set_admit(m->http, &edgeauth_ops, m->auth);
   if (cfg->http_adminaddr[0]) {
     m->admin_fd = net_listen_tcp("http.adminaddr", cfg->http_adminaddr, 1, m->admin_url,
                                  sizeof(m->admin_url), err, errlen);
@@ -106,6 +119,7 @@ int media_start(media_t *m, struct ev_loop *loop, const agent_config_t *cfg, med
       snprintf(err, errlen, "cannot start the RTMP server");
       goto fail;
     }
+    if (m->auth) rtmp_server_set_admit(m->rtmp, &edgeauth_ops, m->auth);
   }
   return 0;
 
@@ -122,6 +136,7 @@ void media_stop(media_t *m) {
   if (m->http_fd >= 0) close(m->http_fd);
   httpflv_free(m->admin);
   if (m->admin_fd >= 0) close(m->admin_fd);
+  edgeauth_free(m->auth); /* after the servers: they tell it of their clients' ends */
   hub_free(m->hub);
   memset(m, 0, sizeof(*m));
   m->http_fd = -1;
@@ -201,6 +216,7 @@ char *media_metrics(media_t *m, size_t *len) {
   FILE *out = open_memstream(&buf, &n);
   if (out == NULL) return NULL;
   hub_get_stats(m->hub, &h);
+  connreg_t *reg = hub_connreg(m->hub);
   httpflv_get_stats(m->http, &f);
   if (m->admin) { /* both listeners together: players reach either */
     httpflv_stats_t a;
@@ -233,13 +249,28 @@ char *media_metrics(media_t *m, size_t *len) {
           "cascade_rtmp_limit_closes_total{limit=\"pending\"} %llu\n"
           "cascade_rtmp_limit_closes_total{limit=\"budget\"} %llu\n"
           "# TYPE cascade_http_connections gauge\ncascade_http_connections %u\n"
-          "# TYPE cascade_http_bad_requests_total counter\ncascade_http_bad_requests_total %llu\n",
+          "# TYPE cascade_http_bad_requests_total counter\ncascade_http_bad_requests_total %llu\n"
+          "# TYPE cascade_egress_bps gauge\ncascade_egress_bps %llu\n"
+          "# TYPE cascade_players_refused_total counter\n"
+          "cascade_players_refused_total{limit=\"players\"} %llu\n"
+          "cascade_players_refused_total{limit=\"bandwidth\"} %llu\n"
+          "# TYPE cascade_stream_connections gauge\ncascade_stream_connections %zu\n"
+          "# TYPE cascade_stream_kicks_total counter\ncascade_stream_kicks_total %llu\n",
           h.streams, r.publishers, r.players, f.players, (unsigned long long)h.bytes_in,
           (unsigned long long)r.bytes_out, (unsigned long long)f.bytes_out,
           (unsigned long long)h.frames_dropped, (unsigned long long)h.slow_disconnects,
           h.queued_bytes, r.active, (unsigned long long)r.refused,
           (unsigned long long)r.protocol_errors, r.ingest_held,
-          (unsigned long long)r.pending_closes, (unsigned long long)r.budget_closes, f.current, (unsigned long long)f.bad_requests);
+          (unsigned long long)r.pending_closes, (unsigned long long)r.budget_closes, f.current, (unsigned long long)f.bad_requests,
+          (unsigned long long)connreg_egress_bps(reg, ev_now(m->loop)),
+          (unsigned long long)reg->refused_players, (unsigned long long)reg->refused_bandwidth,
+          reg->count, (unsigned long long)reg->kicks);
+  /* Refusals by the edge's authorization (docs/media.md, "Authorization"). */
+  fprintf(out,
+          "# TYPE cascade_auth_refused_total counter\n"
+          "cascade_auth_refused_total{protocol=\"rtmp\"} %llu\n"
+          "cascade_auth_refused_total{protocol=\"httpflv\"} %llu\n",
+          (unsigned long long)r.admit_refused, (unsigned long long)f.admit_refused);
   fclose(out);
   *len = n;
   return buf;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "agent_config.h"
+#include "edgeauth.h"
 #include "httpflv.h"
 #include "hub.h"
 #include "rtmp_server.h"
@@ -27,6 +28,7 @@ typedef struct media {
   httpflv_t *admin;         /* the local API; NULL when http.adminaddr is empty */
   int admin_fd;             /* -1 when there is none */
   rtmp_server_t *rtmp;
+  edgeauth_t *auth;         /* owned: who may publish and play; NULL when auth.* are both none */
   char http_url[96];
   char admin_url[96];       /* "" when there is none */
   char rtmp_url[96];

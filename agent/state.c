@@ -11,7 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "b64.h"
 #include "x509.h"
+
+static const char *const auth_modes[] = {"none", "token", "hook"};
+static const char *const hook_names[AGENTMSG_HOOK_N] = {"on_publish", "on_play", "on_stop",
+                                                        "on_unpublish"};
 
 /* ---- encode --------------------------------------------------------------- */
 
@@ -19,6 +24,30 @@ static json_t *str_list(char **v, size_t n) {
   json_t *a = json_array();
   for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(v[i] ? v[i] : ""));
   return a;
+}
+
+/* streamauth_json writes the stream authorization, keys included (the
+ * file is 0600: cached mode keeps authorizing with them). */
+static json_t *streamauth_json(const agentmsg_streamauth_t *a) {
+  json_t *rules = json_array(), *keys = json_array(), *hooks = json_object();
+  for (size_t i = 0; rules && i < a->nrules; i++) {
+    const agentmsg_auth_rule_t *r = &a->rules[i];
+    json_array_append_new(rules, json_pack("{s:s,s:s,s:s}", "pattern", r->pattern ? r->pattern : "",
+                                           "publish", auth_modes[r->publish % 3], "play",
+                                           auth_modes[r->play % 3]));
+  }
+  for (size_t i = 0; keys && i < a->nkeys; i++) {
+    char k[64];
+    b64url_encode(a->keys[i].key, CTLMSG_AUTH_KEY_LEN, k, sizeof(k));
+    json_array_append_new(keys, json_pack("{s:I,s:s}", "id", (json_int_t)a->keys[i].id, "key", k));
+    memset(k, 0, sizeof(k));
+  }
+  for (int i = 0; hooks && i < AGENTMSG_HOOK_N; i++)
+    json_object_set_new(hooks, hook_names[i], json_string(a->hook_url[i] ? a->hook_url[i] : ""));
+  json_object_set_new(hooks, "timeout_ms", json_integer(a->hook_timeout_ms));
+  json_object_set_new(hooks, "cache_ms", json_integer(a->hook_cache_ms));
+  json_object_set_new(hooks, "fail_open", json_boolean(a->hook_fail_open));
+  return json_pack("{s:o,s:o,s:o}", "rules", rules, "keys", keys, "hooks", hooks);
 }
 
 static json_t *rules_json(const agentmsg_rules_t *r) {
@@ -38,6 +67,7 @@ static json_t *rules_json(const agentmsg_rules_t *r) {
     json_object_set_new(o, "onsub_pull", a);
   }
   if (r->has_autopush) json_object_set_new(o, "autopush", json_boolean(r->autopush));
+  if (r->has_streamauth) json_object_set_new(o, "streamauth", streamauth_json(&r->streamauth));
   return o;
 }
 
@@ -133,10 +163,74 @@ typedef struct {
 } build_t;
 
 static void build_free(build_t *b) {
+  free(b->cf.rules.streamauth.rules);
+  memset(b->cf.rules.streamauth.keys, 0, sizeof(b->cf.rules.streamauth.keys));
   free(b->cf.children);
   free(b->cf.rules.allow);
   free(b->cf.rules.deny);
   free(b->cf.rules.pull);
+}
+
+static int get_mode(dec_t *d, json_t *o, const char *key, int *out) {
+  const char *s;
+  if (get_str(d, o, key, 0, &s) != 0) return -1;
+  for (int i = 0; i < 3; i++)
+    if (strcmp(s, auth_modes[i]) == 0) {
+      *out = i;
+      return 0;
+    }
+  return bad(d, "'%s': expected none, token or hook", key);
+}
+
+static int decode_streamauth(dec_t *d, json_t *v, agentmsg_streamauth_t *a) {
+  json_t *rules = json_object_get(v, "rules"), *keys = json_object_get(v, "keys"),
+         *hooks = json_object_get(v, "hooks");
+  size_t n = json_array_size(rules);
+  if (!json_is_array(rules) || n > CTLMSG_AUTH_RULES_MAX)
+    return bad(d, "'%s': expected a list of at most 64 rules", "streamauth.rules");
+  if (n && (a->rules = calloc(n, sizeof(*a->rules))) == NULL)
+    return bad(d, "%s: out of memory", "streamauth");
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_array_get(rules, i);
+    const char *pat;
+    if (!json_is_object(e)) return bad(d, "'%s': expected a list of rules", "streamauth.rules");
+    if (get_str(d, e, "pattern", 0, &pat) != 0 || get_mode(d, e, "publish", &a->rules[i].publish) ||
+        get_mode(d, e, "play", &a->rules[i].play))
+      return -1;
+    a->rules[i].pattern = (char *)pat;
+  }
+  a->nrules = n;
+  n = json_array_size(keys);
+  if (!json_is_array(keys) || n > CTLMSG_AUTH_KEYS_MAX)
+    return bad(d, "'%s': expected a list of at most 2 keys", "streamauth.keys");
+  for (size_t i = 0; i < n; i++) {
+    json_t *e = json_array_get(keys, i);
+    json_int_t id;
+    const char *k;
+    if (!json_is_object(e) || get_int(d, e, "id", 0, &id) != 0 || id > UINT32_MAX ||
+        get_str(d, e, "key", 0, &k) != 0 ||
+        b64url_decode(k, strlen(k), a->keys[i].key, CTLMSG_AUTH_KEY_LEN) != CTLMSG_AUTH_KEY_LEN)
+      return bad(d, "'%s': bad key", "streamauth.keys");
+    a->keys[i].id = (uint32_t)id;
+    a->nkeys++;
+  }
+  if (!json_is_object(hooks)) return bad(d, "'%s': expected an object", "streamauth.hooks");
+  for (int i = 0; i < AGENTMSG_HOOK_N; i++) {
+    const char *u;
+    if (get_str(d, hooks, hook_names[i], 1, &u) != 0) return -1;
+    if (u[0] && strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+      return bad(d, "'%s': not an http:// or https:// URL", hook_names[i]);
+    a->hook_url[i] = (char *)u;
+  }
+  json_int_t t, c;
+  json_t *fo = json_object_get(hooks, "fail_open");
+  if (get_int(d, hooks, "timeout_ms", 0, &t) != 0 || t > CTLMSG_HOOK_TIMEOUT_MAX ||
+      get_int(d, hooks, "cache_ms", 0, &c) != 0 || c > CTLMSG_HOOK_CACHE_MAX || !json_is_boolean(fo))
+    return bad(d, "'%s': bad timing or fail_open", "streamauth.hooks");
+  a->hook_timeout_ms = (uint32_t)t;
+  a->hook_cache_ms = (uint32_t)c;
+  a->hook_fail_open = json_is_true(fo);
+  return 0;
 }
 
 static int decode_rules(dec_t *d, json_t *r, build_t *b) {
@@ -172,6 +266,11 @@ static int decode_rules(dec_t *d, json_t *r, build_t *b) {
     if (!json_is_boolean(v)) return bad(d, "'%s': expected true or false", "autopush");
     ru->has_autopush = 1;
     ru->autopush = json_is_true(v);
+  }
+  if ((v = json_object_get(r, "streamauth")) != NULL) {
+    if (!json_is_object(v)) return bad(d, "'%s': expected an object", "streamauth");
+    ru->has_streamauth = 1;
+    if (decode_streamauth(d, v, &ru->streamauth) != 0) return -1;
   }
   return 0;
 }

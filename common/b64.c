@@ -108,3 +108,37 @@ long b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen) {
   }
   return (long)o;
 }
+
+/* Value of a URL-safe character, or -1. */
+static int b64url_val(char c) {
+  if (c == '-') return 62;
+  if (c == '_') return 63;
+  if (c == '+' || c == '/') return -1;
+  return b64_val(c);
+}
+
+long b64url_decode(const char *in, size_t n, uint8_t *out, size_t outlen) {
+  if ((n > 0 && in == NULL) || n % 4 == 1 || n / 4 * 3 + 2 > (size_t)LONG_MAX) return -1;
+  size_t need = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
+  if (outlen < need || (need > 0 && out == NULL)) return -1;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 4) {
+    size_t nchars = n - i < 4 ? n - i : 4;
+    uint32_t w = 0;
+    for (size_t k = 0; k < 4; k++) {
+      int v = 0;
+      if (k < nchars) {
+        v = b64url_val(in[i + k]);
+        if (v < 0) return -1;
+      }
+      w = w << 6 | (uint32_t)v;
+    }
+    /* Unused low bits must be zero: one encoding per byte string. */
+    if (nchars == 2 && (w & 0xffff) != 0) return -1;
+    if (nchars == 3 && (w & 0xff) != 0) return -1;
+    out[o++] = (uint8_t)(w >> 16);
+    if (nchars >= 3) out[o++] = (uint8_t)(w >> 8);
+    if (nchars == 4) out[o++] = (uint8_t)w;
+  }
+  return (long)o;
+}

@@ -25,4 +25,10 @@ long b64url_encode(const uint8_t *in, size_t n, char *out, size_t outlen);
  * partial output. */
 long b64_decode(const char *in, size_t n, uint8_t *out, size_t outlen);
 
+/* b64url_decode decodes the unpadded URL-safe encoding of |in| (|n| chars),
+ * strictly like b64_decode: no '=', no whitespace, a length that is not
+ * 1 mod 4, zero trailing bits. Returns the number of bytes written, or -1
+ * on bad input or short |outlen|. */
+long b64url_decode(const char *in, size_t n, uint8_t *out, size_t outlen);
+
 #endif

@@ -25,6 +25,12 @@ int api_tokens_list(http_req_t *r);
 int api_tokens_create(http_req_t *r);
 int api_tokens_delete(http_req_t *r);
 
+int api_streamauth_get(http_req_t *r);
+int api_streamauth_put(http_req_t *r);
+int api_streamauth_key_create(http_req_t *r);
+int api_streamauth_key_delete(http_req_t *r);
+int api_streamauth_token_create(http_req_t *r);
+
 /* api_exec runs one prepared statement on a pooled connection. On a
  * database failure it answers the request (503/500) and returns NULL. */
 PGresult *api_exec(http_req_t *r, db_stmt_t stmt, int n, const char *const *params);
@@ -37,7 +43,7 @@ int api_reply_failed(http_req_t *r, PGresult *res);
 json_t *api_time(const PGresult *res, int i, int col);
 
 /* Columns of a node row (NODE_COLS in db.c). */
-#define API_NODE_NCOLS 18
+#define API_NODE_NCOLS 19
 
 /* A growing JSON text buffer. */
 typedef struct {

@@ -183,7 +183,7 @@ static PGresult *update_topology(http_req_t *r, const valid_node_t *n, const cha
     return NULL;
   }
   PQclear(res);
-  res = db_exec(db, c, DB_NODE_UPDATE, 21, params, &err);
+  res = db_exec(db, c, DB_NODE_UPDATE, 23, params, &err);
   if (res == NULL) goto db_fail;
   if (db_ok(res)) {
     PGresult *cm = db_exec_sql(db, c, "COMMIT", 0, &err);
@@ -228,7 +228,7 @@ int api_clients_update(http_req_t *r) {
   }
   snprintf(id, sizeof(id), "%lld", (long long)r->id);
   snprintf(parent, sizeof(parent), "%lld", (long long)n.parent_id);
-  const char *params[21] = {
+  const char *params[23] = {
       id,
       n.name ? "true" : "false", n.name,
       n.secret ? "true" : "false", n.secret ? verifier : NULL,
@@ -240,11 +240,12 @@ int api_clients_update(http_req_t *r) {
       n.has_autopush ? "true" : "false",
       n.autopush < 0 ? NULL : n.autopush ? "true" : "false",
       r->actor, r->source,
-      n.has_pending ? "true" : "false", n.pending ? "true" : "false"};
+      n.has_pending ? "true" : "false", n.pending ? "true" : "false",
+      n.has_streamauth ? "true" : "false", n.streamauth};
   if (n.has_parent && n.parent_id)
     res = update_topology(r, &n, params);
   else
-    res = api_exec(r, DB_NODE_UPDATE, 21, params);
+    res = api_exec(r, DB_NODE_UPDATE, 23, params);
   valid_node_free(&n);
   if (res == NULL) return API_ANSWERED;
   if (!db_ok(res)) return reply_write_error(r, res);

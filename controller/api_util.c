@@ -164,7 +164,10 @@ void api_node_write(jbuf_t *b, const PGresult *res, int i) {
   jb_json(b, res, i, 15, "null");
   jb_str(b, ",\"autopush\":");
   jb_str(b, PQgetisnull(res, i, 16) ? "null" : PQgetvalue(res, i, 16)[0] == 't' ? "true" : "false");
-  jb_str(b, PQgetvalue(res, i, 17)[0] == 't' ? ",\"pending\":true}" : ",\"pending\":false}");
+  jb_str(b, PQgetvalue(res, i, 17)[0] == 't' ? ",\"pending\":true" : ",\"pending\":false");
+  jb_str(b, ",\"streamauth\":");
+  jb_json(b, res, i, 18, "null");
+  jb_str(b, "}");
 }
 
 int api_reply_failed(http_req_t *r, PGresult *res) {

@@ -30,6 +30,8 @@ typedef struct ctl {
   char url[128];              /* where the API listens, for people */
   uint8_t fwd_key[32];        /* relay forwarding between replicas (fwdsig.h), from the CA key */
   int has_fwd_key;
+  uint8_t stream_kek[32];     /* seals stream-signing keys at rest (streamauth.h), from the CA key */
+  int has_stream_kek;
 } ctl_t;
 
 #endif

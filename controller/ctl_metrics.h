@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define METRICS_ROUTES 12     /* see http.c route labels; last = other */
+#define METRICS_ROUTES 16     /* see http.c route labels; last = other */
 #define METRICS_METHODS 6     /* GET HEAD POST PUT DELETE other */
 #define METRICS_STATUSES 16
 #define METRICS_BUCKETS 14

@@ -50,6 +50,7 @@
 #include "wake.h"
 #include "lease.h"
 #include "fwdsig.h"
+#include "streamauth.h"
 #include "x509.h"
 
 #define REVOKED_TTL_MS 30000
@@ -373,6 +374,101 @@ static nng_msg *pack_with_relays(resp_t *resp, pend_t *rel) {
 
 /* ---- configuration -------------------------------------------------------- */
 
+/* The stream authorization of one Config: the node's rules then the
+ * deployment's, the keys unsealed, the hooks. Filled from the JSON columns
+ * of DB_CTL_CONFIG; freed by sa_msg_free (the keys wiped). */
+typedef struct sa_msg {
+  Cascade__Control__StreamAuth sa;
+  Cascade__Control__StreamHooks hooks;
+  Cascade__Control__StreamAuthRule rule_v[2 * SA_RULES_MAX];
+  Cascade__Control__StreamAuthRule *rule_p[2 * SA_RULES_MAX];
+  Cascade__Control__StreamKey key_v[SA_KEYS_MAX];
+  Cascade__Control__StreamKey *key_p[SA_KEYS_MAX];
+  uint8_t keys[SA_KEYS_MAX][STREAMTOKEN_KEY_LEN];
+  json_t *policy, *node, *hj, *kj;
+} sa_msg_t;
+
+static int sa_mode(const char *m) {
+  return m && strcmp(m, "token") == 0  ? CASCADE__CONTROL__STREAM_AUTH_MODE__STREAM_AUTH_TOKEN
+         : m && strcmp(m, "hook") == 0 ? CASCADE__CONTROL__STREAM_AUTH_MODE__STREAM_AUTH_HOOK
+                                        : CASCADE__CONTROL__STREAM_AUTH_MODE__STREAM_AUTH_NONE;
+}
+
+static void sa_add_rules(sa_msg_t *m, const json_t *list) {
+  for (size_t i = 0; i < json_array_size(list) && m->sa.n_rules < 2 * SA_RULES_MAX; i++) {
+    json_t *e = json_array_get(list, i);
+    Cascade__Control__StreamAuthRule *r = &m->rule_v[m->sa.n_rules];
+    cascade__control__stream_auth_rule__init(r);
+    r->pattern = (char *)json_string_value(json_object_get(e, "pattern"));
+    if (r->pattern == NULL) continue;
+    r->publish = sa_mode(json_string_value(json_object_get(e, "publish")));
+    r->play = sa_mode(json_string_value(json_object_get(e, "play")));
+    m->rule_p[m->sa.n_rules++] = r;
+  }
+}
+
+static const char *sa_str(const json_t *o, const char *k) {
+  const char *v = json_string_value(json_object_get(o, k));
+  return v ? v : "";
+}
+
+/* sa_msg_fill builds |m| from row 0 of |r|; 0, or -1 when the policy
+ * cannot be read (the Config then carries none and the node refuses
+ * what it leaves to the controller). */
+static int sa_msg_fill(ctlsrv_t *s, const PGresult *r, sa_msg_t *m) {
+  memset(m, 0, sizeof(*m));
+  cascade__control__stream_auth__init(&m->sa);
+  cascade__control__stream_hooks__init(&m->hooks);
+  if (PQnfields(r) < 15 || PQgetisnull(r, 0, 11) || PQgetisnull(r, 0, 12)) return -1;
+  m->policy = json_loads(PQgetvalue(r, 0, 11), 0, NULL);
+  m->hj = json_loads(PQgetvalue(r, 0, 12), 0, NULL);
+  if (!PQgetisnull(r, 0, 13)) m->node = json_loads(PQgetvalue(r, 0, 13), 0, NULL);
+  if (!PQgetisnull(r, 0, 14)) m->kj = json_loads(PQgetvalue(r, 0, 14), 0, NULL);
+  if (m->policy == NULL || m->hj == NULL) return -1;
+  sa_add_rules(m, m->node);
+  sa_add_rules(m, m->policy);
+  m->sa.rules = m->rule_p;
+  for (size_t i = 0; i < json_array_size(m->kj) && m->sa.n_keys < SA_KEYS_MAX; i++) {
+    json_t *e = json_array_get(m->kj, i);
+    const char *hex = json_string_value(json_array_get(e, 1));
+    uint8_t sealed[SA_SEALED_LEN];
+    char bx[2 * SA_SEALED_LEN + 3];
+    if (hex == NULL || !s->ctl->has_stream_kek) continue;
+    snprintf(bx, sizeof(bx), "\\x%s", hex);
+    size_t k = m->sa.n_keys;
+    if (sa_hex_decode(bx, sealed, sizeof(sealed)) != SA_SEALED_LEN ||
+        sa_unseal(s->ctl->stream_kek, sealed, SA_SEALED_LEN, m->keys[k]) != 0) {
+      log_error("ctl", "stream key %lld cannot be unsealed (sealed under another CA?): left out",
+                (long long)json_integer_value(json_array_get(e, 0)));
+      continue;
+    }
+    cascade__control__stream_key__init(&m->key_v[k]);
+    m->key_v[k].id = (uint32_t)json_integer_value(json_array_get(e, 0));
+    m->key_v[k].key.data = m->keys[k];
+    m->key_v[k].key.len = STREAMTOKEN_KEY_LEN;
+    m->key_p[k] = &m->key_v[k];
+    m->sa.n_keys++;
+  }
+  m->sa.keys = m->key_p;
+  m->hooks.on_publish = (char *)sa_str(m->hj, "on_publish");
+  m->hooks.on_play = (char *)sa_str(m->hj, "on_play");
+  m->hooks.on_stop = (char *)sa_str(m->hj, "on_stop");
+  m->hooks.on_unpublish = (char *)sa_str(m->hj, "on_unpublish");
+  m->hooks.timeout_ms = (uint32_t)json_integer_value(json_object_get(m->hj, "timeout_ms"));
+  m->hooks.cache_ms = (uint32_t)json_integer_value(json_object_get(m->hj, "cache_ms"));
+  m->hooks.fail_open = json_is_true(json_object_get(m->hj, "fail_open"));
+  m->sa.hooks = &m->hooks;
+  return 0;
+}
+
+static void sa_msg_free(sa_msg_t *m) {
+  gnutls_memset(m->keys, 0, sizeof(m->keys));
+  json_decref(m->policy);
+  json_decref(m->node);
+  json_decref(m->hj);
+  json_decref(m->kj);
+}
+
 /* config_reply loads node |id|'s desired configuration: the reply to a
  * poll, or NULL when the database cannot say. *gen gets its generation. */
 static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t *gen,
@@ -400,6 +496,11 @@ static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t 
   char **allow_p = NULL, **deny_p = NULL;
   char parent_addr[320];
   nng_msg *m = NULL;
+  sa_msg_t *sam = calloc(1, sizeof(*sam)); /* large: not on the stack */
+  if (sam == NULL) {
+    PQclear(r);
+    return NULL;
+  }
 
   cfg.generation = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   *gen = cfg.generation;
@@ -467,6 +568,7 @@ static nng_msg *config_reply(ctlsrv_t *s, uint64_t req_id, int64_t id, uint64_t 
     autopush.value = PQgetvalue(r, 0, 7)[0] == 't';
     rules.autopush = &autopush;
   }
+  if (sa_msg_fill(s, r, sam) == 0) rules.streamauth = &sam->sa;
   cfg.rules = &rules;
   st.code = CASCADE__CONTROL__CODE__OK;
   st.message = "";
@@ -487,6 +589,8 @@ done:
   json_decref(deny);
   json_decref(onsub);
   json_decref(kids);
+  sa_msg_free(sam);
+  free(sam);
   PQclear(r);
   return m;
 }
@@ -852,6 +956,64 @@ static int session_of(ctlsrv_t *s, const req_t *q, int64_t *id, nng_msg **reply)
   return session_epoch(s, q, id, NULL, reply);
 }
 
+/* text_json is |s| as a JSON string; a node's text that is not UTF-8 (a
+ * stream path may hold any byte but control ones) has its non-ASCII bytes
+ * shown as '?', so that its event is recorded rather than refused forever. */
+static json_t *text_json(const char *s) {
+  json_t *j = json_string(s ? s : "");
+  if (j) return j;
+  char *c = strdup(s);
+  if (c == NULL) return NULL;
+  for (char *p = c; *p; p++)
+    if ((unsigned char)*p >= 0x80) *p = '?';
+  j = json_string(c);
+  free(c);
+  return j;
+}
+
+/* stream_events writes the kicks and drops a node reports (at most
+ * CTLMSG_STREAM_EVENTS_MAX a heartbeat) into the audit trail, in one
+ * statement: all or none, so that a node whose heartbeat failed sends them
+ * again. 0, or -1 when the database did not take them. */
+static int stream_events(ctlsrv_t *s, const Cascade__Control__Heartbeat *hb, int64_t id,
+                         const char *name) {
+  size_t n = hb->n_stream_events < CTLMSG_STREAM_EVENTS_MAX ? hb->n_stream_events
+                                                            : CTLMSG_STREAM_EVENTS_MAX;
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < n; i++) {
+    const Cascade__Control__StreamEvent *e = hb->stream_events[i];
+    /* json_pack takes the "o" references even when it fails */
+    json_t *d = json_pack("{s:s,s:o,s:o,s:I,s:I}", "action", e->action, "path",
+                          text_json(e->path), "node_name", text_json(name), "seq",
+                          (json_int_t)e->seq, "node_time", (json_int_t)e->time);
+    if (d && e->connection) {
+      json_object_set_new(d, "connection", json_integer((json_int_t)e->connection));
+      json_object_set_new(d, "addr", text_json(e->addr));
+      json_object_set_new(d, "kind", text_json(e->kind));
+      json_object_set_new(d, "protocol", text_json(e->protocol));
+    }
+    if (d) json_object_set_new(d, "ended", json_integer(e->ended));
+    if (d && hb->stream_events_dropped)
+      json_object_set_new(d, "node_dropped",
+                          json_integer((json_int_t)hb->stream_events_dropped));
+    if (d == NULL || json_array_append_new(a, d) != 0) {
+      json_decref(a);
+      return -1;
+    }
+  }
+  char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+  json_decref(a);
+  if (text == NULL) return -1;
+  char ids[24];
+  snprintf(ids, sizeof(ids), "%lld", (long long)id);
+  const char *p[2] = {ids, text};
+  PGresult *r = exec1(s, DB_CTL_STREAM_EVENTS, 2, p);
+  free(text);
+  if (r == NULL) return -1;
+  PQclear(r);
+  return 0;
+}
+
 static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
   uint64_t desired = 0;
   int state; /* 0 live, 1 none, 2 revoked */
@@ -903,6 +1065,9 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
     streams = old;
     ns = oldn;
   }
+  int64_t node_id = state == 0 ? x->core.id : 0;
+  char node_name[VALID_NAME_MAX + 1] = "";
+  if (state == 0) snprintf(node_name, sizeof(node_name), "%s", x->name);
   int64_t static_pid = 0, self = 0;
   if (state == 0 && hb->static_parent_id > 0 && hb->static_parent_id != x->static_tried &&
       hb->static_parent_id != x->core.id) {
@@ -922,6 +1087,8 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
   streams_free(streams, ns);
   if (state == 1) return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
   if (state == 2) return status_reply(q->id, CASCADE__CONTROL__CODE__REVOKED, "session revoked");
+  if (hb->n_stream_events && stream_events(s, hb, node_id, node_name) != 0)
+    return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "database unavailable");
   if (static_pid) {
     /* Only while the node has no parent, only under an approved node, never
      * into a loop (link, DB_CTL_SET_PARENT); once per id the node reports. */
@@ -1906,6 +2073,7 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   if ((s->ca_key = read_pem(path, err, errlen)) == NULL) goto fail;
   x509_fingerprint(s->ca_cert, fpr);
   ctl->has_fwd_key = fwdsig_key(s->ca_key, ctl->fwd_key) == 0;
+  ctl->has_stream_kek = sa_kek(s->ca_key, ctl->stream_kek) == 0;
   if (check_deployment_ca(s, ca_path, fpr, err, errlen) != 0) goto fail;
   {
     uint8_t rid[REPLICA_ID_LEN / 2];

@@ -12,14 +12,18 @@
 
 /* The statements, by db_stmt_t. Sessions run with TimeZone UTC; timestamps
  * come back in PostgreSQL's text form and api_time() makes them RFC 3339
- * (to_char in SQL costs more than the rest of a page query together). */
+ * (to_char in SQL costs more than the rest of a page query together).
+ * Pull targets are shown with their userinfo and query masked: they may
+ * carry the credentials of an outside source. */
 #define NODE_COLS \
   "id, name, ip, online, parent_id, labels::text, created_time, updated_time, last_seen, " \
   "config_generation, applied_generation, quic_addr, version, " \
   "array_to_json(relay_allow)::text, array_to_json(relay_deny)::text, " \
   "CASE WHEN onsub_pull IS NULL THEN NULL ELSE json_build_object('pull', (SELECT" \
-  " COALESCE(json_object_agg(e->>0, e->>1), '{}'::json) FROM jsonb_array_elements(onsub_pull) e))" \
-  "::text END, autopush, pending"
+  " COALESCE(json_object_agg(e->>0, regexp_replace(regexp_replace(e->>1," \
+  " '^([A-Za-z0-9+.-]+://)[^/?#@]*@', '\\1***@'), '[?#].*$', '?***')), '{}'::json)" \
+  " FROM jsonb_array_elements(onsub_pull) e))" \
+  "::text END, autopush, pending, streamauth::text"
 
 static const char *const stmt_sql[DB_STMT_COUNT] = {
     [DB_NODE_GET] = "SELECT " NODE_COLS " FROM instances WHERE id = $1",
@@ -53,7 +57,7 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
     /* $1 id; $2/$3 name, $4/$5 verifier, $6/$7 parent, $8/$9 labels,
      * $10/$11 relay allow, $12/$13 relay deny, $14/$15 onsub pull,
      * $16/$17 autopush (set?, value); $18 actor $19 source; $20/$21
-     * pending (set?, value).
+     * pending (set?, value); $22/$23 streamauth (set?, rules or NULL).
      * The node's generation rises when its topology or rules change; its
      * old and new parents' when their children change; secret_epoch when
      * the secret changes or the node is suspended (pending again): its
@@ -74,8 +78,10 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " ELSE ARRAY(SELECT jsonb_array_elements_text($13::jsonb)) END,"
         " onsub_pull = CASE WHEN $14::boolean THEN $15::jsonb ELSE onsub_pull END,"
         " autopush = CASE WHEN $16::boolean THEN $17::boolean ELSE autopush END,"
+        " streamauth = CASE WHEN $22::boolean THEN $23::jsonb ELSE streamauth END,"
         " config_generation = config_generation + CASE WHEN $6::boolean OR $10::boolean"
-        " OR $12::boolean OR $14::boolean OR $16::boolean OR $2::boolean THEN 1 ELSE 0 END,"
+        " OR $12::boolean OR $14::boolean OR $16::boolean OR $2::boolean OR $22::boolean"
+        " THEN 1 ELSE 0 END,"
         " updated_time = now() WHERE id = $1::bigint RETURNING *),"
         /* The neighbours learn of a moved node, and of a node whose
          * credentials changed (secret, pending): they check its certificate
@@ -200,7 +206,14 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
         " n.onsub_pull::text, n.autopush,"
         " (SELECT json_agg(json_build_array(c.id, c.name, c.secret_epoch) ORDER BY c.id)"
         "  FROM instances c WHERE c.parent_id = n.id AND NOT c.pending)::text, p.ip,"
-        " p.secret_epoch"
+        " p.secret_epoch,"
+        /* 11..14: stream authorization (docs/media.md): the deployment's
+         * policy and hooks, the node's own rules, the two newest keys
+         * (sealed; the newest signs). */
+        " (SELECT policy::text FROM streamauth WHERE id = 1),"
+        " (SELECT hooks::text FROM streamauth WHERE id = 1), n.streamauth::text,"
+        " (SELECT json_agg(json_build_array(k.id, encode(k.sealed, 'hex')) ORDER BY k.id DESC)"
+        "  FROM (SELECT id, sealed FROM stream_keys ORDER BY id DESC LIMIT 2) k)::text"
         " FROM instances n LEFT JOIN instances p ON p.id = n.parent_id AND NOT p.pending"
         " WHERE n.id = $1::bigint",
     [DB_CTL_GENERATIONS] = "SELECT id, config_generation, secret_epoch FROM instances"
@@ -289,12 +302,62 @@ static const char *const stmt_sql[DB_STMT_COUNT] = {
     /* $1 actor $2 action $3 node (or NULL) $4 source $5 detail */
     [DB_CTL_EVENT] = "INSERT INTO events (actor, action, instance_id, source, detail)"
                      " VALUES ($1, $2, $3::bigint, $4, $5::jsonb)",
+    /* $1 node $2 JSON array of details, each with its action: the kicks and
+     * drops a node reports (Heartbeat.stream_events), in their order */
+    [DB_CTL_STREAM_EVENTS] =
+        "INSERT INTO events (actor, action, instance_id, detail)"
+        " SELECT 'node:' || $1, d->>'action', $1::bigint, d - 'action'"
+        " FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(d, i) ORDER BY i",
     [DB_NODE_TOPOLOGY] = "SELECT id, name, online, parent_id FROM instances ORDER BY id",
     /* $1 node or NULL, $2 limit, $3 offset */
     [DB_EVENTS_LIST] =
         "SELECT id, time, actor, action, instance_id, source, detail::text,"
         " count(*) OVER () FROM events WHERE ($1::bigint IS NULL OR instance_id = $1::bigint)"
         " ORDER BY id DESC LIMIT $2::int OFFSET $3::bigint",
+    /* Stream authorization: never a key's value, sealed or not. */
+    [DB_SA_GET] =
+        "SELECT policy::text, hooks::text, (SELECT COALESCE(json_agg(json_build_array(id,"
+        " to_char(created_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
+        " ORDER BY id DESC), '[]') FROM (SELECT * FROM stream_keys ORDER BY id DESC LIMIT 2) k)::text"
+        " FROM streamauth WHERE id = 1",
+    /* $1 policy or NULL (unchanged) $2 hooks given or NULL (merged over
+     * the stored ones) $3 actor $4 source. Every node's generation rises:
+     * each one's configuration carries the policy. The hooks' URLs stay out
+     * of the event (they may hold credentials). */
+    [DB_SA_UPDATE] =
+        "WITH s AS (UPDATE streamauth SET policy = COALESCE($1::jsonb, policy),"
+        " hooks = hooks || COALESCE($2::jsonb, '{}'::jsonb), updated_time = now()"
+        " WHERE id = 1 RETURNING *),"
+        " g AS (UPDATE instances SET config_generation = config_generation + 1),"
+        " e AS (INSERT INTO events (actor, action, source, detail)"
+        " SELECT $3, 'streamauth.update', $4, jsonb_build_object('policy', $1::jsonb,"
+        " 'hooks_changed', $2::jsonb IS NOT NULL) FROM s)"
+        " SELECT policy::text, hooks::text FROM s",
+    /* $1 sealed key $2 actor $3 source. The new key signs; the one that
+     * signed until now stays valid; any older one goes (at most two). Two
+     * adds at once may each leave the other's predecessor: only the two
+     * newest keys are ever valid (here, in DB_SA_GET and in DB_CTL_CONFIG),
+     * and the next add removes the rest. */
+    [DB_SA_KEY_ADD] =
+        "WITH k AS (INSERT INTO stream_keys (sealed) VALUES ($1::bytea)"
+        " RETURNING id, created_time),"
+        " d AS (DELETE FROM stream_keys WHERE id < (SELECT max(id) FROM stream_keys)"
+        " RETURNING id),"
+        " g AS (UPDATE instances SET config_generation = config_generation + 1),"
+        " e AS (INSERT INTO events (actor, action, source, detail)"
+        " SELECT $2, 'streamauth.key.create', $3, jsonb_build_object('key_id', k.id,"
+        " 'rotated_out', (SELECT COALESCE(jsonb_agg(id), '[]'::jsonb) FROM d)) FROM k)"
+        " SELECT id, to_char(created_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+        " (SELECT COALESCE(json_agg(id), '[]') FROM d)::text FROM k",
+    /* $1 id $2 actor $3 source */
+    [DB_SA_KEY_DELETE] =
+        "WITH k AS (DELETE FROM stream_keys WHERE id = $1::bigint RETURNING id),"
+        " g AS (UPDATE instances SET config_generation = config_generation + 1"
+        " WHERE EXISTS (SELECT 1 FROM k)),"
+        " e AS (INSERT INTO events (actor, action, source, detail)"
+        " SELECT $2, 'streamauth.key.delete', $3, jsonb_build_object('key_id', id) FROM k)"
+        " SELECT id FROM k",
+    [DB_SA_KEY_SIGNING] = "SELECT id, sealed FROM stream_keys ORDER BY id DESC LIMIT 1",
 };
 
 int64_t db_now_ms(void) {

@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "conntrack.h"
+#include "console.h"
 #include "fwdsig.h"
 #include "http_framing.h"
 #include "log.h"
@@ -55,6 +56,11 @@ static const route_t routes[] = {
     {"/api/cascade/topology", 0, {{"GET", api_topology, ROLE_VIEWER}}},
     {"/api/cascade/events", 0, {{"GET", api_events, ROLE_VIEWER}}},
     {"/api/cascade/streams", 0, {{"GET", api_streams, ROLE_VIEWER}}},
+    {"/api/cascade/streamauth", 0,
+     {{"GET", api_streamauth_get, ROLE_VIEWER}, {"PUT", api_streamauth_put, ROLE_ADMIN}}},
+    {"/api/cascade/streamauth/keys", 0, {{"POST", api_streamauth_key_create, ROLE_ADMIN}}},
+    {"/api/cascade/streamauth/keys", 1, {{"DELETE", api_streamauth_key_delete, ROLE_ADMIN}}},
+    {"/api/cascade/streamauth/tokens", 0, {{"POST", api_streamauth_token_create, ROLE_ADMIN}}},
 };
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -62,7 +68,8 @@ const char *const http_route_labels[METRICS_ROUTES] = {
     "/healthz",         "/readyz",          "/metrics",
     "/api/cascade/clients", "/api/cascade/clients/{id}", "/api/auth/tokens",
     "/api/auth/tokens/{id}", "/api/cascade/topology", "/api/cascade/events", "/api/cascade/streams",
-    "/api/relay/{id}/*", "other"};
+    "/api/cascade/streamauth", "/api/cascade/streamauth/keys", "/api/cascade/streamauth/keys/{id}",
+    "/api/cascade/streamauth/tokens", "/api/relay/{id}/*", "other"};
 
 #define ROUTE_RELAY (METRICS_ROUTES - 2)
 
@@ -441,6 +448,8 @@ static int dispatch(http_req_t *r) {
     r->forwarded = 1;
     return relay_serve(r);
   }
+  /* The web console's files are public, and not part of the REST API. */
+  if (console_owns(r->url)) return console_serve(r);
   /* Authenticate every /api/ request before saying whether a route exists. */
   if (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/api") == 0) {
     int rv = authenticate(r, &answered);

@@ -1,6 +1,8 @@
 /* API input validation: see valid.h. */
 #include "valid.h"
 
+#include "streamauth.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,6 +328,15 @@ int valid_node_body(const char *body, size_t len, int update, valid_node_t *out,
       }
       out->has_pending = 1;
       out->pending = json_is_true(v);
+    } else if (update && strcmp(k, "streamauth") == 0) {
+      out->has_streamauth = 1;
+      if (!json_is_null(v)) {
+        char e2[256];
+        if (sa_rules_check(v, &out->streamauth, e2, sizeof(e2)) != 0) {
+          snprintf(err, errlen, "streamauth: %s", e2);
+          goto fail;
+        }
+      }
     } else if (update && strcmp(k, "autopush") == 0) {
       out->has_autopush = 1;
       if (json_is_null(v)) {
@@ -370,6 +381,7 @@ void valid_node_free(valid_node_t *n) {
   free(n->relay_allow);
   free(n->relay_deny);
   free(n->onsub_pull);
+  free(n->streamauth);
   memset(n, 0, sizeof(*n));
 }
 

@@ -49,6 +49,8 @@ typedef struct {
   int autopush;          /* -1 null (agent decides), 0, 1 */
   int has_pending;       /* pending given (PUT only) */
   int pending;           /* 0 approve, 1 suspend */
+  int has_streamauth;    /* streamauth given (PUT only) */
+  char *streamauth;      /* owned: the node's own rules, JSON text, or NULL (none) */
 } valid_node_t;
 
 #define VALID_RULES_MAX 1024

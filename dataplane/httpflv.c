@@ -37,6 +37,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "flv.h"
 #include "log.h"
 #include "net.h"
@@ -49,7 +50,7 @@
 #define ACCEPT_BATCH 64
 #define LOG_PER_SEC 10
 
-enum { C_REQ = 1, C_BODY, C_WAIT, C_STREAM, C_RESPOND, C_LINGER };
+enum { C_REQ = 1, C_BODY, C_ADMIT, C_WAIT, C_STREAM, C_RESPOND, C_LINGER };
 
 typedef struct inflight {
   hub_frame_t *f;                  /* one reference */
@@ -90,6 +91,11 @@ typedef struct conn {
   tsmap_t tsmap;                   /* the player's timeline, from 0 (zeroed by calloc) */
   int ended;                       /* no more frames will come */
   int peer_eof;                    /* the peer half-closed while we replied */
+  uint64_t rx, tx;                 /* bytes of this connection, for the registry */
+  connreg_ent_t ent;               /* in the hub's registry while it plays */
+  char *path;                      /* owned: the stream path once admission is asked */
+  void *admit_pending;             /* admission's handle while C_ADMIT */
+  int admitted;                    /* admission let it play: tell it when it ends */
 } conn_t;
 
 typedef struct ratelimit {
@@ -108,6 +114,8 @@ struct httpflv {
   ratelimit_t rl;
   httpflv_api_t api;               /* NULL: the GET/HEAD fallback */
   void *api_arg;
+  const dp_admit_ops *admit;       /* NULL: every player admitted */
+  void *admit_ud;
 };
 
 static int conn_flush(conn_t *c);
@@ -145,6 +153,18 @@ static void rbody_drop(conn_t *c) {
 
 static void conn_close(conn_t *c) {
   httpflv_t *srv = c->srv;
+  connreg_remove(hub_connreg(srv->hub), &c->ent);
+  if (c->admit_pending) {
+    srv->admit->cancel(srv->admit_ud, c->admit_pending);
+    c->admit_pending = NULL;
+  }
+  if (c->admitted && srv->admit && srv->admit->ended) {
+    char addr[48];
+    dp_admit_addr(c->peer, addr, sizeof(addr));
+    dp_admit_req r = {DP_ADMIT_PLAY, c->path, NULL, "httpflv", addr};
+    srv->admit->ended(srv->admit_ud, &r);
+  }
+  free(c->path);
   if (c->sub) {
     hub_unsubscribe(c->sub);
     c->sub = NULL;
@@ -173,6 +193,7 @@ static const char *status_text(int code) {
   case 200: return "OK";
   case 204: return "No Content";
   case 400: return "Bad Request";
+  case 401: return "Unauthorized";
   case 403: return "Forbidden";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
@@ -354,6 +375,9 @@ static int conn_flush(conn_t *c) {
       return -1;
     }
     srv->st.bytes_out += (uint64_t)n;
+    c->tx += (uint64_t)n;
+    /* a player's bytes count toward the node's egress (subscribe.maxbandwidth) */
+    if (c->state == C_STREAM) connreg_egress(hub_connreg(srv->hub), ev_now(srv->loop), (uint64_t)n);
     size_t left = (size_t)n, k;
     k = c->outlen - c->outoff < left ? c->outlen - c->outoff : left;
     c->outoff += k;
@@ -437,11 +461,15 @@ static void on_end(hub_sub_t *s, void *arg, int why) {
   conn_t *c = arg;
   (void)s;
   c->sub = NULL;
+  connreg_remove(hub_connreg(c->srv->hub), &c->ent);
   if (c->state == C_WAIT) {
     if (why == HUB_END_NOT_FOUND) conn_error(c, 404, "stream not found");
-    else conn_error(c, 503, why == HUB_END_LIMIT ? "too many players" : "unavailable");
+    else conn_error(c, 503, why == HUB_END_LIMIT    ? "too many players"
+                            : why == HUB_END_KICKED ? "ended by the operator"
+                                                    : "unavailable");
     return;
   }
+  if (why == HUB_END_KICKED) log_info("httpflv", "[%s] player ended by the operator", c->peer);
   if (why == HUB_END_SLOW) {
     /* its socket is full: what is in flight would never drain either */
     log_info("httpflv", "[%s] player too slow, closed", c->peer);
@@ -457,6 +485,31 @@ static void on_end(hub_sub_t *s, void *arg, int why) {
 }
 
 static const hub_sub_ops_t sub_ops = {on_frames, on_end};
+
+/* kick_player ends a player for the operator (connreg_kick): the hub ends
+ * its subscription and on_end finishes the response body. */
+static void kick_player(connreg_ent_t *e, void *arg) {
+  conn_t *c = arg;
+  (void)e;
+  if (c->sub) hub_sub_kick(c->sub);
+}
+
+/* play_limited refuses a player over the node's limits (players per
+ * stream, outgoing bandwidth) with 503, the reason and Retry-After. 1 when
+ * refused (the reply is under way, or the connection closed). */
+static int play_limited(conn_t *c, const char *path) {
+  char why[128], q[128];
+  hub_t *h = c->srv->hub;
+  if (connreg_play_check(hub_connreg(h), hub_path_players(h, path), ev_now(c->srv->loop), why,
+                         sizeof(why)) == 0)
+    return 0;
+  WARN_RL(c->srv, "[%s] play %s refused: %s", c->peer, log_quote(path, q, sizeof(q)), why);
+  size_t len = strlen(why);
+  char *body = malloc(len + 2);
+  if (body) snprintf(body, len + 2, "%s\n", why);
+  conn_respond(c, 503, "text/plain", body, body ? len + 1 : 0, "Retry-After: 2\r\n");
+  return 1;
+}
 
 /* ---------- requests ---------- */
 
@@ -529,6 +582,66 @@ static int prefix_ok(const char *b, size_t n) {
   return n <= 16;
 }
 
+/* play_start subscribes an admitted player to c->path. */
+static int play_start(conn_t *c) {
+  httpflv_t *srv = c->srv;
+  free(c->req); /* the request's strings are not needed any more */
+  c->req = NULL;
+  /* The limits after admission: a player refused by either learns the
+   * first reason, and a pending check holds no place. */
+  if (play_limited(c, c->path)) return 0;
+  c->state = C_WAIT;
+  ev_timer_stop(srv->loop, &c->timer);
+  c->admitted = srv->admit != NULL;
+  c->sub = hub_subscribe(srv->hub, c->path, &sub_ops, c);
+  if (c->sub == NULL) return conn_error(c, 503, "out of memory");
+  /* a player from now on, also while it waits for the stream */
+  hub_sub_set_kind(c->sub, HUB_SUB_PLAYER_HTTPFLV);
+  (void)connreg_add(hub_connreg(srv->hub), &c->ent, CONNREG_PLAYER, "httpflv", c->path, c->peer,
+                    &c->rx, &c->tx, ev_now(srv->loop), kick_player, c);
+  return 0;
+}
+
+/* play_refused answers a player admission refused, and logs it with the
+ * client address (never the query: it holds the token). */
+static int play_refused(conn_t *c, int status, const char *reason) {
+  char q[128];
+  if (reason == NULL) reason = "refused";
+  c->srv->st.admit_refused++;
+  WARN_RL(c->srv, "[%s] play %s refused: %d %s", c->peer, log_quote(c->path, q, sizeof(q)),
+          status, reason);
+  return conn_error(c, status == 401 || status == 503 ? status : 403, reason);
+}
+
+static void admit_done(void *arg, int allow, int status, const char *reason) {
+  conn_t *c = arg;
+  c->admit_pending = NULL;
+  if (allow) play_start(c);
+  else play_refused(c, status, reason);
+}
+
+/* play_admit asks admission about the player of c->path; |query| is the
+ * request's (in c->req, freed here). */
+static int play_admit(conn_t *c, const char *query) {
+  httpflv_t *srv = c->srv;
+  char addr[48];
+  dp_admit_addr(c->peer, addr, sizeof(addr));
+  dp_admit_req r = {DP_ADMIT_PLAY, c->path, query[0] ? query : NULL, "httpflv", addr};
+  int status = 403;
+  const char *reason = NULL;
+  void *pending = NULL;
+  int v = srv->admit->check(srv->admit_ud, &r, admit_done, c, &pending, &status, &reason);
+  free(c->req);
+  c->req = NULL;
+  if (v == DP_ADMIT_ALLOW) return play_start(c);
+  if (v != DP_ADMIT_PENDING) return play_refused(c, status, reason);
+  /* Until the verdict only the peer's EOF is read (it cancels the check). */
+  c->state = C_ADMIT;
+  c->admit_pending = pending;
+  ev_timer_stop(srv->loop, &c->timer);
+  return 0;
+}
+
 static int route(conn_t *c, const char *method, char *target) {
   httpflv_t *srv = c->srv;
   char *query = strchr(target, '?');
@@ -551,13 +664,9 @@ static int route(conn_t *c, const char *method, char *target) {
     if (n <= 4 || strcmp(path + n - 4, ".flv") != 0) return conn_error(c, 404, "not found");
     path[n - 4] = '\0';
     if (!hub_path_ok(path)) return conn_error(c, 404, "stream not found");
-    c->state = C_WAIT;
-    ev_timer_stop(srv->loop, &c->timer);
-    c->sub = hub_subscribe(srv->hub, path, &sub_ops, c);
-    free(c->req); /* |path| pointed into it */
-    c->req = NULL;
-    if (c->sub == NULL) return conn_error(c, 503, "out of memory");
-    return 0;
+    if ((c->path = strdup(path)) == NULL) return conn_error(c, 503, "out of memory");
+    if (srv->admit == NULL) return play_start(c);
+    return play_admit(c, query);
   }
   if (srv->api) {
     httpflv_request_t rq = {method, target, query, c->rbody ? c->rbody : "", c->rbody_len};
@@ -740,6 +849,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
   }
   size_t room = HTTPFLV_MAX_REQUEST - c->reqlen;
   ssize_t n = recv(c->fd, c->req + c->reqlen, room, 0);
+  if (n > 0) c->rx += (uint64_t)n;
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
     conn_close(c);
@@ -881,3 +991,8 @@ void httpflv_drain(httpflv_t *srv) {
 }
 
 void httpflv_get_stats(const httpflv_t *srv, httpflv_stats_t *out) { *out = srv->st; }
+
+void httpflv_set_admit(httpflv_t *srv, const dp_admit_ops *ops, void *ud) {
+  srv->admit = ops && ops->check ? ops : NULL;
+  srv->admit_ud = ud;
+}

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "admit.h"
 #include "hub.h"
 
 #define HTTPFLV_MAX_REQUEST 8192   /* request line + headers; beyond: 431 */
@@ -70,6 +71,7 @@ typedef struct httpflv_stats {
   uint64_t bytes_out;            /* written to sockets */
   unsigned current;              /* open connections */
   unsigned players;              /* connections streaming FLV now */
+  uint64_t admit_refused;        /* players admission refused (401/403/503) */
 } httpflv_stats_t;
 
 typedef struct httpflv httpflv_t;
@@ -84,6 +86,11 @@ httpflv_t *httpflv_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
  * (Content-Length only, at most the config's max_body; chunked: 411,
  * larger: 413). */
 void httpflv_set_api(httpflv_t *srv, httpflv_api_t api, void *arg);
+
+/* httpflv_set_admit makes every player ask |ops| before it subscribes (see
+ * admit.h); NULL: all admitted. The agent sets it on the public listener
+ * only. |ops| and |ud| must outlive the server. */
+void httpflv_set_admit(httpflv_t *srv, const dp_admit_ops *ops, void *ud);
 
 /* httpflv_host_is_local tells whether a Host header value (|len| bytes) names
  * this machine without a DNS name: an IPv4 or bracketed IPv6 literal, or

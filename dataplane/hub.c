@@ -140,6 +140,7 @@ struct hub {
   double win_start, win_idle;         /* the current LOAD_WINDOW_S sample */
   double busy;                        /* smoothed busy share of the loop, 0..1 */
   int holding;                        /* busy enough to hold small frames */
+  connreg_t reg;                      /* the protocols' publishers and players */
 };
 
 /* ---------- frames ---------- */
@@ -887,6 +888,7 @@ hub_t *hub_new(struct ev_loop *loop, const hub_config_t *cfg) {
   hub_t *h = calloc(1, sizeof(*h));
   if (h == NULL) return NULL;
   h->loop = loop;
+  connreg_init(&h->reg);
   if (cfg) h->cfg = *cfg;
   if (h->cfg.queue_bytes == 0) h->cfg.queue_bytes = DEF_QUEUE_BYTES;
   if (h->cfg.queue_s <= 0) h->cfg.queue_s = DEF_QUEUE_S;
@@ -956,6 +958,7 @@ void hub_free(hub_t *h) {
       stream_free(st);
     }
   }
+  connreg_fini(&h->reg);
   free(h->buckets);
   free(h);
 }
@@ -1013,9 +1016,11 @@ void hub_stream_set_preempt(hub_stream_t *s, void (*fn)(hub_stream_t *s, void *a
   s->preempt_arg = arg;
 }
 
-/* stream_preempt displaces the PULLED publisher of |st|: it is told, and
- * the stream stays with its subscribers for the newcomer. */
-static void stream_preempt(hub_stream_t *st) {
+/* stream_preempt_locked displaces the PULLED publisher of |st|: it is
+ * told, and the stream stays with its subscribers (for a newcomer, or for
+ * hub_drop to end). The caller holds st->dispatching: |fn| must not free
+ * |st| under it. */
+static void stream_preempt_locked(hub_stream_t *st) {
   hub_t *h = st->hub;
   void (*fn)(hub_stream_t *, void *) = st->preempt;
   void *arg = st->preempt_arg;
@@ -1023,8 +1028,13 @@ static void stream_preempt(hub_stream_t *st) {
   st->preempt_arg = NULL;
   st->live = 0;
   h->publishers--;
-  st->dispatching++; /* |fn| must not free |st| under us */
   fn(st, arg);
+}
+
+/* stream_preempt is stream_preempt_locked outside a walk of |st|. */
+static void stream_preempt(hub_stream_t *st) {
+  st->dispatching++;
+  stream_preempt_locked(st);
   st->dispatching--;
   stream_sweep(st);
 }
@@ -1430,6 +1440,48 @@ const char *hub_sub_path(const hub_sub_t *s) { return s && s->st ? s->st->path :
 void hub_unsubscribe(hub_sub_t *s) {
   if (s == NULL || s->state == SUB_ENDING || s->state == SUB_DEAD) return;
   sub_release(s);
+}
+
+unsigned hub_path_players(hub_t *h, const char *path) {
+  hub_stream_t *st = hub_path_ok(path) ? stream_find(h, path) : NULL;
+  return st ? st->by_kind[HUB_SUB_PLAYER_RTMP] + st->by_kind[HUB_SUB_PLAYER_HTTPFLV] : 0;
+}
+
+connreg_t *hub_connreg(hub_t *h) { return &h->reg; }
+
+void hub_sub_kick(hub_sub_t *s) {
+  if (s == NULL || s->state == SUB_ENDING || s->state == SUB_DEAD) return;
+  if (s->st && s->st->dispatching) {
+    s->pending_end = HUB_END_KICKED;
+    sub_arm(s, 0.);
+    return;
+  }
+  sub_end(s, HUB_END_KICKED);
+}
+
+int hub_has_stream(hub_t *h, const char *path) {
+  hub_stream_t *st = hub_path_ok(path) ? stream_find(h, path) : NULL;
+  return st != NULL && st->published;
+}
+
+int hub_drop(hub_t *h, const char *path) {
+  hub_stream_t *st = hub_path_ok(path) ? stream_find(h, path) : NULL;
+  if (st == NULL || !st->published) return -1;
+  st->dispatching++; /* neither on_end nor the observer may free |st| under us */
+  for (hub_sub_t *s = st->subs; s; s = s->next)
+    if (s->state == SUB_WAITING || s->state == SUB_ACTIVE) sub_end(s, HUB_END_KICKED);
+  if (st->live && st->preempt) stream_preempt_locked(st);
+  if (!st->live && st->published) {
+    /* nothing to keep for a publisher that comes back: the operator ended it */
+    ev_timer_stop(h->loop, &st->close_timer);
+    st->published = 0;
+    stream_reset_media(st);
+    if (h->obs.on_unpublish) h->obs.on_unpublish(h, st->path, h->obs_arg);
+  }
+  st->dispatching--;
+  stream_sweep(st);
+  stream_maybe_free(st);
+  return 0;
 }
 
 void hub_path_counts(hub_t *h, const char *path, unsigned *subs, unsigned *waiting) {

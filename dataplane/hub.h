@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "connreg.h"
+
 /* Frame types: the FLV tag types, which RTMP message types share. */
 #define HUB_AUDIO 8
 #define HUB_VIDEO 9
@@ -69,7 +71,8 @@ enum {
   HUB_END_NOT_FOUND,         /* no publisher within wait_s */
   HUB_END_SLOW,              /* stayed behind past slow_s */
   HUB_END_LIMIT,             /* max_subscribers reached */
-  HUB_END_SHUTDOWN
+  HUB_END_SHUTDOWN,
+  HUB_END_KICKED             /* ended by the operator (hub_sub_kick, hub_drop) */
 };
 
 /* Errors of hub_publish. */
@@ -257,6 +260,34 @@ void hub_unsubscribe(hub_sub_t *s);
  * NULL. For the cascade: retry an on-demand pull while someone waits, end a
  * linger when a player came back. Both 0 for an unknown path. */
 void hub_path_counts(hub_t *h, const char *path, unsigned *subs, unsigned *waiting);
+
+/* hub_path_players is the RTMP and HTTP-FLV players of |path| (waiting
+ * ones included; relays not): what subscribe.maxplayers bounds. */
+unsigned hub_path_players(hub_t *h, const char *path);
+
+/* --- management, for the node's API (docs/api.md, "Managing streams") --- */
+
+/* hub_connreg is the hub's connection registry (connreg.h), which the
+ * protocols on this hub register their publishers and players in. */
+connreg_t *hub_connreg(hub_t *h);
+
+/* hub_sub_kick ends |s| with HUB_END_KICKED (through on_end: each
+ * protocol ends its player as it ends a stream); deferred to the loop
+ * when it runs inside a walk of the stream's subscribers. Accepts NULL. */
+void hub_sub_kick(hub_sub_t *s);
+
+/* hub_drop ends stream |path| here: every subscriber ends now
+ * (HUB_END_KICKED), a publisher that may be displaced (a pull,
+ * hub_stream_set_preempt) is displaced, and a stream with no live
+ * publisher left is released at once, without delay_close_s. A live
+ * publisher stays: its owner unpublishes it (the stream then goes at once,
+ * having no subscriber). 0, or -1 when |path| is neither published nor
+ * kept. Not from inside a hub callback. */
+int hub_drop(hub_t *h, const char *path);
+
+/* hub_has_stream tells whether |path| is published or kept by
+ * delay_close_s (what /api/stream/list shows). */
+int hub_has_stream(hub_t *h, const char *path);
 
 /* --- introspection, for /api/stream/list and /metrics --- */
 

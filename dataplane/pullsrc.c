@@ -29,6 +29,7 @@
 #include "flv.h"
 #include "httpresp.h"
 #include "log.h"
+#include "urlredact.h"
 #include "rtmp_proto.h"
 
 #define MOD "pull"
@@ -886,7 +887,11 @@ pullsrc_t *pullsrc_start(struct ev_loop *loop, hub_t *hub, const char *url, cons
   p->timer.data = p;
   ev_async_init(&p->resolved, resolved_cb);
   p->resolved.data = p;
-  if ((p->url = strdup(url)) == NULL || (p->path = strdup(path)) == NULL) goto fail_free;
+  /* |url| is kept for logs only, so without what may be credentials. */
+  char red[1024];
+  if ((p->url = strdup(urlredact(url, red, sizeof(red)))) == NULL ||
+      (p->path = strdup(path)) == NULL)
+    goto fail_free;
   if (u.scheme == SCHEME_RTMP) {
     const char *a = u.rest + 1, *s2 = strchr(a, '/');
     if ((p->app = strndup(a, (size_t)(s2 - a))) == NULL || (p->name = strdup(s2 + 1)) == NULL)

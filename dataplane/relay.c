@@ -63,6 +63,8 @@ struct relay_stream {
   uint32_t end_code;
   char end_reason[160];
   ev_timer tell;                      /* delivers on_end from the loop */
+  uint64_t rx, tx;                    /* payload bytes, for the registry */
+  connreg_ent_t ent;                  /* in the hub's registry while it publishes or plays */
 };
 
 typedef struct relay_stream rstream;
@@ -167,6 +169,7 @@ static rstream *rs_new(relay_t *r, enum role role, quic_conn *c, const char *pat
 /* rs_drop_media ends what |s| holds in the hub: its subscription and its
  * publication (the hub's delayclose keeps the players). */
 static void rs_drop_media(rstream *s) {
+  connreg_remove(hub_connreg(s->r->hub), &s->ent);
   hub_sub_t *sub = s->sub;
   s->sub = NULL;
   hub_unsubscribe(sub);
@@ -267,6 +270,7 @@ static ssize_t put(rstream *s, const void *p, size_t n) {
     return -1;
   }
   s->r->stats.bytes_out += (uint64_t)w;
+  s->tx += (uint64_t)w;
   return w;
 }
 
@@ -329,6 +333,7 @@ static uint32_t end_code(int why) {
   case HUB_END_UNPUBLISHED: return RELAY_ERR_UNPUBLISHED;
   case HUB_END_SLOW: return RELAY_ERR_SLOW;
   case HUB_END_LIMIT: return RELAY_ERR_LIMIT;
+  case HUB_END_KICKED: return RELAY_ERR_STOPPED;
   default: return RELAY_ERR_SHUTDOWN;
   }
 }
@@ -339,6 +344,7 @@ static const char *end_text(int why) {
   case HUB_END_UNPUBLISHED: return "the stream ended";
   case HUB_END_SLOW: return "the link stayed behind the stream too long";
   case HUB_END_LIMIT: return "subscriber limit";
+  case HUB_END_KICKED: return "ended by the operator";
   default: return "shutting down";
   }
 }
@@ -347,16 +353,20 @@ static void sub_end(hub_sub_t *sub, void *arg, int why) {
   rstream *s = arg;
   (void)sub;
   s->sub = NULL; /* the hub frees it when this returns */
-  if (s->role == OUT_PUSH && (why == HUB_END_UNPUBLISHED || why == HUB_END_SHUTDOWN) &&
+  connreg_remove(hub_connreg(s->r->hub), &s->ent);
+  if (s->role == OUT_PUSH &&
+      (why == HUB_END_UNPUBLISHED || why == HUB_END_SHUTDOWN || why == HUB_END_KICKED) &&
       s->state == ST_RUN) {
-    /* The local stream ended, or this node shuts down (a drain, not a
-     * failure): finish the tag in flight, then FIN; the parent unpublishes
-     * and its delayclose keeps its players. */
-    int down = why == HUB_END_SHUTDOWN;
+    /* The local stream ended, this node shuts down (a drain, not a
+     * failure) or the operator ended the push: finish the tag in flight,
+     * then FIN; the parent unpublishes and its delayclose keeps its
+     * players. */
+    int down = why == HUB_END_SHUTDOWN, op = why == HUB_END_KICKED;
     rs_log(s, LOG_INFO, down ? "this node shuts down, finishing the push"
+                        : op ? "ended by the operator, finishing the push"
                              : "local stream ended, finishing the push");
     rs_end(s, RELAY_END_FINISHED, down ? RELAY_ERR_SHUTDOWN : RELAY_ERR_UNPUBLISHED,
-           down ? "this node shuts down" : "the local stream ended");
+           down ? "this node shuts down" : op ? "ended by the operator" : "the local stream ended");
     s->ending = 1;
     rs_drain(s);
     return;
@@ -372,10 +382,40 @@ static void sub_end(hub_sub_t *sub, void *arg, int why) {
 
 static const hub_sub_ops_t sub_ops = {sub_frames, sub_end};
 
+/* rs_kick ends |s| for the operator (connreg_kick): a subscription ends
+ * as a relay's does when its stream ends (a push finishes, a pull served
+ * to the peer is reset); a publication (a push received, a pull) is reset
+ * and its stream here ends at once. */
+static void rs_kick(connreg_ent_t *e, void *arg) {
+  rstream *s = arg;
+  (void)e;
+  if (s->sub) {
+    hub_sub_kick(s->sub);
+  } else if (s->pub) {
+    relay_t *r = s->r;
+    char *path = strdup(s->local ? s->local : s->path);
+    rs_log(s, LOG_INFO, "reset (code 0x%x): ended by the operator", RELAY_ERR_STOPPED);
+    rs_end(s, RELAY_END_LOCAL, RELAY_ERR_STOPPED, "ended by the operator");
+    rs_reset(s, RELAY_ERR_STOPPED);
+    if (path) hub_drop(r->hub, path);
+    free(path);
+  }
+}
+
+/* rs_register lists |s| in the hub's registry as |kind| (out of memory:
+ * not listed). */
+static void rs_register(rstream *s, int kind) {
+  static const char *const proto[] = {"quic-push", "quic-pull", "quic-push", "quic-pull"};
+  (void)connreg_add(hub_connreg(s->r->hub), &s->ent, kind, proto[s->role],
+                    s->local ? s->local : s->path, s->peer, &s->rx, &s->tx,
+                    ev_now(s->r->loop), rs_kick, s);
+}
+
 /* rs_subscribe attaches |s| to its path as a relay subscription. */
 static int rs_subscribe(rstream *s) {
   s->sub = hub_subscribe(s->r->hub, s->path, &sub_ops, s);
   if (!s->sub) return -ENOMEM;
+  rs_register(s, CONNREG_PLAYER);
   hub_sub_set_immediate(s->sub, 1); /* the next hop merges its own writes */
   hub_sub_set_follow(s->sub, 1);    /* the next hop keeps its players itself */
   if (s->r->cfg.send_bound) hub_sub_set_queue_bytes(s->sub, s->r->cfg.send_bound);
@@ -389,6 +429,7 @@ static int rs_subscribe(rstream *s) {
 static void pull_preempted(hub_stream_t *st, void *arg) {
   rstream *s = arg;
   (void)st;
+  connreg_remove(hub_connreg(s->r->hub), &s->ent);
   s->pub = NULL; /* no longer ours */
   rs_fail(s, RELAY_ERR_BUSY, "a publisher here took the path over");
 }
@@ -406,6 +447,7 @@ static int pull_go_live(rstream *s) {
     return -1;
   }
   hub_stream_set_preempt(s->pub, pull_preempted, s);
+  rs_register(s, CONNREG_PUBLISHER);
   rs_log(s, LOG_INFO, "pulling");
   if (s->cb.on_start) s->cb.on_start(s->ud);
   return s->state == ST_RUN ? 0 : -1;
@@ -414,6 +456,7 @@ static int pull_go_live(rstream *s) {
 static void rs_feed(rstream *s, const uint8_t *d, size_t len, int fin) {
   if (s->state != ST_RUN) return;
   s->r->stats.bytes_in += len;
+  s->rx += len;
   for (;;) {
     hub_frame_t *f = NULL;
     long n = flv_parse(&s->fp, d, len, &f);
@@ -563,6 +606,7 @@ static void push_start(quic_conn *c, int64_t sid, const streamhdr_t *h, const ui
     rs_fail(s, err == HUB_EBUSY ? RELAY_ERR_BUSY : RELAY_ERR_LIMIT, "cannot publish");
     return;
   }
+  rs_register(s, CONNREG_PUBLISHER);
   rs_log(s, LOG_INFO, "publishing (origin node %" PRId64 ", %" PRIu64 " hops)", s->origin.node,
          hops);
   rs_feed(s, data, len, fin);

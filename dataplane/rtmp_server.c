@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "amf.h"
 #include "log.h"
 #include "net.h"
@@ -46,6 +47,7 @@
 #define SEND_IOV 128
 #define READ_ROUNDS 4          /* reads per readiness event, for fairness */
 #define MAX_APP 256
+#define MAX_QUERY 1024         /* connect or stream-name query kept for admission */
 #define MAX_STREAM_IDS 1024
 #define ERR_LOGGED (-100)      /* a callback failed and logged why */
 
@@ -70,6 +72,8 @@ struct rtmp_server {
   rtmp_budget_t budget;        /* partial messages of every connection (cfg.ingest_budget) */
   double limit_log_t[2];       /* last warning of a limit close: [0] bound, [1] budget */
   unsigned limit_held[2];      /* limit closes logged at debug since */
+  const dp_admit_ops *admit;   /* NULL: everyone may publish and play */
+  void *admit_ud;
   uint8_t rbuf[65536];         /* shared: the reader copies what it keeps */
 };
 
@@ -80,6 +84,7 @@ struct rtmp_conn {
   ev_io rio, wio;
   ev_timer timer;              /* handshake/idle timeout, and deferred close */
   char peer[64];
+  char addr[48];               /* the peer's address without port, for admission */
   rtmp_hs_t *hs;               /* owned until the handshake is done */
   rtmp_reader_t rd;
   rtmp_writer_t wr;
@@ -91,7 +96,14 @@ struct rtmp_conn {
   unsigned closing : 1;        /* close once the output is flushed */
   unsigned play_started : 1;
   unsigned trim_due : 1;       /* give idle reader buffers back once the feed returns */
+  unsigned pub_admitted : 1;   /* admission said yes to the publish: tell it when it ends */
+  unsigned play_admitted : 1;
   char *app;
+  char *conn_query;            /* the connect's query (app or tcUrl), for admission; owned */
+  void *admit_pending;         /* admission's handle while a check is out (reading stopped) */
+  int admit_action;            /* DP_ADMIT_PUBLISH or DP_ADMIT_PLAY, while pending */
+  char *admit_path;            /* owned while pending */
+  uint32_t admit_sid;
   double obj_enc;
   uint32_t next_sid;
   hub_stream_t *pub;           /* publisher handle */
@@ -103,6 +115,8 @@ struct rtmp_conn {
   tsmap_t tsmap;               /* the player's timeline, from 0 (zeroed by calloc; one play a connection) */
   out_frame_t q[SEND_WINDOW];  /* frames being sent, in order */
   unsigned qn;
+  uint64_t rx, tx;             /* bytes of this connection, for the registry */
+  connreg_ent_t pub_ent, play_ent; /* in the hub's registry while publishing / playing */
 };
 
 static void conn_close(rtmp_conn_t *c);
@@ -274,6 +288,13 @@ static void send_play_start(rtmp_conn_t *c) {
   c->play_started = 1;
 }
 
+/* count_tx counts bytes sent: a player's count toward the node's egress
+ * rate (subscribe.maxbandwidth). */
+static void count_tx(rtmp_conn_t *c, uint64_t n) {
+  c->tx += n;
+  if (c->play_ent.id) connreg_egress(hub_connreg(c->srv->hub), ev_now(c->srv->loop), n);
+}
+
 /* write_out sends control output; 1 = all sent, 0 = blocked, <0 = error. */
 static int write_out(rtmp_conn_t *c) {
   while (out_pending(c)) {
@@ -285,6 +306,7 @@ static int write_out(rtmp_conn_t *c) {
     }
     c->out_off += (size_t)n;
     c->srv->st.bytes_out += (uint64_t)n;
+    count_tx(c, (uint64_t)n);
   }
   c->out.len = c->out_off = 0;
   return 1;
@@ -307,6 +329,7 @@ static int write_frames(rtmp_conn_t *c) {
       return -1;
     }
     c->srv->st.bytes_out += (uint64_t)w;
+    count_tx(c, (uint64_t)w);
     size_t left = (size_t)w;
     unsigned done = 0;
     while (done < c->qn) {
@@ -393,6 +416,7 @@ static void sub_on_end(hub_sub_t *s, void *arg, int why) {
   rtmp_conn_t *c = arg;
   (void)s;
   c->sub = NULL;
+  connreg_remove(hub_connreg(c->srv->hub), &c->play_ent);
   if (c->play_started) c->srv->st.players--;
   if (c->dead) return;
   char desc[1200];
@@ -420,6 +444,13 @@ static void sub_on_end(hub_sub_t *s, void *arg, int why) {
     rtmp_put_user_control(&c->wr, &c->out, RTMP_UC_STREAM_EOF, c->play_sid);
     conn_log(c, LOG_INFO, "play %s: ended, the server shuts down", c->play_path);
     break;
+  case HUB_END_KICKED:
+    /* As at shutdown: the end of the stream as a player knows it. */
+    snprintf(desc, sizeof(desc), "Stopped playing %s: ended by the operator.", c->play_path);
+    send_status(c, c->play_sid, "status", "NetStream.Play.Stop", desc);
+    rtmp_put_user_control(&c->wr, &c->out, RTMP_UC_STREAM_EOF, c->play_sid);
+    conn_log(c, LOG_INFO, "play %s: ended by the operator", c->play_path);
+    break;
   case HUB_END_SLOW:
     /* The hub logged it; what is queued would only lag further. */
     conn_log(c, LOG_WARN, "play %s: too slow, disconnected", c->play_path);
@@ -436,10 +467,23 @@ static const hub_sub_ops_t sub_ops = {sub_on_frames, sub_on_end};
 
 /* ---------------------------------------------------------------- commands */
 
+/* admit_ended tells admission that a client it let in has gone. */
+static void admit_ended(rtmp_conn_t *c, int action, const char *path) {
+  rtmp_server_t *s = c->srv;
+  if (s->admit == NULL || s->admit->ended == NULL || path == NULL) return;
+  dp_admit_req r = {action, path, NULL, "rtmp", c->addr};
+  s->admit->ended(s->admit_ud, &r);
+}
+
 static void stop_publish(rtmp_conn_t *c) {
   if (c->pub == NULL) return;
+  connreg_remove(hub_connreg(c->srv->hub), &c->pub_ent);
   hub_unpublish(c->pub);
   c->pub = NULL;
+  if (c->pub_admitted) {
+    c->pub_admitted = 0;
+    admit_ended(c, DP_ADMIT_PUBLISH, c->pub_path);
+  }
   c->srv->st.publishers--;
   /* Back to the bound of a connection that publishes nothing. The buffers
    * of finished messages go once the feed returns: a callback may be
@@ -450,12 +494,61 @@ static void stop_publish(rtmp_conn_t *c) {
 }
 
 static void stop_play(rtmp_conn_t *c) {
+  connreg_remove(hub_connreg(c->srv->hub), &c->play_ent);
+  if (c->play_admitted) {
+    c->play_admitted = 0;
+    admit_ended(c, DP_ADMIT_PLAY, c->play_path);
+  }
   if (c->sub == NULL) return;
   hub_unsubscribe(c->sub);
   c->sub = NULL;
   if (c->play_started) c->srv->st.players--;
   c->play_started = 0;
   while (c->qn > 0) hub_frame_unref(c->q[--c->qn].f);
+}
+
+/* kick_player ends a player for the operator (connreg_kick): the hub
+ * ends its subscription, sub_on_end tells the client. */
+static void kick_player(connreg_ent_t *e, void *arg) {
+  rtmp_conn_t *c = arg;
+  (void)e;
+  if (c->sub) hub_sub_kick(c->sub);
+  else conn_schedule_close(c);
+}
+
+/* kick_publisher ends a publisher for the operator: its connection closes
+ * and its stream ends at once (players get the end, no delayclose); the
+ * client may publish again. */
+static void kick_publisher(connreg_ent_t *e, void *arg) {
+  rtmp_conn_t *c = arg;
+  (void)e;
+  conn_log(c, LOG_INFO, "publisher of %s ended by the operator", c->pub_path);
+  stop_publish(c);
+  hub_drop(c->srv->hub, c->pub_path);
+  conn_schedule_close(c);
+}
+
+/* conn_register puts |e| of |c| in the hub's registry (out of memory: the
+ * connection just is not listed). */
+static void conn_register(rtmp_conn_t *c, connreg_ent_t *e, int kind, const char *path) {
+  (void)connreg_add(hub_connreg(c->srv->hub), e, kind, "rtmp", path, c->peer, &c->rx, &c->tx,
+                    ev_now(c->srv->loop),
+                    kind == CONNREG_PUBLISHER ? kick_publisher : kick_player, c);
+}
+
+/* play_limited refuses a player over the node's limits (players per
+ * stream, outgoing bandwidth): NetStream.Play.Failed with the reason, then
+ * the connection closes. 1 when refused. */
+static int play_limited(rtmp_conn_t *c, const char *path) {
+  char why[128], q[128];
+  hub_t *h = c->srv->hub;
+  if (connreg_play_check(hub_connreg(h), hub_path_players(h, path), ev_now(c->srv->loop), why,
+                         sizeof(why)) == 0)
+    return 0;
+  send_status(c, c->play_sid, "error", "NetStream.Play.Failed", why);
+  conn_log(c, LOG_WARN, "play %s refused: %s", log_quote(path, q, sizeof(q)), why);
+  c->closing = 1;
+  return 1;
 }
 
 /* make_path builds "app/name" with any "?query" of the name removed. */
@@ -475,6 +568,14 @@ static int cmd_connect(rtmp_conn_t *c, const amf_value_t *args, double txn) {
   if (c->connected) return conn_fail(c, "second connect");
   const char *app = amf_str(amf_get(amf_at(args, 2), "app"));
   if (app == NULL) return conn_fail(c, "connect without app");
+  /* A token may come on the connect (rtmp://host/live?token=...): in the
+   * app, or in the tcUrl only. Longer than MAX_QUERY: not kept, so such a
+   * client meets "token required" rather than a truncated token. */
+  const char *tc = amf_str(amf_get(amf_at(args, 2), "tcUrl"));
+  const char *cq = strchr(app, '?');
+  if (cq == NULL && tc) cq = strchr(tc, '?');
+  if (cq && cq[1] && strlen(cq + 1) <= MAX_QUERY && (c->conn_query = strdup(cq + 1)) == NULL)
+    return conn_fail(c, "out of memory");
   size_t al = strcspn(app, "?");
   while (al > 0 && app[al - 1] == '/') al--;
   while (al > 0 && app[0] == '/') {
@@ -526,6 +627,92 @@ static int cmd_result(rtmp_conn_t *c, double txn, int has_num, double num) {
   return out_check(c);
 }
 
+/* query_of joins the stream name's query and the connect's (either may be
+ * absent); NULL when there is none or it is too long. Malloc'd. */
+static char *query_of(const rtmp_conn_t *c, const char *name) {
+  const char *nq = strchr(name, '?');
+  nq = nq && nq[1] ? nq + 1 : NULL;
+  size_t nl = nq ? strlen(nq) : 0, cl = c->conn_query ? strlen(c->conn_query) : 0;
+  if ((nl == 0 && cl == 0) || nl > MAX_QUERY) return NULL;
+  char *q = malloc(nl + cl + 2);
+  if (q == NULL) return NULL;
+  snprintf(q, nl + cl + 2, "%s%s%s", nq ? nq : "", nl && cl ? "&" : "",
+           c->conn_query ? c->conn_query : "");
+  return q;
+}
+
+static int do_publish(rtmp_conn_t *c, char *path, uint32_t sid);
+static int do_play(rtmp_conn_t *c);
+
+/* admit_refused answers a refused publish or play in the terms RTMP
+ * clients understand, logs it with the client address (never the query)
+ * and closes once the answer is out. A publish's |path| is freed. */
+static int admit_refused(rtmp_conn_t *c, int action, char *path, uint32_t sid, int status,
+                         const char *reason) {
+  char q[128], desc[256];
+  if (reason == NULL) reason = "refused";
+  log_quote(path, q, sizeof(q));
+  if (action == DP_ADMIT_PUBLISH) {
+    snprintf(desc, sizeof(desc), "Publish refused: %s (%d).", reason, status);
+    send_status(c, sid, "error", "NetStream.Publish.BadName", desc);
+    conn_log(c, LOG_WARN, "publish %s refused: %d %s", q, status, reason);
+    free(path);
+  } else {
+    snprintf(desc, sizeof(desc), "Play refused: %s (%d).", reason, status);
+    send_status(c, c->play_sid, "error", "NetStream.Play.Failed", desc);
+    conn_log(c, LOG_WARN, "play %s refused: %d %s", q, status, reason);
+  }
+  c->srv->st.admit_refused++;
+  c->closing = 1;
+  return out_check(c);
+}
+
+static int admit_verdict(rtmp_conn_t *c, int action, char *path, uint32_t sid, int allow,
+                         int status, const char *reason) {
+  if (!allow) return admit_refused(c, action, path, sid, status, reason);
+  return action == DP_ADMIT_PUBLISH ? do_publish(c, path, sid) : do_play(c);
+}
+
+/* admit_done takes a verdict that was pending: reading resumes. */
+static void admit_done(void *arg, int allow, int status, const char *reason) {
+  rtmp_conn_t *c = arg;
+  char *path = c->admit_path;
+  c->admit_path = NULL;
+  c->admit_pending = NULL;
+  if (c->dead) {
+    free(path);
+    return;
+  }
+  if (c->admit_action == DP_ADMIT_PLAY) path = c->play_path;
+  admit_verdict(c, c->admit_action, path, c->admit_sid, allow, status, reason);
+  if (c->dead) return;
+  ev_io_start(c->srv->loop, &c->rio);
+  conn_flush(c);
+}
+
+/* admit_start asks admission about a publish (|path| owned) or a play
+ * (the path is c->play_path; |path| is it). */
+static int admit_start(rtmp_conn_t *c, int action, char *path, const char *name, uint32_t sid) {
+  rtmp_server_t *s = c->srv;
+  char *query = query_of(c, name);
+  dp_admit_req r = {action, path, query, "rtmp", c->addr};
+  int status = 403;
+  const char *reason = NULL;
+  void *pending = NULL;
+  int v = s->admit->check(s->admit_ud, &r, admit_done, c, &pending, &status, &reason);
+  free(query);
+  if (v == DP_ADMIT_PENDING) {
+    /* Nothing more is consumed until the verdict (conn_read_cb): a
+     * publisher's media waits in its socket. */
+    c->admit_pending = pending;
+    c->admit_action = action;
+    c->admit_path = action == DP_ADMIT_PUBLISH ? path : NULL;
+    c->admit_sid = sid;
+    return 0;
+  }
+  return admit_verdict(c, action, path, sid, v == DP_ADMIT_ALLOW, status, reason);
+}
+
 static int cmd_publish(rtmp_conn_t *c, const amf_value_t *args, uint32_t sid) {
   if (!c->connected) return conn_fail(c, "publish without connect");
   if (c->pub) return conn_fail(c, "second publish on one connection");
@@ -541,6 +728,14 @@ static int cmd_publish(rtmp_conn_t *c, const amf_value_t *args, uint32_t sid) {
     c->closing = 1;
     return out_check(c);
   }
+  if (c->srv->admit) return admit_start(c, DP_ADMIT_PUBLISH, path, name, sid);
+  return do_publish(c, path, sid);
+}
+
+/* do_publish attaches the connection to the hub as the publisher of
+ * |path| (owned from here). */
+static int do_publish(rtmp_conn_t *c, char *path, uint32_t sid) {
+  char q[128];
   int err = 0;
   hub_stream_t *st = hub_publish(c->srv->hub, path, &err);
   if (st == NULL) {
@@ -562,7 +757,9 @@ static int cmd_publish(rtmp_conn_t *c, const amf_value_t *args, uint32_t sid) {
   c->pub_path = path;
   c->pub = st;
   c->pub_sid = sid;
+  c->pub_admitted = c->srv->admit != NULL;
   c->srv->st.publishers++;
+  conn_register(c, &c->pub_ent, CONNREG_PUBLISHER, path);
   /* Now it may send what media needs: a keyframe up to max_msg, within
    * the server's budget. */
   rtmp_reader_set_bound(&c->rd, rtmp_reader_default_bound(&c->rd));
@@ -590,11 +787,21 @@ static int cmd_play(rtmp_conn_t *c, const amf_value_t *args, uint32_t sid) {
     c->closing = 1;
     return out_check(c);
   }
+  if (c->srv->admit) return admit_start(c, DP_ADMIT_PLAY, path, name, c->play_sid);
+  return do_play(c);
+}
+
+/* do_play subscribes the connection to c->play_path. */
+static int do_play(rtmp_conn_t *c) {
+  /* The limits after admission: a pending check holds no place. */
+  if (play_limited(c, c->play_path)) return out_check(c);
   /* Play.Start is sent with the first frames (sub_on_frames), so a stream
    * that never appears gets StreamNotFound, not Start then silence. */
-  c->sub = hub_subscribe(c->srv->hub, path, &sub_ops, c);
+  c->play_admitted = c->srv->admit != NULL;
+  c->sub = hub_subscribe(c->srv->hub, c->play_path, &sub_ops, c);
   if (c->sub == NULL) return conn_fail(c, "out of memory");
   hub_sub_set_kind(c->sub, HUB_SUB_PLAYER_RTMP);
+  conn_register(c, &c->play_ent, CONNREG_PLAYER, c->play_path);
   return 0;
 }
 
@@ -629,6 +836,8 @@ static int on_command(rtmp_conn_t *c, const rtmp_msg_t *m) {
   } else if (strcmp(name, "createStream") == 0) {
     if (c->next_sid >= MAX_STREAM_IDS) rc = conn_fail(c, "too many createStream");
     else rc = cmd_result(c, txn, 1, ++c->next_sid);
+  } else if (c->admit_pending && (strcmp(name, "publish") == 0 || strcmp(name, "play") == 0)) {
+    rc = conn_fail(c, "%s while the previous one awaits admission", name);
   } else if (strcmp(name, "publish") == 0) {
     rc = cmd_publish(c, args, m->stream_id);
   } else if (strcmp(name, "play") == 0) {
@@ -700,6 +909,10 @@ static int on_media(rtmp_conn_t *c, const rtmp_msg_t *m) {
   hub_frame_t *f = m->owned; /* ours now, when the reader built it */
   if (c->pub == NULL) {
     hub_frame_unref(f);
+    /* Sent before the verdict, in the same read: dropped (a refused
+     * publisher's media must not reach the hub; an admitted one starts
+     * with its next keyframe). */
+    if (c->admit_pending) return 0;
     return conn_fail(c, "media without publish");
   }
   if (m->stream_id != c->pub_sid || m->len == 0) { /* empty tags carry nothing */
@@ -797,7 +1010,22 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
   rtmp_server_t *s = c->srv;
   (void)loop;
   (void)revents;
-  for (int round = 0; round < READ_ROUNDS && !c->dead; round++) {
+  if (c->admit_pending) {
+    /* Nothing is consumed until the verdict; only a peer that left is
+     * noticed (its check is cancelled). Data waiting: stop watching until
+     * the verdict, or this would spin. */
+    uint8_t b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n > 0) {
+      ev_io_stop(s->loop, &c->rio);
+      return;
+    }
+    conn_log(c, LOG_INFO, "closed by the peer while awaiting admission");
+    conn_close(c);
+    return;
+  }
+  for (int round = 0; round < READ_ROUNDS && !c->dead && !c->admit_pending; round++) {
     ssize_t n = recv(c->fd, s->rbuf, sizeof(s->rbuf), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -817,6 +1045,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents) {
       return;
     }
     s->st.bytes_in += (uint64_t)n;
+    c->rx += (uint64_t)n;
     c->last_rx = ev_now(s->loop);
     conn_input(c, s->rbuf, (size_t)n);
     if ((size_t)n < sizeof(s->rbuf)) break;
@@ -875,10 +1104,16 @@ static void conn_close(rtmp_conn_t *c) {
     /* Best effort: the reason (an onStatus error) may still fit the socket. */
     (void)write_out(c);
   }
+  if (c->admit_pending) {
+    s->admit->cancel(s->admit_ud, c->admit_pending);
+    c->admit_pending = NULL;
+  }
   stop_publish(c);
   stop_play(c);
   while (c->qn > 0) hub_frame_unref(c->q[--c->qn].f);
   close(c->fd);
+  free(c->admit_path);
+  free(c->conn_query);
   free(c->hs);
   rtmp_reader_free(&c->rd);
   amf_buf_free(&c->out);
@@ -931,6 +1166,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
     c->srv = s;
     c->fd = fd;
     memcpy(c->peer, peer, sizeof(peer));
+    dp_admit_addr(peer, c->addr, sizeof(c->addr));
     c->hs = malloc(sizeof(*c->hs));
     if (c->hs == NULL) {
       close(fd);
@@ -1028,4 +1264,9 @@ void rtmp_server_drain(rtmp_server_t *s) {
 void rtmp_server_get_stats(const rtmp_server_t *s, rtmp_server_stats_t *out) {
   *out = s->st;
   out->ingest_held = s->budget.used;
+}
+
+void rtmp_server_set_admit(rtmp_server_t *s, const dp_admit_ops *ops, void *ud) {
+  s->admit = ops && ops->check ? ops : NULL;
+  s->admit_ud = ud;
 }

@@ -11,6 +11,7 @@
 #include <ev.h>
 #include <stdint.h>
 
+#include "admit.h"
 #include "hub.h"
 
 typedef struct rtmp_server_config {
@@ -41,6 +42,7 @@ typedef struct rtmp_server_stats {
   uint64_t pending_closes;      /* closed over max_pending (or a publisher's bound) */
   uint64_t budget_closes;       /* closed because the ingest budget was used up */
   size_t ingest_held;           /* bytes held in partial messages now (all connections) */
+  uint64_t admit_refused;       /* publishes and plays admission refused */
 } rtmp_server_stats_t;
 
 /* rtmp_server_new serves |listen_fd| (bound and listening; made
@@ -48,6 +50,11 @@ typedef struct rtmp_server_stats {
  * NULL on failure, |listen_fd| then left open for the caller. */
 rtmp_server_t *rtmp_server_new(struct ev_loop *loop, hub_t *hub, int listen_fd,
                                const rtmp_server_config_t *cfg);
+
+/* rtmp_server_set_admit makes every publish and play ask |ops| first (see
+ * admit.h); NULL ops: everything allowed. Set it before clients come; |ops|
+ * and |ud| must outlive the server. */
+void rtmp_server_set_admit(rtmp_server_t *srv, const dp_admit_ops *ops, void *ud);
 
 /* rtmp_server_free closes every connection and the listener; accepts NULL.
  * Call it before hub_free. */

@@ -27,6 +27,10 @@ _Static_assert(AGENTMSG_LINK_PARENT == (int)CASCADE__CONTROL__LINK_ROLE__LINK_PA
                    AGENTMSG_LINK_CHILD == (int)CASCADE__CONTROL__LINK_ROLE__LINK_CHILD,
                "link roles");
 _Static_assert(AGENTMSG_SESSION_LEN == CTLMSG_SESSION_LEN, "session length");
+_Static_assert(AGENTMSG_AUTH_NONE == (int)CASCADE__CONTROL__STREAM_AUTH_MODE__STREAM_AUTH_NONE &&
+                   AGENTMSG_AUTH_TOKEN == (int)CASCADE__CONTROL__STREAM_AUTH_MODE__STREAM_AUTH_TOKEN &&
+                   AGENTMSG_AUTH_HOOK == (int)CASCADE__CONTROL__STREAM_AUTH_MODE__STREAM_AUTH_HOOK,
+               "stream auth modes");
 
 /* ---- configuration ---------------------------------------------------------- */
 
@@ -76,6 +80,24 @@ int agentmsg_config_copy(const agentmsg_config_t *in, agentmsg_config_t *out) {
   }
   ro->has_autopush = ri->has_autopush;
   ro->autopush = ri->autopush != 0;
+  ro->has_streamauth = ri->has_streamauth;
+  {
+    const agentmsg_streamauth_t *ai = &ri->streamauth;
+    agentmsg_streamauth_t *ao = &ro->streamauth;
+    if (ai->nrules && (ao->rules = calloc(ai->nrules, sizeof(*ao->rules))) == NULL) goto fail;
+    for (size_t i = 0; i < ai->nrules; i++, ao->nrules++) {
+      ao->rules[i].publish = ai->rules[i].publish;
+      ao->rules[i].play = ai->rules[i].play;
+      if ((ao->rules[i].pattern = dup0(ai->rules[i].pattern)) == NULL) goto fail;
+    }
+    ao->nkeys = ai->nkeys > CTLMSG_AUTH_KEYS_MAX ? CTLMSG_AUTH_KEYS_MAX : ai->nkeys;
+    memcpy(ao->keys, ai->keys, ao->nkeys * sizeof(ao->keys[0]));
+    for (int i = 0; i < AGENTMSG_HOOK_N; i++)
+      if ((ao->hook_url[i] = dup0(ai->hook_url[i])) == NULL) goto fail;
+    ao->hook_timeout_ms = ai->hook_timeout_ms;
+    ao->hook_cache_ms = ai->hook_cache_ms;
+    ao->hook_fail_open = ai->hook_fail_open != 0;
+  }
   return 0;
 
 fail:
@@ -98,6 +120,11 @@ void agentmsg_config_free(agentmsg_config_t *cf) {
   free(cf->rules.allow);
   free(cf->rules.deny);
   free(cf->rules.pull);
+  for (size_t i = 0; i < cf->rules.streamauth.nrules; i++) free(cf->rules.streamauth.rules[i].pattern);
+  free(cf->rules.streamauth.rules);
+  for (int i = 0; i < AGENTMSG_HOOK_N; i++) free(cf->rules.streamauth.hook_url[i]);
+  /* the keys are secrets: not left in freed memory */
+  memset(cf->rules.streamauth.keys, 0, sizeof(cf->rules.streamauth.keys));
   memset(cf, 0, sizeof(*cf));
 }
 
@@ -149,8 +176,36 @@ static int config_from_wire(const Cascade__Control__Config *w, agentmsg_config_t
     v.rules.has_autopush = 1;
     v.rules.autopush = r->autopush->value != 0;
   }
+  if (r && r->streamauth) {
+    const Cascade__Control__StreamAuth *a = r->streamauth;
+    agentmsg_streamauth_t *va = &v.rules.streamauth;
+    v.rules.has_streamauth = 1;
+    if (a->n_rules && (va->rules = calloc(a->n_rules, sizeof(*va->rules))) == NULL) goto out;
+    for (size_t i = 0; i < a->n_rules; i++) {
+      va->rules[i].pattern = a->rules[i]->pattern;
+      va->rules[i].publish = (int)a->rules[i]->publish;
+      va->rules[i].play = (int)a->rules[i]->play;
+    }
+    va->nrules = a->n_rules;
+    for (size_t i = 0; i < a->n_keys && i < CTLMSG_AUTH_KEYS_MAX; i++) {
+      va->keys[i].id = a->keys[i]->id;
+      memcpy(va->keys[i].key, a->keys[i]->key.data, CTLMSG_AUTH_KEY_LEN);
+      va->nkeys++;
+    }
+    if (a->hooks) {
+      va->hook_url[AGENTMSG_HOOK_PUBLISH] = a->hooks->on_publish;
+      va->hook_url[AGENTMSG_HOOK_PLAY] = a->hooks->on_play;
+      va->hook_url[AGENTMSG_HOOK_STOP] = a->hooks->on_stop;
+      va->hook_url[AGENTMSG_HOOK_UNPUBLISH] = a->hooks->on_unpublish;
+      va->hook_timeout_ms = a->hooks->timeout_ms;
+      va->hook_cache_ms = a->hooks->cache_ms;
+      va->hook_fail_open = a->hooks->fail_open;
+    }
+  }
   rv = agentmsg_config_copy(&v, out);
 out:
+  memset(v.rules.streamauth.keys, 0, sizeof(v.rules.streamauth.keys));
+  free(v.rules.streamauth.rules);
   free(v.children);
   free(v.rules.pull);
   return rv;
@@ -408,6 +463,27 @@ uint8_t *agentmsg_pack_heartbeat(const agentmsg_head_t *h, const agentmsg_heartb
   w.streams = sp;
   w.streams_reported = reported;
   w.streams_total = total;
+  /* On the stack: the events a beat carries always go with it (the caller
+   * drops them once this beat is answered). */
+  Cascade__Control__StreamEvent ev[CTLMSG_STREAM_EVENTS_MAX], *evp[CTLMSG_STREAM_EVENTS_MAX];
+  size_t ne = hb->nevents < CTLMSG_STREAM_EVENTS_MAX ? hb->nevents : CTLMSG_STREAM_EVENTS_MAX;
+  for (size_t i = 0; i < ne; i++) {
+    const agentmsg_stream_event_t *e = &hb->events[i];
+    cascade__control__stream_event__init(&ev[i]);
+    ev[i].seq = e->seq;
+    ev[i].time = e->time;
+    ev[i].action = (char *)(e->action ? e->action : "");
+    ev[i].path = (char *)(e->path ? e->path : "");
+    ev[i].connection = e->connection;
+    ev[i].addr = (char *)(e->addr ? e->addr : "");
+    ev[i].kind = (char *)(e->kind ? e->kind : "");
+    ev[i].protocol = (char *)(e->protocol ? e->protocol : "");
+    ev[i].ended = e->ended;
+    evp[i] = &ev[i];
+  }
+  w.n_stream_events = ne;
+  w.stream_events = ne ? evp : NULL;
+  w.stream_events_dropped = hb->events_dropped;
   r.body_case = CASCADE__CONTROL__REQUEST__BODY_HEARTBEAT;
   r.heartbeat = &w;
   buf = pack(h, &r, len);

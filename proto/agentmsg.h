@@ -56,6 +56,35 @@ typedef struct agentmsg_pull_rule {
   char *target;
 } agentmsg_pull_rule_t;
 
+/* Edge authorization modes (proto StreamAuthMode). */
+enum { AGENTMSG_AUTH_NONE = 0, AGENTMSG_AUTH_TOKEN = 1, AGENTMSG_AUTH_HOOK = 2 };
+enum { AGENTMSG_HOOK_PUBLISH = 0, AGENTMSG_HOOK_PLAY, AGENTMSG_HOOK_STOP, AGENTMSG_HOOK_UNPUBLISH,
+       AGENTMSG_HOOK_N };
+
+typedef struct agentmsg_auth_rule {
+  char *pattern;
+  int publish;                   /* AGENTMSG_AUTH_* */
+  int play;
+} agentmsg_auth_rule_t;
+
+typedef struct agentmsg_stream_key {
+  uint32_t id;
+  uint8_t key[CTLMSG_AUTH_KEY_LEN]; /* a secret */
+} agentmsg_stream_key_t;
+
+/* Rules.streamauth: the node's rules then the deployment's, the valid keys
+ * (the signing key first), the hooks ("" URL: none). */
+typedef struct agentmsg_streamauth {
+  agentmsg_auth_rule_t *rules;
+  size_t nrules;
+  agentmsg_stream_key_t keys[CTLMSG_AUTH_KEYS_MAX];
+  size_t nkeys;
+  char *hook_url[AGENTMSG_HOOK_N];
+  uint32_t hook_timeout_ms;
+  uint32_t hook_cache_ms;
+  int hook_fail_open;
+} agentmsg_streamauth_t;
+
 /* The rules the controller sets. A list or flag it leaves out (has_* 0)
  * means "the agent's own configuration file decides". */
 typedef struct agentmsg_rules {
@@ -69,6 +98,8 @@ typedef struct agentmsg_rules {
   size_t npull;
   int has_autopush;
   int autopush;
+  int has_streamauth;
+  agentmsg_streamauth_t streamauth;
 } agentmsg_rules_t;
 
 /* A node's configuration (proto Config). In a copy (agentmsg_config_copy)
@@ -200,6 +231,18 @@ typedef struct agentmsg_stream_report {
   size_t nplayers;
 } agentmsg_stream_report_t;
 
+/* One kick or drop at the node as the heartbeat carries it (proto
+ * StreamEvent); the strings are borrowed. */
+typedef struct agentmsg_stream_event {
+  uint64_t seq;
+  int64_t time;                  /* unix seconds */
+  const char *action;            /* "stream.kick" or "stream.drop" */
+  const char *path;
+  uint64_t connection;           /* 0 for a drop */
+  const char *addr, *kind, *protocol; /* "" for a drop */
+  uint32_t ended;
+} agentmsg_stream_event_t;
+
 typedef struct agentmsg_heartbeat {
   uint64_t applied_generation;
   int64_t static_parent_id;
@@ -214,6 +257,9 @@ typedef struct agentmsg_heartbeat {
   size_t nstreams;
   int streams_reported;          /* |streams| is the full list (may be empty) */
   uint32_t streams_total;
+  const agentmsg_stream_event_t *events; /* at most CTLMSG_STREAM_EVENTS_MAX are packed */
+  size_t nevents;
+  uint64_t events_dropped;
 } agentmsg_heartbeat_t;
 
 /* The agentmsg_pack_* functions serialise one Request into a malloc'd

@@ -161,6 +161,18 @@ static int check_request(const Cascade__Control__Request *r, char *why, size_t w
                   ascii_ok(s->players[k]->protocol, 32),
               "heartbeat: bad player protocol");
     }
+    size_t ne = h->n_stream_events < CTLMSG_STREAM_EVENTS_MAX ? h->n_stream_events
+                                                              : CTLMSG_STREAM_EVENTS_MAX;
+    for (size_t i = 0; i < ne; i++) {
+      const Cascade__Control__StreamEvent *e = h->stream_events[i];
+      CHECK(e->action && (strcmp(e->action, "stream.kick") == 0 ||
+                          strcmp(e->action, "stream.drop") == 0),
+            "heartbeat: bad stream event action");
+      CHECK(e->path && e->path[0] && ctlmsg_text_ok(e->path, 1024), "heartbeat: bad stream event path");
+      CHECK(ascii_ok(e->addr, CTLMSG_EVENT_ADDR_MAX) && ascii_ok(e->kind, 32) &&
+                ascii_ok(e->protocol, 32),
+            "heartbeat: bad stream event");
+    }
     break;
   }
   case CASCADE__CONTROL__REQUEST__BODY_RELAY_RESPONSE: {
@@ -240,6 +252,31 @@ static int check_response(const Cascade__Control__Response *r, char *why, size_t
         CHECK(ctlmsg_text_ok(c->rules->onsub_pull->rules[i]->pattern, 1024) &&
                   ctlmsg_text_ok(c->rules->onsub_pull->rules[i]->target, 1024),
               "config: bad pull rule");
+    }
+    if (c->rules && c->rules->streamauth) {
+      const Cascade__Control__StreamAuth *a = c->rules->streamauth;
+      CHECK(a->n_rules <= CTLMSG_AUTH_RULES_MAX, "config: too many stream auth rules");
+      for (size_t i = 0; i < a->n_rules; i++)
+        CHECK(ctlmsg_text_ok(a->rules[i]->pattern, CTLMSG_AUTH_PATTERN_MAX) &&
+                  a->rules[i]->pattern && a->rules[i]->pattern[0] &&
+                  (unsigned)a->rules[i]->publish <= CASCADE__CONTROL__STREAM_AUTH_MODE__STREAM_AUTH_HOOK &&
+                  (unsigned)a->rules[i]->play <= CASCADE__CONTROL__STREAM_AUTH_MODE__STREAM_AUTH_HOOK,
+              "config: bad stream auth rule");
+      CHECK(a->n_keys <= CTLMSG_AUTH_KEYS_MAX, "config: too many stream keys");
+      for (size_t i = 0; i < a->n_keys; i++)
+        CHECK(a->keys[i]->key.len == CTLMSG_AUTH_KEY_LEN, "config: bad stream key");
+      if (a->hooks) {
+        const char *u[4] = {a->hooks->on_publish, a->hooks->on_play, a->hooks->on_stop,
+                            a->hooks->on_unpublish};
+        for (int i = 0; i < 4; i++)
+          CHECK(ctlmsg_text_ok(u[i], CTLMSG_HOOK_URL_MAX) &&
+                    (u[i] == NULL || u[i][0] == 0 || strncmp(u[i], "http://", 7) == 0 ||
+                     strncmp(u[i], "https://", 8) == 0),
+                "config: bad hook URL");
+        CHECK(a->hooks->timeout_ms <= CTLMSG_HOOK_TIMEOUT_MAX &&
+                  a->hooks->cache_ms <= CTLMSG_HOOK_CACHE_MAX,
+              "config: bad hook timing");
+      }
     }
     break;
   }

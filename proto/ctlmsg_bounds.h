@@ -21,5 +21,15 @@
 #define CTLMSG_RELAY_HVALUE_MAX 4096
 #define CTLMSG_RELAY_PER_POLL 64            /* RelayRequests in one poll answer */
 #define CTLMSG_STREAMS_MAX 1024             /* stream reports read per heartbeat */
+#define CTLMSG_STREAM_EVENTS_MAX 64         /* stream events (kick, drop) read per heartbeat */
+#define CTLMSG_EVENT_ADDR_MAX 64            /* StreamEvent.addr */
+/* Edge authorization (Rules.streamauth) */
+#define CTLMSG_AUTH_RULES_MAX 64
+#define CTLMSG_AUTH_PATTERN_MAX 1024
+#define CTLMSG_AUTH_KEYS_MAX 2
+#define CTLMSG_AUTH_KEY_LEN 32
+#define CTLMSG_HOOK_URL_MAX 1024
+#define CTLMSG_HOOK_TIMEOUT_MAX 60000       /* ms */
+#define CTLMSG_HOOK_CACHE_MAX 3600000       /* ms */
 
 #endif

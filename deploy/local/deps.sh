@@ -17,6 +17,8 @@ packages=(
   ffmpeg nginx-light libnginx-mod-rtmp
   # a real browser playing HTTP-FLV with mpegts.js (tests/browser, test_flv_kinds)
   chromium
+  # GStreamer's HTTP source and FLV demuxer as one more player (test_flv_kinds)
+  gstreamer1.0-tools gstreamer1.0-plugins-good
 )
 # node and npm for that browser test: Debian's only when the commands are
 # missing (a nodejs from elsewhere may bundle its own npm and conflict)

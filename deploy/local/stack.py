@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import json
 import urllib.request
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -32,6 +33,14 @@ def wait_ready(url, proc, timeout=60):
             pass
         time.sleep(0.1)
     return False
+
+
+def api(url, token, method, path, body):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method=method,
+                                 headers={"Authorization": "Bearer " + token,
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["data"]
 
 
 def main():
@@ -103,16 +112,25 @@ def main():
         procs.append(subprocess.Popen([os.path.join(os.environ["CASCADE_BIN_DIR"], "cascade-agent"),
                                        "-c", apath], stdin=subprocess.DEVNULL))
         agent_urls[name] = "http://127.0.0.1:%d/api/cascade/status" % (port + 11 + i)
+    # Stream authorization: the deployment's default policy wants a signed token to publish and
+    # to play; a signing key is made, then a publish token and a play token for live/cam1.
+    api(url, token, "POST", "/api/cascade/streamauth/keys", {})
+    pub_tok = api(url, token, "POST", "/api/cascade/streamauth/tokens",
+                  {"path": "live/cam1", "action": "publish", "ttl": 86400})["token"]
+    play_tok = api(url, token, "POST", "/api/cascade/streamauth/tokens",
+                   {"path": "live/cam1", "action": "play", "ttl": 86400})["token"]
     agents_text = "\n".join("  agent %-8s %s   (its own API: admin port, loopback)" % (n, u)
                              for n, u in agent_urls.items())
-    edge_rtmp = "rtmp://127.0.0.1:%d/live/cam1" % (1935 + 2)
-    edge_flv = "http://127.0.0.1:%d/flv/live/cam1.flv" % (port + 3)
-    hq_flv = "http://127.0.0.1:%d/flv/live/cam1.flv" % (port + 1)
-    hq_rtmp = "rtmp://127.0.0.1:%d/live/cam1" % 1935
-    edge2_flv = "http://127.0.0.1:%d/flv/live/cam1.flv" % (port + 4)
-    edge2_rtmp = "rtmp://127.0.0.1:%d/live/cam1" % (1935 + 3)
+    edge_rtmp = "rtmp://127.0.0.1:%d/live/cam1?token=%s" % (1935 + 2, pub_tok)
+    play = "?token=" + play_tok
+    edge_flv = "http://127.0.0.1:%d/flv/live/cam1.flv%s" % (port + 3, play)
+    hq_flv = "http://127.0.0.1:%d/flv/live/cam1.flv%s" % (port + 1, play)
+    hq_rtmp = "rtmp://127.0.0.1:%d/live/cam1%s" % (1935, play)
+    edge2_flv = "http://127.0.0.1:%d/flv/live/cam1.flv%s" % (port + 4, play)
+    edge2_rtmp = "rtmp://127.0.0.1:%d/live/cam1%s" % (1935 + 3, play)
     print(f"""
 Cascade is running.
+  web console   {url}/console/   (sign in with the admin token below)
   REST API      {url}/api/cascade/clients
   admin token   {token}
   join token    {join}   (an agent with node.jointoken set to it joins at once;
@@ -122,6 +140,7 @@ Cascade is running.
   health        {url}/healthz   metrics {url}/metrics
 {agents_text}
 
+Publishing and playing need signed tokens (valid 24 h; the ones below are for live/cam1).
 Publish a test stream to edge-a1 over RTMP (or point OBS at {edge_rtmp}):
   ffmpeg -re -f lavfi -i testsrc=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 \\
          -c:v libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac \\
@@ -134,6 +153,11 @@ Play it anywhere in the tree, over HTTP-FLV or RTMP:
        {port + 11}..{port + 13}; the players' ports {port + 1}..{port + 4} serve only /flv/ and /healthz)
 
 Try:
+  curl -H 'Authorization: Bearer {token}' -X POST {url}/api/cascade/streamauth/tokens \\
+       -d '{{"path": "live/cam2", "action": "publish", "ttl": 3600}}'   (a token for another path;
+       "action": "play" for players, "addr": "..." to bind it to one client address)
+  curl -H 'Authorization: Bearer {token}' -X PUT {url}/api/cascade/streamauth \\
+       -d '{{"policy": [{{"pattern": ".*", "publish": "token", "play": "none"}}]}}'   (open playing)
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/topology
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/clients
   curl -H 'Authorization: Bearer {token}' {url}/api/cascade/streams    (which node publishes

@@ -333,9 +333,68 @@ static void test_save_load(void **state) {
   agent_state_free(&st);
 }
 
+/* The stream authorization (rules, keys, hooks) survives a round trip,
+ * and a bad one is refused. */
+static void test_streamauth(void **state) {
+  (void)state;
+  static const char KEY[] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"; /* bytes 0..31 */
+  char sa[1024];
+  snprintf(sa, sizeof(sa),
+           "\"autopush\":true,\"streamauth\":{\"rules\":[{\"pattern\":\"live/.*\",\"publish\":"
+           "\"token\",\"play\":\"none\"},{\"pattern\":\"h/.*\",\"publish\":\"hook\",\"play\":"
+           "\"hook\"}],\"keys\":[{\"id\":5,\"key\":\"%s\"}],\"hooks\":{\"on_publish\":"
+           "\"http://127.0.0.1:9/p\",\"on_play\":\"\",\"on_stop\":\"\",\"on_unpublish\":\"\","
+           "\"timeout_ms\":2000,\"cache_ms\":0,\"fail_open\":false}}", KEY);
+  char *text = good_with("\"autopush\":true", sa);
+  agent_state_t st, again;
+  char err[320];
+  assert_int_equal(agent_state_decode(text, strlen(text), &st, err, sizeof(err)), 0);
+  const agentmsg_streamauth_t *a = &st.config->rules.streamauth;
+  assert_true(st.config->rules.has_streamauth);
+  assert_int_equal(a->nrules, 2);
+  assert_string_equal(a->rules[0].pattern, "live/.*");
+  assert_int_equal(a->rules[0].publish, AGENTMSG_AUTH_TOKEN);
+  assert_int_equal(a->rules[0].play, AGENTMSG_AUTH_NONE);
+  assert_int_equal(a->rules[1].play, AGENTMSG_AUTH_HOOK);
+  assert_int_equal(a->nkeys, 1);
+  assert_int_equal(a->keys[0].id, 5);
+  assert_int_equal(a->keys[0].key[31], 31);
+  assert_string_equal(a->hook_url[AGENTMSG_HOOK_PUBLISH], "http://127.0.0.1:9/p");
+  assert_int_equal(a->hook_timeout_ms, 2000);
+  char *out = agent_state_encode(&st);
+  assert_non_null(strstr(out, KEY));
+  assert_int_equal(agent_state_decode(out, strlen(out), &again, err, sizeof(err)), 0);
+  assert_int_equal(again.config->rules.streamauth.nrules, 2);
+  assert_int_equal(again.config->rules.streamauth.keys[0].key[7], 7);
+  free(out);
+  agent_state_free(&again);
+  agent_state_free(&st);
+  free(text);
+  /* refusals */
+  const char *bad[][2] = {
+      {"\"publish\":\"token\"", "\"publish\":\"open\""},
+      {"\"id\":5,", "\"id\":-1,"},
+      {KEY, "short"},
+      {"http://127.0.0.1:9/p", "ftp://x"},
+      {"\"timeout_ms\":2000", "\"timeout_ms\":2000000"},
+      {"\"fail_open\":false", "\"fail_open\":0"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char *t = good_with("\"autopush\":true", sa);
+    char *p = strstr(t, bad[i][0]);
+    assert_non_null(p);
+    char *u = NULL;
+    assert_true(asprintf(&u, "%.*s%s%s", (int)(p - t), t, bad[i][1], p + strlen(bad[i][0])) > 0);
+    expect_bad(u, "");
+    free(u);
+    free(t);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_streamauth),
       cmocka_unit_test(test_written_before),
       cmocka_unit_test(test_truncated_everywhere),
       cmocka_unit_test(test_refusals),

@@ -808,6 +808,130 @@ static void test_kinds_video_held(void **state) {
   stop();
 }
 
+/* A fake admission: the query says what to answer ("v=allow", "v=deny",
+ * "v=later"); it records what it was asked and what it was told. */
+typedef struct fake_admit {
+  int checks, cancels, ended;
+  int pending;                  /* a check is out */
+  dp_admit_cb cb;
+  void *cb_arg;
+  char path[64], query[64], proto[16], addr[48];
+} fake_admit_t;
+
+static fake_admit_t fa;
+static int fa_token;           /* the pending handle's identity */
+
+static int fa_check(void *ud, const dp_admit_req *r, dp_admit_cb cb, void *arg, void **pending,
+                    int *status, const char **reason) {
+  fake_admit_t *f = ud;
+  f->checks++;
+  assert_int_equal(r->action, DP_ADMIT_PLAY);
+  snprintf(f->path, sizeof(f->path), "%s", r->path);
+  snprintf(f->query, sizeof(f->query), "%s", r->query ? r->query : "");
+  snprintf(f->proto, sizeof(f->proto), "%s", r->proto);
+  snprintf(f->addr, sizeof(f->addr), "%s", r->addr);
+  if (r->query && strcmp(r->query, "v=allow") == 0) return DP_ADMIT_ALLOW;
+  if (r->query && strcmp(r->query, "v=later") == 0) {
+    f->pending = 1;
+    f->cb = cb;
+    f->cb_arg = arg;
+    *pending = &fa_token;
+    return DP_ADMIT_PENDING;
+  }
+  *status = r->query ? 403 : 401;
+  *reason = r->query ? "bad token" : "token required";
+  return DP_ADMIT_DENY;
+}
+
+static void fa_cancel(void *ud, void *pending) {
+  fake_admit_t *f = ud;
+  assert_ptr_equal(pending, &fa_token);
+  f->cancels++;
+  f->pending = 0;
+}
+
+static void fa_ended(void *ud, const dp_admit_req *r) {
+  fake_admit_t *f = ud;
+  assert_int_equal(r->action, DP_ADMIT_PLAY);
+  assert_string_equal(r->path, f->path);
+  f->ended++;
+}
+
+static const dp_admit_ops fa_ops = {fa_check, fa_cancel, fa_ended};
+
+static int got_head(const client_t *c) { return body_of(c) != NULL; }
+
+static void test_admission(void **state) {
+  (void)state;
+  start(0, 0);
+  memset(&fa, 0, sizeof(fa));
+  httpflv_set_admit(srv, &fa_ops, &fa);
+  hub_stream_t *st = publish("live/cam1");
+  /* no token: 401; a bad one: 403; neither subscribes */
+  EXPECT("GET /flv/live/cam1.flv HTTP/1.1\r\n\r\n", "HTTP/1.1 401 Unauthorized");
+  EXPECT("GET /flv/live/cam1.flv?v=bad HTTP/1.1\r\n\r\n", "HTTP/1.1 403 Forbidden");
+  assert_int_equal(fa.checks, 2);
+  assert_string_equal(fa.path, "live/cam1");
+  assert_string_equal(fa.query, "v=bad");
+  assert_string_equal(fa.proto, "httpflv");
+  assert_string_equal(fa.addr, "127.0.0.1");
+  assert_int_equal(fa.ended, 0);
+  httpflv_stats_t s;
+  httpflv_get_stats(srv, &s);
+  assert_int_equal(s.admit_refused, 2);
+  /* allowed at once: plays; its end is told */
+  client_t c;
+  const char ok[] = "GET /flv/live/cam1.flv?v=allow HTTP/1.1\r\n\r\n";
+  client_open(&c, ok, sizeof(ok) - 1);
+  pump(&c, 2, n_tags_ge5);
+  assert_memory_equal(c.buf, "HTTP/1.1 200 OK\r\n", 17);
+  client_close(&c);
+  pump(NULL, 0.1, NULL);
+  assert_int_equal(fa.ended, 1);
+  /* pending: nothing is answered until the verdict, then it plays */
+  const char later[] = "GET /flv/live/cam1.flv?v=later HTTP/1.1\r\n\r\n";
+  client_open(&c, later, sizeof(later) - 1);
+  pump(&c, 0.1, NULL);
+  assert_int_equal(fa.pending, 1);
+  assert_int_equal(c.n, 0);
+  fa.pending = 0;
+  fa.cb(fa.cb_arg, 1, 0, NULL);
+  pump(&c, 2, n_tags_ge5);
+  assert_memory_equal(c.buf, "HTTP/1.1 200 OK\r\n", 17);
+  client_close(&c);
+  pump(NULL, 0.1, NULL);
+  assert_int_equal(fa.ended, 2);
+  /* pending, then refused: 403 with the reason */
+  client_open(&c, later, sizeof(later) - 1);
+  pump(&c, 0.1, NULL);
+  assert_int_equal(fa.pending, 1);
+  fa.pending = 0;
+  fa.cb(fa.cb_arg, 0, 403, "hook said no");
+  pump(&c, 2, got_eof);
+  assert_memory_equal(c.buf, "HTTP/1.1 403 Forbidden\r\n", 24);
+  assert_non_null(strstr((char *)c.buf, "\r\n\r\nhook said no\n"));
+  client_close(&c);
+  /* the player leaves while pending: the check is cancelled, and nothing
+   * is called back afterwards (the sanitizers see a use after free) */
+  client_open(&c, later, sizeof(later) - 1);
+  pump(&c, 0.1, NULL);
+  assert_int_equal(fa.pending, 1);
+  client_close(&c);
+  pump(NULL, 0.1, NULL);
+  assert_int_equal(fa.cancels, 1);
+  assert_int_equal(fa.pending, 0);
+  /* and one closed by the server while pending is cancelled too */
+  client_open(&c, later, sizeof(later) - 1);
+  pump(&c, 0.1, NULL);
+  assert_int_equal(fa.pending, 1);
+  (void)got_head;
+  hub_unpublish(st);
+  stop();
+  assert_int_equal(fa.cancels, 2);
+  assert_int_equal(fa.ended, 2);
+  client_close(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_live_stream),     cmocka_unit_test(test_not_found_after_wait),
@@ -817,6 +941,7 @@ int main(void) {
       cmocka_unit_test(test_local_only),      cmocka_unit_test(test_host_is_local),
       cmocka_unit_test(test_max_connections), cmocka_unit_test(test_slow_player),
       cmocka_unit_test(test_kinds_audio_only), cmocka_unit_test(test_kinds_video_held),
+      cmocka_unit_test(test_admission),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

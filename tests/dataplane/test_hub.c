@@ -819,6 +819,68 @@ static void test_merged_write(void **state) {
   hub_free(h);
 }
 
+/* The operator's kick ends one subscriber (HUB_END_KICKED) and leaves the
+ * others; a drop ends every subscriber, waiting ones too, displaces a
+ * pulled publisher and releases the stream at once (no delayclose); a live
+ * publisher stays for its owner to unpublish, after which the stream goes
+ * at once; an unknown path is refused and changes nothing. */
+static void test_kick_and_drop(void **state) {
+  (void)state;
+  hub_t *h = mk(30, 30, 0, 0, 0);
+  hub_stream_t *st = hub_publish(h, "live/d", NULL);
+  push_headers(st);
+  rec_t a, b, w;
+  sub(h, "live/d", &a, 1);
+  sub(h, "live/d", &b, 1);
+  hub_sub_set_kind(a.s, HUB_SUB_PLAYER_RTMP);
+  hub_sub_set_kind(b.s, HUB_SUB_PLAYER_HTTPFLV);
+  assert_int_equal(hub_path_players(h, "live/d"), 2);
+  hub_sub_kick(a.s);
+  assert_int_equal(a.ended, 1);
+  assert_int_equal(a.why, HUB_END_KICKED);
+  assert_int_equal(b.ended, 0);
+  assert_int_equal(hub_path_players(h, "live/d"), 1);
+  hub_sub_kick(NULL); /* accepted */
+  assert_int_equal(hub_drop(h, "live/none"), -1);
+  assert_int_equal(hub_drop(h, "bad"), -1);
+  assert_int_equal(b.ended, 0);
+  /* a drop with a live publisher: subscribers end, the stream waits for
+   * its owner, then goes at once (not after delayclose) */
+  assert_int_equal(hub_drop(h, "live/d"), 0);
+  assert_int_equal(b.ended, 1);
+  assert_int_equal(b.why, HUB_END_KICKED);
+  assert_true(hub_has_stream(h, "live/d"));
+  hub_unpublish(st);
+  assert_false(hub_has_stream(h, "live/d"));
+  /* a stream kept by delayclose, with a subscriber and one waiting on
+   * another path: the drop ends the kept one at once */
+  st = hub_publish(h, "live/e", NULL);
+  push_headers(st);
+  sub(h, "live/e", &a, 1);
+  hub_unpublish(st);
+  assert_true(hub_has_stream(h, "live/e"));
+  sub(h, "live/w", &w, 1);
+  assert_int_equal(hub_drop(h, "live/w"), -1); /* waited on, not published */
+  assert_int_equal(hub_drop(h, "live/e"), 0);
+  assert_int_equal(a.ended, 1);
+  assert_int_equal(a.why, HUB_END_KICKED);
+  assert_false(hub_has_stream(h, "live/e"));
+  assert_int_equal(w.ended, 0);
+  /* a pulled copy that allows it is displaced by a drop */
+  hub_origin_t pulled = {HUB_ORIGIN_PULLED, 7, 1};
+  int err = 0;
+  st = hub_publish_ex(h, "live/p", &pulled, &err);
+  preempted_t pc = {0, NULL};
+  hub_stream_set_preempt(st, on_preempt, &pc);
+  sub(h, "live/p", &b, 1);
+  assert_int_equal(hub_drop(h, "live/p"), 0);
+  assert_int_equal(pc.calls, 1);
+  assert_int_equal(b.ended, 1);
+  assert_false(hub_has_stream(h, "live/p"));
+  hub_unsubscribe(w.s);
+  hub_free(h);
+}
+
 /* ---- observer hooks ---- */
 
 typedef struct obs_rec {
@@ -1265,6 +1327,7 @@ int main(void) {
       cmocka_unit_test(test_observer_missing),
       cmocka_unit_test(test_observer_idle),
       cmocka_unit_test(test_sub_queue_bytes),
+      cmocka_unit_test(test_kick_and_drop),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -50,6 +50,9 @@ static void *loop_main(void *arg) {
   return NULL;
 }
 
+static const dp_admit_ops *fx_admit; /* set on the next fx_start's server */
+static void *fx_admit_ud;
+
 static fx_t *fx_start(const rtmp_server_config_t *cfg, double wait_s) {
   fx_t *f = calloc(1, sizeof(*f));
   f->loop = ev_loop_new(EVFLAG_AUTO);
@@ -74,6 +77,7 @@ static fx_t *fx_start(const rtmp_server_config_t *cfg, double wait_s) {
   f->port = ntohs(a.sin_port);
   f->srv = rtmp_server_new(f->loop, f->hub, fd, cfg);
   assert_non_null(f->srv);
+  if (fx_admit) rtmp_server_set_admit(f->srv, fx_admit, fx_admit_ud);
   ev_async_init(&f->stop, stop_cb);
   ev_async_start(f->loop, &f->stop);
   pthread_create(&f->th, NULL, loop_main, f);
@@ -812,6 +816,197 @@ static void test_ingest_budget(void **state) {
   free(f);
 }
 
+/* ------------------------------------------------------------ admission */
+
+/* A fake admission on the server's loop: the query decides ("v=allow",
+ * "v=later": allowed after 0.2 s by a timer on the loop, "v=laterno":
+ * refused likewise, anything else: refused at once). */
+typedef struct {
+  struct ev_loop *loop;
+  ev_timer t;
+  dp_admit_cb cb;
+  void *arg;
+  int later_allow;
+  int checks, cancels, ended_pub, ended_play, callbacks;
+  char path[64], query[128], proto[16], addr[48];
+  int action;
+} rfa_t;
+
+static void rfa_fire(struct ev_loop *loop, ev_timer *w, int revents) {
+  rfa_t *f = w->data;
+  (void)loop;
+  (void)revents;
+  f->callbacks++;
+  f->cb(f->arg, f->later_allow, 403, "refused later");
+}
+
+static int rfa_check(void *ud, const dp_admit_req *r, dp_admit_cb cb, void *arg, void **pending,
+                     int *status, const char **reason) {
+  rfa_t *f = ud;
+  f->checks++;
+  f->action = r->action;
+  snprintf(f->path, sizeof(f->path), "%s", r->path);
+  snprintf(f->query, sizeof(f->query), "%s", r->query ? r->query : "");
+  snprintf(f->proto, sizeof(f->proto), "%s", r->proto);
+  snprintf(f->addr, sizeof(f->addr), "%s", r->addr);
+  const char *q = r->query ? r->query : "";
+  if (strstr(q, "v=allow")) return DP_ADMIT_ALLOW;
+  if (strstr(q, "v=later")) {
+    f->later_allow = strstr(q, "v=laterno") == NULL;
+    f->cb = cb;
+    f->arg = arg;
+    ev_timer_init(&f->t, rfa_fire, 0.2, 0.);
+    f->t.data = f;
+    ev_timer_start(f->loop, &f->t);
+    *pending = f;
+    return DP_ADMIT_PENDING;
+  }
+  *status = r->query ? 403 : 401;
+  *reason = r->query ? "bad token" : "token required";
+  return DP_ADMIT_DENY;
+}
+
+static void rfa_cancel(void *ud, void *pending) {
+  rfa_t *f = ud;
+  assert_ptr_equal(pending, f);
+  ev_timer_stop(f->loop, &f->t);
+  f->cancels++;
+}
+
+static void rfa_ended(void *ud, const dp_admit_req *r) {
+  rfa_t *f = ud;
+  if (r->action == DP_ADMIT_PUBLISH) f->ended_pub++;
+  else f->ended_play++;
+}
+
+static const dp_admit_ops rfa_ops = {rfa_check, rfa_cancel, rfa_ended};
+
+static void connect_app(cli_t *c, const char *app, const char *tcurl) {
+  amf_buf_t a;
+  amf_buf_init(&a);
+  amf_put_string(&a, "connect");
+  amf_put_number(&a, 1);
+  amf_put_object_start(&a);
+  amf_put_prop_string(&a, "app", app);
+  amf_put_prop_string(&a, "tcUrl", tcurl);
+  amf_put_object_end(&a);
+  cli_cmd(c, 0, &a);
+  amf_buf_free(&a);
+  amf_value_t *r = cli_wait_cmd(c, "_result");
+  assert_non_null(r);
+  amf_free(r);
+}
+
+static void test_admission(void **state) {
+  (void)state;
+  static rfa_t fa;
+  memset(&fa, 0, sizeof(fa));
+  fx_admit = &rfa_ops;
+  fx_admit_ud = &fa;
+  fx_t *f = fx_start(NULL, 0.3);
+  fa.loop = f->loop;
+  fx_admit = NULL;
+
+  /* no token: refused with BadName, closed; the query never names the path */
+  cli_t *c = cli_open(f->port);
+  do_connect(c, "live");
+  uint32_t sid = do_create_stream(c);
+  assert_string_equal(do_stream_cmd(c, "publish", sid, "cam1"), "NetStream.Publish.BadName");
+  assert_true(cli_eof(c));
+  cli_close(c);
+  assert_int_equal(fa.action, DP_ADMIT_PUBLISH);
+  assert_string_equal(fa.path, "live/cam1");
+  assert_string_equal(fa.query, "");
+  assert_string_equal(fa.proto, "rtmp");
+  assert_string_equal(fa.addr, "127.0.0.1");
+
+  /* the token on the stream name */
+  cli_t *p = cli_open(f->port);
+  do_connect(p, "live");
+  uint32_t psid = do_create_stream(p);
+  assert_string_equal(do_stream_cmd(p, "publish", psid, "cam1?v=allow"), "NetStream.Publish.Start");
+  assert_string_equal(fa.path, "live/cam1");
+  assert_string_equal(fa.query, "v=allow");
+
+  /* on the connect's app, and on its tcUrl only */
+  c = cli_open(f->port);
+  connect_app(c, "live?v=allow", "rtmp://127.0.0.1/live?v=allow");
+  sid = do_create_stream(c);
+  assert_string_equal(do_stream_cmd(c, "publish", sid, "cam2?x=1"), "NetStream.Publish.Start");
+  assert_string_equal(fa.path, "live/cam2");
+  assert_string_equal(fa.query, "x=1&v=allow");
+  cli_close(c);
+  c = cli_open(f->port);
+  connect_app(c, "live", "rtmp://127.0.0.1/live?v=allow");
+  sid = do_create_stream(c);
+  assert_string_equal(do_stream_cmd(c, "publish", sid, "cam3"), "NetStream.Publish.Start");
+  cli_close(c);
+
+  /* a refused player: Play.Failed */
+  c = cli_open(f->port);
+  do_connect(c, "live");
+  sid = do_create_stream(c);
+  assert_string_equal(do_stream_cmd(c, "play", sid, "cam1?v=no"), "NetStream.Play.Failed");
+  assert_int_equal(fa.action, DP_ADMIT_PLAY);
+  assert_true(cli_eof(c));
+  cli_close(c);
+
+  /* pending, then allowed: media sent before the verdict is dropped, not
+   * fatal, and the publish starts */
+  c = cli_open(f->port);
+  do_connect(c, "live");
+  sid = do_create_stream(c);
+  amf_buf_t a;
+  amf_buf_init(&a);
+  amf_put_string(&a, "publish");
+  amf_put_number(&a, 0);
+  amf_put_null(&a);
+  amf_put_string(&a, "cam4?v=later");
+  amf_put_string(&a, "live");
+  cli_cmd(c, sid, &a);
+  amf_buf_free(&a);
+  send_metadata(c, sid);
+  amf_value_t *r = cli_wait_cmd(c, "onStatus");
+  assert_non_null(r);
+  assert_string_equal(status_code(r), "NetStream.Publish.Start");
+  amf_free(r);
+  cli_close(c);
+
+  /* pending, then refused */
+  c = cli_open(f->port);
+  do_connect(c, "live");
+  sid = do_create_stream(c);
+  assert_string_equal(do_stream_cmd(c, "play", sid, "cam1?v=laterno"), "NetStream.Play.Failed");
+  cli_close(c);
+
+  /* closed while pending: cancelled, never called back (ASan would see a
+   * use after free) */
+  int callbacks = fa.callbacks;
+  c = cli_open(f->port);
+  do_connect(c, "live");
+  sid = do_create_stream(c);
+  amf_buf_init(&a);
+  amf_put_string(&a, "play");
+  amf_put_number(&a, 0);
+  amf_put_null(&a);
+  amf_put_string(&a, "cam1?v=later");
+  cli_cmd(c, sid, &a);
+  amf_buf_free(&a);
+  usleep(50000);
+  cli_close(c);
+  usleep(400000);
+
+  cli_close(p);
+  fx_stop(f);
+  assert_int_equal(fa.cancels, 1);
+  assert_int_equal(fa.callbacks, callbacks);
+  assert_int_equal(fa.ended_pub, 4);  /* cam1, cam2, cam3, cam4 */
+  assert_int_equal(fa.ended_play, 0); /* no player was admitted */
+  assert_int_equal(f->final.admit_refused, 3);
+  assert_int_equal(f->final.active, 0);
+  free(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_publish_then_play),
@@ -820,6 +1015,7 @@ int main(void) {
       cmocka_unit_test(test_limits_and_timeouts),
       cmocka_unit_test(test_pending_bound),
       cmocka_unit_test(test_ingest_budget),
+      cmocka_unit_test(test_admission),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 COMPOSE = os.path.join(ROOT, "deploy", "compose")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402
-from test_container import build_image, podman, podman_env, publish_and_play  # noqa: E402
+from test_container import (build_image, podman, podman_env, publish_and_play,  # noqa: E402
+                            stream_tokens)
 from test_media import make_media  # noqa: E402
 
 PG_IMAGE = "localhost/cascade-postgres-test:latest"
@@ -98,8 +99,10 @@ class ComposeTest(unittest.TestCase):
             raise
 
         path = "live/compose"
-        publish_and_play(self, "rtmp://127.0.0.1:%d/%s" % (self.ports["EDGE_RTMP_PORT"], path),
-                         "http://127.0.0.1:%d/flv/%s.flv" % (self.ports["HQ_HTTP_PORT"], path),
+        pub, play = stream_tokens(self, "127.0.0.1", self.ports["CONTROLLER_HTTP_PORT"], ADMIN, path)
+        publish_and_play(self, "rtmp://127.0.0.1:%d/%s%s" % (self.ports["EDGE_RTMP_PORT"], path, pub),
+                         "http://127.0.0.1:%d/flv/%s.flv%s" % (self.ports["HQ_HTTP_PORT"], path,
+                                                               play),
                          self.media, os.path.join(self.tmp, "hq.flv"))
 
         r = self.compose("stop", "-t", "30")

@@ -52,6 +52,23 @@ def build_image():
     sys.stderr.write("image built in %.0f s\n" % (time.monotonic() - t0))
 
 
+def stream_tokens(testcase, host, port, admin_token, path):
+    """A stream-signing key made at the controller, then ("?token=<publish>", "?token=<play>")
+    for |path|: the deployment files leave authorization to the controller, whose default
+    policy wants a token to publish and to play."""
+    st, _, b = harness.http_request(host, port, "POST", "/api/cascade/streamauth/keys", {},
+                                    token=admin_token, timeout=10)
+    testcase.assertEqual(st, 201, b)
+    out = []
+    for action in ("publish", "play"):
+        st, _, b = harness.http_request(host, port, "POST", "/api/cascade/streamauth/tokens",
+                                        {"path": path, "action": action, "ttl": 3600},
+                                        token=admin_token, timeout=10)
+        testcase.assertEqual(st, 201, b)
+        out.append("?token=" + b["data"]["token"])
+    return out
+
+
 def publish_and_play(testcase, rtmp_url, flv_url, media, cap, within=60):
     """ffmpeg publishes |media| at |rtmp_url| while another ffmpeg plays 3 s of |flv_url| into
     |cap|; both again until the play works or |within| s passed (until a new node's links are up

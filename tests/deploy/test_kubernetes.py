@@ -26,7 +26,7 @@ K8S = os.path.join(HERE, "k8s")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402
 from test_container import (IMAGE, PG_IN_CONTAINER, build_image, podman,  # noqa: E402
-                            publish_and_play)
+                            publish_and_play, stream_tokens)
 from test_media import make_media  # noqa: E402
 
 VERSION = IMAGE.split(":")[0] + ":" + next(
@@ -225,8 +225,9 @@ class KubePlayTest(unittest.TestCase):
                              what="%s /readyz" % n)
 
         path = "live/kube"
-        publish_and_play(self, "rtmp://127.0.0.1:%d/%s" % (by["edge"]["rtmp"], path),
-                         "http://127.0.0.1:%d/flv/%s.flv" % (by["hq"]["http"], path),
+        pub, play = stream_tokens(self, "127.0.0.1", self.ctl_http, self.admintoken, path)
+        publish_and_play(self, "rtmp://127.0.0.1:%d/%s%s" % (by["edge"]["rtmp"], path, pub),
+                         "http://127.0.0.1:%d/flv/%s.flv%s" % (by["hq"]["http"], path, play),
                          self.media, os.path.join(self.tmp, "hq.flv"))
 
         # SIGTERM (podman pod stop): every container exits 0

@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BROWSER_DIR = os.path.join(HERE, "..", "browser")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node")
+GST_LAUNCH = shutil.which("gst-launch-1.0")
 
 CTL_CONFIG = {"control": {"heartbeat": 500, "polltimeout": 3000}}
 NODE_CONFIG = {
@@ -203,6 +204,40 @@ class FlvKindsTest(unittest.TestCase):
         """Published at hq: played at region and at edge, pulled one and two levels down."""
         self.check_players([(node, "top/" + kind, kind)
                             for node in ("hq", "region", "edge") for kind in KINDS])
+
+    def test_gstreamer_plays(self):
+        """GStreamer (souphttpsrc ! flvdemux) gets frames of every kind a stream carries, pushed
+        up and pulled down: each branch of the demuxer must pass 25 buffers before the deadline
+        (a branch whose pad never appears holds the pipeline until it is killed)."""
+        if not GST_LAUNCH:
+            self.skipTest("gst-launch-1.0 not found (deploy/local/deps.sh installs "
+                          "gstreamer1.0-tools and gstreamer1.0-plugins-good)")
+        def one(item):
+            node, path, kind = item
+            cmd = [GST_LAUNCH, "-q", "souphttpsrc", "location=" + self.agents[node].flv_url(path),
+                   "!", "flvdemux", "name=d"]
+            for k in KINDS[kind]:
+                cmd += ["d.%s" % k, "!", "queue", "!", "identity", "eos-after=25", "!",
+                        "fakesink", "sync=false"]
+            t0 = time.monotonic()
+            try:
+                r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True, timeout=PROBE_DEADLINE)
+                return item, r.returncode, r.stdout[-500:], time.monotonic() - t0
+            except subprocess.TimeoutExpired:
+                return item, None, "", time.monotonic() - t0
+        where = [("edge", "up/" + k, k) for k in KINDS] + [("edge", "top/" + k, k) for k in KINDS]
+        failures = []
+        with concurrent.futures.ThreadPoolExecutor(len(where)) as ex:
+            for (node, path, kind), rc, out, secs in ex.map(one, where):
+                label = "%s at %s" % (path, node)
+                print("  gstreamer %-12s exit %s in %.2f s" % (label, rc, secs))
+                if rc != 0:
+                    failures.append("%s: gst-launch %s%s" % (
+                        label, "exit %d" % rc if rc is not None else
+                        "did not finish within %.0f s" % PROBE_DEADLINE,
+                        (": " + out.strip()) if out.strip() else ""))
+        self.assertEqual(failures, [], "\n".join(failures))
 
     def test_browser_plays(self):
         """chromium + mpegts.js play the audio-only and the video-only stream."""

@@ -620,6 +620,33 @@ static void test_heartbeat(void **state) {
   assert_int_equal(w->streams_total, 3000);
   ctlmsg_free_request(r);
 
+  /* Stream events ride along, each field as given. */
+  agentmsg_stream_event_t ev[2] = {
+      {7, 1700000200, "stream.kick", "live/cam1", 41, "10.0.0.5:51234", "player", "rtmp", 1},
+      {8, 1700000201, "stream.drop", "live/cam2", 0, NULL, NULL, NULL, 3},
+  };
+  hb.events = ev;
+  hb.nevents = 2;
+  hb.events_dropped = 5;
+  r = decode_req(agentmsg_pack_heartbeat(&h, &hb, &len), &len);
+  w = r->heartbeat;
+  assert_int_equal(w->n_stream_events, 2);
+  assert_int_equal(w->stream_events[0]->seq, 7);
+  assert_int_equal(w->stream_events[0]->time, 1700000200);
+  assert_string_equal(w->stream_events[0]->action, "stream.kick");
+  assert_string_equal(w->stream_events[0]->path, "live/cam1");
+  assert_int_equal(w->stream_events[0]->connection, 41);
+  assert_string_equal(w->stream_events[0]->addr, "10.0.0.5:51234");
+  assert_string_equal(w->stream_events[0]->kind, "player");
+  assert_string_equal(w->stream_events[0]->protocol, "rtmp");
+  assert_string_equal(w->stream_events[1]->action, "stream.drop");
+  assert_string_equal(w->stream_events[1]->addr, "");
+  assert_int_equal(w->stream_events[1]->ended, 3);
+  assert_int_equal(w->stream_events_dropped, 5);
+  ctlmsg_free_request(r);
+  hb.events = NULL;
+  hb.nevents = 0;
+
   /* No report: the controller keeps the previous one. */
   hb.streams = NULL;
   hb.nstreams = 0;

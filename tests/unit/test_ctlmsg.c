@@ -86,6 +86,43 @@ static void test_request_bounds(void **state) {
   r.session.len = 15;
   expect_req_refused(&r, "session");
 
+  /* stream events: a known action, a valid path, bounded printable fields */
+  uint8_t good_sess[16] = {0};
+  r.session.data = good_sess;
+  r.session.len = 16;
+  Cascade__Control__StreamEvent e = CASCADE__CONTROL__STREAM_EVENT__INIT, *ep = &e;
+  e.action = "stream.kick";
+  e.path = "live/a";
+  e.addr = "127.0.0.1:5000";
+  h.stream_events = &ep;
+  h.n_stream_events = 1;
+  size_t len;
+  char why[128];
+  uint8_t *b = pack_req(&r, &len);
+  Cascade__Control__Request *d = ctlmsg_decode_request(b, len, why, sizeof(why));
+  assert_non_null(d);
+  ctlmsg_free_request(d);
+  free(b);
+  e.action = "stream.delete";
+  expect_req_refused(&r, "action");
+  e.action = "stream.drop";
+  e.path = "";
+  expect_req_refused(&r, "path");
+  e.path = "live/a\nb";
+  expect_req_refused(&r, "path");
+  e.path = "live/a";
+  char addr[80];
+  memset(addr, '1', sizeof(addr) - 1);
+  addr[79] = '\0';
+  e.addr = addr;
+  expect_req_refused(&r, "stream event");
+  e.addr = "";
+  e.protocol = "rtmp\x01";
+  expect_req_refused(&r, "stream event");
+  h.n_stream_events = 0;
+  r.session.data = sess;
+  r.session.len = 15;
+
   /* no body at all */
   Cascade__Control__Request empty = CASCADE__CONTROL__REQUEST__INIT;
   expect_req_refused(&empty, "body");
