@@ -291,7 +291,8 @@ class HooksTest(unittest.TestCase):
         harness.wait_for(lambda: hk.count("unpublish", "hooked/cam") == 1, 15,
                          what="on_unpublish")
         b = hk.last("unpublish")
-        self.assertEqual((b["node"], b["addr"], b["proto"]), ("edge", "127.0.0.1", "rtmp"))
+        self.assertEqual(b, {"action": "unpublish", "node": "edge", "path": "hooked/cam",
+                             "addr": "127.0.0.1", "proto": "rtmp", "query": None})
         for secret in ("pubsecret", "rtmpsecret", "flvsecret", "hookpass", "secretsite"):
             self.assertNotIn(secret, self.edge.log_text())
 
