@@ -56,7 +56,8 @@ int hooks_configure(hooks_t *h, const hook_conf *conf);
 
 /* hooks_check asks on_publish or on_play about |r|. Returns HOOK_ALLOW or
  * HOOK_DENY when the answer is known at once (cached, or no URL for the
- * event: HOOK_DENY with reason "no hook configured"), setting *reason; or
+ * event: HOOK_DENY with reason "no hook configured"), setting *reason
+ * (valid until the next call on |h|); or
  * HOOK_PENDING with *call set, |done| then called exactly once on the loop
  * unless hooks_cancel comes first. */
 int hooks_check(hooks_t *h, const hook_req *r, hook_done_fn done, void *arg,
@@ -68,5 +69,32 @@ void hooks_cancel(hook_call_t *call);
 /* hooks_notify posts on_stop / on_unpublish, fire and forget (bounded:
  * beyond the queue's room it is dropped and counted). */
 void hooks_notify(hooks_t *h, const hook_req *r);
+
+#define HOOKS_MAX_CHECKS 128   /* on_publish / on_play requests in flight */
+#define HOOKS_MAX_NOTIFY 64    /* on_stop / on_unpublish requests in flight */
+#define HOOKS_CACHE_MAX 4096   /* cached answers */
+#define HOOKS_TIMEOUT_DEFAULT 3000 /* ms, when hook_conf.timeout_ms is 0 */
+#define HOOKS_TIMEOUT_MAX 60000
+
+/* hooks_stats counts what the client did since hooks_new. */
+typedef struct hooks_stats {
+  uint64_t requests;       /* HTTP requests started */
+  uint64_t allowed;        /* 2xx answers */
+  uint64_t refused;        /* other answers */
+  uint64_t failed;         /* timed out, down, garbage: fail_open decided */
+  uint64_t cache_hits;     /* checks answered from the cache */
+  uint64_t overflow;       /* checks beyond HOOKS_MAX_CHECKS: fail_open decided */
+  uint64_t notify_dropped; /* notifications beyond HOOKS_MAX_NOTIFY */
+} hooks_stats_t;
+
+/* hooks_get_stats copies |h|'s counters into |out|. */
+void hooks_get_stats(const hooks_t *h, hooks_stats_t *out);
+
+/* hooks_set_trust_file makes https:// hooks trust the CA certificates of
+ * the PEM file |path| in place of the system's trust store (a private CA);
+ * NULL returns to the system store. Requests in flight keep the trust they
+ * started with. Returns 0 or a negative error (https:// hooks then fail
+ * their handshake until a trust file is read). */
+int hooks_set_trust_file(hooks_t *h, const char *path);
 
 #endif
