@@ -330,4 +330,7 @@ static void ea_ended(void *ud, const dp_admit_req *r) {
 
 const dp_admit_ops edgeauth_ops = {ea_check, ea_cancel, ea_ended};
 
-void edgeauth_get_stats(const edgeauth_t *ea, edgeauth_stats *out) { *out = ea->st; }
+void edgeauth_get_stats(const edgeauth_t *ea, edgeauth_stats *out) {
+  *out = ea->st;
+  hooks_get_stats(ea->hooks, &out->hooks);
+}

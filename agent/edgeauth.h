@@ -52,6 +52,7 @@ typedef struct edgeauth edgeauth_t;
 
 typedef struct edgeauth_stats {
   uint64_t allowed, refused, pending;
+  hooks_stats_t hooks; /* the hook client's counters */
 } edgeauth_stats;
 
 /* edgeauth_mode_name is "none", "token" or "hook"; edgeauth_mode_parse the

@@ -271,6 +271,25 @@ char *media_metrics(media_t *m, size_t *len) {
           "cascade_auth_refused_total{protocol=\"rtmp\"} %llu\n"
           "cascade_auth_refused_total{protocol=\"httpflv\"} %llu\n",
           (unsigned long long)r.admit_refused, (unsigned long long)f.admit_refused);
+  if (m->auth) {
+    /* The hook client (docs/media.md, "HTTP hooks"). */
+    edgeauth_stats as;
+    edgeauth_get_stats(m->auth, &as);
+    fprintf(out,
+            "# TYPE cascade_hook_requests_total counter\ncascade_hook_requests_total %llu\n"
+            "# TYPE cascade_hook_answers_total counter\n"
+            "cascade_hook_answers_total{answer=\"allowed\"} %llu\n"
+            "cascade_hook_answers_total{answer=\"refused\"} %llu\n"
+            "cascade_hook_answers_total{answer=\"failed\"} %llu\n"
+            "# TYPE cascade_hook_cache_hits_total counter\ncascade_hook_cache_hits_total %llu\n"
+            "# TYPE cascade_hook_overflow_total counter\ncascade_hook_overflow_total %llu\n"
+            "# TYPE cascade_hook_notify_dropped_total counter\n"
+            "cascade_hook_notify_dropped_total %llu\n",
+            (unsigned long long)as.hooks.requests, (unsigned long long)as.hooks.allowed,
+            (unsigned long long)as.hooks.refused, (unsigned long long)as.hooks.failed,
+            (unsigned long long)as.hooks.cache_hits, (unsigned long long)as.hooks.overflow,
+            (unsigned long long)as.hooks.notify_dropped);
+  }
   fclose(out);
   *len = n;
   return buf;

@@ -20,6 +20,7 @@ asked and answers as told.
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -345,6 +346,15 @@ class HooksTest(unittest.TestCase):
         self.assertEqual(http_status(self.flv("hooked/live", "?token=c1")), 403)
         self.assertEqual(hk.count("play", "hooked/live"), n + 3)
         hk.set("status", 200)
+        # the node's /metrics counts what the hook client did
+        st, _, text = self.edge.admin_request("GET", "/metrics", timeout=5)
+        self.assertEqual(st, 200)
+        text = text if isinstance(text, str) else text.decode()
+        m = dict(re.findall(r'^(cascade_hook_\w+(?:\{[^}]*\})?) (\d+)$', text, re.M))
+        self.assertGreaterEqual(int(m.get("cascade_hook_cache_hits_total", 0)), 1, text)
+        self.assertGreaterEqual(int(m.get("cascade_hook_requests_total", 0)), 3, text)
+        self.assertGreaterEqual(int(m.get('cascade_hook_answers_total{answer="refused"}', 0)), 2,
+                                text)
 
     def test_4_time_to_first_frame(self):
         """An uncached hook adds one hook round trip to an HTTP-FLV player's first frame."""
