@@ -155,6 +155,7 @@ struct ctlsrv {
   int64_t last_bad_log_ms;
   int64_t last_reg_log_ms;
   int64_t last_pending_log_ms;
+  int64_t last_unseal_log_ms; /* a stream key that cannot be unsealed: once per 10 s */
   char replica[REPLICA_ID_LEN + 1]; /* this process's replica id, random per start */
   char address[160];         /* under mu: where other replicas reach this one (its API) */
   int64_t last_renew_ms;     /* sweeper only: the last DB_REPLICA_RENEW */
@@ -415,6 +416,8 @@ static const char *sa_str(const json_t *o, const char *k) {
 /* sa_msg_fill builds |m| from row 0 of |r|; 0, or -1 when the policy
  * cannot be read (the Config then carries none and the node refuses
  * what it leaves to the controller). */
+static int log_once_per(ctlsrv_t *s, int64_t *last, int64_t every_ms);
+
 static int sa_msg_fill(ctlsrv_t *s, const PGresult *r, sa_msg_t *m) {
   memset(m, 0, sizeof(*m));
   cascade__control__stream_auth__init(&m->sa);
@@ -438,8 +441,10 @@ static int sa_msg_fill(ctlsrv_t *s, const PGresult *r, sa_msg_t *m) {
     size_t k = m->sa.n_keys;
     if (sa_hex_decode(bx, sealed, sizeof(sealed)) != SA_SEALED_LEN ||
         sa_unseal(s->ctl->stream_kek, sealed, SA_SEALED_LEN, m->keys[k]) != 0) {
-      log_error("ctl", "stream key %lld cannot be unsealed (sealed under another CA?): left out",
-                (long long)json_integer_value(json_array_get(e, 0)));
+      /* Every configuration answer meets it again: say it once per 10 s. */
+      if (log_once_per(s, &s->last_unseal_log_ms, 10000))
+        log_error("ctl", "stream key %lld cannot be unsealed (sealed under another CA?): left out",
+                  (long long)json_integer_value(json_array_get(e, 0)));
       continue;
     }
     cascade__control__stream_key__init(&m->key_v[k]);
