@@ -978,6 +978,45 @@ def start_tree(ctl, layout, config, agents, timeout=30, agent_class=None):
     return ids
 
 
+def stop_tree(ctl, agents, procs=(), expected_errors=(), tmp=None):
+    """The teardown of a tree start_tree made: |procs| (publishers, players) killed, every agent
+    still running stopped with its log checked (unexpected ERROR lines), the controller stopped
+    and |tmp| removed — all of it even when an agent's log fails the check; then one
+    AssertionError naming every agent whose log did."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+    errors = []
+    for a in agents.values():
+        if a.proc is not None:
+            try:
+                a.stop(expected_errors=expected_errors)
+            except AssertionError as e:
+                errors.append(str(e))
+    ctl.stop()
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if errors:
+        raise AssertionError("\n".join(errors))
+
+
+def wait_applied(ctl, ids, timeout=20):
+    """Wait until every node of |ids| (ids, or a {name: id} map) runs the configuration the
+    controller wants for it now (config_generation applied == desired)."""
+    nodes = list(ids.values()) if isinstance(ids, dict) else list(ids)
+    def done():
+        for nid in nodes:
+            st, _, body = ctl.api("GET", "/api/cascade/clients/%d" % nid)
+            if st != 200:
+                return False
+            g = body["data"]["config_generation"]
+            if g["applied"] != g["desired"]:
+                return False
+        return True
+    wait_for(done, timeout, what="every node applying its configuration")
+
+
 # --------------------------------------------------------------------------------------------------
 # unittest helpers
 

@@ -21,7 +21,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -176,15 +175,10 @@ class HooksTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for p in cls.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        for a in cls.agents.values():
-            a.stop(expected_errors=AGENT_ERRORS)
-        cls.ctl.stop()
-        cls.hook.close()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        try:
+            harness.stop_tree(cls.ctl, cls.agents, cls.procs, AGENT_ERRORS, cls.tmp)
+        finally:
+            cls.hook.close()
 
     # helpers ---------------------------------------------------------------------------------
 
@@ -192,11 +186,7 @@ class HooksTest(unittest.TestCase):
         return harness.envelope_ok(self, self.ctl.api(method, path, body), status)
 
     def applied(self):
-        def done():
-            g = self.api_ok("GET", "/api/cascade/clients/%d" % self.ids["edge"])
-            g = g["config_generation"]
-            return g["applied"] == g["desired"]
-        harness.wait_for(done, 20, what="the edge applying its configuration")
+        harness.wait_applied(self.ctl, self.ids)
 
     def set_hooks(self, policy="hook", **hooks):
         body = {"hooks": hooks} if hooks else {}

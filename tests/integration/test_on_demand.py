@@ -19,7 +19,6 @@ pull is, and what wins"). A four-node tree, real agents, a real controller, real
   publisher back within the delay resumes the players of pulled copies."""
 
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -129,14 +128,7 @@ class OnDemandTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for p in cls.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        for a in cls.agents.values():
-            a.stop(expected_errors=AGENT_ERRORS)
-        cls.ctl.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        harness.stop_tree(cls.ctl, cls.agents, cls.procs, AGENT_ERRORS, cls.tmp)
 
     # helpers -------------------------------------------------------------------------------------
 

@@ -355,14 +355,7 @@ class StreamAdminTreeTest(StreamAdminTest):
 
     @classmethod
     def tearDownClass(cls):
-        for p in cls.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        for a in cls.agents.values():
-            a.stop(expected_errors=AGENT_ERRORS)
-        cls.ctl.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        harness.stop_tree(cls.ctl, cls.agents, cls.procs, AGENT_ERRORS, cls.tmp)
 
     # the single-node tests are the base class's
     test_1_list_kick_drop_through_relay = None

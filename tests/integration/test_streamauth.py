@@ -28,7 +28,6 @@ import base64
 import hashlib
 import hmac
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -110,14 +109,7 @@ class StreamAuthTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for p in cls.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        for a in cls.agents.values():
-            a.stop(expected_errors=AGENT_ERRORS)
-        cls.ctl.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        harness.stop_tree(cls.ctl, cls.agents, cls.procs, AGENT_ERRORS, cls.tmp)
 
     # helpers ---------------------------------------------------------------------------------
 
@@ -126,13 +118,7 @@ class StreamAuthTest(unittest.TestCase):
 
     def applied(self):
         """Wait until every agent runs the configuration the controller wants now."""
-        def done():
-            for nid in self.ids.values():
-                g = self.api_ok("GET", "/api/cascade/clients/%d" % nid)["config_generation"]
-                if g["applied"] != g["desired"]:
-                    return False
-            return True
-        harness.wait_for(done, 20, what="every node applying its configuration")
+        harness.wait_applied(self.ctl, self.ids)
 
     def new_key(self):
         k = self.api_ok("POST", "/api/cascade/streamauth/keys", {}, 201)
