@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -539,6 +540,26 @@ fail:
   return -1;
 }
 
+/* idle_conn_dead tells whether an idle pooled connection was ended by the
+ * server meanwhile (a PostgreSQL restart, an administrator's
+ * pg_terminate_backend, a dropped TCP path): its socket is readable and
+ * reading shows it closed. Found here, it is replaced before a statement is
+ * sent, instead of failing that request with 503. */
+static int idle_conn_dead(PGconn *pg) {
+  struct pollfd pfd = {PQsocket(pg), POLLIN, 0};
+  if (pfd.fd < 0) return 1;
+  if (poll(&pfd, 1, 0) <= 0) return 0;
+  if (!PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK) return 1;
+  PGnotify *n;
+  while ((n = PQnotifies(pg)) != NULL) PQfreemem(n);
+  /* A backend ended by the server sends its FATAL error, then closes: libpq
+   * takes the error as a notice while idle and sees the close only on the
+   * next read. A closed socket reads 0 at once. */
+  char b;
+  ssize_t k = recv(pfd.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 db_conn_t *db_acquire(db_pool_t *p, int *err) {
   int64_t deadline = db_now_ms() + p->timeout_ms;
   struct timespec ts;
@@ -562,7 +583,7 @@ db_conn_t *db_acquire(db_pool_t *p, int *err) {
   int64_t down_until = p->down_until_ms;
   pthread_mutex_unlock(&p->mu);
 
-  if (c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK) conn_close(c);
+  if (c->pg != NULL && (PQstatus(c->pg) != CONNECTION_OK || idle_conn_dead(c->pg))) conn_close(c);
   if (c->pg == NULL) {
     char why[256] = "";
     /* After a failed connect, answer at once for a short while rather than

@@ -99,7 +99,14 @@ class ComposeTest(unittest.TestCase):
             raise
 
         path = "live/compose"
-        pub, play = stream_tokens(self, "127.0.0.1", self.ports["CONTROLLER_HTTP_PORT"], ADMIN, path)
+        try:
+            pub, play = stream_tokens(self, "127.0.0.1", self.ports["CONTROLLER_HTTP_PORT"], ADMIN,
+                                      path)
+        except AssertionError:
+            for s in ("controller", "postgres"):
+                out = podman("logs", "%s_%s_1" % (self.project, s), check=False)
+                sys.stderr.write("--- %s ---\n%s%s\n" % (s, out.stdout[-3000:], out.stderr[-3000:]))
+            raise
         publish_and_play(self, "rtmp://127.0.0.1:%d/%s%s" % (self.ports["EDGE_RTMP_PORT"], path, pub),
                          "http://127.0.0.1:%d/flv/%s.flv%s" % (self.ports["HQ_HTTP_PORT"], path,
                                                                play),

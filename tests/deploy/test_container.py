@@ -56,8 +56,16 @@ def stream_tokens(testcase, host, port, admin_token, path):
     """A stream-signing key made at the controller, then ("?token=<publish>", "?token=<play>")
     for |path|: the deployment files leave authorization to the controller, whose default
     policy wants a token to publish and to play."""
-    st, _, b = harness.http_request(host, port, "POST", "/api/cascade/streamauth/keys", {},
-                                    token=admin_token, timeout=10)
+    # 503 is the API's "try again" (a database connection being replaced): a client retries it
+    # (docs/api.md); anything else, or 503 for 20 s, fails.
+    deadline = time.monotonic() + 20
+    while True:
+        st, _, b = harness.http_request(host, port, "POST", "/api/cascade/streamauth/keys", {},
+                                        token=admin_token, timeout=10)
+        if st != 503 or time.monotonic() > deadline:
+            break
+        sys.stderr.write("POST /api/cascade/streamauth/keys: 503 %r, again\n" % (b,))
+        time.sleep(0.5)
     testcase.assertEqual(st, 201, b)
     out = []
     for action in ("publish", "play"):

@@ -136,6 +136,31 @@ class OutageTest(unittest.TestCase):
             ctl.stop(expected_errors=OUTAGE_ERRORS)
             self.pg.drop_database(db)
 
+    def test_idle_connections_ended_by_the_server(self):
+        """Backends ended while the pool is idle (pg_terminate_backend, as a PostgreSQL restart
+        or a dropped path would): the next requests are answered 200, on new connections,
+        not 503 on the dead ones."""
+        db = self.pg.create_database()
+        ctl = harness.Controller(self.pg.dsn(db),
+                                 config={"database": {"timeout": TIMEOUT_MS, "poolsize": 2}})
+        try:
+            # two requests at once: both pooled connections open
+            for _ in range(3):
+                self.assertEqual(ctl.api("GET", CLIENTS)[0], 200)
+            pids = self.pg.psql("WITH b AS MATERIALIZED (SELECT pid FROM pg_stat_activity "
+                                "WHERE datname = '%s' AND pid <> pg_backend_pid()) "
+                                "SELECT pid FROM b WHERE pg_terminate_backend(pid)" % db).split()
+            self.assertTrue(pids, "no backend of the controller to end")
+            # ended: gone from the server, their sockets closed
+            gone = "SELECT count(*) FROM pg_stat_activity WHERE pid IN (%s)" % ",".join(pids)
+            harness.wait_for(lambda: self.pg.psql(gone).strip() == "0", 10,
+                             what="the ended backends to exit")
+            statuses = [ctl.api("GET", CLIENTS, timeout=10)[0] for _ in range(4)]
+            self.assertEqual(statuses, [200] * 4)
+        finally:
+            ctl.stop(expected_errors=OUTAGE_ERRORS)
+            self.pg.drop_database(db)
+
     def cluster_pids(self):
         """The postmaster and all its children (backends, background workers)."""
         with open(self.pg.datadir + "/postmaster.pid") as f:
