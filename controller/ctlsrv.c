@@ -158,6 +158,7 @@ struct ctlsrv {
   int64_t last_unseal_log_ms; /* a stream key that cannot be unsealed: once per 10 s */
   char replica[REPLICA_ID_LEN + 1]; /* this process's replica id, random per start */
   char address[160];         /* under mu: where other replicas reach this one (its API) */
+  int address_new;           /* under mu: set, not yet written by a renewal */
   int64_t last_renew_ms;     /* sweeper only: the last DB_REPLICA_RENEW */
   int64_t last_lease_sweep_ms; /* sweeper only: the last DB_CTL_SWEEP */
   pthread_t waker;           /* LISTEN cascade_wake (wake-ups from other replicas) */
@@ -1735,7 +1736,12 @@ static void sweep(ctlsrv_t *s, int reconcile_now) {
   reports_flush(s, w.reports);
   heartbeats_flush(s, &w);
   if (reconcile_now && w.nall && !is_stopping(s)) reconcile(s, &w);
-  if (lease_renew_due(now, s->last_renew_ms, cfg->control_sessionlease_ms) && !is_stopping(s)) {
+  pthread_mutex_lock(&s->mu);
+  int address_new = s->address_new;
+  s->address_new = 0;
+  pthread_mutex_unlock(&s->mu);
+  if ((address_new || lease_renew_due(now, s->last_renew_ms, cfg->control_sessionlease_ms)) &&
+      !is_stopping(s)) {
     s->last_renew_ms = now;
     renew(s, w.all_id, w.nall, &w.a, now);
   }
@@ -1924,6 +1930,11 @@ void ctlsrv_set_address(ctlsrv_t *s, const char *address) {
   if (s == NULL) return;
   pthread_mutex_lock(&s->mu);
   snprintf(s->address, sizeof(s->address), "%s", address);
+  /* Written at once, not at the next renewal (up to a third of the lease
+   * away): until then other replicas have no address to forward this one's
+   * nodes' relay requests to. */
+  s->address_new = 1;
+  pthread_cond_signal(&s->cv);
   pthread_mutex_unlock(&s->mu);
 }
 

@@ -287,6 +287,13 @@ class ReplicasTest(unittest.TestCase):
         # a new replica starts: every node is still online, through its API at once
         c = self.replica(control={"sessionlease": "10s"})
         self.assertTrue(self.all_online(c), self.nodes(c))
+        # ... and other replicas can reach it at once: its address is in its row as soon as its
+        # API serves (not at its next renewal, a third of the lease later)
+        rid = self.replica_id(c)
+        self.assertTrue(rid, "the new replica's id is not in its log")
+        harness.wait_for(lambda: self.pg.query("SELECT address FROM replicas WHERE id = '%s'"
+                                               % rid, db=self.db)[0][0] != "", 1.0,
+                         what="the new replica's address in its row")
         # a replica holding sessions restarts (SIGTERM, start): nobody goes offline
         self.ctls[1].stop(expected_errors=CTL_ERRORS)
         for _ in range(10):
