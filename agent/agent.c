@@ -14,6 +14,7 @@
 
 #include "agentmsg.h"
 #include "edgeauth.h"
+#include "hooks.h"
 #include "log.h"
 #include "streamadm.h"
 #include "urlredact.h"
@@ -93,11 +94,9 @@ char *agent_status_json(const ctlc_t *c, const links_t *l, const casc_t *casc,
   const agentmsg_streamauth_t *sa =
       lc && lc->rules.has_streamauth ? &lc->rules.streamauth : NULL;
   json_t *kids = json_array(), *hooks = json_array();
-  static const char *const hook_names[AGENTMSG_HOOK_N] = {"on_publish", "on_play", "on_stop",
-                                                          "on_unpublish"};
   for (size_t i = 0; sa && i < sa->nkeys; i++) json_array_append_new(kids, json_integer(sa->keys[i].id));
   for (int i = 0; sa && i < AGENTMSG_HOOK_N; i++)
-    if (sa->hook_url[i] && sa->hook_url[i][0]) json_array_append_new(hooks, json_string(hook_names[i]));
+    if (sa->hook_url[i] && sa->hook_url[i][0]) json_array_append_new(hooks, json_string(hook_event_name((hook_event)i)));
   json_t *auth = json_pack("{s:s,s:s,s:b,s:I,s:o,s:o}", "publish",
                            cfg->auth_publish == EDGEAUTH_LOCAL_NONE ? "none" : "controller",
                            "play", cfg->auth_play == EDGEAUTH_LOCAL_NONE ? "none" : "controller",

@@ -34,6 +34,10 @@ static const char *const EVENT_NAME[HOOK_N] = {"on_publish", "on_play", "on_stop
                                                 "on_unpublish"};
 static const char *const ACTION[HOOK_N] = {"publish", "play", "stop", "unpublish"};
 
+const char *hook_event_name(hook_event e) {
+  return (unsigned)e < HOOK_N ? EVENT_NAME[e] : "?";
+}
+
 /* Trust for https:// hooks, shared by the client and each TLS session
  * that uses it: a new trust file must not pull it from under a handshake. */
 typedef struct trust {

@@ -41,6 +41,10 @@ enum { HOOK_ALLOW = 0, HOOK_DENY = 1, HOOK_PENDING = 2 };
  * fit for a client and a log (never the query). */
 typedef void (*hook_done_fn)(void *arg, int verdict, const char *reason);
 
+/* hook_event_name is the event's name in configuration and JSON
+ * ("on_publish", ...); AGENTMSG_HOOK_* index the same names. */
+const char *hook_event_name(hook_event e);
+
 typedef struct hooks hooks_t;
 typedef struct hook_call hook_call_t;
 

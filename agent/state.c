@@ -12,11 +12,10 @@
 #include <unistd.h>
 
 #include "b64.h"
+#include "hooks.h"
 #include "x509.h"
 
 static const char *const auth_modes[] = {"none", "token", "hook"};
-static const char *const hook_names[AGENTMSG_HOOK_N] = {"on_publish", "on_play", "on_stop",
-                                                        "on_unpublish"};
 
 /* ---- encode --------------------------------------------------------------- */
 
@@ -43,7 +42,7 @@ static json_t *streamauth_json(const agentmsg_streamauth_t *a) {
     memset(k, 0, sizeof(k));
   }
   for (int i = 0; hooks && i < AGENTMSG_HOOK_N; i++)
-    json_object_set_new(hooks, hook_names[i], json_string(a->hook_url[i] ? a->hook_url[i] : ""));
+    json_object_set_new(hooks, hook_event_name((hook_event)i), json_string(a->hook_url[i] ? a->hook_url[i] : ""));
   json_object_set_new(hooks, "timeout_ms", json_integer(a->hook_timeout_ms));
   json_object_set_new(hooks, "cache_ms", json_integer(a->hook_cache_ms));
   json_object_set_new(hooks, "fail_open", json_boolean(a->hook_fail_open));
@@ -217,9 +216,9 @@ static int decode_streamauth(dec_t *d, json_t *v, agentmsg_streamauth_t *a) {
   if (!json_is_object(hooks)) return bad(d, "'%s': expected an object", "streamauth.hooks");
   for (int i = 0; i < AGENTMSG_HOOK_N; i++) {
     const char *u;
-    if (get_str(d, hooks, hook_names[i], 1, &u) != 0) return -1;
+    if (get_str(d, hooks, hook_event_name((hook_event)i), 1, &u) != 0) return -1;
     if (u[0] && strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
-      return bad(d, "'%s': not an http:// or https:// URL", hook_names[i]);
+      return bad(d, "'%s': not an http:// or https:// URL", hook_event_name((hook_event)i));
     a->hook_url[i] = (char *)u;
   }
   json_int_t t, c;

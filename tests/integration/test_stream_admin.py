@@ -52,15 +52,20 @@ def ended(proc, timeout):
 @unittest.skipUnless(FFMPEG, "ffmpeg not installed")
 class StreamAdminTest(unittest.TestCase):
     @classmethod
-    def setUpClass(cls):
+    def start_controller(cls, prefix):
+        """A temporary directory with the test stream, PostgreSQL's database and a controller."""
         harness.require_controller()
-        cls.tmp = tempfile.mkdtemp(prefix="cascade-streamadm-")
+        cls.tmp = tempfile.mkdtemp(prefix=prefix)
         cls.media = os.path.join(cls.tmp, "src.flv")
         make_media(cls.media, 60)
         cls.procs = []
         cls.pg = harness.shared_cluster()
         cls.db = cls.pg.create_database()
         cls.ctl = harness.Controller(cls.pg.dsn(cls.db), config=CTL_CONFIG)
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_controller("cascade-streamadm-")
         cls.agent = harness.Agent(cls.ctl, "adm-a", "adm-a-secret", config=BASE)
         cls.lim = harness.Agent(cls.ctl, "adm-lim", "adm-lim-secret",
                                 config=harness.deep_merge(BASE, {"subscribe": {"maxplayers": 1}}))
@@ -341,14 +346,7 @@ class StreamAdminTreeTest(StreamAdminTest):
 
     @classmethod
     def setUpClass(cls):
-        harness.require_controller()
-        cls.tmp = tempfile.mkdtemp(prefix="cascade-streamadm-tree-")
-        cls.media = os.path.join(cls.tmp, "src.flv")
-        make_media(cls.media, 60)
-        cls.procs = []
-        cls.pg = harness.shared_cluster()
-        cls.db = cls.pg.create_database()
-        cls.ctl = harness.Controller(cls.pg.dsn(cls.db), config=CTL_CONFIG)
+        cls.start_controller("cascade-streamadm-tree-")
         cls.agents = {}
         cls.ids = harness.start_tree(cls.ctl, (("hq", None), ("edge", "hq")), TREE_CONFIG,
                                      cls.agents)

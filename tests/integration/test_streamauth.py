@@ -69,7 +69,8 @@ def b64url_key(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
-def http_status(url, timeout=10):
+def http_status(url, timeout=15):
+    """The HTTP status |url| answers (its first bytes read on 200)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             r.read(13)
