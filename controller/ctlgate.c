@@ -224,7 +224,8 @@ ctlgate_t *ctlgate_new(const ctlgate_config_t *cfg, char *inner, size_t innerlen
       snprintf(err, errlen, "control TLS: no server certificate");
       goto fail;
     }
-    if ((g->tls = ctlgate_tls_new(cfg->cert_pem, cfg->key_pem, err, errlen)) == NULL) goto fail;
+    if ((g->tls = ctlgate_tls_new(cfg->cert_pem, cfg->key_pem, cfg->ticket_key, err,
+                                  errlen)) == NULL) goto fail;
   }
   g->lfd = net_listen_tcp("control.listenaddr", hostport, 1, g->shown, sizeof(g->shown), err,
                           errlen);
@@ -478,6 +479,7 @@ static int handshake(ctlgate_t *g, gconn_t *c) {
     if (rc == 0) {
       c->hs = 0;
       atomic_fetch_add(&g->tls_ok, 1);
+      ctlgate_tls_done(g->tls, c->tls);
       if (log_enabled(LOG_DEBUG)) {
         char *d = gnutls_session_get_desc(c->tls);
         log_debug("control", "TLS with %s: %s", c->ip, d ? d : "?");
@@ -797,4 +799,5 @@ void ctlgate_metrics(ctlgate_t *g, FILE *out) {
           "cascade_control_tls_handshakes_total{result=\"failed\"} %lu\n",
           atomic_load(&g->conns), atomic_load(&g->refused_addr), atomic_load(&g->refused_total),
           atomic_load(&g->timeouts), atomic_load(&g->tls_ok), atomic_load(&g->tls_failed));
+  ctlgate_tls_metrics(g->tls, out);
 }

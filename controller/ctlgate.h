@@ -27,6 +27,7 @@ typedef struct ctlgate_config {
   size_t db_pool;           /* database.poolsize, likewise */
   const char *cert_pem;     /* tls+tcp: the server certificate chain (PEM) */
   const char *key_pem;      /* tls+tcp: its key (PEM) */
+  const uint8_t *ticket_key; /* tls+tcp: session ticket key (ctlgate_tls.h); NULL: none */
 } ctlgate_config_t;
 
 /* ctlgate_split_url splits an nng URL "tls+tcp://host:port" or

@@ -36,6 +36,7 @@
 #include "b64.h"
 #include "ctl.h"
 #include "ctlgate.h"
+#include "ctlgate_tls.h"
 #include "ctlmsg.h"
 #include "db.h"
 #include "exch.h"
@@ -2129,10 +2130,17 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   /* The gate takes control.listenaddr and ends TLS there; nng listens
    * behind it in plain TCP on loopback. */
   char inner[64];
+  /* Session tickets under a key from the CA's: what one replica issues,
+   * every replica and every restart accepts. */
+  uint8_t ticket_key[CTLGATE_TLS_TICKET_KEY_LEN];
+  int has_ticket_key = tls && ctlgate_tls_ticket_key(s->ca_key, ticket_key) == 0;
   ctlgate_config_t gc = {c->control_listenaddr, c->control_handshake_ms,
                          (size_t)c->control_maxconnperaddr, (size_t)c->control_maxconns,
-                         (size_t)c->http_maxconns, (size_t)c->db_poolsize, cert, key};
-  if ((s->gate = ctlgate_new(&gc, inner, sizeof(inner), err, errlen)) == NULL) goto fail;
+                         (size_t)c->http_maxconns, (size_t)c->db_poolsize, cert, key,
+                         has_ticket_key ? ticket_key : NULL};
+  s->gate = ctlgate_new(&gc, inner, sizeof(inner), err, errlen);
+  gnutls_memset(ticket_key, 0, sizeof(ticket_key));
+  if (s->gate == NULL) goto fail;
   ctl->ctlgate = s->gate;
   if ((rv = nng_rep0_open(&s->sock)) != 0 ||
       (rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX)) != 0 ||

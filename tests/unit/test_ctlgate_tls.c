@@ -74,9 +74,9 @@ static void test_bad_key(void **state) {
   pems_t *p = *state;
   char err[256] = "";
   assert_null(ctlgate_tls_new(p->cert, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE "
-                                        "KEY-----\n", err, sizeof(err)));
+                                        "KEY-----\n", NULL, err, sizeof(err)));
   assert_non_null(strstr(err, "control TLS"));
-  assert_null(ctlgate_tls_new("not a certificate", p->key, err, sizeof(err)));
+  assert_null(ctlgate_tls_new("not a certificate", p->key, NULL, err, sizeof(err)));
 }
 
 /* The server's transport: a non-blocking socket, as in the gate. */
@@ -127,7 +127,7 @@ static int handshake(ctlgate_tls_t *t, const char *ca, const char *prio, gnutls_
 static void test_settles_for_aes_gcm(void **state) {
   pems_t *p = *state;
   char err[256];
-  ctlgate_tls_t *t = ctlgate_tls_new(p->cert, p->key, err, sizeof(err));
+  ctlgate_tls_t *t = ctlgate_tls_new(p->cert, p->key, NULL, err, sizeof(err));
   assert_non_null(t);
   gnutls_session_t srv, cli;
   /* A client that prefers ChaCha20 and the largest curve first (as nng's
@@ -152,7 +152,7 @@ static void test_settles_for_aes_gcm(void **state) {
 static void test_refuses_the_rest(void **state) {
   pems_t *p = *state;
   char err[256];
-  ctlgate_tls_t *t = ctlgate_tls_new(p->cert, p->key, err, sizeof(err));
+  ctlgate_tls_t *t = ctlgate_tls_new(p->cert, p->key, NULL, err, sizeof(err));
   assert_non_null(t);
   gnutls_session_t srv, cli;
   static const char *const refused[] = {
@@ -171,6 +171,129 @@ static void test_refuses_the_rest(void **state) {
   ctlgate_tls_free(t);
 }
 
+static void test_ticket_key(void **state) {
+  (void)state;
+  uint8_t a[CTLGATE_TLS_TICKET_KEY_LEN], a2[CTLGATE_TLS_TICKET_KEY_LEN],
+      b[CTLGATE_TLS_TICKET_KEY_LEN], zero[CTLGATE_TLS_TICKET_KEY_LEN] = {0};
+  const char *ka = "-----BEGIN PRIVATE KEY-----\nCA one\n-----END PRIVATE KEY-----\n";
+  const char *kb = "-----BEGIN PRIVATE KEY-----\nCA two\n-----END PRIVATE KEY-----\n";
+  assert_int_equal(ctlgate_tls_ticket_key(ka, a), 0);
+  assert_int_equal(ctlgate_tls_ticket_key(ka, a2), 0);
+  assert_int_equal(ctlgate_tls_ticket_key(kb, b), 0);
+  assert_memory_equal(a, a2, sizeof(a));      /* every replica, every restart */
+  assert_memory_not_equal(a, b, sizeof(a));   /* another CA: another key */
+  assert_memory_not_equal(a, zero, sizeof(a));
+  /* both halves differ between CAs (HKDF's second block too) */
+  assert_memory_not_equal(a + 32, b + 32, 32);
+  assert_memory_not_equal(a, a + 32, 32);
+  assert_int_equal(ctlgate_tls_ticket_key(NULL, a), -1);
+  assert_int_equal(ctlgate_tls_ticket_key("", a), -1);
+}
+
+/* resume runs a TLS 1.3 handshake against |t| offering |in| (a client's
+ * session data, NULL: none), lets the ticket arrive with a byte of data,
+ * and returns whether the session was resumed; |out| gets the client's
+ * session data when a ticket came (else size 0). */
+static int resume(ctlgate_tls_t *t, const char *ca, const gnutls_datum_t *in,
+                  gnutls_datum_t *out) {
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  gnutls_session_t srv, cli;
+  gnutls_certificate_credentials_t cc;
+  assert_int_equal(ctlgate_tls_session(t, &srv, (gnutls_transport_ptr_t)(intptr_t)sv[0], pull,
+                                       push), 0);
+  assert_int_equal(gnutls_certificate_allocate_credentials(&cc), 0);
+  gnutls_datum_t d = {(unsigned char *)ca, (unsigned)strlen(ca)};
+  assert_true(gnutls_certificate_set_x509_trust_mem(cc, &d, GNUTLS_X509_FMT_PEM) > 0);
+  assert_int_equal(gnutls_init(&cli, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
+  assert_int_equal(gnutls_priority_set_direct(cli, "NORMAL:-VERS-ALL:+VERS-TLS1.3", NULL), 0);
+  gnutls_credentials_set(cli, GNUTLS_CRD_CERTIFICATE, cc);
+  gnutls_session_set_verify_cert(cli, "cascade-controller", 0);
+  if (in) assert_int_equal(gnutls_session_set_data(cli, in->data, in->size), 0);
+  gnutls_transport_set_int(cli, sv[1]);
+  int rs = GNUTLS_E_AGAIN, rc = GNUTLS_E_AGAIN;
+  for (int i = 0; i < 200 && (rs != 0 || rc != 0); i++) {
+    if (rc == GNUTLS_E_AGAIN) rc = gnutls_handshake(cli);
+    if (rs == GNUTLS_E_AGAIN) rs = gnutls_handshake(srv);
+  }
+  assert_int_equal(rs, 0);
+  assert_int_equal(rc, 0);
+  ctlgate_tls_done(t, srv);
+  assert_int_equal(gnutls_record_send(srv, "x", 1), 1);
+  char b;
+  ssize_t n = GNUTLS_E_AGAIN;
+  for (int i = 0; i < 10 && n == GNUTLS_E_AGAIN; i++) n = gnutls_record_recv(cli, &b, 1);
+  assert_int_equal(n, 1);
+  int resumed = gnutls_session_is_resumed(cli) != 0;
+  assert_int_equal(resumed, gnutls_session_is_resumed(srv) != 0);
+  /* resumption keeps forward secrecy: psk_dhe_ke, an ECDHE on X25519 */
+  if (resumed) assert_int_equal(gnutls_group_get(srv), GNUTLS_GROUP_X25519);
+  out->data = NULL;
+  out->size = 0;
+  if (gnutls_session_get_flags(cli) & GNUTLS_SFLAGS_SESSION_TICKET)
+    assert_int_equal(gnutls_session_get_data2(cli, out), 0);
+  gnutls_deinit(srv);
+  gnutls_deinit(cli);
+  gnutls_certificate_free_credentials(cc);
+  close(sv[1]);
+  close(sv[0]);
+  return resumed;
+}
+
+static unsigned long metric(ctlgate_tls_t *t, const char *kind) {
+  char *buf = NULL, pat[96];
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  ctlgate_tls_metrics(t, f);
+  fclose(f);
+  snprintf(pat, sizeof(pat), "cascade_control_tls_sessions_total{kind=\"%s\"} ", kind);
+  char *at = strstr(buf, pat);
+  unsigned long v = at ? strtoul(at + strlen(pat), NULL, 10) : 9999;
+  free(buf);
+  return v;
+}
+
+static void test_tickets_shared_by_ca(void **state) {
+  pems_t *p = *state;
+  char err[256], path[128];
+  snprintf(path, sizeof(path), "%s/ca.key", p->dir);
+  char *cakey = x509_read_file(path, X509_PEM_MAX, err, sizeof(err));
+  assert_non_null(cakey);
+  uint8_t k[CTLGATE_TLS_TICKET_KEY_LEN], other[CTLGATE_TLS_TICKET_KEY_LEN];
+  assert_int_equal(ctlgate_tls_ticket_key(cakey, k), 0);
+  assert_int_equal(ctlgate_tls_ticket_key("another CA's key", other), 0);
+  /* two gates from the same CA: a replica and a restarted one */
+  ctlgate_tls_t *g1 = ctlgate_tls_new(p->cert, p->key, k, err, sizeof(err));
+  ctlgate_tls_t *g2 = ctlgate_tls_new(p->cert, p->key, k, err, sizeof(err));
+  ctlgate_tls_t *g3 = ctlgate_tls_new(p->cert, p->key, other, err, sizeof(err));
+  ctlgate_tls_t *g4 = ctlgate_tls_new(p->cert, p->key, NULL, err, sizeof(err));
+  assert_non_null(g1);
+  assert_non_null(g2);
+  assert_non_null(g3);
+  assert_non_null(g4);
+  gnutls_datum_t t1, t2, t3, t4;
+  assert_false(resume(g1, p->ca, NULL, &t1));
+  assert_true(t1.size > 0); /* a ticket came */
+  assert_true(resume(g2, p->ca, &t1, &t2));  /* the other gate resumes it */
+  assert_true(t2.size > 0);                  /* and issues a fresh ticket */
+  assert_false(resume(g3, p->ca, &t2, &t3)); /* another key: a full handshake */
+  assert_false(resume(g4, p->ca, &t2, &t4)); /* no key: no tickets at all */
+  assert_int_equal(t4.size, 0);
+  assert_int_equal(metric(g1, "full"), 1);
+  assert_int_equal(metric(g2, "resumed"), 1);
+  assert_int_equal(metric(g2, "full"), 0);
+  assert_int_equal(metric(g3, "full"), 1);
+  assert_int_equal(metric(g3, "resumed"), 0);
+  gnutls_free(t1.data);
+  gnutls_free(t2.data);
+  gnutls_free(t3.data);
+  ctlgate_tls_free(g1);
+  ctlgate_tls_free(g2);
+  ctlgate_tls_free(g3);
+  ctlgate_tls_free(g4);
+  free(cakey);
+}
+
 int main(void) {
   gnutls_global_init();
   const struct CMUnitTest tests[] = {
@@ -178,6 +301,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_key, pems_setup, pems_teardown),
       cmocka_unit_test_setup_teardown(test_settles_for_aes_gcm, pems_setup, pems_teardown),
       cmocka_unit_test_setup_teardown(test_refuses_the_rest, pems_setup, pems_teardown),
+      cmocka_unit_test(test_ticket_key),
+      cmocka_unit_test_setup_teardown(test_tickets_shared_by_ca, pems_setup, pems_teardown),
   };
   int rv = cmocka_run_group_tests(tests, NULL, NULL);
   gnutls_global_deinit();
