@@ -14,6 +14,7 @@
 
 #include "agentmsg.h"
 #include "edgeauth.h"
+#include "ctltls.h"
 #include "hooks.h"
 #include "log.h"
 #include "streamadm.h"
@@ -280,6 +281,8 @@ static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) 
     out->ctype = "text/plain; version=0.0.4";
     char *m = media_metrics(&a->media, &out->len), *lm = links_metrics(a->links), *o = NULL;
     char *cm = casc_metrics(a->casc);
+    uint64_t hs_full, hs_resumed;
+    ctltls_handshakes(&hs_full, &hs_resumed);
     if (m && lm && asprintf(&o,
                       "%s%s%s# TYPE cascade_control_state gauge\n"
                       "cascade_control_state{state=\"%s\"} 1\n"
@@ -288,11 +291,17 @@ static int on_api(void *arg, const httpflv_request_t *rq, httpflv_reply_t *out) 
                       "# TYPE cascade_control_bad_messages_total counter\n"
                       "cascade_control_bad_messages_total %llu\n"
                       "# TYPE cascade_stream_events_dropped_total counter\n"
-                      "cascade_stream_events_dropped_total %llu\n%s",
+                      "cascade_stream_events_dropped_total %llu\n"
+                      "# HELP cascade_agent_control_tls_handshakes_total TLS handshakes of the "
+                      "control channel, full or resuming a session.\n"
+                      "# TYPE cascade_agent_control_tls_handshakes_total counter\n"
+                      "cascade_agent_control_tls_handshakes_total{kind=\"full\"} %llu\n"
+                      "cascade_agent_control_tls_handshakes_total{kind=\"resumed\"} %llu\n%s",
                       m, lm, cm ? cm : "", ctlc_state_name(a->ctl->state),
                       (unsigned long long)a->ctl->applied_gen,
                       (unsigned long long)a->hub.bad_messages,
-                      (unsigned long long)a->events.dropped,
+                      (unsigned long long)a->events.dropped, (unsigned long long)hs_full,
+                      (unsigned long long)hs_resumed,
                       a->relays ? relayc_metrics(a->relays) : "") < 0)
       o = NULL;
     free(m);
@@ -469,7 +478,11 @@ static void on_sim_report(struct ev_loop *loop, ev_timer *w, int revents) {
     else if (c->state == CTLC_BACKOFF && c->failed) failed++;
     else connecting++;
   }
-  printf("simulate: running=%zu connecting=%zu failed=%zu\n", running, connecting, failed);
+  uint64_t hs_full, hs_resumed;
+  ctltls_handshakes(&hs_full, &hs_resumed);
+  printf("simulate: running=%zu connecting=%zu failed=%zu tls_full=%llu tls_resumed=%llu\n",
+         running, connecting, failed, (unsigned long long)hs_full,
+         (unsigned long long)hs_resumed);
   fflush(stdout);
 }
 

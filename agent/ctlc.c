@@ -21,6 +21,7 @@
 #include "ctl_urls.h"
 #include "agentmsg.h"
 #include "ctlprobe.h"
+#include "ctltls.h"
 #include "log.h"
 #include "nngclose.h"
 #include "state.h"
@@ -447,7 +448,11 @@ static int sock_open(ctlc_t *c, int verified) {
       (rv = nng_dialer_create(&d, c->sock, ctlc_url(c))) != 0)
     goto fail;
   if (is_tls(c)) {
-    if ((rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT)) != 0) goto fail;
+    /* The config is this client's: its verified sessions are resumed. */
+    ctltls_use_key(c->tls_key);
+    rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT);
+    ctltls_use_key(0);
+    if (rv != 0) goto fail;
     if (!verified) {
       /* Pin bootstrap: unverified, so only CaRequest is ever sent on it. */
       rv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_NONE);
@@ -1382,6 +1387,7 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
   ctlc_t *c = calloc(1, sizeof(*c));
   if (c == NULL) goto fail;
   c->hub = hub;
+  c->tls_key = ctltls_new_key();
   if ((c->name = strdup(name)) == NULL) goto fail_free;
   if ((c->targets = calloc(hub->cfg->ctl_urls.n + 1, sizeof(*c->targets))) == NULL)
     goto fail_name;
@@ -1461,6 +1467,7 @@ void ctlc_destroy(ctlc_t *c) {
   free(c->node_ca_pem);
   ctl_urls_free(c->targets, c->ntargets);
   ctl_urls_free(c->next_targets, c->nnext);
+  ctltls_forget(c->tls_key);
   free(c->name);
   free(c);
 }

@@ -144,6 +144,7 @@ struct ctlc {
   int sock_verified;             /* dialer verifies the controller (or tcp://) */
   nng_socket sock;
   struct ctlc_pipe_token *pipe_token; /* the socket's pipe callbacks find |c| through it */
+  uint64_t tls_key;              /* its TLS sessions in the resumption store (agent/ctltls.h) */
 
   /* Session: valid while |open|. */
   int open;

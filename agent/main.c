@@ -14,6 +14,7 @@
 #include "agent.h"
 #include "agent_config.h"
 #include "ctlc.h"
+#include "ctltls.h"
 #include "log.h"
 #include "nngclose.h"
 #include "net.h"
@@ -153,6 +154,10 @@ int main(int argc, char **argv) {
     agent_config_free(&cfg);
     return 1;
   }
+  /* The control channel's TLS runs on GnuTLS, which resumes sessions
+   * (agent/ctltls.h); nng's own engine is the fallback. */
+  if (ctltls_register(err, sizeof(err)) != 0)
+    log_warn("main", "control TLS without session resumption: %s", err);
   if ((loop = ev_default_loop(EVFLAG_AUTO)) == NULL) {
     log_error("main", "cannot create the event loop");
     goto out_tls;
@@ -175,6 +180,7 @@ out_tls:
     fflush(NULL);
     _exit(rc);
   }
+  ctltls_shutdown();
   gnutls_global_deinit();
   agent_config_free(&cfg);
   return rc;
