@@ -169,9 +169,20 @@ static int fingerprint_of(int auth_mode, const uint8_t ca_digest[32], uint8_t fp
   return gnutls_hash_fast(GNUTLS_DIG_SHA256, buf, sizeof(buf), fp) == 0 ? 0 : -1;
 }
 
+/* chain_digest folds one more CA chain (PEM) into |d|: trust only grows
+ * with more calls, so the digest covers them all, in order. */
+static int chain_digest(uint8_t d[32], const char *ca_pem) {
+  uint8_t buf[32 + 32];
+  memcpy(buf, d, 32);
+  if (gnutls_hash_fast(GNUTLS_DIG_SHA256, ca_pem, strlen(ca_pem), buf + 32) != 0 ||
+      gnutls_hash_fast(GNUTLS_DIG_SHA256, buf, sizeof(buf), d) != 0)
+    return -1;
+  return 0;
+}
+
 int ctltls_fingerprint(int auth_mode, const char *ca_pem, uint8_t fp[CTLTLS_FP_LEN]) {
   uint8_t d[32] = {0};
-  if (ca_pem && gnutls_hash_fast(GNUTLS_DIG_SHA256, ca_pem, strlen(ca_pem), d) != 0) return -1;
+  if (ca_pem && chain_digest(d, ca_pem) != 0) return -1;
   return fingerprint_of(auth_mode, d, fp);
 }
 
@@ -201,7 +212,7 @@ struct nng_tls_engine_config {
   gnutls_priority_t prio;
   char *server;                  /* owned; NULL: none set */
   int auth;                      /* nng_tls_auth_mode */
-  uint8_t ca_digest[32];         /* SHA-256 of the CA chain; zeros: none */
+  uint8_t ca_digest[32];         /* chain_digest of the CA chains; zeros: none */
   uint64_t key;                  /* the client's store key; 0: no resumption */
 };
 
@@ -294,13 +305,7 @@ static int config_ca(nng_tls_engine_config *cfg, const char *ca, const char *crl
   gnutls_datum_t d = {(unsigned char *)ca, (unsigned)strlen(ca)};
   if (gnutls_certificate_set_x509_trust_mem(cfg->cred, &d, GNUTLS_X509_FMT_PEM) <= 0)
     return NNG_EINVAL;
-  /* Trust only grows with more calls: the digest chains them. */
-  uint8_t buf[32 + 32];
-  memcpy(buf, cfg->ca_digest, 32);
-  if (gnutls_hash_fast(GNUTLS_DIG_SHA256, ca, strlen(ca), buf + 32) != 0 ||
-      gnutls_hash_fast(GNUTLS_DIG_SHA256, buf, sizeof(buf), cfg->ca_digest) != 0)
-    return NNG_EINTERNAL;
-  return 0;
+  return chain_digest(cfg->ca_digest, ca) == 0 ? 0 : NNG_EINTERNAL;
 }
 
 static int config_own_cert(nng_tls_engine_config *cfg, const char *cert, const char *key,

@@ -146,8 +146,8 @@ class TlsResumeTest(unittest.TestCase):
         self.stop_list.append(sim.stop)
 
         def counts():
-            with open(sim.log_path, "rb") as f:
-                m = TLS_RE.findall(f.read()[-4096:])
+            with open(sim.log_path, "rb") as f:  # the last report, behind any failures
+                m = TLS_RE.findall(f.read()[-(1 << 20):])
             return tuple(int(x) for x in m[-1]) if m else (0, 0, 0)
 
         harness.wait_for(lambda: counts()[0] >= n, 90, interval=0.5, what="%d agents running" % n)
