@@ -31,6 +31,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness  # noqa: E402
 
 RUNNING_RE = re.compile(rb"simulate: running=(\d+) connecting=(\d+) failed=(\d+)")
+TLS_RE = re.compile(rb"simulate: running=\d+ connecting=\d+ failed=\d+ tls_full=(\d+) "
+                    rb"tls_resumed=(\d+)")
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -136,6 +138,17 @@ class Sim:
         m = RUNNING_RE.findall(tail)
         return tuple(int(x) for x in m[-1]) if m else None
 
+    def tls(self):
+        """(full, resumed) TLS handshakes so far, or (0, 0) when the log does not say."""
+        try:
+            with open(self.log_path, "rb") as f:
+                # the last report may sit behind many lines of failures
+                f.seek(max(0, os.path.getsize(self.log_path) - (1 << 20)))
+                m = TLS_RE.findall(f.read())
+        except OSError:
+            return (0, 0)
+        return (int(m[-1][0]), int(m[-1][1])) if m else (0, 0)
+
     def stop(self):
         self.proc.terminate()
         try:
@@ -225,6 +238,7 @@ def main():
         harness.wait_for(lambda: running(sims) < args.agents * 0.05, 60,
                          what="the simulators noticing the controllers gone")
         sim0 = sum(cpu_s(s.proc.pid) for s in sims)
+        tls0 = [sum(s.tls()[i] for s in sims) for i in (0, 1)]
         busy0 = machine_busy_s()
         for c in ctls:
             c.start()
@@ -232,6 +246,9 @@ def main():
         log("controllers restarted (down %.1f s)" % (t_up - t_down))
         took, marks = wait_running(sims, args.agents, args.timeout, t_up)
         log(cpu_line(ctls, sims, sim0, busy0, time.monotonic() - t_up))
+        time.sleep(1.5)  # the simulators' next report
+        log("TLS handshakes of the rejoin: %d full, %d resumed"
+            % tuple(sum(s.tls()[i] for s in sims) - tls0[i] for i in (0, 1)))
         if took is not None:
             log("REJOIN: %d agents all running again %.1f s after %d controller(s) restarted "
                 "(50 %% at %.1f s, 90 %% at %.1f s); target %d s"
