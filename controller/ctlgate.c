@@ -625,6 +625,20 @@ static int conn_read(ctlgate_t *g, gconn_t *c) {
   }
 }
 
+/* conn_end ends |c| politely before it is closed at shutdown: TLS's
+ * close_notify and a FIN, as agents saw when nng's listener closed, not a
+ * reset (test_replicas saw an agent's nng 1.5.2 REQ leak the heartbeat it
+ * was sending when a stopping replica reset its connection). What the
+ * client sent and nobody will read is drained first: closing a socket
+ * with unread bytes resets it. Best effort, never waits. */
+static void conn_end(gconn_t *c) {
+  uint8_t buf[4096];
+  if (c->tls && !c->hs) gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+  shutdown(c->fd, SHUT_WR);
+  for (int k = 0; k < 16 && recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; k++) {
+  }
+}
+
 /* conn_pump writes what waits and reads what came; closes |c| when it is over. */
 static void conn_pump(ctlgate_t *g, gconn_t *c) {
   if (c->closed || c->hs) return;
@@ -937,7 +951,10 @@ void ctlgate_stop(ctlgate_t *g) {
     g->started = 0;
   }
   g->stopping = 1;
-  while (g->all) conn_close(g, g->all, 1);
+  while (g->all) {
+    conn_end(g->all);
+    conn_close(g, g->all, 0);
+  }
   while (g->to_free) {
     gconn_t *c = g->to_free;
     g->to_free = c->next_free;
