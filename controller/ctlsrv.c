@@ -5,10 +5,11 @@
  * its queue (ctlgate_recv) and answer synchronously (ctlgate_reply; a
  * request may touch PostgreSQL through the pool). A long poll with nothing
  * to say is parked: its connection id and request id move into the
- * session, and it is answered later from whichever thread has the answer. One sweeper thread, woken
- * every second or by ctlsrv_wake(), flushes heartbeats in one statement,
- * ends silent sessions, answers polls that timed out, and reconciles every
- * session with the registry (generations, deletions, secret changes).
+ * session, and it is answered later from whichever thread has the answer.
+ * One sweeper thread, woken every second or by ctlsrv_wake(), flushes
+ * heartbeats in one statement, ends silent sessions, answers polls that
+ * timed out, and reconciles every session with the registry (generations,
+ * deletions, secret changes).
  *
  * The bookkeeping without I/O is elsewhere and unit-tested alone: the
  * sessions, their parked polls, generations, relay queues and lease state
