@@ -1,4 +1,4 @@
-/* The control socket's connections and their authentication deadline
+/* The control gate's connections and their authentication deadline
  * (control.authtimeout), without I/O: until a node authenticates on a
  * connection, it must keep sending requests, or the control server closes
  * it. Time is a parameter; the control server holds its lock around these
@@ -12,7 +12,7 @@
 #define AUTHWAIT_BUCKETS 4096
 
 typedef struct authwait_ent {
-  uint32_t id;               /* the nng pipe id */
+  uint32_t id;               /* the control gate's connection id */
   int authed;                /* a live session's request came on it */
   int64_t last_ms;           /* added, or its last request */
   struct authwait_ent *next;

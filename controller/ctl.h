@@ -22,7 +22,7 @@ typedef struct ctl {
   struct MHD_Daemon *httpd;   /* owned; see http.c */
   struct http_watch *hwatch;  /* owned; the header deadline, see http.c */
   struct ctlsrv *ctlsrv;      /* owned; see ctlsrv.c; NULL when disabled */
-  struct ctlgate *ctlgate;    /* owned by ctlsrv (see ctlgate.h); for metrics */
+  struct ctlgate *ctlgate;    /* owned; created by ctlsrv (ctlgate.h), freed by main after the relay */
   struct relay_reg *relays;    /* owned; see api_relay.h */
   const struct http_relay *http_relay; /* the relay route's handlers (http.h), set by main.c */
   struct api_feed *feed;      /* owned; GET /api/feed (api_feed.h); NULL before it starts */

@@ -127,8 +127,8 @@ const cfg_key_t ctl_config_table[] = {
      "at once; 0: no limit. Agents behind one NAT address share it."},
     {"control.maxconnections", CFG_INT, OFF(control_maxconns), "0", 0, 1000000, NULL, 0,
      "Control connections at once; more are refused at once. 0: as many as fit the open-file "
-     "limit after the database pool and the HTTP server (3 descriptors each); a larger value "
-     "is lowered to that."},
+     "limit after the database pool and the HTTP server (one descriptor each); a larger "
+     "value is lowered to that."},
     {"control.workers", CFG_INT, OFF(control_workers), "4", 1, 64, NULL, 0,
      "Threads serving control requests."},
     {"control.heartbeat", CFG_INT, OFF(control_heartbeat_ms), "5000", 200, 600000, NULL, 0,

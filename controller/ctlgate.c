@@ -1,17 +1,18 @@
 /* The control gate: see ctlgate.h.
  *
- * One thread owns every socket of the gate: the public listener, and per
- * connection the client's socket and a loopback socket to nng's listener.
- * Both sockets of a connection are in one epoll set, edge-triggered; bytes
- * move through one scratch buffer and only what a socket would not take at
- * once is kept (at most one read, 64 KiB, per direction: a full buffer
- * stops reading from the other side). With tls+tcp the client's side is a
- * GnuTLS session (ctlgate_tls.h): the gate runs the handshake on the
- * accepted socket and opens the loopback connection to nng only once it
- * is done, so nng sees handshaken connections only and its one accept per
- * round no longer waits behind TLS work. nng's pipe callbacks (its
- * threads) and ctlgate_peer (control workers) meet the gate thread under
- * |mu|, in the table of connections by loopback source port. */
+ * One thread owns every socket of the gate: the public listener and each
+ * client's socket, in one epoll set, edge-triggered. With tls+tcp a
+ * client's socket is a GnuTLS session (ctlgate_tls.h): the gate runs the
+ * handshake on it, then sends REP's SP header and reads the client's
+ * (spwire.h). Bytes read go through one scratch buffer into the
+ * connection's frame parser; each request read is queued, with the
+ * connection's id, for the control workers (ctlgate_recv), whose replies
+ * come back through a locked list and an eventfd (ctlgate_reply) and are
+ * written in order. Reading stops while a connection has
+ * CTLGATE_CONN_UNANSWERED requests unanswered or the workers' queue is full
+ * (what was read and not yet parsed is kept, at most one read), so memory
+ * stays bounded whatever clients send. Only this thread touches a
+ * connection; other threads name it by id. */
 #define _GNU_SOURCE
 #include "ctlgate.h"
 
@@ -32,47 +33,64 @@
 
 #include "conntrack.h"
 #include "ctlgate_tls.h"
+#include "ctlmsg_bounds.h"
 #include "log.h"
 #include "net.h"
+#include "spwire.h"
 
 #define SCRATCH (64 * 1024)
 #define ACCEPTS_PER_WAKE 256
 #define EVENTS 256
 #define LOG_EVERY_MS 5000
 #define ACCEPT_PAUSE_MS 100
-#define FD_RESERVE 64            /* logs, PEM files, epoll, eventfds, nng's own */
+#define FD_RESERVE 64            /* logs, PEM files, epoll, eventfds, the process's own */
 #define TLS_RETRIES 16           /* harmless GnuTLS returns in a row before giving up */
+#define BY_ID 65536              /* buckets of the table of connections by id */
 
 typedef struct gconn gconn_t;
 
-/* What an epoll event points at: one socket of a connection. */
-typedef struct gref {
-  gconn_t *c;
-  int side;                  /* 0 the client, 1 nng (loopback) */
-} gref_t;
+#define FR_HEADER 0              /* the gate's SP header */
+#define FR_REPLY 1               /* a reply: the request it answers is done once written */
+#define FR_NONE 2                /* a request given up: nothing to write */
+#define FR_CLOSE 3               /* close the connection */
 
-typedef struct pend {
-  uint8_t *buf;              /* owned; bytes waiting to be written */
-  size_t len, off;
-} pend_t;
+/* Bytes for one connection, or a word about it from another thread. */
+typedef struct gframe {
+  struct gframe *next;
+  uint32_t conn;
+  int kind;                  /* FR_* */
+  size_t len, off;           /* data[]: written up to off */
+  uint8_t data[];
+} gframe_t;
+
+/* A request waiting for a worker. */
+typedef struct qitem {
+  struct qitem *next;
+  ctlgate_req_t r;
+} qitem_t;
 
 struct gconn {
   conntrack_entry_t ct;      /* first: conntrack entries map back to it */
-  int fd[2];
-  gref_t ref[2];
-  uint8_t readable[2], writable[2], rdhup[2], eof[2], shut[2];
-  pend_t pend[2];            /* pend[i]: bytes for fd[i] */
-  gnutls_session_t tls;      /* tls+tcp: the client's side; NULL in plain TCP */
-  int hs;                    /* the TLS handshake runs: no loopback connection yet */
-  uint16_t port;             /* loopback source port: the key nng's pipe shows */
-  int settled;               /* gate thread: known live, no deadline */
+  int fd;
+  uint32_t id;               /* names it to other threads; never 0 */
+  uint8_t readable, writable, rdhup;
+  gnutls_session_t tls;      /* tls+tcp; NULL in plain TCP */
+  int hs;                    /* the TLS handshake runs */
+  int live;                  /* TLS and SP headers done (the callback knows it) */
+  int settled;               /* known live, no deadline */
   int server_turn;           /* before settled: the client spoke last */
   int64_t born_ms, turn_ms;  /* accepted; the turn began */
-  uint32_t pipe_id;          /* under ctlgate.mu: nng's pipe, once live */
-  int live;                  /* under ctlgate.mu */
+  spwire_rx_t rx;            /* the client's header and requests */
+  uint8_t *rest;             /* owned: read, not yet parsed (reading paused) */
+  size_t rest_len, rest_off;
+  gframe_t *out, *out_tail;  /* owned: to write, in order */
+  unsigned unanswered;       /* requests read whose reply is not yet written */
+  int stalled;               /* on ctlgate.stalled: waits for room in the queue */
   int closed;
   gconn_t *next_free;
   gconn_t *prev, *next;      /* ctlgate.all: every open connection */
+  gconn_t *hnext;            /* ctlgate.by_id */
+  gconn_t *sprev, *snext;    /* ctlgate.stalled */
   char ip[INET6_ADDRSTRLEN];
 };
 
@@ -88,22 +106,35 @@ struct ctlgate {
   int lfd;
   int epfd;
   int stopfd;
-  uint16_t inner_port;
+  int wakefd;                /* replies posted, or room in the queue */
   int64_t handshake_ms;
   size_t max_per_addr, max_conns;
+  ctlgate_conn_cb cb;
+  void *cb_arg;
   conntrack_t ct;            /* gate thread only */
   pthread_t thread;
   int started;
+  int stopping;              /* ctlgate_stop: the callback hears nothing more */
   int accept_paused;
   int64_t accept_resume_ms;
+  uint32_t next_id;
   gconn_t *to_free;          /* closed during this batch of events */
-  gconn_t *all;              /* gate thread (and ctlgate_free): open connections */
+  gconn_t *all;              /* gate thread (and ctlgate_stop): open connections */
+  gconn_t *stalled;          /* gate thread: connections waiting for room in the queue */
+  gconn_t *by_id[BY_ID];     /* gate thread */
   ctlgate_tls_t *tls;        /* tls+tcp: certificate and settings; NULL in plain TCP */
-  rl_t rl_addr, rl_total, rl_timeout, rl_accept, rl_tls;
+  rl_t rl_addr, rl_total, rl_timeout, rl_accept, rl_tls, rl_proto;
   atomic_ulong conns;
-  atomic_ulong refused_addr, refused_total, timeouts, foreign, tls_ok, tls_failed;
-  pthread_mutex_t mu;        /* by_port, gconn.live, gconn.pipe_id */
-  gconn_t *by_port[65536];
+  atomic_ulong refused_addr, refused_total, timeouts, tls_ok, tls_failed, proto_errors;
+  pthread_mutex_t qmu;       /* the workers' queue */
+  pthread_cond_t qcv;
+  qitem_t *qhead, *qtail;
+  size_t qn, qbytes;
+  int qstopped;
+  int qwant_wake;            /* the gate waits for room: wake it at half */
+  pthread_mutex_t rmu;       /* replies and closes posted by other threads */
+  gframe_t *rhead, *rtail;
+  int rstopped;
   uint8_t scratch[SCRATCH];
 };
 
@@ -142,26 +173,13 @@ int ctlgate_split_url(const char *url, char *scheme, size_t schemelen, char *hos
   return 0;
 }
 
-size_t ctlgate_fit(uint64_t nofile, size_t http_max, size_t db_pool, size_t ports) {
+size_t ctlgate_fit(uint64_t nofile, size_t http_max, size_t db_pool) {
   uint64_t reserve = FD_RESERVE + (uint64_t)db_pool;
   if (nofile <= reserve) return 1;
   uint64_t budget = nofile - reserve;
   uint64_t http = http_max < budget / 2 ? http_max : budget / 2;
-  uint64_t n = (budget - http) / 3;
-  if (ports && n > ports) n = ports;
+  uint64_t n = budget - http;
   return n ? (size_t)n : 1;
-}
-
-/* local_ports is the size of the kernel's ephemeral port range: every
- * gate connection holds one loopback source port. */
-static size_t local_ports(void) {
-  unsigned lo = 32768, hi = 60999;
-  FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-  if (f) {
-    if (fscanf(f, "%u %u", &lo, &hi) != 2 || hi < lo) lo = 32768, hi = 60999;
-    fclose(f);
-  }
-  return (size_t)(hi - lo + 1);
 }
 
 static void show_addr(const struct sockaddr_storage *ss, char *buf, size_t len) {
@@ -177,8 +195,7 @@ static void show_addr(const struct sockaddr_storage *ss, char *buf, size_t len) 
   }
 }
 
-ctlgate_t *ctlgate_new(const ctlgate_config_t *cfg, char *inner, size_t innerlen, char *err,
-                       size_t errlen) {
+ctlgate_t *ctlgate_new(const ctlgate_config_t *cfg, char *err, size_t errlen) {
   char hostport[300];
   struct rlimit rl;
   ctlgate_t *g = calloc(1, sizeof(*g));
@@ -186,8 +203,10 @@ ctlgate_t *ctlgate_new(const ctlgate_config_t *cfg, char *inner, size_t innerlen
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  g->lfd = g->epfd = g->stopfd = -1;
-  pthread_mutex_init(&g->mu, NULL);
+  g->lfd = g->epfd = g->stopfd = g->wakefd = -1;
+  pthread_mutex_init(&g->qmu, NULL);
+  pthread_cond_init(&g->qcv, NULL);
+  pthread_mutex_init(&g->rmu, NULL);
   if (ctlgate_split_url(cfg->url, g->scheme, sizeof(g->scheme), hostport, sizeof(hostport)) !=
       0) {
     snprintf(err, errlen, "control.listenaddr '%s': expected tls+tcp://host:port or "
@@ -199,11 +218,11 @@ ctlgate_t *ctlgate_new(const ctlgate_config_t *cfg, char *inner, size_t innerlen
   uint64_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
                         ? (uint64_t)rl.rlim_cur
                         : 1048576;
-  size_t fit = ctlgate_fit(nofile, cfg->http_max, cfg->db_pool, local_ports());
+  size_t fit = ctlgate_fit(nofile, cfg->http_max, cfg->db_pool);
   g->max_conns = cfg->max_conns ? cfg->max_conns : fit;
   if (g->max_conns > fit) {
     log_warn("control", "control.maxconnections %zu does not fit the open-file limit (%llu, "
-             "3 descriptors per connection) or the local port range: using %zu",
+             "one descriptor per connection): using %zu",
              g->max_conns, (unsigned long long)nofile, fit);
     g->max_conns = fit;
   }
@@ -230,8 +249,6 @@ ctlgate_t *ctlgate_new(const ctlgate_config_t *cfg, char *inner, size_t innerlen
   g->lfd = net_listen_tcp("control.listenaddr", hostport, 1, g->shown, sizeof(g->shown), err,
                           errlen);
   if (g->lfd < 0) goto fail;
-  /* Behind the gate only plaintext: the gate has ended TLS, on loopback. */
-  snprintf(inner, innerlen, "tcp://127.0.0.1:0");
   return g;
 
 fail:
@@ -239,52 +256,142 @@ fail:
   return NULL;
 }
 
-/* ---- nng's side ---------------------------------------------------------- */
+/* ---- the workers' side --------------------------------------------------- */
 
-/* A pipe is a connection that finished TLS and SP negotiation: if it came
- * through the gate it is live, else it is closed (something local dialled
- * the loopback port directly, around the limits). */
-static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg) {
-  ctlgate_t *g = arg;
-  nng_sockaddr sa;
-  int known = 0;
-  (void)ev;
-  if (nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) == 0 && sa.s_family == NNG_AF_INET &&
-      sa.s_in.sa_addr == htonl(INADDR_LOOPBACK)) {
-    uint16_t port = ntohs(sa.s_in.sa_port);
-    pthread_mutex_lock(&g->mu);
-    gconn_t *c = g->by_port[port];
-    if (c && !c->live) {
-      c->live = 1;
-      c->pipe_id = (uint32_t)nng_pipe_id(p);
-      known = 1;
-    }
-    pthread_mutex_unlock(&g->mu);
+int ctlgate_recv(ctlgate_t *g, ctlgate_req_t *req) {
+  pthread_mutex_lock(&g->qmu);
+  while (g->qhead == NULL && !g->qstopped) pthread_cond_wait(&g->qcv, &g->qmu);
+  if (g->qstopped) {
+    pthread_mutex_unlock(&g->qmu);
+    return -1;
   }
-  if (!known) {
-    atomic_fetch_add(&g->foreign, 1);
-    nng_pipe_close(p);
+  qitem_t *q = g->qhead;
+  g->qhead = q->next;
+  if (g->qhead == NULL) g->qtail = NULL;
+  g->qn--;
+  g->qbytes -= q->r.len;
+  int wake = g->qwant_wake && g->qn <= CTLGATE_QUEUE_MAX / 2 &&
+             g->qbytes <= CTLGATE_QUEUE_BYTES / 2;
+  if (wake) g->qwant_wake = 0;
+  pthread_mutex_unlock(&g->qmu);
+  *req = q->r;
+  free(q);
+  if (wake) {
+    uint64_t one = 1;
+    if (write(g->wakefd, &one, sizeof(one)) < 0) { /* already pending */ }
   }
+  return 0;
 }
 
-int ctlgate_attach(ctlgate_t *g, nng_socket sock) {
-  return nng_pipe_notify(sock, NNG_PIPE_EV_ADD_PRE, on_pipe, g);
-}
-
-void ctlgate_peer(ctlgate_t *g, nng_pipe p, char *buf, size_t len) {
-  nng_sockaddr sa;
-  snprintf(buf, len, "?");
-  if (g == NULL || nng_pipe_get_addr(p, NNG_OPT_REMADDR, &sa) != 0 ||
-      sa.s_family != NNG_AF_INET)
+/* post hands |f| to the gate's thread. */
+static void post(ctlgate_t *g, gframe_t *f) {
+  f->next = NULL;
+  pthread_mutex_lock(&g->rmu);
+  if (g->rstopped) {
+    pthread_mutex_unlock(&g->rmu);
+    free(f);
     return;
-  uint16_t port = ntohs(sa.s_in.sa_port);
-  pthread_mutex_lock(&g->mu);
-  gconn_t *c = g->by_port[port];
-  if (c && c->live && c->pipe_id == (uint32_t)nng_pipe_id(p)) snprintf(buf, len, "%s", c->ip);
-  pthread_mutex_unlock(&g->mu);
+  }
+  int was_empty = g->rhead == NULL;
+  if (g->rtail) g->rtail->next = f;
+  else g->rhead = f;
+  g->rtail = f;
+  pthread_mutex_unlock(&g->rmu);
+  if (was_empty) {
+    uint64_t one = 1;
+    if (write(g->wakefd, &one, sizeof(one)) < 0) { /* already pending */ }
+  }
+}
+
+void ctlgate_reply(ctlgate_t *g, uint32_t conn, uint32_t id, const void *body, size_t len) {
+  if (g == NULL) return;
+  size_t n = body ? spwire_frame_len(len) : 0;
+  gframe_t *f = malloc(sizeof(*f) + n);
+  if (f == NULL && body) {
+    /* No memory for the reply: at least give the request up. */
+    body = NULL;
+    n = 0;
+    f = malloc(sizeof(*f));
+  }
+  if (f == NULL) return;
+  f->conn = conn;
+  f->kind = body ? FR_REPLY : FR_NONE;
+  f->len = n;
+  f->off = 0;
+  if (body) spwire_frame(f->data, id, body, len);
+  post(g, f);
+}
+
+void ctlgate_close(ctlgate_t *g, uint32_t conn) {
+  if (g == NULL) return;
+  gframe_t *f = malloc(sizeof(*f));
+  if (f == NULL) return;
+  f->conn = conn;
+  f->kind = FR_CLOSE;
+  f->len = f->off = 0;
+  post(g, f);
+}
+
+/* queue_full: no room for another request (the workers will wake the gate
+ * when there is). */
+static int queue_full(ctlgate_t *g) {
+  pthread_mutex_lock(&g->qmu);
+  int full = g->qn >= CTLGATE_QUEUE_MAX || g->qbytes >= CTLGATE_QUEUE_BYTES;
+  if (full) g->qwant_wake = 1;
+  pthread_mutex_unlock(&g->qmu);
+  return full;
+}
+
+/* deliver queues request |id| of |c| (taking |body|). */
+static int deliver(ctlgate_t *g, gconn_t *c, uint32_t id, uint8_t *body, size_t len) {
+  qitem_t *q = malloc(sizeof(*q));
+  if (q == NULL) {
+    free(body);
+    return -1;
+  }
+  q->next = NULL;
+  q->r.conn = c->id;
+  q->r.id = id;
+  q->r.body = body;
+  q->r.len = len;
+  snprintf(q->r.ip, sizeof(q->r.ip), "%s", c->ip);
+  pthread_mutex_lock(&g->qmu);
+  if (g->qtail) g->qtail->next = q;
+  else g->qhead = q;
+  g->qtail = q;
+  g->qn++;
+  g->qbytes += len;
+  pthread_cond_signal(&g->qcv);
+  pthread_mutex_unlock(&g->qmu);
+  c->unanswered++;
+  return 0;
 }
 
 /* ---- connections ------------------------------------------------------- */
+
+static gconn_t *by_id(ctlgate_t *g, uint32_t id) {
+  for (gconn_t *c = g->by_id[id % BY_ID]; c; c = c->hnext)
+    if (c->id == id) return c;
+  return NULL;
+}
+
+static void stall(ctlgate_t *g, gconn_t *c) {
+  if (c->stalled) return;
+  c->stalled = 1;
+  c->sprev = NULL;
+  c->snext = g->stalled;
+  if (g->stalled) g->stalled->sprev = c;
+  g->stalled = c;
+}
+
+static void unstall(ctlgate_t *g, gconn_t *c) {
+  if (!c->stalled) return;
+  c->stalled = 0;
+  if (c->sprev) c->sprev->snext = c->snext;
+  else g->stalled = c->snext;
+  if (c->snext) c->snext->sprev = c->sprev;
+  c->sprev = c->snext = NULL;
+}
 
 static void conn_close(ctlgate_t *g, gconn_t *c, int reset) {
   if (c->closed) return;
@@ -292,25 +399,35 @@ static void conn_close(ctlgate_t *g, gconn_t *c, int reset) {
   if (c->prev) c->prev->next = c->next;
   else g->all = c->next;
   if (c->next) c->next->prev = c->prev;
-  pthread_mutex_lock(&g->mu);
-  if (g->by_port[c->port] == c) g->by_port[c->port] = NULL;
-  pthread_mutex_unlock(&g->mu);
-  for (int i = 0; i < 2; i++) {
-    if (c->fd[i] < 0) continue;
-    if (reset) {
-      /* RST: no TIME_WAIT on the loopback port, and the peer knows at once. */
-      struct linger lg = {1, 0};
-      setsockopt(c->fd[i], SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  for (gconn_t **pp = &g->by_id[c->id % BY_ID]; *pp; pp = &(*pp)->hnext)
+    if (*pp == c) {
+      *pp = c->hnext;
+      break;
     }
-    close(c->fd[i]);
-    c->fd[i] = -1;
-    free(c->pend[i].buf);
-    c->pend[i].buf = NULL;
+  unstall(g, c);
+  if (c->fd >= 0) {
+    if (reset) {
+      /* RST: the peer knows at once, and no TIME_WAIT is left behind. */
+      struct linger lg = {1, 0};
+      setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(c->fd);
+    c->fd = -1;
   }
+  spwire_rx_free(&c->rx);
+  free(c->rest);
+  c->rest = NULL;
+  while (c->out) {
+    gframe_t *f = c->out;
+    c->out = f->next;
+    free(f);
+  }
+  c->out_tail = NULL;
   if (c->tls) gnutls_deinit(c->tls);
   c->tls = NULL;
   conntrack_del(&g->ct, &c->ct);
   atomic_fetch_sub(&g->conns, 1);
+  if (c->live && !g->stopping && g->cb) g->cb(g->cb_arg, c->id, 0);
   /* Events of this batch may still name it: freed after the batch. */
   c->next_free = g->to_free;
   g->to_free = c;
@@ -320,17 +437,18 @@ static void conn_close(ctlgate_t *g, gconn_t *c, int reset) {
  * answers each flight at once, so it is always the client's turn
  * (ctlgate_verdict): from the accept, then from each flight the gate sent.
  * A client's whole flight must arrive within the deadline; bytes trickled
- * in do not restart it. After the handshake, flow() keeps the turn. */
+ * in do not restart it. After the handshake, the client owes its SP
+ * header (sp_start). */
 static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len) {
   gconn_t *c = p;
-  ssize_t n = recv(c->fd[0], buf, len, 0);
+  ssize_t n = recv(c->fd, buf, len, 0);
   if (n < 0) gnutls_transport_set_errno(c->tls, errno);
   return n;
 }
 
 static ssize_t tls_push(gnutls_transport_ptr_t p, const void *buf, size_t len) {
   gconn_t *c = p;
-  ssize_t n = send(c->fd[0], buf, len, MSG_NOSIGNAL);
+  ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
   if (n > 0 && c->hs) {
     c->server_turn = 0;
     c->turn_ms = now_ms();
@@ -341,11 +459,11 @@ static ssize_t tls_push(gnutls_transport_ptr_t p, const void *buf, size_t len) {
 
 #define IO_AGAIN (-2)
 
-/* side_recv reads from side |from|: > 0 bytes, 0 the end, IO_AGAIN, or -1
- * an error that ends the connection. The client's side in TLS gives
- * plaintext, at most one record. */
-static ssize_t side_recv(gconn_t *c, int from, uint8_t *buf, size_t len) {
-  if (from == 0 && c->tls) {
+/* side_recv reads from the client: > 0 bytes, 0 the end, IO_AGAIN, or -1
+ * an error that ends the connection. In TLS it gives plaintext, at most
+ * one record. */
+static ssize_t side_recv(gconn_t *c, uint8_t *buf, size_t len) {
+  if (c->tls) {
     for (int k = 0; k < TLS_RETRIES; k++) {
       ssize_t n = gnutls_record_recv(c->tls, buf, len);
       if (n >= 0) return n;
@@ -359,18 +477,18 @@ static ssize_t side_recv(gconn_t *c, int from, uint8_t *buf, size_t len) {
     return -1;
   }
   for (;;) {
-    ssize_t n = recv(c->fd[from], buf, len, 0);
+    ssize_t n = recv(c->fd, buf, len, 0);
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : -1;
   }
 }
 
-/* side_send writes to side |to|: > 0 bytes taken, IO_AGAIN, or -1. In TLS
- * a record GnuTLS could not send at once stays in GnuTLS: the next call,
- * with the same bytes at the front, sends it and counts them. */
-static ssize_t side_send(gconn_t *c, int to, const uint8_t *buf, size_t len) {
-  if (to == 0 && c->tls) {
+/* side_send writes to the client: > 0 bytes taken, IO_AGAIN, or -1. In
+ * TLS a record GnuTLS could not send at once stays in GnuTLS: the next
+ * call, with the same bytes at the front, sends it and counts them. */
+static ssize_t side_send(gconn_t *c, const uint8_t *buf, size_t len) {
+  if (c->tls) {
     for (int k = 0; k < TLS_RETRIES; k++) {
       ssize_t n = gnutls_record_send(c->tls, buf, len);
       if (n > 0) return n;
@@ -383,96 +501,172 @@ static ssize_t side_send(gconn_t *c, int to, const uint8_t *buf, size_t len) {
     return -1;
   }
   for (;;) {
-    ssize_t n = send(c->fd[to], buf, len, MSG_NOSIGNAL);
+    ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     return errno == EAGAIN || errno == EWOULDBLOCK ? IO_AGAIN : -1;
   }
 }
 
-/* side_shut half-closes side |to| once the other side ended. */
-static void side_shut(gconn_t *c, int to) {
-  if (c->shut[to]) return;
-  /* best effort: a close_notify that does not fit now is not waited for */
-  if (to == 0 && c->tls) gnutls_bye(c->tls, GNUTLS_SHUT_WR);
-  shutdown(c->fd[to], SHUT_WR);
-  c->shut[to] = 1;
-}
-
-/* flow moves bytes from side |from| to side !from until either would
- * block. -1 on an error that ends the connection. */
-static int flow(ctlgate_t *g, gconn_t *c, int from) {
-  int to = !from;
-  pend_t *p = &c->pend[to];
-  int tls_from = from == 0 && c->tls;
-  for (;;) {
-    while (p->len > p->off) {
-      if (!c->writable[to]) return 0;
-      ssize_t n = side_send(c, to, p->buf + p->off, p->len - p->off);
-      if (n == IO_AGAIN) {
-        c->writable[to] = 0;
-        return 0;
-      }
-      if (n < 0) return -1;
-      p->off += (size_t)n;
-      if (p->off < p->len && !(to == 0 && c->tls)) {
-        c->writable[to] = 0; /* a short plain send: the socket is full */
-        return 0;
-      }
-    }
-    if (p->buf) {
-      free(p->buf);
-      p->buf = NULL;
-      p->len = p->off = 0;
-    }
-    if (c->eof[from]) {
-      side_shut(c, to);
-      return 0;
-    }
-    if (!c->readable[from]) return 0;
-    ssize_t n = side_recv(c, from, g->scratch, SCRATCH);
-    if (n > 0 && !c->settled) {
-      c->server_turn = from == 0;
-      c->turn_ms = now_ms();
-    }
-    if (n == 0) {
-      c->eof[from] = 1;
-      continue;
-    }
+/* flush writes what |c| has to send until the socket would block. A reply
+ * written whole no longer counts as unanswered. -1 ends the connection. */
+static int flush(gconn_t *c) {
+  while (c->out) {
+    gframe_t *f = c->out;
+    if (!c->writable) return 0;
+    ssize_t n = side_send(c, f->data + f->off, f->len - f->off);
     if (n == IO_AGAIN) {
-      c->readable[from] = 0;
+      c->writable = 0;
       return 0;
     }
     if (n < 0) return -1;
-    /* A short read drained the socket: new data brings a new edge (unless
-     * the peer's FIN came with it, which only another read sees). Not so
-     * in TLS: GnuTLS may hold the next record, or part of it be left in
-     * the socket. */
-    if (!tls_from && (size_t)n < SCRATCH && !c->rdhup[from]) c->readable[from] = 0;
-    size_t sent = 0;
-    while (c->writable[to] && sent < (size_t)n) {
-      ssize_t m = side_send(c, to, g->scratch + sent, (size_t)n - sent);
-      if (m == IO_AGAIN) {
-        c->writable[to] = 0;
-        break;
+    f->off += (size_t)n;
+    if (f->off < f->len) {
+      if (!c->tls) {
+        c->writable = 0; /* a short plain send: the socket is full */
+        return 0;
       }
-      if (m < 0) return -1;
-      sent += (size_t)m;
-      if (sent < (size_t)n && !(to == 0 && c->tls)) c->writable[to] = 0;
+      continue;
     }
-    if (sent < (size_t)n) {
-      if ((p->buf = malloc((size_t)n - sent)) == NULL) return -1;
-      memcpy(p->buf, g->scratch + sent, (size_t)n - sent);
-      p->len = (size_t)n - sent;
-      p->off = 0;
+    c->out = f->next;
+    if (c->out == NULL) c->out_tail = NULL;
+    if (f->kind == FR_REPLY && c->unanswered) c->unanswered--;
+    free(f);
+  }
+  return 0;
+}
+
+static void push_out(gconn_t *c, gframe_t *f) {
+  f->next = NULL;
+  if (c->out_tail) c->out_tail->next = f;
+  else c->out = f;
+  c->out_tail = f;
+}
+
+/* proto_error closes nothing itself: it counts and logs why |c| ends. */
+static void proto_error(ctlgate_t *g, gconn_t *c, int rc) {
+  unsigned long n;
+  const char *why = rc == SPWIRE_BAD_HEADER ? "not an nng REQ socket (SP header)"
+                    : rc == SPWIRE_TOO_LONG ? "a message over the size bound"
+                    : rc == SPWIRE_BAD_ID   ? "a request without a request id"
+                                            : "out of memory";
+  atomic_fetch_add(&g->proto_errors, 1);
+  if (rl_pass(&g->rl_proto, &n))
+    log_info("control", "closed a control connection from %s: %s%s", c->ip, why,
+             n ? "; more since the last report" : "");
+}
+
+#define READ_EOF 1
+
+/* conn_read reads and parses what the client sent, queueing its requests,
+ * until the socket would block or the connection or the queue has no room
+ * (the connection then waits: a reply written, or the workers catching up,
+ * resumes it). 0, READ_EOF when the client ended, or -1 on an error. */
+static int conn_read(ctlgate_t *g, gconn_t *c) {
+  for (;;) {
+    if (c->unanswered >= CTLGATE_CONN_UNANSWERED) return 0;
+    if (c->live && queue_full(g)) {
+      stall(g, c);
+      return 0;
+    }
+    const uint8_t *d;
+    size_t n;
+    int from_rest = c->rest != NULL;
+    if (from_rest) {
+      d = c->rest + c->rest_off;
+      n = c->rest_len - c->rest_off;
+    } else {
+      if (!c->readable) return 0;
+      ssize_t r = side_recv(c, g->scratch, SCRATCH);
+      if (r == 0) return READ_EOF;
+      if (r == IO_AGAIN) {
+        c->readable = 0;
+        return 0;
+      }
+      if (r < 0) return -1;
+      /* A short read drained the socket: new data brings a new edge
+       * (unless the peer's FIN came with it, which only another read
+       * sees). Not so in TLS: GnuTLS may hold the next record, or part of
+       * it be left in the socket. */
+      if (!c->tls && (size_t)r < SCRATCH && !c->rdhup) c->readable = 0;
+      d = g->scratch;
+      n = (size_t)r;
+    }
+    size_t off = 0;
+    while (off < n) {
+      if (c->unanswered >= CTLGATE_CONN_UNANSWERED || (c->live && queue_full(g))) break;
+      size_t used, bl;
+      uint32_t id;
+      uint8_t *body = NULL;
+      int rc = spwire_rx_feed(&c->rx, d + off, n - off, &used, &id, &body, &bl);
+      off += used;
+      if (rc < 0) {
+        proto_error(g, c, rc);
+        return -1;
+      }
+      if (!c->live && spwire_rx_header_done(&c->rx)) {
+        c->live = 1;
+        if (g->cb) g->cb(g->cb_arg, c->id, 1);
+      }
+      if (rc == SPWIRE_MESSAGE && deliver(g, c, id, body, bl) != 0) return -1;
+    }
+    if (from_rest) {
+      c->rest_off += off;
+      if (c->rest_off == c->rest_len) {
+        free(c->rest);
+        c->rest = NULL;
+        c->rest_len = c->rest_off = 0;
+      }
+    } else if (off < n) {
+      if ((c->rest = malloc(n - off)) == NULL) return -1;
+      memcpy(c->rest, d + off, n - off);
+      c->rest_len = n - off;
+      c->rest_off = 0;
     }
   }
 }
 
-static int inner_open(ctlgate_t *g, gconn_t *c);
+/* conn_end ends |c| politely before it is closed at shutdown: TLS's
+ * close_notify and a FIN, as agents saw when nng's listener closed, not a
+ * reset (test_replicas saw an agent's nng 1.5.2 REQ leak the heartbeat it
+ * was sending when a stopping replica reset its connection). What the
+ * client sent and nobody will read is drained first: closing a socket
+ * with unread bytes resets it. Best effort, never waits. */
+static void conn_end(gconn_t *c) {
+  uint8_t buf[4096];
+  if (c->tls && !c->hs) gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+  shutdown(c->fd, SHUT_WR);
+  for (int k = 0; k < 16 && recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; k++) {
+  }
+}
 
-/* handshake advances the TLS handshake of |c|; once it is done, the
- * loopback connection to nng opens. -1 when the connection is over. */
+/* conn_pump writes what waits and reads what came; closes |c| when it is over. */
+static void conn_pump(ctlgate_t *g, gconn_t *c) {
+  if (c->closed || c->hs) return;
+  int rc = flush(c);
+  if (rc == 0) rc = conn_read(g, c);
+  if (rc == READ_EOF) conn_close(g, c, 0);
+  else if (rc != 0) conn_close(g, c, 1);
+}
+
+/* sp_start begins the SP negotiation once TLS (if any) is done: the gate
+ * sends REP's header at once, and the client owes its REQ header. */
+static int sp_start(gconn_t *c) {
+  gframe_t *f = malloc(sizeof(*f) + SPWIRE_HEADER_LEN);
+  if (f == NULL) return -1;
+  f->conn = c->id;
+  f->kind = FR_HEADER;
+  f->len = SPWIRE_HEADER_LEN;
+  f->off = 0;
+  spwire_header(f->data, SPWIRE_PROTO_REP);
+  push_out(c, f);
+  c->server_turn = 0;
+  c->turn_ms = now_ms();
+  return 0;
+}
+
+/* handshake advances the TLS handshake of |c|; once it is done, the SP
+ * negotiation starts. -1 when the connection is over. */
 static int handshake(ctlgate_t *g, gconn_t *c) {
   for (int k = 0; k < TLS_RETRIES; k++) {
     int rc = gnutls_handshake(c->tls);
@@ -486,12 +680,12 @@ static int handshake(ctlgate_t *g, gconn_t *c) {
         gnutls_free(d);
       }
       /* The client's first records may already sit in GnuTLS's buffer. */
-      c->readable[0] = 1;
-      if (inner_open(g, c) != 0) {
+      c->readable = 1;
+      if (sp_start(c) != 0) {
         unsigned long n;
         if (rl_pass(&g->rl_accept, &n))
-          log_warn("control", "cannot forward a control connection from %s: %s", c->ip,
-                   strerror(errno));
+          log_warn("control", "cannot serve a control connection from %s: %s", c->ip,
+                   strerror(ENOMEM));
         return -1;
       }
       return 0;
@@ -511,13 +705,11 @@ static int handshake(ctlgate_t *g, gconn_t *c) {
   return -1;
 }
 
-static void conn_event(ctlgate_t *g, gref_t *r, uint32_t ev) {
-  gconn_t *c = r->c;
-  int s = r->side;
+static void conn_event(ctlgate_t *g, gconn_t *c, uint32_t ev) {
   if (c->closed) return;
-  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable[s] = 1;
-  if (ev & (EPOLLRDHUP | EPOLLHUP)) c->rdhup[s] = 1;
-  if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable[s] = 1;
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = 1;
+  if (ev & (EPOLLRDHUP | EPOLLHUP)) c->rdhup = 1;
+  if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable = 1;
   if (c->hs) {
     if (handshake(g, c) != 0) {
       conn_close(g, c, 1);
@@ -525,51 +717,7 @@ static void conn_event(ctlgate_t *g, gref_t *r, uint32_t ev) {
     }
     if (c->hs) return;
   }
-  if (flow(g, c, 0) != 0 || flow(g, c, 1) != 0) {
-    conn_close(g, c, 1);
-    return;
-  }
-  /* nng never half-closes: once its side ended and the rest reached the
-   * client, the connection is over (a client that keeps its end open
-   * would otherwise hold a place with no pipe behind it). */
-  if (c->eof[1] && c->pend[0].len == 0) conn_close(g, c, 0);
-}
-
-/* inner_connect opens the loopback connection to nng's listener; the source
- * port is bound first so the connection is in by_port before nng can see it. */
-static int inner_connect(ctlgate_t *g, gconn_t *c) {
-  struct sockaddr_in a;
-  socklen_t al = sizeof(a);
-  int one = 1;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &al) != 0)
-    goto fail;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  c->fd[1] = fd;
-  c->port = ntohs(a.sin_port);
-  pthread_mutex_lock(&g->mu);
-  g->by_port[c->port] = c;
-  pthread_mutex_unlock(&g->mu);
-  a.sin_port = htons(g->inner_port);
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EINPROGRESS) return -1;
-  return 0;
-fail:
-  close(fd);
-  return -1;
-}
-
-/* inner_open connects to nng and watches the loopback socket. */
-static int inner_open(ctlgate_t *g, gconn_t *c) {
-  struct epoll_event e1 = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                           .data.ptr = &c->ref[1]};
-  if (inner_connect(g, c) != 0 || epoll_ctl(g->epfd, EPOLL_CTL_ADD, c->fd[1], &e1) != 0)
-    return -1;
-  return 0;
+  conn_pump(g, c);
 }
 
 static void refuse_log(rl_t *r, const char *ip, const char *why) {
@@ -626,24 +774,26 @@ static void accept_some(ctlgate_t *g) {
     }
     atomic_fetch_add(&g->conns, 1);
     c->born_ms = c->turn_ms = now_ms();
-    c->fd[0] = fd;
-    c->fd[1] = -1;
+    c->fd = fd;
+    c->writable = 1;
+    do c->id = ++g->next_id;
+    while (c->id == 0 || by_id(g, c->id) != NULL);
+    c->hnext = g->by_id[c->id % BY_ID];
+    g->by_id[c->id % BY_ID] = c;
     c->next = g->all;
     if (g->all) g->all->prev = c;
     g->all = c;
     snprintf(c->ip, sizeof(c->ip), "%s", ip);
+    spwire_rx_init(&c->rx, CTLMSG_MAX);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->ref[0] = (gref_t){c, 0};
-    c->ref[1] = (gref_t){c, 1};
-    struct epoll_event e0 = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-                             .data.ptr = &c->ref[0]};
-    /* TLS: nng gets the connection once the handshake is done (handshake()). */
+    struct epoll_event e0 = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    /* TLS: the SP negotiation starts once the handshake is done (handshake()). */
     c->hs = g->tls != NULL;
     if ((g->tls && ctlgate_tls_session(g->tls, &c->tls, c, tls_pull, tls_push) != 0) ||
-        (!g->tls && inner_open(g, c) != 0) || epoll_ctl(g->epfd, EPOLL_CTL_ADD, fd, &e0) != 0) {
+        (!g->tls && sp_start(c) != 0) || epoll_ctl(g->epfd, EPOLL_CTL_ADD, fd, &e0) != 0) {
       unsigned long n;
       if (rl_pass(&g->rl_accept, &n))
-        log_warn("control", "cannot forward a control connection from %s: %s", ip,
+        log_warn("control", "cannot serve a control connection from %s: %s", ip,
                  strerror(errno));
       conn_close(g, c, 1);
     }
@@ -659,21 +809,17 @@ int ctlgate_verdict(int server_turn, int64_t born_ms, int64_t turn_ms, int64_t n
 
 /* expire checks the connections whose check time came (every quarter of
  * the deadline until they are live). One is closed when it is the
- * client's turn (it has sent nothing yet, or the controller answered
- * last) and the client has been silent for control.handshaketimeout, or
- * when it is still not live after six times that. A client that spoke
- * last waits on the controller, which may be slow to answer during a
- * storm of agents: closing those made nng 1.5.2's dialer on some agents
- * stop redialling. */
+ * client's turn (it has sent nothing yet, or the gate answered last) and
+ * the client has been silent for control.handshaketimeout, or when it is
+ * still not live after six times that. A client that spoke last waits on
+ * the controller, which may be slow to answer during a storm of agents:
+ * closing those made nng 1.5.2's dialer on some agents stop redialling. */
 static void expire(ctlgate_t *g) {
   conntrack_entry_t *e;
   int64_t now = now_ms();
   while ((e = conntrack_expired(&g->ct, now)) != NULL) {
     gconn_t *c = (gconn_t *)e;
-    pthread_mutex_lock(&g->mu);
-    int live = c->live;
-    pthread_mutex_unlock(&g->mu);
-    if (live) {
+    if (c->live) {
       c->settled = 1; /* the queue has forgotten it */
       continue;
     }
@@ -695,6 +841,42 @@ static void expire(ctlgate_t *g) {
   }
 }
 
+/* take_posted applies what other threads posted: replies, requests given
+ * up, closes. Each is for a connection by id: one that has gone drops it. */
+static void take_posted(ctlgate_t *g) {
+  uint64_t v;
+  if (read(g->wakefd, &v, sizeof(v)) < 0) { /* nothing pending */ }
+  pthread_mutex_lock(&g->rmu);
+  gframe_t *f = g->rhead;
+  g->rhead = g->rtail = NULL;
+  pthread_mutex_unlock(&g->rmu);
+  while (f) {
+    gframe_t *next = f->next;
+    gconn_t *c = by_id(g, f->conn);
+    if (c == NULL || c->closed) {
+      free(f);
+    } else if (f->kind == FR_CLOSE) {
+      free(f);
+      conn_close(g, c, 1);
+    } else {
+      if (f->kind == FR_NONE) {
+        if (c->unanswered) c->unanswered--;
+        free(f);
+      } else {
+        push_out(c, f);
+      }
+      conn_pump(g, c);
+    }
+    f = next;
+  }
+  /* Room in the queue again: the connections that waited for it read on. */
+  while (g->stalled && !queue_full(g)) {
+    gconn_t *c = g->stalled;
+    unstall(g, c);
+    conn_pump(g, c);
+  }
+}
+
 static void *gate_main(void *arg) {
   ctlgate_t *g = arg;
   struct epoll_event evs[EVENTS];
@@ -713,6 +895,8 @@ static void *gate_main(void *arg) {
       if (p == &g->stopfd) goto out;
       if (p == &g->lfd)
         accept_some(g);
+      else if (p == &g->wakefd)
+        take_posted(g);
       else
         conn_event(g, p, evs[i].events);
     }
@@ -732,17 +916,21 @@ out:
   return NULL;
 }
 
-int ctlgate_start(ctlgate_t *g, uint16_t inner_port, char *err, size_t errlen) {
-  g->inner_port = inner_port;
+int ctlgate_start(ctlgate_t *g, ctlgate_conn_cb cb, void *arg, char *err, size_t errlen) {
+  g->cb = cb;
+  g->cb_arg = arg;
   if ((g->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-      (g->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+      (g->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+      (g->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
     snprintf(err, errlen, "control gate: %s", strerror(errno));
     return -1;
   }
   struct epoll_event le = {.events = EPOLLIN, .data.ptr = &g->lfd};
   struct epoll_event se = {.events = EPOLLIN, .data.ptr = &g->stopfd};
+  struct epoll_event we = {.events = EPOLLIN, .data.ptr = &g->wakefd};
   if (epoll_ctl(g->epfd, EPOLL_CTL_ADD, g->lfd, &le) != 0 ||
       epoll_ctl(g->epfd, EPOLL_CTL_ADD, g->stopfd, &se) != 0 ||
+      epoll_ctl(g->epfd, EPOLL_CTL_ADD, g->wakefd, &we) != 0 ||
       pthread_create(&g->thread, NULL, gate_main, g) != 0) {
     snprintf(err, errlen, "control gate: %s", strerror(errno));
     return -1;
@@ -756,30 +944,70 @@ int ctlgate_start(ctlgate_t *g, uint16_t inner_port, char *err, size_t errlen) {
   return 0;
 }
 
-void ctlgate_free(ctlgate_t *g) {
+void ctlgate_stop(ctlgate_t *g) {
   if (g == NULL) return;
   if (g->started) {
     uint64_t one = 1;
     if (write(g->stopfd, &one, sizeof(one)) < 0) { /* the thread reads nothing from it */ }
     pthread_join(g->thread, NULL);
+    g->started = 0;
   }
-  while (g->all) conn_close(g, g->all, 1);
+  g->stopping = 1;
+  while (g->all) {
+    conn_end(g->all);
+    conn_close(g, g->all, 0);
+  }
   while (g->to_free) {
     gconn_t *c = g->to_free;
     g->to_free = c->next_free;
     free(c);
   }
   if (g->lfd >= 0) close(g->lfd);
+  g->lfd = -1;
+  pthread_mutex_lock(&g->rmu);
+  g->rstopped = 1;
+  gframe_t *f = g->rhead;
+  g->rhead = g->rtail = NULL;
+  pthread_mutex_unlock(&g->rmu);
+  while (f) {
+    gframe_t *next = f->next;
+    free(f);
+    f = next;
+  }
+  pthread_mutex_lock(&g->qmu);
+  g->qstopped = 1;
+  qitem_t *q = g->qhead;
+  g->qhead = g->qtail = NULL;
+  g->qn = g->qbytes = 0;
+  pthread_cond_broadcast(&g->qcv);
+  pthread_mutex_unlock(&g->qmu);
+  while (q) {
+    qitem_t *next = q->next;
+    free(q->r.body);
+    free(q);
+    q = next;
+  }
+}
+
+void ctlgate_free(ctlgate_t *g) {
+  if (g == NULL) return;
+  ctlgate_stop(g);
   if (g->epfd >= 0) close(g->epfd);
   if (g->stopfd >= 0) close(g->stopfd);
+  if (g->wakefd >= 0) close(g->wakefd);
   conntrack_free(&g->ct);
   ctlgate_tls_free(g->tls);
-  pthread_mutex_destroy(&g->mu);
+  pthread_mutex_destroy(&g->qmu);
+  pthread_cond_destroy(&g->qcv);
+  pthread_mutex_destroy(&g->rmu);
   free(g);
 }
 
 void ctlgate_metrics(ctlgate_t *g, FILE *out) {
   if (g == NULL) return;
+  pthread_mutex_lock(&g->qmu);
+  size_t queued = g->qn;
+  pthread_mutex_unlock(&g->qmu);
   fprintf(out,
           "# HELP cascade_control_connections Control connections open (through the gate).\n"
           "# TYPE cascade_control_connections gauge\ncascade_control_connections %lu\n"
@@ -796,8 +1024,16 @@ void ctlgate_metrics(ctlgate_t *g, FILE *out) {
           "by result.\n"
           "# TYPE cascade_control_tls_handshakes_total counter\n"
           "cascade_control_tls_handshakes_total{result=\"ok\"} %lu\n"
-          "cascade_control_tls_handshakes_total{result=\"failed\"} %lu\n",
+          "cascade_control_tls_handshakes_total{result=\"failed\"} %lu\n"
+          "# HELP cascade_control_protocol_errors_total Control connections closed for "
+          "breaking the SP wire (header, size bound, request id).\n"
+          "# TYPE cascade_control_protocol_errors_total counter\n"
+          "cascade_control_protocol_errors_total %lu\n"
+          "# HELP cascade_control_requests_queued Control requests read and waiting for a "
+          "worker.\n"
+          "# TYPE cascade_control_requests_queued gauge\ncascade_control_requests_queued %zu\n",
           atomic_load(&g->conns), atomic_load(&g->refused_addr), atomic_load(&g->refused_total),
-          atomic_load(&g->timeouts), atomic_load(&g->tls_ok), atomic_load(&g->tls_failed));
+          atomic_load(&g->timeouts), atomic_load(&g->tls_ok), atomic_load(&g->tls_failed),
+          atomic_load(&g->proto_errors), queued);
   ctlgate_tls_metrics(g->tls, out);
 }

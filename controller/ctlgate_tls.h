@@ -1,8 +1,7 @@
 /* The control gate's TLS: the controller's certificate and the server
  * sessions the gate runs itself on the agents' connections (GnuTLS, non-
- * blocking, driven by the gate's epoll loop). nng then listens in plain TCP
- * on loopback behind the gate. Server authentication only, as nng's
- * listener did before (no client certificates). TLS 1.3 session tickets
+ * blocking, driven by the gate's epoll loop), which then speaks the SP wire
+ * itself (spwire.h). Server authentication only (no client certificates). TLS 1.3 session tickets
  * under a key derived from the CA's (ctlgate_tls_ticket_key) let an agent
  * resume at any replica and after a restart. See docs/architecture.md
  * ("Control gate"). */

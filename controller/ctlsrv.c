@@ -1,17 +1,20 @@
 /* The control channel's server: see ctlsrv.h and docs/protocol.md.
  *
- * Threads: control.workers workers each receive on their own REP context
- * and answer synchronously (a request may touch PostgreSQL through the
- * pool). A long poll with nothing to say is parked: its context moves into
- * the session and the worker opens a fresh one. One sweeper thread, woken
- * every second or by ctlsrv_wake(), flushes heartbeats in one statement,
- * ends silent sessions, answers polls that timed out, and reconciles every
- * session with the registry (generations, deletions, secret changes).
+ * Threads: the control gate (ctlgate.h) reads the agents' requests and
+ * writes the replies; control.workers workers each take a request from
+ * its queue (ctlgate_recv) and answer synchronously (ctlgate_reply; a
+ * request may touch PostgreSQL through the pool). A long poll with nothing
+ * to say is parked: its connection id and request id move into the
+ * session, and it is answered later from whichever thread has the answer.
+ * One sweeper thread, woken every second or by ctlsrv_wake(), flushes
+ * heartbeats in one statement, ends silent sessions, answers polls that
+ * timed out, and reconciles every session with the registry (generations,
+ * deletions, secret changes).
  *
  * The bookkeeping without I/O is elsewhere and unit-tested alone: the
  * sessions, their parked polls, generations, relay queues and lease state
  * in session.c, the SCRAM exchanges in exch.c, the connections awaiting
- * authentication in authwait.c, the lease decisions in lease.c. This file holds the lock around them and does the nng,
+ * authentication in authwait.c, the lease decisions in lease.c. This file holds the lock around them and does the gate,
  * PostgreSQL and thread work. The API relay is reached through
  * relay_sessions.h only. */
 #include "ctlsrv.h"
@@ -21,7 +24,6 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <nng/nng.h>
-#include <nng/protocol/reqrep0/rep.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -41,7 +43,6 @@
 #include "db.h"
 #include "exch.h"
 #include "log.h"
-#include "nngclose.h"
 #include "reglimit.h"
 #include "report.h"
 #include "relay_sessions.h"
@@ -60,7 +61,6 @@
 #define LINKS_MAX 1024             /* link reports read per heartbeat */
 #define POLL_RELAY_BYTES (CTLMSG_MAX - 96 * 1024) /* relay requests per poll answer */
 #define MINUTE_MS 60000
-#define CTLSRV_CLOSE_WAIT_S 2.0
 #define EVENTS_RL_PER_MIN 120      /* unauthenticated audit events (auth failures) per minute */
 #define LEASE_SWEEP_MS 1000        /* the sessions' lease sweep, at most this often */
 #define LISTEN_SLICE_MS 250        /* the LISTEN thread looks at s->stopping this often */
@@ -85,8 +85,9 @@ typedef Cascade__Control__Response resp_t;
  * (relay_sessions_t.ack answers it). */
 typedef struct park {
   sess_park_t core;          /* first: what the session core sees */
-  nng_ctx ctx;
-  nng_aio *aio;
+  ctlgate_t *gate;           /* where the answer goes */
+  uint32_t conn;             /* the request's connection and SP request id */
+  uint32_t rid;
 } park_t;
 
 
@@ -124,9 +125,7 @@ typedef struct exch {
 
 struct ctlsrv {
   ctl_t *ctl;
-  nng_socket sock;
-  nng_listener listener;     /* on loopback, behind the gate */
-  ctlgate_t *gate;           /* owns control.listenaddr */
+  ctlgate_t *gate;           /* control.listenaddr and the agents' connections; ctl frees it */
   int nworkers;
   pthread_t *workers;
   pthread_t sweeper;
@@ -137,7 +136,7 @@ struct ctlsrv {
   sess_table_t sessions;
   exch_table_t exch;
   auth_t fails;              /* auth failures per source address */
-  authwait_t pipes;          /* under mu: the socket's connections (authwait.h) */
+  authwait_t pipes;          /* under mu: the gate's live connections (authwait.h) */
   atomic_ulong auth_timeouts;
   reglimit_t reg;            /* self-registrations per address and overall */
   reglimit_t events_rl;      /* audit events unauthenticated peers cause */
@@ -194,24 +193,21 @@ static nng_msg *status_reply(uint64_t id, Cascade__Control__Code code, const cha
   return pack(&r);
 }
 
-/* peer_ip is the agent's address: nng sees the gate's loopback end. */
 /* ---- connections and their authentication deadline ----------------------- */
 
-/* Runs on nng's threads. */
-static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
+/* Runs on the gate's thread (ctlgate_conn_cb). */
+static void pipe_cb(void *arg, uint32_t id, int up) {
   ctlsrv_t *s = arg;
-  uint32_t id = (uint32_t)nng_pipe_id(p);
   int64_t now = db_now_ms();
   pthread_mutex_lock(&s->mu);
-  if (ev == NNG_PIPE_EV_ADD_POST) authwait_add(&s->pipes, id, now);
+  if (up) authwait_add(&s->pipes, id, now);
   else authwait_remove(&s->pipes, id);
   pthread_mutex_unlock(&s->mu);
 }
 
-/* pipe_seen notes a request on the connection of |m|; |authed|: it carries
- * a live session. */
-static void pipe_seen(ctlsrv_t *s, nng_msg *m, int authed) {
-  uint32_t id = (uint32_t)nng_pipe_id(nng_msg_get_pipe(m));
+/* pipe_seen notes a request on connection |id|; |authed|: it carries a
+ * live session. */
+static void pipe_seen(ctlsrv_t *s, uint32_t id, int authed) {
   int64_t now = db_now_ms();
   pthread_mutex_lock(&s->mu);
   authwait_seen(&s->pipes, id, now, authed);
@@ -229,18 +225,13 @@ static void pipes_expire(ctlsrv_t *s) {
   size_t n = authwait_expire(&s->pipes, now, limit, ids, sizeof(ids) / sizeof(ids[0]));
   pthread_mutex_unlock(&s->mu);
   for (size_t i = 0; i < n; i++) {
-    nng_pipe p = NNG_PIPE_INITIALIZER;
-    p.id = ids[i];
-    if (nng_pipe_close(p) == 0) atomic_fetch_add(&s->auth_timeouts, 1);
+    ctlgate_close(s->gate, ids[i]);
+    atomic_fetch_add(&s->auth_timeouts, 1);
   }
   if (n)
     log_info("control", "closed %zu control connection(s) on which no node authenticated "
                         "within control.authtimeout (%lld ms)",
              n, (long long)limit);
-}
-
-static void peer_ip(ctlsrv_t *s, nng_msg *m, char *buf, size_t len) {
-  ctlgate_peer(s->gate, nng_msg_get_pipe(m), buf, len);
 }
 
 static void event(ctlsrv_t *s, const char *actor, const char *action, int64_t id,
@@ -286,24 +277,24 @@ static node_sess_t *sess_by_id(ctlsrv_t *s, int64_t id) {
 
 /* ---- parked polls --------------------------------------------------------- */
 
-static void park_sent(void *arg) {
-  park_t *p = arg;
-  if (nng_aio_result(p->aio) != 0) nng_msg_free(nng_aio_get_msg(p->aio));
-  nng_ctx_close(p->ctx);
-  nng_aio_reap(p->aio);
-  free(p);
+/* park_new parks request |in| (answered later by park_answer). */
+static park_t *park_new(ctlsrv_t *s, const ctlgate_req_t *in, uint64_t req_id) {
+  park_t *p = calloc(1, sizeof(*p));
+  if (p == NULL) return NULL;
+  p->gate = s->gate;
+  p->conn = in->conn;
+  p->rid = in->id;
+  p->core.req_id = req_id;
+  p->core.since_ms = db_now_ms();
+  return p;
 }
 
-/* park_answer sends |m| on the parked context and lets it go. */
+/* park_answer sends |m| (taken; NULL: no answer, the request is given
+ * up) to the parked request's connection and frees |p|. Any thread. */
 static void park_answer(park_t *p, nng_msg *m) {
-  if (m == NULL) {
-    nng_ctx_close(p->ctx);
-    nng_aio_free(p->aio);
-    free(p);
-    return;
-  }
-  nng_aio_set_msg(p->aio, m);
-  nng_ctx_send(p->ctx, p->aio);
+  ctlgate_reply(p->gate, p->conn, p->rid, m ? nng_msg_body(m) : NULL, m ? nng_msg_len(m) : 0);
+  if (m) nng_msg_free(m);
+  free(p);
 }
 
 static void streams_free(ctlsrv_stream_t *v, size_t n) {
@@ -1117,7 +1108,7 @@ static nng_msg *on_heartbeat(ctlsrv_t *s, const req_t *q) {
 /* on_poll answers at once when the node's desired configuration differs
  * from what it knows; else parks |ctx| in the session (returns NULL with
  * *parked set: the caller must open a new context). */
-static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
+static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, const ctlgate_req_t *in, int *parked) {
   int64_t id = 0;
   uint64_t gen = 0;
   nng_msg *m = NULL;
@@ -1142,15 +1133,9 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
   }
   nng_msg_free(m);
 
-  park_t *p = calloc(1, sizeof(*p));
-  if (p == NULL || nng_aio_alloc(&p->aio, park_sent, p) != 0) {
-    free(p);
-    return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
-  }
-  p->ctx = ctx;
-  p->core.req_id = q->id;
+  park_t *p = park_new(s, in, q->id);
+  if (p == NULL) return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
   p->core.known = q->poll->known_generation;
-  p->core.since_ms = db_now_ms();
   park_t *prev = NULL;
   int gone = 1;
   pthread_mutex_lock(&s->mu);
@@ -1166,7 +1151,6 @@ static nng_msg *on_poll(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
   }
   pthread_mutex_unlock(&s->mu);
   if (p != NULL) {
-    nng_aio_free(p->aio);
     free(p);
     if (gone) return status_reply(q->id, CASCADE__CONTROL__CODE__NO_SESSION, "no such session");
     m = empty_config(q->id, rel);
@@ -1216,18 +1200,13 @@ static int node_held(void *arg, int64_t node) {
 /* on_relay_response hands one message of a relay answer to its relay; the
  * ack goes at once, or later from the HTTP side (backpressure: the context
  * is parked like a poll's). */
-static nng_msg *on_relay_response(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int *parked) {
+static nng_msg *on_relay_response(ctlsrv_t *s, const req_t *q, const ctlgate_req_t *in,
+                                  int *parked) {
   int64_t id = 0;
   nng_msg *m = NULL;
   if (session_of(s, q, &id, &m) != 0) return m;
-  park_t *p = calloc(1, sizeof(*p));
-  if (p == NULL || nng_aio_alloc(&p->aio, park_sent, p) != 0) {
-    free(p);
-    return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
-  }
-  p->ctx = ctx;
-  p->core.req_id = q->id;
-  p->core.since_ms = db_now_ms();
+  park_t *p = park_new(s, in, q->id);
+  if (p == NULL) return status_reply(q->id, CASCADE__CONTROL__CODE__UNAVAILABLE, "out of memory");
   relay_header_t hv[CTLMSG_RELAY_HEADERS_MAX];
   relay_response_t view;
   ctlmsg_relay_response_view(q->relay_response, &view, hv);
@@ -1236,7 +1215,6 @@ static nng_msg *on_relay_response(ctlsrv_t *s, const req_t *q, nng_ctx ctx, int 
     *parked = 1;
     return NULL;
   }
-  nng_aio_free(p->aio);
   resp_t resp = CASCADE__CONTROL__RESPONSE__INIT;
   Cascade__Control__Status st = CASCADE__CONTROL__STATUS__INIT;
   Cascade__Control__RelayAck ack = CASCADE__CONTROL__RELAY_ACK__INIT;
@@ -1296,15 +1274,16 @@ static nng_msg *on_ca(ctlsrv_t *s, const req_t *q) {
   return pack(&resp);
 }
 
-/* handle answers one request; NULL with *parked when the context was kept. */
-static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
-  char why[128], ip[64];
+/* handle answers one request; NULL with *parked when it was parked (its
+ * answer comes later through park_answer). */
+static nng_msg *handle(ctlsrv_t *s, const ctlgate_req_t *in, int *parked) {
+  char why[128];
+  const char *ip = in->ip;
   nng_msg *m = NULL;
 
   *parked = 0;
   atomic_fetch_add(&s->requests, 1);
-  peer_ip(s, in, ip, sizeof(ip));
-  req_t *q = ctlmsg_decode_request(nng_msg_body(in), nng_msg_len(in), why, sizeof(why));
+  req_t *q = ctlmsg_decode_request(in->body, in->len, why, sizeof(why));
   if (q == NULL) {
     atomic_fetch_add(&s->bad_messages, 1);
     int64_t now = db_now_ms();
@@ -1319,7 +1298,7 @@ static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
   sess_t *live = q->session.len == TOKEN_LEN ? sess_find_token(&s->sessions, q->session.data) : NULL;
   int authed = live != NULL && !live->revoked;
   pthread_mutex_unlock(&s->mu);
-  pipe_seen(s, in, authed);
+  pipe_seen(s, in->conn, authed);
   int limited = auth_limited(&s->fails, ip, NULL);
   switch (q->body_case) {
   case CASCADE__CONTROL__REQUEST__BODY_REGISTER:
@@ -1338,7 +1317,7 @@ static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
     m = on_heartbeat(s, q);
     break;
   case CASCADE__CONTROL__REQUEST__BODY_POLL:
-    m = on_poll(s, q, ctx, parked);
+    m = on_poll(s, q, in, parked);
     break;
   case CASCADE__CONTROL__REQUEST__BODY_CERT_REQUEST:
     m = on_cert(s, q);
@@ -1347,7 +1326,7 @@ static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
     m = on_ca(s, q);
     break;
   case CASCADE__CONTROL__REQUEST__BODY_RELAY_RESPONSE:
-    m = on_relay_response(s, q, ctx, parked);
+    m = on_relay_response(s, q, in, parked);
     break;
   default:
     m = status_reply(q->id, CASCADE__CONTROL__CODE__BAD_REQUEST, "unknown request");
@@ -1358,41 +1337,18 @@ static nng_msg *handle(ctlsrv_t *s, nng_msg *in, nng_ctx ctx, int *parked) {
 
 static void *worker_main(void *arg) {
   ctlsrv_t *s = arg;
-  nng_ctx ctx;
-  nng_aio *aio;
+  ctlgate_req_t in;
   int parked;
 
-  if (nng_aio_alloc(&aio, NULL, NULL) != 0) return NULL;
-  if (nng_ctx_open(&ctx, s->sock) != 0) {
-    nng_aio_free(aio);
-    return NULL;
-  }
-  for (;;) {
-    nng_ctx_recv(ctx, aio);
-    nng_aio_wait(aio);
-    int rv = nng_aio_result(aio);
-    if (rv == NNG_ECLOSED) break;
-    if (rv != 0) continue;
-    nng_msg *in = nng_aio_get_msg(aio);
-    nng_msg *out = handle(s, in, ctx, &parked);
-    nng_msg_free(in);
-    if (parked) {
-      /* The context now belongs to the parked poll. */
-      if (nng_ctx_open(&ctx, s->sock) != 0) {
-        nng_aio_free(aio);
-        return NULL;
-      }
-      continue;
-    }
+  while (ctlgate_recv(s->gate, &in) == 0) {
+    nng_msg *out = handle(s, &in, &parked);
+    free(in.body);
+    if (parked) continue; /* the session holds it now */
     if (out == NULL) out = status_reply(0, CASCADE__CONTROL__CODE__UNAVAILABLE, "internal error");
-    if (out == NULL) continue;
-    nng_aio_set_msg(aio, out);
-    nng_ctx_send(ctx, aio);
-    nng_aio_wait(aio);
-    if (nng_aio_result(aio) != 0) nng_msg_free(out);
+    ctlgate_reply(s->gate, in.conn, in.id, out ? nng_msg_body(out) : NULL,
+                  out ? nng_msg_len(out) : 0);
+    if (out) nng_msg_free(out);
   }
-  nng_ctx_close(ctx);
-  nng_aio_free(aio);
   return NULL;
 }
 
@@ -1565,15 +1521,11 @@ static void sessions_scan(ctlsrv_t *s, sweep_pass_t *w) {
   sess_foreach(&s->sessions, scan_one, &sc);
 }
 
-/* node_sess_free frees session |x| and what it holds; its parked context
- * is closed unanswered. */
+/* node_sess_free frees session |x| and what it holds; its parked request
+ * is given up unanswered. */
 static void node_sess_free(sess_t *x) {
   park_t *p = PARK(x->park);
-  if (p) {
-    nng_ctx_close(p->ctx);
-    nng_aio_free(p->aio);
-    free(p);
-  }
+  if (p) park_answer(p, NULL);
   pend_free(x->relays);
   streams_free(NODE_SESS(x)->streams, NODE_SESS(x)->nstreams);
   free(NODE_SESS(x)->links);
@@ -2042,7 +1994,7 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
   const ctl_config_t *c = ctl->cfg;
   char path[4200], fpr[X509_FPR_LEN];
   char *cert = NULL, *key = NULL;
-  int rv, tls = strncmp(c->control_listenaddr, "tls+tcp://", 10) == 0;
+  int tls = strncmp(c->control_listenaddr, "tls+tcp://", 10) == 0;
 
   ctlsrv_t *s = calloc(1, sizeof(*s));
   if (s == NULL) {
@@ -2127,39 +2079,23 @@ ctlsrv_t *ctlsrv_start(ctl_t *ctl, char *err, size_t errlen) {
              c->control_listenaddr);
   }
 
-  /* The gate takes control.listenaddr and ends TLS there; nng listens
-   * behind it in plain TCP on loopback. */
-  char inner[64];
-  /* Session tickets under a key from the CA's: what one replica issues,
-   * every replica and every restart accepts. */
+  /* The gate takes control.listenaddr, ends TLS and speaks the SP wire;
+   * the workers answer what it reads. A replica that starts changes no
+   * node's status: sessions live in the database with their leases
+   * (another replica may hold them). Session tickets under a key from the
+   * CA's: what one replica issues, every replica and every restart
+   * accepts. */
   uint8_t ticket_key[CTLGATE_TLS_TICKET_KEY_LEN];
   int has_ticket_key = tls && ctlgate_tls_ticket_key(s->ca_key, ticket_key) == 0;
   ctlgate_config_t gc = {c->control_listenaddr, c->control_handshake_ms,
                          (size_t)c->control_maxconnperaddr, (size_t)c->control_maxconns,
                          (size_t)c->http_maxconns, (size_t)c->db_poolsize, cert, key,
                          has_ticket_key ? ticket_key : NULL};
-  s->gate = ctlgate_new(&gc, inner, sizeof(inner), err, errlen);
+  s->gate = ctlgate_new(&gc, err, errlen);
   gnutls_memset(ticket_key, 0, sizeof(ticket_key));
   if (s->gate == NULL) goto fail;
   ctl->ctlgate = s->gate;
-  if ((rv = nng_rep0_open(&s->sock)) != 0 ||
-      (rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX)) != 0 ||
-      (rv = ctlgate_attach(s->gate, s->sock)) != 0 ||
-      (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, s)) != 0 ||
-      (rv = nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, pipe_cb, s)) != 0 ||
-      (rv = nng_listener_create(&s->listener, s->sock, inner)) != 0) {
-    snprintf(err, errlen, "control.listenaddr '%s': %s", c->control_listenaddr, nng_strerror(rv));
-    goto fail;
-  }
-  /* A replica that starts changes no node's status: sessions live in the
-   * database with their leases (another replica may hold them). */
-  int port = 0;
-  if ((rv = nng_listener_start(s->listener, 0)) != 0 ||
-      (rv = nng_listener_get_int(s->listener, NNG_OPT_TCP_BOUND_PORT, &port)) != 0) {
-    snprintf(err, errlen, "control listener on %s: %s", inner, nng_strerror(rv));
-    goto fail;
-  }
-  if (ctlgate_start(s->gate, (uint16_t)port, err, errlen) != 0) goto fail;
+  if (ctlgate_start(s->gate, pipe_cb, s, err, errlen) != 0) goto fail;
   s->nworkers = (int)c->control_workers;
   s->workers = calloc((size_t)s->nworkers, sizeof(pthread_t));
   if (s->workers == NULL) goto fail;
@@ -2182,8 +2118,8 @@ fail:
     free(key);
   }
   if (s->workers == NULL) {
-    nng_close(s->sock);
     ctlgate_free(s->gate);
+    ctl->ctlgate = NULL;
     pipes_free(s);
     free(s->ca_cert);
     if (s->ca_key) free(s->ca_key);
@@ -2213,17 +2149,11 @@ void ctlsrv_stop(ctlsrv_t *s) {
     const char *p[1] = {s->replica};
     PQclear(exec1(s, DB_REPLICA_GONE, 1, p));
   }
-  if (nng_close_within(s->sock, CTLSRV_CLOSE_WAIT_S) != 0) {
-    /* nng 1.5.2 can wait forever for a pipe the close raced with (seen with
-     * an agent stopped by SIGSTOP): the socket, its workers and what they
-     * use are left to the process exit instead of hanging it. */
-    log_warn("control", "the control socket did not close within %.0f s (an nng 1.5.2 bug, "
-                        "nanomsg/nng#1543); it is left to the process exit",
-             CTLSRV_CLOSE_WAIT_S);
-    return;
-  }
+  /* Every connection closes and the workers stop after the request they
+   * are answering (bounded by database.timeout). The gate itself lives
+   * until main frees it: the API relay may still give up held-back acks. */
+  ctlgate_stop(s->gate);
   for (int i = 0; i < s->nworkers; i++) pthread_join(s->workers[i], NULL);
-  ctlgate_free(s->gate);
   pipes_free(s);
   sess_foreach(&s->sessions, node_sess_free_cb, NULL);
   exchanges_free(exch_drain(&s->exch));

@@ -1,4 +1,5 @@
-/* The control channel's server: nng REP over TLS, agents' registration,
+/* The control channel's server: the REP side of nng's SP wire over TLS
+ * (spoken by the control gate, ctlgate.h), agents' registration,
  * SCRAM-SHA-256 authentication, sessions, heartbeats, configuration long
  * polls and certificates. See docs/protocol.md. */
 #ifndef CASCADE_CTLSRV_H
@@ -15,8 +16,9 @@ typedef struct ctlsrv ctlsrv_t;
  * control.listenaddr and starts the workers. NULL with |err| on failure. */
 ctlsrv_t *ctlsrv_start(struct ctl *ctl, char *err, size_t errlen);
 
-/* ctlsrv_stop closes the listener, answers nothing more, joins every
- * thread and frees; accepts NULL. */
+/* ctlsrv_stop stops the control gate (every connection closed), answers
+ * nothing more, joins every thread and frees; accepts NULL. The gate
+ * itself (ctl->ctlgate) is freed by its owner afterwards. */
 void ctlsrv_stop(ctlsrv_t *s);
 
 /* ctlsrv_wake asks for a reconcile pass now: something in the registry

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "ctlgate.h"
 #include "ctlsrv.h"
 #include "http.h"
 #include "log.h"
@@ -210,6 +211,8 @@ fail_http:
 fail_start:
   api_feed_stop(ctl.feed);
   relay_reg_free(ctl.relays);
+  /* After the relay: a relay ack it held back is given up through the gate. */
+  ctlgate_free(ctl.ctlgate);
   db_pool_free(&ctl.db);
 fail_db:
   auth_free(&ctl.auth);

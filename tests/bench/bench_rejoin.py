@@ -81,6 +81,14 @@ def rss_mib(pid):
     return 0.0
 
 
+def fds(pid):
+    """Open descriptors of process |pid| (0 when it is gone)."""
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return 0
+
+
 def machine_busy_s():
     """CPU seconds the whole machine spent busy (every process, others' too)."""
     with open("/proc/stat") as f:
@@ -95,11 +103,12 @@ def cpu_line(ctls, sims, sim0, busy0, wall):
     sim = sum(cpu_s(s.proc.pid) for s in sims) - sim0
     busy = machine_busy_s() - busy0
     rss = sum(rss_mib(c.proc.pid) for c in ctls)
+    nfd = sum(fds(c.proc.pid) for c in ctls)
     return ("CPU over %.1f s: controllers %.1f s (%.2f cores; control gate threads %.1f s), "
             "simulators %.1f s (%.2f cores), whole machine %.1f s (%.2f of %d cores); "
-            "controllers' RSS %.0f MiB"
+            "controllers' RSS %.0f MiB, descriptors %d"
             % (wall, ctl, ctl / wall, gate, sim, sim / wall, busy, busy / wall,
-               os.cpu_count(), rss))
+               os.cpu_count(), rss, nfd))
 
 
 def log(msg):
@@ -193,7 +202,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=300)
     args = ap.parse_args()
     harness.require_controller()
-    # three descriptors per agent at the controller (see bench_control.py)
+    # one descriptor per agent at the controller, and the simulators' own
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(hard, 4 * args.agents + 4096)
     try:
