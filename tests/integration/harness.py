@@ -72,18 +72,26 @@ def _ephemeral_low():
         return 32768
 
 
+_picked = set()
+
+
 def _pick_port(kind, hosts=("127.0.0.1", "0.0.0.0")):
     """A port free now for |kind| (SOCK_STREAM, SOCK_DGRAM), chosen at random below the kernel's
     ephemeral range: a port the kernel hands out (bind to 0) may be handed out again to any
     process's outgoing connection between the test's check and the server's bind, which made
-    parallel tests collide now and then ("Address already in use")."""
+    parallel tests collide now and then ("Address already in use"). A port is never handed out
+    twice by one test process: two picks before either is bound (an agent's http.listenaddr and
+    http.adminaddr) drew the same port once."""
     low = min(_ephemeral_low(), 32768)
     for _ in range(200):
         port = secrets.randbelow(low - 10000) + 10000
+        if (kind, port) in _picked:
+            continue
         try:
             for host in hosts:
                 with socket.socket(socket.AF_INET, kind) as s:
                     s.bind((host, port))
+            _picked.add((kind, port))
             return port
         except OSError:
             continue
