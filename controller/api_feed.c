@@ -24,6 +24,9 @@
 #define FETCH_ROWS 1000          /* rows read per statement */
 #define FETCH_EVERY_MS 1000      /* read even when no NOTIFY came (one may be lost) */
 #define FETCH_GAP_MS 200         /* while a missing id holds rows back */
+#define FETCH_MIN_MS 100         /* a NOTIFY reads at most this often: one per event
+                                    inserted, and thousands of nodes joining insert
+                                    thousands of events a second */
 #define PRUNE_EVERY_MS 60000
 #define TICK_MS 250              /* the thread looks at its clock and at stopping this often */
 #define RETRY_MS 1000
@@ -590,7 +593,7 @@ static void prune(api_feed_t *f, PGconn *pg) {
 static void *feed_main(void *arg) {
   api_feed_t *f = arg;
   PGconn *pg = f->pg0;
-  int64_t retry_at = 0, next_fetch = 0, next_prune = 0, next_tick = 0;
+  int64_t retry_at = 0, next_fetch = 0, next_prune = 0, next_tick = 0, last_fetch = 0;
   int down = 0;
   char why[256];
   while (!is_stopping(f)) {
@@ -636,7 +639,7 @@ static void *feed_main(void *arg) {
       PGnotify *nf;
       while ((nf = PQnotifies(pg)) != NULL) {
         PQfreemem(nf);
-        next_fetch = 0;
+        if (next_fetch > last_fetch + FETCH_MIN_MS) next_fetch = last_fetch + FETCH_MIN_MS;
       }
     }
     now = now_ms();
@@ -645,7 +648,8 @@ static void *feed_main(void *arg) {
       while ((more = fetch(f, pg)) == 1 && !is_stopping(f)) {
       }
       if (more < 0) goto lost;
-      next_fetch = now_ms() + (feed_gap_waiting(&f->gap) ? FETCH_GAP_MS : FETCH_EVERY_MS);
+      last_fetch = now_ms();
+      next_fetch = last_fetch + (feed_gap_waiting(&f->gap) ? FETCH_GAP_MS : FETCH_EVERY_MS);
     }
     if (now >= next_prune) {
       prune(f, pg);

@@ -57,6 +57,11 @@
 
 #define REVOKED_TTL_MS 30000
 #define RECONCILE_MS 2000
+/* A wake-up (a node connected, a rule changed, another replica's NOTIFY)
+ * reconciles at once, but not within this long of the last reconcile: in a
+ * storm of joins every connect wakes the sweeper, and each reconcile reads
+ * every session's row. */
+#define RECONCILE_WAKE_MS 200
 #define TOKEN_LEN SESS_TOKEN_LEN
 #define LINKS_MAX 1024             /* link reports read per heartbeat */
 #define POLL_RELAY_BYTES (CTLMSG_MAX - 96 * 1024) /* relay requests per poll answer */
@@ -1608,6 +1613,15 @@ static int reconcile_one(ctlsrv_t *s, int64_t id, int64_t gen, int64_t epoch, in
   return secret;
 }
 
+typedef struct {
+  int64_t id, gen, epoch;
+} reg_row_t;
+
+static int reg_row_cmp(const void *a, const void *b) {
+  int64_t x = ((const reg_row_t *)a)->id, y = ((const reg_row_t *)b)->id;
+  return (x > y) - (x < y);
+}
+
 /* reconcile compares every live session with the registry (generations,
  * deletions, secret epochs) in one statement. */
 static void reconcile(ctlsrv_t *s, sweep_pass_t *w) {
@@ -1615,28 +1629,24 @@ static void reconcile(ctlsrv_t *s, sweep_pass_t *w) {
   const char *p[1] = {w->a.buf};
   PGresult *r = exec1(s, DB_CTL_GENERATIONS, 1, p);
   if (r == NULL) return;
-  /* Rows by id; a session whose node has no row was deleted. */
+  /* Rows by id (sorted: a search per session, not a scan of every row);
+   * a session whose node has no row was deleted. */
   int n = PQntuples(r);
-  int64_t *rid = malloc((size_t)(n + 1) * sizeof(int64_t));
-  int64_t *rgen = malloc((size_t)(n + 1) * sizeof(int64_t));
-  int64_t *repoch = malloc((size_t)(n + 1) * sizeof(int64_t));
+  reg_row_t *rows = malloc((size_t)(n + 1) * sizeof(*rows));
   int64_t *revoked_ids = malloc((w->nall + 1) * sizeof(int64_t));
   size_t nrev = 0;
-  if (rid && rgen && repoch && revoked_ids) {
+  if (rows && revoked_ids) {
     for (int i = 0; i < n; i++) {
-      rid[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-      rgen[i] = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-      repoch[i] = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+      rows[i].id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+      rows[i].gen = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+      rows[i].epoch = strtoll(PQgetvalue(r, i, 2), NULL, 10);
     }
+    qsort(rows, (size_t)n, sizeof(*rows), reg_row_cmp);
     for (size_t k = 0; k < w->nall; k++) {
-      int64_t id = w->all_id[k], gen = -1, epoch = -1;
-      for (int i = 0; i < n; i++)
-        if (rid[i] == id) {
-          gen = rgen[i];
-          epoch = repoch[i];
-          break;
-        }
-      if (reconcile_one(s, id, gen, epoch, w->now)) revoked_ids[nrev++] = id;
+      reg_row_t key = {w->all_id[k], -1, -1};
+      const reg_row_t *row = bsearch(&key, rows, (size_t)n, sizeof(*rows), reg_row_cmp);
+      int64_t gen = row ? row->gen : -1, epoch = row ? row->epoch : -1;
+      if (reconcile_one(s, key.id, gen, epoch, w->now)) revoked_ids[nrev++] = key.id;
     }
     if (nrev) {
       sb_array(&w->a, revoked_ids, nrev);
@@ -1644,9 +1654,7 @@ static void reconcile(ctlsrv_t *s, sweep_pass_t *w) {
       PQclear(exec1(s, DB_CTL_OFFLINE, 3, p2));
     }
   }
-  free(rid);
-  free(rgen);
-  free(repoch);
+  free(rows);
   free(revoked_ids);
   PQclear(r);
 }
@@ -1708,19 +1716,36 @@ static void sweep(ctlsrv_t *s, int reconcile_now) {
 static void *sweeper_main(void *arg) {
   ctlsrv_t *s = arg;
   int64_t last_reconcile = 0;
+  int owed = 0; /* woken since the last reconcile */
   pthread_mutex_lock(&s->mu);
   while (!s->stopping) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += 1;
+    if (owed) {
+      /* The reconcile a wake-up asked for, once RECONCILE_WAKE_MS passed. */
+      int64_t left = last_reconcile + RECONCILE_WAKE_MS - db_now_ms();
+      if (left < 1) left = 1;
+      if (left > 1000) left = 1000;
+      ts.tv_nsec += (long)left * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec += 1;
+        ts.tv_nsec -= 1000000000L;
+      }
+    } else {
+      ts.tv_sec += 1;
+    }
     if (!s->wake) pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     if (s->stopping) break;
-    int woken = s->wake;
+    if (s->wake) owed = 1;
     s->wake = 0;
     pthread_mutex_unlock(&s->mu);
     int64_t now = db_now_ms();
-    int reconcile_now = woken || now - last_reconcile >= RECONCILE_MS;
-    if (reconcile_now) last_reconcile = now;
+    int reconcile_now = (owed && now - last_reconcile >= RECONCILE_WAKE_MS) ||
+                        now - last_reconcile >= RECONCILE_MS;
+    if (reconcile_now) {
+      last_reconcile = now;
+      owed = 0;
+    }
     sweep(s, reconcile_now);
     pthread_mutex_lock(&s->mu);
   }

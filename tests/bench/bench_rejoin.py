@@ -200,7 +200,12 @@ def main():
     ap.add_argument("--replicas", type=int, default=1)
     ap.add_argument("--procs", type=int, default=10, help="simulating processes")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--pg-stats", action="store_true",
+                    help="print the database's costliest statements and trigger functions "
+                         "during the rejoin (pg_stat_statements)")
     args = ap.parse_args()
+    if args.pg_stats:
+        os.environ["CASCADE_PG_STATS"] = "1"
     harness.require_controller()
     # one descriptor per agent at the controller, and the simulators' own
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -247,6 +252,9 @@ def main():
         t_down = time.monotonic()
         harness.wait_for(lambda: running(sims) < args.agents * 0.05, 60,
                          what="the simulators noticing the controllers gone")
+        if args.pg_stats:
+            pg.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", db=db)
+            pg.psql("SELECT pg_stat_statements_reset(); SELECT pg_stat_reset();", db=db)
         sim0 = sum(cpu_s(s.proc.pid) for s in sims)
         tls0 = [sum(s.tls()[i] for s in sims) for i in (0, 1)]
         busy0 = machine_busy_s()
@@ -256,6 +264,14 @@ def main():
         log("controllers restarted (down %.1f s)" % (t_up - t_down))
         took, marks = wait_running(sims, args.agents, args.timeout, t_up)
         log(cpu_line(ctls, sims, sim0, busy0, time.monotonic() - t_up))
+        if args.pg_stats:
+            log("database, costliest statements of the rejoin (ms total, calls, query):\n" +
+                pg.psql("SELECT round(total_exec_time)::bigint, calls, left(regexp_replace("
+                        "query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements "
+                        "ORDER BY total_exec_time DESC LIMIT 15", db=db))
+            log("trigger functions (ms self, ms total, calls):\n" +
+                pg.psql("SELECT funcname, round(self_time), round(total_time), calls "
+                        "FROM pg_stat_user_functions ORDER BY self_time DESC", db=db))
         time.sleep(1.5)  # the simulators' next report
         log("TLS handshakes of the rejoin: %d full, %d resumed"
             % tuple(sum(s.tls()[i] for s in sims) - tls0[i] for i in (0, 1)))

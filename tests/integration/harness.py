@@ -232,6 +232,10 @@ class PgCluster:
                     "max_connections = 200\n"
                     "shared_buffers = 32MB\n"
                     "log_min_messages = warning\n" % (self.socketdir, self.port))
+            # Benchmarks diagnosing the database's work (bench_rejoin.py --pg-stats).
+            if os.environ.get("CASCADE_PG_STATS"):
+                f.write("shared_preload_libraries = 'pg_stat_statements'\n"
+                        "track_functions = 'pl'\n")
         return self
 
     def start(self, timeout=60):
