@@ -273,6 +273,15 @@ def main():
                 pg.psql("SELECT funcname, round(self_time), round(total_time), calls "
                         "FROM pg_stat_user_functions ORDER BY self_time DESC", db=db))
         time.sleep(1.5)  # the simulators' next report
+        wedged = []
+        for sim in sims:
+            try:
+                with open(sim.log_path, "rb") as f:
+                    wedged.append(f.read().count(b"did not close"))
+            except OSError:
+                wedged.append(0)
+        log("control socket closes that did not return over the run (nng 1.5.2, "
+            "nanomsg/nng#1543), per simulating process: %s" % " ".join(str(w) for w in wedged))
         log("TLS handshakes of the rejoin: %d full, %d resumed"
             % tuple(sum(s.tls()[i] for s in sims) - tls0[i] for i in (0, 1)))
         if took is not None:
