@@ -42,6 +42,17 @@ TMP_PREFIX = "cascade-pg-"
 # small utilities
 
 
+def recv_exact(sock, n):
+    """|n| bytes from |sock|, or fewer when the peer closed first."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def wait_for(cond, timeout, interval=0.05, what="condition"):
     """Poll cond() until it returns a truthy value or |timeout| seconds pass; return that value.
 

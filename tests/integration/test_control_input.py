@@ -18,27 +18,17 @@ REQ0 = 0x30  # nng protocol number of REQ v0; REP v0 is 0x31
 def sp_connect(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(b"\x00SP\x00" + struct.pack(">H", REQ0) + b"\x00\x00")
-    hello = recv_exact(s, 8)
+    hello = harness.recv_exact(s, 8)
     assert hello[:4] == b"\x00SP\x00" and struct.unpack(">H", hello[4:6])[0] == 0x31, hello
     return s
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed after %d of %d bytes" % (len(buf), n))
-        buf += chunk
-    return buf
 
 
 def request(s, req_id, payload):
     """Send one REQ frame; return the reply body (without the request id)."""
     body = struct.pack(">I", 0x80000000 | req_id) + payload
     s.sendall(struct.pack(">Q", len(body)) + body)
-    n = struct.unpack(">Q", recv_exact(s, 8))[0]
-    reply = recv_exact(s, n)
+    n = struct.unpack(">Q", harness.recv_exact(s, 8))[0]
+    reply = harness.recv_exact(s, n)
     assert struct.unpack(">I", reply[:4])[0] == 0x80000000 | req_id, reply[:4]
     return reply[4:]
 

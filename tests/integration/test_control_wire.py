@@ -31,16 +31,6 @@ def frame(req_id, body):
     return struct.pack(">QI", len(body) + 4, req_id) + body
 
 
-def recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -77,14 +67,14 @@ class ControlWireTest(harness.ControllerTestCase):
         Request: BAD_REQUEST)."""
         with self.connect() as t:
             t.sendall(SP_REQ)
-            self.assertEqual(recv_exact(t, 8), SP_REP)
+            self.assertEqual(harness.recv_exact(t, 8), SP_REP)
             t.sendall(frame(0x80000007, b"\x00not a request"))
-            head = recv_exact(t, 12)
+            head = harness.recv_exact(t, 12)
             self.assertEqual(len(head), 12, "no answer")
             n, rid = struct.unpack(">QI", head)
             self.assertEqual(rid, 0x80000007)
             self.assertLess(n, 4096)
-            self.assertEqual(len(recv_exact(t, n - 4)), n - 4)
+            self.assertEqual(len(harness.recv_exact(t, n - 4)), n - 4)
 
     def assert_closed(self, t, what):
         t.settimeout(5)
@@ -121,17 +111,17 @@ class ControlWireTest(harness.ControllerTestCase):
         # a REP peer instead of REQ
         with self.connect() as t:
             t.sendall(SP_REP)
-            self.assertEqual(recv_exact(t, 8), SP_REP)
+            self.assertEqual(harness.recv_exact(t, 8), SP_REP)
             self.assert_closed(t, "a REP header")
         # a message over the bound, refused on its length before any body
         with self.connect() as t:
             t.sendall(SP_REQ + struct.pack(">QI", CTLMSG_MAX + 5, 0x80000001))
-            self.assertEqual(recv_exact(t, 8), SP_REP)
+            self.assertEqual(harness.recv_exact(t, 8), SP_REP)
             self.assert_closed(t, "a message over 1 MiB")
         # a request word without the high bit: a hop, which no agent sends
         with self.connect() as t:
             t.sendall(SP_REQ + frame(0x00000001, b"x"))
-            self.assertEqual(recv_exact(t, 8), SP_REP)
+            self.assertEqual(harness.recv_exact(t, 8), SP_REP)
             self.assert_closed(t, "a request id without its high bit")
         harness.wait_for(
             lambda: self.metric("cascade_control_protocol_errors_total") >= errors + 3, 5,
@@ -140,9 +130,9 @@ class ControlWireTest(harness.ControllerTestCase):
         # the largest message allowed still goes through
         with self.connect() as t:
             t.sendall(SP_REQ)
-            self.assertEqual(recv_exact(t, 8), SP_REP)
+            self.assertEqual(harness.recv_exact(t, 8), SP_REP)
             t.sendall(frame(0x80000002, b"\x00" * CTLMSG_MAX))
-            n, rid = struct.unpack(">QI", recv_exact(t, 12))
+            n, rid = struct.unpack(">QI", harness.recv_exact(t, 12))
             self.assertEqual(rid, 0x80000002)
 
     def test_pipelining_client_is_not_read_without_bound(self):
@@ -151,7 +141,7 @@ class ControlWireTest(harness.ControllerTestCase):
         rss0 = rss_kib(pid)
         t = self.connect()
         t.sendall(SP_REQ)
-        self.assertEqual(recv_exact(t, 8), SP_REP)
+        self.assertEqual(harness.recv_exact(t, 8), SP_REP)
         body = b"\x0a" + b"z" * 1000  # no Request: each is answered BAD_REQUEST
         chunk = b"".join(frame(0x80000000 | i, body) for i in range(256))
         t.settimeout(3)

@@ -37,16 +37,6 @@ def client_context(ca):
     return ctx
 
 
-def recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 class JoinStormTest(harness.ControllerTestCase):
     # every connection comes from 127.0.0.1; the deadline is not what is measured
     config = {"control": {"maxconnperaddr": 0, "handshaketimeout": "20s"}}
@@ -84,7 +74,7 @@ class JoinStormTest(harness.ControllerTestCase):
             with lock:
                 socks.append(t)
             t.sendall(SP_REQ)
-            hdr = recv_exact(t, 8)
+            hdr = harness.recv_exact(t, 8)
             return time.monotonic(), hdr, t.version(), t.cipher()[0]
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=STORM) as pool:
