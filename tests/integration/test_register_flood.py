@@ -15,7 +15,7 @@ import struct
 import unittest
 
 import harness
-from test_control_input import REQ0, field, recv_exact, request, status_code, varint
+from test_control_input import REQ0, field, request, status_code, varint
 
 CLIENTS = "/api/cascade/clients"
 
@@ -37,7 +37,7 @@ def auth_finish_bogus():
 def connect(port, source):
     s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
     s.sendall(b"\x00SP\x00" + struct.pack(">H", REQ0) + b"\x00\x00")
-    hello = recv_exact(s, 8)
+    hello = harness.recv_exact(s, 8)
     assert hello[:4] == b"\x00SP\x00", hello
     return s
 
