@@ -88,40 +88,62 @@ static ssize_t push(gnutls_transport_ptr_t ptr, const void *buf, size_t len) {
   return send((int)(intptr_t)ptr, buf, len, MSG_NOSIGNAL);
 }
 
-/* handshake runs a gate session and a client with priority |prio| over a
- * socketpair, both non-blocking, taking turns until both are done or one
- * fails. Returns the server's last GnuTLS code (0: done); the sockets are
- * closed, the sessions left to the caller. */
-static int handshake(ctlgate_tls_t *t, const char *ca, const char *prio, gnutls_session_t *srv_out,
-                     gnutls_session_t *cli_out) {
+/* A gate session and a client over a socketpair, both non-blocking. */
+typedef struct {
   int sv[2];
-  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
   gnutls_session_t srv, cli;
   gnutls_certificate_credentials_t cc;
-  assert_int_equal(ctlgate_tls_session(t, &srv, (gnutls_transport_ptr_t)(intptr_t)sv[0], pull,
-                                       push), 0);
-  assert_int_equal(gnutls_certificate_allocate_credentials(&cc), 0);
+  int rs, rc; /* the last GnuTLS codes of server and client (0: done) */
+} tls_pair_t;
+
+/* pair_handshake opens |pr| against |t| with a client of priority |prio|
+ * trusting |ca| and offering session data |in| (NULL: none), and lets both
+ * take turns until both are done or one fails. */
+static void pair_handshake(tls_pair_t *pr, ctlgate_tls_t *t, const char *ca, const char *prio,
+                           const gnutls_datum_t *in) {
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pr->sv), 0);
+  assert_int_equal(ctlgate_tls_session(t, &pr->srv, (gnutls_transport_ptr_t)(intptr_t)pr->sv[0],
+                                       pull, push), 0);
+  assert_int_equal(gnutls_certificate_allocate_credentials(&pr->cc), 0);
   gnutls_datum_t d = {(unsigned char *)ca, (unsigned)strlen(ca)};
-  assert_true(gnutls_certificate_set_x509_trust_mem(cc, &d, GNUTLS_X509_FMT_PEM) > 0);
-  assert_int_equal(gnutls_init(&cli, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
-  assert_int_equal(gnutls_priority_set_direct(cli, prio, NULL), 0);
-  gnutls_credentials_set(cli, GNUTLS_CRD_CERTIFICATE, cc);
-  gnutls_session_set_verify_cert(cli, "cascade-controller", 0);
-  gnutls_transport_set_int(cli, sv[1]);
+  assert_true(gnutls_certificate_set_x509_trust_mem(pr->cc, &d, GNUTLS_X509_FMT_PEM) > 0);
+  assert_int_equal(gnutls_init(&pr->cli, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
+  assert_int_equal(gnutls_priority_set_direct(pr->cli, prio, NULL), 0);
+  gnutls_credentials_set(pr->cli, GNUTLS_CRD_CERTIFICATE, pr->cc);
+  gnutls_session_set_verify_cert(pr->cli, "cascade-controller", 0);
+  if (in) assert_int_equal(gnutls_session_set_data(pr->cli, in->data, in->size), 0);
+  gnutls_transport_set_int(pr->cli, pr->sv[1]);
   int rs = GNUTLS_E_AGAIN, rc = GNUTLS_E_AGAIN;
   for (int i = 0; i < 200 && (rs != 0 || rc != 0); i++) {
-    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) rc = gnutls_handshake(cli);
-    if (rs == GNUTLS_E_AGAIN || rs == GNUTLS_E_INTERRUPTED) rs = gnutls_handshake(srv);
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) rc = gnutls_handshake(pr->cli);
+    if (rs == GNUTLS_E_AGAIN || rs == GNUTLS_E_INTERRUPTED) rs = gnutls_handshake(pr->srv);
     if ((rs < 0 && ctlgate_tls_outcome(rs) == CTLGATE_TLS_FATAL) ||
         (rc < 0 && gnutls_error_is_fatal(rc)))
       break;
   }
-  *srv_out = srv;
-  *cli_out = cli;
-  gnutls_certificate_free_credentials(cc);
-  close(sv[1]);
-  close(sv[0]);
-  return rs;
+  pr->rs = rs;
+  pr->rc = rc;
+}
+
+/* pair_close closes the sockets and the client's credentials; the sessions
+ * are the caller's. */
+static void pair_close(tls_pair_t *pr) {
+  gnutls_certificate_free_credentials(pr->cc);
+  close(pr->sv[1]);
+  close(pr->sv[0]);
+}
+
+/* handshake runs a gate session and a client with priority |prio| until
+ * both are done or one fails. Returns the server's last GnuTLS code (0:
+ * done); the sockets are closed, the sessions left to the caller. */
+static int handshake(ctlgate_tls_t *t, const char *ca, const char *prio, gnutls_session_t *srv_out,
+                     gnutls_session_t *cli_out) {
+  tls_pair_t pr;
+  pair_handshake(&pr, t, ca, prio, NULL);
+  *srv_out = pr.srv;
+  *cli_out = pr.cli;
+  pair_close(&pr);
+  return pr.rs;
 }
 
 static void test_settles_for_aes_gcm(void **state) {
@@ -196,28 +218,11 @@ static void test_ticket_key(void **state) {
  * session data when a ticket came (else size 0). */
 static int resume(ctlgate_tls_t *t, const char *ca, const gnutls_datum_t *in,
                   gnutls_datum_t *out) {
-  int sv[2];
-  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-  gnutls_session_t srv, cli;
-  gnutls_certificate_credentials_t cc;
-  assert_int_equal(ctlgate_tls_session(t, &srv, (gnutls_transport_ptr_t)(intptr_t)sv[0], pull,
-                                       push), 0);
-  assert_int_equal(gnutls_certificate_allocate_credentials(&cc), 0);
-  gnutls_datum_t d = {(unsigned char *)ca, (unsigned)strlen(ca)};
-  assert_true(gnutls_certificate_set_x509_trust_mem(cc, &d, GNUTLS_X509_FMT_PEM) > 0);
-  assert_int_equal(gnutls_init(&cli, GNUTLS_CLIENT | GNUTLS_NONBLOCK), 0);
-  assert_int_equal(gnutls_priority_set_direct(cli, "NORMAL:-VERS-ALL:+VERS-TLS1.3", NULL), 0);
-  gnutls_credentials_set(cli, GNUTLS_CRD_CERTIFICATE, cc);
-  gnutls_session_set_verify_cert(cli, "cascade-controller", 0);
-  if (in) assert_int_equal(gnutls_session_set_data(cli, in->data, in->size), 0);
-  gnutls_transport_set_int(cli, sv[1]);
-  int rs = GNUTLS_E_AGAIN, rc = GNUTLS_E_AGAIN;
-  for (int i = 0; i < 200 && (rs != 0 || rc != 0); i++) {
-    if (rc == GNUTLS_E_AGAIN) rc = gnutls_handshake(cli);
-    if (rs == GNUTLS_E_AGAIN) rs = gnutls_handshake(srv);
-  }
-  assert_int_equal(rs, 0);
-  assert_int_equal(rc, 0);
+  tls_pair_t pr;
+  pair_handshake(&pr, t, ca, "NORMAL:-VERS-ALL:+VERS-TLS1.3", in);
+  gnutls_session_t srv = pr.srv, cli = pr.cli;
+  assert_int_equal(pr.rs, 0);
+  assert_int_equal(pr.rc, 0);
   ctlgate_tls_done(t, srv);
   assert_int_equal(gnutls_record_send(srv, "x", 1), 1);
   char b;
@@ -234,9 +239,7 @@ static int resume(ctlgate_tls_t *t, const char *ca, const gnutls_datum_t *in,
     assert_int_equal(gnutls_session_get_data2(cli, out), 0);
   gnutls_deinit(srv);
   gnutls_deinit(cli);
-  gnutls_certificate_free_credentials(cc);
-  close(sv[1]);
-  close(sv[0]);
+  pair_close(&pr);
   return resumed;
 }
 
