@@ -6,8 +6,6 @@
 #include <fcntl.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
-#include <nng/protocol/reqrep0/req.h>
-#include <nng/supplemental/tls/tls.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +18,8 @@
 #include "b64.h"
 #include "ctl_urls.h"
 #include "agentmsg.h"
-#include "ctlprobe.h"
 #include "ctltls.h"
 #include "log.h"
-#include "nngclose.h"
 #include "state.h"
 #include "x509.h"
 
@@ -37,22 +33,14 @@
 #define CERT_RETRY_S 30
 #define LOG_REPEAT_S 60.0
 
-enum { OP_POLL = 1, OP_RPC, EV_PIPE_GONE, EV_PIPE_UP, EV_PROBE, EV_RESOLVED };
+enum { OP_POLL = 1, OP_RPC };
 #define RESOLVE_EVERY_S 30.0  /* names in controller.url: resolved again at most this often */
-#define PROBE_AFTER_S 2.0    /* no answer this long: find out why with a handshake of our own */
-#define PROBE_TIMEOUT_MS 3000
-enum { PHASE_SEND = 1, PHASE_RECV };
 
+/* What a resolver thread hands the loop. */
 struct ctlc_event {
   ctlc_event_t *next;
   ctlc_t *c;
-  int kind;
-  unsigned epoch;     /* ops: the session the operation belonged to */
-  uint32_t sock_id;   /* pipe events: the socket the pipe belonged to */
-  int rv;
-  nng_msg *msg;       /* owned until consumed */
-  char *text;         /* owned: EV_PROBE's finding */
-  char **urls;        /* owned: EV_RESOLVED's list */
+  char **urls;        /* owned: the expanded list */
   size_t nurls;
 };
 
@@ -75,7 +63,7 @@ const char *ctlc_state_name(ctlc_state_t s) {
   return "backoff";
 }
 
-/* ---- nng threads -> loop ------------------------------------------------ */
+/* ---- resolver threads -> loop ------------------------------------------- */
 
 static void hub_push(ctlc_hub_t *hub, ctlc_event_t *ev) {
   pthread_mutex_lock(&hub->mu);
@@ -85,140 +73,6 @@ static void hub_push(ctlc_hub_t *hub, ctlc_event_t *ev) {
   pthread_mutex_unlock(&hub->mu);
   ev_async_send(hub->loop, &hub->wake);
 }
-
-/* Runs on an nng thread. A REQ exchange is a send then a receive on the
- * same context; only the outcome crosses to the loop. */
-static void op_cb(void *arg) {
-  ctlc_op_t *op = arg;
-  int rv = nng_aio_result(op->aio);
-  nng_msg *msg = NULL;
-
-  if (rv == 0 && op->phase == PHASE_SEND) {
-    nng_time now = nng_clock();
-    op->phase = PHASE_RECV;
-    nng_aio_set_timeout(op->aio, op->deadline > now ? (nng_duration)(op->deadline - now) : 1);
-    nng_ctx_recv(op->ctx, op->aio);
-    return;
-  }
-  if (op->phase == PHASE_SEND) {
-    /* A failed send leaves the message with us. */
-    nng_msg_free(nng_aio_get_msg(op->aio));
-    nng_aio_set_msg(op->aio, NULL);
-  } else if (rv == 0) {
-    msg = nng_aio_get_msg(op->aio);
-    nng_aio_set_msg(op->aio, NULL);
-  }
-  ctlc_event_t *ev = calloc(1, sizeof(*ev));
-  if (ev == NULL) {
-    /* The heartbeat watchdog ends a session whose operation never returns. */
-    nng_msg_free(msg);
-    return;
-  }
-  ev->c = op->c;
-  ev->kind = op->kind;
-  ev->epoch = op->epoch;
-  ev->rv = rv;
-  ev->msg = msg;
-  hub_push(op->c->hub, ev);
-}
-
-/* A socket's pipe callbacks reach their client through a token that
- * sock_close clears under pipe_mu: the client may be gone while a socket
- * that would not close (ctlc_nng_wedged) still runs callbacks. */
-struct ctlc_pipe_token {
-  ctlc_t *c;
-};
-
-static pthread_mutex_t pipe_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void pipe_cb(nng_pipe p, nng_pipe_ev what, void *arg) {
-  struct ctlc_pipe_token *t = arg;
-  pthread_mutex_lock(&pipe_mu);
-  ctlc_t *c = t->c;
-  ctlc_event_t *ev = c ? calloc(1, sizeof(*ev)) : NULL;
-  if (ev) {
-    ev->c = c;
-    ev->kind = what == NNG_PIPE_EV_ADD_POST ? EV_PIPE_UP : EV_PIPE_GONE;
-    ev->sock_id = (uint32_t)nng_socket_id(nng_pipe_socket(p));
-    hub_push(c->hub, ev);
-  }
-  pthread_mutex_unlock(&pipe_mu);
-}
-
-/* ---- why the controller does not answer ---------------------------------- */
-
-typedef struct probe {
-  ctlc_t *c;                     /* only to name the event: the thread never touches it */
-  ctlc_hub_t *hub;
-  char *url, *ca, *servername;
-} probe_t;
-
-static void *probe_main(void *arg) {
-  probe_t *p = arg;
-  char why[320];
-  int rv = ctlprobe_tls(p->url, p->ca, p->servername, PROBE_TIMEOUT_MS, why, sizeof(why));
-  ctlc_event_t *ev = calloc(1, sizeof(*ev));
-  if (ev) {
-    ev->c = p->c;
-    ev->kind = EV_PROBE;
-    ev->rv = rv;
-    ev->text = strdup(why);
-    hub_push(p->hub, ev);
-  }
-  free(p->url);
-  free(p->ca);
-  free(p->servername);
-  free(p);
-  return NULL;
-}
-
-/* probe_start runs one diagnostic handshake (agent/ctlprobe.c) on a thread
- * of its own, unless one runs: nng's dialer says nothing of a certificate it
- * refused. Only against a controller the agent verifies. */
-static void probe_start(ctlc_t *c) {
-  const agent_config_t *cfg = c->hub->cfg;
-  if (c->probe_running || c->hub->simulate || !c->sock_verified ||
-      strncmp(ctlc_url(c), "tls+", 4) != 0)
-    return;
-  probe_t *p = calloc(1, sizeof(*p));
-  if (p == NULL) return;
-  p->c = c;
-  p->hub = c->hub;
-  p->url = strdup(ctlc_url(c));
-  p->ca = c->hub->ca_pem ? strdup(c->hub->ca_pem) : NULL;
-  p->servername = strdup(cfg->ctl_servername);
-  if (p->url == NULL || p->servername == NULL || (c->hub->ca_pem && p->ca == NULL) ||
-      pthread_create(&c->probe_thread, NULL, probe_main, p) != 0) {
-    free(p->url);
-    free(p->ca);
-    free(p->servername);
-    free(p);
-    return;
-  }
-  c->probe_running = 1;
-}
-
-static void probe_done(ctlc_t *c, int rv, const char *why) {
-  pthread_join(c->probe_thread, NULL);
-  c->probe_running = 0;
-  if (rv == 0 || why == NULL || c->state == CTLC_RUNNING || c->state == CTLC_CERT) return;
-  snprintf(c->last_error, sizeof(c->last_error), "no answer from the controller: %s", why);
-  log_failure(c, LOG_WARN, c->last_error);
-  changed(c);
-}
-
-static void probe_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
-  ctlc_t *c = w->data;
-  (void)loop;
-  (void)revents;
-  if (c->open && (c->state == CTLC_REGISTER || c->state == CTLC_CA_FETCH)) probe_start(c);
-}
-
-/* ---- closing a socket within a bound ------------------------------------ */
-
-static int nng_wedged;
-
-int ctlc_nng_wedged(void) { return __atomic_load_n(&nng_wedged, __ATOMIC_RELAXED); }
 
 /* ---- logging ------------------------------------------------------------ */
 
@@ -298,7 +152,6 @@ static void *resolve_main(void *arg) {
   }
   if (ev) {
     ev->c = r->c;
-    ev->kind = EV_RESOLVED;
     hub_push(r->hub, ev);
   }
   free(r);
@@ -309,7 +162,7 @@ static void *resolve_main(void *arg) {
  * own (getaddrinfo blocks); the loop gets the list as EV_RESOLVED. */
 static void resolve_start(ctlc_t *c) {
   resolve_t *r;
-  if (c->resolving || !c->has_names || c->hub->simulate) return;
+  if (c->resolving || !c->has_names) return;
   if ((r = calloc(1, sizeof(*r))) == NULL) return;
   r->c = c;
   r->hub = c->hub;
@@ -328,13 +181,31 @@ static void resolve_done(ctlc_t *c, char **v, size_t n) {
   for (size_t i = 0; same && i < n; i++) same = strcmp(v[i], c->targets[i]) == 0;
   if (v == NULL || n == 0 || same) {
     ctl_urls_free(v, n);
-    return;
+  } else {
+    /* Taken at the next move: the session on the current URL stays. */
+    ctl_urls_free(c->next_targets, c->nnext);
+    c->next_targets = v;
+    c->nnext = n;
+    log_debug(MOD, "[%s] controller.url resolves to %zu URLs", c->name, n);
   }
-  /* Taken at the next move: the session on the current URL stays. */
-  ctl_urls_free(c->next_targets, c->nnext);
-  c->next_targets = v;
-  c->nnext = n;
-  log_debug(MOD, "[%s] controller.url resolves to %zu URLs", c->name, n);
+  if (c->wait_resolve) {
+    c->wait_resolve = 0;
+    start_connect(c);
+  }
+}
+
+/* take_resolved moves to the newest expansion, at the first address of
+ * the controller.url entry in use (the URL in use names a host). */
+static void take_resolved(ctlc_t *c) {
+  const cfg_strlist_t *u = &c->hub->cfg->ctl_urls;
+  size_t from = ctl_urls_origin(u->v, u->n, ctlc_url(c)), k = 0;
+  while (k < c->nnext && ctl_urls_origin(u->v, u->n, c->next_targets[k]) != from) k++;
+  ctl_urls_free(c->targets, c->ntargets);
+  c->targets = c->next_targets;
+  c->ntargets = c->nnext;
+  c->next_targets = NULL;
+  c->nnext = 0;
+  c->url_idx = k < c->ntargets ? k : 0;
 }
 
 /* next_target moves to the URL after the current one, in the newest
@@ -380,14 +251,12 @@ static void session_close(ctlc_t *c) {
   if (!c->open) return;
   c->open = 0;
   c->was_up = c->has_session;
-  c->epoch++; /* whatever is still queued for this session is stale now */
+  c->epoch++;
   ev_timer_stop(c->hub->loop, &c->beat);
   ev_timer_stop(c->hub->loop, &c->connect_timer);
-  /* Freeing an aio cancels its operation and waits for the callback, which
-   * only queues an event: nothing runs for this session afterwards. */
-  nng_aio_free(c->poll.aio);
-  nng_aio_free(c->rpc.aio);
-  c->poll.aio = c->rpc.aio = NULL;
+  /* Nothing of this session is delivered any more (a late reply is dropped). */
+  ctlsp_req_cancel(&c->poll.req);
+  ctlsp_req_cancel(&c->rpc.req);
   c->poll.busy = c->rpc.busy = 0;
   free(c->auth_msg);
   c->auth_msg = NULL;
@@ -397,100 +266,65 @@ static void session_close(ctlc_t *c) {
   c->connected_since = 0;
 }
 
-static void sock_close(ctlc_t *c) {
-  if (!c->sock_open) return;
+/* conn_close ends the connection (a close(2): it never waits). */
+static void conn_close(ctlc_t *c) {
   session_close(c);
-  c->sock_open = 0;
-  c->pipe_up = 0;
-  struct ctlc_pipe_token *t = c->pipe_token;
-  c->pipe_token = NULL;
-  if (t) {
-    pthread_mutex_lock(&pipe_mu);
-    t->c = NULL; /* no callback of this socket reaches |c| any more */
-    pthread_mutex_unlock(&pipe_mu);
-  }
-  double wait = c->hub->simulate ? CTLC_CLOSE_WAIT_SIM_S : CTLC_CLOSE_WAIT_S;
-  /* |t| is freed once the close returns: until then a callback may run */
-  if (nng_close_within_then(c->sock, wait, free, t) == 0) return;
-  __atomic_store_n(&nng_wedged, 1, __ATOMIC_RELAXED);
-  log_warn(MOD, "[%s] the control socket did not close within %.2f s (an nng 1.5.2 "
-           "bug, nanomsg/nng#1543); it is left to the process exit", c->name, wait);
+  ctlsp_close(c->sp);
+  c->sp = NULL;
+  c->conn_up = 0;
 }
 
-/* sock_open makes the client's socket: a REQ socket with its two contexts
- * and a dialer that nng keeps connected (it redials by itself). */
-static int sock_open(ctlc_t *c, int verified) {
-  const agent_config_t *cfg = c->hub->cfg;
-  nng_dialer d;
-  nng_tls_config *tls = NULL;
-  int rv;
+static void conn_up_cb(ctlsp_t *sp, void *arg) {
+  ctlc_t *c = arg;
+  (void)sp;
+  c->conn_up = 1;
+  ev_timer_stop(c->hub->loop, &c->connect_timer);
+}
 
-  if ((rv = nng_req0_open(&c->sock)) != 0) return rv;
-  c->sock_open = 1;
-  c->sock_stale = 0;
-  c->sock_verified = verified;
-  nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, CTLMSG_MAX);
-  /* Our own timeouts and backoff decide; REQ must not resend behind us. */
-  nng_socket_set_ms(c->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-  nng_socket_set_ms(c->sock, NNG_OPT_RECONNMINT, 100);
-  nng_socket_set_ms(c->sock, NNG_OPT_RECONNMAXT,
-                    cfg->backoffmax_ms < 5000 ? (nng_duration)cfg->backoffmax_ms : 5000);
-  if ((c->pipe_token = calloc(1, sizeof(*c->pipe_token))) == NULL) {
-    rv = NNG_ENOMEM;
-    goto fail;
-  }
-  c->pipe_token->c = c;
-  c->pipe_up = 0;
-  if ((rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, pipe_cb, c->pipe_token)) != 0 ||
-      (rv = nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, c->pipe_token)) != 0 ||
-      (rv = nng_ctx_open(&c->poll.ctx, c->sock)) != 0 ||
-      (rv = nng_ctx_open(&c->rpc.ctx, c->sock)) != 0 ||
-      (rv = nng_dialer_create(&d, c->sock, ctlc_url(c))) != 0)
-    goto fail;
+static void conn_down_cb(ctlsp_t *sp, const char *why, void *arg) {
+  ctlc_t *c = arg;
+  (void)sp;
+  int was_open = c->open && c->state != CTLC_BACKOFF;
+  ctlsp_close(c->sp);
+  c->sp = NULL;
+  c->conn_up = 0;
+  if (was_open) ctlc_fail(c, "%s", why);
+}
+
+/* conn_open opens the client's connection to the URL in use. */
+static int conn_open(ctlc_t *c, int verified, char *err, size_t errlen) {
+  ctlc_hub_t *hub = c->hub;
+  ctlsp_opts_t o = {0};
+  o.url = ctlc_url(c);
   if (is_tls(c)) {
-    /* The config is this client's: its verified sessions are resumed. */
-    ctltls_use_key(c->tls_key);
-    rv = nng_tls_config_alloc(&tls, NNG_TLS_MODE_CLIENT);
-    ctltls_use_key(0);
-    if (rv != 0) goto fail;
-    if (!verified) {
-      /* Pin bootstrap: unverified, so only CaRequest is ever sent on it. */
-      rv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_NONE);
-    } else {
-      if ((rv = nng_tls_config_auth_mode(tls, NNG_TLS_AUTH_MODE_REQUIRED)) == 0 &&
-          (rv = nng_tls_config_ca_chain(tls, c->hub->ca_pem, NULL)) == 0)
-        rv = nng_tls_config_server_name(tls, cfg->ctl_servername);
-    }
-    if (rv == 0) rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, tls);
-    nng_tls_config_free(tls); /* the dialer holds its own reference */
-    if (rv != 0) goto fail;
+    o.cred = verified ? hub->cred_ca : hub->cred_none;
+    o.prio = hub->prio;
+    o.servername = hub->cfg->ctl_servername;
+    o.verify = verified;
+    o.tls_key = c->tls_key;
+    o.trust_fp = hub->trust_fp;
   }
-  if ((rv = nng_dialer_start(d, NNG_FLAG_NONBLOCK)) != 0) goto fail;
+  o.max_msg = CTLMSG_MAX;
+  o.on_up = conn_up_cb;
+  o.on_down = conn_down_cb;
+  o.arg = c;
+  if ((c->sp = ctlsp_open(hub->loop, &o, err, errlen)) == NULL) return -1;
+  c->sp_verified = verified;
+  c->conn_up = 0;
+  c->conn_stale = 0;
   return 0;
-
-fail:
-  sock_close(c);
-  return rv;
 }
 
 static int session_open(ctlc_t *c, int verified) {
-  int rv = 0;
-
-  if (c->sock_open && c->sock_verified != verified) sock_close(c);
-  if (!c->sock_open && (rv = sock_open(c, verified)) != 0) goto fail;
-  if ((rv = nng_aio_alloc(&c->poll.aio, op_cb, &c->poll)) != 0 ||
-      (rv = nng_aio_alloc(&c->rpc.aio, op_cb, &c->rpc)) != 0)
-    goto fail_aio;
+  char err[256];
+  if (c->sp && (c->sp_verified != verified || c->conn_stale)) conn_close(c);
+  if (c->sp == NULL && conn_open(c, verified, err, sizeof(err)) != 0) {
+    ctlc_fail(c, "cannot connect to %s: %s", ctlc_url(c), err);
+    return -1;
+  }
   c->open = 1;
   c->epoch++;
   return 0;
-
-fail_aio:
-  nng_aio_free(c->poll.aio);
-  c->poll.aio = NULL;
-fail:
-  ctlc_fail(c, "cannot open the control socket: %s", nng_strerror(rv));
-  return -1;
 }
 
 /* next_head is what the next request carries: a new id, and the session
@@ -505,27 +339,18 @@ static agentmsg_head_t next_head(ctlc_t *c) {
  * exchange. */
 static int send_req(ctlc_t *c, ctlc_op_t *op, const agentmsg_head_t *h, uint8_t *buf, size_t len,
                     int timeout_ms) {
-  nng_msg *m = NULL;
-
   if (buf == NULL) {
     ctlc_fail(c, "cannot pack a request");
     return -1;
   }
-  if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, buf, len) != 0) {
-    free(buf);
-    nng_msg_free(m);
-    ctlc_fail(c, "out of memory");
+  int rv = ctlsp_send(c->sp, &op->req, buf, len, timeout_ms);
+  free(buf);
+  if (rv != 0) {
+    ctlc_fail(c, "%s", rv == CTLSP_ENOMEM ? "out of memory" : "connection to the controller lost");
     return -1;
   }
-  free(buf);
-  op->epoch = c->epoch;
-  op->phase = PHASE_SEND;
-  op->deadline = nng_clock() + (nng_time)timeout_ms;
   op->busy = 1;
   op->req_id = h->id;
-  nng_aio_set_msg(op->aio, m);
-  nng_aio_set_timeout(op->aio, timeout_ms);
-  nng_ctx_send(op->ctx, op->aio);
   return 0;
 }
 
@@ -545,20 +370,16 @@ static void go_backoff(ctlc_t *c) {
      * that went away (agent_backoff.h). The socket dialed the old one. */
     ms = agent_failover_ms(c->attempt, hub->cfg->backoffmax_ms, c->was_up,
                            agent_rng_next(&hub->rng));
-    sock_close(c);
+    conn_close(c);
     next_target(c);
     c->url_moves++;
     if (!hub->simulate)
       log_info(MOD, "[%s] trying controller %s in %lld ms", c->name, ctlc_url(c), ms);
   } else {
     ms = agent_backoff_ms(c->attempt, hub->cfg->backoffmax_ms, agent_rng_next(&hub->rng));
-    /* nng 1.5.2's dialer stops redialling for good when an attempt ends
-     * in NNG_ECLOSED (the peer closed during TLS or SP negotiation, as a
-     * restarting or overloaded controller does): a request then waits for
-     * a pipe that never comes. With no connection, or after a request
-     * that went unanswered, the next attempt gets a new socket, so a new
-     * dialer and a new connection. */
-    if (!c->pipe_up || c->sock_stale) sock_close(c);
+    /* A connection that is up and answers is kept for the next session
+     * (an authentication failure, say); any other gets replaced. */
+    if (!c->conn_up || c->conn_stale) conn_close(c);
   }
   c->was_up = 0;
   if (c->attempt < 64) c->attempt++;
@@ -620,9 +441,6 @@ static void send_register(ctlc_t *c) {
                                         &len);
   c->state = CTLC_REGISTER;
   send_req(c, &c->rpc, &h, buf, len, rpc_timeout_ms(c));
-  ev_timer_stop(c->hub->loop, &c->probe_timer);
-  ev_timer_set(&c->probe_timer, PROBE_AFTER_S, 0.);
-  ev_timer_start(c->hub->loop, &c->probe_timer);
 }
 
 static void send_auth_start(ctlc_t *c) {
@@ -1102,8 +920,12 @@ static void on_rpc(ctlc_t *c, const agentmsg_response_t *r) {
       ctlc_fail(c, "out of memory");
       return;
     }
+    if (ctlc_hub_trust(c->hub) != 0) {
+      ctlc_fail(c, "cannot load the controller's CA");
+      return;
+    }
     log_info(MOD, "[%s] controller CA matches the pin; reconnecting verified", c->name);
-    start_connect(c); /* replaces the unverified socket */
+    start_connect(c); /* replaces the unverified connection */
     return;
   }
   case CTLC_REGISTER:
@@ -1178,36 +1000,38 @@ static void on_poll(ctlc_t *c, const agentmsg_response_t *r) {
   }
 }
 
-static void on_op(ctlc_t *c, ctlc_event_t *ev) {
-  ctlc_op_t *op = ev->kind == OP_POLL ? &c->poll : &c->rpc;
+/* op_reply takes an exchange's outcome, on the loop (agent/ctlsp.h). */
+static void op_reply(ctlsp_req_t *req, int rv, const uint8_t *body, size_t len, void *arg) {
+  ctlc_op_t *op = arg;
+  ctlc_t *c = op->c;
   agentmsg_response_t r;
   char why[128];
 
+  (void)req;
   op->busy = 0;
-  if (ev->rv != 0) {
-    if (ev->rv == NNG_ETIMEDOUT) {
-      int ms = ev->kind == OP_POLL ? POLL_TIMEOUT_MS : rpc_timeout_ms(c);
-      c->sock_stale = 1;
-      if (ev->kind != OP_POLL && c->slow < 16) c->slow++;
-      if (op->phase == PHASE_SEND)
-        ctlc_fail(c, "no connection to the controller within %d s (unreachable, or its "
-                     "certificate did not verify)", ms / 1000);
+  if (!c->open) return;
+  if (rv != 0) {
+    if (rv == CTLSP_ETIMEDOUT) {
+      int ms = op->kind == OP_POLL ? POLL_TIMEOUT_MS : rpc_timeout_ms(c);
+      c->conn_stale = 1;
+      if (op->kind != OP_POLL && c->slow < 16) c->slow++;
+      if (!op->req.sent)
+        ctlc_fail(c, "no connection to the controller within %d s", ms / 1000);
       else
         ctlc_fail(c, "no answer from the controller within %d s", ms / 1000);
-      probe_start(c); /* says which of the two, and why */
+    } else {
+      ctlc_fail(c, "%s", rv == CTLSP_ENOMEM ? "out of memory"
+                         : "connection to the controller lost");
     }
-    else
-      ctlc_fail(c, "control request failed: %s", nng_strerror(ev->rv));
     return;
   }
-  if (agentmsg_decode_response(nng_msg_body(ev->msg), nng_msg_len(ev->msg), &r, why,
-                               sizeof(why)) != 0) {
+  if (agentmsg_decode_response(body, len, &r, why, sizeof(why)) != 0) {
     c->hub->bad_messages++;
     ctlc_fail(c, "bad message from the controller: %s", why);
     return;
   }
   if (r.id != op->req_id) ctlc_fail(c, "response id does not match the request");
-  else if (ev->kind == OP_POLL) on_poll(c, &r);
+  else if (op->kind == OP_POLL) on_poll(c, &r);
   else on_rpc(c, &r);
   agentmsg_response_free(&r);
 }
@@ -1223,29 +1047,8 @@ static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
   hub->head = hub->tail = NULL;
   pthread_mutex_unlock(&hub->mu);
   for (; ev; ev = next) {
-    ctlc_t *c = ev->c;
     next = ev->next;
-    if (ev->kind == EV_PROBE) {
-      probe_done(c, ev->rv, ev->text);
-    } else if (ev->kind == EV_RESOLVED) {
-      resolve_done(c, ev->urls, ev->nurls);
-      ev->urls = NULL;
-    } else if (ev->kind == EV_PIPE_UP) {
-      if (c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock)) {
-        c->pipe_up = 1;
-        ev_timer_stop(loop, &c->connect_timer);
-      }
-    } else if (ev->kind == EV_PIPE_GONE) {
-      if (c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock)) c->pipe_up = 0;
-      if (c->open && c->sock_open && ev->sock_id == (uint32_t)nng_socket_id(c->sock) &&
-          c->state != CTLC_BACKOFF)
-        ctlc_fail(c, "connection to the controller lost");
-    } else if (c->open && ev->epoch == c->epoch) {
-      on_op(c, ev);
-    }
-    nng_msg_free(ev->msg);
-    free(ev->text);
-    ctl_urls_free(ev->urls, ev->nurls);
+    resolve_done(ev->c, ev->urls, ev->nurls);
     free(ev);
   }
 }
@@ -1256,12 +1059,6 @@ static void beat_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
 
   if (!c->open || !c->has_session) return;
-  /* Watchdog: an operation whose completion got lost ends the session. */
-  nng_time t = nng_clock();
-  if ((c->rpc.busy && t > c->rpc.deadline + 5000) || (c->poll.busy && t > c->poll.deadline + 5000)) {
-    ctlc_fail(c, "control operation never completed");
-    return;
-  }
   if (c->rpc.busy) return; /* a certificate request is in flight: next tick */
   send_heartbeat(c);
 }
@@ -1272,9 +1069,8 @@ static void connect_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   ctlc_t *c = w->data;
   (void)loop;
   (void)revents;
-  if (c->open && !c->pipe_up && !c->has_session) {
+  if (c->open && !c->conn_up && !c->has_session) {
     double s = connect_timeout_s(c);
-    probe_start(c); /* a refused certificate looks the same from here: it says which */
     if (c->slow < 16) c->slow++;
     ctlc_fail(c, "no connection to %s within %.0f s", ctlc_url(c), s);
   }
@@ -1290,12 +1086,31 @@ static void start_connect(ctlc_t *c) {
     return;
   }
   session_close(c);
+  if (!ctl_urls_host_is_numeric(ctlc_url(c))) {
+    /* A host name: connect to its addresses once they are known. */
+    if (c->next_targets && !c->resolving) {
+      take_resolved(c);
+    } else {
+      c->wait_resolve = 1;
+      if (!c->resolving && ev_now(hub->loop) - c->resolved_at < 1.0) {
+        c->wait_resolve = 0;
+        ctlc_fail(c, "cannot resolve the host of %s", ctlc_url(c));
+      } else {
+        resolve_start(c);
+        if (!c->resolving) {
+          c->wait_resolve = 0;
+          ctlc_fail(c, "cannot resolve the host of %s (out of resources)", ctlc_url(c));
+        }
+      }
+      return;
+    }
+  }
   if (session_open(c, !bootstrap) != 0) return;
   if (hub->simulate) {
     c->joining = 1;
     hub->joining++;
   }
-  if (several_targets(c) && !c->pipe_up) {
+  if (several_targets(c) && !c->conn_up) {
     ev_timer_set(&c->connect_timer, connect_timeout_s(c), 0.);
     ev_timer_start(c->hub->loop, &c->connect_timer);
   }
@@ -1400,12 +1215,12 @@ ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen) {
   c->poll.c = c->rpc.c = c;
   c->poll.kind = OP_POLL;
   c->rpc.kind = OP_RPC;
+  ctlsp_req_init(&c->poll.req, hub->loop, op_reply, &c->poll);
+  ctlsp_req_init(&c->rpc.req, hub->loop, op_reply, &c->rpc);
   ev_timer_init(&c->retry, retry_cb, 0., 0.);
   c->retry.data = c;
   ev_timer_init(&c->beat, beat_cb, 1., 1.);
   c->beat.data = c;
-  ev_timer_init(&c->probe_timer, probe_timer_cb, PROBE_AFTER_S, 0.);
-  c->probe_timer.data = c;
   ev_timer_init(&c->connect_timer, connect_timer_cb, AGENT_CONNECT_BASE_MS / 1000.0, 0.);
   c->connect_timer.data = c;
   if (!hub->simulate) {
@@ -1431,12 +1246,10 @@ fail:
 void ctlc_destroy(ctlc_t *c) {
   if (c == NULL) return;
   join_end(c);
-  sock_close(c);
+  conn_close(c);
   ev_timer_stop(c->hub->loop, &c->retry);
   ev_timer_stop(c->hub->loop, &c->beat);
-  ev_timer_stop(c->hub->loop, &c->probe_timer);
   ev_timer_stop(c->hub->loop, &c->connect_timer);
-  if (c->probe_running) pthread_join(c->probe_thread, NULL); /* bounded by its timeouts */
   if (c->resolving) pthread_join(c->resolve_thread, NULL);   /* bounded by the resolver's */
   /* Nothing queued for |c| may outlive it. */
   pthread_mutex_lock(&c->hub->mu);
@@ -1445,8 +1258,6 @@ void ctlc_destroy(ctlc_t *c) {
     if (ev->c == c) {
       *pp = ev->next;
       if (c->hub->tail == ev) c->hub->tail = prev;
-      nng_msg_free(ev->msg);
-      free(ev->text);
       ctl_urls_free(ev->urls, ev->nurls);
       free(ev);
     } else {
@@ -1470,6 +1281,23 @@ void ctlc_destroy(ctlc_t *c) {
   ctltls_forget(c->tls_key);
   free(c->name);
   free(c);
+}
+
+int ctlc_hub_trust(ctlc_hub_t *hub) {
+  gnutls_certificate_credentials_t cred = NULL;
+  gnutls_datum_t d = {(unsigned char *)hub->ca_pem, hub->ca_pem ? (unsigned)strlen(hub->ca_pem) : 0};
+  uint8_t fp[CTLTLS_FP_LEN];
+  if (hub->cred_ca) return 0; /* connections use it: never replaced */
+  if (hub->ca_pem == NULL || gnutls_certificate_allocate_credentials(&cred) < 0) return -1;
+  /* 2: the auth mode the fingerprint has always bound (verification required). */
+  if (gnutls_certificate_set_x509_trust_mem(cred, &d, GNUTLS_X509_FMT_PEM) <= 0 ||
+      ctltls_fingerprint(2, hub->ca_pem, fp) != 0) {
+    gnutls_certificate_free_credentials(cred);
+    return -1;
+  }
+  hub->cred_ca = cred;
+  memcpy(hub->trust_fp, fp, sizeof(fp));
+  return 0;
 }
 
 int ctlc_hub_init(ctlc_hub_t *hub, struct ev_loop *loop, const agent_config_t *cfg,
@@ -1516,12 +1344,27 @@ int ctlc_hub_init(ctlc_hub_t *hub, struct ev_loop *loop, const agent_config_t *c
       free(path);
     }
   }
+  if (gnutls_priority_init(&hub->prio, CTLTLS_PRIORITY_BASE, NULL) < 0 ||
+      gnutls_certificate_allocate_credentials(&hub->cred_none) < 0) {
+    snprintf(err, errlen, "cannot set up TLS");
+    goto fail;
+  }
+  if (hub->ca_pem && ctlc_hub_trust(hub) != 0) {
+    snprintf(err, errlen, "cannot load the controller CA into TLS");
+    goto fail;
+  }
+  ctltls_init(); /* without a store, no resumption: every handshake is full */
   ev_async_init(&hub->wake, wake_cb);
   hub->wake.data = hub;
   ev_async_start(loop, &hub->wake);
   return 0;
 
 fail:
+  if (hub->cred_ca) gnutls_certificate_free_credentials(hub->cred_ca);
+  if (hub->cred_none) gnutls_certificate_free_credentials(hub->cred_none);
+  if (hub->prio) gnutls_priority_deinit(hub->prio);
+  hub->cred_ca = hub->cred_none = NULL;
+  hub->prio = NULL;
   free(hub->ca_pem);
   hub->ca_pem = NULL;
   agent_scram_cache_wipe(&hub->keys);
@@ -1535,12 +1378,15 @@ void ctlc_hub_destroy(ctlc_hub_t *hub) {
   ev_async_stop(hub->loop, &hub->wake);
   for (ev = hub->head; ev; ev = next) {
     next = ev->next;
-    nng_msg_free(ev->msg);
-    free(ev->text);
     ctl_urls_free(ev->urls, ev->nurls);
     free(ev);
   }
   hub->head = hub->tail = NULL;
+  if (hub->cred_ca) gnutls_certificate_free_credentials(hub->cred_ca);
+  if (hub->cred_none) gnutls_certificate_free_credentials(hub->cred_none);
+  if (hub->prio) gnutls_priority_deinit(hub->prio);
+  hub->cred_ca = hub->cred_none = NULL;
+  hub->prio = NULL;
   free(hub->ca_pem);
   hub->ca_pem = NULL;
   agent_scram_cache_wipe(&hub->keys);

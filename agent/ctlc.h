@@ -2,15 +2,15 @@
  *
  * A reconnecting state machine on the agent's libev loop:
  *   BACKOFF -> [CA_FETCH] -> REGISTER -> AUTH_START -> AUTH_FINISH -> CERT -> RUNNING
- * with any failure closing the session and returning to BACKOFF. nng runs
- * its completions on its own threads; they only queue an event in the
- * shared ctlc_hub_t and wake the loop, which alone touches client state. */
+ * with any failure closing the session and returning to BACKOFF. The
+ * connection (agent/ctlsp.c) runs on the loop too; only the thread that
+ * resolves host names queues an event in the shared ctlc_hub_t and wakes
+ * the loop, which alone touches client state. */
 #ifndef CASCADE_CTLC_H
 #define CASCADE_CTLC_H
 
 #include <ev.h>
-#include <nng/nng.h>
-#include <nng/supplemental/util/platform.h>
+#include <gnutls/gnutls.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
@@ -19,6 +19,8 @@
 #include "agent_rules.h"
 #include "agent_scram.h"
 #include "agentmsg.h"
+#include "ctlsp.h"
+#include "ctltls.h"
 
 typedef enum {
   CTLC_BACKOFF = 0,
@@ -44,13 +46,18 @@ typedef agentmsg_link_report_t ctlc_link_report_t;
  * config, the Register verifier and SCRAM key cache, the controller CA. */
 typedef struct ctlc_hub {
   struct ev_loop *loop;
-  ev_async wake;                 /* nng threads -> loop */
+  ev_async wake;                 /* resolver threads -> loop */
   pthread_mutex_t mu;            /* guards the queue only */
   ctlc_event_t *head, *tail;     /* owned; drained by the loop */
   const agent_config_t *cfg;     /* not owned */
   char verifier[SCRAM_VERIFIER_MAX];
   agent_scram_cache_t keys;
   char *ca_pem;                  /* owned; NULL until known (pin bootstrap) */
+  /* TLS of every connection: the CA's trust (set with ca_pem), none (the
+   * pin bootstrap), the choices offered (CTLTLS_PRIORITY_BASE). */
+  gnutls_certificate_credentials_t cred_ca, cred_none;
+  gnutls_priority_t prio;
+  uint8_t trust_fp[CTLTLS_FP_LEN]; /* ctltls_fingerprint of the CA (with cred_ca) */
   int simulate;                  /* no CERT, log lines shared and rate-limited */
   uint64_t rng;
   uint64_t bad_messages;         /* answers the codec refused (for /metrics) */
@@ -92,13 +99,9 @@ typedef struct ctlc_hub {
 typedef struct ctlc_op {
   ctlc_t *c;                     /* fixed */
   int kind;                      /* fixed: poll or rpc */
-  unsigned epoch;                /* set by the loop before an operation starts */
-  nng_aio *aio;                  /* per session */
-  nng_ctx ctx;
-  int phase;                     /* send, then recv: nng thread while busy */
-  nng_time deadline;
-  int busy;                      /* loop thread only */
-  uint64_t req_id;
+  ctlsp_req_t req;               /* the exchange on the connection */
+  int busy;
+  uint64_t req_id;               /* the request id inside the message (agentmsg) */
 } ctlc_op_t;
 
 typedef struct ctlc_child {
@@ -117,7 +120,6 @@ struct ctlc {
   int failed;                    /* last session ended in an error */
   ev_timer retry;                /* backoff */
   ev_timer beat;                 /* heartbeat; also drives certificate renewal */
-  ev_timer probe_timer;          /* an unanswered first request starts a TLS probe */
   ev_timer connect_timer;        /* several URLs: no connection this long, try the next */
   char **targets;                /* owned: the URLs tried in turn (controller.url with host
                                     names expanded to their addresses, agent/ctl_urls.h) */
@@ -128,22 +130,17 @@ struct ctlc {
   int has_names;                 /* controller.url names a host by name */
   pthread_t resolve_thread;      /* while |resolving| */
   int resolving;
+  int wait_resolve;              /* the URL in use names a host: connect once resolved */
   ev_tstamp resolved_at;
-  int pipe_up;                   /* the socket has a connection (pipe events) */
-  int sock_stale;                /* a request on it went unanswered: replace it */
+  int conn_up;                   /* the connection is up (handshakes done) */
+  int conn_stale;                /* a request on it went unanswered: replace it */
   int known;                     /* authenticated before: the next session skips Register */
   int was_up;                    /* the session that just ended had authenticated */
   uint64_t url_moves;            /* times the client moved to another URL */
-  pthread_t probe_thread;        /* agent/ctlprobe.c, while probe_running */
-  int probe_running;
 
-  /* The socket lives as long as the client (nng 1.5's nng_close can hang
-   * in its reaper under load, nanomsg/nng#1543, so it is never closed on
-   * the loop's hot path); only the pin bootstrap socket is replaced once. */
-  int sock_open;
-  int sock_verified;             /* dialer verifies the controller (or tcp://) */
-  nng_socket sock;
-  struct ctlc_pipe_token *pipe_token; /* the socket's pipe callbacks find |c| through it */
+  /* The connection; kept across sessions while it is up and answers. */
+  ctlsp_t *sp;                   /* owned; NULL: none */
+  int sp_verified;               /* it verifies the controller (or tcp://) */
   uint64_t tls_key;              /* its TLS sessions in the resumption store (agent/ctltls.h) */
 
   /* Session: valid while |open|. */
@@ -201,6 +198,11 @@ struct ctlc {
 int ctlc_hub_init(ctlc_hub_t *hub, struct ev_loop *loop, const agent_config_t *cfg,
                   int simulate, char *err, size_t errlen);
 
+/* ctlc_hub_trust loads hub->ca_pem into the TLS credentials that verify
+ * the controller, once (a pin bootstrap's CA matches the pin, so every
+ * client fetches the same one). 0 or -1. */
+int ctlc_hub_trust(ctlc_hub_t *hub);
+
 /* ctlc_hub_destroy drops queued events and frees the hub; every client must
  * have been destroyed first. Accepts a zeroed hub. */
 void ctlc_hub_destroy(ctlc_hub_t *hub);
@@ -208,28 +210,15 @@ void ctlc_hub_destroy(ctlc_hub_t *hub);
 /* ctlc_new makes a client named |name| and starts connecting at once. */
 ctlc_t *ctlc_new(ctlc_hub_t *hub, const char *name, char *err, size_t errlen);
 
-/* ctlc_destroy closes the session (waiting for nng's callbacks) and frees
- * |c|; accepts NULL. Its socket's close is waited for CTLC_CLOSE_WAIT_S at
- * most (see ctlc_nng_wedged). */
+/* ctlc_destroy closes the session and its connection and frees |c|;
+ * accepts NULL. Never waits. */
 void ctlc_destroy(ctlc_t *c);
 
-#define CTLC_CLOSE_WAIT_S 2.0
 /* In simulation at most this many clients of one process join at once (TLS
  * handshake to AuthOk); the others wait for a place. A real agent has its
- * own CPU; a thousand simulated ones share nng's four task threads, which
- * advanced their handshakes in lockstep until all timed out together. */
+ * own CPU; a thousand simulated ones share one loop, and a thousand
+ * handshakes begun together would all finish late together. */
 #define CTLC_SIM_JOINING_MAX 64
-/* In simulation one loop carries every simulated agent: a close nng wedges
- * would stall all of them for CTLC_CLOSE_WAIT_S (a real agent stalls only
- * itself), and under a join storm wedged closes came one after another. */
-#define CTLC_CLOSE_WAIT_SIM_S 0.05
-
-/* ctlc_nng_wedged tells whether an nng_close did not return within
- * CTLC_CLOSE_WAIT_S: nng 1.5.2 can wait forever for a pipe or dialer a close
- * raced with (nanomsg/nng#1543, #1813). The socket is then left to the
- * process exit, and the caller must not call nng_fini, which would wait for
- * it too. */
-int ctlc_nng_wedged(void);
 
 /* ctlc_url is the controller URL |c| uses now. */
 const char *ctlc_url(const ctlc_t *c);

@@ -1,13 +1,13 @@
-/* The control channel's TLS client: a GnuTLS engine for nng's tls+tcp://
- * dialers (nng_tls_engine_register), in place of nng's built-in mbedTLS,
- * which resumes no session. Each control client (agent/ctlc.c) keeps the
- * TLS 1.3 session ticket of its last verified connection in a keyed store
- * and offers it on its next one, so a rejoin after a controller restart
- * costs an ECDHE and no certificate verification. See docs/architecture.md
- * ("Control channel TLS"). */
+/* The control channel's TLS session store: each control client
+ * (agent/ctlc.c, its connection agent/ctlsp.c) keeps the TLS 1.3 session
+ * ticket of its last verified connection in a keyed store and offers it on
+ * its next one, so a rejoin after a controller restart costs an ECDHE and
+ * no certificate verification. See docs/architecture.md ("Control channel
+ * TLS"). */
 #ifndef CASCADE_CTLTLS_H
 #define CASCADE_CTLTLS_H
 
+#include <gnutls/gnutls.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,24 +59,34 @@ size_t ctltls_store_count(ctltls_store_t *s);
  * the auth mode and the CA chain (PEM, may be NULL). -1 on failure. */
 int ctltls_fingerprint(int auth_mode, const char *ca_pem, uint8_t fp[CTLTLS_FP_LEN]);
 
-/* ctltls_register makes the GnuTLS engine nng's TLS engine, with a
- * process-wide session store. Once, at start, before any nng_tls_config
- * is allocated. 0, or -1 with |err| (nng keeps its own engine). */
-int ctltls_register(char *err, size_t errlen);
+/* ctltls_init makes the process's session store (once; thread-safe).
+ * 0, or -1 out of memory (no resumption then). */
+int ctltls_init(void);
 
-/* ctltls_shutdown frees the session store; after nng_fini. */
+/* ctltls_shutdown frees the process's store, when no connection is left. */
 void ctltls_shutdown(void);
 
 /* ctltls_new_key is a key no other client of this process has. */
 uint64_t ctltls_new_key(void);
 
-/* ctltls_use_key names the client the next nng_tls_config_alloc on this
- * thread is for (its config keeps the key; the allocation clears it).
- * 0: none (no resumption). */
-void ctltls_use_key(uint64_t key);
-
 /* ctltls_forget drops the session kept for |key|; when a client is freed. */
 void ctltls_forget(uint64_t key);
+
+/* ctltls_offer sets on client session |s| the verified session kept for
+ * |key|, if it was for |server| and trust |fp|. 1 when one was offered.
+ * Only a verified session is ever kept: resuming skips the certificate. */
+int ctltls_offer(gnutls_session_t s, uint64_t key, const char *server,
+                 const uint8_t fp[CTLTLS_FP_LEN]);
+
+/* ctltls_keep stores the session of |s| (its handshake done, the
+ * controller verified) for |key| once the server's ticket has come (TLS 1.3
+ * sends it after the handshake). 1 when the ticket had come (stored, or
+ * lost for memory: no need to look again), 0 when not yet. */
+int ctltls_keep(gnutls_session_t s, uint64_t key, const char *server,
+                const uint8_t fp[CTLTLS_FP_LEN]);
+
+/* ctltls_count counts one finished handshake, resumed or full. */
+void ctltls_count(int resumed);
 
 /* ctltls_handshakes reads the process's count of full and resumed TLS
  * handshakes. */

@@ -2,7 +2,6 @@
  * docs/architecture.md and docs/protocol.md. */
 #include <errno.h>
 #include <gnutls/gnutls.h>
-#include <nng/nng.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +15,6 @@
 #include "ctlc.h"
 #include "ctltls.h"
 #include "log.h"
-#include "nngclose.h"
 #include "net.h"
 
 extern char **environ;
@@ -54,28 +52,6 @@ static int mkdir_p(const char *dir) {
     *p = '/';
   }
   if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -1;
-  return 0;
-}
-
-/* exit_nng finishes nng: a control socket close that outlived its bound
- * (ctlc_nng_wedged) is often only slow under load, so it gets up to
- * EXIT_CLOSE_WAIT_S more; then nng_fini frees what nng still holds. -1 when
- * a close is still running (nng cannot be finished). */
-#define EXIT_CLOSE_WAIT_S 3.0
-static int exit_nng(void) {
-  if (ctlc_nng_wedged()) {
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do {
-      if (nng_close_pending() == 0) break;
-      struct timespec nap = {0, 10 * 1000 * 1000};
-      nanosleep(&nap, NULL);
-      clock_gettime(CLOCK_MONOTONIC, &t);
-    } while ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 <
-             EXIT_CLOSE_WAIT_S);
-    if (nng_close_pending() != 0) return -1;
-  }
-  nng_fini();
   return 0;
 }
 
@@ -154,10 +130,8 @@ int main(int argc, char **argv) {
     agent_config_free(&cfg);
     return 1;
   }
-  /* The control channel's TLS runs on GnuTLS, which resumes sessions
-   * (agent/ctltls.h); nng's own engine is the fallback. */
-  if (ctltls_register(err, sizeof(err)) != 0)
-    log_warn("main", "control TLS without session resumption: %s", err);
+  /* The control channel resumes its TLS sessions (agent/ctltls.h). */
+  if (ctltls_init() != 0) log_warn("main", "control TLS without session resumption: out of memory");
   if ((loop = ev_default_loop(EVFLAG_AUTO)) == NULL) {
     log_error("main", "cannot create the event loop");
     goto out_tls;
@@ -173,13 +147,6 @@ int main(int argc, char **argv) {
 out_loop:
   ev_loop_destroy(loop);
 out_tls:
-  if (exit_nng() != 0) {
-    /* A socket whose close never returned (nanomsg/nng#1543) still holds
-     * nng's objects and threads: nng_fini would wait for it forever, and a
-     * leak check at exit would report nng's objects, not ours. */
-    fflush(NULL);
-    _exit(rc);
-  }
   ctltls_shutdown();
   gnutls_global_deinit();
   agent_config_free(&cfg);

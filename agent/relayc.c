@@ -1,10 +1,9 @@
 /* The agent's side of the API relay: see relayc.h.
  *
  * One rop_t per relay: a loopback TCP connection to our own HTTP server
- * (ev_io on the loop) and one nng REQ context for its RelayResponse
- * messages. nng completions run on nng threads and only queue an event
- * (relay id + serial) for the loop; the loop looks the relay up again, so
- * an event for a relay freed meanwhile is dropped. */
+ * (ev_io on the loop) and one exchange on the control connection
+ * (agent/ctlsp.h) for its RelayResponse messages, one at a time; all of
+ * it on the loop. */
 #define _GNU_SOURCE
 #include "relayc.h"
 
@@ -13,7 +12,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +27,9 @@
 #define HEAD_MAX (16 * 1024)
 #define MAX_HEADERS 64
 
-enum { PH_IDLE = 0, PH_SEND, PH_RECV };
-
 typedef struct rop {
   relayc_t *rc;
   struct rop *next, *prev;
-  uint64_t serial;
   uint64_t id;                 /* the controller's relay id */
   unsigned epoch;              /* the control session it belongs to */
   int fd;
@@ -54,21 +49,10 @@ typedef struct rop {
   size_t chunklen;
   int eof;                     /* the local server finished (or failed) */
   int sent_first, sent_end;
-  /* nng: one exchange at a time */
-  nng_ctx ctx;
-  int ctx_open;
-  nng_aio *aio;
-  int phase;                   /* nng thread while busy */
-  int busy;                    /* loop: a message is waiting for its ack */
+  ctlsp_req_t ack;             /* its exchange on the control connection, one at a time */
+  int busy;                    /* a message is waiting for its ack */
   uint64_t bytes;
 } rop_t;
-
-typedef struct rev {
-  struct rev *next;
-  uint64_t serial;
-  int rv;
-  nng_msg *msg;
-} rev_t;
 
 struct relayc {
   struct ev_loop *loop;
@@ -77,11 +61,7 @@ struct relayc {
   socklen_t local_len;
   rop_t *ops;
   size_t nops;
-  uint64_t next_serial;
   uint64_t next_req_id;
-  ev_async wake;
-  pthread_mutex_t mu;
-  rev_t *head, *tail;
   /* counters */
   unsigned long long total, denied, failed, cancelled;
   char metrics[512];
@@ -89,48 +69,18 @@ struct relayc {
 
 static int rop_pump(rop_t *o);
 
-/* ---- nng thread -> loop -------------------------------------------------- */
+static void on_ack(rop_t *o, int rv, const uint8_t *body, size_t len);
 
-static void aio_cb(void *arg) {
-  rop_t *o = arg;
-  int rv = nng_aio_result(o->aio);
-  nng_msg *msg = NULL;
-  if (rv == 0 && o->phase == PH_SEND) {
-    o->phase = PH_RECV;
-    nng_ctx_recv(o->ctx, o->aio);
-    return;
-  }
-  if (o->phase == PH_SEND) {
-    nng_msg_free(nng_aio_get_msg(o->aio));
-    nng_aio_set_msg(o->aio, NULL);
-  } else if (rv == 0) {
-    msg = nng_aio_get_msg(o->aio);
-    nng_aio_set_msg(o->aio, NULL);
-  }
-  rev_t *ev = calloc(1, sizeof(*ev));
-  if (ev == NULL) {
-    nng_msg_free(msg);
-    return; /* the op's timer ends it */
-  }
-  ev->serial = o->serial;
-  ev->rv = rv;
-  ev->msg = msg;
-  relayc_t *rc = o->rc;
-  pthread_mutex_lock(&rc->mu);
-  if (rc->tail) rc->tail->next = ev;
-  else rc->head = ev;
-  rc->tail = ev;
-  pthread_mutex_unlock(&rc->mu);
-  ev_async_send(rc->loop, &rc->wake);
+static void ack_cb(ctlsp_req_t *r, int rv, const uint8_t *body, size_t len, void *arg) {
+  (void)r;
+  on_ack(arg, rv, body, len);
 }
 
 /* ---- life of a relay ---------------------------------------------------------- */
 
 static void rop_free(rop_t *o) {
   relayc_t *rc = o->rc;
-  /* Freeing the aio cancels the exchange and waits for its callback. */
-  if (o->aio) nng_aio_free(o->aio);
-  if (o->ctx_open) nng_ctx_close(o->ctx);
+  ctlsp_req_cancel(&o->ack);
   if (o->fd >= 0) {
     ev_io_stop(rc->loop, &o->rio);
     ev_io_stop(rc->loop, &o->wio);
@@ -148,12 +98,6 @@ static void rop_free(rop_t *o) {
   free(o->req);
   free(o->chunk);
   free(o);
-}
-
-static rop_t *rop_find(relayc_t *rc, uint64_t serial) {
-  for (rop_t *o = rc->ops; o; o = o->next)
-    if (o->serial == serial) return o;
-  return NULL;
 }
 
 /* rop_local_failed ends the local side; before a head, the caller gets
@@ -205,7 +149,6 @@ static int send_msg(rop_t *o) {
   agentmsg_head_t h;
   size_t len = 0;
   uint8_t *buf;
-  nng_msg *msg = NULL;
 
   if (!c->open || !c->has_session || c->epoch != o->epoch) {
     rop_free(o);
@@ -227,10 +170,9 @@ static int send_msg(rop_t *o) {
   m.end = o->eof;
   h.id = ++rc->next_req_id;
   h.session = c->session;
-  if ((buf = agentmsg_pack_relay_response(&h, &m, &len)) == NULL || nng_msg_alloc(&msg, 0) != 0 ||
-      nng_msg_append(msg, buf, len) != 0) {
+  if ((buf = agentmsg_pack_relay_response(&h, &m, &len)) == NULL ||
+      ctlsp_send(c->sp, &o->ack, buf, len, RELAYC_ACK_TIMEOUT_MS) != 0) {
     free(buf);
-    if (msg) nng_msg_free(msg);
     rc->failed++;
     rop_free(o);
     return -1;
@@ -241,10 +183,6 @@ static int send_msg(rop_t *o) {
   o->bytes += o->chunklen;
   o->chunklen = 0;
   o->busy = 1;
-  o->phase = PH_SEND;
-  nng_aio_set_msg(o->aio, msg);
-  nng_aio_set_timeout(o->aio, RELAYC_ACK_TIMEOUT_MS);
-  nng_ctx_send(o->ctx, o->aio);
   return 0;
 }
 
@@ -438,17 +376,18 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   rop_pump(o);
 }
 
-static void on_ack(rop_t *o, int rv, nng_msg *msg) {
+static void on_ack(rop_t *o, int rv, const uint8_t *body, size_t len) {
   relayc_t *rc = o->rc;
   o->busy = 0;
   if (rv != 0) {
     log_warn(MOD, "relay %llu: no ack from the controller: %s", (unsigned long long)o->id,
-             nng_strerror(rv));
+             rv == CTLSP_ETIMEDOUT ? "timed out" : rv == CTLSP_ENOMEM ? "out of memory"
+                                                   : "the control connection ended");
     rc->failed++;
     rop_free(o);
     return;
   }
-  if (agentmsg_relay_ack_cancelled(nng_msg_body(msg), nng_msg_len(msg))) {
+  if (agentmsg_relay_ack_cancelled(body, len)) {
     if (!o->sent_end) {
       rc->cancelled++;
       log_debug(MOD, "relay %llu cancelled by the controller after %llu bytes",
@@ -460,24 +399,6 @@ static void on_ack(rop_t *o, int rv, nng_msg *msg) {
   if (o->fd >= 0 && !o->eof && !ev_is_active(&o->rio)) ev_io_start(rc->loop, &o->rio);
   if (o->fd >= 0 && !o->eof && rop_read(o) != 0) return;
   rop_pump(o);
-}
-
-static void wake_cb(struct ev_loop *loop, ev_async *w, int revents) {
-  relayc_t *rc = w->data;
-  (void)loop;
-  (void)revents;
-  pthread_mutex_lock(&rc->mu);
-  rev_t *ev = rc->head;
-  rc->head = rc->tail = NULL;
-  pthread_mutex_unlock(&rc->mu);
-  while (ev) {
-    rev_t *next = ev->next;
-    rop_t *o = rop_find(rc, ev->serial);
-    if (o) on_ack(o, ev->rv, ev->msg);
-    nng_msg_free(ev->msg);
-    free(ev);
-    ev = next;
-  }
 }
 
 /* ---- requests ------------------------------------------------------------------- */
@@ -528,7 +449,6 @@ void relayc_submit(relayc_t *rc, const relay_request_t *q, const char *invalid) 
   rc->total++;
   o->rc = rc;
   o->fd = -1;
-  o->serial = ++rc->next_serial;
   o->id = q->id;
   o->epoch = c->epoch;
   o->next = rc->ops;
@@ -539,12 +459,7 @@ void relayc_submit(relayc_t *rc, const relay_request_t *q, const char *invalid) 
   ev_io_init(&o->wio, on_write, -1, EV_WRITE);
   ev_timer_init(&o->timer, on_timer, RELAYC_HEAD_TIMEOUT_S, 0.);
   o->rio.data = o->wio.data = o->timer.data = o;
-  if (nng_aio_alloc(&o->aio, aio_cb, o) != 0 || nng_ctx_open(&o->ctx, c->sock) != 0) {
-    rc->failed++;
-    rop_free(o);
-    return;
-  }
-  o->ctx_open = 1;
+  ctlsp_req_init(&o->ack, rc->loop, ack_cb, o);
 
   /* Never trust the controller: the bounds were checked (|invalid|), the
    * path is normalised again and judged by our own rules. A bad request
@@ -672,24 +587,11 @@ relayc_t *relayc_new(struct ev_loop *loop, ctlc_t *c, int listen_fd) {
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)&rc->local;
     if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) a->sin6_addr = in6addr_loopback;
   }
-  pthread_mutex_init(&rc->mu, NULL);
-  ev_async_init(&rc->wake, wake_cb);
-  rc->wake.data = rc;
-  ev_async_start(loop, &rc->wake);
   return rc;
 }
 
 void relayc_free(relayc_t *rc) {
   if (rc == NULL) return;
   while (rc->ops) rop_free(rc->ops);
-  ev_async_stop(rc->loop, &rc->wake);
-  rev_t *ev = rc->head;
-  while (ev) {
-    rev_t *next = ev->next;
-    nng_msg_free(ev->msg);
-    free(ev);
-    ev = next;
-  }
-  pthread_mutex_destroy(&rc->mu);
   free(rc);
 }

@@ -245,8 +245,8 @@ class AgentTest(unittest.TestCase):
                          if e["detail"].get("reason") == "secret changed"])
 
     def test_refused_controller_certificate_is_explained(self):
-        """nng's dialer retries a refused handshake silently: the agent finds out why with a
-        handshake of its own and says so in its status and at warn, within seconds."""
+        """A refused controller certificate ends the connection with the reason: the agent says
+        why in its status and at warn, within seconds."""
         self.controller()
         other = harness.Controller(self.pg.dsn(self.pg.create_database()))
         try:
@@ -256,8 +256,8 @@ class AgentTest(unittest.TestCase):
                 a.status()["controller"]["last_error"] or "") and a.status(), 8,
                 what="the reason in the agent's status")
             self.assertIn("issuer is unknown", st["controller"]["last_error"])
-            self.assertRegex(a.log_text(), r"warn ctlc \[edge-w1\] no answer from the "
-                                           r"controller: the controller's certificate was refused")
+            self.assertRegex(a.log_text(), r"warn ctlc \[edge-w1\] the controller's certificate "
+                                           r"was refused: .*issuer is unknown")
             b = self.agent("edge-w2", "edge-w2-secret", controller={"servername": "not-it"})
             harness.wait_for(lambda: "does not match" in (
                 b.status()["controller"]["last_error"] or ""), 8, what="a name mismatch named")

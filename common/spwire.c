@@ -24,8 +24,11 @@ void spwire_header(uint8_t out[SPWIRE_HEADER_LEN], uint16_t proto) {
 void spwire_rx_init(spwire_rx_t *rx, size_t max) {
   memset(rx, 0, sizeof(*rx));
   rx->max = max;
+  rx->peer = SPWIRE_PROTO_REQ;
   rx->state = ST_HEADER;
 }
+
+void spwire_rx_expect(spwire_rx_t *rx, uint16_t proto) { rx->peer = proto; }
 
 void spwire_rx_free(spwire_rx_t *rx) {
   free(rx->body);
@@ -76,7 +79,7 @@ int spwire_rx_feed(spwire_rx_t *rx, const uint8_t *data, size_t len, size_t *use
     if (rx->state == ST_HEADER) {
       if (!fill(rx, SPWIRE_HEADER_LEN, data, len, &off)) break;
       uint8_t want[SPWIRE_HEADER_LEN];
-      spwire_header(want, SPWIRE_PROTO_REQ);
+      spwire_header(want, rx->peer);
       if (memcmp(rx->word, want, sizeof(want)) != 0) {
         rc = SPWIRE_BAD_HEADER;
         break;

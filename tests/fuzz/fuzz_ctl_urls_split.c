@@ -1,4 +1,4 @@
-/* Fuzz target for ctlprobe_parse_url (agent/ctlprobe.c), which reads
+/* Fuzz target for ctl_urls_split (agent/ctl_urls.c), which reads
  * controller.url: any input is split or refused without a memory error;
  * what splits has a non-empty host without ']' and a port of 1..5 digits,
  * and joining them again splits to the same parts. */
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctlprobe.h"
+#include "ctl_urls.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -16,13 +16,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (s == NULL) return 0;
   memcpy(s, data, size);
   s[size] = '\0';
-  if (ctlprobe_parse_url(s, host, sizeof(host), port, sizeof(port)) == 0) {
+  if (ctl_urls_split(s, host, sizeof(host), port, sizeof(port)) == 0) {
     size_t pl = strlen(port);
     if (host[0] == '\0' || strchr(host, ']') || pl == 0 || pl > 5) abort();
     for (size_t i = 0; i < pl; i++)
       if (port[i] < '0' || port[i] > '9') abort();
     snprintf(url, sizeof(url), strchr(host, ':') ? "tcp://[%s]:%s" : "tcp://%s:%s", host, port);
-    if (ctlprobe_parse_url(url, host2, sizeof(host2), port2, sizeof(port2)) != 0 ||
+    if (ctl_urls_split(url, host2, sizeof(host2), port2, sizeof(port2)) != 0 ||
         strcmp(host, host2) != 0 || strcmp(port, port2) != 0)
       abort();
   }

@@ -1,5 +1,5 @@
-/* The SP wire of nng's tcp and tls+tcp transports, as the control gate
- * speaks it with the agents' REQ sockets (REP's side), without I/O: the
+/* The SP wire of nng's tcp and tls+tcp transports, as the control channel
+ * speaks it (the gate REP's side, the agent REQ's), without I/O: the
  * 8-byte header each side sends first (0, 'S', 'P', 0, the sender's
  * protocol number, big-endian, 0, 0), then messages, each an 8-byte
  * big-endian length and that many bytes. A REQ message starts with its
@@ -21,7 +21,7 @@
 /* spwire_rx_feed's results */
 #define SPWIRE_MORE 0              /* all of the bytes taken, no message complete yet */
 #define SPWIRE_MESSAGE 1           /* one message complete (more bytes may follow) */
-#define SPWIRE_BAD_HEADER (-1)     /* the peer's header is not a REQ's */
+#define SPWIRE_BAD_HEADER (-1)     /* the peer's header is not the expected protocol's */
 #define SPWIRE_TOO_LONG (-2)       /* a message over the bound, or too short for its id */
 #define SPWIRE_BAD_ID (-3)         /* a request word without the high bit (a hop) */
 #define SPWIRE_NOMEM (-4)
@@ -29,6 +29,7 @@
 /* The receiving side of one connection: the peer's header, then messages. */
 typedef struct spwire_rx {
   size_t max;                /* the largest body accepted (after the id) */
+  uint16_t peer;             /* the protocol the peer's header must name */
   int state;                 /* header, length, id, body */
   uint8_t word[SPWIRE_LEN_LEN]; /* the header, length or id being read */
   size_t have;               /* bytes of word[] or of the body so far */
@@ -45,10 +46,15 @@ void spwire_header(uint8_t out[SPWIRE_HEADER_LEN], uint16_t proto);
  * whose body (after the request id) is at most |max| bytes. */
 void spwire_rx_init(spwire_rx_t *rx, size_t max);
 
+/* spwire_rx_expect makes |rx| (before any byte) want a header naming
+ * |proto| instead: SPWIRE_PROTO_REP on the agent's side, whose messages are
+ * replies (their request word has the high bit set too). */
+void spwire_rx_expect(spwire_rx_t *rx, uint16_t proto);
+
 /* spwire_rx_free frees what |rx| holds; accepts a zeroed one. */
 void spwire_rx_free(spwire_rx_t *rx);
 
-/* spwire_rx_header_done: the peer's REQ header has been read. */
+/* spwire_rx_header_done: the peer's header has been read. */
 int spwire_rx_header_done(const spwire_rx_t *rx);
 
 /* spwire_rx_feed takes bytes from |data| (|len|) up to the end of the
@@ -60,12 +66,12 @@ int spwire_rx_header_done(const spwire_rx_t *rx);
 int spwire_rx_feed(spwire_rx_t *rx, const uint8_t *data, size_t len, size_t *used,
                    uint32_t *id, uint8_t **body, size_t *bodylen);
 
-/* spwire_frame_len is the bytes a reply with a body of |len| takes on the
- * wire (length, id, body). */
+/* spwire_frame_len is the bytes a message with a body of |len| takes on
+ * the wire (length, id, body). */
 size_t spwire_frame_len(size_t len);
 
-/* spwire_frame writes to |out| (spwire_frame_len(len) bytes) the reply to
- * request |id| carrying |body|. */
+/* spwire_frame writes to |out| (spwire_frame_len(len) bytes) request |id|,
+ * or the reply to it, carrying |body|. */
 void spwire_frame(uint8_t *out, uint32_t id, const void *body, size_t len);
 
 #endif
