@@ -1,4 +1,5 @@
-/* Unit tests for agent/ctl_urls.c: a host name's addresses become one URL
+/* Unit tests for agent/ctl_urls.c: the URL forms split into host and port;
+ * a host name's addresses become one URL
  * each (IPv6 bracketed, scheme and port kept, duplicates and the bounds
  * respected), numeric hosts stay, and localhost resolves. */
 #include <setjmp.h>
@@ -12,6 +13,31 @@
 #include <cmocka.h>
 
 #include "ctl_urls.h"
+
+static void test_split(void **state) {
+  (void)state;
+  char h[64], p[8];
+  assert_int_equal(ctl_urls_split("tls+tcp://127.0.0.1:44945", h, sizeof(h), p, sizeof(p)), 0);
+  assert_string_equal(h, "127.0.0.1");
+  assert_string_equal(p, "44945");
+  assert_int_equal(ctl_urls_split("tls+tcp://[::1]:9", h, sizeof(h), p, sizeof(p)), 0);
+  assert_string_equal(h, "::1");
+  assert_string_equal(p, "9");
+  assert_int_equal(ctl_urls_split("tcp://ctl.example:1", h, sizeof(h), p, sizeof(p)), 0);
+  assert_string_equal(h, "ctl.example");
+  assert_int_equal(ctl_urls_split("tls+tcp6://[2001:db8::2]:443", h, sizeof(h), p, sizeof(p)),
+                   0);
+  assert_string_equal(h, "2001:db8::2");
+  static const char *const bad[] = {
+      "",  "tls+tcp://",        "http://h:1",       "tls+tcp://h",      "tls+tcp://:1",
+      "tls+tcp://h:",      "tls+tcp://h:x1",   "tls+tcp://h:123456", "tls+tcp://::1:5",
+      "tls+tcp://[::1]5",  "tls+tcp://[::1",   "tcp://a]b:1",      "tcp://a b:1",
+      "tcp://u@h:1",       "tcp://h:65536",    NULL};
+  for (size_t i = 0; bad[i]; i++)
+    assert_int_equal(ctl_urls_split(bad[i], h, sizeof(h), p, sizeof(p)), -1);
+  /* Too long for the caller's buffers. */
+  assert_int_equal(ctl_urls_split("tcp://a-rather-long-host-name:1", h, 8, p, sizeof(p)), -1);
+}
 
 static void test_numeric(void **state) {
   (void)state;
@@ -86,6 +112,7 @@ static void test_origin(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_split),
       cmocka_unit_test(test_numeric),
       cmocka_unit_test(test_expand),
       cmocka_unit_test(test_resolve),
