@@ -346,7 +346,10 @@ static int send_req(ctlc_t *c, ctlc_op_t *op, const agentmsg_head_t *h, uint8_t 
   int rv = ctlsp_send(c->sp, &op->req, buf, len, timeout_ms);
   free(buf);
   if (rv != 0) {
-    ctlc_fail(c, "%s", rv == CTLSP_ENOMEM ? "out of memory" : "connection to the controller lost");
+    /* A connection refused at once ended before its first request. */
+    const char *why = ctlsp_why(c->sp);
+    ctlc_fail(c, "%s", rv == CTLSP_ENOMEM ? "out of memory"
+                       : why[0] ? why : "connection to the controller lost");
     return -1;
   }
   op->busy = 1;

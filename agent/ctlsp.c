@@ -142,6 +142,8 @@ void ctlsp_close(ctlsp_t *sp) {
   if (sp->in_cb == 0) sp_free(sp);
 }
 
+const char *ctlsp_why(const ctlsp_t *sp) { return sp ? sp->why : ""; }
+
 int ctlsp_is_up(const ctlsp_t *sp) { return sp && sp->state == ST_UP; }
 
 /* enter/leave bracket every callback of ours: a close inside the owner's

@@ -79,6 +79,9 @@ ctlsp_t *ctlsp_open(struct ev_loop *loop, const ctlsp_opts_t *o, char *err, size
  * called. */
 void ctlsp_close(ctlsp_t *sp);
 
+/* ctlsp_why is why |sp| ended ("" while it has not). */
+const char *ctlsp_why(const ctlsp_t *sp);
+
 /* ctlsp_is_up tells whether on_up has been called. */
 int ctlsp_is_up(const ctlsp_t *sp);
 
