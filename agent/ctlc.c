@@ -383,6 +383,9 @@ static void go_backoff(ctlc_t *c) {
     /* A connection that is up and answers is kept for the next session
      * (an authentication failure, say); any other gets replaced. */
     if (!c->conn_up || c->conn_stale) conn_close(c);
+    /* One name with one address: it may point elsewhere now (taken at the
+     * next move, as with several). */
+    if (c->has_names && ev_now(hub->loop) - c->resolved_at >= RESOLVE_EVERY_S) resolve_start(c);
   }
   c->was_up = 0;
   if (c->attempt < 64) c->attempt++;
