@@ -163,8 +163,10 @@ class ReplicasTest(unittest.TestCase):
         return rows[0][0] if rows else None
 
     def replica_id(self, ctl):
-        m = re.search(r"replica ([0-9a-f]{32})", ctl.log_text())
-        return m.group(1) if m else None
+        """The id of the process running now: a replica draws a new one at each start, and its
+        log is appended across restarts (the first id in it is an earlier process's)."""
+        m = re.findall(r"replica ([0-9a-f]{32})", ctl.log_text())
+        return m[-1] if m else None
 
     def disconnects(self, db=None, pg=None):
         return int((pg or self.pg).query("SELECT count(*) FROM events WHERE action = "
