@@ -188,6 +188,20 @@ static void peer_reply(fixture_t *f, uint32_t id, const char *body) {
   assert_int_equal(send(f->peer, buf, spwire_frame_len(len), 0), (ssize_t)spwire_frame_len(len));
 }
 
+/* one_out connects, sends request 0 ("x") with |timeout_ms| and reads it as
+ * the peer; returns its SP request id. */
+static uint32_t one_out(fixture_t *f, int timeout_ms) {
+  char body[64];
+  open_sp(f, f->url);
+  ctlsp_req_init(&f->r[0], f->loop, on_reply, &f->g[0]);
+  assert_int_equal(ctlsp_send(f->sp, &f->r[0], "x", 1, timeout_ms), 0);
+  peer_accept(f, SPWIRE_PROTO_REP);
+  peer_header(f);
+  uint32_t id = peer_read(f, body, sizeof(body));
+  assert_string_equal(body, "x");
+  return id;
+}
+
 static void test_requests_in_flight(void **state) {
   fixture_t *f = *state;
   got_t *a = &f->g[0], *b = &f->g[1], *c = &f->g[2];
@@ -244,15 +258,9 @@ static void test_requests_in_flight(void **state) {
 static void test_timeouts_say_whether_sent(void **state) {
   fixture_t *f = *state;
   got_t *a = &f->g[0], *b = &f->g[1];
-  ctlsp_req_t *ra = &f->r[0], *rb = &f->r[1];
-  char body[64];
+  ctlsp_req_t *rb = &f->r[1];
   /* Connected but never answered: sent, no answer. */
-  open_sp(f, f->url);
-  ctlsp_req_init(ra, f->loop, on_reply, a);
-  assert_int_equal(ctlsp_send(f->sp, ra, "x", 1, 200), 0);
-  peer_accept(f, SPWIRE_PROTO_REP);
-  peer_header(f);
-  peer_read(f, body, sizeof(body));
+  one_out(f, 200);
   assert_true(run_until(f, &a->calls, 5));
   assert_int_equal(a->rv, CTLSP_ETIMEDOUT);
   assert_true(a->sent);
@@ -297,13 +305,7 @@ static void test_peer_closes(void **state) {
   fixture_t *f = *state;
   got_t *a = &f->g[0];
   ctlsp_req_t *ra = &f->r[0];
-  char body[64];
-  open_sp(f, f->url);
-  ctlsp_req_init(ra, f->loop, on_reply, a);
-  assert_int_equal(ctlsp_send(f->sp, ra, "x", 1, 5000), 0);
-  peer_accept(f, SPWIRE_PROTO_REP);
-  peer_header(f);
-  peer_read(f, body, sizeof(body));
+  one_out(f, 5000);
   close(f->peer);
   f->peer = -1;
   assert_true(run_until(f, &f->downs, 5));
@@ -329,15 +331,8 @@ static void test_peer_not_rep(void **state) {
 static void test_oversize_reply(void **state) {
   fixture_t *f = *state;
   got_t *a = &f->g[0];
-  ctlsp_req_t *ra = &f->r[0];
-  char body[64];
   uint8_t w[12] = {0, 0, 0, 0, 0, 0, 0x10, 0x04}; /* 4 KiB + id: over max_msg 1024 */
-  open_sp(f, f->url);
-  ctlsp_req_init(ra, f->loop, on_reply, a);
-  assert_int_equal(ctlsp_send(f->sp, ra, "x", 1, 5000), 0);
-  peer_accept(f, SPWIRE_PROTO_REP);
-  peer_header(f);
-  uint32_t id = peer_read(f, body, sizeof(body));
+  uint32_t id = one_out(f, 5000);
   w[8] = (uint8_t)(id >> 24);
   w[9] = (uint8_t)(id >> 16);
   w[10] = (uint8_t)(id >> 8);
