@@ -262,10 +262,7 @@ int ctlsp_send(ctlsp_t *sp, ctlsp_req_t *r, const void *body, size_t len, int ti
   if (sp == NULL || sp->closed || sp->state == ST_DOWN) return CTLSP_ECLOSED;
   ctlsp_req_cancel(r);
   r->id = (sp->next_id++ & 0x7fffffffu) | SPWIRE_ID_BIT;
-  spwire_frame(hdr, r->id, NULL, 0);
-  /* The length counts the id and the body. */
-  uint64_t n = (uint64_t)len + SPWIRE_ID_LEN;
-  for (int i = 0; i < 8; i++) hdr[i] = (uint8_t)(n >> (56 - 8 * i));
+  spwire_frame_head(hdr, r->id, len);
   if (queue(sp, hdr, sizeof(hdr)) != 0 || queue(sp, body, len) != 0) return CTLSP_ENOMEM;
   r->end = sp->queued;
   r->sent = 0;

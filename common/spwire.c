@@ -135,12 +135,16 @@ int spwire_rx_feed(spwire_rx_t *rx, const uint8_t *data, size_t len, size_t *use
 
 size_t spwire_frame_len(size_t len) { return SPWIRE_LEN_LEN + SPWIRE_ID_LEN + len; }
 
-void spwire_frame(uint8_t *out, uint32_t id, const void *body, size_t len) {
+void spwire_frame_head(uint8_t out[SPWIRE_LEN_LEN + SPWIRE_ID_LEN], uint32_t id, size_t len) {
   uint64_t n = (uint64_t)len + SPWIRE_ID_LEN;
   for (int i = 0; i < 8; i++) out[i] = (uint8_t)(n >> (56 - 8 * i));
   out[8] = (uint8_t)(id >> 24);
   out[9] = (uint8_t)(id >> 16);
   out[10] = (uint8_t)(id >> 8);
   out[11] = (uint8_t)id;
-  if (len) memcpy(out + 12, body, len);
+}
+
+void spwire_frame(uint8_t *out, uint32_t id, const void *body, size_t len) {
+  spwire_frame_head(out, id, len);
+  if (len) memcpy(out + SPWIRE_LEN_LEN + SPWIRE_ID_LEN, body, len);
 }

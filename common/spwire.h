@@ -70,6 +70,10 @@ int spwire_rx_feed(spwire_rx_t *rx, const uint8_t *data, size_t len, size_t *use
  * the wire (length, id, body). */
 size_t spwire_frame_len(size_t len);
 
+/* spwire_frame_head writes to |out| the length and id that start a
+ * message to or from request |id| whose body of |len| bytes follows. */
+void spwire_frame_head(uint8_t out[SPWIRE_LEN_LEN + SPWIRE_ID_LEN], uint32_t id, size_t len);
+
 /* spwire_frame writes to |out| (spwire_frame_len(len) bytes) request |id|,
  * or the reply to it, carrying |body|. */
 void spwire_frame(uint8_t *out, uint32_t id, const void *body, size_t len);

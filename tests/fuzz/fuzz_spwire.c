@@ -26,6 +26,8 @@ static void run(const uint8_t *data, size_t size, size_t step, run_t *r) {
   spwire_rx_t rx;
   size_t off = 0;
   spwire_rx_init(&rx, MAX_BODY);
+  /* Odd first byte: read as the agent does (a REP peer's header, replies). */
+  if (size && (data[0] & 1)) spwire_rx_expect(&rx, SPWIRE_PROTO_REP);
   r->n = 0;
   r->verdict = SPWIRE_MORE;
   while (off < size) {

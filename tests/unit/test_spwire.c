@@ -67,6 +67,32 @@ static void test_header_refused(void **state) {
   spwire_rx_free(&rx);
 }
 
+/* The agent's side: a REP peer's header, then a reply; REQ's header refused. */
+static void test_reply_side(void **state) {
+  (void)state;
+  uint8_t wire[64], head[12];
+  size_t used, bl, n = 8;
+  uint32_t id;
+  uint8_t *body = NULL;
+  spwire_rx_t rx;
+  spwire_header(wire, SPWIRE_PROTO_REP);
+  n += put(wire + n, 0x80000007u, "ok");
+  spwire_frame_head(head, 0x80000007u, 2);
+  assert_memory_equal(head, wire + 8, 12); /* the head of the same frame */
+  spwire_rx_init(&rx, 1024);
+  spwire_rx_expect(&rx, SPWIRE_PROTO_REP);
+  assert_int_equal(spwire_rx_feed(&rx, wire, n, &used, &id, &body, &bl), SPWIRE_MESSAGE);
+  assert_int_equal(id, 0x80000007u);
+  assert_int_equal(bl, 2);
+  assert_memory_equal(body, "ok", 2);
+  free(body);
+  spwire_rx_free(&rx);
+  spwire_rx_init(&rx, 1024);
+  spwire_rx_expect(&rx, SPWIRE_PROTO_REP);
+  assert_int_equal(feed_all(&rx, REQ_HDR, 8), SPWIRE_BAD_HEADER);
+  spwire_rx_free(&rx);
+}
+
 /* Three requests (one with an empty body) after the header, fed split at
  * every pair of byte boundaries: each comes out whole, in order. */
 static void test_split_everywhere(void **state) {
@@ -206,6 +232,7 @@ static void test_frame(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_header),          cmocka_unit_test(test_header_refused),
+      cmocka_unit_test(test_reply_side),
       cmocka_unit_test(test_split_everywhere), cmocka_unit_test(test_several_in_one),
       cmocka_unit_test(test_bounds),          cmocka_unit_test(test_bad_id),
       cmocka_unit_test(test_partial_freed),   cmocka_unit_test(test_frame),
